@@ -1,0 +1,4 @@
+<?php
+// A login-like page: every request increments $_SESSION['n'].
+require __DIR__ . '/lib.inc';
+memsess_session_page();

@@ -1,0 +1,436 @@
+package Memsess::Test;
+
+# What the mod_memsess scenarios share: real memcached processes (start,
+# stop, SIGKILL, SIGSTOP/SIGCONT, restart on the same port), the raw
+# memcached text protocol, the status page, the error log, HTTP clients with
+# their own cookie jars, and wait_for() to poll with a deadline.
+#
+# Servers are named as in t/conf/memc_ports.conf (MEMC_A1 ...); a test may
+# write them without the MEMC_ prefix.  Every memcached a test starts is its
+# child, with a pid file in t/logs/memc/; the END block stops whatever is
+# still running (thawing it first), and tools/test.sh kills what a crashed
+# test left behind from those pid files.
+
+use strict;
+use warnings FATAL => 'all';
+
+use Exporter 'import';
+use Time::HiRes qw(time sleep);
+use POSIX qw(WNOHANG);
+use IO::Socket::INET ();
+use File::Path qw(make_path);
+use File::Spec::Functions qw(catfile);
+use JSON::PP ();
+use LWP::UserAgent ();
+use HTTP::Cookies ();
+
+use Apache::Test ();
+use Apache::TestRequest ();
+use Memsess::Ports ();
+
+our @EXPORT = qw(
+    addr port memc_names
+    memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart
+    memc_pid memc_alive memc_cmd memc_get memc_holders session_key
+    vhost_url vhost_port new_ua get_json
+    status status_server pool_of live_of server_state states_of wait_states
+    wait_for log_mark log_since log_wait log_file
+    check_interval fail_deadline pass_deadline
+);
+
+# Must match the globals in t/conf/extra.conf.in.
+use constant CHECK_INTERVAL => 0.200;
+use constant CHECK_TIMEOUT  => 0.100;
+use constant FAIL_THRESHOLD => 2;
+use constant PASS_THRESHOLD => 2;
+
+# Slack for a busy 2-core machine (or an ASan build) on top of what the
+# contract promises; MEMSESS_TEST_MARGIN_MS overrides it.
+sub margin { ($ENV{MEMSESS_TEST_MARGIN_MS} // 1000) / 1000 }
+
+sub check_interval { CHECK_INTERVAL }
+
+# The contract: a dead or hung server is detected within
+# interval x FailThreshold + timeout (+100 ms).
+sub fail_deadline {
+    CHECK_INTERVAL * FAIL_THRESHOLD + CHECK_TIMEOUT + 0.100 + margin();
+}
+
+sub pass_deadline {
+    CHECK_INTERVAL * PASS_THRESHOLD + CHECK_TIMEOUT + 0.100 + margin();
+}
+
+# ------------------------------------------------------------------------
+# configuration
+
+my $vars = Apache::Test::vars();
+my $T_DIR = $vars->{t_dir};
+my $T_LOGS = $vars->{t_logs};
+my $MEMC_DIR = catfile($T_LOGS, 'memc');
+my $DEFINES;
+
+sub defines { $DEFINES ||= Memsess::Ports::read_defines($T_DIR) }
+
+sub _name {
+    my $n = shift;
+    $n = "MEMC_$n" unless $n =~ /^MEMC_/;
+    die "unknown memcached '$n'" unless exists defines()->{$n};
+    return $n;
+}
+
+sub addr { defines()->{ _name(shift) } }
+
+sub port { (split /:/, addr(shift))[-1] }
+
+# The names matching a pattern, in order: memc_names(qr/^MEMC_X/).
+sub memc_names {
+    my $re = shift;
+    return grep { $_ =~ $re } @Memsess::Ports::NAMES;
+}
+
+# ------------------------------------------------------------------------
+# memcached processes
+
+my %RUN;    # name => { pid, frozen }
+
+sub _pidfile { catfile($MEMC_DIR, "$_[0].pid") }
+
+sub memc_pid { my $r = $RUN{ _name(shift) }; $r ? $r->{pid} : undef }
+
+sub memc_alive {
+    my $pid = memc_pid(shift) or return 0;
+    return kill(0, $pid) ? 1 : 0;
+}
+
+sub _spawn {
+    my $name = shift;
+    my $port = port($name);
+    make_path($MEMC_DIR);
+    my @cmd = ('memcached', '-l', '127.0.0.1', '-p', $port, '-U', '0',
+               '-t', '1', '-m', '8', '-c', '256');
+    push @cmd, '-u', 'nobody' if $> == 0;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', catfile($MEMC_DIR, "$name.log");
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $RUN{$name} = { pid => $pid, frozen => 0 };
+    open my $fh, '>', _pidfile($name) or die "pid file: $!";
+    print $fh "$pid\n";
+    close $fh;
+    return $pid;
+}
+
+sub _answers {
+    my $name = shift;
+    my $r = eval { memc_cmd($name, 'version', 0.5) };
+    return defined $r && $r =~ /^VERSION /;
+}
+
+# Starts the named servers (all at once) and waits until each answers.
+sub memc_start {
+    my @names = map { _name($_) } @_;
+    for my $n (@names) {
+        die "$n is already running" if $RUN{$n};
+        _spawn($n);
+    }
+    for my $n (@names) {
+        my $ok = wait_for(5, sub {
+            my $pid = $RUN{$n}{pid};
+            die "memcached $n exited at start (see $MEMC_DIR/$n.log)"
+                if waitpid($pid, WNOHANG) == $pid;
+            _answers($n);
+        });
+        die "memcached $n (port " . port($n) . ") does not answer" unless defined $ok;
+    }
+    return scalar @names;
+}
+
+sub _reap {
+    my ($name, $deadline) = @_;
+    my $pid = $RUN{$name}{pid};
+    my $end = time + $deadline;
+    while (time < $end) {
+        my $w = waitpid($pid, WNOHANG);
+        last if $w == $pid || $w == -1;
+        sleep 0.01;
+    }
+    return waitpid($pid, WNOHANG) != 0 || !kill(0, $pid);
+}
+
+sub _forget {
+    my $name = shift;
+    delete $RUN{$name};
+    unlink _pidfile($name);
+}
+
+# SIGTERM (after a SIGCONT if frozen), SIGKILL if it lingers.
+sub memc_stop {
+    for my $n (map { _name($_) } @_) {
+        my $r = $RUN{$n} or next;
+        kill 'CONT', $r->{pid} if $r->{frozen};
+        kill 'TERM', $r->{pid};
+        unless (_reap($n, 3)) {
+            kill 'KILL', $r->{pid};
+            _reap($n, 3);
+        }
+        _forget($n);
+    }
+}
+
+# SIGKILL: the server vanishes, connections are refused.
+sub memc_kill {
+    for my $n (map { _name($_) } @_) {
+        my $r = $RUN{$n} or die "$n is not running";
+        kill 'KILL', $r->{pid};
+        _reap($n, 3) or die "memcached $n (pid $r->{pid}) survived SIGKILL";
+        _forget($n);
+    }
+}
+
+# SIGSTOP: the kernel still completes TCP handshakes, nothing answers.
+sub memc_freeze {
+    for my $n (map { _name($_) } @_) {
+        my $r = $RUN{$n} or die "$n is not running";
+        kill 'STOP', $r->{pid} or die "SIGSTOP $n: $!";
+        $r->{frozen} = 1;
+    }
+}
+
+sub memc_thaw {
+    for my $n (map { _name($_) } @_) {
+        my $r = $RUN{$n} or die "$n is not running";
+        kill 'CONT', $r->{pid} or die "SIGCONT $n: $!";
+        $r->{frozen} = 0;
+    }
+}
+
+# Stops what runs, then starts a fresh, empty server on the same port.
+sub memc_restart {
+    my @names = map { _name($_) } @_;
+    memc_stop(grep { $RUN{$_} } @names);
+    # the port may take a moment to be free again (no SO_REUSEADDR races)
+    memc_start(@names);
+}
+
+END {
+    my $rc = $?;
+    for my $n (keys %RUN) {
+        eval { memc_stop($n) };
+    }
+    $? = $rc;
+}
+
+$SIG{INT} = $SIG{TERM} = sub { exit 1 };
+
+# ------------------------------------------------------------------------
+# the memcached text protocol
+
+my $TERMINAL = qr/(?:^|\r\n)(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|OK|ERROR|(?:CLIENT|SERVER)_ERROR[^\r\n]*|VERSION [^\r\n]*)\r\n\z/;
+
+# Sends one command line, returns the whole reply (undef on timeout).
+sub memc_cmd {
+    my ($name, $cmd, $timeout) = @_;
+    $timeout //= 2;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port($name),
+                                  Proto => 'tcp', Timeout => $timeout)
+        or die "connect $name: $!\n";
+    $s->autoflush(1);
+    print $s "$cmd\r\n";
+    my $buf = '';
+    my $end = time + $timeout;
+    my $rin = '';
+    vec($rin, fileno($s), 1) = 1;
+    while (time < $end) {
+        my $left = $end - time;
+        last if $left <= 0;
+        my $n = select(my $rout = $rin, undef, undef, $left);
+        last unless $n > 0;
+        my $got = sysread($s, $buf, 65536, length $buf);
+        last unless $got;
+        last if $buf =~ $TERMINAL;
+    }
+    close $s;
+    return $buf =~ $TERMINAL ? $buf : undef;
+}
+
+# The value stored under key, or undef.
+sub memc_get {
+    my ($name, $key) = @_;
+    my $r = memc_cmd($name, "get $key");
+    die "no reply from $name to get $key\n" unless defined $r;
+    return undef unless $r =~ /^VALUE \S+ \d+ (\d+)\r\n/;
+    my $len = $1;
+    return substr($r, length($&), $len);
+}
+
+sub session_key {
+    my ($id, $prefix) = @_;
+    return ($prefix || 'memc.sess.key.') . $id;
+}
+
+# Which of the named (running) servers hold key.
+sub memc_holders {
+    my ($key, @names) = @_;
+    return grep { defined memc_get($_, $key) } map { _name($_) } @names;
+}
+
+# ------------------------------------------------------------------------
+# HTTP
+
+sub vhost_hostport {
+    my $vhost = shift;
+    my $cfg = Apache::Test::config();
+    my $v = $cfg->{vars};
+    return "$v->{servername}:$v->{port}" if !defined $vhost || $vhost eq 'default';
+    my $hp = $cfg->{vhosts}{$vhost}{hostport}
+        or die "no vhost '$vhost' in extra.conf";
+    return $hp;
+}
+
+sub vhost_port { (split /:/, vhost_hostport(shift))[-1] }
+
+sub vhost_url {
+    my ($vhost, $path) = @_;
+    $path =~ s{^/}{};
+    return 'http://' . vhost_hostport($vhost) . "/$path";
+}
+
+# A client of its own: one cookie jar = one user.
+sub new_ua {
+    my %o = @_;
+    return LWP::UserAgent->new(
+        timeout    => $o{timeout} // 15,
+        keep_alive => 0,
+        cookie_jar => HTTP::Cookies->new,
+        agent      => 'memsess-test',
+    );
+}
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+# GET a JSON page: (data or undef, response, seconds).
+sub get_json {
+    my ($ua, $vhost, $path) = @_;
+    my $t0 = time;
+    my $res = $ua->get(vhost_url($vhost, $path));
+    my $dt = time - $t0;
+    my $data = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+    return ($data, $res, $dt);
+}
+
+# ------------------------------------------------------------------------
+# the status page
+
+my $STATUS_UA;
+
+# The decoded /memsess-status?json of the main server (undef if it fails).
+sub status {
+    $STATUS_UA ||= LWP::UserAgent->new(timeout => 5, keep_alive => 1);
+    my $res = $STATUS_UA->get(vhost_url('default', '/memsess-status?json'));
+    return undef unless $res->is_success;
+    return eval { $JSON->decode($res->decoded_content) };
+}
+
+sub status_server {
+    my ($st, $addr) = @_;
+    return undef unless $st && ref $st->{servers} eq 'ARRAY';
+    for my $s (@{ $st->{servers} }) {
+        return $s if defined $s->{address} && $s->{address} eq $addr;
+    }
+    return undef;
+}
+
+# The pool entry of a vhost (matched by its port).
+sub pool_of {
+    my ($st, $vhost) = @_;
+    return undef unless $st && ref $st->{pools} eq 'ARRAY';
+    my $port = vhost_port($vhost);
+    for my $p (@{ $st->{pools} }) {
+        return $p if defined $p->{vhost} && $p->{vhost} =~ /:\Q$port\E$/;
+    }
+    return undef;
+}
+
+sub live_of {
+    my ($st, $vhost) = @_;
+    my $p = pool_of($st, $vhost) or return undef;
+    return join ',', @{ $p->{live} || [] };
+}
+
+sub server_state {
+    my ($name, $st) = @_;
+    $st ||= status();
+    my $s = status_server($st, addr($name)) or return undef;
+    return $s->{state};
+}
+
+# { name => state } for the named servers, from one status snapshot.
+sub states_of {
+    my ($st, @names) = @_;
+    return { map { $_ => (server_state($_, $st) // 'missing') } map { _name($_) } @names };
+}
+
+# Waits until every named server is in state; seconds it took, or undef.
+sub wait_states {
+    my ($timeout, $state, @names) = @_;
+    return wait_for($timeout, sub {
+        my $st = status() or return 0;
+        for my $n (@names) {
+            my $s = server_state($n, $st);
+            return 0 unless defined $s && $s eq $state;
+        }
+        return 1;
+    });
+}
+
+# ------------------------------------------------------------------------
+# polling and the error log
+
+# Calls $cond every $every seconds until it returns true or $timeout
+# passes.  Returns the seconds it took (0 if true at once), or undef.
+sub wait_for {
+    my ($timeout, $cond, $every) = @_;
+    $every //= 0.02;
+    my $t0 = time;
+    my $end = $t0 + $timeout;
+    while (1) {
+        return time - $t0 if $cond->();
+        last if time >= $end;
+        sleep $every;
+    }
+    return undef;
+}
+
+sub log_file { catfile($T_LOGS, 'error_log') }
+
+sub log_mark { -s log_file() || 0 }
+
+# What the error log got since a mark.
+sub log_since {
+    my $mark = shift // 0;
+    open my $fh, '<', log_file() or return '';
+    seek $fh, $mark, 0;
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    return $s // '';
+}
+
+# Waits for a line matching $re after $mark; returns the line or undef.
+sub log_wait {
+    my ($timeout, $mark, $re) = @_;
+    my $line;
+    wait_for($timeout, sub {
+        for (split /\n/, log_since($mark)) {
+            if ($_ =~ $re) { $line = $_; return 1 }
+        }
+        return 0;
+    }, 0.05);
+    return $line;
+}
+
+1;

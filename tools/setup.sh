@@ -1,0 +1,57 @@
+#!/bin/bash
+# Install everything mod_memsess needs to build, test and benchmark on Debian 12.
+# Idempotent: when every package is already installed it does nothing (fast
+# reruns), otherwise it runs `apt-get update` once and installs what is missing.
+# Run as root. Services are never started: a policy-rc.d keeps the packages'
+# postinst scripts from starting apache2, memcached or php-fpm; the tests start
+# their own processes on loopback ports.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    make gcc clang libclang-rt-14-dev valgrind
+    apache2 apache2-dev apache2-utils
+    libmemcached-dev
+    # runtime under test
+    memcached
+    libapache2-mod-php php-cli php-fpm php-memcached php-memcache
+    # Apache::Test (shipped with mod_perl in Debian 12) and its client side
+    libapache2-mod-perl2 libjson-pp-perl libwww-perl
+    # test driver helpers
+    rsync procps
+    # benchmarks
+    wrk
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: must run as root (apt-get)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup.sh: all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+echo "setup.sh: installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    own_policy=1
+fi
+cleanup() { [ "$own_policy" -eq 1 ] && rm -f "$policy"; return 0; }
+trap cleanup EXIT
+
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
+echo "setup.sh: done"

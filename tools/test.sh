@@ -1,0 +1,94 @@
+#!/bin/bash
+# The test command: bash tools/test.sh (as root, from the checkout).
+#
+#  1. tools/setup.sh installs what is missing;
+#  2. make -f Makefile.apxs builds the module, `make -f Makefile.apxs unit`
+#     runs the C unit tests;
+#  3. the Apache::Test scenarios (t/*.t) run against a real Apache, mod_php,
+#     php-memcached and memcached processes.  Apache::Test refuses root, so
+#     they run as the unprivileged user memsess-test in a copy of the
+#     checkout under a temporary directory.
+#
+# Exits non-zero on any failure.  Environment:
+#   MEMSESS_TEST_KEEP=1       keep the temporary copy (logs) afterwards
+#   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
+#   MEMSESS_TEST_FILES="t/a.t t/b.t"   run only these scenario files
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+TEST_USER=memsess-test
+LIMIT=${MEMSESS_TEST_TIMEOUT:-720}     # seconds for the whole Apache::Test run
+
+log() { echo "== test.sh: $*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "tools/test.sh: run it as root (it installs packages and drops to $TEST_USER)" >&2
+    exit 1
+fi
+
+log "setup"
+bash tools/setup.sh
+
+log "build"
+make -f Makefile.apxs
+if make -f Makefile.apxs -n unit >/dev/null 2>&1; then
+    log "C unit tests"
+    make -f Makefile.apxs unit
+else
+    log "no 'unit' target in Makefile.apxs yet: C unit tests skipped"
+fi
+
+if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+    log "creating user $TEST_USER"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin "$TEST_USER"
+fi
+
+WORK=$(mktemp -d /tmp/memsess-test.XXXXXX)
+SRC=$WORK/src
+as_test() { runuser -u "$TEST_USER" -- env HOME="$WORK" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }
+
+cleanup() {
+    rc=$?
+    set +e
+    if [ -x "$SRC/t/TEST" ]; then
+        (cd "$SRC" && as_test timeout 60 perl t/TEST -stop >/dev/null 2>&1)
+    fi
+    # memcached a crashed test left behind (each writes t/logs/memc/NAME.pid)
+    for f in "$SRC"/t/logs/memc/*.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cat "$f")
+        if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
+            kill -CONT "$pid" 2>/dev/null
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        rm -f "$f"
+    done
+    if [ "$rc" -ne 0 ] && [ -f "$SRC/t/logs/error_log" ]; then
+        log "last lines of t/logs/error_log"
+        tail -n 60 "$SRC/t/logs/error_log"
+    fi
+    if [ -n "${MEMSESS_TEST_KEEP:-}" ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "copying the checkout to $SRC"
+rsync -a --exclude .git --exclude t/logs --exclude t/TEST \
+    --exclude 't/conf/*.conf' --exclude t/conf/apache_test_config.pm \
+    "$TOP"/ "$SRC"/
+chown -R "$TEST_USER:$TEST_USER" "$WORK"
+chmod 755 "$WORK"
+
+cd "$SRC"
+as_test perl -MApache::TestMM -e 'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null
+
+log "Apache::Test scenarios"
+# shellcheck disable=SC2086
+as_test timeout --kill-after=30 "$LIMIT" perl t/TEST ${MEMSESS_TEST_FILES:-}
