@@ -1,0 +1,324 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The checker: one per Apache instance, a singleton of mod_watchdog that
+ * runs in one child.  Every interval its callback hands every server to a
+ * thread pool; each probe is a libmemcached round trip bounded by the
+ * timeout, and records its own verdict in the shared table.  A hung server
+ * holds up one thread, never the verdict on the others.
+ *
+ * What is in flight lives in this process only: a child that dies takes
+ * it along, and the next checker starts clean. */
+
+#include <libmemcached/memcached.h>
+
+#include "apr_strings.h"
+#include "apr_thread_pool.h"
+#include "apr_thread_mutex.h"
+
+#include "httpd.h"
+#include "http_log.h"
+#include "mod_watchdog.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+#define WATCHDOG_NAME "_memsess_"
+#define PROBE_KEY     "memsess:probe"
+
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
+
+typedef struct {
+    int        in_flight;   /* handed to the thread pool, not back yet */
+    int        overdue;     /* its failure is recorded: drop its result */
+    apr_time_t dispatched;
+} probe_t;
+
+/* The checker of this process, alive from STARTING to STOPPING. */
+typedef struct {
+    memsess_runtime_t  *rt;
+    apr_pool_t         *pool;
+    apr_thread_pool_t  *threads;
+    apr_thread_mutex_t *mutex;     /* serialises writers of the table */
+    probe_t            *probes;    /* [nslots] */
+} checker_t;
+
+static checker_t *checker;
+
+/* One libmemcached round trip: connect, "get" a key nobody sets, and read
+ * the answer.  A connect alone is not enough: a frozen server still
+ * completes the TCP handshake. */
+static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
+                 char *err, apr_size_t errlen)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_return_t rc;
+    uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
+                                                : 1;
+    uint32_t flags;
+    size_t len;
+    char *value;
+
+    if (!mc) {
+        apr_cpystrn(err, "out of memory", errlen);
+        return 0;
+    }
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    rc = memcached_server_add(mc, srv->host, srv->port);
+    if (memcached_success(rc)) {
+        value = memcached_get(mc, PROBE_KEY, sizeof(PROBE_KEY) - 1, &len,
+                              &flags, &rc);
+        free(value);
+    }
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
+        memcached_free(mc);
+        return 1;
+    }
+    apr_cpystrn(err, memcached_last_error_message(mc)
+                     ? memcached_last_error_message(mc)
+                     : memcached_strerror(mc, rc), errlen);
+    memcached_free(mc);
+    return 0;
+}
+
+/* Records one verdict; the caller holds the mutex. */
+static void record_locked(checker_t *c, int i, int ok, const char *error,
+                          apr_interval_time_t took)
+{
+    memsess_runtime_t *rt = c->rt;
+    memsess_table_t *t = rt->table;
+    memsess_slot_t *slot = memsess_table_slot(t, i), after;
+    int changed;
+
+    memsess_table_write_begin(t);
+    changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
+                                  apr_time_sec(apr_time_now()),
+                                  rt->fail_threshold, rt->pass_threshold);
+    if (changed) {
+        memsess_table_bump_generation(t, 1);
+        memsess_table_publish(t, rt->views, rt->confs->nelts, i);
+    }
+    memcpy(&after, slot, sizeof(after));
+    memsess_table_write_end(t);
+
+    if (!changed) {
+        ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, rt->main,
+                     "memcached server %s: probe %s in %" APR_TIME_T_FMT
+                     "us%s%s", after.addr, ok ? "passed" : "failed", took,
+                     ok ? "" : ": ", ok ? "" : error);
+    }
+    else if (after.state == MEMSESS_DOWN) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
+                     "memcached server %s is down (%s, %u consecutive "
+                     "failures)", after.addr, error, after.consecutive_fails);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0011: "
+                     "memcached server %s is up (%u consecutive good probes, "
+                     "answered in %" APR_TIME_T_FMT "us)", after.addr,
+                     after.consecutive_passes, took);
+    }
+}
+
+static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
+{
+    checker_t *c = checker;
+    int i = (int)(apr_uintptr_t)data;
+    const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
+                                                memsess_server_t *);
+    apr_interval_time_t timeout = c->rt->timeout, took;
+    char error[MEMSESS_ERROR_MAX];
+    apr_time_t start = apr_time_now();
+    int ok;
+
+    (void)thread;
+    ok = probe(srv, timeout, error, sizeof(error));
+    took = apr_time_now() - start;
+    if (ok && took > timeout) {
+        ok = 0;
+        apr_snprintf(error, sizeof(error), "answered after %" APR_TIME_T_FMT
+                     "ms, beyond the %" APR_TIME_T_FMT "ms timeout",
+                     apr_time_as_msec(took), apr_time_as_msec(timeout));
+    }
+    else if (!ok && took >= timeout) {
+        char cause[MEMSESS_ERROR_MAX];
+
+        apr_cpystrn(cause, error, sizeof(cause));
+        apr_snprintf(error, sizeof(error), "timeout after %" APR_TIME_T_FMT
+                     "ms: %s", apr_time_as_msec(took), cause);
+    }
+
+    apr_thread_mutex_lock(c->mutex);
+    c->probes[i].in_flight = 0;
+    if (c->probes[i].overdue) {
+        c->probes[i].overdue = 0;   /* its failure is on record already */
+    }
+    else {
+        record_locked(c, i, ok, error, took);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    return NULL;
+}
+
+/* Hands every server whose last probe is back to the thread pool.  One
+ * still out after the timeout counts as a failure now, once per round. */
+static void dispatch_round(checker_t *c)
+{
+    int i, n = c->rt->targets->nelts;
+    apr_time_t now = apr_time_now();
+
+    for (i = 0; i < n; i++) {
+        probe_t *pr = &c->probes[i];
+        apr_status_t rv;
+
+        apr_thread_mutex_lock(c->mutex);
+        if (pr->in_flight) {
+            if (now - pr->dispatched > c->rt->timeout) {
+                char error[MEMSESS_ERROR_MAX];
+
+                apr_snprintf(error, sizeof(error), "no answer after %"
+                             APR_TIME_T_FMT "ms", apr_time_as_msec(
+                                 now - pr->dispatched));
+                pr->overdue = 1;
+                record_locked(c, i, 0, error, now - pr->dispatched);
+            }
+            apr_thread_mutex_unlock(c->mutex);
+            continue;
+        }
+        pr->in_flight = 1;
+        pr->overdue = 0;
+        pr->dispatched = now;
+        apr_thread_mutex_unlock(c->mutex);
+
+        rv = apr_thread_pool_push(c->threads, probe_task,
+                                  (void *)(apr_uintptr_t)i,
+                                  APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
+        if (rv != APR_SUCCESS) {
+            char error[MEMSESS_ERROR_MAX];
+
+            apr_strerror(rv, error, sizeof(error));
+            apr_thread_mutex_lock(c->mutex);
+            pr->in_flight = 0;
+            record_locked(c, i, 0, apr_pstrcat(c->pool, "cannot start a "
+                                               "probe: ", error, NULL), 0);
+            apr_thread_mutex_unlock(c->mutex);
+        }
+    }
+}
+
+static apr_status_t checker_start(memsess_runtime_t *rt)
+{
+    apr_size_t nthreads = rt->targets->nelts;
+    apr_pool_t *pool;
+    checker_t *c;
+    apr_status_t rv;
+
+    if (nthreads > MEMSESS_PROBE_THREADS_MAX) {
+        nthreads = MEMSESS_PROBE_THREADS_MAX;
+    }
+    /* Its own pool: it outlives the callback's and goes in STOPPING. */
+    apr_pool_create(&pool, NULL);
+    apr_pool_tag(pool, "memsess_checker");
+    c = apr_pcalloc(pool, sizeof(*c));
+    c->rt = rt;
+    c->pool = pool;
+    c->probes = apr_pcalloc(pool, rt->targets->nelts * sizeof(probe_t));
+    if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                      pool)) != APR_SUCCESS
+        || (rv = apr_thread_pool_create(&c->threads, 0, nthreads, pool))
+           != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, rt->main, "MEMSESS0012: "
+                     "cannot start the checker's threads");
+        apr_pool_destroy(pool);
+        return rv;
+    }
+    /* A checker that died inside the table left it mid-write. */
+    memsess_table_recover(rt->table);
+    checker = c;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
+                 "started in process %" APR_PID_T_FMT ": %d servers every %"
+                 APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
+                 getpid(), rt->targets->nelts, apr_time_as_msec(rt->interval),
+                 apr_time_as_msec(rt->timeout));
+    return APR_SUCCESS;
+}
+
+static void checker_stop(void)
+{
+    checker_t *c = checker;
+
+    if (c) {
+        checker = NULL;
+        /* waits for the probes still out: each ends by its timeout */
+        apr_thread_pool_destroy(c->threads);
+        apr_pool_destroy(c->pool);
+    }
+}
+
+static apr_status_t check_callback(int state, void *data, apr_pool_t *pool)
+{
+    memsess_runtime_t *rt = data;
+    apr_status_t rv;
+
+    (void)pool;
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        if ((rv = checker_start(rt)) != APR_SUCCESS) {
+            return rv;
+        }
+        dispatch_round(checker);   /* new servers are probed at once */
+        break;
+    case AP_WATCHDOG_STATE_RUNNING:
+        if (checker) {
+            dispatch_round(checker);
+        }
+        break;
+    case AP_WATCHDOG_STATE_STOPPING:
+        checker_stop();
+        break;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
+                                       memsess_runtime_t *rt)
+{
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    if (!wd_get_instance || !wd_register) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0014: "
+                     "mod_memsess needs mod_watchdog to check its servers: "
+                     "load it (LoadModule watchdog_module "
+                     "modules/mod_watchdog.so) or build httpd with it");
+        return APR_EGENERAL;
+    }
+    /* a child singleton: one checker per instance, never in the parent */
+    rv = wd_get_instance(&wd, WATCHDOG_NAME, 0, 1, pconf);
+    if (rv == APR_SUCCESS) {
+        rv = wd_register(wd, rt->interval, rt, check_callback);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "MEMSESS0015: cannot "
+                     "register the checker with mod_watchdog");
+    }
+    return rv;
+}

@@ -1,0 +1,219 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* What every request gets: the live servers of its vhost's pool, read from
+ * the shared table (no lock, no I/O), as
+ *   - mod_php settings of php_admin_value strength,
+ *   - the PHP_ADMIN_VALUE FastCGI parameter for php-fpm,
+ *   - MEMSESS_* environment variables for anything else.
+ *
+ * mod_php keeps its ini settings in a per-directory config of its own.  The
+ * way in is its own php_admin_value handler: we find the module that
+ * registers that directive, fill a fresh per-dir config of it in the request
+ * pool through the handler, and merge that over the request's config, as a
+ * <Directory> block would.  Shared configuration is never touched. */
+
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+static module *php_module_rec;
+static const command_rec *php_admin_cmd;
+
+void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    module *m;
+    const command_rec *cmd;
+
+    (void)pconf;
+    php_module_rec = NULL;
+    php_admin_cmd = NULL;
+    for (m = ap_top_module; m && !php_module_rec; m = m->next) {
+        if (!m->create_dir_config || !m->merge_dir_config) {
+            continue;
+        }
+        for (cmd = m->cmds; cmd && cmd->name; cmd++) {
+            if (!strcasecmp(cmd->name, "php_admin_value")
+                && cmd->args_how == TAKE2) {
+                php_module_rec = m;
+                php_admin_cmd = cmd;
+                break;
+            }
+        }
+    }
+    if (php_module_rec) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MEMSESS0020: injecting "
+                     "session settings into %s", php_module_rec->name);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "MEMSESS0021: no "
+                     "module with php_admin_value is loaded: sessions are "
+                     "passed on as MEMSESS_* environment variables and "
+                     "PHP_ADMIN_VALUE only");
+    }
+}
+
+/* Whether the request goes to mod_php's handler. */
+static int for_php(const request_rec *r)
+{
+    const char *h = r->handler ? r->handler : r->content_type;
+
+    return h && ap_strcasestr(h, "php") != NULL;
+}
+
+/* Whether the request goes to a FastCGI server through mod_proxy. */
+static int for_fcgi(const request_rec *r)
+{
+    return (r->handler && !strncasecmp(r->handler, "proxy:", 6))
+           || r->proxyreq == PROXYREQ_REVERSE;
+}
+
+typedef struct {
+    const char *name;
+    const char *value;
+} ini_t;
+
+/* The settings a request gets, in the order they are applied. */
+static int settings(request_rec *r, const memsess_srv_conf *conf,
+                    const char *handler, const char *path, ini_t *ini)
+{
+    int n = 0;
+
+    ini[n].name = "session.save_handler";
+    ini[n++].value = handler;
+    ini[n].name = "session.save_path";
+    ini[n++].value = path;
+    if (conf->replicas > 0 && conf->format != MEMSESS_FORMAT_MEMCACHE) {
+        ini[n].name = "memcached.sess_number_of_replicas";
+        ini[n++].value = apr_itoa(r->pool, conf->replicas);
+        ini[n].name = "memcached.sess_binary_protocol";
+        ini[n++].value = "1";
+        ini[n].name = "memcached.sess_consistent_hash";
+        ini[n++].value = "1";
+    }
+    return n;
+}
+
+static void inject_mod_php(request_rec *r, const ini_t *ini, int n)
+{
+    void *dconf = php_module_rec->create_dir_config(r->pool, NULL);
+    ap_conf_vector_t *add;
+    cmd_parms parms;
+    int i;
+
+    memset(&parms, 0, sizeof(parms));
+    parms.pool = r->pool;
+    parms.temp_pool = r->pool;
+    parms.server = r->server;
+    parms.cmd = php_admin_cmd;
+    parms.info = php_admin_cmd->cmd_data;
+    parms.override = RSRC_CONF | ACCESS_CONF;   /* not from .htaccess */
+    for (i = 0; i < n; i++) {
+        const char *err = php_admin_cmd->AP_TAKE2(&parms, dconf,
+                                                  ini[i].name, ini[i].value);
+        if (err) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MEMSESS0022: %s "
+                          "refused %s: %s", php_module_rec->name,
+                          ini[i].name, err);
+            return;
+        }
+    }
+    add = ap_create_per_dir_config(r->pool);
+    ap_set_module_config(add, php_module_rec, dconf);
+    r->per_dir_config = ap_merge_per_dir_configs(r->pool, r->per_dir_config,
+                                                 add);
+}
+
+/* php-fpm reads "name=value" lines from PHP_ADMIN_VALUE; ours go after
+ * whatever the configuration set there. */
+static void inject_fcgi(request_rec *r, const ini_t *ini, int n)
+{
+    const char *prev = apr_table_get(r->subprocess_env, "PHP_ADMIN_VALUE");
+    struct iovec vec[5 * 4 + 1];
+    int i, nvec = 0;
+
+    if (prev && *prev) {
+        vec[nvec].iov_base = (void *)prev;
+        vec[nvec++].iov_len = strlen(prev);
+    }
+    for (i = 0; i < n; i++) {
+        if (nvec) {
+            vec[nvec].iov_base = "\n";
+            vec[nvec++].iov_len = 1;
+        }
+        vec[nvec].iov_base = (void *)ini[i].name;
+        vec[nvec++].iov_len = strlen(ini[i].name);
+        vec[nvec].iov_base = "=";
+        vec[nvec++].iov_len = 1;
+        vec[nvec].iov_base = (void *)ini[i].value;
+        vec[nvec++].iov_len = strlen(ini[i].value);
+    }
+    apr_table_setn(r->subprocess_env, "PHP_ADMIN_VALUE",
+                   apr_pstrcatv(r->pool, vec, nvec, NULL));
+}
+
+int memsess_inject_fixups(request_rec *r)
+{
+    memsess_runtime_t *rt = memsess_runtime();
+    const memsess_srv_conf *conf;
+    const memsess_dir_conf *dconf;
+    const char *handler;
+    apr_uint32_t len, nlive;
+    ini_t ini[5];
+    char *path;
+    int n;
+
+    if (!rt) {
+        return DECLINED;
+    }
+    conf = memsess_srv_config(r->server);
+    dconf = ap_get_module_config(r->per_dir_config, &memsess_module);
+    if (conf->view < 0 || dconf->inject == 0) {
+        return DECLINED;
+    }
+
+    path = apr_palloc(r->pool, conf->capacity);
+    if (memsess_table_read_view(rt->table, conf->view, path, conf->capacity,
+                                &len, &nlive) != APR_SUCCESS) {
+        /* the checker died while writing: fail open until the next one */
+        path = (char *)conf->full_path;
+        nlive = conf->pool->servers->nelts;
+    }
+
+    handler = conf->format == MEMSESS_FORMAT_MEMCACHE ? "memcache"
+                                                      : "memcached";
+    apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
+    apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
+    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE",
+                   apr_psprintf(r->pool, "%u/%d", nlive,
+                                conf->pool->servers->nelts));
+
+    if (for_fcgi(r)) {
+        n = settings(r, conf, handler, path, ini);
+        inject_fcgi(r, ini, n);
+    }
+    else if (php_module_rec && for_php(r)) {
+        n = settings(r, conf, handler, path, ini);
+        inject_mod_php(r, ini, n);
+    }
+    return DECLINED;
+}

@@ -1,0 +1,239 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* Pools: parsing "host[:port[:weight]]" and building a save_path.
+ * APR only, so the unit tests and the fuzzer drive it without a server. */
+
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "apr_network_io.h"
+
+#include "mod_memsess.h"
+
+/* Parses a decimal number of at most 9 digits; -1 when s is not one. */
+static long parse_number(const char *s, apr_size_t len)
+{
+    long n = 0;
+    apr_size_t i;
+
+    if (len == 0 || len > 9) {
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        if (!apr_isdigit(s[i])) {
+            return -1;
+        }
+        n = n * 10 + (s[i] - '0');
+    }
+    return n;
+}
+
+static int valid_hostname(const char *host)
+{
+    const char *c;
+
+    if (!*host || strlen(host) > 253) {
+        return 0;
+    }
+    for (c = host; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '-' && *c != '.' && *c != '_') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+const char *memsess_server_parse(apr_pool_t *p, const char *token,
+                                 memsess_server_t *srv)
+{
+    const char *host_end, *rest, *colon;
+    const char *port_str = NULL, *weight_str = NULL;
+    apr_size_t port_len = 0, weight_len = 0;
+    char *host, *addr, *scope = NULL;
+    apr_port_t parsed_port = 0;
+    long port = MEMSESS_DEFAULT_PORT, weight = 0;
+
+    memset(srv, 0, sizeof(*srv));
+    srv->slot = -1;
+
+    if (token[0] == '[') {
+        host_end = strchr(token, ']');
+        if (!host_end || host_end == token + 1) {
+            return apr_psprintf(p, "invalid IPv6 address in \"%s\"", token);
+        }
+        host = apr_pstrmemdup(p, token + 1, host_end - token - 1);
+        rest = host_end + 1;
+        if (*rest && *rest != ':') {
+            return apr_psprintf(p, "invalid IPv6 address in \"%s\"", token);
+        }
+        srv->ipv6 = 1;
+    }
+    else {
+        host_end = strchr(token, ':');
+        if (!host_end) {
+            host_end = token + strlen(token);
+        }
+        host = apr_pstrmemdup(p, token, host_end - token);
+        rest = host_end;
+    }
+
+    if (*rest == ':') {
+        port_str = rest + 1;
+        colon = strchr(port_str, ':');
+        if (colon) {
+            port_len = colon - port_str;
+            weight_str = colon + 1;
+            weight_len = strlen(weight_str);
+        }
+        else {
+            port_len = strlen(port_str);
+        }
+        port = parse_number(port_str, port_len);
+        if (port < 1 || port > 65535) {
+            if (!srv->ipv6 && weight_str && strchr(weight_str, ':')) {
+                return apr_psprintf(p, "IPv6 address must be written as "
+                                    "[addr]:port in \"%s\"", token);
+            }
+            return apr_psprintf(p, "invalid port in \"%s\"", token);
+        }
+        if (weight_str) {
+            weight = parse_number(weight_str, weight_len);
+            if (weight < 1) {
+                return apr_psprintf(p, "invalid weight in \"%s\" "
+                                    "(a positive integer)", token);
+            }
+        }
+    }
+
+    if (srv->ipv6) {
+        struct in6_addr ip6;
+        char canon[64];
+
+        if (strchr(host, '%')
+            || inet_pton(AF_INET6, host, &ip6) != 1
+            || !inet_ntop(AF_INET6, &ip6, canon, sizeof(canon))) {
+            return apr_psprintf(p, "invalid IPv6 address in \"%s\"", token);
+        }
+        host = apr_pstrdup(p, canon);
+        addr = apr_psprintf(p, "[%s]:%ld", host, port);
+    }
+    else {
+        if (!valid_hostname(host)) {
+            return apr_psprintf(p, "invalid host in \"%s\"", token);
+        }
+        for (scope = host; *scope; scope++) {
+            *scope = apr_tolower(*scope);
+        }
+        scope = NULL;
+        addr = apr_psprintf(p, "%s:%ld", host, port);
+    }
+
+    /* APR has the last word on what a host and port are. */
+    if (apr_parse_addr_port(&host, &scope, &parsed_port, addr, p)
+        != APR_SUCCESS || !host || scope || parsed_port != port) {
+        return apr_psprintf(p, "invalid address in \"%s\"", token);
+    }
+
+    srv->host = host;
+    srv->port = (apr_port_t)port;
+    srv->weight = (int)weight;
+    srv->addr = addr;
+    return NULL;
+}
+
+const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
+                               memsess_pool_t **pool)
+{
+    memsess_pool_t *pl;
+    int i, j;
+
+    if (argc < 1) {
+        return "needs at least one server (host[:port[:weight]])";
+    }
+    pl = apr_pcalloc(p, sizeof(*pl));
+    pl->servers = apr_array_make(p, argc, sizeof(memsess_server_t));
+    for (i = 0; i < argc; i++) {
+        memsess_server_t srv;
+        const char *err = memsess_server_parse(p, argv[i], &srv);
+
+        if (err) {
+            return err;
+        }
+        for (j = 0; j < pl->servers->nelts; j++) {
+            const memsess_server_t *seen =
+                &APR_ARRAY_IDX(pl->servers, j, memsess_server_t);
+            if (!strcmp(seen->addr, srv.addr)) {
+                return apr_psprintf(p, "\"%s\" is listed twice (as %s)",
+                                    argv[i], srv.addr);
+            }
+        }
+        APR_ARRAY_PUSH(pl->servers, memsess_server_t) = srv;
+    }
+    *pool = pl;
+    return NULL;
+}
+
+/* Appends s to buf as far as it fits; *need counts everything. */
+static void append(char *buf, apr_size_t size, apr_size_t *need,
+                   const char *s)
+{
+    apr_size_t len = strlen(s);
+
+    if (*need < size) {
+        apr_size_t room = size - *need - 1;
+        memcpy(buf + *need, s, len < room ? len : room);
+    }
+    *need += len;
+}
+
+apr_size_t memsess_path_build(char *buf, apr_size_t size,
+                              const memsess_pool_t *pool,
+                              const unsigned char *live,
+                              memsess_format_e format)
+{
+    apr_size_t need = 0;
+    int i, first = 1;
+    char weight[32];
+
+    for (i = 0; i < pool->servers->nelts; i++) {
+        const memsess_server_t *srv =
+            &APR_ARRAY_IDX(pool->servers, i, memsess_server_t);
+
+        if (live && !live[i]) {
+            continue;
+        }
+        if (!first) {
+            append(buf, size, &need,
+                   format == MEMSESS_FORMAT_MEMCACHE ? ", " : ",");
+        }
+        first = 0;
+        if (format == MEMSESS_FORMAT_MEMCACHE) {
+            append(buf, size, &need, "tcp://");
+        }
+        append(buf, size, &need, srv->addr);
+        if (srv->weight) {
+            apr_snprintf(weight, sizeof(weight),
+                         format == MEMSESS_FORMAT_MEMCACHE ? "?weight=%d"
+                                                           : ":%d",
+                         srv->weight);
+            append(buf, size, &need, weight);
+        }
+    }
+    if (size) {
+        buf[need < size ? need : size - 1] = '\0';
+    }
+    return need;
+}

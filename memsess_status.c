@@ -1,0 +1,424 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The memsess-status handler: one snapshot of the shared table, then one
+ * small function per format (HTML, ?auto, ?json, ?metrics), and a section
+ * in mod_status's server-status. */
+
+#include "apr_strings.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "util_script.h"
+#include "mod_status.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+typedef struct {
+    memsess_runtime_t *rt;
+    memsess_slot_t    *slots;
+    int                nslots;
+    apr_uint64_t       generation;
+    apr_uint64_t       changes;
+} snapshot_t;
+
+static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
+                          snapshot_t *snap)
+{
+    int i;
+
+    snap->rt = rt;
+    snap->nslots = rt ? memsess_table_nslots(rt->table) : 0;
+    snap->slots = apr_pcalloc(p, (snap->nslots + 1) * sizeof(memsess_slot_t));
+    snap->generation = rt ? memsess_table_generation(rt->table) : 0;
+    snap->changes = rt ? memsess_table_state_changes(rt->table) : 0;
+    for (i = 0; i < snap->nslots; i++) {
+        memsess_table_read_slot(rt->table, i, &snap->slots[i]);
+    }
+}
+
+static int npools(const snapshot_t *snap)
+{
+    return snap->rt ? snap->rt->confs->nelts : 0;
+}
+
+static const memsess_srv_conf *pool_conf(const snapshot_t *snap, int v)
+{
+    return APR_ARRAY_IDX(snap->rt->confs, v, memsess_srv_conf *);
+}
+
+static const memsess_server_t *member(const memsess_srv_conf *conf, int i)
+{
+    return &APR_ARRAY_IDX(conf->pool->servers, i, memsess_server_t);
+}
+
+static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
+{
+    return MEMSESS_IS_LIVE(snap->slots[srv->slot].state);
+}
+
+/* ------------------------------------------------------------------ */
+/* ?json                                                              */
+
+static const char *json_str(apr_pool_t *p, const char *s)
+{
+    apr_size_t len = strlen(s), i;
+    char *out = apr_palloc(p, len * 6 + 3), *o = out;
+
+    *o++ = '"';
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        }
+        else if (c < 0x20 || c == 0x7f) {
+            o += apr_snprintf(o, 7, "\\u%04x", c);
+        }
+        else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
+static void json_addr_list(request_rec *r, const snapshot_t *snap,
+                           const memsess_srv_conf *conf, int live_only)
+{
+    int i, first = 1;
+
+    ap_rputs("[", r);
+    for (i = 0; i < conf->pool->servers->nelts; i++) {
+        const memsess_server_t *srv = member(conf, i);
+
+        if (live_only && !member_live(snap, srv)) {
+            continue;
+        }
+        ap_rvputs(r, first ? "" : ", ", json_str(r->pool, srv->addr), NULL);
+        first = 0;
+    }
+    ap_rputs("]", r);
+}
+
+static void show_json(request_rec *r, const snapshot_t *snap)
+{
+    int i;
+
+    ap_set_content_type(r, "application/json");
+    if (r->header_only) {
+        return;
+    }
+    ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
+               " \"servers\": [", snap->generation);
+    for (i = 0; i < snap->nslots; i++) {
+        const memsess_slot_t *sl = &snap->slots[i];
+
+        ap_rprintf(r, "%s\n  {\"address\": %s, \"state\": \"%s\", "
+                   "\"checks\": %" APR_UINT64_T_FMT ", \"failures\": %"
+                   APR_UINT64_T_FMT ", \"consecutive_fails\": %u, "
+                   "\"consecutive_passes\": %u, \"last_change\": %"
+                   APR_INT64_T_FMT ", \"last_error\": %s, \"latency_us\": %"
+                   APR_UINT64_T_FMT "}", i ? "," : "",
+                   json_str(r->pool, sl->addr), memsess_state_name(sl->state),
+                   sl->checks, sl->failures, sl->consecutive_fails,
+                   sl->consecutive_passes, sl->last_change,
+                   json_str(r->pool, sl->last_error), sl->latency_us);
+    }
+    ap_rputs("],\n \"pools\": [", r);
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_srv_conf *conf = pool_conf(snap, i);
+
+        ap_rvputs(r, i ? "," : "", "\n  {\"vhost\": ",
+                  json_str(r->pool, conf->name), ", \"configured\": ", NULL);
+        json_addr_list(r, snap, conf, 0);
+        ap_rputs(", \"live\": ", r);
+        json_addr_list(r, snap, conf, 1);
+        ap_rputs("}", r);
+    }
+    ap_rputs("]}\n", r);
+}
+
+/* ------------------------------------------------------------------ */
+/* ?auto                                                              */
+
+/* Keeps a value on its line: control characters become spaces. */
+static const char *one_line(apr_pool_t *p, const char *s)
+{
+    char *out = apr_pstrdup(p, s), *c;
+
+    for (c = out; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' ';
+        }
+    }
+    return out;
+}
+
+static void show_auto(request_rec *r, const snapshot_t *snap)
+{
+    int i;
+
+    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+    if (r->header_only) {
+        return;
+    }
+    ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
+               "MemsessStateChanges: %" APR_UINT64_T_FMT "\n"
+               "MemsessServers: %d\nMemsessPools: %d\n", snap->generation,
+               snap->changes, snap->nslots, npools(snap));
+    for (i = 0; i < snap->nslots; i++) {
+        const memsess_slot_t *sl = &snap->slots[i];
+
+        ap_rprintf(r, "MemsessServer[%d]Address: %s\n"
+                   "MemsessServer[%d]State: %s\n"
+                   "MemsessServer[%d]Checks: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]Failures: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]ConsecutiveFails: %u\n"
+                   "MemsessServer[%d]ConsecutivePasses: %u\n"
+                   "MemsessServer[%d]LastChange: %" APR_INT64_T_FMT "\n"
+                   "MemsessServer[%d]LatencyUs: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]LastError: %s\n",
+                   i, one_line(r->pool, sl->addr), i,
+                   memsess_state_name(sl->state), i, sl->checks, i,
+                   sl->failures, i, sl->consecutive_fails, i,
+                   sl->consecutive_passes, i, sl->last_change, i,
+                   sl->latency_us, i, one_line(r->pool, sl->last_error));
+    }
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_srv_conf *conf = pool_conf(snap, i);
+        int j, live = 0;
+
+        for (j = 0; j < conf->pool->servers->nelts; j++) {
+            live += member_live(snap, member(conf, j));
+        }
+        ap_rprintf(r, "MemsessPool[%d]Vhost: %s\nMemsessPool[%d]Live: %d/%d\n",
+                   i, one_line(r->pool, conf->name), i, live,
+                   conf->pool->servers->nelts);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* ?metrics: Prometheus text exposition                               */
+
+static const char *prom_label(apr_pool_t *p, const char *s)
+{
+    apr_size_t len = strlen(s), i;
+    char *out = apr_palloc(p, len * 2 + 1), *o = out;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' || s[i] == '"') {
+            *o++ = '\\';
+            *o++ = s[i];
+        }
+        else if (s[i] == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        }
+        else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static void show_metrics(request_rec *r, const snapshot_t *snap)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        { "memsess_server_up", "gauge",
+          "1 when the server gets sessions (up or unknown), 0 when down" },
+        { "memsess_checks_total", "counter", "probes sent to the server" },
+        { "memsess_check_failures_total", "counter", "probes that failed" },
+        { "memsess_state_changes_total", "counter",
+          "changes of the server's state" },
+        { "memsess_check_duration_seconds", "gauge",
+          "how long the last probe took" },
+    };
+    int k, i;
+
+    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+    if (r->header_only) {
+        return;
+    }
+    for (k = 0; k < (int)(sizeof(m) / sizeof(m[0])); k++) {
+        ap_rprintf(r, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help,
+                   m[k].name, m[k].type);
+        for (i = 0; i < snap->nslots; i++) {
+            const memsess_slot_t *sl = &snap->slots[i];
+            const char *label = prom_label(r->pool, sl->addr);
+
+            switch (k) {
+            case 0:
+                ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
+                           MEMSESS_IS_LIVE(sl->state));
+                break;
+            case 1:
+            case 2:
+            case 3:
+                ap_rprintf(r, "%s{server=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                           m[k].name, label, k == 1 ? sl->checks
+                           : k == 2 ? sl->failures : sl->state_changes);
+                break;
+            default:
+                ap_rprintf(r, "%s{server=\"%s\"} %.6f\n", m[k].name, label,
+                           sl->latency_us / 1e6);
+            }
+        }
+    }
+    ap_rprintf(r, "# HELP memsess_generation bumped on every state change\n"
+               "# TYPE memsess_generation gauge\nmemsess_generation %"
+               APR_UINT64_T_FMT "\n", snap->generation);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTML                                                               */
+
+static const char *esc(request_rec *r, const char *s)
+{
+    return ap_escape_html2(r->pool, s, 1);
+}
+
+static void html_tables(request_rec *r, const snapshot_t *snap)
+{
+    int i, j;
+
+    ap_rputs("<table border=\"1\"><tr><th>Server</th><th>State</th>"
+             "<th>Checks</th><th>Failures</th><th>Consecutive</th>"
+             "<th>Last change</th><th>Latency</th><th>Last error</th></tr>\n",
+             r);
+    for (i = 0; i < snap->nslots; i++) {
+        const memsess_slot_t *sl = &snap->slots[i];
+        char when[APR_CTIME_LEN] = "-";
+
+        if (sl->last_change) {
+            apr_ctime(when, apr_time_from_sec(sl->last_change));
+        }
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%" APR_UINT64_T_FMT
+                   "</td><td>%" APR_UINT64_T_FMT "</td><td>%u fail, %u pass"
+                   "</td><td>%s</td><td>%" APR_UINT64_T_FMT " us</td>"
+                   "<td>%s</td></tr>\n", esc(r, sl->addr),
+                   memsess_state_name(sl->state), sl->checks, sl->failures,
+                   sl->consecutive_fails, sl->consecutive_passes, when,
+                   sl->latency_us, esc(r, sl->last_error));
+    }
+    ap_rputs("</table>\n<table border=\"1\"><tr><th>Virtual host</th>"
+             "<th>Live</th><th>Servers (config order)</th></tr>\n", r);
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_srv_conf *conf = pool_conf(snap, i);
+        int live = 0;
+
+        for (j = 0; j < conf->pool->servers->nelts; j++) {
+            live += member_live(snap, member(conf, j));
+        }
+        ap_rprintf(r, "<tr><td>%s</td><td>%d/%d</td><td>", esc(r, conf->name),
+                   live, conf->pool->servers->nelts);
+        for (j = 0; j < conf->pool->servers->nelts; j++) {
+            const memsess_server_t *srv = member(conf, j);
+
+            ap_rprintf(r, "%s%s%s%s", j ? ", " : "",
+                       member_live(snap, srv) ? "" : "<del>",
+                       esc(r, srv->addr),
+                       member_live(snap, srv) ? "" : "</del>");
+        }
+        ap_rputs("</td></tr>\n", r);
+    }
+    ap_rputs("</table>\n", r);
+}
+
+static void show_html(request_rec *r, const snapshot_t *snap)
+{
+    ap_set_content_type(r, "text/html; charset=ISO-8859-1");
+    if (r->header_only) {
+        return;
+    }
+    ap_rputs(DOCTYPE_HTML_4_01 "<html><head><title>mod_memsess status"
+             "</title></head><body>\n<h1>mod_memsess status</h1>\n", r);
+    ap_rprintf(r, "<p>Generation %" APR_UINT64_T_FMT ", %" APR_UINT64_T_FMT
+               " state changes. Formats: <a href=\"?auto\">auto</a>, "
+               "<a href=\"?json\">json</a>, <a href=\"?metrics\">metrics</a>"
+               ".</p>\n", snap->generation, snap->changes);
+    html_tables(r, snap);
+    ap_rputs("</body></html>\n", r);
+}
+
+/* ------------------------------------------------------------------ */
+
+int memsess_status_handler(request_rec *r)
+{
+    snapshot_t snap;
+
+    if (!r->handler || strcmp(r->handler, "memsess-status")) {
+        return DECLINED;
+    }
+    r->allowed = (AP_METHOD_BIT << M_GET);
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    take_snapshot(r->pool, memsess_runtime(), &snap);
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    if (r->args && !strcmp(r->args, "json")) {
+        show_json(r, &snap);
+    }
+    else if (r->args && !strcmp(r->args, "auto")) {
+        show_auto(r, &snap);
+    }
+    else if (r->args && !strcmp(r->args, "metrics")) {
+        show_metrics(r, &snap);
+    }
+    else {
+        show_html(r, &snap);
+    }
+    return OK;
+}
+
+/* A section in mod_status's server-status. */
+static int status_section(request_rec *r, int flags)
+{
+    snapshot_t snap;
+
+    if (!memsess_runtime()) {
+        return OK;
+    }
+    take_snapshot(r->pool, memsess_runtime(), &snap);
+    if (flags & AP_STATUS_SHORT) {
+        int i, up = 0;
+
+        for (i = 0; i < snap.nslots; i++) {
+            up += MEMSESS_IS_LIVE(snap.slots[i].state);
+        }
+        ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServersLive: %d/%d\n", snap.generation, up,
+                   snap.nslots);
+    }
+    else {
+        ap_rputs("<hr />\n<h2>mod_memsess</h2>\n", r);
+        html_tables(r, &snap);
+    }
+    return OK;
+}
+
+void memsess_status_register(void)
+{
+    APR_OPTIONAL_HOOK(ap, status_hook, status_section, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+}

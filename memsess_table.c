@@ -1,0 +1,363 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The shared health table.  It knows nothing of httpd or of shared memory:
+ * it lays itself out over any block of memory, which mod_memsess.c takes
+ * from apr_shm and the unit tests from malloc.
+ *
+ *   +------------------------------------------+ 0
+ *   | header: magic, version, size, nslots,    |
+ *   |   nviews, seq, generation, state_changes |
+ *   +------------------------------------------+ ALIGN(sizeof header)
+ *   | memsess_slot_t        slot[nslots]       |  one per distinct server
+ *   +------------------------------------------+
+ *   | memsess_view_slot_t   view[nviews]       |  one per vhost with a pool
+ *   +------------------------------------------+
+ *   | text of view 0 (capacity 0 bytes)        |  the live save_path
+ *   | text of view 1 ...                       |
+ *   +------------------------------------------+ size
+ *
+ * Who writes what: the parent fills a new table in post_config before any
+ * child exists; after that only the checker writes (slots, views, counters),
+ * its threads serialised by a mutex of its own.  Every write happens between
+ * memsess_table_write_begin() and _end(), which make seq odd, then even
+ * again.  Readers (every request, the status page) take no lock: they copy
+ * what they need and retry when seq was odd or moved meanwhile.
+ */
+
+#include <string.h>
+#include <sched.h>
+
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+
+#define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
+#define MEMSESS_TABLE_VERSION (1u)
+
+/* A reader gives up after this many tries (a writer died mid-write). */
+#define READ_TRIES   (20000)
+#define SPIN_TRIES   (64)
+
+struct memsess_table {
+    apr_uint32_t magic;
+    apr_uint32_t version;
+    apr_uint64_t size;
+    apr_uint32_t nslots;
+    apr_uint32_t nviews;
+    apr_uint64_t seq;            /* odd while the writer is inside */
+    apr_uint64_t generation;     /* bumped on every state change */
+    apr_uint64_t state_changes;  /* total, kept across restarts */
+};
+
+#define HEADER_SIZE  APR_ALIGN_DEFAULT(sizeof(struct memsess_table))
+#define SLOTS_SIZE(n) APR_ALIGN_DEFAULT((apr_size_t)(n) * sizeof(memsess_slot_t))
+#define VIEWS_SIZE(n) \
+    APR_ALIGN_DEFAULT((apr_size_t)(n) * sizeof(memsess_view_slot_t))
+
+static memsess_slot_t *slots(const memsess_table_t *t)
+{
+    return (memsess_slot_t *)((char *)t + HEADER_SIZE);
+}
+
+static memsess_view_slot_t *views(const memsess_table_t *t)
+{
+    return (memsess_view_slot_t *)((char *)t + HEADER_SIZE
+                                   + SLOTS_SIZE(t->nslots));
+}
+
+const char *memsess_state_name(apr_uint32_t state)
+{
+    switch (state) {
+    case MEMSESS_UP:   return "up";
+    case MEMSESS_DOWN: return "down";
+    default:           return "unknown";
+    }
+}
+
+apr_size_t memsess_table_size(int nslots, int nviews,
+                              const apr_uint32_t *capacities)
+{
+    apr_size_t size = HEADER_SIZE + SLOTS_SIZE(nslots) + VIEWS_SIZE(nviews);
+    int v;
+
+    for (v = 0; v < nviews; v++) {
+        size += capacities[v];
+    }
+    return APR_ALIGN_DEFAULT(size);
+}
+
+memsess_table_t *memsess_table_init(void *base, apr_size_t size, int nslots,
+                                    int nviews,
+                                    const apr_uint32_t *capacities)
+{
+    memsess_table_t *t = base;
+    memsess_view_slot_t *vs;
+    apr_size_t offset;
+    int v;
+
+    if (nslots < 0 || nviews < 0
+        || size < memsess_table_size(nslots, nviews, capacities)) {
+        return NULL;
+    }
+    memset(base, 0, size);
+    t->magic = MEMSESS_TABLE_MAGIC;
+    t->version = MEMSESS_TABLE_VERSION;
+    t->size = size;
+    t->nslots = (apr_uint32_t)nslots;
+    t->nviews = (apr_uint32_t)nviews;
+
+    vs = views(t);
+    offset = HEADER_SIZE + SLOTS_SIZE(nslots) + VIEWS_SIZE(nviews);
+    for (v = 0; v < nviews; v++) {
+        vs[v].offset = (apr_uint32_t)offset;
+        vs[v].capacity = capacities[v];
+        offset += capacities[v];
+    }
+    return t;
+}
+
+memsess_table_t *memsess_table_attach(void *base, apr_size_t size)
+{
+    memsess_table_t *t = base;
+
+    if (!base || size < HEADER_SIZE || t->magic != MEMSESS_TABLE_MAGIC
+        || t->version != MEMSESS_TABLE_VERSION || t->size > size) {
+        return NULL;
+    }
+    return t;
+}
+
+int memsess_table_nslots(const memsess_table_t *t)
+{
+    return (int)t->nslots;
+}
+
+int memsess_table_nviews(const memsess_table_t *t)
+{
+    return (int)t->nviews;
+}
+
+apr_uint64_t memsess_table_generation(const memsess_table_t *t)
+{
+    return __atomic_load_n(&t->generation, __ATOMIC_RELAXED);
+}
+
+apr_uint64_t memsess_table_state_changes(const memsess_table_t *t)
+{
+    return __atomic_load_n(&t->state_changes, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Readers                                                            */
+
+/* Waits for an even seq; returns it, or 1 (odd) after too many tries. */
+static apr_uint64_t read_begin(const memsess_table_t *t, int *tries)
+{
+    apr_uint64_t s;
+
+    while (*tries < READ_TRIES) {
+        s = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
+        if (!(s & 1)) {
+            return s;
+        }
+        if (++*tries > SPIN_TRIES) {
+            sched_yield();
+        }
+    }
+    return 1;
+}
+
+static int read_retry(const memsess_table_t *t, apr_uint64_t s, int *tries)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) == s) {
+        return 0;
+    }
+    ++*tries;
+    return 1;
+}
+
+apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
+                                     memsess_slot_t *copy)
+{
+    const memsess_slot_t *slot = &slots(t)[i];
+    apr_uint64_t s;
+    int tries = 0;
+
+    do {
+        s = read_begin(t, &tries);
+        if (s & 1) {
+            memcpy(copy, slot, sizeof(*copy));
+            copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
+            copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
+            return APR_EBUSY;
+        }
+        memcpy(copy, slot, sizeof(*copy));
+    } while (read_retry(t, s, &tries));
+    copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
+    copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
+    return APR_SUCCESS;
+}
+
+apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
+                                     char *buf, apr_size_t size,
+                                     apr_uint32_t *len, apr_uint32_t *nlive)
+{
+    const memsess_view_slot_t *vs = &views(t)[v];
+    apr_uint64_t s;
+    apr_uint32_t n;
+    int tries = 0;
+
+    if (!size) {
+        return APR_EINVAL;
+    }
+    do {
+        s = read_begin(t, &tries);
+        if (s & 1) {
+            return APR_EBUSY;
+        }
+        n = vs->len;
+        if (n >= size || n >= vs->capacity) {
+            n = 0;   /* torn read: the retry below repeats it */
+        }
+        memcpy(buf, (const char *)t + vs->offset, n);
+        *nlive = vs->nlive;
+    } while (read_retry(t, s, &tries));
+    buf[n] = '\0';
+    *len = n;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* The writer                                                         */
+
+void memsess_table_write_begin(memsess_table_t *t)
+{
+    apr_uint64_t s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+
+    __atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void memsess_table_write_end(memsess_table_t *t)
+{
+    apr_uint64_t s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+
+    __atomic_store_n(&t->seq, s + 1, __ATOMIC_RELEASE);
+}
+
+void memsess_table_recover(memsess_table_t *t)
+{
+    apr_uint64_t s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+
+    if (s & 1) {
+        __atomic_store_n(&t->seq, s + 1, __ATOMIC_RELEASE);
+    }
+}
+
+memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i)
+{
+    return &slots(t)[i];
+}
+
+void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes)
+{
+    __atomic_store_n(&t->generation, t->generation + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->state_changes, t->state_changes + changes,
+                     __ATOMIC_RELAXED);
+}
+
+void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
+                                  apr_uint64_t changes)
+{
+    __atomic_store_n(&t->generation, gen, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->state_changes, changes, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
+/* The state machine                                                  */
+
+int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
+                        apr_uint64_t latency_us, apr_int64_t now,
+                        int fail_threshold, int pass_threshold)
+{
+    apr_uint32_t before = slot->state;
+
+    slot->checks++;
+    slot->latency_us = latency_us;
+    slot->duration_us_sum += latency_us;
+    if (ok) {
+        slot->consecutive_passes++;
+        slot->consecutive_fails = 0;
+        /* unknown already counts as live: one good probe confirms it */
+        if (slot->state == MEMSESS_UNKNOWN
+            || (slot->state == MEMSESS_DOWN
+                && slot->consecutive_passes >= (apr_uint32_t)pass_threshold)) {
+            slot->state = MEMSESS_UP;
+        }
+    }
+    else {
+        slot->failures++;
+        slot->consecutive_fails++;
+        slot->consecutive_passes = 0;
+        apr_cpystrn(slot->last_error, error ? error : "probe failed",
+                    sizeof(slot->last_error));
+        if (slot->state != MEMSESS_DOWN
+            && slot->consecutive_fails >= (apr_uint32_t)fail_threshold) {
+            slot->state = MEMSESS_DOWN;
+        }
+    }
+    if (slot->state == before) {
+        return 0;
+    }
+    slot->state_changes++;
+    slot->last_change = now;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Publishing                                                         */
+
+void memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
+                           int nviews, int slot)
+{
+    unsigned char live[MEMSESS_MAX_SERVERS];
+    const memsess_slot_t *sl = slots(t);
+    memsess_view_slot_t *vs = views(t);
+    int v, i;
+
+    for (v = 0; v < nviews && v < (int)t->nviews; v++) {
+        const apr_array_header_t *servers = vdefs[v].pool->servers;
+        int holds = slot < 0, nlive = 0;
+        apr_size_t len;
+
+        for (i = 0; i < servers->nelts && i < MEMSESS_MAX_SERVERS; i++) {
+            int s = APR_ARRAY_IDX(servers, i, memsess_server_t).slot;
+
+            holds |= (s == slot);
+            live[i] = s >= 0 && s < (int)t->nslots
+                      && MEMSESS_IS_LIVE(sl[s].state);
+            nlive += live[i];
+        }
+        if (!holds || !vs[v].capacity) {
+            continue;
+        }
+        len = memsess_path_build((char *)t + vs[v].offset, vs[v].capacity,
+                                 vdefs[v].pool, nlive ? live : NULL,
+                                 vdefs[v].format);
+        vs[v].len = (apr_uint32_t)(len < vs[v].capacity
+                                   ? len : vs[v].capacity - 1);
+        vs[v].nlive = (apr_uint32_t)nlive;
+    }
+}

@@ -1,0 +1,583 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* mod_memsess: the module, its directives, its configuration and the life
+ * of its shared memory.  The work is done in memsess_*.c. */
+
+#include "apr_strings.h"
+#include "apr_hash.h"
+#include "apr_shm.h"
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+
+#include "mod_memsess.h"
+
+
+#define MEMSESS_DEFAULT_INTERVAL        apr_time_from_sec(1)
+#define MEMSESS_DEFAULT_TIMEOUT         apr_time_from_msec(250)
+#define MEMSESS_DEFAULT_FAILS  2
+#define MEMSESS_DEFAULT_PASSES  2
+#define MIN_INTERVAL            apr_time_from_msec(100)
+#define MAX_THRESHOLD           1000
+#define MAX_REPLICAS            16
+
+/* Kept by httpd across restarts: the shared table of the running
+ * generation, so the next one can take over its servers' states. */
+#define RETAINED_KEY "mod_memsess-retained"
+typedef struct {
+    apr_pool_t *pool;   /* owns shm; a child of the process pool */
+    apr_shm_t  *shm;
+} memsess_retained_t;
+
+static memsess_runtime_t *runtime;
+
+memsess_runtime_t *memsess_runtime(void)
+{
+    return runtime;
+}
+
+memsess_srv_conf *memsess_srv_config(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &memsess_module);
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                      */
+
+static void *create_srv_config(apr_pool_t *p, server_rec *s)
+{
+    memsess_srv_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->s = s;
+    conf->replicas = -1;
+    conf->format = -1;
+    conf->alldown = -1;
+    conf->interval = -1;
+    conf->timeout = -1;
+    conf->fail_threshold = -1;
+    conf->pass_threshold = -1;
+    conf->view = -1;
+    return conf;
+}
+
+#define MERGE(field, unset) (add->field != (unset) ? add->field : base->field)
+
+static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
+{
+    memsess_srv_conf *base = basev, *add = addv;
+    memsess_srv_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->s = add->s;
+    conf->pool = MERGE(pool, NULL);
+    conf->replicas = MERGE(replicas, -1);
+    conf->format = MERGE(format, -1);
+    conf->alldown = MERGE(alldown, -1);
+    conf->alldown_dir = add->alldown != -1 ? add->alldown_dir
+                                           : base->alldown_dir;
+    /* server config only: a vhost never sets them */
+    conf->interval = base->interval;
+    conf->timeout = base->timeout;
+    conf->fail_threshold = base->fail_threshold;
+    conf->pass_threshold = base->pass_threshold;
+    conf->view = -1;
+    return conf;
+}
+
+static void *create_dir_config(apr_pool_t *p, char *dir)
+{
+    memsess_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    (void)dir;
+    conf->inject = -1;
+    return conf;
+}
+
+static void *merge_dir_config(apr_pool_t *p, void *basev, void *addv)
+{
+    memsess_dir_conf *base = basev, *add = addv;
+    memsess_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->inject = MERGE(inject, -1);
+    return conf;
+}
+
+static memsess_srv_conf *cmd_conf(cmd_parms *cmd)
+{
+    return memsess_srv_config(cmd->server);
+}
+
+static const char *cmd_error(cmd_parms *cmd, const char *msg)
+{
+    return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, msg);
+}
+
+/* Parses a whole number in [min, max]; -1 when arg is not one. */
+static int parse_int(const char *arg, int min, int max)
+{
+    apr_int64_t n;
+    char *end;
+
+    if (!*arg) {
+        return -1;
+    }
+    n = apr_strtoi64(arg, &end, 10);
+    if (*end || errno == ERANGE || n < min || n > max) {
+        return -1;
+    }
+    return (int)n;
+}
+
+static const char *parse_time(cmd_parms *cmd, const char *arg,
+                              apr_interval_time_t *t)
+{
+    if (ap_timeout_parameter_parse(arg, t, "s") != APR_SUCCESS || *t <= 0) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid time in "
+                                           "\"%s\" (e.g. 2s, 500ms)", arg));
+    }
+    return NULL;
+}
+
+static const char *set_servers(cmd_parms *cmd, void *dummy, int argc,
+                               char *const argv[])
+{
+    memsess_srv_conf *conf = cmd_conf(cmd);
+    const char *err;
+
+    (void)dummy;
+    if (conf->pool) {
+        return cmd_error(cmd, "given twice for one server; list every "
+                              "memcached server in one directive");
+    }
+    err = memsess_pool_parse(cmd->pool, argc, argv, &conf->pool);
+    return err ? cmd_error(cmd, err) : NULL;
+}
+
+static const char *set_check_interval(cmd_parms *cmd, void *dummy,
+                                      const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t t;
+
+    (void)dummy;
+    if (err || (err = parse_time(cmd, arg, &t))) {
+        return err;
+    }
+    if (t < MIN_INTERVAL) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is below the "
+                                           "minimum of 100ms", arg));
+    }
+    cmd_conf(cmd)->interval = t;
+    return NULL;
+}
+
+static const char *set_check_timeout(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dummy;
+    if (err || (err = parse_time(cmd, arg, &cmd_conf(cmd)->timeout))) {
+        return err;
+    }
+    return NULL;
+}
+
+static const char *set_threshold(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int n = parse_int(arg, 1, MAX_THRESHOLD);
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (n < 0) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid count "
+                                           "\"%s\" (1 to %d)", arg,
+                                           MAX_THRESHOLD));
+    }
+    if (cmd->info) {
+        cmd_conf(cmd)->pass_threshold = n;
+    }
+    else {
+        cmd_conf(cmd)->fail_threshold = n;
+    }
+    return NULL;
+}
+
+static const char *set_replicas(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    int n = parse_int(arg, 0, MAX_REPLICAS);
+
+    (void)dummy;
+    if (n < 0) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid count "
+                                           "\"%s\" (0 to %d)", arg,
+                                           MAX_REPLICAS));
+    }
+    cmd_conf(cmd)->replicas = n;
+    return NULL;
+}
+
+static const char *set_format(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    (void)dummy;
+    if (!strcasecmp(arg, "memcached")) {
+        cmd_conf(cmd)->format = MEMSESS_FORMAT_MEMCACHED;
+    }
+    else if (!strcasecmp(arg, "memcache")) {
+        cmd_conf(cmd)->format = MEMSESS_FORMAT_MEMCACHE;
+    }
+    else {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown format "
+                                           "\"%s\" (memcached or memcache)",
+                                           arg));
+    }
+    return NULL;
+}
+
+static const char *set_all_down(cmd_parms *cmd, void *dummy,
+                                const char *policy, const char *dir)
+{
+    memsess_srv_conf *conf = cmd_conf(cmd);
+
+    (void)dummy;
+    if (!strcasecmp(policy, "open") && !dir) {
+        conf->alldown = MEMSESS_ALLDOWN_OPEN;
+    }
+    else if (!strcmp(policy, "503") && !dir) {
+        conf->alldown = MEMSESS_ALLDOWN_503;
+    }
+    else if (!strcasecmp(policy, "files")) {
+        conf->alldown = MEMSESS_ALLDOWN_FILES;
+        conf->alldown_dir = dir ? ap_server_root_relative(cmd->pool, dir)
+                                : NULL;
+        if (dir && !conf->alldown_dir) {
+            return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid "
+                                               "directory \"%s\"", dir));
+        }
+    }
+    else {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown policy "
+                                           "\"%s%s%s\" (open, 503 or files "
+                                           "[dir])", policy, dir ? " " : "",
+                                           dir ? dir : ""));
+    }
+    return NULL;
+}
+
+static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
+{
+    (void)cmd;
+    ((memsess_dir_conf *)dconf)->inject = flag;
+    return NULL;
+}
+
+static const command_rec memsess_cmds[] = {
+    AP_INIT_TAKE_ARGV("MemsessServers", set_servers, NULL, RSRC_CONF,
+        "memcached servers of this server's session pool: "
+        "host[:port[:weight]] ..."),
+    AP_INIT_TAKE1("MemsessCheckInterval", set_check_interval, NULL,
+        RSRC_CONF, "how often every server is probed (default 1s)"),
+    AP_INIT_TAKE1("MemsessCheckTimeout", set_check_timeout, NULL,
+        RSRC_CONF, "when a probe that has not answered fails (250ms)"),
+    AP_INIT_TAKE1("MemsessFailThreshold", set_threshold, NULL, RSRC_CONF,
+        "consecutive failed probes that mark a server down (2)"),
+    AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
+        RSRC_CONF, "consecutive good probes that mark a server up (2)"),
+    AP_INIT_TAKE1("MemsessReplicas", set_replicas, NULL, RSRC_CONF,
+        "memcached.sess_number_of_replicas to inject (0: none)"),
+    AP_INIT_TAKE1("MemsessFormat", set_format, NULL, RSRC_CONF,
+        "memcached (php-memcached) or memcache (pecl-memcache)"),
+    AP_INIT_TAKE12("MemsessAllDown", set_all_down, NULL, RSRC_CONF,
+        "when no server is live: open, 503 or files [dir]"),
+    AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
+        "On to inject the session settings below this path (default On)"),
+    { NULL }
+};
+
+/* ------------------------------------------------------------------ */
+/* Startup                                                            */
+
+static apr_interval_time_t or_default(apr_interval_time_t t,
+                                      apr_interval_time_t dflt)
+{
+    return t >= 0 ? t : dflt;
+}
+
+/* Everything that needs the whole configuration, checked before
+ * "Syntax OK" so that apachectl -t refuses it too. */
+static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                apr_pool_t *ptemp, server_rec *s)
+{
+    memsess_srv_conf *g = memsess_srv_config(s);
+    apr_interval_time_t interval = or_default(g->interval, MEMSESS_DEFAULT_INTERVAL);
+    apr_interval_time_t timeout = or_default(g->timeout, MEMSESS_DEFAULT_TIMEOUT);
+    apr_hash_t *seen = apr_hash_make(ptemp);
+    server_rec *vs;
+
+    (void)pconf; (void)plog;
+    if (timeout >= interval) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
+                     "MemsessCheckTimeout: %" APR_TIME_T_FMT "ms must be "
+                     "less than MemsessCheckInterval (%" APR_TIME_T_FMT "ms)",
+                     apr_time_as_msec(timeout), apr_time_as_msec(interval));
+        return !OK;
+    }
+    for (vs = s; vs; vs = vs->next) {
+        memsess_srv_conf *conf = memsess_srv_config(vs);
+        int i;
+
+        if (!conf->pool) {
+            continue;
+        }
+        for (i = 0; i < conf->pool->servers->nelts; i++) {
+            const char *addr = APR_ARRAY_IDX(conf->pool->servers, i,
+                                             memsess_server_t).addr;
+            apr_hash_set(seen, addr, APR_HASH_KEY_STRING, addr);
+        }
+        if (apr_hash_count(seen) > MEMSESS_MAX_SERVERS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, "MEMSESS0002: "
+                         "MemsessServers: more than %d distinct memcached "
+                         "servers in the configuration", MEMSESS_MAX_SERVERS);
+            return !OK;
+        }
+        if (conf->alldown == MEMSESS_ALLDOWN_FILES && !conf->alldown_dir) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, "MEMSESS0003: "
+                         "MemsessAllDown: \"files\" needs a directory");
+            return !OK;
+        }
+    }
+    return OK;
+}
+
+/* Gives every distinct server a slot and every vhost with a pool a view. */
+static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
+                                        server_rec *s)
+{
+    memsess_runtime_t *rt = apr_pcalloc(p, sizeof(*rt));
+    apr_hash_t *slots = apr_hash_make(ptemp);
+    server_rec *vs;
+    int v;
+
+    rt->main = s;
+    rt->global = memsess_srv_config(s);
+    rt->interval = or_default(rt->global->interval, MEMSESS_DEFAULT_INTERVAL);
+    rt->timeout = or_default(rt->global->timeout, MEMSESS_DEFAULT_TIMEOUT);
+    rt->fail_threshold = rt->global->fail_threshold > 0
+                         ? rt->global->fail_threshold : MEMSESS_DEFAULT_FAILS;
+    rt->pass_threshold = rt->global->pass_threshold > 0
+                         ? rt->global->pass_threshold : MEMSESS_DEFAULT_PASSES;
+    rt->targets = apr_array_make(p, 16, sizeof(memsess_server_t *));
+    rt->confs = apr_array_make(p, 16, sizeof(memsess_srv_conf *));
+
+    for (vs = s; vs; vs = vs->next) {
+        memsess_srv_conf *conf = memsess_srv_config(vs);
+        int i;
+
+        if (!conf->pool) {
+            continue;
+        }
+        for (i = 0; i < conf->pool->servers->nelts; i++) {
+            memsess_server_t *srv = &APR_ARRAY_IDX(conf->pool->servers, i,
+                                                   memsess_server_t);
+            memsess_server_t *first = apr_hash_get(slots, srv->addr,
+                                                   APR_HASH_KEY_STRING);
+            if (!first) {
+                srv->slot = rt->targets->nelts;
+                APR_ARRAY_PUSH(rt->targets, memsess_server_t *) = srv;
+                apr_hash_set(slots, srv->addr, APR_HASH_KEY_STRING, srv);
+            }
+            else {
+                srv->slot = first->slot;
+            }
+        }
+        conf->view = rt->confs->nelts;
+        conf->name = apr_psprintf(p, "%s:%u", vs->server_hostname
+                                  ? vs->server_hostname : "*",
+                                  vs->addrs ? vs->addrs->host_port : vs->port);
+        APR_ARRAY_PUSH(rt->confs, memsess_srv_conf *) = conf;
+    }
+    if (!rt->confs->nelts) {
+        return NULL;
+    }
+
+    rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
+    for (v = 0; v < rt->confs->nelts; v++) {
+        memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
+                                               memsess_srv_conf *);
+        apr_size_t len;
+        char *full;
+
+        rt->views[v].pool = conf->pool;
+        rt->views[v].format = conf->format > 0 ? conf->format
+                                               : MEMSESS_FORMAT_MEMCACHED;
+        len = memsess_path_build(NULL, 0, conf->pool, NULL,
+                                 rt->views[v].format);
+        full = apr_palloc(p, len + 1);
+        memsess_path_build(full, len + 1, conf->pool, NULL,
+                           rt->views[v].format);
+        conf->full_path = full;
+        conf->capacity = (apr_uint32_t)len + 1;
+    }
+    return rt;
+}
+
+/* Carries every still-configured server's state over from the table of
+ * the previous generation, matched by address. */
+static int take_over(memsess_table_t *t, const memsess_table_t *old,
+                     apr_pool_t *ptemp)
+{
+    apr_hash_t *byaddr = apr_hash_make(ptemp);
+    int i, kept = 0;
+
+    for (i = 0; i < memsess_table_nslots(old); i++) {
+        memsess_slot_t *copy = apr_palloc(ptemp, sizeof(*copy));
+
+        memsess_table_read_slot(old, i, copy);
+        apr_hash_set(byaddr, copy->addr, APR_HASH_KEY_STRING, copy);
+    }
+    for (i = 0; i < memsess_table_nslots(t); i++) {
+        memsess_slot_t *slot = memsess_table_slot(t, i);
+        memsess_slot_t *prev = apr_hash_get(byaddr, slot->addr,
+                                            APR_HASH_KEY_STRING);
+        if (prev) {
+            memcpy(slot, prev, sizeof(*slot));
+            kept++;
+        }
+    }
+    memsess_table_set_generation(t, memsess_table_generation(old) + 1,
+                                 memsess_table_state_changes(old));
+    return kept;
+}
+
+static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
+                                 server_rec *s, memsess_retained_t *ret)
+{
+    int nslots = rt->targets->nelts, nviews = rt->confs->nelts, i, kept = 0;
+    apr_uint32_t *caps = apr_palloc(ptemp, nviews * sizeof(*caps));
+    const memsess_table_t *old = NULL;
+    apr_pool_t *pool;
+    apr_shm_t *shm;
+    apr_size_t size;
+    apr_status_t rv;
+
+    for (i = 0; i < nviews; i++) {
+        caps[i] = APR_ARRAY_IDX(rt->confs, i, memsess_srv_conf *)->capacity;
+    }
+    size = memsess_table_size(nslots, nviews, caps);
+    apr_pool_create(&pool, s->process->pool);
+    apr_pool_tag(pool, "memsess_shm");
+    rv = apr_shm_create(&shm, size, NULL, pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "MEMSESS0004: cannot "
+                     "create %" APR_SIZE_T_FMT " bytes of shared memory",
+                     size);
+        apr_pool_destroy(pool);
+        return rv;
+    }
+    rt->table = memsess_table_init(apr_shm_baseaddr_get(shm), size, nslots,
+                                   nviews, caps);
+    for (i = 0; i < nslots; i++) {
+        apr_cpystrn(memsess_table_slot(rt->table, i)->addr,
+                    APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr,
+                    MEMSESS_ADDR_MAX);
+    }
+    if (ret->shm) {
+        old = memsess_table_attach(apr_shm_baseaddr_get(ret->shm),
+                                   apr_shm_size_get(ret->shm));
+    }
+    if (old) {
+        kept = take_over(rt->table, old, ptemp);
+    }
+    memsess_table_publish(rt->table, rt->views, nviews, -1);
+
+    /* The old generation's children keep their own mapping until they
+     * exit; the parent lets go of it now. */
+    if (ret->pool) {
+        apr_pool_destroy(ret->pool);
+    }
+    ret->pool = pool;
+    ret->shm = shm;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MEMSESS0005: %d memcached "
+                 "servers in %d pools, %d states kept from the previous "
+                 "generation, %" APR_SIZE_T_FMT " bytes of shared memory",
+                 nslots, nviews, kept, size);
+    return APR_SUCCESS;
+}
+
+static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                               apr_pool_t *ptemp, server_rec *s)
+{
+    memsess_retained_t *ret;
+
+    (void)plog;
+    runtime = NULL;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;   /* the dry run: nothing to start */
+    }
+    ret = ap_retained_data_get(RETAINED_KEY);
+    if (!ret) {
+        ret = ap_retained_data_create(RETAINED_KEY, sizeof(*ret));
+    }
+
+    runtime = build_runtime(pconf, ptemp, s);
+    if (!runtime) {
+        if (ret->pool) {
+            apr_pool_destroy(ret->pool);
+            ret->pool = NULL;
+            ret->shm = NULL;
+        }
+        return OK;
+    }
+    if (create_table(runtime, ptemp, s, ret) != APR_SUCCESS
+        || memsess_check_post_config(pconf, s, runtime) != APR_SUCCESS) {
+        runtime = NULL;
+        return !OK;
+    }
+    memsess_inject_post_config(pconf, s);
+    return OK;
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    /* mod_watchdog starts only the watchdogs registered before its own
+     * post_config has run */
+    static const char *const before_watchdog[] = { "mod_watchdog.c", NULL };
+
+    (void)p;
+    ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(memsess_post_config, NULL, before_watchdog,
+                        APR_HOOK_MIDDLE);
+    /* last: after mod_env has set what we append to */
+    ap_hook_fixups(memsess_inject_fixups, NULL, NULL, APR_HOOK_LAST);
+    ap_hook_handler(memsess_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    memsess_status_register();
+}
+
+AP_DECLARE_MODULE(memsess) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_config,
+    merge_dir_config,
+    create_srv_config,
+    merge_srv_config,
+    memsess_cmds,
+    register_hooks
+};

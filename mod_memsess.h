@@ -1,0 +1,266 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/*
+ * mod_memsess: memcached session pools for PHP, health-checked once per
+ * Apache instance and injected per request.
+ *
+ * Who owns what:
+ *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path (APR only)
+ *   memsess_table.c   the shared health table: layout, seqlock, state machine
+ *                     (APR only, works on any memory block)
+ *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
+ *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
+ *   memsess_status.c  the memsess-status handler
+ *   mod_memsess.c     directives, configuration, hooks, shared memory life
+ *
+ * Log tags: MEMSESSnnnn, one per call site, never reused.
+ * The next free number is MEMSESS0030.
+ */
+
+#ifndef MOD_MEMSESS_H
+#define MOD_MEMSESS_H
+
+#include "apr.h"
+#include "apr_pools.h"
+#include "apr_tables.h"
+#include "apr_time.h"
+#include "apr_network_io.h"
+
+/* Sizes of fixed fields in the shared table. */
+#define MEMSESS_ADDR_MAX    (272)   /* "[" 255-char host "]:" 5-digit port */
+#define MEMSESS_ERROR_MAX   (128)
+
+/* The most distinct servers one Apache instance checks.  A larger
+ * configuration is refused at startup. */
+#define MEMSESS_MAX_SERVERS (1024)
+
+/* Probes run on at most this many threads at once: that many servers may
+ * hang in one round without delaying the verdict on any other. */
+#define MEMSESS_PROBE_THREADS_MAX (64)
+
+#define MEMSESS_DEFAULT_PORT (11211)
+
+/* ------------------------------------------------------------------ */
+/* Pools (memsess_pool.c)                                             */
+
+typedef enum {
+    MEMSESS_FORMAT_MEMCACHED = 0,  /* php-memcached: "h:p[:w],h:p"     */
+    MEMSESS_FORMAT_MEMCACHE  = 1   /* pecl-memcache: "tcp://h:p?weight=w, ..." */
+} memsess_format_e;
+
+typedef struct {
+    const char *host;     /* as written, without IPv6 brackets */
+    apr_port_t  port;
+    int         weight;   /* 0 when the configuration gave none */
+    int         ipv6;     /* host is an IPv6 literal */
+    const char *addr;     /* "host:port" or "[v6]:port": the key everywhere */
+    int         slot;     /* index in the shared table, set at post_config */
+} memsess_server_t;
+
+typedef struct {
+    apr_array_header_t *servers;  /* of memsess_server_t, in config order */
+} memsess_pool_t;
+
+/* Parses one "host[:port[:weight]]" token.  Returns NULL, or an error
+ * message naming the token (without the directive name). */
+const char *memsess_server_parse(apr_pool_t *p, const char *token,
+                                 memsess_server_t *srv);
+
+/* Parses a whole list of tokens into a new pool.  Returns NULL, or an error
+ * message (without the directive name). */
+const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
+                               memsess_pool_t **pool);
+
+/* Writes the save_path of the servers of pool whose live[i] is non-zero
+ * (every server when live is NULL) in config order, NUL-terminated, into
+ * buf of size bytes.  Returns the length it needs without the NUL: when that
+ * is >= size the output was cut. */
+apr_size_t memsess_path_build(char *buf, apr_size_t size,
+                              const memsess_pool_t *pool,
+                              const unsigned char *live,
+                              memsess_format_e format);
+
+/* ------------------------------------------------------------------ */
+/* The shared health table (memsess_table.c)                          */
+
+typedef enum {
+    MEMSESS_UNKNOWN = 0,   /* no verdict yet: counts as live */
+    MEMSESS_UP      = 1,
+    MEMSESS_DOWN    = 2
+} memsess_state_e;
+
+const char *memsess_state_name(apr_uint32_t state);
+
+/* One distinct server.  Written only by the checker (and by the parent
+ * while it fills a new table at startup), always inside the seqlock. */
+typedef struct {
+    char         addr[MEMSESS_ADDR_MAX];
+    apr_uint32_t state;
+    apr_uint32_t consecutive_fails;
+    apr_uint32_t consecutive_passes;
+    apr_uint32_t reserved;
+    apr_uint64_t checks;
+    apr_uint64_t failures;
+    apr_uint64_t state_changes;
+    apr_int64_t  last_change;      /* unix seconds, 0 = never */
+    apr_uint64_t latency_us;       /* of the last probe */
+    apr_uint64_t duration_us_sum;  /* of all probes, for the metrics */
+    char         last_error[MEMSESS_ERROR_MAX];
+} memsess_slot_t;
+
+/* One published save_path: what a vhost's requests get. */
+typedef struct {
+    apr_uint32_t offset;    /* of the text, from the start of the table */
+    apr_uint32_t capacity;  /* bytes reserved there, NUL included */
+    apr_uint32_t len;       /* of the current text */
+    apr_uint32_t nlive;     /* servers in it that are live; 0 = fail open */
+} memsess_view_slot_t;
+
+typedef struct memsess_table memsess_table_t;
+
+/* Bytes a table needs for nslots servers and the given text capacities. */
+apr_size_t memsess_table_size(int nslots, int nviews,
+                              const apr_uint32_t *capacities);
+
+/* Lays out an empty table over base (size bytes, zeroed by the caller is
+ * not required).  Returns NULL when size is too small. */
+memsess_table_t *memsess_table_init(void *base, apr_size_t size, int nslots,
+                                    int nviews,
+                                    const apr_uint32_t *capacities);
+
+/* Checks that base holds a table of this version; NULL if not. */
+memsess_table_t *memsess_table_attach(void *base, apr_size_t size);
+
+int memsess_table_nslots(const memsess_table_t *t);
+int memsess_table_nviews(const memsess_table_t *t);
+apr_uint64_t memsess_table_generation(const memsess_table_t *t);
+apr_uint64_t memsess_table_state_changes(const memsess_table_t *t);
+
+/* Readers: no lock, no system call.  Each copies a consistent snapshot and
+ * returns APR_SUCCESS, or APR_EBUSY when the writer stayed inside its
+ * critical section for the whole bounded retry (a writer that died there).
+ */
+apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
+                                     memsess_slot_t *copy);
+apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
+                                     char *buf, apr_size_t size,
+                                     apr_uint32_t *len, apr_uint32_t *nlive);
+
+/* The writer.  One at a time: the checker serialises its threads. */
+void memsess_table_write_begin(memsess_table_t *t);
+void memsess_table_write_end(memsess_table_t *t);
+/* Repairs the seqlock after a writer died inside it (new checker only). */
+void memsess_table_recover(memsess_table_t *t);
+memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i);
+void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
+void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
+                                  apr_uint64_t changes);
+
+/* The up/down state machine: records one probe result in slot (counters
+ * included) and returns non-zero when the state changed. */
+int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
+                        apr_uint64_t latency_us, apr_int64_t now,
+                        int fail_threshold, int pass_threshold);
+
+/* Whether a state counts as live for injection. */
+#define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)
+
+/* What one vhost publishes: its pool in its format. */
+typedef struct {
+    const memsess_pool_t *pool;
+    memsess_format_e      format;
+} memsess_view_t;
+
+/* Rebuilds the published save_path of every view that holds slot (of all
+ * views when slot < 0) from the slots' states.  A view none of whose
+ * servers is live publishes its full list with nlive 0 (fail open).
+ * The caller is the writer, inside write_begin/_end. */
+void memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
+                           int nviews, int slot);
+
+/* ------------------------------------------------------------------ */
+/* httpd glue: everything below needs httpd's headers.                */
+
+#ifndef MEMSESS_NO_HTTPD
+
+#include "httpd.h"
+#include "http_config.h"
+
+typedef enum {
+    MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
+    MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
+    MEMSESS_ALLDOWN_FILES = 2    /* PHP's files handler in a local dir */
+} memsess_alldown_e;
+
+/* Unset values are -1 / NULL and inherit from the main server. */
+typedef struct {
+    server_rec          *s;
+    memsess_pool_t      *pool;
+    int                  replicas;
+    int                  format;
+    int                  alldown;
+    const char          *alldown_dir;
+    /* server config only: the main server's values are the ones used */
+    apr_interval_time_t  interval;
+    apr_interval_time_t  timeout;
+    int                  fail_threshold;
+    int                  pass_threshold;
+    /* set at post_config */
+    int                  view;       /* index of the published path, -1 */
+    apr_uint32_t         capacity;   /* of the longest path, NUL included */
+    const char          *full_path;  /* every server, in config order */
+    const char          *name;       /* "host:port" of the vhost */
+} memsess_srv_conf;
+
+typedef struct {
+    int inject;   /* -1 unset, 0 Off, 1 On */
+} memsess_dir_conf;
+
+/* What this generation of the configuration runs with.  Built by the
+ * parent at post_config, read-only afterwards, inherited by the children. */
+typedef struct {
+    server_rec          *main;
+    memsess_srv_conf    *global;      /* the main server's config */
+    apr_array_header_t  *targets;     /* memsess_server_t *, index = slot */
+    apr_array_header_t  *confs;       /* memsess_srv_conf *, index = view */
+    memsess_view_t      *views;       /* [confs->nelts] */
+    memsess_table_t     *table;
+    apr_interval_time_t  interval;    /* effective global settings */
+    apr_interval_time_t  timeout;
+    int                  fail_threshold;
+    int                  pass_threshold;
+} memsess_runtime_t;
+
+extern module AP_MODULE_DECLARE_DATA memsess_module;
+
+memsess_srv_conf *memsess_srv_config(const server_rec *s);
+
+/* The runtime of the running generation; NULL when no pool is configured. */
+memsess_runtime_t *memsess_runtime(void);
+
+/* memsess_check.c */
+apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
+                                       memsess_runtime_t *rt);
+
+/* memsess_inject.c */
+void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
+int memsess_inject_fixups(request_rec *r);
+
+/* memsess_status.c */
+int memsess_status_handler(request_rec *r);
+void memsess_status_register(void);
+
+#endif /* MEMSESS_NO_HTTPD */
+
+#endif /* MOD_MEMSESS_H */
