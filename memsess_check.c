@@ -248,6 +248,8 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
         apr_pool_destroy(pool);
         return rv;
     }
+    /* keep the threads between rounds instead of starting them anew */
+    apr_thread_pool_idle_max_set(c->threads, nthreads);
     /* A checker that died inside the table left it mid-write. */
     memsess_table_recover(rt->table);
     checker = c;

@@ -25,6 +25,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "ap_listen.h"
 
 #include "mod_memsess.h"
 
@@ -368,6 +369,18 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* The port a vhost answers on, for the status page. */
+static apr_port_t vhost_port(const server_rec *s)
+{
+    if (s->port) {
+        return s->port;
+    }
+    if (s->addrs && s->addrs->host_port) {
+        return s->addrs->host_port;
+    }
+    return ap_listeners ? ap_listeners->bind_addr->port : 0;
+}
+
 /* Gives every distinct server a slot and every vhost with a pool a view. */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                         server_rec *s)
@@ -412,7 +425,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         conf->view = rt->confs->nelts;
         conf->name = apr_psprintf(p, "%s:%u", vs->server_hostname
                                   ? vs->server_hostname : "*",
-                                  vs->addrs ? vs->addrs->host_port : vs->port);
+                                  vhost_port(vs));
         APR_ARRAY_PUSH(rt->confs, memsess_srv_conf *) = conf;
     }
     if (!rt->confs->nelts) {
