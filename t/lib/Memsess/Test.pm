@@ -32,9 +32,9 @@ our @EXPORT = qw(
     addr port memc_names
     memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
-    vhost_url vhost_port new_ua get_json
+    vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
-    wait_for log_mark log_since log_wait log_file
+    wait_for log_mark log_since log_wait log_file state_log_re
     check_interval fail_deadline pass_deadline
 );
 
@@ -81,6 +81,9 @@ sub _name {
 sub addr { defines()->{ _name(shift) } }
 
 sub port { (split /:/, addr(shift))[-1] }
+
+# The save_path the contract expects for these servers: "h:p,h:p".
+sub addrs { join ',', map { addr($_) } @_ }
 
 # The names matching a pattern, in order: memc_names(qr/^MEMC_X/).
 sub memc_names {
@@ -322,6 +325,27 @@ sub get_json {
     return ($data, $res, $dt);
 }
 
+my $INFO_UA;
+
+# What PHP was told in a vhost (t/htdocs/memsess/info.php), or undef.
+sub info {
+    my ($vhost, $path) = @_;
+    $INFO_UA ||= new_ua(timeout => 10);
+    my ($data) = get_json($INFO_UA, $vhost, $path || '/memsess/info.php');
+    return $data;
+}
+
+# Waits until the vhost's requests see MEMSESS_LIVE eq $live ("2/2");
+# seconds it took, or undef.  Needs no status page.
+sub wait_live {
+    my ($vhost, $live, $timeout) = @_;
+    return wait_for($timeout, sub {
+        my $i = info($vhost) or return 0;
+        my $l = $i->{env}{MEMSESS_LIVE};
+        return defined $l && $l eq $live;
+    }, 0.05);
+}
+
 # ------------------------------------------------------------------------
 # the status page
 
@@ -403,6 +427,13 @@ sub wait_for {
         sleep $every;
     }
     return undef;
+}
+
+# A NOTICE line that says the server went into state.
+sub state_log_re {
+    my ($name, $state) = @_;
+    my $ad = addr($name);
+    return qr/\[[^\]]*:notice\].*MEMSESS\d{4}:.*\Q$ad\E(?!\d).*\b\Q$state\E\b/;
 }
 
 sub log_file { catfile($T_LOGS, 'error_log') }
