@@ -1,0 +1,227 @@
+/* Unit tests of memsess_table.c: layout, the up/down state machine, the
+ * published save_paths and the seqlock readers, over malloc'd memory. */
+#include <stdlib.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include "apr_general.h"
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+static apr_pool_t *p;
+
+static memsess_pool_t *pool_of(const char *a, const char *b, const char *c,
+                               int s0, int s1, int s2)
+{
+    char *argv[3];
+    memsess_pool_t *pool;
+
+    argv[0] = (char *)a; argv[1] = (char *)b; argv[2] = (char *)c;
+    memsess_pool_parse(p, 3, argv, &pool);
+    APR_ARRAY_IDX(pool->servers, 0, memsess_server_t).slot = s0;
+    APR_ARRAY_IDX(pool->servers, 1, memsess_server_t).slot = s1;
+    APR_ARRAY_IDX(pool->servers, 2, memsess_server_t).slot = s2;
+    return pool;
+}
+
+static const char *view(memsess_table_t *t, int v, apr_uint32_t *nlive)
+{
+    char *buf = apr_palloc(p, 256);
+    apr_uint32_t len;
+
+    if (memsess_table_read_view(t, v, buf, 256, &len, nlive)) {
+        return "(busy)";
+    }
+    return buf;
+}
+
+static void record(memsess_table_t *t, memsess_view_t *views, int i, int ok_)
+{
+    memsess_slot_t *slot = memsess_table_slot(t, i);
+
+    memsess_table_write_begin(t);
+    if (memsess_slot_record(slot, ok_, ok_ ? NULL : "refused", 100, 1000,
+                            2, 2)) {
+        memsess_table_bump_generation(t, 1);
+        memsess_table_publish(t, views, 2, i);
+    }
+    memsess_table_write_end(t);
+}
+
+/* A writer thread flipping a view between two strings while readers
+ * check they never see anything else. */
+static memsess_table_t *race_table;
+static memsess_view_t race_views[2];
+static volatile int race_stop;
+
+static void *race_writer(void *arg)
+{
+    int n = 0;
+
+    (void)arg;
+    while (!race_stop) {
+        memsess_slot_t *slot = memsess_table_slot(race_table, 1);
+
+        memsess_table_write_begin(race_table);
+        slot->state = (n++ & 1) ? MEMSESS_DOWN : MEMSESS_UP;
+        memsess_table_publish(race_table, race_views, 2, 1);
+        memsess_table_write_end(race_table);
+        sched_yield();   /* a real checker writes now and then */
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    apr_uint32_t caps[2], nlive;
+    memsess_view_t views[2];
+    memsess_table_t *t, *t2;
+    memsess_slot_t slot, copy;
+    apr_size_t size;
+    void *mem, *mem2;
+    int i, changed, torn = 0, busy = 0, reads = 0;
+    pthread_t writer;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+
+    /* --- the state machine --- */
+    memset(&slot, 0, sizeof(slot));
+    ok(slot.state == MEMSESS_UNKNOWN && MEMSESS_IS_LIVE(slot.state),
+       "a new server is unknown, and unknown counts as live");
+    changed = memsess_slot_record(&slot, 0, "refused", 5, 10, 2, 2);
+    ok(!changed && slot.state == MEMSESS_UNKNOWN,
+       "one failure below the threshold changes nothing");
+    changed = memsess_slot_record(&slot, 0, "timeout", 5, 11, 2, 2);
+    ok(changed && slot.state == MEMSESS_DOWN, "FailThreshold failures: down");
+    ok(slot.last_change == 11 && slot.state_changes == 1,
+       "the change is stamped and counted");
+    is_str(slot.last_error, "timeout", "the last error is kept");
+    changed = memsess_slot_record(&slot, 1, NULL, 5, 12, 2, 2);
+    ok(!changed && slot.state == MEMSESS_DOWN,
+       "one pass below PassThreshold keeps it down");
+    changed = memsess_slot_record(&slot, 0, "refused", 5, 13, 2, 2);
+    ok(!changed && slot.consecutive_passes == 0 && slot.consecutive_fails == 1,
+       "a failure resets the passes");
+    memsess_slot_record(&slot, 1, NULL, 5, 14, 2, 2);
+    changed = memsess_slot_record(&slot, 1, NULL, 7, 15, 2, 2);
+    ok(changed && slot.state == MEMSESS_UP, "PassThreshold passes: up");
+    ok(slot.checks == 6 && slot.failures == 3, "checks and failures counted");
+    ok(slot.latency_us == 7 && slot.duration_us_sum == 32,
+       "latency of the last probe and the sum of all");
+    memset(&slot, 0, sizeof(slot));
+    changed = memsess_slot_record(&slot, 1, NULL, 5, 10, 2, 3);
+    ok(changed && slot.state == MEMSESS_UP,
+       "unknown becomes up on its first good probe");
+    memset(&slot, 0, sizeof(slot));
+    changed = memsess_slot_record(&slot, 0, "x", 5, 10, 1, 1);
+    ok(changed && slot.state == MEMSESS_DOWN, "FailThreshold 1: one failure");
+    is_str(memsess_state_name(MEMSESS_DOWN), "down", "state names");
+
+    /* --- layout --- */
+    views[0].pool = pool_of("a:1", "b:2", "c:3", 0, 1, 2);
+    views[0].format = MEMSESS_FORMAT_MEMCACHED;
+    views[1].pool = pool_of("c:3", "d:4", "b:2", 2, 3, 1);
+    views[1].format = MEMSESS_FORMAT_MEMCACHE;
+    caps[0] = memsess_path_build(NULL, 0, views[0].pool, NULL, 0) + 1;
+    caps[1] = memsess_path_build(NULL, 0, views[1].pool, NULL, 1) + 1;
+    size = memsess_table_size(4, 2, caps);
+    mem = malloc(size);
+    ok(memsess_table_init(mem, size - 1, 4, 2, caps) == NULL,
+       "refuses memory smaller than the layout");
+    t = memsess_table_init(mem, size, 4, 2, caps);
+    ok(t != NULL && memsess_table_nslots(t) == 4
+       && memsess_table_nviews(t) == 2, "lays out 4 servers and 2 views");
+    ok(memsess_table_attach(mem, size) == t, "attaches to its own layout");
+    ((char *)mem)[0] ^= 1;
+    ok(memsess_table_attach(mem, size) == NULL, "refuses a foreign segment");
+    ((char *)mem)[0] ^= 1;
+
+    memsess_table_write_begin(t);
+    memsess_table_publish(t, views, 2, -1);
+    memsess_table_write_end(t);
+    is_str(view(t, 0, &nlive), "a:1,b:2,c:3", "all unknown: all published");
+    ok(nlive == 3, "nlive 3");
+    is_str(view(t, 1, &nlive), "tcp://c:3, tcp://d:4, tcp://b:2",
+           "the second view in its own format");
+
+    record(t, views, 1, 0);
+    record(t, views, 1, 0);
+    is_str(view(t, 0, &nlive), "a:1,c:3", "b down: dropped from view 0");
+    ok(nlive == 2, "nlive 2");
+    is_str(view(t, 1, &nlive), "tcp://c:3, tcp://d:4",
+           "and from view 1, which shares it");
+    ok(memsess_table_generation(t) == 1, "the generation moved once");
+
+    for (i = 0; i < 4; i++) {
+        record(t, views, i, 0);
+        record(t, views, i, 0);
+    }
+    is_str(view(t, 0, &nlive), "a:1,b:2,c:3", "all down: fail open");
+    ok(nlive == 0, "with nlive 0");
+    record(t, views, 2, 1);
+    record(t, views, 2, 1);
+    is_str(view(t, 0, &nlive), "c:3", "c back: only c");
+    ok(nlive == 1, "nlive 1");
+    ok(memsess_table_state_changes(t) == memsess_table_generation(t),
+       "every change counted");
+
+    ok(memsess_table_read_slot(t, 2, &copy) == APR_SUCCESS
+       && copy.state == MEMSESS_UP && copy.checks == 4,
+       "a slot reads back consistently");
+
+    /* a writer that died inside the seqlock */
+    memsess_table_write_begin(t);
+    ok(memsess_table_read_slot(t, 0, &copy) == APR_EBUSY,
+       "a reader gives up on a writer that never leaves");
+    ok(!strcmp(view(t, 0, &nlive), "(busy)"), "and so does a view reader");
+    memsess_table_recover(t);
+    is_str(view(t, 0, &nlive), "c:3", "recover() lets readers in again");
+
+    /* carrying states over to a bigger table, as a restart does */
+    size = memsess_table_size(5, 2, caps);
+    mem2 = malloc(size);
+    t2 = memsess_table_init(mem2, size, 5, 2, caps);
+    ok(t2 != NULL, "a second table");
+    free(mem2);
+
+    /* --- readers against a running writer --- */
+    race_views[0].pool = pool_of("a:1", "b:2", "c:3", 0, 1, 2);
+    race_views[0].format = MEMSESS_FORMAT_MEMCACHED;
+    race_views[1] = race_views[0];
+    race_table = t;
+    memsess_table_write_begin(t);
+    for (i = 0; i < 4; i++) {
+        memsess_table_slot(t, i)->state = MEMSESS_UP;
+    }
+    memsess_table_publish(t, race_views, 2, -1);
+    memsess_table_write_end(t);
+    pthread_create(&writer, NULL, race_writer, NULL);
+    for (i = 0; i < 200000; i++) {
+        const char *s = view(t, 0, &nlive);
+
+        reads++;
+        if (!strcmp(s, "(busy)")) {
+            busy++;
+        }
+        else if (strcmp(s, "a:1,b:2,c:3") && strcmp(s, "a:1,c:3")) {
+            if (torn < 3) printf("# torn text '%s' nlive %u\n", s, nlive);
+            torn++;
+        }
+        else if ((nlive == 3) != !strcmp(s, "a:1,b:2,c:3")) {
+            if (torn < 3) printf("# torn nlive '%s' nlive %u\n", s, nlive);
+            torn++;
+        }
+    }
+    race_stop = 1;
+    pthread_join(writer, NULL);
+    ok(torn == 0, "%d reads under a busy writer: %d torn", reads, torn);
+    ok(busy == 0, "and none gave up (%d)", busy);
+
+    free(mem);
+    apr_pool_destroy(p);
+    apr_terminate();
+    return done_testing();
+}
