@@ -35,7 +35,7 @@ our @EXPORT = qw(
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
     wait_for log_mark log_since log_wait log_file state_log_re
-    check_interval fail_deadline pass_deadline
+    check_interval fail_deadline pass_deadline diag
 );
 
 # Must match the globals in t/conf/extra.conf.in.
@@ -58,6 +58,13 @@ sub fail_deadline {
 
 sub pass_deadline {
     CHECK_INTERVAL * PASS_THRESHOLD + CHECK_TIMEOUT + 0.100 + margin();
+}
+
+# A comment line on stderr: the harness shows it, verbose or not.
+sub diag {
+    my $msg = join '', @_;
+    $msg =~ s/^/# /mg;
+    print STDERR "$msg\n";
 }
 
 # ------------------------------------------------------------------------
