@@ -53,6 +53,7 @@ typedef struct {
     apr_thread_pool_t  *threads;
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
+    int                *flipped;   /* [nviews]: scratch for publish */
 } checker_t;
 
 static checker_t *checker;
@@ -97,6 +98,29 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     return 0;
 }
 
+/* A vhost's pool went into (or out of) the state where none is live. */
+static void log_all_down(const memsess_runtime_t *rt,
+                         const memsess_srv_conf *conf, int all_down)
+{
+    if (!all_down) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0016: "
+                     "%s has a live memcached server again", conf->name);
+        return;
+    }
+    if (conf->alldown == MEMSESS_ALLDOWN_FILES) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0017: no "
+                     "memcached server of %s is live: its PHP requests get "
+                     "PHP's files handler in %s", conf->name,
+                     conf->alldown_dir);
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0018: no "
+                 "memcached server of %s is live: its PHP requests get %s",
+                 conf->name, conf->alldown == MEMSESS_ALLDOWN_503
+                             ? "503 Service Unavailable"
+                             : "the full list (MemsessAllDown open)");
+}
+
 /* Records one verdict; the caller holds the mutex. */
 static void record_locked(checker_t *c, int i, int ok, const char *error,
                           apr_interval_time_t took)
@@ -104,7 +128,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_runtime_t *rt = c->rt;
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
-    int changed;
+    int changed, nflipped = 0, k;
 
     memsess_table_write_begin(t);
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
@@ -112,7 +136,8 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                                   rt->fail_threshold, rt->pass_threshold);
     if (changed) {
         memsess_table_bump_generation(t, 1);
-        memsess_table_publish(t, rt->views, rt->confs->nelts, i);
+        nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts, i,
+                                         c->flipped);
     }
     memcpy(&after, slot, sizeof(after));
     memsess_table_write_end(t);
@@ -133,6 +158,11 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "memcached server %s is up (%u consecutive good probes, "
                      "answered in %" APR_TIME_T_FMT "us)", after.addr,
                      after.consecutive_passes, took);
+    }
+    for (k = 0; k < nflipped; k++) {
+        log_all_down(rt, APR_ARRAY_IDX(rt->confs, c->flipped[k],
+                                       memsess_srv_conf *),
+                     after.state == MEMSESS_DOWN);
     }
 }
 
@@ -239,6 +269,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     c->rt = rt;
     c->pool = pool;
     c->probes = apr_pcalloc(pool, rt->targets->nelts * sizeof(probe_t));
+    c->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
         || (rv = apr_thread_pool_create(&c->threads, 0, nthreads, pool))

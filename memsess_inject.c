@@ -102,7 +102,7 @@ static int settings(request_rec *r, const memsess_srv_conf *conf,
     ini[n++].value = handler;
     ini[n].name = "session.save_path";
     ini[n++].value = path;
-    if (conf->replicas > 0 && conf->format != MEMSESS_FORMAT_MEMCACHE) {
+    if (conf->replicas > 0 && !strcmp(handler, "memcached")) {
         ini[n].name = "memcached.sess_number_of_replicas";
         ini[n++].value = apr_itoa(r->pool, conf->replicas);
         ini[n].name = "memcached.sess_binary_protocol";
@@ -201,6 +201,19 @@ int memsess_inject_fixups(request_rec *r)
 
     handler = conf->format == MEMSESS_FORMAT_MEMCACHE ? "memcache"
                                                       : "memcached";
+    if (!nlive && conf->alldown > MEMSESS_ALLDOWN_OPEN
+        && (for_fcgi(r) || for_php(r))) {
+        if (conf->alldown == MEMSESS_ALLDOWN_503) {
+            /* by then the checker may have seen a server come back */
+            apr_table_setn(r->err_headers_out, "Retry-After",
+                           apr_ltoa(r->pool, (long)apr_time_sec(
+                               rt->interval * rt->pass_threshold
+                               + apr_time_from_sec(1) - 1)));
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+        handler = "files";
+        path = (char *)conf->alldown_dir;
+    }
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
     apr_table_setn(r->subprocess_env, "MEMSESS_LIVE",

@@ -329,13 +329,13 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
 /* ------------------------------------------------------------------ */
 /* Publishing                                                         */
 
-void memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
-                           int nviews, int slot)
+int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
+                          int nviews, int slot, int *flipped)
 {
     unsigned char live[MEMSESS_MAX_SERVERS];
     const memsess_slot_t *sl = slots(t);
     memsess_view_slot_t *vs = views(t);
-    int v, i;
+    int v, i, nflipped = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
         const apr_array_header_t *servers = vdefs[v].pool->servers;
@@ -358,6 +358,13 @@ void memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
                                  vdefs[v].format);
         vs[v].len = (apr_uint32_t)(len < vs[v].capacity
                                    ? len : vs[v].capacity - 1);
+        if (slot >= 0 && !vs[v].nlive != !nlive) {
+            if (flipped) {
+                flipped[nflipped] = v;
+            }
+            nflipped++;
+        }
         vs[v].nlive = (apr_uint32_t)nlive;
     }
+    return nflipped;
 }

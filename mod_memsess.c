@@ -26,6 +26,7 @@
 #include "http_request.h"
 #include "ap_mpm.h"
 #include "ap_listen.h"
+#include "unixd.h"
 
 #include "mod_memsess.h"
 
@@ -323,6 +324,47 @@ static apr_interval_time_t or_default(apr_interval_time_t t,
     return t >= 0 ? t : dflt;
 }
 
+/* MemsessAllDown files DIR: DIR must be a directory the children's user
+ * can write, or PHP would fail every session when it is needed most. */
+static int check_files_dir(apr_pool_t *ptemp, server_rec *s, const char *dir)
+{
+    apr_finfo_t fi;
+    apr_status_t rv;
+    int writable;
+
+    if (!dir) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0003: "
+                     "MemsessAllDown: \"files\" needs a directory");
+        return !OK;
+    }
+    rv = apr_stat(&fi, dir, APR_FINFO_TYPE | APR_FINFO_PROT
+                            | APR_FINFO_OWNER, ptemp);
+    if (rv != APR_SUCCESS || fi.filetype != APR_DIR) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "MEMSESS0006: "
+                     "MemsessAllDown: \"%s\" is not a directory", dir);
+        return !OK;
+    }
+    if (ap_unixd_config.user_id == 0) {
+        writable = 1;
+    }
+    else if (fi.user == ap_unixd_config.user_id) {
+        writable = (fi.protection & APR_UWRITE) != 0;
+    }
+    else if (fi.group == ap_unixd_config.group_id) {
+        writable = (fi.protection & APR_GWRITE) != 0;
+    }
+    else {
+        writable = (fi.protection & APR_WWRITE) != 0;
+    }
+    if (!writable) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0007: "
+                     "MemsessAllDown: \"%s\" is not writable by user %s",
+                     dir, ap_unixd_config.user_name);
+        return !OK;
+    }
+    return OK;
+}
+
 /* Everything that needs the whole configuration, checked before
  * "Syntax OK" so that apachectl -t refuses it too. */
 static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -360,9 +402,8 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                          "servers in the configuration", MEMSESS_MAX_SERVERS);
             return !OK;
         }
-        if (conf->alldown == MEMSESS_ALLDOWN_FILES && !conf->alldown_dir) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, "MEMSESS0003: "
-                         "MemsessAllDown: \"files\" needs a directory");
+        if (conf->alldown == MEMSESS_ALLDOWN_FILES
+            && check_files_dir(ptemp, vs, conf->alldown_dir) != OK) {
             return !OK;
         }
     }
@@ -520,7 +561,7 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
     if (old) {
         kept = take_over(rt->table, old, ptemp);
     }
-    memsess_table_publish(rt->table, rt->views, nviews, -1);
+    memsess_table_publish(rt->table, rt->views, nviews, -1, NULL);
 
     /* The old generation's children keep their own mapping until they
      * exit; the parent lets go of it now. */

@@ -25,7 +25,7 @@
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0030.
+ * The next free number is MEMSESS0023.
  */
 
 #ifndef MOD_MEMSESS_H
@@ -185,9 +185,11 @@ typedef struct {
 /* Rebuilds the published save_path of every view that holds slot (of all
  * views when slot < 0) from the slots' states.  A view none of whose
  * servers is live publishes its full list with nlive 0 (fail open).
+ * Returns how many views went into or out of that all-down state, and
+ * lists them in flipped (nviews entries) unless it is NULL.
  * The caller is the writer, inside write_begin/_end. */
-void memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
-                           int nviews, int slot);
+int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
+                          int nviews, int slot, int *flipped);
 
 /* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */

@@ -45,7 +45,7 @@ static void record(memsess_table_t *t, memsess_view_t *views, int i, int ok_)
     if (memsess_slot_record(slot, ok_, ok_ ? NULL : "refused", 100, 1000,
                             2, 2)) {
         memsess_table_bump_generation(t, 1);
-        memsess_table_publish(t, views, 2, i);
+        memsess_table_publish(t, views, 2, i, NULL);
     }
     memsess_table_write_end(t);
 }
@@ -66,7 +66,7 @@ static void *race_writer(void *arg)
 
         memsess_table_write_begin(race_table);
         slot->state = (n++ & 1) ? MEMSESS_DOWN : MEMSESS_UP;
-        memsess_table_publish(race_table, race_views, 2, 1);
+        memsess_table_publish(race_table, race_views, 2, 1, NULL);
         memsess_table_write_end(race_table);
         sched_yield();   /* a real checker writes now and then */
     }
@@ -140,7 +140,7 @@ int main(void)
     ((char *)mem)[0] ^= 1;
 
     memsess_table_write_begin(t);
-    memsess_table_publish(t, views, 2, -1);
+    memsess_table_publish(t, views, 2, -1, NULL);
     memsess_table_write_end(t);
     is_str(view(t, 0, &nlive), "a:1,b:2,c:3", "all unknown: all published");
     ok(nlive == 3, "nlive 3");
@@ -196,7 +196,7 @@ int main(void)
     for (i = 0; i < 4; i++) {
         memsess_table_slot(t, i)->state = MEMSESS_UP;
     }
-    memsess_table_publish(t, race_views, 2, -1);
+    memsess_table_publish(t, race_views, 2, -1, NULL);
     memsess_table_write_end(t);
     pthread_create(&writer, NULL, race_writer, NULL);
     for (i = 0; i < 200000; i++) {
