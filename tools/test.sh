@@ -27,32 +27,27 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-log "setup"
-bash tools/setup.sh
-
-log "build"
-make -f Makefile.apxs
-if make -f Makefile.apxs -n unit >/dev/null 2>&1; then
-    log "C unit tests"
-    make -f Makefile.apxs unit
-else
-    log "no 'unit' target in Makefile.apxs yet: C unit tests skipped"
-fi
-
-if ! id -u "$TEST_USER" >/dev/null 2>&1; then
-    log "creating user $TEST_USER"
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin "$TEST_USER"
-fi
-
 WORK=$(mktemp -d /tmp/memsess-test.XXXXXX)
+chmod 755 "$WORK"
 SRC=$WORK/src
-as_test() { runuser -u "$TEST_USER" -- env HOME="$WORK" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }
+as_test() { runuser -u "$TEST_USER" -- env HOME="$WORK/home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }
+
+# "passed failed" from a Test::Harness/prove log; "0 1" if it has no summary.
+counts() {
+    perl -ne '
+        $t = $1 if /^Files=\d+, Tests=(\d+)/;
+        ($fp, $fs) = ($1, $2) if /^Failed (\d+)\/\d+ test programs?\. (\d+)\/\d+ subtests failed/;
+        END {
+            if (!defined $t) { print "0 1\n"; exit }
+            $fp //= 0; $fs //= 0;
+            print $t - $fs, " ", ($fs > $fp ? $fs : $fp), "\n";
+        }' "$1" 2>/dev/null || echo "0 1"
+}
 
 cleanup() {
     rc=$?
     set +e
-    if [ -x "$SRC/t/TEST" ]; then
+    if [ -x "$SRC/t/TEST" ] && id -u "$TEST_USER" >/dev/null 2>&1; then
         (cd "$SRC" && as_test timeout 60 perl t/TEST -stop >/dev/null 2>&1)
     fi
     # memcached a crashed test left behind (each writes t/logs/memc/NAME.pid)
@@ -69,26 +64,65 @@ cleanup() {
         log "last lines of t/logs/error_log"
         tail -n 60 "$SRC/t/logs/error_log"
     fi
+    passed=0 failed=0
+    for f in "$WORK/unit.log" "$WORK/suite.log"; do
+        [ -f "$f" ] || continue
+        read -r p n < <(counts "$f")
+        passed=$((passed + p)) failed=$((failed + n))
+    done
+    [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
     if [ -n "${MEMSESS_TEST_KEEP:-}" ]; then
         log "kept $WORK"
     else
         rm -rf "$WORK"
     fi
+    echo "summary: $passed passed, $failed failed"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+log "setup"
+bash tools/setup.sh
+
+log "build"
+make -f Makefile.apxs
+UNIT_RC=0
+if make -f Makefile.apxs -n unit >/dev/null 2>&1; then
+    log "C unit tests"
+    set +e
+    make -f Makefile.apxs unit 2>&1 | tee "$WORK/unit.log"
+    UNIT_RC=${PIPESTATUS[0]}
+    set -e
+else
+    log "no 'unit' target in Makefile.apxs: C unit tests skipped"
+fi
+
+if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+    log "creating user $TEST_USER"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin "$TEST_USER"
+fi
+
+
 log "copying the checkout to $SRC"
 rsync -a --exclude .git --exclude t/logs --exclude t/TEST \
     --exclude 't/conf/*.conf' --exclude t/conf/apache_test_config.pm \
     "$TOP"/ "$SRC"/
-chown -R "$TEST_USER:$TEST_USER" "$WORK"
-chmod 755 "$WORK"
+mkdir -p "$WORK/home"
+chown -R "$TEST_USER:$TEST_USER" "$SRC" "$WORK/home"
 
 cd "$SRC"
 as_test perl -MApache::TestMM -e 'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null
 
 log "Apache::Test scenarios"
+set +e
 # shellcheck disable=SC2086
-as_test timeout --kill-after=30 "$LIMIT" perl t/TEST ${MEMSESS_TEST_FILES:-}
+as_test timeout --kill-after=30 "$LIMIT" perl t/TEST ${MEMSESS_TEST_FILES:-} 2>&1 | tee "$WORK/suite.log"
+SUITE_RC=${PIPESTATUS[0]}
+set -e
+if [ "$UNIT_RC" -ne 0 ] || [ "$SUITE_RC" -ne 0 ]; then
+    log "FAILED (unit: exit $UNIT_RC, scenarios: exit $SUITE_RC)"
+    exit 1
+fi
+log "all tests passed"
