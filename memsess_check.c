@@ -11,20 +11,33 @@
  * limitations under the License.
  */
 
-/* The checker: one per Apache instance, a singleton of mod_watchdog that
- * runs in one child.  Every interval its callback hands every server to a
- * thread pool; each probe is a libmemcached round trip bounded by the
- * timeout, and records its own verdict in the shared table.  A hung server
- * holds up one thread, never the verdict on the others.
+/* The checker: one per Apache instance, in one child process.
  *
- * What is in flight lives in this process only: a child that dies takes
- * it along, and the next checker starts clean. */
+ * Every child runs a mod_watchdog callback every 100ms.  The child that
+ * holds the lease in the shared table is the checker: every interval it
+ * hands every server to a thread pool; each probe is a libmemcached round
+ * trip bounded by the timeout, and records its own verdict in the table.
+ * A hung server holds up one thread, never the verdict on the others.
+ *
+ * The other children watch the lease: when its owner is gone (killed,
+ * crashed, exited) or has not started a round for too long, the first to
+ * see it takes over by compare-and-swap, within one tick.  mod_watchdog's
+ * own singleton is not used: after a crash its next holder waits ten
+ * seconds before it runs.
+ *
+ * What is in flight lives in the checker's memory only: a child that dies
+ * takes it along, and the next checker starts clean. */
+
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <libmemcached/memcached.h>
 
 #include "apr_strings.h"
 #include "apr_thread_pool.h"
 #include "apr_thread_mutex.h"
+#include "apr_file_io.h"
 
 #include "httpd.h"
 #include "http_log.h"
@@ -36,6 +49,7 @@ APLOG_USE_MODULE(memsess);
 
 #define WATCHDOG_NAME "_memsess_"
 #define PROBE_KEY     "memsess:probe"
+#define TICK          apr_time_from_msec(100)
 
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
@@ -54,6 +68,7 @@ typedef struct {
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
     int                *flipped;   /* [nviews]: scratch for publish */
+    apr_time_t          next_round;
 } checker_t;
 
 static checker_t *checker;
@@ -129,7 +144,13 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
     int changed, nflipped = 0, k;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
 
+    memsess_table_owner(t, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid()) {
+        return;   /* we were stalled and lost the lease: not ours to write */
+    }
     memsess_table_write_begin(t);
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
@@ -304,26 +325,103 @@ static void checker_stop(void)
     }
 }
 
+/* Whether a process has ended.  A killed child stays a zombie until the
+ * parent reaps it, which can take a second: count that as ended too. */
+static int process_gone(pid_t pid)
+{
+    char path[64], stat[128], *paren;
+    apr_file_t *f;
+    apr_size_t len = sizeof(stat) - 1;
+    apr_pool_t *p;
+    int gone = 0;
+
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return 1;
+    }
+    apr_snprintf(path, sizeof(path), "/proc/%" APR_PID_T_FMT "/stat", pid);
+    apr_pool_create(&p, NULL);
+    if (apr_file_open(&f, path, APR_FOPEN_READ, 0, p) == APR_SUCCESS) {
+        if (apr_file_read(f, stat, &len) == APR_SUCCESS) {
+            stat[len] = '\0';
+            paren = strrchr(stat, ')');
+            gone = paren && (paren[2] == 'Z' || paren[2] == 'X');
+        }
+        apr_file_close(f);
+    }
+    apr_pool_destroy(p);
+    return gone;
+}
+
+/* Whether the lease is free for us: no owner, or a round is overdue and
+ * its owner has ended or has started none for two intervals and a
+ * timeout (a stuck checker). */
+static int lease_free(const memsess_runtime_t *rt, apr_uint32_t owner,
+                      apr_time_t heartbeat, apr_time_t now)
+{
+    if (!owner) {
+        return 1;
+    }
+    if (now - heartbeat < rt->interval) {
+        return 0;   /* it started a round lately: nothing to look at */
+    }
+    return process_gone((pid_t)owner)
+           || now - heartbeat > 2 * rt->interval + rt->timeout + TICK;
+}
+
+static void tick(memsess_runtime_t *rt)
+{
+    apr_uint32_t me = (apr_uint32_t)getpid(), owner;
+    apr_time_t now = apr_time_now(), heartbeat;
+
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (checker && owner != me) {
+        /* we stalled and another child took over: it checks now */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0019: "
+                     "process %" APR_PID_T_FMT " took over checking from "
+                     "process %u", (pid_t)owner, me);
+        checker_stop();
+        return;
+    }
+    if (!checker) {
+        if (!lease_free(rt, owner, heartbeat, now)
+            || !memsess_table_claim(rt->table, owner, me, now)
+            || checker_start(rt) != APR_SUCCESS) {
+            return;
+        }
+        if (owner) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0023: checking resumed in process %u: "
+                         "process %u stopped checking", me, owner);
+        }
+        checker->next_round = now;   /* new servers are probed at once */
+    }
+    if (now >= checker->next_round) {
+        memsess_table_heartbeat(rt->table, now);
+        dispatch_round(checker);
+        /* on the interval's grid, unless we fell behind it */
+        checker->next_round += rt->interval;
+        if (checker->next_round <= now) {
+            checker->next_round = now + rt->interval;
+        }
+    }
+}
+
 static apr_status_t check_callback(int state, void *data, apr_pool_t *pool)
 {
     memsess_runtime_t *rt = data;
-    apr_status_t rv;
 
     (void)pool;
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
-        if ((rv = checker_start(rt)) != APR_SUCCESS) {
-            return rv;
-        }
-        dispatch_round(checker);   /* new servers are probed at once */
-        break;
     case AP_WATCHDOG_STATE_RUNNING:
-        if (checker) {
-            dispatch_round(checker);
-        }
+        tick(rt);
         break;
     case AP_WATCHDOG_STATE_STOPPING:
-        checker_stop();
+        if (checker) {
+            checker_stop();
+            /* hand over at once: the next tick of another child claims */
+            memsess_table_claim(rt->table, (apr_uint32_t)getpid(), 0, 0);
+        }
         break;
     }
     return APR_SUCCESS;
@@ -344,10 +442,11 @@ apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                      "modules/mod_watchdog.so) or build httpd with it");
         return APR_EGENERAL;
     }
-    /* a child singleton: one checker per instance, never in the parent */
-    rv = wd_get_instance(&wd, WATCHDOG_NAME, 0, 1, pconf);
+    /* a watchdog in every child, never in the parent; the lease makes
+     * one of them the checker */
+    rv = wd_get_instance(&wd, WATCHDOG_NAME, 0, 0, pconf);
     if (rv == APR_SUCCESS) {
-        rv = wd_register(wd, rt->interval, rt, check_callback);
+        rv = wd_register(wd, TICK, rt, check_callback);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "MEMSESS0015: cannot "

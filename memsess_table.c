@@ -17,7 +17,8 @@
  *
  *   +------------------------------------------+ 0
  *   | header: magic, version, size, nslots,    |
- *   |   nviews, seq, generation, state_changes |
+ *   |   nviews, seq, generation, state_changes,|
+ *   |   owner, heartbeat (the checker's lease) |
  *   +------------------------------------------+ ALIGN(sizeof header)
  *   | memsess_slot_t        slot[nslots]       |  one per distinct server
  *   +------------------------------------------+
@@ -29,7 +30,8 @@
  *
  * Who writes what: the parent fills a new table in post_config before any
  * child exists; after that only the checker writes (slots, views, counters),
- * its threads serialised by a mutex of its own.  Every write happens between
+ * its threads serialised by a mutex of its own.  The lease (owner,
+ * heartbeat) is the exception: any child may claim it, by compare-and-swap.  Every write happens between
  * memsess_table_write_begin() and _end(), which make seq odd, then even
  * again.  Readers (every request, the status page) take no lock: they copy
  * what they need and retry when seq was odd or moved meanwhile.
@@ -58,6 +60,9 @@ struct memsess_table {
     apr_uint64_t seq;            /* odd while the writer is inside */
     apr_uint64_t generation;     /* bumped on every state change */
     apr_uint64_t state_changes;  /* total, kept across restarts */
+    apr_uint32_t owner;          /* pid of the checker, 0 = none */
+    apr_uint32_t reserved;
+    apr_int64_t  heartbeat;      /* apr_time_t of its last round */
 };
 
 #define HEADER_SIZE  APR_ALIGN_DEFAULT(sizeof(struct memsess_table))
@@ -283,6 +288,32 @@ void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
 {
     __atomic_store_n(&t->generation, gen, __ATOMIC_RELAXED);
     __atomic_store_n(&t->state_changes, changes, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
+/* The checker's lease                                                */
+
+void memsess_table_owner(const memsess_table_t *t, apr_uint32_t *pid,
+                         apr_time_t *heartbeat)
+{
+    *pid = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
+    *heartbeat = __atomic_load_n(&t->heartbeat, __ATOMIC_ACQUIRE);
+}
+
+int memsess_table_claim(memsess_table_t *t, apr_uint32_t seen,
+                        apr_uint32_t pid, apr_time_t now)
+{
+    if (!__atomic_compare_exchange_n(&t->owner, &seen, pid, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        return 0;
+    }
+    __atomic_store_n(&t->heartbeat, now, __ATOMIC_RELEASE);
+    return 1;
+}
+
+void memsess_table_heartbeat(memsess_table_t *t, apr_time_t now)
+{
+    __atomic_store_n(&t->heartbeat, now, __ATOMIC_RELEASE);
 }
 
 /* ------------------------------------------------------------------ */

@@ -25,7 +25,7 @@
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0023.
+ * The next free number is MEMSESS0024.
  */
 
 #ifndef MOD_MEMSESS_H
@@ -166,6 +166,16 @@ memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
+
+/* The checker's lease: which process checks, and when it last started a
+ * round.  A process becomes the checker by a compare-and-swap from the
+ * owner it saw (0, or one that is gone or stale); nothing is ever locked,
+ * so an owner that dies holds nothing up. */
+void memsess_table_owner(const memsess_table_t *t, apr_uint32_t *pid,
+                         apr_time_t *heartbeat);
+int memsess_table_claim(memsess_table_t *t, apr_uint32_t seen,
+                        apr_uint32_t pid, apr_time_t now);
+void memsess_table_heartbeat(memsess_table_t *t, apr_time_t now);
 
 /* The up/down state machine: records one probe result in slot (counters
  * included) and returns non-zero when the state changed. */
