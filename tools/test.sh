@@ -13,6 +13,8 @@
 #   MEMSESS_TEST_KEEP=1       keep the temporary copy (logs) afterwards
 #   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
 #   MEMSESS_TEST_FILES="t/a.t t/b.t"   run only these scenario files
+#   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
+#                             with what it expected and what it got)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -61,8 +63,9 @@ cleanup() {
         rm -f "$f"
     done
     if [ "$rc" -ne 0 ] && [ -f "$SRC/t/logs/error_log" ]; then
-        log "last lines of t/logs/error_log"
-        tail -n 60 "$SRC/t/logs/error_log"
+        log "warnings and errors in t/logs/error_log (last 40)"
+        grep -E '\[[a-z_0-9]+:(warn|error|crit|alert|emerg)\]|AH00052|Segmentation|AddressSanitizer|runtime error' \
+            "$SRC/t/logs/error_log" | tail -n 40
     fi
     passed=0 failed=0
     for f in "$WORK/unit.log" "$WORK/suite.log"; do
@@ -118,7 +121,9 @@ as_test perl -MApache::TestMM -e 'Apache::TestMM::filter_args(); Apache::TestMM:
 log "Apache::Test scenarios"
 set +e
 # shellcheck disable=SC2086
-as_test timeout --kill-after=30 "$LIMIT" perl t/TEST ${MEMSESS_TEST_FILES:-} 2>&1 | tee "$WORK/suite.log"
+VERBOSE=-verbose
+[ "${MEMSESS_TEST_VERBOSE:-1}" = 0 ] && VERBOSE=
+as_test timeout --kill-after=30 "$LIMIT" perl t/TEST $VERBOSE ${MEMSESS_TEST_FILES:-} 2>&1 | tee "$WORK/suite.log"
 SUITE_RC=${PIPESTATUS[0]}
 set -e
 if [ "$UNIT_RC" -ne 0 ] || [ "$SUITE_RC" -ne 0 ]; then

@@ -17,7 +17,7 @@ use warnings FATAL => 'all';
 use Exporter 'import';
 use Time::HiRes qw(time sleep);
 use POSIX qw(WNOHANG);
-use IO::Socket::INET ();
+use IO::Socket::IP ();
 use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile);
 use JSON::PP ();
@@ -29,7 +29,7 @@ use Apache::TestRequest ();
 use Memsess::Ports ();
 
 our @EXPORT = qw(
-    addr port memc_names
+    addr port host_port memc_names have_ipv6
     memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
@@ -87,7 +87,16 @@ sub _name {
 
 sub addr { defines()->{ _name(shift) } }
 
-sub port { (split /:/, addr(shift))[-1] }
+# host (IPv6 without brackets) and port of a server
+sub host_port {
+    my $ad = addr(shift);
+    return ($1, $2) if $ad =~ /^\[([^\]]+)\]:(\d+)$/;
+    return $ad =~ /^(.*):(\d+)$/;
+}
+
+sub port { (host_port(shift))[1] }
+
+sub have_ipv6 { Memsess::Ports::have_ipv6() }
 
 # The save_path the contract expects for these servers: "h:p,h:p".
 sub addrs { join ',', map { addr($_) } @_ }
@@ -114,9 +123,9 @@ sub memc_alive {
 
 sub _spawn {
     my $name = shift;
-    my $port = port($name);
+    my ($host, $port) = host_port($name);
     make_path($MEMC_DIR);
-    my @cmd = ('memcached', '-l', '127.0.0.1', '-p', $port, '-U', '0',
+    my @cmd = ('memcached', '-l', $host, '-p', $port, '-U', '0',
                '-t', '1', '-m', '8', '-c', '256');
     push @cmd, '-u', 'nobody' if $> == 0;
     my $pid = fork;
@@ -245,8 +254,9 @@ my $TERMINAL = qr/(?:^|\r\n)(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|OK
 sub memc_cmd {
     my ($name, $cmd, $timeout) = @_;
     $timeout //= 2;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port($name),
-                                  Proto => 'tcp', Timeout => $timeout)
+    my ($host, $port) = host_port($name);
+    my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port,
+                                Proto => 'tcp', Timeout => $timeout)
         or die "connect $name: $!\n";
     $s->autoflush(1);
     print $s "$cmd\r\n";

@@ -1,0 +1,112 @@
+# The status page in every format: ?json, ?auto, ?metrics, HTML, and the
+# section in mod_status.  S1 runs, S2 never does.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use LWP::UserAgent ();
+use JSON::PP ();
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+
+plan tests => 39;
+
+memc_start('S1');
+ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
+ok t_cmp(defined wait_states(10, 'down', 'S2') ? 1 : 0, 1, 'S2 (never started) is down');
+my ($s1, $s2) = (addr('S1'), addr('S2'));
+
+my $ua = LWP::UserAgent->new(timeout => 10);
+sub fetch {
+    my $res = $ua->get(vhost_url('default', shift));
+    return ($res->decoded_content // '', scalar($res->header('Content-Type')) // '', $res->code);
+}
+
+# --- ?json ------------------------------------------------------------------------
+
+my ($raw, $type, $code) = fetch('/memsess-status?json');
+ok t_cmp($code, 200, '?json answers 200');
+ok t_cmp($type, qr{^application/json}, '?json is application/json');
+my $st = eval { JSON::PP->new->decode($raw) };
+ok t_cmp(ref $st, 'HASH', '?json is valid JSON: ' . ($@ || 'ok'));
+$st ||= {};
+ok t_cmp($raw, qr/"generation"\s*:\s*\d+/, 'generation is a number');
+ok t_cmp(ref $st->{servers}, 'ARRAY', 'servers is a list');
+ok t_cmp(ref $st->{pools}, 'ARRAY', 'pools is a list');
+
+my $j1 = status_server($st, $s1) || {};
+my $j2 = status_server($st, $s2) || {};
+my @fields = qw(address state checks failures consecutive_fails consecutive_passes
+                last_change last_error latency_us);
+ok t_cmp(join(',', grep { !exists $j1->{$_} } @fields), '', 'every server has every field');
+ok t_cmp(join(',', map { $_ => (($j1->{$_} // '') =~ /^\d+$/ ? 'n' : 'x') }
+                   qw(checks failures consecutive_fails consecutive_passes last_change latency_us)),
+         join(',', map { $_ => 'n' }
+                   qw(checks failures consecutive_fails consecutive_passes last_change latency_us)),
+         'the counters are integers');
+ok t_cmp($j1->{state}, 'up', "$s1 up");
+ok t_cmp(($j1->{consecutive_passes} // 0) >= 2 ? 1 : 0, 1, "$s1 consecutive_passes >= 2");
+ok t_cmp(abs(($j1->{last_change} // 0) - time) < 120 ? 1 : 0, 1, "$s1 last_change is a recent unix time");
+ok t_cmp($j2->{state}, 'down', "$s2 down");
+ok t_cmp(($j2->{failures} // 0) >= 2 ? 1 : 0, 1, "$s2 failures >= 2");
+ok t_cmp(length($j2->{last_error} // ''), qr/^[1-9]/, "$s2 has a last_error");
+
+my $pool = pool_of($st, 'memsess_status_pool') || {};
+ok t_cmp($pool->{vhost} // '', qr/^[^\s:]+:\d+$/, 'a pool is named name:port');
+ok t_cmp(join(',', @{ $pool->{configured} || [] }), "$s1,$s2", 'pool: configured servers in order');
+ok t_cmp(join(',', @{ $pool->{live} || [] }), $s1, 'pool: live servers');
+
+# Every server is probed every interval.
+{
+    my $c0 = $j1->{checks} // 0;
+    my $t0 = time;
+    sleep 1;    # a rate, not a state change: count the checks in one second
+    my $j = status_server(status(), $s1) || {};
+    my $rate = (($j->{checks} // 0) - $c0) / (time - $t0);
+    diag sprintf 'checks per second: %.1f (interval %d ms)', $rate, check_interval() * 1000;
+    ok t_cmp($rate >= 0.6 / check_interval() && $rate <= 1.5 / check_interval() ? 1 : 0, 1,
+             sprintf('one probe per interval (%.1f/s)', $rate));
+}
+
+# --- ?auto --------------------------------------------------------------------------
+
+($raw, $type) = fetch('/memsess-status?auto');
+ok t_cmp($type, qr{^text/plain}, '?auto is text/plain');
+my %auto = $raw =~ /^([^:\n]+):[ \t]*(.*?)\s*$/mg;
+my ($i1) = map { /^MemsessServer\[(\d+)\]Address$/ ? $1 : () } grep { $auto{$_} eq $s1 } keys %auto;
+my ($i2) = map { /^MemsessServer\[(\d+)\]Address$/ ? $1 : () } grep { $auto{$_} eq $s2 } keys %auto;
+ok t_cmp(defined $i1 && defined $i2 ? 1 : 0, 1, '?auto: MemsessServer[i]Address for both');
+$i1 //= -1; $i2 //= -1;
+ok t_cmp($auto{"MemsessServer[$i1]State"}, 'up', "?auto: $s1 State up");
+ok t_cmp($auto{"MemsessServer[$i2]State"}, 'down', "?auto: $s2 State down");
+ok t_cmp(join(',', grep { !defined $auto{"MemsessServer[$i1]$_"} }
+                   qw(Failures Checks LastChange LastError)), '',
+         '?auto: Failures, Checks, LastChange, LastError');
+ok t_cmp($auto{"MemsessServer[$i1]Checks"} // '', qr/^\d+$/, '?auto: Checks is a number');
+ok t_cmp($auto{MemsessGeneration} // '', qr/^\d+$/, '?auto: MemsessGeneration');
+
+# --- ?metrics ----------------------------------------------------------------------
+
+($raw, $type) = fetch('/memsess-status?metrics');
+ok t_cmp($type, qr{^text/plain}, '?metrics is text/plain');
+ok t_cmp($raw, qr/^memsess_server_up\{server="\Q$s1\E"\} 1\s*$/m, "?metrics: $s1 up 1");
+ok t_cmp($raw, qr/^memsess_server_up\{server="\Q$s2\E"\} 0\s*$/m, "?metrics: $s2 up 0");
+ok t_cmp($raw, qr/^memsess_checks_total\{[^}]*server="\Q$s1\E"[^}]*\} \d+/m, '?metrics: memsess_checks_total');
+ok t_cmp($raw, qr/^memsess_check_failures_total\{[^}]*server="\Q$s2\E"[^}]*\} [1-9]\d*/m,
+         '?metrics: memsess_check_failures_total');
+ok t_cmp($raw, qr/^memsess_state_changes_total(\{[^}]*\})? \d+/m, '?metrics: memsess_state_changes_total');
+ok t_cmp($raw, qr/^memsess_check_duration_seconds\S* [\d.e+-]+/m, '?metrics: memsess_check_duration_seconds');
+ok t_cmp($raw, qr/^# TYPE memsess_server_up gauge/m, '?metrics: TYPE lines');
+
+# --- HTML, mod_status ----------------------------------------------------------------
+
+($raw, $type) = fetch('/memsess-status');
+ok t_cmp($type, qr{^text/html}, 'HTML by default');
+ok t_cmp($raw =~ /\Q$s1\E/ && $raw =~ /\Q$s2\E/ ? 1 : 0, 1, 'HTML lists the servers');
+ok t_cmp($raw =~ /\bdown\b/ && $raw =~ /\bup\b/ ? 1 : 0, 1, 'HTML shows their states');
+
+($raw) = fetch('/server-status');
+ok t_cmp($raw, qr/\Q$s1\E/, 'mod_status has a section with our servers');
+
+memc_stop('S1');
