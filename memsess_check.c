@@ -86,6 +86,7 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     uint32_t flags;
     size_t len;
     char *value;
+    const char *msg;
 
     if (!mc) {
         apr_cpystrn(err, "out of memory", errlen);
@@ -106,9 +107,15 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
         memcached_free(mc);
         return 1;
     }
-    apr_cpystrn(err, memcached_last_error_message(mc)
-                     ? memcached_last_error_message(mc)
-                     : memcached_strerror(mc, rc), errlen);
+    msg = memcached_last_error_message(mc);
+    if (!msg) {
+        msg = memcached_strerror(mc, rc);
+    }
+    /* libmemcached starts its messages with its own address: "(0x...) " */
+    if (!strncmp(msg, "(0x", 3) && strstr(msg, ") ")) {
+        msg = strstr(msg, ") ") + 2;
+    }
+    apr_cpystrn(err, msg, errlen);
     memcached_free(mc);
     return 0;
 }
