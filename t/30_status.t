@@ -10,7 +10,7 @@ use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 
-plan tests => 39;
+plan tests => 44;
 
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
@@ -90,23 +90,43 @@ ok t_cmp($auto{MemsessGeneration} // '', qr/^\d+$/, '?auto: MemsessGeneration');
 
 ($raw, $type) = fetch('/memsess-status?metrics');
 ok t_cmp($type, qr{^text/plain}, '?metrics is text/plain');
-ok t_cmp($raw, qr/^memsess_server_up\{server="\Q$s1\E"\} 1\s*$/m, "?metrics: $s1 up 1");
-ok t_cmp($raw, qr/^memsess_server_up\{server="\Q$s2\E"\} 0\s*$/m, "?metrics: $s2 up 0");
-ok t_cmp($raw, qr/^memsess_checks_total\{[^}]*server="\Q$s1\E"[^}]*\} \d+/m, '?metrics: memsess_checks_total');
-ok t_cmp($raw, qr/^memsess_check_failures_total\{[^}]*server="\Q$s2\E"[^}]*\} [1-9]\d*/m,
+# the first line of the body matching a pattern (not the whole body: verbose
+# output stays readable)
+sub line_of { my ($body, $re) = @_; my ($l) = grep { $_ =~ $re } split /\n/, $body; $l // 'missing' }
+
+ok t_cmp(line_of($raw, qr/^memsess_server_up\{server="\Q$s1\E"\}/), qr/ 1$/, "?metrics: $s1 up 1");
+ok t_cmp(line_of($raw, qr/^memsess_server_up\{server="\Q$s2\E"\}/), qr/ 0$/, "?metrics: $s2 up 0");
+ok t_cmp(line_of($raw, qr/^memsess_checks_total\{[^}]*server="\Q$s1\E"/), qr/\} \d+$/,
+         '?metrics: memsess_checks_total');
+ok t_cmp(line_of($raw, qr/^memsess_check_failures_total\{[^}]*server="\Q$s2\E"/), qr/\} [1-9]\d*$/,
          '?metrics: memsess_check_failures_total');
-ok t_cmp($raw, qr/^memsess_state_changes_total(\{[^}]*\})? \d+/m, '?metrics: memsess_state_changes_total');
-ok t_cmp($raw, qr/^memsess_check_duration_seconds\S* [\d.e+-]+/m, '?metrics: memsess_check_duration_seconds');
-ok t_cmp($raw, qr/^# TYPE memsess_server_up gauge/m, '?metrics: TYPE lines');
+ok t_cmp(line_of($raw, qr/^memsess_state_changes_total/), qr/ \d+$/, '?metrics: memsess_state_changes_total');
+ok t_cmp(line_of($raw, qr/^memsess_check_duration_seconds/), qr/ [\d.e+-]+$/,
+         '?metrics: memsess_check_duration_seconds');
+ok t_cmp(line_of($raw, qr/^# TYPE memsess_server_up /), '# TYPE memsess_server_up gauge', '?metrics: TYPE lines');
 
 # --- HTML, mod_status ----------------------------------------------------------------
 
 ($raw, $type) = fetch('/memsess-status');
 ok t_cmp($type, qr{^text/html}, 'HTML by default');
-ok t_cmp($raw =~ /\Q$s1\E/ && $raw =~ /\Q$s2\E/ ? 1 : 0, 1, 'HTML lists the servers');
-ok t_cmp($raw =~ /\bdown\b/ && $raw =~ /\bup\b/ ? 1 : 0, 1, 'HTML shows their states');
+ok t_cmp(line_of($raw, qr/\Q$s1\E/), qr/\bup\b/, "HTML: $s1 is up");
+ok t_cmp(line_of($raw, qr/\Q$s2\E/), qr/\bdown\b/, "HTML: $s2 is down");
 
 ($raw) = fetch('/server-status');
-ok t_cmp($raw, qr/\Q$s1\E/, 'mod_status has a section with our servers');
+ok t_cmp(line_of($raw, qr/\Q$s1\E/), qr/\Q$s1\E/, 'mod_status has a section with our servers');
+
+# --- one pool per server and vhost, named by its own port ----------------------------
+
+$st = status() || {};
+for my $c ([default => 'M1'], [memsess_pool_a => 'A1,A2'], [memsess_inherit => 'M1'],
+           [memsess_status_pool => 'S1,S2']) {
+    my ($vhost, $names) = @$c;
+    my $p = pool_of($st, $vhost) || {};
+    ok t_cmp(join(',', @{ $p->{configured} || [] }), addrs(split /,/, $names),
+             "pools: $vhost (port " . vhost_port($vhost) . ") is listed with its own pool");
+}
+my %names;
+$names{ $_->{vhost} // '' }++ for @{ $st->{pools} || [] };
+ok t_cmp(join(',', grep { $names{$_} > 1 } sort keys %names), '', 'pools: no name twice');
 
 memc_stop('S1');
