@@ -2,25 +2,33 @@
 # The test command: bash tools/test.sh (as root, from the checkout).
 #
 #  1. tools/setup.sh installs what is missing;
-#  2. make -f Makefile.apxs builds the module, `make -f Makefile.apxs unit`
-#     runs the C unit tests;
+#  2. make -f Makefile.apxs builds the module; the Makefile's `unit`,
+#     `valgrind` and `fuzz` targets run, each if the Makefile has it;
 #  3. the Apache::Test scenarios (t/*.t) run against a real Apache, mod_php,
 #     php-memcached and memcached processes.  Apache::Test refuses root, so
 #     they run as the unprivileged user memsess-test in a copy of the
-#     checkout under a temporary directory.
+#     checkout under a temporary directory;
+#  4. with MEMSESS_TEST_SANITIZE=1, the scenarios run a second time against
+#     an ASan+UBSan build of the module (make SANITIZE=1 in another copy),
+#     and any sanitizer report fails the run.
 #
-# Exits non-zero on any failure.  Environment:
-#   MEMSESS_TEST_KEEP=1       keep the temporary copy (logs) afterwards
-#   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
+# Everything runs to the end; the exit status is non-zero if anything failed,
+# and the last line counts the checks: "summary: N passed, N failed".
+#
+# Environment:
 #   MEMSESS_TEST_FILES="t/a.t t/b.t"   run only these scenario files
+#   MEMSESS_TEST_SANITIZE=1   also run the scenarios under ASan+UBSan
+#   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
+#                             (default 1000)
 #   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
 #                             with what it expected and what it got)
+#   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TEST_USER=memsess-test
-LIMIT=${MEMSESS_TEST_TIMEOUT:-720}     # seconds for the whole Apache::Test run
+LIMIT=${MEMSESS_TEST_TIMEOUT:-720}     # seconds for one Apache::Test run
 
 log() { echo "== test.sh: $*"; }
 
@@ -31,8 +39,15 @@ fi
 
 WORK=$(mktemp -d /tmp/memsess-test.XXXXXX)
 chmod 755 "$WORK"
-SRC=$WORK/src
-as_test() { runuser -u "$TEST_USER" -- env HOME="$WORK/home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"; }
+FAILED_STEPS=()     # what failed, for the last lines
+STEP_PASS=0         # steps without TAP output (valgrind, fuzz, sanitizer
+STEP_FAIL=0         # reports) count as one check each
+SUITES=()           # the copies a suite ran in (for cleanup)
+
+as_test() {
+    runuser -u "$TEST_USER" -- env HOME="$WORK/home" \
+        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
+}
 
 # "passed failed" from a Test::Harness/prove log; "0 1" if it has no summary.
 counts() {
@@ -46,14 +61,13 @@ counts() {
         }' "$1" 2>/dev/null || echo "0 1"
 }
 
-cleanup() {
-    rc=$?
-    set +e
-    if [ -x "$SRC/t/TEST" ] && id -u "$TEST_USER" >/dev/null 2>&1; then
-        (cd "$SRC" && as_test timeout 60 perl t/TEST -stop >/dev/null 2>&1)
+# Stops what a suite left running: httpd, and memcached from the pid files.
+stop_suite() {
+    local src=$1
+    if [ -x "$src/t/TEST" ]; then
+        (cd "$src" && as_test timeout 60 perl t/TEST -stop >/dev/null 2>&1)
     fi
-    # memcached a crashed test left behind (each writes t/logs/memc/NAME.pid)
-    for f in "$SRC"/t/logs/memc/*.pid; do
+    for f in "$src"/t/logs/memc/*.pid; do
         [ -e "$f" ] || continue
         pid=$(cat "$f")
         if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
@@ -62,17 +76,25 @@ cleanup() {
         fi
         rm -f "$f"
     done
-    if [ "$rc" -ne 0 ] && [ -f "$SRC/t/logs/error_log" ]; then
-        log "warnings and errors in t/logs/error_log (last 40)"
-        grep -E '\[[a-z_0-9]+:(warn|error|crit|alert|emerg)\]|AH00052|Segmentation|AddressSanitizer|runtime error' \
-            "$SRC/t/logs/error_log" | tail -n 40
-    fi
+}
+
+cleanup() {
+    rc=$?
+    set +e
+    for src in "${SUITES[@]}"; do
+        stop_suite "$src"
+    done
     passed=0 failed=0
-    for f in "$WORK/unit.log" "$WORK/suite.log"; do
+    for f in "$WORK"/*.log; do
         [ -f "$f" ] || continue
+        case $(basename "$f") in
+            unit.log|suite*.log) ;;
+            *) continue ;;
+        esac
         read -r p n < <(counts "$f")
         passed=$((passed + p)) failed=$((failed + n))
     done
+    passed=$((passed + STEP_PASS)) failed=$((failed + STEP_FAIL))
     [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
     if [ -n "${MEMSESS_TEST_KEEP:-}" ]; then
         log "kept $WORK"
@@ -85,50 +107,124 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Runs a Makefile target if the Makefile has it; a failure is recorded.
+make_step() {
+    local target=$1
+    if ! make -f Makefile.apxs -n "$target" >/dev/null 2>&1; then
+        log "no '$target' target in Makefile.apxs: skipped"
+        return 0
+    fi
+    log "make -f Makefile.apxs $target"
+    set +e
+    make -f Makefile.apxs "$target" 2>&1 | tee "$WORK/$target.log"
+    local st=${PIPESTATUS[0]}
+    set -e
+    if [ "$st" -ne 0 ]; then
+        FAILED_STEPS+=("make $target (exit $st)")
+        [ "$target" = unit ] || STEP_FAIL=$((STEP_FAIL + 1))
+    else
+        [ "$target" = unit ] || STEP_PASS=$((STEP_PASS + 1))
+    fi
+}
+
+# Copies the checkout to $1 for the test user.
+copy_checkout() {
+    local dst=$1
+    shift
+    # (exit 24: a file vanished while copying, e.g. a fuzzer at work beside us)
+    rsync -a --exclude .git --exclude t/logs --exclude t/TEST \
+        --exclude 't/conf/*.conf' --exclude t/conf/apache_test_config.pm \
+        "$@" "$TOP"/ "$dst"/ || [ $? -eq 24 ]
+}
+
+# run_suite NAME SRC [t/TEST options...]: the Apache::Test scenarios in SRC.
+run_suite() {
+    local name=$1 src=$2
+    shift 2
+    SUITES+=("$src")
+    chown -R "$TEST_USER:$TEST_USER" "$src"
+    (cd "$src" && as_test perl -MApache::TestMM -e \
+        'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null)
+    local verbose=-verbose
+    [ "${MEMSESS_TEST_VERBOSE:-1}" = 0 ] && verbose=
+    log "Apache::Test scenarios ($name)"
+    set +e
+    # shellcheck disable=SC2086
+    (cd "$src" && as_test timeout --kill-after=30 "$LIMIT" \
+        perl t/TEST $verbose "$@" ${MEMSESS_TEST_FILES:-}) 2>&1 | tee "$WORK/suite-$name.log"
+    local st=${PIPESTATUS[0]}
+    set -e
+    stop_suite "$src"
+    if [ "$st" -ne 0 ]; then
+        FAILED_STEPS+=("scenarios $name (exit $st)")
+        if [ -f "$src/t/logs/error_log" ]; then
+            log "warnings and errors in $name's t/logs/error_log (last 40)"
+            grep -E '\[[a-z_0-9]+:(warn|error|crit|alert|emerg)\]|AH00052|Segmentation|AddressSanitizer|runtime error' \
+                "$src/t/logs/error_log" | tail -n 40
+        fi
+    fi
+}
+
 log "setup"
 bash tools/setup.sh
-
-log "build"
-make -f Makefile.apxs
-UNIT_RC=0
-if make -f Makefile.apxs -n unit >/dev/null 2>&1; then
-    log "C unit tests"
-    set +e
-    make -f Makefile.apxs unit 2>&1 | tee "$WORK/unit.log"
-    UNIT_RC=${PIPESTATUS[0]}
-    set -e
-else
-    log "no 'unit' target in Makefile.apxs: C unit tests skipped"
-fi
 
 if ! id -u "$TEST_USER" >/dev/null 2>&1; then
     log "creating user $TEST_USER"
     useradd --system --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin "$TEST_USER"
 fi
-
-
-log "copying the checkout to $SRC"
-# (exit 24: a file vanished while copying, e.g. a fuzzer at work beside us)
-rsync -a --exclude .git --exclude t/logs --exclude t/TEST \
-    --exclude 't/conf/*.conf' --exclude t/conf/apache_test_config.pm \
-    "$TOP"/ "$SRC"/ || [ $? -eq 24 ]
 mkdir -p "$WORK/home"
-chown -R "$TEST_USER:$TEST_USER" "$SRC" "$WORK/home"
+chown "$TEST_USER:$TEST_USER" "$WORK/home"
 
-cd "$SRC"
-as_test perl -MApache::TestMM -e 'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null
+log "build"
+make -f Makefile.apxs
+make_step unit
+make_step valgrind
+make_step fuzz
 
-log "Apache::Test scenarios"
-set +e
-# shellcheck disable=SC2086
-VERBOSE=-verbose
-[ "${MEMSESS_TEST_VERBOSE:-1}" = 0 ] && VERBOSE=
-as_test timeout --kill-after=30 "$LIMIT" perl t/TEST $VERBOSE ${MEMSESS_TEST_FILES:-} 2>&1 | tee "$WORK/suite.log"
-SUITE_RC=${PIPESTATUS[0]}
-set -e
-if [ "$UNIT_RC" -ne 0 ] || [ "$SUITE_RC" -ne 0 ]; then
-    log "FAILED (unit: exit $UNIT_RC, scenarios: exit $SUITE_RC)"
+copy_checkout "$WORK/src"
+run_suite plain "$WORK/src"
+
+if [ "${MEMSESS_TEST_SANITIZE:-0}" = 1 ]; then
+    ASAN=$WORK/asan
+    log "ASan+UBSan build in $ASAN"
+    copy_checkout "$ASAN" --exclude .libs --exclude '*.lo' --exclude '*.slo' \
+        --exclude '*.la' --exclude '*.o'
+    (cd "$ASAN" && make -f Makefile.apxs SANITIZE=1 >/dev/null)
+    libasan=$(gcc -print-file-name=libasan.so)
+    preload=$libasan
+    if [ -f "$ASAN/t/asan/nodeepbind.c" ]; then
+        gcc -shared -fPIC -O1 -o "$ASAN/t/asan/nodeepbind.so" "$ASAN/t/asan/nodeepbind.c" -ldl
+        preload="$preload:$ASAN/t/asan/nodeepbind.so"
+    fi
+    mkdir -p "$ASAN/t/logs"
+    # httpd through a wrapper that preloads the sanitizer runtime: Debian's
+    # apache2 is not built with it, our module is.
+    cat > "$WORK/httpd-asan" <<EOF
+#!/bin/sh
+export LD_PRELOAD="$preload"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$ASAN/t/logs/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$ASAN/t/logs/ubsan"
+exec /usr/sbin/apache2 "\$@"
+EOF
+    chmod 755 "$WORK/httpd-asan"
+    run_suite asan "$ASAN" -httpd "$WORK/httpd-asan"
+    reports=$(ls "$ASAN"/t/logs/asan.* "$ASAN"/t/logs/ubsan.* 2>/dev/null || true)
+    if [ -n "$reports" ]; then
+        log "sanitizer reports:"
+        for f in $reports; do
+            echo "--- $f"
+            head -n 60 "$f"
+        done
+        FAILED_STEPS+=("sanitizer reports")
+        STEP_FAIL=$((STEP_FAIL + 1))
+    else
+        STEP_PASS=$((STEP_PASS + 1))
+    fi
+fi
+
+if [ ${#FAILED_STEPS[@]} -ne 0 ]; then
+    log "FAILED: ${FAILED_STEPS[*]}"
     exit 1
 fi
 log "all tests passed"
