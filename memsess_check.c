@@ -38,6 +38,9 @@
 #include "apr_thread_pool.h"
 #include "apr_thread_mutex.h"
 #include "apr_file_io.h"
+#include "apr_atomic.h"
+#include "apr_lib.h"
+#include "apr_network_io.h"
 
 #include "httpd.h"
 #include "http_log.h"
@@ -48,7 +51,6 @@
 APLOG_USE_MODULE(memsess);
 
 #define WATCHDOG_NAME "_memsess_"
-#define PROBE_KEY     "memsess:probe"
 #define TICK          apr_time_from_msec(100)
 
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
@@ -73,25 +75,84 @@ typedef struct {
 
 static checker_t *checker;
 
-/* One libmemcached round trip: connect, "get" a key nobody sets, and read
- * the answer.  A connect alone is not enough: a frozen server still
- * completes the TCP handshake. */
+/* The key each probe writes: one per checker process (so two Apache
+ * instances sharing a server never race on it), on the probe's host. */
+static char probe_key[128];
+
+static void make_probe_key(void)
+{
+    char host[64] = "";
+    char *c;
+
+    apr_gethostname(host, sizeof(host), NULL);
+    for (c = host; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '-' && *c != '.') {
+            *c = '_';
+        }
+    }
+    apr_snprintf(probe_key, sizeof(probe_key), "memsess:probe:%s:%"
+                 APR_PID_T_FMT, host, getpid());
+}
+
+/* Why a probe failed, in one clean line: libmemcached's name for the
+ * error, and its detail without the object address it starts with, the
+ * host we know already and the source location.  What the server sent
+ * may be in there: control characters become spaces. */
+static void describe(memcached_st *mc, memcached_return_t rc, char *err,
+                     apr_size_t errlen)
+{
+    const char *detail = memcached_last_error_message(mc), *end;
+    char *c;
+
+    if (!detail || memcached_last_error(mc) == MEMCACHED_SUCCESS) {
+        detail = memcached_strerror(mc, rc);
+    }
+    if (!strncmp(detail, "(0x", 3) && strstr(detail, ") ")) {
+        detail = strstr(detail, ") ") + 2;
+    }
+    end = strstr(detail, ",  host:");
+    if (!end) {
+        end = detail + strlen(detail);
+    }
+    apr_cpystrn(err, detail, (apr_size_t)(end - detail) + 1 < errlen
+                             ? (apr_size_t)(end - detail) + 1 : errlen);
+    for (c = err; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' ';
+        }
+    }
+    /* trailing separators of a detail that was cut */
+    while (c > err && (c[-1] == ' ' || c[-1] == ',')) {
+        *--c = '\0';
+    }
+}
+
+/* One probe: connect, store a fresh value under our key, read it back and
+ * compare.  A connect alone proves nothing (a frozen server still completes
+ * the TCP handshake), and neither does a plain "get": a server that answers
+ * garbage can pass for one that has no such key.  Only a server that
+ * speaks the protocol and stores what it is given echoes the value. */
 static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
                  char *err, apr_size_t errlen)
 {
+    static apr_uint32_t counter;
     memcached_st *mc = memcached_create(NULL);
     memcached_return_t rc;
     uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
                                                 : 1;
+    char nonce[64];
     uint32_t flags;
-    size_t len;
-    char *value;
-    const char *msg;
+    size_t len = 0, keylen = strlen(probe_key), noncelen;
+    char *value = NULL;
+    int ok;
 
     if (!mc) {
         apr_cpystrn(err, "out of memory", errlen);
         return 0;
     }
+    noncelen = apr_snprintf(nonce, sizeof(nonce), "%" APR_TIME_T_FMT "-%u",
+                            apr_time_now(),
+                            apr_atomic_inc32(&counter));
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
@@ -99,23 +160,25 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
     rc = memcached_server_add(mc, srv->host, srv->port);
     if (memcached_success(rc)) {
-        value = memcached_get(mc, PROBE_KEY, sizeof(PROBE_KEY) - 1, &len,
-                              &flags, &rc);
-        free(value);
+        rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
     }
-    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
+    if (rc == MEMCACHED_SUCCESS) {
+        value = memcached_get(mc, probe_key, keylen, &len, &flags, &rc);
+    }
+    ok = rc == MEMCACHED_SUCCESS && value && len == noncelen
+         && !memcmp(value, nonce, len);
+    free(value);
+    if (ok) {
         memcached_free(mc);
         return 1;
     }
-    msg = memcached_last_error_message(mc);
-    if (!msg) {
-        msg = memcached_strerror(mc, rc);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
+        apr_cpystrn(err, "read back something else than the probe stored",
+                    errlen);
     }
-    /* libmemcached starts its messages with its own address: "(0x...) " */
-    if (!strncmp(msg, "(0x", 3) && strstr(msg, ") ")) {
-        msg = strstr(msg, ") ") + 2;
+    else {
+        describe(mc, rc, err, errlen);
     }
-    apr_cpystrn(err, msg, errlen);
     memcached_free(mc);
     return 0;
 }
@@ -309,6 +372,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     }
     /* keep the threads between rounds instead of starting them anew */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
+    make_probe_key();
     /* A checker that died inside the table left it mid-write. */
     memsess_table_recover(rt->table);
     checker = c;
