@@ -1,0 +1,696 @@
+#!/bin/bash
+# The mod_memsess demo: the article's topology on one machine.
+#
+#   bash tools/demo.sh            set up, build, start everything, print the URL,
+#                                 stay in the foreground until Ctrl-C, stop all
+#   bash tools/demo.sh drill [N]  simulated users through a frozen memcached N
+#                                 (1-3, default 2); starts the demo for the drill
+#                                 and stops it afterwards if it was not running
+#   bash tools/demo.sh stop       stop a demo running in another terminal
+#   bash tools/demo.sh status     what is running
+#   bash tools/demo.sh freeze N | thaw N    SIGSTOP / SIGCONT memcached N
+#   bash tools/demo.sh kill N   | revive N  stop / start memcached N again
+#
+#          browser / curl / demo/drill.py
+#                       |
+#            nginx 127.0.0.1:8080 (round robin)
+#          /            |             \
+#   Apache web1:8081  web2:8082  web3:8083   prefork + mod_php + mod_memsess
+#          \            |             /      (each its own checker)
+#   memcached 11211    11212        11213
+#
+# Run as root on Debian 12 from the checkout.  Everything lives in a work
+# directory (MEMSESS_DEMO_DIR, default /tmp/memsess-demo): configs, logs, pid
+# files.  Nothing under /etc is changed, no system service is started.
+#
+# Environment:
+#   MEMSESS_DEMO_DIR        work directory (default /tmp/memsess-demo)
+#   MEMSESS_DEMO_PORT_BASE  nginx port; the Apaches take the next three
+#                           (default 8080: 8080, 8081-8083)
+#   MEMSESS_DEMO_MEMC_BASE  first memcached port (default 11211: 11211-11213)
+#   MEMSESS_DEMO_SKIP_SETUP=1   do not run tools/setup.sh (packages present)
+#   MEMSESS_DRILL_USERS (20), MEMSESS_DRILL_THINK_MS (100): the drill's users
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+PROG="bash tools/demo.sh"
+DIR=${MEMSESS_DEMO_DIR:-/tmp/memsess-demo}
+RUN=$DIR/run
+NAMES=(web1 web2 web3)
+NMEMC=3
+
+say()  { printf 'demo: %s\n' "$*"; }
+warn() { printf 'demo: %s\n' "$*" >&2; }
+die()  { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
+
+# Ports: from the running demo's state file when there is one (so that
+# `stop`, `drill`, `freeze` find it whatever this shell's environment says),
+# else from the environment.
+load_ports() {
+    PORT_BASE=${MEMSESS_DEMO_PORT_BASE:-8080}
+    MEMC_BASE=${MEMSESS_DEMO_MEMC_BASE:-11211}
+    if [ -r "$RUN/ports" ]; then
+        # shellcheck disable=SC1091
+        . "$RUN/ports"
+    fi
+    case "$PORT_BASE$MEMC_BASE" in *[!0-9]*) die "port bases must be numbers";; esac
+    NGINX_PORT=$PORT_BASE
+    WEB_PORTS=("$((PORT_BASE + 1))" "$((PORT_BASE + 2))" "$((PORT_BASE + 3))")
+    MEMC_PORTS=("$MEMC_BASE" "$((MEMC_BASE + 1))" "$((MEMC_BASE + 2))")
+    local p
+    for p in "$NGINX_PORT" "${WEB_PORTS[@]}" "${MEMC_PORTS[@]}"; do
+        [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || die "port $p out of range"
+    done
+}
+
+# ---------------------------------------------------------------- processes
+
+# alive PIDFILE NAME: the process in PIDFILE runs and is NAME (not a recycled pid)
+alive() {
+    local pid
+    [ -r "$1" ] || return 1
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    case "$pid" in ''|*[!0-9]*) return 1;; esac
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+}
+
+pid_of() { cat "$1" 2>/dev/null || true; }
+
+# stop_pid PIDFILE NAME SIGNAL: signal the process, wait up to 15 s, then KILL
+stop_pid() {
+    local f=$1 name=$2 sig=$3 pid i
+    if ! alive "$f" "$name"; then
+        rm -f "$f"
+        return 0
+    fi
+    pid=$(pid_of "$f")
+    kill -CONT "$pid" 2>/dev/null || true     # a frozen memcached cannot exit
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        # a zombie child of ours counts as gone
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
+        warn "$name (pid $pid) did not stop in 15 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    rm -f "$f"
+}
+
+memc_pidfile()  { echo "$RUN/memcached$1.pid"; }
+httpd_pidfile() { echo "$DIR/${NAMES[$1]}/run/httpd.pid"; }
+nginx_pidfile() { echo "$RUN/nginx.pid"; }
+
+any_running() {
+    local i
+    alive "$(nginx_pidfile)" nginx && return 0
+    for i in 0 1 2; do
+        alive "$(httpd_pidfile "$i")" apache2 && return 0
+        alive "$(memc_pidfile $((i + 1)))" memcached && return 0
+    done
+    return 1
+}
+
+all_running() {
+    local i
+    alive "$(nginx_pidfile)" nginx || return 1
+    for i in 0 1 2; do
+        alive "$(httpd_pidfile "$i")" apache2 || return 1
+    done
+    return 0
+}
+
+stop_all() {
+    set +e
+    local i stopped=0
+    if alive "$(nginx_pidfile)" nginx; then
+        say "stopping nginx (pid $(pid_of "$(nginx_pidfile)"))"
+        stop_pid "$(nginx_pidfile)" nginx TERM; stopped=1
+    fi
+    for i in 0 1 2; do
+        if alive "$(httpd_pidfile "$i")" apache2; then
+            say "stopping Apache ${NAMES[$i]} (pid $(pid_of "$(httpd_pidfile "$i")"))"
+            stop_pid "$(httpd_pidfile "$i")" apache2 TERM; stopped=1
+        fi
+    done
+    for i in 1 2 3; do
+        if alive "$(memc_pidfile "$i")" memcached; then
+            say "stopping memcached $i (pid $(pid_of "$(memc_pidfile "$i")"))"
+            stop_pid "$(memc_pidfile "$i")" memcached TERM; stopped=1
+        fi
+        rm -f "$(memc_pidfile "$i")"
+    done
+    rm -f "$RUN/ports"
+    [ "$stopped" = 1 ] && say "everything stopped"
+    set -e
+    return 0
+}
+
+# ------------------------------------------------------------------- checks
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "run it as root (it installs packages and starts servers as www-data / memcache)"
+}
+
+# port_busy PORT: something accepts connections there (or listens on it)
+port_busy() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        return 0
+    fi
+    if command -v ss >/dev/null 2>&1 && [ -n "$(ss -ltnH "sport = :$1" 2>/dev/null)" ]; then
+        return 0
+    fi
+    return 1
+}
+
+check_ports() {
+    local p bad=0 who
+    for p in "$NGINX_PORT" "${WEB_PORTS[@]}" "${MEMC_PORTS[@]}"; do
+        if port_busy "$p"; then
+            who=$(ss -ltnpH "sport = :$p" 2>/dev/null | grep -o 'users:(([^)]*' | head -1 | sed 's/users:((//')
+            warn "port $p is already in use${who:+ by $who}"
+            bad=1
+        fi
+    done
+    if [ "$bad" = 1 ]; then
+        cat >&2 <<EOF
+demo.sh: the demo needs 127.0.0.1 ports $NGINX_PORT (nginx), ${WEB_PORTS[*]} (Apache)
+         and ${MEMC_PORTS[*]} (memcached).  Stop what holds them (a Debian
+         memcached service: systemctl stop memcached), or move the demo, e.g.
+           MEMSESS_DEMO_PORT_BASE=9080 MEMSESS_DEMO_MEMC_BASE=21211 $PROG
+EOF
+        exit 1
+    fi
+}
+
+# --------------------------------------------------------------- setup/build
+
+# Packages tools/setup.sh does not install (yet): nginx, and python3 for the
+# drill's simulated users.  Installed without starting nginx's service.
+install_extras() {
+    local missing=() p status policy=/usr/sbin/policy-rc.d own_policy=0
+    for p in nginx python3; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+        [ "$status" = installed ] || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]} (the nginx service is not started: the demo runs its own)"
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+            || { [ $own_policy = 1 ] && rm -f "$policy"; die "could not install ${missing[*]}"; }
+    fi
+    [ $own_policy = 1 ] && rm -f "$policy"
+    return 0
+}
+
+setup_and_build() {
+    need_root
+    if [ "${MEMSESS_DEMO_SKIP_SETUP:-0}" != 1 ]; then
+        say "setup: bash tools/setup.sh"
+        bash tools/setup.sh
+        install_extras
+    fi
+    say "build: make -f Makefile.apxs"
+    make -f Makefile.apxs >"$DIR.build.log" 2>&1 || { cat "$DIR.build.log" >&2; die "build failed"; }
+    rm -f "$DIR.build.log"
+    [ -f "$TOP/.libs/mod_memsess.so" ] || die "build produced no .libs/mod_memsess.so"
+    local b
+    for b in /usr/sbin/apache2 /usr/sbin/nginx /usr/bin/memcached; do
+        [ -x "$b" ] || die "$b missing: run bash tools/setup.sh (and apt-get install nginx)"
+    done
+    command -v python3 >/dev/null || die "python3 missing: apt-get install python3"
+}
+
+# ------------------------------------------------------------------ configs
+
+run_user() {   # user the servers run as
+    if id -u "$1" >/dev/null 2>&1; then echo "$1"; else echo nobody; fi
+}
+
+write_configs() {
+    local i name port root php memc_list="" users
+    WEB_USER=$(run_user www-data)
+    WEB_GROUP=$(id -gn "$WEB_USER")
+    MEMC_USER=$(run_user memcache)
+    php=$(ls /usr/lib/apache2/modules/libphp*.so 2>/dev/null | head -1)
+    [ -n "$php" ] || die "mod_php (libapache2-mod-php) is not installed"
+    for port in "${MEMC_PORTS[@]}"; do memc_list="$memc_list 127.0.0.1:$port"; done
+    memc_list=${memc_list# }
+
+    mkdir -p "$DIR" "$RUN" "$DIR/logs" "$DIR/htdocs"
+    chmod 755 "$DIR" "$DIR/htdocs"
+    rm -f "$DIR"/htdocs/*.php
+    install -m 644 "$TOP"/demo/app/*.php "$DIR/htdocs/"
+    printf 'PORT_BASE=%s\nMEMC_BASE=%s\n' "$PORT_BASE" "$MEMC_BASE" > "$RUN/ports"
+
+    for i in 0 1 2; do
+        name=${NAMES[$i]}
+        port=${WEB_PORTS[$i]}
+        root=$DIR/$name
+        mkdir -p "$root/conf" "$root/logs" "$root/run"
+        cat > "$root/conf/httpd.conf" <<EOF
+# Apache $name of the mod_memsess demo (written by tools/demo.sh).
+ServerRoot "$root"
+ServerName $name.memsess-demo
+Listen 127.0.0.1:$port
+PidFile run/httpd.pid
+DefaultRuntimeDir run
+User $WEB_USER
+Group $WEB_GROUP
+
+LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
+LoadModule authz_core_module  /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authz_host_module  /usr/lib/apache2/modules/mod_authz_host.so
+LoadModule mime_module        /usr/lib/apache2/modules/mod_mime.so
+LoadModule dir_module         /usr/lib/apache2/modules/mod_dir.so
+LoadModule env_module         /usr/lib/apache2/modules/mod_env.so
+LoadModule php_module         $php
+# mod_watchdog is built into Debian's apache2.  The module from the build dir:
+LoadModule memsess_module     $TOP/.libs/mod_memsess.so
+
+StartServers          8
+MinSpareServers       5
+MaxSpareServers      20
+MaxRequestWorkers    60
+KeepAlive On
+
+ErrorLog logs/error.log
+LogLevel notice
+LogFormat "%h %t \"%r\" %>s %b %Dus \"%{MEMSESS_LIVE}e\"" demo
+CustomLog logs/access.log demo
+TypesConfig /etc/mime.types
+
+DocumentRoot "$DIR/htdocs"
+DirectoryIndex index.php
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory "$DIR/htdocs">
+    Require all granted
+</Directory>
+<FilesMatch "\.php\$">
+    SetHandler application/x-httpd-php
+</FilesMatch>
+php_admin_flag display_errors off
+php_admin_flag log_errors on
+php_admin_value error_log "$root/logs/php.log"
+
+# What the page shows about where it runs.
+SetEnv DEMO_INSTANCE $name
+SetEnv DEMO_PORT $port
+SetEnv DEMO_MEMCACHED "$memc_list"
+SetEnv DEMO_INSTANCES "${NAMES[*]}"
+
+# mod_memsess: the session pool, checked twice a second.  Only the live
+# servers reach PHP's session.save_path; no php_admin_value for sessions here.
+MemsessServers $memc_list
+MemsessReplicas 1
+MemsessCheckInterval 500ms
+MemsessCheckTimeout 200ms
+MemsessFailThreshold 2
+MemsessPassThreshold 2
+
+<Location /memsess-status>
+    SetHandler memsess-status
+    Require local
+</Location>
+EOF
+    done
+
+    mkdir -p "$DIR/nginx/tmp"
+    chown "$WEB_USER" "$DIR/nginx/tmp"
+    users=""
+    for port in "${WEB_PORTS[@]}"; do users="$users        server 127.0.0.1:$port;
+"; done
+    {
+        cat <<EOF
+# nginx of the mod_memsess demo (written by tools/demo.sh): round robin
+# over the three Apaches, as in the article.
+user $WEB_USER $WEB_GROUP;
+worker_processes 1;
+pid $RUN/nginx.pid;
+error_log $DIR/logs/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log $DIR/logs/nginx-access.log;
+    client_body_temp_path $DIR/nginx/tmp/client;
+    proxy_temp_path $DIR/nginx/tmp/proxy;
+    fastcgi_temp_path $DIR/nginx/tmp/fastcgi;
+    uwsgi_temp_path $DIR/nginx/tmp/uwsgi;
+    scgi_temp_path $DIR/nginx/tmp/scgi;
+    upstream apaches {
+$users    }
+    proxy_set_header Host \$http_host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    proxy_read_timeout 30s;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://apaches;
+        }
+EOF
+        for i in 0 1 2; do
+            cat <<EOF
+        # ${NAMES[$i]}'s health checker, as seen by that Apache
+        location = /status/${NAMES[$i]} {
+            proxy_pass http://127.0.0.1:${WEB_PORTS[$i]}/memsess-status;
+        }
+EOF
+        done
+        printf '    }\n}\n'
+    } > "$DIR/nginx/nginx.conf"
+}
+
+# ------------------------------------------------------------------ start
+
+start_memcached() {   # N (1-3)
+    local n=$1 port=${MEMC_PORTS[$(($1 - 1))]} f
+    f=$(memc_pidfile "$n")
+    alive "$f" memcached && return 0
+    setsid /usr/bin/memcached -u "$MEMC_USER" -l 127.0.0.1 -p "$port" -U 0 -m 64 -c 1024 \
+        </dev/null >>"$DIR/logs/memcached$n.log" 2>&1 &
+    echo $! > "$f"
+}
+
+wait_port() {   # PORT WHAT SECONDS
+    local i
+    for i in $(seq $(($3 * 10))); do
+        port_busy "$1" && return 0
+        sleep 0.1
+    done
+    die "$2 did not open port $1 in $3 s (see $DIR/logs)"
+}
+
+start_apache() {   # index 0-2
+    local i=$1 root=$DIR/${NAMES[$1]}
+    /usr/sbin/apache2 -d "$root" -f "$root/conf/httpd.conf" -t >/dev/null 2>"$root/logs/configtest.log" \
+        || { cat "$root/logs/configtest.log" >&2; die "Apache ${NAMES[$i]}: bad configuration ($root/conf/httpd.conf)"; }
+    /usr/sbin/apache2 -d "$root" -f "$root/conf/httpd.conf" -k start \
+        || die "Apache ${NAMES[$i]} did not start (see $root/logs/error.log)"
+}
+
+start_nginx() {
+    /usr/sbin/nginx -p "$DIR/nginx" -e "$DIR/logs/nginx-error.log" -c "$DIR/nginx/nginx.conf" -t >/dev/null 2>"$DIR/logs/nginx-configtest.log" \
+        || { cat "$DIR/logs/nginx-configtest.log" >&2; die "nginx: bad configuration ($DIR/nginx/nginx.conf)"; }
+    /usr/sbin/nginx -p "$DIR/nginx" -e "$DIR/logs/nginx-error.log" -c "$DIR/nginx/nginx.conf" || die "nginx did not start (see $DIR/logs/nginx-error.log)"
+}
+
+# http_get PORT PATH: the response (headers and body), or nothing
+http_get() {
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n" "$2" "$1" >&3
+        cat <&3' _ "$1" "$2" 2>/dev/null || true
+}
+
+# Waits until each Apache's checker has seen every memcached up.
+wait_checkers() {
+    local i t ups
+    for i in 0 1 2; do
+        for t in $(seq 50); do
+            ups=$(http_get "${WEB_PORTS[$i]}" "/memsess-status?json" | grep -o '"state": *"up"' | wc -l)
+            [ "$ups" -ge "$NMEMC" ] && break
+            sleep 0.1
+        done
+        [ "$ups" -ge "$NMEMC" ] || die "Apache ${NAMES[$i]}: its checker does not see the three memcached up (see $DIR/${NAMES[$i]}/logs/error.log)"
+    done
+}
+
+start_all() {
+    local i
+    load_ports
+    if any_running; then
+        if alive "$RUN/demo.pid" bash; then
+            die "a demo is already running (pid $(pid_of "$RUN/demo.pid")): $PROG stop"
+        fi
+        say "processes left over from an earlier demo: stopping them"
+        stop_all
+    fi
+    load_ports
+    check_ports
+    write_configs
+    say "starting 3 memcached on 127.0.0.1:${MEMC_PORTS[0]}-${MEMC_PORTS[2]} (user $MEMC_USER)"
+    STARTED=1
+    for i in 1 2 3; do start_memcached "$i"; done
+    for i in 0 1 2; do wait_port "${MEMC_PORTS[$i]}" "memcached $((i + 1))" 5; done
+    say "starting 3 Apache (prefork, mod_php, mod_memsess) on 127.0.0.1:${WEB_PORTS[0]}-${WEB_PORTS[2]}"
+    for i in 0 1 2; do start_apache "$i"; done
+    for i in 0 1 2; do wait_port "${WEB_PORTS[$i]}" "Apache ${NAMES[$i]}" 10; done
+    say "starting nginx on 127.0.0.1:$NGINX_PORT"
+    start_nginx
+    wait_port "$NGINX_PORT" nginx 5
+    wait_checkers
+    http_get "$NGINX_PORT" / | grep -q 'mod_memsess demo' \
+        || die "the page through nginx does not answer (see $DIR/logs, $DIR/web*/logs)"
+}
+
+# --------------------------------------------------------------- foreground
+
+banner() {
+    local u="http://127.0.0.1:$NGINX_PORT/"
+    cat <<EOF
+
+  ================================================================
+   mod_memsess demo is running:   $u
+  ================================================================
+   nginx 127.0.0.1:$NGINX_PORT  round robin over
+     Apache web1 :${WEB_PORTS[0]}   web2 :${WEB_PORTS[1]}   web3 :${WEB_PORTS[2]}   (prefork + mod_php + mod_memsess)
+   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas 1)
+
+   Try:
+   1. Open $u, log in, reload: the counter goes on
+      while web1, web2, web3 take turns.  Or with curl:
+        curl -s -c /tmp/jar -d user=alice ${u}login.php?json
+        for i in 1 2 3 4 5 6; do curl -s -b /tmp/jar '${u}?json'; done
+   2. Hang one memcached (it still accepts TCP, never answers):
+        $PROG freeze 2        ... and later: $PROG thaw 2
+      Within about a second every Apache leaves it out; you stay logged in.
+      (kill 2 / revive 2 for a server that is gone instead of hung)
+   3. Watch the checkers: ${u}status/web1  (?json ?auto ?metrics)
+   4. The whole story in 40 s, with 20 simulated users and a live table:
+        $PROG drill
+
+   Logs: $DIR/logs, $DIR/web*/logs     Stop: Ctrl-C (or $PROG stop)
+  ================================================================
+
+EOF
+}
+
+# Prints the checkers' state changes (MEMSESS0010/0011/...) as they happen,
+# and notices a server process that died.
+follow() {
+    local i f size off=() last_warn=""
+    for i in 0 1 2; do
+        f=$DIR/${NAMES[$i]}/logs/error.log
+        off[$i]=$(stat -c %s "$f" 2>/dev/null || echo 0)
+    done
+    while :; do
+        for i in 0 1 2; do
+            f=$DIR/${NAMES[$i]}/logs/error.log
+            size=$(stat -c %s "$f" 2>/dev/null || echo 0)
+            if [ "$size" -gt "${off[$i]}" ]; then
+                tail -c "+$((off[$i] + 1))" "$f" | head -c "$((size - off[$i]))" \
+                    | grep -o 'MEMSESS00[0-9]*: .*' \
+                    | while IFS= read -r line; do
+                        printf '%s  %s  %s\n' "$(date +%T)" "${NAMES[$i]}" "$line"
+                      done || true
+                off[$i]=$size
+            elif [ "$size" -lt "${off[$i]}" ]; then
+                off[$i]=$size
+            fi
+        done
+        if ! all_running; then
+            local msg="nginx or an Apache stopped; $PROG status"
+            [ "$msg" != "$last_warn" ] && warn "$msg"
+            last_warn=$msg
+        fi
+        sleep 0.5 &
+        wait $! || true
+    done
+}
+
+on_signal() {
+    trap - INT TERM
+    echo
+    say "stopping"
+    stop_all
+    rm -f "$RUN/demo.pid"
+    exit 0
+}
+
+cmd_run() {
+    need_root
+    mkdir -p "$DIR" "$RUN"
+    load_ports
+    if alive "$RUN/demo.pid" bash; then
+        die "a demo is already running (pid $(pid_of "$RUN/demo.pid")): $PROG stop"
+    fi
+    STARTED=0
+    trap 'if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/demo.pid"' EXIT
+    trap on_signal INT TERM
+    echo $$ > "$RUN/demo.pid"
+    setup_and_build
+    start_all
+    banner
+    say "state changes of the memcached servers, as the Apaches see them, appear below"
+    follow
+}
+
+# ------------------------------------------------------------ other commands
+
+cmd_stop() {
+    local pid i
+    load_ports
+    if alive "$RUN/demo.pid" bash; then
+        pid=$(pid_of "$RUN/demo.pid")
+        say "asking the demo (pid $pid) to stop"
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    if alive "$RUN/drill.pid" bash; then
+        pid=$(pid_of "$RUN/drill.pid")
+        say "stopping the drill (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    if any_running; then
+        stop_all
+    else
+        say "no demo running (work dir $DIR)"
+    fi
+    rm -f "$RUN/demo.pid" "$RUN/drill.pid"
+}
+
+cmd_status() {
+    local i f
+    load_ports
+    printf '%-10s %-8s %-6s %s\n' what port pid state
+    f=$(nginx_pidfile)
+    printf '%-10s %-8s %-6s %s\n' nginx "$NGINX_PORT" "$(pid_of "$f")" "$(alive "$f" nginx && echo running || echo stopped)"
+    for i in 0 1 2; do
+        f=$(httpd_pidfile "$i")
+        printf '%-10s %-8s %-6s %s\n' "${NAMES[$i]}" "${WEB_PORTS[$i]}" "$(pid_of "$f")" \
+            "$(alive "$f" apache2 && echo running || echo stopped)"
+    done
+    for i in 1 2 3; do
+        f=$(memc_pidfile "$i")
+        printf '%-10s %-8s %-6s %s\n' "memcached$i" "${MEMC_PORTS[$((i - 1))]}" "$(pid_of "$f")" \
+            "$(if alive "$f" memcached; then
+                   [ "$(awk '{print $3}' "/proc/$(pid_of "$f")/stat")" = T ] && echo frozen || echo running
+               else echo stopped; fi)"
+    done
+    if alive "$(httpd_pidfile 0)" apache2; then
+        echo
+        echo "web1's checker (http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?auto):"
+        http_get "${WEB_PORTS[0]}" "/memsess-status?auto" | grep -E 'Address|State' | sed 's/^/  /'
+    fi
+}
+
+memc_arg() {   # validates N
+    case "${1:-}" in 1|2|3) ;; *) die "which memcached? 1, 2 or 3";; esac
+}
+
+cmd_memc() {   # freeze|thaw|kill|revive N
+    local what=$1 n=${2:-} f pid
+    need_root
+    memc_arg "$n"
+    load_ports
+    all_running || die "no demo running: start it with $PROG"
+    f=$(memc_pidfile "$n")
+    pid=$(pid_of "$f")
+    case "$what" in
+        freeze)
+            alive "$f" memcached || die "memcached $n is not running ($PROG revive $n)"
+            kill -STOP "$pid"
+            say "memcached $n (127.0.0.1:${MEMC_PORTS[$((n - 1))]}, pid $pid) frozen: it accepts connections and never answers.  $PROG thaw $n";;
+        thaw)
+            alive "$f" memcached || die "memcached $n is not running ($PROG revive $n)"
+            kill -CONT "$pid"
+            say "memcached $n (127.0.0.1:${MEMC_PORTS[$((n - 1))]}, pid $pid) thawed";;
+        kill)
+            alive "$f" memcached || die "memcached $n is not running"
+            stop_pid "$f" memcached TERM
+            say "memcached $n (127.0.0.1:${MEMC_PORTS[$((n - 1))]}) stopped: connections are refused.  $PROG revive $n";;
+        revive)
+            alive "$f" memcached && die "memcached $n is running"
+            MEMC_USER=$(run_user memcache)
+            start_memcached "$n"
+            wait_port "${MEMC_PORTS[$((n - 1))]}" "memcached $n" 5
+            say "memcached $n (127.0.0.1:${MEMC_PORTS[$((n - 1))]}, pid $(pid_of "$f")) started again, empty";;
+    esac
+}
+
+cmd_drill() {
+    local n=${1:-2} own=0 rc=0
+    memc_arg "$n"
+    need_root
+    mkdir -p "$DIR" "$RUN"
+    load_ports
+    if alive "$RUN/drill.pid" bash; then
+        die "a drill is already running (pid $(pid_of "$RUN/drill.pid"))"
+    fi
+    STARTED=0
+    if ! all_running; then
+        say "no demo running: starting one for the drill (stopped afterwards)"
+        own=1
+        trap 'thaw_all; if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/drill.pid"' EXIT
+        trap 'exit 130' INT TERM
+        echo $$ > "$RUN/drill.pid"
+        setup_and_build
+        start_all
+    else
+        trap 'thaw_all; rm -f "$RUN/drill.pid"' EXIT
+        trap 'exit 130' INT TERM
+        echo $$ > "$RUN/drill.pid"
+        command -v python3 >/dev/null || die "python3 missing: apt-get install python3"
+    fi
+    alive "$(memc_pidfile "$n")" memcached || die "memcached $n is not running ($PROG revive $n)"
+    python3 "$TOP/demo/drill.py" \
+        --url "http://127.0.0.1:$NGINX_PORT/" \
+        --status "http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?json" \
+        --memcached "127.0.0.1:${MEMC_PORTS[0]},127.0.0.1:${MEMC_PORTS[1]},127.0.0.1:${MEMC_PORTS[2]}" \
+        --freeze "$n" --freeze-pid "$(pid_of "$(memc_pidfile "$n")")" \
+        --users "${MEMSESS_DRILL_USERS:-20}" --think-ms "${MEMSESS_DRILL_THINK_MS:-100}" &
+    DRILL_PY=$!
+    wait "$DRILL_PY" || rc=$?
+    [ "$own" = 1 ] && say "stopping the demo the drill started"
+    return "$rc"
+}
+
+# Never leave a memcached frozen behind us.
+thaw_all() {
+    local i
+    [ -n "${DRILL_PY:-}" ] && kill -TERM "$DRILL_PY" 2>/dev/null && wait "$DRILL_PY" 2>/dev/null
+    for i in 1 2 3; do
+        alive "$(memc_pidfile "$i")" memcached && kill -CONT "$(pid_of "$(memc_pidfile "$i")")" 2>/dev/null
+    done
+    return 0
+}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+case "${1:-run}" in
+    run|start)  cmd_run ;;
+    stop)       cmd_stop ;;
+    status)     cmd_status ;;
+    drill)      cmd_drill "${2:-2}" ;;
+    freeze|thaw|kill|revive) cmd_memc "$1" "${2:-}" ;;
+    -h|--help|help) usage ;;
+    *) usage >&2; exit 2 ;;
+esac
