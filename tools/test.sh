@@ -71,7 +71,9 @@ stop_suite() {
         [ -e "$f" ] || continue
         pid=$(cat "$f")
         if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
+            # each runs in a process group of its own (php-fpm has workers)
             kill -CONT "$pid" 2>/dev/null
+            kill -KILL -- "-$pid" 2>/dev/null
             kill -KILL "$pid" 2>/dev/null
         fi
         rm -f "$f"

@@ -12,7 +12,8 @@ use IO::Socket::IP ();
 use File::Spec::Functions qw(catfile);
 
 # One block per scenario; keep in step with t/conf/extra.conf.in.  Every
-# server listens on 127.0.0.1, except those in %IPV6, on ::1.
+# server listens on 127.0.0.1, except those in %IPV6, on ::1.  MEMC_* are
+# memcached servers; FPM_* are php-fpm pools.
 our @NAMES = (
     'MEMC_M1',                               # main server pool (inherited)
     qw(MEMC_A1 MEMC_A2),                     # memsess_pool_a
@@ -23,6 +24,10 @@ our @NAMES = (
     (map { sprintf 'MEMC_X%02d', $_ } 1 .. 50),  # memsess_many
     qw(MEMC_S1 MEMC_S2),                     # memsess_status_pool
     qw(MEMC_V6),                             # memsess_ipv6
+    qw(MEMC_C1 MEMC_C2),                     # memsess_format_memcache
+    qw(MEMC_D1 MEMC_D2),                     # memsess_alldown_503, _files
+    qw(MEMC_P1 MEMC_P2),                     # memsess_fpm
+    qw(FPM_1),                               # php-fpm for memsess_fpm
 );
 
 our %IPV6 = (MEMC_V6 => 1);

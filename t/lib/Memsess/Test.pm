@@ -30,7 +30,7 @@ use Memsess::Ports ();
 
 our @EXPORT = qw(
     addr port host_port memc_names have_ipv6
-    memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart
+    memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
@@ -80,8 +80,8 @@ sub defines { $DEFINES ||= Memsess::Ports::read_defines($T_DIR) }
 
 sub _name {
     my $n = shift;
-    $n = "MEMC_$n" unless $n =~ /^MEMC_/;
-    die "unknown memcached '$n'" unless exists defines()->{$n};
+    $n = "MEMC_$n" unless exists defines()->{$n};
+    die "unknown server '$n'" unless exists defines()->{$n};
     return $n;
 }
 
@@ -121,16 +121,15 @@ sub memc_alive {
     return kill(0, $pid) ? 1 : 0;
 }
 
-sub _spawn {
-    my $name = shift;
-    my ($host, $port) = host_port($name);
+# Forks @cmd as the server `name` in a session of its own (so that a
+# leftover can be killed with its children as one process group).
+sub _spawn_cmd {
+    my ($name, @cmd) = @_;
     make_path($MEMC_DIR);
-    my @cmd = ('memcached', '-l', $host, '-p', $port, '-U', '0',
-               '-t', '1', '-m', '8', '-c', '256');
-    push @cmd, '-u', 'nobody' if $> == 0;
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
+        POSIX::setsid();
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', catfile($MEMC_DIR, "$name.log");
         open STDERR, '>&', \*STDOUT;
@@ -141,6 +140,15 @@ sub _spawn {
     print $fh "$pid\n";
     close $fh;
     return $pid;
+}
+
+sub _spawn {
+    my $name = shift;
+    my ($host, $port) = host_port($name);
+    my @cmd = ('memcached', '-l', $host, '-p', $port, '-U', '0',
+               '-t', '1', '-m', '8', '-c', '256');
+    push @cmd, '-u', 'nobody' if $> == 0;
+    return _spawn_cmd($name, @cmd);
 }
 
 sub _answers {
@@ -233,6 +241,37 @@ sub memc_restart {
     memc_stop(grep { $RUN{$_} } @names);
     # the port may take a moment to be free again (no SO_REUSEADDR races)
     memc_start(@names);
+}
+
+# php-fpm, one static pool listening on the named port; stop it like a
+# memcached (memc_stop).
+sub fpm_start {
+    my $name = _name(shift);
+    my ($host, $port) = host_port($name);
+    my ($bin) = grep { -x } sort glob('/usr/sbin/php-fpm*');
+    die "no php-fpm installed" unless $bin;
+    make_path($MEMC_DIR);
+    my $conf = catfile($MEMC_DIR, "$name.conf");
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh "[global]\n",
+              "pid = $MEMC_DIR/$name.fpm.pid\n",
+              "error_log = $MEMC_DIR/$name.fpm.log\n",
+              "daemonize = no\n",
+              "[memsess]\n",
+              "listen = $host:$port\n",
+              "pm = static\n",
+              "pm.max_children = 2\n",
+              "clear_env = no\n";
+    close $fh;
+    _spawn_cmd($name, $bin, '-F', '-y', $conf);
+    my $ok = wait_for(10, sub {
+        my $pid = $RUN{$name}{pid};
+        die "php-fpm exited at start (see $MEMC_DIR/$name.fpm.log)"
+            if waitpid($pid, WNOHANG) == $pid;
+        my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Timeout => 1);
+        return $s ? 1 : 0;
+    }, 0.05);
+    die "php-fpm $name does not listen on $host:$port" unless defined $ok;
 }
 
 END {
