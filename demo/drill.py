@@ -33,6 +33,13 @@ import urllib.request
 
 REQUEST_TIMEOUT = 10.0   # seconds a simulated user waits for an answer
 
+# The app's 503 reasons (demo/app/common.php), shortened for the table.
+SHORT = {
+    "could not read the session": "session_start failed",
+    "could not save the session": "session write failed",
+    "could not renew the session id": "session id renewal failed",
+}
+
 
 def percentile(values, p):
     if not values:
@@ -126,13 +133,13 @@ class Drill:
                     body = json.loads(e.read().decode("utf-8", "replace"))
                     inst = body.get("instance")
                     if body.get("error"):
-                        why = "HTTP %d %s" % (e.code, body["error"].split(":")[0])
+                        why = "%d %s" % (e.code, SHORT.get(body["error"].split(":")[0], body["error"].split(":")[0]))
                 except Exception:
                     pass
                 expected = None          # the session may or may not have been saved
             except Exception as e:       # timeout, refused, reset
                 r = getattr(e, "reason", e)
-                why = "no answer in %d s" % REQUEST_TIMEOUT if "timed out" in str(r) else type(r).__name__
+                why = "timeout %d s" % REQUEST_TIMEOUT if "timed out" in str(r) else type(r).__name__
                 kind = "error"
                 expected = None
             end = self.now()
@@ -219,7 +226,7 @@ class Drill:
         cols = "".join("%-7s" % (states[m] if states[m] != "down" else "DOWN") for m in self.memcached)
         notes = []
         if stuck:
-            notes.append("%d waiting > 1 s" % stuck)
+            notes.append("%d users waiting > 1 s" % stuck)
         bad = {}
         for d in recent:
             if d[3] != "ok":
@@ -330,9 +337,58 @@ class Drill:
                 print("  recovery:  NOT marked up again before the end")
         print("  sessions lost: %d, stale sessions: %d, failed requests: %d of %d" % (
             tot["lost"], tot["stale"], tot["error"], len(done)))
+        self.explain(done, windows, tot)
         ok = (self.down_t is not None and (self.thaw_t is None or self.up_t is not None)
               and tot["lost"] == 0)
         return 0 if ok else 1
+
+    def explain(self, done, windows, tot):
+        """A few sentences on what the numbers mean, from the numbers."""
+        def sel(i):
+            lo, hi = windows[i][1], windows[i][2]
+            return [d for d in done if lo <= d[0] < hi]
+        lines = []
+        if self.down_t is not None:
+            lines.append("mod_memsess took the frozen server out of every request %.1f s after it froze "
+                         "(a probe every 500 ms, 2 failures to mark it down)." % (self.down_t - self.freeze_t))
+            after = sel(2)
+            if after:
+                lat = [d[2] for d in after]
+                nf = sum(1 for d in after if d[3] == "error")
+                lines.append("Requests that started after that: p99 %d ms, %d failed: nobody waits for it any more."
+                             % (round(percentile(lat, 99) * 1000), nf))
+            win = sel(1)
+            slow = [d for d in win if d[2] > 1.0]
+            if slow:
+                lines.append("The %d requests that reached it in the %.1f s before that waited for "
+                             "php-memcached's own timeouts (5 s per operation), %d of them in vain: "
+                             "mod_memsess shortens that window, it cannot rescue requests already in it."
+                             % (len(slow), self.down_t - self.freeze_t,
+                                sum(1 for d in win if d[3] == "error")))
+        if tot["lost"]:
+            lines.append("Sessions lost: php-memcached reads a session from the first server of its replica "
+                         "set only; when the live list changes, a session whose first server moves to one "
+                         "without a copy is not found.")
+        if tot["stale"]:
+            lines.append("Stale sessions: after the thaw, the server again holds sessions it kept from before "
+                         "it froze, older than the copies written while it was out.")
+        back = sel(4)
+        if any(d[3] == "error" and d[4] and "session_start" in d[4] for d in back):
+            lines.append("Failures after the thaw: lock records that requests sent to the frozen server were "
+                         "executed when it thawed; PHP cannot lock those sessions until the records expire "
+                         "(max_execution_time + 1 s).")
+        if not lines:
+            return
+        print()
+        print("What it shows:")
+        for ln in lines:
+            words, cur = ln.split(), "  -"
+            for w in words:
+                if len(cur) + 1 + len(w) > 100:
+                    print(cur)
+                    cur = "   "
+                cur += " " + w
+            print(cur)
 
 
 def main():

@@ -60,7 +60,7 @@ load_ports() {
     MEMC_PORTS=("$MEMC_BASE" "$((MEMC_BASE + 1))" "$((MEMC_BASE + 2))")
     local p
     for p in "$NGINX_PORT" "${WEB_PORTS[@]}" "${MEMC_PORTS[@]}"; do
-        [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || die "port $p out of range"
+        if [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "port $p out of range"; fi
     done
 }
 
@@ -242,7 +242,7 @@ write_configs() {
     WEB_USER=$(run_user www-data)
     WEB_GROUP=$(id -gn "$WEB_USER")
     MEMC_USER=$(run_user memcache)
-    php=$(ls /usr/lib/apache2/modules/libphp*.so 2>/dev/null | head -1)
+    php=$(find /usr/lib/apache2/modules -name 'libphp*.so' 2>/dev/null | sort | head -1)
     [ -n "$php" ] || die "mod_php (libapache2-mod-php) is not installed"
     for port in "${MEMC_PORTS[@]}"; do memc_list="$memc_list 127.0.0.1:$port"; done
     memc_list=${memc_list# }
@@ -415,9 +415,9 @@ http_get() {
 
 # Waits until each Apache's checker has seen every memcached up.
 wait_checkers() {
-    local i t ups
+    local i ups
     for i in 0 1 2; do
-        for t in $(seq 50); do
+        for _ in $(seq 50); do
             ups=$(http_get "${WEB_PORTS[$i]}" "/memsess-status?json" | grep -o '"state": *"up"' | wc -l)
             [ "$ups" -ge "$NMEMC" ] && break
             sleep 0.1
@@ -470,11 +470,11 @@ banner() {
    Try:
    1. Open $u, log in, reload: the counter goes on
       while web1, web2, web3 take turns.  Or with curl:
-        curl -s -c /tmp/jar -d user=alice ${u}login.php?json
-        for i in 1 2 3 4 5 6; do curl -s -b /tmp/jar '${u}?json'; done
+        curl -s -c /tmp/jar -d user=alice '${u}login.php?text'
+        for i in 1 2 3 4 5 6; do curl -s -b /tmp/jar '${u}?text'; done
    2. Hang one memcached (it still accepts TCP, never answers):
         $PROG freeze 2        ... and later: $PROG thaw 2
-      Within about a second every Apache leaves it out; you stay logged in.
+      Within about a second every Apache leaves it out: pages are fast again.
       (kill 2 / revive 2 for a server that is gone instead of hung)
    3. Watch the checkers: ${u}status/web1  (?json ?auto ?metrics)
    4. The whole story in 40 s, with 20 simulated users and a live table:
@@ -539,6 +539,7 @@ cmd_run() {
     trap 'if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/demo.pid"' EXIT
     trap on_signal INT TERM
     echo $$ > "$RUN/demo.pid"
+    any_running || check_ports      # fail fast, before installing anything
     setup_and_build
     start_all
     banner
@@ -551,6 +552,7 @@ cmd_run() {
 cmd_stop() {
     local pid i
     load_ports
+    local asked=0
     if alive "$RUN/demo.pid" bash; then
         pid=$(pid_of "$RUN/demo.pid")
         say "asking the demo (pid $pid) to stop"
@@ -559,6 +561,7 @@ cmd_stop() {
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
+        asked=1
     fi
     if alive "$RUN/drill.pid" bash; then
         pid=$(pid_of "$RUN/drill.pid")
@@ -571,6 +574,8 @@ cmd_stop() {
     fi
     if any_running; then
         stop_all
+    elif [ "$asked" = 1 ]; then
+        say "the demo stopped"
     else
         say "no demo running (work dir $DIR)"
     fi
@@ -652,6 +657,7 @@ cmd_drill() {
         trap 'thaw_all; if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/drill.pid"' EXIT
         trap 'exit 130' INT TERM
         echo $$ > "$RUN/drill.pid"
+        any_running || check_ports
         setup_and_build
         start_all
     else

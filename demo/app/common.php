@@ -63,7 +63,7 @@ function demo_fail(bool $json, string $why): void
     header('Retry-After: 1');
     header('Cache-Control: no-store');
     $info = demo_info();
-    if ($json) {
+    if ($json && !demo_wants_text()) {
         header('Content-Type: application/json');
         echo json_encode(['error' => $why] + $info), "\n";
     } else {
@@ -77,6 +77,22 @@ function demo_wants_json(): bool
 {
     return isset($_GET['json']) || isset($_POST['json'])
         || str_contains($_SERVER['HTTP_ACCEPT'] ?? '', 'application/json');
+}
+
+function demo_wants_text(): bool
+{
+    return isset($_GET['text']) || isset($_POST['text']);
+}
+
+// One line for curl: who, visits, where, which memcached.
+function demo_text(array $d): void
+{
+    header('Content-Type: text/plain; charset=utf-8');
+    header('Cache-Control: no-store');
+    $who = $d['user'] === null ? 'not logged in'
+         : ($d['visits'] ? "{$d['user']}, visit {$d['visits']}" : "{$d['user']}, logged in");
+    printf("%-24s answered by %s (:%d)   memcached live %s: %s\n",
+           $who, $d['instance'], $d['port'], $d['live'], $d['save_path']);
 }
 
 function demo_json(array $data): void

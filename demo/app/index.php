@@ -3,7 +3,7 @@
 // and which memcached servers this request was given.  ?json for scripts.
 require __DIR__ . '/common.php';
 
-$json = demo_wants_json();
+$json = demo_wants_json() || demo_wants_text();
 demo_session_start($json);
 $user = $_SESSION['user'] ?? null;
 if ($user !== null) {
@@ -16,6 +16,10 @@ $sid = session_id();
 demo_session_save($json);
 $info = demo_info();
 
+if (demo_wants_text()) {
+    demo_text(['user' => $user, 'visits' => $visits] + $info);
+    exit;
+}
 if ($json) {
     demo_json(['user' => $user, 'visits' => $visits, 'session' => $sid] + $info);
     exit;

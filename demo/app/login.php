@@ -2,7 +2,7 @@
 // Log in: the name goes into the session; the counter starts again.
 require __DIR__ . '/common.php';
 
-$json = demo_wants_json();
+$json = demo_wants_json() || demo_wants_text();
 $user = trim((string)($_POST['user'] ?? $_GET['user'] ?? ''));
 if ($user === '' || strlen($user) > 40) {
     http_response_code(400);
@@ -29,7 +29,9 @@ $_SESSION = [
 $sid = session_id();
 demo_session_save($json);
 
-if ($json) {
+if (demo_wants_text()) {
+    demo_text(['user' => $user, 'visits' => 0] + $info);
+} elseif ($json) {
     demo_json(['user' => $user, 'visits' => 0, 'session' => $sid] + $info);
 } else {
     header('Location: ./', true, 303);
