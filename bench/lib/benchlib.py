@@ -1,0 +1,768 @@
+"""Shared parts of the mod_memsess benchmarks (bench/*.sh).
+
+Processes: memcached, Apache (its own small httpd.conf, prefork, -f) and
+nutcracker, all on 127.0.0.1 ports 31000-31999, each started here and
+stopped here by its own pid (never by name).  A Runner owns them and stops
+them on exit, on an exception and on SIGINT/SIGTERM/SIGHUP.
+
+Load: N simulated users, one thread and one cookie each, against
+bench/htdocs/session.php.  Every request is recorded with its start time
+(monotonic, same clock as the fault injection), its latency and what it
+found (counter, new session, save_path), so that every phase can be cut out
+of one run afterwards.
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP = os.path.dirname(BENCH)
+WORK = os.path.join(BENCH, 'work')
+RESULTS = os.path.join(BENCH, 'results')
+HTDOCS = os.path.join(BENCH, 'htdocs')
+MODDIR = '/usr/lib/apache2/modules'
+MODULE_SO = os.path.join(WORK, 'mod_memsess.so')   # copied by lib/common.sh
+HOST = '127.0.0.1'
+
+IS_ROOT = os.geteuid() == 0
+now = time.monotonic
+
+
+def log(*args):
+    print('[%s]' % time.strftime('%H:%M:%S'), *args, flush=True)
+
+
+def port_open(port, host=HOST):
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port, deadline=10.0):
+    end = now() + deadline
+    while now() < end:
+        if port_open(port):
+            return True
+        time.sleep(0.02)
+    raise RuntimeError('nothing listens on port %d after %.0fs' % (port, deadline))
+
+
+def http_get(port, path, host_header=None, timeout=5.0):
+    """One GET on a fresh connection: (status, body)."""
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request('GET', path, headers={'Host': host_header} if host_header else {})
+        r = c.getresponse()
+        return r.status, r.read().decode('utf-8', 'replace')
+    finally:
+        c.close()
+
+
+def wait_http(port, path='/', deadline=15.0, host_header=None):
+    end = now() + deadline
+    last = None
+    while now() < end:
+        try:
+            st, _ = http_get(port, path, host_header, timeout=2)
+            if st == 200:
+                return
+            last = 'HTTP %d' % st
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.02)
+    raise RuntimeError('http://%s:%d%s did not answer 200 (%s)' % (HOST, port, path, last))
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def accept_queue(port):
+    """Connections waiting in the accept queue of the listener on
+    127.0.0.1:port (a frozen memcached never accepts: every connection made
+    to it stays there).  /proc/net/tcp shows it as rx_queue of the LISTEN
+    socket."""
+    want = '0100007F:%04X' % port
+    with open('/proc/net/tcp') as f:
+        next(f)
+        for line in f:
+            fl = line.split()
+            if fl[1] == want and fl[3] == '0A':
+                return int(fl[4].split(':')[1], 16)
+    return None
+
+
+class QueueWatch:
+    """Samples accept_queue(port) every `every` seconds: [(t, n)]."""
+
+    def __init__(self, port, t0, every=0.05):
+        self.port, self.t0, self.every = port, t0, every
+        self.samples = []
+        self.stop_evt = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self.stop_evt.is_set():
+            q = accept_queue(self.port)
+            if q is not None:
+                self.samples.append((now() - self.t0, q))
+            self.stop_evt.wait(self.every)
+
+    def at(self, t):
+        """The last sample at or before t."""
+        best = None
+        for ts, q in self.samples:
+            if ts <= t:
+                best = q
+            else:
+                break
+        return best
+
+    def stop(self):
+        self.stop_evt.set()
+        self.th.join(2)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+class Memcached:
+    def __init__(self, runner, port, mem=64, extra=()):
+        self.runner, self.port, self.mem, self.extra = runner, port, mem, list(extra)
+        self.proc = None
+        self.frozen = False
+
+    @property
+    def addr(self):
+        return '%s:%d' % (HOST, self.port)
+
+    def start(self, wait=True):
+        if port_open(self.port):
+            raise RuntimeError('port %d is already taken' % self.port)
+        cmd = ['memcached', '-l', HOST, '-p', str(self.port), '-U', '0',
+               '-m', str(self.mem), '-t', '1', '-c', '4096'] + self.extra
+        if IS_ROOT:
+            cmd += ['-u', 'nobody']
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.frozen = False
+        if wait:
+            wait_port(self.port)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def freeze(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.frozen = False
+
+    def kill(self):
+        """SIGKILL: the port refuses at once."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.frozen = False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+                self.proc.terminate()
+                self.proc.wait(timeout=5)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                self.proc.kill()
+                self.proc.wait()
+        self.frozen = False
+
+    def command(self, line, timeout=2.0):
+        """One text-protocol command, answer up to END/OK."""
+        with socket.create_connection((HOST, self.port), timeout=timeout) as s:
+            s.sendall(line.encode() + b'\r\n')
+            buf = b''
+            while not (buf.endswith(b'END\r\n') or buf.endswith(b'OK\r\n')
+                       or buf.endswith(b'ERROR\r\n')):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf.decode('utf-8', 'replace')
+
+    def stats(self):
+        out = {}
+        for line in self.command('stats').splitlines():
+            f = line.split()
+            if len(f) == 3 and f[0] == 'STAT':
+                out[f[1]] = int(f[2]) if f[2].isdigit() else f[2]
+        return out
+
+    def flush(self):
+        self.command('flush_all')
+
+
+class Apache:
+    """An Apache of its own: ServerRoot bench/work/<name>, prefork, mod_php,
+    optionally mod_memsess, started with apache2 -f conf -k start."""
+
+    def __init__(self, runner, name, port, body='', memsess=True, php=True,
+                 workers=100, start_servers=None, loglevel='notice',
+                 listen_extra=(), keepalive=True, modules=()):
+        self.runner, self.name, self.port = runner, name, port
+        self.dir = os.path.join(WORK, name)
+        self.conf = os.path.join(self.dir, 'httpd.conf')
+        self.pidfile = os.path.join(self.dir, 'httpd.pid')
+        self.errlog = os.path.join(self.dir, 'error.log')
+        os.makedirs(os.path.join(self.dir, 'run'), exist_ok=True)
+        if os.path.exists(self.errlog):
+            os.unlink(self.errlog)
+        lines = [
+            '# generated by bench/lib/benchlib.py',
+            'ServerRoot "%s"' % self.dir,
+            'ServerName %s' % HOST,
+            'Listen %s:%d' % (HOST, port),
+        ]
+        lines += ['Listen %s' % l for l in listen_extra]
+        lines += [
+            'PidFile "%s"' % self.pidfile,
+            'DefaultRuntimeDir "%s/run"' % self.dir,
+            'ErrorLog "%s"' % self.errlog,
+            'ErrorLogFormat "[%{cu}t] [%-m:%l] [pid %P] %M"',
+            'LogLevel %s' % loglevel,
+            'LoadModule mpm_prefork_module %s/mod_mpm_prefork.so' % MODDIR,
+            'LoadModule authz_core_module %s/mod_authz_core.so' % MODDIR,
+            'LoadModule authz_host_module %s/mod_authz_host.so' % MODDIR,
+        ]
+        lines += ['LoadModule %s %s' % m for m in modules]
+        if php:
+            lines.append('LoadModule php_module %s/libphp8.2.so' % MODDIR)
+        if memsess:
+            lines.append('LoadModule memsess_module "%s"' % MODULE_SO)
+        if IS_ROOT:
+            lines += ['User nobody', 'Group nogroup']
+        ss = start_servers if start_servers is not None else min(workers, 40)
+        lines += [
+            'StartServers %d' % ss,
+            'MinSpareServers %d' % min(ss, 10),
+            'MaxSpareServers %d' % workers,
+            'ServerLimit %d' % workers,
+            'MaxRequestWorkers %d' % workers,
+            'MaxConnectionsPerChild 0',
+            'KeepAlive %s' % ('On' if keepalive else 'Off'),
+            'MaxKeepAliveRequests 0',
+            'KeepAliveTimeout 20',
+            'Timeout 60',
+            'DocumentRoot "%s"' % HTDOCS,
+            '<Directory "%s">' % HTDOCS,
+            '    Require all granted',
+            '</Directory>',
+        ]
+        if php:
+            lines += ['<FilesMatch "\\.php$">',
+                      '    SetHandler application/x-httpd-php',
+                      '</FilesMatch>']
+        if memsess:
+            lines += ['<Location /memsess-status>',
+                      '    SetHandler memsess-status',
+                      '    Require ip 127.0.0.1',
+                      '</Location>']
+        lines.append(body)
+        with open(self.conf, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        self.pid = None
+
+    def start(self, wait_path='/static.txt', deadline=30.0):
+        if port_open(self.port):
+            raise RuntimeError('port %d is already taken' % self.port)
+        if os.path.exists(self.pidfile):
+            os.unlink(self.pidfile)
+        t0 = now()
+        r = subprocess.run(['apache2', '-f', self.conf, '-k', 'start'],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError('apache2 %s did not start: %s%s' % (
+                self.name, r.stdout, r.stderr))
+        end = now() + 5
+        while not os.path.exists(self.pidfile) and now() < end:
+            time.sleep(0.01)
+        with open(self.pidfile) as f:
+            self.pid = int(f.read().strip())
+        self.runner.apaches.append(self)
+        if wait_path:
+            wait_http(self.port, wait_path, deadline)
+        self.started_in = now() - t0
+        return self
+
+    def stop(self):
+        if not self.pid:
+            return
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        end = now() + 15
+        while pid_alive(pid) and now() < end:
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        # the children go with their parent; wait for the port to be free
+        end = now() + 10
+        while port_open(self.port) and now() < end:
+            time.sleep(0.05)
+
+    def status(self, timeout=2.0):
+        st, body = http_get(self.port, '/memsess-status?json', timeout=timeout)
+        if st != 200:
+            raise RuntimeError('status page: HTTP %d' % st)
+        return json.loads(body)
+
+    def states(self):
+        return {s['address']: s['state'] for s in self.status()['servers']}
+
+
+class Nutcracker:
+    def __init__(self, runner, name, port, stats_port, servers,
+                 failure_limit=1, retry_timeout=2000, timeout=200):
+        self.runner, self.port, self.stats_port = runner, port, stats_port
+        self.dir = os.path.join(WORK, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, 'nutcracker.yml')
+        self.log = os.path.join(self.dir, 'nutcracker.log')
+        with open(self.conf, 'w') as f:
+            f.write('memsess:\n'
+                    '  listen: %s:%d\n'
+                    '  hash: fnv1a_64\n'
+                    '  distribution: ketama\n'
+                    '  auto_eject_hosts: true\n'
+                    '  server_failure_limit: %d\n'
+                    '  server_retry_timeout: %d\n'
+                    '  timeout: %d\n'
+                    '  preconnect: false\n'
+                    '  servers:\n' % (HOST, port, failure_limit,
+                                      retry_timeout, timeout))
+            for i, s in enumerate(servers):
+                f.write('   - %s:1 m%d\n' % (s, i + 1))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ['nutcracker', '-c', self.conf, '-a', HOST, '-s',
+             str(self.stats_port), '-i', '100', '-o', self.log],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.runner.others.append(self)
+        wait_port(self.port)
+        wait_port(self.stats_port)
+        return self
+
+    def stats(self):
+        with socket.create_connection((HOST, self.stats_port), timeout=1) as s:
+            buf = b''
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                buf += c
+        return json.loads(buf)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Runner:
+    """Owns every process a benchmark starts and stops them all, by pid."""
+
+    def __init__(self):
+        self.memcacheds, self.apaches, self.others = [], [], []
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        raise SystemExit('stopped by signal %d' % signum)
+
+    def memcached(self, port, **kw):
+        m = Memcached(self, port, **kw).start()
+        self.memcacheds.append(m)
+        return m
+
+    def apache(self, name, port, body='', **kw):
+        return Apache(self, name, port, body, **kw)
+
+    def nutcracker(self, *a, **kw):
+        return Nutcracker(self, *a, **kw).start()
+
+    def cleanup(self):
+        for a in self.apaches:
+            try:
+                a.stop()
+            except Exception as e:  # keep going: stop everything we can
+                log('stopping apache %s: %s' % (a.name, e))
+        for o in self.others:
+            o.stop()
+        for m in self.memcacheds:
+            m.stop()
+        self.apaches, self.others, self.memcacheds = [], [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+
+# ---------------------------------------------------------------------------
+# The load: simulated users
+
+OK, FAILED, NOSESS, LOST, STALE = 'ok', 'failed', 'nosess', 'lost', 'stale'
+
+BODY_RE = re.compile(r'n=(\d+) new=(\d) w=(\d) path=(.*)')
+
+
+class Record:
+    __slots__ = ('t', 'lat', 'uid', 'login', 'status', 'n', 'outcome', 'path')
+
+    def __init__(self, t, lat, uid, login, status, n, outcome, path):
+        self.t, self.lat, self.uid, self.login = t, lat, uid, login
+        self.status, self.n, self.outcome, self.path = status, n, outcome, path
+
+
+class Load:
+    """users threads; each logs in (a request without cookie creates the
+    session, counter 1) and then follows up (counter + 1).  followups=0:
+    one session for the whole run; followups=k: after k follow-ups the user
+    logs out (drops the cookie) and logs in again.
+
+    Outcomes of a request:
+      failed  HTTP error, connection error or client timeout
+      nosess  HTTP 200 but session_start() failed: no session at all in
+              this request (the user sees an error or the login page; the
+              session may still be there for the next request)
+      lost    a follow-up that found a new, empty session: counter reset
+      stale   a follow-up whose counter went backwards or did not advance
+              (an older copy of the session, or a write that was lost)
+      ok      everything else
+    """
+
+    def __init__(self, port, users=30, followups=0, think=0.1, timeout=15.0,
+                 path='/session.php', t0=None):
+        self.port, self.users, self.followups = port, users, followups
+        self.think, self.timeout, self.path = think, timeout, path
+        self.t0 = t0 if t0 is not None else now()
+        self.records = []
+        self.lock = threading.Lock()
+        self.stop_evt = threading.Event()
+        self.threads = []
+        self.paths = {}
+
+    def _path_id(self, p):
+        with self.lock:
+            return self.paths.setdefault(p, p)
+
+    def start(self):
+        for uid in range(self.users):
+            th = threading.Thread(target=self._user, args=(uid,), daemon=True)
+            th.start()
+            self.threads.append(th)
+            time.sleep(self.think / self.users)   # spread the users out
+        return self
+
+    def stop(self, drain=None):
+        """Stops the users; waits for requests still out (up to drain s)."""
+        self.stop_evt.set()
+        end = now() + (self.timeout + 2 if drain is None else drain)
+        for th in self.threads:
+            th.join(max(0.0, end - now()))
+        return sum(th.is_alive() for th in self.threads)
+
+    def _user(self, uid):
+        rnd = random.Random(uid)
+        conn = None
+        cookie = None
+        expected = 0
+        follows = 0
+        while not self.stop_evt.is_set():
+            login = cookie is None
+            headers = {'Cookie': cookie} if cookie else {}
+            t = now()
+            status, n, path = 0, None, None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port,
+                                                      timeout=self.timeout)
+                conn.request('GET', self.path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read().decode('utf-8', 'replace')
+                status = resp.status
+                setc = resp.getheader('Set-Cookie')
+                if setc and login:
+                    cookie = setc.split(';', 1)[0]
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+                m = BODY_RE.match(body)
+                if m:
+                    n = int(m.group(1))
+                    path = self._path_id(m.group(4).strip())
+            except (socket.timeout, TimeoutError):
+                status = 0
+            except (OSError, http.client.HTTPException):
+                status = -1
+            lat = now() - t
+            if status in (0, -1) and conn is not None:
+                conn.close()
+                conn = None
+
+            if status != 200 or n is None:
+                outcome = FAILED
+                if login:
+                    cookie = None
+            elif n == 0:
+                outcome = NOSESS          # session_start() failed
+                if login:
+                    cookie = None
+                else:
+                    follows += 1
+            elif login:
+                outcome, expected, follows = OK, n, 0
+            else:
+                follows += 1
+                if n == expected + 1:
+                    outcome, expected = OK, n
+                elif n == 1:
+                    outcome, expected = LOST, 1
+                elif n <= expected:
+                    outcome, expected = STALE, n
+                else:
+                    outcome, expected = OK, n  # cannot happen: one user, in order
+            rec = Record(t - self.t0, lat, uid, login, status, n, outcome, path)
+            with self.lock:
+                self.records.append(rec)
+            if self.followups and not login and follows >= self.followups:
+                cookie = None           # log out: the next request logs in
+            self.stop_evt.wait(self.think * rnd.uniform(0.5, 1.5))
+        if conn is not None:
+            conn.close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.records)
+
+
+def pct(values, p):
+    if not values:
+        return float('nan')
+    v = sorted(values)
+    k = (len(v) - 1) * p / 100.0
+    f = int(k)
+    c = min(f + 1, len(v) - 1)
+    return v[f] + (v[c] - v[f]) * (k - f)
+
+
+def summarize(records, t_from, t_to):
+    """Figures of the requests that started in [t_from, t_to)."""
+    rs = [r for r in records if t_from <= r.t < t_to]
+    lats = [r.lat for r in rs]
+    done = [r for r in rs if r.outcome != FAILED]
+    dur = max(t_to - t_from, 1e-9)
+    follow = [r for r in rs if not r.login]
+    return {
+        'from': t_from, 'to': t_to, 'duration': t_to - t_from,
+        'requests': len(rs),
+        'rps': len(done) / dur,
+        'p50': pct(lats, 50), 'p99': pct(lats, 99),
+        'max': max(lats) if lats else float('nan'),
+        'failed': sum(r.outcome == FAILED for r in rs),
+        'nosess': sum(r.outcome == NOSESS for r in rs),
+        'timeouts': sum(r.status == 0 for r in rs),
+        'followups': len(follow),
+        'lost': sum(r.outcome == LOST for r in rs),
+        'stale': sum(r.outcome == STALE for r in rs),
+        'users_lost': len({r.uid for r in rs if r.outcome == LOST}),
+    }
+
+
+def write_csv(path, records, t_shift=0.0):
+    with open(path, 'w') as f:
+        f.write('t_start_s,latency_ms,user,login,status,counter,outcome\n')
+        for r in sorted(records, key=lambda r: r.t):
+            f.write('%.4f,%.2f,%d,%d,%d,%s,%s\n' % (
+                r.t - t_shift, r.lat * 1000, r.uid, r.login, r.status,
+                '' if r.n is None else r.n, r.outcome))
+
+
+# ---------------------------------------------------------------------------
+# Watching the module's status page
+
+class StatusWatch:
+    """Polls /memsess-status?json every `every` seconds and keeps, per
+    server, the first time each state was seen after mark()."""
+
+    def __init__(self, apache, every=0.02, t0=None):
+        self.apache, self.every = apache, every
+        self.t0 = t0 if t0 is not None else now()
+        self.cv = threading.Condition()
+        self.current = {}
+        self.raw = {}
+        self.history = []     # [(t, {addr: checks})]
+        self.errors = 0
+        self.stop_evt = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.th.start()
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        self.th.join(5)
+
+    def _run(self):
+        conn = None
+        while not self.stop_evt.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.apache.port,
+                                                      timeout=2)
+                conn.request('GET', '/memsess-status?json')
+                r = conn.getresponse()
+                body = r.read()
+                t = now() - self.t0
+                doc = json.loads(body)
+                with self.cv:
+                    self.current = {s['address']: s['state'] for s in doc['servers']}
+                    self.raw = {s['address']: s for s in doc['servers']}
+                    self.seen_at = t
+                    self.history.append((t, {s['address']: s['checks']
+                                             for s in doc['servers']}))
+                    self.cv.notify_all()
+            except Exception:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.stop_evt.wait(self.every)
+        if conn is not None:
+            conn.close()
+
+    def wait(self, addr, state, deadline=15.0):
+        """Time (relative to t0) of the first poll showing addr in state;
+        None after deadline."""
+        end = now() + deadline
+        with self.cv:
+            while now() < end:
+                if self.current.get(addr) == state:
+                    return self.seen_at
+                self.cv.wait(end - now())
+        return None
+
+    def checks_at(self, addr, t):
+        """Probes of addr counted by the last poll at or before t."""
+        best = None
+        with self.cv:
+            for ts, checks in self.history:
+                if ts > t:
+                    break
+                best = checks.get(addr)
+        return best
+
+    def server(self, addr):
+        with self.cv:
+            return dict(self.raw.get(addr, {}))
+
+    def all_up(self, addrs, deadline=15.0):
+        end = now() + deadline
+        with self.cv:
+            while now() < end:
+                if all(self.current.get(a) == 'up' for a in addrs):
+                    return True
+                self.cv.wait(max(0.0, end - now()))
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Reporting helpers
+
+def ms(x):
+    if x != x:   # nan
+        return '–'
+    v = x * 1000
+    if v >= 1000:
+        return '%.1f s' % (v / 1000)
+    if v >= 10:
+        return '%.0f ms' % v
+    return '%.1f ms' % v
+
+
+def versions():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except Exception:
+            return '?'
+
+    def deb(pkg):
+        return sh("dpkg-query -W -f='${Version}' %s 2>/dev/null" % pkg) or '?'
+
+    return {
+        'cpu': sh("nproc") + ' cores (' + sh(
+            "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'") + ')',
+        'os': sh(". /etc/os-release && echo $PRETTY_NAME"),
+        'kernel': sh('uname -r'),
+        'apache': sh("apache2 -v | sed -n 's/^Server version: //p'"),
+        'php': deb('libapache2-mod-php8.2'),
+        'php-memcached': deb('php8.2-memcached'),
+        'libmemcached': deb('libmemcached11'),
+        'memcached': deb('memcached'),
+        'nutcracker': deb('nutcracker'),
+        'module': sh('cd %s && git rev-parse --short HEAD' % TOP)
+                  + (' + uncommitted changes' if sh(
+                      'cd %s && git status --porcelain -- "*.c" "*.h"' % TOP)
+                     else ''),
+    }
+
+
+def machine_line():
+    v = versions()
+    return ('Machine: %s, %s, kernel %s. %s, mod_php %s, php-memcached %s, '
+            'libmemcached %s, memcached %s, nutcracker %s; mod_memsess at %s.'
+            % (v['cpu'], v['os'], v['kernel'], v['apache'], v['php'],
+               v['php-memcached'], v['libmemcached'], v['memcached'],
+               v['nutcracker'], v['module']))
+
+
+def load_average():
+    with open('/proc/loadavg') as f:
+        return f.read().split()[0]

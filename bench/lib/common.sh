@@ -1,0 +1,68 @@
+# Sourced by bench/*.sh: root check, packages, the module, a work dir.
+# Everything the benchmarks start lives under bench/work/ (git-ignored) and
+# listens on 127.0.0.1 ports 31000-31999 only.
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOP=$(dirname "$BENCH")
+WORK=$BENCH/work
+RESULTS=$BENCH/results
+
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run it as root (it installs packages and starts Apache as User nobody)"
+
+# Installs the Debian packages in "$@" that are missing.  Services are
+# never started (policy-rc.d), the benchmarks start their own processes.
+need_packages() {
+    local missing=() p st
+    for p in "$@"; do
+        st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+        [ "$st" = installed ] || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing ${missing[*]}"
+    local own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    local rc=$?
+    [ $own_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+    return $rc
+}
+
+BASE_PACKAGES=(make gcc apache2 apache2-dev apache2-utils libmemcached-dev
+               memcached libapache2-mod-php php-memcached python3 iproute2
+               procps)
+
+# Builds the module (a no-op when it is up to date) and takes a private copy,
+# so that a rebuild by someone else during the run cannot swap it under us.
+build_module() {
+    mkdir -p "$WORK" "$RESULTS"
+    chmod 755 "$WORK"
+    if ! make -s -C "$TOP" -f Makefile.apxs >"$WORK/build.log" 2>&1; then
+        if [ -f "$TOP/.libs/mod_memsess.so" ]; then
+            echo "== warning: the build failed (see $WORK/build.log); using the existing .libs/mod_memsess.so"
+        else
+            cat "$WORK/build.log" >&2
+            die "cannot build the module"
+        fi
+    fi
+    cp "$TOP/.libs/mod_memsess.so" "$WORK/mod_memsess.so"
+}
+
+# Ports the benchmarks use must be free (other engineers use other ranges).
+check_ports_free() {
+    local busy
+    busy=$(ss -Hltn | awk '{print $4}' | sed -n 's/^127\.0\.0\.1:\(31[0-9][0-9][0-9]\)$/\1/p' | sort -n | tr '\n' ' ')
+    [ -z "$busy" ] || die "ports already in use in 31000-31999: $busy (another benchmark running?)"
+}
+
+# One benchmark at a time: they share ports.
+take_lock() {
+    exec 9>"$WORK/.lock"
+    flock -n 9 || die "another bench/ script is running"
+}

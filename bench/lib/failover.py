@@ -1,0 +1,285 @@
+"""bench/failover.sh: what users of a mod_memsess pool see when one of its
+three memcached servers hangs (SIGSTOP) and when one dies (SIGKILL).
+
+30 simulated users, each with its own session (one login, then follow-ups
+that increment a counter in the session), against Apache + mod_php +
+php-memcached + mod_memsess with the SPEC defaults (interval 1s, timeout
+250ms, thresholds 2).  One run with MemsessReplicas 0 and one with
+MemsessReplicas 1.  Phases of each run:
+
+  healthy            all three up
+  freeze: detecting  server 2 SIGSTOPped, until the status page says down
+  freeze: detected   until SIGCONT
+  thaw: rejoining    SIGCONT, until the status page says up
+  thaw: rejoined
+  kill: detecting    server 3 SIGKILLed, until the status page says down
+  kill: detected     until memcached is restarted (empty)
+  restart: rejoining until the status page says up
+  restart: rejoined
+
+Detection time: from the signal to the first poll of /memsess-status?json
+(every 20 ms) that shows the server down.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (HOST, RESULTS, WORK, Load, QueueWatch, Runner,
+                      StatusWatch, load_average, log, machine_line, ms, now,
+                      pct, summarize, write_csv)
+import plot
+
+MEMC_PORTS = (31001, 31002, 31003)
+APACHE_PORT = 31010
+
+INTERVAL, TIMEOUT, FAILS, PASSES = 1.0, 0.25, 2, 2
+TARGET_DETECT = INTERVAL * FAILS + TIMEOUT + 0.1
+
+
+def sleep_until(t0, t):
+    d = t - (now() - t0)
+    if d > 0:
+        time.sleep(d)
+
+
+def run(R, memcs, replicas, args):
+    port = APACHE_PORT + replicas
+    addrs = [m.addr for m in memcs]
+    for m in memcs:
+        m.flush()
+    body = '\n'.join([
+        'MemsessServers %s' % ' '.join(addrs),
+        'MemsessCheckInterval %dms' % (INTERVAL * 1000),
+        'MemsessCheckTimeout %dms' % (TIMEOUT * 1000),
+        'MemsessFailThreshold %d' % FAILS,
+        'MemsessPassThreshold %d' % PASSES,
+        'MemsessReplicas %d' % replicas,
+    ])
+    apache = R.apache('failover-r%d' % replicas, port, body).start()
+    t0 = now()
+    watch = StatusWatch(apache, every=0.02, t0=t0).start()
+    if not watch.all_up(addrs, 10):
+        raise RuntimeError('the servers did not come up: %s' % watch.current)
+    load = Load(port, users=args.users, followups=0, think=args.think,
+                timeout=15.0, t0=t0).start()
+    time.sleep(args.warmup)
+    ev = {}
+    rel = lambda: now() - t0
+
+    frozen, killed = memcs[1], memcs[2]
+
+    # -- healthy
+    ev['healthy'] = rel()
+    time.sleep(args.phase)
+
+    # -- one server dies, then comes back empty
+    ev['kill'] = rel()
+    killed.kill()
+    log('r%d: killed %s' % (replicas, killed.addr))
+    ev['kill_down'] = watch.wait(killed.addr, 'down', 15)
+    if ev['kill_down'] is None:
+        ev['kill_down'] = rel()
+        log('r%d: %s was not marked down within 15 s' % (replicas, killed.addr))
+    sleep_until(t0, ev['kill_down'] + args.phase)
+    ev['restart'] = rel()
+    killed.start()
+    ev['restart_up'] = watch.wait(killed.addr, 'up', 15) or rel()
+    sleep_until(t0, ev['restart_up'] + args.after)
+
+    # -- one server hangs, then resumes (with what it held and was sent)
+    qw = QueueWatch(frozen.port, t0)
+    ev['freeze'] = rel()
+    frozen.freeze()
+    log('r%d: froze %s' % (replicas, frozen.addr))
+    ev['freeze_down'] = watch.wait(frozen.addr, 'down', 15)
+    if ev['freeze_down'] is None:
+        ev['freeze_down'] = rel()
+        log('r%d: %s was not marked down within 15 s' % (replicas, frozen.addr))
+    sleep_until(t0, ev['freeze_down'] + args.hold)
+    ev['thaw'] = rel()
+    qw.stop()
+    frozen.thaw()
+    ev['thaw_up'] = watch.wait(frozen.addr, 'up', 15) or rel()
+    sleep_until(t0, ev['thaw_up'] + args.after)
+    ev['end'] = rel()
+
+    left = load.stop()
+    watch.stop()
+    apache.stop()
+    R.apaches.remove(apache)
+    records = load.snapshot()
+    write_csv(os.path.join(WORK, 'failover-r%d.csv' % replicas), records)
+    return analyse(replicas, records, ev, watch, qw, frozen, killed, left)
+
+
+def analyse(replicas, records, ev, watch, qw, frozen, killed, left):
+    phases = [
+        ('healthy', ev['healthy'], ev['kill']),
+        ('kill: detecting', ev['kill'], ev['kill_down']),
+        ('kill: detected', ev['kill_down'], ev['restart']),
+        ('restart: rejoining', ev['restart'], ev['restart_up']),
+        ('restart: rejoined', ev['restart_up'], ev['freeze']),
+        ('freeze: detecting', ev['freeze'], ev['freeze_down']),
+        ('freeze: detected', ev['freeze_down'], ev['thaw']),
+        ('thaw: rejoining', ev['thaw'], ev['thaw_up']),
+        ('thaw: rejoined', ev['thaw_up'], ev['end']),
+    ]
+    rows = [(name, summarize(records, a, b)) for name, a, b in phases]
+    res = {'replicas': replicas, 'rows': rows, 'ev': ev, 'left': left,
+           'records': records}
+    res['detect_freeze'] = ev['freeze_down'] - ev['freeze']
+    res['detect_kill'] = ev['kill_down'] - ev['kill']
+    res['healthy_p99'] = rows[0][1]['p99']
+
+    # After detection: what reached the down server?
+    for key, srv, a, b in (('kill', killed, ev['kill_down'], ev['restart']),
+                           ('freeze', frozen, ev['freeze_down'], ev['thaw'])):
+        after = [r for r in records if a <= r.t < b]
+        res[key + '_path_hits'] = sum(1 for r in after
+                                      if r.path and srv.addr in r.path.split(','))
+        res[key + '_no_path'] = sum(1 for r in after if not r.path)
+        res[key + '_slow'] = sum(1 for r in after if r.lat > TIMEOUT)
+        res[key + '_after_p99'] = pct([r.lat for r in after], 99)
+        res[key + '_after_n'] = len(after)
+
+    # The frozen server's accept queue: every connection made to it stays
+    # there.  Count from the moment every request that started before the
+    # verdict has ended, minus the checker's own probes.
+    before = [r.t + r.lat for r in records if r.t < ev['freeze_down']]
+    ws = max([ev['freeze_down']] + before)
+    we = ev['thaw'] - 0.06
+    res['queue_window'] = (ws, we)
+    if we - ws > 1.0:
+        q0, q1 = qw.at(ws), qw.at(we)
+        c0, c1 = (watch.checks_at(frozen.addr, ws),
+                  watch.checks_at(frozen.addr, we))
+        if None not in (q0, q1, c0, c1):
+            res['queue'] = (q1 - q0, c1 - c0)
+    return res
+
+
+def fmt_row(name, s):
+    return '| %s | %.1f s | %d | %.0f | %s | %s | %s | %d | %d | %d (%d users) | %d |' % (
+        name, s['duration'], s['requests'], s['rps'], ms(s['p50']),
+        ms(s['p99']), ms(s['max']), s['failed'], s['nosess'], s['lost'],
+        s['users_lost'], s['stale'])
+
+
+def report(results, args, started):
+    out = []
+    w = out.append
+    w('# Failover: one of three memcached servers hangs, then one dies')
+    w('')
+    w('Generated by `bench/failover.sh` on %s (load average at start %s).'
+      % (time.strftime('%Y-%m-%d %H:%M'), started))
+    w(machine_line())
+    w('')
+    w('Workload: %d users, each with its own cookie: one login (creates the '
+      'session, counter 1), then follow-ups that increment the counter, '
+      '%.0f ms think time (uniform 0.5-1.5x), client timeout 15 s, '
+      'keep-alive.  Apache prefork + mod_php + php-memcached (its defaults) '
+      '+ mod_memsess: `MemsessCheckInterval 1s`, `MemsessCheckTimeout 250ms`, '
+      '`MemsessFailThreshold 2`, `MemsessPassThreshold 2` (the SPEC '
+      'defaults).  Server 3 is killed with SIGKILL and later restarted '
+      '(empty); then server 2 is frozen with SIGSTOP and later resumed with '
+      'SIGCONT.  Requests are counted in the phase in which they *started*.'
+      % (args.users, args.think * 1000))
+    w('')
+    w('Columns: *failed* = HTTP error or client timeout; *no session* = '
+      'HTTP 200 but session_start() failed (the user is shown the login page '
+      'for that request; the session may be back on the next one); *lost* = '
+      'a follow-up that found a new, empty session (counter reset: the '
+      'session is gone); *stale* = a follow-up whose counter went backwards '
+      'or did not advance (an older copy, or a write that was lost).')
+    w('')
+    for res in results:
+        r = res['replicas']
+        w('## MemsessReplicas %d' % r)
+        w('')
+        w('| phase | duration | requests | req/s | p50 | p99 | max | failed '
+          '| no session | lost | stale |')
+        w('|---|---|---|---|---|---|---|---|---|---|---|')
+        for name, s in res['rows']:
+            w(fmt_row(name, s))
+        w('')
+        hp = res['healthy_p99']
+        w('- Detection: dead server %.2f s, hung server %.2f s (target ≤ '
+          '%.2f s = interval × FailThreshold + timeout + 100 ms): %s.'
+          % (res['detect_kill'], res['detect_freeze'], TARGET_DETECT,
+             'met' if max(res['detect_freeze'], res['detect_kill'])
+             <= TARGET_DETECT else '**missed**'))
+        for key, what in (('kill', 'dead'), ('freeze', 'hung')):
+            ratio = res[key + '_after_p99'] / hp if hp else float('nan')
+            w('- After detection (%s server): %d requests, %d with the down '
+              'server in their save_path, %d slower than the probe timeout '
+              '(250 ms); p99 %s = %.2f × healthy p99 (%s) (target ≤ 2): %s.'
+              % (what, res[key + '_after_n'], res[key + '_path_hits'],
+                 res[key + '_slow'], ms(res[key + '_after_p99']), ratio,
+                 ms(hp), 'met' if ratio <= 2 and res[key + '_path_hits'] == 0
+                 else '**missed**'))
+        if 'queue' in res:
+            dq, dc = res['queue']
+            ws, we = res['queue_window']
+            w('- Connections that reached the frozen server after detection '
+              '(its accept queue, from %.1f s after the freeze, when the last '
+              'request that started before the verdict had ended, to the '
+              'SIGCONT, %.1f s): %d new connections, %d of them the checker\'s '
+              'probes → %d from requests (±1 for a probe in flight at either '
+              'end).' % (ws - res['ev']['freeze'], we - ws, dq, dc, dq - dc))
+        kill = summarize(res['records'], res['ev']['kill'], res['ev']['restart'])
+        kill_lost, kill_users = kill['lost'], kill['users_lost']
+        w('- While server 3 was dead (kill phases, not its restart): %d '
+          'requests without a session, %d stale.' % (kill['nosess'],
+                                                     kill['stale']))
+        w('- Sessions lost (counter reset) while server 3 was dead: %d '
+          'follow-ups of %d users%s.' % (
+              kill_lost, kill_users,
+              ' (target with MemsessReplicas 1: 0): %s' % (
+                  'met' if kill_lost == 0 else '**missed**')
+              if r == 1 else ''))
+        if res['left']:
+            w('- %d users still had a request out when the run ended.'
+              % res['left'])
+        w('')
+    w('Per-request data: `bench/work/failover-r*.csv`; latency over time: '
+      '`failover-timeline.png`.')
+    w('')
+    return '\n'.join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--users', type=int, default=30)
+    ap.add_argument('--think', type=float, default=0.1)
+    ap.add_argument('--phase', type=float, default=8.0,
+                    help='seconds of healthy and after-detection phases')
+    ap.add_argument('--hold', type=float, default=13.0,
+                    help='seconds the frozen server stays frozen after it is '
+                         'detected (long enough for the requests that hang '
+                         'on it before detection, ~11 s, to end)')
+    ap.add_argument('--after', type=float, default=6.0,
+                    help='seconds after a server rejoined')
+    ap.add_argument('--warmup', type=float, default=2.0)
+    ap.add_argument('--replicas', default='0,1')
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    started = load_average()
+    results = []
+    with Runner() as R:
+        memcs = [R.memcached(p) for p in MEMC_PORTS]
+        for rep in [int(x) for x in args.replicas.split(',')]:
+            log('run with MemsessReplicas %d' % rep)
+            # a fresh start for every run: server 3 may be a restarted one
+            results.append(run(R, memcs, rep, args))
+    text = report(results, args, started)
+    with open(os.path.join(RESULTS, 'failover.md'), 'w') as f:
+        f.write(text)
+    plot.failover_timeline(results, os.path.join(RESULTS, 'failover-timeline.png'))
+    print(text)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,113 @@
+"""gnuplot figures of the benchmarks (PNG, gnuplot-nox's pngcairo or png)."""
+
+import os
+import subprocess
+
+from benchlib import FAILED, LOST, NOSESS, OK, STALE, WORK, log
+
+
+def _terminal():
+    out = subprocess.run(['gnuplot', '-e', 'set terminal'], capture_output=True,
+                         text=True)
+    text = out.stdout + out.stderr
+    if 'pngcairo' in text:
+        return 'pngcairo enhanced font "DejaVu Sans,10"'
+    return 'png'
+
+
+def _gnuplot(script, name):
+    path = os.path.join(WORK, name + '.gp')
+    with open(path, 'w') as f:
+        f.write(script)
+    r = subprocess.run(['gnuplot', path], capture_output=True, text=True)
+    if r.returncode != 0:
+        log('gnuplot %s failed: %s' % (name, r.stderr.strip()))
+        return False
+    return True
+
+
+def _markers(events, t_shift, ymax_label):
+    """set arrow/label lines for vertical event markers."""
+    out = []
+    for i, (t, label) in enumerate(events):
+        x = t - t_shift
+        out.append('set arrow from %.3f, graph 0 to %.3f, graph 1 nohead '
+                   'dt 2 lc rgb "#555555"' % (x, x))
+        out.append('set label "%s" at %.3f, graph %.2f rotate by 90 right '
+                   'font ",8" tc rgb "#333333"' % (label, x + 0.15,
+                                                   0.98 - 0.0 * i))
+    return '\n'.join(out)
+
+
+def failover_timeline(results, png):
+    """bench/failover.sh: latency of every request over the run, one panel
+    per MemsessReplicas setting, coloured by outcome."""
+    panels = []
+    for res in results:
+        r = res['replicas']
+        files = {}
+        recs_path = os.path.join(WORK, 'failover-r%d.csv' % r)
+        if not os.path.exists(recs_path):
+            continue
+        by = {OK: [], LOST: [], FAILED: [], STALE: [], NOSESS: []}
+        with open(recs_path) as f:
+            next(f)
+            for line in f:
+                t, lat, _u, _l, _st, _n, outcome = line.strip().split(',')
+                by[outcome].append('%s %s' % (t, max(float(lat), 0.1)))
+        for k, rows in by.items():
+            p = os.path.join(WORK, 'failover-r%d-%s.dat' % (r, k))
+            with open(p, 'w') as f:
+                f.write('\n'.join(rows) + '\n' if rows else '0 0.1\n')
+            files[k] = (p, len(rows))
+        ev = res['ev']
+        marks = [(ev['kill'], 'SIGKILL'), (ev['kill_down'], 'down'),
+                 (ev['restart'], 'restart'), (ev['restart_up'], 'up'),
+                 (ev['freeze'], 'SIGSTOP'), (ev['freeze_down'], 'down'),
+                 (ev['thaw'], 'SIGCONT'), (ev['thaw_up'], 'up')]
+        panels.append((r, files, marks))
+    if not panels:
+        return
+    s = ['set terminal %s size 1100,%d' % (_terminal(), 330 * len(panels)),
+         'set output "%s"' % png,
+         'set multiplot layout %d,1' % len(panels),
+         'set logscale y', 'set grid ytics',
+         'set ylabel "latency (ms)"', 'set xlabel "time (s)"',
+         'set key outside right top', 'set yrange [0.3:20000]']
+    colours = {OK: '#9aa5b1', LOST: '#e8871e', STALE: '#3b75af',
+               FAILED: '#c0392b', NOSESS: '#8e44ad'}
+    for r, files, marks in panels:
+        s.append('unset arrow; unset label')
+        s.append('set title "mod\\_memsess, MemsessReplicas %d: every request '
+                 'by start time"' % r)
+        s.append(_markers(marks, 0.0, None))
+        plots = []
+        for k in (OK, STALE, NOSESS, LOST, FAILED):
+            p, n = files[k]
+            plots.append('"%s" using 1:2 with points pt 7 ps 0.35 lc rgb "%s" '
+                         'title "%s (%d)"' % (p, colours[k], k, n))
+        s.append('plot ' + ', '.join(plots))
+    s.append('unset multiplot')
+    _gnuplot('\n'.join(s) + '\n', 'failover-timeline')
+
+
+def compare_freeze(series, marks, png, span):
+    """bench/compare.sh: per setup, the slowest request started in each
+    250 ms bin, from 3 s before the freeze to `span` s after it."""
+    s = ['set terminal %s size 1100,480' % _terminal(),
+         'set output "%s"' % png,
+         'set logscale y', 'set grid', 'set yrange [0.3:30000]',
+         'set xrange [-3:%.1f]' % span,
+         'set ylabel "slowest request in 250 ms (ms)"',
+         'set xlabel "seconds since one of three memcached servers was frozen '
+         '(SIGSTOP)"',
+         'set key outside right top',
+         'set title "Latency through a freeze, detection and recovery (SIGCONT)"']
+    s.append(_markers(marks, 0.0, None))
+    plots = []
+    palette = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8']
+    for i, (name, path) in enumerate(series):
+        plots.append('"%s" using 1:2 with steps lw 2 lc rgb "%s" title "%s"'
+                     % (path, palette[i % len(palette)], name))
+    s.append('plot ' + ', '.join(plots))
+    _gnuplot('\n'.join(s) + '\n', 'compare-freeze')
