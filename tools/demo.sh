@@ -190,11 +190,12 @@ EOF
 
 # --------------------------------------------------------------- setup/build
 
-# Packages tools/setup.sh does not install (yet): nginx, and python3 for the
-# drill's simulated users.  Installed without starting nginx's service.
+# Packages tools/setup.sh does not install (yet): nginx, python3 for the
+# drill's simulated users, curl for the examples.  Installed without starting
+# nginx's service.
 install_extras() {
     local missing=() p status policy=/usr/sbin/policy-rc.d own_policy=0
-    for p in nginx python3; do
+    for p in nginx python3 curl; do
         status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
         [ "$status" = installed ] || missing+=("$p")
     done
@@ -228,7 +229,12 @@ setup_and_build() {
     for b in /usr/sbin/apache2 /usr/sbin/nginx /usr/bin/memcached; do
         [ -x "$b" ] || die "$b missing: run bash tools/setup.sh (and apt-get install nginx)"
     done
-    command -v python3 >/dev/null || die "python3 missing: apt-get install python3"
+    python_bin >/dev/null || die "python3 missing: apt-get install python3"
+}
+
+# Debian's python3 first (stdlib only), else whatever python3 is on PATH.
+python_bin() {
+    if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi
 }
 
 # ------------------------------------------------------------------ configs
@@ -258,6 +264,8 @@ write_configs() {
         port=${WEB_PORTS[$i]}
         root=$DIR/$name
         mkdir -p "$root/conf" "$root/logs" "$root/run"
+        touch "$root/logs/php.log"
+        chown "$WEB_USER" "$root/logs/php.log"    # PHP writes it from the children
         cat > "$root/conf/httpd.conf" <<EOF
 # Apache $name of the mod_memsess demo (written by tools/demo.sh).
 ServerRoot "$root"
@@ -536,7 +544,7 @@ cmd_run() {
         die "a demo is already running (pid $(pid_of "$RUN/demo.pid")): $PROG stop"
     fi
     STARTED=0
-    trap 'if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/demo.pid"' EXIT
+    trap 'set +e; if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/demo.pid"' EXIT
     trap on_signal INT TERM
     echo $$ > "$RUN/demo.pid"
     any_running || check_ports      # fail fast, before installing anything
@@ -642,7 +650,7 @@ cmd_memc() {   # freeze|thaw|kill|revive N
 }
 
 cmd_drill() {
-    local n=${1:-2} own=0 rc=0
+    local n=${1:-2} rc=0
     memc_arg "$n"
     need_root
     mkdir -p "$DIR" "$RUN"
@@ -651,23 +659,20 @@ cmd_drill() {
         die "a drill is already running (pid $(pid_of "$RUN/drill.pid"))"
     fi
     STARTED=0
+    trap drill_cleanup EXIT
+    trap 'exit 130' INT TERM
     if ! all_running; then
         say "no demo running: starting one for the drill (stopped afterwards)"
-        own=1
-        trap 'thaw_all; if [ "$STARTED" = 1 ]; then stop_all; fi; rm -f "$RUN/drill.pid"' EXIT
-        trap 'exit 130' INT TERM
         echo $$ > "$RUN/drill.pid"
         any_running || check_ports
         setup_and_build
         start_all
     else
-        trap 'thaw_all; rm -f "$RUN/drill.pid"' EXIT
-        trap 'exit 130' INT TERM
         echo $$ > "$RUN/drill.pid"
-        command -v python3 >/dev/null || die "python3 missing: apt-get install python3"
+        python_bin >/dev/null || die "python3 missing: apt-get install python3"
     fi
     alive "$(memc_pidfile "$n")" memcached || die "memcached $n is not running ($PROG revive $n)"
-    python3 "$TOP/demo/drill.py" \
+    "$(python_bin)" "$TOP/demo/drill.py" \
         --url "http://127.0.0.1:$NGINX_PORT/" \
         --status "http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?json" \
         --memcached "127.0.0.1:${MEMC_PORTS[0]},127.0.0.1:${MEMC_PORTS[1]},127.0.0.1:${MEMC_PORTS[2]}" \
@@ -675,18 +680,29 @@ cmd_drill() {
         --users "${MEMSESS_DRILL_USERS:-20}" --think-ms "${MEMSESS_DRILL_THINK_MS:-100}" &
     DRILL_PY=$!
     wait "$DRILL_PY" || rc=$?
-    [ "$own" = 1 ] && say "stopping the demo the drill started"
+    DRILL_PY=
     return "$rc"
 }
 
-# Never leave a memcached frozen behind us.
-thaw_all() {
+# On the drill's way out, however it ends: no memcached left frozen, and the
+# demo stopped if the drill started it.
+drill_cleanup() {
     local i
-    [ -n "${DRILL_PY:-}" ] && kill -TERM "$DRILL_PY" 2>/dev/null && wait "$DRILL_PY" 2>/dev/null
+    set +e
+    if [ -n "${DRILL_PY:-}" ] && kill -0 "$DRILL_PY" 2>/dev/null; then
+        kill -TERM "$DRILL_PY" 2>/dev/null
+        wait "$DRILL_PY" 2>/dev/null
+    fi
     for i in 1 2 3; do
-        alive "$(memc_pidfile "$i")" memcached && kill -CONT "$(pid_of "$(memc_pidfile "$i")")" 2>/dev/null
+        if alive "$(memc_pidfile "$i")" memcached; then
+            kill -CONT "$(pid_of "$(memc_pidfile "$i")")" 2>/dev/null
+        fi
     done
-    return 0
+    if [ "$STARTED" = 1 ]; then
+        say "stopping the demo the drill started"
+        stop_all
+    fi
+    rm -f "$RUN/drill.pid"
 }
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
