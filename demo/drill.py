@@ -226,7 +226,7 @@ class Drill:
         cols = "".join("%-7s" % (states[m] if states[m] != "down" else "DOWN") for m in self.memcached)
         notes = []
         if stuck:
-            notes.append("%d users waiting > 1 s" % stuck)
+            notes.append("%d user%s waiting > 1 s" % (stuck, "" if stuck == 1 else "s"))
         bad = {}
         for d in recent:
             if d[3] != "ok":

@@ -29,6 +29,7 @@
 #                           (default 8080: 8080, 8081-8083)
 #   MEMSESS_DEMO_MEMC_BASE  first memcached port (default 11211: 11211-11213)
 #   MEMSESS_DEMO_SKIP_SETUP=1   do not run tools/setup.sh (packages present)
+#   MEMSESS_DEMO_REPLICAS   MemsessReplicas of the three Apaches (default 1)
 #   MEMSESS_DRILL_USERS (20), MEMSESS_DRILL_THINK_MS (100): the drill's users
 set -euo pipefail
 
@@ -323,7 +324,7 @@ SetEnv DEMO_INSTANCES "${NAMES[*]}"
 # mod_memsess: the session pool, checked twice a second.  Only the live
 # servers reach PHP's session.save_path; no php_admin_value for sessions here.
 MemsessServers $memc_list
-MemsessReplicas 1
+MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
 MemsessCheckInterval 500ms
 MemsessCheckTimeout 200ms
 MemsessFailThreshold 2
@@ -473,7 +474,7 @@ banner() {
   ================================================================
    nginx 127.0.0.1:$NGINX_PORT  round robin over
      Apache web1 :${WEB_PORTS[0]}   web2 :${WEB_PORTS[1]}   web3 :${WEB_PORTS[2]}   (prefork + mod_php + mod_memsess)
-   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas 1)
+   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1})
 
    Try:
    1. Open $u, log in, reload: the counter goes on
