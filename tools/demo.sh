@@ -21,7 +21,8 @@
 #
 # Run as root on Debian 12 from the checkout.  Everything lives in a work
 # directory (MEMSESS_DEMO_DIR, default /tmp/memsess-demo): configs, logs, pid
-# files.  Nothing under /etc is changed, no system service is started.
+# files.  Apart from installing packages, nothing under /etc is changed and
+# no system service is started.
 #
 # Environment:
 #   MEMSESS_DEMO_DIR        work directory (default /tmp/memsess-demo)
