@@ -72,6 +72,13 @@ static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
     return MEMSESS_IS_LIVE(snap->slots[srv->slot].state);
 }
 
+/* Sets the type; whether a body follows (not for HEAD). */
+static int begin(request_rec *r, const char *type)
+{
+    ap_set_content_type(r, type);
+    return !r->header_only;
+}
+
 /* ------------------------------------------------------------------ */
 /* ?json                                                              */
 
@@ -122,8 +129,7 @@ static void show_json(request_rec *r, const snapshot_t *snap)
 {
     int i;
 
-    ap_set_content_type(r, "application/json");
-    if (r->header_only) {
+    if (!begin(r, "application/json")) {
         return;
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
@@ -176,8 +182,7 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
 {
     int i;
 
-    ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
-    if (r->header_only) {
+    if (!begin(r, "text/plain; charset=ISO-8859-1")) {
         return;
     }
     ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
@@ -256,8 +261,7 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
     };
     int k, i;
 
-    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-    if (r->header_only) {
+    if (!begin(r, "text/plain; version=0.0.4; charset=utf-8")) {
         return;
     }
     for (k = 0; k < (int)(sizeof(m) / sizeof(m[0])); k++) {
@@ -347,8 +351,7 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
 
 static void show_html(request_rec *r, const snapshot_t *snap)
 {
-    ap_set_content_type(r, "text/html; charset=ISO-8859-1");
-    if (r->header_only) {
+    if (!begin(r, "text/html; charset=ISO-8859-1")) {
         return;
     }
     ap_rputs(DOCTYPE_HTML_4_01 "<html><head><title>mod_memsess status"

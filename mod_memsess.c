@@ -365,51 +365,6 @@ static int check_files_dir(apr_pool_t *ptemp, server_rec *s, const char *dir)
     return OK;
 }
 
-/* Everything that needs the whole configuration, checked before
- * "Syntax OK" so that apachectl -t refuses it too. */
-static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
-                                apr_pool_t *ptemp, server_rec *s)
-{
-    memsess_srv_conf *g = memsess_srv_config(s);
-    apr_interval_time_t interval = or_default(g->interval, MEMSESS_DEFAULT_INTERVAL);
-    apr_interval_time_t timeout = or_default(g->timeout, MEMSESS_DEFAULT_TIMEOUT);
-    apr_hash_t *seen = apr_hash_make(ptemp);
-    server_rec *vs;
-
-    (void)pconf; (void)plog;
-    if (timeout >= interval) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
-                     "MemsessCheckTimeout: %" APR_TIME_T_FMT "ms must be "
-                     "less than MemsessCheckInterval (%" APR_TIME_T_FMT "ms)",
-                     apr_time_as_msec(timeout), apr_time_as_msec(interval));
-        return !OK;
-    }
-    for (vs = s; vs; vs = vs->next) {
-        memsess_srv_conf *conf = memsess_srv_config(vs);
-        int i;
-
-        if (!conf->pool) {
-            continue;
-        }
-        for (i = 0; i < conf->pool->servers->nelts; i++) {
-            const char *addr = APR_ARRAY_IDX(conf->pool->servers, i,
-                                             memsess_server_t).addr;
-            apr_hash_set(seen, addr, APR_HASH_KEY_STRING, addr);
-        }
-        if (apr_hash_count(seen) > MEMSESS_MAX_SERVERS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, vs, "MEMSESS0002: "
-                         "MemsessServers: more than %d distinct memcached "
-                         "servers in the configuration", MEMSESS_MAX_SERVERS);
-            return !OK;
-        }
-        if (conf->alldown == MEMSESS_ALLDOWN_FILES
-            && check_files_dir(ptemp, vs, conf->alldown_dir) != OK) {
-            return !OK;
-        }
-    }
-    return OK;
-}
-
 /* The port a vhost answers on, for the status page. */
 static apr_port_t vhost_port(const server_rec *s)
 {
@@ -492,6 +447,51 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         conf->capacity = (apr_uint32_t)len + 1;
     }
     return rt;
+}
+
+/* Everything that needs the whole configuration, checked before
+ * "Syntax OK" so that apachectl -t refuses it too. */
+static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                apr_pool_t *ptemp, server_rec *s)
+{
+    memsess_srv_conf *g = memsess_srv_config(s);
+    apr_interval_time_t interval = or_default(g->interval,
+                                              MEMSESS_DEFAULT_INTERVAL);
+    apr_interval_time_t timeout = or_default(g->timeout,
+                                             MEMSESS_DEFAULT_TIMEOUT);
+    memsess_runtime_t *rt;
+    int v;
+
+    (void)pconf; (void)plog;
+    if (timeout >= interval) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
+                     "MemsessCheckTimeout: %" APR_TIME_T_FMT "ms must be "
+                     "less than MemsessCheckInterval (%" APR_TIME_T_FMT "ms)",
+                     apr_time_as_msec(timeout), apr_time_as_msec(interval));
+        return !OK;
+    }
+    /* a trial run of what post_config builds, thrown away with ptemp */
+    rt = build_runtime(ptemp, ptemp, s);
+    if (!rt) {
+        return OK;
+    }
+    if (rt->targets->nelts > MEMSESS_MAX_SERVERS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0002: "
+                     "MemsessServers: %d distinct memcached servers in the "
+                     "configuration, more than the %d one Apache instance "
+                     "checks", rt->targets->nelts, MEMSESS_MAX_SERVERS);
+        return !OK;
+    }
+    for (v = 0; v < rt->confs->nelts; v++) {
+        memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
+                                               memsess_srv_conf *);
+
+        if (conf->alldown == MEMSESS_ALLDOWN_FILES
+            && check_files_dir(ptemp, conf->s, conf->alldown_dir) != OK) {
+            return !OK;
+        }
+    }
+    return OK;
 }
 
 /* Carries every still-configured server's state over from the table of
