@@ -185,6 +185,7 @@ static const char *set_check_interval(cmd_parms *cmd, void *dummy,
                                            "minimum of 100ms", arg));
     }
     cmd_conf(cmd)->interval = t;
+    cmd_conf(cmd)->interval_arg = arg;
     return NULL;
 }
 
@@ -197,6 +198,7 @@ static const char *set_check_timeout(cmd_parms *cmd, void *dummy,
     if (err || (err = parse_time(cmd, arg, &cmd_conf(cmd)->timeout))) {
         return err;
     }
+    cmd_conf(cmd)->timeout_arg = arg;
     return NULL;
 }
 
@@ -371,10 +373,19 @@ static apr_port_t vhost_port(const server_rec *s)
     if (s->port) {
         return s->port;
     }
-    if (s->addrs && s->addrs->host_port) {
+    if (s->addrs && s->addrs->host_port && !s->is_virtual) {
         return s->addrs->host_port;
     }
-    return ap_listeners ? ap_listeners->bind_addr->port : 0;
+    if (!s->is_virtual && ap_listeners) {
+        /* the main server: its first Listen, the list's last element */
+        ap_listen_rec *lr = ap_listeners;
+
+        while (lr->next) {
+            lr = lr->next;
+        }
+        return lr->bind_addr->port;
+    }
+    return s->addrs ? s->addrs->host_port : 0;
 }
 
 /* Gives every distinct server a slot and every vhost with a pool a view. */
@@ -465,9 +476,10 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)pconf; (void)plog;
     if (timeout >= interval) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
-                     "MemsessCheckTimeout: %" APR_TIME_T_FMT "ms must be "
-                     "less than MemsessCheckInterval (%" APR_TIME_T_FMT "ms)",
-                     apr_time_as_msec(timeout), apr_time_as_msec(interval));
+                     "MemsessCheckTimeout: \"%s\" must be less than "
+                     "MemsessCheckInterval (\"%s\")",
+                     g->timeout_arg ? g->timeout_arg : "250ms",
+                     g->interval_arg ? g->interval_arg : "1s");
         return !OK;
     }
     /* a trial run of what post_config builds, thrown away with ptemp */

@@ -226,6 +226,8 @@ typedef struct {
     /* server config only: the main server's values are the ones used */
     apr_interval_time_t  interval;
     apr_interval_time_t  timeout;
+    const char          *interval_arg;   /* as written, for messages */
+    const char          *timeout_arg;
     int                  fail_threshold;
     int                  pass_threshold;
     /* set at post_config */
