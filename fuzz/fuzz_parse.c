@@ -43,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdarg.h>
 #include <arpa/inet.h>
 
 #include "apr_general.h"
@@ -51,31 +50,20 @@
 
 #include "mod_memsess.h"
 
+#define FUZZ_NAME "fuzz_parse"
+#include "fuzz.h"
+
 #define MAX_TOKENS   (64)
 #define MAX_MASKS    (12)
 
 static apr_pool_t *root;
 
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fprintf(stderr, "fuzz_parse: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    abort();
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    apr_initialize();
-    if (apr_pool_create(&root, NULL) != APR_SUCCESS) {
-        abort();
-    }
+    root = fuzz_root();
     return 0;
 }
 
@@ -347,6 +335,13 @@ static void check_path(apr_pool_t *p, const memsess_pool_t *pool,
     free(live);
 }
 
+static int is_sep(uint8_t c, int us)
+{
+    return us ? c == 0x1f
+              : c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
+                || c == '\f';
+}
+
 /* Splits data into tokens, each in a malloc'd block of its exact size. */
 static int split(const uint8_t *data, size_t size, char **argv)
 {
@@ -356,17 +351,11 @@ static int split(const uint8_t *data, size_t size, char **argv)
     while (i < size && argc < MAX_TOKENS) {
         size_t start, len;
 
-        while (i < size && (us ? data[i] == 0x1f
-                            : (data[i] == ' ' || data[i] == '\t'
-                               || data[i] == '\n' || data[i] == '\r'
-                               || data[i] == '\v' || data[i] == '\f'))) {
+        while (i < size && is_sep(data[i], us)) {
             i++;
         }
         start = i;
-        while (i < size && !(us ? data[i] == 0x1f
-                             : (data[i] == ' ' || data[i] == '\t'
-                                || data[i] == '\n' || data[i] == '\r'
-                                || data[i] == '\v' || data[i] == '\f'))) {
+        while (i < size && !is_sep(data[i], us)) {
             i++;
         }
         len = i - start;

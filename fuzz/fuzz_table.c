@@ -46,12 +46,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdarg.h>
 
 #include "apr_general.h"
 #include "apr_strings.h"
 
 #include "mod_memsess.h"
+
+#define FUZZ_NAME "fuzz_table"
+#include "fuzz.h"
 
 #define NVIEWS  (4)
 #define MAXSRV  (8)
@@ -79,17 +81,6 @@ static const char *slot_addr[NVIEWS * MAXSRV];
 static int nslots;
 static apr_uint32_t full_caps[NVIEWS];
 
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fprintf(stderr, "fuzz_table: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    abort();
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -97,10 +88,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc;
     (void)argv;
-    apr_initialize();
-    if (apr_pool_create(&root, NULL) != APR_SUCCESS) {
-        abort();
-    }
+    root = fuzz_root();
     for (v = 0; v < NVIEWS; v++) {
         char *args[MAXSRV];
         const char *err;
