@@ -52,14 +52,16 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
     }
 }
 
+/* The pools are listed by vhost: a vhost that shares the main server's
+ * configuration is listed too, under its own name. */
 static int npools(const snapshot_t *snap)
 {
-    return snap->rt ? snap->rt->confs->nelts : 0;
+    return snap->rt ? snap->rt->vhosts->nelts : 0;
 }
 
-static const memsess_srv_conf *pool_conf(const snapshot_t *snap, int v)
+static const memsess_vhost_t *pool_vhost(const snapshot_t *snap, int i)
 {
-    return APR_ARRAY_IDX(snap->rt->confs, v, memsess_srv_conf *);
+    return &APR_ARRAY_IDX(snap->rt->vhosts, i, memsess_vhost_t);
 }
 
 static const memsess_server_t *member(const memsess_srv_conf *conf, int i)
@@ -150,10 +152,11 @@ static void show_json(request_rec *r, const snapshot_t *snap)
     }
     ap_rputs("],\n \"pools\": [", r);
     for (i = 0; i < npools(snap); i++) {
-        const memsess_srv_conf *conf = pool_conf(snap, i);
+        const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
 
         ap_rvputs(r, i ? "," : "", "\n  {\"vhost\": ",
-                  json_str(r->pool, conf->name), ", \"configured\": ", NULL);
+                  json_str(r->pool, pool_vhost(snap, i)->name),
+                  ", \"configured\": ", NULL);
         json_addr_list(r, snap, conf, 0);
         ap_rputs(", \"live\": ", r);
         json_addr_list(r, snap, conf, 1);
@@ -208,14 +211,14 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    sl->latency_us, i, one_line(r->pool, sl->last_error));
     }
     for (i = 0; i < npools(snap); i++) {
-        const memsess_srv_conf *conf = pool_conf(snap, i);
+        const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
         int j, live = 0;
 
         for (j = 0; j < conf->pool->servers->nelts; j++) {
             live += member_live(snap, member(conf, j));
         }
         ap_rprintf(r, "MemsessPool[%d]Vhost: %s\nMemsessPool[%d]Live: %d/%d\n",
-                   i, one_line(r->pool, conf->name), i, live,
+                   i, one_line(r->pool, pool_vhost(snap, i)->name), i, live,
                    conf->pool->servers->nelts);
     }
 }
@@ -328,13 +331,14 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
     ap_rputs("</table>\n<table border=\"1\"><tr><th>Virtual host</th>"
              "<th>Live</th><th>Servers (config order)</th></tr>\n", r);
     for (i = 0; i < npools(snap); i++) {
-        const memsess_srv_conf *conf = pool_conf(snap, i);
+        const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
         int live = 0;
 
         for (j = 0; j < conf->pool->servers->nelts; j++) {
             live += member_live(snap, member(conf, j));
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%d/%d</td><td>", esc(r, conf->name),
+        ap_rprintf(r, "<tr><td>%s</td><td>%d/%d</td><td>",
+                   esc(r, pool_vhost(snap, i)->name),
                    live, conf->pool->servers->nelts);
         for (j = 0; j < conf->pool->servers->nelts; j++) {
             const memsess_server_t *srv = member(conf, j);

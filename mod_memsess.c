@@ -407,13 +407,25 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                          ? rt->global->pass_threshold : MEMSESS_DEFAULT_PASSES;
     rt->targets = apr_array_make(p, 16, sizeof(memsess_server_t *));
     rt->confs = apr_array_make(p, 16, sizeof(memsess_srv_conf *));
+    rt->vhosts = apr_array_make(p, 16, sizeof(memsess_vhost_t));
 
     for (vs = s; vs; vs = vs->next) {
+        memsess_srv_config(vs)->view = -1;
+    }
+    for (vs = s; vs; vs = vs->next) {
         memsess_srv_conf *conf = memsess_srv_config(vs);
+        memsess_vhost_t *vh;
         int i;
 
         if (!conf->pool) {
             continue;
+        }
+        vh = apr_array_push(rt->vhosts);
+        vh->name = apr_psprintf(p, "%s:%u", vs->server_hostname
+                                ? vs->server_hostname : "*", vhost_port(vs));
+        vh->conf = conf;
+        if (conf->view >= 0) {
+            continue;   /* shares its config, and so its view, with one seen */
         }
         for (i = 0; i < conf->pool->servers->nelts; i++) {
             memsess_server_t *srv = &APR_ARRAY_IDX(conf->pool->servers, i,
@@ -430,9 +442,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
             }
         }
         conf->view = rt->confs->nelts;
-        conf->name = apr_psprintf(p, "%s:%u", vs->server_hostname
-                                  ? vs->server_hostname : "*",
-                                  vhost_port(vs));
+        conf->name = vh->name;
         APR_ARRAY_PUSH(rt->confs, memsess_srv_conf *) = conf;
     }
     if (!rt->confs->nelts) {
@@ -583,9 +593,10 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
     ret->pool = pool;
     ret->shm = shm;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MEMSESS0005: %d memcached "
-                 "servers in %d pools, %d states kept from the previous "
-                 "generation, %" APR_SIZE_T_FMT " bytes of shared memory",
-                 nslots, nviews, kept, size);
+                 "servers in %d distinct pools of %d vhosts, %d states kept "
+                 "from the previous generation, %" APR_SIZE_T_FMT " bytes of "
+                 "shared memory", nslots, nviews, rt->vhosts->nelts, kept,
+                 size);
     return APR_SUCCESS;
 }
 

@@ -230,12 +230,19 @@ typedef struct {
     const char          *timeout_arg;
     int                  fail_threshold;
     int                  pass_threshold;
-    /* set at post_config */
+    /* set at post_config.  A vhost that uses none of our directives
+     * shares the main server's struct, and so its view. */
     int                  view;       /* index of the published path, -1 */
     apr_uint32_t         capacity;   /* of the longest path, NUL included */
     const char          *full_path;  /* every server, in config order */
-    const char          *name;       /* "host:port" of the vhost */
+    const char          *name;       /* "host:port" of its first vhost */
 } memsess_srv_conf;
+
+/* A vhost with a pool, as the status page lists it. */
+typedef struct {
+    const char             *name;    /* "host:port" */
+    const memsess_srv_conf *conf;
+} memsess_vhost_t;
 
 typedef struct {
     int inject;   /* -1 unset, 0 Off, 1 On */
@@ -248,6 +255,7 @@ typedef struct {
     memsess_srv_conf    *global;      /* the main server's config */
     apr_array_header_t  *targets;     /* memsess_server_t *, index = slot */
     apr_array_header_t  *confs;       /* memsess_srv_conf *, index = view */
+    apr_array_header_t  *vhosts;      /* memsess_vhost_t, in server order */
     memsess_view_t      *views;       /* [confs->nelts] */
     memsess_table_t     *table;
     apr_interval_time_t  interval;    /* effective global settings */
