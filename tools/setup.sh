@@ -20,7 +20,9 @@ PACKAGES=(
     # test driver helpers
     rsync procps
     # benchmarks
-    wrk
+    wrk nutcracker gnuplot-nox
+    # the demo: the load balancer, its simulated users, the printed examples
+    nginx python3 curl
 )
 
 if [ "$(id -u)" -ne 0 ]; then
