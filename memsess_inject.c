@@ -107,8 +107,11 @@ static int settings(request_rec *r, const memsess_srv_conf *conf,
         ini[n++].value = apr_itoa(r->pool, conf->replicas);
         ini[n].name = "memcached.sess_binary_protocol";
         ini[n++].value = "1";
+        /* a successor stands in by position, which only modulo hashing
+         * keeps: consistent hashing would move the keys elsewhere */
         ini[n].name = "memcached.sess_consistent_hash";
-        ini[n++].value = "1";
+        ini[n++].value = conf->failover == MEMSESS_FAILOVER_SUCCESSOR
+                         ? "0" : "1";
     }
     return n;
 }

@@ -199,38 +199,55 @@ static void append(char *buf, apr_size_t size, apr_size_t *need,
     *need += len;
 }
 
+/* The entry of one server: "h:p[:w]" or "tcp://h:p[?weight=w]". */
+static void append_server(char *buf, apr_size_t size, apr_size_t *need,
+                          const memsess_server_t *srv,
+                          memsess_format_e format)
+{
+    char weight[32];
+
+    if (format == MEMSESS_FORMAT_MEMCACHE) {
+        append(buf, size, need, "tcp://");
+    }
+    append(buf, size, need, srv->addr);
+    if (srv->weight) {
+        apr_snprintf(weight, sizeof(weight),
+                     format == MEMSESS_FORMAT_MEMCACHE ? "?weight=%d" : ":%d",
+                     srv->weight);
+        append(buf, size, need, weight);
+    }
+}
+
 apr_size_t memsess_path_build(char *buf, apr_size_t size,
                               const memsess_pool_t *pool,
                               const unsigned char *live,
-                              memsess_format_e format)
+                              memsess_format_e format,
+                              memsess_failover_e failover)
 {
+    int n = pool->servers->nelts, i, j, first = 1;
     apr_size_t need = 0;
-    int i, first = 1;
-    char weight[32];
 
-    for (i = 0; i < pool->servers->nelts; i++) {
-        const memsess_server_t *srv =
-            &APR_ARRAY_IDX(pool->servers, i, memsess_server_t);
-
+    for (i = 0; i < n; i++) {
+        j = i;
         if (live && !live[i]) {
-            continue;
+            if (failover != MEMSESS_FAILOVER_SUCCESSOR) {
+                continue;
+            }
+            /* the next live one holds this server's first replica */
+            for (j = (i + 1) % n; j != i && !live[j]; j = (j + 1) % n) {
+            }
+            if (j == i) {
+                continue;   /* none is live: nothing to stand in */
+            }
         }
         if (!first) {
             append(buf, size, &need,
                    format == MEMSESS_FORMAT_MEMCACHE ? ", " : ",");
         }
         first = 0;
-        if (format == MEMSESS_FORMAT_MEMCACHE) {
-            append(buf, size, &need, "tcp://");
-        }
-        append(buf, size, &need, srv->addr);
-        if (srv->weight) {
-            apr_snprintf(weight, sizeof(weight),
-                         format == MEMSESS_FORMAT_MEMCACHE ? "?weight=%d"
-                                                           : ":%d",
-                         srv->weight);
-            append(buf, size, &need, weight);
-        }
+        append_server(buf, size, &need,
+                      &APR_ARRAY_IDX(pool->servers, j, memsess_server_t),
+                      format);
     }
     if (size) {
         buf[need < size ? need : size - 1] = '\0';

@@ -386,7 +386,7 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
         }
         len = memsess_path_build((char *)t + vs[v].offset, vs[v].capacity,
                                  vdefs[v].pool, nlive ? live : NULL,
-                                 vdefs[v].format);
+                                 vdefs[v].format, vdefs[v].failover);
         vs[v].len = (apr_uint32_t)(len < vs[v].capacity
                                    ? len : vs[v].capacity - 1);
         if (slot >= 0 && !vs[v].nlive != !nlive) {

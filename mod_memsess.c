@@ -70,6 +70,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->replicas = -1;
     conf->format = -1;
     conf->alldown = -1;
+    conf->failover = -1;
     conf->interval = -1;
     conf->timeout = -1;
     conf->fail_threshold = -1;
@@ -92,6 +93,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->alldown = MERGE(alldown, -1);
     conf->alldown_dir = add->alldown != -1 ? add->alldown_dir
                                            : base->alldown_dir;
+    conf->failover = MERGE(failover, -1);
     /* server config only: a vhost never sets them */
     conf->interval = base->interval;
     conf->timeout = base->timeout;
@@ -287,6 +289,23 @@ static const char *set_all_down(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+static const char *set_failover(cmd_parms *cmd, void *dummy,
+                                const char *arg)
+{
+    (void)dummy;
+    if (!strcasecmp(arg, "drop")) {
+        cmd_conf(cmd)->failover = MEMSESS_FAILOVER_DROP;
+    }
+    else if (!strcasecmp(arg, "successor")) {
+        cmd_conf(cmd)->failover = MEMSESS_FAILOVER_SUCCESSOR;
+    }
+    else {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown mode \"%s\" "
+                                           "(drop or successor)", arg));
+    }
+    return NULL;
+}
+
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -312,6 +331,8 @@ static const command_rec memsess_cmds[] = {
         "memcached (php-memcached) or memcache (pecl-memcache)"),
     AP_INIT_TAKE12("MemsessAllDown", set_all_down, NULL, RSRC_CONF,
         "when no server is live: open, 503 or files [dir]"),
+    AP_INIT_TAKE1("MemsessFailover", set_failover, NULL, RSRC_CONF,
+        "what takes a down server's place: drop (default) or successor"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -388,6 +409,24 @@ static apr_port_t vhost_port(const server_rec *s)
     return s->addrs ? s->addrs->host_port : 0;
 }
 
+/* The length of the longest "h:p:w" entry of a pool. */
+static apr_size_t longest_entry(const memsess_pool_t *pool)
+{
+    apr_size_t longest = 0;
+    int i;
+
+    for (i = 0; i < pool->servers->nelts; i++) {
+        const memsess_server_t *srv = &APR_ARRAY_IDX(pool->servers, i,
+                                                     memsess_server_t);
+        apr_size_t len = strlen(srv->addr) + (srv->weight ? 12 : 0);
+
+        if (len > longest) {
+            longest = len;
+        }
+    }
+    return longest;
+}
+
 /* Gives every distinct server a slot and every vhost with a pool a view. */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                         server_rec *s)
@@ -459,13 +498,21 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         rt->views[v].pool = conf->pool;
         rt->views[v].format = conf->format > 0 ? conf->format
                                                : MEMSESS_FORMAT_MEMCACHED;
+        rt->views[v].failover = conf->failover > 0 ? conf->failover
+                                                   : MEMSESS_FAILOVER_DROP;
         len = memsess_path_build(NULL, 0, conf->pool, NULL,
-                                 rt->views[v].format);
+                                 rt->views[v].format, MEMSESS_FAILOVER_DROP);
         full = apr_palloc(p, len + 1);
         memsess_path_build(full, len + 1, conf->pool, NULL,
-                           rt->views[v].format);
-        conf->full_path = full;
+                           rt->views[v].format, MEMSESS_FAILOVER_DROP);
         conf->capacity = (apr_uint32_t)len + 1;
+        if (rt->views[v].failover == MEMSESS_FAILOVER_SUCCESSOR) {
+            /* every place may hold the longest entry */
+            conf->capacity = (apr_uint32_t)(conf->pool->servers->nelts
+                                            * (longest_entry(conf->pool) + 1)
+                                            + 1);
+        }
+        conf->full_path = full;
     }
     return rt;
 }
@@ -510,6 +557,16 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
 
         if (conf->alldown == MEMSESS_ALLDOWN_FILES
             && check_files_dir(ptemp, conf->s, conf->alldown_dir) != OK) {
+            return !OK;
+        }
+        if (conf->failover == MEMSESS_FAILOVER_SUCCESSOR
+            && (conf->replicas < 1
+                || conf->format == MEMSESS_FORMAT_MEMCACHE)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0024: "
+                         "MemsessFailover: \"successor\" in %s needs "
+                         "MemsessReplicas 1 or more and MemsessFormat "
+                         "memcached: the successor stands in for a server by "
+                         "holding its replica", conf->name);
             return !OK;
         }
     }

@@ -25,7 +25,7 @@
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0024.
+ * The next free number is MEMSESS0025.
  */
 
 #ifndef MOD_MEMSESS_H
@@ -82,14 +82,24 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
 
-/* Writes the save_path of the servers of pool whose live[i] is non-zero
- * (every server when live is NULL) in config order, NUL-terminated, into
- * buf of size bytes.  Returns the length it needs without the NUL: when that
- * is >= size the output was cut. */
+/* What becomes of a down server in the injected list. */
+typedef enum {
+    MEMSESS_FAILOVER_DROP      = 0,  /* left out (consistent hashing) */
+    MEMSESS_FAILOVER_SUCCESSOR = 1   /* its place goes to the next live
+                                      * server: positions are kept */
+} memsess_failover_e;
+
+/* Writes the save_path of pool, NUL-terminated, into buf of size bytes: in
+ * config order, every server when live is NULL, otherwise those whose
+ * live[i] is non-zero, a down one left out or, with SUCCESSOR, replaced by
+ * the next live server after it (cyclically; live must then have one).
+ * Returns the length it needs without the NUL: when that is >= size the
+ * output was cut. */
 apr_size_t memsess_path_build(char *buf, apr_size_t size,
                               const memsess_pool_t *pool,
                               const unsigned char *live,
-                              memsess_format_e format);
+                              memsess_format_e format,
+                              memsess_failover_e failover);
 
 /* ------------------------------------------------------------------ */
 /* The shared health table (memsess_table.c)                          */
@@ -190,6 +200,7 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
 typedef struct {
     const memsess_pool_t *pool;
     memsess_format_e      format;
+    memsess_failover_e    failover;
 } memsess_view_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
@@ -223,6 +234,7 @@ typedef struct {
     int                  format;
     int                  alldown;
     const char          *alldown_dir;
+    int                  failover;
     /* server config only: the main server's values are the ones used */
     apr_interval_time_t  interval;
     apr_interval_time_t  timeout;

@@ -22,8 +22,9 @@ static const char *parse(const char *list, memsess_pool_t **pool)
     return memsess_pool_parse(p, argc, argv, pool);
 }
 
-static const char *path_of(const char *list, const unsigned char *live,
-                           memsess_format_e format)
+static const char *path_with(const char *list, const unsigned char *live,
+                             memsess_format_e format,
+                             memsess_failover_e failover)
 {
     memsess_pool_t *pool = NULL;
     const char *err = parse(list, &pool);
@@ -33,10 +34,16 @@ static const char *path_of(const char *list, const unsigned char *live,
     if (err) {
         return err;
     }
-    len = memsess_path_build(NULL, 0, pool, live, format);
+    len = memsess_path_build(NULL, 0, pool, live, format, failover);
     buf = apr_palloc(p, len + 1);
-    memsess_path_build(buf, len + 1, pool, live, format);
+    memsess_path_build(buf, len + 1, pool, live, format, failover);
     return buf;
+}
+
+static const char *path_of(const char *list, const unsigned char *live,
+                           memsess_format_e format)
+{
+    return path_with(list, live, format, MEMSESS_FAILOVER_DROP);
 }
 
 static void accepts(const char *token, const char *host, int port,
@@ -139,12 +146,34 @@ int main(void)
     is_str(path_of("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED), "",
            "no live server: empty");
 
+    /* successor: a down server's place goes to the next live one */
+    live[0] = 1; live[1] = 0; live[2] = 1;
+    is_str(path_with("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED,
+                     MEMSESS_FAILOVER_SUCCESSOR), "a:1,c:3,c:3",
+           "successor: b's place goes to c, positions kept");
+    live[0] = 1; live[1] = 1; live[2] = 0;
+    is_str(path_with("a:1 b:2:4 c:3", live, MEMSESS_FORMAT_MEMCACHED,
+                     MEMSESS_FAILOVER_SUCCESSOR), "a:1,b:2:4,a:1",
+           "successor wraps around to the first");
+    live[0] = 0; live[1] = 0; live[2] = 1;
+    is_str(path_with("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED,
+                     MEMSESS_FAILOVER_SUCCESSOR), "c:3,c:3,c:3",
+           "two down in a row: both go to the next live one");
+    live[0] = 0; live[1] = 0; live[2] = 0;
+    is_str(path_with("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED,
+                     MEMSESS_FAILOVER_SUCCESSOR), "",
+           "successor with none live: empty (the table publishes all)");
+    live[0] = 1; live[1] = 0; live[2] = 1;
+    is_str(path_with("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED,
+                     MEMSESS_FAILOVER_DROP), "a:1,c:3", "drop leaves it out");
+
     parse("aaaa:1 bbbb:2", &pool);
     need = memsess_path_build(small, sizeof(small), pool, NULL,
-                              MEMSESS_FORMAT_MEMCACHED);
+                              MEMSESS_FORMAT_MEMCACHED, MEMSESS_FAILOVER_DROP);
     ok(need == strlen("aaaa:1,bbbb:2"), "reports the length it needs");
     is_str(small, "aaaa:1,", "cuts to the buffer, NUL-terminated");
-    need = memsess_path_build(NULL, 0, pool, NULL, MEMSESS_FORMAT_MEMCACHE);
+    need = memsess_path_build(NULL, 0, pool, NULL, MEMSESS_FORMAT_MEMCACHE,
+                              MEMSESS_FAILOVER_DROP);
     ok(need == strlen("tcp://aaaa:1, tcp://bbbb:2"),
        "measures without a buffer");
 

@@ -76,7 +76,7 @@ static void *race_writer(void *arg)
 int main(void)
 {
     apr_uint32_t caps[2], nlive;
-    memsess_view_t views[2];
+    memsess_view_t views[2] = {{0}};
     memsess_table_t *t, *t2;
     memsess_slot_t slot, copy;
     apr_size_t size;
@@ -125,8 +125,8 @@ int main(void)
     views[0].format = MEMSESS_FORMAT_MEMCACHED;
     views[1].pool = pool_of("c:3", "d:4", "b:2", 2, 3, 1);
     views[1].format = MEMSESS_FORMAT_MEMCACHE;
-    caps[0] = memsess_path_build(NULL, 0, views[0].pool, NULL, 0) + 1;
-    caps[1] = memsess_path_build(NULL, 0, views[1].pool, NULL, 1) + 1;
+    caps[0] = memsess_path_build(NULL, 0, views[0].pool, NULL, 0, 0) + 1;
+    caps[1] = memsess_path_build(NULL, 0, views[1].pool, NULL, 1, 0) + 1;
     size = memsess_table_size(4, 2, caps);
     mem = malloc(size);
     ok(memsess_table_init(mem, size - 1, 4, 2, caps) == NULL,
