@@ -56,14 +56,19 @@ APLOG_USE_MODULE(memsess);
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
 
+typedef struct checker_t checker_t;
+
+/* One server's probe, as the thread pool gets it. */
 typedef struct {
+    checker_t *c;
+    int        slot;
     int        in_flight;   /* handed to the thread pool, not back yet */
     int        overdue;     /* its failure is recorded: drop its result */
     apr_time_t dispatched;
 } probe_t;
 
 /* The checker of this process, alive from STARTING to STOPPING. */
-typedef struct {
+struct checker_t {
     memsess_runtime_t  *rt;
     apr_pool_t         *pool;
     apr_thread_pool_t  *threads;
@@ -71,7 +76,7 @@ typedef struct {
     probe_t            *probes;    /* [nslots] */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
-} checker_t;
+};
 
 static checker_t *checker;
 
@@ -259,8 +264,9 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
 
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
 {
-    checker_t *c = checker;
-    int i = (int)(apr_uintptr_t)data;
+    probe_t *pr = data;
+    checker_t *c = pr->c;
+    int i = pr->slot;
     const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
                                                 memsess_server_t *);
     apr_interval_time_t timeout = c->rt->timeout, took;
@@ -286,9 +292,9 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
     }
 
     apr_thread_mutex_lock(c->mutex);
-    c->probes[i].in_flight = 0;
-    if (c->probes[i].overdue) {
-        c->probes[i].overdue = 0;   /* its failure is on record already */
+    pr->in_flight = 0;
+    if (pr->overdue) {
+        pr->overdue = 0;   /* its failure is on record already */
     }
     else {
         record_locked(c, i, ok, error, took);
@@ -327,8 +333,7 @@ static void dispatch_round(checker_t *c)
         pr->dispatched = now;
         apr_thread_mutex_unlock(c->mutex);
 
-        rv = apr_thread_pool_push(c->threads, probe_task,
-                                  (void *)(apr_uintptr_t)i,
+        rv = apr_thread_pool_push(c->threads, probe_task, pr,
                                   APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
         if (rv != APR_SUCCESS) {
             char error[MEMSESS_ERROR_MAX];
@@ -349,6 +354,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     apr_pool_t *pool;
     checker_t *c;
     apr_status_t rv;
+    int i;
 
     if (nthreads > MEMSESS_PROBE_THREADS_MAX) {
         nthreads = MEMSESS_PROBE_THREADS_MAX;
@@ -360,6 +366,10 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     c->rt = rt;
     c->pool = pool;
     c->probes = apr_pcalloc(pool, rt->targets->nelts * sizeof(probe_t));
+    for (i = 0; i < rt->targets->nelts; i++) {
+        c->probes[i].c = c;
+        c->probes[i].slot = i;
+    }
     c->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
