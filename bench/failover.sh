@@ -14,5 +14,6 @@ mkdir -p "$WORK"
 take_lock
 check_ports_free
 build_module
+export PYTHONDONTWRITEBYTECODE=1
 # the Python driver owns the processes and stops them (try/finally, signals)
 exec timeout --signal=TERM --kill-after=20 240 python3 "$BENCH/lib/failover.py" "$@"

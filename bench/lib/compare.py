@@ -1,0 +1,340 @@
+"""bench/compare.sh: the article's setup and the usual remedies against
+mod_memsess, on the same three memcached servers, the same login workload
+and the same faults.
+
+Setups (one Apache each, run one after the other):
+  static      php_admin_value session.save_path "a,b,c" (the article)
+  phpfail     the same plus php-memcached's own failover settings
+  twemproxy   PHP -> nutcracker (auto_eject_hosts) -> a, b, c
+  memsess     MemsessServers a b c (SPEC defaults)
+  memsess-r1  the same with MemsessReplicas 1
+
+Workload: 30 users; each logs in (new session), does three follow-ups that
+increment a counter in the session, logs out and logs in again.
+
+Scenarios, one after the other on server 2 of 3:
+  healthy
+  refused     SIGKILL: connections are refused at once
+  rejoin      restarted, empty
+  hung        SIGSTOP: connections are accepted, nothing answers
+  recovered   SIGCONT: the server answers again, with what it held
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, Runner,
+                      StatusWatch, load_average, log, machine_line, ms, now,
+                      summarize, write_csv)
+import plot
+
+MEMC_PORTS = (31001, 31002, 31003)
+BASE_PORT = 31030
+PROXY_PORT, PROXY_STATS = 31020, 31021
+SLOW = 1.0          # a request slower than this counts as disrupted
+
+
+def setups(addrs):
+    path = ','.join(addrs)
+    static = ('php_admin_value session.save_handler memcached\n'
+              'php_admin_value session.save_path "%s"\n' % path)
+    return [
+        ('static', 'static save_path (the article)', static, False),
+        ('phpfail', "php-memcached's failover ini", static + '\n'.join([
+            'php_admin_value memcached.sess_remove_failed_servers 1',
+            'php_admin_value memcached.sess_server_failure_limit 1',
+            'php_admin_value memcached.sess_number_of_replicas 1',
+            'php_admin_value memcached.sess_binary_protocol 1',
+            'php_admin_value memcached.sess_consistent_hash 1',
+            'php_admin_value memcached.sess_connect_timeout 200']) + '\n',
+         False),
+        ('twemproxy', 'twemproxy (nutcracker), auto_eject_hosts',
+         'php_admin_value session.save_handler memcached\n'
+         'php_admin_value session.save_path "%s:%d"\n'
+         '# twemproxy speaks the ASCII protocol only\n'
+         'php_admin_value memcached.sess_binary_protocol 0\n'
+         % (HOST, PROXY_PORT), False),
+        ('memsess', 'mod_memsess', 'MemsessServers %s\n' % ' '.join(addrs),
+         True),
+        ('memsess-r1', 'mod_memsess, MemsessReplicas 1',
+         'MemsessServers %s\nMemsessReplicas 1\n' % ' '.join(addrs), True),
+    ]
+
+
+class ProxyWatch:
+    """Polls nutcracker's stats port; first time server `name` shows a new
+    server_ejected_at after mark()."""
+
+    def __init__(self, proxy, name, t0):
+        self.proxy, self.name, self.t0 = proxy, name, t0
+        self.base = None
+        self.ejections = []          # times an ejection was first seen
+        self.last = None
+        self.stop_evt = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self.stop_evt.is_set():
+            try:
+                st = self.proxy.stats()
+                v = st['memsess'][self.name].get('server_ejected_at', 0)
+                if self.last is not None and v != self.last and v:
+                    self.ejections.append(now() - self.t0)
+                self.last = v
+            except Exception:
+                pass
+            self.stop_evt.wait(0.05)
+
+    def first_after(self, t):
+        for e in self.ejections:
+            if e >= t:
+                return e
+        return None
+
+    def stop(self):
+        self.stop_evt.set()
+        self.th.join(2)
+
+
+def run_setup(R, memcs, idx, key, title, body, memsess, args):
+    port = BASE_PORT + idx
+    victim = memcs[1]
+    if victim.proc is None or victim.proc.poll() is not None:
+        victim.start()
+    if victim.frozen:
+        victim.thaw()
+    for m in memcs:
+        m.flush()
+    proxy = None
+    if key == 'twemproxy':
+        proxy = R.nutcracker('compare-twemproxy', PROXY_PORT, PROXY_STATS,
+                             [m.addr for m in memcs], failure_limit=1,
+                             retry_timeout=args.retry, timeout=200)
+    apache = R.apache('compare-' + key, port, body, memsess=memsess).start()
+    t0 = now()
+    watch = None
+    if memsess:
+        watch = StatusWatch(apache, every=0.02, t0=t0).start()
+        if not watch.all_up([m.addr for m in memcs], 10):
+            raise RuntimeError('%s: servers not up: %s' % (key, watch.current))
+    pwatch = ProxyWatch(proxy, 'm2', t0) if proxy else None
+
+    load = Load(port, users=args.users, followups=3, think=args.think,
+                timeout=args.timeout, t0=t0).start()
+    time.sleep(args.warmup)
+    rel = lambda: now() - t0
+    ev = {'healthy': rel()}
+    time.sleep(args.healthy)
+
+    ev['refused'] = rel()
+    victim.kill()
+    time.sleep(args.refused)
+    ev['rejoin'] = rel()
+    victim.start()
+    time.sleep(args.rejoin)
+    ev['hung'] = rel()
+    victim.freeze()
+    time.sleep(args.hung)
+    ev['recovered'] = rel()
+    victim.thaw()
+    time.sleep(args.recovered)
+    ev['end'] = rel()
+    left = load.stop(drain=args.timeout + 1)
+
+    det = {}
+    if watch:
+        for sc in ('refused', 'hung'):
+            det[sc] = None
+        # the status history gives the first poll showing down after t
+        for sc in ('refused', 'hung'):
+            det[sc] = first_state(watch, victim.addr, 'down', ev[sc])
+        watch.stop()
+    if pwatch:
+        for sc in ('refused', 'hung'):
+            det[sc] = pwatch.first_after(ev[sc])
+        pwatch.stop()
+    apache.stop()
+    R.apaches.remove(apache)
+    if proxy:
+        proxy.stop()
+        R.others.remove(proxy)
+    records = load.snapshot()
+    write_csv(os.path.join(WORK, 'compare-%s.csv' % key), records)
+    return {'key': key, 'title': title, 'ev': ev, 'det': det,
+            'records': records, 'left': left}
+
+
+def first_state(watch, addr, state, t):
+    """First poll at or after t that showed addr in state (from the
+    StatusWatch's own record of states)."""
+    for ts, st in watch.states_history:
+        if ts >= t and st.get(addr) == state:
+            return ts
+    return None
+
+
+SCENARIOS = [('healthy', 'refused'), ('refused', 'rejoin'),
+             ('rejoin', 'hung'), ('hung', 'recovered'), ('recovered', 'end')]
+LABEL = {'healthy': 'healthy', 'refused': 'one refused (SIGKILL)',
+         'rejoin': 'refused one restarted (empty)',
+         'hung': 'one hung (SIGSTOP)', 'recovered': 'hung one resumed (SIGCONT)'}
+
+
+def disrupted(records, a, b):
+    """Of the requests started in [a, b) that failed, got no session or took
+    longer than SLOW: (seconds from a to the start of the last one, to the
+    end of the last one), or None."""
+    bad = [r for r in records if a <= r.t < b and
+           (r.outcome in (FAILED, NOSESS) or r.lat > SLOW)]
+    if not bad:
+        return None
+    return (max(r.t for r in bad) - a, max(r.t + r.lat for r in bad) - a)
+
+
+def report(results, args, started):
+    out = []
+    w = out.append
+    w('# mod_memsess against the usual remedies')
+    w('')
+    w('Generated by `bench/compare.sh` on %s (load average at start %s).'
+      % (time.strftime('%Y-%m-%d %H:%M'), started))
+    w(machine_line())
+    w('')
+    w('Workload: %d users, each in a loop: log in (new session, counter 1), '
+      'three follow-ups that increment the counter, log out; %.0f ms think '
+      'time (uniform 0.5-1.5x); client timeout %.0f s (as in the SPEC\'s '
+      'table); keep-alive.  Three local memcached servers; server 2 is '
+      'killed (SIGKILL, port refuses), restarted empty, frozen (SIGSTOP, '
+      'accepts but never answers) and resumed (SIGCONT).  Phases: healthy '
+      '%.0f s, refused %.0f s, restarted %.0f s, hung %.0f s, resumed %.0f s. '
+      'Requests count in the phase in which they started.'
+      % (args.users, args.think * 1000, args.timeout, args.healthy,
+         args.refused, args.rejoin, args.hung, args.recovered))
+    w('')
+    w('Setups: **static**: `php_admin_value session.save_path "a,b,c"` with '
+      'php-memcached\'s defaults.  **phpfail**: the same plus '
+      '`memcached.sess_remove_failed_servers 1`, `sess_server_failure_limit 1`, '
+      '`sess_number_of_replicas 1`, `sess_binary_protocol 1`, '
+      '`sess_consistent_hash 1`, `sess_connect_timeout 200`.  **twemproxy**: '
+      'PHP → nutcracker (ketama, `auto_eject_hosts: true`, '
+      '`server_failure_limit: 1`, `server_retry_timeout: %d`, `timeout: 200`; '
+      'php-memcached in ASCII mode) → a, b, c.  **memsess**: `MemsessServers '
+      'a b c`, SPEC defaults (interval 1s, timeout 250ms, thresholds 2).  '
+      '**memsess-r1**: the same with `MemsessReplicas 1`.' % args.retry)
+    w('')
+    w('Columns: *req/s* = completed requests per second; *failed* = HTTP '
+      'error or client timeout; *no session* = HTTP 200 but session_start() '
+      'failed; *lost* = a follow-up that found a new, empty session (counter '
+      'reset); *stale* = a follow-up whose counter went backwards or did not '
+      'advance; *detected* = from the fault to the first poll (20 ms) of '
+      'mod_memsess\'s status page showing the server down, or to nutcracker '
+      'ejecting it (stats every 50 ms); *disrupted* = of the requests of the '
+      'phase that failed, got no session or took > %.0f s: from the fault to '
+      'the start of the last one / to the end of the last one ("whole phase" '
+      'when they go on to its end).' % SLOW)
+    w('')
+    w('| setup | scenario | requests | req/s | p50 | p99 | max | failed '
+      '| no session | lost | stale | detected | disrupted |')
+    w('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+    for res in results:
+        ev, det = res['ev'], res['det']
+        for a, b in SCENARIOS:
+            s = summarize(res['records'], ev[a], ev[b])
+            d = disrupted(res['records'], ev[a], ev[b])
+            span = ev[b] - ev[a]
+            if a in det:
+                dt = det[a]
+                detected = ('%.2f s' % (dt - ev[a])) if dt is not None else 'never'
+            else:
+                detected = '–'
+            if d is None:
+                dis = 'none'
+            elif d[0] > span - 1.5:
+                dis = 'whole phase'
+            else:
+                dis = '%.1f s / %.1f s' % d
+            w('| %s | %s | %d | %.0f | %s | %s | %s | %d | %d | %d | %d | %s | %s |'
+              % (res['key'], LABEL[a], s['requests'], s['rps'], ms(s['p50']),
+                 ms(s['p99']), ms(s['max']), s['failed'], s['nosess'],
+                 s['lost'], s['stale'], detected, dis))
+    w('')
+    left = ['%s: %d' % (r['key'], r['left']) for r in results if r['left']]
+    if left:
+        w('Users with a request still out at the end (not counted): %s.'
+          % ', '.join(left))
+        w('')
+    w('Latency through the freeze: `failover-latency.png` (the slowest '
+      'request started in each 250 ms, per setup).  Per-request data: '
+      '`bench/work/compare-*.csv`.')
+    w('')
+    return '\n'.join(out)
+
+
+def freeze_plot(results, png, span):
+    series = []
+    marks = [(0.0, 'SIGSTOP')]
+    for res in results:
+        t_f = res['ev']['hung']
+        bins = {}
+        for r in res['records']:
+            x = r.t - t_f
+            if -3 <= x < span:
+                k = int((x + 3) // 0.25)
+                bins[k] = max(bins.get(k, 0.0), r.lat)
+        path = os.path.join(WORK, 'compare-freeze-%s.dat' % res['key'])
+        with open(path, 'w') as f:
+            for k in range(int((span + 3) / 0.25)):
+                v = bins.get(k)
+                f.write('%.2f %s\n' % (k * 0.25 - 3,
+                                        '%.2f' % max(v * 1000, 0.3) if v else 'NaN'))
+        series.append((res['title'], path))
+        if res['key'] == 'memsess' and res['det'].get('hung'):
+            marks.append((res['det']['hung'] - t_f, 'mod_memsess: down'))
+        if res['key'] == 'memsess':
+            marks.append((res['ev']['recovered'] - t_f, 'SIGCONT'))
+    plot.compare_freeze(series, marks, png, span)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--users', type=int, default=30)
+    ap.add_argument('--think', type=float, default=0.1)
+    ap.add_argument('--timeout', type=float, default=15.0)
+    ap.add_argument('--warmup', type=float, default=2.0)
+    ap.add_argument('--healthy', type=float, default=6.0)
+    ap.add_argument('--refused', type=float, default=10.0)
+    ap.add_argument('--rejoin', type=float, default=6.0)
+    ap.add_argument('--hung', type=float, default=17.0)
+    ap.add_argument('--recovered', type=float, default=8.0)
+    ap.add_argument('--retry', type=int, default=2000,
+                    help="nutcracker's server_retry_timeout (ms)")
+    ap.add_argument('--only', default='',
+                    help='comma-separated setups (default: all)')
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    started = load_average()
+    results = []
+    with Runner() as R:
+        memcs = [R.memcached(p) for p in MEMC_PORTS]
+        all_setups = setups([m.addr for m in memcs])
+        for idx, (key, title, body, memsess) in enumerate(all_setups):
+            if args.only and key not in args.only.split(','):
+                continue
+            log('setup %s' % key)
+            results.append(run_setup(R, memcs, idx, key, title, body,
+                                     memsess, args))
+    text = report(results, args, started)
+    with open(os.path.join(RESULTS, 'compare.md'), 'w') as f:
+        f.write(text)
+    freeze_plot(results, os.path.join(RESULTS, 'failover-latency.png'),
+                args.hung + args.recovered)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()

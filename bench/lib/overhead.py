@@ -1,0 +1,519 @@
+"""bench/overhead.sh: what mod_memsess costs when nothing fails.
+
+(a) the PHP session page, module injecting vs the same list as a static
+    php_admin_value (module not loaded), wrk runs alternated;
+(b) a static file, module loaded with a pool vs not loaded, alternated;
+(c) instructions (callgrind) of the request hook alone, pools of 1, 3 and
+    64 servers;
+(d) scale: start time with 1000 vhosts x 3 servers (256 distinct
+    addresses) vs 1 vhost, the per-request cost with 1000 vhosts vs 1, and
+    one probe round of 256 real memcached servers of which 26 are frozen.
+"""
+
+import argparse
+import glob
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (HOST, RESULTS, WORK, Runner, http_get, load_average,
+                      log, machine_line, now, port_open, wait_http, wait_port)
+
+MEMC_PORTS = (31001, 31002, 31003)
+CLOSED_BASE = 31400          # 256 ports nobody listens on: refuse at once
+VHOST_PORT = 31050
+PROBE_BASE = 31700           # 256 real memcached for the probe round
+
+
+def wrk(port, path, seconds, conns=4, host=None):
+    cmd = ['wrk', '-t', '1', '-c', str(conns), '-d', '%ds' % seconds,
+           '--latency', 'http://%s:%d%s' % (HOST, port, path)]
+    if host:
+        cmd[1:1] = ['-H', 'Host: %s' % host]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    m = re.search(r'Requests/sec:\s+([\d.]+)', out)
+    if not m:
+        raise RuntimeError('wrk said: %s' % out)
+    bad = re.search(r'Non-2xx or 3xx responses:\s+(\d+)', out)
+    errs = re.search(r'Socket errors: (.*)', out)
+    if bad or errs:
+        raise RuntimeError('wrk on :%d%s had errors: %s' % (
+            port, path, (bad.group(0) if bad else '') + (errs.group(0) if errs else '')))
+    return float(m.group(1))
+
+
+def alternate(runs, seconds, a, b, before=None):
+    """ABBA-ordered pairs of wrk runs; a and b are (port, path, host).
+    Returns [(rps_a, rps_b)]."""
+    pairs = []
+    for i in range(runs):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        got = {}
+        for which in order:
+            if before:
+                before()
+            got[which] = wrk(which[0], which[1], seconds, host=which[2])
+        pairs.append((got[a], got[b]))
+        log('  pair %d: %.0f vs %.0f req/s (%.3f)' % (
+            i + 1, got[a], got[b], got[a] / got[b]))
+    return pairs
+
+
+def ratio_line(pairs):
+    r = [x / y for x, y in pairs]
+    mean = statistics.mean(r)
+    sd = statistics.stdev(r) if len(r) > 1 else 0.0
+    return {'ratios': r, 'median': statistics.median(r), 'min': min(r),
+            'max': max(r), 'mean': mean, 'sd': sd,
+            'a': statistics.median([x for x, _ in pairs]),
+            'b': statistics.median([y for _, y in pairs])}
+
+
+def part_a(R, memcs, args):
+    addrs = [m.addr for m in memcs]
+    mod = R.apache('overhead-a-memsess', 31040,
+                   'MemsessServers %s\n' % ' '.join(addrs),
+                   workers=16, start_servers=8).start()
+    static = R.apache('overhead-a-static', 31041,
+                      'php_admin_value session.save_handler memcached\n'
+                      'php_admin_value session.save_path "%s"\n' % ','.join(addrs),
+                      memsess=False, workers=16, start_servers=8).start()
+    # both answer with the same list
+    for port in (31040, 31041):
+        st, body = http_get(port, '/session.php')
+        if st != 200 or ('path=%s' % ','.join(addrs)) not in body:
+            raise RuntimeError(':%d answers %d %r' % (port, st, body))
+
+    def flush():
+        for m in memcs:
+            m.flush()
+    log('(a) session page, %d pairs of %d s' % (args.runs, args.seconds))
+    wrk(31040, '/session.php', 2)      # warm both up
+    wrk(31041, '/session.php', 2)
+    pairs = alternate(args.runs, args.seconds, (31040, '/session.php', None),
+                      (31041, '/session.php', None), before=flush)
+    mod.stop(); static.stop()
+    R.apaches.remove(mod); R.apaches.remove(static)
+    return ratio_line(pairs)
+
+
+def part_b(R, memcs, args):
+    addrs = [m.addr for m in memcs]
+    loaded = R.apache('overhead-b-loaded', 31042,
+                      'MemsessServers %s\n' % ' '.join(addrs),
+                      workers=16, start_servers=8).start()
+    bare = R.apache('overhead-b-bare', 31043, '', memsess=False,
+                    workers=16, start_servers=8).start()
+    log('(b) static file, %d pairs of %d s' % (args.runs, args.seconds))
+    wrk(31042, '/static.txt', 2)
+    wrk(31043, '/static.txt', 2)
+    pairs = alternate(args.runs, args.seconds, (31042, '/static.txt', None),
+                      (31043, '/static.txt', None))
+    loaded.stop(); bare.stop()
+    R.apaches.remove(loaded); R.apaches.remove(bare)
+    return ratio_line(pairs)
+
+
+def callgrind(R, name, port, body, requests, host=None, nreq=40):
+    """Instructions of memsess_inject_fixups per call, httpd -X under
+    callgrind, one dump per call.  requests: [(label, path)].  Returns
+    {label: median Ir of the calls after the first 10}."""
+    a = R.apache(name, port, body, workers=1, start_servers=1)
+    outdir = os.path.join(a.dir, 'callgrind')
+    os.makedirs(outdir, exist_ok=True)
+    os.chmod(outdir, 0o777)          # httpd -X drops to User nobody
+    for f in glob.glob(outdir + '/*'):
+        os.unlink(f)
+    cmd = ['valgrind', '--tool=callgrind', '--vgdb=no',
+           '--toggle-collect=memsess_inject_fixups',
+           '--dump-after=memsess_inject_fixups',
+           '--callgrind-out-file=%s/cg.out' % outdir,
+           'apache2', '-X', '-f', a.conf]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(outdir, 'valgrind.log'), 'w'),
+                         start_new_session=True)
+    R.others.append(_Proc(p))
+    try:
+        wait_http(port, '/static.txt', 120, host_header=host)
+        seq = []
+        for label, path in requests:
+            for _ in range(nreq):
+                st, _body = http_get(port, path, host_header=host, timeout=30)
+                if st != 200:
+                    raise RuntimeError('%s: %s answered %d' % (name, path, st))
+                seq.append(label)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    dumps = []
+    for f in glob.glob(outdir + '/cg.out.*'):
+        n = int(f.rsplit('.', 1)[1])
+        with open(f) as fh:
+            ir = next((int(l.split()[1]) for l in fh if l.startswith('summary:')), None)
+        dumps.append((n, ir))
+    dumps.sort()
+    irs = [ir for _, ir in dumps][1:]        # the first is wait_http's
+    if len(irs) < len(seq):
+        raise RuntimeError('%s: %d dumps for %d requests' % (name, len(irs), len(seq)))
+    out = {}
+    for label, _path in requests:
+        mine = [ir for ir, l in zip(irs, seq) if l == label]
+        out[label] = (statistics.median(mine[10:]), min(mine[10:]), max(mine[10:]))
+    return out
+
+
+class _Proc:
+    """Lets the Runner stop a Popen it did not start itself."""
+    def __init__(self, p):
+        self.p = p
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def part_c(R, args):
+    res = {}
+    for n in (1, 3, 64):
+        # closed ports and a long interval: every server stays "unknown"
+        # (live) for the whole run, so the injected list has all n
+        addrs = ' '.join('127.0.0.1:%d' % (CLOSED_BASE + i) for i in range(n))
+        log('(c) callgrind, pool of %d' % n)
+        res[n] = callgrind(R, 'overhead-c-%d' % n, 31044,
+                           'MemsessServers %s\nMemsessCheckInterval 60s\n' % addrs,
+                           [('php', '/hello.php'), ('static', '/static.txt')])
+    return res
+
+
+def vhosts_conf(n, port=VHOST_PORT, memsess=True):
+    lines = ['MemsessCheckInterval 1s'] if memsess else []
+    for i in range(n):
+        servers = ' '.join('127.0.0.1:%d' % (CLOSED_BASE + (i * 3 + k) % 256)
+                           for k in range(3))
+        lines += ['<VirtualHost %s:%d>' % (HOST, port),
+                  '    ServerName v%d.bench' % i]
+        if memsess:
+            lines.append('    MemsessServers %s' % servers)
+        lines.append('</VirtualHost>')
+    return '\n'.join(lines) + '\n'
+
+
+def start_time(R, name, body, host):
+    a = R.apache(name, VHOST_PORT, body, workers=8, start_servers=4)
+    t = now()
+    a.start(wait_path=None)
+    wait_http(VHOST_PORT, '/static.txt', 30, host_header=host)
+    took = now() - t
+    return a, took
+
+
+def part_d(R, args):
+    res = {}
+    big, small = vhosts_conf(1000), vhosts_conf(1)
+    mid = 'v500.bench'
+    log('(d) start time, 1000 vhosts vs 1, %d times each' % args.starts)
+    times = {1000: [], 1: []}
+    for i in range(args.starts):
+        for n, body, host in ((1000, big, mid), (1, small, 'v0.bench')):
+            a, took = start_time(R, 'overhead-d-%d' % n, body, host)
+            times[n].append(took)
+            if i == args.starts - 1 and n == 1000:
+                with open(a.errlog) as f:
+                    res['errlog_lines'] = sum(1 for _ in f)
+                st, body_ = http_get(VHOST_PORT, '/memsess-status?json', mid)
+                res['status_bytes'] = len(body_)
+                doc = __import__('json').loads(body_)
+                res['distinct'] = len(doc['servers'])
+                res['pools'] = len(doc['pools'])
+            a.stop()
+            R.apaches.remove(a)
+    res['start'] = times
+
+    log('(d) per-request cost: 1000 vhosts vs 1, and 1000 vhosts with the '
+        'module vs without')
+    insts = {}
+    for key, port, body, mod, host in (
+            ('big', VHOST_PORT, big, True, mid),
+            ('small', VHOST_PORT + 1, vhosts_conf(1, VHOST_PORT + 1), True,
+             'v0.bench'),
+            ('bare', VHOST_PORT + 2, vhosts_conf(1000, VHOST_PORT + 2, False),
+             False, mid)):
+        a = R.apache('overhead-d-rps-' + key, port, body, memsess=mod,
+                     workers=16, start_servers=8).start(wait_path=None)
+        wait_http(port, '/static.txt', 30, host_header=host)
+        wrk(port, '/hello.php', 2, host=host)
+        insts[key] = (a, (port, '/hello.php', host))
+    res['rps'] = ratio_line(alternate(args.scale_runs, args.seconds,
+                                      insts['big'][1], insts['small'][1]))
+    res['rps_bare'] = ratio_line(alternate(args.scale_runs, args.seconds,
+                                           insts['big'][1], insts['bare'][1]))
+    for a, _ in insts.values():
+        a.stop()
+        R.apaches.remove(a)
+    log('(d) callgrind, 1000 vhosts vs 1')
+    res['cg'] = {
+        1000: callgrind(R, 'overhead-d-cg1000', VHOST_PORT,
+                        big.replace('MemsessCheckInterval 1s',
+                                    'MemsessCheckInterval 60s'),
+                        [('php', '/hello.php')], host=mid),
+        1: callgrind(R, 'overhead-d-cg1', VHOST_PORT,
+                     small.replace('MemsessCheckInterval 1s',
+                                   'MemsessCheckInterval 60s'),
+                     [('php', '/hello.php')], host='v0.bench'),
+    }
+    return res
+
+
+def part_probe(R, args):
+    """One instance checking 256 real memcached, 26 of them frozen: how long
+    from the first verdict of a round to the last."""
+    n, hung_every = 256, 10
+    log('(d) probe rounds: starting %d memcached' % n)
+    from benchlib import Memcached
+    ms_ = []
+    for i in range(n):
+        m = Memcached(R, PROBE_BASE + i, mem=8)
+        m.start(wait=False)
+        R.memcacheds.append(m)
+        ms_.append(m)
+    for m in ms_:
+        wait_port(m.port)
+    hung = [m for i, m in enumerate(ms_) if i % hung_every == 0]
+    for m in hung:
+        m.freeze()
+    hung_addrs = {m.addr for m in hung}
+    # httpd passes at most 64 arguments to a TAKE_ARGV directive (MAX_ARGC
+    # in server/config.c), so 4 vhosts of 64: one checker, 256 servers
+    body = ('LogLevel notice memsess:trace1\n'
+            'ErrorLogFormat "[%{cu}t] [%-m:%l] [tid %{g}T] %M"\n')
+    for v in range(0, n, 64):
+        body += ('<VirtualHost %s:%d>\n    ServerName p%d.bench\n'
+                 '    MemsessServers %s\n</VirtualHost>\n'
+                 % (HOST, 31045, v, ' '.join(m.addr for m in ms_[v:v + 64])))
+    a = R.apache('overhead-probe', 31045, body, workers=4,
+                 start_servers=2).start()
+    time.sleep(args.probe_seconds)
+    a.stop()
+    R.apaches.remove(a)
+    for m in ms_:
+        m.stop()
+        R.memcacheds.remove(m)
+    # [2026-...-.. HH:MM:SS.micro] ... memcached server ADDR: probe ... / MEMSESS001x
+    rx = re.compile(r'^\[\S+ (\d\d):(\d\d):(\d\d\.\d+)\] .*?\[tid (\d+)\] .*?'
+                    r'memcached server (\S+?):? (?:is|probe) ')
+    verdicts = []
+    with open(a.errlog) as f:
+        for line in f:
+            m = rx.match(line)
+            if m:
+                t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+                verdicts.append((t, m.group(5), m.group(4)))
+    verdicts.sort()
+    rounds, cur = [], []
+    for t, addr, tid in verdicts:
+        if cur and t - cur[-1][0] > 0.4:
+            rounds.append(cur)
+            cur = []
+        cur.append((t, addr, tid))
+    if cur:
+        rounds.append(cur)
+    out = []
+    for r in rounds[1:]:          # the first round runs while children start
+        if len(r) < n * 0.9:
+            continue
+        first = r[0][0]
+        last = r[-1][0]
+        last_good = max(t for t, addr, _ in r if addr not in hung_addrs)
+        out.append({'verdicts': len(r), 'distinct': len({x for _, x, _ in r}),
+                    'threads': len({x for _, _, x in r}),
+                    'span': last - first, 'good_span': last_good - first})
+    return {'rounds': out, 'hung': len(hung), 'servers': n}
+
+
+def fmt_ratio(r):
+    return ('%.3f (median of %d; min %.3f, max %.3f; mean %.3f ± %.3f)'
+            % (r['median'], len(r['ratios']), r['min'], r['max'], r['mean'], r['sd']))
+
+
+def report(res, args, started):
+    out = []
+    w = out.append
+    w('# Overhead of mod_memsess when nothing fails')
+    w('')
+    w('Generated by `bench/overhead.sh` on %s (load average at start %s).'
+      % (time.strftime('%Y-%m-%d %H:%M'), started))
+    w(machine_line())
+    w('')
+    w('Other work may share the 2 cores; each comparison alternates its two '
+      'servers run by run (ABBA order) so that drift hits both, and reports '
+      'the per-pair ratios.  wrk: 1 thread, 4 connections, keep-alive, %d s '
+      'per run; Apache prefork with mod_php loaded in every instance.'
+      % args.seconds)
+    w('')
+    w('| what | measured | target | verdict |')
+    w('|---|---|---|---|')
+    if 'a' in res:
+        r = res['a']
+        w('| (a) PHP session page (new session per request, 3 memcached): '
+          'module injecting ÷ same list as static php_admin_value, module not '
+          'loaded | %s; %.0f vs %.0f req/s | ≥ 0.97 | %s |'
+          % (fmt_ratio(r), r['a'], r['b'], 'met' if r['median'] >= 0.97
+             else '**missed**'))
+    if 'b' in res:
+        r = res['b']
+        w('| (b) static file (1.4 KB): module loaded with a pool ÷ not loaded '
+          '| %s; %.0f vs %.0f req/s | ≥ 0.99 | %s |'
+          % (fmt_ratio(r), r['a'], r['b'], 'met' if r['median'] >= 0.99
+             else '**missed**'))
+    if 'c' in res:
+        c = res['c']
+        php = [c[n]['php'][0] for n in (1, 3, 64)]
+        st = [c[n]['static'][0] for n in (1, 3, 64)]
+        w('| (c) instructions of the request hook (`memsess_inject_fixups` '
+          'and what it calls), PHP page / static file, pool of 1 → 3 → 64 '
+          'servers | PHP: %s; static: %s | must not grow with the pool | %s |'
+          % (' → '.join('%d' % x for x in php),
+             ' → '.join('%d' % x for x in st),
+             'grows with the length of the list it copies (see below)'
+             if php[2] > php[0] * 1.2 else 'met'))
+    if 'd' in res:
+        d = res['d']
+        s1000, s1 = statistics.median(d['start'][1000]), statistics.median(d['start'][1])
+        w('| (d) start (`apache2 -k start` until the first 200), 1000 vhosts '
+          '× 3 servers (%d distinct) vs 1 vhost | %.2f s vs %.2f s (medians of '
+          '%d: %s / %s) | < 2 s | %s |'
+          % (d.get('distinct', 0), s1000, s1, len(d['start'][1]),
+             ', '.join('%.2f' % x for x in d['start'][1000]),
+             ', '.join('%.2f' % x for x in d['start'][1]),
+             'met' if s1000 < 2 else '**missed**'))
+        r = d['rps']
+        cg = d['cg']
+        w('| (d) per request with 1000 vhosts (PHP page without session, '
+          'vhost 500 of 1000) | request hook %d vs %d instructions (1000 vs 1 '
+          'vhost); throughput 1000 vhosts ÷ 1 vhost %s; 1000 vhosts with the '
+          'module ÷ the same 1000 vhosts without it (not loaded) %s '
+          '| unchanged | %s |'
+          % (cg[1000]['php'][0], cg[1]['php'][0], fmt_ratio(r),
+             fmt_ratio(d['rps_bare']),
+             'met (same instructions in the hook; with vs without the module '
+             'on the same 1000 vhosts ≥ 0.95)' if
+             abs(cg[1000]['php'][0] - cg[1]['php'][0]) <= 0.02 * cg[1]['php'][0]
+             and d['rps_bare']['median'] >= 0.95 else '**missed**'))
+    if 'probe' in res:
+        p = res['probe']
+        rs = p['rounds']
+        if rs:
+            w('| (d) one probe round, %d real memcached, %d of them frozen '
+              '(SIGSTOP), timeout 250 ms | all verdicts in %.0f ms after the '
+              'first (worst of %d rounds); the last healthy server\'s verdict '
+              'at %.0f ms | hung servers do not delay the others | %s |'
+              % (p['servers'], p['hung'], max(x['span'] for x in rs) * 1000,
+                 len(rs), max(x['good_span'] for x in rs) * 1000,
+                 'met' if max(x['good_span'] for x in rs) < 0.2 else
+                 '**missed**'))
+    w('')
+    if 'a' in res or 'b' in res:
+        w('Per-pair ratios: %s.' % '; '.join(
+            '%s %s' % (k, ', '.join('%.3f' % x for x in res[k]['ratios']))
+            for k in ('a', 'b') if k in res))
+        w('')
+    if 'c' in res:
+        c = res['c']
+        w('## (c) The request hook, in instructions (callgrind)')
+        w('')
+        w('`httpd -X` under `valgrind --tool=callgrind '
+          '--toggle-collect=memsess_inject_fixups '
+          '--dump-after=memsess_inject_fixups`: one dump per call, so one '
+          'figure per request; median of 30 requests after 10 of warm-up '
+          '(min–max in brackets).  The pool\'s servers are closed ports and '
+          'the check interval 60 s, so every server stays `unknown` (live) '
+          'and the injected list has all of them.')
+        w('')
+        w('| servers in the pool | PHP page (mod_php settings + env) | static '
+          'file (env only) |')
+        w('|---|---|---|')
+        for n in (1, 3, 64):
+            w('| %d | %d (%d–%d) | %d (%d–%d) |' % ((n,) + c[n]['php'] + c[n]['static']))
+        w('')
+        w('What grows is copying the list (64 × "127.0.0.1:314nn" = %d '
+          'bytes into the request pool, the environment and mod_php\'s '
+          'setting): linear in the length of the text, not a loop over the '
+          'servers; per server that is about %.0f instructions for a PHP '
+          'page.' % (64 * 16, (c[64]['php'][0] - c[1]['php'][0]) / 63.0))
+        w('')
+    if 'probe' in res:
+        p = res['probe']
+        w('## (d) Probe rounds with hung servers')
+        w('')
+        w('%d memcached processes on 127.0.0.1, every 10th frozen with SIGSTOP '
+          '(%d); 4 vhosts of 64 servers (httpd hands a directive at most 64 '
+          'arguments), one checker, interval 1 s, timeout 250 ms, '
+          '`LogLevel memsess:trace1` (one line per verdict, microsecond '
+          'timestamps).  A round is the verdicts between gaps of more than '
+          '400 ms.' % (p['servers'], p['hung']))
+        w('')
+        w('| round | verdicts (distinct servers) | probe threads seen | first → '
+          'last verdict | first → last healthy server\'s verdict |')
+        w('|---|---|---|---|---|')
+        for i, r in enumerate(p['rounds']):
+            w('| %d | %d (%d) | %d | %.0f ms | %.1f ms |' % (
+                i + 2, r['verdicts'], r['distinct'], r['threads'],
+                r['span'] * 1000, r['good_span'] * 1000))
+        w('')
+    if 'd' in res:
+        d = res['d']
+        w('## (d) 1000 vhosts')
+        w('')
+        w('1000 name-based vhosts on one port, each `MemsessServers` with 3 of '
+          '256 closed local ports (they refuse at once, so the checker marks '
+          'them down within two rounds); mod_php loaded.  Status page with '
+          '1000 pools: %d bytes of JSON, %d pools, %d distinct servers.'
+          % (d.get('status_bytes', 0), d.get('pools', 0), d.get('distinct', 0)))
+        w('')
+    return '\n'.join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--runs', type=int, default=5, help='pairs of wrk runs')
+    ap.add_argument('--seconds', type=int, default=8)
+    ap.add_argument('--starts', type=int, default=3)
+    ap.add_argument('--scale-runs', type=int, default=3)
+    ap.add_argument('--probe-seconds', type=float, default=7.0)
+    ap.add_argument('--parts', default='a,b,c,d,probe')
+    args = ap.parse_args()
+    parts = args.parts.split(',')
+    os.makedirs(RESULTS, exist_ok=True)
+    started = load_average()
+    res = {}
+    with Runner() as R:
+        if 'a' in parts or 'b' in parts:
+            memcs = [R.memcached(p, mem=256) for p in MEMC_PORTS]
+            if 'a' in parts:
+                res['a'] = part_a(R, memcs, args)
+            if 'b' in parts:
+                res['b'] = part_b(R, memcs, args)
+        if 'c' in parts:
+            res['c'] = part_c(R, args)
+        if 'd' in parts:
+            res['d'] = part_d(R, args)
+        if 'probe' in parts:
+            res['probe'] = part_probe(R, args)
+    text = report(res, args, started)
+    with open(os.path.join(RESULTS, 'overhead.md'), 'w') as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
