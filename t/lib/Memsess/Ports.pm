@@ -13,7 +13,8 @@ use File::Spec::Functions qw(catfile);
 
 # One block per scenario; keep in step with t/conf/extra.conf.in.  Every
 # server listens on 127.0.0.1, except those in %IPV6, on ::1.  MEMC_* are
-# memcached servers; FPM_* are php-fpm pools.
+# memcached servers; FAKE_* are t/lib/Memsess/FakeMemcached.pm; FPM_* are
+# php-fpm pools.
 our @NAMES = (
     'MEMC_M1',                               # main server pool (inherited)
     qw(MEMC_A1 MEMC_A2),                     # memsess_pool_a
@@ -28,6 +29,15 @@ our @NAMES = (
     qw(MEMC_D1 MEMC_D2),                     # memsess_alldown_503, _files
     qw(MEMC_P1 MEMC_P2),                     # memsess_fpm
     qw(FPM_1),                               # php-fpm for memsess_fpm
+    qw(MEMC_Q1),                             # memsess_probe: the real one
+    qw(FAKE_OK FAKE_GARBAGE FAKE_BINARY FAKE_ENDLESS FAKE_CLOSE FAKE_SLOW),
+                                             # memsess_probe: fakes (FakeMemcached.pm)
+    # separate Apache instances (Memsess::Instance)
+    qw(MEMC_W1 MEMC_W2 MEMC_E1 MEMC_E2 FPM_2),   # 40_mpm: worker, event
+    qw(MEMC_G1 MEMC_G2 MEMC_G3),             # 41_graceful_load
+    qw(MEMC_K1 MEMC_K2),                     # 42_graceful_many
+    qw(MEMC_L1),                             # 44_requests_rss
+    qw(MEMC_Z1),                             # 24_checker_crash (SIGSTOP)
 );
 
 our %IPV6 = (MEMC_V6 => 1);

@@ -31,6 +31,7 @@ use Memsess::Ports ();
 our @EXPORT = qw(
     addr port host_port memc_names have_ipv6
     memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
+    fake_start
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
@@ -272,6 +273,26 @@ sub fpm_start {
         return $s ? 1 : 0;
     }, 0.05);
     die "php-fpm $name does not listen on $host:$port" unless defined $ok;
+}
+
+# A fake memcached (t/lib/Memsess/FakeMemcached.pm) in one of its modes,
+# as the server `name`; stop it like a memcached.  What it was sent is in
+# t/logs/memc/NAME.log ("cmd: ..." lines).
+sub fake_start {
+    my ($name, $mode, $delay_ms) = @_;
+    $name = _name($name);
+    my ($host, $port) = host_port($name);
+    _spawn_cmd($name, $^X, '-I' . catfile($T_DIR, 'lib'), '-MMemsess::FakeMemcached',
+               '-e', 'Memsess::FakeMemcached::main', $mode, $host, $port,
+               $delay_ms // 300);
+    my $ok = wait_for(5, sub {
+        my $pid = $RUN{$name}{pid};
+        die "fake memcached $name exited at start (see $MEMC_DIR/$name.log)"
+            if waitpid($pid, WNOHANG) == $pid;
+        my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Timeout => 1);
+        return $s ? 1 : 0;
+    }, 0.05);
+    die "fake memcached $name does not listen on $host:$port" unless defined $ok;
 }
 
 END {
