@@ -13,8 +13,10 @@ package Memsess::FakeMemcached;
 #   slow     a correct memcached whose answers leave DELAY ms late
 #
 # Run: perl -It/lib -MMemsess::FakeMemcached -e Memsess::FakeMemcached::main \
-#          MODE HOST PORT [DELAY_MS]
-# It logs the first line of every command it gets on stdout ("cmd: ...").
+#          MODE HOST PORT [DELAY_MS [HEALTHY]]
+# With HEALTHY=1 it starts as a correct memcached and takes on its mode at
+# SIGUSR1 (and back at the next).  It logs the first line of every command
+# it gets on stdout ("cmd: ...").
 
 use strict;
 use warnings FATAL => 'all';
@@ -27,8 +29,13 @@ use POSIX qw(EAGAIN EWOULDBLOCK EINTR);
 our %MODES = map { $_ => 1 } qw(ok garbage binary endless close slow);
 
 sub main {
-    my ($mode, $host, $port, $delay_ms) = @ARGV;
-    die "usage: MODE HOST PORT [DELAY_MS]\n" unless $mode && $MODES{$mode} && $port;
+    my ($bad, $host, $port, $delay_ms, $healthy) = @ARGV;
+    die "usage: MODE HOST PORT [DELAY_MS [HEALTHY]]\n" unless $bad && $MODES{$bad} && $port;
+    my $mode = $healthy ? 'ok' : $bad;
+    $SIG{USR1} = sub {
+        $mode = $mode eq 'ok' ? $bad : 'ok';
+        print "mode: $mode\n";
+    };
     $| = 1;
     my $delay = ($delay_ms // 300) / 1000;
     my $l = IO::Socket::IP->new(LocalHost => $host, LocalPort => $port,

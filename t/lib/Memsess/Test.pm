@@ -31,7 +31,7 @@ use Memsess::Ports ();
 our @EXPORT = qw(
     addr port host_port memc_names have_ipv6
     memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
-    fake_start
+    fake_start fake_toggle fake_commands
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
@@ -276,15 +276,16 @@ sub fpm_start {
 }
 
 # A fake memcached (t/lib/Memsess/FakeMemcached.pm) in one of its modes,
-# as the server `name`; stop it like a memcached.  What it was sent is in
-# t/logs/memc/NAME.log ("cmd: ..." lines).
+# as the server `name`; stop it like a memcached.  With $healthy it starts
+# as a correct memcached and takes on its mode at fake_toggle().  What it
+# was sent is in t/logs/memc/NAME.log ("cmd: ..." lines).
 sub fake_start {
-    my ($name, $mode, $delay_ms) = @_;
+    my ($name, $mode, $delay_ms, $healthy) = @_;
     $name = _name($name);
     my ($host, $port) = host_port($name);
     _spawn_cmd($name, $^X, '-I' . catfile($T_DIR, 'lib'), '-MMemsess::FakeMemcached',
                '-e', 'Memsess::FakeMemcached::main', $mode, $host, $port,
-               $delay_ms // 300);
+               $delay_ms // 300, $healthy ? 1 : 0);
     my $ok = wait_for(5, sub {
         my $pid = $RUN{$name}{pid};
         die "fake memcached $name exited at start (see $MEMC_DIR/$name.log)"
@@ -293,6 +294,21 @@ sub fake_start {
         return $s ? 1 : 0;
     }, 0.05);
     die "fake memcached $name does not listen on $host:$port" unless defined $ok;
+}
+
+# Healthy <-> its mode.
+sub fake_toggle {
+    for my $n (map { _name($_) } @_) {
+        my $r = $RUN{$n} or die "$n is not running";
+        kill 'USR1', $r->{pid} or die "SIGUSR1 $n: $!";
+    }
+}
+
+# What a server was sent: the "cmd: ..." lines of its log.
+sub fake_commands {
+    my $name = _name(shift);
+    open my $fh, '<', catfile($MEMC_DIR, "$name.log") or return ();
+    return map { /^cmd: (.*?)\r?$/ ? $1 : () } <$fh>;
 }
 
 END {
