@@ -149,7 +149,7 @@ def analyse(replicas, records, ev, watch, qw, frozen, killed, left):
     # there.  Count from the moment every request that started before the
     # verdict has ended, minus the checker's own probes.
     before = [r.t + r.lat for r in records if r.t < ev['freeze_down']]
-    ws = max([ev['freeze_down']] + before)
+    ws = max([ev['freeze_down']] + before) + 1.0   # + the server side's slack
     we = ev['thaw'] - 0.06
     res['queue_window'] = (ws, we)
     if we - ws > 1.0:
@@ -256,10 +256,10 @@ def main():
     ap.add_argument('--think', type=float, default=0.1)
     ap.add_argument('--phase', type=float, default=8.0,
                     help='seconds of healthy and after-detection phases')
-    ap.add_argument('--hold', type=float, default=13.0,
+    ap.add_argument('--hold', type=float, default=20.0,
                     help='seconds the frozen server stays frozen after it is '
                          'detected (long enough for the requests that hang '
-                         'on it before detection, ~11 s, to end)')
+                         'on it before detection, 15 s, to end)')
     ap.add_argument('--after', type=float, default=6.0,
                     help='seconds after a server rejoined')
     ap.add_argument('--warmup', type=float, default=2.0)

@@ -11,7 +11,7 @@ def _terminal():
                          text=True)
     text = out.stdout + out.stderr
     if 'pngcairo' in text:
-        return 'pngcairo enhanced font "DejaVu Sans,10"'
+        return 'pngcairo noenhanced font "DejaVu Sans,10"'
     return 'png'
 
 
@@ -78,7 +78,7 @@ def failover_timeline(results, png):
                FAILED: '#c0392b', NOSESS: '#8e44ad'}
     for r, files, marks in panels:
         s.append('unset arrow; unset label')
-        s.append('set title "mod\\_memsess, MemsessReplicas %d: every request '
+        s.append('set title "mod_memsess, MemsessReplicas %d: every request '
                  'by start time"' % r)
         s.append(_markers(marks, 0.0, None))
         plots = []
