@@ -34,9 +34,10 @@
  *     that would split a save_path, and parses back to itself;
  *   - the pool is accepted exactly when every token is and no two give the
  *     same addr; a pool never accepts a server it already holds;
- *   - memsess_path_build, in both formats, for many live masks, returns the
- *     length of the model's save_path, never writes past size, always
- *     NUL-terminates, and writes a prefix of the model's text.
+ *   - memsess_path_build, in both formats and both failover modes, for
+ *     many live masks, returns the length of the model's save_path, never
+ *     writes past size, always NUL-terminates, and writes a prefix of the
+ *     model's text.
  */
 
 #include <stdint.h>
@@ -173,20 +174,31 @@ static int model_parse(const char *tok, model_srv_t *m)
     return 1;
 }
 
-/* The model's save_path: the live servers (all when live is NULL). */
+/* The model's save_path: all servers when live is NULL; otherwise the
+ * live ones, a down one left out (DROP) or standing as the first live one
+ * after it, wrapping around (SUCCESSOR), none when none is live. */
 static char *model_path(apr_pool_t *p, const memsess_pool_t *pool,
-                        const unsigned char *live, memsess_format_e format)
+                        const unsigned char *live, memsess_format_e format,
+                        memsess_failover_e failover)
 {
+    int n = pool->servers->nelts, i, k, first = 1;
     char *out = "";
-    int i, first = 1;
 
-    for (i = 0; i < pool->servers->nelts; i++) {
+    for (i = 0; i < n; i++) {
         const memsess_server_t *s =
             &APR_ARRAY_IDX(pool->servers, i, memsess_server_t);
         char w[32] = "";
 
         if (live && !live[i]) {
-            continue;
+            if (failover != MEMSESS_FAILOVER_SUCCESSOR) {
+                continue;
+            }
+            for (k = 1; k < n && !live[(i + k) % n]; k++) {
+            }
+            if (k == n) {
+                continue;
+            }
+            s = &APR_ARRAY_IDX(pool->servers, (i + k) % n, memsess_server_t);
         }
         if (s->weight) {
             snprintf(w, sizeof(w), format == MEMSESS_FORMAT_MEMCACHE
@@ -268,8 +280,8 @@ static void check_server(apr_pool_t *p, const char *tok,
 /* One memsess_path_build call into a malloc'd block of exactly size bytes
  * (none when size is 0, as mod_memsess.c's sizing call does). */
 static void check_build(const memsess_pool_t *pool, const unsigned char *live,
-                        memsess_format_e format, const char *want,
-                        apr_size_t size)
+                        memsess_format_e format, memsess_failover_e failover,
+                        const char *want, apr_size_t size)
 {
     apr_size_t wlen = strlen(want), got, end;
     char *buf = size ? malloc(size) : NULL;
@@ -280,10 +292,11 @@ static void check_build(const memsess_pool_t *pool, const unsigned char *live,
     if (buf) {
         memset(buf, 0x5a, size);
     }
-    got = memsess_path_build(buf, size, pool, live, format);
+    got = memsess_path_build(buf, size, pool, live, format, failover);
     if (got != wlen) {
-        fail("path_build(size %zu, format %d) says %zu, model \"%s\" is %zu",
-             (size_t)size, (int)format, (size_t)got, want, wlen);
+        fail("path_build(size %zu, format %d, failover %d) says %zu, model "
+             "\"%s\" is %zu", (size_t)size, (int)format, (int)failover,
+             (size_t)got, want, wlen);
     }
     if (size) {
         end = wlen < size ? wlen : size - 1;
@@ -301,7 +314,7 @@ static void check_build(const memsess_pool_t *pool, const unsigned char *live,
 
 static void check_path(apr_pool_t *p, const memsess_pool_t *pool,
                        const unsigned char *mask, memsess_format_e format,
-                       uint32_t *rng)
+                       memsess_failover_e failover, uint32_t *rng)
 {
     int n = pool->servers->nelts;
     unsigned char *live = NULL;
@@ -317,7 +330,7 @@ static void check_path(apr_pool_t *p, const memsess_pool_t *pool,
         }
         memcpy(live, mask, (size_t)n);
     }
-    want = model_path(p, pool, live, format);
+    want = model_path(p, pool, live, format, failover);
     wlen = strlen(want);
 
     sizes[0] = 0;
@@ -330,7 +343,7 @@ static void check_path(apr_pool_t *p, const memsess_pool_t *pool,
         sizes[k] = (*rng >> 8) % (wlen + 2);
     }
     for (k = 0; k < 8; k++) {
-        check_build(pool, live, format, want, sizes[k]);
+        check_build(pool, live, format, failover, want, sizes[k]);
     }
     free(live);
 }
@@ -484,11 +497,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         {
             apr_size_t len = memsess_path_build(NULL, 0, pool, NULL,
-                                                MEMSESS_FORMAT_MEMCACHED);
+                                                MEMSESS_FORMAT_MEMCACHED,
+                                                MEMSESS_FAILOVER_DROP);
             char *all = malloc(len + 1);
 
             memsess_path_build(all, len + 1, pool, NULL,
-                               MEMSESS_FORMAT_MEMCACHED);
+                               MEMSESS_FORMAT_MEMCACHED,
+                               MEMSESS_FAILOVER_DROP);
             if (strcmp(all, joined)) {
                 fail("full path \"%s\", the addrs joined \"%s\"", all,
                      joined);
@@ -496,13 +511,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(all);
         }
 
-        for (f = 0; f < 2; f++) {
-            memsess_format_e format = f ? MEMSESS_FORMAT_MEMCACHE
-                                        : MEMSESS_FORMAT_MEMCACHED;
+        for (f = 0; f < 4; f++) {
+            memsess_format_e format = f & 1 ? MEMSESS_FORMAT_MEMCACHE
+                                            : MEMSESS_FORMAT_MEMCACHED;
+            memsess_failover_e failover = f & 2 ? MEMSESS_FAILOVER_SUCCESSOR
+                                                : MEMSESS_FAILOVER_DROP;
 
-            check_path(p, pool, NULL, format, &rng);
+            check_path(p, pool, NULL, format, failover, &rng);
             memset(mask, 0, (size_t)n);
-            check_path(p, pool, mask, format, &rng);
+            check_path(p, pool, mask, format, failover, &rng);
             for (m = 0; m < MAX_MASKS; m++) {
                 for (i = 0; i < n; i++) {
                     if (m < 2 && nmask) {
@@ -518,7 +535,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         mask[i] = (rng >> 16) & 1;
                     }
                 }
-                check_path(p, pool, mask, format, &rng);
+                check_path(p, pool, mask, format, failover, &rng);
             }
         }
     }

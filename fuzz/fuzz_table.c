@@ -15,7 +15,7 @@
  * published save_paths, driven by a sequence of probe results.
  *
  * The table serves the views of a fixed configuration (VIEWS below: four
- * vhosts sharing some servers, both formats, IPv6).  Slots are given the
+ * vhosts sharing some servers, both formats, both failover modes, IPv6).  Slots are given the
  * way mod_memsess.c's build_runtime does, the table lives in a malloc'd
  * block of exactly memsess_table_size() bytes, and every probe result is
  * recorded the way memsess_check.c does it: write_begin, record, on a
@@ -37,9 +37,8 @@
  *
  * After every event the harness compares the table with its own model:
  * every slot's state and counters, the generation, and each view's text
- * and nlive: the servers whose state is live in config order, or all of
- * them with nlive 0 when none is; and the views publish says went into or
- * out of that all-down state.
+ * and nlive (see model_view); and the views publish says went into or out
+ * of the all-down state.
  */
 
 #include <stdint.h>
@@ -60,15 +59,17 @@
 
 static const struct {
     memsess_format_e format;
+    memsess_failover_e failover;
     const char *servers[MAXSRV];
 } VIEWS[NVIEWS] = {
-    { MEMSESS_FORMAT_MEMCACHED,
+    { MEMSESS_FORMAT_MEMCACHED, MEMSESS_FAILOVER_SUCCESSOR,
       { "MC1.example:11211:3", "10.0.0.2", "[2001:db8::1]:11212", NULL } },
-    { MEMSESS_FORMAT_MEMCACHE,
+    { MEMSESS_FORMAT_MEMCACHE, MEMSESS_FAILOVER_DROP,
       { "10.0.0.2:11211", "mc3.example:11213:1", "mc1.example:11211",
         NULL } },
-    { MEMSESS_FORMAT_MEMCACHED, { "[::1]:11300", NULL } },
-    { MEMSESS_FORMAT_MEMCACHE,
+    { MEMSESS_FORMAT_MEMCACHED, MEMSESS_FAILOVER_DROP,
+      { "[::1]:11300", "mc3.example:11213", NULL } },
+    { MEMSESS_FORMAT_MEMCACHE, MEMSESS_FAILOVER_DROP,
       { "mc4-long-name.sessions.example.internal:22122:100",
         "[2001:DB8:0:0::1]:11212", "10.0.0.2:11211", "mc3.example:11213",
         NULL } },
@@ -116,9 +117,33 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         }
         views[v].pool = pools[v];
         views[v].format = VIEWS[v].format;
+        views[v].failover = VIEWS[v].failover;
         full_caps[v] = (apr_uint32_t)memsess_path_build(NULL, 0, pools[v],
                                                         NULL,
-                                                        VIEWS[v].format) + 1;
+                                                        VIEWS[v].format,
+                                                        VIEWS[v].failover)
+                       + 1;
+        if (VIEWS[v].failover == MEMSESS_FAILOVER_SUCCESSOR) {
+            /* every place may hold the longest entry */
+            apr_size_t longest = 0;
+
+            for (i = 0; i < n; i++) {
+                char *one[1] = { args[i] };
+                memsess_pool_t *alone;
+                apr_size_t len;
+
+                memsess_pool_parse(root, 1, one, &alone);
+                len = memsess_path_build(NULL, 0, alone, NULL,
+                                         VIEWS[v].format, VIEWS[v].failover);
+                if (len > longest) {
+                    longest = len;
+                }
+            }
+            full_caps[v] = (apr_uint32_t)(n * longest + (n - 1)
+                                          * (VIEWS[v].format
+                                             == MEMSESS_FORMAT_MEMCACHE
+                                             ? 2 : 1) + 1);
+        }
     }
     return 0;
 }
@@ -181,25 +206,35 @@ static int model_record(model_slot_t *m, int ok, const char *error,
     return 1;
 }
 
-/* What view v must publish, cut to cap - 1 bytes; *nlive as published. */
+/* What view v must publish, cut to cap - 1 bytes; *nlive as published:
+ * the live servers in config order, a down one left out (DROP) or standing
+ * as the first live one after it (SUCCESSOR); every server, nlive 0, when
+ * none is live. */
 static char *model_view(apr_pool_t *p, const model_slot_t *ms, int v,
                         apr_uint32_t cap, apr_uint32_t *nlive)
 {
     const apr_array_header_t *servers = pools[v]->servers;
     int mc = VIEWS[v].format == MEMSESS_FORMAT_MEMCACHE;
-    int i, first = 1, live = 0;
+    int n = servers->nelts, i, k, first = 1, live = 0;
     char *out = "";
 
-    for (i = 0; i < servers->nelts; i++) {
+    for (i = 0; i < n; i++) {
         live += !ms[APR_ARRAY_IDX(servers, i, memsess_server_t).slot].down;
     }
     *nlive = (apr_uint32_t)live;
-    for (i = 0; i < servers->nelts; i++) {
+    for (i = 0; i < n; i++) {
         const memsess_server_t *s =
             &APR_ARRAY_IDX(servers, i, memsess_server_t);
 
         if (live && ms[s->slot].down) {
-            continue;
+            if (VIEWS[v].failover != MEMSESS_FAILOVER_SUCCESSOR) {
+                continue;
+            }
+            /* the first live one after it, wrapping around */
+            for (k = 1; ms[APR_ARRAY_IDX(servers, (i + k) % n,
+                                         memsess_server_t).slot].down; k++) {
+            }
+            s = &APR_ARRAY_IDX(servers, (i + k) % n, memsess_server_t);
         }
         out = apr_pstrcat(p, out, first ? "" : mc ? ", " : ",",
                           mc ? "tcp://" : "", s->addr,

@@ -64,11 +64,12 @@ int main(void)
     }
     view.pool = pool;
     view.format = MEMSESS_FORMAT_MEMCACHED;
-    cap = (apr_uint32_t)memsess_path_build(NULL, 0, pool, NULL,
-                                           view.format) + 1;
+    view.failover = MEMSESS_FAILOVER_DROP;
+    cap = (apr_uint32_t)memsess_path_build(NULL, 0, pool, NULL, view.format,
+                                           view.failover) + 1;
     full = malloc(cap);
     got = malloc(cap);
-    memsess_path_build(full, cap, pool, NULL, view.format);
+    memsess_path_build(full, cap, pool, NULL, view.format, view.failover);
     size = memsess_table_size(1, 1, &cap);
     base = malloc(size);
     t = memsess_table_init(base, size, 1, 1, &cap);
