@@ -78,6 +78,24 @@ stop_suite() {
         fi
         rm -f "$f"
     done
+    # separate Apache instances a scenario started (t/lib/Memsess/Instance.pm)
+    for f in "$src"/t/logs/inst/*/httpd.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cat "$f")
+        if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
+            kids=$(pgrep -P "$pid" || true)
+            # shellcheck disable=SC2086
+            [ -n "$kids" ] && kill -CONT $kids 2>/dev/null
+            kill -TERM "$pid" 2>/dev/null
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.5
+            done
+            # shellcheck disable=SC2086
+            kill -KILL "$pid" $kids 2>/dev/null
+        fi
+        rm -f "$f"
+    done
 }
 
 cleanup() {
