@@ -186,7 +186,7 @@ sub start {
         . ": " . $self->log_since(0);
 }
 
-sub _children_of {
+sub children_of {
     my $ppid = shift;
     my @kids;
     for my $stat (glob '/proc/[0-9]*/stat') {
@@ -202,7 +202,7 @@ sub _children_of {
 sub children {
     my $self = shift;
     my $pid = $self->pid or return ();
-    return _children_of($pid);
+    return children_of($pid);
 }
 
 sub stop {
@@ -210,13 +210,13 @@ sub stop {
     my $pid = $self->pid;
     delete $RUNNING{ $self->{dir} };
     return unless $pid && kill 0, $pid;
-    my @kids = _children_of($pid);
+    my @kids = children_of($pid);
     kill 'CONT', @kids;    # a frozen child would hold up the stop
     $self->_run('-k', 'stop');
     my $end = time + 10;
     sleep 0.05 while kill(0, $pid) && time < $end;
     if (kill 0, $pid) {
-        kill 'KILL', $pid, _children_of($pid);
+        kill 'KILL', $pid, children_of($pid);
     }
     # children the parent no longer waits for
     my $end2 = time + 5;

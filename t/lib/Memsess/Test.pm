@@ -35,7 +35,7 @@ our @EXPORT = qw(
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
-    wait_for log_mark log_since log_wait log_file state_log_re
+    wait_for log_mark log_since log_wait log_file state_log_re log_time
     check_interval fail_deadline pass_deadline diag
 );
 
@@ -542,6 +542,17 @@ sub log_since {
     my $s = <$fh>;
     close $fh;
     return $s // '';
+}
+
+# The time of an error log line ("[Tue Nov 24 01:33:48.346998 2026] ..."),
+# in epoch seconds with microseconds, or undef.
+my %MON = (Jan => 0, Feb => 1, Mar => 2, Apr => 3, May => 4, Jun => 5,
+           Jul => 6, Aug => 7, Sep => 8, Oct => 9, Nov => 10, Dec => 11);
+sub log_time {
+    my $line = shift // return undef;
+    my ($mon, $d, $h, $mi, $s, $us, $y) =
+        $line =~ /^\[\w+ (\w+) +(\d+) (\d+):(\d+):(\d+)\.(\d+) (\d+)\]/ or return undef;
+    return POSIX::mktime($s, $mi, $h, $d, $MON{$mon}, $y - 1900, 0, 0, -1) + $us / 1e6;
 }
 
 # Waits for a line matching $re after $mark; returns the line or undef.
