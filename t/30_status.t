@@ -10,7 +10,7 @@ use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 
-plan tests => 44;
+plan tests => 48;
 
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
@@ -128,5 +128,24 @@ for my $c ([default => 'M1'], [memsess_pool_a => 'A1,A2'], [memsess_inherit => '
 my %names;
 $names{ $_->{vhost} // '' }++ for @{ $st->{pools} || [] };
 ok t_cmp(join(',', grep { $names{$_} > 1 } sort keys %names), '', 'pools: no name twice');
+
+# Every vhost is listed under its own "host:port", those that share the
+# main server's configuration (no directive of their own) included; the
+# main server under its ServerName (localhost:PORT here).
+{
+    my $cfg = Apache::Test::config();
+    my @vhosts = sort keys %{ $cfg->{vhosts} };
+    my @want = ("$cfg->{vars}{servername}:$cfg->{vars}{port}",
+                map { $cfg->{vhosts}{$_}{hostport} } @vhosts);
+    my @missing = grep { !$names{$_} } @want;
+    ok t_cmp("@missing", '', 'pools: every vhost of the configuration is listed by its own name');
+    ok t_cmp(scalar keys %names, scalar @want, 'pools: one per vhost and the main server (' . scalar(@want) . ')');
+    my ($main) = grep { ($_->{vhost} // '') eq $want[0] } @{ $st->{pools} || [] };
+    ok t_cmp(join(',', @{ ($main || {})->{configured} || [] }), addr('M1'),
+             "pools: the main server is $want[0] (its ServerName) with its pool");
+    my $inh = pool_of($st, 'memsess_inherit') || {};
+    ok t_cmp($inh->{vhost} // '', $cfg->{vhosts}{memsess_inherit}{hostport},
+             'pools: a vhost without directives of its own is listed under its own name');
+}
 
 memc_stop('S1');
