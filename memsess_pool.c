@@ -163,8 +163,11 @@ const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
     if (argc < 1) {
         return "needs at least one server (host[:port[:weight]])";
     }
-    pl = apr_pcalloc(p, sizeof(*pl));
-    pl->servers = apr_array_make(p, argc, sizeof(memsess_server_t));
+    pl = *pool;
+    if (!pl) {
+        pl = apr_pcalloc(p, sizeof(*pl));
+        pl->servers = apr_array_make(p, argc, sizeof(memsess_server_t));
+    }
     for (i = 0; i < argc; i++) {
         memsess_server_t srv;
         const char *err = memsess_server_parse(p, argv[i], &srv);

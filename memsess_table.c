@@ -384,6 +384,9 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
         if (!holds || !vs[v].capacity) {
             continue;
         }
+        if (servers->nelts > MEMSESS_MAX_SERVERS) {
+            nlive = 0;   /* refused at startup; here: fail open, in bounds */
+        }
         len = memsess_path_build((char *)t + vs[v].offset, vs[v].capacity,
                                  vdefs[v].pool, nlive ? live : NULL,
                                  vdefs[v].format, vdefs[v].failover);

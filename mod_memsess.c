@@ -164,10 +164,7 @@ static const char *set_servers(cmd_parms *cmd, void *dummy, int argc,
     const char *err;
 
     (void)dummy;
-    if (conf->pool) {
-        return cmd_error(cmd, "given twice for one server; list every "
-                              "memcached server in one directive");
-    }
+    /* a second line in the same context adds to the list */
     err = memsess_pool_parse(cmd->pool, argc, argv, &conf->pool);
     return err ? cmd_error(cmd, err) : NULL;
 }

@@ -77,8 +77,10 @@ typedef struct {
 const char *memsess_server_parse(apr_pool_t *p, const char *token,
                                  memsess_server_t *srv);
 
-/* Parses a whole list of tokens into a new pool.  Returns NULL, or an error
- * message (without the directive name). */
+/* Parses a list of tokens into *pool: a new pool when *pool is NULL, else
+ * appended to it (a list may span several directives; httpd hands one at
+ * most 64 arguments).  Returns NULL, or an error message (without the
+ * directive name). */
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
 

@@ -99,6 +99,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             args[n] = (char *)VIEWS[v].servers[n];
             n++;
         }
+        pools[v] = NULL;
         err = memsess_pool_parse(root, n, args, &pools[v]);
         if (err) {
             fail("fixed pool %d: %s", v, err);
@@ -129,7 +130,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
             for (i = 0; i < n; i++) {
                 char *one[1] = { args[i] };
-                memsess_pool_t *alone;
+                memsess_pool_t *alone = NULL;
                 apr_size_t len;
 
                 memsess_pool_parse(root, 1, one, &alone);

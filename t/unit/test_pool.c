@@ -11,6 +11,7 @@ static apr_pool_t *p;
 /* Parses a space-separated list; returns the error or NULL. */
 static const char *parse(const char *list, memsess_pool_t **pool)
 {
+    *pool = NULL;
     char *copy = apr_pstrdup(p, list), *last, *tok;
     char *argv[64];
     int argc = 0;
@@ -126,8 +127,20 @@ int main(void)
        err ? err : "accepted");
     err = parse("a:1 a:2 b:1", &pool);
     ok(!err, "the same host on other ports is another server");
+    {
+        char *more[2] = { "c:1", "d:1" }, *again[1] = { "b:1" };
+
+        ok(!memsess_pool_parse(p, 2, more, &pool)
+           && pool->servers->nelts == 5
+           && !strcmp(APR_ARRAY_IDX(pool->servers, 4, memsess_server_t).addr,
+                      "d:1"), "a second list appends, in order");
+        err = memsess_pool_parse(p, 1, again, &pool);
+        ok(err && strstr(err, "listed twice"),
+           "a server of an earlier line is a duplicate too");
+    }
     err = parse("a A:11211", &pool);
     ok(err && strstr(err, "listed twice"), "host names compare without case");
+    pool = NULL;
     err = memsess_pool_parse(p, 0, NULL, &pool);
     ok(err && strstr(err, "at least one"), "refuses an empty list");
 

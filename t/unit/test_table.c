@@ -16,7 +16,7 @@ static memsess_pool_t *pool_of(const char *a, const char *b, const char *c,
                                int s0, int s1, int s2)
 {
     char *argv[3];
-    memsess_pool_t *pool;
+    memsess_pool_t *pool = NULL;
 
     argv[0] = (char *)a; argv[1] = (char *)b; argv[2] = (char *)c;
     memsess_pool_parse(p, 3, argv, &pool);
