@@ -36,6 +36,8 @@ MEMC_PORTS = (31001, 31002, 31003)
 BASE_PORT = 31030
 PROXY_PORT, PROXY_STATS = 31020, 31021
 SLOW = 1.0          # a request slower than this counts as disrupted
+GUARD = 0.1         # a request that starts this close before a fault counts
+                    # in the fault's phase: it meets the fault
 
 
 def setups(addrs):
@@ -115,7 +117,10 @@ def run_setup(R, memcs, idx, key, title, body, memsess, args):
         proxy = R.nutcracker('compare-twemproxy', PROXY_PORT, PROXY_STATS,
                              [m.addr for m in memcs], failure_limit=1,
                              retry_timeout=args.retry, timeout=200)
-    apache = R.apache('compare-' + key, port, body, memsess=memsess).start()
+    # every worker started up front: requests stuck on a hung server must
+    # not make the others wait for prefork to spawn children
+    apache = R.apache('compare-' + key, port, body, memsess=memsess,
+                      workers=120, start_servers=120).start()
     t0 = now()
     watch = None
     if memsess:
@@ -185,15 +190,16 @@ LABEL = {'healthy': 'healthy', 'refused': 'one refused (SIGKILL)',
          'hung': 'one hung (SIGSTOP)', 'recovered': 'hung one resumed (SIGCONT)'}
 
 
-def disrupted(records, a, b):
+def disrupted(records, a, b, fault):
     """Of the requests started in [a, b) that failed, got no session or took
-    longer than SLOW: (seconds from a to the start of the last one, to the
-    end of the last one), or None."""
+    longer than SLOW: (seconds from the fault to the start of the last one,
+    to the end of the last one), or None."""
     bad = [r for r in records if a <= r.t < b and
            (r.outcome in (FAILED, NOSESS) or r.lat > SLOW)]
     if not bad:
         return None
-    return (max(r.t for r in bad) - a, max(r.t + r.lat for r in bad) - a)
+    return (max(0.0, max(r.t for r in bad) - fault),
+            max(0.0, max(r.t + r.lat for r in bad) - fault))
 
 
 def report(results, args, started):
@@ -210,11 +216,13 @@ def report(results, args, started):
       'time (uniform 0.5-1.5x); client timeout %.0f s (as in the SPEC\'s '
       'table); keep-alive.  Three local memcached servers; server 2 is '
       'killed (SIGKILL, port refuses), restarted empty, frozen (SIGSTOP, '
-      'accepts but never answers) and resumed (SIGCONT).  Phases: healthy '
+      'accepts but never answers) and resumed (SIGCONT).  Apache prefork with '
+      'all 120 workers started up front.  Phases: healthy '
       '%.0f s, refused %.0f s, restarted %.0f s, hung %.0f s, resumed %.0f s. '
-      'Requests count in the phase in which they started.'
+      'Requests count in the phase in which they started (those that '
+      'started less than %.0f ms before a fault count in its phase).'
       % (args.users, args.think * 1000, args.timeout, args.healthy,
-         args.refused, args.rejoin, args.hung, args.recovered))
+         args.refused, args.rejoin, args.hung, args.recovered, GUARD * 1000))
     w('')
     w('Setups: **static**: `php_admin_value session.save_path "a,b,c"` with '
       'php-memcached\'s defaults.  **phpfail**: the same plus '
@@ -244,8 +252,10 @@ def report(results, args, started):
     for res in results:
         ev, det = res['ev'], res['det']
         for a, b in SCENARIOS:
-            s = summarize(res['records'], ev[a], ev[b])
-            d = disrupted(res['records'], ev[a], ev[b])
+            lo = ev[a] - (GUARD if a != 'healthy' else 0)
+            hi = ev[b] - (GUARD if b != 'end' else 0)
+            s = summarize(res['records'], lo, hi)
+            d = disrupted(res['records'], lo, hi, ev[a])
             span = ev[b] - ev[a]
             if a in det:
                 dt = det[a]
@@ -254,7 +264,7 @@ def report(results, args, started):
                 detected = '–'
             if d is None:
                 dis = 'none'
-            elif d[0] > span - 1.5:
+            elif d[0] > span - 1.5 and a != 'healthy':
                 dis = 'whole phase'
             else:
                 dis = '%.1f s / %.1f s' % d
@@ -269,7 +279,8 @@ def report(results, args, started):
           % ', '.join(left))
         w('')
     w('Latency through the freeze: `failover-latency.png` (the slowest '
-      'request started in each 250 ms, per setup).  Per-request data: '
+      'request started in each 250 ms, per setup; a gap: no request started, '
+      'every user of that setup was waiting).  Per-request data: '
       '`bench/work/compare-*.csv`.')
     w('')
     return '\n'.join(out)

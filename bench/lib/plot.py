@@ -98,7 +98,7 @@ def compare_freeze(series, marks, png, span):
          'set output "%s"' % png,
          'set logscale y', 'set grid', 'set yrange [0.3:30000]',
          'set xrange [-3:%.1f]' % span,
-         'set ylabel "slowest request in 250 ms (ms)"',
+         'set ylabel "slowest request started in 250 ms (ms)"',
          'set xlabel "seconds since one of three memcached servers was frozen '
          '(SIGSTOP)"',
          'set key outside right top',
@@ -107,7 +107,8 @@ def compare_freeze(series, marks, png, span):
     plots = []
     palette = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8']
     for i, (name, path) in enumerate(series):
-        plots.append('"%s" using 1:2 with steps lw 2 lc rgb "%s" title "%s"'
+        plots.append('"%s" using 1:2 with linespoints pt 7 ps 0.4 lw 1.5 '
+                     'lc rgb "%s" title "%s"'
                      % (path, palette[i % len(palette)], name))
     s.append('plot ' + ', '.join(plots))
     _gnuplot('\n'.join(s) + '\n', 'compare-freeze')
