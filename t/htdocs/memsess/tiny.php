@@ -1,0 +1,3 @@
+<?php
+// The smallest PHP page: what the session module was told, no storage.
+echo session_save_path(), "\n";
