@@ -33,7 +33,8 @@
  *   - an accepted server's addr fits MEMSESS_ADDR_MAX, holds no character
  *     that would split a save_path, and parses back to itself;
  *   - the pool is accepted exactly when every token is and no two give the
- *     same addr; a pool never accepts a server it already holds;
+ *     same addr; a pool never accepts a server it already holds; the list
+ *     split over two lines (the second appending) gives the same pool;
  *   - memsess_path_build, in both formats and both failover modes, for
  *     many live masks, returns the length of the model's save_path, never
  *     writes past size, always NUL-terminates, and writes a prefix of the
@@ -452,6 +453,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              argc == 0 ? "an error (no server)"
              : !all_ok ? "an error (bad token)"
              : dup ? "an error (duplicate)" : "success");
+    }
+
+    /* The same list over two MemsessServers lines: the second appends to
+     * the pool of the first, with the same verdict and the same servers. */
+    if (argc >= 2) {
+        memsess_pool_t *two = NULL;
+        int k = 1 + (int)(rng % (uint32_t)(argc - 1));
+        const char *e = memsess_pool_parse(p, k, argv, &two);
+
+        if (!e) {
+            e = memsess_pool_parse(p, argc - k, argv + k, &two);
+        }
+        if ((e == NULL) != (err == NULL)) {
+            fail("%d tokens as %d + %d on two lines: %s; on one: %s", argc,
+                 k, argc - k, e ? e : "accepted", err ? err : "accepted");
+        }
+        for (i = 0; !e && i < argc; i++) {
+            const memsess_server_t *a =
+                &APR_ARRAY_IDX(pool->servers, i, memsess_server_t);
+            const memsess_server_t *b =
+                &APR_ARRAY_IDX(two->servers, i, memsess_server_t);
+
+            if (two->servers->nelts != argc || strcmp(a->addr, b->addr)
+                || a->weight != b->weight) {
+                fail("%d tokens as %d + %d on two lines: server %d is %s, "
+                     "on one line %s", argc, k, argc - k, i, b->addr,
+                     a->addr);
+            }
+        }
     }
     if (err) {
         goto done;
