@@ -138,7 +138,7 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
  * garbage can pass for one that has no such key.  Only a server that
  * speaks the protocol and stores what it is given echoes the value. */
 static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
-                 char *err, apr_size_t errlen)
+                 int flush, char *err, apr_size_t errlen)
 {
     static apr_uint32_t counter;
     memcached_st *mc = memcached_create(NULL);
@@ -173,6 +173,11 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     ok = rc == MEMCACHED_SUCCESS && value && len == noncelen
          && !memcmp(value, nonce, len);
     free(value);
+    if (ok && flush) {
+        /* what it held is older than what was written elsewhere meanwhile */
+        rc = memcached_flush(mc, 0);
+        ok = rc == MEMCACHED_SUCCESS;
+    }
     if (ok) {
         memcached_free(mc);
         return 1;
@@ -252,14 +257,28 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     else {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0011: "
                      "memcached server %s is up (%u consecutive good probes, "
-                     "answered in %" APR_TIME_T_FMT "us)", after.addr,
-                     after.consecutive_passes, took);
+                     "answered in %" APR_TIME_T_FMT "us%s)", after.addr,
+                     after.consecutive_passes, took,
+                     rt->rejoin_flush && after.state_changes > 1
+                     ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
         log_all_down(rt, APR_ARRAY_IDX(rt->confs, c->flipped[k],
                                        memsess_srv_conf *),
                      after.state == MEMSESS_DOWN);
     }
+}
+
+/* Whether a good probe now brings a down server back, and it must be
+ * emptied first (MemsessRejoin flush).  Only this probe writes the slot
+ * while it is in flight, so reading it here is safe. */
+static int rejoining(const checker_t *c, int i)
+{
+    const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
+
+    return c->rt->rejoin_flush && slot->state == MEMSESS_DOWN
+           && slot->consecutive_passes + 1
+              >= (apr_uint32_t)c->rt->pass_threshold;
 }
 
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
@@ -275,7 +294,7 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
     int ok;
 
     (void)thread;
-    ok = probe(srv, timeout, error, sizeof(error));
+    ok = probe(srv, timeout, rejoining(c, i), error, sizeof(error));
     took = apr_time_now() - start;
     if (ok && took > timeout) {
         ok = 0;

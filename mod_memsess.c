@@ -75,6 +75,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->timeout = -1;
     conf->fail_threshold = -1;
     conf->pass_threshold = -1;
+    conf->rejoin_flush = -1;
     conf->view = -1;
     return conf;
 }
@@ -99,6 +100,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->timeout = base->timeout;
     conf->fail_threshold = base->fail_threshold;
     conf->pass_threshold = base->pass_threshold;
+    conf->rejoin_flush = base->rejoin_flush;
     conf->view = -1;
     return conf;
 }
@@ -303,6 +305,27 @@ static const char *set_failover(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+static const char *set_rejoin(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "keep")) {
+        cmd_conf(cmd)->rejoin_flush = 0;
+    }
+    else if (!strcasecmp(arg, "flush")) {
+        cmd_conf(cmd)->rejoin_flush = 1;
+    }
+    else {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown mode \"%s\" "
+                                           "(keep or flush)", arg));
+    }
+    return NULL;
+}
+
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -330,6 +353,8 @@ static const command_rec memsess_cmds[] = {
         "when no server is live: open, 503 or files [dir]"),
     AP_INIT_TAKE1("MemsessFailover", set_failover, NULL, RSRC_CONF,
         "what takes a down server's place: drop (default) or successor"),
+    AP_INIT_TAKE1("MemsessRejoin", set_rejoin, NULL, RSRC_CONF,
+        "what a server that comes back holds: keep (default) or flush"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -441,6 +466,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                          ? rt->global->fail_threshold : MEMSESS_DEFAULT_FAILS;
     rt->pass_threshold = rt->global->pass_threshold > 0
                          ? rt->global->pass_threshold : MEMSESS_DEFAULT_PASSES;
+    rt->rejoin_flush = rt->global->rejoin_flush > 0;
     rt->targets = apr_array_make(p, 16, sizeof(memsess_server_t *));
     rt->confs = apr_array_make(p, 16, sizeof(memsess_srv_conf *));
     rt->vhosts = apr_array_make(p, 16, sizeof(memsess_vhost_t));

@@ -244,6 +244,7 @@ typedef struct {
     const char          *timeout_arg;
     int                  fail_threshold;
     int                  pass_threshold;
+    int                  rejoin_flush;   /* -1 unset, 0 keep, 1 flush */
     /* set at post_config.  A vhost that uses none of our directives
      * shares the main server's struct, and so its view. */
     int                  view;       /* index of the published path, -1 */
@@ -276,6 +277,7 @@ typedef struct {
     apr_interval_time_t  timeout;
     int                  fail_threshold;
     int                  pass_threshold;
+    int                  rejoin_flush;
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;
