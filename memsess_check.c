@@ -402,8 +402,13 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     /* keep the threads between rounds instead of starting them anew */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
     make_probe_key();
-    /* A checker that died inside the table left it mid-write. */
+    /* A checker that died inside the table left it mid-write: perhaps
+     * between a state change and its publication, or halfway through a
+     * view's text.  Repair the seqlock, then republish every view. */
     memsess_table_recover(rt->table);
+    memsess_table_write_begin(rt->table);
+    memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
+    memsess_table_write_end(rt->table);
     checker = c;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"

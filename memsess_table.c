@@ -221,7 +221,7 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
 {
     const memsess_view_slot_t *vs = &views(t)[v];
     apr_uint64_t s;
-    apr_uint32_t n;
+    apr_uint32_t n, want;
     int tries = 0;
 
     if (!size) {
@@ -232,16 +232,17 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
         if (s & 1) {
             return APR_EBUSY;
         }
-        n = vs->len;
+        want = n = vs->len;
         if (n >= size || n >= vs->capacity) {
-            n = 0;   /* torn read: the retry below repeats it */
+            n = 0;   /* torn read (the retry repeats it), or buf too small */
         }
         memcpy(buf, (const char *)t + vs->offset, n);
         *nlive = vs->nlive;
     } while (read_retry(t, s, &tries));
     buf[n] = '\0';
     *len = n;
-    return APR_SUCCESS;
+    /* a consistent text that does not fit buf: never pass it off as "" */
+    return n == want ? APR_SUCCESS : APR_ENOSPC;
 }
 
 /* ------------------------------------------------------------------ */
