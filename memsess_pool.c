@@ -41,19 +41,39 @@ static long parse_number(const char *s, apr_size_t len)
     return n;
 }
 
-static int valid_hostname(const char *host)
+/* A host name, label by label (letters, digits, '-' and '_', 1 to 63 of
+ * them, no '-' at either end), or an IPv4 address as a plain dotted quad.
+ * Returns NULL, or what is wrong. */
+static const char *check_hostname(const char *host)
 {
-    const char *c;
+    const char *label = host, *c;
+    struct in_addr ip4;
 
     if (!*host || strlen(host) > 253) {
-        return 0;
+        return "invalid host";
     }
-    for (c = host; *c; c++) {
-        if (!apr_isalnum(*c) && *c != '-' && *c != '.' && *c != '_') {
-            return 0;
+    for (c = host; ; c++) {
+        if (*c == '.' || !*c) {
+            apr_size_t len = (apr_size_t)(c - label);
+
+            if (len < 1 || len > 63 || label[0] == '-' || c[-1] == '-') {
+                return "invalid host";
+            }
+            if (!*c) {
+                break;
+            }
+            label = c + 1;
+        }
+        else if (!apr_isalnum(*c) && *c != '-' && *c != '_') {
+            return "invalid host";
         }
     }
-    return 1;
+    /* 127.1, 2130706433 or 0177.0.0.1 reach 127.0.0.1 too, and would be
+     * probed and hashed as another server */
+    if (inet_aton(host, &ip4) && inet_pton(AF_INET, host, &ip4) != 1) {
+        return "IPv4 address must be written as a.b.c.d";
+    }
+    return NULL;
 }
 
 const char *memsess_server_parse(apr_pool_t *p, const char *token,
@@ -131,8 +151,10 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
         addr = apr_psprintf(p, "[%s]:%ld", host, port);
     }
     else {
-        if (!valid_hostname(host)) {
-            return apr_psprintf(p, "invalid host in \"%s\"", token);
+        const char *bad = check_hostname(host);
+
+        if (bad) {
+            return apr_psprintf(p, "%s in \"%s\"", bad, token);
         }
         for (scope = host; *scope; scope++) {
             *scope = apr_tolower(*scope);

@@ -99,6 +99,34 @@ static long model_number(const char *s, size_t len)
     return n;
 }
 
+/* Labels of 1-63 characters between the dots, none starting or ending
+ * with '-'; a name the C library reads as an IPv4 address only when it is
+ * the canonical dotted quad. */
+static int model_host_ok(const char *host)
+{
+    char copy[300], *label, *save = NULL;
+    size_t len = strlen(host);
+    struct in_addr a;
+
+    if (len >= sizeof(copy) || host[0] == '.' || host[len - 1] == '.'
+        || strstr(host, "..")) {
+        return 0;
+    }
+    memcpy(copy, host, len + 1);
+    for (label = strtok_r(copy, ".", &save); label;
+         label = strtok_r(NULL, ".", &save)) {
+        size_t l = strlen(label);
+
+        if (l > 63 || label[0] == '-' || label[l - 1] == '-') {
+            return 0;
+        }
+    }
+    if (inet_aton(host, &a) != 0 && inet_pton(AF_INET, host, &a) != 1) {
+        return 0;
+    }
+    return 1;
+}
+
 /* Fills m and returns 1 when tok is a valid server, 0 when not. */
 static int model_parse(const char *tok, model_srv_t *m)
 {
@@ -148,6 +176,9 @@ static int model_parse(const char *tok, model_srv_t *m)
             m->host[i] = c;
         }
         m->host[hlen] = '\0';
+        if (!model_host_ok(m->host)) {
+            return 0;
+        }
         rest = tok + hlen;
     }
 

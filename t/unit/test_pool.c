@@ -117,6 +117,19 @@ int main(void)
     refuses("", "invalid host");
     refuses(":11211", "invalid host");
     refuses("a/b:1", "invalid host");
+    refuses(".:1", "invalid host");
+    refuses("-:1", "invalid host");
+    refuses("a..b:1", "invalid host");
+    refuses("localhost.:1", "invalid host");
+    refuses("-cache:1", "invalid host");
+    refuses("cache-.example:1", "invalid host");
+    refuses("127.1:11211", "a.b.c.d");
+    refuses("2130706433:11211", "a.b.c.d");
+    refuses("0177.0.0.1:11211", "a.b.c.d");
+    refuses("0x7f.0.0.1:11211", "a.b.c.d");
+    accepts("memcache_1.internal:11211", "memcache_1.internal", 11211, 0,
+            "memcache_1.internal:11211");
+    accepts("10.0.0.255", "10.0.0.255", 11211, 0, "10.0.0.255:11211");
 
     err = parse("a:1 b:2 a:1", &pool);
     ok(err && strstr(err, "listed twice") && strstr(err, "\"a:1\""),
