@@ -279,3 +279,28 @@ apr_size_t memsess_path_build(char *buf, apr_size_t size,
     }
     return need;
 }
+
+apr_size_t memsess_path_max(const memsess_pool_t *pool,
+                            memsess_format_e format,
+                            memsess_failover_e failover)
+{
+    int n = pool->servers->nelts, i;
+    apr_size_t longest = 0;
+
+    if (failover != MEMSESS_FAILOVER_SUCCESSOR || !n) {
+        /* a subset of the full list is never longer than the list */
+        return memsess_path_build(NULL, 0, pool, NULL, format, failover);
+    }
+    /* every place may hold the longest entry */
+    for (i = 0; i < n; i++) {
+        apr_size_t need = 0;
+
+        append_server(NULL, 0, &need,
+                      &APR_ARRAY_IDX(pool->servers, i, memsess_server_t),
+                      format);
+        if (need > longest) {
+            longest = need;
+        }
+    }
+    return n * longest + (n - 1) * (format == MEMSESS_FORMAT_MEMCACHE ? 2 : 1);
+}

@@ -431,24 +431,6 @@ static apr_port_t vhost_port(const server_rec *s)
     return s->addrs ? s->addrs->host_port : 0;
 }
 
-/* The length of the longest "h:p:w" entry of a pool. */
-static apr_size_t longest_entry(const memsess_pool_t *pool)
-{
-    apr_size_t longest = 0;
-    int i;
-
-    for (i = 0; i < pool->servers->nelts; i++) {
-        const memsess_server_t *srv = &APR_ARRAY_IDX(pool->servers, i,
-                                                     memsess_server_t);
-        apr_size_t len = strlen(srv->addr) + (srv->weight ? 12 : 0);
-
-        if (len > longest) {
-            longest = len;
-        }
-    }
-    return longest;
-}
-
 /* Gives every distinct server a slot and every vhost with a pool a view. */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                         server_rec *s)
@@ -528,13 +510,9 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         full = apr_palloc(p, len + 1);
         memsess_path_build(full, len + 1, conf->pool, NULL,
                            rt->views[v].format, MEMSESS_FAILOVER_DROP);
-        conf->capacity = (apr_uint32_t)len + 1;
-        if (rt->views[v].failover == MEMSESS_FAILOVER_SUCCESSOR) {
-            /* every place may hold the longest entry */
-            conf->capacity = (apr_uint32_t)(conf->pool->servers->nelts
-                                            * (longest_entry(conf->pool) + 1)
-                                            + 1);
-        }
+        conf->capacity = (apr_uint32_t)memsess_path_max(conf->pool,
+                                     rt->views[v].format,
+                                     rt->views[v].failover) + 1;
         conf->full_path = full;
     }
     return rt;

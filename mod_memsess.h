@@ -103,6 +103,12 @@ apr_size_t memsess_path_build(char *buf, apr_size_t size,
                               memsess_format_e format,
                               memsess_failover_e failover);
 
+/* The longest save_path memsess_path_build can give for pool, whatever is
+ * live, without the NUL. */
+apr_size_t memsess_path_max(const memsess_pool_t *pool,
+                            memsess_format_e format,
+                            memsess_failover_e failover);
+
 /* ------------------------------------------------------------------ */
 /* The shared health table (memsess_table.c)                          */
 

@@ -325,6 +325,12 @@ static void check_build(const memsess_pool_t *pool, const unsigned char *live,
         memset(buf, 0x5a, size);
     }
     got = memsess_path_build(buf, size, pool, live, format, failover);
+    if (got > memsess_path_max(pool, format, failover)) {
+        fail("path_build gives %zu, beyond memsess_path_max's %zu (format "
+             "%d, failover %d)", (size_t)got,
+             (size_t)memsess_path_max(pool, format, failover), (int)format,
+             (int)failover);
+    }
     if (got != wlen) {
         fail("path_build(size %zu, format %d, failover %d) says %zu, model "
              "\"%s\" is %zu", (size_t)size, (int)format, (int)failover,

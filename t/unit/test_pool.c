@@ -192,6 +192,19 @@ int main(void)
     live[0] = 1; live[1] = 0; live[2] = 1;
     is_str(path_with("a:1 b:2 c:3", live, MEMSESS_FORMAT_MEMCACHED,
                      MEMSESS_FAILOVER_DROP), "a:1,c:3", "drop leaves it out");
+    parse("a:1 bbbbbbbb:2:10 c:3", &pool);
+    ok(memsess_path_max(pool, MEMSESS_FORMAT_MEMCACHED,
+                        MEMSESS_FAILOVER_SUCCESSOR) == 3 * 13 + 2,
+       "successor: room for the longest entry in every place");
+    ok(memsess_path_max(pool, MEMSESS_FORMAT_MEMCACHE,
+                        MEMSESS_FAILOVER_SUCCESSOR) == 3 * 26 + 4,
+       "successor, memcache format: tcp:// and ?weight= counted");
+    ok(memsess_path_max(pool, MEMSESS_FORMAT_MEMCACHED, MEMSESS_FAILOVER_DROP)
+       == strlen("a:1,bbbbbbbb:2:10,c:3"), "drop: the full list");
+    live[0] = 0; live[1] = 1; live[2] = 0;
+    ok(strlen(path_with("a:1 bbbbbbbb:2:10 c:3", live,
+                        MEMSESS_FORMAT_MEMCACHED, MEMSESS_FAILOVER_SUCCESSOR))
+       == 3 * 13 + 2, "which the worst case fills exactly");
 
     parse("aaaa:1 bbbb:2", &pool);
     need = memsess_path_build(small, sizeof(small), pool, NULL,
