@@ -8,7 +8,10 @@
 # fast, and the checker's thread count does not grow.
 #
 # The fakes (t/lib/Memsess/FakeMemcached.pm) start healthy, so that each
-# server is up first and its fault brings it down.
+# server is up first and its fault brings it down.  The binary one answers
+# control characters and bytes that are not UTF-8: the status page must
+# stay valid JSON all the same (checked once, explicitly; the other checks
+# read the page leniently, so that one fault does not hide the others).
 use strict;
 use warnings FATAL => 'all';
 
@@ -16,6 +19,8 @@ use Apache::Test;
 use Apache::TestUtil;
 use List::Util qw(max);
 use Time::HiRes qw(time sleep);
+use JSON::PP ();
+use LWP::UserAgent ();
 use Memsess::Test;
 
 my $V = 'memsess_probe';
@@ -23,14 +28,22 @@ my $BAD_NAME = 'nonexistent.invalid:11211';
 # fake => [mode, what last_error must say]
 my %FAULT = (
     FAKE_GARBAGE => ['garbage', qr/UNKNOWN READ FAILURE.*HELLO THERE/],
-    FAKE_BINARY  => ['binary',  qr/UNKNOWN READ FAILURE/],
+    FAKE_BINARY  => ['binary',  qr/^UNKNOWN READ FAILURE,  \[31mBIN ARY /],
     FAKE_ENDLESS => ['endless', qr/PROTOCOL ERROR/],
     FAKE_CLOSE   => ['close',   qr/CONNECTION FAILURE/],
     FAKE_SLOW    => ['slow',    qr/^timeout after 100ms: /],
 );
 my @FAKES = sort keys %FAULT;
 
-plan tests => 5 + 5 * @FAKES + 11;
+plan tests => 5 + 5 * @FAKES + 12;
+
+# /memsess-status?json, decoded as UTF-8 or, failing that, byte by byte.
+my $SUA = LWP::UserAgent->new(timeout => 5);
+sub raw_status { my $r = $SUA->get(vhost_url('default', '/memsess-status?json')); $r->is_success ? $r->content : undef }
+sub st {
+    my $raw = raw_status() // return undef;
+    return eval { JSON::PP->new->utf8->decode($raw) } // eval { JSON::PP->new->decode($raw) };
+}
 
 memc_start('Q1');
 fake_start('FAKE_OK', 'ok');
@@ -82,7 +95,7 @@ my $ua = new_ua(timeout => 10);
 $dt = wait_for(fail_deadline(), sub {
     my (undef, undef, $t) = get_json($ua, $V, '/memsess/info.php');
     push @lat, $t;
-    my $st = status() or return 0;
+    my $st = st() or return 0;
     for my $f (@FAKES) {
         return 0 unless (server_state($f, $st) // '') eq 'down';
     }
@@ -90,20 +103,34 @@ $dt = wait_for(fail_deadline(), sub {
 }, 0.02);
 diag sprintf 'the five faulty servers were down after %s ms (deadline %d ms)',
     defined $dt ? int($dt * 1000) : 'never', fail_deadline() * 1000;
-my $st = status() || {};
+my $st = st() || {};
 for my $f (@FAKES) {
     my ($mode, $re) = @{ $FAULT{$f} };
     my $s = status_server($st, addr($f)) || {};
     my $err = $s->{last_error} // '';
-    diag "$mode: last_error '$err'";
+    diag "$mode: last_error '" . ($err =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ger) . "'";
     ok t_cmp($s->{state} // 'missing', 'down', "$mode: down within the deadline");
     ok t_cmp($err, $re, "$mode: last_error says why");
     ok t_cmp($err =~ /[\x00-\x1f\x7f]/ ? 'control characters' : 'clean', 'clean',
              "$mode: last_error has no control characters");
     my $line = log_wait(2, $mark, state_log_re($f, 'down')) // '';
-    ok t_cmp($line, qr/MEMSESS0010: .*\Q$err\E/, "$mode: a NOTICE line gives the same reason");
+    # (the error log writes a byte above 0x7e as \xNN)
+    (my $logged = $err) =~ s/([^\x00-\x7e])/sprintf '\\x%02x', ord $1/ge;
+    ok t_cmp($line, qr/MEMSESS0010: .*\Q$logged\E/, "$mode: a NOTICE line gives the same reason");
     ok t_cmp($line =~ /[\x00-\x08\x0b-\x1f\x7f]/ ? 'control characters' : 'clean', 'clean',
              "$mode: the log line has no control characters");
+}
+
+# The server's bytes are in last_error: the JSON document is still UTF-8.
+{
+    my $raw = raw_status() // '';
+    my $copy = $raw;
+    my $utf8 = utf8::decode($copy) ? 'valid UTF-8' : 'not UTF-8';
+    my $json = eval { JSON::PP->new->utf8->decode($raw); 1 } ? 'valid JSON' : 'invalid JSON';
+    my ($shown) = $raw =~ /("last_error": "UNKNOWN READ FAILURE[^"]*")/;
+    ($shown //= '') =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ge;
+    ok t_cmp("$utf8, $json", 'valid UTF-8, valid JSON',
+             "?json stays valid when a server answered bytes that are not UTF-8 ($shown)");
 }
 
 # the name that does not resolve: down since the start
@@ -149,7 +176,7 @@ ok t_cmp($worst < 1 ? 1 : 0, 1, sprintf('every request was fast (worst %.3f s < 
         push @n, threads_of($checker);
         sleep check_interval();
     }
-    my @s = grep { ($_->{state} // '') eq 'down' } map { status_server(status(), addr($_)) || {} } @FAKES;
+    my @s = grep { ($_->{state} // '') eq 'down' } map { status_server(st(), addr($_)) || {} } @FAKES;
     diag "threads of the checker ($checker) over $rounds rounds: @n";
     ok t_cmp(scalar(grep { $_ < 0 } @n), 0, 'the checker lived through the rounds');
     ok t_cmp(max(@n[5 .. $#n]) <= $n[4] ? 1 : 0, 1,

@@ -7,7 +7,7 @@ package Memsess::FakeMemcached;
 #
 #   ok       a correct (tiny) memcached
 #   garbage  answers every command with "HELLO THERE"
-#   binary   answers with bytes that are not text: NUL, ESC, BEL, 0xff ...
+#   binary   answers with bytes that are not text: ESC, BEL, DEL, 0xff, NUL ...
 #   endless  answers with one line that never ends (until the client leaves)
 #   close    starts the answer and closes the connection in its middle
 #   slow     a correct memcached whose answers leave DELAY ms late
@@ -137,7 +137,7 @@ sub _serve {
             push @{ $x->{out} }, [$due, "HELLO THERE\r\n"];
         }
         elsif ($mode eq 'binary') {
-            push @{ $x->{out} }, [$due, "\x00\x01\x1b[2J\x07\xff\xfe\x7f\x08\r\n"];
+            push @{ $x->{out} }, [$due, "\x1b[31mBIN\x07ARY\x7f\xff\xfe\x08\x00\x01\r\n"];
         }
         elsif ($mode eq 'endless') {
             $x->{endless} = 1;
