@@ -220,8 +220,8 @@ int memsess_inject_fixups(request_rec *r)
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
     apr_table_setn(r->subprocess_env, "MEMSESS_LIVE",
-                   apr_psprintf(r->pool, "%u/%d", nlive,
-                                conf->pool->servers->nelts));
+                   conf->live_text[nlive <= (apr_uint32_t)conf->pool->servers->nelts
+                                   ? nlive : 0]);
 
     if (for_fcgi(r)) {
         n = settings(r, conf, handler, path, ini);

@@ -499,6 +499,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                                memsess_srv_conf *);
         apr_size_t len;
         char *full;
+        int k;
 
         rt->views[v].pool = conf->pool;
         rt->views[v].format = conf->format > 0 ? conf->format
@@ -514,6 +515,12 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                      rt->views[v].format,
                                      rt->views[v].failover) + 1;
         conf->full_path = full;
+        conf->live_text = apr_palloc(p, (conf->pool->servers->nelts + 1)
+                                        * sizeof(const char *));
+        for (k = 0; k <= conf->pool->servers->nelts; k++) {
+            conf->live_text[k] = apr_psprintf(p, "%d/%d", k,
+                                              conf->pool->servers->nelts);
+        }
     }
     return rt;
 }

@@ -256,6 +256,7 @@ typedef struct {
     int                  view;       /* index of the published path, -1 */
     apr_uint32_t         capacity;   /* of the longest path, NUL included */
     const char          *full_path;  /* every server, in config order */
+    const char         **live_text;  /* [k] = "k/n", for MEMSESS_LIVE */
     const char          *name;       /* "host:port" of its first vhost */
 } memsess_srv_conf;
 
