@@ -4,11 +4,12 @@
 #   - SIGKILL of the checker child: checking resumes within two intervals
 #     (three times), the new checker logs MEMSESS0023 naming the dead one,
 #     and it detects and logs state changes;
+#   - the same while the killed checker stays a zombie (its parent stopped);
 #   - SIGSTOP of the checker: another child takes over once the lease is
 #     stale (two intervals + timeout); on SIGCONT the old one steps down
 #     (MEMSESS0019) and exactly one checker goes on (one check per interval);
 #   - SIGKILL of every child at once: the children Apache starts anew resume.
-# The last two run on a separate instance with one Listen: prefork children
+# The last three run on a separate instance with one Listen: prefork children
 # with several listeners share an accept mutex, and a frozen child holding
 # it would stop the whole server from answering.
 use strict;
@@ -23,7 +24,7 @@ use Memsess::Instance;
 use constant TICK => 0.100;    # the watchdog's
 my $KILLS = 3;
 
-plan tests => 3 + 3 * $KILLS + 3 + 6 + 2;
+plan tests => 3 + 3 * $KILLS + 3 + 2 + 6 + 2;
 
 sub checks_in {
     my ($st, $name) = @_;
@@ -31,6 +32,15 @@ sub checks_in {
 }
 sub checks { checks_in(status(), 'S1') }
 sub log_pid { my $l = shift // ''; $l =~ /\[pid (\d+)/ ? $1 : undef }
+
+# The state letter of a process (R, S, T, Z ...), or 'gone'.
+sub proc_state {
+    my $pid = shift;
+    open my $fh, '<', "/proc/$pid/stat" or return 'gone';
+    my $st = <$fh> // '';
+    close $fh;
+    return $st =~ /\)\s+(\S)/ ? $1 : 'gone';
+}
 
 my $STARTED = qr/MEMSESS0013: checker started in process (\d+)/;
 
@@ -113,7 +123,33 @@ my $frozen = current_checker($in->log_since(0));
 ok t_cmp(defined $up && $frozen && kill(0, $frozen) ? 1 : 0, 1,
          'instance: Z1 up, the checker is ' . ($frozen // 'none'));
 
+# A killed checker that stays a zombie (its parent, stopped, cannot reap
+# it) is gone all the same: another child resumes within two intervals.
 {
+    my $victim = $frozen;
+    my $ppid = $in->pid;
+    my $others = wait_for(5, sub { 2 <= grep { $_ != $victim } $in->children }, 0.05);
+    sleep 2 * TICK;
+    my $mark = $in->log_mark();
+    kill 'STOP', $ppid;
+    my $t0 = time;
+    kill 'KILL', $victim;
+    my $line = $in->log_wait(2 * check_interval() + Memsess::Test::margin(), $mark,
+                             qr/MEMSESS0023: checking resumed in process \d+: process \Q$victim\E stopped/);
+    my $zombie = proc_state($victim);
+    kill 'CONT', $ppid;
+    my $took = defined $line ? log_time($line) - $t0 : undef;
+    diag sprintf 'zombie checker: checking resumed %s ms after SIGKILL (log time), the old one %s',
+        defined $took ? int($took * 1000) : 'never', $zombie eq 'Z' ? 'still a zombie' : "in state $zombie";
+    ok t_cmp(defined $others && defined $took && $took <= 2 * check_interval() ? 1 : 0, 1,
+             'zombie checker: another child resumes within two intervals');
+    ok t_cmp($zombie, 'Z', 'while the old checker was still a zombie');
+    $frozen = current_checker($in->log_since($mark)) // 0;
+}
+
+{
+    wait_for(5, sub { 2 <= grep { $_ != $frozen } $in->children }, 0.05);
+    sleep 2 * TICK;
     my $mark = $in->log_mark();
     my $t0 = time;
     kill 'STOP', $frozen;

@@ -211,7 +211,7 @@ sub stop {
     delete $RUNNING{ $self->{dir} };
     return unless $pid && kill 0, $pid;
     my @kids = children_of($pid);
-    kill 'CONT', @kids;    # a frozen child would hold up the stop
+    kill 'CONT', $pid, @kids;    # a frozen process would hold up the stop
     $self->_run('-k', 'stop');
     my $end = time + 10;
     sleep 0.05 while kill(0, $pid) && time < $end;
