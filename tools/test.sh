@@ -7,10 +7,15 @@
 #  3. the Apache::Test scenarios (t/*.t) run against a real Apache, mod_php,
 #     php-memcached and memcached processes.  Apache::Test refuses root, so
 #     they run as the unprivileged user memsess-test in a copy of the
-#     checkout under a temporary directory;
+#     checkout under a temporary directory.  Some scenarios also start
+#     Apache instances of their own (t/lib/Memsess/Instance.pm: other MPMs,
+#     restarts by the hundred, 1000 vhosts, make install), from generated
+#     configs under t/logs/inst/, and stop them;
 #  4. the scenarios run a second time against an ASan+UBSan build of the
-#     module (make SANITIZE=1 in another copy); any sanitizer report fails
-#     the run.
+#     module (make SANITIZE=1 in another copy, httpd through a wrapper that
+#     preloads the runtime); any sanitizer report fails the run.  There the
+#     scenarios see MEMSESS_TEST_SANITIZED=1 and skip their RSS comparisons
+#     (ASan's quarantine holds freed memory).
 #
 # Everything runs to the end; the exit status is non-zero if anything failed,
 # and the last line counts the checks: "summary: N passed, N failed".
@@ -23,6 +28,7 @@
 #   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
 #                             with what it expected and what it got)
 #   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards
+#   MEMSESS_TEST_TIMEOUT      seconds for one run of the scenarios (default 720)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
