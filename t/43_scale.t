@@ -3,7 +3,9 @@
 # 2 s (from the start command to the first answer), the status page lists
 # 1001 pools and 256 servers, a vhost's request gets its own pool.  The
 # main server, with a ServerName without a port, is named by its first
-# Listen.  More than 1024 distinct servers are refused (MEMSESS0002).
+# Listen.  More than 1024 distinct servers are refused (MEMSESS0002).  A
+# MemsessServers line of 70 servers is taken whole or refused, never cut
+# (httpd hands a TAKE_ARGV directive at most 64 arguments).
 use strict;
 use warnings FATAL => 'all';
 
@@ -13,7 +15,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Ports ();
 
-plan tests => 9;
+plan tests => 10;
 
 my @HOSTS = map { "127.0.0.$_" } 2 .. 5;
 
@@ -83,4 +85,24 @@ $in->stop;
     my ($rc, $out) = $big->syntax;
     ok t_cmp($rc ? 'refused' : 'accepted', 'refused', scalar(@many) . ' distinct servers: httpd -t refuses them');
     ok t_cmp($out, qr/MEMSESS0002: .*1025/, 'with MEMSESS0002 and the count');
+}
+
+# 70 servers on one line: all 70 checked, or a refusal; not 64.
+{
+    my @seventy = map { "127.0.0.2:" . (42000 + $_) } 0 .. 69;
+    my $long = Memsess::Instance->new(name => 'scale_line', conf => "MemsessServers @seventy\n");
+    my ($rc, $out) = $long->syntax;
+    my $got;
+    if ($rc) {
+        ($got = $out) =~ s/\s+$//;
+        $got = "refused: $got";
+    }
+    else {
+        $long->start;
+        my $line = $long->log_wait(2, 0, qr/MEMSESS0005/) // '';
+        $got = $line =~ /MEMSESS0005: (\d+) memcached servers/ ? "$1 servers checked" : 'no MEMSESS0005';
+        $long->stop;
+    }
+    ok t_cmp($got, qr/^(?:70 servers checked|refused: .*MemsessServers)/,
+             'MemsessServers with 70 servers on one line: all of them, or refused');
 }
