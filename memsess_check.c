@@ -102,7 +102,8 @@ static void make_probe_key(void)
 /* Why a probe failed, in one clean line: libmemcached's name for the
  * error, and its detail without the object address it starts with, the
  * host we know already and the source location.  What the server sent
- * may be in there: control characters become spaces. */
+ * may be in there: control characters become spaces, other bytes outside
+ * ASCII '?'. */
 static void describe(memcached_st *mc, memcached_return_t rc, char *err,
                      apr_size_t errlen)
 {
@@ -124,6 +125,9 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
     for (c = err; *c; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f) {
             *c = ' ';
+        }
+        else if ((unsigned char)*c >= 0x80) {
+            *c = '?';   /* from the wire: not even valid UTF-8, maybe */
         }
     }
     /* trailing separators of a detail that was cut */

@@ -97,7 +97,8 @@ static const char *json_str(apr_pool_t *p, const char *s)
             *o++ = '\\';
             *o++ = (char)c;
         }
-        else if (c < 0x20 || c == 0x7f) {
+        else if (c < 0x20 || c >= 0x7f) {
+            /* control characters, and bytes that may not be UTF-8 */
             o += apr_snprintf(o, 7, "\\u%04x", c);
         }
         else {

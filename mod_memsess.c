@@ -159,15 +159,23 @@ static const char *parse_time(cmd_parms *cmd, const char *arg,
     return NULL;
 }
 
-static const char *set_servers(cmd_parms *cmd, void *dummy, int argc,
-                               char *const argv[])
+/* RAW_ARGS, not TAKE_ARGV: httpd hands TAKE_ARGV at most 64 arguments and
+ * drops the rest without a word. */
+static const char *set_servers(cmd_parms *cmd, void *dummy, const char *args)
 {
     memsess_srv_conf *conf = cmd_conf(cmd);
+    apr_array_header_t *tokens = apr_array_make(cmd->temp_pool, 16,
+                                                sizeof(char *));
     const char *err;
+    char *w;
 
     (void)dummy;
+    while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
+        APR_ARRAY_PUSH(tokens, char *) = w;
+    }
     /* a second line in the same context adds to the list */
-    err = memsess_pool_parse(cmd->pool, argc, argv, &conf->pool);
+    err = memsess_pool_parse(cmd->pool, tokens->nelts,
+                             (char *const *)tokens->elts, &conf->pool);
     return err ? cmd_error(cmd, err) : NULL;
 }
 
@@ -334,7 +342,7 @@ static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 }
 
 static const command_rec memsess_cmds[] = {
-    AP_INIT_TAKE_ARGV("MemsessServers", set_servers, NULL, RSRC_CONF,
+    AP_INIT_RAW_ARGS("MemsessServers", set_servers, NULL, RSRC_CONF,
         "memcached servers of this server's session pool: "
         "host[:port[:weight]] ..."),
     AP_INIT_TAKE1("MemsessCheckInterval", set_check_interval, NULL,

@@ -78,8 +78,7 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
                                  memsess_server_t *srv);
 
 /* Parses a list of tokens into *pool: a new pool when *pool is NULL, else
- * appended to it (a list may span several directives; httpd hands one at
- * most 64 arguments).  Returns NULL, or an error message (without the
+ * appended to it (a list may span several directives).  Returns NULL, or an error message (without the
  * directive name). */
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
