@@ -36,6 +36,7 @@ MEMC_PORTS = (31001, 31002, 31003)
 BASE_PORT = 31030
 PROXY_PORT, PROXY_STATS = 31020, 31021
 SLOW = 1.0          # a request slower than this counts as disrupted
+FAULTS = ('refused', 'hung')
 GUARD = 0.1         # a request that starts this close before a fault counts
                     # in the fault's phase: it meets the fault
 
@@ -252,8 +253,8 @@ def report(results, args, started):
     for res in results:
         ev, det = res['ev'], res['det']
         for a, b in SCENARIOS:
-            lo = ev[a] - (GUARD if a != 'healthy' else 0)
-            hi = ev[b] - (GUARD if b != 'end' else 0)
+            lo = ev[a] - (GUARD if a in FAULTS else 0)
+            hi = ev[b] - (GUARD if b in FAULTS else 0)
             s = summarize(res['records'], lo, hi)
             d = disrupted(res['records'], lo, hi, ev[a])
             span = ev[b] - ev[a]

@@ -61,9 +61,17 @@ def run(R, memcs, replicas, args):
     ])
     # every worker started up front: requests stuck on a hung server must
     # not make the others wait for prefork to spawn children
+    # server-side begin and duration of every request: a PHP request that
+    # hangs on a frozen server goes on after its client gave up
+    accesslog = os.path.join(WORK, 'failover-r%d' % replicas, 'access.log')
+    if os.path.exists(accesslog):
+        os.unlink(accesslog)
+    body += ('\nCustomLog "%s" "%%{begin:sec}t.%%{begin:usec_frac}t %%D %%>s %%U"\n'
+             % accesslog)
     apache = R.apache('failover-r%d' % replicas, port, body, workers=120,
                       start_servers=120).start()
     t0 = now()
+    wall0 = time.time() - (now() - t0)
     watch = StatusWatch(apache, every=0.02, t0=t0).start()
     if not watch.all_up(addrs, 10):
         raise RuntimeError('the servers did not come up: %s' % watch.current)
@@ -116,10 +124,19 @@ def run(R, memcs, replicas, args):
     R.apaches.remove(apache)
     records = load.snapshot()
     write_csv(os.path.join(WORK, 'failover-r%d.csv' % replicas), records)
-    return analyse(replicas, records, ev, watch, qw, frozen, killed, left)
+    server_side = []      # (begin, end) relative to t0
+    with open(accesslog) as f:
+        for line in f:
+            fl = line.split()
+            if len(fl) >= 2 and fl[-1] == '/session.php':
+                b = float(fl[0]) - wall0
+                server_side.append((b, b + int(fl[1]) / 1e6))
+    return analyse(replicas, records, ev, watch, qw, frozen, killed, left,
+                   server_side)
 
 
-def analyse(replicas, records, ev, watch, qw, frozen, killed, left):
+def analyse(replicas, records, ev, watch, qw, frozen, killed, left,
+            server_side):
     phases = [
         ('healthy', ev['healthy'], ev['kill']),
         ('kill: detecting', ev['kill'], ev['kill_down']),
@@ -132,7 +149,7 @@ def analyse(replicas, records, ev, watch, qw, frozen, killed, left):
         ('thaw: rejoined', ev['thaw_up'], ev['end']),
     ]
     # a request that starts just before a fault meets it: count it there
-    guard = lambda t: t - GUARD if t not in (ev['healthy'], ev['end']) else t
+    guard = lambda t: t - GUARD if t in (ev['kill'], ev['freeze']) else t
     rows = [(name, summarize(records, guard(a), guard(b)))
             for name, a, b in phases]
     res = {'replicas': replicas, 'rows': rows, 'ev': ev, 'left': left,
@@ -154,9 +171,12 @@ def analyse(replicas, records, ev, watch, qw, frozen, killed, left):
 
     # The frozen server's accept queue: every connection made to it stays
     # there.  Count from the moment every request that started before the
-    # verdict has ended, minus the checker's own probes.
-    before = [r.t + r.lat for r in records if r.t < ev['freeze_down']]
-    ws = max([ev['freeze_down']] + before) + 1.0   # + the server side's slack
+    # verdict has ended on the server side (php-memcached goes on for up to
+    # 30 s after its client gave up at 15 s), minus the checker's probes.
+    before = [e for b, e in server_side if b < ev['freeze_down']]
+    before += [r.t + r.lat for r in records if r.t < ev['freeze_down']]
+    ws = max([ev['freeze_down']] + before) + 0.2
+    res['server_side_max'] = max([e - b for b, e in server_side] or [0])
     we = ev['thaw'] - 0.06
     res['queue_window'] = (ws, we)
     if we - ws > 1.0:
@@ -234,12 +254,19 @@ def report(results, args, started):
             ws, we = res['queue_window']
             w('- Connections that reached the frozen server after detection '
               '(its accept queue, from %.1f s after the freeze, when the last '
-              'request that started before the verdict had ended, to the '
+              'request that started before the verdict had ended on the '
+              'server side, to the '
               'SIGCONT, %.1f s): %d new connections, %d of them the checker\'s '
               'probes → %d from requests (±1 for a probe in flight at either '
               'end).' % (ws - res['ev']['freeze'], we - ws, dq, dc, dq - dc))
+        else:
+            w('- Connections to the frozen server after detection: not '
+              'measured (the requests that started before the verdict were '
+              'still running on the server side when it was resumed).')
+        w('- Longest request on the server side (access log %%D): %.1f s.'
+          % res['server_side_max'])
         kill = summarize(res['records'], res['ev']['kill'] - GUARD,
-                         res['ev']['restart'] - GUARD)
+                         res['ev']['restart'])
         kill_lost, kill_users = kill['lost'], kill['users_lost']
         w('- While server 3 was dead (kill phases, not its restart): %d '
           'requests without a session, %d stale.' % (kill['nosess'],
@@ -264,13 +291,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--users', type=int, default=30)
     ap.add_argument('--think', type=float, default=0.1)
-    ap.add_argument('--phase', type=float, default=8.0,
+    ap.add_argument('--phase', type=float, default=6.0,
                     help='seconds of healthy and after-detection phases')
-    ap.add_argument('--hold', type=float, default=20.0,
+    ap.add_argument('--hold', type=float, default=34.0,
                     help='seconds the frozen server stays frozen after it is '
                          'detected (long enough for the requests that hang '
-                         'on it before detection, 15 s, to end)')
-    ap.add_argument('--after', type=float, default=6.0,
+                         'on it before detection, up to 30 s on the server '
+                         'side, to end, and the connections after that to be '
+                         'counted)')
+    ap.add_argument('--after', type=float, default=5.0,
                     help='seconds after a server rejoined')
     ap.add_argument('--warmup', type=float, default=2.0)
     ap.add_argument('--replicas', default='0,1')
