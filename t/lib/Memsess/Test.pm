@@ -265,14 +265,21 @@ sub fpm_start {
               "clear_env = no\n";
     close $fh;
     _spawn_cmd($name, $bin, '-F', '-y', $conf);
-    my $ok = wait_for(10, sub {
+    _wait_listening($name, 'php-fpm', 10, "$MEMC_DIR/$name.fpm.log");
+}
+
+# Waits until what runs as `name` accepts connections; dies if it exits or
+# does not listen in time.
+sub _wait_listening {
+    my ($name, $what, $timeout, $log) = @_;
+    my ($host, $port) = host_port($name);
+    my $ok = wait_for($timeout, sub {
         my $pid = $RUN{$name}{pid};
-        die "php-fpm exited at start (see $MEMC_DIR/$name.fpm.log)"
-            if waitpid($pid, WNOHANG) == $pid;
+        die "$what $name exited at start (see $log)" if waitpid($pid, WNOHANG) == $pid;
         my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Timeout => 1);
         return $s ? 1 : 0;
     }, 0.05);
-    die "php-fpm $name does not listen on $host:$port" unless defined $ok;
+    die "$what $name does not listen on $host:$port" unless defined $ok;
 }
 
 # A fake memcached (t/lib/Memsess/FakeMemcached.pm) in one of its modes,
@@ -286,14 +293,7 @@ sub fake_start {
     _spawn_cmd($name, $^X, '-I' . catfile($T_DIR, 'lib'), '-MMemsess::FakeMemcached',
                '-e', 'Memsess::FakeMemcached::main', $mode, $host, $port,
                $delay_ms // 300, $healthy ? 1 : 0);
-    my $ok = wait_for(5, sub {
-        my $pid = $RUN{$name}{pid};
-        die "fake memcached $name exited at start (see $MEMC_DIR/$name.log)"
-            if waitpid($pid, WNOHANG) == $pid;
-        my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Timeout => 1);
-        return $s ? 1 : 0;
-    }, 0.05);
-    die "fake memcached $name does not listen on $host:$port" unless defined $ok;
+    _wait_listening($name, 'fake memcached', 5, "$MEMC_DIR/$name.log");
 }
 
 # Healthy <-> its mode.
