@@ -80,6 +80,17 @@ static int for_php(const request_rec *r)
     return h && ap_strcasestr(h, "php") != NULL;
 }
 
+/* Whether anything of the request can read what we set: a handler other
+ * than the default one, or a content filter (SSI, ...; mod_mime has added
+ * those by now).  A plain static file gets nothing: that is most requests,
+ * and they must not pay for three environment variables. */
+static int has_reader(const request_rec *r)
+{
+    return r->handler || for_php(r)
+           || (r->output_filters
+               && r->output_filters->frec->ftype < AP_FTYPE_PROTOCOL);
+}
+
 /* Whether the request goes to a FastCGI server through mod_proxy. */
 static int for_fcgi(const request_rec *r)
 {
@@ -190,7 +201,7 @@ int memsess_inject_fixups(request_rec *r)
     }
     conf = memsess_srv_config(r->server);
     dconf = ap_get_module_config(r->per_dir_config, &memsess_module);
-    if (conf->view < 0 || dconf->inject == 0) {
+    if (conf->view < 0 || dconf->inject == 0 || !has_reader(r)) {
         return DECLINED;
     }
 
