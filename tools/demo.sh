@@ -31,6 +31,8 @@
 #   MEMSESS_DEMO_MEMC_BASE  first memcached port (default 11211: 11211-11213)
 #   MEMSESS_DEMO_SKIP_SETUP=1   do not run tools/setup.sh (packages present)
 #   MEMSESS_DEMO_REPLICAS   MemsessReplicas of the three Apaches (default 1)
+#   MEMSESS_DEMO_FAILOVER   MemsessFailover: successor (default) or drop
+#   MEMSESS_DEMO_REJOIN     MemsessRejoin: flush (default) or keep
 #   MEMSESS_DRILL_USERS (20), MEMSESS_DRILL_THINK_MS (100): the drill's users
 set -euo pipefail
 
@@ -326,6 +328,8 @@ SetEnv DEMO_INSTANCES "${NAMES[*]}"
 # servers reach PHP's session.save_path; no php_admin_value for sessions here.
 MemsessServers $memc_list
 MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
+MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}
+MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush}
 MemsessCheckInterval 500ms
 MemsessCheckTimeout 200ms
 MemsessFailThreshold 2
@@ -475,7 +479,7 @@ banner() {
   ================================================================
    nginx 127.0.0.1:$NGINX_PORT  round robin over
      Apache web1 :${WEB_PORTS[0]}   web2 :${WEB_PORTS[1]}   web3 :${WEB_PORTS[2]}   (prefork + mod_php + mod_memsess)
-   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1})
+   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}, MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}, MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush})
 
    Try:
    1. Open $u, log in, reload: the counter goes on
