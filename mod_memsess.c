@@ -249,21 +249,46 @@ static const char *set_replicas(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
-static const char *set_format(cmd_parms *cmd, void *dummy, const char *arg)
+/* The directives that take one of two words: each word's index is the
+ * enum value that goes in the field.  (Not const: httpd's cmd_data is a
+ * plain void *.) */
+typedef struct {
+    const char *words[3];
+    const char *what;
+    apr_size_t  field;        /* offset in memsess_srv_conf */
+    int         global_only;
+} choice_t;
+
+static choice_t format_choice = {
+    { "memcached", "memcache", NULL }, "format",
+    APR_OFFSETOF(memsess_srv_conf, format), 0 };
+static choice_t failover_choice = {
+    { "drop", "successor", NULL }, "mode",
+    APR_OFFSETOF(memsess_srv_conf, failover), 0 };
+static choice_t rejoin_choice = {
+    { "keep", "flush", NULL }, "mode",
+    APR_OFFSETOF(memsess_srv_conf, rejoin_flush), 1 };
+
+static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
+    const choice_t *choice = cmd->info;
+    const char *err;
+    int i;
+
     (void)dummy;
-    if (!strcasecmp(arg, "memcached")) {
-        cmd_conf(cmd)->format = MEMSESS_FORMAT_MEMCACHED;
+    if (choice->global_only
+        && (err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
     }
-    else if (!strcasecmp(arg, "memcache")) {
-        cmd_conf(cmd)->format = MEMSESS_FORMAT_MEMCACHE;
+    for (i = 0; choice->words[i]; i++) {
+        if (!strcasecmp(arg, choice->words[i])) {
+            *(int *)((char *)cmd_conf(cmd) + choice->field) = i;
+            return NULL;
+        }
     }
-    else {
-        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown format "
-                                           "\"%s\" (memcached or memcache)",
-                                           arg));
-    }
-    return NULL;
+    return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown %s \"%s\" "
+                                       "(%s or %s)", choice->what, arg,
+                                       choice->words[0], choice->words[1]));
 }
 
 static const char *set_all_down(cmd_parms *cmd, void *dummy,
@@ -296,44 +321,6 @@ static const char *set_all_down(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
-static const char *set_failover(cmd_parms *cmd, void *dummy,
-                                const char *arg)
-{
-    (void)dummy;
-    if (!strcasecmp(arg, "drop")) {
-        cmd_conf(cmd)->failover = MEMSESS_FAILOVER_DROP;
-    }
-    else if (!strcasecmp(arg, "successor")) {
-        cmd_conf(cmd)->failover = MEMSESS_FAILOVER_SUCCESSOR;
-    }
-    else {
-        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown mode \"%s\" "
-                                           "(drop or successor)", arg));
-    }
-    return NULL;
-}
-
-static const char *set_rejoin(cmd_parms *cmd, void *dummy, const char *arg)
-{
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-
-    (void)dummy;
-    if (err) {
-        return err;
-    }
-    if (!strcasecmp(arg, "keep")) {
-        cmd_conf(cmd)->rejoin_flush = 0;
-    }
-    else if (!strcasecmp(arg, "flush")) {
-        cmd_conf(cmd)->rejoin_flush = 1;
-    }
-    else {
-        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown mode \"%s\" "
-                                           "(keep or flush)", arg));
-    }
-    return NULL;
-}
-
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -355,13 +342,14 @@ static const command_rec memsess_cmds[] = {
         RSRC_CONF, "consecutive good probes that mark a server up (2)"),
     AP_INIT_TAKE1("MemsessReplicas", set_replicas, NULL, RSRC_CONF,
         "memcached.sess_number_of_replicas to inject (0: none)"),
-    AP_INIT_TAKE1("MemsessFormat", set_format, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("MemsessFormat", set_choice, &format_choice, RSRC_CONF,
         "memcached (php-memcached) or memcache (pecl-memcache)"),
     AP_INIT_TAKE12("MemsessAllDown", set_all_down, NULL, RSRC_CONF,
         "when no server is live: open, 503 or files [dir]"),
-    AP_INIT_TAKE1("MemsessFailover", set_failover, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("MemsessFailover", set_choice, &failover_choice,
+        RSRC_CONF,
         "what takes a down server's place: drop (default) or successor"),
-    AP_INIT_TAKE1("MemsessRejoin", set_rejoin, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("MemsessRejoin", set_choice, &rejoin_choice, RSRC_CONF,
         "what a server that comes back holds: keep (default) or flush"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
