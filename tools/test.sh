@@ -24,7 +24,7 @@
 #   MEMSESS_TEST_FILES="t/a.t t/b.t"   run only these scenario files
 #   MEMSESS_TEST_SANITIZE=0   skip the ASan+UBSan run of the scenarios
 #   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
-#                             (default 1000)
+#                             (default 500)
 #   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
 #                             with what it expected and what it got)
 #   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards

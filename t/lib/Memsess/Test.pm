@@ -47,7 +47,7 @@ use constant PASS_THRESHOLD => 2;
 
 # Slack for a busy 2-core machine (or an ASan build) on top of what the
 # contract promises; MEMSESS_TEST_MARGIN_MS overrides it.
-sub margin { ($ENV{MEMSESS_TEST_MARGIN_MS} // 1000) / 1000 }
+sub margin { ($ENV{MEMSESS_TEST_MARGIN_MS} // 500) / 1000 }
 
 sub check_interval { CHECK_INTERVAL }
 
