@@ -1,10 +1,12 @@
 #!/bin/bash
-# bench/failover.sh: one of three memcached servers hangs (SIGSTOP), then one
-# dies (SIGKILL), under 30 users with sessions, with mod_memsess at the SPEC
-# defaults; MemsessReplicas 0 and 1.  Writes bench/results/failover.md and
-# bench/results/failover-timeline.png.  About 2 minutes.  Run as root.
+# bench/failover.sh: one of three memcached servers dies (SIGKILL), then one
+# hangs (SIGSTOP), under 30 users with sessions, with mod_memsess at the SPEC
+# defaults; four runs (--runs r0,r1,r1s,r1sf): MemsessReplicas 0, 1, 1 with
+# MemsessFailover successor, and 1 with successor and MemsessRejoin flush.
+# Writes bench/results/failover.md and bench/results/failover-timeline.png.
+# About 5 minutes (70 s a run).  Run as root.
 #
-# Everything runs on 127.0.0.1 ports 31001-31011; every process it starts
+# Everything runs on 127.0.0.1 ports 31001-31019; every process it starts
 # is stopped by its pid when it ends, fails or is interrupted.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -16,4 +18,4 @@ check_ports_free
 build_module
 export PYTHONDONTWRITEBYTECODE=1
 # the Python driver owns the processes and stops them (try/finally, signals)
-exec timeout --signal=TERM --kill-after=20 240 python3 "$BENCH/lib/failover.py" "$@"
+exec timeout --signal=TERM --kill-after=20 480 python3 "$BENCH/lib/failover.py" "$@"

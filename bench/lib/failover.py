@@ -1,21 +1,28 @@
 """bench/failover.sh: what users of a mod_memsess pool see when one of its
-three memcached servers hangs (SIGSTOP) and when one dies (SIGKILL).
+three memcached servers dies (SIGKILL) and when one hangs (SIGSTOP).
 
 30 simulated users, each with its own session (one login, then follow-ups
 that increment a counter in the session), against Apache + mod_php +
 php-memcached + mod_memsess with the SPEC defaults (interval 1s, timeout
-250ms, thresholds 2).  One run with MemsessReplicas 0 and one with
-MemsessReplicas 1.  Phases of each run:
+250ms, thresholds 2).  One run per setting of --runs (default r0,r1,r1s,r1sf):
+
+  r0     MemsessReplicas 0
+  r1     MemsessReplicas 1 (MemsessFailover drop, the default)
+  r1s    MemsessReplicas 1, MemsessFailover successor
+  r1sf   MemsessReplicas 1, MemsessFailover successor, MemsessRejoin flush
+
+(rN[s][f] in general: N replicas, s = successor, f = flush.)  Phases of
+each run:
 
   healthy            all three up
-  freeze: detecting  server 2 SIGSTOPped, until the status page says down
-  freeze: detected   until SIGCONT
-  thaw: rejoining    SIGCONT, until the status page says up
-  thaw: rejoined
   kill: detecting    server 3 SIGKILLed, until the status page says down
   kill: detected     until memcached is restarted (empty)
   restart: rejoining until the status page says up
   restart: rejoined
+  freeze: detecting  server 2 SIGSTOPped, until the status page says down
+  freeze: detected   until SIGCONT
+  thaw: rejoining    SIGCONT, until the status page says up
+  thaw: rejoined
 
 Detection time: from the signal to the first poll of /memsess-status?json
 (every 20 ms) that shows the server down.
@@ -23,6 +30,7 @@ Detection time: from the signal to the first poll of /memsess-status?json
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -46,29 +54,53 @@ def sleep_until(t0, t):
         time.sleep(d)
 
 
-def run(R, memcs, replicas, args):
-    port = APACHE_PORT + replicas
+def parse_run(key):
+    """'r1sf' -> {'key', 'replicas': 1, 'successor': True, 'flush': True}"""
+    m = re.match(r'^r(\d+)(s?)(f?)$', key)
+    if not m:
+        raise SystemExit('--runs: %r is not rN[s][f] (e.g. r0, r1, r1s, r1sf)'
+                         % key)
+    return {'key': key, 'replicas': int(m.group(1)),
+            'successor': bool(m.group(2)), 'flush': bool(m.group(3))}
+
+
+def run_title(spec):
+    t = 'MemsessReplicas %d' % spec['replicas']
+    t += ', MemsessFailover %s' % ('successor' if spec['successor'] else 'drop')
+    t += ', MemsessRejoin %s' % ('flush' if spec['flush'] else 'keep')
+    return t
+
+
+def run(R, memcs, spec, idx, args):
+    replicas, key = spec['replicas'], spec['key']
+    port = APACHE_PORT + idx
     addrs = [m.addr for m in memcs]
     for m in memcs:
         m.flush()
-    body = '\n'.join([
+    lines = [
         'MemsessServers %s' % ' '.join(addrs),
         'MemsessCheckInterval %dms' % (INTERVAL * 1000),
         'MemsessCheckTimeout %dms' % (TIMEOUT * 1000),
         'MemsessFailThreshold %d' % FAILS,
         'MemsessPassThreshold %d' % PASSES,
         'MemsessReplicas %d' % replicas,
-    ])
+    ]
+    # only what differs from the defaults: r0 and r1 run on older builds too
+    if spec['successor']:
+        lines.append('MemsessFailover successor')
+    if spec['flush']:
+        lines.append('MemsessRejoin flush')
+    body = '\n'.join(lines)
     # every worker started up front: requests stuck on a hung server must
     # not make the others wait for prefork to spawn children
     # server-side begin and duration of every request: a PHP request that
     # hangs on a frozen server goes on after its client gave up
-    accesslog = os.path.join(WORK, 'failover-r%d' % replicas, 'access.log')
+    accesslog = os.path.join(WORK, 'failover-' + key, 'access.log')
     if os.path.exists(accesslog):
         os.unlink(accesslog)
     body += ('\nCustomLog "%s" "%%{begin:sec}t.%%{begin:usec_frac}t %%D %%>s %%U"\n'
              % accesslog)
-    apache = R.apache('failover-r%d' % replicas, port, body, workers=120,
+    apache = R.apache('failover-' + key, port, body, workers=120,
                       start_servers=120).start()
     t0 = now()
     wall0 = time.time() - (now() - t0)
@@ -90,11 +122,11 @@ def run(R, memcs, replicas, args):
     # -- one server dies, then comes back empty
     ev['kill'] = rel()
     killed.kill()
-    log('r%d: killed %s' % (replicas, killed.addr))
+    log('%s: killed %s' % (key, killed.addr))
     ev['kill_down'] = watch.wait(killed.addr, 'down', 15)
     if ev['kill_down'] is None:
         ev['kill_down'] = rel()
-        log('r%d: %s was not marked down within 15 s' % (replicas, killed.addr))
+        log('%s: %s was not marked down within 15 s' % (key, killed.addr))
     sleep_until(t0, ev['kill_down'] + args.phase)
     ev['restart'] = rel()
     killed.start()
@@ -105,11 +137,11 @@ def run(R, memcs, replicas, args):
     qw = QueueWatch(frozen.port, t0)
     ev['freeze'] = rel()
     frozen.freeze()
-    log('r%d: froze %s' % (replicas, frozen.addr))
+    log('%s: froze %s' % (key, frozen.addr))
     ev['freeze_down'] = watch.wait(frozen.addr, 'down', 15)
     if ev['freeze_down'] is None:
         ev['freeze_down'] = rel()
-        log('r%d: %s was not marked down within 15 s' % (replicas, frozen.addr))
+        log('%s: %s was not marked down within 15 s' % (key, frozen.addr))
     sleep_until(t0, ev['freeze_down'] + args.hold)
     ev['thaw'] = rel()
     qw.stop()
@@ -123,7 +155,7 @@ def run(R, memcs, replicas, args):
     apache.stop()
     R.apaches.remove(apache)
     records = load.snapshot()
-    write_csv(os.path.join(WORK, 'failover-r%d.csv' % replicas), records)
+    write_csv(os.path.join(WORK, 'failover-%s.csv' % key), records)
     server_side = []      # (begin, end) relative to t0
     with open(accesslog) as f:
         for line in f:
@@ -131,12 +163,29 @@ def run(R, memcs, replicas, args):
             if len(fl) >= 2 and fl[-1] == '/session.php':
                 b = float(fl[0]) - wall0
                 server_side.append((b, b + int(fl[1]) / 1e6))
-    return analyse(replicas, records, ev, watch, qw, frozen, killed, left,
-                   server_side)
+    res = analyse(spec, records, ev, watch, qw, frozen, killed, left,
+                  server_side)
+    res['rejoin_log'] = rejoin_lines(apache.errlog)
+    return res
 
 
-def analyse(replicas, records, ev, watch, qw, frozen, killed, left,
+def rejoin_lines(errlog):
+    """The module's 'is up' NOTICEs (MEMSESS0011), to show whether a
+    rejoining server was emptied first (MemsessRejoin flush)."""
+    out = []
+    try:
+        with open(errlog) as f:
+            for line in f:
+                if 'MEMSESS0011' in line:
+                    out.append(line.strip())
+    except OSError:
+        pass
+    return out
+
+
+def analyse(spec, records, ev, watch, qw, frozen, killed, left,
             server_side):
+    replicas = spec['replicas']
     phases = [
         ('healthy', ev['healthy'], ev['kill']),
         ('kill: detecting', ev['kill'], ev['kill_down']),
@@ -152,8 +201,14 @@ def analyse(replicas, records, ev, watch, qw, frozen, killed, left,
     guard = lambda t: t - GUARD if t in (ev['kill'], ev['freeze']) else t
     rows = [(name, summarize(records, guard(a), guard(b)))
             for name, a, b in phases]
-    res = {'replicas': replicas, 'rows': rows, 'ev': ev, 'left': left,
+    res = {'replicas': replicas, 'key': spec['key'], 'spec': spec,
+           'title': run_title(spec), 'rows': rows, 'ev': ev, 'left': left,
            'records': records}
+    # the SPEC's "sessions lost when one of three servers dies": the kill
+    # phases, while server 3 is dead (not its restart, empty)
+    res['dead'] = summarize(records, ev['kill'] - GUARD, ev['restart'])
+    res['restart_s'] = summarize(records, ev['restart'], ev['freeze'] - GUARD)
+    res['thaw_s'] = summarize(records, ev['thaw'], ev['end'])
     res['detect_freeze'] = ev['freeze_down'] - ev['freeze']
     res['detect_kill'] = ev['kill_down'] - ev['kill']
     res['healthy_p99'] = rows[0][1]['p99']
@@ -198,10 +253,11 @@ def fmt_row(name, s):
 def report(results, args, started):
     out = []
     w = out.append
-    w('# Failover: one of three memcached servers hangs, then one dies')
+    w('# Failover: one of three memcached servers dies, then one hangs')
     w('')
-    w('Generated by `bench/failover.sh` on %s (load average at start %s).'
-      % (time.strftime('%Y-%m-%d %H:%M'), started))
+    w('Generated by `bench/failover.sh` on %s (load average (1 min) at start '
+      '%s, at the end %s; the machine is shared).'
+      % (time.strftime('%Y-%m-%d %H:%M'), started, load_average()))
     w(machine_line())
     w('')
     w('Workload: %d users, each with its own cookie: one login (creates the '
@@ -224,9 +280,39 @@ def report(results, args, started):
       'session is gone); *stale* = a follow-up whose counter went backwards '
       'or did not advance (an older copy, or a write that was lost).')
     w('')
+    w('Runs: %s.' % '; '.join('**%s** = %s' % (res['key'], res['title'])
+                              for res in results))
+    w('')
+    w('## Summary')
+    w('')
+    w('The SPEC target "sessions lost when one of three servers dies, '
+      '`MemsessReplicas 1`: 0" is judged on the follow-ups that found an '
+      'empty session while server 3 was dead (from the SIGKILL to its '
+      'restart, detection window included).  A restarted memcached is empty, '
+      'and a thawed one holds what it had before the freeze: those are the '
+      'last columns, not the target.')
+    w('')
+    w('| run | lost while server 3 dead (users) | no session / stale while '
+      'dead | target (Replicas 1: 0 lost) | lost after server 3 restarted '
+      'empty | after the thaw (SIGCONT to end, %.0f s after up): no session / '
+      'lost / stale, p99 | detection dead / hung |' % args.after)
+    w('|---|---|---|---|---|---|---|')
+    for res in results:
+        d, rs, th = res['dead'], res['restart_s'], res['thaw_s']
+        if res['replicas'] == 1:
+            verdict = 'met' if d['lost'] == 0 else '**missed**'
+        else:
+            verdict = '– (Replicas %d)' % res['replicas']
+        w('| %s | %d (%d) | %d / %d | %s | %d (%d users) | %d / %d / %d, %s '
+          '| %.2f s / %.2f s |' % (
+              res['key'], d['lost'], d['users_lost'], d['nosess'], d['stale'],
+              verdict, rs['lost'], rs['users_lost'], th['nosess'], th['lost'],
+              th['stale'], ms(th['p99']), res['detect_kill'],
+              res['detect_freeze']))
+    w('')
     for res in results:
         r = res['replicas']
-        w('## MemsessReplicas %d' % r)
+        w('## %s: %s' % (res['key'], res['title']))
         w('')
         w('| phase | duration | requests | req/s | p50 | p99 | max | failed '
           '| no session | lost | stale |')
@@ -265,23 +351,29 @@ def report(results, args, started):
               'still running on the server side when it was resumed).')
         w('- Longest request on the server side (access log %%D): %.1f s.'
           % res['server_side_max'])
-        kill = summarize(res['records'], res['ev']['kill'] - GUARD,
-                         res['ev']['restart'])
-        kill_lost, kill_users = kill['lost'], kill['users_lost']
+        kill = res['dead']
         w('- While server 3 was dead (kill phases, not its restart): %d '
           'requests without a session, %d stale.' % (kill['nosess'],
                                                      kill['stale']))
         w('- Sessions lost (counter reset) while server 3 was dead: %d '
           'follow-ups of %d users%s.' % (
-              kill_lost, kill_users,
+              kill['lost'], kill['users_lost'],
               ' (target with MemsessReplicas 1: 0): %s' % (
-                  'met' if kill_lost == 0 else '**missed**')
+                  'met' if kill['lost'] == 0 else '**missed**')
               if r == 1 else ''))
+        th = res['thaw_s']
+        w('- After the thaw (SIGCONT to the end of the run): %d requests '
+          'without a session, %d lost, %d stale; p99 %s.'
+          % (th['nosess'], th['lost'], th['stale'], ms(th['p99'])))
+        if res.get('rejoin_log'):
+            msg = res['rejoin_log'][-1]
+            msg = msg[msg.find('MEMSESS0011'):]
+            w('- The module\'s log when server 2 came back: `%s`' % msg)
         if res['left']:
             w('- %d users still had a request out when the run ended.'
               % res['left'])
         w('')
-    w('Per-request data: `bench/work/failover-r*.csv`; latency over time: '
+    w('Per-request data: `bench/work/failover-<run>.csv`; latency over time: '
       '`failover-timeline.png`.')
     w('')
     return '\n'.join(out)
@@ -302,17 +394,30 @@ def main():
     ap.add_argument('--after', type=float, default=5.0,
                     help='seconds after a server rejoined')
     ap.add_argument('--warmup', type=float, default=2.0)
-    ap.add_argument('--replicas', default='0,1')
+    ap.add_argument('--runs', default='r0,r1,r1s,r1sf',
+                    help='comma-separated rN[s][f]: N = MemsessReplicas, '
+                         's = MemsessFailover successor, f = MemsessRejoin '
+                         'flush (default r0,r1,r1s,r1sf)')
+    ap.add_argument('--replicas', default=None,
+                    help='old form: comma-separated MemsessReplicas values, '
+                         'MemsessFailover drop (e.g. 0,1 = --runs r0,r1)')
     args = ap.parse_args()
+    if args.replicas:
+        args.runs = ','.join('r%d' % int(x) for x in args.replicas.split(','))
+    specs = [parse_run(k) for k in args.runs.split(',')]
+    for spec in specs:
+        if spec['successor'] and spec['replicas'] < 1:
+            raise SystemExit('--runs %s: MemsessFailover successor needs '
+                             'MemsessReplicas >= 1' % spec['key'])
     os.makedirs(RESULTS, exist_ok=True)
     started = load_average()
     results = []
     with Runner() as R:
         memcs = [R.memcached(p) for p in MEMC_PORTS]
-        for rep in [int(x) for x in args.replicas.split(',')]:
-            log('run with MemsessReplicas %d' % rep)
+        for idx, spec in enumerate(specs):
+            log('run %s: %s' % (spec['key'], run_title(spec)))
             # a fresh start for every run: server 3 may be a restarted one
-            results.append(run(R, memcs, rep, args))
+            results.append(run(R, memcs, spec, idx, args))
     text = report(results, args, started)
     with open(os.path.join(RESULTS, 'failover.md'), 'w') as f:
         f.write(text)

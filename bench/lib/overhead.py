@@ -184,15 +184,18 @@ def part_a(R, memcs, args):
     R.apaches.remove(mod); R.apaches.remove(static)
     out = sbs_line(runs)
     log('(a) callgrind, whole requests')
-    # a long interval keeps the checker's probes out of the counts
-    out['ir'] = (
-        callgrind(R, 'overhead-a-cg-memsess', 31044,
-                  'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
-                  [('x', '/session.php')], whole=True)['x'],
-        callgrind(R, 'overhead-a-cg-static', 31044, STATUS_LOCATION +
-                  'php_admin_value session.save_handler memcached\n'
-                  'php_admin_value session.save_path "%s"\n' % ','.join(addrs),
-                  [('x', '/session.php')], whole=True, memsess=False)['x'])
+    # only the request thread counts (callgrind() reads its dump files
+    # alone); a long interval keeps the probe rounds rare all the same
+    cg = (callgrind(R, 'overhead-a-cg-memsess', 31044,
+                    'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
+                    [('x', '/session.php')], whole=True),
+          callgrind(R, 'overhead-a-cg-static', 31044, STATUS_LOCATION +
+                    'php_admin_value session.save_handler memcached\n'
+                    'php_admin_value session.save_path "%s"\n' % ','.join(addrs),
+                    [('x', '/session.php')], whole=True, memsess=False))
+    out['ir'] = (cg[0]['x'], cg[1]['x'])
+    out['cg'] = cg
+    out['diff'] = cost_diff(cg[0]['_files']['x'], cg[1]['_files']['x'])
     return out
 
 
@@ -212,12 +215,14 @@ def part_b(R, memcs, args):
     R.apaches.remove(loaded); R.apaches.remove(bare)
     out = sbs_line(runs)
     log('(b) callgrind, whole requests')
-    out['ir'] = (
-        callgrind(R, 'overhead-b-cg-loaded', 31044,
-                  'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
-                  [('x', '/static.txt')], whole=True)['x'],
-        callgrind(R, 'overhead-b-cg-bare', 31044, STATUS_LOCATION,
-                  [('x', '/static.txt')], whole=True, memsess=False)['x'])
+    cg = (callgrind(R, 'overhead-b-cg-loaded', 31044,
+                    'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
+                    [('x', '/static.txt')], whole=True),
+          callgrind(R, 'overhead-b-cg-bare', 31044, STATUS_LOCATION,
+                    [('x', '/static.txt')], whole=True, memsess=False))
+    out['ir'] = (cg[0]['x'], cg[1]['x'])
+    out['cg'] = cg
+    out['diff'] = cost_diff(cg[0]['_files']['x'], cg[1]['_files']['x'])
     return out
 
 
@@ -225,22 +230,33 @@ def callgrind(R, name, port, body, requests, host=None, nreq=40,
               whole=False, memsess=True):
     """httpd -X under callgrind, one dump per request.  whole=False:
     instructions of memsess_inject_fixups (and what it calls) per call;
-    whole=True: every instruction of the process from the end of one request
-    to the end of the next (--dump-after=ap_process_request).
+    whole=True: every instruction of the request thread from the end of one
+    request to the end of the next (--dump-after=ap_process_request).
+
+    --separate-threads=yes: every dump is one file per thread
+    (cg.out.PART-TT).  Only the request thread's file counts: the one that
+    names the function the dump is taken after.  The other threads are the
+    module's checker (mod_watchdog's thread, its ticks every 100 ms, the
+    probe pool), which runs beside the requests and would otherwise land in
+    the module side's figures only; their sum is kept as '_all' to show how
+    much that was.
+
     requests: [(label, path)].  Returns {label: (median, min, max)} of the
-    requests after the first 10."""
+    requests after the first 10, and '_all': the same over all threads."""
     a = R.apache(name, port, body, workers=1, start_servers=1, memsess=memsess)
     outdir = os.path.join(a.dir, 'callgrind')
     os.makedirs(outdir, exist_ok=True)
     os.chmod(outdir, 0o777)          # httpd -X drops to User nobody
     for f in glob.glob(outdir + '/*'):
         os.unlink(f)
+    fn = 'ap_process_request' if whole else 'memsess_inject_fixups'
     if whole:
         what = ['--dump-after=ap_process_request']
     else:
         what = ['--toggle-collect=memsess_inject_fixups',
                 '--dump-after=memsess_inject_fixups']
-    cmd = (['valgrind', '--tool=callgrind', '--vgdb=no'] + what +
+    cmd = (['valgrind', '--tool=callgrind', '--vgdb=no',
+            '--separate-threads=yes'] + what +
            ['--callgrind-out-file=%s/cg.out' % outdir,
             'apache2', '-X', '-f', a.conf])
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
@@ -263,21 +279,85 @@ def callgrind(R, name, port, body, requests, host=None, nreq=40,
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    dumps = []
-    for f in glob.glob(outdir + '/cg.out.*'):
-        n = int(f.rsplit('.', 1)[1])
+    parts = {}              # part -> {'req': ir, 'file': path}
+    finals = {}             # thread -> ir of its only dump, at exit
+    req_tid = None
+    rx = re.compile(r'cg\.out(?:\.(\d+))?-(\d+)$')
+    # a function's name is written once per file, on its first fn= or cfn=
+    fn_rx = re.compile(r'^c?fn=\(\d+\) %s$' % fn, re.M)
+    for f in glob.glob(outdir + '/cg.out*'):
+        m = rx.search(f)
+        if not m:
+            continue
         with open(f) as fh:
-            ir = next((int(l.split()[1]) for l in fh if l.startswith('summary:')), None)
-        dumps.append((n, ir))
-    dumps.sort()
-    irs = [ir for _, ir in dumps][1:]        # the first is wait_http's
-    if len(irs) < len(seq):
-        raise RuntimeError('%s: %d dumps for %d requests' % (name, len(irs), len(seq)))
-    out = {}
+            text = fh.read()
+        sm = re.search(r'^summary:\s+(\d+)', text, re.M)
+        ir = int(sm.group(1)) if sm else 0
+        tid = int(m.group(2))
+        if m.group(1) is None:
+            finals[tid] = ir
+        elif fn_rx.search(text):
+            if req_tid not in (None, tid):
+                raise RuntimeError('%s: threads %d and %d both ran %s'
+                                   % (name, req_tid, tid, fn))
+            req_tid = tid
+            parts[int(m.group(1))] = {'req': ir, 'file': f}
+    dumps = [v for _, v in sorted(parts.items())]
+    # the first (or first few) are wait_http's: the requests are the last
+    if len(dumps) < len(seq) + 1:
+        raise RuntimeError('%s: %d dumps for %d requests' % (name, len(dumps), len(seq)))
+    ndumps = len(dumps)
+    dumps = dumps[-len(seq):]
+    # with --separate-threads a dump is written for the thread that
+    # triggers it only: the others' whole run is in their file at exit
+    other = sum(ir for tid, ir in finals.items() if tid != req_tid)
+    out = {'_threads': len(finals), '_other': other, '_requests': ndumps,
+           '_files': {}}
     for label, _path in requests:
-        mine = [ir for ir, l in zip(irs, seq) if l == label]
-        out[label] = (statistics.median(mine[10:]), min(mine[10:]), max(mine[10:]))
+        mine = [v for v, l in zip(dumps, seq) if l == label][10:]
+        irs = [v['req'] for v in mine]
+        med = statistics.median(irs)
+        out[label] = (med, min(irs), max(irs))
+        out['_files'][label] = min(mine, key=lambda v: abs(v['req'] - med))['file']
     return out
+
+
+def exclusive_costs(path):
+    """{function: exclusive Ir} of one callgrind dump (callgrind_annotate)."""
+    r = subprocess.run(['callgrind_annotate', '--threshold=100',
+                        '--inclusive=no', '--auto=no', path],
+                       capture_output=True, text=True)
+    out = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r'\s*([\d,]+) \([^)]*\)\s+(.+?)\s*(\[.*\])?$', line)
+        if m and m.group(2) != 'PROGRAM TOTALS':
+            name = m.group(2).split(':', 1)[-1] if m.group(2).startswith(
+                ('.', '/', '?')) else m.group(2)
+            out[name] = out.get(name, 0) + int(m.group(1).replace(',', ''))
+    return out
+
+
+def dump_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith('summary:'):
+                return int(line.split()[1])
+    return 0
+
+
+def cost_diff(file_a, file_b, top=12):
+    """The functions whose exclusive cost differs most between two dumps
+    (a - b), largest first.  callgrind_annotate gives the frames still on
+    the stack when a dump is taken (main, ap_run_mpm, ...) the whole
+    difference even with --inclusive=no: those (and unnamed addresses) are
+    left out."""
+    a, b = exclusive_costs(file_a), exclusive_costs(file_b)
+    total = dump_total(file_a) - dump_total(file_b)
+    d = [(a.get(k, 0) - b.get(k, 0), k) for k in set(a) | set(b)]
+    d = [x for x in d if x[0] and not x[1].startswith('0x')
+         and abs(x[0]) < 0.9 * abs(total)]
+    d.sort(key=lambda x: -abs(x[0]))
+    return d[:top]
 
 
 class _Proc:
@@ -482,24 +562,33 @@ def report(res, args, started):
     w = out.append
     w('# Overhead of mod_memsess when nothing fails')
     w('')
-    w('Generated by `bench/overhead.sh` on %s (load average at start %s).'
-      % (time.strftime('%Y-%m-%d %H:%M'), started))
+    w('Generated by `bench/overhead.sh` on %s (load average (1 min) at start '
+      '%s, at the end %s; the machine is shared).'
+      % (time.strftime('%Y-%m-%d %H:%M'), started, load_average()))
     w(machine_line())
     w('')
     w('Other work shares the 2 cores (other engineers\' test suites; '
       'alternating 8 s wrk runs gave ratios from 0.90 to 1.36), which no '
       'wall-clock figure resolves to 1 %%.  So (a) and (b) are judged on '
-      '**instructions per request**: `httpd -X` under callgrind with '
-      '`--dump-after=ap_process_request`, one dump per request (a new '
+      '**instructions per request of the request thread**: `httpd -X` under '
+      '`valgrind --tool=callgrind --separate-threads=yes '
+      '--dump-after=ap_process_request`, one dump per request (a new '
       'connection each: accept, read, handler, log, close), median of 30 '
       'after 10 of warm-up, module side ÷ other side, written as a '
-      'throughput-like ratio (other ÷ module).  The wall-clock figures come '
-      'with them: both Apaches loaded *at the same time*, each by its own wrk '
-      '(1 thread, 2 connections, keep-alive, %d s), so that whatever else '
-      'runs hits both alike, giving a throughput ratio and a ratio of CPU '
-      'time per request (utime + stime of the Apache\'s processes from '
-      '/proc; > 1 means the module\'s side is cheaper).  Apache prefork, '
-      'mod_php loaded in every instance.' % args.seconds)
+      'throughput-like ratio (other ÷ module).  With `--separate-threads=yes` '
+      'a dump holds the thread that triggered it only (files '
+      '`cg.out.PART-TT`), and the script reads only the files that name '
+      '`ap_process_request`: the module\'s checker threads (mod_watchdog\'s '
+      'thread, which ticks every 100 ms in every child, and the probe pool) '
+      'run beside the requests and, summed in (as in the results before '
+      'this change), landed in the module side\'s figures only.  '
+      'The wall-clock figures come with them: both Apaches loaded *at the '
+      'same time*, each by its own wrk (1 thread, 2 connections, keep-alive, '
+      '%d s), so that whatever else runs hits both alike, giving a '
+      'throughput ratio and a ratio of CPU time per request (utime + stime '
+      'of the Apache\'s processes from /proc, checker included; > 1 means '
+      'the module\'s side is cheaper).  Apache prefork, mod_php loaded in '
+      'every instance.' % args.seconds)
     w('')
     w('| what | measured | target | verdict |')
     w('|---|---|---|---|')
@@ -566,6 +655,34 @@ def report(res, args, started):
                 res[k]['thr']['ratios'], res[k]['cpu']['ratios'])))
             for k in ('a', 'b') if k in res))
         w('')
+    for k, what in (('a', 'PHP session page'), ('b', 'static file')):
+        if k not in res:
+            continue
+        r = res[k]
+        cg = r['cg']
+        w('### (%s) %s: where the difference goes' % (k, what))
+        w('')
+        w('Request thread: %d vs %d instructions (median dumps).  The '
+          'functions whose own (exclusive) cost differs most between the '
+          'median request of each side (`callgrind_annotate --inclusive=no`, '
+          'module side − other side):' % (r['ir'][0][0], r['ir'][1][0]))
+        w('')
+        w('| function | Δ instructions |')
+        w('|---|---|')
+        for d, fn in r['diff']:
+            w('| `%s` | %+d |' % (fn, d))
+        w('| (whole request, these two dumps) | %+d |' % (
+            dump_total(cg[0]['_files']['x']) - dump_total(cg[1]['_files']['x'])))
+        w('')
+        w('Left out: the module side\'s other %d threads ran %d instructions '
+          'over its whole run of %d requests under valgrind (startup and the '
+          'first probe round included; %.0f per request at valgrind\'s pace, '
+          'which is why they must not be counted per request); the other '
+          'side had %d thread(s).'
+          % (cg[0]['_threads'] - 1, cg[0]['_other'], cg[0]['_requests'],
+             cg[0]['_other'] / max(cg[0]['_requests'], 1),
+             cg[1]['_threads']))
+        w('')
     if 'c' in res:
         c = res['c']
         w('## (c) The request hook, in instructions (callgrind)')
@@ -576,10 +693,13 @@ def report(res, args, started):
           'figure per request; median of 30 requests after 10 of warm-up '
           '(min–max in brackets).  The pool\'s servers are closed ports and '
           'the check interval 60 s, so every server stays `unknown` (live) '
-          'and the injected list has all of them.')
+          'and the injected list has all of them.  `--toggle-collect` counts '
+          'only inside the hook, in the thread that calls it, so the checker '
+          'never was in these figures (`--separate-threads=yes` all the '
+          'same).')
         w('')
         w('| servers in the pool | PHP page (mod_php settings + env) | static '
-          'file (env only) |')
+          'file (nothing injected) |')
         w('|---|---|---|')
         for n in (1, 3, 64):
             w('| %d | %d (%d–%d) | %d (%d–%d) |' % ((n,) + c[n]['php'] + c[n]['static']))

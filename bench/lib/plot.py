@@ -41,12 +41,13 @@ def _markers(events, t_shift, ymax_label):
 
 def failover_timeline(results, png):
     """bench/failover.sh: latency of every request over the run, one panel
-    per MemsessReplicas setting, coloured by outcome."""
+    per run (MemsessReplicas / MemsessFailover / MemsessRejoin), coloured by
+    outcome."""
     panels = []
     for res in results:
-        r = res['replicas']
+        r = res['key']
         files = {}
-        recs_path = os.path.join(WORK, 'failover-r%d.csv' % r)
+        recs_path = os.path.join(WORK, 'failover-%s.csv' % r)
         if not os.path.exists(recs_path):
             continue
         by = {OK: [], LOST: [], FAILED: [], STALE: [], NOSESS: []}
@@ -56,7 +57,7 @@ def failover_timeline(results, png):
                 t, lat, _u, _l, _st, _n, outcome = line.strip().split(',')
                 by[outcome].append('%s %s' % (t, max(float(lat), 0.1)))
         for k, rows in by.items():
-            p = os.path.join(WORK, 'failover-r%d-%s.dat' % (r, k))
+            p = os.path.join(WORK, 'failover-%s-%s.dat' % (r, k))
             with open(p, 'w') as f:
                 f.write('\n'.join(rows) + '\n' if rows else '0 0.1\n')
             files[k] = (p, len(rows))
@@ -65,10 +66,10 @@ def failover_timeline(results, png):
                  (ev['restart'], 'restart'), (ev['restart_up'], 'up'),
                  (ev['freeze'], 'SIGSTOP'), (ev['freeze_down'], 'down'),
                  (ev['thaw'], 'SIGCONT'), (ev['thaw_up'], 'up')]
-        panels.append((r, files, marks))
+        panels.append((res['title'], files, marks))
     if not panels:
         return
-    s = ['set terminal %s size 1100,%d' % (_terminal(), 330 * len(panels)),
+    s = ['set terminal %s size 1100,%d' % (_terminal(), 300 * len(panels)),
          'set output "%s"' % png,
          'set multiplot layout %d,1' % len(panels),
          'set logscale y', 'set grid ytics',
@@ -76,10 +77,10 @@ def failover_timeline(results, png):
          'set key outside right top', 'set yrange [0.3:20000]']
     colours = {OK: '#9aa5b1', LOST: '#e8871e', STALE: '#3b75af',
                FAILED: '#c0392b', NOSESS: '#8e44ad'}
-    for r, files, marks in panels:
+    for title, files, marks in panels:
         s.append('unset arrow; unset label')
-        s.append('set title "mod_memsess, MemsessReplicas %d: every request '
-                 'by start time"' % r)
+        s.append('set title "mod_memsess, %s: every request by start time"'
+                 % title)
         s.append(_markers(marks, 0.0, None))
         plots = []
         for k in (OK, STALE, NOSESS, LOST, FAILED):
@@ -105,7 +106,8 @@ def compare_freeze(series, marks, png, span):
          'set title "Latency through a freeze, detection and recovery (SIGCONT)"']
     s.append(_markers(marks, 0.0, None))
     plots = []
-    palette = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8']
+    palette = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8',
+               '#17becf']
     for i, (name, path) in enumerate(series):
         plots.append('"%s" using 1:2 with linespoints pt 7 ps 0.4 lw 1.5 '
                      'lc rgb "%s" title "%s"'
