@@ -230,9 +230,10 @@ int memsess_inject_fixups(request_rec *r)
     }
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
-    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE",
-                   conf->live_text[nlive <= (apr_uint32_t)conf->pool->servers->nelts
-                                   ? nlive : 0]);
+    if (nlive > (apr_uint32_t)conf->pool->servers->nelts) {
+        nlive = 0;   /* a torn table cannot index past the strings */
+    }
+    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE", conf->live_text[nlive]);
 
     if (for_fcgi(r)) {
         n = settings(r, conf, handler, path, ini);
