@@ -31,9 +31,9 @@
  * Who writes what: the parent fills a new table in post_config before any
  * child exists; after that only the checker writes (slots, views, counters),
  * its threads serialised by a mutex of its own.  The lease (owner,
- * heartbeat) is the exception: any child may claim it, by compare-and-swap.  Every write happens between
- * memsess_table_write_begin() and _end(), which make seq odd, then even
- * again.  Readers (every request, the status page) take no lock: they copy
+ * heartbeat) is the exception: any child may claim it, by compare-and-swap.
+ * Every write happens between memsess_table_write_begin() and _end(), which
+ * make seq odd, then even again.  Readers (every request, the status page) take no lock: they copy
  * what they need and retry when seq was odd or moved meanwhile.
  */
 
@@ -66,7 +66,8 @@ struct memsess_table {
 };
 
 #define HEADER_SIZE  APR_ALIGN_DEFAULT(sizeof(struct memsess_table))
-#define SLOTS_SIZE(n) APR_ALIGN_DEFAULT((apr_size_t)(n) * sizeof(memsess_slot_t))
+#define SLOTS_SIZE(n) \
+    APR_ALIGN_DEFAULT((apr_size_t)(n) * sizeof(memsess_slot_t))
 #define VIEWS_SIZE(n) \
     APR_ALIGN_DEFAULT((apr_size_t)(n) * sizeof(memsess_view_slot_t))
 

@@ -16,7 +16,8 @@
  * Apache instance and injected per request.
  *
  * Who owns what:
- *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path (APR only)
+ *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path
+ *                     (APR only)
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
@@ -56,7 +57,7 @@
 
 typedef enum {
     MEMSESS_FORMAT_MEMCACHED = 0,  /* php-memcached: "h:p[:w],h:p"     */
-    MEMSESS_FORMAT_MEMCACHE  = 1   /* pecl-memcache: "tcp://h:p?weight=w, ..." */
+    MEMSESS_FORMAT_MEMCACHE  = 1   /* pecl-memcache: "tcp://h:p?weight=w" */
 } memsess_format_e;
 
 typedef struct {
@@ -78,8 +79,8 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
                                  memsess_server_t *srv);
 
 /* Parses a list of tokens into *pool: a new pool when *pool is NULL, else
- * appended to it (a list may span several directives).  Returns NULL, or an error message (without the
- * directive name). */
+ * appended to it (a list may span several directives).  Returns NULL, or
+ * an error message (without the directive name). */
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
 
