@@ -33,8 +33,9 @@
  * its threads serialised by a mutex of its own.  The lease (owner,
  * heartbeat) is the exception: any child may claim it, by compare-and-swap.
  * Every write happens between memsess_table_write_begin() and _end(), which
- * make seq odd, then even again.  Readers (every request, the status page) take no lock: they copy
- * what they need and retry when seq was odd or moved meanwhile.
+ * make seq odd, then even again.  Readers (every request, the status page)
+ * take no lock: they copy what they need and retry when seq was odd or
+ * moved meanwhile.
  */
 
 #include <string.h>
