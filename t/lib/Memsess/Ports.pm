@@ -38,6 +38,7 @@ our @NAMES = (
     qw(MEMC_K1 MEMC_K2),                     # 42_graceful_many
     qw(MEMC_L1),                             # 44_requests_rss
     qw(MEMC_Z1),                             # 24_checker_crash (SIGSTOP)
+    qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
 );
 
 our %IPV6 = (MEMC_V6 => 1);
