@@ -228,13 +228,14 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
     int changed, nflipped = 0, k;
-    apr_uint32_t owner;
+    apr_uint32_t owner, before;
     apr_time_t heartbeat;
 
     memsess_table_owner(t, &owner, &heartbeat);
     if (owner != (apr_uint32_t)getpid()) {
         return;   /* we were stalled and lost the lease: not ours to write */
     }
+    before = slot->state;
     memsess_table_write_begin(t);
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
@@ -263,7 +264,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "memcached server %s is up (%u consecutive good probes, "
                      "answered in %" APR_TIME_T_FMT "us%s)", after.addr,
                      after.consecutive_passes, took,
-                     rt->rejoin_flush && after.state_changes > 1
+                     rt->rejoin_flush && before == MEMSESS_DOWN
                      ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
@@ -274,8 +275,9 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
 }
 
 /* Whether a good probe now brings a down server back, and it must be
- * emptied first (MemsessRejoin flush).  Only this probe writes the slot
- * while it is in flight, so reading it here is safe. */
+ * emptied first (MemsessRejoin flush).  Read as the probe starts: while it
+ * is in flight nothing else writes the slot until its timeout has passed
+ * (the dispatcher's overdue verdict), so the read is safe. */
 static int rejoining(const checker_t *c, int i)
 {
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
