@@ -199,23 +199,23 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
 
 /* A vhost's pool went into (or out of) the state where none is live. */
 static void log_all_down(const memsess_runtime_t *rt,
-                         const memsess_srv_conf *conf, int all_down)
+                         const memsess_view_t *view, int all_down)
 {
     if (!all_down) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0016: "
-                     "%s has a live memcached server again", conf->name);
+                     "%s has a live memcached server again", view->name);
         return;
     }
-    if (conf->alldown == MEMSESS_ALLDOWN_FILES) {
+    if (view->alldown == MEMSESS_ALLDOWN_FILES) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0017: no "
                      "memcached server of %s is live: its PHP requests get "
-                     "PHP's files handler in %s", conf->name,
-                     conf->alldown_dir);
+                     "PHP's files handler in %s", view->name,
+                     view->alldown_dir);
         return;
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0018: no "
                  "memcached server of %s is live: its PHP requests get %s",
-                 conf->name, conf->alldown == MEMSESS_ALLDOWN_503
+                 view->name, view->alldown == MEMSESS_ALLDOWN_503
                              ? "503 Service Unavailable"
                              : "the full list (MemsessAllDown open)");
 }
@@ -239,7 +239,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_table_write_begin(t);
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
-                                  rt->fail_threshold, rt->pass_threshold);
+                                  rt->g.fail_threshold, rt->g.pass_threshold);
     if (changed) {
         memsess_table_bump_generation(t, 1);
         nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts, i,
@@ -264,12 +264,12 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "memcached server %s is up (%u consecutive good probes, "
                      "answered in %" APR_TIME_T_FMT "us%s)", after.addr,
                      after.consecutive_passes, took,
-                     rt->rejoin_flush && before == MEMSESS_DOWN
+                     rt->g.rejoin == MEMSESS_REJOIN_FLUSH
+                     && before == MEMSESS_DOWN
                      ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
-        log_all_down(rt, APR_ARRAY_IDX(rt->confs, c->flipped[k],
-                                       memsess_srv_conf *),
+        log_all_down(rt, &rt->views[c->flipped[k]],
                      after.state == MEMSESS_DOWN);
     }
 }
@@ -282,9 +282,10 @@ static int rejoining(const checker_t *c, int i)
 {
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
 
-    return c->rt->rejoin_flush && slot->state == MEMSESS_DOWN
+    return c->rt->g.rejoin == MEMSESS_REJOIN_FLUSH
+           && slot->state == MEMSESS_DOWN
            && slot->consecutive_passes + 1
-              >= (apr_uint32_t)c->rt->pass_threshold;
+              >= (apr_uint32_t)c->rt->g.pass_threshold;
 }
 
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
@@ -294,7 +295,7 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
     int i = pr->slot;
     const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
                                                 memsess_server_t *);
-    apr_interval_time_t timeout = c->rt->timeout, took;
+    apr_interval_time_t timeout = c->rt->g.timeout, took;
     char error[MEMSESS_ERROR_MAX];
     apr_time_t start = apr_time_now();
     int ok;
@@ -341,7 +342,7 @@ static void dispatch_round(checker_t *c)
 
         apr_thread_mutex_lock(c->mutex);
         if (pr->in_flight) {
-            if (now - pr->dispatched > c->rt->timeout) {
+            if (now - pr->dispatched > c->rt->g.timeout) {
                 char error[MEMSESS_ERROR_MAX];
 
                 apr_snprintf(error, sizeof(error), "no answer after %"
@@ -421,8 +422,8 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
-                 getpid(), rt->targets->nelts, apr_time_as_msec(rt->interval),
-                 apr_time_as_msec(rt->timeout));
+                 getpid(), rt->targets->nelts, apr_time_as_msec(rt->g.interval),
+                 apr_time_as_msec(rt->g.timeout));
     return APR_SUCCESS;
 }
 
@@ -474,11 +475,11 @@ static int lease_free(const memsess_runtime_t *rt, apr_uint32_t owner,
     if (!owner) {
         return 1;
     }
-    if (now - heartbeat < rt->interval) {
+    if (now - heartbeat < rt->g.interval) {
         return 0;   /* it started a round lately: nothing to look at */
     }
     return process_gone((pid_t)owner)
-           || now - heartbeat > 2 * rt->interval + rt->timeout + TICK;
+           || now - heartbeat > 2 * rt->g.interval + rt->g.timeout + TICK;
 }
 
 static void tick(memsess_runtime_t *rt)
@@ -512,9 +513,9 @@ static void tick(memsess_runtime_t *rt)
         memsess_table_heartbeat(rt->table, now);
         dispatch_round(checker);
         /* on the interval's grid, unless we fell behind it */
-        checker->next_round += rt->interval;
+        checker->next_round += rt->g.interval;
         if (checker->next_round <= now) {
-            checker->next_round = now + rt->interval;
+            checker->next_round = now + rt->g.interval;
         }
     }
 }

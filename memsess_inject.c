@@ -104,7 +104,7 @@ typedef struct {
 } ini_t;
 
 /* The settings a request gets, in the order they are applied. */
-static int settings(request_rec *r, const memsess_srv_conf *conf,
+static int settings(request_rec *r, const memsess_view_t *view,
                     const char *handler, const char *path, ini_t *ini)
 {
     int n = 0;
@@ -113,15 +113,15 @@ static int settings(request_rec *r, const memsess_srv_conf *conf,
     ini[n++].value = handler;
     ini[n].name = "session.save_path";
     ini[n++].value = path;
-    if (conf->replicas > 0 && !strcmp(handler, "memcached")) {
+    if (view->replicas > 0 && !strcmp(handler, "memcached")) {
         ini[n].name = "memcached.sess_number_of_replicas";
-        ini[n++].value = apr_itoa(r->pool, conf->replicas);
+        ini[n++].value = apr_itoa(r->pool, view->replicas);
         ini[n].name = "memcached.sess_binary_protocol";
         ini[n++].value = "1";
         /* a successor stands in by position, which only modulo hashing
          * keeps: consistent hashing would move the keys elsewhere */
         ini[n].name = "memcached.sess_consistent_hash";
-        ini[n++].value = conf->failover == MEMSESS_FAILOVER_SUCCESSOR
+        ini[n++].value = view->failover == MEMSESS_FAILOVER_SUCCESSOR
                          ? "0" : "1";
     }
     return n;
@@ -189,6 +189,7 @@ int memsess_inject_fixups(request_rec *r)
 {
     memsess_runtime_t *rt = memsess_runtime();
     const memsess_srv_conf *conf;
+    const memsess_view_t *view;
     const memsess_dir_conf *dconf;
     const char *handler;
     apr_uint32_t len, nlive;
@@ -204,43 +205,44 @@ int memsess_inject_fixups(request_rec *r)
     if (conf->view < 0 || dconf->inject == 0 || !has_reader(r)) {
         return DECLINED;
     }
+    view = &rt->views[conf->view];
 
-    path = apr_palloc(r->pool, conf->capacity);
-    if (memsess_table_read_view(rt->table, conf->view, path, conf->capacity,
+    path = apr_palloc(r->pool, view->capacity);
+    if (memsess_table_read_view(rt->table, conf->view, path, view->capacity,
                                 &len, &nlive) != APR_SUCCESS) {
         /* the checker died while writing: fail open until the next one */
-        path = (char *)conf->full_path;
-        nlive = conf->pool->servers->nelts;
+        path = (char *)view->full_path;
+        nlive = view->pool->servers->nelts;
     }
 
-    handler = conf->format == MEMSESS_FORMAT_MEMCACHE ? "memcache"
+    handler = view->format == MEMSESS_FORMAT_MEMCACHE ? "memcache"
                                                       : "memcached";
-    if (!nlive && conf->alldown > MEMSESS_ALLDOWN_OPEN
+    if (!nlive && view->alldown > MEMSESS_ALLDOWN_OPEN
         && (for_fcgi(r) || for_php(r))) {
-        if (conf->alldown == MEMSESS_ALLDOWN_503) {
+        if (view->alldown == MEMSESS_ALLDOWN_503) {
             /* by then the checker may have seen a server come back */
             apr_table_setn(r->err_headers_out, "Retry-After",
                            apr_ltoa(r->pool, (long)apr_time_sec(
-                               rt->interval * rt->pass_threshold
+                               rt->g.interval * rt->g.pass_threshold
                                + apr_time_from_sec(1) - 1)));
             return HTTP_SERVICE_UNAVAILABLE;
         }
         handler = "files";
-        path = (char *)conf->alldown_dir;
+        path = (char *)view->alldown_dir;
     }
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
-    if (nlive > (apr_uint32_t)conf->pool->servers->nelts) {
+    if (nlive > (apr_uint32_t)view->pool->servers->nelts) {
         nlive = 0;   /* a torn table cannot index past the strings */
     }
-    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE", conf->live_text[nlive]);
+    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE", view->live_text[nlive]);
 
     if (for_fcgi(r)) {
-        n = settings(r, conf, handler, path, ini);
+        n = settings(r, view, handler, path, ini);
         inject_fcgi(r, ini, n);
     }
     else if (php_module_rec && for_php(r)) {
-        n = settings(r, conf, handler, path, ini);
+        n = settings(r, view, handler, path, ini);
         inject_mod_php(r, ini, n);
     }
     return DECLINED;

@@ -304,3 +304,17 @@ apr_size_t memsess_path_max(const memsess_pool_t *pool,
     }
     return n * longest + (n - 1) * (format == MEMSESS_FORMAT_MEMCACHE ? 2 : 1);
 }
+
+int memsess_default_replicas(int replicas, int nservers)
+{
+    (void)nservers;
+    return replicas >= 0 ? replicas : 0;
+}
+
+memsess_failover_e memsess_default_failover(int failover, int replicas,
+                                            memsess_format_e format)
+{
+    (void)replicas; (void)format;
+    return failover >= 0 ? (memsess_failover_e)failover
+                         : MEMSESS_FAILOVER_DROP;
+}

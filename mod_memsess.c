@@ -75,7 +75,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->timeout = -1;
     conf->fail_threshold = -1;
     conf->pass_threshold = -1;
-    conf->rejoin_flush = -1;
+    conf->rejoin = -1;
     conf->view = -1;
     return conf;
 }
@@ -100,7 +100,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->timeout = base->timeout;
     conf->fail_threshold = base->fail_threshold;
     conf->pass_threshold = base->pass_threshold;
-    conf->rejoin_flush = base->rejoin_flush;
+    conf->rejoin = base->rejoin;
     conf->view = -1;
     return conf;
 }
@@ -253,7 +253,7 @@ static const char *set_replicas(cmd_parms *cmd, void *dummy, const char *arg)
  * enum value that goes in the field.  (Not const: httpd's cmd_data is a
  * plain void *.) */
 typedef struct {
-    const char *words[3];
+    const char *words[4];
     const char *what;
     apr_size_t  field;        /* offset in memsess_srv_conf */
     int         global_only;
@@ -267,7 +267,7 @@ static choice_t failover_choice = {
     APR_OFFSETOF(memsess_srv_conf, failover), 0 };
 static choice_t rejoin_choice = {
     { "keep", "flush", NULL }, "mode",
-    APR_OFFSETOF(memsess_srv_conf, rejoin_flush), 1 };
+    APR_OFFSETOF(memsess_srv_conf, rejoin), 1 };
 
 static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
@@ -286,9 +286,17 @@ static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
             return NULL;
         }
     }
-    return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown %s \"%s\" "
-                                       "(%s or %s)", choice->what, arg,
-                                       choice->words[0], choice->words[1]));
+    {
+        const char *list = choice->words[0];
+
+        for (i = 1; choice->words[i]; i++) {
+            list = apr_pstrcat(cmd->pool, list,
+                               choice->words[i + 1] ? ", " : " or ",
+                               choice->words[i], NULL);
+        }
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown %s \"%s\" "
+                                           "(%s)", choice->what, arg, list));
+    }
 }
 
 static const char *set_all_down(cmd_parms *cmd, void *dummy,
@@ -427,24 +435,67 @@ static apr_port_t vhost_port(const server_rec *s)
     return s->addrs ? s->addrs->host_port : 0;
 }
 
-/* Gives every distinct server a slot and every vhost with a pool a view. */
+/* The module-wide settings: the main server's directives or defaults. */
+static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
+{
+    g->interval = or_default(conf->interval, MEMSESS_DEFAULT_INTERVAL);
+    g->timeout = or_default(conf->timeout, MEMSESS_DEFAULT_TIMEOUT);
+    g->fail_threshold = conf->fail_threshold > 0 ? conf->fail_threshold
+                                                 : MEMSESS_DEFAULT_FAILS;
+    g->pass_threshold = conf->pass_threshold > 0 ? conf->pass_threshold
+                                                 : MEMSESS_DEFAULT_PASSES;
+    g->rejoin = conf->rejoin >= 0 ? (memsess_rejoin_e)conf->rejoin
+                                  : MEMSESS_REJOIN_KEEP;
+}
+
+/* One view's settings, every default resolved, and the strings its
+ * requests copy. */
+static void resolve_view(apr_pool_t *p, memsess_view_t *view,
+                         const memsess_srv_conf *conf, const char *name)
+{
+    int n = conf->pool->servers->nelts, k;
+    apr_size_t len;
+    char *full;
+
+    view->pool = conf->pool;
+    view->name = name;
+    view->format = conf->format > 0 ? (memsess_format_e)conf->format
+                                    : MEMSESS_FORMAT_MEMCACHED;
+    view->replicas = memsess_default_replicas(conf->replicas, n);
+    view->failover = memsess_default_failover(conf->failover, view->replicas,
+                                              view->format);
+    view->alldown = conf->alldown > 0 ? (memsess_alldown_e)conf->alldown
+                                      : MEMSESS_ALLDOWN_OPEN;
+    view->alldown_dir = conf->alldown_dir;
+
+    len = memsess_path_build(NULL, 0, conf->pool, NULL, view->format,
+                             MEMSESS_FAILOVER_DROP);
+    full = apr_palloc(p, len + 1);
+    memsess_path_build(full, len + 1, conf->pool, NULL, view->format,
+                       MEMSESS_FAILOVER_DROP);
+    view->full_path = full;
+    view->capacity = (apr_uint32_t)memsess_path_max(conf->pool, view->format,
+                                                    view->failover) + 1;
+    view->live_text = apr_palloc(p, (n + 1) * sizeof(const char *));
+    for (k = 0; k <= n; k++) {
+        view->live_text[k] = apr_psprintf(p, "%d/%d", k, n);
+    }
+}
+
+/* Gives every distinct server a slot and every vhost with a pool a view,
+ * and resolves every setting. */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
                                         server_rec *s)
 {
     memsess_runtime_t *rt = apr_pcalloc(p, sizeof(*rt));
+    apr_array_header_t *names = apr_array_make(ptemp, 16,
+                                               sizeof(const char *));
     apr_hash_t *slots = apr_hash_make(ptemp);
     server_rec *vs;
     int v;
 
     rt->main = s;
-    rt->global = memsess_srv_config(s);
-    rt->interval = or_default(rt->global->interval, MEMSESS_DEFAULT_INTERVAL);
-    rt->timeout = or_default(rt->global->timeout, MEMSESS_DEFAULT_TIMEOUT);
-    rt->fail_threshold = rt->global->fail_threshold > 0
-                         ? rt->global->fail_threshold : MEMSESS_DEFAULT_FAILS;
-    rt->pass_threshold = rt->global->pass_threshold > 0
-                         ? rt->global->pass_threshold : MEMSESS_DEFAULT_PASSES;
-    rt->rejoin_flush = rt->global->rejoin_flush > 0;
+    resolve_global(&rt->g, memsess_srv_config(s));
     rt->targets = apr_array_make(p, 16, sizeof(memsess_server_t *));
     rt->confs = apr_array_make(p, 16, sizeof(memsess_srv_conf *));
     rt->vhosts = apr_array_make(p, 16, sizeof(memsess_vhost_t));
@@ -482,8 +533,8 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
             }
         }
         conf->view = rt->confs->nelts;
-        conf->name = vh->name;
         APR_ARRAY_PUSH(rt->confs, memsess_srv_conf *) = conf;
+        APR_ARRAY_PUSH(names, const char *) = vh->name;
     }
     if (!rt->confs->nelts) {
         return NULL;
@@ -491,32 +542,9 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
 
     rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
     for (v = 0; v < rt->confs->nelts; v++) {
-        memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
-                                               memsess_srv_conf *);
-        apr_size_t len;
-        char *full;
-        int k;
-
-        rt->views[v].pool = conf->pool;
-        rt->views[v].format = conf->format > 0 ? conf->format
-                                               : MEMSESS_FORMAT_MEMCACHED;
-        rt->views[v].failover = conf->failover > 0 ? conf->failover
-                                                   : MEMSESS_FAILOVER_DROP;
-        len = memsess_path_build(NULL, 0, conf->pool, NULL,
-                                 rt->views[v].format, MEMSESS_FAILOVER_DROP);
-        full = apr_palloc(p, len + 1);
-        memsess_path_build(full, len + 1, conf->pool, NULL,
-                           rt->views[v].format, MEMSESS_FAILOVER_DROP);
-        conf->capacity = (apr_uint32_t)memsess_path_max(conf->pool,
-                                     rt->views[v].format,
-                                     rt->views[v].failover) + 1;
-        conf->full_path = full;
-        conf->live_text = apr_palloc(p, (conf->pool->servers->nelts + 1)
-                                        * sizeof(const char *));
-        for (k = 0; k <= conf->pool->servers->nelts; k++) {
-            conf->live_text[k] = apr_psprintf(p, "%d/%d", k,
-                                              conf->pool->servers->nelts);
-        }
+        resolve_view(p, &rt->views[v],
+                     APR_ARRAY_IDX(rt->confs, v, memsess_srv_conf *),
+                     APR_ARRAY_IDX(names, v, const char *));
     }
     return rt;
 }
@@ -527,15 +555,13 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                 apr_pool_t *ptemp, server_rec *s)
 {
     memsess_srv_conf *g = memsess_srv_config(s);
-    apr_interval_time_t interval = or_default(g->interval,
-                                              MEMSESS_DEFAULT_INTERVAL);
-    apr_interval_time_t timeout = or_default(g->timeout,
-                                             MEMSESS_DEFAULT_TIMEOUT);
+    memsess_global_t global;
     memsess_runtime_t *rt;
     int v;
 
     (void)pconf; (void)plog;
-    if (timeout >= interval) {
+    resolve_global(&global, g);
+    if (global.timeout >= global.interval) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
                      "MemsessCheckTimeout: \"%s\" must be less than "
                      "MemsessCheckInterval (\"%s\")",
@@ -556,21 +582,22 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         return !OK;
     }
     for (v = 0; v < rt->confs->nelts; v++) {
-        memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
-                                               memsess_srv_conf *);
+        const memsess_view_t *view = &rt->views[v];
+        const memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
+                                                     memsess_srv_conf *);
 
-        if (conf->alldown == MEMSESS_ALLDOWN_FILES
-            && check_files_dir(ptemp, conf->s, conf->alldown_dir) != OK) {
+        if (view->alldown == MEMSESS_ALLDOWN_FILES
+            && check_files_dir(ptemp, conf->s, view->alldown_dir) != OK) {
             return !OK;
         }
-        if (conf->failover == MEMSESS_FAILOVER_SUCCESSOR
-            && (conf->replicas < 1
-                || conf->format == MEMSESS_FORMAT_MEMCACHE)) {
+        if (view->failover == MEMSESS_FAILOVER_SUCCESSOR
+            && (view->replicas < 1
+                || view->format == MEMSESS_FORMAT_MEMCACHE)) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0024: "
                          "MemsessFailover: \"successor\" in %s needs "
                          "MemsessReplicas 1 or more and MemsessFormat "
                          "memcached: the successor stands in for a server by "
-                         "holding its replica", conf->name);
+                         "holding its replica", view->name);
             return !OK;
         }
     }
@@ -617,7 +644,7 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
     apr_status_t rv;
 
     for (i = 0; i < nviews; i++) {
-        caps[i] = APR_ARRAY_IDX(rt->confs, i, memsess_srv_conf *)->capacity;
+        caps[i] = rt->views[i].capacity;
     }
     size = memsess_table_size(nslots, nviews, caps);
     apr_pool_create(&pool, s->process->pool);

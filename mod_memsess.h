@@ -204,12 +204,49 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
 /* Whether a state counts as live for injection. */
 #define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)
 
-/* What one vhost publishes: its pool in its format. */
+typedef enum {
+    MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
+    MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
+    MEMSESS_ALLDOWN_FILES = 2    /* PHP's files handler in a local dir */
+} memsess_alldown_e;
+
+/* What one vhost publishes and injects (several vhosts share one when they
+ * share a configuration).  Every setting is resolved, defaults included,
+ * once at post_config (mod_memsess.c); read-only afterwards. */
 typedef struct {
     const memsess_pool_t *pool;
     memsess_format_e      format;
     memsess_failover_e    failover;
+    int                   replicas;      /* sess_number_of_replicas */
+    memsess_alldown_e     alldown;
+    const char           *alldown_dir;   /* MEMSESS_ALLDOWN_FILES: the dir */
+    const char           *name;          /* "host:port" of its first vhost */
+    apr_uint32_t          capacity;      /* of its longest path, NUL too */
+    const char           *full_path;     /* every server, in config order */
+    const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
 } memsess_view_t;
+
+/* The defaults that depend on others (SPEC.md): replicas on the pool's
+ * size, failover on replicas and format.  -1 = not configured. */
+int memsess_default_replicas(int replicas, int nservers);
+memsess_failover_e memsess_default_failover(int failover, int replicas,
+                                            memsess_format_e format);
+
+/* What a down server that comes back gets before it takes traffic. */
+typedef enum {
+    MEMSESS_REJOIN_KEEP  = 0,   /* used as it is */
+    MEMSESS_REJOIN_FLUSH = 1    /* emptied by the probe that brings it back */
+} memsess_rejoin_e;
+
+/* The module-wide settings, resolved at post_config (the main server's
+ * directives or their defaults); read-only afterwards. */
+typedef struct {
+    apr_interval_time_t interval;
+    apr_interval_time_t timeout;
+    int                 fail_threshold;
+    int                 pass_threshold;
+    memsess_rejoin_e    rejoin;
+} memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
  * views when slot < 0) from the slots' states.  A view none of whose
@@ -228,13 +265,9 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
 #include "httpd.h"
 #include "http_config.h"
 
-typedef enum {
-    MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
-    MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
-    MEMSESS_ALLDOWN_FILES = 2    /* PHP's files handler in a local dir */
-} memsess_alldown_e;
-
-/* Unset values are -1 / NULL and inherit from the main server. */
+/* The directives as parsed: unset values are -1 / NULL and inherit from
+ * the main server.  Nothing reads a setting here after post_config: the
+ * resolved ones are in memsess_view_t and memsess_global_t. */
 typedef struct {
     server_rec          *s;
     memsess_pool_t      *pool;
@@ -250,14 +283,11 @@ typedef struct {
     const char          *timeout_arg;
     int                  fail_threshold;
     int                  pass_threshold;
-    int                  rejoin_flush;   /* -1 unset, 0 keep, 1 flush */
-    /* set at post_config.  A vhost that uses none of our directives
-     * shares the main server's struct, and so its view. */
-    int                  view;       /* index of the published path, -1 */
-    apr_uint32_t         capacity;   /* of the longest path, NUL included */
-    const char          *full_path;  /* every server, in config order */
-    const char         **live_text;  /* [k] = "k/n", for MEMSESS_LIVE */
-    const char          *name;       /* "host:port" of its first vhost */
+    int                  rejoin;         /* memsess_rejoin_e */
+    /* set at post_config: the index of this config's view in the runtime
+     * (-1: no pool).  A vhost that uses none of our directives shares the
+     * main server's struct, and so its view. */
+    int                  view;
 } memsess_srv_conf;
 
 /* A vhost with a pool, as the status page lists it. */
@@ -274,17 +304,12 @@ typedef struct {
  * parent at post_config, read-only afterwards, inherited by the children. */
 typedef struct {
     server_rec          *main;
-    memsess_srv_conf    *global;      /* the main server's config */
+    memsess_global_t     g;           /* module-wide settings */
     apr_array_header_t  *targets;     /* memsess_server_t *, index = slot */
     apr_array_header_t  *confs;       /* memsess_srv_conf *, index = view */
     apr_array_header_t  *vhosts;      /* memsess_vhost_t, in server order */
     memsess_view_t      *views;       /* [confs->nelts] */
     memsess_table_t     *table;
-    apr_interval_time_t  interval;    /* effective global settings */
-    apr_interval_time_t  timeout;
-    int                  fail_threshold;
-    int                  pass_threshold;
-    int                  rejoin_flush;
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;
