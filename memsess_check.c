@@ -76,6 +76,7 @@ struct checker_t {
     probe_t            *probes;    /* [nslots] */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
+    memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
 };
 
 static checker_t *checker;
@@ -198,8 +199,8 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
 }
 
 /* A vhost's pool went into (or out of) the state where none is live. */
-static void log_all_down(const memsess_runtime_t *rt,
-                         const memsess_view_t *view, int all_down)
+void memsess_check_log_all_down(const memsess_runtime_t *rt,
+                                const memsess_view_t *view, int all_down)
 {
     if (!all_down) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0016: "
@@ -269,8 +270,8 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
-        log_all_down(rt, &rt->views[c->flipped[k]],
-                     after.state == MEMSESS_DOWN);
+        memsess_check_log_all_down(rt, &rt->views[c->flipped[k]],
+                                   after.state == MEMSESS_DOWN);
     }
 }
 
@@ -415,6 +416,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * between a state change and its publication, or halfway through a
      * view's text.  Repair the seqlock, then republish every view. */
     memsess_table_recover(rt->table);
+    c->exchange = memsess_exchange_start(rt, pool, c->mutex);
     memsess_table_write_begin(rt->table);
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
     memsess_table_write_end(rt->table);
@@ -433,6 +435,7 @@ static void checker_stop(void)
 
     if (c) {
         checker = NULL;
+        memsess_exchange_stop(c->exchange);
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
         apr_pool_destroy(c->pool);
@@ -512,6 +515,7 @@ static void tick(memsess_runtime_t *rt)
     if (now >= checker->next_round) {
         memsess_table_heartbeat(rt->table, now);
         dispatch_round(checker);
+        memsess_exchange_round(checker->exchange);
         /* on the interval's grid, unless we fell behind it */
         checker->next_round += rt->g.interval;
         if (checker->next_round <= now) {

@@ -71,7 +71,26 @@ static const memsess_server_t *member(const memsess_srv_conf *conf, int i)
 
 static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
 {
-    return MEMSESS_IS_LIVE(snap->slots[srv->slot].state);
+    return MEMSESS_SLOT_LIVE(&snap->slots[srv->slot]);
+}
+
+/* The state a server is in for this instance: down when another instance
+ * of the group sees it down, whatever our own probes say. */
+static const char *state_name(const memsess_slot_t *sl)
+{
+    return memsess_state_name(MEMSESS_SLOT_LIVE(sl) || !sl->peer_down
+                              ? sl->state : MEMSESS_DOWN);
+}
+
+/* Who sees it down: this instance (by its own probes) first, then the
+ * others of the group; "" when nobody does. */
+static const char *reported_by(const snapshot_t *snap,
+                               const memsess_slot_t *sl, apr_pool_t *p)
+{
+    const char *self = sl->state == MEMSESS_DOWN ? snap->rt->g.instance : "";
+    const char *others = sl->peer_down ? sl->reported_by : "";
+
+    return apr_pstrcat(p, self, *self && *others ? ", " : "", others, NULL);
 }
 
 /* Sets the type; whether a body follows (not for HEAD). */
@@ -136,20 +155,36 @@ static void show_json(request_rec *r, const snapshot_t *snap)
         return;
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
-               " \"servers\": [", snap->generation);
+               " \"instance\": %s, \"group\": %s, \"share_verdicts\": %s,\n"
+               " \"servers\": [", snap->generation,
+               json_str(r->pool, snap->rt ? snap->rt->g.instance : ""),
+               json_str(r->pool, snap->rt ? snap->rt->g.group : ""),
+               snap->rt && snap->rt->g.share ? "true" : "false");
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
+        const char *who = reported_by(snap, sl, r->pool), *w, *comma;
 
         ap_rprintf(r, "%s\n  {\"address\": %s, \"state\": \"%s\", "
                    "\"checks\": %" APR_UINT64_T_FMT ", \"failures\": %"
                    APR_UINT64_T_FMT ", \"consecutive_fails\": %u, "
                    "\"consecutive_passes\": %u, \"last_change\": %"
                    APR_INT64_T_FMT ", \"last_error\": %s, \"latency_us\": %"
-                   APR_UINT64_T_FMT "}", i ? "," : "",
-                   json_str(r->pool, sl->addr), memsess_state_name(sl->state),
+                   APR_UINT64_T_FMT ", \"local_state\": \"%s\", "
+                   "\"reported_by\": [", i ? "," : "",
+                   json_str(r->pool, sl->addr), state_name(sl),
                    sl->checks, sl->failures, sl->consecutive_fails,
                    sl->consecutive_passes, sl->last_change,
-                   json_str(r->pool, sl->last_error), sl->latency_us);
+                   json_str(r->pool, sl->last_error), sl->latency_us,
+                   memsess_state_name(sl->state));
+        for (w = who; *w; w = *comma ? comma + 2 : comma) {
+            comma = strchr(w, ',');
+            if (!comma) {
+                comma = w + strlen(w);
+            }
+            ap_rvputs(r, w == who ? "" : ", ", json_str(r->pool,
+                      apr_pstrmemdup(r->pool, w, comma - w)), NULL);
+        }
+        ap_rputs("]}", r);
     }
     ap_rputs("],\n \"pools\": [", r);
     for (i = 0; i < npools(snap); i++) {
@@ -193,6 +228,13 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                "MemsessStateChanges: %" APR_UINT64_T_FMT "\n"
                "MemsessServers: %d\nMemsessPools: %d\n", snap->generation,
                snap->changes, snap->nslots, npools(snap));
+    if (snap->rt) {
+        ap_rprintf(r, "MemsessInstance: %s\nMemsessGroup: %s\n"
+                   "MemsessShareVerdicts: %s\n",
+                   one_line(r->pool, snap->rt->g.instance),
+                   one_line(r->pool, snap->rt->g.group),
+                   snap->rt->g.share ? "On" : "Off");
+    }
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
 
@@ -204,12 +246,16 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]ConsecutivePasses: %u\n"
                    "MemsessServer[%d]LastChange: %" APR_INT64_T_FMT "\n"
                    "MemsessServer[%d]LatencyUs: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServer[%d]LastError: %s\n",
+                   "MemsessServer[%d]LastError: %s\n"
+                   "MemsessServer[%d]LocalState: %s\n"
+                   "MemsessServer[%d]ReportedBy: %s\n",
                    i, one_line(r->pool, sl->addr), i,
-                   memsess_state_name(sl->state), i, sl->checks, i,
+                   state_name(sl), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
                    sl->consecutive_passes, i, sl->last_change, i,
-                   sl->latency_us, i, one_line(r->pool, sl->last_error));
+                   sl->latency_us, i, one_line(r->pool, sl->last_error), i,
+                   memsess_state_name(sl->state), i,
+                   one_line(r->pool, reported_by(snap, sl, r->pool)));
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
@@ -262,6 +308,8 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
           "changes of the server's state" },
         { "memsess_check_duration_seconds", "gauge",
           "how long the last probe took" },
+        { "memsess_server_peer_down", "gauge",
+          "1 when another instance of the group sees the server down" },
     };
     int k, i;
 
@@ -278,7 +326,11 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
             switch (k) {
             case 0:
                 ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
-                           MEMSESS_IS_LIVE(sl->state));
+                           MEMSESS_SLOT_LIVE(sl));
+                break;
+            case 5:
+                ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
+                           sl->peer_down ? 1 : 0);
                 break;
             case 1:
             case 2:
@@ -287,7 +339,7 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                            m[k].name, label, k == 1 ? sl->checks
                            : k == 2 ? sl->failures : sl->state_changes);
                 break;
-            default:
+            case 4:
                 ap_rprintf(r, "%s{server=\"%s\"} %.6f\n", m[k].name, label,
                            sl->latency_us / 1e6);
             }
@@ -296,6 +348,13 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
     ap_rprintf(r, "# HELP memsess_generation bumped on every state change\n"
                "# TYPE memsess_generation gauge\nmemsess_generation %"
                APR_UINT64_T_FMT "\n", snap->generation);
+    if (snap->rt) {
+        ap_rprintf(r, "# HELP memsess_instance_info this instance's name and "
+                   "group in shared verdicts\n# TYPE memsess_instance_info "
+                   "gauge\nmemsess_instance_info{instance=\"%s\",group="
+                   "\"%s\"} 1\n", prom_label(r->pool, snap->rt->g.instance),
+                   prom_label(r->pool, snap->rt->g.group));
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -321,11 +380,14 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
         if (sl->last_change) {
             apr_ctime(when, apr_time_from_sec(sl->last_change));
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%" APR_UINT64_T_FMT
+        const char *who = reported_by(snap, sl, r->pool);
+
+        ap_rprintf(r, "<tr><td>%s</td><td>%s%s%s</td><td>%" APR_UINT64_T_FMT
                    "</td><td>%" APR_UINT64_T_FMT "</td><td>%u fail, %u pass"
                    "</td><td>%s</td><td>%" APR_UINT64_T_FMT " us</td>"
                    "<td>%s</td></tr>\n", esc(r, sl->addr),
-                   memsess_state_name(sl->state), sl->checks, sl->failures,
+                   state_name(sl), *who ? ", reported by " : "", esc(r, who),
+                   sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,
                    sl->latency_us, esc(r, sl->last_error));
     }
@@ -365,6 +427,11 @@ static void show_html(request_rec *r, const snapshot_t *snap)
                " state changes. Formats: <a href=\"?auto\">auto</a>, "
                "<a href=\"?json\">json</a>, <a href=\"?metrics\">metrics</a>"
                ".</p>\n", snap->generation, snap->changes);
+    if (snap->rt) {
+        ap_rprintf(r, "<p>This instance: %s, group %s, verdicts %s.</p>\n",
+                   esc(r, snap->rt->g.instance), esc(r, snap->rt->g.group),
+                   snap->rt->g.share ? "shared" : "not shared");
+    }
     html_tables(r, snap);
     ap_rputs("</body></html>\n", r);
 }
@@ -412,7 +479,7 @@ static int status_section(request_rec *r, int flags)
         int i, up = 0;
 
         for (i = 0; i < snap.nslots; i++) {
-            up += MEMSESS_IS_LIVE(snap.slots[i].state);
+            up += MEMSESS_SLOT_LIVE(&snap.slots[i]);
         }
         ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
                    "MemsessServersLive: %d/%d\n", snap.generation, up,

@@ -76,6 +76,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->fail_threshold = -1;
     conf->pass_threshold = -1;
     conf->rejoin = -1;
+    conf->share = -1;
     conf->view = -1;
     return conf;
 }
@@ -101,6 +102,9 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->fail_threshold = base->fail_threshold;
     conf->pass_threshold = base->pass_threshold;
     conf->rejoin = base->rejoin;
+    conf->share = base->share;
+    conf->instance = base->instance;
+    conf->group = base->group;
     conf->view = -1;
     return conf;
 }
@@ -269,6 +273,10 @@ static choice_t rejoin_choice = {
     { "keep", "flush", NULL }, "mode",
     APR_OFFSETOF(memsess_srv_conf, rejoin), 1 };
 
+static choice_t share_choice = {
+    { "off", "on", NULL }, "value",
+    APR_OFFSETOF(memsess_srv_conf, share), 1 };
+
 static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const choice_t *choice = cmd->info;
@@ -329,6 +337,32 @@ static const char *set_all_down(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+/* MemsessInstance NAME and MemsessGroup NAME: words that go into the
+ * verdict records as they are. */
+static const char *set_name(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int group = cmd->info != NULL;
+    apr_size_t max = group ? MEMSESS_GROUP_MAX : MEMSESS_INSTANCE_MAX;
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (!memsess_instance_name_valid(arg, max)) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid name \"%s\" "
+                                           "(1 to %d of A-Z a-z 0-9 . - _ : "
+                                           "[ ])", arg, (int)max - 1));
+    }
+    if (group) {
+        cmd_conf(cmd)->group = arg;
+    }
+    else {
+        cmd_conf(cmd)->instance = arg;
+    }
+    return NULL;
+}
+
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -359,6 +393,14 @@ static const command_rec memsess_cmds[] = {
         "what takes a down server's place: drop (default) or successor"),
     AP_INIT_TAKE1("MemsessRejoin", set_choice, &rejoin_choice, RSRC_CONF,
         "what a server that comes back holds: keep (default) or flush"),
+    AP_INIT_TAKE1("MemsessShareVerdicts", set_choice, &share_choice,
+        RSRC_CONF, "On (default) to share verdicts with the other Apache "
+        "instances of the group through the pool's servers"),
+    AP_INIT_TAKE1("MemsessInstance", set_name, NULL, RSRC_CONF,
+        "this instance's name in shared verdicts (default ServerName:port)"),
+    AP_INIT_TAKE1("MemsessGroup", set_name, (void *)1, RSRC_CONF,
+        "the instances that share verdicts (default: derived from the "
+        "names of the vhosts that have a pool)"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -446,6 +488,52 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                                  : MEMSESS_DEFAULT_PASSES;
     g->rejoin = conf->rejoin >= 0 ? (memsess_rejoin_e)conf->rejoin
                                   : MEMSESS_REJOIN_KEEP;
+    g->share = conf->share != 0;
+}
+
+/* Who this instance is in shared verdicts, and which group it is in:
+ * MemsessInstance, else the main server's ServerName:port (a character a
+ * name cannot hold becomes '_'); MemsessGroup, else a hash of the names of
+ * the vhosts that have a pool (the web servers of one site serve the same
+ * names, two unrelated sites do not). */
+static void resolve_identity(apr_pool_t *p, memsess_global_t *g,
+                             const memsess_srv_conf *conf, server_rec *s,
+                             const apr_array_header_t *vhosts)
+{
+    const char **names;
+    char *name, *c, one[2] = { 0, 0 };
+    int i;
+
+    if (conf->instance) {
+        g->instance = conf->instance;
+    }
+    else {
+        name = apr_psprintf(p, "%s:%u", s->server_hostname
+                            ? s->server_hostname : "localhost",
+                            vhost_port(s));
+        name[MEMSESS_INSTANCE_MAX - 1 < strlen(name)
+             ? MEMSESS_INSTANCE_MAX - 1 : strlen(name)] = '\0';
+        for (c = name; *c; c++) {
+            one[0] = *c;
+            if (!memsess_instance_name_valid(one, sizeof(one))) {
+                *c = '_';
+            }
+        }
+        g->instance = name;
+    }
+    g->group_derived = !conf->group;
+    if (conf->group) {
+        g->group = conf->group;
+        return;
+    }
+    names = apr_palloc(p, (vhosts->nelts + 1) * sizeof(*names));
+    for (i = 0; i < vhosts->nelts; i++) {
+        const char *vname = APR_ARRAY_IDX(vhosts, i, memsess_vhost_t).name;
+        const char *colon = strrchr(vname, ':');
+
+        names[i] = colon ? apr_pstrmemdup(p, vname, colon - vname) : vname;
+    }
+    g->group = memsess_group_derive(p, names, vhosts->nelts);
 }
 
 /* One view's settings, every default resolved, and the strings its
@@ -540,6 +628,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         return NULL;
     }
 
+    resolve_identity(p, &rt->g, memsess_srv_config(s), s, rt->vhosts);
     rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
     for (v = 0; v < rt->confs->nelts; v++) {
         resolve_view(p, &rt->views[v],

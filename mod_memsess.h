@@ -21,12 +21,17 @@
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
+ *   memsess_verdicts.c the verdict records instances share: key, parse,
+ *                     merge, format (pure)
+ *   memsess_exchange.c sharing verdicts with the other Apache instances of
+ *                     the group through the pool's servers (libmemcached)
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_status.c  the memsess-status handler
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025.
+ * The next free number is MEMSESS0025 (MEMSESS0090-0099 and 0150-0159:
+ * shared verdicts).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -51,6 +56,11 @@
 #define MEMSESS_PROBE_THREADS_MAX (64)
 
 #define MEMSESS_DEFAULT_PORT (11211)
+
+/* An instance's name ("web1.example:80"), NUL included, and the list of
+ * other instances that see a server down, as the status page shows it. */
+#define MEMSESS_INSTANCE_MAX  (128)
+#define MEMSESS_REPORTERS_MAX (256)
 
 /* ------------------------------------------------------------------ */
 /* Pools (memsess_pool.c)                                             */
@@ -127,7 +137,8 @@ typedef struct {
     apr_uint32_t state;
     apr_uint32_t consecutive_fails;
     apr_uint32_t consecutive_passes;
-    apr_uint32_t reserved;
+    apr_uint32_t peer_down;        /* another instance of the group sees it
+                                    * down (memsess_exchange.c) */
     apr_uint64_t checks;
     apr_uint64_t failures;
     apr_uint64_t state_changes;
@@ -135,6 +146,8 @@ typedef struct {
     apr_uint64_t latency_us;       /* of the last probe */
     apr_uint64_t duration_us_sum;  /* of all probes, for the metrics */
     char         last_error[MEMSESS_ERROR_MAX];
+    char         reported_by[MEMSESS_REPORTERS_MAX];  /* while peer_down:
+                                    * those instances, ", "-separated */
 } memsess_slot_t;
 
 /* One published save_path: what a vhost's requests get. */
@@ -204,6 +217,77 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
 /* Whether a state counts as live for injection. */
 #define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)
 
+/* Whether a server gets sessions: live by our own probes, and seen down by
+ * no other instance of the group.  What is published and shown. */
+#define MEMSESS_SLOT_LIVE(sl) (MEMSESS_IS_LIVE((sl)->state) && !(sl)->peer_down)
+
+/* ------------------------------------------------------------------ */
+/* Verdict records shared by the instances of a group                 */
+/* (memsess_verdicts.c: pure; memsess_exchange.c does the I/O)        */
+
+#define MEMSESS_VERDICTS_VERSION   (1)
+#define MEMSESS_VERDICTS_MAX       (32)    /* lines in one record */
+#define MEMSESS_VERDICT_RECORD_MAX (8192)  /* bytes of a record: a full one
+                                           * needs under 5000 */
+#define MEMSESS_VERDICT_KEY_MAX    (250)   /* memcached's limit */
+#define MEMSESS_GROUP_MAX          (64)    /* MemsessGroup, NUL included */
+/* A line reported more than this ahead of our clock, or expiring more
+ * than this plus the longest lifetime ahead, is from the future: dropped. */
+#define MEMSESS_VERDICT_SKEW_MAX   (30)
+#define MEMSESS_VERDICT_TTL_MAX    (3600)
+
+typedef struct {
+    char        name[MEMSESS_INSTANCE_MAX];
+    apr_int64_t reported;   /* unix seconds: its last refresh */
+    apr_int64_t expires;    /* unix seconds: ignored after that */
+} memsess_verdict_t;
+
+typedef struct {
+    int               n;
+    int               future;   /* lines dropped as from the future */
+    memsess_verdict_t v[MEMSESS_VERDICTS_MAX];
+} memsess_verdicts_t;
+
+/* Whether name is 1..maxlen-1 characters of [A-Za-z0-9._:[]-]: an
+ * instance name (MemsessInstance) or, with MEMSESS_GROUP_MAX, a group. */
+int memsess_instance_name_valid(const char *name, apr_size_t maxlen);
+
+/* The key of server addr's record in group: "memsess:v1:GROUP:down:ADDR",
+ * the address hashed when the key would pass MEMSESS_VERDICT_KEY_MAX.
+ * Returns its length; size must be more than MEMSESS_VERDICT_KEY_MAX. */
+apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
+                               const char *addr);
+
+/* Parses a record read from memcached (len bytes, not NUL-terminated).
+ * Lines that lapsed before now are left out, lines from the future too
+ * (counted in out->future).  Returns NULL, or why the whole record is
+ * refused (out->n is then 0). */
+const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
+                                   apr_int64_t now, memsess_verdicts_t *out);
+
+/* Puts self's line (reported now, expiring then) in when down, takes it
+ * out when not.  A full record makes room by dropping the line that lapses
+ * first.  Returns whether the record changed (always, when down). */
+int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
+                         apr_int64_t now, apr_int64_t expires);
+
+/* The group instances join when no MemsessGroup is given: "h" and a hash
+ * of the distinct names (here: of the vhosts that have a pool, without
+ * their ports), whatever their order. */
+const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
+                                 int n);
+
+/* Writes the record, NUL-terminated, into buf; returns its length (size
+ * when it did not fit: a full record needs MEMSESS_VERDICT_RECORD_MAX). */
+apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
+                                   const memsess_verdicts_t *vs);
+
+/* Counts the lines of instances other than self that have not lapsed, and
+ * appends their names to who (a NUL-terminated ", "-separated list, each
+ * name once, names that do not fit left out). */
+int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
+                            apr_int64_t now, char *who, apr_size_t whosize);
+
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
     MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
@@ -246,6 +330,11 @@ typedef struct {
     int                 fail_threshold;
     int                 pass_threshold;
     memsess_rejoin_e    rejoin;
+    /* shared verdicts (memsess_exchange.c) */
+    int                 share;      /* MemsessShareVerdicts: 0 Off, 1 On */
+    const char         *instance;   /* MemsessInstance, or ServerName:port */
+    const char         *group;      /* MemsessGroup, or derived */
+    int                 group_derived;
 } memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
@@ -261,6 +350,8 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
 /* httpd glue: everything below needs httpd's headers.                */
 
 #ifndef MEMSESS_NO_HTTPD
+
+#include "apr_thread_mutex.h"
 
 #include "httpd.h"
 #include "http_config.h"
@@ -284,6 +375,9 @@ typedef struct {
     int                  fail_threshold;
     int                  pass_threshold;
     int                  rejoin;         /* memsess_rejoin_e */
+    int                  share;          /* MemsessShareVerdicts */
+    const char          *instance;       /* MemsessInstance */
+    const char          *group;          /* MemsessGroup */
     /* set at post_config: the index of this config's view in the runtime
      * (-1: no pool).  A vhost that uses none of our directives shares the
      * main server's struct, and so its view. */
@@ -322,6 +416,21 @@ memsess_runtime_t *memsess_runtime(void);
 /* memsess_check.c */
 apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                                        memsess_runtime_t *rt);
+/* Logs a vhost's pool going into (or out of) the state where none is live. */
+void memsess_check_log_all_down(const memsess_runtime_t *rt,
+                                const memsess_view_t *view, int all_down);
+
+/* memsess_exchange.c: the checker's verdict exchange, on a thread of its
+ * own.  start returns NULL when MemsessShareVerdicts is Off (then it
+ * clears the other instances' verdicts left in the table) or the thread
+ * could not start; round and stop accept NULL. */
+typedef struct memsess_exchange memsess_exchange_t;
+memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
+                                           apr_pool_t *pool,
+                                           apr_thread_mutex_t *table_mutex);
+/* Starts a round unless the last one is still out. */
+void memsess_exchange_round(memsess_exchange_t *x);
+void memsess_exchange_stop(memsess_exchange_t *x);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
