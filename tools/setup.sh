@@ -17,8 +17,8 @@ PACKAGES=(
     libapache2-mod-php php-cli php-fpm php-memcached php-memcache
     # Apache::Test (shipped with mod_perl in Debian 12) and its client side
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
-    # test driver helpers
-    rsync procps
+    # test driver helpers (iptables, sudo: t/50_peers.t)
+    rsync procps iptables sudo
     # benchmarks
     wrk nutcracker gnuplot-nox
     # the demo: the load balancer, its simulated users, the printed examples
