@@ -32,14 +32,12 @@ use Memsess::Test;
 use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
-unless ($HELPER && -x $HELPER
-        && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1")) {
-    plan skip_all => 'needs root: tools/root-helper.sh through sudo (tools/test.sh)';
-}
-my $NGINX = -x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : undef;
-plan skip_all => 'needs nginx' unless $NGINX;
-
-plan tests => 31;
+my $NGINX = '/usr/sbin/nginx';
+plan tests => 31, need {
+    'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
+        && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
+    'nginx' => -x $NGINX,
+};
 
 my $USERS = 31;          # not a multiple of 3: each user visits every instance in turn
 my @N = qw(MEMC_N1 MEMC_N2 MEMC_N3);
