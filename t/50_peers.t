@@ -42,6 +42,9 @@ plan tests => 31, need {
 my $USERS = 31;          # not a multiple of 3: each user visits every instance in turn
 my @N = qw(MEMC_N1 MEMC_N2 MEMC_N3);
 my $GROUP = 'memsess-peers-test';
+# MEMSESS_TEST_PEERS_SHARE=Off: the same run with each instance deciding
+# alone (MemsessShareVerdicts Off), to see what the checks catch without it.
+my $SHARE = $ENV{MEMSESS_TEST_PEERS_SHARE} // 'On';
 my $JSON = JSON::PP->new->utf8;
 my $vars = Apache::Test::vars();
 
@@ -55,7 +58,7 @@ for my $i (1 .. 3) {
     push @web, Memsess::Instance->new(
         name => "peer$i", php => 1, user => "memsess-web$i",
         globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
-                 . "MemsessGroup $GROUP\n",
+                 . "MemsessGroup $GROUP\nMemsessShareVerdicts $SHARE\n",
         conf => "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
               . "MemsessReplicas 1\nMemsessFailover successor\n");
 }
@@ -311,8 +314,8 @@ ok t_cmp($healed->{failed}, 0, 'after the heal: no request failed (' . show($hea
 ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
 my $down2 = wait_for(10, sub { all_say($N[1], 'down') });
 ok t_cmp(defined $down2 ? 1 : 0, 1, 'cut off again: all three leave N2 out');
-$web[0]->stop;
 my $t_stop = time;
+$web[0]->stop;
 my $freed = wait_for(15, sub {
     seen($web[1], $N[1]) eq 'up ' && seen($web[2], $N[1]) eq 'up ' });
 ok t_cmp(defined $freed ? 1 : 0, 1,
