@@ -121,13 +121,16 @@ apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
     return len < 0 ? 0 : (apr_size_t)len < size ? (apr_size_t)len : size;
 }
 
-/* Reads a decimal number of 1..MAX_DIGITS digits ending at a space or
- * newline; returns the position after it, or NULL. */
+/* Reads a decimal number of 1..MAX_DIGITS digits, without leading zeros
+ * (as we write it); returns the position after it, or NULL. */
 static const char *number(const char *p, const char *end, apr_int64_t *out)
 {
     apr_int64_t n = 0;
     int digits = 0;
 
+    if (end - p > 1 && p[0] == '0' && p[1] >= '0' && p[1] <= '9') {
+        return NULL;
+    }
     while (p < end && *p >= '0' && *p <= '9') {
         if (++digits > MAX_DIGITS) {
             return NULL;

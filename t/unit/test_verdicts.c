@@ -90,6 +90,9 @@ int main(void)
             "another version");
     refused("memsess-verdicts 1", "no newline after the header");
     refused("memsess-verdicts x\n", "no version number");
+    refused("memsess-verdicts 01\n", "a version with a leading zero");
+    refused("memsess-verdicts 1\nweb2:80 01800000000 1800000004\n",
+            "a time with a leading zero");
     refused("memsess-verdicts 1\nweb2:80 1800000000 1800000004",
             "a last line without its newline");
     refused("memsess-verdicts 1\nweb2:80 1800000000\n", "a missing time");
