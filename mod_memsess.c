@@ -493,14 +493,16 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
 
 /* Who this instance is in shared verdicts, and which group it is in:
  * MemsessInstance, else the main server's ServerName:port (a character a
- * name cannot hold becomes '_'); MemsessGroup, else a hash of the names of
- * the vhosts that have a pool (the web servers of one site serve the same
- * names, two unrelated sites do not). */
-static void resolve_identity(apr_pool_t *p, memsess_global_t *g,
-                             const memsess_srv_conf *conf, server_rec *s,
-                             const apr_array_header_t *vhosts)
+ * name cannot hold becomes '_'); MemsessGroup, else a hash of the servers
+ * of its pools and of the names of its virtual hosts that have one.  The
+ * web servers of one site share both; two unrelated sites serve different
+ * names.  The main server's name is left out: it is usually the host's
+ * own, and would keep the web servers of one site apart. */
+static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
+                             const memsess_srv_conf *conf, server_rec *s)
 {
-    const char **names;
+    memsess_global_t *g = &rt->g;
+    apr_array_header_t *names;
     char *name, *c, one[2] = { 0, 0 };
     int i;
 
@@ -511,8 +513,9 @@ static void resolve_identity(apr_pool_t *p, memsess_global_t *g,
         name = apr_psprintf(p, "%s:%u", s->server_hostname
                             ? s->server_hostname : "localhost",
                             vhost_port(s));
-        name[MEMSESS_INSTANCE_MAX - 1 < strlen(name)
-             ? MEMSESS_INSTANCE_MAX - 1 : strlen(name)] = '\0';
+        if (strlen(name) >= MEMSESS_INSTANCE_MAX) {
+            name[MEMSESS_INSTANCE_MAX - 1] = '\0';
+        }
         for (c = name; *c; c++) {
             one[0] = *c;
             if (!memsess_instance_name_valid(one, sizeof(one))) {
@@ -526,14 +529,24 @@ static void resolve_identity(apr_pool_t *p, memsess_global_t *g,
         g->group = conf->group;
         return;
     }
-    names = apr_palloc(p, (vhosts->nelts + 1) * sizeof(*names));
-    for (i = 0; i < vhosts->nelts; i++) {
-        const char *vname = APR_ARRAY_IDX(vhosts, i, memsess_vhost_t).name;
-        const char *colon = strrchr(vname, ':');
-
-        names[i] = colon ? apr_pstrmemdup(p, vname, colon - vname) : vname;
+    names = apr_array_make(p, 16, sizeof(const char *));
+    for (i = 0; i < rt->targets->nelts; i++) {
+        APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "server ",
+            APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr, NULL);
     }
-    g->group = memsess_group_derive(p, names, vhosts->nelts);
+    for (i = 0; i < rt->vhosts->nelts; i++) {
+        const memsess_vhost_t *vh = &APR_ARRAY_IDX(rt->vhosts, i,
+                                                   memsess_vhost_t);
+        const char *colon = strrchr(vh->name, ':');
+
+        if (vh->conf->s->is_virtual) {
+            APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "vhost ",
+                colon ? apr_pstrmemdup(p, vh->name, colon - vh->name)
+                      : vh->name, NULL);
+        }
+    }
+    g->group = memsess_group_derive(p, (const char *const *)names->elts,
+                                    names->nelts);
 }
 
 /* One view's settings, every default resolved, and the strings its
@@ -628,7 +641,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
         return NULL;
     }
 
-    resolve_identity(p, &rt->g, memsess_srv_config(s), s, rt->vhosts);
+    resolve_identity(p, rt, memsess_srv_config(s), s);
     rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
     for (v = 0; v < rt->confs->nelts; v++) {
         resolve_view(p, &rt->views[v],

@@ -272,8 +272,8 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
 
 /* The group instances join when no MemsessGroup is given: "h" and a hash
- * of the distinct names (here: of the vhosts that have a pool, without
- * their ports), whatever their order. */
+ * of the distinct names (mod_memsess.c: the pools' servers and the vhosts
+ * that have one), whatever their order. */
 const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
                                  int n);
 
@@ -333,7 +333,8 @@ typedef struct {
     /* shared verdicts (memsess_exchange.c) */
     int                 share;      /* MemsessShareVerdicts: 0 Off, 1 On */
     const char         *instance;   /* MemsessInstance, or ServerName:port */
-    const char         *group;      /* MemsessGroup, or derived */
+    const char         *group;      /* MemsessGroup, or derived from the
+                                     * pools and the vhost names */
     int                 group_derived;
 } memsess_global_t;
 

@@ -41,7 +41,7 @@ plan tests => 31, need {
 
 my $USERS = 31;          # not a multiple of 3: each user visits every instance in turn
 my @N = qw(MEMC_N1 MEMC_N2 MEMC_N3);
-my $GROUP = 'memsess-peers-test';
+my $GROUP;   # the default: derived from the pool, the same in all three
 # MEMSESS_TEST_PEERS_SHARE=Off: the same run with each instance deciding
 # alone (MemsessShareVerdicts Off), to see what the checks catch without it.
 my $SHARE = $ENV{MEMSESS_TEST_PEERS_SHARE} // 'On';
@@ -58,7 +58,7 @@ for my $i (1 .. 3) {
     push @web, Memsess::Instance->new(
         name => "peer$i", php => 1, user => "memsess-web$i",
         globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
-                 . "MemsessGroup $GROUP\nMemsessShareVerdicts $SHARE\n",
+                 . "MemsessShareVerdicts $SHARE\n",
         conf => "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
               . "MemsessReplicas 1\nMemsessFailover successor\n");
 }
@@ -192,9 +192,11 @@ sub per_instance {
 ok t_cmp(defined(wait_for(20, sub { !grep { !all_say($_, 'up') } @N })) ? 1 : 0, 1,
          'all three instances see the three servers up');
 {
-    my $st = $web[1]->status || {};
-    ok t_cmp("$st->{instance} $st->{group}", "$name[1] $GROUP",
-             'status ?json names the instance (ServerName:port) and its group');
+    my @st = map { $_->status || {} } @web;
+    $GROUP = $st[0]{group} // '';
+    ok t_cmp(join(' ', map { "$_->{instance}/$_->{group}" } @st),
+             join(' ', map { "$_/$GROUP" } @name),
+             'status ?json names each instance (ServerName:port) and their group, derived alike');
 }
 my $base = run_for(1.5);
 ok t_cmp("$base->{lost} $base->{stale} $base->{failed}", '0 0 0',

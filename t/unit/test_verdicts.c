@@ -209,6 +209,27 @@ int main(void)
         is_str(small, "web3:80", "a name that does not fit is left out");
     }
 
+    /* the default group */
+    {
+        apr_pool_t *p;
+        const char *a[] = { "server 127.0.0.1:1", "vhost shop", "server b:2" };
+        const char *b[] = { "server b:2", "server 127.0.0.1:1", "vhost shop",
+                            "vhost shop" };
+        const char *c[] = { "server 127.0.0.1:1", "vhost blog", "server b:2" };
+        const char *g1, *g2, *g3;
+
+        apr_pool_create(&p, NULL);
+        g1 = memsess_group_derive(p, a, 3);
+        g2 = memsess_group_derive(p, b, 4);
+        g3 = memsess_group_derive(p, c, 3);
+        is_str(g1, g2, "the derived group: whatever the order, repeats once");
+        ok(strcmp(g1, g3) != 0, "another vhost name, another group");
+        ok(strlen(g1) == 17 && g1[0] == 'h'
+           && memsess_instance_name_valid(g1, MEMSESS_GROUP_MAX),
+           "a valid group name (%s)", g1);
+        apr_pool_destroy(p);
+    }
+
     apr_terminate();
     return done_testing();
 }
