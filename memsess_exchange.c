@@ -279,8 +279,9 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
             f->x = *xi;
             f->cas = memcached_result_cas(res);
             f->len = memcached_result_length(res);
-            f->value = apr_pmemdup(p, memcached_result_value(res),
-                                   f->len + 1);
+            f->value = apr_palloc(p, f->len + 1);
+            memcpy(f->value, memcached_result_value(res), f->len);
+            f->value[f->len] = '\0';
         }
         memcached_result_free(res);
     }

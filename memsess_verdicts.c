@@ -202,7 +202,8 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         }
         if (reported > now + MEMSESS_VERDICT_SKEW_MAX
             || expires > now + MEMSESS_VERDICT_SKEW_MAX
-                         + MEMSESS_VERDICT_TTL_MAX) {
+                         + MEMSESS_VERDICT_TTL_MAX
+            || expires - reported > MEMSESS_VERDICT_TTL_MAX) {
             out->future++;   /* a clock far ahead, or a forgery: not used */
             continue;
         }
@@ -218,47 +219,39 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
     return NULL;
 }
 
-static int find(const memsess_verdicts_t *vs, const char *name)
-{
-    int i;
-
-    for (i = 0; i < vs->n; i++) {
-        if (!strcmp(vs->v[i].name, name)) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires)
 {
-    int i = find(vs, self), k, soonest;
+    int i, k, removed = 0, soonest;
 
-    if (!down) {
-        if (i < 0) {
-            return 0;
-        }
-        memmove(&vs->v[i], &vs->v[i + 1],
-                (apr_size_t)(vs->n - i - 1) * sizeof(vs->v[0]));
-        vs->n--;
-        return 1;
-    }
-    if (i < 0) {
-        if (vs->n < MEMSESS_VERDICTS_MAX) {
-            i = vs->n++;
-        }
-        else {
-            /* full: the line that would lapse first makes room */
-            for (soonest = 0, k = 1; k < vs->n; k++) {
-                if (vs->v[k].expires < vs->v[soonest].expires) {
-                    soonest = k;
-                }
+    /* every line of ours out (a record may hold it twice: written by hand,
+     * or by an instance that has our name), then one back in when down */
+    for (i = k = 0; i < vs->n; i++) {
+        if (strcmp(vs->v[i].name, self)) {
+            if (k != i) {
+                vs->v[k] = vs->v[i];
             }
-            i = soonest;
+            k++;
         }
-        apr_cpystrn(vs->v[i].name, self, sizeof(vs->v[i].name));
     }
+    removed = vs->n - k;
+    vs->n = k;
+    if (!down) {
+        return removed > 0;
+    }
+    if (vs->n < MEMSESS_VERDICTS_MAX) {
+        i = vs->n++;
+    }
+    else {
+        /* full: the line that would lapse first makes room */
+        for (soonest = 0, k = 1; k < vs->n; k++) {
+            if (vs->v[k].expires < vs->v[soonest].expires) {
+                soonest = k;
+            }
+        }
+        i = soonest;
+    }
+    apr_cpystrn(vs->v[i].name, self, sizeof(vs->v[i].name));
     vs->v[i].reported = now;
     vs->v[i].expires = expires;
     return 1;

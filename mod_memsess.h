@@ -231,8 +231,9 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
                                            * needs under 5000 */
 #define MEMSESS_VERDICT_KEY_MAX    (250)   /* memcached's limit */
 #define MEMSESS_GROUP_MAX          (64)    /* MemsessGroup, NUL included */
-/* A line reported more than this ahead of our clock, or expiring more
- * than this plus the longest lifetime ahead, is from the future: dropped. */
+/* A line reported more than SKEW_MAX ahead of our clock, or expiring more
+ * than that plus TTL_MAX ahead, or meant to hold longer than TTL_MAX, is
+ * from the future (or forged): dropped. */
 #define MEMSESS_VERDICT_SKEW_MAX   (30)
 #define MEMSESS_VERDICT_TTL_MAX    (3600)
 
@@ -265,9 +266,10 @@ apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
 const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
                                    apr_int64_t now, memsess_verdicts_t *out);
 
-/* Puts self's line (reported now, expiring then) in when down, takes it
- * out when not.  A full record makes room by dropping the line that lapses
- * first.  Returns whether the record changed (always, when down). */
+/* Puts self's line (reported now, expiring then) in when down, last, and
+ * takes every line of that name out when not.  A full record makes room by
+ * dropping the line that lapses first.  Returns whether the record changed
+ * (always, when down). */
 int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
 

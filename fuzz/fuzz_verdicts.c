@@ -64,6 +64,7 @@ static void check_lines(const memsess_verdicts_t *vs, apr_int64_t now,
             fail("%s: line %d has a bad name", what, i);
         }
         if (v->expires < now || v->expires < v->reported
+            || v->expires - v->reported > MEMSESS_VERDICT_TTL_MAX
             || v->reported > now + MEMSESS_VERDICT_SKEW_MAX
             || v->expires > now + MEMSESS_VERDICT_SKEW_MAX
                             + MEMSESS_VERDICT_TTL_MAX) {

@@ -82,6 +82,9 @@ int main(void)
        "a line that would hold for years is dropped");
     ok(parse("memsess-verdicts 1\nfar:80 1800000000 1800003600\n", &vs)
        == NULL && vs.n == 1, "an hour ahead is within bounds");
+    err = parse("memsess-verdicts 1\nlong:80 1700000000 1800000010\n", &vs);
+    ok(!err && vs.n == 0 && vs.future == 1,
+       "a line meant to hold for years, written long ago, is dropped");
 
     /* bad records */
     refused("", "empty");
@@ -138,7 +141,7 @@ int main(void)
     ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW, NOW + 4) && vs.n == 2,
        "our line goes in");
     ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW + 1, NOW + 5)
-       && vs.n == 2 && vs.v[1].expires == NOW + 5, "refreshed in place");
+       && vs.n == 2 && vs.v[1].expires == NOW + 5, "refreshed, once");
     len = memsess_verdicts_format(buf, sizeof(buf), &vs);
     is_str(buf, "memsess-verdicts 1\nweb2:80 1800000000 1800000004\n"
            "web1:80 1800000001 1800000005\n", "formatted");
@@ -149,6 +152,17 @@ int main(void)
        && !strcmp(vs.v[0].name, "web2:80"), "our line comes out");
     ok(!memsess_verdicts_put(&vs, "web1:80", 0, NOW, 0),
        "nothing to take out: no write");
+
+    parse("memsess-verdicts 1\nweb1:80 1800000000 1800000004\n"
+          "web2:80 1800000000 1800000004\nweb1:80 1800000000 1800000004\n",
+          &vs);
+    ok(memsess_verdicts_put(&vs, "web1:80", 0, NOW, 0) && vs.n == 1
+       && !strcmp(vs.v[0].name, "web2:80"),
+       "a name written twice: every line of ours comes out (found by fuzzing)");
+    parse("memsess-verdicts 1\nweb1:80 1800000000 1800000004\n"
+          "web1:80 1800000000 1800000004\n", &vs);
+    ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW, NOW + 4) && vs.n == 1,
+       "... and goes back in once");
 
     /* a full record makes room */
     vs.n = 0;
