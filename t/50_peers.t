@@ -10,6 +10,7 @@
 # instance places every session alike: 0 lost, 0 stale (counted; without
 # shared verdicts web2 and web3 keep reading N2 while web1 writes to N3).
 # Every instance's status, in every format, says N2 is down and who saw it.
+# N3 frozen meanwhile (for all) stalls no verdict.
 # Healed, all three take N2 back.  A verdict that is no longer refreshed
 # lapses: web1 stopped while cut off holds nobody up for long.  Bad records
 # (garbage, another version, lines from the future) are ignored with a log
@@ -33,7 +34,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 31, need {
+plan tests => 35, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -260,6 +261,20 @@ ok t_cmp("$cut->{lost} $cut->{stale}", '0 0',
     my @n = per_instance($cut);
     ok t_cmp((grep { $_ > 0 } @n) == 3 ? 1 : 0, 1, "... served by all three (@n)");
 }
+
+# --- a server frozen for all, meanwhile: nothing stalls -----------------------------
+
+memc_freeze($N[2]);
+my $t_freeze = time;
+my $hung = wait_for(10, sub { all_say($N[2], 'down') });
+ok t_cmp(defined $hung ? 1 : 0, 1,
+         sprintf('N3 frozen: all three find it down (%.2f s)', time - $t_freeze));
+ok t_cmp(join(' | ', map { seen($_, $N[1]) } @web), join(' | ', ("down $name[0]") x 3),
+         'meanwhile the verdict on N2 still travels (through N1): down, reported by web1, everywhere');
+ok t_cmp(all_say($N[0], 'up') ? 1 : 0, 1, 'N1 up everywhere');
+memc_thaw($N[2]);
+my $thawed = wait_for(10, sub { all_say($N[2], 'up') });
+ok t_cmp(defined $thawed ? 1 : 0, 1, 'N3 thawed: all three take it back');
 
 # --- bad records: ignored with a log line -----------------------------------------
 
