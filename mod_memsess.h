@@ -16,8 +16,8 @@
  * Apache instance and injected per request.
  *
  * Who owns what:
- *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path
- *                     (APR only)
+ *   memsess_pool.c    parse "host[:port[:weight]]" lines and times, build
+ *                     a save_path (APR only)
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
