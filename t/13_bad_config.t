@@ -95,7 +95,7 @@ sub try_conf {
               qq{ErrorLog "$out_dir/$name.error_log"\n},
               @lines,
               qq{LoadModule memsess_module "$module"\n},
-              "# --- the case\n",
+              "# --- the case (t/bad-config/$name.conf, or README.md)\n",
               $body, "\n";
     close $fh;
     my $out = `"$httpd" -t -f "$conf" 2>&1`;
@@ -126,20 +126,7 @@ for my $block (@readme_blocks) {
 
 for my $c (@cases) {
     my ($name, $body, $expect) = @$c;
-    my $conf = catfile($out_dir, "$name.conf");
-    open my $fh, '>', $conf or die "$conf: $!";
-    print $fh qq{ServerRoot "$out_dir"\n},
-              qq{ServerName localhost\n},
-              qq{PidFile "$out_dir/$name.pid"\n},
-              qq{ErrorLog "$out_dir/$name.error_log"\n},
-              @load,
-              qq{LoadModule memsess_module "$module"\n},
-              "# --- the case: t/bad-config/$name.conf\n",
-              $body;
-    close $fh;
-
-    my $out = `"$httpd" -t -f "$conf" 2>&1`;
-    my $rc = $? >> 8;
+    my ($rc, $out) = try_conf($name, $body, @load);
     (my $shown = $out) =~ s/\s+$//;
     if ($expect->[0] eq 'OK') {
         ok t_cmp($rc, 0, "$name: httpd -t accepts it ($shown)");

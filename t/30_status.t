@@ -17,7 +17,7 @@ use Memsess::Instance;
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 
-plan tests => 48 + 14 + 8 + 4 + 4;
+plan tests => 48 + 10 + 8 + 4 + 4;
 
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
