@@ -19,6 +19,8 @@ PACKAGES=(
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
     # test driver helpers
     rsync procps
+    # the Debian package (make deb) and its scenario in a throwaway root
+    dpkg-dev debhelper fakeroot lintian debootstrap iproute2
     # benchmarks
     wrk nutcracker gnuplot-nox
     # the demo: the load balancer, its simulated users, the printed examples
