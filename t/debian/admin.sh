@@ -37,10 +37,13 @@ if [ "${1:-}" != --inside ]; then
     W=$(mktemp -d /tmp/memsess-deb.XXXXXX)
     chmod 755 "$W"
     # private mounts, and every process started inside dies with it
-    unshare --mount --propagation private --pid --fork \
+    unshare --mount --propagation private --pid --fork --kill-child \
         bash "$0" --inside "$TOP" "$W" &
     child=$!
-    trap 'kill -TERM "$child" 2>/dev/null' INT TERM
+    # unshare blocks SIGINT/SIGTERM, and the namespace's first process only
+    # gets signals it has a handler for (run after the command at hand):
+    # on a signal, SIGKILL that process, which ends the whole namespace
+    trap 'kill -KILL $(pgrep -P "$child") 2>/dev/null' INT TERM
     wait "$child"
     st=$?
     # (a signal ends the first wait early: wait for the namespace to go)
@@ -83,9 +86,10 @@ check() {
     local what=$1
     shift
     STEP=$((STEP + 1))
-    local log=$LOGS/$STEP.log
-    if "$@" >"$log" 2>&1; then ok "$what"; return 0; fi
-    fail "$what (exit $?)" "$log"
+    local log=$LOGS/$STEP.log st=0
+    "$@" >"$log" 2>&1 || st=$?
+    if [ "$st" -eq 0 ]; then ok "$what"; return 0; fi
+    fail "$what (exit $st)" "$log"
     return 1
 }
 # is "what" GOT EXPECTED
