@@ -212,7 +212,7 @@ make_step fuzz
 
 # The Debian package as an administrator uses it, in a throwaway root
 # (t/debian/admin.sh: make deb, lintian, debootstrap, apt-get install,
-# a2enmod, mod_php and php-fpm, graceful, purge; as root, 2-3.5 min).  It
+# a2enmod, mod_php and php-fpm, graceful, purge; as root, 2-4 min).  It
 # runs with the whole suite; MEMSESS_TEST_DEB=1 runs it with
 # MEMSESS_TEST_FILES too, MEMSESS_TEST_DEB=0 skips it.
 deb_default=1
