@@ -32,6 +32,9 @@
 #ifndef MOD_MEMSESS_H
 #define MOD_MEMSESS_H
 
+/* The module's version; debian/changelog must agree (debian/rules checks). */
+#define MEMSESS_VERSION "0.1.0"
+
 #include "apr.h"
 #include "apr_pools.h"
 #include "apr_tables.h"

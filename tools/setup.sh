@@ -25,6 +25,8 @@ PACKAGES=(
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
     # test driver helpers
     rsync procps iproute2
+    # the Debian package (make deb) and its scenario in a throwaway root
+    dpkg-dev debhelper fakeroot lintian debootstrap
     # benchmarks
     wrk nutcracker gnuplot-nox
     # the demo: the load balancer, its simulated users, the printed examples
