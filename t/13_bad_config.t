@@ -28,6 +28,25 @@ my @load;
     close $fh;
 }
 
+# The password files the MemsessCredentials cases name, relative to the
+# ServerRoot ($out_dir): good ones, and one of each kind of bad one.
+{
+    my %pw = ('password' => "s3cret\n", 'password-copy' => "s3cret",
+              'password-other' => "0ther\n", 'password-empty' => '',
+              'password-two-lines' => "s3cret\nmore\n",
+              'password-unreadable' => "s3cret\n");
+    for my $f (sort keys %pw) {
+        my $path = catfile($out_dir, $f);
+        chmod 0600, $path if -e $path;
+        open my $fh, '>', $path or die "$path: $!";
+        print $fh $pw{$f};
+        close $fh;
+    }
+    unlink catfile($out_dir, 'password-missing');
+    # (the test runs unprivileged: Apache::Test refuses root)
+    chmod 0000, catfile($out_dir, 'password-unreadable');
+}
+
 my @cases;
 for my $file (sort glob catfile($t_dir, 'bad-config', '*.conf')) {
     open my $fh, '<', $file or die "$file: $!";
