@@ -122,14 +122,8 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
     }
     apr_cpystrn(err, detail, (apr_size_t)(end - detail) + 1 < errlen
                              ? (apr_size_t)(end - detail) + 1 : errlen);
-    for (c = err; *c; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            *c = ' ';
-        }
-        else if ((unsigned char)*c >= 0x80) {
-            *c = '?';   /* from the wire: not even valid UTF-8, maybe */
-        }
-    }
+    memsess_text_one_line(err);
+    c = err + strlen(err);
     /* trailing separators of a detail that was cut */
     while (c > err && (c[-1] == ' ' || c[-1] == ',')) {
         *--c = '\0';
@@ -450,13 +444,15 @@ static void dispatch_round(checker_t *c)
         rv = apr_thread_pool_push(c->threads, probe_task, pr,
                                   APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
         if (rv != APR_SUCCESS) {
-            char error[MEMSESS_ERROR_MAX];
+            char cause[MEMSESS_ERROR_MAX], error[MEMSESS_ERROR_MAX];
 
-            apr_strerror(rv, error, sizeof(error));
+            /* on the stack: the checker's pool lives as long as it does */
+            apr_strerror(rv, cause, sizeof(cause));
+            apr_snprintf(error, sizeof(error), "cannot start a probe: %s",
+                         cause);
             apr_thread_mutex_lock(c->mutex);
             pr->in_flight = 0;
-            record_locked(c, i, 0, apr_pstrcat(c->pool, "cannot start a "
-                                               "probe: ", error, NULL), 0);
+            record_locked(c, i, 0, error, 0);
             apr_thread_mutex_unlock(c->mutex);
         }
     }
@@ -554,20 +550,33 @@ static int process_gone(pid_t pid)
     return gone;
 }
 
-/* Whether the lease is free for us: no owner, or a round is overdue and
- * its owner has ended or has started none for two intervals and a
- * timeout (a stuck checker). */
+/* A time of the configuration brought into [TICK, MEMSESS_TIME_MAX]: the
+ * takeover must work, and its sums stay in range, whatever it says. */
+static apr_interval_time_t bounded(apr_interval_time_t t)
+{
+    return t < TICK ? TICK : t > MEMSESS_TIME_MAX ? MEMSESS_TIME_MAX : t;
+}
+
+/* Whether the lease is free for us: no owner, or its owner has started no
+ * round for a while (an interval, at most a second) and has ended, or has
+ * started none for two intervals and a timeout (a stuck checker).  A
+ * heartbeat in the future (the clock went back) does not hold us off. */
 static int lease_free(const memsess_runtime_t *rt, apr_uint32_t owner,
                       apr_time_t heartbeat, apr_time_t now)
 {
+    apr_interval_time_t interval = bounded(rt->g.interval);
+    apr_interval_time_t look = interval < apr_time_from_sec(1)
+                               ? interval : apr_time_from_sec(1);
+    apr_interval_time_t age = heartbeat > now ? -1 : now - heartbeat;
+
     if (!owner) {
         return 1;
     }
-    if (now - heartbeat < rt->g.interval) {
+    if (age >= 0 && age < look) {
         return 0;   /* it started a round lately: nothing to look at */
     }
     return process_gone((pid_t)owner)
-           || now - heartbeat > 2 * rt->g.interval + rt->g.timeout + TICK;
+           || age > 2 * interval + bounded(rt->g.timeout) + TICK;
 }
 
 static void tick(memsess_runtime_t *rt)
@@ -597,12 +606,15 @@ static void tick(memsess_runtime_t *rt)
         }
         checker->next_round = now;   /* new servers are probed at once */
     }
-    if (now >= checker->next_round) {
+    /* (a round further away than an interval: the clock went back) */
+    if (now >= checker->next_round
+        || checker->next_round - now > rt->g.interval) {
         memsess_table_heartbeat(rt->table, now);
         dispatch_round(checker);
         /* on the interval's grid, unless we fell behind it */
         checker->next_round += rt->g.interval;
-        if (checker->next_round <= now) {
+        if (checker->next_round <= now
+            || checker->next_round - now > rt->g.interval) {
             checker->next_round = now + rt->g.interval;
         }
     }

@@ -150,12 +150,26 @@ static int parse_int(const char *arg, int min, int max)
     return (int)n;
 }
 
+/* A time in [min, MEMSESS_TIME_MAX], in the grammar of memsess_time_parse
+ * (httpd's ap_timeout_parameter_parse reads only the first letters of the
+ * unit: it takes "2seconds" and "1sfoo"). */
 static const char *parse_time(cmd_parms *cmd, const char *arg,
+                              apr_interval_time_t min, const char *min_text,
                               apr_interval_time_t *t)
 {
-    if (ap_timeout_parameter_parse(arg, t, "s") != APR_SUCCESS || *t <= 0) {
+    if (memsess_time_parse(arg, t) != APR_SUCCESS) {
         return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid time in "
-                                           "\"%s\" (e.g. 2s, 500ms)", arg));
+                                           "\"%s\" (N, Nms, Ns, Nm or Nh: "
+                                           "2s, 500ms; N alone is seconds)",
+                                           arg));
+    }
+    if (*t < min) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is below the "
+                                           "minimum of %s", arg, min_text));
+    }
+    if (*t > MEMSESS_TIME_MAX) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is above the "
+                                           "maximum of 1h", arg));
     }
     return NULL;
 }
@@ -165,18 +179,12 @@ static const char *parse_time(cmd_parms *cmd, const char *arg,
 static const char *set_servers(cmd_parms *cmd, void *dummy, const char *args)
 {
     memsess_srv_conf *conf = cmd_conf(cmd);
-    apr_array_header_t *tokens = apr_array_make(cmd->temp_pool, 16,
-                                                sizeof(char *));
     const char *err;
-    char *w;
 
     (void)dummy;
-    while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
-        APR_ARRAY_PUSH(tokens, char *) = w;
-    }
     /* a second line in the same context adds to the list */
-    err = memsess_pool_parse(cmd->pool, tokens->nelts,
-                             (char *const *)tokens->elts, &conf->pool);
+    err = memsess_pool_parse_line(cmd->pool, args, ap_getword_conf,
+                                  &conf->pool);
     return err ? cmd_error(cmd, err) : NULL;
 }
 
@@ -187,12 +195,8 @@ static const char *set_check_interval(cmd_parms *cmd, void *dummy,
     apr_interval_time_t t;
 
     (void)dummy;
-    if (err || (err = parse_time(cmd, arg, &t))) {
+    if (err || (err = parse_time(cmd, arg, MIN_INTERVAL, "100ms", &t))) {
         return err;
-    }
-    if (t < MIN_INTERVAL) {
-        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is below the "
-                                           "minimum of 100ms", arg));
     }
     cmd_conf(cmd)->interval = t;
     cmd_conf(cmd)->interval_arg = arg;
@@ -203,11 +207,14 @@ static const char *set_check_timeout(cmd_parms *cmd, void *dummy,
                                      const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t t;
 
     (void)dummy;
-    if (err || (err = parse_time(cmd, arg, &cmd_conf(cmd)->timeout))) {
+    if (err || (err = parse_time(cmd, arg, apr_time_from_msec(1), "1ms",
+                                 &t))) {
         return err;
     }
+    cmd_conf(cmd)->timeout = t;
     cmd_conf(cmd)->timeout_arg = arg;
     return NULL;
 }
@@ -477,6 +484,13 @@ static apr_port_t vhost_port(const server_rec *s)
     return s->addrs ? s->addrs->host_port : 0;
 }
 
+/* "host:port": how the status page and the log name a vhost. */
+static const char *vhost_name(apr_pool_t *p, const server_rec *s)
+{
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname
+                                                      : "*", vhost_port(s));
+}
+
 /* The module-wide settings: the main server's directives or defaults. */
 static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
 {
@@ -559,6 +573,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     apr_array_header_t *owners = apr_array_make(ptemp, 16,
                                                 sizeof(const char *));
     apr_hash_t *slots = apr_hash_make(ptemp);
+    apr_hash_t *seen = apr_hash_make(ptemp);   /* vhost name -> how often */
     server_rec *vs;
     int v;
 
@@ -570,18 +585,34 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
 
     for (vs = s; vs; vs = vs->next) {
         memsess_srv_config(vs)->view = -1;
+        if (memsess_srv_config(vs)->pool) {
+            const char *name = vhost_name(ptemp, vs);
+
+            apr_hash_set(seen, name, APR_HASH_KEY_STRING,
+                         apr_hash_get(seen, name, APR_HASH_KEY_STRING)
+                         ? "twice" : "once");
+        }
     }
     for (vs = s; vs; vs = vs->next) {
         memsess_srv_conf *conf = memsess_srv_config(vs);
         memsess_vhost_t *vh;
+        const char *count;
         int i;
 
         if (!conf->pool) {
             continue;
         }
         vh = apr_array_push(rt->vhosts);
-        vh->name = apr_psprintf(p, "%s:%u", vs->server_hostname
-                                ? vs->server_hostname : "*", vhost_port(vs));
+        vh->name = vhost_name(p, vs);
+        count = apr_hash_get(seen, vh->name, APR_HASH_KEY_STRING);
+        if (count && !strcmp(count, "twice")) {
+            /* the main server and a vhost of its ServerName, say: told
+             * apart by where they are defined */
+            vh->name = vs->is_virtual && vs->defn_name
+                       ? apr_psprintf(p, "%s (%s:%u)", vh->name,
+                                      vs->defn_name, vs->defn_line_number)
+                       : apr_psprintf(p, "%s (main server)", vh->name);
+        }
         vh->conf = conf;
         if (conf->view >= 0) {
             continue;   /* shares its config, and so its view, with one seen */

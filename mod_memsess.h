@@ -16,8 +16,8 @@
  * Apache instance and injected per request.
  *
  * Who owns what:
- *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path
- *                     (APR only)
+ *   memsess_pool.c    parse "host[:port[:weight]]" lines and times, build
+ *                     a save_path (APR only)
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
@@ -85,6 +85,24 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
  * an error message (without the directive name). */
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
+
+/* Splits one MemsessServers line into words with getword (httpd's
+ * ap_getword_conf has this type), every one to the end of the line, and
+ * parses them as memsess_pool_parse does. */
+typedef char *(*memsess_getword_f)(apr_pool_t *p, const char **line);
+const char *memsess_pool_parse_line(apr_pool_t *p, const char *line,
+                                    memsess_getword_f getword,
+                                    memsess_pool_t **pool);
+
+/* Parses a time: exactly N, Nms, Ns, Nm or Nh (a bare number is seconds),
+ * N decimal digits.  APR_SUCCESS, or APR_EINVAL for anything else.  A time
+ * too long for apr_interval_time_t reads as APR_INT64_MAX, so that every
+ * upper bound refuses it and no caller's arithmetic overflows. */
+apr_status_t memsess_time_parse(const char *arg, apr_interval_time_t *t);
+
+/* The longest interval and timeout: every sum of times the checker forms
+ * stays far from overflowing, and a round runs at least once an hour. */
+#define MEMSESS_TIME_MAX    apr_time_from_sec(3600)
 
 /* What becomes of a down server in the injected list. */
 typedef enum {
@@ -250,6 +268,11 @@ void memsess_table_heartbeat(memsess_table_t *t, apr_time_t now);
 int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
                         apr_uint64_t latency_us, apr_int64_t now,
                         int fail_threshold, int pass_threshold);
+
+/* Makes text from outside (what a memcached server sent) one clean line
+ * of ASCII, in place: control characters become spaces, bytes outside
+ * ASCII '?'. */
+void memsess_text_one_line(char *s);
 
 /* Whether a state counts as live for injection. */
 #define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)

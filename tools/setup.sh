@@ -1,10 +1,16 @@
 #!/bin/bash
 # Install everything mod_memsess needs to build, test and benchmark on Debian 12.
-# Idempotent: when every package is already installed it does nothing (fast
-# reruns), otherwise it runs `apt-get update` once and installs what is missing.
-# Run as root. Services are never started: a policy-rc.d keeps the packages'
-# postinst scripts from starting apache2, memcached or php-fpm; the tests start
-# their own processes on loopback ports.
+#
+#   bash tools/setup.sh              every package below
+#   bash tools/setup.sh PACKAGE...   only these (bench/lib/common.sh)
+#
+# The one place that installs packages: the tests, the demo and the benchmarks
+# all come here.  Idempotent: when every package is already installed it does
+# nothing (fast reruns), otherwise it runs `apt-get update` once and installs
+# what is missing.  Run as root. Services are never started: a policy-rc.d
+# keeps the packages' postinst scripts from starting apache2, memcached,
+# php-fpm or nginx; the tests, the demo and the benchmarks start their own
+# processes on loopback ports.
 set -euo pipefail
 
 PACKAGES=(
@@ -21,12 +27,16 @@ PACKAGES=(
     # Apache::Test (shipped with mod_perl in Debian 12) and its client side
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
     # test driver helpers
-    rsync procps
+    rsync procps iproute2
     # benchmarks
     wrk nutcracker gnuplot-nox
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )
+
+if [ $# -gt 0 ]; then
+    PACKAGES=("$@")
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: must run as root (apt-get)" >&2
