@@ -20,6 +20,7 @@
  * configuration's, at a graceful restart). */
 
 #include <string.h>
+#include <strings.h>
 
 #include "apr_strings.h"
 #include "apr_file_io.h"
