@@ -130,13 +130,89 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
     }
 }
 
+/* MemsessCredentials: what a failed probe says about SASL.
+ *
+ * A probe with credentials speaks the binary protocol (SASL has no other)
+ * and authenticates on connect; one without speaks text, as PHP does by
+ * default.  A refused password is named as such.  The two mismatches look
+ * like any broken server from where the probe stands: memcached -S closes
+ * the connection on a text command, memcached without -S answers the SASL
+ * commands with an error libmemcached calls an unknown read failure.  For
+ * those two failures only, one more round trip, in the binary protocol
+ * without credentials and within what is left of the timeout, tells which:
+ * a server that asks for SASL refuses the command (AUTH_FAILURE), one that
+ * does not stores it. */
+static memcached_return_t try_without_credentials(const memsess_server_t *srv,
+                                                  uint64_t ms)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_return_t rc;
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    rc = memcached_server_add(mc, srv->host, srv->port);
+    if (memcached_success(rc)) {
+        rc = memcached_set(mc, probe_key, strlen(probe_key), "sasl?", 5, 60,
+                           0);
+    }
+    memcached_free(mc);
+    return rc;
+}
+
+/* Rewrites err, the description of a failed probe, when the failure is
+ * about SASL.  left: what remains of the probe's timeout. */
+static void explain_sasl(const memsess_server_t *srv,
+                         const memsess_credentials_t *cred, memcached_st *mc,
+                         memcached_return_t rc, apr_interval_time_t left,
+                         char *err, apr_size_t errlen)
+{
+    uint64_t ms = left > 0 ? apr_time_as_msec(left / 2) : 0;
+    memcached_return_t plain;
+
+    if (cred && (rc == MEMCACHED_AUTH_FAILURE
+                 || rc == MEMCACHED_AUTH_PROBLEM)) {
+        char cause[MEMSESS_ERROR_MAX];
+
+        apr_cpystrn(cause, err, sizeof(cause));
+        apr_snprintf(err, errlen, "SASL authentication failed for user "
+                     "\"%s\": %s", cred->username,
+                     rc == MEMCACHED_AUTH_FAILURE
+                     ? "wrong user name or password" : cause);
+        return;
+    }
+    if (ms < 1 || (cred ? rc != MEMCACHED_UNKNOWN_READ_FAILURE
+                        : rc != MEMCACHED_CONNECTION_FAILURE
+                          || memcached_last_error_errno(mc) != 0)) {
+        return;
+    }
+    plain = try_without_credentials(srv, ms);
+    if (cred && plain == MEMCACHED_SUCCESS) {
+        apr_snprintf(err, errlen, "the server does not speak SASL (memcached "
+                     "without -S?) but MemsessCredentials gives user \"%s\"",
+                     cred->username);
+    }
+    else if (!cred && (plain == MEMCACHED_AUTH_FAILURE
+                       || plain == MEMCACHED_AUTH_PROBLEM)) {
+        apr_cpystrn(err, "the server asks for SASL authentication (memcached "
+                    "-S) but its pool has no MemsessCredentials", errlen);
+    }
+}
+
 /* One probe: connect, store a fresh value under our key, read it back and
  * compare.  A connect alone proves nothing (a frozen server still completes
  * the TCP handshake), and neither does a plain "get": a server that answers
  * garbage can pass for one that has no such key.  Only a server that
  * speaks the protocol and stores what it is given echoes the value. */
-static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
-                 int flush, char *err, apr_size_t errlen)
+static int probe(const memsess_server_t *srv,
+                 const memsess_credentials_t *cred,
+                 apr_interval_time_t timeout, int flush, char *err,
+                 apr_size_t errlen)
 {
     static apr_uint32_t counter;
     memcached_st *mc = memcached_create(NULL);
@@ -147,6 +223,7 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     uint32_t flags;
     size_t len = 0, keylen = strlen(probe_key), noncelen;
     char *value = NULL;
+    apr_time_t start = apr_time_now();
     int ok;
 
     if (!mc) {
@@ -161,7 +238,13 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    rc = memcached_server_add(mc, srv->host, srv->port);
+    /* (switches to the binary protocol) */
+    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
+                                             cred->password)
+              : MEMCACHED_SUCCESS;
+    if (memcached_success(rc)) {
+        rc = memcached_server_add(mc, srv->host, srv->port);
+    }
     if (memcached_success(rc)) {
         rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
     }
@@ -177,6 +260,7 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
         ok = rc == MEMCACHED_SUCCESS;
     }
     if (ok) {
+        memcached_destroy_sasl_auth_data(mc);
         memcached_free(mc);
         return 1;
     }
@@ -186,7 +270,10 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     }
     else {
         describe(mc, rc, err, errlen);
+        explain_sasl(srv, cred, mc, rc, timeout - (apr_time_now() - start),
+                     err, errlen);
     }
+    memcached_destroy_sasl_auth_data(mc);
     memcached_free(mc);
     return 0;
 }
@@ -295,7 +382,8 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
     int ok;
 
     (void)thread;
-    ok = probe(srv, timeout, rejoining(c, i), error, sizeof(error));
+    ok = probe(srv, c->rt->credentials[i], timeout, rejoining(c, i), error,
+               sizeof(error));
     took = apr_time_now() - start;
     if (ok && took > timeout) {
         ok = 0;

@@ -58,6 +58,10 @@ my %README_CASE = (
         => 'MemsessCheckInterval 5min',
     'MEMSESS0001: MemsessCheckTimeout: "2s" must be less than MemsessCheckInterval ("1s")'
         => "MemsessServers a\nMemsessCheckInterval 1s\nMemsessCheckTimeout 2s",
+    'MemsessCredentials: cannot read password file "/etc/apache2/memcached-sessions.password": No such file or directory'
+        => "MemsessServers a\nMemsessCredentials sessions /etc/apache2/memcached-sessions.password",
+    'MemsessCredentials: password file "/etc/passwd" holds more than one line (the password must be its only line)'
+        => "MemsessServers a\nMemsessCredentials sessions /etc/passwd",
 );
 my (@readme_messages, @readme_blocks);
 {
@@ -100,6 +104,27 @@ sub try_conf {
     close $fh;
     my $out = `"$httpd" -t -f "$conf" 2>&1`;
     return ($? >> 8, $out);
+}
+
+# The password files the MemsessCredentials cases name, relative to the
+# ServerRoot ($out_dir): good ones, and one of each kind of bad one.
+{
+    # (memcached.password: what the README's examples name)
+    my %pw = ('password' => "s3cret\n", 'password-copy' => "s3cret",
+              'memcached.password' => "s3cret\n",
+              'password-other' => "0ther\n", 'password-empty' => '',
+              'password-two-lines' => "s3cret\nmore\n",
+              'password-unreadable' => "s3cret\n");
+    for my $f (sort keys %pw) {
+        my $path = catfile($out_dir, $f);
+        chmod 0600, $path if -e $path;
+        open my $fh, '>', $path or die "$path: $!";
+        print $fh $pw{$f};
+        close $fh;
+    }
+    unlink catfile($out_dir, 'password-missing');
+    # (the test runs unprivileged: Apache::Test refuses root)
+    chmod 0000, catfile($out_dir, 'password-unreadable');
 }
 
 ok t_cmp(scalar @readme_messages >= 8 ? 1 : 0, 1,

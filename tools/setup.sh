@@ -21,6 +21,9 @@ PACKAGES=(
     # runtime under test
     memcached
     libapache2-mod-php php-cli php-fpm php-memcached php-memcache
+    # SASL memcached (memcached -S) for MemsessCredentials: saslpasswd2, and
+    # the PLAIN mechanism and sasldb for both ends
+    sasl2-bin libsasl2-modules libsasl2-modules-db
     # Apache::Test (shipped with mod_perl in Debian 12) and its client side
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
     # test driver helpers
