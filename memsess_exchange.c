@@ -93,10 +93,20 @@ static const memsess_server_t *target(const memsess_exchange_t *x, int i)
     return APR_ARRAY_IDX(x->rt->targets, i, memsess_server_t *);
 }
 
+static void disconnect(memcached_st *mc)
+{
+    memcached_destroy_sasl_auth_data(mc);
+    memcached_free(mc);
+}
+
+/* A connection to server y, bounded by the probes' timeout, authenticated
+ * as its probes are (MemsessCredentials). */
 static memcached_st *connect_to(const memsess_exchange_t *x, int y)
 {
+    const memsess_credentials_t *cred = x->rt->credentials[y];
     memcached_st *mc = memcached_create(NULL);
     apr_int64_t ms = apr_time_as_msec(x->rt->g.timeout);
+    memcached_return_t rc = MEMCACHED_SUCCESS;
 
     if (!mc) {
         return NULL;
@@ -108,9 +118,17 @@ static memcached_st *connect_to(const memsess_exchange_t *x, int y)
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
-    if (!memcached_success(memcached_server_add(mc, target(x, y)->host,
-                                                target(x, y)->port))) {
-        memcached_free(mc);
+    if (cred) {
+        /* (switches to the binary protocol) */
+        rc = memcached_set_sasl_auth_data(mc, cred->username,
+                                          cred->password);
+    }
+    if (memcached_success(rc)) {
+        rc = memcached_server_add(mc, target(x, y)->host,
+                                  target(x, y)->port);
+    }
+    if (!memcached_success(rc)) {
+        disconnect(mc);
         return NULL;
     }
     return mc;
@@ -265,7 +283,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        memcached_free(mc);
+        disconnect(mc);
         return 0;
     }
     found = apr_array_make(p, 4, sizeof(found_t));
@@ -290,7 +308,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0097: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        memcached_free(mc);
+        disconnect(mc);
         return 0;
     }
 
@@ -313,7 +331,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
             put_line(x, i, y, mc, rec, 0, now);
         }
     }
-    memcached_free(mc);
+    disconnect(mc);
     return 1;
 }
 
