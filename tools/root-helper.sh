@@ -16,13 +16,15 @@
 # Every argument is checked: USER is memsess-webN, DIR lies under the work
 # directory this copy sits in (WORK/root/root-helper.sh), HTTPD is Debian's
 # apache2 or the work directory's ASan wrapper.  Rules carry the comment
-# "memsess-test" so that cleanup finds every one.
+# memsess-test-XXXXXX (the work directory's name) so that cleanup finds
+# every one of this run's, and no other's.
 set -euo pipefail
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 HERE=$(cd "$(dirname "$0")" && pwd -P)
 WORK=$(dirname "$HERE")
-TAG=memsess-test
+# this run's rules: runs side by side leave each other's alone
+TAG=$(basename "$WORK" | tr . -)
 
 die() { echo "root-helper: $*" >&2; exit 2; }
 
@@ -109,7 +111,7 @@ case $cmd in
         while read -r line; do
             # shellcheck disable=SC2086
             [ -n "$line" ] && iptables ${line/-A/-D} || true
-        done < <(iptables -S OUTPUT | grep -- "--comment $TAG" || true)
+        done < <(iptables -S OUTPUT | grep -- "--comment $TAG -j" || true)
         for top in "$@"; do
             for f in "$top"/t/logs/inst/*/httpd.pid; do
                 [ -e "$f" ] || continue

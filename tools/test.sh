@@ -34,8 +34,8 @@
 # running as users of their own, an iptables rule cutting one of them off
 # from one memcached): the users memsess-web1..3 are created, and the test
 # user may run tools/root-helper.sh, copied to a root-owned place in the
-# work directory, through sudo (/etc/sudoers.d/memsess-test, removed at
-# the end with every iptables rule the helper added).
+# work directory, through sudo (/etc/sudoers.d/memsess-test-XXXXXX, removed
+# at the end with every iptables rule the helper added).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,7 +60,8 @@ SUITES=()           # the copies a suite ran in (for cleanup)
 SUITE_ENV=()        # more environment for the scenarios of one run
 
 ROOT_HELPER=$WORK/root/root-helper.sh
-SUDOERS=/etc/sudoers.d/memsess-test
+# one per run (sudo skips a name with a dot): runs side by side keep theirs
+SUDOERS=/etc/sudoers.d/$(basename "$WORK" | tr . -)
 
 as_test() {
     runuser -u "$TEST_USER" -- env HOME="$WORK/home" \
