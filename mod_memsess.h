@@ -23,6 +23,8 @@
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_status.c  the memsess-status handler
+ *   memsess_release.c every child shuts down its sockets to a server marked
+ *                     down (matching of addresses: pure)
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
@@ -258,6 +260,32 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
                           int nviews, int slot, int *flipped);
 
 /* ------------------------------------------------------------------ */
+/* Releasing what is caught on a down server (memsess_release.c)      */
+
+/* A socket's peer or a server's address: IPv4 or IPv6, and a port. */
+typedef struct {
+    int            family;     /* AF_INET or AF_INET6; 0 = none */
+    unsigned char  addr[16];   /* 4 bytes for AF_INET */
+    apr_port_t     port;
+    apr_uint32_t   scope;      /* IPv6 scope id, 0 = any */
+} memsess_peer_t;
+
+/* Fills peer from a struct sockaddr of salen bytes; returns 0 (and an
+ * empty peer) unless it is IPv4 or IPv6.  An IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) becomes the IPv4 one. */
+int memsess_peer_from_sockaddr(memsess_peer_t *peer, const void *sa,
+                               apr_size_t salen);
+/* Same family, address and port (an IPv6 scope only when both give one). */
+int memsess_peer_equal(const memsess_peer_t *a, const memsess_peer_t *b);
+/* The index of the first of n peers in set equal to peer, or -1. */
+int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
+                      int n);
+
+/* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
+ * that the release leaves them alone. */
+#define MEMSESS_PROBE_KEEPIDLE (7213)
+
+/* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */
 
 #ifndef MEMSESS_NO_HTTPD
@@ -326,6 +354,12 @@ apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
 int memsess_inject_fixups(request_rec *r);
+
+/* memsess_release.c: child_init; a request that got a pool (before it
+ * reads the table); every child's watchdog tick */
+void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt);
+void memsess_release_track(request_rec *r);
+void memsess_release_tick(memsess_runtime_t *rt);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);

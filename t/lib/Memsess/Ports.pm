@@ -39,6 +39,7 @@ our @NAMES = (
     qw(MEMC_L1),                             # 44_requests_rss
     qw(MEMC_Z1),                             # 24_checker_crash (SIGSTOP)
     qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
+    qw(MEMC_N1 MEMC_N2 MEMC_N3),             # memsess_window (28_window)
 );
 
 our %IPV6 = (MEMC_V6 => 1);
