@@ -203,7 +203,8 @@ static int probe(probe_t *pr, const memsess_server_t *srv,
     memcached_return_t rc;
     char nonce[64];
     uint32_t flags;
-    size_t len = 0, keylen = strlen(probe_key), noncelen;
+    char key[160];
+    size_t len = 0, keylen, noncelen;
     char *value = NULL;
     int ok;
 
@@ -211,12 +212,15 @@ static int probe(probe_t *pr, const memsess_server_t *srv,
         apr_cpystrn(err, "cannot make a libmemcached handle", errlen);
         return 0;
     }
+    /* one key per server: two addresses of one memcached (a name and its
+     * address, say) must not read back each other's value */
+    keylen = apr_snprintf(key, sizeof(key), "%s:%d", probe_key, pr->slot);
     noncelen = apr_snprintf(nonce, sizeof(nonce), "%" APR_TIME_T_FMT "-%u",
                             apr_time_now(),
                             apr_atomic_inc32(&counter));
-    rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
+    rc = memcached_set(mc, key, keylen, nonce, noncelen, 60, 0);
     if (rc == MEMCACHED_SUCCESS) {
-        value = memcached_get(mc, probe_key, keylen, &len, &flags, &rc);
+        value = memcached_get(mc, key, keylen, &len, &flags, &rc);
     }
     ok = rc == MEMCACHED_SUCCESS && value && len == noncelen
          && !memcmp(value, nonce, len);

@@ -16,9 +16,9 @@ use File::Temp qw(tempfile);
 use JSON::PP ();
 use Memsess::Test;
 
-plan tests => 22;
+plan tests => 24;
 
-my $V = 'memsess_window';
+our $V = 'memsess_window';
 my @N = qw(N1 N2 N3);
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -165,3 +165,47 @@ else {
 }
 
 memc_stop(@N);
+
+# --- php-fpm: its workers are not Apache's children ----------------------
+
+# Detection applies to them (the next requests get the live list); the
+# release cannot reach a socket of a php-fpm worker.  What such a user gets:
+{
+    my $F = 'memsess_fpm';
+    my @P = qw(P1 P2);
+    memc_start(@P);
+    fpm_start('FPM_1');
+    wait_states(10, 'up', @P);
+    my ($fua, $fd);
+    for (1 .. 30) {
+        my $u = new_ua(timeout => 30);
+        my ($d) = get_json($u, $F, '/memsess/session.php');
+        next unless $d && $d->{session_id};
+        if (join(',', memc_holders(session_key($d->{session_id}), @P)) eq 'MEMC_P1') {
+            ($fua, $fd) = ($u, $d);
+            last;
+        }
+    }
+    if ($fua) {
+        memc_freeze('P1');
+        local $V = $F;
+        my $fh = bg_get($fua, '/memsess/session.php');
+        my $fdt = wait_states(fail_deadline(), 'down', 'P1');
+        my $fr = bg_join($fh, 40);
+        my $fdd = $fr->{data} || {};
+        diag sprintf 'php-fpm: the session request caught on the frozen server: HTTP %s after %d ms '
+            . '(verdict after %d ms): n=%s started=%s errors=%s', $fr->{code} // '?',
+            ($fr->{secs} // 0) * 1000, ($fdt // 0) * 1000, $fdd->{n} // '?',
+            $fdd->{started} ? 1 : 0, join(' | ', @{ $fdd->{errors} || [] });
+        ok t_cmp(defined $fr->{secs} && $fr->{secs} > 1 ? 1 : 0, 1,
+                 sprintf 'php-fpm: a request caught in the window is not released (%.1f s): '
+                 . 'it waits for php-memcached\'s timeouts', $fr->{secs} // -1);
+        my ($d2, undef, $t2) = get_json($fua, $F, '/memsess/session.php');
+        ok t_cmp($t2 < 1 ? 1 : 0, 1, sprintf 'php-fpm: the next request does not wait (%.3f s)', $t2);
+        memc_thaw('P1');
+    }
+    else {
+        skip 'no session on P1' for 1 .. 2;
+    }
+    memc_stop(@P);
+}
