@@ -168,7 +168,7 @@ void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt)
     int threads = 1;
 
     (void)rt;
-    memset(&child, 0, sizeof(child));
+    /* runs before mod_watchdog's child_init starts the tick's thread */
     child.pool = p;
     child.started = apr_time_now();
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
@@ -205,8 +205,8 @@ void memsess_release_track(request_rec *r)
     inflight_t *in = &child.inflight;
     tracked_t *tr;
 
-    if (!in->starts) {
-        return;   /* no child_init (one-process mode before it) */
+    if (!in->starts || r->main) {
+        return;   /* no child_init yet; a subrequest: its main one counts */
     }
     tr = apr_palloc(r->pool, sizeof(*tr));
     tr->start = (apr_uint64_t)apr_time_now();

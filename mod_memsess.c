@@ -742,7 +742,9 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memsess_post_config, NULL, before_watchdog,
                         APR_HOOK_MIDDLE);
-    ap_hook_child_init(memsess_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* before mod_watchdog starts the thread that calls the release */
+    ap_hook_child_init(memsess_child_init, NULL, before_watchdog,
+                       APR_HOOK_MIDDLE);
     /* last: after mod_env has set what we append to */
     ap_hook_fixups(memsess_inject_fixups, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(memsess_status_handler, NULL, NULL, APR_HOOK_MIDDLE);

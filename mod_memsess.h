@@ -28,7 +28,8 @@
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025.
+ * The next free number is MEMSESS0025.  MEMSESS0050-0069 are reserved for
+ * the failure window (memsess_release.c: 0050, 0051 used).
  */
 
 #ifndef MOD_MEMSESS_H
