@@ -80,6 +80,7 @@ struct checker_t {
     probe_t            *probes;    /* [nslots] */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
+    memsess_watch_t    *watch;     /* dead servers, as they die */
 };
 
 static checker_t *checker;
@@ -445,6 +446,34 @@ static void dispatch_round(checker_t *c)
     }
 }
 
+/* The watch saw a live server close or refuse its connection: probe it
+ * now rather than at the next round (memsess_watch.c). */
+static void suspect(void *ctx, int i)
+{
+    checker_t *c = ctx;
+    probe_t *pr = &c->probes[i];
+
+    apr_thread_mutex_lock(c->mutex);
+    if (pr->in_flight) {
+        apr_thread_mutex_unlock(c->mutex);
+        return;
+    }
+    pr->in_flight = 1;
+    pr->overdue = 0;
+    pr->dispatched = apr_time_now();
+    apr_thread_mutex_unlock(c->mutex);
+    ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, c->rt->main, "memcached server "
+                 "%s closed our idle connection: probing it now",
+                 APR_ARRAY_IDX(c->rt->targets, i, memsess_server_t *)->addr);
+    if (apr_thread_pool_push(c->threads, probe_task, pr,
+                             APR_THREAD_TASK_PRIORITY_HIGHEST, NULL)
+        != APR_SUCCESS) {
+        apr_thread_mutex_lock(c->mutex);
+        pr->in_flight = 0;   /* the next round probes it */
+        apr_thread_mutex_unlock(c->mutex);
+    }
+}
+
 static apr_status_t checker_start(memsess_runtime_t *rt)
 {
     apr_size_t nthreads = rt->targets->nelts;
@@ -490,6 +519,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
     memsess_table_write_end(rt->table);
     checker = c;
+    c->watch = memsess_watch_start(pool, rt, suspect, c);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
@@ -505,6 +535,7 @@ static void checker_stop(void)
 
     if (c) {
         checker = NULL;
+        memsess_watch_stop(c->watch);
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
         for (i = 0; i < c->rt->targets->nelts; i++) {

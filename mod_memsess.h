@@ -25,11 +25,12 @@
  *   memsess_status.c  the memsess-status handler
  *   memsess_release.c every child shuts down its sockets to a server marked
  *                     down (matching of addresses: pure)
+ *   memsess_watch.c   the checker notices a server's death as it happens
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0025.  MEMSESS0050-0069 are reserved for
- * the failure window (memsess_release.c: 0050, 0051 used).
+ * the failure window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -355,6 +356,15 @@ apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
 int memsess_inject_fixups(request_rec *r);
+
+/* memsess_watch.c: in the checker, one idle connection to every live
+ * server; suspect(ctx, slot) is called when the server closes, resets or
+ * refuses it (the checker probes it at once).  NULL: no thread. */
+typedef struct memsess_watch memsess_watch_t;
+typedef void memsess_suspect_fn(void *ctx, int slot);
+memsess_watch_t *memsess_watch_start(apr_pool_t *p, memsess_runtime_t *rt,
+                                     memsess_suspect_fn *suspect, void *ctx);
+void memsess_watch_stop(memsess_watch_t *w);
 
 /* memsess_release.c: child_init; a request that got a pool (before it
  * reads the table); every child's watchdog tick */

@@ -1,5 +1,5 @@
 # Issue 4: a probe is a real round trip: it stores a nonce under
-# memsess:probe:HOST:PID and reads it back.  Servers that accept the
+# memsess:probe:HOST:PID:N and reads it back.  Servers that accept the
 # connection but do not speak memcached properly are marked down, each with
 # its reason (control characters replaced by spaces): one that answers
 # garbage, binary, an endless line, closes mid-answer, or answers later than
@@ -57,16 +57,19 @@ ok t_cmp(defined $dt ? 1 : 0, 1, 'the real server, the good fake and the healthy
 
 my @sets = grep { /^set memsess:probe:/ } fake_commands('FAKE_OK');
 my ($key) = ($sets[-1] // '') =~ /^set (\S+) /;
-ok t_cmp($key // '', qr/^memsess:probe:[A-Za-z0-9._-]+:\d+$/, 'the probe sets memsess:probe:HOST:PID');
-my ($checker) = ($key // '') =~ /:(\d+)$/;
+ok t_cmp($key // '', qr/^memsess:probe:[A-Za-z0-9._-]+:\d+:\d+$/,
+         'the probe sets memsess:probe:HOST:PID:N (N: the server)');
+my ($checker) = ($key // '') =~ /:(\d+):\d+$/;
 $checker //= 0;
 my $gets = grep { $_ eq "get $key" } fake_commands('FAKE_OK');
 ok t_cmp($gets > 0 ? 1 : 0, 1, 'and gets the same key back');
 my $parent = do { local (@ARGV, $/) = Apache::Test::vars('t_pid_file'); <> } // '';
 chomp $parent;
 ok t_cmp(ppid_of($checker), $parent, "PID ($checker) is a child of the Apache parent ($parent)");
-ok t_cmp(memc_get('Q1', $key // 'none') // '', qr/^\S+$/,
-         'the real server holds a value under that key');
+# the real server's own key: the same but for N
+my ($qval) = grep { defined } map { memc_get('Q1', ($key // 'none') =~ s/:\d+$/:$_/r) } 0 .. 200;
+ok t_cmp($qval // '', qr/^\S+$/,
+         'the real server holds a value under its key');
 
 sub ppid_of {
     my $pid = shift or return -1;

@@ -88,7 +88,7 @@ def servers_for(n, run):
             for x in range(n)]
 
 
-def cost(R, n, so, seconds, label, run):
+def cost(R, n, so, seconds, label, run, interval=None):
     procs, addrs = [], []
     for port, ips in servers_for(n, run):
         m = MultiMemcached(R, port, ips).start(wait=False)
@@ -103,6 +103,8 @@ def cost(R, n, so, seconds, label, run):
     # the old build's defaults were 1s / 250ms: give it today's
     body = ('MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n'
             if so else '')
+    if interval:
+        body = 'MemsessCheckInterval %dms\n' % interval
     for v in range(0, len(addrs), 64):
         body += ('<VirtualHost %s:%d>\n    ServerName c%d.bench\n'
                  '    MemsessServers %s\n</VirtualHost>\n'
@@ -140,7 +142,8 @@ def cost(R, n, so, seconds, label, run):
         m.stop()
         R.memcacheds.remove(m)
     time.sleep(0.5)
-    return {'label': label, 'servers': n, 'up': up, 'down_at_end': down,
+    return {'label': label + (' (interval %dms)' % interval if interval else ''),
+            'servers': n, 'up': up, 'down_at_end': down,
             'probes_s': (c1 - c0) / dt,
             'apache_cpu': (ap1 - ap0) / hz / dt * 100,
             'memcached_cpu': ((mc1 - mc0) / dt - mc_idle) / hz * 100,
@@ -204,7 +207,8 @@ def fmt_ms(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=10.0)
-    ap.add_argument('--sizes', default='3,256,1024')
+    ap.add_argument('--sizes', default='3,256,1024,1024@1000',
+                    help='N or N@INTERVAL_MS, comma-separated')
     ap.add_argument('--old', default='', help='another build to compare')
     ap.add_argument('--faults', type=int, default=10)
     ap.add_argument('--commit', default='')
@@ -214,10 +218,15 @@ def main():
     rows, det = [], None
     with Runner() as R:
         run = 0
-        for n in [int(x) for x in args.sizes.split(',') if x]:
-            log('cost: %d servers' % n)
-            rows.append(cost(R, n, None, args.seconds, 'this', run))
+        for size in [x for x in args.sizes.split(',') if x]:
+            # "1024@1000": 1024 servers, MemsessCheckInterval 1000ms
+            n, _, iv = size.partition('@')
+            n, iv = int(n), int(iv) if iv else None
+            log('cost: %d servers%s' % (n, ', interval %d ms' % iv if iv else ''))
+            rows.append(cost(R, n, None, args.seconds, 'this', run, iv))
             run += 1
+            if iv:
+                continue
             if args.old:
                 log('cost: %d servers, old build' % n)
                 rows.append(cost(R, n, args.old, args.seconds, 'old', run))
@@ -243,7 +252,10 @@ def main():
           'the others), in %% of one core; *memcached CPU* likewise for all '
           'the memcached processes, less what they burnt by themselves in '
           '3 s before the Apache started (*idle*); *TIME_WAIT*: sockets to '
-          'them in that state at the end (each run has ports of its own).'
+          'them in that state at the end (each run has ports of its own).  '
+          'The memcached servers run on the same 2 cores as the Apache (and '
+          'as whatever else the machine runs): with 1024 of them the machine '
+          'is saturated, and probes that wait for a CPU time out.'
           % args.seconds)
         if args.old:
             w('*old*: the build before issue 10 (`%s`), same interval: a new '
