@@ -32,7 +32,7 @@ my %FAULT = (
     FAKE_ENDLESS => ['endless', qr/PROTOCOL ERROR/],
     FAKE_CLOSE   => ['close',   qr/CONNECTION FAILURE/],
     # gave up at the 100 ms timeout (plus scheduling), not at the answer (300 ms)
-    FAKE_SLOW    => ['slow',    qr/^timeout after 1\d\dms: /],
+    FAKE_SLOW    => ['slow',    qr/^(?:timeout after 1\d\dms: |no answer after 1\d\dms)/],
 );
 my @FAKES = sort keys %FAULT;
 
