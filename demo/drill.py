@@ -364,10 +364,10 @@ class Drill:
             win = sel(1)
             if win:
                 nf = sum(1 for d in win if d[3] == "error")
-                lines.append("The %d requests that started in the %.2f s before that and reached it were "
-                             "released when it was marked down (every Apache child shuts down its own "
-                             "connections to it) instead of waiting for php-memcached's 5 s timeouts: the "
-                             "slowest took %d ms. %d of them failed: php-memcached cannot finish a session "
+                lines.append("Of the %d requests that started in the %.2f s before that, those that reached "
+                             "it were released when it was marked down (every Apache child shuts down its "
+                             "own connections to it) instead of waiting for php-memcached's 5 s timeouts: "
+                             "the slowest took %d ms. %d failed: php-memcached cannot finish a session "
                              "read cut off midway, so that request gets no session; the session itself is "
                              "kept, on its replica."
                              % (len(win), self.down_t - self.freeze_t,
