@@ -16,7 +16,7 @@ use File::Temp qw(tempfile);
 use JSON::PP ();
 use Memsess::Test;
 
-plan tests => 24;
+plan tests => 26;
 
 our $V = 'memsess_window';
 my @N = qw(N1 N2 N3);
@@ -162,6 +162,23 @@ else {
              'its list has N2 in N1\'s place (successor)');
     memc_thaw('N1');
     ok t_cmp(defined wait_states(pass_deadline(), 'up', 'N1') ? 1 : 0, 1, 'status: up again');
+}
+
+# --- a dead server, at the defaults ---------------------------------------
+
+# Its process exits: the kernel closes the checker's idle connection to it
+# (memsess_watch.c) and it is probed at once, not at the next round.
+{
+    memc_kill('N3');
+    my $kdt = wait_states(fail_deadline(), 'down', 'N3');
+    diag sprintf 'killed server marked down after %s ms (target %d ms)',
+        defined $kdt ? int($kdt * 1000) : 'never', $DETECT * 1000;
+    ok t_cmp(defined $kdt && $kdt <= $DETECT + Memsess::Test::margin() ? 1 : 0, 1,
+             sprintf 'a dead server is marked down at the defaults within %.1f s (+ margin %.1f s)',
+             $DETECT, Memsess::Test::margin());
+    memc_start('N3');
+    ok t_cmp(defined wait_states(pass_deadline(), 'up', 'N3') ? 1 : 0, 1,
+             'status: the restarted server is up again');
 }
 
 memc_stop(@N);
