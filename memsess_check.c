@@ -29,6 +29,7 @@
  * takes it along, and the next checker starts clean. */
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -60,11 +61,14 @@ typedef struct checker_t checker_t;
 
 /* One server's probe, as the thread pool gets it. */
 typedef struct {
-    checker_t *c;
-    int        slot;
-    int        in_flight;   /* handed to the thread pool, not back yet */
-    int        overdue;     /* its failure is recorded: drop its result */
-    apr_time_t dispatched;
+    checker_t    *c;
+    int           slot;
+    int           in_flight;   /* handed to the thread pool, not back yet */
+    int           overdue;     /* its failure is recorded: drop its result */
+    apr_time_t    dispatched;
+    memcached_st *mc;          /* kept between rounds (see probe_handle);
+                                * used by the thread of the probe only */
+    apr_time_t    connected;   /* when mc was made */
 } probe_t;
 
 /* The checker of this process, alive from STARTING to STOPPING. */
@@ -77,6 +81,7 @@ struct checker_t {
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
     memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
+    memsess_watch_t    *watch;     /* dead servers, as they die */
 };
 
 static checker_t *checker;
@@ -205,52 +210,94 @@ static void explain_sasl(const memsess_server_t *srv,
     }
 }
 
+static void probe_hangup(probe_t *pr)
+{
+    if (pr->mc) {
+        memcached_destroy_sasl_auth_data(pr->mc);
+        memcached_free(pr->mc);
+        pr->mc = NULL;
+    }
+}
+
+/* The libmemcached handle of a probe.  It is kept between rounds: a new
+ * TCP connection every round would leave a socket in TIME_WAIT each time
+ * (at 5 rounds a second and 1024 servers, 300,000 of them).  A kept
+ * connection still sees a freeze (the request it sends goes unanswered)
+ * and a death (the kernel resets it); after any failure the next attempt
+ * connects anew.  A server given by name is connected anew every second,
+ * so a changed DNS record is followed. */
+static memcached_st *probe_handle(probe_t *pr, const memsess_server_t *srv,
+                                  const memsess_credentials_t *cred,
+                                  apr_interval_time_t timeout)
+{
+    uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
+                                                : 1;
+    apr_time_t now = apr_time_now();
+    struct in_addr v4;
+
+    if (pr->mc && !srv->ipv6 && inet_pton(AF_INET, srv->host, &v4) != 1
+        && now - pr->connected > apr_time_from_sec(1)) {
+        probe_hangup(pr);
+    }
+    if (pr->mc) {
+        return pr->mc;
+    }
+    if (!(pr->mc = memcached_create(NULL))) {
+        return NULL;
+    }
+    pr->connected = now;
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    /* a mark, so that the release (memsess_release.c) leaves it alone */
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
+                           MEMSESS_PROBE_KEEPIDLE);
+    /* (switches to the binary protocol) */
+    if ((cred && !memcached_success(memcached_set_sasl_auth_data(pr->mc,
+                                        cred->username, cred->password)))
+        || !memcached_success(memcached_server_add(pr->mc, srv->host,
+                                                   srv->port))) {
+        probe_hangup(pr);
+    }
+    return pr->mc;
+}
+
 /* One probe: connect, store a fresh value under our key, read it back and
  * compare.  A connect alone proves nothing (a frozen server still completes
  * the TCP handshake), and neither does a plain "get": a server that answers
  * garbage can pass for one that has no such key.  Only a server that
  * speaks the protocol and stores what it is given echoes the value. */
-static int probe(const memsess_server_t *srv,
+static int probe(probe_t *pr, const memsess_server_t *srv,
                  const memsess_credentials_t *cred,
                  apr_interval_time_t timeout, int flush, char *err,
                  apr_size_t errlen)
 {
     static apr_uint32_t counter;
-    memcached_st *mc = memcached_create(NULL);
+    memcached_st *mc = probe_handle(pr, srv, cred, timeout);
     memcached_return_t rc;
-    uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
-                                                : 1;
     char nonce[64];
     uint32_t flags;
-    size_t len = 0, keylen = strlen(probe_key), noncelen;
+    char key[160];
+    size_t len = 0, keylen, noncelen;
     char *value = NULL;
     apr_time_t start = apr_time_now();
     int ok;
 
     if (!mc) {
-        apr_cpystrn(err, "out of memory", errlen);
+        apr_cpystrn(err, "cannot make a libmemcached handle", errlen);
         return 0;
     }
+    /* one key per server: two addresses of one memcached (a name and its
+     * address, say) must not read back each other's value */
+    keylen = apr_snprintf(key, sizeof(key), "%s:%d", probe_key, pr->slot);
     noncelen = apr_snprintf(nonce, sizeof(nonce), "%" APR_TIME_T_FMT "-%u",
                             apr_time_now(),
                             apr_atomic_inc32(&counter));
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    /* (switches to the binary protocol) */
-    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
-                                             cred->password)
-              : MEMCACHED_SUCCESS;
-    if (memcached_success(rc)) {
-        rc = memcached_server_add(mc, srv->host, srv->port);
-    }
-    if (memcached_success(rc)) {
-        rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
-    }
+    rc = memcached_set(mc, key, keylen, nonce, noncelen, 60, 0);
     if (rc == MEMCACHED_SUCCESS) {
-        value = memcached_get(mc, probe_key, keylen, &len, &flags, &rc);
+        value = memcached_get(mc, key, keylen, &len, &flags, &rc);
     }
     ok = rc == MEMCACHED_SUCCESS && value && len == noncelen
          && !memcmp(value, nonce, len);
@@ -261,8 +308,6 @@ static int probe(const memsess_server_t *srv,
         ok = rc == MEMCACHED_SUCCESS;
     }
     if (ok) {
-        memcached_destroy_sasl_auth_data(mc);
-        memcached_free(mc);
         return 1;
     }
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
@@ -274,8 +319,7 @@ static int probe(const memsess_server_t *srv,
         explain_sasl(srv, cred, mc, rc, timeout - (apr_time_now() - start),
                      err, errlen);
     }
-    memcached_destroy_sasl_auth_data(mc);
-    memcached_free(mc);
+    probe_hangup(pr);   /* the next attempt starts from a new connection */
     return 0;
 }
 
@@ -370,45 +414,68 @@ static int rejoining(const checker_t *c, int i)
               >= (apr_uint32_t)c->rt->g.pass_threshold;
 }
 
+/* Whether a failed probe is repeated at once, not at the next interval:
+ * until the server is marked down, FailThreshold attempts in all.  A hung
+ * server is then down after FailThreshold timeouts, a refusing one within
+ * a millisecond.  The caller holds the mutex. */
+static int repeat_now(const checker_t *c, int i, int attempts)
+{
+    const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    return attempts < c->rt->g.fail_threshold
+           && slot->state != MEMSESS_DOWN
+           && owner == (apr_uint32_t)getpid();
+}
+
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
 {
     probe_t *pr = data;
     checker_t *c = pr->c;
-    int i = pr->slot;
+    int i = pr->slot, attempts = 0, again;
     const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
                                                 memsess_server_t *);
     apr_interval_time_t timeout = c->rt->g.timeout, took;
     char error[MEMSESS_ERROR_MAX];
-    apr_time_t start = apr_time_now();
-    int ok;
 
     (void)thread;
-    ok = probe(srv, c->rt->credentials[i], timeout, rejoining(c, i), error,
-               sizeof(error));
-    took = apr_time_now() - start;
-    if (ok && took > timeout) {
-        ok = 0;
-        apr_snprintf(error, sizeof(error), "answered after %" APR_TIME_T_FMT
-                     "ms, beyond the %" APR_TIME_T_FMT "ms timeout",
-                     apr_time_as_msec(took), apr_time_as_msec(timeout));
-    }
-    else if (!ok && took >= timeout) {
-        char cause[MEMSESS_ERROR_MAX];
+    do {
+        apr_time_t start = apr_time_now();
+        int ok = probe(pr, srv, c->rt->credentials[i], timeout,
+                       rejoining(c, i), error, sizeof(error));
 
-        apr_cpystrn(cause, error, sizeof(cause));
-        apr_snprintf(error, sizeof(error), "timeout after %" APR_TIME_T_FMT
-                     "ms: %s", apr_time_as_msec(took), cause);
-    }
+        attempts++;
+        took = apr_time_now() - start;
+        if (ok && took > timeout) {
+            ok = 0;
+            apr_snprintf(error, sizeof(error), "answered after %"
+                         APR_TIME_T_FMT "ms, beyond the %" APR_TIME_T_FMT
+                         "ms timeout", apr_time_as_msec(took),
+                         apr_time_as_msec(timeout));
+        }
+        else if (!ok && took >= timeout) {
+            char cause[MEMSESS_ERROR_MAX];
 
-    apr_thread_mutex_lock(c->mutex);
-    pr->in_flight = 0;
-    if (pr->overdue) {
-        pr->overdue = 0;   /* its failure is on record already */
-    }
-    else {
-        record_locked(c, i, ok, error, took);
-    }
-    apr_thread_mutex_unlock(c->mutex);
+            apr_cpystrn(cause, error, sizeof(cause));
+            apr_snprintf(error, sizeof(error), "timeout after %"
+                         APR_TIME_T_FMT "ms: %s", apr_time_as_msec(took),
+                         cause);
+        }
+
+        apr_thread_mutex_lock(c->mutex);
+        if (pr->overdue) {
+            pr->overdue = 0;   /* its failure is on record already */
+        }
+        else {
+            record_locked(c, i, ok, error, took);
+        }
+        again = !ok && repeat_now(c, i, attempts);
+        pr->in_flight = again;
+        pr->dispatched = apr_time_now();
+        apr_thread_mutex_unlock(c->mutex);
+    } while (again);
     return NULL;
 }
 
@@ -459,6 +526,34 @@ static void dispatch_round(checker_t *c)
     }
 }
 
+/* The watch saw a live server close or refuse its connection: probe it
+ * now rather than at the next round (memsess_watch.c). */
+static void suspect(void *ctx, int i)
+{
+    checker_t *c = ctx;
+    probe_t *pr = &c->probes[i];
+
+    apr_thread_mutex_lock(c->mutex);
+    if (pr->in_flight) {
+        apr_thread_mutex_unlock(c->mutex);
+        return;
+    }
+    pr->in_flight = 1;
+    pr->overdue = 0;
+    pr->dispatched = apr_time_now();
+    apr_thread_mutex_unlock(c->mutex);
+    ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, c->rt->main, "memcached server "
+                 "%s closed our idle connection: probing it now",
+                 APR_ARRAY_IDX(c->rt->targets, i, memsess_server_t *)->addr);
+    if (apr_thread_pool_push(c->threads, probe_task, pr,
+                             APR_THREAD_TASK_PRIORITY_HIGHEST, NULL)
+        != APR_SUCCESS) {
+        apr_thread_mutex_lock(c->mutex);
+        pr->in_flight = 0;   /* the next round probes it */
+        apr_thread_mutex_unlock(c->mutex);
+    }
+}
+
 static apr_status_t checker_start(memsess_runtime_t *rt)
 {
     apr_size_t nthreads = rt->targets->nelts;
@@ -505,6 +600,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
     memsess_table_write_end(rt->table);
     checker = c;
+    c->watch = memsess_watch_start(pool, rt, suspect, c);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
@@ -516,12 +612,17 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
 static void checker_stop(void)
 {
     checker_t *c = checker;
+    int i;
 
     if (c) {
         checker = NULL;
         memsess_exchange_stop(c->exchange);
+        memsess_watch_stop(c->watch);
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
+        for (i = 0; i < c->rt->targets->nelts; i++) {
+            probe_hangup(&c->probes[i]);
+        }
         apr_pool_destroy(c->pool);
     }
 }
@@ -633,6 +734,7 @@ static apr_status_t check_callback(int state, void *data, apr_pool_t *pool)
     case AP_WATCHDOG_STATE_STARTING:
     case AP_WATCHDOG_STATE_RUNNING:
         tick(rt);
+        memsess_release_tick(rt);
         break;
     case AP_WATCHDOG_STATE_STOPPING:
         if (checker) {

@@ -118,6 +118,9 @@ static memcached_st *connect_to(const memsess_exchange_t *x, int y)
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    /* the checker's own: the release (memsess_release.c) leaves it alone */
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
+                           MEMSESS_PROBE_KEEPIDLE);
     if (cred) {
         /* (switches to the binary protocol) */
         rc = memcached_set_sasl_auth_data(mc, cred->username,

@@ -31,8 +31,11 @@
 #include "mod_memsess.h"
 
 
-#define MEMSESS_DEFAULT_INTERVAL        apr_time_from_sec(1)
-#define MEMSESS_DEFAULT_TIMEOUT         apr_time_from_msec(250)
+/* Chosen by measurement (README, "The failure window"): a hung server is
+ * marked down within interval + 2 x timeout (a failed probe is repeated at
+ * once), 0.4 s; a dead one within an interval, 0.2 s. */
+#define MEMSESS_DEFAULT_INTERVAL        apr_time_from_msec(200)
+#define MEMSESS_DEFAULT_TIMEOUT         apr_time_from_msec(100)
 #define MEMSESS_DEFAULT_FAILS  2
 #define MEMSESS_DEFAULT_PASSES  2
 #define MIN_INTERVAL            apr_time_from_msec(100)
@@ -421,9 +424,9 @@ static const command_rec memsess_cmds[] = {
         "memcached servers of this server's session pool: "
         "host[:port[:weight]] ..."),
     AP_INIT_TAKE1("MemsessCheckInterval", set_check_interval, NULL,
-        RSRC_CONF, "how often every server is probed (default 1s)"),
+        RSRC_CONF, "how often every server is probed (default 200ms)"),
     AP_INIT_TAKE1("MemsessCheckTimeout", set_check_timeout, NULL,
-        RSRC_CONF, "when a probe that has not answered fails (250ms)"),
+        RSRC_CONF, "when a probe that has not answered fails (100ms)"),
     AP_INIT_TAKE1("MemsessFailThreshold", set_threshold, NULL, RSRC_CONF,
         "consecutive failed probes that mark a server down (2)"),
     AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
@@ -778,8 +781,8 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
                      "MemsessCheckTimeout: \"%s\" must be less than "
                      "MemsessCheckInterval (\"%s\")",
-                     g->timeout_arg ? g->timeout_arg : "250ms",
-                     g->interval_arg ? g->interval_arg : "1s");
+                     g->timeout_arg ? g->timeout_arg : "100ms",
+                     g->interval_arg ? g->interval_arg : "200ms");
         return !OK;
     }
     /* a trial run of what post_config builds, thrown away with ptemp */
@@ -945,6 +948,14 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+static void memsess_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    (void)s;
+    if (runtime) {
+        memsess_release_child_init(pchild, runtime);
+    }
+}
+
 static void register_hooks(apr_pool_t *p)
 {
     /* mod_watchdog starts only the watchdogs registered before its own
@@ -955,6 +966,9 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memsess_post_config, NULL, before_watchdog,
                         APR_HOOK_MIDDLE);
+    /* before mod_watchdog starts the thread that calls the release */
+    ap_hook_child_init(memsess_child_init, NULL, before_watchdog,
+                       APR_HOOK_MIDDLE);
     /* last: after mod_env has set what we append to */
     ap_hook_fixups(memsess_inject_fixups, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(memsess_status_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -29,11 +29,16 @@
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
  *   memsess_status.c  the memsess-status handler
+ *   memsess_release.c every child shuts down its sockets to a server marked
+ *                     down (matching of addresses: pure)
+ *   memsess_watch.c   the checker notices a server's death as it happens
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025 (MEMSESS0090-0099 and 0150-0159:
- * shared verdicts).
+ * The next free number is MEMSESS0025.  Ranges reserved by capability:
+ * MEMSESS0050-0069 the failure window (memsess_release.c: 0050, 0051;
+ * memsess_watch.c: 0052), 0070-0089 credentials, 0090-0099 and 0150-0159
+ * shared verdicts.
  */
 
 #ifndef MOD_MEMSESS_H
@@ -427,6 +432,32 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
                           int nviews, int slot, int *flipped);
 
 /* ------------------------------------------------------------------ */
+/* Releasing what is caught on a down server (memsess_release.c)      */
+
+/* A socket's peer or a server's address: IPv4 or IPv6, and a port. */
+typedef struct {
+    int            family;     /* AF_INET or AF_INET6; 0 = none */
+    unsigned char  addr[16];   /* 4 bytes for AF_INET */
+    apr_port_t     port;
+    apr_uint32_t   scope;      /* IPv6 scope id, 0 = any */
+} memsess_peer_t;
+
+/* Fills peer from a struct sockaddr of salen bytes; returns 0 (and an
+ * empty peer) unless it is IPv4 or IPv6.  An IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) becomes the IPv4 one. */
+int memsess_peer_from_sockaddr(memsess_peer_t *peer, const void *sa,
+                               apr_size_t salen);
+/* Same family, address and port (an IPv6 scope only when both give one). */
+int memsess_peer_equal(const memsess_peer_t *a, const memsess_peer_t *b);
+/* The index of the first of n peers in set equal to peer, or -1. */
+int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
+                      int n);
+
+/* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
+ * that the release leaves them alone. */
+#define MEMSESS_PROBE_KEEPIDLE (7213)
+
+/* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */
 
 #ifndef MEMSESS_NO_HTTPD
@@ -519,6 +550,21 @@ void memsess_exchange_stop(memsess_exchange_t *x);
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
 int memsess_inject_fixups(request_rec *r);
+
+/* memsess_watch.c: in the checker, one idle connection to every live
+ * server; suspect(ctx, slot) is called when the server closes, resets or
+ * refuses it (the checker probes it at once).  NULL: no thread. */
+typedef struct memsess_watch memsess_watch_t;
+typedef void memsess_suspect_fn(void *ctx, int slot);
+memsess_watch_t *memsess_watch_start(apr_pool_t *p, memsess_runtime_t *rt,
+                                     memsess_suspect_fn *suspect, void *ctx);
+void memsess_watch_stop(memsess_watch_t *w);
+
+/* memsess_release.c: child_init; a request that got a pool (before it
+ * reads the table); every child's watchdog tick */
+void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt);
+void memsess_release_track(request_rec *r);
+void memsess_release_tick(memsess_runtime_t *rt);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);

@@ -297,14 +297,15 @@ SetEnv DEMO_PORT $port
 SetEnv DEMO_MEMCACHED "$memc_list"
 SetEnv DEMO_INSTANCES "${NAMES[*]}"
 
-# mod_memsess: the session pool, checked twice a second.  Only the live
-# servers reach PHP's session.save_path; no php_admin_value for sessions here.
+# mod_memsess: the session pool, checked every 200 ms (the defaults).  Only
+# the live servers reach PHP's session.save_path; no php_admin_value for
+# sessions here.
 MemsessServers $memc_list
 MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
 MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}
 MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush}
-MemsessCheckInterval 500ms
-MemsessCheckTimeout 200ms
+MemsessCheckInterval 200ms
+MemsessCheckTimeout 100ms
 MemsessFailThreshold 2
 MemsessPassThreshold 2
 EOF

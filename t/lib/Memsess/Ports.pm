@@ -44,6 +44,7 @@ our @NAMES = (
     qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
     qw(MEMC_SG1),                            # 18_sasl: graceful, new password
     qw(MEMC_N1 MEMC_N2 MEMC_N3),             # 50_peers: three instances
+    qw(MEMC_O1 MEMC_O2 MEMC_O3),             # memsess_window (28_window)
 );
 
 our %IPV6 = (MEMC_V6 => 1);
