@@ -225,7 +225,9 @@ static void probe_hangup(probe_t *pr)
  * connection still sees a freeze (the request it sends goes unanswered)
  * and a death (the kernel resets it); after any failure the next attempt
  * connects anew.  A server given by name is connected anew every second,
- * so a changed DNS record is followed. */
+ * so a changed DNS record is followed, and so is one probed with
+ * MemsessCredentials: an authenticated connection outlives a password
+ * changed on the server, which PHP's new connections would fail. */
 static memcached_st *probe_handle(probe_t *pr, const memsess_server_t *srv,
                                   const memsess_credentials_t *cred,
                                   apr_interval_time_t timeout)
@@ -235,8 +237,9 @@ static memcached_st *probe_handle(probe_t *pr, const memsess_server_t *srv,
     apr_time_t now = apr_time_now();
     struct in_addr v4;
 
-    if (pr->mc && !srv->ipv6 && inet_pton(AF_INET, srv->host, &v4) != 1
-        && now - pr->connected > apr_time_from_sec(1)) {
+    if (pr->mc && now - pr->connected > apr_time_from_sec(1)
+        && (cred || (!srv->ipv6
+                     && inet_pton(AF_INET, srv->host, &v4) != 1))) {
         probe_hangup(pr);
     }
     if (pr->mc) {

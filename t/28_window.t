@@ -124,7 +124,7 @@ for (1 .. 40) {
     my ($d) = get_json($u, $V, '/memsess/session.php');
     next unless $d && $d->{session_id};
     my @holders = memc_holders(session_key($d->{session_id}), @N);
-    if (join(',', @holders) eq 'MEMC_N1,MEMC_N2') {
+    if (join(',', @holders) eq 'MEMC_O1,MEMC_O2') {
         ($ua, $first) = ($u, $d);
         last;
     }
