@@ -29,6 +29,7 @@
  * takes it along, and the next checker starts clean. */
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -74,11 +75,17 @@ struct checker_t {
     apr_thread_pool_t  *threads;
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
+    struct sync_job_t **jobs;      /* [nslots]: rejoin syncs in flight */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
 };
 
 static checker_t *checker;
+
+static int sync_busy(checker_t *c, int i);
+static void sync_start(checker_t *c, int i);
+static void sync_cancel(checker_t *c, int i);
+static void sync_stop_all(checker_t *c);
 
 /* The key each probe writes: one per checker process (so two Apache
  * instances sharing a server never race on it), on the probe's host. */
@@ -237,9 +244,19 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     }
     before = slot->state;
     memsess_table_write_begin(t);
+    /* while the last sync of this server winds down, it stays down */
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
-                                  rt->g.fail_threshold, rt->g.pass_threshold);
+                                  rt->g.fail_threshold,
+                                  sync_busy(c, i) ? INT_MAX
+                                                  : rt->g.pass_threshold);
+    if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
+        && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
+        memsess_slot_sync_begin(slot, apr_time_sec(apr_time_now()));
+    }
+    if (changed && before == MEMSESS_SYNCING) {
+        sync_cancel(c, i);   /* it failed a probe */
+    }
     if (changed) {
         memsess_table_bump_generation(t, 1);
         nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts, i,
@@ -253,6 +270,14 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "memcached server %s: probe %s in %" APR_TIME_T_FMT
                      "us%s%s", after.addr, ok ? "passed" : "failed", took,
                      ok ? "" : ": ", ok ? "" : error);
+    }
+    else if (after.state == MEMSESS_SYNCING) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0030: "
+                     "memcached server %s passed %u consecutive probes: "
+                     "syncing its sessions before it takes traffic "
+                     "(MemsessRejoin sync)", after.addr,
+                     after.consecutive_passes);
+        sync_start(c, i);
     }
     else if (after.state == MEMSESS_DOWN) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
@@ -331,10 +356,14 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
 
 /* Hands every server whose last probe is back to the thread pool.  One
  * still out after the timeout counts as a failure now, once per round. */
+static void sync_reap(checker_t *c);
+
 static void dispatch_round(checker_t *c)
 {
     int i, n = c->rt->targets->nelts;
     apr_time_t now = apr_time_now();
+
+    sync_reap(c);
 
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];
@@ -374,13 +403,383 @@ static void dispatch_round(checker_t *c)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Rejoin syncs (MemsessRejoin sync)                                  */
+/*
+ * A down server whose probes pass is SYNCING, not live: a thread of its
+ * own (never a probe thread: other verdicts are never delayed) runs
+ * memsess_sync.c for every view of the server, publishes it (UP) when the
+ * lists it synced against are still the ones published, then reconciles
+ * what requests with the old list wrote meanwhile.  A failed probe of the
+ * server (memsess_slot_record: SYNCING -> DOWN) or an error at any server
+ * stops it; the server stays down and its next good probes start over.
+ */
+
+/* Requests that got the old list before the flip: their writes land
+ * within this, and the after pass picks them up. */
+#define SYNC_GRACE apr_time_from_msec(1000)
+
+typedef struct sync_job_t {
+    checker_t              *c;
+    int                     slot;
+    apr_pool_t             *pool;
+    apr_thread_t           *thread;
+    volatile apr_uint32_t   stop;
+    volatile apr_uint32_t   done;
+    int                     nspecs;
+    memsess_sync_spec_t    *specs;
+    int                    *spec_view;   /* a view each spec stands for */
+    memsess_sync_stats_t    base;        /* of the specs already done */
+} sync_job_t;
+
+static int sync_busy(checker_t *c, int i)
+{
+    return c->jobs && c->jobs[i] != NULL;
+}
+
+/* The save_path view v publishes, with slot i counted live or not: what
+ * memsess_table_publish writes.  The caller holds the mutex. */
+static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
+                             int i_live)
+{
+    const memsess_view_t *view = &c->rt->views[v];
+    const apr_array_header_t *servers = view->pool->servers;
+    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
+    apr_size_t len;
+    char *buf;
+    int k, nlive = 0;
+
+    for (k = 0; k < servers->nelts; k++) {
+        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+        live[k] = s == i ? i_live
+                  : MEMSESS_IS_LIVE(memsess_table_slot(c->rt->table, s)->state);
+        nlive += live[k];
+    }
+    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
+                             view->format, view->failover);
+    buf = apr_palloc(p, len + 1);
+    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
+                       view->format, view->failover);
+    return buf;
+}
+
+static void sync_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    sync_job_t *job = baton;
+    checker_t *c = job->c;
+    memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()
+        && slot->state == MEMSESS_SYNCING) {
+        memsess_table_write_begin(c->rt->table);
+        slot->sync_examined = job->base.examined + st->examined;
+        slot->sync_copied = job->base.copied + st->copied;
+        slot->sync_deleted = job->base.deleted + st->deleted;
+        memsess_table_write_end(c->rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+static void stats_add(memsess_sync_stats_t *to, const memsess_sync_stats_t *st)
+{
+    to->examined += st->examined;
+    to->copied += st->copied;
+    to->deleted += st->deleted;
+    to->same += st->same;
+    to->newer += st->newer;
+}
+
+/* Publishes the server when every list it synced against is still the
+ * one published.  Returns 1, or 0 with why in err. */
+static int sync_flip(sync_job_t *job, char *err, apr_size_t errlen)
+{
+    checker_t *c = job->c;
+    memsess_runtime_t *rt = c->rt;
+    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    apr_pool_t *p;
+    int k, ok = 1, nflipped = 0;
+
+    apr_pool_create(&p, job->pool);
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid() || job->stop
+        || slot->state != MEMSESS_SYNCING) {
+        apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
+                    "another process", errlen);
+        ok = 0;
+    }
+    for (k = 0; ok && k < job->nspecs; k++) {
+        if (strcmp(view_path(c, p, job->spec_view[k], job->slot, 0),
+                   job->specs[k].path_now)) {
+            apr_snprintf(err, errlen, "the list of %s changed meanwhile",
+                         rt->views[job->spec_view[k]].name);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memsess_table_write_begin(rt->table);
+        memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
+        slot->sync_examined = job->base.examined;
+        slot->sync_copied = job->base.copied;
+        slot->sync_deleted = job->base.deleted;
+        memsess_table_bump_generation(rt->table, 1);
+        nflipped = memsess_table_publish(rt->table, rt->views,
+                                         rt->confs->nelts, job->slot,
+                                         c->flipped);
+        memsess_table_write_end(rt->table);
+        for (k = 0; k < nflipped; k++) {
+            log_all_down(rt, &rt->views[c->flipped[k]], 0);
+        }
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    apr_pool_destroy(p);
+    return ok;
+}
+
+/* The sync failed or was stopped: the server goes (or stays) down. */
+static void sync_abandon(sync_job_t *job, const char *why)
+{
+    checker_t *c = job->c;
+    memsess_runtime_t *rt = c->rt;
+    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()) {
+        memsess_table_write_begin(rt->table);
+        if (memsess_slot_sync_end(slot, 0, apr_pstrcat(job->pool, "sync: ",
+                                                       why, NULL),
+                                  apr_time_sec(apr_time_now()))) {
+            memsess_table_bump_generation(rt->table, 1);
+        }
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
+{
+    apr_time_t until = apr_time_now() + t;
+
+    while (!job->stop && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+}
+
+static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
+{
+    sync_job_t *job = data;
+    memsess_runtime_t *rt = job->c->rt;
+    const char *addr = APR_ARRAY_IDX(rt->targets, job->slot,
+                                     memsess_server_t *)->addr;
+    memsess_sync_t **syncs = apr_pcalloc(job->pool, (job->nspecs + 1)
+                                                    * sizeof(*syncs));
+    apr_time_t start = apr_time_now(), flipped_at = 0;
+    memsess_sync_stats_t total;
+    char err[256] = "";
+    apr_status_t rv = APR_SUCCESS;
+    int k;
+
+    for (k = 0; k < job->nspecs && rv == APR_SUCCESS; k++) {
+        syncs[k] = memsess_sync_create(job->pool, &job->specs[k], err,
+                                       sizeof(err));
+        rv = syncs[k] ? memsess_sync_before(syncs[k], err, sizeof(err))
+                      : APR_EGENERAL;
+        if (syncs[k]) {
+            stats_add(&job->base, memsess_sync_stats(syncs[k]));
+        }
+    }
+    if (rv == APR_SUCCESS && sync_flip(job, err, sizeof(err))) {
+        flipped_at = apr_time_now();
+        /* requests that got the old list finish their writes */
+        sync_sleep(job, SYNC_GRACE);
+        memset(&total, 0, sizeof(total));
+        for (k = 0; k < job->nspecs && rv == APR_SUCCESS && !job->stop; k++) {
+            memsess_sync_stats_t before = *memsess_sync_stats(syncs[k]);
+
+            rv = memsess_sync_after(syncs[k], err, sizeof(err));
+            before.examined = memsess_sync_stats(syncs[k])->examined
+                              - before.examined;
+            before.copied = memsess_sync_stats(syncs[k])->copied
+                            - before.copied;
+            before.deleted = memsess_sync_stats(syncs[k])->deleted
+                             - before.deleted;
+            before.same = before.newer = 0;
+            stats_add(&total, &before);
+        }
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
+                     "memcached server %s synced and up after %" APR_TIME_T_FMT
+                     "ms: %" APR_UINT64_T_FMT " keys examined, %"
+                     APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
+                     " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
+                     "equal, %" APR_UINT64_T_FMT " left newer; after the flip "
+                     "%" APR_UINT64_T_FMT " late writes brought over, %"
+                     APR_UINT64_T_FMT " moved copies removed%s%s",
+                     addr, apr_time_as_msec(flipped_at - start),
+                     job->base.examined, job->base.copied, job->base.deleted,
+                     job->base.same, job->base.newer, total.copied,
+                     total.deleted, rv == APR_SUCCESS ? "" : "; reconcile "
+                     "stopped: ", rv == APR_SUCCESS ? "" : err);
+    }
+    else {
+        sync_abandon(job, err[0] ? err : "failed");
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
+                     "rejoin sync of memcached server %s stopped after %"
+                     APR_TIME_T_FMT "ms (%s): it stays down and is synced "
+                     "again after its next good probes", addr,
+                     apr_time_as_msec(apr_time_now() - start), err);
+    }
+    for (k = 0; k < job->nspecs; k++) {
+        memsess_sync_destroy(syncs[k]);
+    }
+    apr_atomic_set32(&job->done, 1);
+    return NULL;
+}
+
+/* Starts the sync of slot i, just marked SYNCING; the caller holds the
+ * mutex.  One spec per distinct (list now, list next) among its views of
+ * format memcached (pecl-memcache places keys its own way: its views keep
+ * what the server holds). */
+static void sync_start(checker_t *c, int i)
+{
+    memsess_runtime_t *rt = c->rt;
+    apr_pool_t *pool;
+    apr_threadattr_t *attr;
+    sync_job_t *job;
+    apr_status_t rv;
+    int v, k;
+
+    apr_pool_create(&pool, c->pool);
+    job = apr_pcalloc(pool, sizeof(*job));
+    job->c = c;
+    job->slot = i;
+    job->pool = pool;
+    job->specs = apr_pcalloc(pool, rt->confs->nelts * sizeof(*job->specs));
+    job->spec_view = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = &rt->views[v];
+        const apr_array_header_t *servers = view->pool->servers;
+        memsess_sync_spec_t *sp = &job->specs[job->nspecs];
+        const char *ret = NULL;
+
+        for (k = 0; k < servers->nelts; k++) {
+            const memsess_server_t *srv = &APR_ARRAY_IDX(servers, k,
+                                                         memsess_server_t);
+            if (srv->slot == i) {
+                ret = srv->weight ? apr_psprintf(pool, "%s:%d", srv->addr,
+                                                 srv->weight) : srv->addr;
+            }
+        }
+        if (!ret || view->format != MEMSESS_FORMAT_MEMCACHED) {
+            continue;
+        }
+        sp->returning = ret;
+        sp->path_now = view_path(c, pool, v, i, 0);
+        sp->path_next = view_path(c, pool, v, i, 1);
+        sp->replicas = view->replicas;
+        sp->ketama = memsess_view_ketama(view->replicas, view->failover);
+        sp->timeout = rt->g.timeout > apr_time_from_msec(500)
+                      ? rt->g.timeout : apr_time_from_msec(500);
+        sp->stop = &job->stop;
+        sp->progress = sync_progress;
+        sp->baton = job;
+        for (k = 0; k < job->nspecs; k++) {
+            const memsess_sync_spec_t *o = &job->specs[k];
+
+            if (!strcmp(o->path_now, sp->path_now)
+                && !strcmp(o->path_next, sp->path_next)
+                && o->replicas == sp->replicas && o->ketama == sp->ketama) {
+                break;
+            }
+        }
+        if (k == job->nspecs) {
+            job->spec_view[job->nspecs++] = v;
+        }
+    }
+    apr_threadattr_create(&attr, pool);
+    rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
+    if (rv != APR_SUCCESS) {
+        memsess_slot_t *slot = memsess_table_slot(rt->table, i);
+
+        memsess_table_write_begin(rt->table);
+        memsess_slot_sync_end(slot, 0, "sync: cannot start its thread",
+                              apr_time_sec(apr_time_now()));
+        memsess_table_bump_generation(rt->table, 1);
+        memsess_table_write_end(rt->table);
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0034: "
+                     "cannot start the rejoin sync of memcached server %s: "
+                     "it stays down", memsess_table_slot(rt->table, i)->addr);
+        apr_pool_destroy(pool);
+        return;
+    }
+    c->jobs[i] = job;
+}
+
+/* Joins the syncs that ended (each round). */
+static void sync_reap(checker_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        sync_job_t *job = c->jobs[i];
+        apr_status_t ret;
+
+        if (job && apr_atomic_read32(&job->done)) {
+            apr_thread_join(&ret, job->thread);
+            apr_thread_mutex_lock(c->mutex);
+            c->jobs[i] = NULL;
+            apr_thread_mutex_unlock(c->mutex);
+            apr_pool_destroy(job->pool);
+        }
+    }
+}
+
+/* Its server failed a probe: the sync stops at its next key. */
+static void sync_cancel(checker_t *c, int i)
+{
+    if (c->jobs[i]) {
+        apr_atomic_set32(&c->jobs[i]->stop, 1);
+    }
+}
+
+/* The checker stops: every sync stops at its next key. */
+static void sync_stop_all(checker_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        if (c->jobs[i]) {
+            apr_atomic_set32(&c->jobs[i]->stop, 1);
+        }
+    }
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        sync_job_t *job = c->jobs[i];
+        apr_status_t ret;
+
+        if (job) {
+            apr_thread_join(&ret, job->thread);
+            c->jobs[i] = NULL;
+            apr_pool_destroy(job->pool);
+        }
+    }
+}
+
 static apr_status_t checker_start(memsess_runtime_t *rt)
 {
     apr_size_t nthreads = rt->targets->nelts;
     apr_pool_t *pool;
     checker_t *c;
     apr_status_t rv;
-    int i;
+    int i, cut;
 
     if (nthreads > MEMSESS_PROBE_THREADS_MAX) {
         nthreads = MEMSESS_PROBE_THREADS_MAX;
@@ -397,6 +796,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
         c->probes[i].slot = i;
     }
     c->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    c->jobs = apr_pcalloc(pool, rt->targets->nelts * sizeof(*c->jobs));
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
         || (rv = apr_thread_pool_create(&c->threads, nthreads, nthreads,
@@ -416,8 +816,18 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * view's text.  Repair the seqlock, then republish every view. */
     memsess_table_recover(rt->table);
     memsess_table_write_begin(rt->table);
+    cut = memsess_table_reset_syncing(rt->table);
+    if (cut) {
+        memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
+    }
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
     memsess_table_write_end(rt->table);
+    if (cut) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0032: "
+                     "%d rejoin sync(s) were cut short when the last checker "
+                     "stopped: those servers are down until their next good "
+                     "probes start the sync again", cut);
+    }
     checker = c;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
@@ -435,6 +845,7 @@ static void checker_stop(void)
         checker = NULL;
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
+        sync_stop_all(c);
         apr_pool_destroy(c->pool);
     }
 }

@@ -145,11 +145,17 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    APR_UINT64_T_FMT ", \"consecutive_fails\": %u, "
                    "\"consecutive_passes\": %u, \"last_change\": %"
                    APR_INT64_T_FMT ", \"last_error\": %s, \"latency_us\": %"
-                   APR_UINT64_T_FMT "}", i ? "," : "",
+                   APR_UINT64_T_FMT ", \"sync_started\": %" APR_INT64_T_FMT
+                   ", \"sync_examined\": %" APR_UINT64_T_FMT
+                   ", \"sync_copied\": %" APR_UINT64_T_FMT
+                   ", \"sync_deleted\": %" APR_UINT64_T_FMT
+                   ", \"syncs\": %" APR_UINT64_T_FMT "}", i ? "," : "",
                    json_str(r->pool, sl->addr), memsess_state_name(sl->state),
                    sl->checks, sl->failures, sl->consecutive_fails,
                    sl->consecutive_passes, sl->last_change,
-                   json_str(r->pool, sl->last_error), sl->latency_us);
+                   json_str(r->pool, sl->last_error), sl->latency_us,
+                   sl->sync_started, sl->sync_examined, sl->sync_copied,
+                   sl->sync_deleted, sl->syncs);
     }
     ap_rputs("],\n \"pools\": [", r);
     for (i = 0; i < npools(snap); i++) {
@@ -204,12 +210,18 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]ConsecutivePasses: %u\n"
                    "MemsessServer[%d]LastChange: %" APR_INT64_T_FMT "\n"
                    "MemsessServer[%d]LatencyUs: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServer[%d]LastError: %s\n",
+                   "MemsessServer[%d]LastError: %s\n"
+                   "MemsessServer[%d]SyncExamined: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n",
                    i, one_line(r->pool, sl->addr), i,
                    memsess_state_name(sl->state), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
                    sl->consecutive_passes, i, sl->last_change, i,
-                   sl->latency_us, i, one_line(r->pool, sl->last_error));
+                   sl->latency_us, i, one_line(r->pool, sl->last_error),
+                   i, sl->sync_examined, i, sl->sync_copied, i,
+                   sl->sync_deleted, i, sl->syncs);
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
@@ -255,13 +267,23 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
         const char *name, *type, *help;
     } m[] = {
         { "memsess_server_up", "gauge",
-          "1 when the server gets sessions (up or unknown), 0 when down" },
+          "1 when the server gets sessions (up or unknown), 0 when down or syncing" },
         { "memsess_checks_total", "counter", "probes sent to the server" },
         { "memsess_check_failures_total", "counter", "probes that failed" },
         { "memsess_state_changes_total", "counter",
           "changes of the server's state" },
         { "memsess_check_duration_seconds", "gauge",
           "how long the last probe took" },
+        { "memsess_server_syncing", "gauge",
+          "1 while the server's rejoin sync runs (it gets no sessions)" },
+        { "memsess_sync_keys_examined", "gauge",
+          "keys the server's last (or running) rejoin sync looked at" },
+        { "memsess_sync_keys_copied", "gauge",
+          "keys that sync copied to the server" },
+        { "memsess_sync_keys_deleted", "gauge",
+          "keys that sync deleted from the server" },
+        { "memsess_syncs_total", "counter",
+          "rejoin syncs of the server that completed" },
     };
     int k, i;
 
@@ -287,9 +309,19 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                            m[k].name, label, k == 1 ? sl->checks
                            : k == 2 ? sl->failures : sl->state_changes);
                 break;
-            default:
+            case 4:
                 ap_rprintf(r, "%s{server=\"%s\"} %.6f\n", m[k].name, label,
                            sl->latency_us / 1e6);
+                break;
+            case 5:
+                ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
+                           sl->state == MEMSESS_SYNCING);
+                break;
+            default:
+                ap_rprintf(r, "%s{server=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                           m[k].name, label, k == 6 ? sl->sync_examined
+                           : k == 7 ? sl->sync_copied
+                           : k == 8 ? sl->sync_deleted : sl->syncs);
             }
         }
     }
@@ -321,11 +353,16 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
         if (sl->last_change) {
             apr_ctime(when, apr_time_from_sec(sl->last_change));
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%" APR_UINT64_T_FMT
+        ap_rprintf(r, "<tr><td>%s</td><td>%s%s</td><td>%" APR_UINT64_T_FMT
                    "</td><td>%" APR_UINT64_T_FMT "</td><td>%u fail, %u pass"
                    "</td><td>%s</td><td>%" APR_UINT64_T_FMT " us</td>"
                    "<td>%s</td></tr>\n", esc(r, sl->addr),
-                   memsess_state_name(sl->state), sl->checks, sl->failures,
+                   memsess_state_name(sl->state),
+                   sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
+                       APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
+                       " copied, %" APR_UINT64_T_FMT " deleted)",
+                       sl->sync_examined, sl->sync_copied, sl->sync_deleted)
+                   : "", sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,
                    sl->latency_us, esc(r, sl->last_error));
     }

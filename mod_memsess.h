@@ -21,12 +21,15 @@
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
+ *   memsess_sync.c    the rejoin sync: where php-memcached places a key
+ *                     (libmemcached), metadump lines, the copy passes
+ *                     (APR and libmemcached only)
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_status.c  the memsess-status handler
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025.
+ * The next free number is MEMSESS0025 (MEMSESS0030-0049: the rejoin sync).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -115,7 +118,10 @@ apr_size_t memsess_path_max(const memsess_pool_t *pool,
 typedef enum {
     MEMSESS_UNKNOWN = 0,   /* no verdict yet: counts as live */
     MEMSESS_UP      = 1,
-    MEMSESS_DOWN    = 2
+    MEMSESS_DOWN    = 2,
+    MEMSESS_SYNCING = 3    /* passed its probes after being down; not live
+                            * until the rejoin sync has brought its keys
+                            * where the new list places them */
 } memsess_state_e;
 
 const char *memsess_state_name(apr_uint32_t state);
@@ -135,6 +141,12 @@ typedef struct {
     apr_uint64_t latency_us;       /* of the last probe */
     apr_uint64_t duration_us_sum;  /* of all probes, for the metrics */
     char         last_error[MEMSESS_ERROR_MAX];
+    /* the rejoin sync running or last run (MEMSESS_SYNCING) */
+    apr_int64_t  sync_started;     /* unix seconds, 0 = never */
+    apr_uint64_t sync_examined;    /* keys looked at */
+    apr_uint64_t sync_copied;      /* copies written to the server */
+    apr_uint64_t sync_deleted;     /* keys removed (stale, locks, moved) */
+    apr_uint64_t syncs;            /* completed */
 } memsess_slot_t;
 
 /* One published save_path: what a vhost's requests get. */
@@ -201,8 +213,22 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
                         apr_uint64_t latency_us, apr_int64_t now,
                         int fail_threshold, int pass_threshold);
 
+/* A down server whose good probes would bring it back enters SYNCING
+ * instead (MemsessRejoin sync); memsess_slot_record() sends it back DOWN on
+ * any failed probe, and keeps it SYNCING on good ones. */
+void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now);
+/* The sync ended: UP (published) when ok, else DOWN, retried once the
+ * server passes its probes again.  Returns non-zero (a state change). */
+int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
+                          apr_int64_t now);
+/* A checker that starts finds a slot SYNCING only when the process that
+ * ran its sync died: it goes DOWN, and its next good probes restart it.
+ * Returns how many slots it changed.  The caller is the writer. */
+int memsess_table_reset_syncing(memsess_table_t *t);
+
 /* Whether a state counts as live for injection. */
-#define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)
+#define MEMSESS_IS_LIVE(state) \
+    ((state) != MEMSESS_DOWN && (state) != MEMSESS_SYNCING)
 
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
@@ -235,7 +261,9 @@ memsess_failover_e memsess_default_failover(int failover, int replicas,
 /* What a down server that comes back gets before it takes traffic. */
 typedef enum {
     MEMSESS_REJOIN_KEEP  = 0,   /* used as it is */
-    MEMSESS_REJOIN_FLUSH = 1    /* emptied by the probe that brings it back */
+    MEMSESS_REJOIN_FLUSH = 1,   /* emptied by the probe that brings it back */
+    MEMSESS_REJOIN_SYNC  = 2    /* synced before it is published (the
+                                 * default): memsess_sync.c */
 } memsess_rejoin_e;
 
 /* The module-wide settings, resolved at post_config (the main server's
@@ -256,6 +284,123 @@ typedef struct {
  * The caller is the writer, inside write_begin/_end. */
 int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
                           int nviews, int slot, int *flipped);
+
+/* ------------------------------------------------------------------ */
+/* The rejoin sync (memsess_sync.c)                                   */
+
+/* php-memcached's memcached.sess_prefix (its default, which nothing here
+ * changes): libmemcached's namespace, not hashed (HASH_WITH_PREFIX_KEY
+ * stays off).  Its lock of session <id> is the key "lock.<id>". */
+#define MEMSESS_SESS_PREFIX "memc.sess.key."
+#define MEMSESS_LOCK_PREFIX "lock."
+#define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
+
+/* One line of memcached's "lru_crawler metadump", parsed. */
+typedef struct {
+    char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
+    apr_size_t   keylen;
+    apr_int64_t  exp;    /* unix seconds; -1 = never expires */
+    apr_int64_t  la;     /* last access (write; reads count once a minute) */
+} memsess_dump_item_t;
+
+/* Parses one line (without its line end) from a metadump: returns 1 and
+ * fills item, 0 for the closing "END", -1 for anything else (the caller
+ * skips it).  Never reads beyond len. */
+int memsess_dump_parse(const char *line, apr_size_t len,
+                       memsess_dump_item_t *item);
+
+typedef enum {
+    MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
+    MEMSESS_KEY_SESSION = 1,
+    MEMSESS_KEY_LOCK    = 2
+} memsess_key_kind_e;
+
+/* What a stored key is; *id gets what php-memcached hands libmemcached
+ * (the key without the prefix: "<id>" or "lock.<id>"). */
+memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
+                                    const char **id, apr_size_t *idlen);
+
+/* Where php-memcached 3.x puts keys for one session.save_path: a
+ * memcached_st built as its session handler builds one (servers from
+ * memcached_servers_parse, binary protocol, ketama or modula, replicas,
+ * the prefix as namespace), asked with memcached_generate_hash(); the
+ * replicas are the next servers in list order, as libmemcached writes
+ * them. */
+typedef struct memsess_place memsess_place_t;
+
+/* NULL when libmemcached refuses the list.  Freed with pool p. */
+memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
+                                      int replicas, int ketama);
+/* Distinct servers of the list, "host:port" as libmemcached parsed them. */
+int memsess_place_nservers(const memsess_place_t *pl);
+const char *memsess_place_server(const memsess_place_t *pl, int i);
+/* The servers (indexes above) that hold id: where reads go first, then
+ * the replicas, each once.  Returns how many (at most max). */
+int memsess_place_key(const memsess_place_t *pl, const char *id,
+                      apr_size_t idlen, int *where, int max);
+
+/* Which consistent hashing php-memcached uses for a view: ketama unless
+ * mod_memsess injects sess_consistent_hash=0 (replicas with successor). */
+int memsess_view_ketama(int replicas, memsess_failover_e failover);
+
+/* What the sync does with one key found on one server (pure; ids of
+ * servers in any common numbering). */
+typedef enum {
+    MEMSESS_SYNC_SKIP   = 0,  /* nothing: not ours to move */
+    MEMSESS_SYNC_COPY   = 1,  /* here is its authority, the new list
+                               * places it on the returning server too */
+    MEMSESS_SYNC_VERIFY = 2,  /* on the returning server, placed there: it
+                               * stays only if its authority has it */
+    MEMSESS_SYNC_DROP   = 3   /* on the returning server: a lock, or not
+                               * placed there: deleted */
+} memsess_sync_action_e;
+
+memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
+                                          int here, int returning,
+                                          const int *now, int nnow,
+                                          const int *next, int nnext);
+
+typedef struct {
+    apr_uint64_t examined;   /* metadump lines looked at */
+    apr_uint64_t copied;     /* values written to the returning server */
+    apr_uint64_t deleted;    /* keys removed (stale, locks, moved back) */
+    apr_uint64_t same;       /* already equal there */
+    apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
+} memsess_sync_stats_t;
+
+/* One sync of one view's list: from the list published now to the list
+ * that adds the returning server. */
+typedef struct {
+    const char          *returning;   /* its entry, as in the paths */
+    const char          *path_now;    /* session.save_path published now */
+    const char          *path_next;   /* the one about to be published */
+    int                  replicas;
+    int                  ketama;
+    apr_interval_time_t  timeout;     /* of one operation */
+    volatile apr_uint32_t *stop;      /* set: stop before the next key */
+    void (*progress)(void *baton, const memsess_sync_stats_t *stats);
+    void                *baton;
+} memsess_sync_spec_t;
+
+typedef struct memsess_sync memsess_sync_t;
+
+/* Connects nothing yet; NULL and err filled when a list is refused. */
+memsess_sync_t *memsess_sync_create(apr_pool_t *p,
+                                    const memsess_sync_spec_t *spec,
+                                    char *err, apr_size_t errlen);
+/* Before the flip: the full pass, then a delta pass over what changed
+ * since it began.  APR_SUCCESS, or an error described in err (the
+ * returning server or an authority failed, or stop was set). */
+apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
+                                 apr_size_t errlen);
+/* After the flip (grace given for requests that still had the old
+ * list): what those wrote at the old authority since the delta pass is
+ * brought over with cas, and copies the new list no longer places
+ * anywhere are removed. */
+apr_status_t memsess_sync_after(memsess_sync_t *sync, char *err,
+                                apr_size_t errlen);
+const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
+void memsess_sync_destroy(memsess_sync_t *sync);
 
 /* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */

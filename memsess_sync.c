@@ -1,0 +1,1046 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The rejoin sync: given the session.save_path published now and the one
+ * about to be published (the same with a returning server S), bring every
+ * PHP session key to where the new list places it, from where the current
+ * list reads it.  APR and libmemcached only: no httpd, so the unit tests
+ * and the fuzzer drive the pure parts, and the checker runs it on a thread
+ * of its own.
+ *
+ *   placement   memsess_place_*: a memcached_st built as php-memcached 3.x
+ *               builds its session connection; libmemcached answers.
+ *   listing     memcached's "lru_crawler metadump all", read a line at a
+ *               time (never the whole listing in memory); each line is
+ *               untrusted input for memsess_dump_parse().
+ *   before      (S not yet published)
+ *     pass 1    on S: locks, keys not placed on S, and keys whose authority
+ *               (the server requests read now) no longer has them (a logout
+ *               or an expiry during the outage) are deleted; on every other
+ *               server: each key it is the authority of and the new list
+ *               places on S is copied to S with its remaining expiry.
+ *     pass 2    the same, for what changed since pass 1 began (last access
+ *               at the authority; logouts: S's keys checked again).
+ *   (the checker publishes S)
+ *   after       requests that still had the old list may have written the
+ *               old authority: keys it wrote since pass 2 began are
+ *               compared with S and brought over; copies the new list
+ *               places nowhere any more (replicas 0, keys written elsewhere
+ *               while S was out) are removed.
+ *
+ * No copy ever replaces a newer one: a write to S is a compare-and-swap
+ * against the cas S had when its copy was read (an add when S had none),
+ * so anything that wrote S meanwhile (a request, another web server's
+ * sync) wins. */
+
+#include <string.h>
+#include <stdlib.h>
+
+#include <libmemcached/memcached.h>
+
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "apr_network_io.h"
+#include "apr_time.h"
+
+#include "mod_memsess.h"
+
+/* ------------------------------------------------------------------ */
+/* Metadump lines                                                     */
+
+/* A decimal integer, optionally negative, of at most 18 digits. */
+static int parse_int(const char *s, apr_size_t len, apr_int64_t *out)
+{
+    apr_int64_t n = 0;
+    apr_size_t i = 0;
+    int neg = 0;
+
+    if (len && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == len || len - i > 18) {
+        return 0;
+    }
+    for (; i < len; i++) {
+        if (!apr_isdigit(s[i])) {
+            return 0;
+        }
+        n = n * 10 + (s[i] - '0');
+    }
+    *out = neg ? -n : n;
+    return 1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char)apr_tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* metadump writes keys %-encoded (uriencode); a key is 1 to 250 bytes of
+ * anything but space and control characters. */
+static int decode_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
+{
+    apr_size_t i, n = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+
+        if (c == '%') {
+            int hi, lo;
+
+            if (i + 2 >= len) {
+                return 0;
+            }
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return 0;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c <= 0x20 || c == 0x7f || n >= MEMSESS_KEY_MAX) {
+            return 0;
+        }
+        it->key[n++] = (char)c;
+    }
+    if (!n) {
+        return 0;
+    }
+    it->key[n] = '\0';
+    it->keylen = n;
+    return 1;
+}
+
+int memsess_dump_parse(const char *line, apr_size_t len,
+                       memsess_dump_item_t *item)
+{
+    apr_size_t i = 0;
+    int have_key = 0, have_exp = 0, have_la = 0;
+
+    if (len == 3 && !memcmp(line, "END", 3)) {
+        return 0;
+    }
+    memset(item, 0, sizeof(*item));
+    while (i < len) {
+        apr_size_t start = i, eq, end;
+
+        while (i < len && line[i] != ' ') {
+            i++;
+        }
+        end = i;
+        while (i < len && line[i] == ' ') {
+            i++;
+        }
+        for (eq = start; eq < end && line[eq] != '='; eq++) {
+        }
+        if (eq == end) {
+            return -1;   /* every field is name=value */
+        }
+        if (eq - start == 3 && !memcmp(line + start, "key", 3)) {
+            if (have_key || !decode_key(line + eq + 1, end - eq - 1, item)) {
+                return -1;
+            }
+            have_key = 1;
+        }
+        else if (eq - start == 3 && !memcmp(line + start, "exp", 3)) {
+            if (have_exp || !parse_int(line + eq + 1, end - eq - 1,
+                                       &item->exp) || item->exp < -1) {
+                return -1;
+            }
+            have_exp = 1;
+        }
+        else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
+            if (have_la || !parse_int(line + eq + 1, end - eq - 1,
+                                      &item->la) || item->la < 0) {
+                return -1;
+            }
+            have_la = 1;
+        }
+        /* other fields (cas, fetch, cls, size, ...): not needed */
+    }
+    return have_key && have_exp && have_la ? 1 : -1;
+}
+
+memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
+                                    const char **id, apr_size_t *idlen)
+{
+    apr_size_t plen = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    apr_size_t llen = sizeof(MEMSESS_LOCK_PREFIX) - 1;
+
+    if (len <= plen || memcmp(key, MEMSESS_SESS_PREFIX, plen)) {
+        return MEMSESS_KEY_OTHER;
+    }
+    *id = key + plen;
+    *idlen = len - plen;
+    if (*idlen > llen && !memcmp(*id, MEMSESS_LOCK_PREFIX, llen)) {
+        return MEMSESS_KEY_LOCK;
+    }
+    return MEMSESS_KEY_SESSION;
+}
+
+/* ------------------------------------------------------------------ */
+/* Placement                                                          */
+
+struct memsess_place {
+    memcached_st *mc;
+    int           nentries;   /* servers in the list, repeats included */
+    int          *server;     /* [nentries]: index among the distinct */
+    int           nservers;
+    const char  **names;      /* [nservers] "host:port" */
+    int           replicas;
+};
+
+static apr_status_t place_cleanup(void *data)
+{
+    memsess_place_t *pl = data;
+
+    memcached_free(pl->mc);
+    return APR_SUCCESS;
+}
+
+int memsess_view_ketama(int replicas, memsess_failover_e failover)
+{
+    /* memsess_inject.c: sess_consistent_hash=0 only with replicas and
+     * successor; otherwise php-memcached's default (On, ketama) */
+    return !(replicas > 0 && failover == MEMSESS_FAILOVER_SUCCESSOR);
+}
+
+memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
+                                      int replicas, int ketama)
+{
+    memcached_server_st *servers = memcached_servers_parse(save_path);
+    memsess_place_t *pl;
+    int i, j;
+
+    if (!servers) {
+        return NULL;
+    }
+    pl = apr_pcalloc(p, sizeof(*pl));
+    pl->mc = memcached_create(NULL);
+    if (!pl->mc) {
+        memcached_server_list_free(servers);
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, pl, place_cleanup, apr_pool_cleanup_null);
+    /* as php-memcached 3.x s_init_mod_data + s_configure_from_ini_values:
+     * push, VERIFY_KEY, BINARY_PROTOCOL (+TCP_NODELAY), the consistent
+     * hash type, the replicas, the prefix as namespace */
+    if (memcached_server_push(pl->mc, servers) != MEMCACHED_SUCCESS) {
+        memcached_server_list_free(servers);
+        return NULL;
+    }
+    memcached_server_list_free(servers);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_VERIFY_KEY, 1);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    if (ketama) {
+        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
+    }
+    if (replicas > 0) {
+        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS,
+                               (uint64_t)replicas);
+    }
+    memcached_callback_set(pl->mc, MEMCACHED_CALLBACK_NAMESPACE,
+                           MEMSESS_SESS_PREFIX);
+    pl->replicas = replicas;
+    pl->nentries = (int)memcached_server_count(pl->mc);
+    if (pl->nentries < 1) {
+        return NULL;
+    }
+    pl->server = apr_pcalloc(p, pl->nentries * sizeof(int));
+    pl->names = apr_pcalloc(p, pl->nentries * sizeof(char *));
+    for (i = 0; i < pl->nentries; i++) {
+        const memcached_instance_st *in =
+            memcached_server_instance_by_position(pl->mc, (uint32_t)i);
+        const char *name = apr_psprintf(p, "%s:%u", memcached_server_name(in),
+                                        (unsigned)memcached_server_port(in));
+
+        for (j = 0; j < pl->nservers && strcmp(pl->names[j], name); j++) {
+        }
+        if (j == pl->nservers) {
+            pl->names[pl->nservers++] = name;
+        }
+        pl->server[i] = j;
+    }
+    return pl;
+}
+
+int memsess_place_nservers(const memsess_place_t *pl)
+{
+    return pl->nservers;
+}
+
+const char *memsess_place_server(const memsess_place_t *pl, int i)
+{
+    return i >= 0 && i < pl->nservers ? pl->names[i] : NULL;
+}
+
+int memsess_place_key(const memsess_place_t *pl, const char *id,
+                      apr_size_t idlen, int *where, int max)
+{
+    uint32_t first = memcached_generate_hash(pl->mc, id, idlen);
+    int r, k, n = 0;
+
+    if (first >= (uint32_t)pl->nentries) {
+        return 0;
+    }
+    /* libmemcached writes replica r to the entry first + r (binary
+     * protocol), wrapping around the list */
+    for (r = 0; r <= pl->replicas && r < pl->nentries; r++) {
+        int s = pl->server[(first + (uint32_t)r) % (uint32_t)pl->nentries];
+
+        for (k = 0; k < n && where[k] != s; k++) {
+        }
+        if (k == n && n < max) {
+            where[n++] = s;
+        }
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* What to do with one key                                            */
+
+static int holds(const int *list, int n, int s)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (list[i] == s) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
+                                          int here, int returning,
+                                          const int *now, int nnow,
+                                          const int *next, int nnext)
+{
+    int placed = holds(next, nnext, returning);
+
+    if (kind == MEMSESS_KEY_OTHER) {
+        return MEMSESS_SYNC_SKIP;
+    }
+    if (here == returning) {
+        /* a lock there is from before the outage; a key the new list does
+         * not read there would be a stale copy the day it does */
+        if (kind == MEMSESS_KEY_LOCK || !placed) {
+            return MEMSESS_SYNC_DROP;
+        }
+        /* the authority is the server requests read now: the first of the
+         * current placement (php-memcached reads replicas only when that
+         * one is unreachable, never on a miss) */
+        if (nnow < 1 || now[0] == returning) {
+            return MEMSESS_SYNC_SKIP;   /* it is its own authority */
+        }
+        return MEMSESS_SYNC_VERIFY;
+    }
+    if (kind == MEMSESS_KEY_SESSION && placed && nnow > 0 && now[0] == here) {
+        return MEMSESS_SYNC_COPY;
+    }
+    return MEMSESS_SYNC_SKIP;
+}
+
+/* ------------------------------------------------------------------ */
+/* The run                                                            */
+
+#define MAX_PLACES   (16)          /* replicas + 1, capped */
+#define DUMP_LINE_MAX     (4096)
+#define DUMP_BUF     (65536)
+#define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
+#define SETTLE_US    (20000)       /* a write's replica lands meanwhile */
+
+typedef struct {
+    const char   *name;     /* "host:port" */
+    char         *host;
+    apr_port_t    port;
+    memcached_st *mc;       /* direct, no namespace; opened when needed */
+    int           in_now;   /* in the list published now */
+} server_t;
+
+struct memsess_sync {
+    apr_pool_t               *pool;
+    const memsess_sync_spec_t *spec;
+    memsess_place_t          *now, *next;
+    int                      *now_id, *next_id;  /* place index -> ours */
+    server_t                 *servers;
+    int                       nservers;
+    int                       s;                 /* the returning server */
+    apr_time_t                pass2_began;
+    memsess_sync_stats_t      stats;
+    memcached_result_st       res;
+    int                       res_ok;
+};
+
+static int server_id(memsess_sync_t *y, const char *name)
+{
+    int i;
+    char *host;
+    const char *colon;
+
+    for (i = 0; i < y->nservers; i++) {
+        if (!strcmp(y->servers[i].name, name)) {
+            return i;
+        }
+    }
+    host = apr_pstrdup(y->pool, name);
+    colon = strrchr(host, ':');
+    if (!colon) {
+        return -1;
+    }
+    host[colon - host] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        host[strlen(host) - 1] = '\0';
+        host++;
+    }
+    y->servers[i].name = name;
+    y->servers[i].host = host;
+    y->servers[i].port = (apr_port_t)atoi(colon + 1);
+    return y->nservers++;
+}
+
+memsess_sync_t *memsess_sync_create(apr_pool_t *p,
+                                    const memsess_sync_spec_t *spec,
+                                    char *err, apr_size_t errlen)
+{
+    memsess_sync_t *y = apr_pcalloc(p, sizeof(*y));
+    memsess_place_t *ret;
+    int i, n;
+
+    y->pool = p;
+    y->spec = spec;
+    y->now = memsess_place_create(p, spec->path_now, spec->replicas,
+                                  spec->ketama);
+    y->next = memsess_place_create(p, spec->path_next, spec->replicas,
+                                   spec->ketama);
+    ret = memsess_place_create(p, spec->returning, 0, 0);
+    if (!y->now || !y->next || !ret) {
+        apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" or "
+                     "\"%s\"", spec->path_now, spec->path_next);
+        return NULL;
+    }
+    n = memsess_place_nservers(y->now) + memsess_place_nservers(y->next) + 1;
+    y->servers = apr_pcalloc(p, n * sizeof(server_t));
+    y->now_id = apr_pcalloc(p, memsess_place_nservers(y->now) * sizeof(int));
+    y->next_id = apr_pcalloc(p, memsess_place_nservers(y->next)
+                                * sizeof(int));
+    y->s = server_id(y, memsess_place_server(ret, 0));
+    for (i = 0; i < memsess_place_nservers(y->now); i++) {
+        y->now_id[i] = server_id(y, memsess_place_server(y->now, i));
+        if (y->now_id[i] >= 0) {
+            y->servers[y->now_id[i]].in_now = 1;
+        }
+    }
+    for (i = 0; i < memsess_place_nservers(y->next); i++) {
+        y->next_id[i] = server_id(y, memsess_place_server(y->next, i));
+    }
+    if (y->s < 0 || !holds(y->next_id, memsess_place_nservers(y->next),
+                           y->s)) {
+        apr_snprintf(err, errlen, "%s is not in the new list \"%s\"",
+                     spec->returning, spec->path_next);
+        return NULL;
+    }
+    if (!memcached_result_create(NULL, &y->res)) {
+        apr_cpystrn(err, "out of memory", errlen);
+        return NULL;
+    }
+    y->res_ok = 1;
+    return y;
+}
+
+void memsess_sync_destroy(memsess_sync_t *y)
+{
+    int i;
+
+    if (!y) {
+        return;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        if (y->servers[i].mc) {
+            memcached_free(y->servers[i].mc);
+            y->servers[i].mc = NULL;
+        }
+    }
+    if (y->res_ok) {
+        memcached_result_free(&y->res);
+        y->res_ok = 0;
+    }
+}
+
+const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
+{
+    return &y->stats;
+}
+
+static memcached_st *conn(memsess_sync_t *y, int i)
+{
+    server_t *sv = &y->servers[i];
+    uint64_t ms = (uint64_t)apr_time_as_msec(y->spec->timeout);
+
+    if (sv->mc) {
+        return sv->mc;
+    }
+    if (ms < 1) {
+        ms = 1;
+    }
+    sv->mc = memcached_create(NULL);
+    if (!sv->mc) {
+        return NULL;
+    }
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    if (memcached_server_add(sv->mc, sv->host, sv->port)
+        != MEMCACHED_SUCCESS) {
+        memcached_free(sv->mc);
+        sv->mc = NULL;
+    }
+    return sv->mc;
+}
+
+static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
+                         memcached_return_t rc, char *err, apr_size_t errlen)
+{
+    apr_snprintf(err, errlen, "%s %s: %s", what, y->servers[i].name,
+                 y->servers[i].mc ? memcached_strerror(y->servers[i].mc, rc)
+                                  : "cannot create a connection");
+    return APR_EGENERAL;
+}
+
+/* Reads key at server i into y->res (value, flags, cas).  SUCCESS,
+ * NOTFOUND or an error. */
+static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
+                                apr_size_t len)
+{
+    memcached_st *mc = conn(y, i);
+    const char *keys[1];
+    size_t lens[1];
+    memcached_return_t rc, end;
+    int found = 0;
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    keys[0] = key;
+    lens[0] = len;
+    rc = memcached_mget(mc, keys, lens, 1);
+    if (rc != MEMCACHED_SUCCESS) {
+        return rc;
+    }
+    if (memcached_fetch_result(mc, &y->res, &rc)) {
+        found = 1;
+        /* drain the end of the answer */
+        while (memcached_fetch_result(mc, NULL, &end)) {
+        }
+    }
+    if (found) {
+        return MEMCACHED_SUCCESS;
+    }
+    return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
+           || rc == MEMCACHED_SUCCESS ? MEMCACHED_NOTFOUND : rc;
+}
+
+static int stopped(const memsess_sync_t *y, char *err, apr_size_t errlen)
+{
+    if (y->spec->stop && *y->spec->stop) {
+        apr_cpystrn(err, "stopped", errlen);
+        return 1;
+    }
+    return 0;
+}
+
+static void progress(memsess_sync_t *y, int always)
+{
+    if (y->spec->progress && (always || !(y->stats.examined % 256))) {
+        y->spec->progress(y->spec->baton, &y->stats);
+    }
+}
+
+/* Expiry to write: what is left of it, as memcached takes it (absolute
+ * unix seconds; 0 = never).  -1: already expired, copy nothing. */
+static time_t expiry(apr_int64_t exp)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now());
+
+    if (exp < 0) {
+        return 0;
+    }
+    if (exp <= now + 1) {
+        return (time_t)-1;
+    }
+    return (time_t)exp;
+}
+
+/* Writes value onto S unless S's copy changed since `cas` was read from it
+ * (0: S had none, so only if it still has none). */
+static memcached_return_t put_s(memsess_sync_t *y, const char *key,
+                                apr_size_t len, const char *value,
+                                apr_size_t vlen, uint32_t flags, time_t exp,
+                                uint64_t cas)
+{
+    memcached_st *mc = conn(y, y->s);
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    if (cas) {
+        return memcached_cas(mc, key, len, value, vlen, exp, flags, cas);
+    }
+    return memcached_add(mc, key, len, value, vlen, exp, flags);
+}
+
+/* The authority's copy of key, which the new list places on S too, onto
+ * S.  Returns APR_SUCCESS or an error in err. */
+static apr_status_t copy_key(memsess_sync_t *y, int from,
+                             const memsess_dump_item_t *it, char *err,
+                             apr_size_t errlen)
+{
+    memcached_return_t rc;
+    char *value;
+    apr_size_t vlen;
+    uint32_t flags;
+    uint64_t cas_s = 0;
+    time_t exp = expiry(it->exp);
+
+    if (exp == (time_t)-1) {
+        return APR_SUCCESS;
+    }
+    /* S first: its cas guards the write below */
+    rc = fetch(y, y->s, it->key, it->keylen);
+    if (rc == MEMCACHED_SUCCESS) {
+        cas_s = memcached_result_cas(&y->res);
+        if (!cas_s) {
+            return fail(y, y->s, "no cas from", rc, err, errlen);
+        }
+    }
+    else if (rc != MEMCACHED_NOTFOUND) {
+        return fail(y, y->s, "cannot read", rc, err, errlen);
+    }
+    value = NULL;
+    vlen = 0;
+    if (rc == MEMCACHED_SUCCESS) {
+        vlen = memcached_result_length(&y->res);
+        value = apr_pmemdup(y->pool, memcached_result_value(&y->res), vlen);
+    }
+    rc = fetch(y, from, it->key, it->keylen);
+    if (rc == MEMCACHED_NOTFOUND) {
+        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on S */
+    }
+    if (rc != MEMCACHED_SUCCESS) {
+        return fail(y, from, "cannot read", rc, err, errlen);
+    }
+    flags = memcached_result_flags(&y->res);
+    if (cas_s && vlen == memcached_result_length(&y->res)
+        && !memcmp(value, memcached_result_value(&y->res), vlen)) {
+        y->stats.same++;
+        return APR_SUCCESS;
+    }
+    rc = put_s(y, it->key, it->keylen, memcached_result_value(&y->res),
+               memcached_result_length(&y->res), flags, exp, cas_s);
+    if (rc == MEMCACHED_SUCCESS) {
+        y->stats.copied++;
+    }
+    else if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
+             || rc == MEMCACHED_NOTFOUND) {
+        y->stats.newer++;     /* S changed after we read it: it wins */
+    }
+    else {
+        return fail(y, y->s, "cannot write", rc, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t delete_key(memsess_sync_t *y, int at,
+                               const memsess_dump_item_t *it, char *err,
+                               apr_size_t errlen)
+{
+    memcached_st *mc = conn(y, at);
+    memcached_return_t rc;
+
+    if (!mc) {
+        return fail(y, at, "cannot connect to", MEMCACHED_FAILURE, err,
+                    errlen);
+    }
+    rc = memcached_delete(mc, it->key, it->keylen, 0);
+    if (rc == MEMCACHED_SUCCESS) {
+        y->stats.deleted++;
+    }
+    else if (rc != MEMCACHED_NOTFOUND) {
+        return fail(y, at, "cannot delete on", rc, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+/* A key on S the new list places there: it stays only if its authority
+ * has it (a session deleted there, by a logout or its expiry, stays
+ * deleted).  Its value is the authority's pass's business. */
+static apr_status_t verify_key(memsess_sync_t *y, int authority,
+                               const memsess_dump_item_t *it, char *err,
+                               apr_size_t errlen)
+{
+    memcached_st *mc = conn(y, authority);
+    memcached_return_t rc;
+
+    if (!mc) {
+        return fail(y, authority, "cannot connect to", MEMCACHED_FAILURE,
+                    err, errlen);
+    }
+    rc = memcached_exist(mc, it->key, it->keylen);
+    if (rc == MEMCACHED_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if (rc != MEMCACHED_NOTFOUND) {
+        return fail(y, authority, "cannot read", rc, err, errlen);
+    }
+    return delete_key(y, y->s, it, err, errlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Listing a server: lru_crawler metadump, a line at a time            */
+
+typedef struct {
+    apr_socket_t *sock;
+    char         *buf;
+    apr_size_t    start, end;
+    int           skipping;   /* inside a line too long to be an item */
+} dump_t;
+
+static apr_status_t dump_open(memsess_sync_t *y, apr_pool_t *p, int i,
+                              dump_t *d, char *err, apr_size_t errlen)
+{
+    static const char cmd[] = "lru_crawler metadump all\r\n";
+    server_t *sv = &y->servers[i];
+    apr_sockaddr_t *sa;
+    apr_size_t len = sizeof(cmd) - 1;
+    apr_status_t rv;
+    char reason[120];
+    apr_interval_time_t t = y->spec->timeout;
+
+    memset(d, 0, sizeof(*d));
+    d->buf = apr_palloc(p, DUMP_BUF);
+    if (t < apr_time_from_sec(2)) {
+        t = apr_time_from_sec(2);   /* the crawler may pause between items */
+    }
+    if ((rv = apr_sockaddr_info_get(&sa, sv->host, APR_UNSPEC, sv->port, 0,
+                                    p)) == APR_SUCCESS
+        && (rv = apr_socket_create(&d->sock, sa->family, SOCK_STREAM,
+                                   APR_PROTO_TCP, p)) == APR_SUCCESS
+        && (rv = apr_socket_timeout_set(d->sock, t)) == APR_SUCCESS
+        && (rv = apr_socket_connect(d->sock, sa)) == APR_SUCCESS) {
+        rv = apr_socket_send(d->sock, cmd, &len);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_strerror(rv, reason, sizeof(reason));
+        apr_snprintf(err, errlen, "cannot list the keys of %s: %s",
+                     sv->name, reason);
+    }
+    return rv;
+}
+
+/* The next line, without its end: 1, or 0 at the end of the stream, -1
+ * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
+static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
+                     apr_size_t *len, char *err, apr_size_t errlen)
+{
+    for (;;) {
+        char *nl = memchr(d->buf + d->start, '\n', d->end - d->start);
+        apr_size_t got;
+        apr_status_t rv;
+
+        if (nl) {
+            char *l = d->buf + d->start;
+            apr_size_t n = (apr_size_t)(nl - l);
+
+            d->start += n + 1;
+            if (n && l[n - 1] == '\r') {
+                n--;
+            }
+            if (d->skipping) {
+                d->skipping = 0;
+                n = 0;
+            }
+            *line = l;
+            *len = n;
+            return 1;
+        }
+        if (d->end - d->start >= DUMP_LINE_MAX) {
+            d->skipping = 1;      /* not an item: drop it to its end */
+            d->start = d->end = 0;
+        }
+        if (d->start) {
+            memmove(d->buf, d->buf + d->start, d->end - d->start);
+            d->end -= d->start;
+            d->start = 0;
+        }
+        got = DUMP_BUF - d->end;
+        rv = apr_socket_recv(d->sock, d->buf + d->end, &got);
+        d->end += got;
+        if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
+            apr_snprintf(err, errlen, "%s closed the listing before its "
+                         "end", y->servers[i].name);
+            return -1;
+        }
+        if (rv != APR_SUCCESS) {
+            char reason[120];
+
+            apr_strerror(rv, reason, sizeof(reason));
+            apr_snprintf(err, errlen, "listing the keys of %s: %s",
+                         y->servers[i].name, reason);
+            return -1;
+        }
+    }
+}
+
+typedef enum {
+    PASS_FULL,     /* every key */
+    PASS_DELTA,    /* keys written since pass2_began; S: every key */
+    PASS_AFTER     /* after the flip */
+} pass_e;
+
+static apr_status_t after_key(memsess_sync_t *y, int here,
+                              const int *next, int nnext,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen);
+
+/* Lists server i and acts on each key of ours. */
+static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
+                                char *err, apr_size_t errlen)
+{
+    apr_pool_t *p;
+    dump_t d;
+    apr_status_t rv;
+    int tries = 0;
+    apr_int64_t since = apr_time_sec(y->pass2_began) - 1;
+
+    apr_pool_create(&p, y->pool);
+    for (;;) {
+        char *line;
+        apr_size_t len;
+        int got;
+
+        if ((rv = dump_open(y, p, i, &d, err, errlen)) != APR_SUCCESS) {
+            break;
+        }
+        got = dump_line(y, i, &d, &line, &len, err, errlen);
+        if (got < 0) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
+            /* another crawl runs (another view's sync): wait for it */
+            apr_socket_close(d.sock);
+            apr_sleep(apr_time_from_msec(100));
+            continue;
+        }
+        rv = APR_SUCCESS;
+        for (;;) {
+            memsess_dump_item_t it;
+            int now[MAX_PLACES], next[MAX_PLACES], nnow, nnext, k, r;
+            memsess_key_kind_e kind;
+            const char *id;
+            apr_size_t idlen;
+
+            if (stopped(y, err, errlen)) {
+                rv = APR_EINTR;
+                break;
+            }
+            r = memsess_dump_parse(line, len, &it);
+            if (r == 0) {
+                break;   /* END */
+            }
+            if (r < 0 && len >= 5 && (!memcmp(line, "ERROR", 5)
+                                      || !memcmp(line, "BUSY ", 5)
+                                      || !memcmp(line, "CLIENT_", 7 <= len
+                                                 ? 7 : len))) {
+                apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
+                             y->servers[i].name, (int)(len > 80 ? 80 : len),
+                             line);
+                rv = APR_EGENERAL;
+                break;
+            }
+            if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
+                                                  &idlen))) {
+                memsess_sync_action_e act;
+
+                y->stats.examined++;
+                nnow = memsess_place_key(y->now, id, idlen, now, MAX_PLACES);
+                nnext = memsess_place_key(y->next, id, idlen, next,
+                                          MAX_PLACES);
+                for (k = 0; k < nnow; k++) {
+                    now[k] = y->now_id[now[k]];
+                }
+                for (k = 0; k < nnext; k++) {
+                    next[k] = y->next_id[next[k]];
+                }
+                if (pass == PASS_AFTER) {
+                    rv = kind == MEMSESS_KEY_SESSION && nnow && now[0] == i
+                         && holds(next, nnext, y->s)
+                         ? after_key(y, i, next, nnext, &it, err, errlen)
+                         : APR_SUCCESS;
+                }
+                else {
+                    act = memsess_sync_decide(kind, i, y->s, now, nnow, next,
+                                              nnext);
+                    if (act == MEMSESS_SYNC_COPY
+                        && (pass == PASS_FULL || it.la >= since)) {
+                        rv = copy_key(y, i, &it, err, errlen);
+                    }
+                    else if (act == MEMSESS_SYNC_DROP) {
+                        rv = delete_key(y, y->s, &it, err, errlen);
+                    }
+                    else if (act == MEMSESS_SYNC_VERIFY) {
+                        rv = verify_key(y, now[0], &it, err, errlen);
+                    }
+                }
+                if (rv != APR_SUCCESS) {
+                    break;
+                }
+                progress(y, 0);
+            }
+            if (dump_line(y, i, &d, &line, &len, err, errlen) < 0) {
+                rv = APR_EGENERAL;
+                break;
+            }
+        }
+        break;
+    }
+    if (d.sock) {
+        apr_socket_close(d.sock);
+    }
+    apr_pool_destroy(p);
+    progress(y, 1);
+    return rv;
+}
+
+/* S first (its stale keys go), then every authority. */
+static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
+                             apr_size_t errlen)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+
+    if (pass != PASS_AFTER) {
+        rv = pass_server(y, y->s, pass, err, errlen);
+    }
+    for (i = 0; i < y->nservers && rv == APR_SUCCESS; i++) {
+        if (i != y->s && y->servers[i].in_now) {
+            rv = pass_server(y, i, pass, err, errlen);
+        }
+    }
+    return rv;
+}
+
+apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
+                                 apr_size_t errlen)
+{
+    apr_status_t rv;
+
+    y->pass2_began = apr_time_now();
+    rv = pass_all(y, PASS_FULL, err, errlen);
+    if (rv == APR_SUCCESS) {
+        apr_time_t began = apr_time_now();
+
+        rv = pass_all(y, PASS_DELTA, err, errlen);
+        y->pass2_began = began;
+    }
+    return rv;
+}
+
+/* After the flip, key `it` at its old authority `here` (placed on S by
+ * the new list).  Requests that still had the old list may have written
+ * it here after pass 2 read it: S gets that value unless S changed since
+ * (cas).  The value is read twice, SETTLE_US apart, so that a request
+ * writing S and then its replica here is never caught between the two. */
+static apr_status_t after_key(memsess_sync_t *y, int here,
+                              const int *next, int nnext,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen)
+{
+    apr_int64_t since = apr_time_sec(y->pass2_began) - 1;
+    int placed_here = holds(next, nnext, here);
+    memcached_return_t rc;
+    uint64_t cas_s = 0, cas_here;
+    char *value = NULL;
+    apr_size_t vlen = 0;
+    time_t exp = expiry(it->exp);
+
+    if (it->la >= since && exp != (time_t)-1) {
+        rc = fetch(y, y->s, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            cas_s = memcached_result_cas(&y->res);
+            vlen = memcached_result_length(&y->res);
+            value = apr_pmemdup(y->pool, memcached_result_value(&y->res),
+                                vlen);
+        }
+        else if (rc != MEMCACHED_NOTFOUND) {
+            return fail(y, y->s, "cannot read", rc, err, errlen);
+        }
+        rc = fetch(y, here, it->key, it->keylen);
+        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+            return fail(y, here, "cannot read", rc, err, errlen);
+        }
+        if (rc == MEMCACHED_SUCCESS
+            && (!cas_s || vlen != memcached_result_length(&y->res)
+                || memcmp(value, memcached_result_value(&y->res), vlen))) {
+            cas_here = memcached_result_cas(&y->res);
+            apr_sleep(SETTLE_US);
+            rc = fetch(y, here, it->key, it->keylen);
+            if (rc == MEMCACHED_SUCCESS
+                && memcached_result_cas(&y->res) == cas_here) {
+                rc = put_s(y, it->key, it->keylen,
+                           memcached_result_value(&y->res),
+                           memcached_result_length(&y->res),
+                           memcached_result_flags(&y->res), exp, cas_s);
+                if (rc == MEMCACHED_SUCCESS) {
+                    y->stats.copied++;
+                }
+                else if (rc == MEMCACHED_DATA_EXISTS
+                         || rc == MEMCACHED_NOTSTORED
+                         || rc == MEMCACHED_NOTFOUND) {
+                    y->stats.newer++;
+                }
+                else {
+                    return fail(y, y->s, "cannot write", rc, err, errlen);
+                }
+            }
+            else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+                return fail(y, here, "cannot read", rc, err, errlen);
+            }
+        }
+    }
+    if (!placed_here) {
+        /* replicas 0 / drop: the copy written here while S was out is
+         * read from S now; left here it would be stale the day S goes */
+        return delete_key(y, here, it, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t memsess_sync_after(memsess_sync_t *y, char *err,
+                                apr_size_t errlen)
+{
+    return pass_all(y, PASS_AFTER, err, errlen);
+}
