@@ -426,10 +426,9 @@ typedef struct sync_job_t {
     apr_thread_t           *thread;
     volatile apr_uint32_t   stop;
     volatile apr_uint32_t   done;
-    int                     nspecs;
-    memsess_sync_spec_t    *specs;
-    int                    *spec_view;   /* a view each spec stands for */
-    memsess_sync_stats_t    base;        /* of the specs already done */
+    memsess_sync_spec_t     spec;
+    memsess_sync_list_t    *lists;
+    int                    *list_view;   /* a view each list stands for */
 } sync_job_t;
 
 static int sync_busy(checker_t *c, int i)
@@ -477,26 +476,18 @@ static void sync_progress(void *baton, const memsess_sync_stats_t *st)
     if (owner == (apr_uint32_t)getpid()
         && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
-        slot->sync_examined = job->base.examined + st->examined;
-        slot->sync_copied = job->base.copied + st->copied;
-        slot->sync_deleted = job->base.deleted + st->deleted;
+        slot->sync_examined = st->examined;
+        slot->sync_copied = st->copied;
+        slot->sync_deleted = st->deleted;
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
 }
 
-static void stats_add(memsess_sync_stats_t *to, const memsess_sync_stats_t *st)
-{
-    to->examined += st->examined;
-    to->copied += st->copied;
-    to->deleted += st->deleted;
-    to->same += st->same;
-    to->newer += st->newer;
-}
-
 /* Publishes the server when every list it synced against is still the
  * one published.  Returns 1, or 0 with why in err. */
-static int sync_flip(sync_job_t *job, char *err, apr_size_t errlen)
+static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
+                     char *err, apr_size_t errlen)
 {
     checker_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
@@ -515,20 +506,20 @@ static int sync_flip(sync_job_t *job, char *err, apr_size_t errlen)
                     "another process", errlen);
         ok = 0;
     }
-    for (k = 0; ok && k < job->nspecs; k++) {
-        if (strcmp(view_path(c, p, job->spec_view[k], job->slot, 0),
-                   job->specs[k].path_now)) {
+    for (k = 0; ok && k < job->spec.nlists; k++) {
+        if (strcmp(view_path(c, p, job->list_view[k], job->slot, 0),
+                   job->lists[k].path_now)) {
             apr_snprintf(err, errlen, "the list of %s changed meanwhile",
-                         rt->views[job->spec_view[k]].name);
+                         rt->views[job->list_view[k]].name);
             ok = 0;
         }
     }
     if (ok) {
         memsess_table_write_begin(rt->table);
         memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
-        slot->sync_examined = job->base.examined;
-        slot->sync_copied = job->base.copied;
-        slot->sync_deleted = job->base.deleted;
+        slot->sync_examined = st->examined;
+        slot->sync_copied = st->copied;
+        slot->sync_deleted = st->deleted;
         memsess_table_bump_generation(rt->table, 1);
         nflipped = memsess_table_publish(rt->table, rt->views,
                                          rt->confs->nelts, job->slot,
@@ -579,68 +570,60 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
 {
     sync_job_t *job = data;
     memsess_runtime_t *rt = job->c->rt;
-    const char *addr = APR_ARRAY_IDX(rt->targets, job->slot,
-                                     memsess_server_t *)->addr;
-    memsess_sync_t **syncs = apr_pcalloc(job->pool, (job->nspecs + 1)
-                                                    * sizeof(*syncs));
-    apr_time_t start = apr_time_now(), flipped_at = 0;
-    memsess_sync_stats_t total;
+    apr_time_t start = apr_time_now(), flipped_at;
+    memsess_sync_stats_t before;
+    memsess_sync_t *sync;
     char err[256] = "";
-    apr_status_t rv = APR_SUCCESS;
-    int k;
+    apr_status_t rv = APR_EGENERAL;
 
-    for (k = 0; k < job->nspecs && rv == APR_SUCCESS; k++) {
-        syncs[k] = memsess_sync_create(job->pool, &job->specs[k], err,
-                                       sizeof(err));
-        rv = syncs[k] ? memsess_sync_before(syncs[k], err, sizeof(err))
-                      : APR_EGENERAL;
-        if (syncs[k]) {
-            stats_add(&job->base, memsess_sync_stats(syncs[k]));
-        }
+    (void)thread;
+    sync = memsess_sync_create(job->pool, &job->spec, err, sizeof(err));
+    if (sync) {
+        rv = memsess_sync_before(sync, err, sizeof(err));
+        before = *memsess_sync_stats(sync);
     }
-    if (rv == APR_SUCCESS && sync_flip(job, err, sizeof(err))) {
-        flipped_at = apr_time_now();
-        /* requests that got the old list finish their writes */
-        sync_sleep(job, SYNC_GRACE);
-        memset(&total, 0, sizeof(total));
-        for (k = 0; k < job->nspecs && rv == APR_SUCCESS && !job->stop; k++) {
-            memsess_sync_stats_t before = *memsess_sync_stats(syncs[k]);
+    if (rv == APR_SUCCESS && sync_flip(job, &before, err, sizeof(err))) {
+        const memsess_sync_stats_t *all;
 
-            rv = memsess_sync_after(syncs[k], err, sizeof(err));
-            before.examined = memsess_sync_stats(syncs[k])->examined
-                              - before.examined;
-            before.copied = memsess_sync_stats(syncs[k])->copied
-                            - before.copied;
-            before.deleted = memsess_sync_stats(syncs[k])->deleted
-                             - before.deleted;
-            before.same = before.newer = 0;
-            stats_add(&total, &before);
-        }
+        flipped_at = apr_time_now();
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
                      "memcached server %s synced and up after %" APR_TIME_T_FMT
                      "ms: %" APR_UINT64_T_FMT " keys examined, %"
                      APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
                      " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
-                     "equal, %" APR_UINT64_T_FMT " left newer; after the flip "
-                     "%" APR_UINT64_T_FMT " late writes brought over, %"
-                     APR_UINT64_T_FMT " moved copies removed%s%s",
-                     addr, apr_time_as_msec(flipped_at - start),
-                     job->base.examined, job->base.copied, job->base.deleted,
-                     job->base.same, job->base.newer, total.copied,
-                     total.deleted, rv == APR_SUCCESS ? "" : "; reconcile "
-                     "stopped: ", rv == APR_SUCCESS ? "" : err);
+                     "equal, %" APR_UINT64_T_FMT " left as newer",
+                     job->spec.returning, apr_time_as_msec(flipped_at - start),
+                     before.examined, before.copied, before.deleted,
+                     before.same, before.newer);
+        /* what was written at an authority during the flip, then what
+         * requests that got the old list wrote as they finished */
+        rv = memsess_sync_after(sync, 0, err, sizeof(err));
+        if (rv == APR_SUCCESS) {
+            sync_sleep(job, SYNC_GRACE);
+            rv = job->stop ? APR_EINTR : memsess_sync_after(sync, 1, err,
+                                                            sizeof(err));
+        }
+        all = memsess_sync_stats(sync);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
+                     "memcached server %s: after its flip, %" APR_UINT64_T_FMT
+                     " late writes of the old list brought over, %"
+                     APR_UINT64_T_FMT " copies no list places any more "
+                     "removed, in %" APR_TIME_T_FMT "ms%s%s",
+                     job->spec.returning, all->copied - before.copied,
+                     all->deleted - before.deleted,
+                     apr_time_as_msec(apr_time_now() - flipped_at),
+                     rv == APR_SUCCESS ? "" : "; stopped: ",
+                     rv == APR_SUCCESS ? "" : err);
     }
     else {
         sync_abandon(job, err[0] ? err : "failed");
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
                      "rejoin sync of memcached server %s stopped after %"
                      APR_TIME_T_FMT "ms (%s): it stays down and is synced "
-                     "again after its next good probes", addr,
+                     "again after its next good probes", job->spec.returning,
                      apr_time_as_msec(apr_time_now() - start), err);
     }
-    for (k = 0; k < job->nspecs; k++) {
-        memsess_sync_destroy(syncs[k]);
-    }
+    memsess_sync_destroy(sync);
     apr_atomic_set32(&job->done, 1);
     return NULL;
 }
@@ -663,46 +646,43 @@ static void sync_start(checker_t *c, int i)
     job->c = c;
     job->slot = i;
     job->pool = pool;
-    job->specs = apr_pcalloc(pool, rt->confs->nelts * sizeof(*job->specs));
-    job->spec_view = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    job->lists = apr_pcalloc(pool, rt->confs->nelts * sizeof(*job->lists));
+    job->list_view = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    job->spec.returning = APR_ARRAY_IDX(rt->targets, i,
+                                        memsess_server_t *)->addr;
+    job->spec.lists = job->lists;
+    job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
+                        ? rt->g.timeout : apr_time_from_msec(500);
+    job->spec.stop = &job->stop;
+    job->spec.progress = sync_progress;
+    job->spec.baton = job;
     for (v = 0; v < rt->confs->nelts; v++) {
         const memsess_view_t *view = &rt->views[v];
         const apr_array_header_t *servers = view->pool->servers;
-        memsess_sync_spec_t *sp = &job->specs[job->nspecs];
-        const char *ret = NULL;
+        memsess_sync_list_t *l = &job->lists[job->spec.nlists];
+        int holds = 0;
 
         for (k = 0; k < servers->nelts; k++) {
-            const memsess_server_t *srv = &APR_ARRAY_IDX(servers, k,
-                                                         memsess_server_t);
-            if (srv->slot == i) {
-                ret = srv->weight ? apr_psprintf(pool, "%s:%d", srv->addr,
-                                                 srv->weight) : srv->addr;
-            }
+            holds |= APR_ARRAY_IDX(servers, k, memsess_server_t).slot == i;
         }
-        if (!ret || view->format != MEMSESS_FORMAT_MEMCACHED) {
+        if (!holds || view->format != MEMSESS_FORMAT_MEMCACHED) {
             continue;
         }
-        sp->returning = ret;
-        sp->path_now = view_path(c, pool, v, i, 0);
-        sp->path_next = view_path(c, pool, v, i, 1);
-        sp->replicas = view->replicas;
-        sp->ketama = memsess_view_ketama(view->replicas, view->failover);
-        sp->timeout = rt->g.timeout > apr_time_from_msec(500)
-                      ? rt->g.timeout : apr_time_from_msec(500);
-        sp->stop = &job->stop;
-        sp->progress = sync_progress;
-        sp->baton = job;
-        for (k = 0; k < job->nspecs; k++) {
-            const memsess_sync_spec_t *o = &job->specs[k];
+        l->path_now = view_path(c, pool, v, i, 0);
+        l->path_next = view_path(c, pool, v, i, 1);
+        l->replicas = view->replicas;
+        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        for (k = 0; k < job->spec.nlists; k++) {
+            const memsess_sync_list_t *o = &job->lists[k];
 
-            if (!strcmp(o->path_now, sp->path_now)
-                && !strcmp(o->path_next, sp->path_next)
-                && o->replicas == sp->replicas && o->ketama == sp->ketama) {
+            if (!strcmp(o->path_now, l->path_now)
+                && !strcmp(o->path_next, l->path_next)
+                && o->replicas == l->replicas && o->ketama == l->ketama) {
                 break;
             }
         }
-        if (k == job->nspecs) {
-            job->spec_view[job->nspecs++] = v;
+        if (k == job->spec.nlists) {
+            job->list_view[job->spec.nlists++] = v;
         }
     }
     apr_threadattr_create(&attr, pool);

@@ -49,6 +49,7 @@
 #include <libmemcached/memcached.h>
 
 #include "apr_strings.h"
+#include "apr_hash.h"
 #include "apr_lib.h"
 #include "apr_network_io.h"
 #include "apr_time.h"
@@ -137,6 +138,9 @@ int memsess_dump_parse(const char *line, apr_size_t len,
         return 0;
     }
     memset(item, 0, sizeof(*item));
+    while (i < len && line[i] == ' ') {
+        i++;
+    }
     while (i < len) {
         apr_size_t start = i, eq, end;
 
@@ -363,6 +367,7 @@ memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
 /* The run                                                            */
 
 #define MAX_PLACES   (16)          /* replicas + 1, capped */
+#define MAX_LISTS    (64)          /* distinct lists holding one server */
 #define DUMP_LINE_MAX     (4096)
 #define DUMP_BUF     (65536)
 #define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
@@ -376,15 +381,32 @@ typedef struct {
     int           in_now;   /* in the list published now */
 } server_t;
 
+/* One list, placed: its servers numbered as ours. */
+typedef struct {
+    memsess_place_t *now, *next;
+    int             *now_id, *next_id;   /* place index -> server_t index */
+} list_t;
+
+/* Where one key is under every list. */
+typedef struct {
+    int now[MAX_PLACES], next[MAX_PLACES];
+    int nnow, nnext;
+} where_t;
+
 struct memsess_sync {
     apr_pool_t               *pool;
     const memsess_sync_spec_t *spec;
-    memsess_place_t          *now, *next;
-    int                      *now_id, *next_id;  /* place index -> ours */
+    list_t                   *lists;
+    int                       nlists;
+    where_t                  *where;             /* [nlists], scratch */
     server_t                 *servers;
     int                       nservers;
     int                       s;                 /* the returning server */
-    apr_time_t                pass2_began;
+    apr_time_t                began;       /* pass 1 */
+    apr_time_t                delta_began; /* the pass being run */
+    apr_hash_t               *written;     /* key -> S's cas after we
+                                            * wrote or checked it */
+    int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st       res;
     int                       res_ok;
@@ -422,40 +444,61 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
                                     char *err, apr_size_t errlen)
 {
     memsess_sync_t *y = apr_pcalloc(p, sizeof(*y));
-    memsess_place_t *ret;
-    int i, n;
+    memsess_place_t *ret = memsess_place_create(p, spec->returning, 0, 0);
+    int i, k, n = 1, placed = 0;
 
     y->pool = p;
     y->spec = spec;
-    y->now = memsess_place_create(p, spec->path_now, spec->replicas,
-                                  spec->ketama);
-    y->next = memsess_place_create(p, spec->path_next, spec->replicas,
-                                   spec->ketama);
-    ret = memsess_place_create(p, spec->returning, 0, 0);
-    if (!y->now || !y->next || !ret) {
-        apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" or "
-                     "\"%s\"", spec->path_now, spec->path_next);
+    if (spec->nlists < 1 || spec->nlists > MAX_LISTS) {
+        apr_snprintf(err, errlen, "%d lists to sync (1 to %d)",
+                     spec->nlists, MAX_LISTS);
         return NULL;
     }
-    n = memsess_place_nservers(y->now) + memsess_place_nservers(y->next) + 1;
-    y->servers = apr_pcalloc(p, n * sizeof(server_t));
-    y->now_id = apr_pcalloc(p, memsess_place_nservers(y->now) * sizeof(int));
-    y->next_id = apr_pcalloc(p, memsess_place_nservers(y->next)
-                                * sizeof(int));
-    y->s = server_id(y, memsess_place_server(ret, 0));
-    for (i = 0; i < memsess_place_nservers(y->now); i++) {
-        y->now_id[i] = server_id(y, memsess_place_server(y->now, i));
-        if (y->now_id[i] >= 0) {
-            y->servers[y->now_id[i]].in_now = 1;
+    y->nlists = spec->nlists;
+    y->lists = apr_pcalloc(p, (spec->nlists + 1) * sizeof(list_t));
+    y->where = apr_pcalloc(p, (spec->nlists + 1) * sizeof(where_t));
+    for (k = 0; k < spec->nlists; k++) {
+        const memsess_sync_list_t *l = &spec->lists[k];
+        list_t *L = &y->lists[k];
+
+        L->now = memsess_place_create(p, l->path_now, l->replicas, l->ketama);
+        L->next = memsess_place_create(p, l->path_next, l->replicas,
+                                       l->ketama);
+        if (!L->now || !L->next) {
+            apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" "
+                         "or \"%s\"", l->path_now, l->path_next);
+            return NULL;
         }
+        n += memsess_place_nservers(L->now) + memsess_place_nservers(L->next);
     }
-    for (i = 0; i < memsess_place_nservers(y->next); i++) {
-        y->next_id[i] = server_id(y, memsess_place_server(y->next, i));
+    if (!ret) {
+        apr_snprintf(err, errlen, "libmemcached refused \"%s\"",
+                     spec->returning);
+        return NULL;
     }
-    if (y->s < 0 || !holds(y->next_id, memsess_place_nservers(y->next),
-                           y->s)) {
-        apr_snprintf(err, errlen, "%s is not in the new list \"%s\"",
-                     spec->returning, spec->path_next);
+    y->servers = apr_pcalloc(p, n * sizeof(server_t));
+    y->s = server_id(y, memsess_place_server(ret, 0));
+    for (k = 0; k < y->nlists; k++) {
+        list_t *L = &y->lists[k];
+        int nn = memsess_place_nservers(L->now);
+        int nx = memsess_place_nservers(L->next);
+
+        L->now_id = apr_pcalloc(p, nn * sizeof(int));
+        L->next_id = apr_pcalloc(p, nx * sizeof(int));
+        for (i = 0; i < nn; i++) {
+            L->now_id[i] = server_id(y, memsess_place_server(L->now, i));
+            if (L->now_id[i] >= 0) {
+                y->servers[L->now_id[i]].in_now = 1;
+            }
+        }
+        for (i = 0; i < nx; i++) {
+            L->next_id[i] = server_id(y, memsess_place_server(L->next, i));
+        }
+        placed |= holds(L->next_id, nx, y->s);
+    }
+    if (y->s < 0 || !placed) {
+        apr_snprintf(err, errlen, "%s is in none of the new lists",
+                     spec->returning);
         return NULL;
     }
     if (!memcached_result_create(NULL, &y->res)) {
@@ -612,6 +655,28 @@ static memcached_return_t put_s(memsess_sync_t *y, const char *key,
     return memcached_add(mc, key, len, value, vlen, exp, flags);
 }
 
+/* Notes S's cas for key as the sync left it (0: read it back after a
+ * copy). */
+static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
+                     uint64_t known)
+{
+    uint64_t *cas;
+
+    if (!known) {
+        if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
+            return;
+        }
+        known = memcached_result_cas(&y->res);
+    }
+    cas = apr_hash_get(y->written, it->key, it->keylen);
+    if (!cas) {
+        cas = apr_palloc(y->pool, sizeof(*cas));
+        apr_hash_set(y->written, apr_pmemdup(y->pool, it->key, it->keylen),
+                     it->keylen, cas);
+    }
+    *cas = known;
+}
+
 /* The authority's copy of key, which the new list places on S too, onto
  * S.  Returns APR_SUCCESS or an error in err. */
 static apr_status_t copy_key(memsess_sync_t *y, int from,
@@ -656,12 +721,14 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     if (cas_s && vlen == memcached_result_length(&y->res)
         && !memcmp(value, memcached_result_value(&y->res), vlen)) {
         y->stats.same++;
+        remember(y, it, cas_s);
         return APR_SUCCESS;
     }
     rc = put_s(y, it->key, it->keylen, memcached_result_value(&y->res),
                memcached_result_length(&y->res), flags, exp, cas_s);
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.copied++;
+        remember(y, it, 0);
     }
     else if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
              || rc == MEMCACHED_NOTFOUND) {
@@ -692,30 +759,6 @@ static apr_status_t delete_key(memsess_sync_t *y, int at,
         return fail(y, at, "cannot delete on", rc, err, errlen);
     }
     return APR_SUCCESS;
-}
-
-/* A key on S the new list places there: it stays only if its authority
- * has it (a session deleted there, by a logout or its expiry, stays
- * deleted).  Its value is the authority's pass's business. */
-static apr_status_t verify_key(memsess_sync_t *y, int authority,
-                               const memsess_dump_item_t *it, char *err,
-                               apr_size_t errlen)
-{
-    memcached_st *mc = conn(y, authority);
-    memcached_return_t rc;
-
-    if (!mc) {
-        return fail(y, authority, "cannot connect to", MEMCACHED_FAILURE,
-                    err, errlen);
-    }
-    rc = memcached_exist(mc, it->key, it->keylen);
-    if (rc == MEMCACHED_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    if (rc != MEMCACHED_NOTFOUND) {
-        return fail(y, authority, "cannot read", rc, err, errlen);
-    }
-    return delete_key(y, y->s, it, err, errlen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -816,14 +859,91 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
 
 typedef enum {
     PASS_FULL,     /* every key */
-    PASS_DELTA,    /* keys written since pass2_began; S: every key */
+    PASS_DELTA,    /* keys written since delta_began; S: every key */
     PASS_AFTER     /* after the flip */
 } pass_e;
 
-static apr_status_t after_key(memsess_sync_t *y, int here,
-                              const int *next, int nnext,
+static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                               const memsess_dump_item_t *it, char *err,
                               apr_size_t errlen);
+
+/* What one key found on server i gets, under every list at once. */
+static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
+                            const memsess_dump_item_t *it,
+                            memsess_key_kind_e kind, const char *id,
+                            apr_size_t idlen, char *err, apr_size_t errlen)
+{
+    apr_int64_t since = apr_time_sec(y->delta_began) - 1;
+    int k, j, keep = 0, verify = 0, placed_here = 0;
+    memsess_sync_action_e act[MAX_LISTS];
+    memcached_return_t rc;
+
+    for (k = 0; k < y->nlists; k++) {
+        list_t *L = &y->lists[k];
+        where_t *w = &y->where[k];
+
+        w->nnow = memsess_place_key(L->now, id, idlen, w->now, MAX_PLACES);
+        w->nnext = memsess_place_key(L->next, id, idlen, w->next,
+                                     MAX_PLACES);
+        for (j = 0; j < w->nnow; j++) {
+            w->now[j] = L->now_id[w->now[j]];
+        }
+        for (j = 0; j < w->nnext; j++) {
+            w->next[j] = L->next_id[w->next[j]];
+        }
+        placed_here |= holds(w->next, w->nnext, i);
+        act[k] = memsess_sync_decide(kind, i, y->s, w->now, w->nnow, w->next,
+                                     w->nnext);
+    }
+    if (pass == PASS_AFTER) {
+        for (k = 0; kind == MEMSESS_KEY_SESSION && k < y->nlists; k++) {
+            where_t *w = &y->where[k];
+
+            if (w->nnow && w->now[0] == i && holds(w->next, w->nnext, y->s)) {
+                return after_key(y, i, placed_here, it, err, errlen);
+            }
+        }
+        return APR_SUCCESS;
+    }
+    if (i != y->s) {
+        for (k = 0; k < y->nlists; k++) {
+            if (act[k] == MEMSESS_SYNC_COPY
+                && (pass == PASS_FULL || it->la >= since)) {
+                return copy_key(y, i, it, err, errlen);
+            }
+        }
+        return APR_SUCCESS;
+    }
+    /* on S: deleted unless some list keeps it there */
+    for (k = 0; k < y->nlists; k++) {
+        keep |= kind == MEMSESS_KEY_SESSION && act[k] == MEMSESS_SYNC_SKIP;
+        verify |= act[k] == MEMSESS_SYNC_VERIFY;
+    }
+    if (keep) {
+        return APR_SUCCESS;
+    }
+    for (k = 0; verify && k < y->nlists; k++) {
+        int a = y->where[k].now[0];
+
+        if (act[k] != MEMSESS_SYNC_VERIFY) {
+            continue;
+        }
+        if (!conn(y, a)) {
+            return fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err,
+                        errlen);
+        }
+        /* a session deleted at its authority (a logout, an expiry)
+         * stays deleted; its value is the authority's pass's business */
+        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            return APR_SUCCESS;
+        }
+        if (rc != MEMCACHED_NOTFOUND) {
+            return fail(y, a, "cannot read", rc, err, errlen);
+        }
+    }
+    return delete_key(y, y->s, it, err, errlen);
+}
 
 /* Lists server i and acts on each key of ours. */
 static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
@@ -833,7 +953,6 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     dump_t d;
     apr_status_t rv;
     int tries = 0;
-    apr_int64_t since = apr_time_sec(y->pass2_began) - 1;
 
     apr_pool_create(&p, y->pool);
     for (;;) {
@@ -858,8 +977,8 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
         rv = APR_SUCCESS;
         for (;;) {
             memsess_dump_item_t it;
-            int now[MAX_PLACES], next[MAX_PLACES], nnow, nnext, k, r;
             memsess_key_kind_e kind;
+            int r;
             const char *id;
             apr_size_t idlen;
 
@@ -883,38 +1002,8 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
             }
             if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
                                                   &idlen))) {
-                memsess_sync_action_e act;
-
                 y->stats.examined++;
-                nnow = memsess_place_key(y->now, id, idlen, now, MAX_PLACES);
-                nnext = memsess_place_key(y->next, id, idlen, next,
-                                          MAX_PLACES);
-                for (k = 0; k < nnow; k++) {
-                    now[k] = y->now_id[now[k]];
-                }
-                for (k = 0; k < nnext; k++) {
-                    next[k] = y->next_id[next[k]];
-                }
-                if (pass == PASS_AFTER) {
-                    rv = kind == MEMSESS_KEY_SESSION && nnow && now[0] == i
-                         && holds(next, nnext, y->s)
-                         ? after_key(y, i, next, nnext, &it, err, errlen)
-                         : APR_SUCCESS;
-                }
-                else {
-                    act = memsess_sync_decide(kind, i, y->s, now, nnow, next,
-                                              nnext);
-                    if (act == MEMSESS_SYNC_COPY
-                        && (pass == PASS_FULL || it.la >= since)) {
-                        rv = copy_key(y, i, &it, err, errlen);
-                    }
-                    else if (act == MEMSESS_SYNC_DROP) {
-                        rv = delete_key(y, y->s, &it, err, errlen);
-                    }
-                    else if (act == MEMSESS_SYNC_VERIFY) {
-                        rv = verify_key(y, now[0], &it, err, errlen);
-                    }
-                }
+                rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
                 if (rv != APR_SUCCESS) {
                     break;
                 }
@@ -953,39 +1042,57 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     return rv;
 }
 
+/* Delta passes until one copies nothing (or MAX_DELTAS): the window in
+ * which a write at an authority misses S before the flip is one short
+ * pass. */
+#define MAX_DELTAS (4)
+
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
     apr_status_t rv;
+    int n;
 
-    y->pass2_began = apr_time_now();
+    y->written = apr_hash_make(y->pool);
+    y->began = y->delta_began = apr_time_now();
     rv = pass_all(y, PASS_FULL, err, errlen);
-    if (rv == APR_SUCCESS) {
+    for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
         apr_time_t began = apr_time_now();
+        apr_uint64_t copied = y->stats.copied;
 
         rv = pass_all(y, PASS_DELTA, err, errlen);
-        y->pass2_began = began;
+        y->delta_began = began;
+        if (y->stats.copied == copied) {
+            break;
+        }
     }
     return rv;
 }
 
-/* After the flip, key `it` at its old authority `here` (placed on S by
- * the new list).  Requests that still had the old list may have written
- * it here after pass 2 read it: S gets that value unless S changed since
- * (cas).  The value is read twice, SETTLE_US apart, so that a request
- * writing S and then its replica here is never caught between the two. */
-static apr_status_t after_key(memsess_sync_t *y, int here,
-                              const int *next, int nnext,
+/* After the flip, key `it` at its old authority `here` (the new list
+ * places it on S).  Requests that still had the old list may have written
+ * it here after the last delta pass read it:
+ *   - here is in the new list too (successor, replicas): every new write
+ *     lands here as well, so a value here that S lacks is such a late
+ *     write (read twice, SETTLE_US apart, so that a request caught between
+ *     S and its replica here is not mistaken for one);
+ *   - here is not (drop): a value here is newer only if S still holds
+ *     what the sync wrote (its cas unchanged); else a new request wrote S.
+ * S gets it by cas.  A session S lacks that the sync never wrote there
+ * was created here around the flip: S gets it by add.  In the last pass,
+ * a copy the new list places nowhere is removed from here. */
+static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                               const memsess_dump_item_t *it, char *err,
                               apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->pass2_began) - 1;
-    int placed_here = holds(next, nnext, here);
+    apr_int64_t since = apr_time_sec(y->began) - 1;
+    const uint64_t *mine = apr_hash_get(y->written, it->key, it->keylen);
     memcached_return_t rc;
     uint64_t cas_s = 0, cas_here;
     char *value = NULL;
     apr_size_t vlen = 0;
     time_t exp = expiry(it->exp);
+    int newer;
 
     if (it->la >= since && exp != (time_t)-1) {
         rc = fetch(y, y->s, it->key, it->keylen);
@@ -1002,9 +1109,14 @@ static apr_status_t after_key(memsess_sync_t *y, int here,
         if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
             return fail(y, here, "cannot read", rc, err, errlen);
         }
-        if (rc == MEMCACHED_SUCCESS
-            && (!cas_s || vlen != memcached_result_length(&y->res)
-                || memcmp(value, memcached_result_value(&y->res), vlen))) {
+        newer = rc == MEMCACHED_SUCCESS
+                && (cas_s ? vlen != memcached_result_length(&y->res)
+                            || memcmp(value, memcached_result_value(&y->res),
+                                      vlen)
+                          : !mine)   /* S lacks it: created around the flip,
+                                      * unless a logout deleted our copy */
+                && (placed_here || !cas_s || (mine && *mine == cas_s));
+        if (newer) {
             cas_here = memcached_result_cas(&y->res);
             apr_sleep(SETTLE_US);
             rc = fetch(y, here, it->key, it->keylen);
@@ -1016,6 +1128,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here,
                            memcached_result_flags(&y->res), exp, cas_s);
                 if (rc == MEMCACHED_SUCCESS) {
                     y->stats.copied++;
+                    remember(y, it, 0);
                 }
                 else if (rc == MEMCACHED_DATA_EXISTS
                          || rc == MEMCACHED_NOTSTORED
@@ -1031,7 +1144,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here,
             }
         }
     }
-    if (!placed_here) {
+    if (y->final && !placed_here) {
         /* replicas 0 / drop: the copy written here while S was out is
          * read from S now; left here it would be stale the day S goes */
         return delete_key(y, here, it, err, errlen);
@@ -1039,8 +1152,9 @@ static apr_status_t after_key(memsess_sync_t *y, int here,
     return APR_SUCCESS;
 }
 
-apr_status_t memsess_sync_after(memsess_sync_t *y, char *err,
+apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
                                 apr_size_t errlen)
 {
+    y->final = final;
     return pass_all(y, PASS_AFTER, err, errlen);
 }

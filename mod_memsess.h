@@ -368,18 +368,27 @@ typedef struct {
     apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
 } memsess_sync_stats_t;
 
-/* One sync of one view's list: from the list published now to the list
- * that adds the returning server. */
+/* One list to sync: a view's session.save_path published now, the one
+ * about to be published (the same with the returning server live), and
+ * how php-memcached places keys on it. */
 typedef struct {
-    const char          *returning;   /* its entry, as in the paths */
-    const char          *path_now;    /* session.save_path published now */
-    const char          *path_next;   /* the one about to be published */
-    int                  replicas;
-    int                  ketama;
-    apr_interval_time_t  timeout;     /* of one operation */
-    volatile apr_uint32_t *stop;      /* set: stop before the next key */
+    const char *path_now;
+    const char *path_next;
+    int         replicas;
+    int         ketama;
+} memsess_sync_list_t;
+
+/* One sync: every list holding the returning server, at once (servers
+ * shared by pools with other placements hold keys of every pool, and a
+ * key is only deleted when no list wants it there). */
+typedef struct {
+    const char                *returning;   /* "host:port" */
+    const memsess_sync_list_t *lists;
+    int                        nlists;
+    apr_interval_time_t        timeout;     /* of one operation */
+    volatile apr_uint32_t     *stop;        /* set: stop before next key */
     void (*progress)(void *baton, const memsess_sync_stats_t *stats);
-    void                *baton;
+    void                      *baton;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;
@@ -393,11 +402,11 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
  * returning server or an authority failed, or stop was set). */
 apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
                                  apr_size_t errlen);
-/* After the flip (grace given for requests that still had the old
- * list): what those wrote at the old authority since the delta pass is
- * brought over with cas, and copies the new list no longer places
- * anywhere are removed. */
-apr_status_t memsess_sync_after(memsess_sync_t *sync, char *err,
+/* After the flip: what requests that still had the old list wrote at the
+ * old authority since it was copied is brought over with cas (S keeps
+ * anything a new request wrote).  Run at once, then again (final) after a
+ * grace, which also removes copies the new list places nowhere. */
+apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
                                 apr_size_t errlen);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
 void memsess_sync_destroy(memsess_sync_t *sync);

@@ -39,6 +39,8 @@ our @NAMES = (
     qw(MEMC_L1),                             # 44_requests_rss
     qw(MEMC_Z1),                             # 24_checker_crash (SIGSTOP)
     qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
+    qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
+    qw(MEMC_N1 MEMC_N2 MEMC_N3),             # 28_rejoin_sync: replicas 0
 );
 
 our %IPV6 = (MEMC_V6 => 1);
