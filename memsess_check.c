@@ -439,7 +439,7 @@ static int sync_busy(checker_t *c, int i)
 /* The save_path view v publishes, with slot i counted live or not: what
  * memsess_table_publish writes.  The caller holds the mutex. */
 static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
-                             int i_live)
+                             int i_live, int *nlive_out)
 {
     const memsess_view_t *view = &c->rt->views[v];
     const apr_array_header_t *servers = view->pool->servers;
@@ -454,6 +454,9 @@ static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
         live[k] = s == i ? i_live
                   : MEMSESS_IS_LIVE(memsess_table_slot(c->rt->table, s)->state);
         nlive += live[k];
+    }
+    if (nlive_out) {
+        *nlive_out = nlive;
     }
     len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
                              view->format, view->failover);
@@ -507,7 +510,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         ok = 0;
     }
     for (k = 0; ok && k < job->spec.nlists; k++) {
-        if (strcmp(view_path(c, p, job->list_view[k], job->slot, 0),
+        if (strcmp(view_path(c, p, job->list_view[k], job->slot, 0, NULL),
                    job->lists[k].path_now)) {
             apr_snprintf(err, errlen, "the list of %s changed meanwhile",
                          rt->views[job->list_view[k]].name);
@@ -566,6 +569,37 @@ static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
     }
 }
 
+/* After the flip: what was written at an authority during it, then
+ * (after a grace) what requests that got the old list wrote as they
+ * finished; and copies no list places any more go. */
+static void sync_after(sync_job_t *job, memsess_sync_t *sync,
+                       const memsess_sync_stats_t *before,
+                       apr_time_t flipped_at)
+{
+    memsess_runtime_t *rt = job->c->rt;
+    const memsess_sync_stats_t *all;
+    char err[256] = "";
+    apr_status_t rv;
+
+    rv = memsess_sync_after(sync, 0, err, sizeof(err));
+    if (rv == APR_SUCCESS) {
+        sync_sleep(job, SYNC_GRACE);
+        rv = job->stop ? APR_EINTR
+                       : memsess_sync_after(sync, 1, err, sizeof(err));
+    }
+    all = memsess_sync_stats(sync);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
+                 "memcached server %s: after its flip, %" APR_UINT64_T_FMT
+                 " late writes of the old list brought over, %"
+                 APR_UINT64_T_FMT " copies no list places any more "
+                 "removed, in %" APR_TIME_T_FMT "ms%s%s",
+                 job->spec.returning, all->copied - before->copied,
+                 all->deleted - before->deleted,
+                 apr_time_as_msec(apr_time_now() - flipped_at),
+                 rv == APR_SUCCESS ? "" : "; stopped: ",
+                 rv == APR_SUCCESS ? "" : err);
+}
+
 static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
 {
     sync_job_t *job = data;
@@ -577,14 +611,17 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     apr_status_t rv = APR_EGENERAL;
 
     (void)thread;
-    sync = memsess_sync_create(job->pool, &job->spec, err, sizeof(err));
-    if (sync) {
+    memset(&before, 0, sizeof(before));
+    if (!job->spec.nlists) {
+        rv = APR_SUCCESS;   /* nothing to sync from: published at once */
+        sync = NULL;
+    }
+    else if ((sync = memsess_sync_create(job->pool, &job->spec, err,
+                                         sizeof(err)))) {
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
     }
     if (rv == APR_SUCCESS && sync_flip(job, &before, err, sizeof(err))) {
-        const memsess_sync_stats_t *all;
-
         flipped_at = apr_time_now();
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
                      "memcached server %s synced and up after %" APR_TIME_T_FMT
@@ -595,25 +632,9 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      job->spec.returning, apr_time_as_msec(flipped_at - start),
                      before.examined, before.copied, before.deleted,
                      before.same, before.newer);
-        /* what was written at an authority during the flip, then what
-         * requests that got the old list wrote as they finished */
-        rv = memsess_sync_after(sync, 0, err, sizeof(err));
-        if (rv == APR_SUCCESS) {
-            sync_sleep(job, SYNC_GRACE);
-            rv = job->stop ? APR_EINTR : memsess_sync_after(sync, 1, err,
-                                                            sizeof(err));
+        if (sync) {
+            sync_after(job, sync, &before, flipped_at);
         }
-        all = memsess_sync_stats(sync);
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
-                     "memcached server %s: after its flip, %" APR_UINT64_T_FMT
-                     " late writes of the old list brought over, %"
-                     APR_UINT64_T_FMT " copies no list places any more "
-                     "removed, in %" APR_TIME_T_FMT "ms%s%s",
-                     job->spec.returning, all->copied - before.copied,
-                     all->deleted - before.deleted,
-                     apr_time_as_msec(apr_time_now() - flipped_at),
-                     rv == APR_SUCCESS ? "" : "; stopped: ",
-                     rv == APR_SUCCESS ? "" : err);
     }
     else {
         sync_abandon(job, err[0] ? err : "failed");
@@ -660,7 +681,7 @@ static void sync_start(checker_t *c, int i)
         const memsess_view_t *view = &rt->views[v];
         const apr_array_header_t *servers = view->pool->servers;
         memsess_sync_list_t *l = &job->lists[job->spec.nlists];
-        int holds = 0;
+        int holds = 0, nlive;
 
         for (k = 0; k < servers->nelts; k++) {
             holds |= APR_ARRAY_IDX(servers, k, memsess_server_t).slot == i;
@@ -668,8 +689,13 @@ static void sync_start(checker_t *c, int i)
         if (!holds || view->format != MEMSESS_FORMAT_MEMCACHED) {
             continue;
         }
-        l->path_now = view_path(c, pool, v, i, 0);
-        l->path_next = view_path(c, pool, v, i, 1);
+        l->path_now = view_path(c, pool, v, i, 0, &nlive);
+        if (!nlive) {
+            /* every other server is down: requests get the full list (fail
+             * open) and there is no authority to sync from */
+            continue;
+        }
+        l->path_next = view_path(c, pool, v, i, 1, NULL);
         l->replicas = view->replicas;
         l->ketama = memsess_view_ketama(view->replicas, view->failover);
         for (k = 0; k < job->spec.nlists; k++) {

@@ -205,6 +205,28 @@ static void test_slot(void)
        "its name in the status formats");
 }
 
+/* A checker that died mid-sync leaves the slot SYNCING in shared memory:
+ * the next one sets it down. */
+static void test_reset(void)
+{
+    apr_uint32_t caps[1] = { 64 };
+    apr_size_t size = memsess_table_size(3, 1, caps);
+    void *mem = malloc(size);
+    memsess_table_t *t = memsess_table_init(mem, size, 3, 1, caps);
+
+    memsess_table_slot(t, 0)->state = MEMSESS_UP;
+    memsess_slot_sync_begin(memsess_table_slot(t, 1), 5);
+    memsess_table_slot(t, 2)->state = MEMSESS_DOWN;
+    ok(memsess_table_reset_syncing(t) == 1
+       && memsess_table_slot(t, 0)->state == MEMSESS_UP
+       && memsess_table_slot(t, 1)->state == MEMSESS_DOWN
+       && memsess_table_slot(t, 2)->state == MEMSESS_DOWN
+       && memsess_table_slot(t, 1)->consecutive_passes == 0,
+       "a sync cut short by a dead checker: down, passes counted anew");
+    ok(memsess_table_reset_syncing(t) == 0, "nothing else to reset");
+    free(mem);
+}
+
 static int place_cli(int argc, char **argv)
 {
     memsess_place_t *pl;
@@ -241,6 +263,7 @@ int main(int argc, char **argv)
         test_place();
         test_decide();
         test_slot();
+        test_reset();
         rc = done_testing();
     }
     apr_pool_destroy(p);
