@@ -378,6 +378,9 @@ typedef struct {
     char         *host;
     apr_port_t    port;
     memcached_st *mc;       /* direct, no namespace; opened when needed */
+    memcached_result_st res;   /* what fetch() read there, bound to mc:
+                                * libmemcached grows a value with the
+                                * allocator of the result's own handle */
     int           in_now;   /* in the list published now */
 } server_t;
 
@@ -408,8 +411,9 @@ struct memsess_sync {
                                             * wrote or checked it */
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
-    memcached_result_st       res;
-    int                       res_ok;
+    memcached_result_st      *res;         /* the last fetch() */
+    char                     *held;        /* hold(): one value at a time */
+    apr_size_t                held_size;
 };
 
 static int server_id(memsess_sync_t *y, const char *name)
@@ -501,11 +505,6 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
                      spec->returning);
         return NULL;
     }
-    if (!memcached_result_create(NULL, &y->res)) {
-        apr_cpystrn(err, "out of memory", errlen);
-        return NULL;
-    }
-    y->res_ok = 1;
     return y;
 }
 
@@ -518,14 +517,15 @@ void memsess_sync_destroy(memsess_sync_t *y)
     }
     for (i = 0; i < y->nservers; i++) {
         if (y->servers[i].mc) {
+            memcached_result_free(&y->servers[i].res);
             memcached_free(y->servers[i].mc);
             y->servers[i].mc = NULL;
         }
     }
-    if (y->res_ok) {
-        memcached_result_free(&y->res);
-        y->res_ok = 0;
-    }
+
+    free(y->held);
+    y->held = NULL;
+    y->held_size = 0;
 }
 
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
@@ -556,8 +556,8 @@ static memcached_st *conn(memsess_sync_t *y, int i)
     memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
     memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
     memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    if (memcached_server_add(sv->mc, sv->host, sv->port)
-        != MEMCACHED_SUCCESS) {
+    if (memcached_server_add(sv->mc, sv->host, sv->port) != MEMCACHED_SUCCESS
+        || !memcached_result_create(sv->mc, &sv->res)) {
         memcached_free(sv->mc);
         sv->mc = NULL;
     }
@@ -573,7 +573,8 @@ static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
     return APR_EGENERAL;
 }
 
-/* Reads key at server i into y->res (value, flags, cas).  SUCCESS,
+/* Reads key at server i into y->res (value, flags, cas), valid until the
+ * next fetch() from the same server.  SUCCESS,
  * NOTFOUND or an error. */
 static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
                                 apr_size_t len)
@@ -593,7 +594,8 @@ static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
     if (rc != MEMCACHED_SUCCESS) {
         return rc;
     }
-    if (memcached_fetch_result(mc, &y->res, &rc)) {
+    y->res = &y->servers[i].res;
+    if (memcached_fetch_result(mc, y->res, &rc)) {
         found = 1;
         /* drain the end of the answer */
         while (memcached_fetch_result(mc, NULL, &end)) {
@@ -655,6 +657,23 @@ static memcached_return_t put_s(memsess_sync_t *y, const char *key,
     return memcached_add(mc, key, len, value, vlen, exp, flags);
 }
 
+/* Keeps a copy of a value read (the next fetch reuses y->res), in one
+ * buffer grown as needed: a sync of many keys allocates once. */
+static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
+{
+    if (len + 1 > y->held_size) {
+        char *bigger = realloc(y->held, len + 1);
+
+        if (!bigger) {
+            return NULL;
+        }
+        y->held = bigger;
+        y->held_size = len + 1;
+    }
+    memcpy(y->held, value, len);
+    return y->held;
+}
+
 /* Notes S's cas for key as the sync left it (0: read it back after a
  * copy). */
 static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
@@ -666,7 +685,7 @@ static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
         if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
             return;
         }
-        known = memcached_result_cas(&y->res);
+        known = memcached_result_cas(y->res);
     }
     cas = apr_hash_get(y->written, it->key, it->keylen);
     if (!cas) {
@@ -675,6 +694,25 @@ static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
                      it->keylen, cas);
     }
     *cas = known;
+}
+
+/* Counts what put_s() did: a copy, or nothing because S changed after
+ * its cas was read (what is there wins), or an error (in err). */
+static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
+                             memcached_return_t rc, char *err,
+                             apr_size_t errlen)
+{
+    if (rc == MEMCACHED_SUCCESS) {
+        y->stats.copied++;
+        remember(y, it, 0);
+        return APR_SUCCESS;
+    }
+    if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
+        || rc == MEMCACHED_NOTFOUND) {
+        y->stats.newer++;
+        return APR_SUCCESS;
+    }
+    return fail(y, y->s, "cannot write", rc, err, errlen);
 }
 
 /* The authority's copy of key, which the new list places on S too, onto
@@ -696,7 +734,7 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     /* S first: its cas guards the write below */
     rc = fetch(y, y->s, it->key, it->keylen);
     if (rc == MEMCACHED_SUCCESS) {
-        cas_s = memcached_result_cas(&y->res);
+        cas_s = memcached_result_cas(y->res);
         if (!cas_s) {
             return fail(y, y->s, "no cas from", rc, err, errlen);
         }
@@ -707,8 +745,12 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     value = NULL;
     vlen = 0;
     if (rc == MEMCACHED_SUCCESS) {
-        vlen = memcached_result_length(&y->res);
-        value = apr_pmemdup(y->pool, memcached_result_value(&y->res), vlen);
+        vlen = memcached_result_length(y->res);
+        value = hold(y, memcached_result_value(y->res), vlen);
+        if (!value) {
+            apr_cpystrn(err, "out of memory", errlen);
+            return APR_ENOMEM;
+        }
     }
     rc = fetch(y, from, it->key, it->keylen);
     if (rc == MEMCACHED_NOTFOUND) {
@@ -717,27 +759,16 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     if (rc != MEMCACHED_SUCCESS) {
         return fail(y, from, "cannot read", rc, err, errlen);
     }
-    flags = memcached_result_flags(&y->res);
-    if (cas_s && vlen == memcached_result_length(&y->res)
-        && !memcmp(value, memcached_result_value(&y->res), vlen)) {
+    flags = memcached_result_flags(y->res);
+    if (cas_s && vlen == memcached_result_length(y->res)
+        && !memcmp(value, memcached_result_value(y->res), vlen)) {
         y->stats.same++;
         remember(y, it, cas_s);
         return APR_SUCCESS;
     }
-    rc = put_s(y, it->key, it->keylen, memcached_result_value(&y->res),
-               memcached_result_length(&y->res), flags, exp, cas_s);
-    if (rc == MEMCACHED_SUCCESS) {
-        y->stats.copied++;
-        remember(y, it, 0);
-    }
-    else if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
-             || rc == MEMCACHED_NOTFOUND) {
-        y->stats.newer++;     /* S changed after we read it: it wins */
-    }
-    else {
-        return fail(y, y->s, "cannot write", rc, err, errlen);
-    }
-    return APR_SUCCESS;
+    rc = put_s(y, it->key, it->keylen, memcached_result_value(y->res),
+               memcached_result_length(y->res), flags, exp, cas_s);
+    return put_done(y, it, rc, err, errlen);
 }
 
 static apr_status_t delete_key(memsess_sync_t *y, int at,
@@ -1097,10 +1128,13 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
     if (it->la >= since && exp != (time_t)-1) {
         rc = fetch(y, y->s, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS) {
-            cas_s = memcached_result_cas(&y->res);
-            vlen = memcached_result_length(&y->res);
-            value = apr_pmemdup(y->pool, memcached_result_value(&y->res),
-                                vlen);
+            cas_s = memcached_result_cas(y->res);
+            vlen = memcached_result_length(y->res);
+            value = hold(y, memcached_result_value(y->res), vlen);
+            if (!value) {
+                apr_cpystrn(err, "out of memory", errlen);
+                return APR_ENOMEM;
+            }
         }
         else if (rc != MEMCACHED_NOTFOUND) {
             return fail(y, y->s, "cannot read", rc, err, errlen);
@@ -1110,33 +1144,24 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
             return fail(y, here, "cannot read", rc, err, errlen);
         }
         newer = rc == MEMCACHED_SUCCESS
-                && (cas_s ? vlen != memcached_result_length(&y->res)
-                            || memcmp(value, memcached_result_value(&y->res),
+                && (cas_s ? vlen != memcached_result_length(y->res)
+                            || memcmp(value, memcached_result_value(y->res),
                                       vlen)
                           : !mine)   /* S lacks it: created around the flip,
                                       * unless a logout deleted our copy */
                 && (placed_here || !cas_s || (mine && *mine == cas_s));
         if (newer) {
-            cas_here = memcached_result_cas(&y->res);
+            cas_here = memcached_result_cas(y->res);
             apr_sleep(SETTLE_US);
             rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
-                && memcached_result_cas(&y->res) == cas_here) {
+                && memcached_result_cas(y->res) == cas_here) {
                 rc = put_s(y, it->key, it->keylen,
-                           memcached_result_value(&y->res),
-                           memcached_result_length(&y->res),
-                           memcached_result_flags(&y->res), exp, cas_s);
-                if (rc == MEMCACHED_SUCCESS) {
-                    y->stats.copied++;
-                    remember(y, it, 0);
-                }
-                else if (rc == MEMCACHED_DATA_EXISTS
-                         || rc == MEMCACHED_NOTSTORED
-                         || rc == MEMCACHED_NOTFOUND) {
-                    y->stats.newer++;
-                }
-                else {
-                    return fail(y, y->s, "cannot write", rc, err, errlen);
+                           memcached_result_value(y->res),
+                           memcached_result_length(y->res),
+                           memcached_result_flags(y->res), exp, cas_s);
+                if (put_done(y, it, rc, err, errlen) != APR_SUCCESS) {
+                    return APR_EGENERAL;
                 }
             }
             else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {

@@ -152,33 +152,52 @@ static void test_place(void)
        "modula only with replicas and successor, as injected");
 }
 
+/* Servers 0, 1, 2; 1 returns.  Placements: "T" = {2} now, {1, 2} next;
+ * "P" = {0, 2} now, {0, 1} next; "O" = {0, 2} next (not on S); "S" = {1}
+ * now (S its own authority). */
+static const int now_t[] = { 2 }, now_p[] = { 0, 2 }, now_s[] = { 1 };
+static const int next_s[] = { 1, 2 }, next_p[] = { 0, 1 }, next_o[] = { 0, 2 };
+
+static const struct {
+    memsess_key_kind_e    kind;
+    int                   here;
+    const int            *now, *next;
+    int                   nnow;
+    memsess_sync_action_e want;
+    const char           *what;
+} decisions[] = {
+    { MEMSESS_KEY_SESSION, 2, now_t, next_s, 1, MEMSESS_SYNC_COPY,
+      "at its authority, placed on S: copied" },
+    { MEMSESS_KEY_SESSION, 0, now_p, next_p, 2, MEMSESS_SYNC_COPY,
+      "primary elsewhere, S its new replica: copied" },
+    { MEMSESS_KEY_SESSION, 2, now_p, next_p, 2, MEMSESS_SYNC_SKIP,
+      "a replica is no authority" },
+    { MEMSESS_KEY_SESSION, 0, now_p, next_o, 2, MEMSESS_SYNC_SKIP,
+      "not placed on S: nothing to do" },
+    { MEMSESS_KEY_SESSION, 1, now_t, next_s, 1, MEMSESS_SYNC_VERIFY,
+      "on S, placed there: checked at its authority" },
+    { MEMSESS_KEY_SESSION, 1, now_p, next_o, 2, MEMSESS_SYNC_DROP,
+      "on S, not placed there: deleted" },
+    { MEMSESS_KEY_LOCK, 1, now_t, next_s, 1, MEMSESS_SYNC_DROP,
+      "a lock on S: deleted" },
+    { MEMSESS_KEY_LOCK, 2, now_t, next_s, 1, MEMSESS_SYNC_SKIP,
+      "a lock elsewhere: never copied" },
+    { MEMSESS_KEY_OTHER, 1, now_t, next_s, 1, MEMSESS_SYNC_SKIP,
+      "not a session key: left alone, even on S" },
+    { MEMSESS_KEY_SESSION, 1, now_s, next_s, 1, MEMSESS_SYNC_SKIP,
+      "S its own authority (fail open): kept" },
+};
+
 static void test_decide(void)
 {
-    /* servers 0, 1, 2; 1 returns */
-    int now_t[] = { 2 }, next_s[] = { 1, 2 }, now_p[] = { 0, 2 },
-        next_p[] = { 0, 1 }, next_o[] = { 0, 2 }, now_s[] = { 1 };
+    apr_size_t i;
 
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 2, 1, now_t, 1, next_s, 2)
-       == MEMSESS_SYNC_COPY, "at its authority, placed on S: copied");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 0, 1, now_p, 2, next_p, 2)
-       == MEMSESS_SYNC_COPY, "primary elsewhere, S its new replica: copied");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 2, 1, now_p, 2, next_p, 2)
-       == MEMSESS_SYNC_SKIP, "a replica is no authority");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 0, 1, now_p, 2, next_o, 2)
-       == MEMSESS_SYNC_SKIP, "not placed on S: nothing to do");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 1, 1, now_t, 1, next_s, 2)
-       == MEMSESS_SYNC_VERIFY, "on S, placed there: checked at its "
-       "authority");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 1, 1, now_p, 2, next_o, 2)
-       == MEMSESS_SYNC_DROP, "on S, not placed there: deleted");
-    ok(memsess_sync_decide(MEMSESS_KEY_LOCK, 1, 1, now_t, 1, next_s, 2)
-       == MEMSESS_SYNC_DROP, "a lock on S: deleted");
-    ok(memsess_sync_decide(MEMSESS_KEY_LOCK, 2, 1, now_t, 1, next_s, 2)
-       == MEMSESS_SYNC_SKIP, "a lock elsewhere: never copied");
-    ok(memsess_sync_decide(MEMSESS_KEY_OTHER, 1, 1, now_t, 1, next_s, 2)
-       == MEMSESS_SYNC_SKIP, "not a session key: left alone, even on S");
-    ok(memsess_sync_decide(MEMSESS_KEY_SESSION, 1, 1, now_s, 1, next_s, 2)
-       == MEMSESS_SYNC_SKIP, "S its own authority (fail open): kept");
+    for (i = 0; i < sizeof(decisions) / sizeof(decisions[0]); i++) {
+        ok(memsess_sync_decide(decisions[i].kind, decisions[i].here, 1,
+                               decisions[i].now, decisions[i].nnow,
+                               decisions[i].next, 2) == decisions[i].want,
+           "%s", decisions[i].what);
+    }
 }
 
 /* The table's side: a syncing server is not live; a failed probe ends
