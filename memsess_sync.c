@@ -371,7 +371,7 @@ memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
 #define DUMP_LINE_MAX     (4096)
 #define DUMP_BUF     (65536)
 #define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
-#define SETTLE_US    (20000)       /* a write's replica lands meanwhile */
+#define SETTLE_US    (5000)        /* a write's replica lands meanwhile */
 
 typedef struct {
     const char   *name;     /* "host:port" */
@@ -396,6 +396,19 @@ typedef struct {
     int nnow, nnext;
 } where_t;
 
+/* A session written at its authority while the sync ran: a user active
+ * right now, whose next request may come just after the flip. */
+typedef struct {
+    memsess_dump_item_t it;
+    int                 here;         /* its authority */
+    int                 placed_here;  /* the new list keeps it there too */
+    int                 list;         /* the list that copied it */
+    int                 busy;         /* a request held its old lock */
+} hot_t;
+
+#define HOT_MAX      (4096)        /* the busiest sessions, at most */
+#define HOT_WATCH    apr_time_from_msec(300)
+
 struct memsess_sync {
     apr_pool_t               *pool;
     const memsess_sync_spec_t *spec;
@@ -412,6 +425,8 @@ struct memsess_sync {
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
+    hot_t                    *hot;         /* written during the sync */
+    int                       nhot;
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
 };
@@ -888,6 +903,29 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
     }
 }
 
+static void note_hot(memsess_sync_t *y, int here, int placed_here, int list,
+                     const memsess_dump_item_t *it)
+{
+    int k;
+
+    for (k = 0; k < y->nhot; k++) {
+        if (y->hot[k].it.keylen == it->keylen
+            && !memcmp(y->hot[k].it.key, it->key, it->keylen)) {
+            return;
+        }
+    }
+    if (y->nhot < HOT_MAX) {
+        if (!y->hot) {
+            y->hot = apr_palloc(y->pool, HOT_MAX * sizeof(hot_t));
+        }
+        y->hot[y->nhot].it = *it;
+        y->hot[y->nhot].here = here;
+        y->hot[y->nhot].list = list;
+        y->hot[y->nhot].busy = 0;
+        y->hot[y->nhot++].placed_here = placed_here;
+    }
+}
+
 typedef enum {
     PASS_FULL,     /* every key */
     PASS_DELTA,    /* keys written since delta_began; S: every key */
@@ -895,8 +933,8 @@ typedef enum {
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen);
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
 
 /* What one key found on server i gets, under every list at once. */
 static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
@@ -931,7 +969,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             where_t *w = &y->where[k];
 
             if (w->nnow && w->now[0] == i && holds(w->next, w->nnext, y->s)) {
-                return after_key(y, i, placed_here, it, err, errlen);
+                return after_key(y, i, placed_here, 1, it, err, errlen);
             }
         }
         return APR_SUCCESS;
@@ -940,6 +978,9 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
         for (k = 0; k < y->nlists; k++) {
             if (act[k] == MEMSESS_SYNC_COPY
                 && (pass == PASS_FULL || it->la >= since)) {
+                if (pass == PASS_DELTA) {
+                    note_hot(y, i, placed_here, k, it);
+                }
                 return copy_key(y, i, it, err, errlen);
             }
         }
@@ -1113,8 +1154,8 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
  * was created here around the flip: S gets it by add.  In the last pass,
  * a copy the new list places nowhere is removed from here. */
 static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen)
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
 {
     apr_int64_t since = apr_time_sec(y->began) - 1;
     const uint64_t *mine = apr_hash_get(y->written, it->key, it->keylen);
@@ -1152,7 +1193,9 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                 && (placed_here || !cas_s || (mine && *mine == cas_s));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
-            apr_sleep(SETTLE_US);
+            if (settle) {
+                apr_sleep(SETTLE_US);
+            }
             rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
@@ -1177,9 +1220,88 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
     return APR_SUCCESS;
 }
 
+/* Right after the flip, the sessions written while the sync ran (their
+ * users are active) are reconciled once, then watched for HOT_WATCH
+ * through php-memcached's own locks.  A request that still had the old
+ * list holds the session's lock under the old list while it runs and
+ * writes the old authority only.  When that lock is seen released, the
+ * sync takes the session's lock under the new list (before its user's
+ * next request can: that one starts only once the old one has answered),
+ * brings the write over, and lets go.  Nothing waits on it otherwise. */
+static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
+{
+    apr_time_t until;
+    apr_status_t rv = APR_SUCCESS;
+    char lock[MEMSESS_KEY_MAX + 8];
+    int k;
+
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        hot_t *h = &y->hot[k];
+
+        h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
+        rv = after_key(y, h->here, h->placed_here, 1, &h->it, err, errlen);
+    }
+    until = apr_time_now() + HOT_WATCH;
+    while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
+           && !stopped(y, err, errlen)) {
+        for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+            hot_t *h = &y->hot[k];
+            list_t *L = &y->lists[h->list];
+            const char *id;
+            apr_size_t idlen, len;
+            int wn[MAX_PLACES], wx[MAX_PLACES], held, got, old, lk;
+
+            if (!memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+                continue;
+            }
+            /* the lock, on the server php-memcached checks it on (its
+             * first place), through our own connection: libmemcached's
+             * answers to a handle with replicas fall out of step */
+            len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                           MEMSESS_SESS_PREFIX,
+                                           MEMSESS_LOCK_PREFIX, (int)idlen,
+                                           id);
+            lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+            if (!memsess_place_key(L->now, lock + lk, len - lk, wn, MAX_PLACES)
+                || !memsess_place_key(L->next, lock + lk, len - lk, wx,
+                                      MAX_PLACES)
+                || !conn(y, old = L->now_id[wn[0]])
+                || !conn(y, L->next_id[wx[0]])) {
+                continue;
+            }
+            held = memcached_exist(y->servers[old].mc, lock, len)
+                   == MEMCACHED_SUCCESS;
+            if (held || !h->busy) {
+                h->busy |= held;
+                continue;
+            }
+            /* its old-list request is done: hold the new list's lock
+             * while its write is brought over */
+            h->busy = 0;
+            got = memcached_add(y->servers[L->next_id[wx[0]]].mc, lock, len,
+                                "1", 1, (time_t)2, 0) == MEMCACHED_SUCCESS;
+            h->it.la = apr_time_sec(apr_time_now());
+            /* no settling: nobody writes it while the lock is held */
+            rv = after_key(y, h->here, h->placed_here, !got, &h->it, err,
+                           errlen);
+            if (got) {
+                memcached_delete(y->servers[L->next_id[wx[0]]].mc, lock, len,
+                                 0);
+            }
+        }
+        apr_sleep(500);
+    }
+    return rv;
+}
+
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
                                 apr_size_t errlen)
 {
+    apr_status_t rv = APR_SUCCESS;
+
     y->final = final;
-    return pass_all(y, PASS_AFTER, err, errlen);
+    if (!final) {
+        rv = watch_hot(y, err, errlen);
+    }
+    return rv == APR_SUCCESS ? pass_all(y, PASS_AFTER, err, errlen) : rv;
 }
