@@ -169,6 +169,14 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             }
             have_exp = 1;
         }
+        else if (eq - start == 3 && !memcmp(line + start, "cas", 3)) {
+            apr_int64_t cas;
+
+            /* optional: 0 when absent or beyond 18 digits (unknown) */
+            if (parse_int(line + eq + 1, end - eq - 1, &cas) && cas > 0) {
+                item->cas = (apr_uint64_t)cas;
+            }
+        }
         else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
             if (have_la || !parse_int(line + eq + 1, end - eq - 1,
                                       &item->la) || item->la < 0) {
@@ -689,12 +697,19 @@ static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
     return y->held;
 }
 
-/* Notes S's cas for key as the sync left it (0: read it back after a
- * copy). */
+/* What the sync left of a key: S's cas after it wrote or checked it, and
+ * the authority's cas it copied from (a later write there changes it;
+ * reads do not, unlike memcached's last-access time). */
+typedef struct {
+    uint64_t s;
+    uint64_t authority;
+} mine_t;
+
+/* Notes it (known 0: read S's cas back after a copy). */
 static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
-                     uint64_t known)
+                     uint64_t known, uint64_t authority)
 {
-    uint64_t *cas;
+    mine_t *m;
 
     if (!known) {
         if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
@@ -702,24 +717,40 @@ static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
         }
         known = memcached_result_cas(y->res);
     }
-    cas = apr_hash_get(y->written, it->key, it->keylen);
-    if (!cas) {
-        cas = apr_palloc(y->pool, sizeof(*cas));
+    m = apr_hash_get(y->written, it->key, it->keylen);
+    if (!m) {
+        m = apr_palloc(y->pool, sizeof(*m));
         apr_hash_set(y->written, apr_pmemdup(y->pool, it->key, it->keylen),
-                     it->keylen, cas);
+                     it->keylen, m);
     }
-    *cas = known;
+    m->s = known;
+    m->authority = authority;
+}
+
+/* Whether the authority's copy (as listed) changed since the sync copied
+ * it: by its cas when the listing gives one, else by its last access. */
+static int changed(const memsess_sync_t *y, const memsess_dump_item_t *it)
+{
+    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+
+    if (!m) {
+        return 1;
+    }
+    if (it->cas) {
+        return m->authority != it->cas;
+    }
+    return it->la >= apr_time_sec(y->delta_began) - 1;
 }
 
 /* Counts what put_s() did: a copy, or nothing because S changed after
  * its cas was read (what is there wins), or an error (in err). */
 static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
-                             memcached_return_t rc, char *err,
-                             apr_size_t errlen)
+                             uint64_t authority, memcached_return_t rc,
+                             char *err, apr_size_t errlen)
 {
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.copied++;
-        remember(y, it, 0);
+        remember(y, it, 0, authority);
         return APR_SUCCESS;
     }
     if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
@@ -740,7 +771,7 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     char *value;
     apr_size_t vlen;
     uint32_t flags;
-    uint64_t cas_s = 0;
+    uint64_t cas_s = 0, cas_auth;
     time_t exp = expiry(it->exp);
 
     if (exp == (time_t)-1) {
@@ -778,12 +809,13 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     if (cas_s && vlen == memcached_result_length(y->res)
         && !memcmp(value, memcached_result_value(y->res), vlen)) {
         y->stats.same++;
-        remember(y, it, cas_s);
+        remember(y, it, cas_s, memcached_result_cas(y->res));
         return APR_SUCCESS;
     }
+    cas_auth = memcached_result_cas(y->res);
     rc = put_s(y, it->key, it->keylen, memcached_result_value(y->res),
                memcached_result_length(y->res), flags, exp, cas_s);
-    return put_done(y, it, rc, err, errlen);
+    return put_done(y, it, cas_auth, rc, err, errlen);
 }
 
 static apr_status_t delete_key(memsess_sync_t *y, int at,
@@ -942,7 +974,6 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                             memsess_key_kind_e kind, const char *id,
                             apr_size_t idlen, char *err, apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->delta_began) - 1;
     int k, j, keep = 0, verify = 0, placed_here = 0;
     memsess_sync_action_e act[MAX_LISTS];
     memcached_return_t rc;
@@ -977,7 +1008,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     if (i != y->s) {
         for (k = 0; k < y->nlists; k++) {
             if (act[k] == MEMSESS_SYNC_COPY
-                && (pass == PASS_FULL || it->la >= since)) {
+                && (pass == PASS_FULL || changed(y, it))) {
                 if (pass == PASS_DELTA) {
                     note_hot(y, i, placed_here, k, it);
                 }
@@ -1114,10 +1145,10 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     return rv;
 }
 
-/* Delta passes until one copies nothing (or MAX_DELTAS): the window in
- * which a write at an authority misses S before the flip is one short
- * pass. */
-#define MAX_DELTAS (4)
+/* Delta passes until one copies nothing (or MAX_DELTAS: under load the
+ * active sessions always change; the watch after the flip covers them):
+ * a pass looks again only at keys whose authority's cas changed. */
+#define MAX_DELTAS (2)
 
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
@@ -1157,8 +1188,8 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                               int settle, const memsess_dump_item_t *it,
                               char *err, apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->began) - 1;
-    const uint64_t *mine = apr_hash_get(y->written, it->key, it->keylen);
+    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+    const uint64_t *mine = m ? &m->s : NULL;
     memcached_return_t rc;
     uint64_t cas_s = 0, cas_here;
     char *value = NULL;
@@ -1166,7 +1197,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
     time_t exp = expiry(it->exp);
     int newer;
 
-    if (it->la >= since && exp != (time_t)-1) {
+    if ((!it->cas || changed(y, it)) && exp != (time_t)-1) {
         rc = fetch(y, y->s, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS) {
             cas_s = memcached_result_cas(y->res);
@@ -1203,7 +1234,8 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                            memcached_result_value(y->res),
                            memcached_result_length(y->res),
                            memcached_result_flags(y->res), exp, cas_s);
-                if (put_done(y, it, rc, err, errlen) != APR_SUCCESS) {
+                if (put_done(y, it, cas_here, rc, err, errlen)
+                    != APR_SUCCESS) {
                     return APR_EGENERAL;
                 }
             }
@@ -1239,6 +1271,7 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
         hot_t *h = &y->hot[k];
 
         h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
+        h->it.cas = 0;
         rv = after_key(y, h->here, h->placed_here, 1, &h->it, err, errlen);
     }
     until = apr_time_now() + HOT_WATCH;
@@ -1281,6 +1314,7 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
             got = memcached_add(y->servers[L->next_id[wx[0]]].mc, lock, len,
                                 "1", 1, (time_t)2, 0) == MEMCACHED_SUCCESS;
             h->it.la = apr_time_sec(apr_time_now());
+            h->it.cas = 0;
             /* no settling: nobody writes it while the lock is held */
             rv = after_key(y, h->here, h->placed_here, !got, &h->it, err,
                            errlen);

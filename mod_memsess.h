@@ -300,7 +300,8 @@ typedef struct {
     char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
     apr_size_t   keylen;
     apr_int64_t  exp;    /* unix seconds; -1 = never expires */
-    apr_int64_t  la;     /* last access (write; reads count once a minute) */
+    apr_int64_t  la;     /* last access (writes, and reads now and then) */
+    apr_uint64_t cas;    /* 0 when the line gives none */
 } memsess_dump_item_t;
 
 /* Parses one line (without its line end) from a metadump: returns 1 and

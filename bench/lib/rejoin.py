@@ -140,6 +140,8 @@ def main():
     healthy = summarize(recs, ev['healthy'], ev['kill'])
     during = summarize(recs, sync_from, ev['up'])
     cycle = summarize(recs, ev['kill'], ev['end'])
+    window = summarize(recs, ev['kill'], ev['down'])
+    after = summarize(recs, ev['down'], ev['end'])
     probes = []
     for a in others:
         c0, c1 = watch.checks_at(a, sync_from), watch.checks_at(a, ev['up'])
@@ -170,9 +172,12 @@ def main():
             during['p99'] * 1000),
         '| healthy, for comparison | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
             healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
-        '| sessions lost / stale through the whole cycle | %d / %d (failed %d, no session %d, of %d) |' % (
-            cycle['lost'], cycle['stale'], cycle['failed'], cycle['nosess'],
-            cycle['requests']),
+        '| sessions lost / stale from detection to the end (outage, sync, return) | %d / %d (failed %d, no session %d, of %d) |' % (
+            after['lost'], after['stale'], after['failed'], after['nosess'],
+            after['requests']),
+        '| the same in the detection window (kill to down, %.2f s: not the sync\'s) | %d / %d (failed %d, no session %d, of %d) |' % (
+            ev['down'] - ev['kill'], window['lost'], window['stale'],
+            window['failed'], window['nosess'], window['requests']),
         '| probes of the other servers during the sync | %s |' % '; '.join(probes),
         '',
         'The NOTICEs:',
