@@ -411,7 +411,7 @@ typedef struct {
     int                 here;         /* its authority */
     int                 placed_here;  /* the new list keeps it there too */
     int                 list;         /* the list that copied it */
-    int                 busy;         /* a request held its old lock */
+    uint64_t            seen;         /* its cas there, last looked at */
 } hot_t;
 
 #define HOT_MAX      (4096)        /* the busiest sessions, at most */
@@ -953,7 +953,7 @@ static void note_hot(memsess_sync_t *y, int here, int placed_here, int list,
         y->hot[y->nhot].it = *it;
         y->hot[y->nhot].here = here;
         y->hot[y->nhot].list = list;
-        y->hot[y->nhot].busy = 0;
+        y->hot[y->nhot].seen = 0;
         y->hot[y->nhot++].placed_here = placed_here;
     }
 }
@@ -1169,6 +1169,11 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
             break;
         }
     }
+    /* a pass over every server takes a while: the active sessions, once
+     * more, just before the flip */
+    for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
+        rv = copy_key(y, y->hot[n].here, &y->hot[n].it, err, errlen);
+    }
     return rv;
 }
 
@@ -1252,21 +1257,40 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
     return APR_SUCCESS;
 }
 
+/* The cas of a hot session at its old authority now (0: none there). */
+static apr_status_t hot_cas(memsess_sync_t *y, hot_t *h, uint64_t *cas,
+                            char *err, apr_size_t errlen)
+{
+    memcached_return_t rc = fetch(y, h->here, h->it.key, h->it.keylen);
+
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+        return fail(y, h->here, "cannot read", rc, err, errlen);
+    }
+    *cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
+    return APR_SUCCESS;
+}
+
 /* Right after the flip, the sessions written while the sync ran (their
- * users are active) are reconciled once, then watched for HOT_WATCH
- * through php-memcached's own locks.  A request that still had the old
- * list holds the session's lock under the old list while it runs and
- * writes the old authority only.  When that lock is seen released, the
- * sync takes the session's lock under the new list (before its user's
- * next request can: that one starts only once the old one has answered),
- * brings the write over, and lets go.  Nothing waits on it otherwise. */
+ * users are active) are reconciled once, then watched for HOT_WATCH.  A
+ * request that still had the old list writes the old authority only, and
+ * its user's next request reads the returning server: when a write lands
+ * at the old authority, the sync takes the session's php-memcached lock
+ * under the new list (that next request starts only once the old one has
+ * answered, so the lock is free), brings the write over without settling
+ * (nobody writes while the lock is held), and lets go.  The lock is taken
+ * on the server php-memcached checks it on, through our own connection:
+ * libmemcached's answers to a handle with replicas fall out of step. */
 static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 {
     apr_time_t until;
     apr_status_t rv = APR_SUCCESS;
     char lock[MEMSESS_KEY_MAX + 8];
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
     int k;
 
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        rv = hot_cas(y, &y->hot[k], &y->hot[k].seen, err, errlen);
+    }
     for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
         hot_t *h = &y->hot[k];
 
@@ -1282,45 +1306,32 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
             list_t *L = &y->lists[h->list];
             const char *id;
             apr_size_t idlen, len;
-            int wn[MAX_PLACES], wx[MAX_PLACES], held, got, old, lk;
+            uint64_t cas;
+            int wx[MAX_PLACES], got = 0, at = -1;
 
-            if (!memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+            if ((rv = hot_cas(y, h, &cas, err, errlen)) != APR_SUCCESS
+                || cas == h->seen) {
                 continue;
             }
-            /* the lock, on the server php-memcached checks it on (its
-             * first place), through our own connection: libmemcached's
-             * answers to a handle with replicas fall out of step */
-            len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                           MEMSESS_SESS_PREFIX,
-                                           MEMSESS_LOCK_PREFIX, (int)idlen,
-                                           id);
-            lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
-            if (!memsess_place_key(L->now, lock + lk, len - lk, wn, MAX_PLACES)
-                || !memsess_place_key(L->next, lock + lk, len - lk, wx,
+            h->seen = cas;
+            if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+                len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                               MEMSESS_SESS_PREFIX,
+                                               MEMSESS_LOCK_PREFIX,
+                                               (int)idlen, id);
+                if (memsess_place_key(L->next, lock + lk, len - lk, wx,
                                       MAX_PLACES)
-                || !conn(y, old = L->now_id[wn[0]])
-                || !conn(y, L->next_id[wx[0]])) {
-                continue;
+                    && conn(y, at = L->next_id[wx[0]])) {
+                    got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
+                                        (time_t)2, 0) == MEMCACHED_SUCCESS;
+                }
             }
-            held = memcached_exist(y->servers[old].mc, lock, len)
-                   == MEMCACHED_SUCCESS;
-            if (held || !h->busy) {
-                h->busy |= held;
-                continue;
-            }
-            /* its old-list request is done: hold the new list's lock
-             * while its write is brought over */
-            h->busy = 0;
-            got = memcached_add(y->servers[L->next_id[wx[0]]].mc, lock, len,
-                                "1", 1, (time_t)2, 0) == MEMCACHED_SUCCESS;
             h->it.la = apr_time_sec(apr_time_now());
             h->it.cas = 0;
-            /* no settling: nobody writes it while the lock is held */
             rv = after_key(y, h->here, h->placed_here, !got, &h->it, err,
                            errlen);
             if (got) {
-                memcached_delete(y->servers[L->next_id[wx[0]]].mc, lock, len,
-                                 0);
+                memcached_delete(y->servers[at].mc, lock, len, 0);
             }
         }
         apr_sleep(500);

@@ -148,6 +148,10 @@ def main():
         if c0 is not None and c1 is not None:
             probes.append('%s: %d probes in %.1f s' % (a, c1 - c0,
                                                         ev['up'] - sync_from))
+    odd = [r for r in recs if r.t >= ev['down'] and r.outcome in ('lost', 'stale')]
+    when = ', '.join('%s at %+.2f s from %s' % (
+        r.outcome, r.t - (ev['up'] if r.t >= ev['up'] else ev['down']),
+        'the flip' if r.t >= ev['up'] else 'detection') for r in odd[:12])
     m031 = next((l for l in log_lines if 'MEMSESS0031' in l), '')
     took = re.search(r'after (\d+)ms', m031)
     lines = [
@@ -179,6 +183,7 @@ def main():
             ev['down'] - ev['kill'], window['lost'], window['stale'],
             window['failed'], window['nosess'], window['requests']),
         '| probes of the other servers during the sync | %s |' % '; '.join(probes),
+        '| when the lost / stale after detection happened | %s |' % (when or 'none'),
         '',
         'The NOTICEs:',
         '',
