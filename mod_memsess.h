@@ -21,6 +21,7 @@
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
+ *   memsess_rejoin.c  the checker's rejoin syncs: a thread each, the flip
  *   memsess_sync.c    the rejoin sync: where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
@@ -477,6 +478,27 @@ memsess_runtime_t *memsess_runtime(void);
 /* memsess_check.c */
 apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                                        memsess_runtime_t *rt);
+/* A vhost's pool went into (or out of) the state where none is live. */
+void memsess_check_log_all_down(const memsess_runtime_t *rt,
+                                const memsess_view_t *view, int all_down);
+
+/* memsess_rejoin.c: the checker's rejoin syncs, a thread each.  mutex is
+ * the checker's (held by every writer of the table); start, busy and
+ * cancel are called with it held, reap and stop_all without. */
+typedef struct memsess_rejoin memsess_rejoin_t;
+struct apr_thread_mutex_t;
+memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
+                                        struct apr_thread_mutex_t *mutex);
+/* Starts the sync of slot i, just marked SYNCING (inside no write). */
+void memsess_rejoin_start(memsess_rejoin_t *r, int i);
+/* Whether the last sync of slot i still runs (its server stays down). */
+int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
+/* Its server failed a probe: the sync stops at its next key. */
+void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
+/* Joins the syncs that ended (each round). */
+void memsess_rejoin_reap(memsess_rejoin_t *r);
+/* The checker stops: every sync stops, and is joined. */
+void memsess_rejoin_stop_all(memsess_rejoin_t *r);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
