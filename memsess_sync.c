@@ -415,6 +415,7 @@ typedef struct {
 } hot_t;
 
 #define HOT_MAX      (4096)        /* the busiest sessions, at most */
+#define HOT_RECENT_S (10)          /* used this many seconds before: hot */
 #define HOT_WATCH    apr_time_from_msec(300)
 
 struct memsess_sync {
@@ -1009,7 +1010,10 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
         for (k = 0; k < y->nlists; k++) {
             if (act[k] == MEMSESS_SYNC_COPY
                 && (pass == PASS_FULL || changed(y, it))) {
-                if (pass == PASS_DELTA) {
+                /* written while the sync ran, or used in the seconds
+                 * before: an active user */
+                if (pass == PASS_DELTA
+                    || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
                     note_hot(y, i, placed_here, k, it);
                 }
                 return copy_key(y, i, it, err, errlen);
