@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -78,6 +79,7 @@ struct checker_t {
     apr_thread_pool_t  *threads;
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
+    memsess_rejoin_t   *rejoin;    /* the rejoin syncs in flight */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
     memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
@@ -366,9 +368,19 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     }
     before = slot->state;
     memsess_table_write_begin(t);
+    /* while the last sync of this server winds down, it stays down */
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
-                                  rt->g.fail_threshold, rt->g.pass_threshold);
+                                  rt->g.fail_threshold,
+                                  memsess_rejoin_busy(c->rejoin, i)
+                                  ? INT_MAX : rt->g.pass_threshold);
+    if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
+        && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
+        memsess_slot_sync_begin(slot, apr_time_sec(apr_time_now()));
+    }
+    if (changed && before == MEMSESS_SYNCING) {
+        memsess_rejoin_cancel(c->rejoin, i);   /* it failed a probe */
+    }
     if (changed) {
         memsess_table_bump_generation(t, 1);
         nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts, i,
@@ -382,6 +394,14 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "memcached server %s: probe %s in %" APR_TIME_T_FMT
                      "us%s%s", after.addr, ok ? "passed" : "failed", took,
                      ok ? "" : ": ", ok ? "" : error);
+    }
+    else if (after.state == MEMSESS_SYNCING) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0030: "
+                     "memcached server %s passed %u consecutive probes: "
+                     "syncing its sessions before it takes traffic "
+                     "(MemsessRejoin sync)", after.addr,
+                     after.consecutive_passes);
+        memsess_rejoin_start(c->rejoin, i);
     }
     else if (after.state == MEMSESS_DOWN) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
@@ -489,6 +509,8 @@ static void dispatch_round(checker_t *c)
     int i, n = c->rt->targets->nelts;
     apr_time_t now = apr_time_now();
 
+    memsess_rejoin_reap(c->rejoin);
+
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];
         apr_status_t rv;
@@ -563,7 +585,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     apr_pool_t *pool;
     checker_t *c;
     apr_status_t rv;
-    int i;
+    int i, cut;
 
     if (nthreads > MEMSESS_PROBE_THREADS_MAX) {
         nthreads = MEMSESS_PROBE_THREADS_MAX;
@@ -593,6 +615,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * grows only when every thread is busy gave late verdicts (520 ms
      * instead of 280 ms for 256 servers, 26 of them hung) */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
+    c->rejoin = memsess_rejoin_create(pool, rt, c->mutex);
     make_probe_key();
     /* A checker that died inside the table left it mid-write: perhaps
      * between a state change and its publication, or halfway through a
@@ -600,8 +623,18 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_table_recover(rt->table);
     c->exchange = memsess_exchange_start(rt, pool, c->mutex);
     memsess_table_write_begin(rt->table);
+    cut = memsess_table_reset_syncing(rt->table);
+    if (cut) {
+        memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
+    }
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
     memsess_table_write_end(rt->table);
+    if (cut) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0032: "
+                     "%d rejoin sync(s) were cut short when the last checker "
+                     "stopped: those servers are down until their next good "
+                     "probes start the sync again", cut);
+    }
     checker = c;
     c->watch = memsess_watch_start(pool, rt, suspect, c);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
@@ -626,6 +659,7 @@ static void checker_stop(void)
         for (i = 0; i < c->rt->targets->nelts; i++) {
             probe_hangup(&c->probes[i]);
         }
+        memsess_rejoin_stop_all(c->rejoin);
         apr_pool_destroy(c->pool);
     }
 }

@@ -409,16 +409,24 @@ apr_size_t memsess_path_max(const memsess_pool_t *pool,
     return n * longest + (n - 1) * (format == MEMSESS_FORMAT_MEMCACHE ? 2 : 1);
 }
 
+/* A user who writes only MemsessServers loses no session when a server
+ * fails: every session is kept on two servers ... */
 int memsess_default_replicas(int replicas, int nservers)
 {
-    (void)nservers;
-    return replicas >= 0 ? replicas : 0;
+    if (replicas >= 0) {
+        return replicas;
+    }
+    return nservers >= 2 ? 1 : 0;
 }
 
+/* ... and the down server's place goes to the next live one, which holds
+ * its replicas (php-memcached only: pecl-memcache has no replicas). */
 memsess_failover_e memsess_default_failover(int failover, int replicas,
                                             memsess_format_e format)
 {
-    (void)replicas; (void)format;
-    return failover >= 0 ? (memsess_failover_e)failover
-                         : MEMSESS_FAILOVER_DROP;
+    if (failover >= 0) {
+        return (memsess_failover_e)failover;
+    }
+    return replicas > 0 && format == MEMSESS_FORMAT_MEMCACHED
+           ? MEMSESS_FAILOVER_SUCCESSOR : MEMSESS_FAILOVER_DROP;
 }

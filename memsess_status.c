@@ -185,12 +185,19 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    "\"consecutive_passes\": %u, \"last_change\": %"
                    APR_INT64_T_FMT ", \"last_error\": %s, \"latency_us\": %"
                    APR_UINT64_T_FMT ", \"local_state\": \"%s\", "
+                   "\"sync_started\": %" APR_INT64_T_FMT
+                   ", \"sync_examined\": %" APR_UINT64_T_FMT
+                   ", \"sync_copied\": %" APR_UINT64_T_FMT
+                   ", \"sync_deleted\": %" APR_UINT64_T_FMT
+                   ", \"syncs\": %" APR_UINT64_T_FMT ", "
                    "\"reported_by\": [", i ? "," : "",
                    json_str(r->pool, sl->addr), state_name(sl),
                    sl->checks, sl->failures, sl->consecutive_fails,
                    sl->consecutive_passes, sl->last_change,
                    json_str(r->pool, sl->last_error), sl->latency_us,
-                   memsess_state_name(sl->state));
+                   memsess_state_name(sl->state), sl->sync_started,
+                   sl->sync_examined, sl->sync_copied, sl->sync_deleted,
+                   sl->syncs);
         for (w = who; *w; w = *comma ? comma + 2 : comma) {
             comma = strchr(w, ',');
             if (!comma) {
@@ -259,14 +266,20 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]LatencyUs: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]LastError: %s\n"
                    "MemsessServer[%d]LocalState: %s\n"
-                   "MemsessServer[%d]ReportedBy: %s\n",
+                   "MemsessServer[%d]ReportedBy: %s\n"
+                   "MemsessServer[%d]SyncExamined: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n",
                    i, one_line(r->pool, sl->addr), i,
                    state_name(sl), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
                    sl->consecutive_passes, i, sl->last_change, i,
                    sl->latency_us, i, one_line(r->pool, sl->last_error), i,
                    memsess_state_name(sl->state), i,
-                   one_line(r->pool, reported_by(snap, sl, r->pool)));
+                   one_line(r->pool, reported_by(snap, sl, r->pool)),
+                   i, sl->sync_examined, i, sl->sync_copied, i,
+                   sl->sync_deleted, i, sl->syncs);
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
@@ -308,7 +321,7 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
         const char *name, *type, *help;
     } m[] = {
         { "memsess_server_up", "gauge",
-          "1 when the server gets sessions (up or unknown), 0 when down" },
+          "1 when the server gets sessions (up or unknown), 0 when down or syncing" },
         { "memsess_checks_total", "counter", "probes sent to the server" },
         { "memsess_check_failures_total", "counter", "probes that failed" },
         { "memsess_state_changes_total", "counter",
@@ -317,6 +330,16 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
           "how long the last probe took" },
         { "memsess_server_peer_down", "gauge",
           "1 when another instance of the group sees the server down" },
+        { "memsess_server_syncing", "gauge",
+          "1 while the server's rejoin sync runs (it gets no sessions)" },
+        { "memsess_sync_keys_examined", "gauge",
+          "keys the server's last (or running) rejoin sync looked at" },
+        { "memsess_sync_keys_copied", "gauge",
+          "keys that sync copied to the server" },
+        { "memsess_sync_keys_deleted", "gauge",
+          "keys that sync deleted from the server" },
+        { "memsess_syncs_total", "counter",
+          "rejoin syncs of the server that completed" },
     };
     int k, i;
 
@@ -349,6 +372,16 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
             case 4:
                 ap_rprintf(r, "%s{server=\"%s\"} %.6f\n", m[k].name, label,
                            sl->latency_us / 1e6);
+                break;
+            case 6:
+                ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
+                           sl->state == MEMSESS_SYNCING);
+                break;
+            default:
+                ap_rprintf(r, "%s{server=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                           m[k].name, label, k == 7 ? sl->sync_examined
+                           : k == 8 ? sl->sync_copied
+                           : k == 9 ? sl->sync_deleted : sl->syncs);
             }
         }
     }
@@ -389,12 +422,16 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
         }
         const char *who = reported_by(snap, sl, r->pool);
 
-        ap_rprintf(r, "<tr><td>%s</td><td>%s%s%s</td><td>%" APR_UINT64_T_FMT
-                   "</td><td>%" APR_UINT64_T_FMT "</td><td>%u fail, %u pass"
-                   "</td><td>%s</td><td>%" APR_UINT64_T_FMT " us</td>"
-                   "<td>%s</td></tr>\n", esc(r, sl->addr),
+        ap_rprintf(r, "<tr><td>%s</td><td>%s%s%s%s</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>"
+                   "%u fail, %u pass</td><td>%s</td><td>%" APR_UINT64_T_FMT
+                   " us</td><td>%s</td></tr>\n", esc(r, sl->addr),
                    state_name(sl), *who ? ", reported by " : "", esc(r, who),
-                   sl->checks, sl->failures,
+                   sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
+                       APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
+                       " copied, %" APR_UINT64_T_FMT " deleted)",
+                       sl->sync_examined, sl->sync_copied, sl->sync_deleted)
+                   : "", sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,
                    sl->latency_us, esc(r, sl->last_error));
     }

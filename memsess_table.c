@@ -46,7 +46,8 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (3u)   /* 3: peer_down, reported_by */
+#define MEMSESS_TABLE_VERSION (4u)   /* 2: the sync's fields in a slot;
+                                      * 3: peer_down, reported_by */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -88,6 +89,7 @@ const char *memsess_state_name(apr_uint32_t state)
     switch (state) {
     case MEMSESS_UP:   return "up";
     case MEMSESS_DOWN: return "down";
+    case MEMSESS_SYNCING: return "syncing";
     default:           return "unknown";
     }
 }
@@ -363,8 +365,10 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
         slot->consecutive_passes = 0;
         apr_cpystrn(slot->last_error, error ? error : "probe failed",
                     sizeof(slot->last_error));
-        if (slot->state != MEMSESS_DOWN
-            && slot->consecutive_fails >= (apr_uint32_t)fail_threshold) {
+        /* a syncing server takes no traffic: one failure stops its sync */
+        if (slot->state == MEMSESS_SYNCING
+            || (slot->state != MEMSESS_DOWN
+                && slot->consecutive_fails >= (apr_uint32_t)fail_threshold)) {
             slot->state = MEMSESS_DOWN;
         }
     }
@@ -374,6 +378,50 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
     slot->state_changes++;
     slot->last_change = now;
     return 1;
+}
+
+void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now)
+{
+    slot->state = MEMSESS_SYNCING;
+    slot->sync_started = now;
+    slot->sync_examined = slot->sync_copied = slot->sync_deleted = 0;
+}
+
+int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
+                          apr_int64_t now)
+{
+    if (slot->state != MEMSESS_SYNCING) {
+        return 0;   /* a failed probe ended it first */
+    }
+    if (ok) {
+        slot->state = MEMSESS_UP;
+        slot->syncs++;
+    }
+    else {
+        slot->state = MEMSESS_DOWN;
+        slot->consecutive_passes = 0;   /* retried after its next passes */
+        apr_cpystrn(slot->last_error, error ? error : "sync failed",
+                    sizeof(slot->last_error));
+    }
+    slot->state_changes++;
+    slot->last_change = now;
+    return 1;
+}
+
+int memsess_table_reset_syncing(memsess_table_t *t)
+{
+    int i, n = 0;
+
+    for (i = 0; i < (int)t->nslots; i++) {
+        memsess_slot_t *slot = &slots(t)[i];
+
+        if (slot->state == MEMSESS_SYNCING) {
+            n += memsess_slot_sync_end(slot, 0, "its sync was cut short "
+                                       "(the checker stopped)",
+                                       apr_time_sec(apr_time_now()));
+        }
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------------ */

@@ -281,7 +281,7 @@ static choice_t failover_choice = {
     { "drop", "successor", NULL }, "mode",
     APR_OFFSETOF(memsess_srv_conf, failover), 0 };
 static choice_t rejoin_choice = {
-    { "keep", "flush", NULL }, "mode",
+    { "keep", "flush", "sync", NULL }, "mode",
     APR_OFFSETOF(memsess_srv_conf, rejoin), 1 };
 
 static choice_t share_choice = {
@@ -432,16 +432,19 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
         RSRC_CONF, "consecutive good probes that mark a server up (2)"),
     AP_INIT_TAKE1("MemsessReplicas", set_replicas, NULL, RSRC_CONF,
-        "memcached.sess_number_of_replicas to inject (0: none)"),
+        "memcached.sess_number_of_replicas to inject (default 1 for a pool "
+        "of two or more servers, else 0)"),
     AP_INIT_TAKE1("MemsessFormat", set_choice, &format_choice, RSRC_CONF,
         "memcached (php-memcached) or memcache (pecl-memcache)"),
     AP_INIT_TAKE12("MemsessAllDown", set_all_down, NULL, RSRC_CONF,
         "when no server is live: open, 503 or files [dir]"),
     AP_INIT_TAKE1("MemsessFailover", set_choice, &failover_choice,
         RSRC_CONF,
-        "what takes a down server's place: drop (default) or successor"),
+        "what takes a down server's place: drop or successor (default "
+        "when replicas > 0)"),
     AP_INIT_TAKE1("MemsessRejoin", set_choice, &rejoin_choice, RSRC_CONF,
-        "what a server that comes back holds: keep (default) or flush"),
+        "what a server that comes back gets before it takes traffic: sync "
+        "(default), flush or keep"),
     AP_INIT_TAKE1("MemsessShareVerdicts", set_choice, &share_choice,
         RSRC_CONF, "On (default) to share verdicts with the other Apache "
         "instances of the group through the pool's servers"),
@@ -546,7 +549,7 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
     g->pass_threshold = conf->pass_threshold > 0 ? conf->pass_threshold
                                                  : MEMSESS_DEFAULT_PASSES;
     g->rejoin = conf->rejoin >= 0 ? (memsess_rejoin_e)conf->rejoin
-                                  : MEMSESS_REJOIN_KEEP;
+                                  : MEMSESS_REJOIN_SYNC;
     g->share = conf->share != 0;
 }
 

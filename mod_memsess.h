@@ -25,6 +25,10 @@
  *                     merge, format (pure)
  *   memsess_exchange.c sharing verdicts with the other Apache instances of
  *                     the group through the pool's servers (libmemcached)
+ *   memsess_rejoin.c  the checker's rejoin syncs: a thread each, the flip
+ *   memsess_sync.c    the rejoin sync: where php-memcached places a key
+ *                     (libmemcached), metadump lines, the copy passes
+ *                     (APR and libmemcached only)
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
@@ -36,9 +40,9 @@
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0025.  Ranges reserved by capability:
- * MEMSESS0050-0069 the failure window (memsess_release.c: 0050, 0051;
- * memsess_watch.c: 0052), 0070-0089 credentials, 0090-0099 and 0150-0159
- * shared verdicts.
+ * MEMSESS0030-0049 the rejoin sync, 0050-0069 the failure window
+ * (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
+ * credentials, 0090-0099 and 0150-0159 shared verdicts.
  */
 
 #ifndef MOD_MEMSESS_H
@@ -201,7 +205,10 @@ const char *memsess_credentials_describe(apr_pool_t *p,
 typedef enum {
     MEMSESS_UNKNOWN = 0,   /* no verdict yet: counts as live */
     MEMSESS_UP      = 1,
-    MEMSESS_DOWN    = 2
+    MEMSESS_DOWN    = 2,
+    MEMSESS_SYNCING = 3    /* passed its probes after being down; not live
+                            * until the rejoin sync has brought its keys
+                            * where the new list places them */
 } memsess_state_e;
 
 const char *memsess_state_name(apr_uint32_t state);
@@ -224,6 +231,12 @@ typedef struct {
     char         last_error[MEMSESS_ERROR_MAX];
     char         reported_by[MEMSESS_REPORTERS_MAX];  /* while peer_down:
                                     * those instances, ", "-separated */
+    /* the rejoin sync running or last run (MEMSESS_SYNCING) */
+    apr_int64_t  sync_started;     /* unix seconds, 0 = never */
+    apr_uint64_t sync_examined;    /* keys looked at */
+    apr_uint64_t sync_copied;      /* copies written to the server */
+    apr_uint64_t sync_deleted;     /* keys removed (stale, locks, moved) */
+    apr_uint64_t syncs;            /* completed */
 } memsess_slot_t;
 
 /* One published save_path: what a vhost's requests get. */
@@ -294,9 +307,22 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
  * of ASCII, in place: control characters become spaces, bytes outside
  * ASCII '?'. */
 void memsess_text_one_line(char *s);
+/* A down server whose good probes would bring it back enters SYNCING
+ * instead (MemsessRejoin sync); memsess_slot_record() sends it back DOWN on
+ * any failed probe, and keeps it SYNCING on good ones. */
+void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now);
+/* The sync ended: UP (published) when ok, else DOWN, retried once the
+ * server passes its probes again.  Returns non-zero (a state change). */
+int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
+                          apr_int64_t now);
+/* A checker that starts finds a slot SYNCING only when the process that
+ * ran its sync died: it goes DOWN, and its next good probes restart it.
+ * Returns how many slots it changed.  The caller is the writer. */
+int memsess_table_reset_syncing(memsess_table_t *t);
 
 /* Whether a state counts as live for injection. */
-#define MEMSESS_IS_LIVE(state) ((state) != MEMSESS_DOWN)
+#define MEMSESS_IS_LIVE(state) \
+    ((state) != MEMSESS_DOWN && (state) != MEMSESS_SYNCING)
 
 /* Whether a server gets sessions: live by our own probes, and seen down by
  * no other instance of the group.  What is published and shown. */
@@ -403,7 +429,9 @@ memsess_failover_e memsess_default_failover(int failover, int replicas,
 /* What a down server that comes back gets before it takes traffic. */
 typedef enum {
     MEMSESS_REJOIN_KEEP  = 0,   /* used as it is */
-    MEMSESS_REJOIN_FLUSH = 1    /* emptied by the probe that brings it back */
+    MEMSESS_REJOIN_FLUSH = 1,   /* emptied by the probe that brings it back */
+    MEMSESS_REJOIN_SYNC  = 2    /* synced before it is published (the
+                                 * default): memsess_sync.c */
 } memsess_rejoin_e;
 
 /* The module-wide settings, resolved at post_config (the main server's
@@ -456,6 +484,131 @@ int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
 /* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
  * that the release leaves them alone. */
 #define MEMSESS_PROBE_KEEPIDLE (7213)
+/* The rejoin sync (memsess_sync.c)                                   */
+
+/* php-memcached's memcached.sess_prefix (its default, which nothing here
+ * changes): libmemcached's namespace, not hashed (HASH_WITH_PREFIX_KEY
+ * stays off).  Its lock of session <id> is the key "lock.<id>". */
+#define MEMSESS_SESS_PREFIX "memc.sess.key."
+#define MEMSESS_LOCK_PREFIX "lock."
+#define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
+
+/* One line of memcached's "lru_crawler metadump", parsed. */
+typedef struct {
+    char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
+    apr_size_t   keylen;
+    apr_int64_t  exp;    /* unix seconds; -1 = never expires */
+    apr_int64_t  la;     /* last access (writes, and reads now and then) */
+    apr_uint64_t cas;    /* 0 when the line gives none */
+} memsess_dump_item_t;
+
+/* Parses one line (without its line end) from a metadump: returns 1 and
+ * fills item, 0 for the closing "END", -1 for anything else (the caller
+ * skips it).  Never reads beyond len. */
+int memsess_dump_parse(const char *line, apr_size_t len,
+                       memsess_dump_item_t *item);
+
+typedef enum {
+    MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
+    MEMSESS_KEY_SESSION = 1,
+    MEMSESS_KEY_LOCK    = 2
+} memsess_key_kind_e;
+
+/* What a stored key is; *id gets what php-memcached hands libmemcached
+ * (the key without the prefix: "<id>" or "lock.<id>"). */
+memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
+                                    const char **id, apr_size_t *idlen);
+
+/* Where php-memcached 3.x puts keys for one session.save_path: a
+ * memcached_st built as its session handler builds one (servers from
+ * memcached_servers_parse, binary protocol, ketama or modula, replicas,
+ * the prefix as namespace), asked with memcached_generate_hash(); the
+ * replicas are the next servers in list order, as libmemcached writes
+ * them. */
+typedef struct memsess_place memsess_place_t;
+
+/* NULL when libmemcached refuses the list.  Freed with pool p. */
+memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
+                                      int replicas, int ketama);
+/* Distinct servers of the list, "host:port" as libmemcached parsed them. */
+int memsess_place_nservers(const memsess_place_t *pl);
+const char *memsess_place_server(const memsess_place_t *pl, int i);
+/* The servers (indexes above) that hold id: where reads go first, then
+ * the replicas, each once.  Returns how many (at most max). */
+int memsess_place_key(const memsess_place_t *pl, const char *id,
+                      apr_size_t idlen, int *where, int max);
+
+/* Which consistent hashing php-memcached uses for a view: ketama unless
+ * mod_memsess injects sess_consistent_hash=0 (replicas with successor). */
+int memsess_view_ketama(int replicas, memsess_failover_e failover);
+
+/* What the sync does with one key found on one server (pure; ids of
+ * servers in any common numbering). */
+typedef enum {
+    MEMSESS_SYNC_SKIP   = 0,  /* nothing: not ours to move */
+    MEMSESS_SYNC_COPY   = 1,  /* here is its authority, the new list
+                               * places it on the returning server too */
+    MEMSESS_SYNC_VERIFY = 2,  /* on the returning server, placed there: it
+                               * stays only if its authority has it */
+    MEMSESS_SYNC_DROP   = 3   /* on the returning server: a lock, or not
+                               * placed there: deleted */
+} memsess_sync_action_e;
+
+memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
+                                          int here, int returning,
+                                          const int *now, int nnow,
+                                          const int *next, int nnext);
+
+typedef struct {
+    apr_uint64_t examined;   /* metadump lines looked at */
+    apr_uint64_t copied;     /* values written to the returning server */
+    apr_uint64_t deleted;    /* keys removed (stale, locks, moved back) */
+    apr_uint64_t same;       /* already equal there */
+    apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
+} memsess_sync_stats_t;
+
+/* One list to sync: a view's session.save_path published now, the one
+ * about to be published (the same with the returning server live), and
+ * how php-memcached places keys on it. */
+typedef struct {
+    const char *path_now;
+    const char *path_next;
+    int         replicas;
+    int         ketama;
+} memsess_sync_list_t;
+
+/* One sync: every list holding the returning server, at once (servers
+ * shared by pools with other placements hold keys of every pool, and a
+ * key is only deleted when no list wants it there). */
+typedef struct {
+    const char                *returning;   /* "host:port" */
+    const memsess_sync_list_t *lists;
+    int                        nlists;
+    apr_interval_time_t        timeout;     /* of one operation */
+    volatile apr_uint32_t     *stop;        /* set: stop before next key */
+    void (*progress)(void *baton, const memsess_sync_stats_t *stats);
+    void                      *baton;
+} memsess_sync_spec_t;
+
+typedef struct memsess_sync memsess_sync_t;
+
+/* Connects nothing yet; NULL and err filled when a list is refused. */
+memsess_sync_t *memsess_sync_create(apr_pool_t *p,
+                                    const memsess_sync_spec_t *spec,
+                                    char *err, apr_size_t errlen);
+/* Before the flip: the full pass, then a delta pass over what changed
+ * since it began.  APR_SUCCESS, or an error described in err (the
+ * returning server or an authority failed, or stop was set). */
+apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
+                                 apr_size_t errlen);
+/* After the flip: what requests that still had the old list wrote at the
+ * old authority since it was copied is brought over with cas (S keeps
+ * anything a new request wrote).  Run at once, then again (final) after a
+ * grace, which also removes copies the new list places nowhere. */
+apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
+                                apr_size_t errlen);
+const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
+void memsess_sync_destroy(memsess_sync_t *sync);
 
 /* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */
@@ -546,6 +699,24 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
 /* Starts a round unless the last one is still out. */
 void memsess_exchange_round(memsess_exchange_t *x);
 void memsess_exchange_stop(memsess_exchange_t *x);
+
+/* memsess_rejoin.c: the checker's rejoin syncs, a thread each.  mutex is
+ * the checker's (held by every writer of the table); start, busy and
+ * cancel are called with it held, reap and stop_all without. */
+typedef struct memsess_rejoin memsess_rejoin_t;
+struct apr_thread_mutex_t;
+memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
+                                        struct apr_thread_mutex_t *mutex);
+/* Starts the sync of slot i, just marked SYNCING (inside no write). */
+void memsess_rejoin_start(memsess_rejoin_t *r, int i);
+/* Whether the last sync of slot i still runs (its server stays down). */
+int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
+/* Its server failed a probe: the sync stops at its next key. */
+void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
+/* Joins the syncs that ended (each round). */
+void memsess_rejoin_reap(memsess_rejoin_t *r);
+/* The checker stops: every sync stops, and is joined. */
+void memsess_rejoin_stop_all(memsess_rejoin_t *r);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);

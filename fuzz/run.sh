@@ -6,7 +6,7 @@
 # First builds and runs each fuzz/crashes-fixed/*.c: a small program that
 # reproduces a bug found here and exits 0 once it is fixed.  Then builds
 # each harness fuzz/NAME.c with memsess_pool.c, memsess_table.c and
-# memsess_verdicts.c into
+# memsess_verdicts.c and memsess_sync.c (and libmemcached) into
 # fuzz/NAME.bin, copies its seeds (fuzz/seeds/NAME/) and the inputs of bugs
 # already fixed (fuzz/crashes-fixed/NAME/) into fuzz/corpus-run/NAME/, and
 # runs it for its share of SECONDS.  Every seed is run first, so a fixed
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TOTAL=${1:-30}
 CC=${CC:-clang}
-HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts)
+HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_sync)
 TEMP_WORK=0
 
 case "$TOTAL" in
@@ -85,7 +85,8 @@ for src in "$TOP"/fuzz/crashes-fixed/*.c; do
     log=$RUN/regress-$name.log
     if ! "$CC" "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" "$src" \
             "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
-            "$TOP/memsess_verdicts.c" "${APR_LIBS[@]}" \
+            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" "${APR_LIBS[@]}" \
+            -lmemcached \
             >"$log" 2>&1; then
         echo "regress $name: FAILED to build:"
         sed 's/^/    /' "$log"
@@ -110,8 +111,8 @@ for h in "${HARNESSES[@]}"; do
 
     if ! "$CC" -fsanitize=fuzzer "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" \
             "$TOP/fuzz/$h.c" "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
-            "$TOP/memsess_verdicts.c" \
-            "${APR_LIBS[@]}" >"$log" 2>&1; then
+            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" \
+            "${APR_LIBS[@]}" -lmemcached >"$log" 2>&1; then
         echo "$h: FAILED to build:"
         sed 's/^/    /' "$log"
         failed=$((failed + 1))

@@ -46,8 +46,8 @@ for my $vhost (qw(memsess_pool_a memsess_pool_b memsess_inherit default)) {
     ok t_cmp($i->{env}{_SERVER_MEMSESS_SAVE_PATH}, addrs(@A),
              'pool_a: MEMSESS_SAVE_PATH in $_SERVER');
     ok t_cmp($i->{env}{MEMSESS_LIVE}, '2/2', 'pool_a: MEMSESS_LIVE live/configured');
-    ok t_cmp($i->{replicas}, '0',
-             'pool_a: no MemsessReplicas, php-memcached keeps 0 replicas');
+    ok t_cmp($i->{replicas}, '1',
+             'pool_a: no MemsessReplicas, two servers: 1 replica (the default)');
 }
 
 # A CGI sees the same environment.
@@ -77,7 +77,9 @@ sub login {
              "$vhost: session_write_close() succeeded every time");
     my $key = session_key($id, $seen[0]{sess_prefix});
     my @in = memc_holders($key, @$pool);
-    ok t_cmp(scalar @in, 1, "$vhost: the key $key is on one server of its pool");
+    # the default: one replica in a pool of two or more servers
+    my $copies = @$pool >= 2 ? 2 : 1;
+    ok t_cmp(scalar @in, $copies, "$vhost: the key $key is on $copies server(s) of its pool");
     my @wrong = memc_holders($key, @$other);
     ok t_cmp("@wrong", '', "$vhost: and on no server of any other pool");
     return $id;

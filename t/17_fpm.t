@@ -32,11 +32,12 @@ my $ua = new_ua();
 my ($d1) = get_json($ua, $V, '/memsess/session.php');
 my ($d2) = get_json($ua, $V, '/memsess/session.php');
 ok t_cmp(($d1 ? $d1->{n} : 'x') . ($d2 ? $d2->{n} : 'x'), '12', 'php-fpm: a session persists');
-ok t_cmp(scalar memc_holders(session_key($d1 ? $d1->{session_id} : 'none'), @P), 1,
-         'php-fpm: stored in the pool');
+ok t_cmp(scalar memc_holders(session_key($d1 ? $d1->{session_id} : 'none'), @P), 2,
+         'php-fpm: stored in the pool (and its replica: the default)');
 
 memc_kill('P1');
 wait_states(fail_deadline(), 'down', 'P1');
-ok t_cmp((info($V) || {})->{save_path}, addr('P2'), 'php-fpm: a dead server is dropped');
+ok t_cmp((info($V) || {})->{save_path}, addrs(qw(P2 P2)),
+         'php-fpm: a dead server\'s place goes to its successor (the default)');
 
 memc_stop(@P, 'FPM_1');

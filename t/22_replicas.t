@@ -59,8 +59,8 @@ ok t_cmp(defined wait_states(10, 'up', @R) ? 1 : 0, 1, 'status: the three server
                 'memsess_pool_a', $V{drop1}, $V{drop2};
         push @seen, join '/', @r;
     }
-    ok t_cmp(join(' ', @seen), join(' ', ('0/1/2') x 4),
-             'replicas: 0 in pool_a, 1 and 2 in the replica vhosts, on every request');
+    ok t_cmp(join(' ', @seen), join(' ', ('1/1/2') x 4),
+             'replicas: 1 in pool_a (the default for two servers), 1 and 2 in the replica vhosts, on every request');
 }
 
 # --- helpers ------------------------------------------------------------------------

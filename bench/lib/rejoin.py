@@ -1,22 +1,20 @@
-"""bench/rejoin.sh: what a rejoin sync (MemsessRejoin sync) of a server that
-holds 100,000 sessions costs, and what users see meanwhile.
+"""bench/rejoin.sh: the rejoin sync of a server that comes back empty while
+the pool holds many sessions (100,000 of 1 KB by default).
 
-Three memcached servers hold --sessions PHP sessions of --size bytes each,
-written beforehand exactly where php-memcached puts them (lib/populate.php),
-with one replica each (the defaults: MemsessReplicas 1, MemsessFailover
-successor).  Apache + mod_php + mod_memsess with nothing but MemsessServers
-(every other setting at its default); 30 users with a counter in their
-session keep making requests.  Two cycles on the middle server:
+Three memcached; Apache with only MemsessServers (the defaults: replicas 1,
+successor, MemsessRejoin sync) and the SPEC check settings (interval 1s,
+timeout 250ms, thresholds 2).  The sessions are written the way
+php-memcached's session handler writes them (a PHP CLI script, the
+Memcached class set up like the handler: binary protocol, modulo
+distribution, one replica, the memc.sess.key. prefix).  30 users with a
+counter in their session run throughout.  Server 3 is killed, marked down,
+restarted empty after a few seconds: the sync refills it before it is
+published.
 
-  freeze  SIGSTOP, until it is marked down, --outage seconds, SIGCONT: it
-          comes back holding its old copies
-  kill    SIGKILL, until it is marked down, --outage seconds, restarted
-          empty: it comes back with nothing
-
-For each: how long the server stayed `syncing` (first status poll showing
-it to the first showing it up), the sync's own figures from the status page
-and the log, and the requests served while it synced (count, p50, p99,
-failed, no session, lost, stale), against the healthy phase before.
+Figures: the sync's duration and counts (its NOTICEs MEMSESS0030/0031/0035),
+the requests served while it ran and their p50/p99 against the healthy
+phase, sessions lost or stale through the whole cycle, and the probes of
+the other servers during the sync (they must keep the interval).
 """
 
 import argparse
@@ -28,176 +26,175 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (RESULTS, WORK, Load, Runner, StatusWatch, log,
-                      load_average, machine_line, ms, now, summarize,
-                      write_csv)
+                      machine_line, now, summarize)
 
-MEMC_PORTS = (31021, 31022, 31023)
-APACHE_PORT = 31030
-LIB = os.path.dirname(os.path.abspath(__file__))
+MEMC_PORTS = (31041, 31042, 31043)
+APACHE_PORT = 31050
+
+FILL_PHP = r'''<?php
+[$prog, $servers, $count, $size] = $argv;
+$m = new Memcached();
+$m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
+$m->setOption(Memcached::OPT_NUMBER_OF_REPLICAS, 1);
+$m->setOption(Memcached::OPT_PREFIX_KEY, 'memc.sess.key.');
+$m->setOption(Memcached::OPT_SERIALIZER, Memcached::SERIALIZER_PHP);
+foreach (explode(',', $servers) as $s) {
+    [$h, $p] = explode(':', $s);
+    $m->addServer($h, (int)$p);
+}
+$pad = str_repeat('x', max(0, (int)$size - 40));
+$batch = [];
+for ($i = 0; $i < (int)$count; $i++) {
+    $batch[sprintf('bench%021d', $i)] = 'n|i:1;pad|s:' . strlen($pad) . ':"' . $pad . '";';
+    if (count($batch) == 500) {
+        $m->setMulti($batch, 3600);
+        $batch = [];
+    }
+}
+if ($batch) {
+    $m->setMulti($batch, 3600);
+}
+echo $m->getResultCode() == Memcached::RES_SUCCESS ? "ok\n" : $m->getResultMessage() . "\n";
+'''
 
 
-def populate(memcs, count, size):
-    t = now()
-    out = subprocess.run(
-        ['php', os.path.join(LIB, 'populate.php'),
-         ','.join(m.addr for m in memcs), str(count), str(size), '1', '0'],
-        capture_output=True, text=True, check=True).stdout.strip()
-    log('populated %s sessions of %d bytes in %.1f s' % (out, size, now() - t))
-    return int(out or 0)
+def notices(errlog, tags):
+    out = []
+    try:
+        with open(errlog) as f:
+            for line in f:
+                if any(t in line for t in tags):
+                    out.append(line.strip())
+    except OSError:
+        pass
+    return out
 
 
 def items(m):
     return int(m.stats().get('curr_items', 0))
 
 
-def sync_lines(apache, since):
-    """The module's NOTICE lines about syncs, from byte offset since."""
-    with open(apache.errlog, errors='replace') as f:
-        f.seek(since)
-        return [l.rstrip() for l in f if 'sync' in l.lower()]
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sessions', type=int, default=100000)
+    ap.add_argument('--size', type=int, default=1024)
+    ap.add_argument('--users', type=int, default=30)
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
 
-
-def first_seen(watch, addr, state, since):
-    """Time of the first status poll after since that showed addr in
-    state, or None."""
-    with watch.cv:
-        for t, states in watch.states_history:
-            if t >= since and states.get(addr) == state:
-                return t
-    return None
-
-
-def cycle(R, apache, watch, load, t0, memc, kind, args):
-    rel = lambda: now() - t0
-    res = {'kind': kind}
-    off = os.path.getsize(apache.errlog)
-    res['items_before'] = items(memc)
-    ev = {'start': rel()}
-    if kind == 'freeze':
-        memc.freeze()
-    else:
-        memc.kill()
-    ev['down'] = watch.wait(memc.addr, 'down', 15) or rel()
-    time.sleep(args.outage)
-    ev['back'] = rel()
-    if kind == 'freeze':
-        memc.thaw()
-    else:
-        memc.start()
-    ev['up'] = watch.wait(memc.addr, 'up', args.sync_deadline)
-    if ev['up'] is None:
-        ev['up'] = rel()
-        res['timed_out'] = True
-    ev['syncing'] = first_seen(watch, memc.addr, 'syncing', ev['back'])
-    res['server'] = watch.server(memc.addr)
-    time.sleep(args.after)
-    ev['end'] = rel()
-    res['ev'] = ev
-    res['items_after'] = items(memc)
-    res['log'] = sync_lines(apache, off)
-    return res
-
-
-def run(args):
-    started = time.strftime('%Y-%m-%d %H:%M')
     with Runner() as R:
-        memcs = [R.memcached(p, mem=args.mem) for p in MEMC_PORTS]
+        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
         addrs = [m.addr for m in memcs]
-        body = 'MemsessServers %s' % ' '.join(addrs)
+        body = '\n'.join([
+            'MemsessServers %s' % ' '.join(addrs),
+            'MemsessCheckInterval 1s',
+            'MemsessCheckTimeout 250ms',
+            'LogLevel notice',
+        ])
         apache = R.apache('rejoin', APACHE_PORT, body, workers=60,
                           start_servers=60).start()
         t0 = now()
         watch = StatusWatch(apache, every=0.02, t0=t0).start()
         if not watch.all_up(addrs, 15):
-            raise RuntimeError('the servers did not come up: %s' % watch.current)
-        written = populate(memcs, args.sessions, args.size)
-        load = Load(APACHE_PORT, users=args.users, think=args.think,
+            raise RuntimeError('the servers did not come up')
+
+        fill = os.path.join(WORK, 'rejoin-fill.php')
+        with open(fill, 'w') as f:
+            f.write(FILL_PHP)
+        tf = now()
+        r = subprocess.run(['php', fill, ','.join(addrs), str(args.sessions),
+                            str(args.size)], capture_output=True, text=True)
+        if r.stdout.strip() != 'ok':
+            raise RuntimeError('fill: %s %s' % (r.stdout, r.stderr))
+        log('filled %d sessions of %d bytes in %.1f s; items per server: %s'
+            % (args.sessions, args.size, now() - tf,
+               ', '.join(str(items(m)) for m in memcs)))
+
+        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
                     timeout=15.0, t0=t0).start()
-        time.sleep(args.warmup)
-        healthy = (now() - t0, None)
-        time.sleep(args.phase)
-        healthy = (healthy[0], now() - t0)
-        cycles = []
-        for kind in args.cycles.split(','):
-            cycles.append(cycle(R, apache, watch, load, t0, memcs[1], kind,
-                                args))
+        time.sleep(3)
+        ev = {'healthy': now() - t0}
+        time.sleep(5)
+        victim = memcs[2]
+        others = [m.addr for m in memcs if m is not victim]
+        ev['kill'] = now() - t0
+        victim.kill()
+        ev['down'] = watch.wait(victim.addr, 'down', 15) or (now() - t0)
+        time.sleep(5)
+        ev['restart'] = now() - t0
+        victim.start()
+        ev['syncing'] = watch.wait(victim.addr, 'syncing', 30)
+        ev['up'] = watch.wait(victim.addr, 'up', 300) or (now() - t0)
+        time.sleep(5)
+        ev['end'] = now() - t0
         load.stop()
         watch.stop()
-        records = load.snapshot()
-        write_csv(os.path.join(WORK, 'rejoin.csv'), records)
-    return report(args, started, written, records, healthy, cycles)
+        held = items(victim)
+        log_lines = notices(apache.errlog, ('MEMSESS0030', 'MEMSESS0031',
+                                            'MEMSESS0033', 'MEMSESS0035'))
+        apache.stop()
+        R.apaches.remove(apache)
 
-
-def row(name, s):
-    return ('| %s | %d | %.0f/s | %s | %s | %s | %d | %d | %d | %d |' % (
-        name, s['requests'], s['rps'], ms(s['p50']), ms(s['p99']),
-        ms(s['max']), s['failed'], s['nosess'], s['lost'], s['stale']))
-
-
-def report(args, started, written, records, healthy, cycles):
-    out = ['# Rejoin sync of a server holding %d sessions' % args.sessions, '',
-           'Run %s; `bench/rejoin.sh` (load average at the end: %s).'
-           % (started, load_average()), machine_line(), '',
-           '%d sessions of %d bytes written over three memcached with one '
-           'replica each (%d written); Apache with nothing but '
-           '`MemsessServers` (defaults: Replicas 1, successor, Rejoin sync); '
-           '%d users with a counter in their session, %.0f ms think time.'
-           % (args.sessions, args.size, written, args.users,
-              args.think * 1000), '',
-           '| cycle | held before | held after | down → back | syncing '
-           '(first poll → up) | sync figures (status page) |',
-           '|---|---|---|---|---|---|']
-    for c in cycles:
-        ev = c['ev']
-        sync_t = (ev['up'] - ev['syncing']) if ev['syncing'] is not None \
-            else float('nan')
-        srv = c['server']
-        figs = ', '.join('%s %s' % (k, v) for k, v in sorted(srv.items())
-                         if k.startswith('sync'))
-        out.append('| %s | %d | %d | %s | %s%s | %s |' % (
-            c['kind'], c['items_before'], c['items_after'],
-            ms(ev['back'] - ev['down']), ms(sync_t),
-            ' (**did not end**)' if c.get('timed_out') else '',
-            figs or '–'))
-    out += ['', '| phase | requests | served | p50 | p99 | slowest | failed '
-            '| no session | lost | stale |',
-            '|---|---|---|---|---|---|---|---|---|---|',
-            row('healthy', summarize(records, *healthy))]
-    for c in cycles:
-        ev = c['ev']
-        out.append(row('%s: down' % c['kind'],
-                       summarize(records, ev['down'], ev['back'])))
-        if ev['syncing'] is not None:
-            out.append(row('%s: syncing' % c['kind'],
-                           summarize(records, ev['syncing'], ev['up'])))
-        out.append(row('%s: after' % c['kind'],
-                       summarize(records, ev['up'], ev['end'])))
-    out += ['', 'The module\'s log lines about the syncs:', '', '```']
-    for c in cycles:
-        out += c['log'][-6:]
-    out += ['```', '']
-    text = '\n'.join(out)
-    with open(os.path.join(RESULTS, 'rejoin.md'), 'w') as f:
-        f.write(text)
-    print(text)
-    return 0
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--sessions', type=int, default=100000)
-    ap.add_argument('--size', type=int, default=1024)
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--think', type=float, default=0.1)
-    ap.add_argument('--mem', type=int, default=512, help='MB per memcached')
-    ap.add_argument('--cycles', default='freeze,kill')
-    ap.add_argument('--warmup', type=float, default=3.0)
-    ap.add_argument('--phase', type=float, default=10.0)
-    ap.add_argument('--outage', type=float, default=5.0)
-    ap.add_argument('--after', type=float, default=5.0)
-    ap.add_argument('--sync-deadline', type=float, default=180.0)
-    return run(ap.parse_args())
+    recs = load.snapshot()
+    sync_from = ev['syncing'] if ev['syncing'] is not None else ev['restart']
+    healthy = summarize(recs, ev['healthy'], ev['kill'])
+    during = summarize(recs, sync_from, ev['up'])
+    cycle = summarize(recs, ev['kill'], ev['end'])
+    window = summarize(recs, ev['kill'], ev['down'])
+    after = summarize(recs, ev['down'], ev['end'])
+    probes = []
+    for a in others:
+        c0, c1 = watch.checks_at(a, sync_from), watch.checks_at(a, ev['up'])
+        if c0 is not None and c1 is not None:
+            probes.append('%s: %d probes in %.1f s' % (a, c1 - c0,
+                                                        ev['up'] - sync_from))
+    odd = [r for r in recs if r.t >= ev['down'] and r.outcome in ('lost', 'stale')]
+    when = ', '.join('%s at %+.2f s from %s' % (
+        r.outcome, r.t - (ev['up'] if r.t >= ev['up'] else ev['down']),
+        'the flip' if r.t >= ev['up'] else 'detection') for r in odd[:12])
+    m031 = next((l for l in log_lines if 'MEMSESS0031' in l), '')
+    took = re.search(r'after (\d+)ms', m031)
+    lines = [
+        '# Rejoin sync of a server holding %d sessions (bench/rejoin.sh)' % args.sessions,
+        '',
+        machine_line(),
+        '',
+        'Three memcached, only `MemsessServers` written (replicas 1, successor, '
+        '`MemsessRejoin sync`), interval 1s, timeout 250ms; %d sessions of %d '
+        'bytes written as php-memcached writes them, %d users with a counter '
+        'throughout. Server 3 killed, down, restarted empty: the sync refills it.'
+        % (args.sessions, args.size, args.users),
+        '',
+        '| what | figure |',
+        '|---|---|',
+        '| sync duration (MEMSESS0030 to the flip) | %s |' % (
+            '%s ms' % took.group(1) if took else 'n/a'),
+        '| syncing seen on the status page for | %.1f s |' % (ev['up'] - sync_from),
+        '| keys held by the restarted server afterwards | %d |' % held,
+        '| requests served while it synced | %d (%.0f/s), p50 %.1f ms, p99 %.1f ms |' % (
+            during['requests'], during['rps'], during['p50'] * 1000,
+            during['p99'] * 1000),
+        '| healthy, for comparison | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
+            healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
+        '| sessions lost / stale from detection to the end (outage, sync, return) | %d / %d (failed %d, no session %d, of %d) |' % (
+            after['lost'], after['stale'], after['failed'], after['nosess'],
+            after['requests']),
+        '| the same in the detection window (kill to down, %.2f s: not the sync\'s) | %d / %d (failed %d, no session %d, of %d) |' % (
+            ev['down'] - ev['kill'], window['lost'], window['stale'],
+            window['failed'], window['nosess'], window['requests']),
+        '| probes of the other servers during the sync | %s |' % '; '.join(probes),
+        '| when the lost / stale after detection happened | %s |' % (when or 'none'),
+        '',
+        'The NOTICEs:',
+        '',
+        '```',
+    ] + [re.sub(r'^\[[^]]*\] ', '', l) for l in log_lines] + ['```', '']
+    out = os.path.join(RESULTS, 'rejoin.md')
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines))
+    print('\n'.join(lines))
+    log('wrote %s' % out)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

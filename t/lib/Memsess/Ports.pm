@@ -45,6 +45,8 @@ our @NAMES = (
     qw(MEMC_SG1),                            # 18_sasl: graceful, new password
     qw(MEMC_N1 MEMC_N2 MEMC_N3),             # 50_peers: three instances
     qw(MEMC_O1 MEMC_O2 MEMC_O3),             # memsess_window (28_window)
+    qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
+    qw(MEMC_U1 MEMC_U2 MEMC_U3),             # 28_rejoin_sync: replicas 0
 );
 
 our %IPV6 = (MEMC_V6 => 1);

@@ -1,0 +1,1356 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The rejoin sync: given the session.save_path published now and the one
+ * about to be published (the same with a returning server S), bring every
+ * PHP session key to where the new list places it, from where the current
+ * list reads it.  APR and libmemcached only: no httpd, so the unit tests
+ * and the fuzzer drive the pure parts, and the checker runs it on a thread
+ * of its own.
+ *
+ *   placement   memsess_place_*: a memcached_st built as php-memcached 3.x
+ *               builds its session connection; libmemcached answers.
+ *   listing     memcached's "lru_crawler metadump all", read a line at a
+ *               time (never the whole listing in memory); each line is
+ *               untrusted input for memsess_dump_parse().
+ *   before      (S not yet published)
+ *     pass 1    on S: locks, keys not placed on S, and keys whose authority
+ *               (the server requests read now) no longer has them (a logout
+ *               or an expiry during the outage) are deleted; on every other
+ *               server: each key it is the authority of and the new list
+ *               places on S is copied to S with its remaining expiry.
+ *     pass 2    the same, for what changed since pass 1 began (last access
+ *               at the authority; logouts: S's keys checked again).
+ *   (the checker publishes S)
+ *   after       requests that still had the old list may have written the
+ *               old authority: keys it wrote since pass 2 began are
+ *               compared with S and brought over; copies the new list
+ *               places nowhere any more (replicas 0, keys written elsewhere
+ *               while S was out) are removed.
+ *
+ * No copy ever replaces a newer one: a write to S is a compare-and-swap
+ * against the cas S had when its copy was read (an add when S had none),
+ * so anything that wrote S meanwhile (a request, another web server's
+ * sync) wins. */
+
+#include <string.h>
+#include <stdlib.h>
+
+#include <libmemcached/memcached.h>
+
+#include "apr_strings.h"
+#include "apr_hash.h"
+#include "apr_lib.h"
+#include "apr_network_io.h"
+#include "apr_time.h"
+
+#include "mod_memsess.h"
+
+/* ------------------------------------------------------------------ */
+/* Metadump lines                                                     */
+
+/* A decimal integer, optionally negative, of at most 18 digits. */
+static int parse_int(const char *s, apr_size_t len, apr_int64_t *out)
+{
+    apr_int64_t n = 0;
+    apr_size_t i = 0;
+    int neg = 0;
+
+    if (len && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == len || len - i > 18) {
+        return 0;
+    }
+    for (; i < len; i++) {
+        if (!apr_isdigit(s[i])) {
+            return 0;
+        }
+        n = n * 10 + (s[i] - '0');
+    }
+    *out = neg ? -n : n;
+    return 1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char)apr_tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* metadump writes keys %-encoded (uriencode); a key is 1 to 250 bytes of
+ * anything but space and control characters. */
+static int decode_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
+{
+    apr_size_t i, n = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+
+        if (c == '%') {
+            int hi, lo;
+
+            if (i + 2 >= len) {
+                return 0;
+            }
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return 0;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c <= 0x20 || c == 0x7f || n >= MEMSESS_KEY_MAX) {
+            return 0;
+        }
+        it->key[n++] = (char)c;
+    }
+    if (!n) {
+        return 0;
+    }
+    it->key[n] = '\0';
+    it->keylen = n;
+    return 1;
+}
+
+int memsess_dump_parse(const char *line, apr_size_t len,
+                       memsess_dump_item_t *item)
+{
+    apr_size_t i = 0;
+    int have_key = 0, have_exp = 0, have_la = 0;
+
+    if (len == 3 && !memcmp(line, "END", 3)) {
+        return 0;
+    }
+    memset(item, 0, sizeof(*item));
+    while (i < len && line[i] == ' ') {
+        i++;
+    }
+    while (i < len) {
+        apr_size_t start = i, eq, end;
+
+        while (i < len && line[i] != ' ') {
+            i++;
+        }
+        end = i;
+        while (i < len && line[i] == ' ') {
+            i++;
+        }
+        for (eq = start; eq < end && line[eq] != '='; eq++) {
+        }
+        if (eq == end) {
+            return -1;   /* every field is name=value */
+        }
+        if (eq - start == 3 && !memcmp(line + start, "key", 3)) {
+            if (have_key || !decode_key(line + eq + 1, end - eq - 1, item)) {
+                return -1;
+            }
+            have_key = 1;
+        }
+        else if (eq - start == 3 && !memcmp(line + start, "exp", 3)) {
+            if (have_exp || !parse_int(line + eq + 1, end - eq - 1,
+                                       &item->exp) || item->exp < -1) {
+                return -1;
+            }
+            have_exp = 1;
+        }
+        else if (eq - start == 3 && !memcmp(line + start, "cas", 3)) {
+            apr_int64_t cas;
+
+            /* optional: 0 when absent or beyond 18 digits (unknown) */
+            if (parse_int(line + eq + 1, end - eq - 1, &cas) && cas > 0) {
+                item->cas = (apr_uint64_t)cas;
+            }
+        }
+        else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
+            if (have_la || !parse_int(line + eq + 1, end - eq - 1,
+                                      &item->la) || item->la < 0) {
+                return -1;
+            }
+            have_la = 1;
+        }
+        /* other fields (cas, fetch, cls, size, ...): not needed */
+    }
+    return have_key && have_exp && have_la ? 1 : -1;
+}
+
+memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
+                                    const char **id, apr_size_t *idlen)
+{
+    apr_size_t plen = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    apr_size_t llen = sizeof(MEMSESS_LOCK_PREFIX) - 1;
+
+    if (len <= plen || memcmp(key, MEMSESS_SESS_PREFIX, plen)) {
+        return MEMSESS_KEY_OTHER;
+    }
+    *id = key + plen;
+    *idlen = len - plen;
+    if (*idlen > llen && !memcmp(*id, MEMSESS_LOCK_PREFIX, llen)) {
+        return MEMSESS_KEY_LOCK;
+    }
+    return MEMSESS_KEY_SESSION;
+}
+
+/* ------------------------------------------------------------------ */
+/* Placement                                                          */
+
+struct memsess_place {
+    memcached_st *mc;
+    int           nentries;   /* servers in the list, repeats included */
+    int          *server;     /* [nentries]: index among the distinct */
+    int           nservers;
+    const char  **names;      /* [nservers] "host:port" */
+    int           replicas;
+};
+
+static apr_status_t place_cleanup(void *data)
+{
+    memsess_place_t *pl = data;
+
+    memcached_free(pl->mc);
+    return APR_SUCCESS;
+}
+
+int memsess_view_ketama(int replicas, memsess_failover_e failover)
+{
+    /* memsess_inject.c: sess_consistent_hash=0 only with replicas and
+     * successor; otherwise php-memcached's default (On, ketama) */
+    return !(replicas > 0 && failover == MEMSESS_FAILOVER_SUCCESSOR);
+}
+
+memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
+                                      int replicas, int ketama)
+{
+    memcached_server_st *servers = memcached_servers_parse(save_path);
+    memsess_place_t *pl;
+    int i, j;
+
+    if (!servers) {
+        return NULL;
+    }
+    pl = apr_pcalloc(p, sizeof(*pl));
+    pl->mc = memcached_create(NULL);
+    if (!pl->mc) {
+        memcached_server_list_free(servers);
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, pl, place_cleanup, apr_pool_cleanup_null);
+    /* as php-memcached 3.x s_init_mod_data + s_configure_from_ini_values:
+     * push, VERIFY_KEY, BINARY_PROTOCOL (+TCP_NODELAY), the consistent
+     * hash type, the replicas, the prefix as namespace */
+    if (memcached_server_push(pl->mc, servers) != MEMCACHED_SUCCESS) {
+        memcached_server_list_free(servers);
+        return NULL;
+    }
+    memcached_server_list_free(servers);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_VERIFY_KEY, 1);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    if (ketama) {
+        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
+    }
+    if (replicas > 0) {
+        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS,
+                               (uint64_t)replicas);
+    }
+    memcached_callback_set(pl->mc, MEMCACHED_CALLBACK_NAMESPACE,
+                           MEMSESS_SESS_PREFIX);
+    pl->replicas = replicas;
+    pl->nentries = (int)memcached_server_count(pl->mc);
+    if (pl->nentries < 1) {
+        return NULL;
+    }
+    pl->server = apr_pcalloc(p, pl->nentries * sizeof(int));
+    pl->names = apr_pcalloc(p, pl->nentries * sizeof(char *));
+    for (i = 0; i < pl->nentries; i++) {
+        const memcached_instance_st *in =
+            memcached_server_instance_by_position(pl->mc, (uint32_t)i);
+        const char *name = apr_psprintf(p, "%s:%u", memcached_server_name(in),
+                                        (unsigned)memcached_server_port(in));
+
+        for (j = 0; j < pl->nservers && strcmp(pl->names[j], name); j++) {
+        }
+        if (j == pl->nservers) {
+            pl->names[pl->nservers++] = name;
+        }
+        pl->server[i] = j;
+    }
+    return pl;
+}
+
+int memsess_place_nservers(const memsess_place_t *pl)
+{
+    return pl->nservers;
+}
+
+const char *memsess_place_server(const memsess_place_t *pl, int i)
+{
+    return i >= 0 && i < pl->nservers ? pl->names[i] : NULL;
+}
+
+int memsess_place_key(const memsess_place_t *pl, const char *id,
+                      apr_size_t idlen, int *where, int max)
+{
+    uint32_t first = memcached_generate_hash(pl->mc, id, idlen);
+    int r, k, n = 0;
+
+    if (first >= (uint32_t)pl->nentries) {
+        return 0;
+    }
+    /* libmemcached writes replica r to the entry first + r (binary
+     * protocol), wrapping around the list */
+    for (r = 0; r <= pl->replicas && r < pl->nentries; r++) {
+        int s = pl->server[(first + (uint32_t)r) % (uint32_t)pl->nentries];
+
+        for (k = 0; k < n && where[k] != s; k++) {
+        }
+        if (k == n && n < max) {
+            where[n++] = s;
+        }
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* What to do with one key                                            */
+
+static int holds(const int *list, int n, int s)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (list[i] == s) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
+                                          int here, int returning,
+                                          const int *now, int nnow,
+                                          const int *next, int nnext)
+{
+    int placed = holds(next, nnext, returning);
+
+    if (kind == MEMSESS_KEY_OTHER) {
+        return MEMSESS_SYNC_SKIP;
+    }
+    if (here == returning) {
+        /* a lock there is from before the outage; a key the new list does
+         * not read there would be a stale copy the day it does */
+        if (kind == MEMSESS_KEY_LOCK || !placed) {
+            return MEMSESS_SYNC_DROP;
+        }
+        /* the authority is the server requests read now: the first of the
+         * current placement (php-memcached reads replicas only when that
+         * one is unreachable, never on a miss) */
+        if (nnow < 1 || now[0] == returning) {
+            return MEMSESS_SYNC_SKIP;   /* it is its own authority */
+        }
+        return MEMSESS_SYNC_VERIFY;
+    }
+    if (kind == MEMSESS_KEY_SESSION && placed && nnow > 0 && now[0] == here) {
+        return MEMSESS_SYNC_COPY;
+    }
+    return MEMSESS_SYNC_SKIP;
+}
+
+/* ------------------------------------------------------------------ */
+/* The run                                                            */
+
+#define MAX_PLACES   (16)          /* replicas + 1, capped */
+#define MAX_LISTS    (64)          /* distinct lists holding one server */
+#define DUMP_LINE_MAX     (4096)
+#define DUMP_BUF     (65536)
+#define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
+#define SETTLE_US    (5000)        /* a write's replica lands meanwhile */
+
+typedef struct {
+    const char   *name;     /* "host:port" */
+    char         *host;
+    apr_port_t    port;
+    memcached_st *mc;       /* direct, no namespace; opened when needed */
+    memcached_result_st res;   /* what fetch() read there, bound to mc:
+                                * libmemcached grows a value with the
+                                * allocator of the result's own handle */
+    int           in_now;   /* in the list published now */
+} server_t;
+
+/* One list, placed: its servers numbered as ours. */
+typedef struct {
+    memsess_place_t *now, *next;
+    int             *now_id, *next_id;   /* place index -> server_t index */
+} list_t;
+
+/* Where one key is under every list. */
+typedef struct {
+    int now[MAX_PLACES], next[MAX_PLACES];
+    int nnow, nnext;
+} where_t;
+
+/* A session written at its authority while the sync ran: a user active
+ * right now, whose next request may come just after the flip. */
+typedef struct {
+    memsess_dump_item_t it;
+    int                 here;         /* its authority */
+    int                 placed_here;  /* the new list keeps it there too */
+    int                 list;         /* the list that copied it */
+    uint64_t            seen;         /* its cas there, last looked at */
+} hot_t;
+
+#define HOT_MAX      (4096)        /* the busiest sessions, at most */
+#define HOT_RECENT_S (10)          /* used this many seconds before: hot */
+#define HOT_WATCH    apr_time_from_msec(300)
+
+struct memsess_sync {
+    apr_pool_t               *pool;
+    const memsess_sync_spec_t *spec;
+    list_t                   *lists;
+    int                       nlists;
+    where_t                  *where;             /* [nlists], scratch */
+    server_t                 *servers;
+    int                       nservers;
+    int                       s;                 /* the returning server */
+    apr_time_t                began;       /* pass 1 */
+    apr_time_t                delta_began; /* the pass being run */
+    apr_hash_t               *written;     /* key -> S's cas after we
+                                            * wrote or checked it */
+    int                       final;       /* the last after pass */
+    memsess_sync_stats_t      stats;
+    memcached_result_st      *res;         /* the last fetch() */
+    hot_t                    *hot;         /* written during the sync */
+    int                       nhot;
+    char                     *held;        /* hold(): one value at a time */
+    apr_size_t                held_size;
+};
+
+static int server_id(memsess_sync_t *y, const char *name)
+{
+    int i;
+    char *host;
+    const char *colon;
+
+    for (i = 0; i < y->nservers; i++) {
+        if (!strcmp(y->servers[i].name, name)) {
+            return i;
+        }
+    }
+    host = apr_pstrdup(y->pool, name);
+    colon = strrchr(host, ':');
+    if (!colon) {
+        return -1;
+    }
+    host[colon - host] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        host[strlen(host) - 1] = '\0';
+        host++;
+    }
+    y->servers[i].name = name;
+    y->servers[i].host = host;
+    y->servers[i].port = (apr_port_t)atoi(colon + 1);
+    return y->nservers++;
+}
+
+memsess_sync_t *memsess_sync_create(apr_pool_t *p,
+                                    const memsess_sync_spec_t *spec,
+                                    char *err, apr_size_t errlen)
+{
+    memsess_sync_t *y = apr_pcalloc(p, sizeof(*y));
+    memsess_place_t *ret = memsess_place_create(p, spec->returning, 0, 0);
+    int i, k, n = 1, placed = 0;
+
+    y->pool = p;
+    y->spec = spec;
+    if (spec->nlists < 1 || spec->nlists > MAX_LISTS) {
+        apr_snprintf(err, errlen, "%d lists to sync (1 to %d)",
+                     spec->nlists, MAX_LISTS);
+        return NULL;
+    }
+    y->nlists = spec->nlists;
+    y->lists = apr_pcalloc(p, (spec->nlists + 1) * sizeof(list_t));
+    y->where = apr_pcalloc(p, (spec->nlists + 1) * sizeof(where_t));
+    for (k = 0; k < spec->nlists; k++) {
+        const memsess_sync_list_t *l = &spec->lists[k];
+        list_t *L = &y->lists[k];
+
+        L->now = memsess_place_create(p, l->path_now, l->replicas, l->ketama);
+        L->next = memsess_place_create(p, l->path_next, l->replicas,
+                                       l->ketama);
+        if (!L->now || !L->next) {
+            apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" "
+                         "or \"%s\"", l->path_now, l->path_next);
+            return NULL;
+        }
+        n += memsess_place_nservers(L->now) + memsess_place_nservers(L->next);
+    }
+    if (!ret) {
+        apr_snprintf(err, errlen, "libmemcached refused \"%s\"",
+                     spec->returning);
+        return NULL;
+    }
+    y->servers = apr_pcalloc(p, n * sizeof(server_t));
+    y->s = server_id(y, memsess_place_server(ret, 0));
+    for (k = 0; k < y->nlists; k++) {
+        list_t *L = &y->lists[k];
+        int nn = memsess_place_nservers(L->now);
+        int nx = memsess_place_nservers(L->next);
+
+        L->now_id = apr_pcalloc(p, nn * sizeof(int));
+        L->next_id = apr_pcalloc(p, nx * sizeof(int));
+        for (i = 0; i < nn; i++) {
+            L->now_id[i] = server_id(y, memsess_place_server(L->now, i));
+            if (L->now_id[i] >= 0) {
+                y->servers[L->now_id[i]].in_now = 1;
+            }
+        }
+        for (i = 0; i < nx; i++) {
+            L->next_id[i] = server_id(y, memsess_place_server(L->next, i));
+        }
+        placed |= holds(L->next_id, nx, y->s);
+    }
+    if (y->s < 0 || !placed) {
+        apr_snprintf(err, errlen, "%s is in none of the new lists",
+                     spec->returning);
+        return NULL;
+    }
+    return y;
+}
+
+void memsess_sync_destroy(memsess_sync_t *y)
+{
+    int i;
+
+    if (!y) {
+        return;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        if (y->servers[i].mc) {
+            memcached_result_free(&y->servers[i].res);
+            memcached_free(y->servers[i].mc);
+            y->servers[i].mc = NULL;
+        }
+    }
+
+    free(y->held);
+    y->held = NULL;
+    y->held_size = 0;
+}
+
+const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
+{
+    return &y->stats;
+}
+
+static memcached_st *conn(memsess_sync_t *y, int i)
+{
+    server_t *sv = &y->servers[i];
+    uint64_t ms = (uint64_t)apr_time_as_msec(y->spec->timeout);
+
+    if (sv->mc) {
+        return sv->mc;
+    }
+    if (ms < 1) {
+        ms = 1;
+    }
+    sv->mc = memcached_create(NULL);
+    if (!sv->mc) {
+        return NULL;
+    }
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    if (memcached_server_add(sv->mc, sv->host, sv->port) != MEMCACHED_SUCCESS
+        || !memcached_result_create(sv->mc, &sv->res)) {
+        memcached_free(sv->mc);
+        sv->mc = NULL;
+    }
+    return sv->mc;
+}
+
+static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
+                         memcached_return_t rc, char *err, apr_size_t errlen)
+{
+    apr_snprintf(err, errlen, "%s %s: %s", what, y->servers[i].name,
+                 y->servers[i].mc ? memcached_strerror(y->servers[i].mc, rc)
+                                  : "cannot create a connection");
+    return APR_EGENERAL;
+}
+
+/* Reads key at server i into y->res (value, flags, cas), valid until the
+ * next fetch() from the same server.  SUCCESS,
+ * NOTFOUND or an error. */
+static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
+                                apr_size_t len)
+{
+    memcached_st *mc = conn(y, i);
+    const char *keys[1];
+    size_t lens[1];
+    memcached_return_t rc, end;
+    int found = 0;
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    keys[0] = key;
+    lens[0] = len;
+    rc = memcached_mget(mc, keys, lens, 1);
+    if (rc != MEMCACHED_SUCCESS) {
+        return rc;
+    }
+    y->res = &y->servers[i].res;
+    if (memcached_fetch_result(mc, y->res, &rc)) {
+        found = 1;
+        /* drain the end of the answer */
+        while (memcached_fetch_result(mc, NULL, &end)) {
+        }
+    }
+    if (found) {
+        return MEMCACHED_SUCCESS;
+    }
+    return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
+           || rc == MEMCACHED_SUCCESS ? MEMCACHED_NOTFOUND : rc;
+}
+
+static int stopped(const memsess_sync_t *y, char *err, apr_size_t errlen)
+{
+    if (y->spec->stop && *y->spec->stop) {
+        apr_cpystrn(err, "stopped", errlen);
+        return 1;
+    }
+    return 0;
+}
+
+static void progress(memsess_sync_t *y, int always)
+{
+    if (y->spec->progress && (always || !(y->stats.examined % 256))) {
+        y->spec->progress(y->spec->baton, &y->stats);
+    }
+}
+
+/* Expiry to write: what is left of it, as memcached takes it (absolute
+ * unix seconds; 0 = never).  -1: already expired, copy nothing. */
+static time_t expiry(apr_int64_t exp)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now());
+
+    if (exp < 0) {
+        return 0;
+    }
+    if (exp <= now + 1) {
+        return (time_t)-1;
+    }
+    return (time_t)exp;
+}
+
+/* Writes value onto S unless S's copy changed since `cas` was read from it
+ * (0: S had none, so only if it still has none). */
+static memcached_return_t put_s(memsess_sync_t *y, const char *key,
+                                apr_size_t len, const char *value,
+                                apr_size_t vlen, uint32_t flags, time_t exp,
+                                uint64_t cas)
+{
+    memcached_st *mc = conn(y, y->s);
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    if (cas) {
+        return memcached_cas(mc, key, len, value, vlen, exp, flags, cas);
+    }
+    return memcached_add(mc, key, len, value, vlen, exp, flags);
+}
+
+/* Keeps a copy of a value read (the next fetch reuses y->res), in one
+ * buffer grown as needed: a sync of many keys allocates once. */
+static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
+{
+    if (len + 1 > y->held_size) {
+        char *bigger = realloc(y->held, len + 1);
+
+        if (!bigger) {
+            return NULL;
+        }
+        y->held = bigger;
+        y->held_size = len + 1;
+    }
+    memcpy(y->held, value, len);
+    return y->held;
+}
+
+/* What the sync left of a key: S's cas after it wrote or checked it, and
+ * the authority's cas it copied from (a later write there changes it;
+ * reads do not, unlike memcached's last-access time). */
+typedef struct {
+    uint64_t s;
+    uint64_t authority;
+} mine_t;
+
+/* Notes it (known 0: read S's cas back after a copy). */
+static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
+                     uint64_t known, uint64_t authority)
+{
+    mine_t *m;
+
+    if (!known) {
+        if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
+            return;
+        }
+        known = memcached_result_cas(y->res);
+    }
+    m = apr_hash_get(y->written, it->key, it->keylen);
+    if (!m) {
+        m = apr_palloc(y->pool, sizeof(*m));
+        apr_hash_set(y->written, apr_pmemdup(y->pool, it->key, it->keylen),
+                     it->keylen, m);
+    }
+    m->s = known;
+    m->authority = authority;
+}
+
+/* Whether the authority's copy (as listed) changed since the sync copied
+ * it: by its cas when the listing gives one, else by its last access. */
+static int changed(const memsess_sync_t *y, const memsess_dump_item_t *it)
+{
+    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+
+    if (!m) {
+        return 1;
+    }
+    if (it->cas) {
+        return m->authority != it->cas;
+    }
+    return it->la >= apr_time_sec(y->delta_began) - 1;
+}
+
+/* Counts what put_s() did: a copy, or nothing because S changed after
+ * its cas was read (what is there wins), or an error (in err). */
+static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
+                             uint64_t authority, memcached_return_t rc,
+                             char *err, apr_size_t errlen)
+{
+    if (rc == MEMCACHED_SUCCESS) {
+        y->stats.copied++;
+        remember(y, it, 0, authority);
+        return APR_SUCCESS;
+    }
+    if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
+        || rc == MEMCACHED_NOTFOUND) {
+        y->stats.newer++;
+        return APR_SUCCESS;
+    }
+    return fail(y, y->s, "cannot write", rc, err, errlen);
+}
+
+/* The authority's copy of key, which the new list places on S too, onto
+ * S.  Returns APR_SUCCESS or an error in err. */
+static apr_status_t copy_key(memsess_sync_t *y, int from,
+                             const memsess_dump_item_t *it, char *err,
+                             apr_size_t errlen)
+{
+    memcached_return_t rc;
+    char *value;
+    apr_size_t vlen;
+    uint32_t flags;
+    uint64_t cas_s = 0, cas_auth;
+    time_t exp = expiry(it->exp);
+
+    if (exp == (time_t)-1) {
+        return APR_SUCCESS;
+    }
+    /* S first: its cas guards the write below */
+    rc = fetch(y, y->s, it->key, it->keylen);
+    if (rc == MEMCACHED_SUCCESS) {
+        cas_s = memcached_result_cas(y->res);
+        if (!cas_s) {
+            return fail(y, y->s, "no cas from", rc, err, errlen);
+        }
+    }
+    else if (rc != MEMCACHED_NOTFOUND) {
+        return fail(y, y->s, "cannot read", rc, err, errlen);
+    }
+    value = NULL;
+    vlen = 0;
+    if (rc == MEMCACHED_SUCCESS) {
+        vlen = memcached_result_length(y->res);
+        value = hold(y, memcached_result_value(y->res), vlen);
+        if (!value) {
+            apr_cpystrn(err, "out of memory", errlen);
+            return APR_ENOMEM;
+        }
+    }
+    rc = fetch(y, from, it->key, it->keylen);
+    if (rc == MEMCACHED_NOTFOUND) {
+        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on S */
+    }
+    if (rc != MEMCACHED_SUCCESS) {
+        return fail(y, from, "cannot read", rc, err, errlen);
+    }
+    flags = memcached_result_flags(y->res);
+    if (cas_s && vlen == memcached_result_length(y->res)
+        && !memcmp(value, memcached_result_value(y->res), vlen)) {
+        y->stats.same++;
+        remember(y, it, cas_s, memcached_result_cas(y->res));
+        return APR_SUCCESS;
+    }
+    cas_auth = memcached_result_cas(y->res);
+    rc = put_s(y, it->key, it->keylen, memcached_result_value(y->res),
+               memcached_result_length(y->res), flags, exp, cas_s);
+    return put_done(y, it, cas_auth, rc, err, errlen);
+}
+
+static apr_status_t delete_key(memsess_sync_t *y, int at,
+                               const memsess_dump_item_t *it, char *err,
+                               apr_size_t errlen)
+{
+    memcached_st *mc = conn(y, at);
+    memcached_return_t rc;
+
+    if (!mc) {
+        return fail(y, at, "cannot connect to", MEMCACHED_FAILURE, err,
+                    errlen);
+    }
+    rc = memcached_delete(mc, it->key, it->keylen, 0);
+    if (rc == MEMCACHED_SUCCESS) {
+        y->stats.deleted++;
+    }
+    else if (rc != MEMCACHED_NOTFOUND) {
+        return fail(y, at, "cannot delete on", rc, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listing a server: lru_crawler metadump, a line at a time            */
+
+typedef struct {
+    apr_socket_t *sock;
+    char         *buf;
+    apr_size_t    start, end;
+    int           skipping;   /* inside a line too long to be an item */
+} dump_t;
+
+static apr_status_t dump_open(memsess_sync_t *y, apr_pool_t *p, int i,
+                              dump_t *d, char *err, apr_size_t errlen)
+{
+    static const char cmd[] = "lru_crawler metadump all\r\n";
+    server_t *sv = &y->servers[i];
+    apr_sockaddr_t *sa;
+    apr_size_t len = sizeof(cmd) - 1;
+    apr_status_t rv;
+    char reason[120];
+    apr_interval_time_t t = y->spec->timeout;
+
+    memset(d, 0, sizeof(*d));
+    d->buf = apr_palloc(p, DUMP_BUF);
+    if (t < apr_time_from_sec(2)) {
+        t = apr_time_from_sec(2);   /* the crawler may pause between items */
+    }
+    if ((rv = apr_sockaddr_info_get(&sa, sv->host, APR_UNSPEC, sv->port, 0,
+                                    p)) == APR_SUCCESS
+        && (rv = apr_socket_create(&d->sock, sa->family, SOCK_STREAM,
+                                   APR_PROTO_TCP, p)) == APR_SUCCESS
+        && (rv = apr_socket_timeout_set(d->sock, t)) == APR_SUCCESS
+        && (rv = apr_socket_connect(d->sock, sa)) == APR_SUCCESS) {
+        rv = apr_socket_send(d->sock, cmd, &len);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_strerror(rv, reason, sizeof(reason));
+        apr_snprintf(err, errlen, "cannot list the keys of %s: %s",
+                     sv->name, reason);
+    }
+    return rv;
+}
+
+/* The next line, without its end: 1, or 0 at the end of the stream, -1
+ * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
+static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
+                     apr_size_t *len, char *err, apr_size_t errlen)
+{
+    for (;;) {
+        char *nl = memchr(d->buf + d->start, '\n', d->end - d->start);
+        apr_size_t got;
+        apr_status_t rv;
+
+        if (nl) {
+            char *l = d->buf + d->start;
+            apr_size_t n = (apr_size_t)(nl - l);
+
+            d->start += n + 1;
+            if (n && l[n - 1] == '\r') {
+                n--;
+            }
+            if (d->skipping) {
+                d->skipping = 0;
+                n = 0;
+            }
+            *line = l;
+            *len = n;
+            return 1;
+        }
+        if (d->end - d->start >= DUMP_LINE_MAX) {
+            d->skipping = 1;      /* not an item: drop it to its end */
+            d->start = d->end = 0;
+        }
+        if (d->start) {
+            memmove(d->buf, d->buf + d->start, d->end - d->start);
+            d->end -= d->start;
+            d->start = 0;
+        }
+        got = DUMP_BUF - d->end;
+        rv = apr_socket_recv(d->sock, d->buf + d->end, &got);
+        d->end += got;
+        if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
+            apr_snprintf(err, errlen, "%s closed the listing before its "
+                         "end", y->servers[i].name);
+            return -1;
+        }
+        if (rv != APR_SUCCESS) {
+            char reason[120];
+
+            apr_strerror(rv, reason, sizeof(reason));
+            apr_snprintf(err, errlen, "listing the keys of %s: %s",
+                         y->servers[i].name, reason);
+            return -1;
+        }
+    }
+}
+
+static void note_hot(memsess_sync_t *y, int here, int placed_here, int list,
+                     const memsess_dump_item_t *it)
+{
+    int k;
+
+    for (k = 0; k < y->nhot; k++) {
+        if (y->hot[k].it.keylen == it->keylen
+            && !memcmp(y->hot[k].it.key, it->key, it->keylen)) {
+            return;
+        }
+    }
+    if (y->nhot < HOT_MAX) {
+        if (!y->hot) {
+            y->hot = apr_palloc(y->pool, HOT_MAX * sizeof(hot_t));
+        }
+        y->hot[y->nhot].it = *it;
+        y->hot[y->nhot].here = here;
+        y->hot[y->nhot].list = list;
+        y->hot[y->nhot].seen = 0;
+        y->hot[y->nhot++].placed_here = placed_here;
+    }
+}
+
+typedef enum {
+    PASS_FULL,     /* every key */
+    PASS_DELTA,    /* keys written since delta_began; S: every key */
+    PASS_AFTER     /* after the flip */
+} pass_e;
+
+static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
+
+/* What one key found on server i gets, under every list at once. */
+static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
+                            const memsess_dump_item_t *it,
+                            memsess_key_kind_e kind, const char *id,
+                            apr_size_t idlen, char *err, apr_size_t errlen)
+{
+    int k, j, keep = 0, verify = 0, placed_here = 0;
+    memsess_sync_action_e act[MAX_LISTS];
+    memcached_return_t rc;
+
+    for (k = 0; k < y->nlists; k++) {
+        list_t *L = &y->lists[k];
+        where_t *w = &y->where[k];
+
+        w->nnow = memsess_place_key(L->now, id, idlen, w->now, MAX_PLACES);
+        w->nnext = memsess_place_key(L->next, id, idlen, w->next,
+                                     MAX_PLACES);
+        for (j = 0; j < w->nnow; j++) {
+            w->now[j] = L->now_id[w->now[j]];
+        }
+        for (j = 0; j < w->nnext; j++) {
+            w->next[j] = L->next_id[w->next[j]];
+        }
+        placed_here |= holds(w->next, w->nnext, i);
+        act[k] = memsess_sync_decide(kind, i, y->s, w->now, w->nnow, w->next,
+                                     w->nnext);
+    }
+    if (pass == PASS_AFTER) {
+        for (k = 0; kind == MEMSESS_KEY_SESSION && k < y->nlists; k++) {
+            where_t *w = &y->where[k];
+
+            if (w->nnow && w->now[0] == i && holds(w->next, w->nnext, y->s)) {
+                return after_key(y, i, placed_here, 1, it, err, errlen);
+            }
+        }
+        return APR_SUCCESS;
+    }
+    if (i != y->s) {
+        for (k = 0; k < y->nlists; k++) {
+            if (act[k] == MEMSESS_SYNC_COPY
+                && (pass == PASS_FULL || changed(y, it))) {
+                /* written while the sync ran, or used in the seconds
+                 * before: an active user */
+                if (pass == PASS_DELTA
+                    || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
+                    note_hot(y, i, placed_here, k, it);
+                }
+                return copy_key(y, i, it, err, errlen);
+            }
+        }
+        return APR_SUCCESS;
+    }
+    /* on S: deleted unless some list keeps it there */
+    for (k = 0; k < y->nlists; k++) {
+        keep |= kind == MEMSESS_KEY_SESSION && act[k] == MEMSESS_SYNC_SKIP;
+        verify |= act[k] == MEMSESS_SYNC_VERIFY;
+    }
+    if (keep) {
+        return APR_SUCCESS;
+    }
+    for (k = 0; verify && k < y->nlists; k++) {
+        int a = y->where[k].now[0];
+
+        if (act[k] != MEMSESS_SYNC_VERIFY) {
+            continue;
+        }
+        if (!conn(y, a)) {
+            return fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err,
+                        errlen);
+        }
+        /* a session deleted at its authority (a logout, an expiry)
+         * stays deleted; its value is the authority's pass's business */
+        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            return APR_SUCCESS;
+        }
+        if (rc != MEMCACHED_NOTFOUND) {
+            return fail(y, a, "cannot read", rc, err, errlen);
+        }
+    }
+    return delete_key(y, y->s, it, err, errlen);
+}
+
+/* Lists server i and acts on each key of ours. */
+static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
+                                char *err, apr_size_t errlen)
+{
+    apr_pool_t *p;
+    dump_t d;
+    apr_status_t rv;
+    int tries = 0;
+
+    apr_pool_create(&p, y->pool);
+    for (;;) {
+        char *line;
+        apr_size_t len;
+        int got;
+
+        if ((rv = dump_open(y, p, i, &d, err, errlen)) != APR_SUCCESS) {
+            break;
+        }
+        got = dump_line(y, i, &d, &line, &len, err, errlen);
+        if (got < 0) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
+            /* another crawl runs (another view's sync): wait for it */
+            apr_socket_close(d.sock);
+            apr_sleep(apr_time_from_msec(100));
+            continue;
+        }
+        rv = APR_SUCCESS;
+        for (;;) {
+            memsess_dump_item_t it;
+            memsess_key_kind_e kind;
+            int r;
+            const char *id;
+            apr_size_t idlen;
+
+            if (stopped(y, err, errlen)) {
+                rv = APR_EINTR;
+                break;
+            }
+            r = memsess_dump_parse(line, len, &it);
+            if (r == 0) {
+                break;   /* END */
+            }
+            if (r < 0 && len >= 5 && (!memcmp(line, "ERROR", 5)
+                                      || !memcmp(line, "BUSY ", 5)
+                                      || !memcmp(line, "CLIENT_", 7 <= len
+                                                 ? 7 : len))) {
+                apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
+                             y->servers[i].name, (int)(len > 80 ? 80 : len),
+                             line);
+                rv = APR_EGENERAL;
+                break;
+            }
+            if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
+                                                  &idlen))) {
+                y->stats.examined++;
+                rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
+                if (rv != APR_SUCCESS) {
+                    break;
+                }
+                progress(y, 0);
+            }
+            if (dump_line(y, i, &d, &line, &len, err, errlen) < 0) {
+                rv = APR_EGENERAL;
+                break;
+            }
+        }
+        break;
+    }
+    if (d.sock) {
+        apr_socket_close(d.sock);
+    }
+    apr_pool_destroy(p);
+    progress(y, 1);
+    return rv;
+}
+
+/* S first (its stale keys go), then every authority. */
+static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
+                             apr_size_t errlen)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+
+    if (pass != PASS_AFTER) {
+        rv = pass_server(y, y->s, pass, err, errlen);
+    }
+    for (i = 0; i < y->nservers && rv == APR_SUCCESS; i++) {
+        if (i != y->s && y->servers[i].in_now) {
+            rv = pass_server(y, i, pass, err, errlen);
+        }
+    }
+    return rv;
+}
+
+/* Delta passes until one copies nothing (or MAX_DELTAS: under load the
+ * active sessions always change; the watch after the flip covers them):
+ * a pass looks again only at keys whose authority's cas changed. */
+#define MAX_DELTAS (2)
+
+apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
+                                 apr_size_t errlen)
+{
+    apr_status_t rv;
+    int n;
+
+    y->written = apr_hash_make(y->pool);
+    y->began = y->delta_began = apr_time_now();
+    rv = pass_all(y, PASS_FULL, err, errlen);
+    for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
+        apr_time_t began = apr_time_now();
+        apr_uint64_t copied = y->stats.copied;
+
+        rv = pass_all(y, PASS_DELTA, err, errlen);
+        y->delta_began = began;
+        if (y->stats.copied == copied) {
+            break;
+        }
+    }
+    /* a pass over every server takes a while: the active sessions, once
+     * more, just before the flip */
+    for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
+        rv = copy_key(y, y->hot[n].here, &y->hot[n].it, err, errlen);
+    }
+    return rv;
+}
+
+/* After the flip, key `it` at its old authority `here` (the new list
+ * places it on S).  Requests that still had the old list may have written
+ * it here after the last delta pass read it:
+ *   - here is in the new list too (successor, replicas): every new write
+ *     lands here as well, so a value here that S lacks is such a late
+ *     write (read twice, SETTLE_US apart, so that a request caught between
+ *     S and its replica here is not mistaken for one);
+ *   - here is not (drop): a value here is newer only if S still holds
+ *     what the sync wrote (its cas unchanged); else a new request wrote S.
+ * S gets it by cas.  A session S lacks that the sync never wrote there
+ * was created here around the flip: S gets it by add.  In the last pass,
+ * a copy the new list places nowhere is removed from here. */
+static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
+{
+    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+    const uint64_t *mine = m ? &m->s : NULL;
+    memcached_return_t rc;
+    uint64_t cas_s = 0, cas_here;
+    char *value = NULL;
+    apr_size_t vlen = 0;
+    time_t exp = expiry(it->exp);
+    int newer;
+
+    if ((!it->cas || changed(y, it)) && exp != (time_t)-1) {
+        rc = fetch(y, y->s, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            cas_s = memcached_result_cas(y->res);
+            vlen = memcached_result_length(y->res);
+            value = hold(y, memcached_result_value(y->res), vlen);
+            if (!value) {
+                apr_cpystrn(err, "out of memory", errlen);
+                return APR_ENOMEM;
+            }
+        }
+        else if (rc != MEMCACHED_NOTFOUND) {
+            return fail(y, y->s, "cannot read", rc, err, errlen);
+        }
+        rc = fetch(y, here, it->key, it->keylen);
+        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+            return fail(y, here, "cannot read", rc, err, errlen);
+        }
+        newer = rc == MEMCACHED_SUCCESS
+                && (cas_s ? vlen != memcached_result_length(y->res)
+                            || memcmp(value, memcached_result_value(y->res),
+                                      vlen)
+                          : !mine)   /* S lacks it: created around the flip,
+                                      * unless a logout deleted our copy */
+                && (placed_here || !cas_s || (mine && *mine == cas_s));
+        if (newer) {
+            cas_here = memcached_result_cas(y->res);
+            if (settle) {
+                apr_sleep(SETTLE_US);
+            }
+            rc = fetch(y, here, it->key, it->keylen);
+            if (rc == MEMCACHED_SUCCESS
+                && memcached_result_cas(y->res) == cas_here) {
+                rc = put_s(y, it->key, it->keylen,
+                           memcached_result_value(y->res),
+                           memcached_result_length(y->res),
+                           memcached_result_flags(y->res), exp, cas_s);
+                if (put_done(y, it, cas_here, rc, err, errlen)
+                    != APR_SUCCESS) {
+                    return APR_EGENERAL;
+                }
+            }
+            else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+                return fail(y, here, "cannot read", rc, err, errlen);
+            }
+        }
+    }
+    if (y->final && !placed_here) {
+        /* replicas 0 / drop: the copy written here while S was out is
+         * read from S now; left here it would be stale the day S goes */
+        return delete_key(y, here, it, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+/* The cas of a hot session at its old authority now (0: none there). */
+static apr_status_t hot_cas(memsess_sync_t *y, hot_t *h, uint64_t *cas,
+                            char *err, apr_size_t errlen)
+{
+    memcached_return_t rc = fetch(y, h->here, h->it.key, h->it.keylen);
+
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+        return fail(y, h->here, "cannot read", rc, err, errlen);
+    }
+    *cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
+    return APR_SUCCESS;
+}
+
+/* Right after the flip, the sessions written while the sync ran (their
+ * users are active) are reconciled once, then watched for HOT_WATCH.  A
+ * request that still had the old list writes the old authority only, and
+ * its user's next request reads the returning server: when a write lands
+ * at the old authority, the sync takes the session's php-memcached lock
+ * under the new list (that next request starts only once the old one has
+ * answered, so the lock is free), brings the write over without settling
+ * (nobody writes while the lock is held), and lets go.  The lock is taken
+ * on the server php-memcached checks it on, through our own connection:
+ * libmemcached's answers to a handle with replicas fall out of step. */
+static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
+{
+    apr_time_t until;
+    apr_status_t rv = APR_SUCCESS;
+    char lock[MEMSESS_KEY_MAX + 8];
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    int k;
+
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        rv = hot_cas(y, &y->hot[k], &y->hot[k].seen, err, errlen);
+    }
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        hot_t *h = &y->hot[k];
+
+        h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
+        h->it.cas = 0;
+        rv = after_key(y, h->here, h->placed_here, 1, &h->it, err, errlen);
+    }
+    until = apr_time_now() + HOT_WATCH;
+    while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
+           && !stopped(y, err, errlen)) {
+        for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+            hot_t *h = &y->hot[k];
+            list_t *L = &y->lists[h->list];
+            const char *id;
+            apr_size_t idlen, len;
+            uint64_t cas;
+            int wx[MAX_PLACES], got = 0, at = -1;
+
+            if ((rv = hot_cas(y, h, &cas, err, errlen)) != APR_SUCCESS
+                || cas == h->seen) {
+                continue;
+            }
+            h->seen = cas;
+            if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+                len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                               MEMSESS_SESS_PREFIX,
+                                               MEMSESS_LOCK_PREFIX,
+                                               (int)idlen, id);
+                if (memsess_place_key(L->next, lock + lk, len - lk, wx,
+                                      MAX_PLACES)
+                    && conn(y, at = L->next_id[wx[0]])) {
+                    got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
+                                        (time_t)2, 0) == MEMCACHED_SUCCESS;
+                }
+            }
+            h->it.la = apr_time_sec(apr_time_now());
+            h->it.cas = 0;
+            rv = after_key(y, h->here, h->placed_here, !got, &h->it, err,
+                           errlen);
+            if (got) {
+                memcached_delete(y->servers[at].mc, lock, len, 0);
+            }
+        }
+        apr_sleep(500);
+    }
+    return rv;
+}
+
+apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
+                                apr_size_t errlen)
+{
+    apr_status_t rv = APR_SUCCESS;
+
+    y->final = final;
+    if (!final) {
+        rv = watch_hot(y, err, errlen);
+    }
+    return rv == APR_SUCCESS ? pass_all(y, PASS_AFTER, err, errlen) : rv;
+}

@@ -1,0 +1,319 @@
+# Issue 9: a server's return is invisible to users (MemsessRejoin sync).
+# Users in parallel, each with a counter in its session, request without
+# pause while one server is frozen then thawed, and another is killed then
+# restarted empty:
+#   (a) the defaults (only MemsessServers written: replicas 1, successor,
+#       sync): no session lost or stale, no failed request once the fault
+#       is detected, and users who logged out during the outage are still
+#       logged out after the return;
+#   (b) MemsessReplicas 0 (drop): what was written during the outage is
+#       not lost on the return.
+# And the sync's placement (libmemcached, t/unit/test_sync.bin --place)
+# agrees with where PHP actually put the sessions, for both lists.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Basename qw(dirname);
+use File::Spec::Functions qw(catfile);
+use JSON::PP;
+use POSIX qw(_exit);
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+
+plan tests => 26;
+
+my $PROCS = 6;          # load processes
+my $PER   = 4;          # users each, requested in turn
+my $JSON  = JSON::PP->new->utf8;
+my $TOP   = dirname(Apache::Test::vars('t_dir'));
+my $PLACE = catfile($TOP, 't', 'unit', 'test_sync.bin');
+
+# --- helpers ------------------------------------------------------------------
+
+sub state_of {
+    my ($in, $name) = @_;
+    my $st = $in->status or return '';
+    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
+    return $s ? $s->{state} : '';
+}
+
+# Polls until the server is in state; returns the time or undef.  Notes
+# whether it was seen syncing on the way.
+sub wait_state {
+    my ($in, $name, $want, $secs, $seen) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        my $s = state_of($in, $name);
+        $$seen = 1 if $seen && $s eq 'syncing';
+        return time if $s eq $want;
+        sleep 0.02;
+    }
+    return undef;
+}
+
+sub session_req {
+    my ($in, $ua, $page) = @_;
+    my $t0 = time;
+    my $res = $ua->get($in->url("/memsess/$page"));
+    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+    return ($d, $res, $t0, time);
+}
+
+# Forks the load: $PROCS processes of $PER users each, every user's
+# requests logged as "start end user n written errors".
+sub start_load {
+    my ($in, $file, $stop) = @_;
+    unlink $file, $stop;
+    my @pids;
+    for my $p (1 .. $PROCS) {
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if (!$pid) {
+            open my $out, '>>', "$file.$p" or _exit(1);
+            $out->autoflush(1);
+            my @users = map { { name => "u$p.$_", ua => new_ua(timeout => 10) } } 1 .. $PER;
+            until (-e $stop) {
+                for my $u (@users) {
+                    my ($d, $res, $t0, $t1) = session_req($in, $u->{ua}, 'session.php');
+                    my $errs = $d ? join('|', @{ $d->{errors} || [] }) : $res->status_line;
+                    $errs =~ s/\s+/_/g;
+                    printf $out "%.3f %.3f %s %s %d %s\n", $t0, $t1, $u->{name},
+                        $d ? $d->{n} : -1, $d && $d->{written} && $d->{started} ? 1 : 0,
+                        $errs eq '' ? '-' : $errs;
+                }
+            }
+            close $out;
+            _exit(0);
+        }
+        push @pids, $pid;
+    }
+    return @pids;
+}
+
+sub stop_load {
+    my ($stop, @pids) = @_;
+    open my $fh, '>', $stop or die "$stop: $!";
+    close $fh;
+    waitpid $_, 0 for @pids;
+}
+
+# Reads the load's log: counts per user, classifying each answer against the
+# user's previous one.  Requests that started inside one of @windows
+# ([from, to]: a fault not yet detected) are counted apart; only answers of
+# requests that started after $from_t are judged.
+sub judge {
+    my ($file, $from_t, @windows) = @_;
+    my (@lines, %last, %uncertain);
+    for my $f (glob "$file.*") {
+        open my $fh, '<', $f or next;
+        push @lines, map { [split ' '] } <$fh>;
+    }
+    @lines = sort { $a->[0] <=> $b->[0] } @lines;
+    my %c = (requests => 0, ok => 0, lost => 0, stale => 0, failed => 0,
+             in_window => 0, detail => []);
+    for my $l (@lines) {
+        my ($t0, $t1, $user, $n, $written, $errs) = @$l;
+        my $windowed = grep { $t0 < $_->[1] && $t1 > $_->[0] } @windows;
+        $c{requests}++;
+        my $judged = $t0 >= $from_t && !$windowed;
+        $c{in_window}++ if $windowed;
+        if ($n < 0 || !$written || $errs ne '-') {
+            $c{failed}++ if $judged;
+            push @{ $c{detail} }, "failed $user at $t0: $errs" if $judged;
+            $uncertain{$user}++;
+            next;
+        }
+        my $prev = $last{$user};
+        if (defined $prev && $judged) {
+            my $slack = $uncertain{$user} // 0;
+            if ($n >= $prev + 1 && $n <= $prev + 1 + $slack) {
+                $c{ok}++;
+            }
+            elsif ($n == 1) {
+                $c{lost}++;
+                push @{ $c{detail} }, "lost $user at $t0: n=1 after $prev";
+            }
+            else {
+                $c{stale}++;
+                push @{ $c{detail} }, "stale $user at $t0: n=$n after $prev";
+            }
+        }
+        $last{$user} = $n;
+        $uncertain{$user} = 0;
+    }
+    return \%c;
+}
+
+# Where PHP put sessions vs where the sync's placement says they are.
+sub placement_agrees {
+    my ($servers, $replicas, $ketama, @ids) = @_;
+    my $path = addrs(@$servers);
+    my $out = `"$PLACE" --place "$path" $replicas $ketama @ids 2>&1`;
+    my %engine = map { my ($id, $w) = split ' '; ($id => join ',', sort split /,/, $w // '') }
+                 split /\n/, $out;
+    my @bad;
+    for my $id (@ids) {
+        my $php = join ',', sort map { addr($_) } memc_holders(session_key($id), @$servers);
+        push @bad, "$id: php $php, engine " . ($engine{$id} // 'none')
+            unless ($engine{$id} // '') eq $php;
+    }
+    diag(scalar(@ids) . " sessions, " . scalar(@bad) . " placed elsewhere");
+    diag("placement: $_") for @bad > 5 ? @bad[0 .. 4] : @bad;
+    return @ids && !@bad;
+}
+
+# Logs every user in once; returns their session ids.
+sub fresh_sessions {
+    my ($in, $count) = @_;
+    my @ids;
+    for (1 .. $count) {
+        my ($d) = session_req($in, new_ua(timeout => 10), 'session.php');
+        push @ids, $d->{session_id} if $d && $d->{written};
+    }
+    return @ids;
+}
+
+# --- (a) the defaults ---------------------------------------------------------
+
+my @Y = qw(MEMC_Y1 MEMC_Y2 MEMC_Y3);
+memc_start(@Y);
+my $in = Memsess::Instance->new(name => 'rejoin_sync', php => 1, conf => <<'EOF');
+MemsessServers ${MEMC_Y1} ${MEMC_Y2} ${MEMC_Y3}
+EOF
+$in->start;
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { state_of($in, $_) eq 'up' } @Y })) ? 1 : 0, 1,
+         'defaults: the three servers are up');
+{
+    my ($i) = session_req($in, new_ua(), 'info.php');
+    ok t_cmp(join('/', map { $_ // 'x' } @{$i || {}}{qw(replicas consistent_hash)}), '1/0',
+             'defaults: only MemsessServers written gives replicas 1 and successor (modula)');
+}
+ok t_cmp(placement_agrees(\@Y, 1, 0, fresh_sessions($in, 40)) ? 1 : 0, 1,
+         'successor + replicas 1: the sync places every session where PHP put it');
+
+# users who log out while Y2 is out: two requests each before
+my @out_users = map { { ua => new_ua(timeout => 10) } } 1 .. 12;
+for my $u (@out_users) {
+    session_req($in, $u->{ua}, 'session.php') for 1 .. 2;
+}
+
+my $log = catfile($in->dir, 'load');
+my $stop = catfile($in->dir, 'load.stop');
+my @pids = start_load($in, $log, $stop);
+sleep 2;
+
+# freeze -> thaw
+my $t_freeze = time;
+memc_freeze('MEMC_Y2');
+my $t_down = wait_state($in, 'MEMC_Y2', 'down', 10);
+ok t_cmp(defined $t_down ? 1 : 0, 1, 'the frozen server goes down');
+my $outs = 0;
+for my $u (@out_users) {
+    my ($d) = session_req($in, $u->{ua}, 'logout.php');
+    $outs++ if $d && $d->{destroyed};
+}
+ok t_cmp($outs, scalar @out_users, 'users log out during the outage');
+sleep 2;
+my $mark = $in->log_mark;
+memc_thaw('MEMC_Y2');
+my $seen_syncing = 0;
+my $t_up = wait_state($in, 'MEMC_Y2', 'up', 60, \$seen_syncing);
+ok t_cmp(defined $t_up ? 1 : 0, 1, 'thawed, it comes back up');
+ok t_cmp(scalar(grep { /MEMSESS0030: .*\Q${\ addr('MEMC_Y2')}\E/ } split /\n/, $in->log_since($mark)), 1,
+         'it was held as syncing before it took traffic (NOTICE)');
+my $synced = (grep { /MEMSESS0031: .*\Q${\ addr('MEMC_Y2')}\E/ } split /\n/, $in->log_since($mark))[0] // '';
+ok t_cmp($synced, qr/synced and up after \d+ms: \d+ keys examined/, 'its sync NOTICE says what it did');
+diag("thaw: $synced");
+sleep 2;
+my $still_out = 0;
+for my $u (@out_users) {
+    my ($d) = session_req($in, $u->{ua}, 'session.php');
+    $still_out++ if $d && $d->{n} == 1;
+}
+ok t_cmp($still_out, scalar @out_users, 'a logout during the outage stays a logout after the return');
+
+# kill -> restart empty
+my $t_kill = time;
+memc_kill('MEMC_Y3');
+my $t_down3 = wait_state($in, 'MEMC_Y3', 'down', 10);
+ok t_cmp(defined $t_down3 ? 1 : 0, 1, 'the killed server goes down');
+sleep 2;
+$mark = $in->log_mark;
+memc_start('MEMC_Y3');
+my $t_up3 = wait_state($in, 'MEMC_Y3', 'up', 60, \$seen_syncing);
+ok t_cmp(defined $t_up3 ? 1 : 0, 1, 'restarted empty, it comes back up');
+$synced = (grep { /MEMSESS0031: .*\Q${\ addr('MEMC_Y3')}\E/ } split /\n/, $in->log_since($mark))[0] // '';
+ok t_cmp($synced, qr/ copied to it/, 'the empty server was refilled');
+diag("restart: $synced");
+sleep 3;
+stop_load($stop, @pids);
+
+my $c = judge($log, 0, [$t_freeze, ($t_down // time) + 0.3], [$t_kill, ($t_down3 // time) + 0.3]);
+diag(sprintf "defaults: %d requests, %d judged ok, %d lost, %d stale, %d failed after detection, %d in the detection windows",
+             @{$c}{qw(requests ok lost stale failed in_window)});
+diag($_) for grep { defined } @{ $c->{detail} }[0 .. 9];
+ok t_cmp($c->{requests} > 200 ? 1 : 0, 1, "under load ($c->{requests} requests)");
+ok t_cmp($c->{lost}, 0, 'defaults: no session lost through freeze/thaw and kill/restart');
+ok t_cmp($c->{stale}, 0, 'defaults: no stale session');
+ok t_cmp($c->{failed}, 0, 'defaults: no failed request (lock or other) once a fault is detected');
+my $st = $in->status || {};
+my ($y2) = grep { $_->{address} eq addr('MEMC_Y2') } @{ $st->{servers} || [] };
+ok t_cmp(($y2->{syncs} // 0) >= 1 && defined $y2->{sync_examined} ? 1 : 0, 1,
+         'status ?json: syncs and sync_examined of the server');
+my $auto = $in->get('/memsess-status?auto');
+ok t_cmp($auto->decoded_content, qr/MemsessServer\[\d+\]SyncCopied: \d+/, 'status ?auto: SyncCopied');
+my $metrics = $in->get('/memsess-status?metrics');
+ok t_cmp($metrics->decoded_content, qr/memsess_sync_keys_copied\{server="[^"]+"\} \d+/,
+         'status ?metrics: memsess_sync_keys_copied');
+$in->stop;
+memc_stop(@Y);
+
+# --- (b) MemsessReplicas 0: drop ----------------------------------------------
+
+my @N = qw(MEMC_U1 MEMC_U2 MEMC_U3);
+memc_start(@N);
+$in = Memsess::Instance->new(name => 'rejoin_sync_r0', php => 1, conf => <<'EOF');
+MemsessServers ${MEMC_U1} ${MEMC_U2} ${MEMC_U3}
+MemsessReplicas 0
+EOF
+$in->start;
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { state_of($in, $_) eq 'up' } @N })) ? 1 : 0, 1,
+         'replicas 0: the three servers are up');
+ok t_cmp(placement_agrees(\@N, 0, 1, fresh_sessions($in, 40)) ? 1 : 0, 1,
+         'drop, replicas 0 (ketama): the sync places every session where PHP put it');
+
+$log = catfile($in->dir, 'load');
+$stop = catfile($in->dir, 'load.stop');
+@pids = start_load($in, $log, $stop);
+sleep 2;
+memc_freeze('MEMC_U2');
+ok t_cmp(defined(wait_state($in, 'MEMC_U2', 'down', 10)) ? 1 : 0, 1, 'replicas 0: frozen, down');
+sleep 2;
+memc_thaw('MEMC_U2');
+my $t_back = wait_state($in, 'MEMC_U2', 'up', 60);
+ok t_cmp(defined $t_back ? 1 : 0, 1, 'replicas 0: thawed, up');
+sleep 2;
+my $t_kill_n3 = time;
+memc_kill('MEMC_U3');
+my $t_down_n3 = wait_state($in, 'MEMC_U3', 'down', 10);
+sleep 2;
+memc_start('MEMC_U3');
+my $t_back3 = wait_state($in, 'MEMC_U3', 'up', 60);
+ok t_cmp(defined $t_down_n3 && defined $t_back3 ? 1 : 0, 1, 'replicas 0: killed, down, restarted, up');
+sleep 3;
+stop_load($stop, @pids);
+
+# what was written during each outage must survive its return
+diag(sprintf "replicas 0: thawed up at %.3f, U3 down at %.3f, up at %.3f", $t_back // 0, $t_down_n3 // 0, $t_back3 // 0);
+my $c1 = judge($log, $t_back // time, [$t_kill_n3, $t_kill_n3 + 1e6]);
+my $c2 = judge($log, $t_back3 // time);
+diag(sprintf "replicas 0, after the thaw: %d ok, %d lost, %d stale; after the restart: %d ok, %d lost, %d stale",
+             @{$c1}{qw(ok lost stale)}, @{$c2}{qw(ok lost stale)});
+diag($_) for grep { defined } (@{ $c1->{detail} }, @{ $c2->{detail} })[0 .. 9];
+ok t_cmp($c1->{lost} + $c1->{stale}, 0, 'replicas 0: nothing written during the freeze is lost or stale after the thaw');
+ok t_cmp($c2->{lost} + $c2->{stale}, 0, 'replicas 0: nothing written during the kill is lost or stale after the restart');
+$in->stop;
+memc_stop(@N);

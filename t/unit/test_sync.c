@@ -1,0 +1,293 @@
+/* Unit tests of memsess_sync.c's pure parts: metadump lines, key kinds,
+ * placement (libmemcached, no network), and what the sync does with a key.
+ *
+ *   test_sync.bin                          the TAP tests
+ *   test_sync.bin --place PATH R KETAMA ID...
+ *       prints "ID server,server" per id: where php-memcached puts session
+ *       ID for that save_path (R replicas, KETAMA 1/0).  t/28_rejoin_sync.t
+ *       compares it with where PHP actually put its sessions. */
+#include <stdlib.h>
+
+#include "apr_general.h"
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+static apr_pool_t *p;
+
+static int parse(const char *line, memsess_dump_item_t *it)
+{
+    return memsess_dump_parse(line, strlen(line), it);
+}
+
+static void test_dump_parse(void)
+{
+    memsess_dump_item_t it;
+    char long_line[1200];
+    int i;
+
+    ok(parse("key=memc.sess.key.abc exp=1700000000 la=1699999000 cas=12 "
+             "fetch=yes cls=1 size=123", &it) == 1
+       && !strcmp(it.key, "memc.sess.key.abc") && it.keylen == 17
+       && it.exp == 1700000000 && it.la == 1699999000 && it.cas == 12,
+       "a metadump line: key, exp, la, cas");
+    ok(parse("key=k exp=1 la=1 cas=x", &it) == 1 && it.cas == 0,
+       "a cas that is no number: unknown (0), the line still taken");
+    ok(parse("key=a%20b exp=-1 la=5", &it) == -1,
+       "%%20 decodes to a space, which no key may hold: refused");
+    ok(parse("key=a%2Fc exp=-1 la=5", &it) == 1 && !strcmp(it.key, "a/c")
+       && it.exp == -1, "%%-encoded keys are decoded; exp=-1 = never");
+    ok(parse("END", &it) == 0, "END ends the listing");
+    ok(parse("", &it) == -1, "an empty line is skipped");
+    ok(parse("BUSY currently processing crawler request", &it) == -1,
+       "BUSY is not an item");
+    ok(parse("key=abc exp=1 la=1 key=def", &it) == -1, "two keys: refused");
+    ok(parse("key=abc la=1", &it) == -1, "no exp: refused");
+    ok(parse("key=abc exp=-2 la=1", &it) == -1, "exp below -1: refused");
+    ok(parse("key=abc exp=12a la=1", &it) == -1, "a bad number: refused");
+    ok(parse("key=abc exp=1234567890123456789 la=1", &it) == -1,
+       "19 digits: refused");
+    ok(parse("key=ab%4 exp=1 la=1", &it) == -1, "a cut %%-escape: refused");
+    ok(parse("key=ab% exp=1 la=1", &it) == -1, "a bare %%: refused");
+    ok(parse("key= exp=1 la=1", &it) == -1, "an empty key: refused");
+    ok(parse("key=a%00b exp=1 la=1", &it) == -1, "a NUL in a key: refused");
+    memcpy(long_line, "key=", 4);
+    for (i = 4; i < 4 + 251; i++) {
+        long_line[i] = 'k';
+    }
+    strcpy(long_line + i, " exp=1 la=1");
+    ok(parse(long_line, &it) == -1, "a key of 251 bytes: refused");
+    long_line[4 + 250] = ' ';
+    strcpy(long_line + 4 + 250, " exp=1 la=1");
+    ok(parse(long_line, &it) == 1 && it.keylen == 250,
+       "a key of 250 bytes: taken");
+    ok(parse("key=abc exp=1 la=1 junk", &it) == -1,
+       "a field without '=': refused");
+    ok(memsess_dump_parse("key=abc exp=1 la=12", 18, &it) == 1 && it.la == 1,
+       "never reads past len");
+}
+
+static void test_key_kind(void)
+{
+    const char *id;
+    apr_size_t len;
+
+    ok(memsess_key_kind("memc.sess.key.abc", 17, &id, &len)
+       == MEMSESS_KEY_SESSION && len == 3 && !memcmp(id, "abc", 3),
+       "a session key; its id is what libmemcached hashes");
+    ok(memsess_key_kind("memc.sess.key.lock.abc", 22, &id, &len)
+       == MEMSESS_KEY_LOCK && len == 8 && !memcmp(id, "lock.abc", 8),
+       "a lock key; hashed as lock.<id>");
+    ok(memsess_key_kind("memc.sess.key.", 14, &id, &len) == MEMSESS_KEY_OTHER,
+       "the bare prefix is no key of ours");
+    ok(memsess_key_kind("memsess:probe:h:1", 17, &id, &len)
+       == MEMSESS_KEY_OTHER, "a probe key is not ours to move");
+}
+
+/* "a,b" for the servers of id under path. */
+static const char *where(memsess_place_t *pl, const char *id)
+{
+    int w[8], n = memsess_place_key(pl, id, strlen(id), w, 8), i;
+    char *out = "";
+
+    for (i = 0; i < n; i++) {
+        out = apr_pstrcat(p, out, i ? "," : "", memsess_place_server(pl, w[i]),
+                          NULL);
+    }
+    return out;
+}
+
+static void test_place(void)
+{
+    memsess_place_t *full = memsess_place_create(p, "10.0.0.1:11211,"
+                                                 "10.0.0.2:11211,"
+                                                 "10.0.0.3:11211", 1, 0);
+    memsess_place_t *succ = memsess_place_create(p, "10.0.0.1:11211,"
+                                                 "10.0.0.3:11211,"
+                                                 "10.0.0.3:11211", 1, 0);
+    memsess_place_t *k3 = memsess_place_create(p, "10.0.0.1:11211,"
+                                               "10.0.0.2:11211,"
+                                               "10.0.0.3:11211", 0, 1);
+    memsess_place_t *k2 = memsess_place_create(p, "10.0.0.1:11211,"
+                                               "10.0.0.3:11211", 0, 1);
+    int i, on2 = 0, succ_ok = 1, kept = 1, two = 1;
+
+    ok(full && succ && k3 && k2, "libmemcached takes the lists");
+    if (!full || !succ || !k3 || !k2) {
+        return;
+    }
+    ok(memsess_place_nservers(succ) == 2, "a successor list has 2 distinct "
+       "servers of 3 entries");
+    for (i = 0; i < 300; i++) {
+        const char *id = apr_psprintf(p, "sess%04d", i);
+        const char *f = where(full, id), *s = where(succ, id);
+        const char *a = where(k3, id), *b = where(k2, id);
+
+        two &= strchr(f, ',') != NULL;
+        if (!strncmp(f, "10.0.0.2:11211", 14)) {
+            on2++;
+            /* its stand-in holds it first, with the next as replica */
+            succ_ok &= !strcmp(s, "10.0.0.3:11211");
+        }
+        else {
+            succ_ok &= !strcmp(s, f) || strstr(f, "10.0.0.2") != NULL;
+        }
+        /* ketama: a key not on the dropped server stays where it was */
+        if (strcmp(a, "10.0.0.2:11211")) {
+            kept &= !strcmp(a, b);
+        }
+    }
+    ok(two, "replicas 1: every key on two distinct servers");
+    ok(on2 > 50 && on2 < 150, "modula spreads keys (%d of 300 on the 2nd)",
+       on2);
+    ok(succ_ok, "successor: the 2nd's keys go to its stand-in, the others "
+       "stay where they were");
+    ok(kept, "ketama: dropping a server moves only its own keys");
+    ok(strcmp(where(full, "lock.abc"), where(full, "abc"))
+       || strcmp(where(full, "lock.abd"), where(full, "abd"))
+       || strcmp(where(full, "lock.abe"), where(full, "abe")),
+       "a lock key is placed by its own name");
+    ok(memsess_view_ketama(1, MEMSESS_FAILOVER_SUCCESSOR) == 0
+       && memsess_view_ketama(1, MEMSESS_FAILOVER_DROP) == 1
+       && memsess_view_ketama(0, MEMSESS_FAILOVER_DROP) == 1,
+       "modula only with replicas and successor, as injected");
+}
+
+/* Servers 0, 1, 2; 1 returns.  Placements: "T" = {2} now, {1, 2} next;
+ * "P" = {0, 2} now, {0, 1} next; "O" = {0, 2} next (not on S); "S" = {1}
+ * now (S its own authority). */
+static const int now_t[] = { 2 }, now_p[] = { 0, 2 }, now_s[] = { 1 };
+static const int next_s[] = { 1, 2 }, next_p[] = { 0, 1 }, next_o[] = { 0, 2 };
+
+static const struct {
+    memsess_key_kind_e    kind;
+    int                   here;
+    const int            *now, *next;
+    int                   nnow;
+    memsess_sync_action_e want;
+    const char           *what;
+} decisions[] = {
+    { MEMSESS_KEY_SESSION, 2, now_t, next_s, 1, MEMSESS_SYNC_COPY,
+      "at its authority, placed on S: copied" },
+    { MEMSESS_KEY_SESSION, 0, now_p, next_p, 2, MEMSESS_SYNC_COPY,
+      "primary elsewhere, S its new replica: copied" },
+    { MEMSESS_KEY_SESSION, 2, now_p, next_p, 2, MEMSESS_SYNC_SKIP,
+      "a replica is no authority" },
+    { MEMSESS_KEY_SESSION, 0, now_p, next_o, 2, MEMSESS_SYNC_SKIP,
+      "not placed on S: nothing to do" },
+    { MEMSESS_KEY_SESSION, 1, now_t, next_s, 1, MEMSESS_SYNC_VERIFY,
+      "on S, placed there: checked at its authority" },
+    { MEMSESS_KEY_SESSION, 1, now_p, next_o, 2, MEMSESS_SYNC_DROP,
+      "on S, not placed there: deleted" },
+    { MEMSESS_KEY_LOCK, 1, now_t, next_s, 1, MEMSESS_SYNC_DROP,
+      "a lock on S: deleted" },
+    { MEMSESS_KEY_LOCK, 2, now_t, next_s, 1, MEMSESS_SYNC_SKIP,
+      "a lock elsewhere: never copied" },
+    { MEMSESS_KEY_OTHER, 1, now_t, next_s, 1, MEMSESS_SYNC_SKIP,
+      "not a session key: left alone, even on S" },
+    { MEMSESS_KEY_SESSION, 1, now_s, next_s, 1, MEMSESS_SYNC_SKIP,
+      "S its own authority (fail open): kept" },
+};
+
+static void test_decide(void)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(decisions) / sizeof(decisions[0]); i++) {
+        ok(memsess_sync_decide(decisions[i].kind, decisions[i].here, 1,
+                               decisions[i].now, decisions[i].nnow,
+                               decisions[i].next, 2) == decisions[i].want,
+           "%s", decisions[i].what);
+    }
+}
+
+/* The table's side: a syncing server is not live; a failed probe ends
+ * its sync; a dead checker's sync is reset. */
+static void test_slot(void)
+{
+    memsess_slot_t s;
+
+    memset(&s, 0, sizeof(s));
+    s.state = MEMSESS_DOWN;
+    memsess_slot_sync_begin(&s, 100);
+    ok(s.state == MEMSESS_SYNCING && !MEMSESS_IS_LIVE(s.state),
+       "syncing is not live");
+    ok(!memsess_slot_record(&s, 1, NULL, 10, 101, 2, 2)
+       && s.state == MEMSESS_SYNCING, "good probes keep it syncing");
+    ok(memsess_slot_record(&s, 0, "refused", 10, 102, 2, 2)
+       && s.state == MEMSESS_DOWN, "one failed probe: down");
+    ok(!memsess_slot_sync_end(&s, 1, NULL, 103) && s.state == MEMSESS_DOWN,
+       "a sync that ends after that publishes nothing");
+    memsess_slot_sync_begin(&s, 104);
+    ok(memsess_slot_sync_end(&s, 1, NULL, 105) && s.state == MEMSESS_UP
+       && s.syncs == 1, "a sync that completes: up");
+    ok(!strcmp(memsess_state_name(MEMSESS_SYNCING), "syncing"),
+       "its name in the status formats");
+}
+
+/* A checker that died mid-sync leaves the slot SYNCING in shared memory:
+ * the next one sets it down. */
+static void test_reset(void)
+{
+    apr_uint32_t caps[1] = { 64 };
+    apr_size_t size = memsess_table_size(3, 1, caps);
+    void *mem = malloc(size);
+    memsess_table_t *t = memsess_table_init(mem, size, 3, 1, caps);
+
+    memsess_table_slot(t, 0)->state = MEMSESS_UP;
+    memsess_slot_sync_begin(memsess_table_slot(t, 1), 5);
+    memsess_table_slot(t, 2)->state = MEMSESS_DOWN;
+    ok(memsess_table_reset_syncing(t) == 1
+       && memsess_table_slot(t, 0)->state == MEMSESS_UP
+       && memsess_table_slot(t, 1)->state == MEMSESS_DOWN
+       && memsess_table_slot(t, 2)->state == MEMSESS_DOWN
+       && memsess_table_slot(t, 1)->consecutive_passes == 0,
+       "a sync cut short by a dead checker: down, passes counted anew");
+    ok(memsess_table_reset_syncing(t) == 0, "nothing else to reset");
+    free(mem);
+}
+
+static int place_cli(int argc, char **argv)
+{
+    memsess_place_t *pl;
+    int i;
+
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s --place PATH REPLICAS KETAMA ID...\n",
+                argv[0]);
+        return 2;
+    }
+    pl = memsess_place_create(p, argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (!pl) {
+        fprintf(stderr, "libmemcached refused %s\n", argv[2]);
+        return 1;
+    }
+    for (i = 5; i < argc; i++) {
+        printf("%s %s\n", argv[i], where(pl, argv[i]));
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int rc;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+    if (argc > 1 && !strcmp(argv[1], "--place")) {
+        rc = place_cli(argc, argv);
+    }
+    else {
+        test_dump_parse();
+        test_key_kind();
+        test_place();
+        test_decide();
+        test_slot();
+        test_reset();
+        rc = done_testing();
+    }
+    apr_pool_destroy(p);
+    apr_terminate();
+    return rc;
+}
