@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libmemcached/memcached.h>
+
 #include "apr_strings.h"
 #include "apr_atomic.h"
 #include "apr_thread_proc.h"
@@ -245,6 +247,55 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                  rv == APR_SUCCESS ? "" : err);
 }
 
+/* A server whose keys cannot be listed cannot be synced: its memcached
+ * refuses "lru_crawler metadump" (older than 1.4.31, or the crawler off),
+ * or it speaks SASL (memcached -S), where the text protocol a listing
+ * needs is closed.  It is emptied instead, as MemsessRejoin flush would,
+ * so it never serves what it held before its outage; its users log in
+ * again.  Returns APR_SUCCESS, or why it could not be emptied either. */
+static apr_status_t empty_instead(sync_job_t *job, char *err,
+                                  apr_size_t errlen)
+{
+    memsess_runtime_t *rt = job->c->rt;
+    const memsess_server_t *srv = APR_ARRAY_IDX(rt->targets, job->slot,
+                                                memsess_server_t *);
+    const memsess_credentials_t *cred = rt->credentials[job->slot];
+    uint64_t ms = apr_time_as_msec(rt->g.timeout) > 0
+                  ? apr_time_as_msec(rt->g.timeout) : 1;
+    memcached_st *mc = memcached_create(NULL);
+    memcached_return_t rc;
+
+    if (!mc) {
+        apr_cpystrn(err, "out of memory", errlen);
+        return APR_ENOMEM;
+    }
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    /* the checker's own: the release (memsess_release.c) leaves it alone */
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
+                           MEMSESS_PROBE_KEEPIDLE);
+    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
+                                             cred->password)
+              : MEMCACHED_SUCCESS;
+    if (memcached_success(rc)) {
+        rc = memcached_server_add(mc, srv->host, srv->port);
+    }
+    if (memcached_success(rc)) {
+        rc = memcached_flush(mc, 0);
+    }
+    if (!memcached_success(rc)) {
+        apr_snprintf(err, errlen, "it cannot be emptied either: %s",
+                     memcached_strerror(mc, rc));
+    }
+    if (cred) {
+        memcached_destroy_sasl_auth_data(mc);
+    }
+    memcached_free(mc);
+    return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
+}
+
 static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
 {
     sync_job_t *job = data;
@@ -261,10 +312,35 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         rv = APR_SUCCESS;   /* nothing to sync from: published at once */
         sync = NULL;
     }
+    else if (rt->credentials[job->slot]) {
+        rv = APR_ENOTIMPL;
+        sync = NULL;
+        apr_cpystrn(err, "its keys cannot be listed: it speaks SASL",
+                    sizeof(err));
+    }
     else if ((sync = memsess_sync_create(job->pool, &job->spec, err,
                                          sizeof(err)))) {
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
+    }
+    if (rv == APR_ENOTIMPL && !job->stop) {
+        char why[256];
+
+        apr_cpystrn(why, err, sizeof(why));
+        memsess_sync_destroy(sync);
+        sync = NULL;
+        memset(&before, 0, sizeof(before));
+        rv = empty_instead(job, err, sizeof(err));
+        if (rv == APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0036: "
+                         "memcached server %s cannot be synced (%s): emptied "
+                         "instead (flush_all), as MemsessRejoin flush would",
+                         job->spec.returning, why);
+        }
+        else {
+            apr_cpystrn(err, apr_pstrcat(job->pool, why, "; ", err, NULL),
+                        sizeof(err));
+        }
     }
     if (rv == APR_SUCCESS && sync_flip(job, &before, err, sizeof(err))) {
         flipped_at = apr_time_now();

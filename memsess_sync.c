@@ -1104,7 +1104,9 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
                 apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
                              y->servers[i].name, (int)(len > 80 ? 80 : len),
                              line);
-                rv = APR_EGENERAL;
+                /* a crawler at work elsewhere is worth another try; a
+                 * memcached that refuses the command never lists */
+                rv = memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
                 break;
             }
             if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,

@@ -36,7 +36,7 @@ my %FAULT = (
 );
 my @FAKES = sort keys %FAULT;
 
-plan tests => 5 + 5 * @FAKES + 12;
+plan tests => 6 + 5 * @FAKES + 12;
 
 # /memsess-status?json, decoded as UTF-8 or, failing that, byte by byte.
 my $SUA = LWP::UserAgent->new(timeout => 5);
@@ -52,6 +52,11 @@ fake_start($_, $FAULT{$_}[0], 300, 1) for @FAKES;
 
 my $dt = wait_states(10, 'up', 'Q1', 'FAKE_OK', @FAKES);
 ok t_cmp(defined $dt ? 1 : 0, 1, 'the real server, the good fake and the healthy fakes are up');
+# They were down before the test started them: each came back through the
+# rejoin, and a fake cannot list its keys (no lru_crawler, like a memcached
+# older than 1.4.31): emptied instead of synced.
+ok t_cmp(scalar(grep { my $a = quotemeta addr($_); log_since(0) =~ /MEMSESS0036: memcached server $a cannot be synced \(.*cannot list its keys: ERROR\): emptied instead/ } 'FAKE_OK'), 1,
+         'a server that cannot list its keys is emptied instead of synced (MEMSESS0036)');
 
 # --- the probe itself ---------------------------------------------------------------
 

@@ -39,6 +39,8 @@ for my $m (@MPMS) {
     fpm_start($fpm) if $fpm;
     (my $conf = $THREADS) =~ s/\@T\@/Apache::Test::vars('t_dir')/e;
     $conf .= "MemsessServers " . join(' ', map { "\${$_}" } @S) . "\n";
+    # drop, no replica: the lists this scenario checks (not the defaults)
+    $conf .= "MemsessReplicas 0\n";
     $conf .= qq{<FilesMatch "\\.php\$">\n    SetHandler "proxy:fcgi://\${$fpm}"\n</FilesMatch>\n}
         if $fpm;
     my $in = Memsess::Instance->new(name => "mpm_$mpm", mpm => $mpm, conf => $conf,

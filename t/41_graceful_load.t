@@ -28,6 +28,8 @@ MinSpareServers 4
 MaxSpareServers 8
 MaxRequestWorkers 16
 MemsessServers ${MEMC_G1} ${MEMC_G2} ${MEMC_G3}
+# drop, no replica: the lists this scenario checks (not the defaults)
+MemsessReplicas 0
 EOF
 $in->start;
 my $st_ok = wait_for(10, sub { 3 == grep { (server_state($_, $in->status) // '') eq 'up' } @G });

@@ -55,7 +55,11 @@ def sleep_until(t0, t):
 
 
 def parse_run(key):
-    """'r1sf' -> {'key', 'replicas': 1, 'successor': True, 'flush': True}"""
+    """'r1sf' -> {'key', 'replicas': 1, 'successor': True, 'flush': True};
+    'defaults' -> nothing but MemsessServers (the module's own defaults)"""
+    if key == 'defaults':
+        return {'key': key, 'replicas': 1, 'successor': True, 'flush': False,
+                'defaults': True}
     m = re.match(r'^r(\d+)(s?)(f?)$', key)
     if not m:
         raise SystemExit('--runs: %r is not rN[s][f] (e.g. r0, r1, r1s, r1sf)'
@@ -65,6 +69,9 @@ def parse_run(key):
 
 
 def run_title(spec):
+    if spec.get('defaults'):
+        return ('nothing but MemsessServers: the defaults (interval 200ms, '
+                'timeout 100ms, Replicas 1, successor, Rejoin sync)')
     t = 'MemsessReplicas %d' % spec['replicas']
     t += ', MemsessFailover %s' % ('successor' if spec['successor'] else 'drop')
     t += ', MemsessRejoin %s' % ('flush' if spec['flush'] else 'keep')
@@ -85,11 +92,12 @@ def run(R, memcs, spec, idx, args):
         'MemsessPassThreshold %d' % PASSES,
         'MemsessReplicas %d' % replicas,
     ]
-    # only what differs from the defaults: r0 and r1 run on older builds too
-    if spec['successor']:
-        lines.append('MemsessFailover successor')
-    if spec['flush']:
-        lines.append('MemsessRejoin flush')
+    # every mode written out: the defaults changed (successor, sync)
+    lines.append('MemsessFailover %s' % ('successor' if spec['successor']
+                                         else 'drop'))
+    lines.append('MemsessRejoin %s' % ('flush' if spec['flush'] else 'keep'))
+    if spec.get('defaults'):
+        lines = lines[:1]
     body = '\n'.join(lines)
     # every worker started up front: requests stuck on a hung server must
     # not make the others wait for prefork to spawn children
@@ -394,10 +402,12 @@ def main():
     ap.add_argument('--after', type=float, default=5.0,
                     help='seconds after a server rejoined')
     ap.add_argument('--warmup', type=float, default=2.0)
-    ap.add_argument('--runs', default='r0,r1,r1s,r1sf',
+    ap.add_argument('--runs', default='r0,r1,r1s,r1sf,defaults',
                     help='comma-separated rN[s][f]: N = MemsessReplicas, '
-                         's = MemsessFailover successor, f = MemsessRejoin '
-                         'flush (default r0,r1,r1s,r1sf)')
+                         's = MemsessFailover successor (else drop), f = '
+                         'MemsessRejoin flush (else keep); or defaults: '
+                         'nothing but MemsessServers (default '
+                         'r0,r1,r1s,r1sf,defaults)')
     ap.add_argument('--replicas', default=None,
                     help='old form: comma-separated MemsessReplicas values, '
                          'MemsessFailover drop (e.g. 0,1 = --runs r0,r1)')

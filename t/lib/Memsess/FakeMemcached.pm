@@ -180,6 +180,11 @@ sub _answer {
         return $store->{ $a->[0] // '' } ? "TOUCHED\r\n" : "NOT_FOUND\r\n";
     }
     return "VERSION 1.6.0-fake\r\n" if $cmd eq 'version';
+    if ($cmd eq 'flush_all') {
+        %$store = ();
+        return "OK\r\n";
+    }
+    # lru_crawler among the rest: like a memcached older than 1.4.31
     return "ERROR\r\n";
 }
 
