@@ -55,8 +55,10 @@ ok t_cmp(defined $dt ? 1 : 0, 1, 'the real server, the good fake and the healthy
 # They were down before the test started them: each came back through the
 # rejoin, and a fake cannot list its keys (no lru_crawler, like a memcached
 # older than 1.4.31): emptied instead of synced.
-ok t_cmp(scalar(grep { my $a = quotemeta addr($_); log_since(0) =~ /MEMSESS0036: memcached server $a cannot be synced \(.*cannot list its keys: ERROR\): emptied instead/ } 'FAKE_OK'), 1,
-         'a server that cannot list its keys is emptied instead of synced (MEMSESS0036)');
+# (The first of the pool back is published at once: nothing to sync from.)
+my $emptied = grep { my $a = quotemeta addr($_); log_since(0) =~ /MEMSESS0036: memcached server $a cannot be synced \(.*cannot list its keys: ERROR\): emptied instead/ } 'FAKE_OK', @FAKES;
+ok t_cmp($emptied >= 1 ? 1 : 0, 1,
+         "a server that cannot list its keys is emptied instead of synced (MEMSESS0036): $emptied");
 
 # --- the probe itself ---------------------------------------------------------------
 
