@@ -129,17 +129,85 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
     }
     apr_cpystrn(err, detail, (apr_size_t)(end - detail) + 1 < errlen
                              ? (apr_size_t)(end - detail) + 1 : errlen);
-    for (c = err; *c; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            *c = ' ';
-        }
-        else if ((unsigned char)*c >= 0x80) {
-            *c = '?';   /* from the wire: not even valid UTF-8, maybe */
-        }
-    }
+    memsess_text_one_line(err);
+    c = err + strlen(err);
     /* trailing separators of a detail that was cut */
     while (c > err && (c[-1] == ' ' || c[-1] == ',')) {
         *--c = '\0';
+    }
+}
+
+/* MemsessCredentials: what a failed probe says about SASL.
+ *
+ * A probe with credentials speaks the binary protocol (SASL has no other)
+ * and authenticates on connect; one without speaks text, as PHP does by
+ * default.  A refused password is named as such.  The two mismatches look
+ * like any broken server from where the probe stands: memcached -S closes
+ * the connection on a text command, memcached without -S answers the SASL
+ * commands with an error libmemcached calls an unknown read failure.  For
+ * those two failures only, one more round trip, in the binary protocol
+ * without credentials and within what is left of the timeout, tells which:
+ * a server that asks for SASL refuses the command (AUTH_FAILURE), one that
+ * does not stores it. */
+static memcached_return_t try_without_credentials(const memsess_server_t *srv,
+                                                  uint64_t ms)
+{
+    memcached_st *mc = memcached_create(NULL);
+    memcached_return_t rc;
+
+    if (!mc) {
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    rc = memcached_server_add(mc, srv->host, srv->port);
+    if (memcached_success(rc)) {
+        rc = memcached_set(mc, probe_key, strlen(probe_key), "sasl?", 5, 60,
+                           0);
+    }
+    memcached_free(mc);
+    return rc;
+}
+
+/* Rewrites err, the description of a failed probe, when the failure is
+ * about SASL.  left: what remains of the probe's timeout. */
+static void explain_sasl(const memsess_server_t *srv,
+                         const memsess_credentials_t *cred, memcached_st *mc,
+                         memcached_return_t rc, apr_interval_time_t left,
+                         char *err, apr_size_t errlen)
+{
+    uint64_t ms = left > 0 ? apr_time_as_msec(left / 2) : 0;
+    memcached_return_t plain;
+
+    if (cred && (rc == MEMCACHED_AUTH_FAILURE
+                 || rc == MEMCACHED_AUTH_PROBLEM)) {
+        char cause[MEMSESS_ERROR_MAX];
+
+        apr_cpystrn(cause, err, sizeof(cause));
+        apr_snprintf(err, errlen, "SASL authentication failed for user "
+                     "\"%s\": %s", cred->username,
+                     rc == MEMCACHED_AUTH_FAILURE
+                     ? "wrong user name or password" : cause);
+        return;
+    }
+    if (ms < 1 || (cred ? rc != MEMCACHED_UNKNOWN_READ_FAILURE
+                        : rc != MEMCACHED_CONNECTION_FAILURE
+                          || memcached_last_error_errno(mc) != 0)) {
+        return;
+    }
+    plain = try_without_credentials(srv, ms);
+    if (cred && plain == MEMCACHED_SUCCESS) {
+        apr_snprintf(err, errlen, "the server does not speak SASL (memcached "
+                     "without -S?) but MemsessCredentials gives user \"%s\"",
+                     cred->username);
+    }
+    else if (!cred && (plain == MEMCACHED_AUTH_FAILURE
+                       || plain == MEMCACHED_AUTH_PROBLEM)) {
+        apr_cpystrn(err, "the server asks for SASL authentication (memcached "
+                    "-S) but its pool has no MemsessCredentials", errlen);
     }
 }
 
@@ -148,8 +216,10 @@ static void describe(memcached_st *mc, memcached_return_t rc, char *err,
  * the TCP handshake), and neither does a plain "get": a server that answers
  * garbage can pass for one that has no such key.  Only a server that
  * speaks the protocol and stores what it is given echoes the value. */
-static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
-                 int flush, char *err, apr_size_t errlen)
+static int probe(const memsess_server_t *srv,
+                 const memsess_credentials_t *cred,
+                 apr_interval_time_t timeout, int flush, char *err,
+                 apr_size_t errlen)
 {
     static apr_uint32_t counter;
     memcached_st *mc = memcached_create(NULL);
@@ -160,6 +230,7 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     uint32_t flags;
     size_t len = 0, keylen = strlen(probe_key), noncelen;
     char *value = NULL;
+    apr_time_t start = apr_time_now();
     int ok;
 
     if (!mc) {
@@ -174,7 +245,13 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    rc = memcached_server_add(mc, srv->host, srv->port);
+    /* (switches to the binary protocol) */
+    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
+                                             cred->password)
+              : MEMCACHED_SUCCESS;
+    if (memcached_success(rc)) {
+        rc = memcached_server_add(mc, srv->host, srv->port);
+    }
     if (memcached_success(rc)) {
         rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
     }
@@ -190,6 +267,7 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
         ok = rc == MEMCACHED_SUCCESS;
     }
     if (ok) {
+        memcached_destroy_sasl_auth_data(mc);
         memcached_free(mc);
         return 1;
     }
@@ -199,7 +277,10 @@ static int probe(const memsess_server_t *srv, apr_interval_time_t timeout,
     }
     else {
         describe(mc, rc, err, errlen);
+        explain_sasl(srv, cred, mc, rc, timeout - (apr_time_now() - start),
+                     err, errlen);
     }
+    memcached_destroy_sasl_auth_data(mc);
     memcached_free(mc);
     return 0;
 }
@@ -326,7 +407,8 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
     int ok;
 
     (void)thread;
-    ok = probe(srv, timeout, rejoining(c, i), error, sizeof(error));
+    ok = probe(srv, c->rt->credentials[i], timeout, rejoining(c, i), error,
+               sizeof(error));
     took = apr_time_now() - start;
     if (ok && took > timeout) {
         ok = 0;
@@ -391,13 +473,15 @@ static void dispatch_round(checker_t *c)
         rv = apr_thread_pool_push(c->threads, probe_task, pr,
                                   APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
         if (rv != APR_SUCCESS) {
-            char error[MEMSESS_ERROR_MAX];
+            char cause[MEMSESS_ERROR_MAX], error[MEMSESS_ERROR_MAX];
 
-            apr_strerror(rv, error, sizeof(error));
+            /* on the stack: the checker's pool lives as long as it does */
+            apr_strerror(rv, cause, sizeof(cause));
+            apr_snprintf(error, sizeof(error), "cannot start a probe: %s",
+                         cause);
             apr_thread_mutex_lock(c->mutex);
             pr->in_flight = 0;
-            record_locked(c, i, 0, apr_pstrcat(c->pool, "cannot start a "
-                                               "probe: ", error, NULL), 0);
+            record_locked(c, i, 0, error, 0);
             apr_thread_mutex_unlock(c->mutex);
         }
     }
@@ -883,20 +967,33 @@ static int process_gone(pid_t pid)
     return gone;
 }
 
-/* Whether the lease is free for us: no owner, or a round is overdue and
- * its owner has ended or has started none for two intervals and a
- * timeout (a stuck checker). */
+/* A time of the configuration brought into [TICK, MEMSESS_TIME_MAX]: the
+ * takeover must work, and its sums stay in range, whatever it says. */
+static apr_interval_time_t bounded(apr_interval_time_t t)
+{
+    return t < TICK ? TICK : t > MEMSESS_TIME_MAX ? MEMSESS_TIME_MAX : t;
+}
+
+/* Whether the lease is free for us: no owner, or its owner has started no
+ * round for a while (an interval, at most a second) and has ended, or has
+ * started none for two intervals and a timeout (a stuck checker).  A
+ * heartbeat in the future (the clock went back) does not hold us off. */
 static int lease_free(const memsess_runtime_t *rt, apr_uint32_t owner,
                       apr_time_t heartbeat, apr_time_t now)
 {
+    apr_interval_time_t interval = bounded(rt->g.interval);
+    apr_interval_time_t look = interval < apr_time_from_sec(1)
+                               ? interval : apr_time_from_sec(1);
+    apr_interval_time_t age = heartbeat > now ? -1 : now - heartbeat;
+
     if (!owner) {
         return 1;
     }
-    if (now - heartbeat < rt->g.interval) {
+    if (age >= 0 && age < look) {
         return 0;   /* it started a round lately: nothing to look at */
     }
     return process_gone((pid_t)owner)
-           || now - heartbeat > 2 * rt->g.interval + rt->g.timeout + TICK;
+           || age > 2 * interval + bounded(rt->g.timeout) + TICK;
 }
 
 static void tick(memsess_runtime_t *rt)
@@ -926,12 +1023,15 @@ static void tick(memsess_runtime_t *rt)
         }
         checker->next_round = now;   /* new servers are probed at once */
     }
-    if (now >= checker->next_round) {
+    /* (a round further away than an interval: the clock went back) */
+    if (now >= checker->next_round
+        || checker->next_round - now > rt->g.interval) {
         memsess_table_heartbeat(rt->table, now);
         dispatch_round(checker);
         /* on the interval's grid, unless we fell behind it */
         checker->next_round += rt->g.interval;
-        if (checker->next_round <= now) {
+        if (checker->next_round <= now
+            || checker->next_round - now > rt->g.interval) {
             checker->next_round = now + rt->g.interval;
         }
     }

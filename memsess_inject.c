@@ -98,9 +98,13 @@ static int for_fcgi(const request_rec *r)
            || r->proxyreq == PROXYREQ_REVERSE;
 }
 
+/* The most settings a request gets. */
+#define MAX_INI 7
+
 typedef struct {
     const char *name;
     const char *value;
+    const char *fcgi_value;   /* as php-fpm must read it; NULL: value */
 } ini_t;
 
 /* The settings a request gets, in the order they are applied. */
@@ -109,6 +113,7 @@ static int settings(request_rec *r, const memsess_view_t *view,
 {
     int n = 0;
 
+    memset(ini, 0, MAX_INI * sizeof(*ini));
     ini[n].name = "session.save_handler";
     ini[n++].value = handler;
     ini[n].name = "session.save_path";
@@ -123,6 +128,15 @@ static int settings(request_rec *r, const memsess_view_t *view,
         ini[n].name = "memcached.sess_consistent_hash";
         ini[n++].value = view->failover == MEMSESS_FAILOVER_SUCCESSOR
                          ? "0" : "1";
+    }
+    if (view->credentials && !strcmp(handler, "memcached")) {
+        /* php-fpm parses PHP_ADMIN_VALUE as an INI file: quoted there */
+        ini[n].name = "memcached.sess_sasl_username";
+        ini[n].value = view->credentials->username;
+        ini[n++].fcgi_value = view->credentials->username_ini;
+        ini[n].name = "memcached.sess_sasl_password";
+        ini[n].value = view->credentials->password;
+        ini[n++].fcgi_value = view->credentials->password_ini;
     }
     return n;
 }
@@ -162,7 +176,8 @@ static void inject_mod_php(request_rec *r, const ini_t *ini, int n)
 static void inject_fcgi(request_rec *r, const ini_t *ini, int n)
 {
     const char *prev = apr_table_get(r->subprocess_env, "PHP_ADMIN_VALUE");
-    struct iovec vec[5 * 4 + 1];
+    struct iovec vec[MAX_INI * 4 + 1];
+    const char *value;
     int i, nvec = 0;
 
     if (prev && *prev) {
@@ -178,8 +193,9 @@ static void inject_fcgi(request_rec *r, const ini_t *ini, int n)
         vec[nvec++].iov_len = strlen(ini[i].name);
         vec[nvec].iov_base = "=";
         vec[nvec++].iov_len = 1;
-        vec[nvec].iov_base = (void *)ini[i].value;
-        vec[nvec++].iov_len = strlen(ini[i].value);
+        value = ini[i].fcgi_value ? ini[i].fcgi_value : ini[i].value;
+        vec[nvec].iov_base = (void *)value;
+        vec[nvec++].iov_len = strlen(value);
     }
     apr_table_setn(r->subprocess_env, "PHP_ADMIN_VALUE",
                    apr_pstrcatv(r->pool, vec, nvec, NULL));
@@ -193,7 +209,7 @@ int memsess_inject_fixups(request_rec *r)
     const memsess_dir_conf *dconf;
     const char *handler;
     apr_uint32_t len, nlive;
-    ini_t ini[5];
+    ini_t ini[MAX_INI];
     char *path;
     int n;
 

@@ -11,8 +11,10 @@
  * limitations under the License.
  */
 
-/* Pools: parsing "host[:port[:weight]]" and building a save_path.
- * APR only, so the unit tests and the fuzzer drive it without a server. */
+/* Pools: parsing "host[:port[:weight]]" and building a save_path; and
+ * the other words of the configuration a hostile or careless administrator
+ * may get wrong: the list itself and times.  APR only, so the unit tests
+ * and the fuzzer drive it without a server. */
 
 #include <string.h>
 #include <arpa/inet.h>
@@ -52,6 +54,13 @@ static const char *check_hostname(const char *host)
     if (!*host || strlen(host) > 253) {
         return "invalid host";
     }
+    /* only digits and dots: an address, never a name (256.0.0.1 is not
+     * a host called that) */
+    if (strspn(host, "0123456789.") == strlen(host)
+        && strpbrk(host, "0123456789")) {
+        return inet_pton(AF_INET, host, &ip4) == 1
+               ? NULL : "invalid IPv4 address (a.b.c.d, each 0 to 255)";
+    }
     for (c = host; ; c++) {
         if (*c == '.' || !*c) {
             apr_size_t len = (apr_size_t)(c - label);
@@ -76,6 +85,16 @@ static const char *check_hostname(const char *host)
     return NULL;
 }
 
+static int count_colons(const char *s)
+{
+    int n = 0;
+
+    for (; *s; s++) {
+        n += *s == ':';
+    }
+    return n;
+}
+
 const char *memsess_server_parse(apr_pool_t *p, const char *token,
                                  memsess_server_t *srv)
 {
@@ -89,6 +108,17 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
     memset(srv, 0, sizeof(*srv));
     srv->slot = -1;
 
+    if (!*token) {
+        return "an empty word (\"\") is not a server";
+    }
+
+    if (token[0] != '[' && (strstr(token, "::")
+                            || count_colons(token) >= 3)) {
+        /* ::1, fe80::1, ::1:11211: the colons of an address cannot be
+         * told from the port's */
+        return apr_psprintf(p, "IPv6 address must be written as "
+                            "[addr]:port in \"%s\"", token);
+    }
     if (token[0] == '[') {
         host_end = strchr(token, ']');
         if (!host_end || host_end == token + 1) {
@@ -123,10 +153,6 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
         }
         port = parse_number(port_str, port_len);
         if (port < 1 || port > 65535) {
-            if (!srv->ipv6 && weight_str && strchr(weight_str, ':')) {
-                return apr_psprintf(p, "IPv6 address must be written as "
-                                    "[addr]:port in \"%s\"", token);
-            }
             return apr_psprintf(p, "invalid port in \"%s\"", token);
         }
         if (weight_str) {
@@ -142,13 +168,25 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
         struct in6_addr ip6;
         char canon[64];
 
-        if (strchr(host, '%')
-            || inet_pton(AF_INET6, host, &ip6) != 1
+        if (strchr(host, '%')) {
+            /* refused on purpose: a zone names an interface of this
+             * machine, and the address is not passed on to PHP with it */
+            return apr_psprintf(p, "IPv6 zone index \"%s\" in \"%s\" is "
+                                "not supported (use a global or unique "
+                                "local address)", strchr(host, '%'), token);
+        }
+        if (inet_pton(AF_INET6, host, &ip6) != 1
             || !inet_ntop(AF_INET6, &ip6, canon, sizeof(canon))) {
             return apr_psprintf(p, "invalid IPv6 address in \"%s\"", token);
         }
+        if (IN6_IS_ADDR_V4MAPPED(&ip6)) {
+            /* ::ffff:a.b.c.d is a.b.c.d: one server, one name */
+            inet_ntop(AF_INET, &ip6.s6_addr[12], canon, sizeof(canon));
+            srv->ipv6 = 0;
+        }
         host = apr_pstrdup(p, canon);
-        addr = apr_psprintf(p, "[%s]:%ld", host, port);
+        addr = apr_psprintf(p, srv->ipv6 ? "[%s]:%ld" : "%s:%ld", host,
+                            port);
     }
     else {
         const char *bad = check_hostname(host);
@@ -174,6 +212,33 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
     srv->weight = (int)weight;
     srv->addr = addr;
     return NULL;
+}
+
+const char *memsess_pool_parse_line(apr_pool_t *p, const char *line,
+                                    memsess_getword_f getword,
+                                    memsess_pool_t **pool)
+{
+    apr_array_header_t *words = apr_array_make(p, 16, sizeof(char *));
+
+    /* every word to the end of the line: an empty one ("") is a word too,
+     * and refused, not the end of the list */
+    for (;;) {
+        const char *before;
+
+        while (apr_isspace(*line)) {
+            line++;
+        }
+        if (!*line) {
+            break;
+        }
+        before = line;
+        APR_ARRAY_PUSH(words, char *) = getword(p, &line);
+        if (line == before) {
+            return apr_psprintf(p, "cannot split \"%s\" into words", line);
+        }
+    }
+    return memsess_pool_parse(p, words->nelts, (char *const *)words->elts,
+                              pool);
 }
 
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
@@ -209,6 +274,45 @@ const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
     }
     *pool = pl;
     return NULL;
+}
+
+apr_status_t memsess_time_parse(const char *arg, apr_interval_time_t *t)
+{
+    static const struct {
+        const char  *unit;
+        apr_int64_t  usec;
+    } units[] = {
+        { "",   APR_USEC_PER_SEC },    /* a bare number is seconds */
+        { "ms", APR_TIME_C(1000) },
+        { "s",  APR_USEC_PER_SEC },
+        { "m",  APR_TIME_C(60) * APR_USEC_PER_SEC },
+        { "h",  APR_TIME_C(3600) * APR_USEC_PER_SEC },
+    };
+    apr_int64_t n = 0;
+    int huge = 0;
+    apr_size_t i;
+
+    if (!apr_isdigit(*arg)) {
+        return APR_EINVAL;
+    }
+    for (; apr_isdigit(*arg); arg++) {
+        int d = *arg - '0';
+
+        if (n > (APR_INT64_MAX - d) / 10) {
+            huge = 1;
+        }
+        else {
+            n = n * 10 + d;
+        }
+    }
+    for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (!strcmp(arg, units[i].unit)) {
+            *t = huge || n > APR_INT64_MAX / units[i].usec
+                 ? APR_INT64_MAX : n * units[i].usec;
+            return APR_SUCCESS;
+        }
+    }
+    return APR_EINVAL;
 }
 
 /* Appends s to buf as far as it fits; *need counts everything. */

@@ -22,6 +22,8 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_protocol.h"
+#include "http_request.h"
+#include "mod_core.h"
 #include "util_script.h"
 #include "mod_status.h"
 
@@ -72,6 +74,19 @@ static const memsess_server_t *member(const memsess_srv_conf *conf, int i)
 static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
 {
     return MEMSESS_IS_LIVE(snap->slots[srv->slot].state);
+}
+
+/* How many servers of a pool are live; of the whole table when conf is
+ * NULL. */
+static int count_live(const snapshot_t *snap, const memsess_srv_conf *conf)
+{
+    int n = conf ? conf->pool->servers->nelts : snap->nslots, i, live = 0;
+
+    for (i = 0; i < n; i++) {
+        live += MEMSESS_IS_LIVE(snap->slots[conf ? member(conf, i)->slot : i]
+                                .state);
+    }
+    return live;
 }
 
 /* Sets the type; whether a body follows (not for HEAD). */
@@ -175,16 +190,12 @@ static void show_json(request_rec *r, const snapshot_t *snap)
 /* ------------------------------------------------------------------ */
 /* ?auto                                                              */
 
-/* Keeps a value on its line: control characters become spaces. */
+/* Keeps a value on its line. */
 static const char *one_line(apr_pool_t *p, const char *s)
 {
-    char *out = apr_pstrdup(p, s), *c;
+    char *out = apr_pstrdup(p, s);
 
-    for (c = out; *c; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            *c = ' ';
-        }
-    }
+    memsess_text_one_line(out);
     return out;
 }
 
@@ -225,14 +236,10 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
-        int j, live = 0;
 
-        for (j = 0; j < conf->pool->servers->nelts; j++) {
-            live += member_live(snap, member(conf, j));
-        }
         ap_rprintf(r, "MemsessPool[%d]Vhost: %s\nMemsessPool[%d]Live: %d/%d\n",
-                   i, one_line(r->pool, pool_vhost(snap, i)->name), i, live,
-                   conf->pool->servers->nelts);
+                   i, one_line(r->pool, pool_vhost(snap, i)->name), i,
+                   count_live(snap, conf), conf->pool->servers->nelts);
     }
 }
 
@@ -370,14 +377,10 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
              "<th>Live</th><th>Servers (config order)</th></tr>\n", r);
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
-        int live = 0;
 
-        for (j = 0; j < conf->pool->servers->nelts; j++) {
-            live += member_live(snap, member(conf, j));
-        }
         ap_rprintf(r, "<tr><td>%s</td><td>%d/%d</td><td>",
                    esc(r, pool_vhost(snap, i)->name),
-                   live, conf->pool->servers->nelts);
+                   count_live(snap, conf), conf->pool->servers->nelts);
         for (j = 0; j < conf->pool->servers->nelts; j++) {
             const memsess_server_t *srv = member(conf, j);
 
@@ -415,7 +418,13 @@ int memsess_status_handler(request_rec *r)
     if (!r->handler || strcmp(r->handler, "memsess-status")) {
         return DECLINED;
     }
-    r->allowed = (AP_METHOD_BIT << M_GET);
+    /* httpd builds Allow (of a 405 and of OPTIONS) from allowed_methods;
+     * GET stands for HEAD too */
+    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_OPTIONS);
+    ap_allow_standard_methods(r, REPLACE_ALLOW, M_GET, M_OPTIONS, -1);
+    if (r->method_number == M_OPTIONS) {
+        return ap_send_http_options(r);
+    }
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
@@ -446,14 +455,9 @@ static int status_section(request_rec *r, int flags)
     }
     take_snapshot(r->pool, memsess_runtime(), &snap);
     if (flags & AP_STATUS_SHORT) {
-        int i, up = 0;
-
-        for (i = 0; i < snap.nslots; i++) {
-            up += MEMSESS_IS_LIVE(snap.slots[i].state);
-        }
         ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServersLive: %d/%d\n", snap.generation, up,
-                   snap.nslots);
+                   "MemsessServersLive: %d/%d\n", snap.generation,
+                   count_live(&snap, NULL), snap.nslots);
     }
     else {
         ap_rputs("<hr />\n<h2>mod_memsess</h2>\n", r);

@@ -93,6 +93,20 @@ const char *memsess_state_name(apr_uint32_t state)
     }
 }
 
+void memsess_text_one_line(char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c < 0x20 || c == 0x7f) {
+            *s = ' ';
+        }
+        else if (c >= 0x80) {
+            *s = '?';   /* from the wire: not even valid UTF-8, maybe */
+        }
+    }
+}
+
 apr_size_t memsess_table_size(int nslots, int nviews,
                               const apr_uint32_t *capacities)
 {

@@ -95,6 +95,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->alldown_dir = add->alldown != -1 ? add->alldown_dir
                                            : base->alldown_dir;
     conf->failover = MERGE(failover, -1);
+    conf->credentials = MERGE(credentials, NULL);
     /* server config only: a vhost never sets them */
     conf->interval = base->interval;
     conf->timeout = base->timeout;
@@ -149,12 +150,26 @@ static int parse_int(const char *arg, int min, int max)
     return (int)n;
 }
 
+/* A time in [min, MEMSESS_TIME_MAX], in the grammar of memsess_time_parse
+ * (httpd's ap_timeout_parameter_parse reads only the first letters of the
+ * unit: it takes "2seconds" and "1sfoo"). */
 static const char *parse_time(cmd_parms *cmd, const char *arg,
+                              apr_interval_time_t min, const char *min_text,
                               apr_interval_time_t *t)
 {
-    if (ap_timeout_parameter_parse(arg, t, "s") != APR_SUCCESS || *t <= 0) {
+    if (memsess_time_parse(arg, t) != APR_SUCCESS) {
         return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid time in "
-                                           "\"%s\" (e.g. 2s, 500ms)", arg));
+                                           "\"%s\" (N, Nms, Ns, Nm or Nh: "
+                                           "2s, 500ms; N alone is seconds)",
+                                           arg));
+    }
+    if (*t < min) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is below the "
+                                           "minimum of %s", arg, min_text));
+    }
+    if (*t > MEMSESS_TIME_MAX) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is above the "
+                                           "maximum of 1h", arg));
     }
     return NULL;
 }
@@ -164,18 +179,12 @@ static const char *parse_time(cmd_parms *cmd, const char *arg,
 static const char *set_servers(cmd_parms *cmd, void *dummy, const char *args)
 {
     memsess_srv_conf *conf = cmd_conf(cmd);
-    apr_array_header_t *tokens = apr_array_make(cmd->temp_pool, 16,
-                                                sizeof(char *));
     const char *err;
-    char *w;
 
     (void)dummy;
-    while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
-        APR_ARRAY_PUSH(tokens, char *) = w;
-    }
     /* a second line in the same context adds to the list */
-    err = memsess_pool_parse(cmd->pool, tokens->nelts,
-                             (char *const *)tokens->elts, &conf->pool);
+    err = memsess_pool_parse_line(cmd->pool, args, ap_getword_conf,
+                                  &conf->pool);
     return err ? cmd_error(cmd, err) : NULL;
 }
 
@@ -186,12 +195,8 @@ static const char *set_check_interval(cmd_parms *cmd, void *dummy,
     apr_interval_time_t t;
 
     (void)dummy;
-    if (err || (err = parse_time(cmd, arg, &t))) {
+    if (err || (err = parse_time(cmd, arg, MIN_INTERVAL, "100ms", &t))) {
         return err;
-    }
-    if (t < MIN_INTERVAL) {
-        return cmd_error(cmd, apr_psprintf(cmd->pool, "\"%s\" is below the "
-                                           "minimum of 100ms", arg));
     }
     cmd_conf(cmd)->interval = t;
     cmd_conf(cmd)->interval_arg = arg;
@@ -202,11 +207,14 @@ static const char *set_check_timeout(cmd_parms *cmd, void *dummy,
                                      const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t t;
 
     (void)dummy;
-    if (err || (err = parse_time(cmd, arg, &cmd_conf(cmd)->timeout))) {
+    if (err || (err = parse_time(cmd, arg, apr_time_from_msec(1), "1ms",
+                                 &t))) {
         return err;
     }
+    cmd_conf(cmd)->timeout = t;
     cmd_conf(cmd)->timeout_arg = arg;
     return NULL;
 }
@@ -329,6 +337,44 @@ static const char *set_all_down(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+/* "MemsessCredentials none": set, to no credentials (a vhost that must not
+ * inherit the main server's). */
+static memsess_credentials_t no_credentials;
+
+static const memsess_credentials_t *credentials_of(const memsess_srv_conf *c)
+{
+    return c->credentials == &no_credentials ? NULL : c->credentials;
+}
+
+/* The password is read here, by the parent as root, at every read of the
+ * configuration (apachectl -t and graceful too): a changed file is picked
+ * up by the next graceful restart. */
+static const char *set_credentials(cmd_parms *cmd, void *dummy,
+                                   const char *username, const char *file)
+{
+    const char *path;
+    const char *err;
+
+    (void)dummy;
+    if (!file) {
+        if (strcasecmp(username, "none")) {
+            return cmd_error(cmd, apr_psprintf(cmd->pool, "user name \"%s\" "
+                                               "without a password file (or "
+                                               "none)", username));
+        }
+        cmd_conf(cmd)->credentials = &no_credentials;
+        return NULL;
+    }
+    path = ap_server_root_relative(cmd->pool, file);
+    if (!path) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid file name "
+                                           "\"%s\"", file));
+    }
+    err = memsess_credentials_read(cmd->pool, username, path,
+                                   &cmd_conf(cmd)->credentials);
+    return err ? cmd_error(cmd, err) : NULL;
+}
+
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -362,6 +408,9 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE1("MemsessRejoin", set_choice, &rejoin_choice, RSRC_CONF,
         "what a server that comes back gets before it takes traffic: sync "
         "(default), flush or keep"),
+    AP_INIT_TAKE12("MemsessCredentials", set_credentials, NULL, RSRC_CONF,
+        "SASL user name and the file holding its password (one line), for "
+        "the pool's probes and for PHP; or none"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -438,6 +487,13 @@ static apr_port_t vhost_port(const server_rec *s)
     return s->addrs ? s->addrs->host_port : 0;
 }
 
+/* "host:port": how the status page and the log name a vhost. */
+static const char *vhost_name(apr_pool_t *p, const server_rec *s)
+{
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname
+                                                      : "*", vhost_port(s));
+}
+
 /* The module-wide settings: the main server's directives or defaults. */
 static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
 {
@@ -470,6 +526,7 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
     view->alldown = conf->alldown > 0 ? (memsess_alldown_e)conf->alldown
                                       : MEMSESS_ALLDOWN_OPEN;
     view->alldown_dir = conf->alldown_dir;
+    view->credentials = credentials_of(conf);
 
     len = memsess_path_build(NULL, 0, conf->pool, NULL, view->format,
                              MEMSESS_FAILOVER_DROP);
@@ -485,6 +542,26 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
     }
 }
 
+/* One server, two pools that authenticate differently.  Refused rather
+ * than checked both ways: a server has one state, and memcached's SASL
+ * gives every user the same keys, so two sets of credentials for one
+ * server protect nothing from each other. */
+static const char *conflict(apr_pool_t *p, const char *addr,
+                            const char *name1,
+                            const memsess_credentials_t *c1,
+                            const char *name2,
+                            const memsess_credentials_t *c2)
+{
+    return apr_psprintf(p, "MemsessCredentials: memcached server %s is in "
+                        "the pool of %s (%s) and of %s (%s), but a server is "
+                        "checked once, with one set of credentials, and "
+                        "memcached's SASL gives every user the same keys: "
+                        "give every pool that uses it the same "
+                        "MemsessCredentials", addr, name1,
+                        memsess_credentials_describe(p, c1), name2,
+                        memsess_credentials_describe(p, c2));
+}
+
 /* Gives every distinct server a slot and every vhost with a pool a view,
  * and resolves every setting. */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
@@ -493,7 +570,13 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     memsess_runtime_t *rt = apr_pcalloc(p, sizeof(*rt));
     apr_array_header_t *names = apr_array_make(ptemp, 16,
                                                sizeof(const char *));
+    /* per slot: the credentials its probes use, and whose they are */
+    apr_array_header_t *creds = apr_array_make(p, 16,
+                                    sizeof(const memsess_credentials_t *));
+    apr_array_header_t *owners = apr_array_make(ptemp, 16,
+                                                sizeof(const char *));
     apr_hash_t *slots = apr_hash_make(ptemp);
+    apr_hash_t *seen = apr_hash_make(ptemp);   /* vhost name -> how often */
     server_rec *vs;
     int v;
 
@@ -505,18 +588,34 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
 
     for (vs = s; vs; vs = vs->next) {
         memsess_srv_config(vs)->view = -1;
+        if (memsess_srv_config(vs)->pool) {
+            const char *name = vhost_name(ptemp, vs);
+
+            apr_hash_set(seen, name, APR_HASH_KEY_STRING,
+                         apr_hash_get(seen, name, APR_HASH_KEY_STRING)
+                         ? "twice" : "once");
+        }
     }
     for (vs = s; vs; vs = vs->next) {
         memsess_srv_conf *conf = memsess_srv_config(vs);
         memsess_vhost_t *vh;
+        const char *count;
         int i;
 
         if (!conf->pool) {
             continue;
         }
         vh = apr_array_push(rt->vhosts);
-        vh->name = apr_psprintf(p, "%s:%u", vs->server_hostname
-                                ? vs->server_hostname : "*", vhost_port(vs));
+        vh->name = vhost_name(p, vs);
+        count = apr_hash_get(seen, vh->name, APR_HASH_KEY_STRING);
+        if (count && !strcmp(count, "twice")) {
+            /* the main server and a vhost of its ServerName, say: told
+             * apart by where they are defined */
+            vh->name = vs->is_virtual && vs->defn_name
+                       ? apr_psprintf(p, "%s (%s:%u)", vh->name,
+                                      vs->defn_name, vs->defn_line_number)
+                       : apr_psprintf(p, "%s (main server)", vh->name);
+        }
         vh->conf = conf;
         if (conf->view >= 0) {
             continue;   /* shares its config, and so its view, with one seen */
@@ -529,10 +628,21 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
             if (!first) {
                 srv->slot = rt->targets->nelts;
                 APR_ARRAY_PUSH(rt->targets, memsess_server_t *) = srv;
+                APR_ARRAY_PUSH(creds, const memsess_credentials_t *)
+                    = credentials_of(conf);
+                APR_ARRAY_PUSH(owners, const char *) = vh->name;
                 apr_hash_set(slots, srv->addr, APR_HASH_KEY_STRING, srv);
+                continue;
             }
-            else {
-                srv->slot = first->slot;
+            srv->slot = first->slot;
+            if (!rt->conflict && !memsess_credentials_same(
+                    credentials_of(conf), APR_ARRAY_IDX(creds, srv->slot,
+                                          const memsess_credentials_t *))) {
+                rt->conflict = conflict(p, srv->addr,
+                    APR_ARRAY_IDX(owners, srv->slot, const char *),
+                    APR_ARRAY_IDX(creds, srv->slot,
+                                  const memsess_credentials_t *),
+                    vh->name, credentials_of(conf));
             }
         }
         conf->view = rt->confs->nelts;
@@ -542,6 +652,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     if (!rt->confs->nelts) {
         return NULL;
     }
+    rt->credentials = (const memsess_credentials_t **)creds->elts;
 
     rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
     for (v = 0; v < rt->confs->nelts; v++) {
@@ -584,11 +695,22 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "checks", rt->targets->nelts, MEMSESS_MAX_SERVERS);
         return !OK;
     }
+    if (rt->conflict) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0070: %s",
+                     rt->conflict);
+        return !OK;
+    }
     for (v = 0; v < rt->confs->nelts; v++) {
         const memsess_view_t *view = &rt->views[v];
         const memsess_srv_conf *conf = APR_ARRAY_IDX(rt->confs, v,
                                                      memsess_srv_conf *);
 
+        if (view->credentials && view->format == MEMSESS_FORMAT_MEMCACHE) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0071: "
+                         "MemsessCredentials in %s needs MemsessFormat "
+                         "memcached: pecl-memcache has no SASL", view->name);
+            return !OK;
+        }
         if (view->alldown == MEMSESS_ALLDOWN_FILES
             && check_files_dir(ptemp, conf->s, view->alldown_dir) != OK) {
             return !OK;

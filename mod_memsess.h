@@ -16,8 +16,8 @@
  * Apache instance and injected per request.
  *
  * Who owns what:
- *   memsess_pool.c    parse "host[:port[:weight]]", build a save_path
- *                     (APR only)
+ *   memsess_pool.c    parse "host[:port[:weight]]" lines and times, build
+ *                     a save_path (APR only)
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
@@ -25,6 +25,8 @@
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
+ *   memsess_credentials.c  MemsessCredentials: the password file, quoting
+ *                     for php-fpm (APR only)
  *   memsess_status.c  the memsess-status handler
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
@@ -34,6 +36,9 @@
 
 #ifndef MOD_MEMSESS_H
 #define MOD_MEMSESS_H
+
+/* The module's version; debian/changelog must agree (debian/rules checks). */
+#define MEMSESS_VERSION "0.1.0"
 
 #include "apr.h"
 #include "apr_pools.h"
@@ -87,6 +92,24 @@ const char *memsess_server_parse(apr_pool_t *p, const char *token,
 const char *memsess_pool_parse(apr_pool_t *p, int argc, char *const argv[],
                                memsess_pool_t **pool);
 
+/* Splits one MemsessServers line into words with getword (httpd's
+ * ap_getword_conf has this type), every one to the end of the line, and
+ * parses them as memsess_pool_parse does. */
+typedef char *(*memsess_getword_f)(apr_pool_t *p, const char **line);
+const char *memsess_pool_parse_line(apr_pool_t *p, const char *line,
+                                    memsess_getword_f getword,
+                                    memsess_pool_t **pool);
+
+/* Parses a time: exactly N, Nms, Ns, Nm or Nh (a bare number is seconds),
+ * N decimal digits.  APR_SUCCESS, or APR_EINVAL for anything else.  A time
+ * too long for apr_interval_time_t reads as APR_INT64_MAX, so that every
+ * upper bound refuses it and no caller's arithmetic overflows. */
+apr_status_t memsess_time_parse(const char *arg, apr_interval_time_t *t);
+
+/* The longest interval and timeout: every sum of times the checker forms
+ * stays far from overflowing, and a round runs at least once an hour. */
+#define MEMSESS_TIME_MAX    apr_time_from_sec(3600)
+
 /* What becomes of a down server in the injected list. */
 typedef enum {
     MEMSESS_FAILOVER_DROP      = 0,  /* left out (consistent hashing) */
@@ -111,6 +134,54 @@ apr_size_t memsess_path_build(char *buf, apr_size_t size,
 apr_size_t memsess_path_max(const memsess_pool_t *pool,
                             memsess_format_e format,
                             memsess_failover_e failover);
+
+/* ------------------------------------------------------------------ */
+/* SASL credentials (memsess_credentials.c)                           */
+
+#define MEMSESS_USERNAME_MAX 255
+#define MEMSESS_PASSWORD_MAX 1024
+
+/* A pool's MemsessCredentials, read at every configuration read by the
+ * parent (as root) and read-only afterwards.  The password goes to the
+ * probes and to PHP only: never into a log line, a status page or a
+ * MEMSESS_* variable.  The pool it lives in wipes it when it goes. */
+typedef struct {
+    const char *username;
+    const char *password;
+    const char *file;           /* the password's file, for messages */
+    const char *username_ini;   /* both double-quoted and escaped for    */
+    const char *password_ini;   /* php-fpm's INI parser (PHP_ADMIN_VALUE) */
+} memsess_credentials_t;
+
+/* Checks a SASL user name: 1 to MEMSESS_USERNAME_MAX bytes, no control
+ * character.  NULL, or an error message naming it. */
+const char *memsess_username_check(apr_pool_t *p, const char *username);
+
+/* The password in a password file's bytes: one line, its newline (\n or
+ * \r\n) optional, 1 to MEMSESS_PASSWORD_MAX bytes, no control character
+ * but tab.  Sets *pwlen and returns NULL, or returns what is wrong with
+ * the file (never any of its bytes). */
+const char *memsess_password_parse(const char *buf, apr_size_t len,
+                                   apr_size_t *pwlen);
+
+/* Reads username's password from file into a new *cred allocated from p.
+ * NULL, or an error message naming the file (without the directive). */
+const char *memsess_credentials_read(apr_pool_t *p, const char *username,
+                                     const char *file,
+                                     memsess_credentials_t **cred);
+
+/* s in double quotes with \, " and $ escaped: what PHP's INI parser (as
+ * php-fpm runs it on PHP_ADMIN_VALUE) reads back as exactly s. */
+char *memsess_ini_quote(apr_pool_t *p, const char *s);
+
+/* Whether two pools authenticate the same way (NULL: no credentials). */
+int memsess_credentials_same(const memsess_credentials_t *a,
+                             const memsess_credentials_t *b);
+
+/* "user \"u\" (password from FILE)" or "no MemsessCredentials", for
+ * messages. */
+const char *memsess_credentials_describe(apr_pool_t *p,
+                                         const memsess_credentials_t *c);
 
 /* ------------------------------------------------------------------ */
 /* The shared health table (memsess_table.c)                          */
@@ -225,6 +296,10 @@ int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
  * ran its sync died: it goes DOWN, and its next good probes restart it.
  * Returns how many slots it changed.  The caller is the writer. */
 int memsess_table_reset_syncing(memsess_table_t *t);
+/* Makes text from outside (what a memcached server sent) one clean line
+ * of ASCII, in place: control characters become spaces, bytes outside
+ * ASCII '?'. */
+void memsess_text_one_line(char *s);
 
 /* Whether a state counts as live for injection. */
 #define MEMSESS_IS_LIVE(state) \
@@ -250,6 +325,7 @@ typedef struct {
     apr_uint32_t          capacity;      /* of its longest path, NUL too */
     const char           *full_path;     /* every server, in config order */
     const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
+    const memsess_credentials_t *credentials;  /* NULL: none */
 } memsess_view_t;
 
 /* The defaults that depend on others (SPEC.md): replicas on the pool's
@@ -430,6 +506,7 @@ typedef struct {
     int                  alldown;
     const char          *alldown_dir;
     int                  failover;
+    memsess_credentials_t *credentials;
     /* server config only: the main server's values are the ones used */
     apr_interval_time_t  interval;
     apr_interval_time_t  timeout;
@@ -460,6 +537,9 @@ typedef struct {
     server_rec          *main;
     memsess_global_t     g;           /* module-wide settings */
     apr_array_header_t  *targets;     /* memsess_server_t *, index = slot */
+    const memsess_credentials_t **credentials;  /* [slot]: its probes' */
+    const char          *conflict;    /* two pools, one server, different
+                                       * credentials: why that is refused */
     apr_array_header_t  *confs;       /* memsess_srv_conf *, index = view */
     apr_array_header_t  *vhosts;      /* memsess_vhost_t, in server order */
     memsess_view_t      *views;       /* [confs->nelts] */

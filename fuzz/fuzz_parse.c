@@ -15,8 +15,9 @@
  * save_path builder, fed hostile configuration text.
  *
  * Input: the text of a MemsessServers line, split into tokens on
- * whitespace (or, when it holds a 0x1f byte, on 0x1f only, so a token may
- * hold spaces the way a quoted httpd argument does), at most MAX_TOKENS.
+ * whitespace (or, when it holds a 0x1f byte, at every 0x1f, so a token may
+ * hold spaces the way a quoted httpd argument does, and be empty as "" is),
+ * at most MAX_TOKENS.
  * Bytes after the first NUL, if any, are live masks for the save_path
  * builder (bit i of the mask = server i is live).
  *
@@ -35,6 +36,12 @@
  *   - the pool is accepted exactly when every token is and no two give the
  *     same addr; a pool never accepts a server it already holds; the list
  *     split over two lines (the second appending) gives the same pool;
+ *   - the tokens written as one line of quoted words, as httpd hands it
+ *     over, give memsess_pool_parse_line the same verdict and pool: an
+ *     empty word ("") is refused, never the end of the list;
+ *   - each token, read as a time, is accepted by memsess_time_parse exactly
+ *     when it is digits and then nothing, ms, s, m or h, with the model's
+ *     value (saturated at APR_INT64_MAX);
  *   - memsess_path_build, in both formats and both failover modes, for
  *     many live masks, returns the length of the model's save_path, never
  *     writes past size, always NUL-terminates, and writes a prefix of the
@@ -124,6 +131,37 @@ static int model_host_ok(const char *host)
     if (inet_aton(host, &a) != 0 && inet_pton(AF_INET, host, &a) != 1) {
         return 0;
     }
+    /* digits and dots only: a dotted quad, each part 0-255 without a
+     * leading zero, or nothing */
+    if (strspn(host, "0123456789.") == len) {
+        int parts = 0;
+        const char *c = host;
+
+        while (*c) {
+            long v = 0;
+            size_t nd = 0;
+
+            while (c[nd] >= '0' && c[nd] <= '9' && nd < 4) {
+                v = v * 10 + (c[nd] - '0');
+                nd++;
+            }
+            if (!nd || nd > 3 || v > 255 || (nd > 1 && c[0] == '0')) {
+                return 0;
+            }
+            c += nd;
+            parts++;
+            if (*c == '.') {
+                c++;
+                if (!*c) {
+                    return 0;
+                }
+            }
+            else if (*c) {
+                return 0;
+            }
+        }
+        return parts == 4;
+    }
     return 1;
 }
 
@@ -155,6 +193,17 @@ static int model_parse(const char *tok, model_srv_t *m)
             return 0;
         }
         m->ipv6 = 1;
+        {
+            static const unsigned char mapped[12] = {
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+            if (!memcmp(a.s6_addr, mapped, sizeof(mapped))) {
+                snprintf(m->host, sizeof(m->host), "%u.%u.%u.%u",
+                         a.s6_addr[12], a.s6_addr[13], a.s6_addr[14],
+                         a.s6_addr[15]);
+                m->ipv6 = 0;
+            }
+        }
         rest = close + 1;
     }
     else {
@@ -386,6 +435,111 @@ static void check_path(apr_pool_t *p, const memsess_pool_t *pool,
     free(live);
 }
 
+/* The model of memsess_time_parse: decimal digits, then nothing, "ms",
+ * "s", "m" or "h"; seconds when nothing; saturated at APR_INT64_MAX. */
+static int model_time(const char *s, apr_interval_time_t *t)
+{
+    static const char *units[] = { "", "ms", "s", "m", "h" };
+    static const unsigned __int128 usec[] = {
+        1000000, 1000, 1000000, 60000000, 3600000000u };
+    unsigned __int128 n = 0, cap = (unsigned __int128)APR_INT64_MAX + 1;
+    size_t nd = 0, u;
+
+    while (s[nd] >= '0' && s[nd] <= '9') {
+        n = n * 10 + (unsigned)(s[nd] - '0');
+        if (n > cap) {
+            n = cap;
+        }
+        nd++;
+    }
+    if (!nd) {
+        return 0;
+    }
+    for (u = 0; u < 5; u++) {
+        if (!strcmp(s + nd, units[u])) {
+            n *= usec[u];
+            *t = n > APR_INT64_MAX ? APR_INT64_MAX : (apr_interval_time_t)n;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void check_time(const char *tok)
+{
+    apr_interval_time_t got = -7, want = -7;
+    int ok = memsess_time_parse(tok, &got) == APR_SUCCESS;
+
+    if (ok != model_time(tok, &want)) {
+        fail("time \"%s\": %s, the model %s it", tok,
+             ok ? "accepted" : "refused", ok ? "refuses" : "accepts");
+    }
+    if (ok && got != want) {
+        fail("time \"%s\": %" APR_TIME_T_FMT "us, the model says %"
+             APR_TIME_T_FMT, tok, got, want);
+    }
+    if (!ok && got != -7) {
+        fail("time \"%s\": refused but wrote %" APR_TIME_T_FMT, tok, got);
+    }
+}
+
+/* httpd's ap_getword_conf for the words check_line writes: a quoted word
+ * (maybe empty), and the blanks after it. */
+static char *getword(apr_pool_t *p, const char **line)
+{
+    const char *s = *line, *end;
+    char *w;
+
+    while (*s == ' ') {
+        s++;
+    }
+    if (*s != '"') {
+        fail("check_line: a word that does not start with a quote: %s", s);
+    }
+    end = strchr(s + 1, '"');
+    if (!end) {
+        fail("check_line: a word without its closing quote: %s", s);
+    }
+    w = apr_pstrmemdup(p, s + 1, (apr_size_t)(end - s - 1));
+    for (s = end + 1; *s == ' '; s++) {
+    }
+    *line = s;
+    return w;
+}
+
+/* The tokens as one line of quoted words: memsess_pool_parse_line gives
+ * the verdict memsess_pool_parse gave (err), and the same servers. */
+static void check_line(apr_pool_t *p, int argc, char **argv,
+                       const char *err, const memsess_pool_t *pool)
+{
+    memsess_pool_t *from_line = NULL;
+    const char *line = "", *e;
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (strchr(argv[i], '"')) {
+            return;   /* not a word this getword can quote */
+        }
+        line = apr_pstrcat(p, line, i ? " \"" : "\"", argv[i], "\"", NULL);
+    }
+    e = memsess_pool_parse_line(p, line, getword, &from_line);
+    if ((e == NULL) != (err == NULL)) {
+        fail("line '%s': %s; as %d tokens: %s", line, e ? e : "accepted",
+             argc, err ? err : "accepted");
+    }
+    if (!e && from_line->servers->nelts != pool->servers->nelts) {
+        fail("line '%s': %d servers; as tokens %d", line,
+             from_line->servers->nelts, pool->servers->nelts);
+    }
+    for (i = 0; !e && i < argc; i++) {
+        if (strcmp(APR_ARRAY_IDX(from_line->servers, i,
+                                 memsess_server_t).addr,
+                   APR_ARRAY_IDX(pool->servers, i, memsess_server_t).addr)) {
+            fail("line '%s': server %d differs", line, i);
+        }
+    }
+}
+
 static int is_sep(uint8_t c, int us)
 {
     return us ? c == 0x1f
@@ -402,15 +556,24 @@ static int split(const uint8_t *data, size_t size, char **argv)
     while (i < size && argc < MAX_TOKENS) {
         size_t start, len;
 
-        while (i < size && is_sep(data[i], us)) {
-            i++;
+        if (us) {
+            /* one word per 0x1f-separated piece: "a\x1f\x1fb" has an empty
+             * one in the middle, as `a "" b` has */
+            if (argc) {
+                i++;   /* the separator after the previous word */
+            }
+        }
+        else {
+            while (i < size && is_sep(data[i], us)) {
+                i++;
+            }
         }
         start = i;
         while (i < size && !is_sep(data[i], us)) {
             i++;
         }
         len = i - start;
-        if (!len) {
+        if (!len && !us) {
             break;
         }
         argv[argc] = malloc(len + 1);
@@ -447,10 +610,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     argc = split(data, tlen, argv);
 
-    /* Each token alone, against the model. */
+    /* Each token alone, against the model; and as a time. */
     for (i = 0; i < argc; i++) {
         int want = model_parse(argv[i], &models[i]);
 
+        check_time(argv[i]);
         err = memsess_server_parse(p, argv[i], &srvs[i]);
         if ((err == NULL) != want) {
             fail("\"%s\": %s but the model %s it", argv[i],
@@ -491,6 +655,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              : !all_ok ? "an error (bad token)"
              : dup ? "an error (duplicate)" : "success");
     }
+    check_line(p, argc, argv, err, pool);
 
     /* The same list over two MemsessServers lines: the second appends to
      * the pool of the first, with the same verdict and the same servers. */

@@ -1,16 +1,23 @@
 # The status page in every format: ?json, ?auto, ?metrics, HTML, and the
-# section in mod_status.  S1 runs, S2 never does.
+# section in mod_status.  S1 runs, S2 never does.  Issue 15: the methods
+# (GET and HEAD; OPTIONS says so; the rest 405 with the right Allow), the
+# README's examples of every format and of the state-change log lines
+# against the real output, and a main server and a vhost of the same name
+# told apart.
 use strict;
 use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
 use LWP::UserAgent ();
+use HTTP::Request ();
 use JSON::PP ();
+use File::Spec::Functions qw(catfile);
+use Memsess::Instance;
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 
-plan tests => 48;
+plan tests => 48 + 10 + 8 + 4 + 4;
 
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
@@ -115,6 +122,109 @@ ok t_cmp(line_of($raw, qr/\Q$s2\E/), qr/\bdown\b/, "HTML: $s2 is down");
 ($raw) = fetch('/server-status');
 ok t_cmp(line_of($raw, qr/\Q$s1\E/), qr/\Q$s1\E/, 'mod_status has a section with our servers');
 
+# --- methods (issue 15) ----------------------------------------------------------------
+
+# httpd builds Allow from the handler's allowed methods: GET (and so HEAD)
+# and OPTIONS; TRACE is httpd's own (TraceEnable).
+{
+    my $url = vhost_url('default', '/memsess-status');
+    my $allow = sub {
+        join ',', sort grep { $_ ne 'TRACE' } split /\s*,\s*/, shift // '';
+    };
+    for my $m (qw(GET HEAD OPTIONS)) {
+        my $res = $ua->request(HTTP::Request->new($m => $url));
+        ok t_cmp($res->code, 200, "$m answers 200");
+    }
+    my $head = $ua->request(HTTP::Request->new(HEAD => "$url?json"));
+    ok t_cmp(length($head->content // ''), 0, 'HEAD: no body');
+    my $opt = $ua->request(HTTP::Request->new(OPTIONS => $url));
+    ok t_cmp($allow->(scalar $opt->header('Allow')), 'GET,HEAD,OPTIONS',
+             'OPTIONS: Allow: GET, HEAD, OPTIONS (' . ($opt->header('Allow') // 'none') . ')');
+    for my $m (qw(POST PUT DELETE PATCH FROBNICATE)) {
+        my $res = $ua->request(HTTP::Request->new($m => $url, ['Content-Length' => 0]));
+        ok t_cmp($res->code . ' ' . $allow->(scalar $res->header('Allow')),
+                 '405 GET,HEAD,OPTIONS',
+                 "$m: 405, Allow: GET, HEAD, OPTIONS (" . ($res->header('Allow') // 'none') . ')');
+    }
+}
+
+# --- the README's examples against the real output (issue 15) -------------------------
+
+my $readme = do {
+    my $file = catfile(Apache::Test::vars('t_dir'), '..', 'README.md');
+    open my $fh, '<', $file or die "$file: $!";
+    local $/;
+    <$fh>;
+};
+# The text of a "## " (or "### ") section of README.md.
+sub readme_section {
+    my $title = shift;
+    my ($text) = $readme =~ /^\Q$title\E\n(.*?)(?=^##+ |\z)/ms;
+    return $text // '';
+}
+# The fenced block after the first line of a section that matches $re,
+# unindented.
+sub readme_block {
+    my ($section, $re) = @_;
+    my $text = readme_section($section);
+    $text =~ /$re[^\n]*\n\s*```[a-z]*\n(.*?)^\s*```/ms or return '';
+    return join "\n", map { s/^\s+//r } split /\n/, $1;
+}
+# What a value is: a number, a state, "n/m", or text.
+sub kind {
+    my $v = shift // '';
+    return $v =~ /^-?\d+(\.\d+)?$/ ? 'number' : $v =~ /^(up|down|unknown)$/ ? 'state'
+         : $v =~ m{^\d+/\d+$} ? 'n/m' : 'text';
+}
+
+{
+    my $ex = readme_block('## Status', qr/`\?auto`/);
+    my @want = map { /^([^:]+):\s*(.*)$/ ? [$1, kind($2)] : () } grep { $_ ne '...' } split /\n/, $ex;
+    my ($real) = fetch('/memsess-status?auto');
+    my %real = $real =~ /^([^:\n]+):[ \t]*(.*?)\s*$/mg;
+    my @real = grep { !/\[/ || /\[0\]/ } map { /^([^:]+):/ ? $1 : () } split /\n/, $real;
+    ok t_cmp(join(' ', @real), join(' ', map { $_->[0] } @want),
+             'README ?auto example: the keys (index 0) and their order');
+    my @bad = map { $_->[0] } grep { $_->[1] ne 'text' && kind($real{ $_->[0] }) ne $_->[1] } @want;
+    ok t_cmp("@bad", '', 'README ?auto example: numbers, states, n/m where it shows them');
+}
+{
+    my $ex = readme_block('## Status', qr/`\?json`/);
+    my $want = eval { JSON::PP->new->decode($ex) };
+    ok t_cmp(ref $want, 'HASH', 'README ?json example is valid JSON ' . ($@ || ''));
+    $want ||= {};
+    my $real = status() || {};
+    my $keys = sub { join ',', sort keys %{ $_[0] || {} } };
+    ok t_cmp($keys->($real), $keys->($want), 'README ?json example: the top-level keys');
+    ok t_cmp($keys->($real->{servers}[0]), $keys->($want->{servers}[0]),
+             'README ?json example: the keys of a server');
+    ok t_cmp($keys->($real->{pools}[0]), $keys->($want->{pools}[0]),
+             'README ?json example: the keys of a pool');
+    my $types = sub {
+        my $h = shift || {};
+        join ',', map { "$_=" . (ref $h->{$_} || (kind($h->{$_}) eq 'number' ? 'number' : 'text')) }
+                  sort keys %$h;
+    };
+    ok t_cmp($types->($real->{servers}[0]), $types->($want->{servers}[0]),
+             "README ?json example: the types of a server's values");
+}
+{
+    my $ex = readme_block('## Status', qr/`\?metrics`/);
+    my $shape = sub {
+        my %s;
+        for (split /\n/, shift) {
+            next if /^#/ || !/\S/;
+            my ($name, $labels, $v) = /^(\w+)(?:\{(.*)\})? (\S+)$/ or do { $s{"bad: $_"} = 1; next };
+            my $ln = join ',', map { /^(\w+)=/ ? $1 : '?' } split /,(?=\w+=)/, $labels // '';
+            $s{"$name\{$ln\}" . (kind($v) eq 'number' ? '' : " $v")} = 1;
+        }
+        return join ' ', sort keys %s;
+    };
+    my ($real) = fetch('/memsess-status?metrics');
+    ok t_cmp($shape->($real), $shape->($ex),
+             'README ?metrics example: the same metrics, labels and numbers');
+}
+
 # --- one pool per server and vhost, named by its own port ----------------------------
 
 $st = status() || {};
@@ -146,6 +256,52 @@ ok t_cmp(join(',', grep { $names{$_} > 1 } sort keys %names), '', 'pools: no nam
     my $inh = pool_of($st, 'memsess_inherit') || {};
     ok t_cmp($inh->{vhost} // '', $cfg->{vhosts}{memsess_inherit}{hostport},
              'pools: a vhost without directives of its own is listed under its own name');
+}
+
+# --- the README's log lines of state changes (issue 15) --------------------------------
+
+# Each example line of "## Health checking" as a pattern: addresses and
+# numbers stand for any (and "...", should one be written).  S2 went down (refused) above; S1 is
+# frozen (timeout), then thawed (up).
+{
+    my @ex = grep { /MEMSESS\d{4}:/ } map { s/^\s+//r } split /\n/, readme_section('## Health checking');
+    ok t_cmp(scalar @ex, 3, 'README: three log examples of state changes');
+    memc_freeze('S1');
+    wait_states(fail_deadline() + 2, 'down', 'S1');
+    memc_thaw('S1');
+    wait_states(pass_deadline() + 2, 'up', 'S1');
+    my @log = split /\n/, log_since(0);
+    for my $ex (@ex) {
+        my $re = join '', map {
+            /^\s*\.\.\.$/ ? '.*' : /^\d+$/ ? '\d+' : /^[\d.]+:\d+$/ ? '\S+' : quotemeta
+        } split /(\s*\.\.\.|[\d.]+:\d+|\d+)/, $ex;
+        ok t_cmp(scalar(grep { /$re/ } @log) ? 1 : 0, 1, "README log example in the real log: $ex");
+    }
+}
+
+# --- the main server and a vhost of the same name (issue 15) ---------------------------
+
+{
+    my $in = Memsess::Instance->new(name => 'same_name', conf => 'MemsessServers ${MEMC_S1}');
+    my $port = $in->port;
+    $in->{conf} .= "\n<VirtualHost 127.0.0.1:$port>\n    ServerName 127.0.0.1\n"
+                 . "    MemsessServers \${MEMC_S2}\n</VirtualHost>\n";
+    $in->write_conf;
+    $in->start;
+    my $st = $in->status || {};
+    my @names = map { $_->{vhost} // '' } @{ $st->{pools} || [] };
+    diag "pools of the main server and its namesake: @names";
+    ok t_cmp(scalar(@names) == 2 && $names[0] ne $names[1] ? 1 : 0, 1,
+             "?json: two pools, two names (@names)");
+    my $auto = $in->get('/memsess-status?auto')->decoded_content // '';
+    my @auto = $auto =~ /^MemsessPool\[\d+\]Vhost: (.*)$/mg;
+    ok t_cmp(scalar(@auto) == 2 && $auto[0] ne $auto[1] ? 1 : 0, 1, "?auto: two names (@auto)");
+    my $html = $in->get('/memsess-status')->decoded_content // '';
+    my $both = grep { index($html, $_) >= 0 } map { s/&/&amp;/gr =~ s/</&lt;/gr =~ s/>/&gt;/gr } @auto;
+    ok t_cmp($both, 2, 'HTML: both names');
+    ok t_cmp($names[0] // '', qr/^127\.0\.0\.1:\Q$port\E \(main server\)$/,
+             'the main server is named so');
+    $in->stop;
 }
 
 memc_stop('S1');

@@ -194,36 +194,11 @@ EOF
 
 # --------------------------------------------------------------- setup/build
 
-# Packages tools/setup.sh does not install (yet): nginx, python3 for the
-# drill's simulated users, curl for the examples.  Installed without starting
-# nginx's service.
-install_extras() {
-    local missing=() p status policy=/usr/sbin/policy-rc.d own_policy=0
-    for p in nginx python3 curl; do
-        status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-        [ "$status" = installed ] || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    say "installing ${missing[*]} (the nginx service is not started: the demo runs its own)"
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' > "$policy"
-        chmod 755 "$policy"
-        own_policy=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
-        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
-            || { [ $own_policy = 1 ] && rm -f "$policy"; die "could not install ${missing[*]}"; }
-    fi
-    [ $own_policy = 1 ] && rm -f "$policy"
-    return 0
-}
-
 setup_and_build() {
     need_root
     if [ "${MEMSESS_DEMO_SKIP_SETUP:-0}" != 1 ]; then
         say "setup: bash tools/setup.sh"
         bash tools/setup.sh
-        install_extras
     fi
     say "build: make -f Makefile.apxs"
     make -f Makefile.apxs >"$DIR.build.log" 2>&1 || { cat "$DIR.build.log" >&2; die "build failed"; }
@@ -231,7 +206,7 @@ setup_and_build() {
     [ -f "$TOP/.libs/mod_memsess.so" ] || die "build produced no .libs/mod_memsess.so"
     local b
     for b in /usr/sbin/apache2 /usr/sbin/nginx /usr/bin/memcached; do
-        [ -x "$b" ] || die "$b missing: run bash tools/setup.sh (and apt-get install nginx)"
+        [ -x "$b" ] || die "$b missing: run bash tools/setup.sh"
     done
     python_bin >/dev/null || die "python3 missing: apt-get install python3"
 }
@@ -270,25 +245,15 @@ write_configs() {
         mkdir -p "$root/conf" "$root/logs" "$root/run"
         touch "$root/logs/php.log"
         chown "$WEB_USER" "$root/logs/php.log"    # PHP writes it from the children
-        cat > "$root/conf/httpd.conf" <<EOF
-# Apache $name of the mod_memsess demo (written by tools/demo.sh).
-ServerRoot "$root"
-ServerName $name.memsess-demo
-Listen 127.0.0.1:$port
-PidFile run/httpd.pid
-DefaultRuntimeDir run
-User $WEB_USER
-Group $WEB_GROUP
-
-LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
-LoadModule authz_core_module  /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule authz_host_module  /usr/lib/apache2/modules/mod_authz_host.so
-LoadModule mime_module        /usr/lib/apache2/modules/mod_mime.so
-LoadModule dir_module         /usr/lib/apache2/modules/mod_dir.so
-LoadModule env_module         /usr/lib/apache2/modules/mod_env.so
-LoadModule php_module         $php
-# mod_watchdog is built into Debian's apache2.  The module from the build dir:
-LoadModule memsess_module     $TOP/.libs/mod_memsess.so
+        bash "$TOP/tools/httpd-conf.sh" \
+            --comment "Apache $name of the mod_memsess demo (written by tools/demo.sh)." \
+            --root "$root" --name "$name.memsess-demo" --listen "127.0.0.1:$port" \
+            --pidfile "$root/run/httpd.pid" --runtime-dir "$root/run" \
+            --errorlog "$root/logs/error.log" --user "$WEB_USER" --group "$WEB_GROUP" \
+            --module authz_host --module mime --module dir --module env --php \
+            --memsess "$TOP/.libs/mod_memsess.so" --status-require local \
+            --docroot "$DIR/htdocs" > "$root/conf/httpd.conf" <<EOF
+# mod_watchdog is built into Debian's apache2.
 
 StartServers          8
 MinSpareServers       5
@@ -296,24 +261,15 @@ MaxSpareServers      20
 MaxRequestWorkers    60
 KeepAlive On
 
-ErrorLog logs/error.log
-LogLevel notice
 LogFormat "%h %t \"%r\" %>s %b %Dus \"%{MEMSESS_LIVE}e\"" demo
 CustomLog logs/access.log demo
 TypesConfig /etc/mime.types
 
-DocumentRoot "$DIR/htdocs"
 DirectoryIndex index.php
 <Directory />
     AllowOverride None
     Require all denied
 </Directory>
-<Directory "$DIR/htdocs">
-    Require all granted
-</Directory>
-<FilesMatch "\.php\$">
-    SetHandler application/x-httpd-php
-</FilesMatch>
 php_admin_flag display_errors off
 php_admin_flag log_errors on
 php_admin_value error_log "$root/logs/php.log"
@@ -334,11 +290,6 @@ MemsessCheckInterval 500ms
 MemsessCheckTimeout 200ms
 MemsessFailThreshold 2
 MemsessPassThreshold 2
-
-<Location /memsess-status>
-    SetHandler memsess-status
-    Require local
-</Location>
 EOF
     done
 

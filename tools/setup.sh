@@ -1,10 +1,16 @@
 #!/bin/bash
 # Install everything mod_memsess needs to build, test and benchmark on Debian 12.
-# Idempotent: when every package is already installed it does nothing (fast
-# reruns), otherwise it runs `apt-get update` once and installs what is missing.
-# Run as root. Services are never started: a policy-rc.d keeps the packages'
-# postinst scripts from starting apache2, memcached or php-fpm; the tests start
-# their own processes on loopback ports.
+#
+#   bash tools/setup.sh              every package below
+#   bash tools/setup.sh PACKAGE...   only these (bench/lib/common.sh)
+#
+# The one place that installs packages: the tests, the demo and the benchmarks
+# all come here.  Idempotent: when every package is already installed it does
+# nothing (fast reruns), otherwise it runs `apt-get update` once and installs
+# what is missing.  Run as root. Services are never started: a policy-rc.d
+# keeps the packages' postinst scripts from starting apache2, memcached,
+# php-fpm or nginx; the tests, the demo and the benchmarks start their own
+# processes on loopback ports.
 set -euo pipefail
 
 PACKAGES=(
@@ -15,15 +21,24 @@ PACKAGES=(
     # runtime under test
     memcached
     libapache2-mod-php php-cli php-fpm php-memcached php-memcache
+    # SASL memcached (memcached -S) for MemsessCredentials: saslpasswd2, and
+    # the PLAIN mechanism and sasldb for both ends
+    sasl2-bin libsasl2-modules libsasl2-modules-db
     # Apache::Test (shipped with mod_perl in Debian 12) and its client side
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
     # test driver helpers
-    rsync procps
+    rsync procps iproute2
+    # the Debian package (make deb) and its scenario in a throwaway root
+    dpkg-dev debhelper fakeroot lintian debootstrap
     # benchmarks
     wrk nutcracker gnuplot-nox
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )
+
+if [ $# -gt 0 ]; then
+    PACKAGES=("$@")
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: must run as root (apt-get)" >&2

@@ -210,6 +210,22 @@ make_step unit
 make_step valgrind
 make_step fuzz
 
+# The Debian package as an administrator uses it, in a throwaway root
+# (t/debian/admin.sh: make deb, lintian, debootstrap, apt-get install,
+# a2enmod, mod_php and php-fpm, graceful, purge; as root, 2-4 min).  It
+# runs with the whole suite; MEMSESS_TEST_DEB=1 runs it with
+# MEMSESS_TEST_FILES too, MEMSESS_TEST_DEB=0 skips it.
+deb_default=1
+[ -n "${MEMSESS_TEST_FILES:-}" ] && deb_default=0
+if [ "${MEMSESS_TEST_DEB:-$deb_default}" = 1 ]; then
+    log "Debian package scenario (t/debian/admin.sh)"
+    set +e
+    prove -v -e bash t/debian/admin.sh 2>&1 | tee "$WORK/suite-debian.log"
+    st=${PIPESTATUS[0]}
+    set -e
+    [ "$st" -eq 0 ] || FAILED_STEPS+=("Debian package scenario (exit $st)")
+fi
+
 copy_checkout "$WORK/src"
 run_suite plain "$WORK/src"
 

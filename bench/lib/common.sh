@@ -11,27 +11,10 @@ die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run it as root (it installs packages and starts Apache as User nobody)"
 
-# Installs the Debian packages in "$@" that are missing.  Services are
-# never started (policy-rc.d), the benchmarks start their own processes.
+# Installs the Debian packages in "$@" that are missing (tools/setup.sh:
+# services are never started, the benchmarks start their own processes).
 need_packages() {
-    local missing=() p st
-    for p in "$@"; do
-        st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-        [ "$st" = installed ] || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "== installing ${missing[*]}"
-    local own_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-    local rc=$?
-    [ $own_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
-    return $rc
+    bash "$TOP/tools/setup.sh" "$@"
 }
 
 BASE_PACKAGES=(make gcc apache2 apache2-dev apache2-utils libmemcached-dev

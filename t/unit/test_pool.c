@@ -2,6 +2,7 @@
  * save_path builder. */
 #include "apr_general.h"
 #include "apr_strings.h"
+#include "apr_lib.h"
 
 #include "mod_memsess.h"
 #include "tap.h"
@@ -74,6 +75,78 @@ static void refuses(const char *token, const char *words)
        err ? err : "accepted");
 }
 
+/* Like httpd's ap_getword_conf: a word, or a quoted string that may be
+ * empty, and the blanks after it. */
+static char *getword(apr_pool_t *pool, const char **line)
+{
+    const char *s = *line, *end;
+    char *w;
+
+    while (apr_isspace(*s)) {
+        s++;
+    }
+    if (*s == '"') {
+        end = strchr(s + 1, '"');
+        end = end ? end : s + strlen(s);
+        w = apr_pstrmemdup(pool, s + 1, end - s - 1);
+        s = *end ? end + 1 : end;
+    }
+    else {
+        for (end = s; *end && !apr_isspace(*end); end++) {
+        }
+        w = apr_pstrmemdup(pool, s, end - s);
+        s = end;
+    }
+    while (apr_isspace(*s)) {
+        s++;
+    }
+    *line = s;
+    return w;
+}
+
+/* memsess_time_parse: the microseconds, or -1 when refused. */
+static apr_interval_time_t time_of(const char *arg)
+{
+    apr_interval_time_t t = -2;
+
+    return memsess_time_parse(arg, &t) == APR_SUCCESS ? t : -1;
+}
+
+static void times(void)
+{
+    static const char *bad[] = {
+        "", "s", "ms", "-1s", "+1s", " 1s", "1s ", "1 s", "1sfoo", "2seconds",
+        "1hour", "5min", "1msx", "1S", "1MS", "1us", "1d", "1.5s", "0x10",
+        "1e3", "1m s", "1hh", "1sm", NULL
+    };
+    int i;
+
+    ok(time_of("2") == apr_time_from_sec(2), "a bare number is seconds");
+    ok(time_of("500ms") == apr_time_from_msec(500), "500ms");
+    ok(time_of("3s") == apr_time_from_sec(3), "3s");
+    ok(time_of("2m") == apr_time_from_sec(120), "2m is minutes");
+    ok(time_of("1h") == apr_time_from_sec(3600), "1h");
+    ok(time_of("0") == 0 && time_of("0ms") == 0, "0 parses (bounds are the "
+       "directive's)");
+    ok(time_of("0100ms") == apr_time_from_msec(100), "leading zeros");
+    for (i = 0; bad[i]; i++) {
+        ok(time_of(bad[i]) == -1, "refuses \"%s\"", bad[i]);
+    }
+    /* too long for 64 bits: saturates, and every bound refuses it */
+    ok(time_of("9223372036854s") == APR_TIME_C(9223372036854000000),
+       "9223372036854s (issue 15) is read exactly: the bound refuses it");
+    ok(time_of("9223372036855s") == APR_INT64_MAX,
+       "9223372036855s saturates (%" APR_TIME_T_FMT ")",
+       time_of("9223372036855s"));
+    ok(time_of("99999999999999999999999999h") == APR_INT64_MAX,
+       "any number of digits saturates");
+    ok(time_of("2562047789h") == APR_INT64_MAX,
+       "a product beyond 64 bits saturates");
+    ok(time_of("2562047788h") == APR_TIME_C(2562047788) * 3600 * 1000000,
+       "the largest hours that fit do not");
+    ok(time_of("9223372036854775807ms") == APR_INT64_MAX, "so do ms");
+}
+
 int main(void)
 {
     memsess_pool_t *pool;
@@ -111,10 +184,10 @@ int main(void)
     refuses("[]:11211", "invalid IPv6");
     refuses("[::1]x:11211", "invalid IPv6");
     refuses("[not-v6]:11211", "invalid IPv6");
-    refuses("[fe80::1%eth0]:11211", "invalid IPv6");
+    refuses("[fe80::1%eth0]:11211", "zone index \"%eth0\"");
     refuses("::1:11211", "[addr]:port");
     refuses("bad host:1", "invalid host");
-    refuses("", "invalid host");
+    refuses("", "empty word");
     refuses(":11211", "invalid host");
     refuses("a/b:1", "invalid host");
     refuses(".:1", "invalid host");
@@ -129,6 +202,27 @@ int main(void)
     refuses("0x7f.0.0.1:11211", "a.b.c.d");
     accepts("memcache_1.internal:11211", "memcache_1.internal", 11211, 0,
             "memcache_1.internal:11211");
+
+    /* issue 15: digits and dots are a dotted quad or nothing */
+    refuses("256.0.0.1:11211", "invalid IPv4");
+    refuses("999.1.1.1", "invalid IPv4");
+    refuses("1.2.3.4.5", "invalid IPv4");
+    refuses("1.2.3.", "invalid IPv4");
+    refuses("01.2.3.4", "invalid IPv4");
+    refuses("12345", "invalid IPv4");
+    accepts("255.255.255.255:1", "255.255.255.255", 1, 0,
+            "255.255.255.255:1");
+    accepts("1.2.3.4a", "1.2.3.4a", 11211, 0, "1.2.3.4a:11211");
+    /* an IPv4-mapped IPv6 address is its IPv4 address */
+    accepts("[::ffff:127.0.0.1]:11211", "127.0.0.1", 11211, 0,
+            "127.0.0.1:11211");
+    accepts("[::FFFF:7f00:1]:5:2", "127.0.0.1", 5, 2, "127.0.0.1:5");
+    accepts("[::127.0.0.1]", "::127.0.0.1", 11211, 0, "[::127.0.0.1]:11211");
+    /* an IPv6 address without brackets gets the hint */
+    refuses("::1", "[addr]:port");
+    refuses("fe80::1", "[addr]:port");
+    refuses("2001:db8::7:11211", "[addr]:port");
+    refuses("1:2:3:4", "[addr]:port");
     accepts("10.0.0.255", "10.0.0.255", 11211, 0, "10.0.0.255:11211");
 
     err = parse("a:1 b:2 a:1", &pool);
@@ -151,11 +245,39 @@ int main(void)
         ok(err && strstr(err, "listed twice"),
            "a server of an earlier line is a duplicate too");
     }
+    err = parse("127.0.0.1:11211 [::ffff:127.0.0.1]:11211", &pool);
+    ok(err && strstr(err, "listed twice"),
+       "an IPv4-mapped address is the same server as its IPv4 address: %s",
+       err ? err : "accepted");
     err = parse("a A:11211", &pool);
     ok(err && strstr(err, "listed twice"), "host names compare without case");
     pool = NULL;
     err = memsess_pool_parse(p, 0, NULL, &pool);
     ok(err && strstr(err, "at least one"), "refuses an empty list");
+
+    /* the whole line, httpd's way: an empty word is refused, not the end
+     * of the list (issue 15) */
+    pool = NULL;
+    err = memsess_pool_parse_line(p, "a:1 \"\" b:2 bad!!host", getword,
+                                  &pool);
+    ok(err && strstr(err, "empty word") && !pool,
+       "an empty word in the middle is refused: %s", err ? err : "accepted");
+    pool = NULL;
+    err = memsess_pool_parse_line(p, "a:1 \"\"", getword, &pool);
+    ok(err && strstr(err, "empty word"), "... at the end too: %s",
+       err ? err : "accepted");
+    pool = NULL;
+    err = memsess_pool_parse_line(p, "a:1 \"b:2\" c:3 bad!!host", getword,
+                                  &pool);
+    ok(err && strstr(err, "bad!!host"),
+       "every word is read, to the last: %s", err ? err : "accepted");
+    pool = NULL;
+    err = memsess_pool_parse_line(p, "  a:1\tb:2  ", getword, &pool);
+    ok(!err && pool && pool->servers->nelts == 2,
+       "blanks around the words are no words: %s", err ? err : "2 servers");
+    pool = NULL;
+    err = memsess_pool_parse_line(p, "", getword, &pool);
+    ok(err && strstr(err, "at least one"), "an empty line is refused");
 
     is_str(path_of("a:1 b:2:5 [::1]:3", NULL, MEMSESS_FORMAT_MEMCACHED),
            "a:1,b:2:5,[::1]:3", "memcached path keeps config order, weights");
@@ -215,6 +337,8 @@ int main(void)
                               MEMSESS_FAILOVER_DROP);
     ok(need == strlen("tcp://aaaa:1, tcp://bbbb:2"),
        "measures without a buffer");
+
+    times();
 
     apr_pool_destroy(p);
     apr_terminate();

@@ -220,6 +220,14 @@ int main(void)
     ok(torn == 0, "%d reads under a busy writer: %d torn", reads, torn);
     ok(busy == 0, "and none gave up (%d)", busy);
 
+    {
+        char text[] = "a\r\nb\tc\x7f\x80\xff d";
+
+        memsess_text_one_line(text);
+        is_str(text, "a  b c ?? d", "one line of ASCII: controls become "
+               "spaces, bytes beyond ASCII '?'");
+    }
+
     free(mem);
     apr_pool_destroy(p);
     apr_terminate();

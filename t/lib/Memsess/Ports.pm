@@ -30,6 +30,9 @@ our @NAMES = (
     qw(MEMC_P1 MEMC_P2),                     # memsess_fpm
     qw(FPM_1),                               # php-fpm for memsess_fpm
     qw(MEMC_Q1),                             # memsess_probe: the real one
+    qw(MEMC_SA1 MEMC_SA2),                   # memsess_sasl, _sasl_fpm (memcached -S)
+    qw(MEMC_SW1 MEMC_SN1 MEMC_SP1),          # memsess_sasl_wrong, _none, _plain
+    qw(FPM_3),                               # php-fpm for memsess_sasl_fpm
     qw(FAKE_OK FAKE_GARBAGE FAKE_BINARY FAKE_ENDLESS FAKE_CLOSE FAKE_SLOW),
                                              # memsess_probe: fakes (FakeMemcached.pm)
     # separate Apache instances (Memsess::Instance)
@@ -41,6 +44,7 @@ our @NAMES = (
     qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
     qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
     qw(MEMC_N1 MEMC_N2 MEMC_N3),             # 28_rejoin_sync: replicas 0
+    qw(MEMC_SG1),                            # 18_sasl: graceful, new password
 );
 
 our %IPV6 = (MEMC_V6 => 1);

@@ -30,7 +30,7 @@ use Memsess::Ports ();
 
 our @EXPORT = qw(
     addr port host_port memc_names have_ipv6
-    memc_start memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
+    memc_start memc_sasl memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
     fake_start fake_toggle fake_commands
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
@@ -112,6 +112,7 @@ sub memc_names {
 # memcached processes
 
 my %RUN;    # name => { pid, frozen }
+my %SASL;   # name => SASL_CONF_PATH: started as memcached -S (memc_sasl)
 
 sub _pidfile { catfile($MEMC_DIR, "$_[0].pid") }
 
@@ -149,7 +150,17 @@ sub _spawn {
     my @cmd = ('memcached', '-l', $host, '-p', $port, '-U', '0',
                '-t', '1', '-m', '8', '-c', '256');
     push @cmd, '-u', 'nobody' if $> == 0;
+    push @cmd, '-S' if $SASL{$name};
+    local $ENV{SASL_CONF_PATH} = $SASL{$name} if $SASL{$name};
     return _spawn_cmd($name, @cmd);
+}
+
+# The named servers start as memcached -S, with the SASL configuration in
+# $dir (Memsess::Sasl::sasl_setup).  They speak the binary protocol only:
+# memc_cmd and memc_get cannot talk to them.
+sub memc_sasl {
+    my ($dir, @names) = @_;
+    $SASL{ _name($_) } = $dir for @names;
 }
 
 sub _answers {
@@ -166,6 +177,10 @@ sub memc_start {
         _spawn($n);
     }
     for my $n (@names) {
+        if ($SASL{$n}) {
+            _wait_listening($n, 'memcached -S', 5, "$MEMC_DIR/$n.log");
+            next;
+        }
         my $ok = wait_for(5, sub {
             my $pid = $RUN{$n}{pid};
             die "memcached $n exited at start (see $MEMC_DIR/$n.log)"
