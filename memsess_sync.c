@@ -382,6 +382,11 @@ typedef struct {
                                 * libmemcached grows a value with the
                                 * allocator of the result's own handle */
     int           in_now;   /* in the list published now */
+    int           target;   /* copies are written to it: the returning
+                             * server, or (a rebalance) every server of
+                             * the new lists */
+    int           fresh;    /* a target no list published now reads: its
+                             * stale keys go before the flip */
 } server_t;
 
 /* One list, placed: its servers numbered as ours. */
@@ -404,11 +409,12 @@ struct memsess_sync {
     where_t                  *where;             /* [nlists], scratch */
     server_t                 *servers;
     int                       nservers;
-    int                       s;                 /* the returning server */
+    int                       s;    /* the returning server, or -1 */
     apr_time_t                began;       /* pass 1 */
     apr_time_t                delta_began; /* the pass being run */
-    apr_hash_t               *written;     /* key -> S's cas after we
-                                            * wrote or checked it */
+    apr_hash_t               *written;     /* target + key -> its cas
+                                            * after we wrote or checked
+                                            * it */
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
@@ -448,7 +454,9 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
                                     char *err, apr_size_t errlen)
 {
     memsess_sync_t *y = apr_pcalloc(p, sizeof(*y));
-    memsess_place_t *ret = memsess_place_create(p, spec->returning, 0, 0);
+    memsess_place_t *ret = spec->returning
+                           ? memsess_place_create(p, spec->returning, 0, 0)
+                           : NULL;
     int i, k, n = 1, placed = 0;
 
     y->pool = p;
@@ -475,13 +483,13 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         }
         n += memsess_place_nservers(L->now) + memsess_place_nservers(L->next);
     }
-    if (!ret) {
+    if (spec->returning && !ret) {
         apr_snprintf(err, errlen, "libmemcached refused \"%s\"",
                      spec->returning);
         return NULL;
     }
     y->servers = apr_pcalloc(p, n * sizeof(server_t));
-    y->s = server_id(y, memsess_place_server(ret, 0));
+    y->s = ret ? server_id(y, memsess_place_server(ret, 0)) : -1;
     for (k = 0; k < y->nlists; k++) {
         list_t *L = &y->lists[k];
         int nn = memsess_place_nservers(L->now);
@@ -497,13 +505,23 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         }
         for (i = 0; i < nx; i++) {
             L->next_id[i] = server_id(y, memsess_place_server(L->next, i));
+            if (L->next_id[i] >= 0 && !spec->returning) {
+                y->servers[L->next_id[i]].target = 1;
+            }
         }
-        placed |= holds(L->next_id, nx, y->s);
+        placed |= !spec->returning || holds(L->next_id, nx, y->s);
     }
-    if (y->s < 0 || !placed) {
+    if ((spec->returning && y->s < 0) || !placed) {
         apr_snprintf(err, errlen, "%s is in none of the new lists",
                      spec->returning);
         return NULL;
+    }
+    if (y->s >= 0) {
+        y->servers[y->s].target = 1;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        y->servers[i].fresh = y->servers[i].target
+                              && (i == y->s || !y->servers[i].in_now);
     }
     return y;
 }
@@ -639,14 +657,14 @@ static time_t expiry(apr_int64_t exp)
     return (time_t)exp;
 }
 
-/* Writes value onto S unless S's copy changed since `cas` was read from it
- * (0: S had none, so only if it still has none). */
-static memcached_return_t put_s(memsess_sync_t *y, const char *key,
+/* Writes value onto target t unless t's copy changed since `cas` was read
+ * from it (0: t had none, so only if it still has none). */
+static memcached_return_t put_t(memsess_sync_t *y, int t, const char *key,
                                 apr_size_t len, const char *value,
                                 apr_size_t vlen, uint32_t flags, time_t exp,
                                 uint64_t cas)
 {
-    memcached_st *mc = conn(y, y->s);
+    memcached_st *mc = conn(y, t);
 
     if (!mc) {
         return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
@@ -674,37 +692,57 @@ static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
     return y->held;
 }
 
-/* Notes S's cas for key as the sync left it (0: read it back after a
+/* The name of key at target t in y->written: the key, a NUL, t. */
+static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
+{
+    memcpy(buf, it->key, it->keylen);
+    buf[it->keylen] = '\0';
+    memcpy(buf + it->keylen + 1, &t, sizeof(t));
+    return it->keylen + 1 + sizeof(t);
+}
+
+static const uint64_t *written_cas(memsess_sync_t *y, int t,
+                                   const memsess_dump_item_t *it)
+{
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
+
+    return apr_hash_get(y->written, buf, len);
+}
+
+/* Notes t's cas for key as the sync left it (0: read it back after a
  * copy). */
-static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
+static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
                      uint64_t known)
 {
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
     uint64_t *cas;
 
     if (!known) {
-        if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
+        if (fetch(y, t, it->key, it->keylen) != MEMCACHED_SUCCESS) {
             return;
         }
         known = memcached_result_cas(y->res);
     }
-    cas = apr_hash_get(y->written, it->key, it->keylen);
+    cas = apr_hash_get(y->written, buf, len);
     if (!cas) {
         cas = apr_palloc(y->pool, sizeof(*cas));
-        apr_hash_set(y->written, apr_pmemdup(y->pool, it->key, it->keylen),
-                     it->keylen, cas);
+        apr_hash_set(y->written, apr_pmemdup(y->pool, buf, len), len, cas);
     }
     *cas = known;
 }
 
-/* Counts what put_s() did: a copy, or nothing because S changed after
+/* Counts what put_t() did: a copy, or nothing because t changed after
  * its cas was read (what is there wins), or an error (in err). */
-static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
+static apr_status_t put_done(memsess_sync_t *y, int t,
+                             const memsess_dump_item_t *it,
                              memcached_return_t rc, char *err,
                              apr_size_t errlen)
 {
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.copied++;
-        remember(y, it, 0);
+        remember(y, t, it, 0);
         return APR_SUCCESS;
     }
     if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
@@ -712,12 +750,12 @@ static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
         y->stats.newer++;
         return APR_SUCCESS;
     }
-    return fail(y, y->s, "cannot write", rc, err, errlen);
+    return fail(y, t, "cannot write", rc, err, errlen);
 }
 
-/* The authority's copy of key, which the new list places on S too, onto
- * S.  Returns APR_SUCCESS or an error in err. */
-static apr_status_t copy_key(memsess_sync_t *y, int from,
+/* The authority's copy of key, which the new list places on target t
+ * too, onto t.  Returns APR_SUCCESS or an error in err. */
+static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
                              const memsess_dump_item_t *it, char *err,
                              apr_size_t errlen)
 {
@@ -725,22 +763,22 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     char *value;
     apr_size_t vlen;
     uint32_t flags;
-    uint64_t cas_s = 0;
+    uint64_t cas_t = 0;
     time_t exp = expiry(it->exp);
 
     if (exp == (time_t)-1) {
         return APR_SUCCESS;
     }
-    /* S first: its cas guards the write below */
-    rc = fetch(y, y->s, it->key, it->keylen);
+    /* t first: its cas guards the write below */
+    rc = fetch(y, t, it->key, it->keylen);
     if (rc == MEMCACHED_SUCCESS) {
-        cas_s = memcached_result_cas(y->res);
-        if (!cas_s) {
-            return fail(y, y->s, "no cas from", rc, err, errlen);
+        cas_t = memcached_result_cas(y->res);
+        if (!cas_t) {
+            return fail(y, t, "no cas from", rc, err, errlen);
         }
     }
     else if (rc != MEMCACHED_NOTFOUND) {
-        return fail(y, y->s, "cannot read", rc, err, errlen);
+        return fail(y, t, "cannot read", rc, err, errlen);
     }
     value = NULL;
     vlen = 0;
@@ -754,21 +792,21 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     }
     rc = fetch(y, from, it->key, it->keylen);
     if (rc == MEMCACHED_NOTFOUND) {
-        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on S */
+        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on t */
     }
     if (rc != MEMCACHED_SUCCESS) {
         return fail(y, from, "cannot read", rc, err, errlen);
     }
     flags = memcached_result_flags(y->res);
-    if (cas_s && vlen == memcached_result_length(y->res)
+    if (cas_t && vlen == memcached_result_length(y->res)
         && !memcmp(value, memcached_result_value(y->res), vlen)) {
         y->stats.same++;
-        remember(y, it, cas_s);
+        remember(y, t, it, cas_t);
         return APR_SUCCESS;
     }
-    rc = put_s(y, it->key, it->keylen, memcached_result_value(y->res),
-               memcached_result_length(y->res), flags, exp, cas_s);
-    return put_done(y, it, rc, err, errlen);
+    rc = put_t(y, t, it->key, it->keylen, memcached_result_value(y->res),
+               memcached_result_length(y->res), flags, exp, cas_t);
+    return put_done(y, t, it, rc, err, errlen);
 }
 
 static apr_status_t delete_key(memsess_sync_t *y, int at,
@@ -894,20 +932,60 @@ typedef enum {
     PASS_AFTER     /* after the flip */
 } pass_e;
 
-static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen);
+static apr_status_t after_key(memsess_sync_t *y, int here, int t,
+                              int placed_here, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
 
-/* What one key found on server i gets, under every list at once. */
+/* Whether the key's authority has lost it (a logout, an expiry) under
+ * every list whose act is VERIFY: a copy elsewhere would bring it back.
+ * 1 when lost, 0 when not, -1 on an error (in err). */
+static int lost_at_authority(memsess_sync_t *y,
+                             const memsess_sync_action_e *act,
+                             const memsess_dump_item_t *it, char *err,
+                             apr_size_t errlen)
+{
+    memcached_return_t rc;
+    int k, asked = 0;
+
+    for (k = 0; k < y->nlists; k++) {
+        int a = y->where[k].now[0];
+
+        if (act[k] != MEMSESS_SYNC_VERIFY) {
+            continue;
+        }
+        if (!conn(y, a)) {
+            fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err, errlen);
+            return -1;
+        }
+        asked = 1;
+        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            return 0;
+        }
+        if (rc != MEMCACHED_NOTFOUND) {
+            fail(y, a, "cannot read", rc, err, errlen);
+            return -1;
+        }
+    }
+    return asked;
+}
+
+/* What one key found on server i gets, under every list at once.  A key
+ * is copied from its authority (the first server of its placement under a
+ * list published now) to every target the new list places it on; a fresh
+ * target (the returning server; in a rebalance, a server no list reads
+ * now) loses its locks and the keys no list places there or whose
+ * authority lost them. */
 static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                             const memsess_dump_item_t *it,
                             memsess_key_kind_e kind, const char *id,
                             apr_size_t idlen, char *err, apr_size_t errlen)
 {
     apr_int64_t since = apr_time_sec(y->delta_began) - 1;
-    int k, j, keep = 0, verify = 0, placed_here = 0;
+    int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
+    int done[MAX_PLACES], ndone = 0;
     memsess_sync_action_e act[MAX_LISTS];
-    memcached_return_t rc;
+    apr_status_t rv;
 
     for (k = 0; k < y->nlists; k++) {
         list_t *L = &y->lists[k];
@@ -923,57 +1001,98 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             w->next[j] = L->next_id[w->next[j]];
         }
         placed_here |= holds(w->next, w->nnext, i);
-        act[k] = memsess_sync_decide(kind, i, y->s, w->now, w->nnow, w->next,
+        act[k] = memsess_sync_decide(kind, i, i, w->now, w->nnow, w->next,
                                      w->nnext);
     }
-    if (pass == PASS_AFTER) {
-        for (k = 0; kind == MEMSESS_KEY_SESSION && k < y->nlists; k++) {
-            where_t *w = &y->where[k];
-
-            if (w->nnow && w->now[0] == i && holds(w->next, w->nnext, y->s)) {
-                return after_key(y, i, placed_here, it, err, errlen);
-            }
-        }
-        return APR_SUCCESS;
-    }
-    if (i != y->s) {
+    if (y->servers[i].fresh && pass != PASS_AFTER) {
+        /* deleted unless some list keeps it there */
         for (k = 0; k < y->nlists; k++) {
-            if (act[k] == MEMSESS_SYNC_COPY
-                && (pass == PASS_FULL || it->la >= since)) {
-                return copy_key(y, i, it, err, errlen);
-            }
+            keep |= kind == MEMSESS_KEY_SESSION
+                    && act[k] == MEMSESS_SYNC_SKIP;
+            verify |= act[k] == MEMSESS_SYNC_VERIFY;
         }
-        return APR_SUCCESS;
-    }
-    /* on S: deleted unless some list keeps it there */
-    for (k = 0; k < y->nlists; k++) {
-        keep |= kind == MEMSESS_KEY_SESSION && act[k] == MEMSESS_SYNC_SKIP;
-        verify |= act[k] == MEMSESS_SYNC_VERIFY;
-    }
-    if (keep) {
-        return APR_SUCCESS;
-    }
-    for (k = 0; verify && k < y->nlists; k++) {
-        int a = y->where[k].now[0];
-
-        if (act[k] != MEMSESS_SYNC_VERIFY) {
-            continue;
-        }
-        if (!conn(y, a)) {
-            return fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err,
-                        errlen);
-        }
-        /* a session deleted at its authority (a logout, an expiry)
-         * stays deleted; its value is the authority's pass's business */
-        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
-        if (rc == MEMCACHED_SUCCESS) {
+        if (keep) {
             return APR_SUCCESS;
         }
-        if (rc != MEMCACHED_NOTFOUND) {
-            return fail(y, a, "cannot read", rc, err, errlen);
+        if (verify) {
+            int lost = lost_at_authority(y, act, it, err, errlen);
+
+            if (lost <= 0) {
+                return lost < 0 ? APR_EGENERAL : APR_SUCCESS;
+            }
+        }
+        return delete_key(y, i, it, err, errlen);
+    }
+    if (kind != MEMSESS_KEY_SESSION) {
+        return APR_SUCCESS;
+    }
+    /* here as the authority: to every target placed, each once */
+    for (k = 0; k < y->nlists; k++) {
+        where_t *w = &y->where[k];
+
+        for (j = 0; j < w->nnext; j++) {
+            int t = w->next[j], d;
+
+            if (t == i || !y->servers[t].target
+                || memsess_sync_decide(kind, i, t, w->now, w->nnow, w->next,
+                                       w->nnext) != MEMSESS_SYNC_COPY) {
+                continue;
+            }
+            for (d = 0; d < ndone && done[d] != t; d++) {
+            }
+            if (d < ndone || ndone == MAX_PLACES) {
+                continue;
+            }
+            done[ndone++] = t;
+            moved = 1;
+            if (pass == PASS_AFTER) {
+                rv = after_key(y, i, t, placed_here, it, err, errlen);
+            }
+            else if (pass == PASS_FULL || it->la >= since) {
+                rv = copy_key(y, i, t, it, err, errlen);
+            }
+            else {
+                rv = APR_SUCCESS;
+            }
+            if (rv != APR_SUCCESS) {
+                return rv;
+            }
         }
     }
-    return delete_key(y, y->s, it, err, errlen);
+    if (pass == PASS_AFTER) {
+        /* the last pass: a copy the new lists place nowhere here goes
+         * (a rebalance is given every list, so any such copy; a rejoin
+         * only the copies it moved, replicas 0 / drop: left here they
+         * would be stale the day the server they moved to goes) */
+        if (y->final && !placed_here && (moved || y->s < 0)) {
+            return delete_key(y, i, it, err, errlen);
+        }
+        return APR_SUCCESS;
+    }
+    /* a rebalance's target that lists read now: a copy the sync made or
+     * checked here goes when its authority lost it since (a logout) */
+    if (pass == PASS_DELTA && y->s < 0 && placed_here
+        && written_cas(y, i, it)) {
+        for (k = 0; k < y->nlists; k++) {
+            where_t *w = &y->where[k];
+
+            act[k] = w->nnow && w->now[0] != i
+                     && holds(w->next, w->nnext, i)
+                     ? MEMSESS_SYNC_VERIFY : MEMSESS_SYNC_SKIP;
+            if (w->nnow && w->now[0] == i) {
+                return APR_SUCCESS;   /* its own authority */
+            }
+        }
+        switch (lost_at_authority(y, act, it, err, errlen)) {
+        case 1:
+            return delete_key(y, i, it, err, errlen);
+        case 0:
+            return APR_SUCCESS;
+        default:
+            return APR_EGENERAL;
+        }
+    }
+    return APR_SUCCESS;
 }
 
 /* Lists server i and acts on each key of ours. */
@@ -1055,18 +1174,21 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     return rv;
 }
 
-/* S first (its stale keys go), then every authority. */
+/* Fresh targets first (their stale keys go), then every authority. */
 static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
                              apr_size_t errlen)
 {
     apr_status_t rv = APR_SUCCESS;
     int i;
 
-    if (pass != PASS_AFTER) {
-        rv = pass_server(y, y->s, pass, err, errlen);
+    for (i = 0; pass != PASS_AFTER && i < y->nservers && rv == APR_SUCCESS;
+         i++) {
+        if (y->servers[i].fresh) {
+            rv = pass_server(y, i, pass, err, errlen);
+        }
     }
     for (i = 0; i < y->nservers && rv == APR_SUCCESS; i++) {
-        if (i != y->s && y->servers[i].in_now) {
+        if (!y->servers[i].fresh && y->servers[i].in_now) {
             rv = pass_server(y, i, pass, err, errlen);
         }
     }
@@ -1112,23 +1234,23 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
  * S gets it by cas.  A session S lacks that the sync never wrote there
  * was created here around the flip: S gets it by add.  In the last pass,
  * a copy the new list places nowhere is removed from here. */
-static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen)
+static apr_status_t after_key(memsess_sync_t *y, int here, int t,
+                              int placed_here, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
 {
     apr_int64_t since = apr_time_sec(y->began) - 1;
-    const uint64_t *mine = apr_hash_get(y->written, it->key, it->keylen);
+    const uint64_t *mine = written_cas(y, t, it);
     memcached_return_t rc;
-    uint64_t cas_s = 0, cas_here;
+    uint64_t cas_t = 0, cas_here;
     char *value = NULL;
     apr_size_t vlen = 0;
     time_t exp = expiry(it->exp);
     int newer;
 
     if (it->la >= since && exp != (time_t)-1) {
-        rc = fetch(y, y->s, it->key, it->keylen);
+        rc = fetch(y, t, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS) {
-            cas_s = memcached_result_cas(y->res);
+            cas_t = memcached_result_cas(y->res);
             vlen = memcached_result_length(y->res);
             value = hold(y, memcached_result_value(y->res), vlen);
             if (!value) {
@@ -1137,30 +1259,30 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
             }
         }
         else if (rc != MEMCACHED_NOTFOUND) {
-            return fail(y, y->s, "cannot read", rc, err, errlen);
+            return fail(y, t, "cannot read", rc, err, errlen);
         }
         rc = fetch(y, here, it->key, it->keylen);
         if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
             return fail(y, here, "cannot read", rc, err, errlen);
         }
         newer = rc == MEMCACHED_SUCCESS
-                && (cas_s ? vlen != memcached_result_length(y->res)
+                && (cas_t ? vlen != memcached_result_length(y->res)
                             || memcmp(value, memcached_result_value(y->res),
                                       vlen)
                           : !mine)   /* S lacks it: created around the flip,
                                       * unless a logout deleted our copy */
-                && (placed_here || !cas_s || (mine && *mine == cas_s));
+                && (placed_here || !cas_t || (mine && *mine == cas_t));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
             apr_sleep(SETTLE_US);
             rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
-                rc = put_s(y, it->key, it->keylen,
+                rc = put_t(y, t, it->key, it->keylen,
                            memcached_result_value(y->res),
                            memcached_result_length(y->res),
-                           memcached_result_flags(y->res), exp, cas_s);
-                if (put_done(y, it, rc, err, errlen) != APR_SUCCESS) {
+                           memcached_result_flags(y->res), exp, cas_t);
+                if (put_done(y, t, it, rc, err, errlen) != APR_SUCCESS) {
                     return APR_EGENERAL;
                 }
             }
@@ -1168,11 +1290,6 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                 return fail(y, here, "cannot read", rc, err, errlen);
             }
         }
-    }
-    if (y->final && !placed_here) {
-        /* replicas 0 / drop: the copy written here while S was out is
-         * read from S now; left here it would be stale the day S goes */
-        return delete_key(y, here, it, err, errlen);
     }
     return APR_SUCCESS;
 }

@@ -31,7 +31,8 @@
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025 (MEMSESS0030-0049: the rejoin sync).
+ * The next free number is MEMSESS0025 (MEMSESS0030-0049: the rejoin sync;
+ * MEMSESS0130-0149: pool changes, the rebalance).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -456,9 +457,18 @@ typedef struct {
 
 /* One sync: every list holding the returning server, at once (servers
  * shared by pools with other placements hold keys of every pool, and a
- * key is only deleted when no list wants it there). */
+ * key is only deleted when no list wants it there).
+ *
+ * The same engine rebalances a pool whose list changed (returning NULL):
+ * every server of a new list is then a target, each key is copied from
+ * its authority to every target the new list places it on, and a target
+ * no list reads now is cleaned as a returning server is.  After the flip
+ * the last pass removes every session copy that no new list places where
+ * it is: lists must then be every list of the instance (unchanged ones
+ * with path_now == path_next), or another pool's keys would go. */
 typedef struct {
-    const char                *returning;   /* "host:port" */
+    const char                *returning;   /* "host:port", or NULL: a
+                                             * rebalance */
     const memsess_sync_list_t *lists;
     int                        nlists;
     apr_interval_time_t        timeout;     /* of one operation */
