@@ -29,6 +29,7 @@
  * takes it along, and the next checker starts clean. */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -76,6 +77,9 @@ struct checker_t {
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
     struct sync_job_t **jobs;      /* [nslots]: rejoin syncs in flight */
+    struct rebalance_t *rebalance; /* the pool changes' rebalance, or NULL */
+    apr_time_t          rebalance_retry;  /* not before (after a failure) */
+    int                 rebalance_told;   /* "new servers down" logged */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
 };
@@ -86,6 +90,8 @@ static int sync_busy(checker_t *c, int i);
 static void sync_start(checker_t *c, int i);
 static void sync_cancel(checker_t *c, int i);
 static void sync_stop_all(checker_t *c);
+static void rebalance_round(checker_t *c);
+static void rebalance_stop(checker_t *c);
 
 /* The key each probe writes: one per checker process (so two Apache
  * instances sharing a server never race on it), on the probe's host. */
@@ -446,6 +452,7 @@ static void dispatch_round(checker_t *c)
     apr_time_t now = apr_time_now();
 
     sync_reap(c);
+    rebalance_round(c);
 
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];
@@ -520,12 +527,24 @@ static int sync_busy(checker_t *c, int i)
     return c->jobs && c->jobs[i] != NULL;
 }
 
-/* The save_path view v publishes, with slot i counted live or not: what
- * memsess_table_publish writes.  The caller holds the mutex. */
-static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
-                             int i_live, int *nlive_out)
+/* What view v publishes from: its pool, or the one before while a
+ * rebalance is pending.  The caller holds the mutex. */
+static const memsess_view_t *in_force(checker_t *c, int v)
 {
     const memsess_view_t *view = &c->rt->views[v];
+
+    return view->before
+           && memsess_table_view_slot(c->rt->table, v)->rebalance
+           ? view->before : view;
+}
+
+/* The save_path view (a definition) gives, with slot i counted live or
+ * not (i < 0: none): what memsess_table_publish writes.  The caller holds
+ * the mutex. */
+static const char *def_path(checker_t *c, apr_pool_t *p,
+                            const memsess_view_t *view, int i, int i_live,
+                            int *nlive_out)
+{
     const apr_array_header_t *servers = view->pool->servers;
     unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
     apr_size_t len;
@@ -548,6 +567,13 @@ static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
     memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
                        view->format, view->failover);
     return buf;
+}
+
+/* The save_path view v publishes, with slot i counted live or not. */
+static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
+                             int i_live, int *nlive_out)
+{
+    return def_path(c, p, in_force(c, v), i, i_live, nlive_out);
 }
 
 static void sync_progress(void *baton, const memsess_sync_stats_t *st)
@@ -762,7 +788,7 @@ static void sync_start(checker_t *c, int i)
     job->spec.progress = sync_progress;
     job->spec.baton = job;
     for (v = 0; v < rt->confs->nelts; v++) {
-        const memsess_view_t *view = &rt->views[v];
+        const memsess_view_t *view = in_force(c, v);
         const apr_array_header_t *servers = view->pool->servers;
         memsess_sync_list_t *l = &job->lists[job->spec.nlists];
         int holds = 0, nlive;
@@ -863,6 +889,454 @@ static void sync_stop_all(checker_t *c)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Pool changes: the rebalance                                        */
+/*
+ * A view whose MemsessServers changed at graceful publishes the list in
+ * force before (memsess_rebalance.c) until this has run: one thread (never
+ * a probe thread) runs memsess_sync.c with no returning server over every
+ * list of the instance, the changed ones from what they publish now to
+ * what their new pool gives, the others unchanged (so that a key another
+ * pool places on a shared server is never taken for garbage).  It starts
+ * once every server of the new lists has a verdict, no rejoin sync runs,
+ * and (when servers were added) one of them is up; it flips the views
+ * when the lists it moved keys between are still the ones published and
+ * the new ones; a failure (a server died) ends it, and it is retried.
+ */
+
+#define REBALANCE_RETRY apr_time_from_sec(5)
+
+typedef struct rebalance_t {
+    checker_t              *c;
+    apr_pool_t             *pool;
+    apr_thread_t           *thread;
+    volatile apr_uint32_t   stop;
+    volatile apr_uint32_t   done;
+    int                     ok;          /* flipped */
+    int                    *moving;      /* [nviews]: rebalanced by it */
+    const char            **next;        /* [nviews]: their new paths */
+    memsess_sync_spec_t     spec;
+    memsess_sync_list_t    *lists;
+    int                    *list_view;   /* a view each list stands for */
+} rebalance_t;
+
+/* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
+ * its added servers are all down. */
+static int rebalance_ready(checker_t *c, int v)
+{
+    const memsess_view_t *view = &c->rt->views[v];
+    const apr_array_header_t *now = view->before->pool->servers;
+    const apr_array_header_t *next = view->pool->servers;
+    int k, j, added = 0, added_up = 0;
+
+    for (k = 0; k < next->nelts; k++) {
+        int s = APR_ARRAY_IDX(next, k, memsess_server_t).slot;
+        apr_uint32_t st = memsess_table_slot(c->rt->table, s)->state;
+        int old = 0;
+
+        if (st == MEMSESS_UNKNOWN || st == MEMSESS_SYNCING || c->jobs[s]) {
+            return 0;   /* no verdict yet, or a rejoin runs */
+        }
+        for (j = 0; j < now->nelts; j++) {
+            old |= APR_ARRAY_IDX(now, j, memsess_server_t).slot == s;
+        }
+        if (!old) {
+            added++;
+            added_up += st == MEMSESS_UP;
+        }
+    }
+    for (k = 0; k < now->nelts; k++) {
+        int s = APR_ARRAY_IDX(now, k, memsess_server_t).slot;
+
+        if (memsess_table_slot(c->rt->table, s)->state == MEMSESS_SYNCING
+            || c->jobs[s]) {
+            return 0;
+        }
+    }
+    return added && !added_up ? -1 : 1;
+}
+
+static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    rebalance_t *rb = baton;
+    checker_t *c = rb->c;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    int v;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()) {
+        memsess_table_write_begin(c->rt->table);
+        for (v = 0; v < c->rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
+                                                              v);
+
+            if (rb->moving[v] && vs->rebalance) {
+                vs->rebalance_examined = st->examined;
+                vs->rebalance_copied = st->copied;
+                vs->rebalance_deleted = st->deleted;
+            }
+        }
+        memsess_table_write_end(c->rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+/* Sets the state of every view the rebalance moves (and why it stopped);
+ * the caller holds the mutex and the lease. */
+static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
+                           const char *why)
+{
+    checker_t *c = rb->c;
+    int v;
+
+    memsess_table_write_begin(c->rt->table);
+    for (v = 0; v < c->rt->confs->nelts; v++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table, v);
+
+        if (!rb->moving[v] || !vs->rebalance) {
+            continue;
+        }
+        vs->rebalance = state;
+        if (state == MEMSESS_REBALANCE_RUNNING) {
+            vs->rebalance_runs++;
+            vs->rebalance_started = apr_time_sec(apr_time_now());
+            vs->rebalance_examined = vs->rebalance_copied = 0;
+            vs->rebalance_deleted = 0;
+        }
+        if (why) {
+            apr_cpystrn(vs->rebalance_error, why,
+                        sizeof(vs->rebalance_error));
+            memsess_text_one_line(vs->rebalance_error);
+        }
+    }
+    memsess_table_bump_generation(c->rt->table, 0);
+    memsess_table_write_end(c->rt->table);
+}
+
+/* Puts the new lists in force when what is published is still what the
+ * rebalance moved keys from, and the new pools still give what it moved
+ * them to.  Returns 1, or 0 with why in err. */
+static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
+{
+    checker_t *c = rb->c;
+    memsess_runtime_t *rt = c->rt;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    apr_pool_t *p;
+    int k, v, ok = 1;
+
+    apr_pool_create(&p, rb->pool);
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid() || rb->stop) {
+        apr_cpystrn(err, "stopped: checking moved to another process",
+                    errlen);
+        ok = 0;
+    }
+    for (k = 0; ok && k < rb->spec.nlists; k++) {
+        v = rb->list_view[k];
+        if (strcmp(view_path(c, p, v, -1, 0, NULL), rb->lists[k].path_now)
+            || (rb->moving[v] && strcmp(def_path(c, p, &rt->views[v], -1, 0,
+                                                 NULL), rb->next[v]))) {
+            apr_snprintf(err, errlen, "a server of %s changed state "
+                         "meanwhile", rt->views[v].name);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memsess_table_write_begin(rt->table);
+        for (v = 0; v < rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+            if (!rb->moving[v]) {
+                continue;
+            }
+            vs->rebalance = MEMSESS_REBALANCE_NONE;
+            vs->rebalance_error[0] = '\0';
+            memsess_table_set_served(rt->table, v, NULL, 0,
+                                     memsess_served_text(p,
+                                                         rt->views[v].pool),
+                                     rt->views[v].replicas,
+                                     rt->views[v].failover,
+                                     rt->views[v].format);
+        }
+        memsess_table_bump_generation(rt->table, 1);
+        memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
+                              NULL);
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    apr_pool_destroy(p);
+    return ok;
+}
+
+/* The names of the views it moves, for the log. */
+static const char *rebalance_names(rebalance_t *rb)
+{
+    const char *names = NULL;
+    int v;
+
+    for (v = 0; v < rb->c->rt->confs->nelts; v++) {
+        if (rb->moving[v]) {
+            names = names ? apr_pstrcat(rb->pool, names, ", ",
+                                        rb->c->rt->views[v].name, NULL)
+                          : rb->c->rt->views[v].name;
+        }
+    }
+    return names ? names : "";
+}
+
+static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
+                                              void *data)
+{
+    rebalance_t *rb = data;
+    checker_t *c = rb->c;
+    memsess_runtime_t *rt = c->rt;
+    apr_time_t start = apr_time_now(), flipped_at;
+    memsess_sync_stats_t before;
+    memsess_sync_t *sync = NULL;
+    char err[256] = "";
+    apr_status_t rv = APR_SUCCESS;
+    int k, moves = 0;
+
+    (void)thread;
+    memset(&before, 0, sizeof(before));
+    for (k = 0; k < rb->spec.nlists; k++) {
+        moves |= strcmp(rb->lists[k].path_now, rb->lists[k].path_next) != 0;
+    }
+    /* the same text before and after (a server removed while down): there
+     * is nothing to move */
+    if (moves && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
+                                             sizeof(err)))) {
+        rv = memsess_sync_before(sync, err, sizeof(err));
+        before = *memsess_sync_stats(sync);
+    }
+    else if (moves) {
+        rv = APR_EGENERAL;
+    }
+    if (rv == APR_SUCCESS && rebalance_flip(rb, err, sizeof(err))) {
+        flipped_at = apr_time_now();
+        rb->ok = 1;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0136: "
+                     "rebalance of %s done after %" APR_TIME_T_FMT "ms: the "
+                     "new list is published; %" APR_UINT64_T_FMT " keys "
+                     "examined, %" APR_UINT64_T_FMT " copied, %"
+                     APR_UINT64_T_FMT " deleted (stale, locks), %"
+                     APR_UINT64_T_FMT " already in place, %" APR_UINT64_T_FMT
+                     " left as newer", rebalance_names(rb),
+                     apr_time_as_msec(flipped_at - start), before.examined,
+                     before.copied, before.deleted, before.same,
+                     before.newer);
+        if (sync) {
+            const memsess_sync_stats_t *all;
+
+            rv = memsess_sync_after(sync, 0, err, sizeof(err));
+            if (rv == APR_SUCCESS) {
+                apr_time_t until = apr_time_now() + SYNC_GRACE;
+
+                while (!rb->stop && apr_time_now() < until) {
+                    apr_sleep(apr_time_from_msec(20));
+                }
+                rv = rb->stop ? APR_EINTR
+                              : memsess_sync_after(sync, 1, err, sizeof(err));
+            }
+            all = memsess_sync_stats(sync);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0137: rebalance of %s: after the flip, %"
+                         APR_UINT64_T_FMT " late writes of the old list "
+                         "brought over, %" APR_UINT64_T_FMT " copies the new "
+                         "list places nowhere removed, in %" APR_TIME_T_FMT
+                         "ms%s%s", rebalance_names(rb),
+                         all->copied - before.copied,
+                         all->deleted - before.deleted,
+                         apr_time_as_msec(apr_time_now() - flipped_at),
+                         rv == APR_SUCCESS ? "" : "; stopped: ",
+                         rv == APR_SUCCESS ? "" : err);
+        }
+    }
+    else {
+        apr_uint32_t owner;
+        apr_time_t heartbeat;
+
+        apr_thread_mutex_lock(c->mutex);
+        memsess_table_owner(rt->table, &owner, &heartbeat);
+        if (owner == (apr_uint32_t)getpid()) {
+            rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
+                           err[0] ? err : "failed");
+        }
+        apr_thread_mutex_unlock(c->mutex);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0138: "
+                     "rebalance of %s stopped after %" APR_TIME_T_FMT "ms "
+                     "(%s): the previous list stays published; retried in %"
+                     APR_TIME_T_FMT " s", rebalance_names(rb),
+                     apr_time_as_msec(apr_time_now() - start),
+                     err[0] ? err : "failed",
+                     apr_time_sec(REBALANCE_RETRY));
+    }
+    memsess_sync_destroy(sync);
+    apr_atomic_set32(&rb->done, 1);
+    return NULL;
+}
+
+/* Starts the rebalance of every view that waits and is ready; the caller
+ * holds the mutex. */
+static void rebalance_start(checker_t *c, const int *ready)
+{
+    memsess_runtime_t *rt = c->rt;
+    apr_pool_t *pool;
+    apr_threadattr_t *attr;
+    rebalance_t *rb;
+    apr_status_t rv;
+    int v, k, n = rt->confs->nelts;
+
+    apr_pool_create(&pool, c->pool);
+    rb = apr_pcalloc(pool, sizeof(*rb));
+    rb->c = c;
+    rb->pool = pool;
+    rb->moving = apr_pcalloc(pool, n * sizeof(int));
+    rb->next = apr_pcalloc(pool, n * sizeof(char *));
+    rb->lists = apr_pcalloc(pool, n * sizeof(*rb->lists));
+    rb->list_view = apr_pcalloc(pool, n * sizeof(int));
+    rb->spec.returning = NULL;
+    rb->spec.lists = rb->lists;
+    rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
+                       ? rt->g.timeout : apr_time_from_msec(500);
+    rb->spec.stop = &rb->stop;
+    rb->spec.progress = rebalance_progress;
+    rb->spec.baton = rb;
+    for (v = 0; v < n; v++) {
+        const memsess_view_t *view = in_force(c, v);
+        memsess_sync_list_t *l = &rb->lists[rb->spec.nlists];
+        int nlive;
+
+        rb->moving[v] = ready[v];
+        if (view->format != MEMSESS_FORMAT_MEMCACHED) {
+            continue;
+        }
+        l->path_now = view_path(c, pool, v, -1, 0, &nlive);
+        l->path_next = l->path_now;
+        if (ready[v]) {
+            rb->next[v] = def_path(c, pool, &rt->views[v], -1, 0, NULL);
+            /* every server down: requests get the full list (fail open),
+             * and there is no authority to copy from */
+            l->path_next = nlive ? rb->next[v] : l->path_now;
+        }
+        l->replicas = view->replicas;
+        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        for (k = 0; k < rb->spec.nlists; k++) {
+            const memsess_sync_list_t *o = &rb->lists[k];
+
+            if (!strcmp(o->path_now, l->path_now)
+                && !strcmp(o->path_next, l->path_next)
+                && o->replicas == l->replicas && o->ketama == l->ketama) {
+                break;
+            }
+        }
+        if (k == rb->spec.nlists) {
+            rb->list_view[rb->spec.nlists++] = v;
+        }
+    }
+    rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, "");
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0135: "
+                 "rebalance of %s started: every session is copied where the "
+                 "new list places it before that list is published",
+                 rebalance_names(rb));
+    apr_threadattr_create(&attr, pool);
+    rv = apr_thread_create(&rb->thread, attr, rebalance_thread, rb, pool);
+    if (rv != APR_SUCCESS) {
+        rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
+                       "cannot start its thread");
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0139: "
+                     "cannot start the rebalance of %s: retried in %"
+                     APR_TIME_T_FMT " s", rebalance_names(rb),
+                     apr_time_sec(REBALANCE_RETRY));
+        c->rebalance_retry = apr_time_now() + REBALANCE_RETRY;
+        apr_pool_destroy(pool);
+        return;
+    }
+    c->rebalance = rb;
+}
+
+/* Each round: joins a rebalance that ended, and starts one when a view
+ * waits and is ready. */
+static void rebalance_round(checker_t *c)
+{
+    memsess_runtime_t *rt = c->rt;
+    rebalance_t *rb = c->rebalance;
+    int v, any = 0, down = 0, *ready;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    if (rb) {
+        apr_status_t ret;
+
+        if (!apr_atomic_read32(&rb->done)) {
+            return;
+        }
+        apr_thread_join(&ret, rb->thread);
+        if (!rb->ok) {
+            c->rebalance_retry = apr_time_now() + REBALANCE_RETRY;
+        }
+        c->rebalance = NULL;
+        apr_pool_destroy(rb->pool);
+    }
+    if (apr_time_now() < c->rebalance_retry) {
+        return;
+    }
+    ready = NULL;
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
+         v++) {
+        int r;
+
+        if (!rt->views[v].before
+            || !memsess_table_view_slot(rt->table, v)->rebalance) {
+            continue;
+        }
+        r = rebalance_ready(c, v);
+        if (r > 0) {
+            if (!ready) {
+                ready = calloc(rt->confs->nelts, sizeof(int));
+                if (!ready) {
+                    break;
+                }
+            }
+            ready[v] = 1;
+            any = 1;
+        }
+        else if (r < 0 && !c->rebalance_told) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0140: %s: every server added to the pool "
+                         "is down: the previous list stays published until "
+                         "one is up", rt->views[v].name);
+            down = 1;
+        }
+    }
+    c->rebalance_told |= down;
+    if (any) {
+        rebalance_start(c, ready);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    free(ready);
+}
+
+/* The checker stops: the rebalance stops at its next key. */
+static void rebalance_stop(checker_t *c)
+{
+    rebalance_t *rb = c->rebalance;
+    apr_status_t ret;
+
+    if (rb) {
+        apr_atomic_set32(&rb->stop, 1);
+        apr_thread_join(&ret, rb->thread);
+        c->rebalance = NULL;
+        apr_pool_destroy(rb->pool);
+    }
+}
+
 static apr_status_t checker_start(memsess_runtime_t *rt)
 {
     apr_size_t nthreads = rt->targets->nelts;
@@ -907,6 +1381,13 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_table_recover(rt->table);
     memsess_table_write_begin(rt->table);
     cut = memsess_table_reset_syncing(rt->table);
+    for (i = 0; i < rt->confs->nelts; i++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, i);
+
+        if (vs->rebalance == MEMSESS_REBALANCE_RUNNING) {
+            vs->rebalance = MEMSESS_REBALANCE_WAITING;   /* run again */
+        }
+    }
     if (cut) {
         memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
     }
@@ -936,6 +1417,7 @@ static void checker_stop(void)
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
         sync_stop_all(c);
+        rebalance_stop(c);
         apr_pool_destroy(c->pool);
     }
 }

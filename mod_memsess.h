@@ -24,6 +24,8 @@
  *   memsess_sync.c    the rejoin sync: where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
+ *   memsess_rebalance.c  pool changes at graceful: which lists changed,
+ *                     what is published until the rebalance has run
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
@@ -221,12 +223,43 @@ typedef struct {
     apr_uint64_t syncs;            /* completed */
 } memsess_slot_t;
 
-/* One published save_path: what a vhost's requests get. */
+/* Where a view's pool change stands (MemsessServers changed at graceful). */
+typedef enum {
+    MEMSESS_REBALANCE_NONE    = 0,   /* the configured list is published */
+    MEMSESS_REBALANCE_WAITING = 1,   /* the list served before is: waiting
+                                      * for verdicts on the new servers, or
+                                      * to retry */
+    MEMSESS_REBALANCE_RUNNING = 2    /* ... and the rebalance runs */
+} memsess_rebalance_e;
+
+const char *memsess_rebalance_name(apr_uint32_t state);
+
+#define MEMSESS_VIEW_NAME_MAX (256)
+
+/* One published save_path: what a vhost's requests get, and the pool it
+ * is built from (the next generation reads it to see whether the pool
+ * changed). */
 typedef struct {
     apr_uint32_t offset;    /* of the text, from the start of the table */
     apr_uint32_t capacity;  /* bytes reserved there, NUL included */
     apr_uint32_t len;       /* of the current text */
     apr_uint32_t nlive;     /* servers in it that are live; 0 = fail open */
+    /* the list in force: every server, config order, memcached syntax */
+    apr_uint32_t served_offset;
+    apr_uint32_t served_capacity;
+    apr_uint32_t served_len;
+    apr_uint32_t served_replicas;
+    apr_uint32_t served_failover;   /* memsess_failover_e */
+    apr_uint32_t served_format;     /* memsess_format_e */
+    apr_uint32_t rebalance;         /* memsess_rebalance_e */
+    apr_uint32_t rebalance_runs;    /* started, failed ones included */
+    apr_int64_t  rebalance_started; /* unix seconds of the last, 0 = never */
+    apr_uint64_t rebalance_examined;
+    apr_uint64_t rebalance_copied;
+    apr_uint64_t rebalance_deleted;
+    char         rebalance_error[MEMSESS_ERROR_MAX];   /* why the last
+                                                        * stopped */
+    char         name[MEMSESS_VIEW_NAME_MAX];   /* its vhost's */
 } memsess_view_slot_t;
 
 typedef struct memsess_table memsess_table_t;
@@ -258,6 +291,12 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
                                      apr_uint32_t *len, apr_uint32_t *nlive);
+/* A view's fields (not its texts); name made a string. */
+apr_status_t memsess_table_read_view_slot(const memsess_table_t *t, int v,
+                                          memsess_view_slot_t *copy);
+/* The list in force, into buf (NUL-terminated, cut to size). */
+apr_status_t memsess_table_read_served(const memsess_table_t *t, int v,
+                                       char *buf, apr_size_t size);
 
 /* The writer.  One at a time: the checker serialises its threads. */
 void memsess_table_write_begin(memsess_table_t *t);
@@ -265,6 +304,16 @@ void memsess_table_write_end(memsess_table_t *t);
 /* Repairs the seqlock after a writer died inside it (new checker only). */
 void memsess_table_recover(memsess_table_t *t);
 memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i);
+memsess_view_slot_t *memsess_table_view_slot(memsess_table_t *t, int v);
+/* Gives view v its name and the list in force (the writer; the parent
+ * when it fills a new table): the last served_capacity bytes of the
+ * view's capacity hold that list.  Returns APR_ENOSPC when it does not
+ * fit. */
+apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
+                                      const char *name,
+                                      apr_uint32_t served_capacity,
+                                      const char *served, int replicas,
+                                      int failover, int format);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
@@ -315,7 +364,7 @@ typedef enum {
 /* What one vhost publishes and injects (several vhosts share one when they
  * share a configuration).  Every setting is resolved, defaults included,
  * once at post_config (mod_memsess.c); read-only afterwards. */
-typedef struct {
+typedef struct memsess_view {
     const memsess_pool_t *pool;
     memsess_format_e      format;
     memsess_failover_e    failover;
@@ -327,6 +376,10 @@ typedef struct {
     const char           *full_path;     /* every server, in config order */
     const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
     const memsess_credentials_t *credentials;  /* NULL: none */
+    /* MemsessServers changed at graceful: the pool the previous
+     * generation served, published until the rebalance has moved every
+     * session where this one places them (NULL: none) */
+    const struct memsess_view *before;
 } memsess_view_t;
 
 /* The defaults that depend on others (SPEC.md): replicas on the pool's
@@ -354,7 +407,9 @@ typedef struct {
 } memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
- * views when slot < 0) from the slots' states.  A view none of whose
+ * views when slot < 0) from the slots' states: from the view's pool, or
+ * while a rebalance is pending (the view slot's rebalance) from the pool
+ * served before (memsess_view_t.before).  A view none of whose
  * servers is live publishes its full list with nlive 0 (fail open).
  * Returns how many views went into or out of that all-down state, and
  * lists them in flipped (nviews entries) unless it is NULL.
@@ -566,6 +621,26 @@ memsess_runtime_t *memsess_runtime(void);
 /* memsess_check.c */
 apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                                        memsess_runtime_t *rt);
+
+/* memsess_rebalance.c: pool changes across generations */
+/* The list in force as a table records it: every server, config order,
+ * memcached syntax. */
+const char *memsess_served_text(apr_pool_t *p, const memsess_pool_t *pool);
+/* Gives every view whose list differs from the one the previous
+ * generation's table (old) has in force that list as its `before`, its
+ * servers slots (appended to rt->targets).  Returns how many. */
+int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
+                           memsess_runtime_t *rt, const memsess_table_t *old);
+/* The text bytes view v needs in the table: its longest path, before's
+ * too, and the list in force. */
+apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
+                                        const memsess_view_t *view);
+apr_uint32_t memsess_rebalance_served_capacity(apr_pool_t *ptemp,
+                                               const memsess_view_t *view);
+/* Records in the new table each view's name and list in force, and
+ * which wait for a rebalance. */
+apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt,
+                                    apr_pool_t *ptemp);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
