@@ -174,6 +174,10 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         }
         before->before = NULL;
         view->before = before;
+        /* requests read the published text into this many bytes */
+        if (before->capacity > view->capacity) {
+            view->capacity = before->capacity;
+        }
         planned++;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
                      "%s: MemsessServers changed from %s to %s: the previous "

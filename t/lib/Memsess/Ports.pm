@@ -45,6 +45,10 @@ our @NAMES = (
     qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
     qw(MEMC_N1 MEMC_N2 MEMC_N3),             # 28_rejoin_sync: replicas 0
     qw(MEMC_SG1),                            # 18_sasl: graceful, new password
+    qw(MEMC_PC1 MEMC_PC2 MEMC_PC3 MEMC_PC4 MEMC_PC5 MEMC_PC6),
+                                             # 29_pool_change: the defaults
+    qw(MEMC_PD1 MEMC_PD2 MEMC_PD3 MEMC_PD4 MEMC_PD5),
+                                             # 29_pool_change: replicas 0
 );
 
 our %IPV6 = (MEMC_V6 => 1);
