@@ -1132,13 +1132,18 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         if (sync) {
             const memsess_sync_stats_t *all;
 
-            rv = memsess_sync_after(sync, 0, err, sizeof(err));
-            if (rv == APR_SUCCESS) {
-                apr_time_t until = apr_time_now() + SYNC_GRACE;
+            apr_time_t until = apr_time_now() + SYNC_GRACE;
 
-                while (!rb->stop && apr_time_now() < until) {
-                    apr_sleep(apr_time_from_msec(20));
-                }
+            /* requests that began before the flip write the old places as
+             * they end, and their users' next requests read the new ones:
+             * late writes are brought over pass after pass, each looking
+             * at what was written since the last, for the whole grace */
+            do {
+                rv = memsess_sync_after(sync, 0, err, sizeof(err));
+                apr_sleep(apr_time_from_msec(5));
+            } while (rv == APR_SUCCESS && !rb->stop
+                     && apr_time_now() < until);
+            if (rv == APR_SUCCESS) {
                 rv = rb->stop ? APR_EINTR
                               : memsess_sync_after(sync, 1, err, sizeof(err));
             }

@@ -412,6 +412,9 @@ struct memsess_sync {
     int                       s;    /* the returning server, or -1 */
     apr_time_t                began;       /* pass 1 */
     apr_time_t                delta_began; /* the pass being run */
+    apr_time_t                after_since; /* after passes: keys written
+                                            * since (the last one's
+                                            * start; pass 1's at first) */
     apr_hash_t               *written;     /* target + key -> its cas
                                             * after we wrote or checked
                                             * it */
@@ -1238,7 +1241,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
                               int placed_here, const memsess_dump_item_t *it,
                               char *err, apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->began) - 1;
+    apr_int64_t since = apr_time_sec(y->after_since) - 1;
     const uint64_t *mine = written_cas(y, t, it);
     memcached_return_t rc;
     uint64_t cas_t = 0, cas_here;
@@ -1297,6 +1300,16 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
                                 apr_size_t errlen)
 {
+    apr_time_t began = apr_time_now();
+    apr_status_t rv;
+
+    if (!y->after_since) {
+        y->after_since = y->began;
+    }
     y->final = final;
-    return pass_all(y, PASS_AFTER, err, errlen);
+    rv = pass_all(y, PASS_AFTER, err, errlen);
+    if (rv == APR_SUCCESS) {
+        y->after_since = began;   /* the next one looks at what came since */
+    }
+    return rv;
 }

@@ -546,7 +546,9 @@ apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
 /* After the flip: what requests that still had the old list wrote at the
  * old authority since it was copied is brought over with cas (S keeps
  * anything a new request wrote).  Run at once, then again (final) after a
- * grace, which also removes copies the new list places nowhere. */
+ * grace, which also removes copies the new list places nowhere; each run
+ * looks at the keys written since the previous one began, so it may be
+ * run as often as wanted in between. */
 apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
                                 apr_size_t errlen);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
