@@ -1136,11 +1136,19 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
 
             /* requests that began before the flip write the old places as
              * they end, and their users' next requests read the new ones:
-             * late writes are brought over pass after pass, each looking
-             * at what was written since the last, for the whole grace */
+             * for the whole grace, the keys being written when the flip
+             * came are compared again and again (no listing: a late write
+             * is over within a millisecond or two), and every 100 ms an
+             * after pass looks at everything written since the last */
+            apr_time_t full = 0;
+
             do {
-                rv = memsess_sync_after(sync, 0, err, sizeof(err));
-                apr_sleep(apr_time_from_msec(5));
+                rv = memsess_sync_after_hot(sync, err, sizeof(err));
+                if (rv == APR_SUCCESS && apr_time_now() >= full) {
+                    rv = memsess_sync_after(sync, 0, err, sizeof(err));
+                    full = apr_time_now() + apr_time_from_msec(100);
+                }
+                apr_sleep(apr_time_from_msec(1));
             } while (rv == APR_SUCCESS && !rb->stop
                      && apr_time_now() < until);
             if (rv == APR_SUCCESS) {

@@ -372,6 +372,7 @@ memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
 #define DUMP_BUF     (65536)
 #define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
 #define SETTLE_US    (20000)       /* a write's replica lands meanwhile */
+#define HOT_MAX      (65536)       /* keys watched closely after a flip */
 
 typedef struct {
     const char   *name;     /* "host:port" */
@@ -394,6 +395,15 @@ typedef struct {
     memsess_place_t *now, *next;
     int             *now_id, *next_id;   /* place index -> server_t index */
 } list_t;
+
+/* A key written while the last delta pass ran: its late writes after the
+ * flip are looked for first (memsess_sync_after_hot). */
+typedef struct {
+    char         key[MEMSESS_KEY_MAX + 1];
+    apr_size_t   keylen;
+    apr_int64_t  exp;
+    int          here, t, placed_here;
+} hot_t;
 
 /* Where one key is under every list. */
 typedef struct {
@@ -421,6 +431,8 @@ struct memsess_sync {
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
+    apr_array_header_t       *hot;         /* of hot_t: what the last delta
+                                            * pass found written, where */
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
 };
@@ -1053,6 +1065,16 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             }
             else if (pass == PASS_FULL || it->la >= since) {
                 rv = copy_key(y, i, t, it, err, errlen);
+                if (pass == PASS_DELTA && y->hot->nelts < HOT_MAX) {
+                    hot_t *h = apr_array_push(y->hot);
+
+                    memcpy(h->key, it->key, it->keylen + 1);
+                    h->keylen = it->keylen;
+                    h->exp = it->exp;
+                    h->here = i;
+                    h->t = t;
+                    h->placed_here = placed_here;
+                }
             }
             else {
                 rv = APR_SUCCESS;
@@ -1210,12 +1232,14 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
     int n;
 
     y->written = apr_hash_make(y->pool);
+    y->hot = apr_array_make(y->pool, 64, sizeof(hot_t));
     y->began = y->delta_began = apr_time_now();
     rv = pass_all(y, PASS_FULL, err, errlen);
     for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
         apr_time_t began = apr_time_now();
         apr_uint64_t copied = y->stats.copied;
 
+        apr_array_clear(y->hot);
         rv = pass_all(y, PASS_DELTA, err, errlen);
         y->delta_began = began;
         if (y->stats.copied == copied) {
@@ -1295,6 +1319,30 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
         }
     }
     return APR_SUCCESS;
+}
+
+apr_status_t memsess_sync_after_hot(memsess_sync_t *y, char *err,
+                                    apr_size_t errlen)
+{
+    memsess_dump_item_t it;
+    apr_status_t rv = APR_SUCCESS;
+    int k;
+
+    y->final = 0;
+    memset(&it, 0, sizeof(it));
+    for (k = 0; y->hot && k < y->hot->nelts && rv == APR_SUCCESS; k++) {
+        const hot_t *h = &APR_ARRAY_IDX(y->hot, k, hot_t);
+
+        if (stopped(y, err, errlen)) {
+            return APR_EINTR;
+        }
+        memcpy(it.key, h->key, h->keylen + 1);
+        it.keylen = h->keylen;
+        it.exp = h->exp;
+        it.la = apr_time_sec(apr_time_now());
+        rv = after_key(y, h->here, h->t, h->placed_here, &it, err, errlen);
+    }
+    return rv;
 }
 
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,

@@ -551,6 +551,14 @@ apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
  * run as often as wanted in between. */
 apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
                                 apr_size_t errlen);
+/* After the flip, at once and as often as wanted: the keys the last delta
+ * pass found being written (the users active around the flip) are read
+ * at their old authority and brought over, without listing any server:
+ * a request that had the old list and ends just after the flip has its
+ * write where its user's next request reads it within a round trip or
+ * two, not a listing. */
+apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
+                                    apr_size_t errlen);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
 void memsess_sync_destroy(memsess_sync_t *sync);
 
