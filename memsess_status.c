@@ -549,9 +549,15 @@ static int status_section(request_rec *r, int flags)
     }
     take_snapshot(r->pool, memsess_runtime(), &snap);
     if (flags & AP_STATUS_SHORT) {
+        int v, rebalancing = 0;
+
+        for (v = 0; v < memsess_table_nviews(snap.rt->table); v++) {
+            rebalancing += snap.views[v].rebalance != MEMSESS_REBALANCE_NONE;
+        }
         ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServersLive: %d/%d\n", snap.generation,
-                   count_live(&snap, NULL), snap.nslots);
+                   "MemsessServersLive: %d/%d\n"
+                   "MemsessPoolsRebalancing: %d\n", snap.generation,
+                   count_live(&snap, NULL), snap.nslots, rebalancing);
     }
     else {
         ap_rputs("<hr />\n<h2>mod_memsess</h2>\n", r);
