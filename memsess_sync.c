@@ -1301,8 +1301,16 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
                 && (placed_here || !cas_t || (mine && *mine == cas_t));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
-            apr_sleep(SETTLE_US);
-            rc = fetch(y, here, it->key, it->keylen);
+            /* t unchanged since the sync wrote it: whatever differs here
+             * was written after that, and is newer, whether a late write
+             * of the old list or a new one on its way to t (the cas on t
+             * lets a write that reaches t first win).  Otherwise a new
+             * request may be between t and its replica here: wait for it
+             * to land before judging. */
+            if (!(mine && cas_t && *mine == cas_t)) {
+                apr_sleep(SETTLE_US);
+                rc = fetch(y, here, it->key, it->keylen);
+            }
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
                 rc = put_t(y, t, it->key, it->keylen,
