@@ -1131,23 +1131,18 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      before.newer);
         if (sync) {
             const memsess_sync_stats_t *all;
-
-            apr_time_t until = apr_time_now() + SYNC_GRACE;
-
             /* requests that began before the flip write the old places as
              * they end, and their users' next requests read the new ones:
              * for the whole grace, the keys being written when the flip
-             * came are compared again and again (no listing: a late write
-             * is over within a millisecond or two), and every 100 ms an
-             * after pass looks at everything written since the last */
-            apr_time_t full = 0;
+             * came are compared again and again (no listing, which takes
+             * seconds for 100,000 sessions: a late write is brought over
+             * within a millisecond or two); then the last pass looks at
+             * everything written since the rebalance began, and cleans
+             * up */
+            apr_time_t until = apr_time_now() + SYNC_GRACE;
 
             do {
                 rv = memsess_sync_after_hot(sync, err, sizeof(err));
-                if (rv == APR_SUCCESS && apr_time_now() >= full) {
-                    rv = memsess_sync_after(sync, 0, err, sizeof(err));
-                    full = apr_time_now() + apr_time_from_msec(100);
-                }
                 apr_sleep(apr_time_from_msec(1));
             } while (rv == APR_SUCCESS && !rb->stop
                      && apr_time_now() < until);
