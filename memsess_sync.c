@@ -1220,6 +1220,37 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     return rv;
 }
 
+static apr_status_t after_key(memsess_sync_t *y, int here, int t,
+                              int placed_here, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
+
+/* The keys the last delta pass found being written, each once: copied
+ * again (before the flip), or compared as after the flip. */
+static apr_status_t hot_round(memsess_sync_t *y, int after, char *err,
+                              apr_size_t errlen)
+{
+    memsess_dump_item_t it;
+    apr_status_t rv = APR_SUCCESS;
+    int k;
+
+    memset(&it, 0, sizeof(it));
+    for (k = 0; y->hot && k < y->hot->nelts && rv == APR_SUCCESS; k++) {
+        const hot_t *h = &APR_ARRAY_IDX(y->hot, k, hot_t);
+
+        if (stopped(y, err, errlen)) {
+            return APR_EINTR;
+        }
+        memcpy(it.key, h->key, h->keylen + 1);
+        it.keylen = h->keylen;
+        it.exp = h->exp;
+        it.la = apr_time_sec(apr_time_now());
+        rv = after ? after_key(y, h->here, h->t, h->placed_here, &it, err,
+                               errlen)
+                   : copy_key(y, h->here, h->t, &it, err, errlen);
+    }
+    return rv;
+}
+
 /* Delta passes until one copies nothing (or MAX_DELTAS): the window in
  * which a write at an authority misses S before the flip is one short
  * pass. */
@@ -1242,6 +1273,17 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
         apr_array_clear(y->hot);
         rv = pass_all(y, PASS_DELTA, err, errlen);
         y->delta_began = began;
+        if (y->stats.copied == copied) {
+            break;
+        }
+    }
+    /* a delta pass of many keys takes seconds: what its users wrote since
+     * it read their keys is copied once more, without a listing, just
+     * before the flip */
+    for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
+        apr_uint64_t copied = y->stats.copied;
+
+        rv = hot_round(y, 0, err, errlen);
         if (y->stats.copied == copied) {
             break;
         }
@@ -1332,25 +1374,8 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
 apr_status_t memsess_sync_after_hot(memsess_sync_t *y, char *err,
                                     apr_size_t errlen)
 {
-    memsess_dump_item_t it;
-    apr_status_t rv = APR_SUCCESS;
-    int k;
-
     y->final = 0;
-    memset(&it, 0, sizeof(it));
-    for (k = 0; y->hot && k < y->hot->nelts && rv == APR_SUCCESS; k++) {
-        const hot_t *h = &APR_ARRAY_IDX(y->hot, k, hot_t);
-
-        if (stopped(y, err, errlen)) {
-            return APR_EINTR;
-        }
-        memcpy(it.key, h->key, h->keylen + 1);
-        it.keylen = h->keylen;
-        it.exp = h->exp;
-        it.la = apr_time_sec(apr_time_now());
-        rv = after_key(y, h->here, h->t, h->placed_here, &it, err, errlen);
-    }
-    return rv;
+    return hot_round(y, 1, err, errlen);
 }
 
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,

@@ -179,6 +179,11 @@ def main():
             cycle['lost'], cycle['stale'], cycle['failed'], cycle['nosess'],
             cycle['requests']),
         '',
+        'Stale or lost answers, seconds from the flip (user, counter): %s' % (
+            ', '.join('%+.3f (%d, %s)' % (r.t - ev['published'], r.uid, r.n)
+                      for r in recs if r.outcome in ('stale', 'lost')
+                      and ev['healthy'] <= r.t < ev['end']) or 'none'),
+        '',
         'The NOTICEs:',
         '',
         '```',
