@@ -29,7 +29,7 @@
  * takes it along, and the next checker starts clean. */
 
 #include <errno.h>
-#include <stdlib.h>
+#include <arpa/inet.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -62,11 +62,14 @@ typedef struct checker_t checker_t;
 
 /* One server's probe, as the thread pool gets it. */
 typedef struct {
-    checker_t *c;
-    int        slot;
-    int        in_flight;   /* handed to the thread pool, not back yet */
-    int        overdue;     /* its failure is recorded: drop its result */
-    apr_time_t dispatched;
+    checker_t    *c;
+    int           slot;
+    int           in_flight;   /* handed to the thread pool, not back yet */
+    int           overdue;     /* its failure is recorded: drop its result */
+    apr_time_t    dispatched;
+    memcached_st *mc;          /* kept between rounds (see probe_handle);
+                                * used by the thread of the probe only */
+    apr_time_t    connected;   /* when mc was made */
 } probe_t;
 
 /* The checker of this process, alive from STARTING to STOPPING. */
@@ -76,22 +79,15 @@ struct checker_t {
     apr_thread_pool_t  *threads;
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
-    struct sync_job_t **jobs;      /* [nslots]: rejoin syncs in flight */
-    struct rebalance_t *rebalance; /* the pool changes' rebalance, or NULL */
-    apr_time_t          rebalance_retry;  /* not before (after a failure) */
-    int                 rebalance_told;   /* "new servers down" logged */
+    memsess_rejoin_t   *rejoin;    /* the rejoin syncs in flight */
+    memsess_rebalancer_t *rebalance;   /* the pool changes' rebalance */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
+    memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
+    memsess_watch_t    *watch;     /* dead servers, as they die */
 };
 
 static checker_t *checker;
-
-static int sync_busy(checker_t *c, int i);
-static void sync_start(checker_t *c, int i);
-static void sync_cancel(checker_t *c, int i);
-static void sync_stop_all(checker_t *c);
-static void rebalance_round(checker_t *c);
-static void rebalance_stop(checker_t *c);
 
 /* The key each probe writes: one per checker process (so two Apache
  * instances sharing a server never race on it), on the probe's host. */
@@ -217,52 +213,97 @@ static void explain_sasl(const memsess_server_t *srv,
     }
 }
 
+static void probe_hangup(probe_t *pr)
+{
+    if (pr->mc) {
+        memcached_destroy_sasl_auth_data(pr->mc);
+        memcached_free(pr->mc);
+        pr->mc = NULL;
+    }
+}
+
+/* The libmemcached handle of a probe.  It is kept between rounds: a new
+ * TCP connection every round would leave a socket in TIME_WAIT each time
+ * (at 5 rounds a second and 1024 servers, 300,000 of them).  A kept
+ * connection still sees a freeze (the request it sends goes unanswered)
+ * and a death (the kernel resets it); after any failure the next attempt
+ * connects anew.  A server given by name is connected anew every second,
+ * so a changed DNS record is followed, and so is one probed with
+ * MemsessCredentials: an authenticated connection outlives a password
+ * changed on the server, which PHP's new connections would fail. */
+static memcached_st *probe_handle(probe_t *pr, const memsess_server_t *srv,
+                                  const memsess_credentials_t *cred,
+                                  apr_interval_time_t timeout)
+{
+    uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
+                                                : 1;
+    apr_time_t now = apr_time_now();
+    struct in_addr v4;
+
+    if (pr->mc && now - pr->connected > apr_time_from_sec(1)
+        && (cred || (!srv->ipv6
+                     && inet_pton(AF_INET, srv->host, &v4) != 1))) {
+        probe_hangup(pr);
+    }
+    if (pr->mc) {
+        return pr->mc;
+    }
+    if (!(pr->mc = memcached_create(NULL))) {
+        return NULL;
+    }
+    pr->connected = now;
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    /* a mark, so that the release (memsess_release.c) leaves it alone */
+    memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
+                           MEMSESS_PROBE_KEEPIDLE);
+    /* (switches to the binary protocol) */
+    if ((cred && !memcached_success(memcached_set_sasl_auth_data(pr->mc,
+                                        cred->username, cred->password)))
+        || !memcached_success(memcached_server_add(pr->mc, srv->host,
+                                                   srv->port))) {
+        probe_hangup(pr);
+    }
+    return pr->mc;
+}
+
 /* One probe: connect, store a fresh value under our key, read it back and
  * compare.  A connect alone proves nothing (a frozen server still completes
  * the TCP handshake), and neither does a plain "get": a server that answers
  * garbage can pass for one that has no such key.  Only a server that
  * speaks the protocol and stores what it is given echoes the value. */
-static int probe(const memsess_server_t *srv,
+static int probe(probe_t *pr, const memsess_server_t *srv,
                  const memsess_credentials_t *cred,
                  apr_interval_time_t timeout, int flush, char *err,
                  apr_size_t errlen)
 {
     static apr_uint32_t counter;
-    memcached_st *mc = memcached_create(NULL);
+    memcached_st *mc = probe_handle(pr, srv, cred, timeout);
     memcached_return_t rc;
-    uint64_t ms = apr_time_as_msec(timeout) > 0 ? apr_time_as_msec(timeout)
-                                                : 1;
     char nonce[64];
     uint32_t flags;
-    size_t len = 0, keylen = strlen(probe_key), noncelen;
+    char key[160];
+    size_t len = 0, keylen, noncelen;
     char *value = NULL;
     apr_time_t start = apr_time_now();
     int ok;
 
     if (!mc) {
-        apr_cpystrn(err, "out of memory", errlen);
+        apr_cpystrn(err, "cannot make a libmemcached handle", errlen);
         return 0;
     }
+    /* one key per server: two addresses of one memcached (a name and its
+     * address, say) must not read back each other's value */
+    keylen = apr_snprintf(key, sizeof(key), "%s:%d", probe_key, pr->slot);
     noncelen = apr_snprintf(nonce, sizeof(nonce), "%" APR_TIME_T_FMT "-%u",
                             apr_time_now(),
                             apr_atomic_inc32(&counter));
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    /* (switches to the binary protocol) */
-    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
-                                             cred->password)
-              : MEMCACHED_SUCCESS;
-    if (memcached_success(rc)) {
-        rc = memcached_server_add(mc, srv->host, srv->port);
-    }
-    if (memcached_success(rc)) {
-        rc = memcached_set(mc, probe_key, keylen, nonce, noncelen, 60, 0);
-    }
+    rc = memcached_set(mc, key, keylen, nonce, noncelen, 60, 0);
     if (rc == MEMCACHED_SUCCESS) {
-        value = memcached_get(mc, probe_key, keylen, &len, &flags, &rc);
+        value = memcached_get(mc, key, keylen, &len, &flags, &rc);
     }
     ok = rc == MEMCACHED_SUCCESS && value && len == noncelen
          && !memcmp(value, nonce, len);
@@ -273,8 +314,6 @@ static int probe(const memsess_server_t *srv,
         ok = rc == MEMCACHED_SUCCESS;
     }
     if (ok) {
-        memcached_destroy_sasl_auth_data(mc);
-        memcached_free(mc);
         return 1;
     }
     if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND) {
@@ -286,14 +325,13 @@ static int probe(const memsess_server_t *srv,
         explain_sasl(srv, cred, mc, rc, timeout - (apr_time_now() - start),
                      err, errlen);
     }
-    memcached_destroy_sasl_auth_data(mc);
-    memcached_free(mc);
+    probe_hangup(pr);   /* the next attempt starts from a new connection */
     return 0;
 }
 
 /* A vhost's pool went into (or out of) the state where none is live. */
-static void log_all_down(const memsess_runtime_t *rt,
-                         const memsess_view_t *view, int all_down)
+void memsess_check_log_all_down(const memsess_runtime_t *rt,
+                                const memsess_view_t *view, int all_down)
 {
     if (!all_down) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0016: "
@@ -335,14 +373,14 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
                                   rt->g.fail_threshold,
-                                  sync_busy(c, i) ? INT_MAX
-                                                  : rt->g.pass_threshold);
+                                  memsess_rejoin_busy(c->rejoin, i)
+                                  ? INT_MAX : rt->g.pass_threshold);
     if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
         && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
         memsess_slot_sync_begin(slot, apr_time_sec(apr_time_now()));
     }
     if (changed && before == MEMSESS_SYNCING) {
-        sync_cancel(c, i);   /* it failed a probe */
+        memsess_rejoin_cancel(c->rejoin, i);   /* it failed a probe */
     }
     if (changed) {
         memsess_table_bump_generation(t, 1);
@@ -364,7 +402,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "syncing its sessions before it takes traffic "
                      "(MemsessRejoin sync)", after.addr,
                      after.consecutive_passes);
-        sync_start(c, i);
+        memsess_rejoin_start(c->rejoin, i);
     }
     else if (after.state == MEMSESS_DOWN) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
@@ -381,8 +419,8 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
-        log_all_down(rt, &rt->views[c->flipped[k]],
-                     after.state == MEMSESS_DOWN);
+        memsess_check_log_all_down(rt, &rt->views[c->flipped[k]],
+                                   after.state == MEMSESS_DOWN);
     }
 }
 
@@ -400,59 +438,80 @@ static int rejoining(const checker_t *c, int i)
               >= (apr_uint32_t)c->rt->g.pass_threshold;
 }
 
+/* Whether a failed probe is repeated at once, not at the next interval:
+ * until the server is marked down, FailThreshold attempts in all.  A hung
+ * server is then down after FailThreshold timeouts, a refusing one within
+ * a millisecond.  The caller holds the mutex. */
+static int repeat_now(const checker_t *c, int i, int attempts)
+{
+    const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    return attempts < c->rt->g.fail_threshold
+           && slot->state != MEMSESS_DOWN
+           && owner == (apr_uint32_t)getpid();
+}
+
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
 {
     probe_t *pr = data;
     checker_t *c = pr->c;
-    int i = pr->slot;
+    int i = pr->slot, attempts = 0, again;
     const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
                                                 memsess_server_t *);
     apr_interval_time_t timeout = c->rt->g.timeout, took;
     char error[MEMSESS_ERROR_MAX];
-    apr_time_t start = apr_time_now();
-    int ok;
 
     (void)thread;
-    ok = probe(srv, c->rt->credentials[i], timeout, rejoining(c, i), error,
-               sizeof(error));
-    took = apr_time_now() - start;
-    if (ok && took > timeout) {
-        ok = 0;
-        apr_snprintf(error, sizeof(error), "answered after %" APR_TIME_T_FMT
-                     "ms, beyond the %" APR_TIME_T_FMT "ms timeout",
-                     apr_time_as_msec(took), apr_time_as_msec(timeout));
-    }
-    else if (!ok && took >= timeout) {
-        char cause[MEMSESS_ERROR_MAX];
+    do {
+        apr_time_t start = apr_time_now();
+        int ok = probe(pr, srv, c->rt->credentials[i], timeout,
+                       rejoining(c, i), error, sizeof(error));
 
-        apr_cpystrn(cause, error, sizeof(cause));
-        apr_snprintf(error, sizeof(error), "timeout after %" APR_TIME_T_FMT
-                     "ms: %s", apr_time_as_msec(took), cause);
-    }
+        attempts++;
+        took = apr_time_now() - start;
+        if (ok && took > timeout) {
+            ok = 0;
+            apr_snprintf(error, sizeof(error), "answered after %"
+                         APR_TIME_T_FMT "ms, beyond the %" APR_TIME_T_FMT
+                         "ms timeout", apr_time_as_msec(took),
+                         apr_time_as_msec(timeout));
+        }
+        else if (!ok && took >= timeout) {
+            char cause[MEMSESS_ERROR_MAX];
 
-    apr_thread_mutex_lock(c->mutex);
-    pr->in_flight = 0;
-    if (pr->overdue) {
-        pr->overdue = 0;   /* its failure is on record already */
-    }
-    else {
-        record_locked(c, i, ok, error, took);
-    }
-    apr_thread_mutex_unlock(c->mutex);
+            apr_cpystrn(cause, error, sizeof(cause));
+            apr_snprintf(error, sizeof(error), "timeout after %"
+                         APR_TIME_T_FMT "ms: %s", apr_time_as_msec(took),
+                         cause);
+        }
+
+        apr_thread_mutex_lock(c->mutex);
+        if (pr->overdue) {
+            pr->overdue = 0;   /* its failure is on record already */
+        }
+        else {
+            record_locked(c, i, ok, error, took);
+        }
+        again = !ok && repeat_now(c, i, attempts);
+        pr->in_flight = again;
+        pr->dispatched = apr_time_now();
+        apr_thread_mutex_unlock(c->mutex);
+    } while (again);
     return NULL;
 }
 
 /* Hands every server whose last probe is back to the thread pool.  One
  * still out after the timeout counts as a failure now, once per round. */
-static void sync_reap(checker_t *c);
-
 static void dispatch_round(checker_t *c)
 {
     int i, n = c->rt->targets->nelts;
     apr_time_t now = apr_time_now();
 
-    sync_reap(c);
-    rebalance_round(c);
+    memsess_rejoin_reap(c->rejoin);
+    memsess_rebalancer_round(c->rebalance);
 
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];
@@ -494,854 +553,31 @@ static void dispatch_round(checker_t *c)
     }
 }
 
-/* ------------------------------------------------------------------ */
-/* Rejoin syncs (MemsessRejoin sync)                                  */
-/*
- * A down server whose probes pass is SYNCING, not live: a thread of its
- * own (never a probe thread: other verdicts are never delayed) runs
- * memsess_sync.c for every view of the server, publishes it (UP) when the
- * lists it synced against are still the ones published, then reconciles
- * what requests with the old list wrote meanwhile.  A failed probe of the
- * server (memsess_slot_record: SYNCING -> DOWN) or an error at any server
- * stops it; the server stays down and its next good probes start over.
- */
-
-/* Requests that got the old list before the flip: their writes land
- * within this, and the after pass picks them up. */
-#define SYNC_GRACE apr_time_from_msec(1000)
-
-typedef struct sync_job_t {
-    checker_t              *c;
-    int                     slot;
-    apr_pool_t             *pool;
-    apr_thread_t           *thread;
-    volatile apr_uint32_t   stop;
-    volatile apr_uint32_t   done;
-    memsess_sync_spec_t     spec;
-    memsess_sync_list_t    *lists;
-    int                    *list_view;   /* a view each list stands for */
-} sync_job_t;
-
-static int sync_busy(checker_t *c, int i)
+/* The watch saw a live server close or refuse its connection: probe it
+ * now rather than at the next round (memsess_watch.c). */
+static void suspect(void *ctx, int i)
 {
-    return c->jobs && c->jobs[i] != NULL;
-}
-
-/* What view v publishes from: its pool, or the one before while a
- * rebalance is pending.  The caller holds the mutex. */
-static const memsess_view_t *in_force(checker_t *c, int v)
-{
-    const memsess_view_t *view = &c->rt->views[v];
-
-    return view->before
-           && memsess_table_view_slot(c->rt->table, v)->rebalance
-           ? view->before : view;
-}
-
-/* The save_path view (a definition) gives, with slot i counted live or
- * not (i < 0: none): what memsess_table_publish writes.  The caller holds
- * the mutex. */
-static const char *def_path(checker_t *c, apr_pool_t *p,
-                            const memsess_view_t *view, int i, int i_live,
-                            int *nlive_out)
-{
-    const apr_array_header_t *servers = view->pool->servers;
-    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
-    apr_size_t len;
-    char *buf;
-    int k, nlive = 0;
-
-    for (k = 0; k < servers->nelts; k++) {
-        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
-
-        live[k] = s == i ? i_live
-                  : MEMSESS_IS_LIVE(memsess_table_slot(c->rt->table, s)->state);
-        nlive += live[k];
-    }
-    if (nlive_out) {
-        *nlive_out = nlive;
-    }
-    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
-                             view->format, view->failover);
-    buf = apr_palloc(p, len + 1);
-    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
-                       view->format, view->failover);
-    return buf;
-}
-
-/* The save_path view v publishes, with slot i counted live or not. */
-static const char *view_path(checker_t *c, apr_pool_t *p, int v, int i,
-                             int i_live, int *nlive_out)
-{
-    return def_path(c, p, in_force(c, v), i, i_live, nlive_out);
-}
-
-static void sync_progress(void *baton, const memsess_sync_stats_t *st)
-{
-    sync_job_t *job = baton;
-    checker_t *c = job->c;
-    memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
+    checker_t *c = ctx;
+    probe_t *pr = &c->probes[i];
 
     apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()
-        && slot->state == MEMSESS_SYNCING) {
-        memsess_table_write_begin(c->rt->table);
-        slot->sync_examined = st->examined;
-        slot->sync_copied = st->copied;
-        slot->sync_deleted = st->deleted;
-        memsess_table_write_end(c->rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
-}
-
-/* Publishes the server when every list it synced against is still the
- * one published.  Returns 1, or 0 with why in err. */
-static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
-                     char *err, apr_size_t errlen)
-{
-    checker_t *c = job->c;
-    memsess_runtime_t *rt = c->rt;
-    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-    apr_pool_t *p;
-    int k, ok = 1, nflipped = 0;
-
-    apr_pool_create(&p, job->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || job->stop
-        || slot->state != MEMSESS_SYNCING) {
-        apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
-                    "another process", errlen);
-        ok = 0;
-    }
-    for (k = 0; ok && k < job->spec.nlists; k++) {
-        if (strcmp(view_path(c, p, job->list_view[k], job->slot, 0, NULL),
-                   job->lists[k].path_now)) {
-            apr_snprintf(err, errlen, "the list of %s changed meanwhile",
-                         rt->views[job->list_view[k]].name);
-            ok = 0;
-        }
-    }
-    if (ok) {
-        memsess_table_write_begin(rt->table);
-        memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
-        slot->sync_examined = st->examined;
-        slot->sync_copied = st->copied;
-        slot->sync_deleted = st->deleted;
-        memsess_table_bump_generation(rt->table, 1);
-        nflipped = memsess_table_publish(rt->table, rt->views,
-                                         rt->confs->nelts, job->slot,
-                                         c->flipped);
-        memsess_table_write_end(rt->table);
-        for (k = 0; k < nflipped; k++) {
-            log_all_down(rt, &rt->views[c->flipped[k]], 0);
-        }
-    }
-    apr_thread_mutex_unlock(c->mutex);
-    apr_pool_destroy(p);
-    return ok;
-}
-
-/* The sync failed or was stopped: the server goes (or stays) down. */
-static void sync_abandon(sync_job_t *job, const char *why)
-{
-    checker_t *c = job->c;
-    memsess_runtime_t *rt = c->rt;
-    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
-        memsess_table_write_begin(rt->table);
-        if (memsess_slot_sync_end(slot, 0, apr_pstrcat(job->pool, "sync: ",
-                                                       why, NULL),
-                                  apr_time_sec(apr_time_now()))) {
-            memsess_table_bump_generation(rt->table, 1);
-        }
-        memsess_table_write_end(rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
-}
-
-static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
-{
-    apr_time_t until = apr_time_now() + t;
-
-    while (!job->stop && apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(20));
-    }
-}
-
-/* After the flip: what was written at an authority during it, then
- * (after a grace) what requests that got the old list wrote as they
- * finished; and copies no list places any more go. */
-static void sync_after(sync_job_t *job, memsess_sync_t *sync,
-                       const memsess_sync_stats_t *before,
-                       apr_time_t flipped_at)
-{
-    memsess_runtime_t *rt = job->c->rt;
-    const memsess_sync_stats_t *all;
-    char err[256] = "";
-    apr_status_t rv;
-
-    rv = memsess_sync_after(sync, 0, err, sizeof(err));
-    if (rv == APR_SUCCESS) {
-        sync_sleep(job, SYNC_GRACE);
-        rv = job->stop ? APR_EINTR
-                       : memsess_sync_after(sync, 1, err, sizeof(err));
-    }
-    all = memsess_sync_stats(sync);
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
-                 "memcached server %s: after its flip, %" APR_UINT64_T_FMT
-                 " late writes of the old list brought over, %"
-                 APR_UINT64_T_FMT " copies no list places any more "
-                 "removed, in %" APR_TIME_T_FMT "ms%s%s",
-                 job->spec.returning, all->copied - before->copied,
-                 all->deleted - before->deleted,
-                 apr_time_as_msec(apr_time_now() - flipped_at),
-                 rv == APR_SUCCESS ? "" : "; stopped: ",
-                 rv == APR_SUCCESS ? "" : err);
-}
-
-static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
-{
-    sync_job_t *job = data;
-    memsess_runtime_t *rt = job->c->rt;
-    apr_time_t start = apr_time_now(), flipped_at;
-    memsess_sync_stats_t before;
-    memsess_sync_t *sync;
-    char err[256] = "";
-    apr_status_t rv = APR_EGENERAL;
-
-    (void)thread;
-    memset(&before, 0, sizeof(before));
-    if (!job->spec.nlists) {
-        rv = APR_SUCCESS;   /* nothing to sync from: published at once */
-        sync = NULL;
-    }
-    else if ((sync = memsess_sync_create(job->pool, &job->spec, err,
-                                         sizeof(err)))) {
-        rv = memsess_sync_before(sync, err, sizeof(err));
-        before = *memsess_sync_stats(sync);
-    }
-    if (rv == APR_SUCCESS && sync_flip(job, &before, err, sizeof(err))) {
-        flipped_at = apr_time_now();
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
-                     "memcached server %s synced and up after %" APR_TIME_T_FMT
-                     "ms: %" APR_UINT64_T_FMT " keys examined, %"
-                     APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
-                     " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
-                     "equal, %" APR_UINT64_T_FMT " left as newer",
-                     job->spec.returning, apr_time_as_msec(flipped_at - start),
-                     before.examined, before.copied, before.deleted,
-                     before.same, before.newer);
-        if (sync) {
-            sync_after(job, sync, &before, flipped_at);
-        }
-    }
-    else {
-        sync_abandon(job, err[0] ? err : "failed");
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
-                     "rejoin sync of memcached server %s stopped after %"
-                     APR_TIME_T_FMT "ms (%s): it stays down and is synced "
-                     "again after its next good probes", job->spec.returning,
-                     apr_time_as_msec(apr_time_now() - start), err);
-    }
-    memsess_sync_destroy(sync);
-    apr_atomic_set32(&job->done, 1);
-    return NULL;
-}
-
-/* Starts the sync of slot i, just marked SYNCING; the caller holds the
- * mutex.  One spec per distinct (list now, list next) among its views of
- * format memcached (pecl-memcache places keys its own way: its views keep
- * what the server holds). */
-static void sync_start(checker_t *c, int i)
-{
-    memsess_runtime_t *rt = c->rt;
-    apr_pool_t *pool;
-    apr_threadattr_t *attr;
-    sync_job_t *job;
-    apr_status_t rv;
-    int v, k;
-
-    apr_pool_create(&pool, c->pool);
-    job = apr_pcalloc(pool, sizeof(*job));
-    job->c = c;
-    job->slot = i;
-    job->pool = pool;
-    job->lists = apr_pcalloc(pool, rt->confs->nelts * sizeof(*job->lists));
-    job->list_view = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
-    job->spec.returning = APR_ARRAY_IDX(rt->targets, i,
-                                        memsess_server_t *)->addr;
-    job->spec.lists = job->lists;
-    job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
-                        ? rt->g.timeout : apr_time_from_msec(500);
-    job->spec.stop = &job->stop;
-    job->spec.progress = sync_progress;
-    job->spec.baton = job;
-    for (v = 0; v < rt->confs->nelts; v++) {
-        const memsess_view_t *view = in_force(c, v);
-        const apr_array_header_t *servers = view->pool->servers;
-        memsess_sync_list_t *l = &job->lists[job->spec.nlists];
-        int holds = 0, nlive;
-
-        for (k = 0; k < servers->nelts; k++) {
-            holds |= APR_ARRAY_IDX(servers, k, memsess_server_t).slot == i;
-        }
-        if (!holds || view->format != MEMSESS_FORMAT_MEMCACHED) {
-            continue;
-        }
-        l->path_now = view_path(c, pool, v, i, 0, &nlive);
-        if (!nlive) {
-            /* every other server is down: requests get the full list (fail
-             * open) and there is no authority to sync from */
-            continue;
-        }
-        l->path_next = view_path(c, pool, v, i, 1, NULL);
-        l->replicas = view->replicas;
-        l->ketama = memsess_view_ketama(view->replicas, view->failover);
-        for (k = 0; k < job->spec.nlists; k++) {
-            const memsess_sync_list_t *o = &job->lists[k];
-
-            if (!strcmp(o->path_now, l->path_now)
-                && !strcmp(o->path_next, l->path_next)
-                && o->replicas == l->replicas && o->ketama == l->ketama) {
-                break;
-            }
-        }
-        if (k == job->spec.nlists) {
-            job->list_view[job->spec.nlists++] = v;
-        }
-    }
-    apr_threadattr_create(&attr, pool);
-    rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
-    if (rv != APR_SUCCESS) {
-        memsess_slot_t *slot = memsess_table_slot(rt->table, i);
-
-        memsess_table_write_begin(rt->table);
-        memsess_slot_sync_end(slot, 0, "sync: cannot start its thread",
-                              apr_time_sec(apr_time_now()));
-        memsess_table_bump_generation(rt->table, 1);
-        memsess_table_write_end(rt->table);
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0034: "
-                     "cannot start the rejoin sync of memcached server %s: "
-                     "it stays down", memsess_table_slot(rt->table, i)->addr);
-        apr_pool_destroy(pool);
-        return;
-    }
-    c->jobs[i] = job;
-}
-
-/* Joins the syncs that ended (each round). */
-static void sync_reap(checker_t *c)
-{
-    int i;
-
-    for (i = 0; i < c->rt->targets->nelts; i++) {
-        sync_job_t *job = c->jobs[i];
-        apr_status_t ret;
-
-        if (job && apr_atomic_read32(&job->done)) {
-            apr_thread_join(&ret, job->thread);
-            apr_thread_mutex_lock(c->mutex);
-            c->jobs[i] = NULL;
-            apr_thread_mutex_unlock(c->mutex);
-            apr_pool_destroy(job->pool);
-        }
-    }
-}
-
-/* Its server failed a probe: the sync stops at its next key. */
-static void sync_cancel(checker_t *c, int i)
-{
-    if (c->jobs[i]) {
-        apr_atomic_set32(&c->jobs[i]->stop, 1);
-    }
-}
-
-/* The checker stops: every sync stops at its next key. */
-static void sync_stop_all(checker_t *c)
-{
-    int i;
-
-    for (i = 0; i < c->rt->targets->nelts; i++) {
-        if (c->jobs[i]) {
-            apr_atomic_set32(&c->jobs[i]->stop, 1);
-        }
-    }
-    for (i = 0; i < c->rt->targets->nelts; i++) {
-        sync_job_t *job = c->jobs[i];
-        apr_status_t ret;
-
-        if (job) {
-            apr_thread_join(&ret, job->thread);
-            c->jobs[i] = NULL;
-            apr_pool_destroy(job->pool);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ */
-/* Pool changes: the rebalance                                        */
-/*
- * A view whose MemsessServers changed at graceful publishes the list in
- * force before (memsess_rebalance.c) until this has run: one thread (never
- * a probe thread) runs memsess_sync.c with no returning server over every
- * list of the instance, the changed ones from what they publish now to
- * what their new pool gives, the others unchanged (so that a key another
- * pool places on a shared server is never taken for garbage).  It starts
- * once every server of the new lists has a verdict, no rejoin sync runs,
- * and (when servers were added) one of them is up; it flips the views
- * when the lists it moved keys between are still the ones published and
- * the new ones; a failure (a server died) ends it, and it is retried.
- */
-
-#define REBALANCE_RETRY apr_time_from_sec(5)
-
-typedef struct rebalance_t {
-    checker_t              *c;
-    apr_pool_t             *pool;
-    apr_thread_t           *thread;
-    volatile apr_uint32_t   stop;
-    volatile apr_uint32_t   done;
-    int                     ok;          /* flipped */
-    int                    *moving;      /* [nviews]: rebalanced by it */
-    const char            **next;        /* [nviews]: their new paths */
-    memsess_sync_spec_t     spec;
-    memsess_sync_list_t    *lists;
-    int                    *list_view;   /* a view each list stands for */
-} rebalance_t;
-
-/* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
- * its added servers are all down. */
-static int rebalance_ready(checker_t *c, int v)
-{
-    const memsess_view_t *view = &c->rt->views[v];
-    const apr_array_header_t *now = view->before->pool->servers;
-    const apr_array_header_t *next = view->pool->servers;
-    int k, j, added = 0, added_up = 0;
-
-    for (k = 0; k < next->nelts; k++) {
-        int s = APR_ARRAY_IDX(next, k, memsess_server_t).slot;
-        apr_uint32_t st = memsess_table_slot(c->rt->table, s)->state;
-        int old = 0;
-
-        if (st == MEMSESS_UNKNOWN || st == MEMSESS_SYNCING || c->jobs[s]) {
-            return 0;   /* no verdict yet, or a rejoin runs */
-        }
-        for (j = 0; j < now->nelts; j++) {
-            old |= APR_ARRAY_IDX(now, j, memsess_server_t).slot == s;
-        }
-        if (!old) {
-            added++;
-            added_up += st == MEMSESS_UP;
-        }
-    }
-    for (k = 0; k < now->nelts; k++) {
-        int s = APR_ARRAY_IDX(now, k, memsess_server_t).slot;
-
-        if (memsess_table_slot(c->rt->table, s)->state == MEMSESS_SYNCING
-            || c->jobs[s]) {
-            return 0;
-        }
-    }
-    return added && !added_up ? -1 : 1;
-}
-
-static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
-{
-    rebalance_t *rb = baton;
-    checker_t *c = rb->c;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-    int v;
-
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
-        memsess_table_write_begin(c->rt->table);
-        for (v = 0; v < c->rt->confs->nelts; v++) {
-            memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
-                                                              v);
-
-            if (rb->moving[v] && vs->rebalance) {
-                vs->rebalance_examined = st->examined;
-                vs->rebalance_copied = st->copied;
-                vs->rebalance_deleted = st->deleted;
-            }
-        }
-        memsess_table_write_end(c->rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
-}
-
-/* Sets the state of every view the rebalance moves (and why it stopped);
- * the caller holds the mutex and the lease. */
-static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
-                           const char *why)
-{
-    checker_t *c = rb->c;
-    int v;
-
-    memsess_table_write_begin(c->rt->table);
-    for (v = 0; v < c->rt->confs->nelts; v++) {
-        memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table, v);
-
-        if (!rb->moving[v] || !vs->rebalance) {
-            continue;
-        }
-        vs->rebalance = state;
-        if (state == MEMSESS_REBALANCE_RUNNING) {
-            vs->rebalance_runs++;
-            vs->rebalance_started = apr_time_sec(apr_time_now());
-            vs->rebalance_examined = vs->rebalance_copied = 0;
-            vs->rebalance_deleted = 0;
-        }
-        if (why) {
-            apr_cpystrn(vs->rebalance_error, why,
-                        sizeof(vs->rebalance_error));
-            memsess_text_one_line(vs->rebalance_error);
-        }
-    }
-    memsess_table_bump_generation(c->rt->table, 0);
-    memsess_table_write_end(c->rt->table);
-}
-
-/* Puts the new lists in force when what is published is still what the
- * rebalance moved keys from, and the new pools still give what it moved
- * them to.  Returns 1, or 0 with why in err. */
-static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
-{
-    checker_t *c = rb->c;
-    memsess_runtime_t *rt = c->rt;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-    apr_pool_t *p;
-    int k, v, ok = 1;
-
-    apr_pool_create(&p, rb->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || rb->stop) {
-        apr_cpystrn(err, "stopped: checking moved to another process",
-                    errlen);
-        ok = 0;
-    }
-    for (k = 0; ok && k < rb->spec.nlists; k++) {
-        v = rb->list_view[k];
-        if (strcmp(view_path(c, p, v, -1, 0, NULL), rb->lists[k].path_now)
-            || (rb->moving[v] && strcmp(def_path(c, p, &rt->views[v], -1, 0,
-                                                 NULL), rb->next[v]))) {
-            apr_snprintf(err, errlen, "a server of %s changed state "
-                         "meanwhile", rt->views[v].name);
-            ok = 0;
-        }
-    }
-    if (ok) {
-        memsess_table_write_begin(rt->table);
-        for (v = 0; v < rt->confs->nelts; v++) {
-            memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
-
-            if (!rb->moving[v]) {
-                continue;
-            }
-            vs->rebalance = MEMSESS_REBALANCE_NONE;
-            vs->rebalance_error[0] = '\0';
-            memsess_table_set_served(rt->table, v, NULL, 0,
-                                     memsess_served_text(p,
-                                                         rt->views[v].pool),
-                                     rt->views[v].replicas,
-                                     rt->views[v].failover,
-                                     rt->views[v].format);
-        }
-        memsess_table_bump_generation(rt->table, 1);
-        memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
-                              NULL);
-        memsess_table_write_end(rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
-    apr_pool_destroy(p);
-    return ok;
-}
-
-/* The names of the views it moves, for the log. */
-static const char *rebalance_names(rebalance_t *rb)
-{
-    const char *names = NULL;
-    int v;
-
-    for (v = 0; v < rb->c->rt->confs->nelts; v++) {
-        if (rb->moving[v]) {
-            names = names ? apr_pstrcat(rb->pool, names, ", ",
-                                        rb->c->rt->views[v].name, NULL)
-                          : rb->c->rt->views[v].name;
-        }
-    }
-    return names ? names : "";
-}
-
-static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
-                                              void *data)
-{
-    rebalance_t *rb = data;
-    checker_t *c = rb->c;
-    memsess_runtime_t *rt = c->rt;
-    apr_time_t start = apr_time_now(), flipped_at;
-    memsess_sync_stats_t before;
-    memsess_sync_t *sync = NULL;
-    char err[256] = "";
-    apr_status_t rv = APR_SUCCESS;
-    int k, moves = 0;
-
-    (void)thread;
-    memset(&before, 0, sizeof(before));
-    for (k = 0; k < rb->spec.nlists; k++) {
-        moves |= strcmp(rb->lists[k].path_now, rb->lists[k].path_next) != 0;
-    }
-    /* the same text before and after (a server removed while down): there
-     * is nothing to move */
-    if (moves && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
-                                             sizeof(err)))) {
-        rv = memsess_sync_before(sync, err, sizeof(err));
-        before = *memsess_sync_stats(sync);
-    }
-    else if (moves) {
-        rv = APR_EGENERAL;
-    }
-    if (rv == APR_SUCCESS && rebalance_flip(rb, err, sizeof(err))) {
-        flipped_at = apr_time_now();
-        rb->ok = 1;
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0136: "
-                     "rebalance of %s done after %" APR_TIME_T_FMT "ms: the "
-                     "new list is published; %" APR_UINT64_T_FMT " keys "
-                     "examined, %" APR_UINT64_T_FMT " copied, %"
-                     APR_UINT64_T_FMT " deleted (stale, locks), %"
-                     APR_UINT64_T_FMT " already in place, %" APR_UINT64_T_FMT
-                     " left as newer", rebalance_names(rb),
-                     apr_time_as_msec(flipped_at - start), before.examined,
-                     before.copied, before.deleted, before.same,
-                     before.newer);
-        if (sync) {
-            const memsess_sync_stats_t *all;
-            /* requests that began before the flip write the old places as
-             * they end, and their users' next requests read the new ones:
-             * for the whole grace, the keys being written when the flip
-             * came are compared again and again (no listing, which takes
-             * seconds for 100,000 sessions: a late write is brought over
-             * within a millisecond or two); then the last pass looks at
-             * everything written since the rebalance began, and cleans
-             * up */
-            apr_time_t until = apr_time_now() + SYNC_GRACE;
-
-            do {
-                rv = memsess_sync_after_hot(sync, err, sizeof(err));
-                apr_sleep(apr_time_from_msec(1));
-            } while (rv == APR_SUCCESS && !rb->stop
-                     && apr_time_now() < until);
-            if (rv == APR_SUCCESS) {
-                rv = rb->stop ? APR_EINTR
-                              : memsess_sync_after(sync, 1, err, sizeof(err));
-            }
-            all = memsess_sync_stats(sync);
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                         "MEMSESS0137: rebalance of %s: after the flip, %"
-                         APR_UINT64_T_FMT " late writes of the old list "
-                         "brought over, %" APR_UINT64_T_FMT " copies the new "
-                         "list places nowhere removed, in %" APR_TIME_T_FMT
-                         "ms%s%s", rebalance_names(rb),
-                         all->copied - before.copied,
-                         all->deleted - before.deleted,
-                         apr_time_as_msec(apr_time_now() - flipped_at),
-                         rv == APR_SUCCESS ? "" : "; stopped: ",
-                         rv == APR_SUCCESS ? "" : err);
-        }
-    }
-    else {
-        apr_uint32_t owner;
-        apr_time_t heartbeat;
-
-        apr_thread_mutex_lock(c->mutex);
-        memsess_table_owner(rt->table, &owner, &heartbeat);
-        if (owner == (apr_uint32_t)getpid()) {
-            rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
-                           err[0] ? err : "failed");
-        }
+    if (pr->in_flight) {
         apr_thread_mutex_unlock(c->mutex);
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0138: "
-                     "rebalance of %s stopped after %" APR_TIME_T_FMT "ms "
-                     "(%s): the previous list stays published; retried in %"
-                     APR_TIME_T_FMT " s", rebalance_names(rb),
-                     apr_time_as_msec(apr_time_now() - start),
-                     err[0] ? err : "failed",
-                     apr_time_sec(REBALANCE_RETRY));
-    }
-    memsess_sync_destroy(sync);
-    apr_atomic_set32(&rb->done, 1);
-    return NULL;
-}
-
-/* Starts the rebalance of every view that waits and is ready; the caller
- * holds the mutex. */
-static void rebalance_start(checker_t *c, const int *ready)
-{
-    memsess_runtime_t *rt = c->rt;
-    apr_pool_t *pool;
-    apr_threadattr_t *attr;
-    rebalance_t *rb;
-    apr_status_t rv;
-    int v, k, n = rt->confs->nelts;
-
-    apr_pool_create(&pool, c->pool);
-    rb = apr_pcalloc(pool, sizeof(*rb));
-    rb->c = c;
-    rb->pool = pool;
-    rb->moving = apr_pcalloc(pool, n * sizeof(int));
-    rb->next = apr_pcalloc(pool, n * sizeof(char *));
-    rb->lists = apr_pcalloc(pool, n * sizeof(*rb->lists));
-    rb->list_view = apr_pcalloc(pool, n * sizeof(int));
-    rb->spec.returning = NULL;
-    rb->spec.lists = rb->lists;
-    rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
-                       ? rt->g.timeout : apr_time_from_msec(500);
-    rb->spec.stop = &rb->stop;
-    rb->spec.progress = rebalance_progress;
-    rb->spec.baton = rb;
-    for (v = 0; v < n; v++) {
-        const memsess_view_t *view = in_force(c, v);
-        memsess_sync_list_t *l = &rb->lists[rb->spec.nlists];
-        int nlive;
-
-        rb->moving[v] = ready[v];
-        if (view->format != MEMSESS_FORMAT_MEMCACHED) {
-            continue;
-        }
-        l->path_now = view_path(c, pool, v, -1, 0, &nlive);
-        l->path_next = l->path_now;
-        if (ready[v]) {
-            rb->next[v] = def_path(c, pool, &rt->views[v], -1, 0, NULL);
-            /* every server down: requests get the full list (fail open),
-             * and there is no authority to copy from */
-            l->path_next = nlive ? rb->next[v] : l->path_now;
-        }
-        l->replicas = view->replicas;
-        l->ketama = memsess_view_ketama(view->replicas, view->failover);
-        for (k = 0; k < rb->spec.nlists; k++) {
-            const memsess_sync_list_t *o = &rb->lists[k];
-
-            if (!strcmp(o->path_now, l->path_now)
-                && !strcmp(o->path_next, l->path_next)
-                && o->replicas == l->replicas && o->ketama == l->ketama) {
-                break;
-            }
-        }
-        if (k == rb->spec.nlists) {
-            rb->list_view[rb->spec.nlists++] = v;
-        }
-    }
-    rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, "");
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0135: "
-                 "rebalance of %s started: every session is copied where the "
-                 "new list places it before that list is published",
-                 rebalance_names(rb));
-    apr_threadattr_create(&attr, pool);
-    rv = apr_thread_create(&rb->thread, attr, rebalance_thread, rb, pool);
-    if (rv != APR_SUCCESS) {
-        rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
-                       "cannot start its thread");
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0139: "
-                     "cannot start the rebalance of %s: retried in %"
-                     APR_TIME_T_FMT " s", rebalance_names(rb),
-                     apr_time_sec(REBALANCE_RETRY));
-        c->rebalance_retry = apr_time_now() + REBALANCE_RETRY;
-        apr_pool_destroy(pool);
         return;
     }
-    c->rebalance = rb;
-}
-
-/* Each round: joins a rebalance that ended, and starts one when a view
- * waits and is ready. */
-static void rebalance_round(checker_t *c)
-{
-    memsess_runtime_t *rt = c->rt;
-    rebalance_t *rb = c->rebalance;
-    int v, any = 0, down = 0, *ready;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-
-    if (rb) {
-        apr_status_t ret;
-
-        if (!apr_atomic_read32(&rb->done)) {
-            return;
-        }
-        apr_thread_join(&ret, rb->thread);
-        if (!rb->ok) {
-            c->rebalance_retry = apr_time_now() + REBALANCE_RETRY;
-        }
-        c->rebalance = NULL;
-        apr_pool_destroy(rb->pool);
-    }
-    if (apr_time_now() < c->rebalance_retry) {
-        return;
-    }
-    ready = NULL;
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
-         v++) {
-        int r;
-
-        if (!rt->views[v].before
-            || !memsess_table_view_slot(rt->table, v)->rebalance) {
-            continue;
-        }
-        r = rebalance_ready(c, v);
-        if (r > 0) {
-            if (!ready) {
-                ready = calloc(rt->confs->nelts, sizeof(int));
-                if (!ready) {
-                    break;
-                }
-            }
-            ready[v] = 1;
-            any = 1;
-        }
-        else if (r < 0 && !c->rebalance_told) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                         "MEMSESS0140: %s: every server added to the pool "
-                         "is down: the previous list stays published until "
-                         "one is up", rt->views[v].name);
-            down = 1;
-        }
-    }
-    c->rebalance_told |= down;
-    if (any) {
-        rebalance_start(c, ready);
-    }
+    pr->in_flight = 1;
+    pr->overdue = 0;
+    pr->dispatched = apr_time_now();
     apr_thread_mutex_unlock(c->mutex);
-    free(ready);
-}
-
-/* The checker stops: the rebalance stops at its next key. */
-static void rebalance_stop(checker_t *c)
-{
-    rebalance_t *rb = c->rebalance;
-    apr_status_t ret;
-
-    if (rb) {
-        apr_atomic_set32(&rb->stop, 1);
-        apr_thread_join(&ret, rb->thread);
-        c->rebalance = NULL;
-        apr_pool_destroy(rb->pool);
+    ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, c->rt->main, "memcached server "
+                 "%s closed our idle connection: probing it now",
+                 APR_ARRAY_IDX(c->rt->targets, i, memsess_server_t *)->addr);
+    if (apr_thread_pool_push(c->threads, probe_task, pr,
+                             APR_THREAD_TASK_PRIORITY_HIGHEST, NULL)
+        != APR_SUCCESS) {
+        apr_thread_mutex_lock(c->mutex);
+        pr->in_flight = 0;   /* the next round probes it */
+        apr_thread_mutex_unlock(c->mutex);
     }
 }
 
@@ -1368,7 +604,6 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
         c->probes[i].slot = i;
     }
     c->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
-    c->jobs = apr_pcalloc(pool, rt->targets->nelts * sizeof(*c->jobs));
     if ((rv = apr_thread_mutex_create(&c->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
         || (rv = apr_thread_pool_create(&c->threads, nthreads, nthreads,
@@ -1382,11 +617,14 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * grows only when every thread is busy gave late verdicts (520 ms
      * instead of 280 ms for 256 servers, 26 of them hung) */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
+    c->rejoin = memsess_rejoin_create(pool, rt, c->mutex);
+    c->rebalance = memsess_rebalancer_create(pool, rt, c->mutex, c->rejoin);
     make_probe_key();
     /* A checker that died inside the table left it mid-write: perhaps
      * between a state change and its publication, or halfway through a
      * view's text.  Repair the seqlock, then republish every view. */
     memsess_table_recover(rt->table);
+    c->exchange = memsess_exchange_start(rt, pool, c->mutex);
     memsess_table_write_begin(rt->table);
     cut = memsess_table_reset_syncing(rt->table);
     for (i = 0; i < rt->confs->nelts; i++) {
@@ -1408,6 +646,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
                      "probes start the sync again", cut);
     }
     checker = c;
+    c->watch = memsess_watch_start(pool, rt, suspect, c);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
@@ -1419,13 +658,19 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
 static void checker_stop(void)
 {
     checker_t *c = checker;
+    int i;
 
     if (c) {
         checker = NULL;
+        memsess_exchange_stop(c->exchange);
+        memsess_watch_stop(c->watch);
         /* waits for the probes still out: each ends by its timeout */
         apr_thread_pool_destroy(c->threads);
-        sync_stop_all(c);
-        rebalance_stop(c);
+        for (i = 0; i < c->rt->targets->nelts; i++) {
+            probe_hangup(&c->probes[i]);
+        }
+        memsess_rejoin_stop_all(c->rejoin);
+        memsess_rebalancer_stop(c->rebalance);
         apr_pool_destroy(c->pool);
     }
 }
@@ -1518,6 +763,7 @@ static void tick(memsess_runtime_t *rt)
         || checker->next_round - now > rt->g.interval) {
         memsess_table_heartbeat(rt->table, now);
         dispatch_round(checker);
+        memsess_exchange_round(checker->exchange);
         /* on the interval's grid, unless we fell behind it */
         checker->next_round += rt->g.interval;
         if (checker->next_round <= now
@@ -1536,6 +782,7 @@ static apr_status_t check_callback(int state, void *data, apr_pool_t *pool)
     case AP_WATCHDOG_STATE_STARTING:
     case AP_WATCHDOG_STATE_RUNNING:
         tick(rt);
+        memsess_release_tick(rt);
         break;
     case AP_WATCHDOG_STATE_STOPPING:
         if (checker) {

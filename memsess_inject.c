@@ -222,6 +222,7 @@ int memsess_inject_fixups(request_rec *r)
         return DECLINED;
     }
     view = &rt->views[conf->view];
+    memsess_release_track(r);   /* before it reads what is live */
 
     path = apr_palloc(r->pool, view->capacity);
     if (memsess_table_read_view(rt->table, conf->view, path, view->capacity,

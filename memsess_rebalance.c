@@ -20,8 +20,8 @@
  * the same name whose configured list differs from the one in force gets
  * that list as its `before` (memsess_view_t), whose servers are probed
  * like any other, and publishes it until the checker's rebalance
- * (memsess_check.c, memsess_sync.c) has put every session where the new
- * list places it; only then is the new list in force.  A second graceful
+ * (memsess_rebalance_job.c, memsess_sync.c) has put every session where
+ * the new list places it; only then is the new list in force.  A second graceful
  * before that compares against the list still in force, so nothing is
  * ever skipped. */
 
@@ -233,4 +233,46 @@ apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
         cap = view->before->capacity;
     }
     return cap + memsess_rebalance_served_capacity(ptemp, view);
+}
+
+/* What view v publishes from: its pool, or the one before while a
+ * rebalance is pending.  The caller holds the checker's mutex. */
+const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
+                                            int v)
+{
+    const memsess_view_t *view = &rt->views[v];
+
+    return view->before && memsess_table_view_slot(rt->table, v)->rebalance
+           ? view->before : view;
+}
+
+/* The save_path a view (a definition: in force or not) gives, with slot i
+ * counted live or not (i < 0: none): what memsess_table_publish writes.
+ * The caller holds the checker's mutex. */
+const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
+                              const memsess_view_t *view, int i, int i_live,
+                              int *nlive_out)
+{
+    const apr_array_header_t *servers = view->pool->servers;
+    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
+    apr_size_t len;
+    char *buf;
+    int k, nlive = 0;
+
+    for (k = 0; k < servers->nelts; k++) {
+        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+        live[k] = s == i ? i_live
+                  : MEMSESS_SLOT_LIVE(memsess_table_slot(rt->table, s));
+        nlive += live[k];
+    }
+    if (nlive_out) {
+        *nlive_out = nlive;
+    }
+    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
+                             view->format, view->failover);
+    buf = apr_palloc(p, len + 1);
+    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
+                       view->format, view->failover);
+    return buf;
 }

@@ -105,7 +105,26 @@ static const memsess_server_t *member(const memsess_srv_conf *conf, int i)
 
 static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
 {
-    return MEMSESS_IS_LIVE(snap->slots[srv->slot].state);
+    return MEMSESS_SLOT_LIVE(&snap->slots[srv->slot]);
+}
+
+/* The state a server is in for this instance: down when another instance
+ * of the group sees it down, whatever our own probes say. */
+static const char *state_name(const memsess_slot_t *sl)
+{
+    return memsess_state_name(MEMSESS_SLOT_LIVE(sl) || !sl->peer_down
+                              ? sl->state : MEMSESS_DOWN);
+}
+
+/* Who sees it down: this instance (by its own probes) first, then the
+ * others of the group; "" when nobody does. */
+static const char *reported_by(const snapshot_t *snap,
+                               const memsess_slot_t *sl, apr_pool_t *p)
+{
+    const char *self = sl->state == MEMSESS_DOWN ? snap->rt->g.instance : "";
+    const char *others = sl->peer_down ? sl->reported_by : "";
+
+    return apr_pstrcat(p, self, *self && *others ? ", " : "", others, NULL);
 }
 
 /* How many servers of a pool are live; of the whole table when conf is
@@ -115,8 +134,8 @@ static int count_live(const snapshot_t *snap, const memsess_srv_conf *conf)
     int n = conf ? conf->pool->servers->nelts : snap->nslots, i, live = 0;
 
     for (i = 0; i < n; i++) {
-        live += MEMSESS_IS_LIVE(snap->slots[conf ? member(conf, i)->slot : i]
-                                .state);
+        live += MEMSESS_SLOT_LIVE(&snap->slots[conf ? member(conf, i)->slot
+                                                    : i]);
     }
     return live;
 }
@@ -183,26 +202,43 @@ static void show_json(request_rec *r, const snapshot_t *snap)
         return;
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
-               " \"servers\": [", snap->generation);
+               " \"instance\": %s, \"group\": %s, \"share_verdicts\": %s,\n"
+               " \"servers\": [", snap->generation,
+               json_str(r->pool, snap->rt ? snap->rt->g.instance : ""),
+               json_str(r->pool, snap->rt ? snap->rt->g.group : ""),
+               snap->rt && snap->rt->g.share ? "true" : "false");
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
+        const char *who = reported_by(snap, sl, r->pool), *w, *comma;
 
         ap_rprintf(r, "%s\n  {\"address\": %s, \"state\": \"%s\", "
                    "\"checks\": %" APR_UINT64_T_FMT ", \"failures\": %"
                    APR_UINT64_T_FMT ", \"consecutive_fails\": %u, "
                    "\"consecutive_passes\": %u, \"last_change\": %"
                    APR_INT64_T_FMT ", \"last_error\": %s, \"latency_us\": %"
-                   APR_UINT64_T_FMT ", \"sync_started\": %" APR_INT64_T_FMT
+                   APR_UINT64_T_FMT ", \"local_state\": \"%s\", "
+                   "\"sync_started\": %" APR_INT64_T_FMT
                    ", \"sync_examined\": %" APR_UINT64_T_FMT
                    ", \"sync_copied\": %" APR_UINT64_T_FMT
                    ", \"sync_deleted\": %" APR_UINT64_T_FMT
-                   ", \"syncs\": %" APR_UINT64_T_FMT "}", i ? "," : "",
-                   json_str(r->pool, sl->addr), memsess_state_name(sl->state),
+                   ", \"syncs\": %" APR_UINT64_T_FMT ", "
+                   "\"reported_by\": [", i ? "," : "",
+                   json_str(r->pool, sl->addr), state_name(sl),
                    sl->checks, sl->failures, sl->consecutive_fails,
                    sl->consecutive_passes, sl->last_change,
                    json_str(r->pool, sl->last_error), sl->latency_us,
-                   sl->sync_started, sl->sync_examined, sl->sync_copied,
-                   sl->sync_deleted, sl->syncs);
+                   memsess_state_name(sl->state), sl->sync_started,
+                   sl->sync_examined, sl->sync_copied, sl->sync_deleted,
+                   sl->syncs);
+        for (w = who; *w; w = *comma ? comma + 2 : comma) {
+            comma = strchr(w, ',');
+            if (!comma) {
+                comma = w + strlen(w);
+            }
+            ap_rvputs(r, w == who ? "" : ", ", json_str(r->pool,
+                      apr_pstrmemdup(r->pool, w, comma - w)), NULL);
+        }
+        ap_rputs("]}", r);
     }
     ap_rputs("],\n \"pools\": [", r);
     for (i = 0; i < npools(snap); i++) {
@@ -256,6 +292,13 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                "MemsessStateChanges: %" APR_UINT64_T_FMT "\n"
                "MemsessServers: %d\nMemsessPools: %d\n", snap->generation,
                snap->changes, snap->nslots, npools(snap));
+    if (snap->rt) {
+        ap_rprintf(r, "MemsessInstance: %s\nMemsessGroup: %s\n"
+                   "MemsessShareVerdicts: %s\n",
+                   one_line(r->pool, snap->rt->g.instance),
+                   one_line(r->pool, snap->rt->g.group),
+                   snap->rt->g.share ? "On" : "Off");
+    }
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
 
@@ -268,15 +311,19 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]LastChange: %" APR_INT64_T_FMT "\n"
                    "MemsessServer[%d]LatencyUs: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]LastError: %s\n"
+                   "MemsessServer[%d]LocalState: %s\n"
+                   "MemsessServer[%d]ReportedBy: %s\n"
                    "MemsessServer[%d]SyncExamined: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n",
                    i, one_line(r->pool, sl->addr), i,
-                   memsess_state_name(sl->state), i, sl->checks, i,
+                   state_name(sl), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
                    sl->consecutive_passes, i, sl->last_change, i,
-                   sl->latency_us, i, one_line(r->pool, sl->last_error),
+                   sl->latency_us, i, one_line(r->pool, sl->last_error), i,
+                   memsess_state_name(sl->state), i,
+                   one_line(r->pool, reported_by(snap, sl, r->pool)),
                    i, sl->sync_examined, i, sl->sync_copied, i,
                    sl->sync_deleted, i, sl->syncs);
     }
@@ -338,6 +385,8 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
           "changes of the server's state" },
         { "memsess_check_duration_seconds", "gauge",
           "how long the last probe took" },
+        { "memsess_server_peer_down", "gauge",
+          "1 when another instance of the group sees the server down" },
         { "memsess_server_syncing", "gauge",
           "1 while the server's rejoin sync runs (it gets no sessions)" },
         { "memsess_sync_keys_examined", "gauge",
@@ -364,7 +413,11 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
             switch (k) {
             case 0:
                 ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
-                           MEMSESS_IS_LIVE(sl->state));
+                           MEMSESS_SLOT_LIVE(sl));
+                break;
+            case 5:
+                ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
+                           sl->peer_down ? 1 : 0);
                 break;
             case 1:
             case 2:
@@ -377,15 +430,15 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                 ap_rprintf(r, "%s{server=\"%s\"} %.6f\n", m[k].name, label,
                            sl->latency_us / 1e6);
                 break;
-            case 5:
+            case 6:
                 ap_rprintf(r, "%s{server=\"%s\"} %d\n", m[k].name, label,
                            sl->state == MEMSESS_SYNCING);
                 break;
             default:
                 ap_rprintf(r, "%s{server=\"%s\"} %" APR_UINT64_T_FMT "\n",
-                           m[k].name, label, k == 6 ? sl->sync_examined
-                           : k == 7 ? sl->sync_copied
-                           : k == 8 ? sl->sync_deleted : sl->syncs);
+                           m[k].name, label, k == 7 ? sl->sync_examined
+                           : k == 8 ? sl->sync_copied
+                           : k == 9 ? sl->sync_deleted : sl->syncs);
             }
         }
     }
@@ -415,6 +468,13 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
     ap_rprintf(r, "# HELP memsess_generation bumped on every state change\n"
                "# TYPE memsess_generation gauge\nmemsess_generation %"
                APR_UINT64_T_FMT "\n", snap->generation);
+    if (snap->rt) {
+        ap_rprintf(r, "# HELP memsess_instance_info this instance's name and "
+                   "group in shared verdicts\n# TYPE memsess_instance_info "
+                   "gauge\nmemsess_instance_info{instance=\"%s\",group="
+                   "\"%s\"} 1\n", prom_label(r->pool, snap->rt->g.instance),
+                   prom_label(r->pool, snap->rt->g.group));
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -440,11 +500,13 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
         if (sl->last_change) {
             apr_ctime(when, apr_time_from_sec(sl->last_change));
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%s%s</td><td>%" APR_UINT64_T_FMT
-                   "</td><td>%" APR_UINT64_T_FMT "</td><td>%u fail, %u pass"
-                   "</td><td>%s</td><td>%" APR_UINT64_T_FMT " us</td>"
-                   "<td>%s</td></tr>\n", esc(r, sl->addr),
-                   memsess_state_name(sl->state),
+        const char *who = reported_by(snap, sl, r->pool);
+
+        ap_rprintf(r, "<tr><td>%s</td><td>%s%s%s%s</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>"
+                   "%u fail, %u pass</td><td>%s</td><td>%" APR_UINT64_T_FMT
+                   " us</td><td>%s</td></tr>\n", esc(r, sl->addr),
+                   state_name(sl), *who ? ", reported by " : "", esc(r, who),
                    sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
                        APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
                        " copied, %" APR_UINT64_T_FMT " deleted)",
@@ -499,6 +561,11 @@ static void show_html(request_rec *r, const snapshot_t *snap)
                " state changes. Formats: <a href=\"?auto\">auto</a>, "
                "<a href=\"?json\">json</a>, <a href=\"?metrics\">metrics</a>"
                ".</p>\n", snap->generation, snap->changes);
+    if (snap->rt) {
+        ap_rprintf(r, "<p>This instance: %s, group %s, verdicts %s.</p>\n",
+                   esc(r, snap->rt->g.instance), esc(r, snap->rt->g.group),
+                   snap->rt->g.share ? "shared" : "not shared");
+    }
     html_tables(r, snap);
     ap_rputs("</body></html>\n", r);
 }

@@ -169,6 +169,14 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             }
             have_exp = 1;
         }
+        else if (eq - start == 3 && !memcmp(line + start, "cas", 3)) {
+            apr_int64_t cas;
+
+            /* optional: 0 when absent or beyond 18 digits (unknown) */
+            if (parse_int(line + eq + 1, end - eq - 1, &cas) && cas > 0) {
+                item->cas = (apr_uint64_t)cas;
+            }
+        }
         else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
             if (have_la || !parse_int(line + eq + 1, end - eq - 1,
                                       &item->la) || item->la < 0) {
@@ -371,8 +379,7 @@ memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
 #define DUMP_LINE_MAX     (4096)
 #define DUMP_BUF     (65536)
 #define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
-#define SETTLE_US    (20000)       /* a write's replica lands meanwhile */
-#define HOT_MAX      (65536)       /* keys watched closely after a flip */
+#define SETTLE_US    (5000)        /* a write's replica lands meanwhile */
 
 typedef struct {
     const char   *name;     /* "host:port" */
@@ -396,20 +403,26 @@ typedef struct {
     int             *now_id, *next_id;   /* place index -> server_t index */
 } list_t;
 
-/* A key written while the last delta pass ran: its late writes after the
- * flip are looked for first (memsess_sync_after_hot). */
-typedef struct {
-    char         key[MEMSESS_KEY_MAX + 1];
-    apr_size_t   keylen;
-    apr_int64_t  exp;
-    int          here, t, placed_here;
-} hot_t;
-
 /* Where one key is under every list. */
 typedef struct {
     int now[MAX_PLACES], next[MAX_PLACES];
     int nnow, nnext;
 } where_t;
+
+/* A session written at its authority while the sync ran: a user active
+ * right now, whose next request may come just after the flip. */
+typedef struct {
+    memsess_dump_item_t it;
+    int                 here;         /* its authority */
+    int                 t;            /* the target it was copied to */
+    int                 placed_here;  /* the new list keeps it there too */
+    int                 list;         /* the list that copied it */
+    uint64_t            seen;         /* its cas there, last looked at */
+} hot_t;
+
+#define HOT_MAX      (4096)        /* the busiest sessions, at most */
+#define HOT_RECENT_S (10)          /* used this many seconds before: hot */
+#define HOT_WATCH    apr_time_from_msec(300)
 
 struct memsess_sync {
     apr_pool_t               *pool;
@@ -422,17 +435,12 @@ struct memsess_sync {
     int                       s;    /* the returning server, or -1 */
     apr_time_t                began;       /* pass 1 */
     apr_time_t                delta_began; /* the pass being run */
-    apr_time_t                after_since; /* after passes: keys written
-                                            * since (the last one's
-                                            * start; pass 1's at first) */
-    apr_hash_t               *written;     /* target + key -> its cas
-                                            * after we wrote or checked
-                                            * it */
+    apr_hash_t               *written;     /* key + target -> mine_t */
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
-    apr_array_header_t       *hot;         /* of hot_t: what the last delta
-                                            * pass found written, where */
+    hot_t                    *hot;         /* written during the sync */
+    int                       nhot;
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
 };
@@ -707,6 +715,15 @@ static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
     return y->held;
 }
 
+/* What the sync left of a key at a target: the target's cas after it
+ * wrote or checked it, and the authority's cas it copied from (a later
+ * write there changes it; reads do not, unlike memcached's last-access
+ * time). */
+typedef struct {
+    uint64_t s;
+    uint64_t authority;
+} mine_t;
+
 /* The name of key at target t in y->written: the key, a NUL, t. */
 static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
 {
@@ -716,8 +733,8 @@ static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
     return it->keylen + 1 + sizeof(t);
 }
 
-static const uint64_t *written_cas(memsess_sync_t *y, int t,
-                                   const memsess_dump_item_t *it)
+static mine_t *written_at(const memsess_sync_t *y, int t,
+                          const memsess_dump_item_t *it)
 {
     char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
     apr_size_t len = written_key(buf, t, it);
@@ -725,14 +742,13 @@ static const uint64_t *written_cas(memsess_sync_t *y, int t,
     return apr_hash_get(y->written, buf, len);
 }
 
-/* Notes t's cas for key as the sync left it (0: read it back after a
- * copy). */
+/* Notes it (known 0: read t's cas back after a copy). */
 static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
-                     uint64_t known)
+                     uint64_t known, uint64_t authority)
 {
     char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
     apr_size_t len = written_key(buf, t, it);
-    uint64_t *cas;
+    mine_t *m;
 
     if (!known) {
         if (fetch(y, t, it->key, it->keylen) != MEMCACHED_SUCCESS) {
@@ -740,24 +756,42 @@ static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
         }
         known = memcached_result_cas(y->res);
     }
-    cas = apr_hash_get(y->written, buf, len);
-    if (!cas) {
-        cas = apr_palloc(y->pool, sizeof(*cas));
-        apr_hash_set(y->written, apr_pmemdup(y->pool, buf, len), len, cas);
+    m = apr_hash_get(y->written, buf, len);
+    if (!m) {
+        m = apr_palloc(y->pool, sizeof(*m));
+        apr_hash_set(y->written, apr_pmemdup(y->pool, buf, len), len, m);
     }
-    *cas = known;
+    m->s = known;
+    m->authority = authority;
+}
+
+/* Whether the authority's copy (as listed) changed since the sync copied
+ * it to t: by its cas when the listing gives one, else by its last
+ * access. */
+static int changed(const memsess_sync_t *y, int t,
+                   const memsess_dump_item_t *it)
+{
+    const mine_t *m = written_at(y, t, it);
+
+    if (!m) {
+        return 1;
+    }
+    if (it->cas) {
+        return m->authority != it->cas;
+    }
+    return it->la >= apr_time_sec(y->delta_began) - 1;
 }
 
 /* Counts what put_t() did: a copy, or nothing because t changed after
  * its cas was read (what is there wins), or an error (in err). */
 static apr_status_t put_done(memsess_sync_t *y, int t,
                              const memsess_dump_item_t *it,
-                             memcached_return_t rc, char *err,
-                             apr_size_t errlen)
+                             uint64_t authority, memcached_return_t rc,
+                             char *err, apr_size_t errlen)
 {
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.copied++;
-        remember(y, t, it, 0);
+        remember(y, t, it, 0, authority);
         return APR_SUCCESS;
     }
     if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
@@ -778,7 +812,7 @@ static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
     char *value;
     apr_size_t vlen;
     uint32_t flags;
-    uint64_t cas_t = 0;
+    uint64_t cas_s = 0, cas_auth;
     time_t exp = expiry(it->exp);
 
     if (exp == (time_t)-1) {
@@ -787,8 +821,8 @@ static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
     /* t first: its cas guards the write below */
     rc = fetch(y, t, it->key, it->keylen);
     if (rc == MEMCACHED_SUCCESS) {
-        cas_t = memcached_result_cas(y->res);
-        if (!cas_t) {
+        cas_s = memcached_result_cas(y->res);
+        if (!cas_s) {
             return fail(y, t, "no cas from", rc, err, errlen);
         }
     }
@@ -813,15 +847,16 @@ static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
         return fail(y, from, "cannot read", rc, err, errlen);
     }
     flags = memcached_result_flags(y->res);
-    if (cas_t && vlen == memcached_result_length(y->res)
+    if (cas_s && vlen == memcached_result_length(y->res)
         && !memcmp(value, memcached_result_value(y->res), vlen)) {
         y->stats.same++;
-        remember(y, t, it, cas_t);
+        remember(y, t, it, cas_s, memcached_result_cas(y->res));
         return APR_SUCCESS;
     }
+    cas_auth = memcached_result_cas(y->res);
     rc = put_t(y, t, it->key, it->keylen, memcached_result_value(y->res),
-               memcached_result_length(y->res), flags, exp, cas_t);
-    return put_done(y, t, it, rc, err, errlen);
+               memcached_result_length(y->res), flags, exp, cas_s);
+    return put_done(y, t, it, cas_auth, rc, err, errlen);
 }
 
 static apr_status_t delete_key(memsess_sync_t *y, int at,
@@ -941,6 +976,30 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
     }
 }
 
+static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
+                     int list, const memsess_dump_item_t *it)
+{
+    int k;
+
+    for (k = 0; k < y->nhot; k++) {
+        if (y->hot[k].t == t && y->hot[k].it.keylen == it->keylen
+            && !memcmp(y->hot[k].it.key, it->key, it->keylen)) {
+            return;
+        }
+    }
+    if (y->nhot < HOT_MAX) {
+        if (!y->hot) {
+            y->hot = apr_palloc(y->pool, HOT_MAX * sizeof(hot_t));
+        }
+        y->hot[y->nhot].it = *it;
+        y->hot[y->nhot].here = here;
+        y->hot[y->nhot].t = t;
+        y->hot[y->nhot].list = list;
+        y->hot[y->nhot].seen = 0;
+        y->hot[y->nhot++].placed_here = placed_here;
+    }
+}
+
 typedef enum {
     PASS_FULL,     /* every key */
     PASS_DELTA,    /* keys written since delta_began; S: every key */
@@ -948,9 +1007,11 @@ typedef enum {
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, const memsess_dump_item_t *it,
-                              char *err, apr_size_t errlen);
+                              int placed_here, int settle,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen);
 
+/* What one key found on server i gets, under every list at once. */
 /* Whether the key's authority has lost it (a logout, an expiry) under
  * every list whose act is VERIFY: a copy elsewhere would bring it back.
  * 1 when lost, 0 when not, -1 on an error (in err). */
@@ -985,18 +1046,11 @@ static int lost_at_authority(memsess_sync_t *y,
     return asked;
 }
 
-/* What one key found on server i gets, under every list at once.  A key
- * is copied from its authority (the first server of its placement under a
- * list published now) to every target the new list places it on; a fresh
- * target (the returning server; in a rebalance, a server no list reads
- * now) loses its locks and the keys no list places there or whose
- * authority lost them. */
 static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                             const memsess_dump_item_t *it,
                             memsess_key_kind_e kind, const char *id,
                             apr_size_t idlen, char *err, apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->delta_began) - 1;
     int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
     int done[MAX_PLACES], ndone = 0;
     memsess_sync_action_e act[MAX_LISTS];
@@ -1061,20 +1115,16 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             done[ndone++] = t;
             moved = 1;
             if (pass == PASS_AFTER) {
-                rv = after_key(y, i, t, placed_here, it, err, errlen);
+                rv = after_key(y, i, t, placed_here, 1, it, err, errlen);
             }
-            else if (pass == PASS_FULL || it->la >= since) {
-                rv = copy_key(y, i, t, it, err, errlen);
-                if (pass == PASS_DELTA && y->hot->nelts < HOT_MAX) {
-                    hot_t *h = apr_array_push(y->hot);
-
-                    memcpy(h->key, it->key, it->keylen + 1);
-                    h->keylen = it->keylen;
-                    h->exp = it->exp;
-                    h->here = i;
-                    h->t = t;
-                    h->placed_here = placed_here;
+            else if (pass == PASS_FULL || changed(y, t, it)) {
+                /* written while the sync ran, or used in the seconds
+                 * before: an active user */
+                if (pass == PASS_DELTA
+                    || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
+                    note_hot(y, i, t, placed_here, k, it);
                 }
+                rv = copy_key(y, i, t, it, err, errlen);
             }
             else {
                 rv = APR_SUCCESS;
@@ -1097,7 +1147,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     /* a rebalance's target that lists read now: a copy the sync made or
      * checked here goes when its authority lost it since (a logout) */
     if (pass == PASS_DELTA && y->s < 0 && placed_here
-        && written_cas(y, i, it)) {
+        && written_at(y, i, it)) {
         for (k = 0; k < y->nlists; k++) {
             where_t *w = &y->where[k];
 
@@ -1220,41 +1270,10 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     return rv;
 }
 
-static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, const memsess_dump_item_t *it,
-                              char *err, apr_size_t errlen);
-
-/* The keys the last delta pass found being written, each once: copied
- * again (before the flip), or compared as after the flip. */
-static apr_status_t hot_round(memsess_sync_t *y, int after, char *err,
-                              apr_size_t errlen)
-{
-    memsess_dump_item_t it;
-    apr_status_t rv = APR_SUCCESS;
-    int k;
-
-    memset(&it, 0, sizeof(it));
-    for (k = 0; y->hot && k < y->hot->nelts && rv == APR_SUCCESS; k++) {
-        const hot_t *h = &APR_ARRAY_IDX(y->hot, k, hot_t);
-
-        if (stopped(y, err, errlen)) {
-            return APR_EINTR;
-        }
-        memcpy(it.key, h->key, h->keylen + 1);
-        it.keylen = h->keylen;
-        it.exp = h->exp;
-        it.la = apr_time_sec(apr_time_now());
-        rv = after ? after_key(y, h->here, h->t, h->placed_here, &it, err,
-                               errlen)
-                   : copy_key(y, h->here, h->t, &it, err, errlen);
-    }
-    return rv;
-}
-
-/* Delta passes until one copies nothing (or MAX_DELTAS): the window in
- * which a write at an authority misses S before the flip is one short
- * pass. */
-#define MAX_DELTAS (4)
+/* Delta passes until one copies nothing (or MAX_DELTAS: under load the
+ * active sessions always change; the watch after the flip covers them):
+ * a pass looks again only at keys whose authority's cas changed. */
+#define MAX_DELTAS (2)
 
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
@@ -1263,37 +1282,30 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
     int n;
 
     y->written = apr_hash_make(y->pool);
-    y->hot = apr_array_make(y->pool, 64, sizeof(hot_t));
     y->began = y->delta_began = apr_time_now();
     rv = pass_all(y, PASS_FULL, err, errlen);
     for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
         apr_time_t began = apr_time_now();
         apr_uint64_t copied = y->stats.copied;
 
-        apr_array_clear(y->hot);
         rv = pass_all(y, PASS_DELTA, err, errlen);
         y->delta_began = began;
         if (y->stats.copied == copied) {
             break;
         }
     }
-    /* a delta pass of many keys takes seconds: what its users wrote since
-     * it read their keys is copied once more, without a listing, just
-     * before the flip */
-    for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
-        apr_uint64_t copied = y->stats.copied;
-
-        rv = hot_round(y, 0, err, errlen);
-        if (y->stats.copied == copied) {
-            break;
-        }
+    /* a pass over every server takes a while: the active sessions, once
+     * more, just before the flip */
+    for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
+        rv = copy_key(y, y->hot[n].here, y->hot[n].t, &y->hot[n].it, err,
+                      errlen);
     }
     return rv;
 }
 
 /* After the flip, key `it` at its old authority `here` (the new list
- * places it on S).  Requests that still had the old list may have written
- * it here after the last delta pass read it:
+ * places it on target t, called S below).  Requests that still had the
+ * old list may have written it here after the last delta pass read it:
  *   - here is in the new list too (successor, replicas): every new write
  *     lands here as well, so a value here that S lacks is such a late
  *     write (read twice, SETTLE_US apart, so that a request caught between
@@ -1304,22 +1316,23 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
  * was created here around the flip: S gets it by add.  In the last pass,
  * a copy the new list places nowhere is removed from here. */
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, const memsess_dump_item_t *it,
-                              char *err, apr_size_t errlen)
+                              int placed_here, int settle,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen)
 {
-    apr_int64_t since = apr_time_sec(y->after_since) - 1;
-    const uint64_t *mine = written_cas(y, t, it);
+    const mine_t *m = written_at(y, t, it);
+    const uint64_t *mine = m ? &m->s : NULL;
     memcached_return_t rc;
-    uint64_t cas_t = 0, cas_here;
+    uint64_t cas_s = 0, cas_here;
     char *value = NULL;
     apr_size_t vlen = 0;
     time_t exp = expiry(it->exp);
     int newer;
 
-    if (it->la >= since && exp != (time_t)-1) {
+    if ((!it->cas || changed(y, t, it)) && exp != (time_t)-1) {
         rc = fetch(y, t, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS) {
-            cas_t = memcached_result_cas(y->res);
+            cas_s = memcached_result_cas(y->res);
             vlen = memcached_result_length(y->res);
             value = hold(y, memcached_result_value(y->res), vlen);
             if (!value) {
@@ -1335,31 +1348,30 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
             return fail(y, here, "cannot read", rc, err, errlen);
         }
         newer = rc == MEMCACHED_SUCCESS
-                && (cas_t ? vlen != memcached_result_length(y->res)
+                && (cas_s ? vlen != memcached_result_length(y->res)
                             || memcmp(value, memcached_result_value(y->res),
                                       vlen)
                           : !mine)   /* S lacks it: created around the flip,
                                       * unless a logout deleted our copy */
-                && (placed_here || !cas_t || (mine && *mine == cas_t));
+                && (placed_here || !cas_s || (mine && *mine == cas_s));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
-            /* t unchanged since the sync wrote it: whatever differs here
-             * was written after that, and is newer, whether a late write
-             * of the old list or a new one on its way to t (the cas on t
-             * lets a write that reaches t first win).  Otherwise a new
-             * request may be between t and its replica here: wait for it
-             * to land before judging. */
-            if (!(mine && cas_t && *mine == cas_t)) {
+            /* S unchanged since the sync wrote it: whatever differs here
+             * was written after that, and is newer (the cas on S lets a
+             * write that reaches S first win); no need to wait for a new
+             * request's replica to land here */
+            if (settle && !(mine && cas_s && *mine == cas_s)) {
                 apr_sleep(SETTLE_US);
-                rc = fetch(y, here, it->key, it->keylen);
             }
+            rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
                 rc = put_t(y, t, it->key, it->keylen,
                            memcached_result_value(y->res),
                            memcached_result_length(y->res),
-                           memcached_result_flags(y->res), exp, cas_t);
-                if (put_done(y, t, it, rc, err, errlen) != APR_SUCCESS) {
+                           memcached_result_flags(y->res), exp, cas_s);
+                if (put_done(y, t, it, cas_here, rc, err, errlen)
+                    != APR_SUCCESS) {
                     return APR_EGENERAL;
                 }
             }
@@ -1371,26 +1383,104 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
     return APR_SUCCESS;
 }
 
+/* The cas of a hot session at its old authority now (0: none there). */
+static apr_status_t hot_cas(memsess_sync_t *y, hot_t *h, uint64_t *cas,
+                            char *err, apr_size_t errlen)
+{
+    memcached_return_t rc = fetch(y, h->here, h->it.key, h->it.keylen);
+
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+        return fail(y, h->here, "cannot read", rc, err, errlen);
+    }
+    *cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
+    return APR_SUCCESS;
+}
+
+/* Right after the flip, the sessions written while the sync ran (their
+ * users are active) are reconciled once, then watched for HOT_WATCH.  A
+ * request that still had the old list writes the old authority only, and
+ * its user's next request reads the returning server: when a write lands
+ * at the old authority, the sync takes the session's php-memcached lock
+ * under the new list (that next request starts only once the old one has
+ * answered, so the lock is free), brings the write over without settling
+ * (nobody writes while the lock is held), and lets go.  The lock is taken
+ * on the server php-memcached checks it on, through our own connection:
+ * libmemcached's answers to a handle with replicas fall out of step. */
+static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
+{
+    apr_time_t until;
+    apr_status_t rv = APR_SUCCESS;
+    char lock[MEMSESS_KEY_MAX + 8];
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    int k;
+
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        rv = hot_cas(y, &y->hot[k], &y->hot[k].seen, err, errlen);
+    }
+    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+        hot_t *h = &y->hot[k];
+
+        h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
+        h->it.cas = 0;
+        rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err,
+                       errlen);
+    }
+    until = apr_time_now() + HOT_WATCH;
+    while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
+           && !stopped(y, err, errlen)) {
+        for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
+            hot_t *h = &y->hot[k];
+            list_t *L = &y->lists[h->list];
+            const char *id;
+            apr_size_t idlen, len;
+            uint64_t cas;
+            int wx[MAX_PLACES], got = 0, at = -1;
+
+            if ((rv = hot_cas(y, h, &cas, err, errlen)) != APR_SUCCESS
+                || cas == h->seen) {
+                continue;
+            }
+            h->seen = cas;
+            if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+                len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                               MEMSESS_SESS_PREFIX,
+                                               MEMSESS_LOCK_PREFIX,
+                                               (int)idlen, id);
+                if (memsess_place_key(L->next, lock + lk, len - lk, wx,
+                                      MAX_PLACES)
+                    && conn(y, at = L->next_id[wx[0]])) {
+                    got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
+                                        (time_t)2, 0) == MEMCACHED_SUCCESS;
+                }
+            }
+            h->it.la = apr_time_sec(apr_time_now());
+            h->it.cas = 0;
+            rv = after_key(y, h->here, h->t, h->placed_here, !got, &h->it,
+                           err, errlen);
+            if (got) {
+                memcached_delete(y->servers[at].mc, lock, len, 0);
+            }
+        }
+        apr_sleep(500);
+    }
+    return rv;
+}
+
 apr_status_t memsess_sync_after_hot(memsess_sync_t *y, char *err,
                                     apr_size_t errlen)
 {
     y->final = 0;
-    return hot_round(y, 1, err, errlen);
+    return watch_hot(y, err, errlen);
 }
 
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
                                 apr_size_t errlen)
 {
-    apr_time_t began = apr_time_now();
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
 
-    if (!y->after_since) {
-        y->after_since = y->began;
-    }
     y->final = final;
-    rv = pass_all(y, PASS_AFTER, err, errlen);
-    if (rv == APR_SUCCESS) {
-        y->after_since = began;   /* the next one looks at what came since */
+    if (!final) {
+        rv = watch_hot(y, err, errlen);
     }
-    return rv;
+    return rv == APR_SUCCESS ? pass_all(y, PASS_AFTER, err, errlen) : rv;
 }

@@ -48,8 +48,9 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (3u)   /* 2: the sync's fields in a slot;
-                                      * 3: a view's list in force */
+#define MEMSESS_TABLE_VERSION (5u)   /* 2: the sync's fields in a slot;
+                                      * 3, 4: peer_down, reported_by;
+                                      * 5: a view's list in force */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -235,12 +236,14 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
             memcpy(copy, slot, sizeof(*copy));
             copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
             copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
+            copy->reported_by[MEMSESS_REPORTERS_MAX - 1] = '\0';
             return APR_EBUSY;
         }
         memcpy(copy, slot, sizeof(*copy));
     } while (read_retry(t, s, &tries));
     copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
     copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
+    copy->reported_by[MEMSESS_REPORTERS_MAX - 1] = '\0';
     return APR_SUCCESS;
 }
 
@@ -540,7 +543,7 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
 
             holds |= (s == slot);
             live[i] = s >= 0 && s < (int)t->nslots
-                      && MEMSESS_IS_LIVE(sl[s].state);
+                      && MEMSESS_SLOT_LIVE(&sl[s]);
             nlive += live[i];
         }
         if (!holds || !vs[v].capacity) {

@@ -31,8 +31,11 @@
 #include "mod_memsess.h"
 
 
-#define MEMSESS_DEFAULT_INTERVAL        apr_time_from_sec(1)
-#define MEMSESS_DEFAULT_TIMEOUT         apr_time_from_msec(250)
+/* Chosen by measurement (README, "The failure window"): a hung server is
+ * marked down within interval + 2 x timeout (a failed probe is repeated at
+ * once), 0.4 s; a dead one within an interval, 0.2 s. */
+#define MEMSESS_DEFAULT_INTERVAL        apr_time_from_msec(200)
+#define MEMSESS_DEFAULT_TIMEOUT         apr_time_from_msec(100)
 #define MEMSESS_DEFAULT_FAILS  2
 #define MEMSESS_DEFAULT_PASSES  2
 #define MIN_INTERVAL            apr_time_from_msec(100)
@@ -76,6 +79,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->fail_threshold = -1;
     conf->pass_threshold = -1;
     conf->rejoin = -1;
+    conf->share = -1;
     conf->view = -1;
     return conf;
 }
@@ -102,6 +106,9 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->fail_threshold = base->fail_threshold;
     conf->pass_threshold = base->pass_threshold;
     conf->rejoin = base->rejoin;
+    conf->share = base->share;
+    conf->instance = base->instance;
+    conf->group = base->group;
     conf->view = -1;
     return conf;
 }
@@ -277,6 +284,10 @@ static choice_t rejoin_choice = {
     { "keep", "flush", "sync", NULL }, "mode",
     APR_OFFSETOF(memsess_srv_conf, rejoin), 1 };
 
+static choice_t share_choice = {
+    { "off", "on", NULL }, "value",
+    APR_OFFSETOF(memsess_srv_conf, share), 1 };
+
 static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const choice_t *choice = cmd->info;
@@ -337,6 +348,32 @@ static const char *set_all_down(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+/* MemsessInstance NAME and MemsessGroup NAME: words that go into the
+ * verdict records as they are. */
+static const char *set_name(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int group = cmd->info != NULL;
+    apr_size_t max = group ? MEMSESS_GROUP_MAX : MEMSESS_INSTANCE_MAX;
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (!memsess_instance_name_valid(arg, max)) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid name \"%s\" "
+                                           "(1 to %d of A-Z a-z 0-9 . - _ : "
+                                           "[ ])", arg, (int)max - 1));
+    }
+    if (group) {
+        cmd_conf(cmd)->group = arg;
+    }
+    else {
+        cmd_conf(cmd)->instance = arg;
+    }
+    return NULL;
+}
+
 /* "MemsessCredentials none": set, to no credentials (a vhost that must not
  * inherit the main server's). */
 static memsess_credentials_t no_credentials;
@@ -387,9 +424,9 @@ static const command_rec memsess_cmds[] = {
         "memcached servers of this server's session pool: "
         "host[:port[:weight]] ..."),
     AP_INIT_TAKE1("MemsessCheckInterval", set_check_interval, NULL,
-        RSRC_CONF, "how often every server is probed (default 1s)"),
+        RSRC_CONF, "how often every server is probed (default 200ms)"),
     AP_INIT_TAKE1("MemsessCheckTimeout", set_check_timeout, NULL,
-        RSRC_CONF, "when a probe that has not answered fails (250ms)"),
+        RSRC_CONF, "when a probe that has not answered fails (100ms)"),
     AP_INIT_TAKE1("MemsessFailThreshold", set_threshold, NULL, RSRC_CONF,
         "consecutive failed probes that mark a server down (2)"),
     AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
@@ -408,6 +445,14 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE1("MemsessRejoin", set_choice, &rejoin_choice, RSRC_CONF,
         "what a server that comes back gets before it takes traffic: sync "
         "(default), flush or keep"),
+    AP_INIT_TAKE1("MemsessShareVerdicts", set_choice, &share_choice,
+        RSRC_CONF, "On (default) to share verdicts with the other Apache "
+        "instances of the group through the pool's servers"),
+    AP_INIT_TAKE1("MemsessInstance", set_name, NULL, RSRC_CONF,
+        "this instance's name in shared verdicts (default ServerName:port)"),
+    AP_INIT_TAKE1("MemsessGroup", set_name, (void *)1, RSRC_CONF,
+        "the instances that share verdicts (default: derived from the "
+        "pools' servers and the virtual hosts' names)"),
     AP_INIT_TAKE12("MemsessCredentials", set_credentials, NULL, RSRC_CONF,
         "SASL user name and the file holding its password (one line), for "
         "the pool's probes and for PHP; or none"),
@@ -505,6 +550,65 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                                  : MEMSESS_DEFAULT_PASSES;
     g->rejoin = conf->rejoin >= 0 ? (memsess_rejoin_e)conf->rejoin
                                   : MEMSESS_REJOIN_SYNC;
+    g->share = conf->share != 0;
+}
+
+/* Who this instance is in shared verdicts, and which group it is in:
+ * MemsessInstance, else the main server's ServerName:port (a character a
+ * name cannot hold becomes '_'); MemsessGroup, else a hash of the servers
+ * of its pools and of the names of its virtual hosts that have one.  The
+ * web servers of one site share both; two unrelated sites serve different
+ * names.  The main server's name is left out: it is usually the host's
+ * own, and would keep the web servers of one site apart. */
+static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
+                             const memsess_srv_conf *conf, server_rec *s)
+{
+    memsess_global_t *g = &rt->g;
+    apr_array_header_t *names;
+    char *name, *c, one[2] = { 0, 0 };
+    int i;
+
+    if (conf->instance) {
+        g->instance = conf->instance;
+    }
+    else {
+        name = apr_psprintf(p, "%s:%u", s->server_hostname
+                            ? s->server_hostname : "localhost",
+                            vhost_port(s));
+        if (strlen(name) >= MEMSESS_INSTANCE_MAX) {
+            name[MEMSESS_INSTANCE_MAX - 1] = '\0';
+        }
+        for (c = name; *c; c++) {
+            one[0] = *c;
+            if (!memsess_instance_name_valid(one, sizeof(one))) {
+                *c = '_';
+            }
+        }
+        g->instance = name;
+    }
+    g->group_derived = !conf->group;
+    if (conf->group) {
+        g->group = conf->group;
+        return;
+    }
+    names = apr_array_make(p, 16, sizeof(const char *));
+    for (i = 0; i < rt->targets->nelts; i++) {
+        APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "server ",
+            APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr, NULL);
+    }
+    for (i = 0; i < rt->vhosts->nelts; i++) {
+        const memsess_vhost_t *vh = &APR_ARRAY_IDX(rt->vhosts, i,
+                                                   memsess_vhost_t);
+        const char *colon = strrchr(vh->name, ':');
+
+        if (vh->conf->s->is_virtual) {
+            APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "vhost ",
+                colon ? apr_pstrmemdup(p, vh->name, colon - vh->name)
+                      : vh->name, NULL);
+        }
+    }
+    g->group = memsess_group_derive(p, (const char *const *)names->elts,
+                                    names->nelts);
 }
 
 /* One view's settings, every default resolved, and the strings its
@@ -654,6 +758,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     }
     rt->credentials = (const memsess_credentials_t **)creds->elts;
 
+    resolve_identity(p, rt, memsess_srv_config(s), s);
     rt->views = apr_pcalloc(p, rt->confs->nelts * sizeof(memsess_view_t));
     for (v = 0; v < rt->confs->nelts; v++) {
         resolve_view(p, &rt->views[v],
@@ -679,8 +784,8 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
                      "MemsessCheckTimeout: \"%s\" must be less than "
                      "MemsessCheckInterval (\"%s\")",
-                     g->timeout_arg ? g->timeout_arg : "250ms",
-                     g->interval_arg ? g->interval_arg : "1s");
+                     g->timeout_arg ? g->timeout_arg : "100ms",
+                     g->interval_arg ? g->interval_arg : "200ms");
         return !OK;
     }
     /* a trial run of what post_config builds, thrown away with ptemp */
@@ -856,6 +961,14 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+static void memsess_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    (void)s;
+    if (runtime) {
+        memsess_release_child_init(pchild, runtime);
+    }
+}
+
 static void register_hooks(apr_pool_t *p)
 {
     /* mod_watchdog starts only the watchdogs registered before its own
@@ -866,6 +979,9 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memsess_post_config, NULL, before_watchdog,
                         APR_HOOK_MIDDLE);
+    /* before mod_watchdog starts the thread that calls the release */
+    ap_hook_child_init(memsess_child_init, NULL, before_watchdog,
+                       APR_HOOK_MIDDLE);
     /* last: after mod_env has set what we append to */
     ap_hook_fixups(memsess_inject_fixups, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(memsess_status_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -21,7 +21,15 @@
  *   memsess_table.c   the shared health table: layout, seqlock, state machine
  *                     (APR only, works on any memory block)
  *   memsess_check.c   the mod_watchdog checker and its libmemcached probes
- *   memsess_sync.c    the rejoin sync: where php-memcached places a key
+ *   memsess_verdicts.c the verdict records instances share: key, parse,
+ *                     merge, format (pure)
+ *   memsess_exchange.c sharing verdicts with the other Apache instances of
+ *                     the group through the pool's servers (libmemcached)
+ *   memsess_rejoin.c  the checker's rejoin syncs: a thread each, the flip
+ *   memsess_rebalance_job.c  the checker's rebalance of changed pools: its
+ *                     thread, the flip, the retry
+ *   memsess_sync.c    the rejoin sync and the rebalance (one engine, given
+ *                     targets): where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
  *   memsess_rebalance.c  pool changes at graceful: which lists changed,
@@ -30,11 +38,17 @@
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
  *   memsess_status.c  the memsess-status handler
+ *   memsess_release.c every child shuts down its sockets to a server marked
+ *                     down (matching of addresses: pure)
+ *   memsess_watch.c   the checker notices a server's death as it happens
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025 (MEMSESS0030-0049: the rejoin sync;
- * MEMSESS0130-0149: pool changes, the rebalance).
+ * The next free number is MEMSESS0025.  Ranges reserved by capability:
+ * MEMSESS0030-0049 the rejoin sync, 0050-0069 the failure window
+ * (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
+ * credentials, 0090-0099 and 0150-0159 shared verdicts, 0130-0149 pool
+ * changes (the rebalance).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -62,6 +76,11 @@
 #define MEMSESS_PROBE_THREADS_MAX (64)
 
 #define MEMSESS_DEFAULT_PORT (11211)
+
+/* An instance's name ("web1.example:80"), NUL included, and the list of
+ * other instances that see a server down, as the status page shows it. */
+#define MEMSESS_INSTANCE_MAX  (128)
+#define MEMSESS_REPORTERS_MAX (256)
 
 /* ------------------------------------------------------------------ */
 /* Pools (memsess_pool.c)                                             */
@@ -207,7 +226,8 @@ typedef struct {
     apr_uint32_t state;
     apr_uint32_t consecutive_fails;
     apr_uint32_t consecutive_passes;
-    apr_uint32_t reserved;
+    apr_uint32_t peer_down;        /* another instance of the group sees it
+                                    * down (memsess_exchange.c) */
     apr_uint64_t checks;
     apr_uint64_t failures;
     apr_uint64_t state_changes;
@@ -215,6 +235,8 @@ typedef struct {
     apr_uint64_t latency_us;       /* of the last probe */
     apr_uint64_t duration_us_sum;  /* of all probes, for the metrics */
     char         last_error[MEMSESS_ERROR_MAX];
+    char         reported_by[MEMSESS_REPORTERS_MAX];  /* while peer_down:
+                                    * those instances, ", "-separated */
     /* the rejoin sync running or last run (MEMSESS_SYNCING) */
     apr_int64_t  sync_started;     /* unix seconds, 0 = never */
     apr_uint64_t sync_examined;    /* keys looked at */
@@ -334,6 +356,10 @@ int memsess_slot_record(memsess_slot_t *slot, int ok, const char *error,
                         apr_uint64_t latency_us, apr_int64_t now,
                         int fail_threshold, int pass_threshold);
 
+/* Makes text from outside (what a memcached server sent) one clean line
+ * of ASCII, in place: control characters become spaces, bytes outside
+ * ASCII '?'. */
+void memsess_text_one_line(char *s);
 /* A down server whose good probes would bring it back enters SYNCING
  * instead (MemsessRejoin sync); memsess_slot_record() sends it back DOWN on
  * any failed probe, and keeps it SYNCING on good ones. */
@@ -346,14 +372,83 @@ int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
  * ran its sync died: it goes DOWN, and its next good probes restart it.
  * Returns how many slots it changed.  The caller is the writer. */
 int memsess_table_reset_syncing(memsess_table_t *t);
-/* Makes text from outside (what a memcached server sent) one clean line
- * of ASCII, in place: control characters become spaces, bytes outside
- * ASCII '?'. */
-void memsess_text_one_line(char *s);
 
 /* Whether a state counts as live for injection. */
 #define MEMSESS_IS_LIVE(state) \
     ((state) != MEMSESS_DOWN && (state) != MEMSESS_SYNCING)
+
+/* Whether a server gets sessions: live by our own probes, and seen down by
+ * no other instance of the group.  What is published and shown. */
+#define MEMSESS_SLOT_LIVE(sl) (MEMSESS_IS_LIVE((sl)->state) && !(sl)->peer_down)
+
+/* ------------------------------------------------------------------ */
+/* Verdict records shared by the instances of a group                 */
+/* (memsess_verdicts.c: pure; memsess_exchange.c does the I/O)        */
+
+#define MEMSESS_VERDICTS_VERSION   (1)
+#define MEMSESS_VERDICTS_MAX       (32)    /* lines in one record */
+#define MEMSESS_VERDICT_RECORD_MAX (8192)  /* bytes of a record: a full one
+                                           * needs under 5000 */
+#define MEMSESS_VERDICT_KEY_MAX    (250)   /* memcached's limit */
+#define MEMSESS_GROUP_MAX          (64)    /* MemsessGroup, NUL included */
+/* A line reported more than SKEW_MAX ahead of our clock, or expiring more
+ * than that plus TTL_MAX ahead, or meant to hold longer than TTL_MAX, is
+ * from the future (or forged): dropped. */
+#define MEMSESS_VERDICT_SKEW_MAX   (30)
+#define MEMSESS_VERDICT_TTL_MAX    (3600)
+
+typedef struct {
+    char        name[MEMSESS_INSTANCE_MAX];
+    apr_int64_t reported;   /* unix seconds: its last refresh */
+    apr_int64_t expires;    /* unix seconds: ignored after that */
+} memsess_verdict_t;
+
+typedef struct {
+    int               n;
+    int               future;   /* lines dropped as from the future */
+    memsess_verdict_t v[MEMSESS_VERDICTS_MAX];
+} memsess_verdicts_t;
+
+/* Whether name is 1..maxlen-1 characters of [A-Za-z0-9._:[]-]: an
+ * instance name (MemsessInstance) or, with MEMSESS_GROUP_MAX, a group. */
+int memsess_instance_name_valid(const char *name, apr_size_t maxlen);
+
+/* The key of server addr's record in group: "memsess:v1:GROUP:down:ADDR",
+ * the address hashed when the key would pass MEMSESS_VERDICT_KEY_MAX.
+ * Returns its length; size must be more than MEMSESS_VERDICT_KEY_MAX. */
+apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
+                               const char *addr);
+
+/* Parses a record read from memcached (len bytes, not NUL-terminated).
+ * Lines that lapsed before now are left out, lines from the future too
+ * (counted in out->future).  Returns NULL, or why the whole record is
+ * refused (out->n is then 0). */
+const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
+                                   apr_int64_t now, memsess_verdicts_t *out);
+
+/* Puts self's line (reported now, expiring then) in when down, last, and
+ * takes every line of that name out when not.  A full record makes room by
+ * dropping the line that lapses first.  Returns whether the record changed
+ * (always, when down). */
+int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
+                         apr_int64_t now, apr_int64_t expires);
+
+/* The group instances join when no MemsessGroup is given: "h" and a hash
+ * of the distinct names (mod_memsess.c: the pools' servers and the vhosts
+ * that have one), whatever their order. */
+const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
+                                 int n);
+
+/* Writes the record, NUL-terminated, into buf; returns its length (size
+ * when it did not fit: a full record needs MEMSESS_VERDICT_RECORD_MAX). */
+apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
+                                   const memsess_verdicts_t *vs);
+
+/* Counts the lines of instances other than self that have not lapsed, and
+ * appends their names to who (a NUL-terminated ", "-separated list, each
+ * name once, names that do not fit left out). */
+int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
+                            apr_int64_t now, char *who, apr_size_t whosize);
 
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
@@ -404,6 +499,12 @@ typedef struct {
     int                 fail_threshold;
     int                 pass_threshold;
     memsess_rejoin_e    rejoin;
+    /* shared verdicts (memsess_exchange.c) */
+    int                 share;      /* MemsessShareVerdicts: 0 Off, 1 On */
+    const char         *instance;   /* MemsessInstance, or ServerName:port */
+    const char         *group;      /* MemsessGroup, or derived from the
+                                     * pools and the vhost names */
+    int                 group_derived;
 } memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
@@ -418,6 +519,30 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *views,
                           int nviews, int slot, int *flipped);
 
 /* ------------------------------------------------------------------ */
+/* Releasing what is caught on a down server (memsess_release.c)      */
+
+/* A socket's peer or a server's address: IPv4 or IPv6, and a port. */
+typedef struct {
+    int            family;     /* AF_INET or AF_INET6; 0 = none */
+    unsigned char  addr[16];   /* 4 bytes for AF_INET */
+    apr_port_t     port;
+    apr_uint32_t   scope;      /* IPv6 scope id, 0 = any */
+} memsess_peer_t;
+
+/* Fills peer from a struct sockaddr of salen bytes; returns 0 (and an
+ * empty peer) unless it is IPv4 or IPv6.  An IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) becomes the IPv4 one. */
+int memsess_peer_from_sockaddr(memsess_peer_t *peer, const void *sa,
+                               apr_size_t salen);
+/* Same family, address and port (an IPv6 scope only when both give one). */
+int memsess_peer_equal(const memsess_peer_t *a, const memsess_peer_t *b);
+/* The index of the first of n peers in set equal to peer, or -1. */
+int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
+                      int n);
+
+/* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
+ * that the release leaves them alone. */
+#define MEMSESS_PROBE_KEEPIDLE (7213)
 /* The rejoin sync (memsess_sync.c)                                   */
 
 /* php-memcached's memcached.sess_prefix (its default, which nothing here
@@ -432,7 +557,8 @@ typedef struct {
     char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
     apr_size_t   keylen;
     apr_int64_t  exp;    /* unix seconds; -1 = never expires */
-    apr_int64_t  la;     /* last access (write; reads count once a minute) */
+    apr_int64_t  la;     /* last access (writes, and reads now and then) */
+    apr_uint64_t cas;    /* 0 when the line gives none */
 } memsess_dump_item_t;
 
 /* Parses one line (without its line end) from a metadump: returns 1 and
@@ -567,6 +693,8 @@ void memsess_sync_destroy(memsess_sync_t *sync);
 
 #ifndef MEMSESS_NO_HTTPD
 
+#include "apr_thread_mutex.h"
+
 #include "httpd.h"
 #include "http_config.h"
 
@@ -590,6 +718,9 @@ typedef struct {
     int                  fail_threshold;
     int                  pass_threshold;
     int                  rejoin;         /* memsess_rejoin_e */
+    int                  share;          /* MemsessShareVerdicts */
+    const char          *instance;       /* MemsessInstance */
+    const char          *group;          /* MemsessGroup */
     /* set at post_config: the index of this config's view in the runtime
      * (-1: no pool).  A vhost that uses none of our directives shares the
      * main server's struct, and so its view. */
@@ -631,6 +762,39 @@ memsess_runtime_t *memsess_runtime(void);
 /* memsess_check.c */
 apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                                        memsess_runtime_t *rt);
+/* Logs a vhost's pool going into (or out of) the state where none is live. */
+void memsess_check_log_all_down(const memsess_runtime_t *rt,
+                                const memsess_view_t *view, int all_down);
+
+/* memsess_exchange.c: the checker's verdict exchange, on a thread of its
+ * own.  start returns NULL when MemsessShareVerdicts is Off (then it
+ * clears the other instances' verdicts left in the table) or the thread
+ * could not start; round and stop accept NULL. */
+typedef struct memsess_exchange memsess_exchange_t;
+memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
+                                           apr_pool_t *pool,
+                                           apr_thread_mutex_t *table_mutex);
+/* Starts a round unless the last one is still out. */
+void memsess_exchange_round(memsess_exchange_t *x);
+void memsess_exchange_stop(memsess_exchange_t *x);
+
+/* memsess_rejoin.c: the checker's rejoin syncs, a thread each.  mutex is
+ * the checker's (held by every writer of the table); start, busy and
+ * cancel are called with it held, reap and stop_all without. */
+typedef struct memsess_rejoin memsess_rejoin_t;
+struct apr_thread_mutex_t;
+memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
+                                        struct apr_thread_mutex_t *mutex);
+/* Starts the sync of slot i, just marked SYNCING (inside no write). */
+void memsess_rejoin_start(memsess_rejoin_t *r, int i);
+/* Whether the last sync of slot i still runs (its server stays down). */
+int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
+/* Its server failed a probe: the sync stops at its next key. */
+void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
+/* Joins the syncs that ended (each round). */
+void memsess_rejoin_reap(memsess_rejoin_t *r);
+/* The checker stops: every sync stops, and is joined. */
+void memsess_rejoin_stop_all(memsess_rejoin_t *r);
 
 /* memsess_rebalance.c: pool changes across generations */
 /* The list in force as a table records it: every server, config order,
@@ -651,10 +815,47 @@ apr_uint32_t memsess_rebalance_served_capacity(apr_pool_t *ptemp,
  * which wait for a rebalance. */
 apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt,
                                     apr_pool_t *ptemp);
+/* What view v publishes from: its pool, or `before` while a rebalance
+ * is pending; and the save_path a view gives with slot i counted live or
+ * not (i < 0: none), as memsess_table_publish writes it.  The caller
+ * holds the checker's mutex. */
+const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
+                                            int v);
+const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
+                              const memsess_view_t *view, int i, int i_live,
+                              int *nlive_out);
+
+/* memsess_rebalance_job.c: the checker's rebalance, one thread at a time.
+ * mutex is the checker's; the rejoin syncs are waited for. */
+typedef struct memsess_rebalancer memsess_rebalancer_t;
+memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
+                                                memsess_runtime_t *rt,
+                                                apr_thread_mutex_t *mutex,
+                                                memsess_rejoin_t *rejoin);
+/* Each round: joins a rebalance that ended, starts one when a view waits
+ * and is ready. */
+void memsess_rebalancer_round(memsess_rebalancer_t *r);
+/* The checker stops: the rebalance stops at its next key, and is joined. */
+void memsess_rebalancer_stop(memsess_rebalancer_t *r);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);
 int memsess_inject_fixups(request_rec *r);
+
+/* memsess_watch.c: in the checker, one idle connection to every live
+ * server; suspect(ctx, slot) is called when the server closes, resets or
+ * refuses it (the checker probes it at once).  NULL: no thread. */
+typedef struct memsess_watch memsess_watch_t;
+typedef void memsess_suspect_fn(void *ctx, int slot);
+memsess_watch_t *memsess_watch_start(apr_pool_t *p, memsess_runtime_t *rt,
+                                     memsess_suspect_fn *suspect, void *ctx);
+void memsess_watch_stop(memsess_watch_t *w);
+
+/* memsess_release.c: child_init; a request that got a pool (before it
+ * reads the table); every child's watchdog tick */
+void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt);
+void memsess_release_track(request_rec *r);
+void memsess_release_tick(memsess_runtime_t *rt);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);

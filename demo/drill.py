@@ -352,8 +352,9 @@ class Drill:
             return [d for d in done if lo <= d[0] < hi]
         lines = []
         if self.down_t is not None:
-            lines.append("mod_memsess took the frozen server out of every request %.1f s after it froze "
-                         "(a probe every 500 ms, 2 failures to mark it down)." % (self.down_t - self.freeze_t))
+            lines.append("mod_memsess took the frozen server out of every request %.2f s after it froze "
+                         "(a probe every 200 ms; a failed probe is repeated at once, 2 failures mark it "
+                         "down)." % (self.down_t - self.freeze_t))
             after = sel(2)
             if after:
                 lat = [d[2] for d in after]
@@ -361,13 +362,16 @@ class Drill:
                 lines.append("Requests that started after that: p99 %d ms, %d failed: nobody waits for it any more."
                              % (round(percentile(lat, 99) * 1000), nf))
             win = sel(1)
-            slow = [d for d in win if d[2] > 1.0]
-            if slow:
-                lines.append("The %d requests that reached it in the %.1f s before that waited for "
-                             "php-memcached's own timeouts (5 s per operation), %d of them in vain: "
-                             "mod_memsess shortens that window, it cannot rescue requests already in it."
-                             % (len(slow), self.down_t - self.freeze_t,
-                                sum(1 for d in win if d[3] == "error")))
+            if win:
+                nf = sum(1 for d in win if d[3] == "error")
+                lines.append("Of the %d requests that started in the %.2f s before that, those that reached "
+                             "it were released when it was marked down (every Apache child shuts down its "
+                             "own connections to it) instead of waiting for php-memcached's 5 s timeouts: "
+                             "the slowest took %d ms. %d failed: php-memcached cannot finish a session "
+                             "read cut off midway, so that request gets no session; the session itself is "
+                             "kept, on its replica."
+                             % (len(win), self.down_t - self.freeze_t,
+                                round(max(d[2] for d in win) * 1000), nf))
         if lost_out:
             lines.append("Sessions lost while the server was out: php-memcached reads a session from the "
                          "first server of its replica set only; with MemsessFailover drop the live list "

@@ -6,7 +6,7 @@
 # First builds and runs each fuzz/crashes-fixed/*.c: a small program that
 # reproduces a bug found here and exits 0 once it is fixed.  Then builds
 # each harness fuzz/NAME.c with memsess_pool.c, memsess_table.c and
-# memsess_sync.c (and libmemcached) into
+# memsess_verdicts.c and memsess_sync.c (and libmemcached) into
 # fuzz/NAME.bin, copies its seeds (fuzz/seeds/NAME/) and the inputs of bugs
 # already fixed (fuzz/crashes-fixed/NAME/) into fuzz/corpus-run/NAME/, and
 # runs it for its share of SECONDS.  Every seed is run first, so a fixed
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TOTAL=${1:-30}
 CC=${CC:-clang}
-HARNESSES=(fuzz_parse fuzz_table fuzz_sync)
+HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_sync)
 TEMP_WORK=0
 
 case "$TOTAL" in
@@ -84,8 +84,9 @@ for src in "$TOP"/fuzz/crashes-fixed/*.c; do
     bin=$WORK/regress-$name.bin
     log=$RUN/regress-$name.log
     if ! "$CC" "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" "$src" \
-            "$TOP/memsess_pool.c" "$TOP/memsess_table.c" "$TOP/memsess_sync.c" \
-            "${APR_LIBS[@]}" -lmemcached \
+            "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
+            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" "${APR_LIBS[@]}" \
+            -lmemcached \
             >"$log" 2>&1; then
         echo "regress $name: FAILED to build:"
         sed 's/^/    /' "$log"
@@ -110,7 +111,8 @@ for h in "${HARNESSES[@]}"; do
 
     if ! "$CC" -fsanitize=fuzzer "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" \
             "$TOP/fuzz/$h.c" "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
-            "$TOP/memsess_sync.c" "${APR_LIBS[@]}" -lmemcached >"$log" 2>&1; then
+            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" \
+            "${APR_LIBS[@]}" -lmemcached >"$log" 2>&1; then
         echo "$h: FAILED to build:"
         sed 's/^/    /' "$log"
         failed=$((failed + 1))
@@ -125,6 +127,7 @@ for h in "${HARNESSES[@]}"; do
     # a MemsessServers line of up to 64 tokens; up to ~1000 probe results
     case $h in
         fuzz_table) maxlen=1024 ;;
+        fuzz_verdicts) maxlen=9000 ;;   # past MEMSESS_VERDICT_RECORD_MAX
         *)          maxlen=4096 ;;
     esac
     start=$(date +%s)
@@ -141,7 +144,7 @@ for h in "${HARNESSES[@]}"; do
     else
         echo "$h: FAILED (exit $rc) after ${execs:-?} runs in ${secs}s; inputs in $art:"
         ls "$art" | sed 's/^/    /'
-        grep -E 'fuzz_(parse|table): |ERROR: |SUMMARY: |runtime error' "$log" \
+        grep -E 'fuzz_(parse|table|verdicts): |ERROR: |SUMMARY: |runtime error' "$log" \
             | head -n 20 | sed 's/^/    /'
         echo "    (full log: $log; rerun one input: $bin INPUT)"
         failed=$((failed + 1))

@@ -62,6 +62,8 @@ my %README_CASE = (
         => "MemsessServers a\nMemsessCredentials sessions /etc/apache2/memcached-sessions.password",
     'MemsessCredentials: password file "/etc/passwd" holds more than one line (the password must be its only line)'
         => "MemsessServers a\nMemsessCredentials sessions /etc/passwd",
+    'MemsessInstance: invalid name "web/1" (1 to 127 of A-Z a-z 0-9 . - _ : [ ])'
+        => "MemsessServers a\nMemsessInstance web/1",
 );
 my (@readme_messages, @readme_blocks);
 {

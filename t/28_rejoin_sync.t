@@ -273,10 +273,10 @@ memc_stop(@Y);
 
 # --- (b) MemsessReplicas 0: drop ----------------------------------------------
 
-my @N = qw(MEMC_N1 MEMC_N2 MEMC_N3);
+my @N = qw(MEMC_U1 MEMC_U2 MEMC_U3);
 memc_start(@N);
 $in = Memsess::Instance->new(name => 'rejoin_sync_r0', php => 1, conf => <<'EOF');
-MemsessServers ${MEMC_N1} ${MEMC_N2} ${MEMC_N3}
+MemsessServers ${MEMC_U1} ${MEMC_U2} ${MEMC_U3}
 MemsessReplicas 0
 EOF
 $in->start;
@@ -289,25 +289,25 @@ $log = catfile($in->dir, 'load');
 $stop = catfile($in->dir, 'load.stop');
 @pids = start_load($in, $log, $stop);
 sleep 2;
-memc_freeze('MEMC_N2');
-ok t_cmp(defined(wait_state($in, 'MEMC_N2', 'down', 10)) ? 1 : 0, 1, 'replicas 0: frozen, down');
+memc_freeze('MEMC_U2');
+ok t_cmp(defined(wait_state($in, 'MEMC_U2', 'down', 10)) ? 1 : 0, 1, 'replicas 0: frozen, down');
 sleep 2;
-memc_thaw('MEMC_N2');
-my $t_back = wait_state($in, 'MEMC_N2', 'up', 60);
+memc_thaw('MEMC_U2');
+my $t_back = wait_state($in, 'MEMC_U2', 'up', 60);
 ok t_cmp(defined $t_back ? 1 : 0, 1, 'replicas 0: thawed, up');
 sleep 2;
 my $t_kill_n3 = time;
-memc_kill('MEMC_N3');
-my $t_down_n3 = wait_state($in, 'MEMC_N3', 'down', 10);
+memc_kill('MEMC_U3');
+my $t_down_n3 = wait_state($in, 'MEMC_U3', 'down', 10);
 sleep 2;
-memc_start('MEMC_N3');
-my $t_back3 = wait_state($in, 'MEMC_N3', 'up', 60);
+memc_start('MEMC_U3');
+my $t_back3 = wait_state($in, 'MEMC_U3', 'up', 60);
 ok t_cmp(defined $t_down_n3 && defined $t_back3 ? 1 : 0, 1, 'replicas 0: killed, down, restarted, up');
 sleep 3;
 stop_load($stop, @pids);
 
 # what was written during each outage must survive its return
-diag(sprintf "replicas 0: thawed up at %.3f, N3 down at %.3f, up at %.3f", $t_back // 0, $t_down_n3 // 0, $t_back3 // 0);
+diag(sprintf "replicas 0: thawed up at %.3f, U3 down at %.3f, up at %.3f", $t_back // 0, $t_down_n3 // 0, $t_back3 // 0);
 my $c1 = judge($log, $t_back // time, [$t_kill_n3, $t_kill_n3 + 1e6]);
 my $c2 = judge($log, $t_back3 // time);
 diag(sprintf "replicas 0, after the thaw: %d ok, %d lost, %d stale; after the restart: %d ok, %d lost, %d stale",

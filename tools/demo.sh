@@ -10,19 +10,26 @@
 #   bash tools/demo.sh status     what is running
 #   bash tools/demo.sh freeze N | thaw N    SIGSTOP / SIGCONT memcached N
 #   bash tools/demo.sh kill N   | revive N  stop / start memcached N again
+#   bash tools/demo.sh cut W N  | heal      Apache web W loses memcached N (an
+#                                 iptables rule matching web W's user) /
+#                                 every cut removed: the other two leave N out
+#                                 too (shared verdicts), see their status
 #
 #          browser / curl / demo/drill.py
 #                       |
 #            nginx 127.0.0.1:8080 (round robin)
 #          /            |             \
 #   Apache web1:8081  web2:8082  web3:8083   prefork + mod_php + mod_memsess
-#          \            |             /      (each its own checker)
+#          \            |             /      (each its own checker, verdicts
+#                                             shared through the memcached)
 #   memcached 11211    11212        11213
 #
 # Run as root on Debian 12 from the checkout.  Everything lives in a work
 # directory (MEMSESS_DEMO_DIR, default /tmp/memsess-demo): configs, logs, pid
-# files.  Apart from installing packages, nothing under /etc is changed and
-# no system service is started.
+# files.  Apart from installing packages and creating the system users
+# memsess-demo-web1..3 (each Apache runs as its own, so that `cut` can tell
+# their connections apart), nothing under /etc is changed and no system
+# service is started; `stop` removes every iptables rule `cut` added.
 #
 # Environment:
 #   MEMSESS_DEMO_DIR        work directory (default /tmp/memsess-demo)
@@ -150,6 +157,7 @@ stop_all() {
         rm -f "$(memc_pidfile "$i")"
     done
     rm -f "$RUN/ports"
+    remove_cuts
     [ "$stopped" = 1 ] && say "everything stopped"
     set -e
     return 0
@@ -222,8 +230,16 @@ run_user() {   # user the servers run as
     if id -u "$1" >/dev/null 2>&1; then echo "$1"; else echo nobody; fi
 }
 
+web_user() {   # the user Apache web N (1-3) runs as, created if missing
+    local u=memsess-demo-web$1
+    id -u "$u" >/dev/null 2>&1 ||
+        useradd --system --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin --gid "$WEB_GROUP" "$u"
+    echo "$u"
+}
+
 write_configs() {
-    local i name port root php memc_list="" users
+    local i name port root php memc_list="" users user
     WEB_USER=$(run_user www-data)
     WEB_GROUP=$(id -gn "$WEB_USER")
     MEMC_USER=$(run_user memcache)
@@ -241,15 +257,16 @@ write_configs() {
     for i in 0 1 2; do
         name=${NAMES[$i]}
         port=${WEB_PORTS[$i]}
+        user=$(web_user $((i + 1)))
         root=$DIR/$name
         mkdir -p "$root/conf" "$root/logs" "$root/run"
         touch "$root/logs/php.log"
-        chown "$WEB_USER" "$root/logs/php.log"    # PHP writes it from the children
+        chown "$user" "$root/logs/php.log"    # PHP writes it from the children
         bash "$TOP/tools/httpd-conf.sh" \
             --comment "Apache $name of the mod_memsess demo (written by tools/demo.sh)." \
             --root "$root" --name "$name.memsess-demo" --listen "127.0.0.1:$port" \
             --pidfile "$root/run/httpd.pid" --runtime-dir "$root/run" \
-            --errorlog "$root/logs/error.log" --user "$WEB_USER" --group "$WEB_GROUP" \
+            --errorlog "$root/logs/error.log" --user "$user" --group "$WEB_GROUP" \
             --module authz_host --module mime --module dir --module env --php \
             --memsess "$TOP/.libs/mod_memsess.so" --status-require local \
             --docroot "$DIR/htdocs" > "$root/conf/httpd.conf" <<EOF
@@ -280,14 +297,15 @@ SetEnv DEMO_PORT $port
 SetEnv DEMO_MEMCACHED "$memc_list"
 SetEnv DEMO_INSTANCES "${NAMES[*]}"
 
-# mod_memsess: the session pool, checked twice a second.  Only the live
-# servers reach PHP's session.save_path; no php_admin_value for sessions here.
+# mod_memsess: the session pool, checked every 200 ms (the defaults).  Only
+# the live servers reach PHP's session.save_path; no php_admin_value for
+# sessions here.
 MemsessServers $memc_list
 MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
 MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}
 MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush}
-MemsessCheckInterval 500ms
-MemsessCheckTimeout 200ms
+MemsessCheckInterval 200ms
+MemsessCheckTimeout 100ms
 MemsessFailThreshold 2
 MemsessPassThreshold 2
 EOF
@@ -568,7 +586,7 @@ cmd_status() {
     if alive "$(httpd_pidfile 0)" apache2; then
         echo
         echo "web1's checker (http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?auto):"
-        http_get "${WEB_PORTS[0]}" "/memsess-status?auto" | grep -E 'Address|State' | sed 's/^/  /'
+        http_get "${WEB_PORTS[0]}" "/memsess-status?auto" | grep -E 'Address|State|ReportedBy' | sed 's/^/  /'
     fi
 }
 
@@ -604,6 +622,43 @@ cmd_memc() {   # freeze|thaw|kill|revive N
             wait_port "${MEMC_PORTS[$((n - 1))]}" "memcached $n" 5
             say "memcached $n (127.0.0.1:${MEMC_PORTS[$((n - 1))]}, pid $(pid_of "$f")) started again, empty";;
     esac
+}
+
+# ----------------------------------------------------- cut: one Apache alone
+
+CUT_TAG=memsess-demo
+
+remove_cuts() {   # every rule `cut` added
+    local line
+    command -v iptables >/dev/null 2>&1 || return 0
+    while read -r line; do
+        # shellcheck disable=SC2086
+        [ -n "$line" ] && iptables ${line/-A/-D}
+    done < <(iptables -S OUTPUT 2>/dev/null | grep -- "--comment $CUT_TAG" || true)
+}
+
+cmd_cut() {   # cut W N: Apache web W can no longer reach memcached N
+    local w=${1:-} n=${2:-} user port
+    need_root
+    case "$w" in 1|2|3) ;; *) die "which Apache? cut W N, W and N in 1-3";; esac
+    memc_arg "$n"
+    load_ports
+    all_running || die "no demo running: start it with $PROG"
+    command -v iptables >/dev/null 2>&1 || die "iptables missing: apt-get install iptables"
+    user=memsess-demo-web$w
+    port=${MEMC_PORTS[$((n - 1))]}
+    iptables -A OUTPUT -o lo -p tcp -d 127.0.0.1 --dport "$port" \
+        -m owner --uid-owner "$user" -m comment --comment "$CUT_TAG" \
+        -j REJECT --reject-with tcp-reset
+    say "web$w (user $user) can no longer reach memcached $n (127.0.0.1:$port); the others still can."
+    say "in a second or two every Apache leaves it out: curl -s http://127.0.0.1:${WEB_PORTS[1]}/memsess-status?auto | grep -E 'State|ReportedBy'"
+    say "undo with: $PROG heal"
+}
+
+cmd_heal() {
+    need_root
+    remove_cuts
+    say "every cut removed: each Apache takes the memcached back once it answers again"
 }
 
 cmd_drill() {
@@ -670,6 +725,8 @@ case "${1:-run}" in
     status)     cmd_status ;;
     drill)      cmd_drill "${2:-2}" ;;
     freeze|thaw|kill|revive) cmd_memc "$1" "${2:-}" ;;
+    cut)        cmd_cut "${2:-}" "${3:-}" ;;
+    heal)       cmd_heal ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -26,8 +26,8 @@ PACKAGES=(
     sasl2-bin libsasl2-modules libsasl2-modules-db
     # Apache::Test (shipped with mod_perl in Debian 12) and its client side
     libapache2-mod-perl2 libjson-pp-perl libwww-perl
-    # test driver helpers
-    rsync procps iproute2
+    # test driver helpers (iptables, sudo: t/50_peers.t)
+    rsync procps iproute2 iptables sudo
     # the Debian package (make deb) and its scenario in a throwaway root
     dpkg-dev debhelper fakeroot lintian debootstrap
     # benchmarks

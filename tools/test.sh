@@ -29,6 +29,13 @@
 #                             with what it expected and what it got)
 #   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards
 #   MEMSESS_TEST_TIMEOUT      seconds for one run of the scenarios (default 720)
+#
+# Root, for the one scenario that needs it (t/50_peers.t: Apache instances
+# running as users of their own, an iptables rule cutting one of them off
+# from one memcached): the users memsess-web1..3 are created, and the test
+# user may run tools/root-helper.sh, copied to a root-owned place in the
+# work directory, through sudo (/etc/sudoers.d/memsess-test-XXXXXX, removed
+# at the end with every iptables rule the helper added).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -52,9 +59,14 @@ SUITES=()           # the copies a suite ran in (for cleanup)
 
 SUITE_ENV=()        # more environment for the scenarios of one run
 
+ROOT_HELPER=$WORK/root/root-helper.sh
+# one per run (sudo skips a name with a dot): runs side by side keep theirs
+SUDOERS=/etc/sudoers.d/$(basename "$WORK" | tr . -)
+
 as_test() {
     runuser -u "$TEST_USER" -- env HOME="$WORK/home" \
-        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "${SUITE_ENV[@]}" "$@"
+        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        MEMSESS_ROOT_HELPER="$ROOT_HELPER" "${SUITE_ENV[@]}" "$@"
 }
 
 # "passed failed" from a Test::Harness/prove log; "0 1" if it has no summary.
@@ -104,6 +116,8 @@ stop_suite() {
         fi
         rm -f "$f"
     done
+    # instances run as users of their own, iptables rules (t/50_peers.t)
+    [ -x "$ROOT_HELPER" ] && "$ROOT_HELPER" cleanup "$src" || true
 }
 
 cleanup() {
@@ -112,6 +126,8 @@ cleanup() {
     for src in "${SUITES[@]}"; do
         stop_suite "$src"
     done
+    [ -x "$ROOT_HELPER" ] && "$ROOT_HELPER" cleanup
+    rm -f "$SUDOERS"
     passed=0 failed=0
     for f in "$WORK"/*.log; do
         [ -f "$f" ] || continue
@@ -203,6 +219,22 @@ if ! id -u "$TEST_USER" >/dev/null 2>&1; then
 fi
 mkdir -p "$WORK/home"
 chown "$TEST_USER:$TEST_USER" "$WORK/home"
+
+for u in memsess-web1 memsess-web2 memsess-web3; do
+    id -u "$u" >/dev/null 2>&1 ||
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$u"
+done
+install -d -m 755 -o root -g root "$WORK/root"
+install -m 755 -o root -g root tools/root-helper.sh "$ROOT_HELPER"
+echo "$TEST_USER ALL=(root) NOPASSWD: $ROOT_HELPER" > "$SUDOERS.tmp"
+chmod 440 "$SUDOERS.tmp"
+if visudo -cqf "$SUDOERS.tmp"; then
+    mv "$SUDOERS.tmp" "$SUDOERS"
+else
+    rm -f "$SUDOERS.tmp"
+    log "sudoers entry refused: t/50_peers.t will be skipped"
+fi
 
 log "build"
 make -f Makefile.apxs

@@ -6,7 +6,7 @@ Setups (one Apache each, run one after the other):
   static      php_admin_value session.save_path "a,b,c" (the article)
   phpfail     the same plus php-memcached's own failover settings
   twemproxy   PHP -> nutcracker (auto_eject_hosts) -> a, b, c
-  memsess     MemsessServers a b c (SPEC defaults)
+  memsess     MemsessServers a b c (the defaults)
   memsess-r1  the same with MemsessReplicas 1
   memsess-r1s the same with MemsessReplicas 1 and MemsessFailover successor
 
@@ -238,7 +238,8 @@ def report(results, args, started):
       'PHP → nutcracker (ketama, `auto_eject_hosts: true`, '
       '`server_failure_limit: 1`, `server_retry_timeout: %d`, `timeout: 200`; '
       'php-memcached in ASCII mode) → a, b, c.  **memsess**: `MemsessServers '
-      'a b c`, SPEC defaults (interval 1s, timeout 250ms, thresholds 2).  '
+      'a b c`, the module\'s defaults (interval 200ms, timeout 100ms, '
+      'thresholds 2).  '
       '**memsess-r1**: the same with `MemsessReplicas 1`.  **memsess-r1s**: '
       '`MemsessReplicas 1` and `MemsessFailover successor` (a down server\'s '
       'place in the list goes to the next live one; '

@@ -140,12 +140,18 @@ def main():
     healthy = summarize(recs, ev['healthy'], ev['kill'])
     during = summarize(recs, sync_from, ev['up'])
     cycle = summarize(recs, ev['kill'], ev['end'])
+    window = summarize(recs, ev['kill'], ev['down'])
+    after = summarize(recs, ev['down'], ev['end'])
     probes = []
     for a in others:
         c0, c1 = watch.checks_at(a, sync_from), watch.checks_at(a, ev['up'])
         if c0 is not None and c1 is not None:
             probes.append('%s: %d probes in %.1f s' % (a, c1 - c0,
                                                         ev['up'] - sync_from))
+    odd = [r for r in recs if r.t >= ev['down'] and r.outcome in ('lost', 'stale')]
+    when = ', '.join('%s at %+.2f s from %s' % (
+        r.outcome, r.t - (ev['up'] if r.t >= ev['up'] else ev['down']),
+        'the flip' if r.t >= ev['up'] else 'detection') for r in odd[:12])
     m031 = next((l for l in log_lines if 'MEMSESS0031' in l), '')
     took = re.search(r'after (\d+)ms', m031)
     lines = [
@@ -170,10 +176,14 @@ def main():
             during['p99'] * 1000),
         '| healthy, for comparison | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
             healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
-        '| sessions lost / stale through the whole cycle | %d / %d (failed %d, no session %d, of %d) |' % (
-            cycle['lost'], cycle['stale'], cycle['failed'], cycle['nosess'],
-            cycle['requests']),
+        '| sessions lost / stale from detection to the end (outage, sync, return) | %d / %d (failed %d, no session %d, of %d) |' % (
+            after['lost'], after['stale'], after['failed'], after['nosess'],
+            after['requests']),
+        '| the same in the detection window (kill to down, %.2f s: not the sync\'s) | %d / %d (failed %d, no session %d, of %d) |' % (
+            ev['down'] - ev['kill'], window['lost'], window['stale'],
+            window['failed'], window['nosess'], window['requests']),
         '| probes of the other servers during the sync | %s |' % '; '.join(probes),
+        '| when the lost / stale after detection happened | %s |' % (when or 'none'),
         '',
         'The NOTICEs:',
         '',

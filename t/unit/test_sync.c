@@ -30,8 +30,10 @@ static void test_dump_parse(void)
     ok(parse("key=memc.sess.key.abc exp=1700000000 la=1699999000 cas=12 "
              "fetch=yes cls=1 size=123", &it) == 1
        && !strcmp(it.key, "memc.sess.key.abc") && it.keylen == 17
-       && it.exp == 1700000000 && it.la == 1699999000,
-       "a metadump line: key, exp, la");
+       && it.exp == 1700000000 && it.la == 1699999000 && it.cas == 12,
+       "a metadump line: key, exp, la, cas");
+    ok(parse("key=k exp=1 la=1 cas=x", &it) == 1 && it.cas == 0,
+       "a cas that is no number: unknown (0), the line still taken");
     ok(parse("key=a%20b exp=-1 la=5", &it) == -1,
        "%%20 decodes to a space, which no key may hold: refused");
     ok(parse("key=a%2Fc exp=-1 la=5", &it) == 1 && !strcmp(it.key, "a/c")

@@ -13,6 +13,11 @@ package Memsess::Instance;
 #   my $in = Memsess::Instance->new(name => 'worker', mpm => 'worker',
 #                                   modules => ['include'], conf => $text);
 #   $in->start;  $in->get('/memsess/x.shtml');  $in->graceful;  $in->stop;
+#
+# With user => 'memsess-web1' it runs as that user instead: its parent is
+# started and stopped as root by tools/root-helper.sh through sudo (the
+# scenario needs $ENV{MEMSESS_ROOT_HELPER}, see tools/test.sh), so that an
+# iptables rule can tell its connections from the others'.
 
 use strict;
 use warnings FATAL => 'all';
@@ -105,6 +110,7 @@ sub write_conf {
                                           @{ $self->{modules} || [] }),
                 ($self->{php} ? '--php' : ()),
                 ($memsess ? ('--memsess', module_path()) : ()),
+                ($self->{user} ? ('--user', $self->{user}, '--group', $self->{user}) : ()),
                 '--docroot', "$t/htdocs");
     my $globals = $self->{globals} // "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n";
     $globals = '' unless $memsess;
@@ -131,6 +137,17 @@ sub _run {
     my $out = `"$self->{httpd}" -d "$self->{dir}" -f "$self->{file}" @args 2>&1`;
     return ($? >> 8, $out);
 }
+
+# The root helper (tools/root-helper.sh) through sudo: (exit status, output).
+sub root_helper {
+    my @args = @_;
+    my $h = $ENV{MEMSESS_ROOT_HELPER} or return (1, 'no MEMSESS_ROOT_HELPER');
+    my $out = `sudo -n "$h" @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+# Whether a process exists (one of another user's too: kill 0 says EPERM).
+sub _exists { my $p = shift; return $p && -e "/proc/$p" }
 
 # httpd -t: (exit status, output)
 sub syntax { $_[0]->_run('-t') }
@@ -161,7 +178,9 @@ sub answers {
 sub start {
     my ($self, %o) = @_;
     my $t0 = time;
-    my ($rc, $out) = $self->_run('-k', 'start');
+    my ($rc, $out) = $self->{user}
+        ? root_helper('start', $self->{user}, $self->{dir}, $self->{httpd})
+        : $self->_run('-k', 'start');
     die "instance $self->{name} does not start (exit $rc): $out" if $rc;
     $RUNNING{ $self->{dir} } = $self;
     my $end = time + ($o{timeout} // 20);
@@ -199,6 +218,10 @@ sub stop {
     my $self = shift;
     my $pid = $self->pid;
     delete $RUNNING{ $self->{dir} };
+    if ($self->{user}) {
+        root_helper('stop', $self->{dir}, $self->{httpd}) if _exists($pid);
+        return;
+    }
     return unless $pid && kill 0, $pid;
     my @kids = children_of($pid);
     kill 'CONT', $pid, @kids;    # a frozen process would hold up the stop

@@ -39,7 +39,7 @@ our @EXPORT = qw(
     check_interval fail_deadline pass_deadline diag
 );
 
-# Must match the globals in t/conf/extra.conf.in.
+# mod_memsess's defaults (t/conf/extra.conf.in sets none of these).
 use constant CHECK_INTERVAL => 0.200;
 use constant CHECK_TIMEOUT  => 0.100;
 use constant FAIL_THRESHOLD => 2;
@@ -51,10 +51,11 @@ sub margin { ($ENV{MEMSESS_TEST_MARGIN_MS} // 500) / 1000 }
 
 sub check_interval { CHECK_INTERVAL }
 
-# The contract: a dead or hung server is detected within
-# interval x FailThreshold + timeout (+100 ms).
+# The contract: a dead or hung server is detected within one interval
+# (until the next round) and FailThreshold timeouts (a failed probe is
+# repeated at once), +100 ms.
 sub fail_deadline {
-    CHECK_INTERVAL * FAIL_THRESHOLD + CHECK_TIMEOUT + 0.100 + margin();
+    CHECK_INTERVAL + FAIL_THRESHOLD * CHECK_TIMEOUT + 0.100 + margin();
 }
 
 sub pass_deadline {

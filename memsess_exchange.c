@@ -1,0 +1,550 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* Shared verdicts: the Apache instances of a group (MemsessGroup) tell each
+ * other which memcached servers they see down, through those servers
+ * themselves, so a server one instance cannot reach is left out by all and
+ * a user whose requests alternate between web servers reads one copy.
+ *
+ * Nothing new to deploy and nothing to list: the instances that share a
+ * pool already share its servers.  For every server X, a record under
+ * memsess_verdict_key(group, X) lists the instances that see X down
+ * (memsess_verdicts.c).  Every round, on its own thread, the checker's
+ * exchange
+ *   - reads the records of every server with one multi-get from every
+ *     server it does not see down itself (a cut-off instance writes where
+ *     it can, everyone reads everywhere, so the copies meet);
+ *   - puts its own line in (gets, merge, cas; retried when another instance
+ *     wrote in between) on those servers while it sees X down, refreshed
+ *     every round, and takes it out once it sees X up;
+ *   - marks X down in the shared table (peer_down, reported_by) while any
+ *     other instance's line has not lapsed.
+ * A line lapses a few intervals after its last refresh, and the record's
+ * memcached expiry follows its latest line: a dead, frozen or cut-off
+ * instance holds nothing down for long.
+ *
+ * A hung server costs the exchange one timeout per round and never delays
+ * a probe: the exchange has its own thread, and a round that is still
+ * running when the next is due is skipped.
+ */
+
+#include <unistd.h>
+
+#include <libmemcached/memcached.h>
+
+#include "apr_strings.h"
+#include "apr_hash.h"
+#include "apr_thread_proc.h"
+#include "apr_thread_mutex.h"
+#include "apr_thread_cond.h"
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+/* Tries of gets + cas for one record before this round gives up on it. */
+#define CAS_TRIES      (3)
+/* A bad record is logged at most once per server in this time. */
+#define LOG_EVERY      apr_time_from_sec(60)
+
+/* One record found by the multi-get, kept until the answer is read. */
+typedef struct {
+    int       x;
+    uint64_t  cas;
+    char     *value;
+    size_t    len;
+} found_t;
+
+struct memsess_exchange {
+    memsess_runtime_t  *rt;
+    apr_thread_mutex_t *table_mutex;   /* the checker's: one table writer */
+    apr_thread_mutex_t *mutex;         /* wake, stop, busy */
+    apr_thread_cond_t  *cond;
+    apr_thread_t       *thread;
+    int                 wake, stop, busy;
+    int                 n;             /* servers */
+    const char        **keys;          /* [n] their records' keys */
+    size_t             *keylens;
+    apr_hash_t         *bykey;         /* key -> &index[x] */
+    int                *index;
+    unsigned char      *down;          /* [n] our own verdicts, this round */
+    unsigned char      *peer;          /* [n] another instance's, this round */
+    char              (*who)[MEMSESS_REPORTERS_MAX];
+    apr_time_t         *bad_logged;    /* [n] last bad record logged */
+    int                *flipped;       /* [nviews] scratch for publish */
+    apr_int64_t         ttl;           /* seconds a line holds */
+};
+
+static const memsess_server_t *target(const memsess_exchange_t *x, int i)
+{
+    return APR_ARRAY_IDX(x->rt->targets, i, memsess_server_t *);
+}
+
+static void disconnect(memcached_st *mc)
+{
+    memcached_destroy_sasl_auth_data(mc);
+    memcached_free(mc);
+}
+
+/* A connection to server y, bounded by the probes' timeout, authenticated
+ * as its probes are (MemsessCredentials). */
+static memcached_st *connect_to(const memsess_exchange_t *x, int y)
+{
+    const memsess_credentials_t *cred = x->rt->credentials[y];
+    memcached_st *mc = memcached_create(NULL);
+    apr_int64_t ms = apr_time_as_msec(x->rt->g.timeout);
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+
+    if (!mc) {
+        return NULL;
+    }
+    ms = ms > 0 ? ms : 1;
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    /* the checker's own: the release (memsess_release.c) leaves it alone */
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
+                           MEMSESS_PROBE_KEEPIDLE);
+    if (cred) {
+        /* (switches to the binary protocol) */
+        rc = memcached_set_sasl_auth_data(mc, cred->username,
+                                          cred->password);
+    }
+    if (memcached_success(rc)) {
+        rc = memcached_server_add(mc, target(x, y)->host,
+                                  target(x, y)->port);
+    }
+    if (!memcached_success(rc)) {
+        disconnect(mc);
+        return NULL;
+    }
+    return mc;
+}
+
+/* Logs, at most once a minute per server, a record we do not use. */
+static void log_bad(memsess_exchange_t *x, int xi, int y, const char *why,
+                    int tag_future)
+{
+    apr_time_t now = apr_time_now();
+
+    if (x->bad_logged[xi] && now - x->bad_logged[xi] < LOG_EVERY) {
+        return;
+    }
+    x->bad_logged[xi] = now;
+    if (tag_future) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, x->rt->main,
+                     "MEMSESS0093: the verdict record of memcached server %s "
+                     "on %s has lines from the future (a clock far ahead, "
+                     "or not written by mod_memsess): those are ignored",
+                     target(x, xi)->addr, target(x, y)->addr);
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, x->rt->main, "MEMSESS0092: "
+                 "ignored the verdict record of memcached server %s on %s: "
+                 "%s", target(x, xi)->addr, target(x, y)->addr, why);
+}
+
+/* Parses what was read; a bad record counts as an empty one (ours to
+ * overwrite when we must write), never as a verdict. */
+static void read_record(memsess_exchange_t *x, int xi, int y,
+                        const char *value, size_t len, apr_int64_t now,
+                        memsess_verdicts_t *rec)
+{
+    const char *why = memsess_verdicts_parse(value, len, now, rec);
+
+    if (why) {
+        log_bad(x, xi, y, why, 0);
+    }
+    else if (rec->future) {
+        log_bad(x, xi, y, NULL, 1);
+    }
+}
+
+/* Writes rec as the new value of X's record on mc: cas over the value read
+ * (cas != 0), else add.  Returns the libmemcached result. */
+static memcached_return_t write_record(const memsess_exchange_t *x, int xi,
+                                       memcached_st *mc,
+                                       const memsess_verdicts_t *rec,
+                                       uint64_t cas, apr_int64_t now)
+{
+    char buf[MEMSESS_VERDICT_RECORD_MAX];
+    apr_size_t len = memsess_verdicts_format(buf, sizeof(buf), rec);
+    apr_int64_t last = now;
+    time_t expiry;
+    int i;
+
+    for (i = 0; i < rec->n; i++) {
+        if (rec->v[i].expires > last) {
+            last = rec->v[i].expires;
+        }
+    }
+    /* the record lives as long as its latest line; an empty one goes */
+    expiry = (time_t)(last - now + 1);
+    if (cas) {
+        return memcached_cas(mc, x->keys[xi], x->keylens[xi], buf, len,
+                             expiry, 0, cas);
+    }
+    return memcached_add(mc, x->keys[xi], x->keylens[xi], buf, len, expiry,
+                         0);
+}
+
+/* Reads X's record again on its own, for a retry after a lost race.
+ * Returns 0 when the server did not answer. */
+static int reread(memsess_exchange_t *x, int xi, int y, memcached_st *mc,
+                  apr_int64_t now, memsess_verdicts_t *rec, uint64_t *cas)
+{
+    const char *key = x->keys[xi];
+    size_t keylen = x->keylens[xi];
+    memcached_result_st *res;
+    memcached_return_t rc;
+    int answered;
+
+    rec->n = 0;
+    *cas = 0;
+    if (!memcached_success(memcached_mget(mc, &key, &keylen, 1))) {
+        return 0;
+    }
+    while ((res = memcached_fetch_result(mc, NULL, &rc)) != NULL) {
+        read_record(x, xi, y, memcached_result_value(res),
+                    memcached_result_length(res), now, rec);
+        *cas = memcached_result_cas(res);
+        memcached_result_free(res);
+    }
+    answered = rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
+               || rc == MEMCACHED_SUCCESS;
+    return answered;
+}
+
+/* Our line in X's record on server y: in while we see X down, out once we
+ * see it up.  rec and cas are what the multi-get read (cas 0: none). */
+static void put_line(memsess_exchange_t *x, int xi, int y, memcached_st *mc,
+                     memsess_verdicts_t *rec, uint64_t cas, apr_int64_t now)
+{
+    const char *self = x->rt->g.instance;
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    int tries;
+
+    for (tries = 0; tries < CAS_TRIES; tries++) {
+        if (!memsess_verdicts_put(rec, self, x->down[xi], now,
+                                  now + x->ttl)) {
+            return;   /* nothing of ours to change */
+        }
+        rc = write_record(x, xi, mc, rec, cas, now);
+        if (rc == MEMCACHED_SUCCESS) {
+            return;
+        }
+        if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED
+            && rc != MEMCACHED_NOTFOUND) {
+            break;   /* not a lost race: the server failed */
+        }
+        /* another instance wrote in between: merge into what it wrote */
+        if (!reread(x, xi, y, mc, now, rec, &cas)) {
+            break;
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0094: "
+                 "could not update the verdict record of memcached server "
+                 "%s on %s: %s", target(x, xi)->addr, target(x, y)->addr,
+                 memcached_strerror(mc, rc));
+}
+
+/* One server's part of a round: read every record it holds, note the
+ * other instances' verdicts, put our lines in or out.  Returns whether it
+ * answered. */
+static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
+                         apr_int64_t now)
+{
+    memcached_st *mc = connect_to(x, y);
+    apr_array_header_t *found;
+    memcached_result_st *res;
+    memcached_return_t rc;
+    unsigned char *seen;
+    memsess_verdicts_t *rec;
+    int i;
+
+    if (!mc) {
+        return 0;
+    }
+    rc = memcached_mget(mc, x->keys, x->keylens, (size_t)x->n);
+    if (!memcached_success(rc)) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
+                     "could not read the verdict records on %s: %s",
+                     target(x, y)->addr, memcached_strerror(mc, rc));
+        disconnect(mc);
+        return 0;
+    }
+    found = apr_array_make(p, 4, sizeof(found_t));
+    while ((res = memcached_fetch_result(mc, NULL, &rc)) != NULL) {
+        int *xi = apr_hash_get(x->bykey, memcached_result_key_value(res),
+                               (apr_ssize_t)memcached_result_key_length(res));
+
+        if (xi) {
+            found_t *f = apr_array_push(found);
+
+            f->x = *xi;
+            f->cas = memcached_result_cas(res);
+            f->len = memcached_result_length(res);
+            f->value = apr_palloc(p, f->len + 1);
+            memcpy(f->value, memcached_result_value(res), f->len);
+            f->value[f->len] = '\0';
+        }
+        memcached_result_free(res);
+    }
+    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+        && rc != MEMCACHED_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0097: "
+                     "could not read the verdict records on %s: %s",
+                     target(x, y)->addr, memcached_strerror(mc, rc));
+        disconnect(mc);
+        return 0;
+    }
+
+    seen = apr_pcalloc(p, (apr_size_t)x->n);
+    rec = apr_palloc(p, sizeof(*rec));
+    for (i = 0; i < found->nelts; i++) {
+        found_t *f = &APR_ARRAY_IDX(found, i, found_t);
+
+        seen[f->x] = 1;
+        read_record(x, f->x, y, f->value, f->len, now, rec);
+        if (memsess_verdicts_others(rec, x->rt->g.instance, now,
+                                    x->who[f->x], MEMSESS_REPORTERS_MAX)) {
+            x->peer[f->x] = 1;
+        }
+        put_line(x, f->x, y, mc, rec, f->cas, now);
+    }
+    for (i = 0; i < x->n; i++) {
+        if (!seen[i] && x->down[i]) {
+            rec->n = 0;
+            put_line(x, i, y, mc, rec, 0, now);
+        }
+    }
+    disconnect(mc);
+    return 1;
+}
+
+/* Publishes what the round learned; the caller holds the table mutex. */
+static void apply_locked(memsess_exchange_t *x)
+{
+    memsess_runtime_t *rt = x->rt;
+    memsess_table_t *t = rt->table;
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    int i, k;
+
+    memsess_table_owner(t, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid()) {
+        return;   /* we lost the lease: not ours to write */
+    }
+    for (i = 0; i < x->n; i++) {
+        memsess_slot_t *sl = memsess_table_slot(t, i);
+        int was, is, nflipped = 0;
+        char addr[MEMSESS_ADDR_MAX];
+
+        if (sl->peer_down == x->peer[i]
+            && !strcmp(sl->reported_by, x->who[i])) {
+            continue;
+        }
+        was = MEMSESS_SLOT_LIVE(sl);
+        memsess_table_write_begin(t);
+        sl->peer_down = x->peer[i];
+        apr_cpystrn(sl->reported_by, x->who[i], sizeof(sl->reported_by));
+        is = MEMSESS_SLOT_LIVE(sl);
+        if (was != is) {
+            sl->state_changes++;
+            sl->last_change = now;
+            memsess_table_bump_generation(t, 1);
+            nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts,
+                                             i, x->flipped);
+        }
+        apr_cpystrn(addr, sl->addr, sizeof(addr));
+        memsess_table_write_end(t);
+
+        if (was == is) {
+            continue;
+        }
+        if (!is) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0090: memcached server %s is down, reported "
+                         "by %s (this instance, %s, still reaches it)", addr,
+                         x->who[i], rt->g.instance);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0091: memcached server %s is up: no other "
+                         "instance reports it down any more", addr);
+        }
+        for (k = 0; k < nflipped; k++) {
+            memsess_check_log_all_down(rt, &rt->views[x->flipped[k]], !is);
+        }
+    }
+}
+
+static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    int i, answered = 0;
+
+    apr_thread_mutex_lock(x->table_mutex);
+    for (i = 0; i < x->n; i++) {
+        x->down[i] = memsess_table_slot(x->rt->table, i)->state
+                     == MEMSESS_DOWN;
+    }
+    apr_thread_mutex_unlock(x->table_mutex);
+    memset(x->peer, 0, (apr_size_t)x->n);
+    for (i = 0; i < x->n; i++) {
+        x->who[i][0] = '\0';
+    }
+    for (i = 0; i < x->n; i++) {
+        if (!x->down[i]) {
+            answered += exchange_with(x, i, p, now);
+        }
+    }
+    if (answered) {
+        apr_thread_mutex_lock(x->table_mutex);
+        apply_locked(x);
+        apr_thread_mutex_unlock(x->table_mutex);
+    }
+}
+
+static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
+                                             void *data)
+{
+    memsess_exchange_t *x = data;
+    apr_pool_t *p;
+
+    apr_pool_create(&p, NULL);   /* this thread's own */
+    apr_thread_mutex_lock(x->mutex);
+    for (;;) {
+        while (!x->wake && !x->stop) {
+            apr_thread_cond_wait(x->cond, x->mutex);
+        }
+        if (x->stop) {
+            break;
+        }
+        x->wake = 0;
+        x->busy = 1;
+        apr_thread_mutex_unlock(x->mutex);
+        exchange_round(x, p);
+        apr_pool_clear(p);
+        apr_thread_mutex_lock(x->mutex);
+        x->busy = 0;
+    }
+    apr_thread_mutex_unlock(x->mutex);
+    apr_pool_destroy(p);
+    /* a plain return, not apr_thread_exit(): pthread_exit's forced unwind
+     * left ASan reporting a stack-buffer-underflow in a thread it no
+     * longer knew (T-1) when the checker stopped */
+    (void)thread;
+    return NULL;
+}
+
+memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
+                                           apr_pool_t *pool,
+                                           apr_thread_mutex_t *table_mutex)
+{
+    memsess_exchange_t *x;
+    apr_interval_time_t hold;
+    apr_status_t rv;
+    int i, n = rt->targets->nelts;
+
+    if (!rt->g.share) {
+        /* a previous generation's verdicts of others no longer apply */
+        memsess_table_write_begin(rt->table);
+        for (i = 0; i < n; i++) {
+            memsess_slot_t *sl = memsess_table_slot(rt->table, i);
+
+            sl->peer_down = 0;
+            sl->reported_by[0] = '\0';
+        }
+        memsess_table_write_end(rt->table);
+        return NULL;
+    }
+    x = apr_pcalloc(pool, sizeof(*x));
+    x->rt = rt;
+    x->table_mutex = table_mutex;
+    x->n = n;
+    x->keys = apr_palloc(pool, n * sizeof(*x->keys));
+    x->keylens = apr_palloc(pool, n * sizeof(*x->keylens));
+    x->index = apr_palloc(pool, n * sizeof(*x->index));
+    x->bykey = apr_hash_make(pool);
+    x->down = apr_pcalloc(pool, n);
+    x->peer = apr_pcalloc(pool, n);
+    x->who = apr_pcalloc(pool, n * sizeof(*x->who));
+    x->bad_logged = apr_pcalloc(pool, n * sizeof(*x->bad_logged));
+    x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    for (i = 0; i < n; i++) {
+        char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
+
+        x->keylens[i] = memsess_verdict_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
+                                            rt->g.group, target(x, i)->addr);
+        x->keys[i] = key;
+        x->index[i] = i;
+        apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
+                     &x->index[i]);
+    }
+    /* a line outlives three missed rounds, not more: whole seconds */
+    hold = 3 * rt->g.interval + rt->g.timeout;
+    x->ttl = (apr_int64_t)apr_time_sec(hold + apr_time_from_sec(1) - 1);
+    if (x->ttl < 2) {
+        x->ttl = 2;
+    }
+    if ((rv = apr_thread_mutex_create(&x->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                      pool)) != APR_SUCCESS
+        || (rv = apr_thread_cond_create(&x->cond, pool)) != APR_SUCCESS
+        || (rv = apr_thread_create(&x->thread, NULL, exchange_thread, x,
+                                   pool)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0098: "
+                     "cannot start the verdict exchange: this instance "
+                     "decides alone");
+        return NULL;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0095: sharing "
+                 "verdicts as instance %s in group %s (lines hold %"
+                 APR_INT64_T_FMT "s)", rt->g.instance, rt->g.group, x->ttl);
+    return x;
+}
+
+void memsess_exchange_round(memsess_exchange_t *x)
+{
+    if (!x) {
+        return;
+    }
+    apr_thread_mutex_lock(x->mutex);
+    if (!x->busy) {
+        x->wake = 1;   /* else the last round is still out: skip this one */
+        apr_thread_cond_signal(x->cond);
+    }
+    apr_thread_mutex_unlock(x->mutex);
+}
+
+void memsess_exchange_stop(memsess_exchange_t *x)
+{
+    apr_status_t rv;
+
+    if (!x) {
+        return;
+    }
+    apr_thread_mutex_lock(x->mutex);
+    x->stop = 1;
+    apr_thread_cond_signal(x->cond);
+    apr_thread_mutex_unlock(x->mutex);
+    /* a round still out ends within its timeouts */
+    apr_thread_join(&rv, x->thread);
+}

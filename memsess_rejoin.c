@@ -1,0 +1,407 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The checker's rejoin syncs (MemsessRejoin sync).
+ *
+ * A down server whose probes pass is SYNCING, not live: a thread of its
+ * own (never a probe thread: other verdicts are never delayed) runs
+ * memsess_sync.c for every view of the server, publishes it (UP) when the
+ * lists it synced against are still the ones published, then reconciles
+ * what requests with the old list wrote meanwhile.  A failed probe of the
+ * server (memsess_slot_record: SYNCING -> DOWN) or an error at any server
+ * stops it; the server stays down and its next good probes start over.
+ */
+
+#include <string.h>
+#include <unistd.h>
+
+#include "apr_strings.h"
+#include "apr_atomic.h"
+#include "apr_thread_proc.h"
+#include "apr_thread_mutex.h"
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+/* The checker's side: its runtime, its mutex (which serialises the
+ * writers of the table: probes and syncs), one job per slot. */
+struct memsess_rejoin {
+    memsess_runtime_t  *rt;
+    apr_pool_t         *pool;
+    apr_thread_mutex_t *mutex;
+    struct sync_job_t **jobs;      /* [nslots] */
+    int                *flipped;   /* [nviews]: scratch for publish */
+};
+
+memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
+                                        apr_thread_mutex_t *mutex)
+{
+    memsess_rejoin_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->rt = rt;
+    c->pool = p;
+    c->mutex = mutex;
+    c->jobs = apr_pcalloc(p, rt->targets->nelts * sizeof(*c->jobs));
+    c->flipped = apr_pcalloc(p, (rt->confs->nelts + 1) * sizeof(int));
+    return c;
+}
+
+/* Requests that got the old list before the flip: their writes land
+ * within this, and the after pass picks them up. */
+#define SYNC_GRACE apr_time_from_msec(1000)
+
+typedef struct sync_job_t {
+    memsess_rejoin_t       *c;
+    int                     slot;
+    apr_pool_t             *pool;
+    apr_thread_t           *thread;
+    volatile apr_uint32_t   stop;
+    volatile apr_uint32_t   done;
+    memsess_sync_spec_t     spec;
+    memsess_sync_list_t    *lists;
+    int                    *list_view;   /* a view each list stands for */
+} sync_job_t;
+
+int memsess_rejoin_busy(memsess_rejoin_t *c, int i)
+{
+    return c->jobs && c->jobs[i] != NULL;
+}
+
+/* The save_path view v publishes (its list in force), with slot i counted
+ * live or not.  The caller holds the mutex. */
+static const char *view_path(memsess_rejoin_t *c, apr_pool_t *p, int v, int i,
+                             int i_live, int *nlive_out)
+{
+    return memsess_view_path(p, c->rt, memsess_view_in_force(c->rt, v), i,
+                             i_live, nlive_out);
+}
+
+static void sync_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    sync_job_t *job = baton;
+    memsess_rejoin_t *c = job->c;
+    memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()
+        && slot->state == MEMSESS_SYNCING) {
+        memsess_table_write_begin(c->rt->table);
+        slot->sync_examined = st->examined;
+        slot->sync_copied = st->copied;
+        slot->sync_deleted = st->deleted;
+        memsess_table_write_end(c->rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+/* Publishes the server when every list it synced against is still the
+ * one published.  Returns 1, or 0 with why in err. */
+static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
+                     char *err, apr_size_t errlen)
+{
+    memsess_rejoin_t *c = job->c;
+    memsess_runtime_t *rt = c->rt;
+    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    apr_pool_t *p;
+    int k, ok = 1, nflipped = 0;
+
+    apr_pool_create(&p, job->pool);
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid() || job->stop
+        || slot->state != MEMSESS_SYNCING) {
+        apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
+                    "another process", errlen);
+        ok = 0;
+    }
+    for (k = 0; ok && k < job->spec.nlists; k++) {
+        if (strcmp(view_path(c, p, job->list_view[k], job->slot, 0, NULL),
+                   job->lists[k].path_now)) {
+            apr_snprintf(err, errlen, "the list of %s changed meanwhile",
+                         rt->views[job->list_view[k]].name);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memsess_table_write_begin(rt->table);
+        memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
+        slot->sync_examined = st->examined;
+        slot->sync_copied = st->copied;
+        slot->sync_deleted = st->deleted;
+        memsess_table_bump_generation(rt->table, 1);
+        nflipped = memsess_table_publish(rt->table, rt->views,
+                                         rt->confs->nelts, job->slot,
+                                         c->flipped);
+        memsess_table_write_end(rt->table);
+        for (k = 0; k < nflipped; k++) {
+            memsess_check_log_all_down(rt, &rt->views[c->flipped[k]], 0);
+        }
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    apr_pool_destroy(p);
+    return ok;
+}
+
+/* The sync failed or was stopped: the server goes (or stays) down. */
+static void sync_abandon(sync_job_t *job, const char *why)
+{
+    memsess_rejoin_t *c = job->c;
+    memsess_runtime_t *rt = c->rt;
+    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()) {
+        memsess_table_write_begin(rt->table);
+        if (memsess_slot_sync_end(slot, 0, apr_pstrcat(job->pool, "sync: ",
+                                                       why, NULL),
+                                  apr_time_sec(apr_time_now()))) {
+            memsess_table_bump_generation(rt->table, 1);
+        }
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
+{
+    apr_time_t until = apr_time_now() + t;
+
+    while (!job->stop && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+}
+
+/* After the flip: what was written at an authority during it, then
+ * (after a grace) what requests that got the old list wrote as they
+ * finished; and copies no list places any more go. */
+static void sync_after(sync_job_t *job, memsess_sync_t *sync,
+                       const memsess_sync_stats_t *before,
+                       apr_time_t flipped_at)
+{
+    memsess_runtime_t *rt = job->c->rt;
+    const memsess_sync_stats_t *all;
+    char err[256] = "";
+    apr_status_t rv;
+
+    rv = memsess_sync_after(sync, 0, err, sizeof(err));
+    if (rv == APR_SUCCESS) {
+        sync_sleep(job, SYNC_GRACE);
+        rv = job->stop ? APR_EINTR
+                       : memsess_sync_after(sync, 1, err, sizeof(err));
+    }
+    all = memsess_sync_stats(sync);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
+                 "memcached server %s: after its flip, %" APR_UINT64_T_FMT
+                 " late writes of the old list brought over, %"
+                 APR_UINT64_T_FMT " copies no list places any more "
+                 "removed, in %" APR_TIME_T_FMT "ms%s%s",
+                 job->spec.returning, all->copied - before->copied,
+                 all->deleted - before->deleted,
+                 apr_time_as_msec(apr_time_now() - flipped_at),
+                 rv == APR_SUCCESS ? "" : "; stopped: ",
+                 rv == APR_SUCCESS ? "" : err);
+}
+
+static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
+{
+    sync_job_t *job = data;
+    memsess_runtime_t *rt = job->c->rt;
+    apr_time_t start = apr_time_now(), flipped_at;
+    memsess_sync_stats_t before;
+    memsess_sync_t *sync;
+    char err[256] = "";
+    apr_status_t rv = APR_EGENERAL;
+
+    (void)thread;
+    memset(&before, 0, sizeof(before));
+    if (!job->spec.nlists) {
+        rv = APR_SUCCESS;   /* nothing to sync from: published at once */
+        sync = NULL;
+    }
+    else if ((sync = memsess_sync_create(job->pool, &job->spec, err,
+                                         sizeof(err)))) {
+        rv = memsess_sync_before(sync, err, sizeof(err));
+        before = *memsess_sync_stats(sync);
+    }
+    if (rv == APR_SUCCESS && sync_flip(job, &before, err, sizeof(err))) {
+        flipped_at = apr_time_now();
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
+                     "memcached server %s synced and up after %" APR_TIME_T_FMT
+                     "ms: %" APR_UINT64_T_FMT " keys examined, %"
+                     APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
+                     " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
+                     "equal, %" APR_UINT64_T_FMT " left as newer",
+                     job->spec.returning, apr_time_as_msec(flipped_at - start),
+                     before.examined, before.copied, before.deleted,
+                     before.same, before.newer);
+        if (sync) {
+            sync_after(job, sync, &before, flipped_at);
+        }
+    }
+    else {
+        sync_abandon(job, err[0] ? err : "failed");
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
+                     "rejoin sync of memcached server %s stopped after %"
+                     APR_TIME_T_FMT "ms (%s): it stays down and is synced "
+                     "again after its next good probes", job->spec.returning,
+                     apr_time_as_msec(apr_time_now() - start), err);
+    }
+    memsess_sync_destroy(sync);
+    apr_atomic_set32(&job->done, 1);
+    return NULL;
+}
+
+/* Starts the sync of slot i, just marked SYNCING; the caller holds the
+ * mutex.  One spec per distinct (list now, list next) among its views of
+ * format memcached (pecl-memcache places keys its own way: its views keep
+ * what the server holds). */
+void memsess_rejoin_start(memsess_rejoin_t *c, int i)
+{
+    memsess_runtime_t *rt = c->rt;
+    apr_pool_t *pool;
+    apr_threadattr_t *attr;
+    sync_job_t *job;
+    apr_status_t rv;
+    int v, k;
+
+    /* a root pool: a probe thread creates it, the watchdog thread destroys
+     * it, neither under one lock with the checker's pool */
+    apr_pool_create(&pool, NULL);
+    job = apr_pcalloc(pool, sizeof(*job));
+    job->c = c;
+    job->slot = i;
+    job->pool = pool;
+    job->lists = apr_pcalloc(pool, rt->confs->nelts * sizeof(*job->lists));
+    job->list_view = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
+    job->spec.returning = APR_ARRAY_IDX(rt->targets, i,
+                                        memsess_server_t *)->addr;
+    job->spec.lists = job->lists;
+    job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
+                        ? rt->g.timeout : apr_time_from_msec(500);
+    job->spec.stop = &job->stop;
+    job->spec.progress = sync_progress;
+    job->spec.baton = job;
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
+        const apr_array_header_t *servers = view->pool->servers;
+        memsess_sync_list_t *l = &job->lists[job->spec.nlists];
+        int holds = 0, nlive;
+
+        for (k = 0; k < servers->nelts; k++) {
+            holds |= APR_ARRAY_IDX(servers, k, memsess_server_t).slot == i;
+        }
+        if (!holds || view->format != MEMSESS_FORMAT_MEMCACHED) {
+            continue;
+        }
+        l->path_now = view_path(c, pool, v, i, 0, &nlive);
+        if (!nlive) {
+            /* every other server is down: requests get the full list (fail
+             * open) and there is no authority to sync from */
+            continue;
+        }
+        l->path_next = view_path(c, pool, v, i, 1, NULL);
+        l->replicas = view->replicas;
+        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        for (k = 0; k < job->spec.nlists; k++) {
+            const memsess_sync_list_t *o = &job->lists[k];
+
+            if (!strcmp(o->path_now, l->path_now)
+                && !strcmp(o->path_next, l->path_next)
+                && o->replicas == l->replicas && o->ketama == l->ketama) {
+                break;
+            }
+        }
+        if (k == job->spec.nlists) {
+            job->list_view[job->spec.nlists++] = v;
+        }
+    }
+    apr_threadattr_create(&attr, pool);
+    rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
+    if (rv != APR_SUCCESS) {
+        memsess_slot_t *slot = memsess_table_slot(rt->table, i);
+
+        memsess_table_write_begin(rt->table);
+        memsess_slot_sync_end(slot, 0, "sync: cannot start its thread",
+                              apr_time_sec(apr_time_now()));
+        memsess_table_bump_generation(rt->table, 1);
+        memsess_table_write_end(rt->table);
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0034: "
+                     "cannot start the rejoin sync of memcached server %s: "
+                     "it stays down", memsess_table_slot(rt->table, i)->addr);
+        apr_pool_destroy(pool);
+        return;
+    }
+    c->jobs[i] = job;
+}
+
+/* Joins the syncs that ended (each round). */
+void memsess_rejoin_reap(memsess_rejoin_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        sync_job_t *job = c->jobs[i];
+        apr_status_t ret;
+
+        if (job && apr_atomic_read32(&job->done)) {
+            apr_thread_join(&ret, job->thread);
+            apr_thread_mutex_lock(c->mutex);
+            c->jobs[i] = NULL;
+            apr_thread_mutex_unlock(c->mutex);
+            apr_pool_destroy(job->pool);
+        }
+    }
+}
+
+/* Its server failed a probe: the sync stops at its next key. */
+void memsess_rejoin_cancel(memsess_rejoin_t *c, int i)
+{
+    if (c->jobs[i]) {
+        apr_atomic_set32(&c->jobs[i]->stop, 1);
+    }
+}
+
+/* The checker stops: every sync stops at its next key. */
+void memsess_rejoin_stop_all(memsess_rejoin_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        if (c->jobs[i]) {
+            apr_atomic_set32(&c->jobs[i]->stop, 1);
+        }
+    }
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        sync_job_t *job = c->jobs[i];
+        apr_status_t ret;
+
+        if (job) {
+            apr_thread_join(&ret, job->thread);
+            c->jobs[i] = NULL;
+            apr_pool_destroy(job->pool);
+        }
+    }
+}
+

@@ -1,0 +1,311 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The verdict records Apache instances share through the pool's memcached
+ * servers (memsess_exchange.c does the I/O).  Pure: no httpd, no network,
+ * no allocation; what comes back from memcached is untrusted and bounded
+ * here.
+ *
+ * Key, one per memcached server X and group:
+ *     memsess:v1:<group>:down:<X's address>
+ * Value: a header line, then one line per instance that sees X down:
+ *     memsess-verdicts 1\n
+ *     <instance> <reported> <expires>\n
+ * reported and expires are unix seconds.  An instance refreshes its line
+ * every round while it sees X down and takes it out when it sees X up; a
+ * line whose expires has passed is ignored and dropped at the next write,
+ * so the verdict of an instance that died or was cut off lapses.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+
+#define HEADER      "memsess-verdicts "
+#define HEADER_LEN  (sizeof(HEADER) - 1)
+#define MAX_DIGITS  (12)
+
+/* Whether the len bytes at name are all characters of a name. */
+static int name_chars(const char *name, apr_size_t len)
+{
+    apr_size_t n;
+
+    for (n = 0; n < len; n++) {
+        char c = name[n];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-'
+              || c == '_' || c == ':' || c == '[' || c == ']')) {
+            return 0;
+        }
+    }
+    return len > 0;
+}
+
+int memsess_instance_name_valid(const char *name, apr_size_t maxlen)
+{
+    apr_size_t len = name ? strnlen(name, maxlen) : 0;
+
+    return len < maxlen && name_chars(name, len);
+}
+
+/* FNV-1a, 64 bits: names a key whose address is too long to spell out. */
+static apr_uint64_t fnv1a(const char *s)
+{
+    apr_uint64_t h = APR_UINT64_C(14695981039346656037);
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= APR_UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
+                                 int n)
+{
+    const char **sorted = apr_pmemdup(p, names, (apr_size_t)(n > 0 ? n : 1)
+                                                * sizeof(*names));
+    apr_uint64_t h = APR_UINT64_C(14695981039346656037);
+    int i;
+
+    qsort(sorted, (size_t)(n > 0 ? n : 0), sizeof(*sorted), by_name);
+    for (i = 0; i < n; i++) {
+        const char *c;
+
+        if (i && !strcmp(sorted[i], sorted[i - 1])) {
+            continue;
+        }
+        for (c = sorted[i]; ; c++) {   /* the NUL separates the names */
+            h ^= (unsigned char)*c;
+            h *= APR_UINT64_C(1099511628211);
+            if (!*c) {
+                break;
+            }
+        }
+    }
+    return apr_psprintf(p, "h%016" APR_UINT64_T_HEX_FMT, h);
+}
+
+apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
+                               const char *addr)
+{
+    int len = snprintf(buf, size, "memsess:v%d:%s:down:%s",
+                       MEMSESS_VERDICTS_VERSION, group, addr);
+
+    if (len < 0 || (apr_size_t)len >= size
+        || len > MEMSESS_VERDICT_KEY_MAX) {
+        len = snprintf(buf, size, "memsess:v%d:%s:down:#%016"
+                       APR_UINT64_T_HEX_FMT, MEMSESS_VERDICTS_VERSION, group,
+                       fnv1a(addr));
+    }
+    return len < 0 ? 0 : (apr_size_t)len < size ? (apr_size_t)len : size;
+}
+
+/* Reads a decimal number of 1..MAX_DIGITS digits, without leading zeros
+ * (as we write it); returns the position after it, or NULL. */
+static const char *number(const char *p, const char *end, apr_int64_t *out)
+{
+    apr_int64_t n = 0;
+    int digits = 0;
+
+    if (end - p > 1 && p[0] == '0' && p[1] >= '0' && p[1] <= '9') {
+        return NULL;
+    }
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (++digits > MAX_DIGITS) {
+            return NULL;
+        }
+        n = n * 10 + (*p++ - '0');
+    }
+    if (!digits) {
+        return NULL;
+    }
+    *out = n;
+    return p;
+}
+
+const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
+                                   apr_int64_t now, memsess_verdicts_t *out)
+{
+    const char *p = buf, *end = buf + len;
+    apr_int64_t version;
+
+    out->n = 0;
+    out->future = 0;
+    if (len > MEMSESS_VERDICT_RECORD_MAX) {
+        return "longer than a verdict record can be";
+    }
+    if (len < HEADER_LEN || memcmp(p, HEADER, HEADER_LEN)) {
+        return "not a verdict record";
+    }
+    p += HEADER_LEN;
+    if (!(p = number(p, end, &version)) || p == end || *p != '\n') {
+        return "not a verdict record";
+    }
+    if (version != MEMSESS_VERDICTS_VERSION) {
+        return "a verdict record of another version";
+    }
+    p++;
+    while (p < end) {
+        const char *name = p;
+        apr_size_t namelen;
+        apr_int64_t reported, expires;
+        memsess_verdict_t *v;
+
+        while (p < end && *p != ' ' && *p != '\n') {
+            p++;
+        }
+        namelen = (apr_size_t)(p - name);
+        if (p == end || *p != ' ' || !namelen
+            || namelen >= MEMSESS_INSTANCE_MAX) {
+            out->n = 0;
+            return "a line without an instance name";
+        }
+        if (!(p = number(p + 1, end, &reported)) || p == end || *p != ' '
+            || !(p = number(p + 1, end, &expires)) || p == end
+            || *p != '\n') {
+            out->n = 0;
+            return "a line without its two times";
+        }
+        p++;
+        if (out->n >= MEMSESS_VERDICTS_MAX) {
+            out->n = 0;
+            return "more lines than a verdict record holds";
+        }
+        if (!name_chars(name, namelen)) {
+            out->n = 0;
+            return "an instance name with characters no instance has";
+        }
+        if (expires < reported) {
+            out->n = 0;
+            return "a line that expires before it was written";
+        }
+        if (reported > now + MEMSESS_VERDICT_SKEW_MAX
+            || expires > now + MEMSESS_VERDICT_SKEW_MAX
+                         + MEMSESS_VERDICT_TTL_MAX
+            || expires - reported > MEMSESS_VERDICT_TTL_MAX) {
+            out->future++;   /* a clock far ahead, or a forgery: not used */
+            continue;
+        }
+        if (expires < now) {
+            continue;        /* lapsed: its instance stopped refreshing it */
+        }
+        v = &out->v[out->n++];
+        memcpy(v->name, name, namelen);
+        v->name[namelen] = '\0';
+        v->reported = reported;
+        v->expires = expires;
+    }
+    return NULL;
+}
+
+int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
+                         apr_int64_t now, apr_int64_t expires)
+{
+    int i, k, removed = 0, soonest;
+
+    /* every line of ours out (a record may hold it twice: written by hand,
+     * or by an instance that has our name), then one back in when down */
+    for (i = k = 0; i < vs->n; i++) {
+        if (strcmp(vs->v[i].name, self)) {
+            if (k != i) {
+                vs->v[k] = vs->v[i];
+            }
+            k++;
+        }
+    }
+    removed = vs->n - k;
+    vs->n = k;
+    if (!down) {
+        return removed > 0;
+    }
+    if (vs->n < MEMSESS_VERDICTS_MAX) {
+        i = vs->n++;
+    }
+    else {
+        /* full: the line that would lapse first makes room */
+        for (soonest = 0, k = 1; k < vs->n; k++) {
+            if (vs->v[k].expires < vs->v[soonest].expires) {
+                soonest = k;
+            }
+        }
+        i = soonest;
+    }
+    apr_cpystrn(vs->v[i].name, self, sizeof(vs->v[i].name));
+    vs->v[i].reported = now;
+    vs->v[i].expires = expires;
+    return 1;
+}
+
+apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
+                                   const memsess_verdicts_t *vs)
+{
+    apr_size_t len;
+    int i, n;
+
+    if (!size) {
+        return 0;
+    }
+    n = snprintf(buf, size, HEADER "%d\n", MEMSESS_VERDICTS_VERSION);
+    len = n > 0 ? (apr_size_t)n : 0;
+    for (i = 0; i < vs->n && len < size; i++) {
+        n = snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
+                     APR_INT64_T_FMT "\n", vs->v[i].name, vs->v[i].reported,
+                     vs->v[i].expires);
+        len += n > 0 ? (apr_size_t)n : 0;
+    }
+    return len < size ? len : size;
+}
+
+int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
+                            apr_int64_t now, char *who, apr_size_t whosize)
+{
+    apr_size_t len = strlen(who);
+    int i, n = 0;
+
+    for (i = 0; i < vs->n; i++) {
+        const char *name = vs->v[i].name;
+        apr_size_t nl = strlen(name);
+        const char *at;
+        int listed = 0;
+
+        if (!strcmp(name, self) || vs->v[i].expires < now) {
+            continue;
+        }
+        n++;
+        /* listed already (from another server's copy of the record)? */
+        for (at = who; (at = strstr(at, name)) != NULL; at += nl) {
+            if ((at == who || at[-1] == ' ')
+                && (at[nl] == ',' || at[nl] == '\0')) {
+                listed = 1;
+                break;
+            }
+        }
+        if (listed || len + (len ? 2 : 0) + nl + 1 > whosize) {
+            continue;   /* a name that does not fit is left out */
+        }
+        len += (apr_size_t)snprintf(who + len, whosize - len, "%s%s",
+                                    len ? ", " : "", name);
+    }
+    return n;
+}

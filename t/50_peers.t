@@ -1,0 +1,350 @@
+# Issue 11: several web servers, one verdict.  Three Apache instances, each
+# running as a user of its own (memsess-web1..3), behind nginx round robin,
+# share three memcached servers (MemsessReplicas 1, MemsessFailover
+# successor).  Users with counters go through nginx, so each user's requests
+# alternate between the instances.
+#
+# web1 alone is cut off from N2 (an iptables OUTPUT rule matching its user):
+# web1 finds N2 down, and through the verdict records in N1 and N3 web2 and
+# web3 leave N2 out too, within about one interval.  From then on every
+# instance places every session alike: 0 lost, 0 stale (counted; without
+# shared verdicts web2 and web3 keep reading N2 while web1 writes to N3).
+# Every instance's status, in every format, says N2 is down and who saw it.
+# N3 frozen meanwhile (for all) stalls no verdict.
+# Healed, all three take N2 back.  A verdict that is no longer refreshed
+# lapses: web1 stopped while cut off holds nobody up for long.  Bad records
+# (garbage, another version, lines from the future) are ignored with a log
+# line; a record of an instance that is not running lapses.
+#
+# Needs root for the users and the rule: tools/test.sh provides
+# tools/root-helper.sh through sudo ($ENV{MEMSESS_ROOT_HELPER}).
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Path qw(make_path);
+use File::Spec::Functions qw(catfile);
+use Time::HiRes qw(time sleep);
+use JSON::PP ();
+use LWP::UserAgent ();
+use HTTP::Cookies ();
+use Memsess::Test;
+use Memsess::Instance;
+
+my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
+my $NGINX = '/usr/sbin/nginx';
+plan tests => 35, need {
+    'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
+        && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
+    'nginx' => -x $NGINX,
+};
+
+my $USERS = 31;          # not a multiple of 3: each user visits every instance in turn
+my @N = qw(MEMC_N1 MEMC_N2 MEMC_N3);
+my $GROUP;   # the default: derived from the pool, the same in all three
+# MEMSESS_TEST_PEERS_SHARE=Off: the same run with each instance deciding
+# alone (MemsessShareVerdicts Off), to see what the checks catch without it.
+my $SHARE = $ENV{MEMSESS_TEST_PEERS_SHARE} // 'On';
+my $JSON = JSON::PP->new->utf8;
+my $vars = Apache::Test::vars();
+
+# The children run as memsess-webN: let them write their sanitizer reports.
+chmod 01777, $vars->{t_logs};
+
+memc_start(@N);
+
+my @web;
+for my $i (1 .. 3) {
+    push @web, Memsess::Instance->new(
+        name => "peer$i", php => 1, user => "memsess-web$i",
+        globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
+                 . "MemsessShareVerdicts $SHARE\n",
+        conf => "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
+              . "MemsessReplicas 1\nMemsessFailover successor\n");
+}
+chmod 0755, $_->dir for @web;
+$_->start for @web;
+my @name = map { '127.0.0.1:' . $_->port } @web;   # ServerName:port, the default
+
+# --- nginx, round robin over the three --------------------------------------------
+
+my $ndir = catfile($vars->{t_logs}, 'inst', 'nginx');
+make_path("$ndir/tmp");
+my ($NPORT) = Memsess::Instance::free_ports(1);
+{
+    my $up = join '', map { "        server 127.0.0.1:" . $_->port . " max_fails=0;\n" } @web;
+    open my $fh, '>', "$ndir/nginx.conf" or die $!;
+    print $fh <<"EOF";
+worker_processes 1;
+daemon on;
+pid $ndir/nginx.pid;
+error_log $ndir/error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $ndir/tmp/client;
+    proxy_temp_path $ndir/tmp/proxy;
+    fastcgi_temp_path $ndir/tmp/fastcgi;
+    uwsgi_temp_path $ndir/tmp/uwsgi;
+    scgi_temp_path $ndir/tmp/scgi;
+    upstream web {
+$up    }
+    server {
+        listen 127.0.0.1:$NPORT;
+        location / {
+            proxy_pass http://web;
+            proxy_next_upstream error;
+        }
+    }
+}
+EOF
+    close $fh;
+}
+system($NGINX, '-p', $ndir, '-e', "$ndir/error.log", '-c', "$ndir/nginx.conf") == 0
+    or die "nginx does not start";
+END {
+    if (open my $fh, '<', "$ndir/nginx.pid") {
+        my $p = <$fh>;
+        kill 'TERM', $1 if $p && $p =~ /^(\d+)/;
+    }
+}
+
+# --- helpers ------------------------------------------------------------------------
+
+sub server_of {
+    my ($st, $name) = @_;
+    return undef unless $st;
+    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
+    return $s;
+}
+
+# What instance $w says of server $name: "state reported_by,..".
+sub seen {
+    my ($w, $name) = @_;
+    my $s = server_of($w->status, $name) or return 'none';
+    return join ' ', $s->{state}, join(',', @{ $s->{reported_by} || [] });
+}
+
+sub all_say {
+    my ($name, $state) = @_;
+    return !grep { (split / /, seen($_, $name))[0] ne $state } @web;
+}
+
+my @users = map { { ua => LWP::UserAgent->new(timeout => 15, keep_alive => 0,
+                                                 cookie_jar => HTTP::Cookies->new),
+                     n => 0 } } 1 .. $USERS;
+
+# Every user makes one request through nginx.  Counts, for requests sent
+# after $since: ok, lost (the session was gone), stale (an older copy),
+# failed.
+sub round {
+    my ($c, $since) = @_;
+    for my $u (@users) {
+        my $t0 = time;
+        my $res = $u->{ua}->get("http://127.0.0.1:$NPORT/memsess/session.php");
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        my $counts = $t0 >= $since;
+        if (!$d || !$d->{written}) {
+            $c->{failed}++ if $counts;
+            next;
+        }
+        my $want = $u->{n} + 1;
+        if ($d->{n} == $want) {
+            $c->{ok}++ if $counts;
+        }
+        elsif ($d->{n} == 1) {
+            $c->{lost}++ if $counts;
+        }
+        else {
+            $c->{stale}++ if $counts;
+        }
+        $c->{pids}{ $d->{pid} }++ if $counts;
+        $u->{n} = $d->{n};
+    }
+}
+
+sub run_for {
+    my ($secs, $since) = @_;
+    my %c = (ok => 0, lost => 0, stale => 0, failed => 0, pids => {}, rounds => 0);
+    my $end = time + $secs;
+    while (time < $end) {
+        round(\%c, $since // 0);
+        $c{rounds}++;
+    }
+    return \%c;
+}
+
+sub show { my $c = shift; "$c->{ok} ok, $c->{lost} lost, $c->{stale} stale, $c->{failed} failed in $c->{rounds} rounds" }
+
+# Which instance served each counted request (by the pid of its child).
+sub per_instance {
+    my $c = shift;
+    my @n = (0, 0, 0);
+    for my $i (0 .. 2) {
+        my %kids = map { $_ => 1 } $web[$i]->children;
+        $n[$i] += $c->{pids}{$_} for grep { $kids{$_} } keys %{ $c->{pids} };
+    }
+    return @n;
+}
+
+# --- before: three instances agree that all is up ---------------------------------
+
+ok t_cmp(defined(wait_for(20, sub { !grep { !all_say($_, 'up') } @N })) ? 1 : 0, 1,
+         'all three instances see the three servers up');
+{
+    my @st = map { $_->status || {} } @web;
+    $GROUP = $st[0]{group} // '';
+    ok t_cmp(join(' ', map { "$_->{instance}/$_->{group}" } @st),
+             join(' ', map { "$_/$GROUP" } @name),
+             'status ?json names each instance (ServerName:port) and their group, derived alike');
+}
+my $base = run_for(1.5);
+ok t_cmp("$base->{lost} $base->{stale} $base->{failed}", '0 0 0',
+         'healthy: no session lost or stale (' . show($base) . ')');
+{
+    my @n = per_instance($base);
+    ok t_cmp((grep { $_ > 0 } @n) == 3 ? 1 : 0, 1,
+             "nginx spreads the requests over the three instances (@n)");
+}
+
+# --- web1 is cut off from N2 --------------------------------------------------------
+
+my $port2 = port($N[1]);
+my $mark = $web[1]->log_mark;
+my ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
+ok t_cmp($rc, 0, "iptables: memsess-web1 cannot reach N2 ($out)");
+my $t_cut = time;
+
+my $own = wait_for(10, sub { seen($web[0], $N[1]) =~ /^down/ });
+ok t_cmp(defined $own ? 1 : 0, 1, 'web1 finds N2 down by itself');
+my $agree = wait_for(10, sub { all_say($N[1], 'down') });
+my $window = time - $t_cut;
+ok t_cmp(defined $agree ? 1 : 0, 1,
+         sprintf('web2 and web3 leave N2 out too: %.2f s after the cut, %.2f s after web1 saw it',
+                 $window, $window - ($own // 0)));
+ok t_cmp(($window - ($own // 0)) <= 2.0 ? 1 : 0, 1,
+         'the others follow within a few intervals (200 ms each) of web1');
+ok t_cmp(seen($web[1], $N[1]), "down $name[0]",
+         "web2's ?json: N2 down, reported_by [$name[0]]");
+ok t_cmp(seen($web[0], $N[1]), "down $name[0]",
+         "web1's ?json: N2 down, reported by itself");
+ok t_cmp(all_say($N[0], 'up') && all_say($N[2], 'up') ? 1 : 0, 1,
+         'N1 and N3 stay up everywhere');
+ok t_cmp(defined $web[1]->log_wait(5, $mark,
+             qr/MEMSESS0090: memcached server \Q${\ addr($N[1])}\E is down, reported by \Q$name[0]\E/) ? 1 : 0,
+         1, 'web2 logs MEMSESS0090: down, reported by web1');
+{
+    my $auto = $web[2]->get('/memsess-status?auto')->decoded_content;
+    my ($i) = $auto =~ /^MemsessServer\[(\d+)\]Address: \Q${\ addr($N[1])}\E$/m;
+    my ($who) = defined $i ? $auto =~ /^MemsessServer\[$i\]ReportedBy: (.*)$/m : ();
+    my ($loc) = defined $i ? $auto =~ /^MemsessServer\[$i\]LocalState: (.*)$/m : ();
+    ok t_cmp(($who // '') . ' / ' . ($loc // ''), "$name[0] / up",
+             "web3's ?auto: ReportedBy web1, LocalState up");
+    my $html = $web[2]->get('/memsess-status')->decoded_content;
+    ok t_cmp($html =~ /down, reported by \Q$name[0]\E/ ? 1 : 0, 1,
+             "web3's HTML: down, reported by $name[0]");
+    my $m = $web[2]->get('/memsess-status?metrics')->decoded_content;
+    ok t_cmp(join(' ', $m =~ /^memsess_server_(?:up|peer_down)\{server="\Q${\ addr($N[1])}\E"\} (\d)$/mg),
+             '0 1', "web3's ?metrics: memsess_server_up 0, memsess_server_peer_down 1");
+}
+{
+    my $rec = memc_get($N[0], "memsess:v1:$GROUP:down:" . addr($N[1])) // '';
+    ok t_cmp($rec =~ /\Amemsess-verdicts 1\n\Q$name[0]\E \d+ \d+\n\z/ ? 1 : 0, 1,
+             "N1 holds web1's verdict on N2 (" . ($rec =~ s/\n/|/gr) . ')');
+}
+
+my $cut = run_for(4, time);
+ok t_cmp("$cut->{lost} $cut->{stale}", '0 0',
+         'cut off: after the window, no session lost or stale (' . show($cut) . ')');
+{
+    my @n = per_instance($cut);
+    ok t_cmp((grep { $_ > 0 } @n) == 3 ? 1 : 0, 1, "... served by all three (@n)");
+}
+
+# --- a server frozen for all, meanwhile: nothing stalls -----------------------------
+
+memc_freeze($N[2]);
+my $t_freeze = time;
+my $hung = wait_for(10, sub { all_say($N[2], 'down') });
+ok t_cmp(defined $hung ? 1 : 0, 1,
+         sprintf('N3 frozen: all three find it down (%.2f s)', time - $t_freeze));
+ok t_cmp(join(' | ', map { seen($_, $N[1]) } @web), join(' | ', ("down $name[0]") x 3),
+         'meanwhile the verdict on N2 still travels (through N1): down, reported by web1, everywhere');
+ok t_cmp(all_say($N[0], 'up') ? 1 : 0, 1, 'N1 up everywhere');
+memc_thaw($N[2]);
+my $thawed = wait_for(10, sub { all_say($N[2], 'up') });
+ok t_cmp(defined $thawed ? 1 : 0, 1, 'N3 thawed: all three take it back');
+
+# --- bad records: ignored with a log line -----------------------------------------
+
+my $now = int time;
+my %bad = (
+    "memsess:v1:$GROUP:down:" . addr($N[0]) => "memsess-verdicts 1\nevil:80 " . ($now + 5000) . ' ' . ($now + 5004) . "\n",
+    "memsess:v1:$GROUP:down:" . addr($N[2]) => "\x00\xffgarbage\r\nEND",
+);
+my @marks = map { $_->log_mark } @web;
+for my $k (sort keys %bad) {
+    my $v = $bad{$k};
+    memc_cmd($N[1], "set $k 0 30 " . length($v) . "\r\n$v");   # web2, web3 read N2
+}
+ok t_cmp(defined $web[1]->log_wait(5, $marks[1], qr/MEMSESS0093: .*\Q${\ addr($N[0])}\E/) ? 1 : 0, 1,
+         'a record from the future: MEMSESS0093, ignored');
+ok t_cmp(defined $web[1]->log_wait(5, $marks[1], qr/MEMSESS0092: .*\Q${\ addr($N[2])}\E/) ? 1 : 0, 1,
+         'garbage: MEMSESS0092, ignored');
+ok t_cmp(all_say($N[0], 'up') && all_say($N[2], 'up') ? 1 : 0, 1,
+         'N1 and N3 still up everywhere');
+memc_cmd($N[1], "delete $_") for sort keys %bad;
+
+# --- a verdict nobody refreshes lapses ----------------------------------------------
+
+{
+    my $k = "memsess:v1:$GROUP:down:" . addr($N[2]);
+    $now = int time;
+    my $v = "memsess-verdicts 1\nghost.example:80 $now " . ($now + 2) . "\n";
+    memc_cmd($N[0], "set $k 0 30 " . length($v) . "\r\n$v");
+    my $in = wait_for(3, sub { seen($web[1], $N[2]) eq 'down ghost.example:80' });
+    ok t_cmp(defined $in ? 1 : 0, 1, 'a valid record of another instance: N3 down, reported by ghost.example:80');
+    my $gone = wait_for(8, sub { all_say($N[2], 'up') });
+    ok t_cmp(defined $gone ? 1 : 0, 1,
+             'its line lapses (nobody refreshes it): N3 up again everywhere');
+    memc_cmd($N[$_], "delete $k") for 0, 1;
+}
+
+# --- healed: all take N2 back --------------------------------------------------------
+
+($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
+ok t_cmp($rc, 0, 'iptables rule removed');
+my $t_heal = time;
+my $back = wait_for(10, sub { all_say($N[1], 'up') });
+ok t_cmp(defined $back ? 1 : 0, 1,
+         sprintf('healed: all three take N2 back (%.2f s)', time - $t_heal));
+ok t_cmp(seen($web[1], $N[1]), 'up ', 'web2: N2 up, reported by nobody');
+my $healed = run_for(2, time);
+# Sessions written to N3 while N2 was out are older on N2: the rejoin sync
+# (issue 9) brings them back before N2 is published.  Counted here only.
+t_debug('after the heal: ' . show($healed));
+ok t_cmp($healed->{failed}, 0, 'after the heal: no request failed (' . show($healed) . ')');
+
+# --- an instance that dies holds nobody up ------------------------------------------
+
+($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
+my $down2 = wait_for(10, sub { all_say($N[1], 'down') });
+ok t_cmp(defined $down2 ? 1 : 0, 1, 'cut off again: all three leave N2 out');
+my $t_stop = time;
+$web[0]->stop;
+my $freed = wait_for(15, sub {
+    seen($web[1], $N[1]) eq 'up ' && seen($web[2], $N[1]) eq 'up ' });
+ok t_cmp(defined $freed ? 1 : 0, 1,
+         sprintf('web1 stopped: its verdict lapses, web2 and web3 take N2 back (%.2f s)',
+                 time - $t_stop));
+Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
+
+# nobody crashed
+ok t_cmp(join(' ', map { $_->answers(2) ? 1 : 0 } @web[1, 2]), '1 1',
+         'web2 and web3 still answer');
+ok t_cmp(scalar(grep { $_->log_count(qr/AH00052|Segmentation|exit signal/) } @web), 0,
+         'no child crashed');
+
+$_->stop for @web[1, 2];
+memc_stop(@N);

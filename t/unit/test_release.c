@@ -1,0 +1,111 @@
+/* Unit tests of memsess_release.c's matching: which socket peers are
+ * exactly a given server (address, port, family). */
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "apr_general.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+static memsess_peer_t v4(const char *ip, int port)
+{
+    struct sockaddr_in in;
+    memsess_peer_t p;
+
+    memset(&in, 0, sizeof(in));
+    in.sin_family = AF_INET;
+    in.sin_port = htons((unsigned short)port);
+    inet_pton(AF_INET, ip, &in.sin_addr);
+    ok(memsess_peer_from_sockaddr(&p, &in, sizeof(in)), "%s:%d parses",
+       ip, port);
+    return p;
+}
+
+static memsess_peer_t v6(const char *ip, int port, unsigned scope)
+{
+    struct sockaddr_in6 in6;
+    memsess_peer_t p;
+
+    memset(&in6, 0, sizeof(in6));
+    in6.sin6_family = AF_INET6;
+    in6.sin6_port = htons((unsigned short)port);
+    in6.sin6_scope_id = scope;
+    inet_pton(AF_INET6, ip, &in6.sin6_addr);
+    ok(memsess_peer_from_sockaddr(&p, &in6, sizeof(in6)), "[%s]:%d parses",
+       ip, port);
+    return p;
+}
+
+int main(void)
+{
+    memsess_peer_t down[3], p, none;
+    struct sockaddr_un un;
+    struct sockaddr_in in;
+
+    apr_initialize();
+    down[0] = v4("127.0.0.1", 11211);
+    down[1] = v6("::1", 11212, 0);
+    down[2] = v6("fe80::1", 11211, 2);
+
+    p = v4("127.0.0.1", 11211);
+    ok(memsess_peer_find(&p, down, 3) == 0, "the same IPv4 address and port");
+    p = v4("127.0.0.1", 11212);
+    ok(memsess_peer_find(&p, down, 3) == -1,
+       "another port on the same host is not the server");
+    p = v4("127.0.0.2", 11211);
+    ok(memsess_peer_find(&p, down, 3) == -1,
+       "another address with the same port is not the server");
+    p = v4("0.0.0.0", 0);
+    ok(memsess_peer_find(&p, down, 3) == -1, "0.0.0.0:0 is nothing");
+
+    p = v6("::1", 11212, 0);
+    ok(memsess_peer_find(&p, down, 3) == 1, "the same IPv6 address and port");
+    p = v6("::1", 11211, 0);
+    ok(memsess_peer_find(&p, down, 3) == -1, "IPv6, another port");
+    p = v6("::2", 11212, 0);
+    ok(memsess_peer_find(&p, down, 3) == -1, "IPv6, another address");
+    p = v6("::ffff:127.0.0.1", 11211, 0);
+    ok(p.family == AF_INET && memsess_peer_find(&p, down, 3) == 0,
+       "::ffff:127.0.0.1 (a dual-stack socket) is 127.0.0.1");
+    p = v6("::ffff:127.0.0.1", 11212, 0);
+    ok(memsess_peer_find(&p, down, 3) == -1,
+       "::ffff:127.0.0.1 on another port is not");
+    p = v6("::127.0.0.1", 11211, 0);
+    ok(p.family == AF_INET6 && memsess_peer_find(&p, down, 3) == -1,
+       "::127.0.0.1 (IPv4-compatible, not mapped) is not 127.0.0.1");
+    p = v6("::", 0, 0);
+    ok(memsess_peer_find(&p, down, 3) == -1, "[::]:0 is nothing");
+
+    p = v6("fe80::1", 11211, 2);
+    ok(memsess_peer_find(&p, down, 3) == 2, "link-local, same scope");
+    p = v6("fe80::1", 11211, 3);
+    ok(memsess_peer_find(&p, down, 3) == -1,
+       "link-local on another interface is another host");
+    p = v6("fe80::1", 11211, 0);
+    ok(memsess_peer_find(&p, down, 3) == 2, "link-local, scope not given");
+
+    /* what getpeername gives for other sockets */
+    memset(&un, 0, sizeof(un));
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, "/tmp/x");
+    ok(!memsess_peer_from_sockaddr(&p, &un, sizeof(un)) && p.family == 0,
+       "a unix socket is no peer");
+    ok(memsess_peer_find(&p, down, 3) == -1, "and matches nothing");
+    memset(&in, 0, sizeof(in));
+    in.sin_family = AF_INET;
+    ok(!memsess_peer_from_sockaddr(&p, &in, sizeof(in) - 1),
+       "a truncated sockaddr_in is refused");
+    ok(!memsess_peer_from_sockaddr(&p, &in, 1), "so is a 1-byte one");
+    ok(!memsess_peer_from_sockaddr(&p, NULL, 16), "and NULL");
+    memset(&none, 0, sizeof(none));
+    ok(memsess_peer_find(&p, &none, 1) == -1,
+       "an empty peer never equals an empty entry");
+    ok(memsess_peer_find(&down[0], down, 0) == -1, "an empty set has nothing");
+
+    apr_terminate();
+    return done_testing();
+}

@@ -1,0 +1,249 @@
+/* Unit tests of memsess_verdicts.c: the verdict records Apache instances
+ * share through the pool's memcached servers.  Everything read back is
+ * untrusted: bad records are refused whole, lapsed and future lines are
+ * dropped, and a record is never longer than its bound. */
+#include "apr_general.h"
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+#define NOW 1800000000
+
+static const char *parse(const char *text, memsess_verdicts_t *vs)
+{
+    return memsess_verdicts_parse(text, strlen(text), NOW, vs);
+}
+
+static void refused(const char *text, const char *why)
+{
+    memsess_verdicts_t vs;
+    const char *err = parse(text, &vs);
+
+    ok(err != NULL && vs.n == 0, "refused: %s (%s)", why,
+       err ? err : "accepted");
+}
+
+int main(void)
+{
+    memsess_verdicts_t vs, back;
+    char buf[MEMSESS_VERDICT_RECORD_MAX], who[MEMSESS_REPORTERS_MAX];
+    char key[MEMSESS_VERDICT_KEY_MAX + 1], longaddr[300];
+    const char *err;
+    apr_size_t len;
+    int i;
+
+    apr_initialize();
+
+    /* keys */
+    memsess_verdict_key(key, sizeof(key), "shop", "127.0.0.1:11211");
+    is_str(key, "memsess:v1:shop:down:127.0.0.1:11211", "the key of a server");
+    memset(longaddr, 'a', sizeof(longaddr) - 1);
+    longaddr[sizeof(longaddr) - 1] = '\0';
+    len = memsess_verdict_key(key, sizeof(key), "shop", longaddr);
+    ok(len <= MEMSESS_VERDICT_KEY_MAX && !strncmp(key, "memsess:v1:shop:"
+       "down:#", 21), "a long address is hashed into the key (%s)", key);
+
+    /* names */
+    ok(memsess_instance_name_valid("web1.example:80", MEMSESS_INSTANCE_MAX),
+       "web1.example:80 is an instance name");
+    ok(memsess_instance_name_valid("[::1]:8080", MEMSESS_INSTANCE_MAX),
+       "[::1]:8080 is one");
+    ok(!memsess_instance_name_valid("", MEMSESS_INSTANCE_MAX),
+       "the empty name is not");
+    ok(!memsess_instance_name_valid("web 1", MEMSESS_INSTANCE_MAX),
+       "a space is not allowed");
+    ok(!memsess_instance_name_valid("web\n1", MEMSESS_INSTANCE_MAX),
+       "a newline is not allowed");
+    ok(!memsess_instance_name_valid("abcdef", 6), "bounded by maxlen");
+    ok(memsess_instance_name_valid("abcde", 6), "maxlen - 1 fits");
+
+    /* a good record */
+    err = parse("memsess-verdicts 1\nweb2:80 1800000000 1800000004\n"
+                "web3:80 1799999999 1800000003\n", &vs);
+    ok(!err && vs.n == 2, "two lines read (%s)", err ? err : "ok");
+    is_str(vs.v[0].name, "web2:80", "first instance");
+    ok(vs.v[0].reported == NOW && vs.v[0].expires == NOW + 4, "its times");
+    err = parse("memsess-verdicts 1\n", &vs);
+    ok(!err && vs.n == 0, "a record with no line is empty, not bad");
+
+    /* lapsed and future lines */
+    err = parse("memsess-verdicts 1\nold:80 1799999990 1799999999\n"
+                "web2:80 1800000000 1800000004\n", &vs);
+    ok(!err && vs.n == 1 && !strcmp(vs.v[0].name, "web2:80"),
+       "a lapsed line is dropped, the rest kept");
+    err = parse("memsess-verdicts 1\nfuture:80 1800000100 1800000104\n"
+                "web2:80 1800000000 1800000004\n", &vs);
+    ok(!err && vs.n == 1 && vs.future == 1,
+       "a line reported from the future is dropped and counted");
+    err = parse("memsess-verdicts 1\nforever:80 1800000000 2800000000\n",
+                &vs);
+    ok(!err && vs.n == 0 && vs.future == 1,
+       "a line that would hold for years is dropped");
+    ok(parse("memsess-verdicts 1\nfar:80 1800000000 1800003600\n", &vs)
+       == NULL && vs.n == 1, "an hour ahead is within bounds");
+    err = parse("memsess-verdicts 1\nlong:80 1700000000 1800000010\n", &vs);
+    ok(!err && vs.n == 0 && vs.future == 1,
+       "a line meant to hold for years, written long ago, is dropped");
+
+    /* bad records */
+    refused("", "empty");
+    refused("garbage", "garbage");
+    refused("memsess-verdicts 2\nweb2:80 1800000000 1800000004\n",
+            "another version");
+    refused("memsess-verdicts 1", "no newline after the header");
+    refused("memsess-verdicts x\n", "no version number");
+    refused("memsess-verdicts 01\n", "a version with a leading zero");
+    refused("memsess-verdicts 1\nweb2:80 01800000000 1800000004\n",
+            "a time with a leading zero");
+    refused("memsess-verdicts 1\nweb2:80 1800000000 1800000004",
+            "a last line without its newline");
+    refused("memsess-verdicts 1\nweb2:80 1800000000\n", "a missing time");
+    refused("memsess-verdicts 1\nweb2:80 18000000001234 1\n",
+            "a number too long");
+    refused("memsess-verdicts 1\nweb2:80 -5 1800000004\n", "a negative time");
+    refused("memsess-verdicts 1\n 1800000000 1800000004\n", "no name");
+    refused("memsess-verdicts 1\nweb<2> 1800000000 1800000004\n",
+            "a name with markup");
+    refused("memsess-verdicts 1\nweb2:80 1800000004 1800000000\n",
+            "expires before it was written");
+    refused("memsess-verdicts 1\nweb2:80 1800000000 1800000004 x\n",
+            "something after the times");
+    {
+        char nul[] = "memsess-verdicts 1\nweb\0:80 1800000000 1800000004\n";
+        memsess_verdicts_t v2;
+
+        ok(memsess_verdicts_parse(nul, sizeof(nul) - 1, NOW, &v2) != NULL,
+           "refused: a NUL inside a name");
+    }
+    {
+        char *big = buf;
+
+        len = apr_snprintf(big, sizeof(buf), "memsess-verdicts 1\n");
+        for (i = 0; i < MEMSESS_VERDICTS_MAX + 1; i++) {
+            len += apr_snprintf(big + len, sizeof(buf) - len,
+                                "w%d:80 1800000000 1800000004\n", i);
+        }
+        ok(memsess_verdicts_parse(big, len, NOW, &vs) != NULL && vs.n == 0,
+           "refused: more lines than a record holds");
+    }
+    {
+        static char huge[MEMSESS_VERDICT_RECORD_MAX + 10];
+
+        memset(huge, 'x', sizeof(huge));
+        memcpy(huge, "memsess-verdicts 1\n", 19);
+        ok(memsess_verdicts_parse(huge, sizeof(huge), NOW, &vs) != NULL,
+           "refused: longer than a record can be");
+    }
+
+    /* put, format, parse back */
+    parse("memsess-verdicts 1\nweb2:80 1800000000 1800000004\n", &vs);
+    ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW, NOW + 4) && vs.n == 2,
+       "our line goes in");
+    ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW + 1, NOW + 5)
+       && vs.n == 2 && vs.v[1].expires == NOW + 5, "refreshed, once");
+    len = memsess_verdicts_format(buf, sizeof(buf), &vs);
+    is_str(buf, "memsess-verdicts 1\nweb2:80 1800000000 1800000004\n"
+           "web1:80 1800000001 1800000005\n", "formatted");
+    ok(len == strlen(buf), "its length");
+    ok(!memsess_verdicts_parse(buf, len, NOW, &back) && back.n == 2,
+       "what we write we read back");
+    ok(memsess_verdicts_put(&vs, "web1:80", 0, NOW, 0) && vs.n == 1
+       && !strcmp(vs.v[0].name, "web2:80"), "our line comes out");
+    ok(!memsess_verdicts_put(&vs, "web1:80", 0, NOW, 0),
+       "nothing to take out: no write");
+
+    parse("memsess-verdicts 1\nweb1:80 1800000000 1800000004\n"
+          "web2:80 1800000000 1800000004\nweb1:80 1800000000 1800000004\n",
+          &vs);
+    ok(memsess_verdicts_put(&vs, "web1:80", 0, NOW, 0) && vs.n == 1
+       && !strcmp(vs.v[0].name, "web2:80"),
+       "a name written twice: every line of ours comes out (found by fuzzing)");
+    parse("memsess-verdicts 1\nweb1:80 1800000000 1800000004\n"
+          "web1:80 1800000000 1800000004\n", &vs);
+    ok(memsess_verdicts_put(&vs, "web1:80", 1, NOW, NOW + 4) && vs.n == 1,
+       "... and goes back in once");
+
+    /* a full record makes room */
+    vs.n = 0;
+    for (i = 0; i < MEMSESS_VERDICTS_MAX; i++) {
+        char name[16];
+
+        apr_snprintf(name, sizeof(name), "w%d:80", i);
+        memsess_verdicts_put(&vs, name, 1, NOW, NOW + 10 + (i == 7 ? -5 : i));
+    }
+    ok(vs.n == MEMSESS_VERDICTS_MAX, "a full record");
+    memsess_verdicts_put(&vs, "web1:80", 1, NOW, NOW + 4);
+    ok(vs.n == MEMSESS_VERDICTS_MAX
+       && !strcmp(vs.v[7].name, "web1:80"),
+       "the line lapsing first made room for ours");
+    len = memsess_verdicts_format(buf, sizeof(buf), &vs);
+    ok(len < sizeof(buf) && !memsess_verdicts_parse(buf, len, NOW, &back)
+       && back.n == MEMSESS_VERDICTS_MAX, "a full record fits its bound");
+    {
+        /* the longest names too */
+        memsess_verdicts_t full;
+        char name[MEMSESS_INSTANCE_MAX];
+
+        full.n = 0;
+        for (i = 0; i < MEMSESS_VERDICTS_MAX; i++) {
+            memset(name, 'a' + i % 26, sizeof(name) - 1);
+            name[sizeof(name) - 1] = '\0';
+            name[0] = (char)('0' + i / 26);
+            memsess_verdicts_put(&full, name, 1, 999999999999LL - 10,
+                                 999999999999LL);
+        }
+        len = memsess_verdicts_format(buf, sizeof(buf), &full);
+        ok(len < sizeof(buf) && strlen(buf) == len,
+           "a record of the longest lines fits (%d bytes)", (int)len);
+        ok(memsess_verdicts_format(buf, 10, &full) == 10
+           && strlen(buf) == 9, "a small buffer: cut, NUL-terminated");
+    }
+
+    /* who reports it */
+    parse("memsess-verdicts 1\nweb2:80 1800000000 1800000004\n"
+          "web1:80 1800000000 1800000004\nweb3:80 1800000000 1800000004\n",
+          &vs);
+    who[0] = '\0';
+    ok(memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who)) == 2,
+       "two others see it down");
+    is_str(who, "web2:80, web3:80", "named, without ourselves");
+    parse("memsess-verdicts 1\nweb3:80 1800000000 1800000004\n"
+          "web22:80 1800000000 1800000004\n", &vs);
+    memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who));
+    is_str(who, "web2:80, web3:80, web22:80",
+           "another copy adds names once");
+    who[0] = '\0';
+    ok(memsess_verdicts_others(&vs, "web1:80", NOW + 5, who, sizeof(who))
+       == 0 && !who[0], "lapsed lines do not count");
+    {
+        char small[12] = "";
+
+        memsess_verdicts_others(&vs, "x", NOW, small, sizeof(small));
+        is_str(small, "web3:80", "a name that does not fit is left out");
+    }
+
+    /* the default group */
+    {
+        apr_pool_t *p;
+        const char *a[] = { "server 127.0.0.1:1", "vhost shop", "server b:2" };
+        const char *b[] = { "server b:2", "server 127.0.0.1:1", "vhost shop",
+                            "vhost shop" };
+        const char *c[] = { "server 127.0.0.1:1", "vhost blog", "server b:2" };
+        const char *g1, *g2, *g3;
+
+        apr_pool_create(&p, NULL);
+        g1 = memsess_group_derive(p, a, 3);
+        g2 = memsess_group_derive(p, b, 4);
+        g3 = memsess_group_derive(p, c, 3);
+        is_str(g1, g2, "the derived group: whatever the order, repeats once");
+        ok(strcmp(g1, g3) != 0, "another vhost name, another group");
+        ok(strlen(g1) == 17 && g1[0] == 'h'
+           && memsess_instance_name_valid(g1, MEMSESS_GROUP_MAX),
+           "a valid group name (%s)", g1);
+        apr_pool_destroy(p);
+    }
+
+    apr_terminate();
+    return done_testing();
+}
