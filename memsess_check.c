@@ -80,6 +80,7 @@ struct checker_t {
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
     memsess_rejoin_t   *rejoin;    /* the rejoin syncs in flight */
+    memsess_rebalancer_t *rebalance;   /* the pool changes' rebalance */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
     memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
@@ -510,6 +511,7 @@ static void dispatch_round(checker_t *c)
     apr_time_t now = apr_time_now();
 
     memsess_rejoin_reap(c->rejoin);
+    memsess_rebalancer_round(c->rebalance);
 
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];
@@ -616,6 +618,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * instead of 280 ms for 256 servers, 26 of them hung) */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
     c->rejoin = memsess_rejoin_create(pool, rt, c->mutex);
+    c->rebalance = memsess_rebalancer_create(pool, rt, c->mutex, c->rejoin);
     make_probe_key();
     /* A checker that died inside the table left it mid-write: perhaps
      * between a state change and its publication, or halfway through a
@@ -624,6 +627,13 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     c->exchange = memsess_exchange_start(rt, pool, c->mutex);
     memsess_table_write_begin(rt->table);
     cut = memsess_table_reset_syncing(rt->table);
+    for (i = 0; i < rt->confs->nelts; i++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, i);
+
+        if (vs->rebalance == MEMSESS_REBALANCE_RUNNING) {
+            vs->rebalance = MEMSESS_REBALANCE_WAITING;   /* run again */
+        }
+    }
     if (cut) {
         memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
     }
@@ -660,6 +670,7 @@ static void checker_stop(void)
             probe_hangup(&c->probes[i]);
         }
         memsess_rejoin_stop_all(c->rejoin);
+        memsess_rebalancer_stop(c->rebalance);
         apr_pool_destroy(c->pool);
     }
 }

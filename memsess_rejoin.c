@@ -83,34 +83,13 @@ int memsess_rejoin_busy(memsess_rejoin_t *c, int i)
     return c->jobs && c->jobs[i] != NULL;
 }
 
-/* The save_path view v publishes, with slot i counted live or not: what
- * memsess_table_publish writes.  The caller holds the mutex. */
+/* The save_path view v publishes (its list in force), with slot i counted
+ * live or not.  The caller holds the mutex. */
 static const char *view_path(memsess_rejoin_t *c, apr_pool_t *p, int v, int i,
                              int i_live, int *nlive_out)
 {
-    const memsess_view_t *view = &c->rt->views[v];
-    const apr_array_header_t *servers = view->pool->servers;
-    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
-    apr_size_t len;
-    char *buf;
-    int k, nlive = 0;
-
-    for (k = 0; k < servers->nelts; k++) {
-        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
-
-        live[k] = s == i ? i_live
-                  : MEMSESS_SLOT_LIVE(memsess_table_slot(c->rt->table, s));
-        nlive += live[k];
-    }
-    if (nlive_out) {
-        *nlive_out = nlive;
-    }
-    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
-                             view->format, view->failover);
-    buf = apr_palloc(p, len + 1);
-    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
-                       view->format, view->failover);
-    return buf;
+    return memsess_view_path(p, c->rt, memsess_view_in_force(c->rt, v), i,
+                             i_live, nlive_out);
 }
 
 static void sync_progress(void *baton, const memsess_sync_stats_t *st)
@@ -401,7 +380,7 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
     job->spec.progress = sync_progress;
     job->spec.baton = job;
     for (v = 0; v < rt->confs->nelts; v++) {
-        const memsess_view_t *view = &rt->views[v];
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
         const apr_array_header_t *servers = view->pool->servers;
         memsess_sync_list_t *l = &job->lists[job->spec.nlists];
         int holds = 0, nlive;

@@ -37,12 +37,14 @@ typedef struct {
     int                nslots;
     apr_uint64_t       generation;
     apr_uint64_t       changes;
+    memsess_view_slot_t *views;    /* [nviews]: pool changes */
+    const char         **published;   /* [nviews]: their save_paths */
 } snapshot_t;
 
 static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
                           snapshot_t *snap)
 {
-    int i;
+    int i, n;
 
     snap->rt = rt;
     snap->nslots = rt ? memsess_table_nslots(rt->table) : 0;
@@ -52,6 +54,36 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
     for (i = 0; i < snap->nslots; i++) {
         memsess_table_read_slot(rt->table, i, &snap->slots[i]);
     }
+    n = rt ? memsess_table_nviews(rt->table) : 0;
+    snap->views = apr_pcalloc(p, (n + 1) * sizeof(memsess_view_slot_t));
+    snap->published = apr_pcalloc(p, (n + 1) * sizeof(char *));
+    for (i = 0; i < n; i++) {
+        apr_uint32_t len, nlive;
+        char *buf;
+
+        memsess_table_read_view_slot(rt->table, i, &snap->views[i]);
+        buf = apr_palloc(p, snap->views[i].capacity + 1);
+        memsess_table_read_view(rt->table, i, buf,
+                                snap->views[i].capacity + 1, &len, &nlive);
+        snap->published[i] = buf;
+    }
+}
+
+/* The pool change of pool i's view (NULL when it has none). */
+static const memsess_view_slot_t *pool_change(const snapshot_t *snap,
+                                              const memsess_srv_conf *conf)
+{
+    return conf->view >= 0 && conf->view < memsess_table_nviews(
+               snap->rt->table) ? &snap->views[conf->view] : NULL;
+}
+
+/* "rebalancing", "waiting" or "none"; progress in the others. */
+static const char *rebalance_state(const snapshot_t *snap,
+                                   const memsess_srv_conf *conf)
+{
+    const memsess_view_slot_t *vs = pool_change(snap, conf);
+
+    return memsess_rebalance_name(vs ? vs->rebalance : 0);
 }
 
 /* The pools are listed by vhost: a vhost that shares the main server's
@@ -218,6 +250,20 @@ static void show_json(request_rec *r, const snapshot_t *snap)
         json_addr_list(r, snap, conf, 0);
         ap_rputs(", \"live\": ", r);
         json_addr_list(r, snap, conf, 1);
+        if (pool_change(snap, conf)) {
+            const memsess_view_slot_t *vs = pool_change(snap, conf);
+
+            ap_rprintf(r, ", \"published\": %s, \"rebalance\": "
+                       "{\"state\": \"%s\", \"runs\": %u, \"started\": %"
+                       APR_INT64_T_FMT ", \"examined\": %" APR_UINT64_T_FMT
+                       ", \"copied\": %" APR_UINT64_T_FMT ", \"deleted\": %"
+                       APR_UINT64_T_FMT ", \"last_error\": %s}",
+                       json_str(r->pool, snap->published[conf->view]),
+                       rebalance_state(snap, conf), vs->rebalance_runs,
+                       vs->rebalance_started, vs->rebalance_examined,
+                       vs->rebalance_copied, vs->rebalance_deleted,
+                       json_str(r->pool, vs->rebalance_error));
+        }
         ap_rputs("}", r);
     }
     ap_rputs("]}\n", r);
@@ -284,9 +330,20 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
 
+        const memsess_view_slot_t *vs = pool_change(snap, conf);
+
         ap_rprintf(r, "MemsessPool[%d]Vhost: %s\nMemsessPool[%d]Live: %d/%d\n",
                    i, one_line(r->pool, pool_vhost(snap, i)->name), i,
                    count_live(snap, conf), conf->pool->servers->nelts);
+        if (vs) {
+            ap_rprintf(r, "MemsessPool[%d]Rebalance: %s\n"
+                       "MemsessPool[%d]RebalanceExamined: %" APR_UINT64_T_FMT
+                       "\nMemsessPool[%d]RebalanceCopied: %" APR_UINT64_T_FMT
+                       "\nMemsessPool[%d]RebalanceDeleted: %" APR_UINT64_T_FMT
+                       "\n", i, rebalance_state(snap, conf), i,
+                       vs->rebalance_examined, i, vs->rebalance_copied, i,
+                       vs->rebalance_deleted);
+        }
     }
 }
 
@@ -385,6 +442,29 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
             }
         }
     }
+    ap_rputs("# HELP memsess_pool_rebalancing 1 while the pool's list "
+             "changed at graceful and the previous one is still published\n"
+             "# TYPE memsess_pool_rebalancing gauge\n", r);
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
+        const memsess_view_slot_t *vs = pool_change(snap, conf);
+
+        ap_rprintf(r, "memsess_pool_rebalancing{vhost=\"%s\"} %d\n",
+                   prom_label(r->pool, pool_vhost(snap, i)->name),
+                   vs && vs->rebalance ? 1 : 0);
+    }
+    ap_rputs("# HELP memsess_rebalance_keys_copied keys the pool's last (or "
+             "running) rebalance copied\n"
+             "# TYPE memsess_rebalance_keys_copied gauge\n", r);
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_view_slot_t *vs = pool_change(snap,
+                                                    pool_vhost(snap, i)->conf);
+
+        ap_rprintf(r, "memsess_rebalance_keys_copied{vhost=\"%s\"} %"
+                   APR_UINT64_T_FMT "\n",
+                   prom_label(r->pool, pool_vhost(snap, i)->name),
+                   vs ? vs->rebalance_copied : 0);
+    }
     ap_rprintf(r, "# HELP memsess_generation bumped on every state change\n"
                "# TYPE memsess_generation gauge\nmemsess_generation %"
                APR_UINT64_T_FMT "\n", snap->generation);
@@ -436,7 +516,8 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
                    sl->latency_us, esc(r, sl->last_error));
     }
     ap_rputs("</table>\n<table border=\"1\"><tr><th>Virtual host</th>"
-             "<th>Live</th><th>Servers (config order)</th></tr>\n", r);
+             "<th>Live</th><th>Servers (config order)</th>"
+             "<th>Pool change</th></tr>\n", r);
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
 
@@ -451,7 +532,20 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
                        esc(r, srv->addr),
                        member_live(snap, srv) ? "" : "</del>");
         }
-        ap_rputs("</td></tr>\n", r);
+        if (pool_change(snap, conf) && pool_change(snap, conf)->rebalance) {
+            const memsess_view_slot_t *vs = pool_change(snap, conf);
+
+            ap_rprintf(r, "</td><td>%s: %" APR_UINT64_T_FMT " keys examined, %"
+                       APR_UINT64_T_FMT " copied, %" APR_UINT64_T_FMT
+                       " deleted; published meanwhile: %s%s%s</td></tr>\n",
+                       rebalance_state(snap, conf), vs->rebalance_examined,
+                       vs->rebalance_copied, vs->rebalance_deleted,
+                       esc(r, snap->published[conf->view]),
+                       vs->rebalance_error[0] ? "; last stop: " : "",
+                       esc(r, vs->rebalance_error));
+            continue;
+        }
+        ap_rputs("</td><td>-</td></tr>\n", r);
     }
     ap_rputs("</table>\n", r);
 }
@@ -522,9 +616,15 @@ static int status_section(request_rec *r, int flags)
     }
     take_snapshot(r->pool, memsess_runtime(), &snap);
     if (flags & AP_STATUS_SHORT) {
+        int v, rebalancing = 0;
+
+        for (v = 0; v < memsess_table_nviews(snap.rt->table); v++) {
+            rebalancing += snap.views[v].rebalance != MEMSESS_REBALANCE_NONE;
+        }
         ap_rprintf(r, "MemsessGeneration: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServersLive: %d/%d\n", snap.generation,
-                   count_live(&snap, NULL), snap.nslots);
+                   "MemsessServersLive: %d/%d\n"
+                   "MemsessPoolsRebalancing: %d\n", snap.generation,
+                   count_live(&snap, NULL), snap.nslots, rebalancing);
     }
     else {
         ap_rputs("<hr />\n<h2>mod_memsess</h2>\n", r);

@@ -390,6 +390,11 @@ typedef struct {
                                 * libmemcached grows a value with the
                                 * allocator of the result's own handle */
     int           in_now;   /* in the list published now */
+    int           target;   /* copies are written to it: the returning
+                             * server, or (a rebalance) every server of
+                             * the new lists */
+    int           fresh;    /* a target no list published now reads: its
+                             * stale keys go before the flip */
 } server_t;
 
 /* One list, placed: its servers numbered as ours. */
@@ -409,6 +414,7 @@ typedef struct {
 typedef struct {
     memsess_dump_item_t it;
     int                 here;         /* its authority */
+    int                 t;            /* the target it was copied to */
     int                 placed_here;  /* the new list keeps it there too */
     int                 list;         /* the list that copied it */
     uint64_t            seen;         /* its cas there, last looked at */
@@ -426,11 +432,10 @@ struct memsess_sync {
     where_t                  *where;             /* [nlists], scratch */
     server_t                 *servers;
     int                       nservers;
-    int                       s;                 /* the returning server */
+    int                       s;    /* the returning server, or -1 */
     apr_time_t                began;       /* pass 1 */
     apr_time_t                delta_began; /* the pass being run */
-    apr_hash_t               *written;     /* key -> S's cas after we
-                                            * wrote or checked it */
+    apr_hash_t               *written;     /* key + target -> mine_t */
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
@@ -472,7 +477,9 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
                                     char *err, apr_size_t errlen)
 {
     memsess_sync_t *y = apr_pcalloc(p, sizeof(*y));
-    memsess_place_t *ret = memsess_place_create(p, spec->returning, 0, 0);
+    memsess_place_t *ret = spec->returning
+                           ? memsess_place_create(p, spec->returning, 0, 0)
+                           : NULL;
     int i, k, n = 1, placed = 0;
 
     y->pool = p;
@@ -499,13 +506,13 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         }
         n += memsess_place_nservers(L->now) + memsess_place_nservers(L->next);
     }
-    if (!ret) {
+    if (spec->returning && !ret) {
         apr_snprintf(err, errlen, "libmemcached refused \"%s\"",
                      spec->returning);
         return NULL;
     }
     y->servers = apr_pcalloc(p, n * sizeof(server_t));
-    y->s = server_id(y, memsess_place_server(ret, 0));
+    y->s = ret ? server_id(y, memsess_place_server(ret, 0)) : -1;
     for (k = 0; k < y->nlists; k++) {
         list_t *L = &y->lists[k];
         int nn = memsess_place_nservers(L->now);
@@ -521,13 +528,23 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         }
         for (i = 0; i < nx; i++) {
             L->next_id[i] = server_id(y, memsess_place_server(L->next, i));
+            if (L->next_id[i] >= 0 && !spec->returning) {
+                y->servers[L->next_id[i]].target = 1;
+            }
         }
-        placed |= holds(L->next_id, nx, y->s);
+        placed |= !spec->returning || holds(L->next_id, nx, y->s);
     }
-    if (y->s < 0 || !placed) {
+    if ((spec->returning && y->s < 0) || !placed) {
         apr_snprintf(err, errlen, "%s is in none of the new lists",
                      spec->returning);
         return NULL;
+    }
+    if (y->s >= 0) {
+        y->servers[y->s].target = 1;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        y->servers[i].fresh = y->servers[i].target
+                              && (i == y->s || !y->servers[i].in_now);
     }
     return y;
 }
@@ -663,14 +680,14 @@ static time_t expiry(apr_int64_t exp)
     return (time_t)exp;
 }
 
-/* Writes value onto S unless S's copy changed since `cas` was read from it
- * (0: S had none, so only if it still has none). */
-static memcached_return_t put_s(memsess_sync_t *y, const char *key,
+/* Writes value onto target t unless t's copy changed since `cas` was read
+ * from it (0: t had none, so only if it still has none). */
+static memcached_return_t put_t(memsess_sync_t *y, int t, const char *key,
                                 apr_size_t len, const char *value,
                                 apr_size_t vlen, uint32_t flags, time_t exp,
                                 uint64_t cas)
 {
-    memcached_st *mc = conn(y, y->s);
+    memcached_st *mc = conn(y, t);
 
     if (!mc) {
         return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
@@ -698,41 +715,63 @@ static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
     return y->held;
 }
 
-/* What the sync left of a key: S's cas after it wrote or checked it, and
- * the authority's cas it copied from (a later write there changes it;
- * reads do not, unlike memcached's last-access time). */
+/* What the sync left of a key at a target: the target's cas after it
+ * wrote or checked it, and the authority's cas it copied from (a later
+ * write there changes it; reads do not, unlike memcached's last-access
+ * time). */
 typedef struct {
     uint64_t s;
     uint64_t authority;
 } mine_t;
 
-/* Notes it (known 0: read S's cas back after a copy). */
-static void remember(memsess_sync_t *y, const memsess_dump_item_t *it,
+/* The name of key at target t in y->written: the key, a NUL, t. */
+static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
+{
+    memcpy(buf, it->key, it->keylen);
+    buf[it->keylen] = '\0';
+    memcpy(buf + it->keylen + 1, &t, sizeof(t));
+    return it->keylen + 1 + sizeof(t);
+}
+
+static mine_t *written_at(const memsess_sync_t *y, int t,
+                          const memsess_dump_item_t *it)
+{
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
+
+    return apr_hash_get(y->written, buf, len);
+}
+
+/* Notes it (known 0: read t's cas back after a copy). */
+static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
                      uint64_t known, uint64_t authority)
 {
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
     mine_t *m;
 
     if (!known) {
-        if (fetch(y, y->s, it->key, it->keylen) != MEMCACHED_SUCCESS) {
+        if (fetch(y, t, it->key, it->keylen) != MEMCACHED_SUCCESS) {
             return;
         }
         known = memcached_result_cas(y->res);
     }
-    m = apr_hash_get(y->written, it->key, it->keylen);
+    m = apr_hash_get(y->written, buf, len);
     if (!m) {
         m = apr_palloc(y->pool, sizeof(*m));
-        apr_hash_set(y->written, apr_pmemdup(y->pool, it->key, it->keylen),
-                     it->keylen, m);
+        apr_hash_set(y->written, apr_pmemdup(y->pool, buf, len), len, m);
     }
     m->s = known;
     m->authority = authority;
 }
 
 /* Whether the authority's copy (as listed) changed since the sync copied
- * it: by its cas when the listing gives one, else by its last access. */
-static int changed(const memsess_sync_t *y, const memsess_dump_item_t *it)
+ * it to t: by its cas when the listing gives one, else by its last
+ * access. */
+static int changed(const memsess_sync_t *y, int t,
+                   const memsess_dump_item_t *it)
 {
-    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+    const mine_t *m = written_at(y, t, it);
 
     if (!m) {
         return 1;
@@ -743,15 +782,16 @@ static int changed(const memsess_sync_t *y, const memsess_dump_item_t *it)
     return it->la >= apr_time_sec(y->delta_began) - 1;
 }
 
-/* Counts what put_s() did: a copy, or nothing because S changed after
+/* Counts what put_t() did: a copy, or nothing because t changed after
  * its cas was read (what is there wins), or an error (in err). */
-static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
+static apr_status_t put_done(memsess_sync_t *y, int t,
+                             const memsess_dump_item_t *it,
                              uint64_t authority, memcached_return_t rc,
                              char *err, apr_size_t errlen)
 {
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.copied++;
-        remember(y, it, 0, authority);
+        remember(y, t, it, 0, authority);
         return APR_SUCCESS;
     }
     if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED
@@ -759,12 +799,12 @@ static apr_status_t put_done(memsess_sync_t *y, const memsess_dump_item_t *it,
         y->stats.newer++;
         return APR_SUCCESS;
     }
-    return fail(y, y->s, "cannot write", rc, err, errlen);
+    return fail(y, t, "cannot write", rc, err, errlen);
 }
 
-/* The authority's copy of key, which the new list places on S too, onto
- * S.  Returns APR_SUCCESS or an error in err. */
-static apr_status_t copy_key(memsess_sync_t *y, int from,
+/* The authority's copy of key, which the new list places on target t
+ * too, onto t.  Returns APR_SUCCESS or an error in err. */
+static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
                              const memsess_dump_item_t *it, char *err,
                              apr_size_t errlen)
 {
@@ -778,16 +818,16 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     if (exp == (time_t)-1) {
         return APR_SUCCESS;
     }
-    /* S first: its cas guards the write below */
-    rc = fetch(y, y->s, it->key, it->keylen);
+    /* t first: its cas guards the write below */
+    rc = fetch(y, t, it->key, it->keylen);
     if (rc == MEMCACHED_SUCCESS) {
         cas_s = memcached_result_cas(y->res);
         if (!cas_s) {
-            return fail(y, y->s, "no cas from", rc, err, errlen);
+            return fail(y, t, "no cas from", rc, err, errlen);
         }
     }
     else if (rc != MEMCACHED_NOTFOUND) {
-        return fail(y, y->s, "cannot read", rc, err, errlen);
+        return fail(y, t, "cannot read", rc, err, errlen);
     }
     value = NULL;
     vlen = 0;
@@ -801,7 +841,7 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     }
     rc = fetch(y, from, it->key, it->keylen);
     if (rc == MEMCACHED_NOTFOUND) {
-        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on S */
+        return APR_SUCCESS;   /* gone meanwhile: pass 2 deletes it on t */
     }
     if (rc != MEMCACHED_SUCCESS) {
         return fail(y, from, "cannot read", rc, err, errlen);
@@ -810,13 +850,13 @@ static apr_status_t copy_key(memsess_sync_t *y, int from,
     if (cas_s && vlen == memcached_result_length(y->res)
         && !memcmp(value, memcached_result_value(y->res), vlen)) {
         y->stats.same++;
-        remember(y, it, cas_s, memcached_result_cas(y->res));
+        remember(y, t, it, cas_s, memcached_result_cas(y->res));
         return APR_SUCCESS;
     }
     cas_auth = memcached_result_cas(y->res);
-    rc = put_s(y, it->key, it->keylen, memcached_result_value(y->res),
+    rc = put_t(y, t, it->key, it->keylen, memcached_result_value(y->res),
                memcached_result_length(y->res), flags, exp, cas_s);
-    return put_done(y, it, cas_auth, rc, err, errlen);
+    return put_done(y, t, it, cas_auth, rc, err, errlen);
 }
 
 static apr_status_t delete_key(memsess_sync_t *y, int at,
@@ -936,13 +976,13 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
     }
 }
 
-static void note_hot(memsess_sync_t *y, int here, int placed_here, int list,
-                     const memsess_dump_item_t *it)
+static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
+                     int list, const memsess_dump_item_t *it)
 {
     int k;
 
     for (k = 0; k < y->nhot; k++) {
-        if (y->hot[k].it.keylen == it->keylen
+        if (y->hot[k].t == t && y->hot[k].it.keylen == it->keylen
             && !memcmp(y->hot[k].it.key, it->key, it->keylen)) {
             return;
         }
@@ -953,6 +993,7 @@ static void note_hot(memsess_sync_t *y, int here, int placed_here, int list,
         }
         y->hot[y->nhot].it = *it;
         y->hot[y->nhot].here = here;
+        y->hot[y->nhot].t = t;
         y->hot[y->nhot].list = list;
         y->hot[y->nhot].seen = 0;
         y->hot[y->nhot++].placed_here = placed_here;
@@ -965,19 +1006,55 @@ typedef enum {
     PASS_AFTER     /* after the flip */
 } pass_e;
 
-static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              int settle, const memsess_dump_item_t *it,
-                              char *err, apr_size_t errlen);
+static apr_status_t after_key(memsess_sync_t *y, int here, int t,
+                              int placed_here, int settle,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen);
 
 /* What one key found on server i gets, under every list at once. */
+/* Whether the key's authority has lost it (a logout, an expiry) under
+ * every list whose act is VERIFY: a copy elsewhere would bring it back.
+ * 1 when lost, 0 when not, -1 on an error (in err). */
+static int lost_at_authority(memsess_sync_t *y,
+                             const memsess_sync_action_e *act,
+                             const memsess_dump_item_t *it, char *err,
+                             apr_size_t errlen)
+{
+    memcached_return_t rc;
+    int k, asked = 0;
+
+    for (k = 0; k < y->nlists; k++) {
+        int a = y->where[k].now[0];
+
+        if (act[k] != MEMSESS_SYNC_VERIFY) {
+            continue;
+        }
+        if (!conn(y, a)) {
+            fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err, errlen);
+            return -1;
+        }
+        asked = 1;
+        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS) {
+            return 0;
+        }
+        if (rc != MEMCACHED_NOTFOUND) {
+            fail(y, a, "cannot read", rc, err, errlen);
+            return -1;
+        }
+    }
+    return asked;
+}
+
 static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                             const memsess_dump_item_t *it,
                             memsess_key_kind_e kind, const char *id,
                             apr_size_t idlen, char *err, apr_size_t errlen)
 {
-    int k, j, keep = 0, verify = 0, placed_here = 0;
+    int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
+    int done[MAX_PLACES], ndone = 0;
     memsess_sync_action_e act[MAX_LISTS];
-    memcached_return_t rc;
+    apr_status_t rv;
 
     for (k = 0; k < y->nlists; k++) {
         list_t *L = &y->lists[k];
@@ -993,63 +1070,104 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             w->next[j] = L->next_id[w->next[j]];
         }
         placed_here |= holds(w->next, w->nnext, i);
-        act[k] = memsess_sync_decide(kind, i, y->s, w->now, w->nnow, w->next,
+        act[k] = memsess_sync_decide(kind, i, i, w->now, w->nnow, w->next,
                                      w->nnext);
     }
-    if (pass == PASS_AFTER) {
-        for (k = 0; kind == MEMSESS_KEY_SESSION && k < y->nlists; k++) {
-            where_t *w = &y->where[k];
+    if (y->servers[i].fresh && pass != PASS_AFTER) {
+        /* deleted unless some list keeps it there */
+        for (k = 0; k < y->nlists; k++) {
+            keep |= kind == MEMSESS_KEY_SESSION
+                    && act[k] == MEMSESS_SYNC_SKIP;
+            verify |= act[k] == MEMSESS_SYNC_VERIFY;
+        }
+        if (keep) {
+            return APR_SUCCESS;
+        }
+        if (verify) {
+            int lost = lost_at_authority(y, act, it, err, errlen);
 
-            if (w->nnow && w->now[0] == i && holds(w->next, w->nnext, y->s)) {
-                return after_key(y, i, placed_here, 1, it, err, errlen);
+            if (lost <= 0) {
+                return lost < 0 ? APR_EGENERAL : APR_SUCCESS;
             }
         }
+        return delete_key(y, i, it, err, errlen);
+    }
+    if (kind != MEMSESS_KEY_SESSION) {
         return APR_SUCCESS;
     }
-    if (i != y->s) {
-        for (k = 0; k < y->nlists; k++) {
-            if (act[k] == MEMSESS_SYNC_COPY
-                && (pass == PASS_FULL || changed(y, it))) {
+    /* here as the authority: to every target placed, each once */
+    for (k = 0; k < y->nlists; k++) {
+        where_t *w = &y->where[k];
+
+        for (j = 0; j < w->nnext; j++) {
+            int t = w->next[j], d;
+
+            if (t == i || !y->servers[t].target
+                || memsess_sync_decide(kind, i, t, w->now, w->nnow, w->next,
+                                       w->nnext) != MEMSESS_SYNC_COPY) {
+                continue;
+            }
+            for (d = 0; d < ndone && done[d] != t; d++) {
+            }
+            if (d < ndone || ndone == MAX_PLACES) {
+                continue;
+            }
+            done[ndone++] = t;
+            moved = 1;
+            if (pass == PASS_AFTER) {
+                rv = after_key(y, i, t, placed_here, 1, it, err, errlen);
+            }
+            else if (pass == PASS_FULL || changed(y, t, it)) {
                 /* written while the sync ran, or used in the seconds
                  * before: an active user */
                 if (pass == PASS_DELTA
                     || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
-                    note_hot(y, i, placed_here, k, it);
+                    note_hot(y, i, t, placed_here, k, it);
                 }
-                return copy_key(y, i, it, err, errlen);
+                rv = copy_key(y, i, t, it, err, errlen);
+            }
+            else {
+                rv = APR_SUCCESS;
+            }
+            if (rv != APR_SUCCESS) {
+                return rv;
             }
         }
+    }
+    if (pass == PASS_AFTER) {
+        /* the last pass: a copy the new lists place nowhere here goes
+         * (a rebalance is given every list, so any such copy; a rejoin
+         * only the copies it moved, replicas 0 / drop: left here they
+         * would be stale the day the server they moved to goes) */
+        if (y->final && !placed_here && (moved || y->s < 0)) {
+            return delete_key(y, i, it, err, errlen);
+        }
         return APR_SUCCESS;
     }
-    /* on S: deleted unless some list keeps it there */
-    for (k = 0; k < y->nlists; k++) {
-        keep |= kind == MEMSESS_KEY_SESSION && act[k] == MEMSESS_SYNC_SKIP;
-        verify |= act[k] == MEMSESS_SYNC_VERIFY;
-    }
-    if (keep) {
-        return APR_SUCCESS;
-    }
-    for (k = 0; verify && k < y->nlists; k++) {
-        int a = y->where[k].now[0];
+    /* a rebalance's target that lists read now: a copy the sync made or
+     * checked here goes when its authority lost it since (a logout) */
+    if (pass == PASS_DELTA && y->s < 0 && placed_here
+        && written_at(y, i, it)) {
+        for (k = 0; k < y->nlists; k++) {
+            where_t *w = &y->where[k];
 
-        if (act[k] != MEMSESS_SYNC_VERIFY) {
-            continue;
+            act[k] = w->nnow && w->now[0] != i
+                     && holds(w->next, w->nnext, i)
+                     ? MEMSESS_SYNC_VERIFY : MEMSESS_SYNC_SKIP;
+            if (w->nnow && w->now[0] == i) {
+                return APR_SUCCESS;   /* its own authority */
+            }
         }
-        if (!conn(y, a)) {
-            return fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err,
-                        errlen);
-        }
-        /* a session deleted at its authority (a logout, an expiry)
-         * stays deleted; its value is the authority's pass's business */
-        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
-        if (rc == MEMCACHED_SUCCESS) {
+        switch (lost_at_authority(y, act, it, err, errlen)) {
+        case 1:
+            return delete_key(y, i, it, err, errlen);
+        case 0:
             return APR_SUCCESS;
-        }
-        if (rc != MEMCACHED_NOTFOUND) {
-            return fail(y, a, "cannot read", rc, err, errlen);
+        default:
+            return APR_EGENERAL;
         }
     }
-    return delete_key(y, y->s, it, err, errlen);
+    return APR_SUCCESS;
 }
 
 /* Lists server i and acts on each key of ours. */
@@ -1133,18 +1251,21 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     return rv;
 }
 
-/* S first (its stale keys go), then every authority. */
+/* Fresh targets first (their stale keys go), then every authority. */
 static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
                              apr_size_t errlen)
 {
     apr_status_t rv = APR_SUCCESS;
     int i;
 
-    if (pass != PASS_AFTER) {
-        rv = pass_server(y, y->s, pass, err, errlen);
+    for (i = 0; pass != PASS_AFTER && i < y->nservers && rv == APR_SUCCESS;
+         i++) {
+        if (y->servers[i].fresh) {
+            rv = pass_server(y, i, pass, err, errlen);
+        }
     }
     for (i = 0; i < y->nservers && rv == APR_SUCCESS; i++) {
-        if (i != y->s && y->servers[i].in_now) {
+        if (!y->servers[i].fresh && y->servers[i].in_now) {
             rv = pass_server(y, i, pass, err, errlen);
         }
     }
@@ -1178,14 +1299,15 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
     /* a pass over every server takes a while: the active sessions, once
      * more, just before the flip */
     for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
-        rv = copy_key(y, y->hot[n].here, &y->hot[n].it, err, errlen);
+        rv = copy_key(y, y->hot[n].here, y->hot[n].t, &y->hot[n].it, err,
+                      errlen);
     }
     return rv;
 }
 
 /* After the flip, key `it` at its old authority `here` (the new list
- * places it on S).  Requests that still had the old list may have written
- * it here after the last delta pass read it:
+ * places it on target t, called S below).  Requests that still had the
+ * old list may have written it here after the last delta pass read it:
  *   - here is in the new list too (successor, replicas): every new write
  *     lands here as well, so a value here that S lacks is such a late
  *     write (read twice, SETTLE_US apart, so that a request caught between
@@ -1195,11 +1317,12 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
  * S gets it by cas.  A session S lacks that the sync never wrote there
  * was created here around the flip: S gets it by add.  In the last pass,
  * a copy the new list places nowhere is removed from here. */
-static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
-                              int settle, const memsess_dump_item_t *it,
-                              char *err, apr_size_t errlen)
+static apr_status_t after_key(memsess_sync_t *y, int here, int t,
+                              int placed_here, int settle,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen)
 {
-    const mine_t *m = apr_hash_get(y->written, it->key, it->keylen);
+    const mine_t *m = written_at(y, t, it);
     const uint64_t *mine = m ? &m->s : NULL;
     memcached_return_t rc;
     uint64_t cas_s = 0, cas_here;
@@ -1208,8 +1331,8 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
     time_t exp = expiry(it->exp);
     int newer;
 
-    if ((!it->cas || changed(y, it)) && exp != (time_t)-1) {
-        rc = fetch(y, y->s, it->key, it->keylen);
+    if ((!it->cas || changed(y, t, it)) && exp != (time_t)-1) {
+        rc = fetch(y, t, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS) {
             cas_s = memcached_result_cas(y->res);
             vlen = memcached_result_length(y->res);
@@ -1220,7 +1343,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
             }
         }
         else if (rc != MEMCACHED_NOTFOUND) {
-            return fail(y, y->s, "cannot read", rc, err, errlen);
+            return fail(y, t, "cannot read", rc, err, errlen);
         }
         rc = fetch(y, here, it->key, it->keylen);
         if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
@@ -1235,17 +1358,21 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                 && (placed_here || !cas_s || (mine && *mine == cas_s));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
-            if (settle) {
+            /* S unchanged since the sync wrote it: whatever differs here
+             * was written after that, and is newer (the cas on S lets a
+             * write that reaches S first win); no need to wait for a new
+             * request's replica to land here */
+            if (settle && !(mine && cas_s && *mine == cas_s)) {
                 apr_sleep(SETTLE_US);
             }
             rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
-                rc = put_s(y, it->key, it->keylen,
+                rc = put_t(y, t, it->key, it->keylen,
                            memcached_result_value(y->res),
                            memcached_result_length(y->res),
                            memcached_result_flags(y->res), exp, cas_s);
-                if (put_done(y, it, cas_here, rc, err, errlen)
+                if (put_done(y, t, it, cas_here, rc, err, errlen)
                     != APR_SUCCESS) {
                     return APR_EGENERAL;
                 }
@@ -1254,11 +1381,6 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int placed_here,
                 return fail(y, here, "cannot read", rc, err, errlen);
             }
         }
-    }
-    if (y->final && !placed_here) {
-        /* replicas 0 / drop: the copy written here while S was out is
-         * read from S now; left here it would be stale the day S goes */
-        return delete_key(y, here, it, err, errlen);
     }
     return APR_SUCCESS;
 }
@@ -1302,7 +1424,8 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 
         h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
         h->it.cas = 0;
-        rv = after_key(y, h->here, h->placed_here, 1, &h->it, err, errlen);
+        rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err,
+                       errlen);
     }
     until = apr_time_now() + HOT_WATCH;
     while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
@@ -1334,8 +1457,8 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
             }
             h->it.la = apr_time_sec(apr_time_now());
             h->it.cas = 0;
-            rv = after_key(y, h->here, h->placed_here, !got, &h->it, err,
-                           errlen);
+            rv = after_key(y, h->here, h->t, h->placed_here, !got, &h->it,
+                           err, errlen);
             if (got) {
                 memcached_delete(y->servers[at].mc, lock, len, 0);
             }
@@ -1343,6 +1466,13 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
         apr_sleep(500);
     }
     return rv;
+}
+
+apr_status_t memsess_sync_after_hot(memsess_sync_t *y, char *err,
+                                    apr_size_t errlen)
+{
+    y->final = 0;
+    return watch_hot(y, err, errlen);
 }
 
 apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,

@@ -24,7 +24,9 @@
  *   +------------------------------------------+
  *   | memsess_view_slot_t   view[nviews]       |  one per vhost with a pool
  *   +------------------------------------------+
- *   | text of view 0 (capacity 0 bytes)        |  the live save_path
+ *   | text of view 0 (capacity 0 bytes)        |  the live save_path,
+ *   |   its last served_capacity bytes: the    |  then the list in force
+ *   |   list in force                          |
  *   | text of view 1 ...                       |
  *   +------------------------------------------+ size
  *
@@ -46,8 +48,9 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (4u)   /* 2: the sync's fields in a slot;
-                                      * 3: peer_down, reported_by */
+#define MEMSESS_TABLE_VERSION (5u)   /* 2: the sync's fields in a slot;
+                                      * 3, 4: peer_down, reported_by;
+                                      * 5: a view's list in force */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -82,6 +85,15 @@ static memsess_view_slot_t *views(const memsess_table_t *t)
 {
     return (memsess_view_slot_t *)((char *)t + HEADER_SIZE
                                    + SLOTS_SIZE(t->nslots));
+}
+
+const char *memsess_rebalance_name(apr_uint32_t state)
+{
+    switch (state) {
+    case MEMSESS_REBALANCE_WAITING: return "waiting";
+    case MEMSESS_REBALANCE_RUNNING: return "rebalancing";
+    default:                        return "none";
+    }
 }
 
 const char *memsess_state_name(apr_uint32_t state)
@@ -265,6 +277,54 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
     return n == want ? APR_SUCCESS : APR_ENOSPC;
 }
 
+apr_status_t memsess_table_read_view_slot(const memsess_table_t *t, int v,
+                                          memsess_view_slot_t *copy)
+{
+    const memsess_view_slot_t *vs = &views(t)[v];
+    apr_uint64_t s;
+    int tries = 0;
+
+    do {
+        s = read_begin(t, &tries);
+        memcpy(copy, vs, sizeof(*copy));
+        if (s & 1) {
+            break;
+        }
+    } while (read_retry(t, s, &tries));
+    copy->name[MEMSESS_VIEW_NAME_MAX - 1] = '\0';
+    copy->rebalance_error[MEMSESS_ERROR_MAX - 1] = '\0';
+    return s & 1 ? APR_EBUSY : APR_SUCCESS;
+}
+
+apr_status_t memsess_table_read_served(const memsess_table_t *t, int v,
+                                       char *buf, apr_size_t size)
+{
+    const memsess_view_slot_t *vs = &views(t)[v];
+    apr_uint64_t s;
+    apr_uint32_t n;
+    int tries = 0;
+
+    if (!size) {
+        return APR_EINVAL;
+    }
+    do {
+        s = read_begin(t, &tries);
+        if (s & 1) {
+            buf[0] = '\0';
+            return APR_EBUSY;
+        }
+        n = vs->served_len;
+        if (n >= size || n >= vs->served_capacity
+            || (apr_uint64_t)vs->served_offset + vs->served_capacity
+               > t->size) {
+            n = 0;
+        }
+        memcpy(buf, (const char *)t + vs->served_offset, n);
+    } while (read_retry(t, s, &tries));
+    buf[n] = '\0';
+    return APR_SUCCESS;
+}
+
 /* ------------------------------------------------------------------ */
 /* The writer                                                         */
 
@@ -295,6 +355,42 @@ void memsess_table_recover(memsess_table_t *t)
 memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i)
 {
     return &slots(t)[i];
+}
+
+memsess_view_slot_t *memsess_table_view_slot(memsess_table_t *t, int v)
+{
+    return &views(t)[v];
+}
+
+apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
+                                      const char *name,
+                                      apr_uint32_t served_capacity,
+                                      const char *served, int replicas,
+                                      int failover, int format)
+{
+    memsess_view_slot_t *vs = &views(t)[v];
+    apr_size_t len = strlen(served);
+
+    if (!vs->served_capacity) {   /* first time: split the view's bytes */
+        if (served_capacity >= vs->capacity || len >= served_capacity) {
+            return APR_ENOSPC;
+        }
+        vs->capacity -= served_capacity;
+        vs->served_offset = vs->offset + vs->capacity;
+        vs->served_capacity = served_capacity;
+    }
+    else if (len >= vs->served_capacity) {
+        return APR_ENOSPC;
+    }
+    memcpy((char *)t + vs->served_offset, served, len + 1);
+    vs->served_len = (apr_uint32_t)len;
+    vs->served_replicas = (apr_uint32_t)replicas;
+    vs->served_failover = (apr_uint32_t)failover;
+    vs->served_format = (apr_uint32_t)format;
+    if (name) {
+        apr_cpystrn(vs->name, name, sizeof(vs->name));
+    }
+    return APR_SUCCESS;
 }
 
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes)
@@ -436,7 +532,9 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
     int v, i, nflipped = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
-        const apr_array_header_t *servers = vdefs[v].pool->servers;
+        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
+                                    ? vdefs[v].before : &vdefs[v];
+        const apr_array_header_t *servers = def->pool->servers;
         int holds = slot < 0, nlive = 0;
         apr_size_t len;
 
@@ -455,8 +553,8 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
             nlive = 0;   /* refused at startup; here: fail open, in bounds */
         }
         len = memsess_path_build((char *)t + vs[v].offset, vs[v].capacity,
-                                 vdefs[v].pool, nlive ? live : NULL,
-                                 vdefs[v].format, vdefs[v].failover);
+                                 def->pool, nlive ? live : NULL,
+                                 def->format, def->failover);
         vs[v].len = (apr_uint32_t)(len < vs[v].capacity
                                    ? len : vs[v].capacity - 1);
         if (slot >= 0 && !vs[v].nlive != !nlive) {

@@ -862,10 +862,11 @@ static int take_over(memsess_table_t *t, const memsess_table_t *old,
     return kept;
 }
 
-static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
-                                 server_rec *s, memsess_retained_t *ret)
+static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
+                                 apr_pool_t *ptemp, server_rec *s,
+                                 memsess_retained_t *ret)
 {
-    int nslots = rt->targets->nelts, nviews = rt->confs->nelts, i, kept = 0;
+    int nslots, nviews = rt->confs->nelts, i, kept = 0, changed = 0;
     apr_uint32_t *caps = apr_palloc(ptemp, nviews * sizeof(*caps));
     const memsess_table_t *old = NULL;
     apr_pool_t *pool;
@@ -873,8 +874,15 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
     apr_size_t size;
     apr_status_t rv;
 
+    if (ret->shm) {
+        old = memsess_table_attach(apr_shm_baseaddr_get(ret->shm),
+                                   apr_shm_size_get(ret->shm));
+    }
+    /* a pool whose list changed keeps the one in force, and its servers */
+    changed = memsess_rebalance_plan(pconf, ptemp, rt, old);
+    nslots = rt->targets->nelts;
     for (i = 0; i < nviews; i++) {
-        caps[i] = rt->views[i].capacity;
+        caps[i] = memsess_rebalance_capacity(ptemp, &rt->views[i]);
     }
     size = memsess_table_size(nslots, nviews, caps);
     apr_pool_create(&pool, s->process->pool);
@@ -894,12 +902,14 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
                     APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr,
                     MEMSESS_ADDR_MAX);
     }
-    if (ret->shm) {
-        old = memsess_table_attach(apr_shm_baseaddr_get(ret->shm),
-                                   apr_shm_size_get(ret->shm));
-    }
     if (old) {
         kept = take_over(rt->table, old, ptemp);
+    }
+    if ((rv = memsess_rebalance_fill(rt, ptemp)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "MEMSESS0134: cannot "
+                     "record the lists in force in shared memory");
+        apr_pool_destroy(pool);
+        return rv;
     }
     memsess_table_publish(rt->table, rt->views, nviews, -1, NULL);
 
@@ -912,9 +922,9 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *ptemp,
     ret->shm = shm;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MEMSESS0005: %d memcached "
                  "servers in %d distinct pools of %d vhosts, %d states kept "
-                 "from the previous generation, %" APR_SIZE_T_FMT " bytes of "
-                 "shared memory", nslots, nviews, rt->vhosts->nelts, kept,
-                 size);
+                 "from the previous generation, %d pools to rebalance, %"
+                 APR_SIZE_T_FMT " bytes of shared memory", nslots, nviews,
+                 rt->vhosts->nelts, kept, changed, size);
     return APR_SUCCESS;
 }
 
@@ -942,7 +952,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         return OK;
     }
-    if (create_table(runtime, ptemp, s, ret) != APR_SUCCESS
+    if (create_table(runtime, pconf, ptemp, s, ret) != APR_SUCCESS
         || memsess_check_post_config(pconf, s, runtime) != APR_SUCCESS) {
         runtime = NULL;
         return !OK;

@@ -26,9 +26,14 @@
  *   memsess_exchange.c sharing verdicts with the other Apache instances of
  *                     the group through the pool's servers (libmemcached)
  *   memsess_rejoin.c  the checker's rejoin syncs: a thread each, the flip
- *   memsess_sync.c    the rejoin sync: where php-memcached places a key
+ *   memsess_rebalance_job.c  the checker's rebalance of changed pools: its
+ *                     thread, the flip, the retry
+ *   memsess_sync.c    the rejoin sync and the rebalance (one engine, given
+ *                     targets): where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
+ *   memsess_rebalance.c  pool changes at graceful: which lists changed,
+ *                     what is published until the rebalance has run
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
@@ -42,7 +47,8 @@
  * The next free number is MEMSESS0025.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync, 0050-0069 the failure window
  * (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
- * credentials, 0090-0099 and 0150-0159 shared verdicts.
+ * credentials, 0090-0099 and 0150-0159 shared verdicts, 0130-0149 pool
+ * changes (the rebalance).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -239,12 +245,43 @@ typedef struct {
     apr_uint64_t syncs;            /* completed */
 } memsess_slot_t;
 
-/* One published save_path: what a vhost's requests get. */
+/* Where a view's pool change stands (MemsessServers changed at graceful). */
+typedef enum {
+    MEMSESS_REBALANCE_NONE    = 0,   /* the configured list is published */
+    MEMSESS_REBALANCE_WAITING = 1,   /* the list served before is: waiting
+                                      * for verdicts on the new servers, or
+                                      * to retry */
+    MEMSESS_REBALANCE_RUNNING = 2    /* ... and the rebalance runs */
+} memsess_rebalance_e;
+
+const char *memsess_rebalance_name(apr_uint32_t state);
+
+#define MEMSESS_VIEW_NAME_MAX (256)
+
+/* One published save_path: what a vhost's requests get, and the pool it
+ * is built from (the next generation reads it to see whether the pool
+ * changed). */
 typedef struct {
     apr_uint32_t offset;    /* of the text, from the start of the table */
     apr_uint32_t capacity;  /* bytes reserved there, NUL included */
     apr_uint32_t len;       /* of the current text */
     apr_uint32_t nlive;     /* servers in it that are live; 0 = fail open */
+    /* the list in force: every server, config order, memcached syntax */
+    apr_uint32_t served_offset;
+    apr_uint32_t served_capacity;
+    apr_uint32_t served_len;
+    apr_uint32_t served_replicas;
+    apr_uint32_t served_failover;   /* memsess_failover_e */
+    apr_uint32_t served_format;     /* memsess_format_e */
+    apr_uint32_t rebalance;         /* memsess_rebalance_e */
+    apr_uint32_t rebalance_runs;    /* started, failed ones included */
+    apr_int64_t  rebalance_started; /* unix seconds of the last, 0 = never */
+    apr_uint64_t rebalance_examined;
+    apr_uint64_t rebalance_copied;
+    apr_uint64_t rebalance_deleted;
+    char         rebalance_error[MEMSESS_ERROR_MAX];   /* why the last
+                                                        * stopped */
+    char         name[MEMSESS_VIEW_NAME_MAX];   /* its vhost's */
 } memsess_view_slot_t;
 
 typedef struct memsess_table memsess_table_t;
@@ -276,6 +313,12 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
                                      apr_uint32_t *len, apr_uint32_t *nlive);
+/* A view's fields (not its texts); name made a string. */
+apr_status_t memsess_table_read_view_slot(const memsess_table_t *t, int v,
+                                          memsess_view_slot_t *copy);
+/* The list in force, into buf (NUL-terminated, cut to size). */
+apr_status_t memsess_table_read_served(const memsess_table_t *t, int v,
+                                       char *buf, apr_size_t size);
 
 /* The writer.  One at a time: the checker serialises its threads. */
 void memsess_table_write_begin(memsess_table_t *t);
@@ -283,6 +326,16 @@ void memsess_table_write_end(memsess_table_t *t);
 /* Repairs the seqlock after a writer died inside it (new checker only). */
 void memsess_table_recover(memsess_table_t *t);
 memsess_slot_t *memsess_table_slot(memsess_table_t *t, int i);
+memsess_view_slot_t *memsess_table_view_slot(memsess_table_t *t, int v);
+/* Gives view v its name and the list in force (the writer; the parent
+ * when it fills a new table): the last served_capacity bytes of the
+ * view's capacity hold that list.  Returns APR_ENOSPC when it does not
+ * fit. */
+apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
+                                      const char *name,
+                                      apr_uint32_t served_capacity,
+                                      const char *served, int replicas,
+                                      int failover, int format);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
@@ -406,7 +459,7 @@ typedef enum {
 /* What one vhost publishes and injects (several vhosts share one when they
  * share a configuration).  Every setting is resolved, defaults included,
  * once at post_config (mod_memsess.c); read-only afterwards. */
-typedef struct {
+typedef struct memsess_view {
     const memsess_pool_t *pool;
     memsess_format_e      format;
     memsess_failover_e    failover;
@@ -418,6 +471,10 @@ typedef struct {
     const char           *full_path;     /* every server, in config order */
     const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
     const memsess_credentials_t *credentials;  /* NULL: none */
+    /* MemsessServers changed at graceful: the pool the previous
+     * generation served, published until the rebalance has moved every
+     * session where this one places them (NULL: none) */
+    const struct memsess_view *before;
 } memsess_view_t;
 
 /* The defaults that depend on others (SPEC.md): replicas on the pool's
@@ -451,7 +508,9 @@ typedef struct {
 } memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
- * views when slot < 0) from the slots' states.  A view none of whose
+ * views when slot < 0) from the slots' states: from the view's pool, or
+ * while a rebalance is pending (the view slot's rebalance) from the pool
+ * served before (memsess_view_t.before).  A view none of whose
  * servers is live publishes its full list with nlive 0 (fail open).
  * Returns how many views went into or out of that all-down state, and
  * lists them in flipped (nviews entries) unless it is NULL.
@@ -579,9 +638,18 @@ typedef struct {
 
 /* One sync: every list holding the returning server, at once (servers
  * shared by pools with other placements hold keys of every pool, and a
- * key is only deleted when no list wants it there). */
+ * key is only deleted when no list wants it there).
+ *
+ * The same engine rebalances a pool whose list changed (returning NULL):
+ * every server of a new list is then a target, each key is copied from
+ * its authority to every target the new list places it on, and a target
+ * no list reads now is cleaned as a returning server is.  After the flip
+ * the last pass removes every session copy that no new list places where
+ * it is: lists must then be every list of the instance (unchanged ones
+ * with path_now == path_next), or another pool's keys would go. */
 typedef struct {
-    const char                *returning;   /* "host:port" */
+    const char                *returning;   /* "host:port", or NULL: a
+                                             * rebalance */
     const memsess_sync_list_t *lists;
     int                        nlists;
     apr_interval_time_t        timeout;     /* of one operation */
@@ -604,9 +672,19 @@ apr_status_t memsess_sync_before(memsess_sync_t *sync, char *err,
 /* After the flip: what requests that still had the old list wrote at the
  * old authority since it was copied is brought over with cas (S keeps
  * anything a new request wrote).  Run at once, then again (final) after a
- * grace, which also removes copies the new list places nowhere. */
+ * grace, which also removes copies the new list places nowhere; each run
+ * looks at the keys written since the previous one began, so it may be
+ * run as often as wanted in between. */
 apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
                                 apr_size_t errlen);
+/* After the flip, at once and as often as wanted: the keys the last delta
+ * pass found being written (the users active around the flip) are read
+ * at their old authority and brought over, without listing any server:
+ * a request that had the old list and ends just after the flip has its
+ * write where its user's next request reads it within a round trip or
+ * two, not a listing. */
+apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
+                                    apr_size_t errlen);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
 void memsess_sync_destroy(memsess_sync_t *sync);
 
@@ -717,6 +795,48 @@ void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
 void memsess_rejoin_reap(memsess_rejoin_t *r);
 /* The checker stops: every sync stops, and is joined. */
 void memsess_rejoin_stop_all(memsess_rejoin_t *r);
+
+/* memsess_rebalance.c: pool changes across generations */
+/* The list in force as a table records it: every server, config order,
+ * memcached syntax. */
+const char *memsess_served_text(apr_pool_t *p, const memsess_pool_t *pool);
+/* Gives every view whose list differs from the one the previous
+ * generation's table (old) has in force that list as its `before`, its
+ * servers slots (appended to rt->targets).  Returns how many. */
+int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
+                           memsess_runtime_t *rt, const memsess_table_t *old);
+/* The text bytes view v needs in the table: its longest path, before's
+ * too, and the list in force. */
+apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
+                                        const memsess_view_t *view);
+apr_uint32_t memsess_rebalance_served_capacity(apr_pool_t *ptemp,
+                                               const memsess_view_t *view);
+/* Records in the new table each view's name and list in force, and
+ * which wait for a rebalance. */
+apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt,
+                                    apr_pool_t *ptemp);
+/* What view v publishes from: its pool, or `before` while a rebalance
+ * is pending; and the save_path a view gives with slot i counted live or
+ * not (i < 0: none), as memsess_table_publish writes it.  The caller
+ * holds the checker's mutex. */
+const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
+                                            int v);
+const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
+                              const memsess_view_t *view, int i, int i_live,
+                              int *nlive_out);
+
+/* memsess_rebalance_job.c: the checker's rebalance, one thread at a time.
+ * mutex is the checker's; the rejoin syncs are waited for. */
+typedef struct memsess_rebalancer memsess_rebalancer_t;
+memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
+                                                memsess_runtime_t *rt,
+                                                apr_thread_mutex_t *mutex,
+                                                memsess_rejoin_t *rejoin);
+/* Each round: joins a rebalance that ended, starts one when a view waits
+ * and is ready. */
+void memsess_rebalancer_round(memsess_rebalancer_t *r);
+/* The checker stops: the rebalance stops at its next key, and is joined. */
+void memsess_rebalancer_stop(memsess_rebalancer_t *r);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);

@@ -47,6 +47,10 @@ our @NAMES = (
     qw(MEMC_O1 MEMC_O2 MEMC_O3),             # memsess_window (28_window)
     qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
     qw(MEMC_U1 MEMC_U2 MEMC_U3),             # 28_rejoin_sync: replicas 0
+    qw(MEMC_PC1 MEMC_PC2 MEMC_PC3 MEMC_PC4 MEMC_PC5 MEMC_PC6),
+                                             # 29_pool_change: the defaults
+    qw(MEMC_PD1 MEMC_PD2 MEMC_PD3 MEMC_PD4 MEMC_PD5),
+                                             # 29_pool_change: replicas 0
 );
 
 our %IPV6 = (MEMC_V6 => 1);

@@ -1,0 +1,22 @@
+#!/bin/bash
+# bench/grow.sh: a pool holding 100,000 sessions of 1 KB grown from 3 to 4
+# memcached servers at `apache2 -k graceful`, under 30 users with sessions
+# (the rebalance of issue 12).  Only MemsessServers written (replicas 1,
+# successor), the SPEC check settings.  Writes bench/results/grow.md: how
+# long until the new list was published, what the rebalance did, the
+# requests served meanwhile and their latency, sessions lost or stale.
+# About 2 minutes.  Run as root.  Options: --sessions N (100000),
+# --size BYTES (1024), --users N (30).
+#
+# Everything runs on 127.0.0.1 ports 31061-31070; every process it starts
+# is stopped by its pid when it ends, fails or is interrupted.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+need_packages "${BASE_PACKAGES[@]}" php-cli
+mkdir -p "$WORK"
+take_lock
+check_ports_free
+build_module
+export PYTHONDONTWRITEBYTECODE=1
+exec timeout --signal=TERM --kill-after=20 900 python3 "$BENCH/lib/grow.py" "$@"

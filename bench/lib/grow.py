@@ -1,0 +1,199 @@
+"""bench/grow.sh: a pool holding many sessions (100,000 of 1 KB by default)
+grown from 3 to 4 memcached servers at graceful.
+
+Four memcached, three of them in the pool; Apache with only MemsessServers
+(the defaults: replicas 1, successor) and the SPEC check settings.  The
+sessions are written where php-memcached puts them (lib/populate.php: the
+same libmemcached, modulo distribution, one replica).  30 users with a
+counter in their session run throughout.  The fourth server is added to
+MemsessServers and Apache gets `-k graceful`: the new generation keeps
+publishing the three-server list until the rebalance (its NOTICEs
+MEMSESS0135/0136/0137) has copied every session where the four-server list
+places it.
+
+Figures: the time from graceful to the new list published, the rebalance's
+own duration and counts, the requests served meanwhile and their p50/p99
+against the healthy phase, and sessions lost or stale through it all.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (RESULTS, Load, Runner, log, machine_line, now,
+                      summarize)
+
+MEMC_PORTS = (31061, 31062, 31063, 31064)
+APACHE_PORT = 31070
+
+
+def notices(errlog, tags):
+    out = []
+    try:
+        with open(errlog) as f:
+            for line in f:
+                if any(t in line for t in tags):
+                    out.append(line.strip())
+    except OSError:
+        pass
+    return out
+
+
+def items(m):
+    return int(m.stats().get('curr_items', 0))
+
+
+def published(apache):
+    try:
+        pools = apache.status(timeout=2.0).get('pools') or [{}]
+        return pools[0].get('published', ''), (pools[0].get('rebalance') or {})
+    except Exception:
+        return '', {}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sessions', type=int, default=100000)
+    ap.add_argument('--size', type=int, default=1024)
+    ap.add_argument('--users', type=int, default=30)
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+
+    with Runner() as R:
+        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
+        addrs = [m.addr for m in memcs]
+        old, new = addrs[:3], addrs
+        body = '\n'.join([
+            'MemsessServers %s' % ' '.join(old),
+            'MemsessCheckInterval 1s',
+            'MemsessCheckTimeout 250ms',
+            'LogLevel notice',
+        ])
+        apache = R.apache('grow', APACHE_PORT, body, workers=60,
+                          start_servers=60).start()
+        t0 = now()
+        end = now() + 15
+        while published(apache)[0] != ','.join(old) and now() < end:
+            time.sleep(0.1)
+
+        tf = now()
+        r = subprocess.run(['php', os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), 'populate.php'), ','.join(old),
+            str(args.sessions), str(args.size), '1', '0'],
+            capture_output=True, text=True)
+        if r.stdout.strip() != str(args.sessions):
+            raise RuntimeError('populate: %s %s' % (r.stdout, r.stderr))
+        log('wrote %d sessions of %d bytes in %.1f s; items per server: %s'
+            % (args.sessions, args.size, now() - tf,
+               ', '.join(str(items(m)) for m in memcs)))
+
+        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
+                    timeout=15.0, t0=t0).start()
+        time.sleep(3)
+        ev = {'healthy': now() - t0}
+        time.sleep(5)
+        with open(apache.conf) as f:
+            conf = f.read()
+        conf = conf.replace('MemsessServers %s' % ' '.join(old),
+                            'MemsessServers %s' % ' '.join(new))
+        with open(apache.conf, 'w') as f:
+            f.write(conf)
+        ev['graceful'] = now() - t0
+        r = subprocess.run(['apache2', '-f', apache.conf, '-k', 'graceful'],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError('graceful: %s%s' % (r.stdout, r.stderr))
+        seen = set()
+        ev['published'] = None
+        end = now() + 600
+        while now() < end:
+            text, rb = published(apache)
+            if rb.get('state'):
+                seen.add(rb['state'])
+            if text == ','.join(new) and rb.get('state') == 'none':
+                ev['published'] = now() - t0
+                break
+            time.sleep(0.05)
+        if ev['published'] is None:
+            ev['published'] = now() - t0
+        # the last after pass (MEMSESS0137): users keep going meanwhile
+        end = now() + 300
+        while now() < end and not notices(apache.errlog, ('MEMSESS0137',)):
+            time.sleep(0.2)
+        ev['cleaned'] = now() - t0
+        time.sleep(3)
+        ev['end'] = now() - t0
+        load.stop()
+        held = [items(m) for m in memcs]
+        log_lines = notices(apache.errlog, ('MEMSESS0133', 'MEMSESS0135',
+                                            'MEMSESS0136', 'MEMSESS0137',
+                                            'MEMSESS0138', 'MEMSESS0140'))
+        apache.stop()
+        R.apaches.remove(apache)
+
+    recs = load.snapshot()
+    healthy = summarize(recs, ev['healthy'], ev['graceful'])
+    during = summarize(recs, ev['graceful'], ev['published'])
+    after = summarize(recs, ev['published'], ev['end'])
+    cycle = summarize(recs, ev['healthy'], ev['end'])
+    done = next((l for l in log_lines if 'MEMSESS0136' in l), '')
+    took = re.search(r'after (\d+)ms', done)
+    counts = re.search(r'(\d+) keys examined, (\d+) copied', done)
+    lines = [
+        '# A pool of %d sessions grown from 3 to 4 servers (bench/grow.sh)'
+        % args.sessions,
+        '',
+        machine_line(),
+        '',
+        'Four memcached, three in `MemsessServers` (replicas 1, successor), '
+        'interval 1s, timeout 250ms; %d sessions of %d bytes written where '
+        'php-memcached puts them, %d users with a counter throughout. The '
+        'fourth server added to `MemsessServers`, `apache2 -k graceful`: the '
+        'three-server list stays published until the rebalance has moved '
+        'every session.' % (args.sessions, args.size, args.users),
+        '',
+        '| what | figure |',
+        '|---|---|',
+        '| graceful to the new list published | %.1f s |' % (
+            ev['published'] - ev['graceful']),
+        '| the rebalance itself (MEMSESS0135 to the flip) | %s |' % (
+            '%.1f s' % (int(took.group(1)) / 1000.0) if took else 'n/a'),
+        '| the flip to the end of the last after pass (MEMSESS0137) | %.1f s |' % (
+            ev['cleaned'] - ev['published']),
+        '| keys examined / copied | %s |' % (
+            '%s / %s' % counts.groups() if counts else 'n/a'),
+        '| states seen on the status page | %s |' % ', '.join(sorted(seen)),
+        '| items per server afterwards | %s |' % ', '.join(str(h) for h in held),
+        '| requests served from graceful to published | %d (%.0f/s), p50 %.1f ms, p99 %.1f ms |' % (
+            during['requests'], during['rps'], during['p50'] * 1000,
+            during['p99'] * 1000),
+        '| healthy, before | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
+            healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
+        '| after, with four servers | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
+            after['rps'], after['p50'] * 1000, after['p99'] * 1000),
+        '| sessions lost / stale through it all | %d / %d (failed %d, no session %d, of %d) |' % (
+            cycle['lost'], cycle['stale'], cycle['failed'], cycle['nosess'],
+            cycle['requests']),
+        '',
+        'Stale or lost answers, seconds from the flip (user, counter): %s' % (
+            ', '.join('%+.3f (%d, %s)' % (r.t - ev['published'], r.uid, r.n)
+                      for r in recs if r.outcome in ('stale', 'lost')
+                      and ev['healthy'] <= r.t < ev['end']) or 'none'),
+        '',
+        'The NOTICEs:',
+        '',
+        '```',
+    ] + [re.sub(r'^\[[^]]*\] ', '', l)[:400] for l in log_lines] + ['```', '']
+    out = os.path.join(RESULTS, 'grow.md')
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines))
+    print('\n'.join(lines))
+    log('wrote %s' % out)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,278 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* Pool changes at graceful or restart: which views' lists changed since
+ * the previous generation, and what they publish meanwhile.
+ *
+ * Every view slot of the shared table records the list in force (the one
+ * its published text is built from) and its vhost's name.  A new
+ * generation reads them from the previous table in post_config: a view of
+ * the same name whose configured list differs from the one in force gets
+ * that list as its `before` (memsess_view_t), whose servers are probed
+ * like any other, and publishes it until the checker's rebalance
+ * (memsess_rebalance_job.c, memsess_sync.c) has put every session where
+ * the new list places it; only then is the new list in force.  A second graceful
+ * before that compares against the list still in force, so nothing is
+ * ever skipped. */
+
+#include <string.h>
+
+#include "apr_strings.h"
+#include "apr_hash.h"
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+const char *memsess_served_text(apr_pool_t *p, const memsess_pool_t *pool)
+{
+    apr_size_t len = memsess_path_build(NULL, 0, pool, NULL,
+                                        MEMSESS_FORMAT_MEMCACHED,
+                                        MEMSESS_FAILOVER_DROP);
+    char *buf = apr_palloc(p, len + 1);
+
+    memsess_path_build(buf, len + 1, pool, NULL, MEMSESS_FORMAT_MEMCACHED,
+                       MEMSESS_FAILOVER_DROP);
+    return buf;
+}
+
+/* The pool of a list in force, read back ("h:p:w,h:p", as
+ * memsess_served_text wrote it). */
+static const char *parse_served(apr_pool_t *p, const char *text,
+                                memsess_pool_t **pool)
+{
+    apr_array_header_t *tokens = apr_array_make(p, 8, sizeof(char *));
+    char *copy = apr_pstrdup(p, text), *last, *tok;
+
+    for (tok = apr_strtok(copy, ",", &last); tok;
+         tok = apr_strtok(NULL, ",", &last)) {
+        APR_ARRAY_PUSH(tokens, char *) = tok;
+    }
+    if (!tokens->nelts) {
+        return "empty";
+    }
+    *pool = NULL;
+    return memsess_pool_parse(p, tokens->nelts, (char *const *)tokens->elts,
+                              pool);
+}
+
+/* The slot of addr, given one (a server only the list before has, probed
+ * for as long as it is published). */
+static int slot_of(memsess_runtime_t *rt, apr_array_header_t *creds,
+                   memsess_server_t *srv, const memsess_view_t *view)
+{
+    int i;
+
+    for (i = 0; i < rt->targets->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr,
+                    srv->addr)) {
+            return i;
+        }
+    }
+    if (rt->targets->nelts >= MEMSESS_MAX_SERVERS) {
+        return -1;
+    }
+    APR_ARRAY_PUSH(rt->targets, memsess_server_t *) = srv;
+    APR_ARRAY_PUSH(creds, const memsess_credentials_t *) = view->credentials;
+    return rt->targets->nelts - 1;
+}
+
+int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
+                           memsess_runtime_t *rt, const memsess_table_t *old)
+{
+    apr_array_header_t *creds = apr_array_make(p, rt->targets->nelts + 8,
+                                    sizeof(const memsess_credentials_t *));
+    int v, o, i, planned = 0;
+
+    for (i = 0; i < rt->targets->nelts; i++) {
+        APR_ARRAY_PUSH(creds, const memsess_credentials_t *)
+            = rt->credentials[i];
+    }
+    for (v = 0; old && v < rt->confs->nelts; v++) {
+        memsess_view_t *view = &rt->views[v];
+        memsess_view_t *before;
+        memsess_view_slot_t ovs;
+        memsess_pool_t *pool;
+        const char *served, *why;
+        char *text = NULL;
+        int n, k, ok = 1;
+
+        for (o = 0; o < memsess_table_nviews(old); o++) {
+            memsess_table_read_view_slot(old, o, &ovs);
+            if (!strcmp(ovs.name, view->name)) {
+                break;
+            }
+        }
+        if (o == memsess_table_nviews(old) || !ovs.served_capacity) {
+            continue;   /* a vhost of its own: nothing served before */
+        }
+        text = apr_palloc(ptemp, ovs.served_capacity);
+        memsess_table_read_served(old, o, text, ovs.served_capacity);
+        served = memsess_served_text(ptemp, view->pool);
+        if (!text[0] || (!strcmp(text, served)
+                         && ovs.served_replicas == (apr_uint32_t)view->replicas
+                         && ovs.served_failover == (apr_uint32_t)view->failover
+                         && ovs.served_format == (apr_uint32_t)view->format)) {
+            continue;
+        }
+        if (ovs.served_format != MEMSESS_FORMAT_MEMCACHED
+            || view->format != MEMSESS_FORMAT_MEMCACHED
+            || ovs.served_replicas != (apr_uint32_t)view->replicas
+            || ovs.served_failover != (apr_uint32_t)view->failover) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0130: %s: the pool's placement changed "
+                         "(MemsessFormat, MemsessReplicas or "
+                         "MemsessFailover), which a rebalance does not "
+                         "follow: the new list is published at once, and "
+                         "sessions it places elsewhere are lost", view->name);
+            continue;
+        }
+        if ((why = parse_served(p, text, &pool)) != NULL) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0131: %s: the list in force in the previous "
+                         "generation (%s) cannot be read back (%s): the new "
+                         "list is published at once", view->name, text, why);
+            continue;
+        }
+        n = pool->servers->nelts;
+        for (k = 0; k < n; k++) {
+            memsess_server_t *srv = &APR_ARRAY_IDX(pool->servers, k,
+                                                   memsess_server_t);
+
+            srv->slot = slot_of(rt, creds, srv, view);
+            ok &= srv->slot >= 0;
+        }
+        if (!ok) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0132: %s: the servers before and after the "
+                         "change are more than %d: the new list is "
+                         "published at once", view->name,
+                         MEMSESS_MAX_SERVERS);
+            continue;
+        }
+        before = apr_pmemdup(p, view, sizeof(*view));
+        before->pool = pool;
+        before->full_path = apr_pstrdup(p, text);
+        before->capacity = (apr_uint32_t)memsess_path_max(pool, view->format,
+                                                          view->failover) + 1;
+        before->live_text = apr_palloc(p, (n + 1) * sizeof(const char *));
+        for (k = 0; k <= n; k++) {
+            before->live_text[k] = apr_psprintf(p, "%d/%d", k, n);
+        }
+        before->before = NULL;
+        view->before = before;
+        /* requests read the published text into this many bytes */
+        if (before->capacity > view->capacity) {
+            view->capacity = before->capacity;
+        }
+        planned++;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
+                     "%s: MemsessServers changed from %s to %s: the previous "
+                     "list stays published until a rebalance has moved every "
+                     "session where the new one places it", view->name,
+                     text, served);
+    }
+    rt->credentials = (const memsess_credentials_t **)creds->elts;
+    return planned;
+}
+
+apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt, apr_pool_t *ptemp)
+{
+    int v;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = &rt->views[v];
+        const memsess_view_t *in_force = view->before ? view->before : view;
+        apr_status_t rv;
+
+        rv = memsess_table_set_served(rt->table, v, view->name,
+                                      memsess_rebalance_served_capacity(
+                                          ptemp, view),
+                                      memsess_served_text(ptemp,
+                                                          in_force->pool),
+                                      in_force->replicas, in_force->failover,
+                                      in_force->format);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        memsess_table_view_slot(rt->table, v)->rebalance
+            = view->before ? MEMSESS_REBALANCE_WAITING
+                           : MEMSESS_REBALANCE_NONE;
+    }
+    return APR_SUCCESS;
+}
+
+apr_uint32_t memsess_rebalance_served_capacity(apr_pool_t *ptemp,
+                                               const memsess_view_t *view)
+{
+    apr_size_t a = strlen(memsess_served_text(ptemp, view->pool));
+    apr_size_t b = view->before ? strlen(view->before->full_path) : 0;
+
+    return (apr_uint32_t)((a > b ? a : b) + 1);
+}
+
+apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
+                                        const memsess_view_t *view)
+{
+    apr_uint32_t cap = view->capacity;
+
+    if (view->before && view->before->capacity > cap) {
+        cap = view->before->capacity;
+    }
+    return cap + memsess_rebalance_served_capacity(ptemp, view);
+}
+
+/* What view v publishes from: its pool, or the one before while a
+ * rebalance is pending.  The caller holds the checker's mutex. */
+const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
+                                            int v)
+{
+    const memsess_view_t *view = &rt->views[v];
+
+    return view->before && memsess_table_view_slot(rt->table, v)->rebalance
+           ? view->before : view;
+}
+
+/* The save_path a view (a definition: in force or not) gives, with slot i
+ * counted live or not (i < 0: none): what memsess_table_publish writes.
+ * The caller holds the checker's mutex. */
+const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
+                              const memsess_view_t *view, int i, int i_live,
+                              int *nlive_out)
+{
+    const apr_array_header_t *servers = view->pool->servers;
+    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
+    apr_size_t len;
+    char *buf;
+    int k, nlive = 0;
+
+    for (k = 0; k < servers->nelts; k++) {
+        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+        live[k] = s == i ? i_live
+                  : MEMSESS_SLOT_LIVE(memsess_table_slot(rt->table, s));
+        nlive += live[k];
+    }
+    if (nlive_out) {
+        *nlive_out = nlive;
+    }
+    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
+                             view->format, view->failover);
+    buf = apr_palloc(p, len + 1);
+    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
+                       view->format, view->failover);
+    return buf;
+}

@@ -1,0 +1,525 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The checker's rebalance (pool changes at graceful).
+ *
+ * A view whose MemsessServers changed at graceful publishes the list in
+ * force before (memsess_rebalance.c) until this has run: one thread (never
+ * a probe thread) runs memsess_sync.c with no returning server over every
+ * list of the instance, the changed ones from what they publish now to
+ * what their new pool gives, the others unchanged (so that a key another
+ * pool places on a shared server is never taken for garbage).  It starts
+ * once every server of the new lists has a verdict, no rejoin sync runs
+ * (memsess_rejoin.c), and (when servers were added) one of them is up; it
+ * flips the views when the lists it moved keys between are still the ones
+ * published and the new ones; a failure (a server died) ends it, and it
+ * is retried.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apr_strings.h"
+#include "apr_atomic.h"
+#include "apr_thread_proc.h"
+#include "apr_thread_mutex.h"
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+/* The checker's side: its runtime, its mutex (which serialises the
+ * writers of the table), the rejoin syncs (never run beside one), the
+ * rebalance running. */
+struct memsess_rebalancer {
+    memsess_runtime_t    *rt;
+    apr_pool_t           *pool;
+    apr_thread_mutex_t   *mutex;
+    memsess_rejoin_t     *rejoin;
+    struct rebalance_t   *rebalance;   /* running, or NULL */
+    apr_time_t            retry;       /* not before (after a failure) */
+    int                   told;        /* "new servers down" logged */
+};
+
+memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
+                                                memsess_runtime_t *rt,
+                                                apr_thread_mutex_t *mutex,
+                                                memsess_rejoin_t *rejoin)
+{
+    memsess_rebalancer_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->rt = rt;
+    c->pool = p;
+    c->mutex = mutex;
+    c->rejoin = rejoin;
+    return c;
+}
+
+/* Requests that got the old list before the flip: their writes land
+ * within this, and the after passes pick them up. */
+#define REBALANCE_GRACE apr_time_from_msec(1000)
+
+#define REBALANCE_RETRY apr_time_from_sec(5)
+
+typedef struct rebalance_t {
+    memsess_rebalancer_t   *c;
+    apr_pool_t             *pool;
+    apr_thread_t           *thread;
+    volatile apr_uint32_t   stop;
+    volatile apr_uint32_t   done;
+    int                     ok;          /* flipped */
+    int                    *moving;      /* [nviews]: rebalanced by it */
+    const char            **next;        /* [nviews]: their new paths */
+    memsess_sync_spec_t     spec;
+    memsess_sync_list_t    *lists;
+    int                    *list_view;   /* a view each list stands for */
+} rebalance_t;
+
+/* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
+ * its added servers are all down. */
+static int rebalance_ready(memsess_rebalancer_t *c, int v)
+{
+    const memsess_view_t *view = &c->rt->views[v];
+    const apr_array_header_t *now = view->before->pool->servers;
+    const apr_array_header_t *next = view->pool->servers;
+    int k, j, added = 0, added_up = 0;
+
+    for (k = 0; k < next->nelts; k++) {
+        int s = APR_ARRAY_IDX(next, k, memsess_server_t).slot;
+        const memsess_slot_t *sl = memsess_table_slot(c->rt->table, s);
+        apr_uint32_t st = sl->state;
+        int old = 0;
+
+        if (st == MEMSESS_UNKNOWN || st == MEMSESS_SYNCING
+            || memsess_rejoin_busy(c->rejoin, s)) {
+            return 0;   /* no verdict yet, or a rejoin runs */
+        }
+        for (j = 0; j < now->nelts; j++) {
+            old |= APR_ARRAY_IDX(now, j, memsess_server_t).slot == s;
+        }
+        if (!old) {
+            added++;
+            added_up += MEMSESS_SLOT_LIVE(sl);
+        }
+    }
+    for (k = 0; k < now->nelts; k++) {
+        int s = APR_ARRAY_IDX(now, k, memsess_server_t).slot;
+
+        if (memsess_table_slot(c->rt->table, s)->state == MEMSESS_SYNCING
+            || memsess_rejoin_busy(c->rejoin, s)) {
+            return 0;
+        }
+    }
+    return added && !added_up ? -1 : 1;
+}
+
+static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    rebalance_t *rb = baton;
+    memsess_rebalancer_t *c = rb->c;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    int v;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()) {
+        memsess_table_write_begin(c->rt->table);
+        for (v = 0; v < c->rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
+                                                              v);
+
+            if (rb->moving[v] && vs->rebalance) {
+                vs->rebalance_examined = st->examined;
+                vs->rebalance_copied = st->copied;
+                vs->rebalance_deleted = st->deleted;
+            }
+        }
+        memsess_table_write_end(c->rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+/* Sets the state of every view the rebalance moves (and why it stopped);
+ * the caller holds the mutex and the lease. */
+static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
+                           const char *why)
+{
+    memsess_rebalancer_t *c = rb->c;
+    int v;
+
+    memsess_table_write_begin(c->rt->table);
+    for (v = 0; v < c->rt->confs->nelts; v++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table, v);
+
+        if (!rb->moving[v] || !vs->rebalance) {
+            continue;
+        }
+        vs->rebalance = state;
+        if (state == MEMSESS_REBALANCE_RUNNING) {
+            vs->rebalance_runs++;
+            vs->rebalance_started = apr_time_sec(apr_time_now());
+            vs->rebalance_examined = vs->rebalance_copied = 0;
+            vs->rebalance_deleted = 0;
+        }
+        if (why) {
+            apr_cpystrn(vs->rebalance_error, why,
+                        sizeof(vs->rebalance_error));
+            memsess_text_one_line(vs->rebalance_error);
+        }
+    }
+    memsess_table_bump_generation(c->rt->table, 0);
+    memsess_table_write_end(c->rt->table);
+}
+
+/* Puts the new lists in force when what is published is still what the
+ * rebalance moved keys from, and the new pools still give what it moved
+ * them to.  Returns 1, or 0 with why in err. */
+static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
+{
+    memsess_rebalancer_t *c = rb->c;
+    memsess_runtime_t *rt = c->rt;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+    apr_pool_t *p;
+    int k, v, ok = 1;
+
+    apr_pool_create(&p, rb->pool);
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid() || rb->stop) {
+        apr_cpystrn(err, "stopped: checking moved to another process",
+                    errlen);
+        ok = 0;
+    }
+    for (k = 0; ok && k < rb->spec.nlists; k++) {
+        const char *now, *next;
+
+        v = rb->list_view[k];
+        now = memsess_view_path(p, rt, memsess_view_in_force(rt, v), -1, 0,
+                                NULL);
+        next = rb->moving[v] ? memsess_view_path(p, rt, &rt->views[v], -1, 0,
+                                                 NULL)
+                             : NULL;
+        if (strcmp(now, rb->lists[k].path_now)
+            || (next && strcmp(next, rb->next[v]))) {
+            apr_snprintf(err, errlen, "a server of %s changed state "
+                         "meanwhile", rt->views[v].name);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memsess_table_write_begin(rt->table);
+        for (v = 0; v < rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+            if (!rb->moving[v]) {
+                continue;
+            }
+            vs->rebalance = MEMSESS_REBALANCE_NONE;
+            vs->rebalance_error[0] = '\0';
+            memsess_table_set_served(rt->table, v, NULL, 0,
+                                     memsess_served_text(p,
+                                                         rt->views[v].pool),
+                                     rt->views[v].replicas,
+                                     rt->views[v].failover,
+                                     rt->views[v].format);
+        }
+        memsess_table_bump_generation(rt->table, 1);
+        memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
+                              NULL);
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    apr_pool_destroy(p);
+    return ok;
+}
+
+/* The names of the views it moves, for the log. */
+static const char *rebalance_names(rebalance_t *rb)
+{
+    const char *names = NULL;
+    int v;
+
+    for (v = 0; v < rb->c->rt->confs->nelts; v++) {
+        if (rb->moving[v]) {
+            names = names ? apr_pstrcat(rb->pool, names, ", ",
+                                        rb->c->rt->views[v].name, NULL)
+                          : rb->c->rt->views[v].name;
+        }
+    }
+    return names ? names : "";
+}
+
+static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
+                                              void *data)
+{
+    rebalance_t *rb = data;
+    memsess_rebalancer_t *c = rb->c;
+    memsess_runtime_t *rt = c->rt;
+    apr_time_t start = apr_time_now(), flipped_at;
+    memsess_sync_stats_t before;
+    memsess_sync_t *sync = NULL;
+    char err[256] = "";
+    apr_status_t rv = APR_SUCCESS;
+    int k, moves = 0;
+
+    (void)thread;
+    memset(&before, 0, sizeof(before));
+    for (k = 0; k < rb->spec.nlists; k++) {
+        moves |= strcmp(rb->lists[k].path_now, rb->lists[k].path_next) != 0;
+    }
+    /* the same text before and after (a server removed while down): there
+     * is nothing to move */
+    if (moves && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
+                                             sizeof(err)))) {
+        rv = memsess_sync_before(sync, err, sizeof(err));
+        before = *memsess_sync_stats(sync);
+    }
+    else if (moves) {
+        rv = APR_EGENERAL;
+    }
+    if (rv == APR_SUCCESS && rebalance_flip(rb, err, sizeof(err))) {
+        flipped_at = apr_time_now();
+        rb->ok = 1;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0136: "
+                     "rebalance of %s done after %" APR_TIME_T_FMT "ms: the "
+                     "new list is published; %" APR_UINT64_T_FMT " keys "
+                     "examined, %" APR_UINT64_T_FMT " copied, %"
+                     APR_UINT64_T_FMT " deleted (stale, locks), %"
+                     APR_UINT64_T_FMT " already in place, %" APR_UINT64_T_FMT
+                     " left as newer", rebalance_names(rb),
+                     apr_time_as_msec(flipped_at - start), before.examined,
+                     before.copied, before.deleted, before.same,
+                     before.newer);
+        if (sync) {
+            const memsess_sync_stats_t *all;
+            /* requests that began before the flip write the old places as
+             * they end, and their users' next requests read the new ones:
+             * for the whole grace, the keys being written when the flip
+             * came are compared again and again (no listing, which takes
+             * seconds for 100,000 sessions: a late write is brought over
+             * within a millisecond or two); then the last pass looks at
+             * everything written since the rebalance began, and cleans
+             * up */
+            apr_time_t until = apr_time_now() + REBALANCE_GRACE;
+
+            do {
+                rv = memsess_sync_after_hot(sync, err, sizeof(err));
+                apr_sleep(apr_time_from_msec(1));
+            } while (rv == APR_SUCCESS && !rb->stop
+                     && apr_time_now() < until);
+            if (rv == APR_SUCCESS) {
+                rv = rb->stop ? APR_EINTR
+                              : memsess_sync_after(sync, 1, err, sizeof(err));
+            }
+            all = memsess_sync_stats(sync);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0137: rebalance of %s: after the flip, %"
+                         APR_UINT64_T_FMT " late writes of the old list "
+                         "brought over, %" APR_UINT64_T_FMT " copies the new "
+                         "list places nowhere removed, in %" APR_TIME_T_FMT
+                         "ms%s%s", rebalance_names(rb),
+                         all->copied - before.copied,
+                         all->deleted - before.deleted,
+                         apr_time_as_msec(apr_time_now() - flipped_at),
+                         rv == APR_SUCCESS ? "" : "; stopped: ",
+                         rv == APR_SUCCESS ? "" : err);
+        }
+    }
+    else {
+        apr_uint32_t owner;
+        apr_time_t heartbeat;
+
+        apr_thread_mutex_lock(c->mutex);
+        memsess_table_owner(rt->table, &owner, &heartbeat);
+        if (owner == (apr_uint32_t)getpid()) {
+            rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
+                           err[0] ? err : "failed");
+        }
+        apr_thread_mutex_unlock(c->mutex);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0138: "
+                     "rebalance of %s stopped after %" APR_TIME_T_FMT "ms "
+                     "(%s): the previous list stays published; retried in %"
+                     APR_TIME_T_FMT " s", rebalance_names(rb),
+                     apr_time_as_msec(apr_time_now() - start),
+                     err[0] ? err : "failed",
+                     apr_time_sec(REBALANCE_RETRY));
+    }
+    memsess_sync_destroy(sync);
+    apr_atomic_set32(&rb->done, 1);
+    return NULL;
+}
+
+/* Starts the rebalance of every view that waits and is ready; the caller
+ * holds the mutex. */
+static void rebalance_start(memsess_rebalancer_t *c, const int *ready)
+{
+    memsess_runtime_t *rt = c->rt;
+    apr_pool_t *pool;
+    apr_threadattr_t *attr;
+    rebalance_t *rb;
+    apr_status_t rv;
+    int v, k, n = rt->confs->nelts;
+
+    /* a root pool: the watchdog thread creates and destroys it */
+    apr_pool_create(&pool, NULL);
+    rb = apr_pcalloc(pool, sizeof(*rb));
+    rb->c = c;
+    rb->pool = pool;
+    rb->moving = apr_pcalloc(pool, n * sizeof(int));
+    rb->next = apr_pcalloc(pool, n * sizeof(char *));
+    rb->lists = apr_pcalloc(pool, n * sizeof(*rb->lists));
+    rb->list_view = apr_pcalloc(pool, n * sizeof(int));
+    rb->spec.returning = NULL;
+    rb->spec.lists = rb->lists;
+    rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
+                       ? rt->g.timeout : apr_time_from_msec(500);
+    rb->spec.stop = &rb->stop;
+    rb->spec.progress = rebalance_progress;
+    rb->spec.baton = rb;
+    for (v = 0; v < n; v++) {
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
+        memsess_sync_list_t *l = &rb->lists[rb->spec.nlists];
+        int nlive;
+
+        rb->moving[v] = ready[v];
+        if (view->format != MEMSESS_FORMAT_MEMCACHED) {
+            continue;
+        }
+        l->path_now = memsess_view_path(pool, rt, view, -1, 0, &nlive);
+        l->path_next = l->path_now;
+        if (ready[v]) {
+            rb->next[v] = memsess_view_path(pool, rt, &rt->views[v], -1, 0,
+                                            NULL);
+            /* every server down: requests get the full list (fail open),
+             * and there is no authority to copy from */
+            l->path_next = nlive ? rb->next[v] : l->path_now;
+        }
+        l->replicas = view->replicas;
+        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        for (k = 0; k < rb->spec.nlists; k++) {
+            const memsess_sync_list_t *o = &rb->lists[k];
+
+            if (!strcmp(o->path_now, l->path_now)
+                && !strcmp(o->path_next, l->path_next)
+                && o->replicas == l->replicas && o->ketama == l->ketama) {
+                break;
+            }
+        }
+        if (k == rb->spec.nlists) {
+            rb->list_view[rb->spec.nlists++] = v;
+        }
+    }
+    rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, "");
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0135: "
+                 "rebalance of %s started: every session is copied where the "
+                 "new list places it before that list is published",
+                 rebalance_names(rb));
+    apr_threadattr_create(&attr, pool);
+    rv = apr_thread_create(&rb->thread, attr, rebalance_thread, rb, pool);
+    if (rv != APR_SUCCESS) {
+        rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
+                       "cannot start its thread");
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0139: "
+                     "cannot start the rebalance of %s: retried in %"
+                     APR_TIME_T_FMT " s", rebalance_names(rb),
+                     apr_time_sec(REBALANCE_RETRY));
+        c->retry = apr_time_now() + REBALANCE_RETRY;
+        apr_pool_destroy(pool);
+        return;
+    }
+    c->rebalance = rb;
+}
+
+/* Each round: joins a rebalance that ended, and starts one when a view
+ * waits and is ready. */
+void memsess_rebalancer_round(memsess_rebalancer_t *c)
+{
+    memsess_runtime_t *rt = c->rt;
+    rebalance_t *rb = c->rebalance;
+    int v, any = 0, down = 0, *ready;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    if (rb) {
+        apr_status_t ret;
+
+        if (!apr_atomic_read32(&rb->done)) {
+            return;
+        }
+        apr_thread_join(&ret, rb->thread);
+        if (!rb->ok) {
+            c->retry = apr_time_now() + REBALANCE_RETRY;
+        }
+        c->rebalance = NULL;
+        apr_pool_destroy(rb->pool);
+    }
+    if (apr_time_now() < c->retry) {
+        return;
+    }
+    ready = NULL;
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
+         v++) {
+        int r;
+
+        if (!rt->views[v].before
+            || !memsess_table_view_slot(rt->table, v)->rebalance) {
+            continue;
+        }
+        r = rebalance_ready(c, v);
+        if (r > 0) {
+            if (!ready) {
+                ready = calloc(rt->confs->nelts, sizeof(int));
+                if (!ready) {
+                    break;
+                }
+            }
+            ready[v] = 1;
+            any = 1;
+        }
+        else if (r < 0 && !c->told) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0140: %s: every server added to the pool "
+                         "is down: the previous list stays published until "
+                         "one is up", rt->views[v].name);
+            down = 1;
+        }
+    }
+    c->told |= down;
+    if (any) {
+        rebalance_start(c, ready);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+    free(ready);
+}
+
+/* The checker stops: the rebalance stops at its next key. */
+void memsess_rebalancer_stop(memsess_rebalancer_t *c)
+{
+    rebalance_t *rb = c->rebalance;
+    apr_status_t ret;
+
+    if (rb) {
+        apr_atomic_set32(&rb->stop, 1);
+        apr_thread_join(&ret, rb->thread);
+        c->rebalance = NULL;
+        apr_pool_destroy(rb->pool);
+    }
+}
