@@ -408,6 +408,9 @@ def main():
                          'MemsessRejoin flush (else keep); or defaults: '
                          'nothing but MemsessServers (default '
                          'r0,r1,r1s,r1sf,defaults)')
+    ap.add_argument('--out', default='failover',
+                    help='results/OUT.md and results/OUT-timeline.png '
+                         '(default failover)')
     ap.add_argument('--replicas', default=None,
                     help='old form: comma-separated MemsessReplicas values, '
                          'MemsessFailover drop (e.g. 0,1 = --runs r0,r1)')
@@ -429,9 +432,10 @@ def main():
             # a fresh start for every run: server 3 may be a restarted one
             results.append(run(R, memcs, spec, idx, args))
     text = report(results, args, started)
-    with open(os.path.join(RESULTS, 'failover.md'), 'w') as f:
+    with open(os.path.join(RESULTS, args.out + '.md'), 'w') as f:
         f.write(text)
-    plot.failover_timeline(results, os.path.join(RESULTS, 'failover-timeline.png'))
+    plot.failover_timeline(results, os.path.join(RESULTS,
+                                                 args.out + '-timeline.png'))
     print(text)
 
 
