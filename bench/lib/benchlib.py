@@ -38,6 +38,20 @@ IS_ROOT = os.geteuid() == 0
 now = time.monotonic
 
 
+def error_log_lines(errlog, tags):
+    """The lines of an error log that hold any of tags (MEMSESSnnnn),
+    stripped; none when the log is not there (yet)."""
+    out = []
+    try:
+        with open(errlog) as f:
+            for line in f:
+                if any(t in line for t in tags):
+                    out.append(line.strip())
+    except OSError:
+        pass
+    return out
+
+
 def log(*args):
     print('[%s]' % time.strftime('%H:%M:%S'), *args, flush=True)
 
@@ -214,6 +228,10 @@ class Memcached:
             if len(f) == 3 and f[0] == 'STAT':
                 out[f[1]] = int(f[2]) if f[2].isdigit() else f[2]
         return out
+
+    def items(self):
+        """How many items it holds (stats curr_items)."""
+        return int(self.stats().get('curr_items', 0))
 
     def flush(self):
         self.command('flush_all')

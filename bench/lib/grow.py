@@ -24,27 +24,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RESULTS, Load, Runner, log, machine_line, now,
+from benchlib import (RESULTS, Load, Runner, error_log_lines, log,
+                      machine_line, now,
                       summarize)
 
 MEMC_PORTS = (31061, 31062, 31063, 31064)
 APACHE_PORT = 31070
 
 
-def notices(errlog, tags):
-    out = []
-    try:
-        with open(errlog) as f:
-            for line in f:
-                if any(t in line for t in tags):
-                    out.append(line.strip())
-    except OSError:
-        pass
-    return out
-
-
-def items(m):
-    return int(m.stats().get('curr_items', 0))
 
 
 def published(apache):
@@ -89,7 +76,7 @@ def main():
             raise RuntimeError('populate: %s %s' % (r.stdout, r.stderr))
         log('wrote %d sessions of %d bytes in %.1f s; items per server: %s'
             % (args.sessions, args.size, now() - tf,
-               ', '.join(str(items(m)) for m in memcs)))
+               ', '.join(str(m.items()) for m in memcs)))
 
         load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
                     timeout=15.0, t0=t0).start()
@@ -122,14 +109,14 @@ def main():
             ev['published'] = now() - t0
         # the last after pass (MEMSESS0137): users keep going meanwhile
         end = now() + 300
-        while now() < end and not notices(apache.errlog, ('MEMSESS0137',)):
+        while now() < end and not error_log_lines(apache.errlog, ('MEMSESS0137',)):
             time.sleep(0.2)
         ev['cleaned'] = now() - t0
         time.sleep(3)
         ev['end'] = now() - t0
         load.stop()
-        held = [items(m) for m in memcs]
-        log_lines = notices(apache.errlog, ('MEMSESS0133', 'MEMSESS0135',
+        held = [m.items() for m in memcs]
+        log_lines = error_log_lines(apache.errlog, ('MEMSESS0133', 'MEMSESS0135',
                                             'MEMSESS0136', 'MEMSESS0137',
                                             'MEMSESS0138', 'MEMSESS0140'))
         apache.stop()

@@ -25,7 +25,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RESULTS, WORK, Load, Runner, StatusWatch, log,
+from benchlib import (RESULTS, WORK, Load, Runner, StatusWatch,
+                      error_log_lines, log,
                       machine_line, now, summarize)
 
 MEMC_PORTS = (31041, 31042, 31043)
@@ -58,20 +59,6 @@ echo $m->getResultCode() == Memcached::RES_SUCCESS ? "ok\n" : $m->getResultMessa
 '''
 
 
-def notices(errlog, tags):
-    out = []
-    try:
-        with open(errlog) as f:
-            for line in f:
-                if any(t in line for t in tags):
-                    out.append(line.strip())
-    except OSError:
-        pass
-    return out
-
-
-def items(m):
-    return int(m.stats().get('curr_items', 0))
 
 
 def main():
@@ -108,7 +95,7 @@ def main():
             raise RuntimeError('fill: %s %s' % (r.stdout, r.stderr))
         log('filled %d sessions of %d bytes in %.1f s; items per server: %s'
             % (args.sessions, args.size, now() - tf,
-               ', '.join(str(items(m)) for m in memcs)))
+               ', '.join(str(m.items()) for m in memcs)))
 
         load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
                     timeout=15.0, t0=t0).start()
@@ -129,8 +116,8 @@ def main():
         ev['end'] = now() - t0
         load.stop()
         watch.stop()
-        held = items(victim)
-        log_lines = notices(apache.errlog, ('MEMSESS0030', 'MEMSESS0031',
+        held = victim.items()
+        log_lines = error_log_lines(apache.errlog, ('MEMSESS0030', 'MEMSESS0031',
                                             'MEMSESS0033', 'MEMSESS0035'))
         apache.stop()
         R.apaches.remove(apache)
