@@ -18,15 +18,13 @@ use Apache::TestUtil;
 use File::Basename qw(dirname);
 use File::Spec::Functions qw(catfile);
 use JSON::PP;
-use POSIX qw(_exit);
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
+use Memsess::Load;
 
 plan tests => 26;
 
-my $PROCS = 6;          # load processes
-my $PER   = 4;          # users each, requested in turn
 my $JSON  = JSON::PP->new->utf8;
 my $TOP   = dirname(Apache::Test::vars('t_dir'));
 my $PLACE = catfile($TOP, 't', 'unit', 'test_sync.bin');
@@ -52,99 +50,6 @@ sub wait_state {
         sleep 0.02;
     }
     return undef;
-}
-
-sub session_req {
-    my ($in, $ua, $page) = @_;
-    my $t0 = time;
-    my $res = $ua->get($in->url("/memsess/$page"));
-    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-    return ($d, $res, $t0, time);
-}
-
-# Forks the load: $PROCS processes of $PER users each, every user's
-# requests logged as "start end user n written errors".
-sub start_load {
-    my ($in, $file, $stop) = @_;
-    unlink $file, $stop;
-    my @pids;
-    for my $p (1 .. $PROCS) {
-        my $pid = fork;
-        die "fork: $!" unless defined $pid;
-        if (!$pid) {
-            open my $out, '>>', "$file.$p" or _exit(1);
-            $out->autoflush(1);
-            my @users = map { { name => "u$p.$_", ua => new_ua(timeout => 10) } } 1 .. $PER;
-            until (-e $stop) {
-                for my $u (@users) {
-                    my ($d, $res, $t0, $t1) = session_req($in, $u->{ua}, 'session.php');
-                    my $errs = $d ? join('|', @{ $d->{errors} || [] }) : $res->status_line;
-                    $errs =~ s/\s+/_/g;
-                    printf $out "%.3f %.3f %s %s %d %s\n", $t0, $t1, $u->{name},
-                        $d ? $d->{n} : -1, $d && $d->{written} && $d->{started} ? 1 : 0,
-                        $errs eq '' ? '-' : $errs;
-                }
-            }
-            close $out;
-            _exit(0);
-        }
-        push @pids, $pid;
-    }
-    return @pids;
-}
-
-sub stop_load {
-    my ($stop, @pids) = @_;
-    open my $fh, '>', $stop or die "$stop: $!";
-    close $fh;
-    waitpid $_, 0 for @pids;
-}
-
-# Reads the load's log: counts per user, classifying each answer against the
-# user's previous one.  Requests that started inside one of @windows
-# ([from, to]: a fault not yet detected) are counted apart; only answers of
-# requests that started after $from_t are judged.
-sub judge {
-    my ($file, $from_t, @windows) = @_;
-    my (@lines, %last, %uncertain);
-    for my $f (glob "$file.*") {
-        open my $fh, '<', $f or next;
-        push @lines, map { [split ' '] } <$fh>;
-    }
-    @lines = sort { $a->[0] <=> $b->[0] } @lines;
-    my %c = (requests => 0, ok => 0, lost => 0, stale => 0, failed => 0,
-             in_window => 0, detail => []);
-    for my $l (@lines) {
-        my ($t0, $t1, $user, $n, $written, $errs) = @$l;
-        my $windowed = grep { $t0 < $_->[1] && $t1 > $_->[0] } @windows;
-        $c{requests}++;
-        my $judged = $t0 >= $from_t && !$windowed;
-        $c{in_window}++ if $windowed;
-        if ($n < 0 || !$written || $errs ne '-') {
-            $c{failed}++ if $judged;
-            push @{ $c{detail} }, "failed $user at $t0: $errs" if $judged;
-            $uncertain{$user}++;
-            next;
-        }
-        my $prev = $last{$user};
-        if (defined $prev && $judged) {
-            my $slack = $uncertain{$user} // 0;
-            if ($n >= $prev + 1 && $n <= $prev + 1 + $slack) {
-                $c{ok}++;
-            }
-            elsif ($n == 1) {
-                $c{lost}++;
-                push @{ $c{detail} }, "lost $user at $t0: n=1 after $prev";
-            }
-            else {
-                $c{stale}++;
-                push @{ $c{detail} }, "stale $user at $t0: n=$n after $prev";
-            }
-        }
-        $last{$user} = $n;
-        $uncertain{$user} = 0;
-    }
-    return \%c;
 }
 
 # Where PHP put sessions vs where the sync's placement says they are.

@@ -69,20 +69,25 @@ sub stop_load {
 }
 
 # Reads the load's log: counts per user, each answer judged against the
-# user's previous one; only requests that started after $from_t count.
+# user's previous one.  Only answers of requests that started after $from_t
+# are judged; those that overlap one of @windows ([from, to]: a fault not
+# yet detected) are counted apart (in_window).
 sub judge {
-    my ($file, $from_t) = @_;
+    my ($file, $from_t, @windows) = @_;
     my (@lines, %last, %uncertain);
     for my $f (glob "$file.*") {
         open my $fh, '<', $f or next;
         push @lines, map { [split ' '] } <$fh>;
     }
     @lines = sort { $a->[0] <=> $b->[0] } @lines;
-    my %c = (requests => 0, ok => 0, lost => 0, stale => 0, failed => 0, detail => []);
+    my %c = (requests => 0, ok => 0, lost => 0, stale => 0, failed => 0,
+             in_window => 0, detail => []);
     for my $l (@lines) {
         my ($t0, $t1, $user, $n, $written, $errs) = @$l;
+        my $windowed = grep { $t0 < $_->[1] && $t1 > $_->[0] } @windows;
         $c{requests}++;
-        my $judged = $t0 >= ($from_t // 0);
+        my $judged = $t0 >= ($from_t // 0) && !$windowed;
+        $c{in_window}++ if $windowed;
         if ($n < 0 || !$written || $errs ne '-') {
             $c{failed}++ if $judged;
             push @{ $c{detail} }, "failed $user at $t0: $errs" if $judged;
