@@ -18,7 +18,7 @@
  *
  * Nothing new to deploy and nothing to list: the instances that share a
  * pool already share its servers.  For every server X, a record under
- * memsess_verdict_key(group, X) lists the instances that see X down
+ * memsess_record_key(group, "down", X) lists the instances that see X down
  * (memsess_verdicts.c).  Every round, on its own thread, the checker's
  * exchange
  *   - reads the records of every server with one multi-get from every
@@ -80,7 +80,9 @@ struct memsess_exchange {
     size_t             *keylens;
     apr_hash_t         *bykey;         /* key -> &index[x] */
     int                *index;
-    unsigned char      *down;          /* [n] our own verdicts, this round */
+    unsigned char      *down;          /* [n] our own verdicts, this round:
+                                        * down or syncing */
+    unsigned char      *unreachable;   /* [n] down: not read or written */
     unsigned char      *peer;          /* [n] another instance's, this round */
     char              (*who)[MEMSESS_REPORTERS_MAX];
     apr_time_t         *bad_logged;    /* [n] last bad record logged */
@@ -91,50 +93,6 @@ struct memsess_exchange {
 static const memsess_server_t *target(const memsess_exchange_t *x, int i)
 {
     return APR_ARRAY_IDX(x->rt->targets, i, memsess_server_t *);
-}
-
-static void disconnect(memcached_st *mc)
-{
-    memcached_destroy_sasl_auth_data(mc);
-    memcached_free(mc);
-}
-
-/* A connection to server y, bounded by the probes' timeout, authenticated
- * as its probes are (MemsessCredentials). */
-static memcached_st *connect_to(const memsess_exchange_t *x, int y)
-{
-    const memsess_credentials_t *cred = x->rt->credentials[y];
-    memcached_st *mc = memcached_create(NULL);
-    apr_int64_t ms = apr_time_as_msec(x->rt->g.timeout);
-    memcached_return_t rc = MEMCACHED_SUCCESS;
-
-    if (!mc) {
-        return NULL;
-    }
-    ms = ms > 0 ? ms : 1;
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
-    /* the checker's own: the release (memsess_release.c) leaves it alone */
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
-                           MEMSESS_PROBE_KEEPIDLE);
-    if (cred) {
-        /* (switches to the binary protocol) */
-        rc = memcached_set_sasl_auth_data(mc, cred->username,
-                                          cred->password);
-    }
-    if (memcached_success(rc)) {
-        rc = memcached_server_add(mc, target(x, y)->host,
-                                  target(x, y)->port);
-    }
-    if (!memcached_success(rc)) {
-        disconnect(mc);
-        return NULL;
-    }
-    return mc;
 }
 
 /* Logs, at most once a minute per server, a record we do not use. */
@@ -270,7 +228,7 @@ static void put_line(memsess_exchange_t *x, int xi, int y, memcached_st *mc,
 static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
                          apr_int64_t now)
 {
-    memcached_st *mc = connect_to(x, y);
+    memcached_st *mc = memsess_connect(x->rt, y, x->rt->g.timeout);
     apr_array_header_t *found;
     memcached_result_st *res;
     memcached_return_t rc;
@@ -286,7 +244,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        disconnect(mc);
+        memsess_disconnect(mc);
         return 0;
     }
     found = apr_array_make(p, 4, sizeof(found_t));
@@ -311,7 +269,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0097: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        disconnect(mc);
+        memsess_disconnect(mc);
         return 0;
     }
 
@@ -334,7 +292,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
             put_line(x, i, y, mc, rec, 0, now);
         }
     }
-    disconnect(mc);
+    memsess_disconnect(mc);
     return 1;
 }
 
@@ -403,8 +361,12 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
 
     apr_thread_mutex_lock(x->table_mutex);
     for (i = 0; i < x->n; i++) {
-        x->down[i] = memsess_table_slot(x->rt->table, i)->state
-                     == MEMSESS_DOWN;
+        /* a server we sync (or wait for the sync of) is not ready for us
+         * either: our line keeps it out for all until it is published */
+        apr_uint32_t state = memsess_table_slot(x->rt->table, i)->state;
+
+        x->down[i] = state == MEMSESS_DOWN || state == MEMSESS_SYNCING;
+        x->unreachable[i] = state == MEMSESS_DOWN;
     }
     apr_thread_mutex_unlock(x->table_mutex);
     memset(x->peer, 0, (apr_size_t)x->n);
@@ -412,7 +374,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
         x->who[i][0] = '\0';
     }
     for (i = 0; i < x->n; i++) {
-        if (!x->down[i]) {
+        if (!x->unreachable[i]) {
             answered += exchange_with(x, i, p, now);
         }
     }
@@ -460,7 +422,6 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            apr_thread_mutex_t *table_mutex)
 {
     memsess_exchange_t *x;
-    apr_interval_time_t hold;
     apr_status_t rv;
     int i, n = rt->targets->nelts;
 
@@ -485,6 +446,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->index = apr_palloc(pool, n * sizeof(*x->index));
     x->bykey = apr_hash_make(pool);
     x->down = apr_pcalloc(pool, n);
+    x->unreachable = apr_pcalloc(pool, n);
     x->peer = apr_pcalloc(pool, n);
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
     x->bad_logged = apr_pcalloc(pool, n * sizeof(*x->bad_logged));
@@ -492,19 +454,15 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     for (i = 0; i < n; i++) {
         char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
 
-        x->keylens[i] = memsess_verdict_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
-                                            rt->g.group, target(x, i)->addr);
+        x->keylens[i] = memsess_record_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
+                                            rt->g.group, "down",
+                                            target(x, i)->addr);
         x->keys[i] = key;
         x->index[i] = i;
         apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
                      &x->index[i]);
     }
-    /* a line outlives three missed rounds, not more: whole seconds */
-    hold = 3 * rt->g.interval + rt->g.timeout;
-    x->ttl = (apr_int64_t)apr_time_sec(hold + apr_time_from_sec(1) - 1);
-    if (x->ttl < 2) {
-        x->ttl = 2;
-    }
+    x->ttl = memsess_share_ttl(rt);
     if ((rv = apr_thread_mutex_create(&x->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
         || (rv = apr_thread_cond_create(&x->cond, pool)) != APR_SUCCESS
@@ -519,6 +477,16 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                  "verdicts as instance %s in group %s (lines hold %"
                  APR_INT64_T_FMT "s)", rt->g.instance, rt->g.group, x->ttl);
     return x;
+}
+
+apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt)
+{
+    /* outlives three missed rounds, not more: whole seconds */
+    apr_interval_time_t hold = 3 * rt->g.interval + rt->g.timeout;
+    apr_int64_t ttl = (apr_int64_t)apr_time_sec(hold + apr_time_from_sec(1)
+                                                - 1);
+
+    return ttl < 2 ? 2 : ttl;
 }
 
 void memsess_exchange_round(memsess_exchange_t *x)

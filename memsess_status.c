@@ -109,10 +109,12 @@ static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
 }
 
 /* The state a server is in for this instance: down when another instance
- * of the group sees it down, whatever our own probes say. */
+ * of the group sees it down, whatever our own probes say, unless we sync
+ * it (or wait for its sync). */
 static const char *state_name(const memsess_slot_t *sl)
 {
     return memsess_state_name(MEMSESS_SLOT_LIVE(sl) || !sl->peer_down
+                              || sl->state == MEMSESS_SYNCING
                               ? sl->state : MEMSESS_DOWN);
 }
 
@@ -221,7 +223,7 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    ", \"sync_examined\": %" APR_UINT64_T_FMT
                    ", \"sync_copied\": %" APR_UINT64_T_FMT
                    ", \"sync_deleted\": %" APR_UINT64_T_FMT
-                   ", \"syncs\": %" APR_UINT64_T_FMT ", "
+                   ", \"syncs\": %" APR_UINT64_T_FMT ", \"sync_by\": %s, "
                    "\"reported_by\": [", i ? "," : "",
                    json_str(r->pool, sl->addr), state_name(sl),
                    sl->checks, sl->failures, sl->consecutive_fails,
@@ -229,7 +231,7 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    json_str(r->pool, sl->last_error), sl->latency_us,
                    memsess_state_name(sl->state), sl->sync_started,
                    sl->sync_examined, sl->sync_copied, sl->sync_deleted,
-                   sl->syncs);
+                   sl->syncs, json_str(r->pool, sl->sync_by));
         for (w = who; *w; w = *comma ? comma + 2 : comma) {
             comma = strchr(w, ',');
             if (!comma) {
@@ -316,7 +318,8 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]SyncExamined: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n",
+                   "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncBy: %s\n",
                    i, one_line(r->pool, sl->addr), i,
                    state_name(sl), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
@@ -325,7 +328,8 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    memsess_state_name(sl->state), i,
                    one_line(r->pool, reported_by(snap, sl, r->pool)),
                    i, sl->sync_examined, i, sl->sync_copied, i,
-                   sl->sync_deleted, i, sl->syncs);
+                   sl->sync_deleted, i, sl->syncs, i,
+                   one_line(r->pool, sl->sync_by));
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
@@ -509,8 +513,9 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
                    state_name(sl), *who ? ", reported by " : "", esc(r, who),
                    sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
                        APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
-                       " copied, %" APR_UINT64_T_FMT " deleted)",
-                       sl->sync_examined, sl->sync_copied, sl->sync_deleted)
+                       " copied, %" APR_UINT64_T_FMT " deleted%s%s)",
+                       sl->sync_examined, sl->sync_copied, sl->sync_deleted,
+                       *sl->sync_by ? "; by " : "", esc(r, sl->sync_by))
                    : "", sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,
                    sl->latency_us, esc(r, sl->last_error));

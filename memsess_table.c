@@ -48,9 +48,10 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (5u)   /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (6u)   /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
-                                      * 5: a view's list in force */
+                                      * 5: a view's list in force;
+                                      * 6: sync_by */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -237,6 +238,7 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
             copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
             copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
             copy->reported_by[MEMSESS_REPORTERS_MAX - 1] = '\0';
+            copy->sync_by[MEMSESS_INSTANCE_MAX - 1] = '\0';
             return APR_EBUSY;
         }
         memcpy(copy, slot, sizeof(*copy));
@@ -244,6 +246,7 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
     copy->addr[MEMSESS_ADDR_MAX - 1] = '\0';
     copy->last_error[MEMSESS_ERROR_MAX - 1] = '\0';
     copy->reported_by[MEMSESS_REPORTERS_MAX - 1] = '\0';
+    copy->sync_by[MEMSESS_INSTANCE_MAX - 1] = '\0';
     return APR_SUCCESS;
 }
 
@@ -481,6 +484,7 @@ void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now)
     slot->state = MEMSESS_SYNCING;
     slot->sync_started = now;
     slot->sync_examined = slot->sync_copied = slot->sync_deleted = 0;
+    slot->sync_by[0] = '\0';
 }
 
 int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,

@@ -16,7 +16,8 @@
  * no allocation; what comes back from memcached is untrusted and bounded
  * here.
  *
- * Key, one per memcached server X and group:
+ * Key, one per memcached server X and group (memsess_record_key, kind
+ * "down"):
  *     memsess:v1:<group>:down:<X's address>
  * Value: a header line, then one line per instance that sees X down:
  *     memsess-verdicts 1\n
@@ -63,16 +64,18 @@ int memsess_instance_name_valid(const char *name, apr_size_t maxlen)
     return len < maxlen && name_chars(name, len);
 }
 
-/* FNV-1a, 64 bits: names a key whose address is too long to spell out. */
-static apr_uint64_t fnv1a(const char *s)
+apr_uint64_t memsess_fnv1a_more(apr_uint64_t h, const char *s)
 {
-    apr_uint64_t h = APR_UINT64_C(14695981039346656037);
-
     for (; *s; s++) {
         h ^= (unsigned char)*s;
         h *= APR_UINT64_C(1099511628211);
     }
     return h;
+}
+
+apr_uint64_t memsess_fnv1a(const char *s)
+{
+    return memsess_fnv1a_more(MEMSESS_FNV1A_INIT, s);
 }
 
 static int by_name(const void *a, const void *b)
@@ -85,7 +88,7 @@ const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
 {
     const char **sorted = apr_pmemdup(p, names, (apr_size_t)(n > 0 ? n : 1)
                                                 * sizeof(*names));
-    apr_uint64_t h = APR_UINT64_C(14695981039346656037);
+    apr_uint64_t h = MEMSESS_FNV1A_INIT;
     int i;
 
     qsort(sorted, (size_t)(n > 0 ? n : 0), sizeof(*sorted), by_name);
@@ -106,17 +109,17 @@ const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
     return apr_psprintf(p, "h%016" APR_UINT64_T_HEX_FMT, h);
 }
 
-apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
-                               const char *addr)
+apr_size_t memsess_record_key(char *buf, apr_size_t size, const char *group,
+                              const char *kind, const char *addr)
 {
-    int len = snprintf(buf, size, "memsess:v%d:%s:down:%s",
-                       MEMSESS_VERDICTS_VERSION, group, addr);
+    int len = snprintf(buf, size, "memsess:v%d:%s:%s:%s",
+                       MEMSESS_VERDICTS_VERSION, group, kind, addr);
 
     if (len < 0 || (apr_size_t)len >= size
         || len > MEMSESS_VERDICT_KEY_MAX) {
-        len = snprintf(buf, size, "memsess:v%d:%s:down:#%016"
+        len = snprintf(buf, size, "memsess:v%d:%s:%s:#%016"
                        APR_UINT64_T_HEX_FMT, MEMSESS_VERDICTS_VERSION, group,
-                       fnv1a(addr));
+                       kind, memsess_fnv1a(addr));
     }
     return len < 0 ? 0 : (apr_size_t)len < size ? (apr_size_t)len : size;
 }

@@ -243,6 +243,10 @@ typedef struct {
     apr_uint64_t sync_copied;      /* copies written to the server */
     apr_uint64_t sync_deleted;     /* keys removed (stale, locks, moved) */
     apr_uint64_t syncs;            /* completed */
+    char         sync_by[MEMSESS_INSTANCE_MAX];  /* the instance of the
+                                    * group whose sync of it this one waits
+                                    * for or published it with; "" when
+                                    * this instance syncs it itself */
 } memsess_slot_t;
 
 /* Where a view's pool change stands (MemsessServers changed at graceful). */
@@ -413,11 +417,18 @@ typedef struct {
  * instance name (MemsessInstance) or, with MEMSESS_GROUP_MAX, a group. */
 int memsess_instance_name_valid(const char *name, apr_size_t maxlen);
 
-/* The key of server addr's record in group: "memsess:v1:GROUP:down:ADDR",
- * the address hashed when the key would pass MEMSESS_VERDICT_KEY_MAX.
- * Returns its length; size must be more than MEMSESS_VERDICT_KEY_MAX. */
-apr_size_t memsess_verdict_key(char *buf, apr_size_t size, const char *group,
-                               const char *addr);
+/* The key of server addr's record of a kind ("down": verdicts, "job": the
+ * rejoin sync's job) in group: "memsess:v1:GROUP:KIND:ADDR", the address
+ * hashed when the key would pass MEMSESS_VERDICT_KEY_MAX.  Returns its
+ * length; size must be more than MEMSESS_VERDICT_KEY_MAX. */
+apr_size_t memsess_record_key(char *buf, apr_size_t size, const char *group,
+                              const char *kind, const char *addr);
+
+/* FNV-1a, 64 bits, of a string; _more goes on from h (start with
+ * MEMSESS_FNV1A_INIT): names records, groups and lists. */
+#define MEMSESS_FNV1A_INIT APR_UINT64_C(14695981039346656037)
+apr_uint64_t memsess_fnv1a(const char *s);
+apr_uint64_t memsess_fnv1a_more(apr_uint64_t h, const char *s);
 
 /* Parses a record read from memcached (len bytes, not NUL-terminated).
  * Lines that lapsed before now are left out, lines from the future too
@@ -432,6 +443,44 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
  * (always, when down). */
 int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
+
+/* The rejoin sync's job record (memsess_job.c: pure; memsess_rejoin.c
+ * does the I/O): one instance of a group syncs a returning server for
+ * all. */
+#define MEMSESS_JOB_RECORD_MAX (256)
+
+typedef struct {
+    char         holder[MEMSESS_INSTANCE_MAX];
+    int          done;       /* 0: syncing; 1: synced and published */
+    apr_int64_t  since;      /* unix seconds */
+    apr_int64_t  expires;    /* unix seconds: taken over after that */
+    apr_uint64_t lists;      /* fingerprint of the lists synced */
+} memsess_job_t;
+
+/* Parses a record read from memcached (len bytes).  Returns NULL, or why
+ * it is refused (not a record, another version, from the future). */
+const char *memsess_job_parse(const char *buf, apr_size_t len,
+                              apr_int64_t now, memsess_job_t *out);
+
+/* Formats job into buf; returns its length. */
+apr_size_t memsess_job_format(char *buf, apr_size_t size,
+                              const memsess_job_t *job);
+
+typedef enum {
+    MEMSESS_JOB_TAKE,      /* no record: add ours */
+    MEMSESS_JOB_REPLACE,   /* one we may replace (unreadable, ours from a
+                            * previous checker, lapsed, or done for other
+                            * lists): cas ours over it */
+    MEMSESS_JOB_WAIT,      /* another instance syncs: wait for it */
+    MEMSESS_JOB_FOLLOW     /* another instance synced these lists: publish
+                            * the server with it */
+} memsess_job_step_e;
+
+/* What self does next, given the record read (rec NULL when unreadable;
+ * exists 0 when there is none) and the fingerprint of its own lists. */
+memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
+                                    const char *self, apr_uint64_t lists,
+                                    apr_int64_t now);
 
 /* The group instances join when no MemsessGroup is given: "h" and a hash
  * of the distinct names (mod_memsess.c: the pools' servers and the vhosts
@@ -766,6 +815,16 @@ apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
 void memsess_check_log_all_down(const memsess_runtime_t *rt,
                                 const memsess_view_t *view, int all_down);
 
+/* memsess_connect.c: a libmemcached handle to server slot as the
+ * checker's own connections are (waits bounded by timeout, cas on, marked
+ * for the release, MemsessCredentials); NULL when it cannot be made.
+ * Connects on first use. */
+struct memcached_st;
+struct memcached_st *memsess_connect(const memsess_runtime_t *rt, int slot,
+                                     apr_interval_time_t timeout);
+/* Frees it (NULL accepted). */
+void memsess_disconnect(struct memcached_st *mc);
+
 /* memsess_exchange.c: the checker's verdict exchange, on a thread of its
  * own.  start returns NULL when MemsessShareVerdicts is Off (then it
  * clears the other instances' verdicts left in the table) or the thread
@@ -776,6 +835,9 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            apr_thread_mutex_t *table_mutex);
 /* Starts a round unless the last one is still out. */
 void memsess_exchange_round(memsess_exchange_t *x);
+/* Seconds a shared line (a verdict, a sync's job) holds unless refreshed:
+ * three missed rounds. */
+apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt);
 void memsess_exchange_stop(memsess_exchange_t *x);
 
 /* memsess_rejoin.c: the checker's rejoin syncs, a thread each.  mutex is

@@ -5,8 +5,9 @@
 #
 # First builds and runs each fuzz/crashes-fixed/*.c: a small program that
 # reproduces a bug found here and exits 0 once it is fixed.  Then builds
-# each harness fuzz/NAME.c with memsess_pool.c, memsess_table.c and
-# memsess_verdicts.c and memsess_sync.c (and libmemcached) into
+# each harness fuzz/NAME.c with the pure logic (memsess_pool.c,
+# memsess_table.c, memsess_verdicts.c, memsess_job.c, memsess_sync.c, and
+# libmemcached) into
 # fuzz/NAME.bin, copies its seeds (fuzz/seeds/NAME/) and the inputs of bugs
 # already fixed (fuzz/crashes-fixed/NAME/) into fuzz/corpus-run/NAME/, and
 # runs it for its share of SECONDS.  Every seed is run first, so a fixed
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TOTAL=${1:-30}
 CC=${CC:-clang}
-HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_sync)
+HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_job fuzz_sync)
 TEMP_WORK=0
 
 case "$TOTAL" in
@@ -76,6 +77,9 @@ SHARE=$(( TOTAL / ${#HARNESSES[@]} ))
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# the pure logic every program links
+PURE_SRC=("$TOP/memsess_pool.c" "$TOP/memsess_table.c" "$TOP/memsess_verdicts.c"
+          "$TOP/memsess_job.c" "$TOP/memsess_sync.c")
 passed=0
 failed=0
 for src in "$TOP"/fuzz/crashes-fixed/*.c; do
@@ -84,10 +88,7 @@ for src in "$TOP"/fuzz/crashes-fixed/*.c; do
     bin=$WORK/regress-$name.bin
     log=$RUN/regress-$name.log
     if ! "$CC" "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" "$src" \
-            "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
-            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" "${APR_LIBS[@]}" \
-            -lmemcached \
-            >"$log" 2>&1; then
+            "${PURE_SRC[@]}" "${APR_LIBS[@]}" -lmemcached >"$log" 2>&1; then
         echo "regress $name: FAILED to build:"
         sed 's/^/    /' "$log"
         failed=$((failed + 1))
@@ -110,9 +111,8 @@ for h in "${HARNESSES[@]}"; do
     mkdir -p "$corpus" "$art"
 
     if ! "$CC" -fsanitize=fuzzer "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$bin" \
-            "$TOP/fuzz/$h.c" "$TOP/memsess_pool.c" "$TOP/memsess_table.c" \
-            "$TOP/memsess_verdicts.c" "$TOP/memsess_sync.c" \
-            "${APR_LIBS[@]}" -lmemcached >"$log" 2>&1; then
+            "$TOP/fuzz/$h.c" "${PURE_SRC[@]}" "${APR_LIBS[@]}" -lmemcached \
+            >"$log" 2>&1; then
         echo "$h: FAILED to build:"
         sed 's/^/    /' "$log"
         failed=$((failed + 1))

@@ -36,11 +36,11 @@ int main(void)
     apr_initialize();
 
     /* keys */
-    memsess_verdict_key(key, sizeof(key), "shop", "127.0.0.1:11211");
+    memsess_record_key(key, sizeof(key), "shop", "down", "127.0.0.1:11211");
     is_str(key, "memsess:v1:shop:down:127.0.0.1:11211", "the key of a server");
     memset(longaddr, 'a', sizeof(longaddr) - 1);
     longaddr[sizeof(longaddr) - 1] = '\0';
-    len = memsess_verdict_key(key, sizeof(key), "shop", longaddr);
+    len = memsess_record_key(key, sizeof(key), "shop", "down", longaddr);
     ok(len <= MEMSESS_VERDICT_KEY_MAX && !strncmp(key, "memsess:v1:shop:"
        "down:#", 21), "a long address is hashed into the key (%s)", key);
 

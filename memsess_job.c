@@ -1,0 +1,186 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The job record that lets one Apache instance of a group run a rejoin
+ * sync for all of them (memsess_rejoin.c does the I/O).  Pure: no httpd,
+ * no network, no allocation; what comes back from memcached is untrusted
+ * and bounded here.
+ *
+ * Key, on the returning server X itself (every instance that could sync X
+ * reaches it; memsess_record_key, kind "job"):
+ *     memsess:v1:<group>:job:<X's address>
+ * Value, one line:
+ *     memsess-job 1 <holder> <syncing|done> <since> <expires> <lists>\n
+ * holder is the instance that runs (or ran) the sync, since and expires
+ * unix seconds, lists a 16-hex-digit fingerprint of the lists it synced
+ * between (memsess_job_lists): an instance publishes X with the holder
+ * only when it would have synced the same lists.  The holder refreshes
+ * expires while it works; a record whose expires has passed is the job of
+ * an instance that died or was cut off, and is taken over.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+
+#define HEADER      "memsess-job "
+#define HEADER_LEN  (sizeof(HEADER) - 1)
+#define MAX_DIGITS  (12)
+
+static const char *word(const char *p, const char *end, const char **w,
+                        apr_size_t *len)
+{
+    *w = p;
+    while (p < end && *p != ' ' && *p != '\n') {
+        p++;
+    }
+    *len = (apr_size_t)(p - *w);
+    return *len && p < end ? p : NULL;
+}
+
+/* A decimal number of 1..MAX_DIGITS digits without leading zeros. */
+static int number(const char *w, apr_size_t len, apr_int64_t *out)
+{
+    apr_int64_t n = 0;
+    apr_size_t i;
+
+    if (!len || len > MAX_DIGITS || (len > 1 && w[0] == '0')) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (w[i] < '0' || w[i] > '9') {
+            return 0;
+        }
+        n = n * 10 + (w[i] - '0');
+    }
+    *out = n;
+    return 1;
+}
+
+static int hex64(const char *w, apr_size_t len, apr_uint64_t *out)
+{
+    apr_uint64_t n = 0;
+    apr_size_t i;
+
+    if (len != 16) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        char c = w[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+        if (d < 0) {
+            return 0;
+        }
+        n = (n << 4) | (apr_uint64_t)d;
+    }
+    *out = n;
+    return 1;
+}
+
+const char *memsess_job_parse(const char *buf, apr_size_t len,
+                              apr_int64_t now, memsess_job_t *out)
+{
+    const char *p = buf, *end = buf + len, *w;
+    apr_size_t wl;
+    apr_int64_t version;
+
+    memset(out, 0, sizeof(*out));
+    if (len > MEMSESS_JOB_RECORD_MAX) {
+        return "longer than a job record can be";
+    }
+    if (len < HEADER_LEN || memcmp(p, HEADER, HEADER_LEN)) {
+        return "not a job record";
+    }
+    p += HEADER_LEN;
+    if (!(p = word(p, end, &w, &wl)) || *p != ' ' || !number(w, wl, &version)) {
+        return "not a job record";
+    }
+    if (version != MEMSESS_VERDICTS_VERSION) {
+        return "a job record of another version";
+    }
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != ' '
+        || wl >= MEMSESS_INSTANCE_MAX) {
+        return "a job record without a holder";
+    }
+    memcpy(out->holder, w, wl);
+    out->holder[wl] = '\0';
+    if (!memsess_instance_name_valid(out->holder, MEMSESS_INSTANCE_MAX)) {
+        return "a job record whose holder has characters no instance has";
+    }
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != ' ') {
+        return "a job record without a state";
+    }
+    if (wl == 7 && !memcmp(w, "syncing", 7)) {
+        out->done = 0;
+    }
+    else if (wl == 4 && !memcmp(w, "done", 4)) {
+        out->done = 1;
+    }
+    else {
+        return "a job record with an unknown state";
+    }
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != ' '
+        || !number(w, wl, &out->since)
+        || !(p = word(p + 1, end, &w, &wl)) || *p != ' '
+        || !number(w, wl, &out->expires)) {
+        return "a job record without its two times";
+    }
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != '\n' || p + 1 != end
+        || !hex64(w, wl, &out->lists)) {
+        return "a job record without its lists";
+    }
+    if (out->expires < out->since) {
+        return "a job record that expires before it began";
+    }
+    if (out->since > now + MEMSESS_VERDICT_SKEW_MAX
+        || out->expires > now + MEMSESS_VERDICT_SKEW_MAX
+                          + MEMSESS_VERDICT_TTL_MAX) {
+        return "a job record from the future";
+    }
+    return NULL;
+}
+
+apr_size_t memsess_job_format(char *buf, apr_size_t size,
+                              const memsess_job_t *job)
+{
+    int n = snprintf(buf, size, HEADER "%d %s %s %" APR_INT64_T_FMT " %"
+                     APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT "\n",
+                     MEMSESS_VERDICTS_VERSION, job->holder,
+                     job->done ? "done" : "syncing", job->since,
+                     job->expires, job->lists);
+
+    return n < 0 ? 0 : (apr_size_t)n < size ? (apr_size_t)n : size;
+}
+
+memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
+                                    const char *self, apr_uint64_t lists,
+                                    apr_int64_t now)
+{
+    if (!exists) {
+        return MEMSESS_JOB_TAKE;
+    }
+    if (!rec                              /* unreadable: never trusted */
+        || !strcmp(rec->holder, self)     /* a previous checker of ours */
+        || rec->expires < now) {          /* its holder stopped */
+        return MEMSESS_JOB_REPLACE;
+    }
+    if (!rec->done) {
+        return MEMSESS_JOB_WAIT;
+    }
+    return rec->lists == lists ? MEMSESS_JOB_FOLLOW : MEMSESS_JOB_REPLACE;
+}

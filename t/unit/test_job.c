@@ -1,0 +1,102 @@
+/* Unit tests of memsess_job.c: the record through which one instance of a
+ * group runs a rejoin sync for all.  What is read back is untrusted: a bad
+ * record is refused (and then replaced, never followed), and an instance
+ * publishes a server with another's sync only when that sync is done, not
+ * lapsed, and was of the same lists. */
+#include "apr_general.h"
+#include "apr_strings.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+#define NOW  1800000000
+#define SELF "web1.example:80"
+
+static const char *parse(const char *text, memsess_job_t *job)
+{
+    return memsess_job_parse(text, strlen(text), NOW, job);
+}
+
+static void refused(const char *text, const char *why)
+{
+    memsess_job_t job;
+    const char *err = parse(text, &job);
+
+    ok(err != NULL, "refused: %s (%s)", why, err ? err : "accepted");
+}
+
+int main(void)
+{
+    memsess_job_t job, back;
+    char buf[MEMSESS_JOB_RECORD_MAX], key[MEMSESS_VERDICT_KEY_MAX + 1];
+    const char *err;
+    apr_size_t len;
+
+    apr_initialize();
+
+    memsess_record_key(key, sizeof(key), "shop", "job", "127.0.0.1:11211");
+    is_str(key, "memsess:v1:shop:job:127.0.0.1:11211", "the job key of a server");
+
+    err = parse("memsess-job 1 web2.example:80 syncing 1800000000 "
+                "1800000003 0123456789abcdef\n", &job);
+    ok(!err, "a syncing record is read (%s)", err ? err : "ok");
+    is_str(job.holder, "web2.example:80", "its holder");
+    ok(!job.done && job.since == NOW && job.expires == NOW + 3
+       && job.lists == APR_UINT64_C(0x0123456789abcdef), "its fields");
+    len = memsess_job_format(buf, sizeof(buf), &job);
+    ok(len == strlen(buf) && !memsess_job_parse(buf, len, NOW, &back)
+       && !strcmp(back.holder, job.holder) && back.done == job.done
+       && back.since == job.since && back.expires == job.expires
+       && back.lists == job.lists, "formatted, it reads back the same");
+    job.done = 1;
+    len = memsess_job_format(buf, sizeof(buf), &job);
+    ok(!memsess_job_parse(buf, len, NOW, &back) && back.done,
+       "a done record too");
+
+    refused("", "empty");
+    refused("memsess-verdicts 1\n", "a verdict record");
+    refused("memsess-job 2 web2 syncing 1800000000 1800000003 0123456789abcdef\n",
+            "another version");
+    refused("memsess-job 1 web2 waiting 1800000000 1800000003 0123456789abcdef\n",
+            "an unknown state");
+    refused("memsess-job 1 web 2 syncing 1800000000 1800000003 0123456789abcdef\n",
+            "a space in the holder");
+    refused("memsess-job 1 we\x01 syncing 1800000000 1800000003 0123456789abcdef\n",
+            "a control character in the holder");
+    refused("memsess-job 1 web2 syncing 1800000003 1800000000 0123456789abcdef\n",
+            "expires before it began");
+    refused("memsess-job 1 web2 syncing 1900000000 1900000003 0123456789abcdef\n",
+            "from the future");
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789ABCDEF\n",
+            "upper-case lists (not as we write them)");
+    refused("memsess-job 1 web2 syncing 01800000000 1800000003 0123456789abcdef\n",
+            "a leading zero");
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef",
+            "no newline");
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef\nx",
+            "something after the line");
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcde\n",
+            "15 hex digits");
+
+    /* what comes next */
+    parse("memsess-job 1 web2.example:80 syncing 1800000000 1800000003 "
+          "0123456789abcdef\n", &job);
+    ok(memsess_job_next(NULL, 0, SELF, 7, NOW) == MEMSESS_JOB_TAKE,
+       "no record: take the job");
+    ok(memsess_job_next(NULL, 1, SELF, 7, NOW) == MEMSESS_JOB_REPLACE,
+       "an unreadable record: replace it");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW) == MEMSESS_JOB_WAIT,
+       "another instance syncs: wait");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW + 4) == MEMSESS_JOB_REPLACE,
+       "its record lapsed (it died or was cut off): take it over");
+    ok(memsess_job_next(&job, 1, "web2.example:80", 7, NOW)
+       == MEMSESS_JOB_REPLACE, "our own, from a previous checker: take it over");
+    job.done = 1;
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW) == MEMSESS_JOB_FOLLOW,
+       "done for the same lists: publish with it");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW) == MEMSESS_JOB_REPLACE,
+       "done for other lists: sync again");
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4)
+       == MEMSESS_JOB_REPLACE, "done long ago: sync again");
+    return done_testing();
+}
