@@ -70,6 +70,7 @@ typedef struct {
 
 struct memsess_exchange {
     memsess_runtime_t  *rt;
+    memsess_rejoin_t   *rejoin;        /* syncs a server others let go */
     apr_thread_mutex_t *table_mutex;   /* the checker's: one table writer */
     apr_thread_mutex_t *mutex;         /* wake, stop, busy */
     apr_thread_cond_t  *cond;
@@ -312,7 +313,7 @@ static void apply_locked(memsess_exchange_t *x)
     }
     for (i = 0; i < x->n; i++) {
         memsess_slot_t *sl = memsess_table_slot(t, i);
-        int was, is, nflipped = 0;
+        int was, is, nflipped = 0, sync = 0;
         char addr[MEMSESS_ADDR_MAX];
 
         if (sl->peer_down == x->peer[i]
@@ -324,6 +325,18 @@ static void apply_locked(memsess_exchange_t *x)
         sl->peer_down = x->peer[i];
         apr_cpystrn(sl->reported_by, x->who[i], sizeof(sl->reported_by));
         is = MEMSESS_SLOT_LIVE(sl);
+        if (!was && is && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+            && !memsess_rejoin_busy(x->rejoin, i)) {
+            /* no instance holds it out any more, and none is publishing
+             * it after a sync of its own (its job would be running here):
+             * whoever held it out may have died or been cut off from all.
+             * Writes went elsewhere meanwhile: it is synced (or published
+             * with the sync another instance has just done) first. */
+            memsess_slot_sync_begin(sl, now);
+            sl->sync_waits = 1;
+            is = 0;
+            sync = 1;
+        }
         if (was != is) {
             sl->state_changes++;
             sl->last_change = now;
@@ -334,6 +347,15 @@ static void apply_locked(memsess_exchange_t *x)
         apr_cpystrn(addr, sl->addr, sizeof(addr));
         memsess_table_write_end(t);
 
+        if (sync) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0042: memcached server %s: no other "
+                         "instance holds it out any more: syncing it (or "
+                         "publishing it with the sync another instance has "
+                         "just done) before it takes traffic here", addr);
+            memsess_rejoin_start(x->rejoin, i);
+            continue;
+        }
         if (was == is) {
             continue;
         }
@@ -361,11 +383,14 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
 
     apr_thread_mutex_lock(x->table_mutex);
     for (i = 0; i < x->n; i++) {
-        /* a server we sync (or wait for the sync of) is not ready for us
-         * either: our line keeps it out for all until it is published */
+        /* a server we sync is not ready for anyone: our line keeps it out
+         * for all until we publish it (not while another instance syncs
+         * it for us: memsess_rejoin.c) */
         apr_uint32_t state = memsess_table_slot(x->rt->table, i)->state;
 
-        x->down[i] = state == MEMSESS_DOWN || state == MEMSESS_SYNCING;
+        x->down[i] = state == MEMSESS_DOWN
+                     || (state == MEMSESS_SYNCING
+                         && !memsess_table_slot(x->rt->table, i)->sync_waits);
         x->unreachable[i] = state == MEMSESS_DOWN;
     }
     apr_thread_mutex_unlock(x->table_mutex);
@@ -419,7 +444,8 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
 
 memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            apr_pool_t *pool,
-                                           apr_thread_mutex_t *table_mutex)
+                                           apr_thread_mutex_t *table_mutex,
+                                           memsess_rejoin_t *rejoin)
 {
     memsess_exchange_t *x;
     apr_status_t rv;
@@ -439,6 +465,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     }
     x = apr_pcalloc(pool, sizeof(*x));
     x->rt = rt;
+    x->rejoin = rejoin;
     x->table_mutex = table_mutex;
     x->n = n;
     x->keys = apr_palloc(pool, n * sizeof(*x->keys));

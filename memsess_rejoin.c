@@ -106,6 +106,7 @@ typedef struct sync_job_t {
     apr_uint64_t            fingerprint; /* of the lists */
     apr_int64_t             since;
     apr_time_t              refreshed;
+    int                     holding;     /* we hold the job */
     volatile apr_uint32_t   lost;        /* another took the job over */
     char                    holder[MEMSESS_INSTANCE_MAX];  /* followed */
 } sync_job_t;
@@ -272,7 +273,9 @@ static memcached_return_t job_write(sync_job_t *job, int done,
     char buf[MEMSESS_JOB_RECORD_MAX];
     memsess_job_t rec;
     apr_size_t len;
-    time_t expiry = (time_t)(ttl + 1);
+    /* memcached keeps it past its expires: whoever takes a lapsed job
+     * over sees whose it was */
+    time_t expiry = (time_t)(2 * ttl + 1);
 
     memset(&rec, 0, sizeof(rec));
     apr_cpystrn(rec.holder, rt->g.instance, sizeof(rec.holder));
@@ -305,7 +308,7 @@ static void job_refresh(sync_job_t *job, int done, int force)
     uint64_t cas;
     int exists;
 
-    if (!job->share || job->lost
+    if (!job->holding || job->lost
         || (!force && apr_time_now() - job->refreshed < JOB_REFRESH)) {
         return;
     }
@@ -330,16 +333,17 @@ static void job_release(sync_job_t *job)
     uint64_t cas;
     int exists;
 
-    if (job->share && job->mc && !job->lost
+    if (job->holding && !job->lost
         && job_read(job, &rec, &exists, &why, &cas) && exists && !why
         && !strcmp(rec.holder, job->c->rt->g.instance)
         && rec.since == job->since) {
         memcached_delete(job->mc, job->key, job->keylen, 0);
     }
+    job->holding = 0;
 }
 
-/* Who this instance waits for or published the server with, for the
- * status page. */
+/* Who this instance waits for or published the server with (holder ""
+ * when it syncs it itself: then its verdict line goes back in). */
 static void note_sync_by(sync_job_t *job, const char *holder)
 {
     memsess_rejoin_t *c = job->c;
@@ -349,10 +353,10 @@ static void note_sync_by(sync_job_t *job, const char *holder)
 
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid() && slot->state == MEMSESS_SYNCING
-        && strcmp(slot->sync_by, holder)) {
+    if (owner == (apr_uint32_t)getpid() && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
         apr_cpystrn(slot->sync_by, holder, sizeof(slot->sync_by));
+        slot->sync_waits = *holder != '\0';
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
@@ -428,6 +432,8 @@ static claim_e job_claim(sync_job_t *job, char *err, apr_size_t errlen)
             return CLAIM_FOLLOW;
         }
         if (memcached_success(rc)) {
+            job->holding = 1;
+            note_sync_by(job, "");
             return CLAIM_HOLD;
         }
         if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS
@@ -491,15 +497,19 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
             job_release(job);
             return;
         }
-        job_release(job);
         flipped_at = apr_time_now();
     }
     rv = memsess_sync_after(sync, 0, err, sizeof(err));
     if (rv == APR_SUCCESS) {
+        job_refresh(job, 1, 1);
         sync_sleep(job, SYNC_GRACE);
+        /* the instances that follow from here on sync themselves: what
+         * they wrote meanwhile comes after this last pass */
+        job_release(job);
         rv = job->stop ? APR_EINTR
                        : memsess_sync_after(sync, 1, err, sizeof(err));
     }
+    job_release(job);
     all = memsess_sync_stats(sync);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
                  "memcached server %s: after its flip, %" APR_UINT64_T_FMT
@@ -629,6 +639,9 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      "up here with it after %" APR_TIME_T_FMT "ms",
                      job->spec.returning, job->holder,
                      apr_time_as_msec(apr_time_now() - start));
+        /* busy until it is live here: the lines of others going do not
+         * start another sync of it (memsess_exchange.c) */
+        job_wait_live(job);
     }
     else if (claim != CLAIM_FOLLOW && rv == APR_SUCCESS
              && sync_flip(job, &before, err, sizeof(err))) {
@@ -644,6 +657,15 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      before.same, before.newer);
         if (sync) {
             sync_after(job, sync, &before, flipped_at);
+        }
+        else if (job->holding) {
+            /* emptied instead: the others publish it with us, none
+             * empties it again once it takes sessions */
+            job_refresh(job, 1, 1);
+            if (job_wait_live(job)) {
+                sync_sleep(job, SYNC_GRACE);
+            }
+            job_release(job);
         }
     }
     else {

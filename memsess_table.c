@@ -485,6 +485,7 @@ void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now)
     slot->sync_started = now;
     slot->sync_examined = slot->sync_copied = slot->sync_deleted = 0;
     slot->sync_by[0] = '\0';
+    slot->sync_waits = 0;
 }
 
 int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,

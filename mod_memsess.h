@@ -247,6 +247,9 @@ typedef struct {
                                     * group whose sync of it this one waits
                                     * for or published it with; "" when
                                     * this instance syncs it itself */
+    apr_uint32_t sync_waits;       /* syncing, but another instance syncs
+                                    * it (or that is being checked): this
+                                    * one puts no verdict line in for it */
 } memsess_slot_t;
 
 /* Where a view's pool change stands (MemsessServers changed at graceful). */
@@ -830,9 +833,11 @@ void memsess_disconnect(struct memcached_st *mc);
  * clears the other instances' verdicts left in the table) or the thread
  * could not start; round and stop accept NULL. */
 typedef struct memsess_exchange memsess_exchange_t;
+struct memsess_rejoin;
 memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            apr_pool_t *pool,
-                                           apr_thread_mutex_t *table_mutex);
+                                           apr_thread_mutex_t *table_mutex,
+                                           struct memsess_rejoin *rejoin);
 /* Starts a round unless the last one is still out. */
 void memsess_exchange_round(memsess_exchange_t *x);
 /* Seconds a shared line (a verdict, a sync's job) holds unless refreshed:

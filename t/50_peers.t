@@ -11,8 +11,13 @@
 # shared verdicts web2 and web3 keep reading N2 while web1 writes to N3).
 # Every instance's status, in every format, says N2 is down and who saw it.
 # N3 frozen meanwhile (for all) stalls no verdict.
-# Healed, all three take N2 back.  A verdict that is no longer refreshed
-# lapses: web1 stopped while cut off holds nobody up for long.  Bad records
+# N3 frozen for all then thawed, and N2 healed: the rejoin sync runs once,
+# for all (one MEMSESS0031 in the three logs, the others publish with it:
+# MEMSESS0038), and no session is lost or stale.  A verdict that is no
+# longer refreshed lapses: web1 stopped while cut off holds nobody up for
+# long, and N2 is synced before web2 and web3 take it back.  An instance
+# killed in the middle of a sync (30,000 keys to go through): the other
+# takes the job over and no session is lost or stale.  Bad records
 # (garbage, another version, lines from the future) are ignored with a log
 # line; a record of an instance that is not running lapses.
 #
@@ -26,6 +31,7 @@ use Apache::TestUtil;
 use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile);
 use Time::HiRes qw(time sleep);
+use IO::Socket::IP ();
 use JSON::PP ();
 use LWP::UserAgent ();
 use HTTP::Cookies ();
@@ -34,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 35, need {
+plan tests => 48, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -129,6 +135,32 @@ sub seen {
 sub all_say {
     my ($name, $state) = @_;
     return !grep { (split / /, seen($_, $name))[0] ne $state } @web;
+}
+
+# How many instances logged $re (about server $name) since @$marks.
+sub logged {
+    my ($marks, $re, $name) = @_;
+    my $a = addr($name);
+    return scalar grep {
+        my $i = $_;
+        grep { /$re/ && /\Q$a\E/ } split /\n/, $web[$i]->log_since($marks->[$i]);
+    } grep { $web[$_]->pid } 0 .. $#web;
+}
+
+# Writes $count session keys (as php-memcached names them) to server $name.
+sub memc_fill {
+    my ($name, $tag, $count) = @_;
+    my ($host, $port) = host_port($name);
+    my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
+        or die "connect $name: $!";
+    my $v = 'x' x 200;
+    for my $k (1 .. $count) {
+        print $s "set memc.sess.key.$tag$k 0 600 200 noreply\r\n$v\r\n";
+    }
+    print $s "version\r\n";
+    my $line = <$s>;
+    close $s;
+    return defined $line && $line =~ /^VERSION/;
 }
 
 my @users = map { { ua => LWP::UserAgent->new(timeout => 15, keep_alive => 0,
@@ -272,9 +304,34 @@ ok t_cmp(defined $hung ? 1 : 0, 1,
 ok t_cmp(join(' | ', map { seen($_, $N[1]) } @web), join(' | ', ("down $name[0]") x 3),
          'meanwhile the verdict on N2 still travels (through N1): down, reported by web1, everywhere');
 ok t_cmp(all_say($N[0], 'up') ? 1 : 0, 1, 'N1 up everywhere');
+run_for(1.5);   # written meanwhile to the successors
+my @m3 = map { $_->log_mark } @web;
 memc_thaw($N[2]);
 my $thawed = wait_for(10, sub { all_say($N[2], 'up') });
 ok t_cmp(defined $thawed ? 1 : 0, 1, 'N3 thawed: all three take it back');
+ok t_cmp(logged(\@m3, qr/MEMSESS0031: /, $N[2]) . ' ' . logged(\@m3, qr/MEMSESS0038: /, $N[2]),
+         '1 2', 'N3: one instance syncs it (MEMSESS0031), the two others publish with it (MEMSESS0038)');
+my $after3 = run_for(2, time);
+ok t_cmp("$after3->{lost} $after3->{stale}", '0 0',
+         'after the thaw: no session lost or stale (' . show($after3) . ')');
+
+# --- healed: all take N2 back --------------------------------------------------------
+
+my @m2 = map { $_->log_mark } @web;
+($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
+ok t_cmp($rc, 0, 'iptables rule removed');
+my $t_heal = time;
+my $back = wait_for(10, sub { all_say($N[1], 'up') });
+ok t_cmp(defined $back ? 1 : 0, 1,
+         sprintf('healed: all three take N2 back (%.2f s)', time - $t_heal));
+ok t_cmp(seen($web[1], $N[1]), 'up ', 'web2: N2 up, reported by nobody');
+ok t_cmp(logged(\@m2, qr/MEMSESS0031: /, $N[1]) . ' ' . logged(\@m2, qr/MEMSESS0038: /, $N[1]),
+         '1 2', 'N2: web1 syncs it once for all (MEMSESS0031), web2 and web3 publish with it (MEMSESS0038)');
+my $healed = run_for(2, time);
+# Sessions written to N3 while N2 was out are older on N2: the sync brought
+# them over before any instance published N2.
+ok t_cmp("$healed->{lost} $healed->{stale} $healed->{failed}", '0 0 0',
+         'after the heal: no session lost or stale, no request failed (' . show($healed) . ')');
 
 # --- bad records: ignored with a log line -----------------------------------------
 
@@ -305,26 +362,15 @@ memc_cmd($N[1], "delete $_") for sort keys %bad;
     memc_cmd($N[0], "set $k 0 30 " . length($v) . "\r\n$v");
     my $in = wait_for(3, sub { seen($web[1], $N[2]) eq 'down ghost.example:80' });
     ok t_cmp(defined $in ? 1 : 0, 1, 'a valid record of another instance: N3 down, reported by ghost.example:80');
+    run_for(0.5);   # written meanwhile to the successors
     my $gone = wait_for(8, sub { all_say($N[2], 'up') });
     ok t_cmp(defined $gone ? 1 : 0, 1,
              'its line lapses (nobody refreshes it): N3 up again everywhere');
     memc_cmd($N[$_], "delete $k") for 0, 1;
+    my $c = run_for(1.5, time);
+    ok t_cmp("$c->{lost} $c->{stale}", '0 0',
+             'synced before it is taken back (MEMSESS0042): no session lost or stale (' . show($c) . ')');
 }
-
-# --- healed: all take N2 back --------------------------------------------------------
-
-($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
-ok t_cmp($rc, 0, 'iptables rule removed');
-my $t_heal = time;
-my $back = wait_for(10, sub { all_say($N[1], 'up') });
-ok t_cmp(defined $back ? 1 : 0, 1,
-         sprintf('healed: all three take N2 back (%.2f s)', time - $t_heal));
-ok t_cmp(seen($web[1], $N[1]), 'up ', 'web2: N2 up, reported by nobody');
-my $healed = run_for(2, time);
-# Sessions written to N3 while N2 was out are older on N2: the rejoin sync
-# (issue 9) brings them back before N2 is published.  Counted here only.
-t_debug('after the heal: ' . show($healed));
-ok t_cmp($healed->{failed}, 0, 'after the heal: no request failed (' . show($healed) . ')');
 
 # --- an instance that dies holds nobody up ------------------------------------------
 
@@ -339,12 +385,58 @@ ok t_cmp(defined $freed ? 1 : 0, 1,
          sprintf('web1 stopped: its verdict lapses, web2 and web3 take N2 back (%.2f s)',
                  time - $t_stop));
 Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
+ok t_cmp(scalar(grep { $_->log_count(qr/MEMSESS0042: .*\Q${\ addr($N[1])}\E/) } @web[1, 2]), 2,
+         'web2 and web3: nobody holds N2 out any more, it is synced first (MEMSESS0042)');
+my $lapsed = run_for(2, time);
+ok t_cmp("$lapsed->{lost} $lapsed->{stale}", '0 0',
+         'after that: no session lost or stale (' . show($lapsed) . ')');
+
+# --- an instance killed in the middle of a sync ------------------------------------
+
+memc_freeze($N[1]);
+my $both = wait_for(10, sub { !grep { (split / /, seen($_, $N[1]))[0] ne 'down' } @web[1, 2] });
+ok t_cmp(defined $both ? 1 : 0, 1, 'N2 frozen: web2 and web3 find it down');
+run_for(1);
+ok t_cmp(memc_fill($N[0], 'bulk', 15000) && memc_fill($N[2], 'bulk', 15000) ? 1 : 0, 1,
+         '30,000 more session keys on N1 and N3 for the sync to go through');
+@m2 = map { $_->log_mark } @web;
+memc_thaw($N[1]);
+# the holder syncs (sync_by ""), the other waits for it (sync_by the holder)
+my ($holder, $waiter);
+wait_for(20, sub {
+    for my $i (1, 2) {
+        my $s = server_of($web[$i]->status, $N[1]) or next;
+        my $j = 3 - $i;
+        if (($s->{local_state} // '') eq 'syncing' && ($s->{sync_by} // '') eq $name[$j]) {
+            ($holder, $waiter) = ($j, $i);
+            return 1;
+        }
+    }
+    return 0;
+});
+ok t_cmp(defined $holder ? 1 : 0, 1,
+         'thawed: one instance syncs N2, the other waits for it (status sync_by: '
+         . (defined $holder ? $name[$holder] : 'nobody') . ')');
+$holder //= 1;
+$waiter //= 2;
+my $t_kill = time;
+$web[$holder]->kill_hard;
+ok t_cmp($web[$holder]->answers(1) ? 1 : 0, 0, "the holder (web" . ($holder + 1) . ") killed mid-sync");
+my $over = $web[$waiter]->log_wait(20, $m2[$waiter],
+    qr/MEMSESS0040: memcached server \Q${\ addr($N[1])}\E: this instance takes over its sync from \Q$name[$holder]\E/);
+ok t_cmp(defined $over ? 1 : 0, 1,
+         sprintf('web%d takes the sync over once the holder stops refreshing its job (MEMSESS0040, %.2f s)',
+                 $waiter + 1, time - $t_kill));
+my $done = wait_for(60, sub { (split / /, seen($web[$waiter], $N[1]))[0] eq 'up' });
+ok t_cmp(defined $done ? 1 : 0, 1, sprintf('and publishes N2 (%.2f s after the kill)', time - $t_kill));
+my $killed = run_for(2, time);
+ok t_cmp("$killed->{lost} $killed->{stale} $killed->{failed}", '0 0 0',
+         'after the takeover: no session lost or stale, no request failed (' . show($killed) . ')');
 
 # nobody crashed
-ok t_cmp(join(' ', map { $_->answers(2) ? 1 : 0 } @web[1, 2]), '1 1',
-         'web2 and web3 still answer');
+ok t_cmp($web[$waiter]->answers(2) ? 1 : 0, 1, 'the survivor still answers');
 ok t_cmp(scalar(grep { $_->log_count(qr/AH00052|Segmentation|exit signal/) } @web), 0,
          'no child crashed');
 
-$_->stop for @web[1, 2];
+$web[$waiter]->stop;
 memc_stop(@N);

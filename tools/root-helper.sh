@@ -9,6 +9,8 @@
 #
 #   root-helper.sh start USER DIR HTTPD   httpd -d DIR -f DIR/httpd.conf -k start
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
+#   root-helper.sh kill DIR               SIGKILL to the parent and its children
+#                                         at once (an instance that dies)
 #   root-helper.sh cut USER PORT          reject USER's TCP to 127.0.0.1:PORT
 #   root-helper.sh heal USER PORT         remove that rule
 #   root-helper.sh cleanup [DIR...]       every rule of ours, instances under DIR
@@ -96,6 +98,16 @@ case $cmd in
         check_httpd "$3"
         stop_dir "$d" "$3"
         ;;
+    kill)
+        [ $# -eq 2 ] || die "usage: kill DIR"
+        d=$(check_dir "$2")
+        pid=$(cat "$d/httpd.pid" 2>/dev/null || true)
+        [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || die "$d: not running"
+        [ "$(stat -c %U "/proc/$pid")" = root ] || die "$d: its parent is not root's"
+        kids=$(pgrep -P "$pid" || true)
+        # shellcheck disable=SC2086
+        kill -KILL "$pid" $kids
+        ;;
     cut|heal)
         [ $# -eq 3 ] || die "usage: $cmd USER PORT"
         check_user "$2"
@@ -121,6 +133,6 @@ case $cmd in
         done
         ;;
     *)
-        die "usage: start|stop|cut|heal|cleanup ..."
+        die "usage: start|stop|kill|cut|heal|cleanup ..."
         ;;
 esac

@@ -237,6 +237,22 @@ sub stop {
     kill 'KILL', grep { kill 0, $_ } @kids;
 }
 
+# SIGKILL to the parent and every child at once: an instance that dies
+# (a crashed machine), with whatever it was doing left half done.
+sub kill_hard {
+    my $self = shift;
+    my $pid = $self->pid or return;
+    delete $RUNNING{ $self->{dir} };
+    if ($self->{user}) {
+        root_helper('kill', $self->{dir});
+    }
+    else {
+        kill 'KILL', $pid, children_of($pid);
+    }
+    my $end = time + 5;
+    sleep 0.05 while _exists($pid) && time < $end;
+}
+
 # Lines of the error log matching $re.
 sub log_count {
     my ($self, $re) = @_;
