@@ -25,10 +25,13 @@
  *     server it does not see down itself (a cut-off instance writes where
  *     it can, everyone reads everywhere, so the copies meet);
  *   - puts its own line in (gets, merge, cas; retried when another instance
- *     wrote in between) on those servers while it sees X down, refreshed
- *     every round, and takes it out once it sees X up;
+ *     wrote in between) on those servers while it sees X down or syncs X
+ *     itself (memsess_rejoin.c), refreshed every round, and takes it out
+ *     once it has published X;
  *   - marks X down in the shared table (peer_down, reported_by) while any
- *     other instance's line has not lapsed.
+ *     other instance's line has not lapsed; when the last one goes, X is
+ *     synced here (or published with the sync another instance has just
+ *     done) before it takes traffic: writes went elsewhere meanwhile.
  * A line lapses a few intervals after its last refresh, and the record's
  * memcached expiry follows its latest line: a dead, frozen or cut-off
  * instance holds nothing down for long.

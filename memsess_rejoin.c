@@ -532,43 +532,15 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
 static apr_status_t empty_instead(sync_job_t *job, char *err,
                                   apr_size_t errlen)
 {
-    memsess_runtime_t *rt = job->c->rt;
-    const memsess_server_t *srv = APR_ARRAY_IDX(rt->targets, job->slot,
-                                                memsess_server_t *);
-    const memsess_credentials_t *cred = rt->credentials[job->slot];
-    uint64_t ms = apr_time_as_msec(rt->g.timeout) > 0
-                  ? apr_time_as_msec(rt->g.timeout) : 1;
-    memcached_st *mc = memcached_create(NULL);
-    memcached_return_t rc;
+    memcached_st *mc = memsess_connect(job->c->rt, job->slot,
+                                       job->c->rt->g.timeout);
+    memcached_return_t rc = mc ? memcached_flush(mc, 0) : MEMCACHED_FAILURE;
 
-    if (!mc) {
-        apr_cpystrn(err, "out of memory", errlen);
-        return APR_ENOMEM;
-    }
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    /* the checker's own: the release (memsess_release.c) leaves it alone */
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_KEEPIDLE,
-                           MEMSESS_PROBE_KEEPIDLE);
-    rc = cred ? memcached_set_sasl_auth_data(mc, cred->username,
-                                             cred->password)
-              : MEMCACHED_SUCCESS;
-    if (memcached_success(rc)) {
-        rc = memcached_server_add(mc, srv->host, srv->port);
-    }
-    if (memcached_success(rc)) {
-        rc = memcached_flush(mc, 0);
-    }
     if (!memcached_success(rc)) {
         apr_snprintf(err, errlen, "it cannot be emptied either: %s",
-                     memcached_strerror(mc, rc));
+                     mc ? memcached_strerror(mc, rc) : "no connection");
     }
-    if (cred) {
-        memcached_destroy_sasl_auth_data(mc);
-    }
-    memcached_free(mc);
+    memsess_disconnect(mc);
     return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
 }
 
