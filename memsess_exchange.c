@@ -89,9 +89,18 @@ struct memsess_exchange {
     unsigned char      *unreachable;   /* [n] down: not read or written */
     unsigned char      *peer;          /* [n] another instance's, this round */
     char              (*who)[MEMSESS_REPORTERS_MAX];
-    apr_time_t         *bad_logged;    /* [n] last bad record logged */
+    apr_time_t         *bad_logged;    /* [n + 1] last bad record logged */
     int                *flipped;       /* [nviews] scratch for publish */
     apr_int64_t         ttl;           /* seconds a line holds */
+    /* the group's members record (key n): this instance's pools, the
+     * other instances' lines read this round, and the last whole round's
+     * (under mutex, for memsess_exchange_agree) */
+    apr_uint64_t        configured, in_force;
+    memsess_verdict_t  *mem;           /* [MEMSESS_VERDICTS_MAX] */
+    int                 nmem;
+    memsess_verdict_t  *snap;          /* [MEMSESS_VERDICTS_MAX] */
+    int                 nsnap;
+    int                 listened;      /* a whole round read */
 };
 
 static const memsess_server_t *target(const memsess_exchange_t *x, int i)
@@ -99,11 +108,24 @@ static const memsess_server_t *target(const memsess_exchange_t *x, int i)
     return APR_ARRAY_IDX(x->rt->targets, i, memsess_server_t *);
 }
 
-/* Logs, at most once a minute per server, a record we do not use. */
+/* Which record key xi names, for the log. */
+static const char *record_name(const memsess_exchange_t *x, int xi,
+                               char *buf, apr_size_t size)
+{
+    if (xi == x->n) {
+        return "the members record of the group";
+    }
+    apr_snprintf(buf, size, "the verdict record of memcached server %s",
+                 target(x, xi)->addr);
+    return buf;
+}
+
+/* Logs, at most once a minute per record, a record we do not use. */
 static void log_bad(memsess_exchange_t *x, int xi, int y, const char *why,
                     int tag_future)
 {
     apr_time_t now = apr_time_now();
+    char name[MEMSESS_ADDR_MAX + 64];
 
     if (x->bad_logged[xi] && now - x->bad_logged[xi] < LOG_EVERY) {
         return;
@@ -111,15 +133,16 @@ static void log_bad(memsess_exchange_t *x, int xi, int y, const char *why,
     x->bad_logged[xi] = now;
     if (tag_future) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, x->rt->main,
-                     "MEMSESS0093: the verdict record of memcached server %s "
-                     "on %s has lines from the future (a clock far ahead, "
-                     "or not written by mod_memsess): those are ignored",
-                     target(x, xi)->addr, target(x, y)->addr);
+                     "MEMSESS0093: %s on %s has lines from the future (a "
+                     "clock far ahead, or not written by mod_memsess): those "
+                     "are ignored", record_name(x, xi, name, sizeof(name)),
+                     target(x, y)->addr);
         return;
     }
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, x->rt->main, "MEMSESS0092: "
-                 "ignored the verdict record of memcached server %s on %s: "
-                 "%s", target(x, xi)->addr, target(x, y)->addr, why);
+                 "ignored %s on %s: %s", record_name(x, xi, name,
+                                                     sizeof(name)),
+                 target(x, y)->addr, why);
 }
 
 /* Parses what was read; a bad record counts as an empty one (ours to
@@ -130,6 +153,11 @@ static void read_record(memsess_exchange_t *x, int xi, int y,
 {
     const char *why = memsess_verdicts_parse(value, len, now, rec);
 
+    if (!why && rec->members != (xi == x->n)) {
+        why = rec->members ? "a members record" : "a verdict record";
+        rec->n = 0;
+    }
+    rec->members = xi == x->n;
     if (why) {
         log_bad(x, xi, y, why, 0);
     }
@@ -226,6 +254,72 @@ static void put_line(memsess_exchange_t *x, int xi, int y, memcached_st *mc,
                  memcached_strerror(mc, rc));
 }
 
+/* The other instances' member lines, merged over the servers read. */
+static void note_members(memsess_exchange_t *x, const memsess_verdicts_t *rec)
+{
+    int i, k;
+
+    for (i = 0; i < rec->n; i++) {
+        const memsess_verdict_t *v = &rec->v[i];
+
+        if (!strcmp(v->name, x->rt->g.instance)) {
+            continue;
+        }
+        for (k = 0; k < x->nmem && strcmp(x->mem[k].name, v->name); k++) {
+        }
+        if (k == x->nmem) {
+            if (x->nmem == MEMSESS_VERDICTS_MAX) {
+                continue;
+            }
+            x->nmem++;
+        }
+        else if (x->mem[k].reported > v->reported) {
+            continue;   /* another server's copy is fresher */
+        }
+        x->mem[k] = *v;
+    }
+}
+
+/* Our member line in the group's record on server y, refreshed when its
+ * fingerprints changed or half its time has gone. */
+static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
+                       memsess_verdicts_t *rec, uint64_t cas,
+                       apr_int64_t now)
+{
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    int tries, i;
+
+    for (tries = 0; tries < CAS_TRIES; tries++) {
+        for (i = 0; i < rec->n; i++) {
+            const memsess_verdict_t *v = &rec->v[i];
+
+            if (!strcmp(v->name, x->rt->g.instance)
+                && v->configured == x->configured
+                && v->in_force == x->in_force
+                && v->expires - now > x->ttl / 2) {
+                return;   /* fresh enough */
+            }
+        }
+        memsess_members_put(rec, x->rt->g.instance, now, now + x->ttl,
+                            x->configured, x->in_force);
+        rc = write_record(x, x->n, mc, rec, cas, now);
+        if (rc == MEMCACHED_SUCCESS) {
+            return;
+        }
+        if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED
+            && rc != MEMCACHED_NOTFOUND) {
+            break;
+        }
+        if (!reread(x, x->n, y, mc, now, rec, &cas)) {
+            break;
+        }
+        note_members(x, rec);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0150: "
+                 "could not update the members record on %s: %s",
+                 target(x, y)->addr, memcached_strerror(mc, rc));
+}
+
 /* One server's part of a round: read every record it holds, note the
  * other instances' verdicts, put our lines in or out.  Returns whether it
  * answered. */
@@ -243,7 +337,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
     if (!mc) {
         return 0;
     }
-    rc = memcached_mget(mc, x->keys, x->keylens, (size_t)x->n);
+    rc = memcached_mget(mc, x->keys, x->keylens, (size_t)x->n + 1);
     if (!memcached_success(rc)) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
                      "could not read the verdict records on %s: %s",
@@ -277,13 +371,18 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         return 0;
     }
 
-    seen = apr_pcalloc(p, (apr_size_t)x->n);
+    seen = apr_pcalloc(p, (apr_size_t)x->n + 1);
     rec = apr_palloc(p, sizeof(*rec));
     for (i = 0; i < found->nelts; i++) {
         found_t *f = &APR_ARRAY_IDX(found, i, found_t);
 
         seen[f->x] = 1;
         read_record(x, f->x, y, f->value, f->len, now, rec);
+        if (f->x == x->n) {
+            note_members(x, rec);
+            put_member(x, y, mc, rec, f->cas, now);
+            continue;
+        }
         if (memsess_verdicts_others(rec, x->rt->g.instance, now,
                                     x->who[f->x], MEMSESS_REPORTERS_MAX)) {
             x->peer[f->x] = 1;
@@ -293,8 +392,14 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
     for (i = 0; i < x->n; i++) {
         if (!seen[i] && x->down[i]) {
             rec->n = 0;
+            rec->members = 0;
             put_line(x, i, y, mc, rec, 0, now);
         }
+    }
+    if (!seen[x->n]) {
+        rec->n = 0;
+        rec->members = 1;
+        put_member(x, y, mc, rec, 0, now);
     }
     memsess_disconnect(mc);
     return 1;
@@ -385,6 +490,14 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     int i, answered = 0;
 
     apr_thread_mutex_lock(x->table_mutex);
+    x->in_force = x->configured;
+    for (i = 0; i < x->rt->confs->nelts; i++) {
+        if (x->rt->views[i].before
+            && memsess_table_view_slot(x->rt->table, i)->rebalance) {
+            x->in_force = memsess_pools_fingerprint(p, x->rt, 1);
+            break;
+        }
+    }
     for (i = 0; i < x->n; i++) {
         /* a server we sync is not ready for anyone: our line keeps it out
          * for all until we publish it (not while another instance syncs
@@ -401,6 +514,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     for (i = 0; i < x->n; i++) {
         x->who[i][0] = '\0';
     }
+    x->nmem = 0;
     for (i = 0; i < x->n; i++) {
         if (!x->unreachable[i]) {
             answered += exchange_with(x, i, p, now);
@@ -410,7 +524,44 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
         apr_thread_mutex_lock(x->table_mutex);
         apply_locked(x);
         apr_thread_mutex_unlock(x->table_mutex);
+        apr_thread_mutex_lock(x->mutex);
+        memcpy(x->snap, x->mem, (apr_size_t)x->nmem * sizeof(*x->mem));
+        x->nsnap = x->nmem;
+        x->listened = 1;   /* every instance's line is in already */
+        apr_thread_mutex_unlock(x->mutex);
     }
+}
+
+int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
+                           apr_uint64_t fp, char *who, apr_size_t whosize)
+{
+    apr_size_t len = 0;
+    int i, agree;
+
+    who[0] = '\0';
+    if (!x) {
+        return 1;   /* alone */
+    }
+    apr_thread_mutex_lock(x->mutex);
+    agree = x->listened;
+    if (!agree) {
+        apr_cpystrn(who, "(still listening for the other instances)",
+                    whosize);
+    }
+    for (i = 0; x->listened && i < x->nsnap; i++) {
+        const memsess_verdict_t *v = &x->snap[i];
+
+        if ((in_force ? v->in_force : v->configured) == fp) {
+            continue;
+        }
+        agree = 0;
+        if (len + strlen(v->name) + 3 < whosize) {
+            len += (apr_size_t)apr_snprintf(who + len, whosize - len, "%s%s",
+                                            len ? ", " : "", v->name);
+        }
+    }
+    apr_thread_mutex_unlock(x->mutex);
+    return agree;
 }
 
 static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
@@ -471,15 +622,18 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->rejoin = rejoin;
     x->table_mutex = table_mutex;
     x->n = n;
-    x->keys = apr_palloc(pool, n * sizeof(*x->keys));
-    x->keylens = apr_palloc(pool, n * sizeof(*x->keylens));
-    x->index = apr_palloc(pool, n * sizeof(*x->index));
+    x->keys = apr_palloc(pool, (n + 1) * sizeof(*x->keys));
+    x->keylens = apr_palloc(pool, (n + 1) * sizeof(*x->keylens));
+    x->index = apr_palloc(pool, (n + 1) * sizeof(*x->index));
+    x->mem = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->mem));
+    x->snap = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->snap));
+    x->configured = x->in_force = memsess_pools_fingerprint(pool, rt, 0);
     x->bykey = apr_hash_make(pool);
     x->down = apr_pcalloc(pool, n);
     x->unreachable = apr_pcalloc(pool, n);
     x->peer = apr_pcalloc(pool, n);
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
-    x->bad_logged = apr_pcalloc(pool, n * sizeof(*x->bad_logged));
+    x->bad_logged = apr_pcalloc(pool, (n + 1) * sizeof(*x->bad_logged));
     x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
     for (i = 0; i < n; i++) {
         char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
@@ -491,6 +645,16 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
         x->index[i] = i;
         apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
                      &x->index[i]);
+    }
+    {
+        char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
+
+        x->keylens[n] = memsess_record_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
+                                           rt->g.group, "members", "all");
+        x->keys[n] = key;
+        x->index[n] = n;
+        apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[n],
+                     &x->index[n]);
     }
     x->ttl = memsess_share_ttl(rt);
     if ((rv = apr_thread_mutex_create(&x->mutex, APR_THREAD_MUTEX_DEFAULT,

@@ -119,7 +119,8 @@ const char *memsess_job_parse(const char *buf, apr_size_t len,
     }
     memcpy(out->holder, w, wl);
     out->holder[wl] = '\0';
-    if (!memsess_instance_name_valid(out->holder, MEMSESS_INSTANCE_MAX)) {
+    if (strlen(out->holder) != wl
+        || !memsess_instance_name_valid(out->holder, MEMSESS_INSTANCE_MAX)) {
         return "a job record whose holder has characters no instance has";
     }
     if (!(p = word(p + 1, end, &w, &wl)) || *p != ' ') {

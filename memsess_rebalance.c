@@ -246,6 +246,25 @@ const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
            ? view->before : view;
 }
 
+apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
+                                       const memsess_runtime_t *rt,
+                                       int in_force)
+{
+    apr_uint64_t h = MEMSESS_FNV1A_INIT;
+    int v;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = in_force ? memsess_view_in_force(rt, v)
+                                              : &rt->views[v];
+
+        h = memsess_fnv1a_more(h, apr_psprintf(p, "%s/%d/%d/%d;",
+                               memsess_served_text(p, view->pool),
+                               view->replicas, (int)view->failover,
+                               (int)view->format));
+    }
+    return h;
+}
+
 /* The save_path a view (a definition: in force or not) gives, with slot i
  * counted live or not (i < 0: none): what memsess_table_publish writes.
  * The caller holds the checker's mutex. */

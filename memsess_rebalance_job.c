@@ -24,6 +24,17 @@
  * flips the views when the lists it moved keys between are still the ones
  * published and the new ones; a failure (a server died) ends it, and it
  * is retried.
+ *
+ * Instances that share verdicts (MemsessShareVerdicts) change a pool
+ * together: each says in its member line what it has configured and what
+ * it publishes (memsess_exchange.c); a rebalance starts only once every
+ * instance of the group has the same configuration (until then all keep
+ * publishing the list in force, and the status says whom they wait for),
+ * then runs once, by the instance that takes its job (memsess_joblock.c,
+ * on the first live server of the new list), while the others wait and
+ * publish the new lists when it is done.  The holder runs its after-flip
+ * passes once every instance publishes them: the last one deletes what
+ * the new lists place nowhere, which the old lists read.
  */
 
 #include <stdlib.h>
@@ -53,7 +64,16 @@ struct memsess_rebalancer {
     struct rebalance_t   *rebalance;   /* running, or NULL */
     apr_time_t            retry;       /* not before (after a failure) */
     int                   told;        /* "new servers down" logged */
+    memsess_exchange_t   *exchange;    /* shared: change pools together */
+    apr_uint64_t          configured;  /* our pools' fingerprint */
+    char                  waiting[MEMSESS_REPORTERS_MAX];  /* logged */
 };
+
+void memsess_rebalancer_share(memsess_rebalancer_t *c, memsess_exchange_t *x)
+{
+    c->exchange = x;
+    c->configured = memsess_pools_fingerprint(c->pool, c->rt, 0);
+}
 
 memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
                                                 memsess_runtime_t *rt,
@@ -75,6 +95,10 @@ memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
 
 #define REBALANCE_RETRY apr_time_from_sec(5)
 
+/* Shared: how long the holder waits for every instance to publish the new
+ * lists before its after-flip passes (it then skips the deleting one). */
+#define REBALANCE_ALL_WAIT apr_time_from_sec(10)
+
 typedef struct rebalance_t {
     memsess_rebalancer_t   *c;
     apr_pool_t             *pool;
@@ -87,6 +111,10 @@ typedef struct rebalance_t {
     memsess_sync_spec_t     spec;
     memsess_sync_list_t    *lists;
     int                    *list_view;   /* a view each list stands for */
+    int                     share;       /* once for the group */
+    int                     job_slot;    /* where its job record lives */
+    apr_uint64_t            change;      /* fingerprint: in force -> new */
+    memsess_joblock_t       lock;
 } rebalance_t;
 
 /* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
@@ -152,6 +180,7 @@ static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
+    memsess_joblock_refresh(&rb->lock, 0, 0);
 }
 
 /* Sets the state of every view the rebalance moves (and why it stopped);
@@ -265,6 +294,55 @@ static const char *rebalance_names(rebalance_t *rb)
     return names ? names : "";
 }
 
+/* The shared job's note (memsess_joblock.c): the instance this one waits
+ * for, on the status page. */
+static void note_rebalance_by(void *baton, const char *holder)
+{
+    rebalance_t *rb = baton;
+    memsess_rebalancer_t *c = rb->c;
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    apr_thread_mutex_lock(c->mutex);
+    memsess_table_owner(c->rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid()) {
+        rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, *holder
+                       ? apr_pstrcat(rb->pool, "run by ", holder,
+                                     " for the group", NULL)
+                       : "");
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+/* The holder, after its flip: whether every other instance publishes the
+ * new lists too (their member lines), within REBALANCE_ALL_WAIT; the
+ * sessions in use are watched meanwhile. */
+static apr_status_t rebalance_wait_all(rebalance_t *rb, memsess_sync_t *sync,
+                                       int *all, char *err,
+                                       apr_size_t errlen)
+{
+    apr_time_t until = apr_time_now() + REBALANCE_ALL_WAIT;
+    apr_status_t rv = APR_SUCCESS;
+    char who[MEMSESS_REPORTERS_MAX];
+
+    while (!(*all = memsess_exchange_agree(rb->c->exchange, 1,
+                                           rb->c->configured, who,
+                                           sizeof(who)))
+           && rv == APR_SUCCESS && !rb->stop && apr_time_now() < until) {
+        memsess_joblock_refresh(&rb->lock, 1, 0);
+        rv = sync ? memsess_sync_after_hot(sync, err, errlen) : APR_SUCCESS;
+        apr_sleep(apr_time_from_msec(sync ? 1 : 20));
+    }
+    if (!*all && rv == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rb->c->rt->main,
+                     "MEMSESS0151: rebalance of %s: published here, but not "
+                     "yet by %s after %" APR_TIME_T_FMT " s: the copies the "
+                     "old lists read are left in place", rebalance_names(rb),
+                     who, apr_time_sec(REBALANCE_ALL_WAIT));
+    }
+    return rv;
+}
+
 static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                                               void *data)
 {
@@ -276,24 +354,62 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     memsess_sync_t *sync = NULL;
     char err[256] = "";
     apr_status_t rv = APR_SUCCESS;
-    int k, moves = 0;
+    memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
+    int k, moves = 0, everyone = 1;
 
     (void)thread;
     memset(&before, 0, sizeof(before));
     for (k = 0; k < rb->spec.nlists; k++) {
         moves |= strcmp(rb->lists[k].path_now, rb->lists[k].path_next) != 0;
     }
+    if (rb->share) {
+        rb->lock.subject = apr_pstrcat(rb->pool, "pool change of ",
+                                       rebalance_names(rb), NULL);
+        rb->lock.job = "its rebalance";
+        rb->lock.stop = &rb->stop;
+        rb->lock.note = note_rebalance_by;
+        rb->lock.baton = rb;
+        claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,
+                                     apr_psprintf(rb->pool, "rebalance-%016"
+                                                  APR_UINT64_T_HEX_FMT,
+                                                  rb->change),
+                                     rb->change, rb->spec.timeout)
+                == APR_SUCCESS
+                ? memsess_joblock_claim(&rb->lock, err, sizeof(err))
+                : MEMSESS_CLAIM_FAILED;
+        if (claim == MEMSESS_CLAIM_FAILED) {
+            rv = APR_EGENERAL;
+            if (!err[0]) {
+                apr_cpystrn(err, "cannot connect for its job record",
+                            sizeof(err));
+            }
+        }
+    }
+    if (claim == MEMSESS_CLAIM_FOLLOW) {
+        moves = 0;   /* done by the holder */
+    }
     /* the same text before and after (a server removed while down): there
      * is nothing to move */
-    if (moves && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
-                                             sizeof(err)))) {
+    if (rv == APR_SUCCESS && moves
+        && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
+                                       sizeof(err)))) {
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
     }
-    else if (moves) {
+    else if (rv == APR_SUCCESS && moves) {
         rv = APR_EGENERAL;
     }
-    if (rv == APR_SUCCESS && rebalance_flip(rb, err, sizeof(err))) {
+    if (claim == MEMSESS_CLAIM_FOLLOW && rebalance_flip(rb, err, sizeof(err))) {
+        rb->ok = 1;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0152: "
+                     "rebalance of %s was done by %s for the group: the new "
+                     "list is published here too, %" APR_TIME_T_FMT "ms "
+                     "after this instance was ready", rebalance_names(rb),
+                     rb->lock.holder, apr_time_as_msec(apr_time_now()
+                                                       - start));
+    }
+    else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
+             && rebalance_flip(rb, err, sizeof(err))) {
         flipped_at = apr_time_now();
         rb->ok = 1;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0136: "
@@ -316,16 +432,26 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
              * within a millisecond or two); then the last pass looks at
              * everything written since the rebalance began, and cleans
              * up */
-            apr_time_t until = apr_time_now() + REBALANCE_GRACE;
+            apr_time_t until;
 
-            do {
+            if (rb->share) {
+                /* the others publish the new lists too, then the grace */
+                memsess_joblock_refresh(&rb->lock, 1, 1);
+                rv = rebalance_wait_all(rb, sync, &everyone, err,
+                                        sizeof(err));
+            }
+            until = apr_time_now() + REBALANCE_GRACE;
+            while (rv == APR_SUCCESS && !rb->stop
+                   && apr_time_now() < until) {
                 rv = memsess_sync_after_hot(sync, err, sizeof(err));
                 apr_sleep(apr_time_from_msec(1));
-            } while (rv == APR_SUCCESS && !rb->stop
-                     && apr_time_now() < until);
+            }
+            /* those that come now rebalance on their own */
+            memsess_joblock_release(&rb->lock);
             if (rv == APR_SUCCESS) {
                 rv = rb->stop ? APR_EINTR
-                              : memsess_sync_after(sync, 1, err, sizeof(err));
+                              : memsess_sync_after(sync, everyone, err,
+                                                   sizeof(err));
             }
             all = memsess_sync_stats(sync);
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
@@ -360,6 +486,13 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      err[0] ? err : "failed",
                      apr_time_sec(REBALANCE_RETRY));
     }
+    if (rb->lock.holding && rb->ok) {
+        /* nothing moved (or no engine): the others still follow */
+        memsess_joblock_refresh(&rb->lock, 1, 1);
+        rebalance_wait_all(rb, NULL, &everyone, err, sizeof(err));
+    }
+    memsess_joblock_release(&rb->lock);
+    memsess_joblock_close(&rb->lock);
     memsess_sync_destroy(sync);
     apr_atomic_set32(&rb->done, 1);
     return NULL;
@@ -425,6 +558,28 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready)
             rb->list_view[rb->spec.nlists++] = v;
         }
     }
+    if (c->exchange) {
+        /* once for the group: its job on the first live server of the
+         * first new list (the same for all: they agree on states) */
+        const apr_array_header_t *servers = NULL;
+
+        for (v = 0; v < n && !servers; v++) {
+            servers = ready[v] ? rt->views[v].pool->servers : NULL;
+        }
+        rb->share = 1;
+        rb->job_slot = APR_ARRAY_IDX(servers, 0, memsess_server_t).slot;
+        for (k = servers->nelts - 1; k >= 0; k--) {
+            int slot = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+            if (MEMSESS_SLOT_LIVE(memsess_table_slot(rt->table, slot))) {
+                rb->job_slot = slot;
+            }
+        }
+        rb->change = memsess_fnv1a_more(memsess_fnv1a(apr_psprintf(
+            pool, "%016" APR_UINT64_T_HEX_FMT,
+            memsess_pools_fingerprint(pool, rt, 1))), apr_psprintf(
+            pool, "%016" APR_UINT64_T_HEX_FMT, c->configured));
+    }
     rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, "");
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0135: "
                  "rebalance of %s started: every session is copied where the "
@@ -446,15 +601,42 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready)
     c->rebalance = rb;
 }
 
+/* Every pending view says why it waits (the status page), and the log
+ * once; the caller holds the mutex. */
+static void note_waiting(memsess_rebalancer_t *c, const char *why)
+{
+    memsess_runtime_t *rt = c->rt;
+    int v;
+
+    memsess_table_write_begin(rt->table);
+    for (v = 0; v < rt->confs->nelts; v++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+        if (rt->views[v].before && vs->rebalance) {
+            apr_cpystrn(vs->rebalance_error, why,
+                        sizeof(vs->rebalance_error));
+            memsess_text_one_line(vs->rebalance_error);
+        }
+    }
+    memsess_table_bump_generation(rt->table, 0);
+    memsess_table_write_end(rt->table);
+    if (*c->waiting != '(') {   /* not the first round's */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0153: "
+                     "pool changes wait: the previous lists stay published, "
+                     "%s", why);
+    }
+}
+
 /* Each round: joins a rebalance that ended, and starts one when a view
  * waits and is ready. */
 void memsess_rebalancer_round(memsess_rebalancer_t *c)
 {
     memsess_runtime_t *rt = c->rt;
     rebalance_t *rb = c->rebalance;
-    int v, any = 0, down = 0, *ready;
+    int v, any = 0, down = 0, waits = 0, agree, *ready;
     apr_uint32_t owner;
     apr_time_t heartbeat;
+    char who[MEMSESS_REPORTERS_MAX];
 
     if (rb) {
         apr_status_t ret;
@@ -473,6 +655,8 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         return;
     }
     ready = NULL;
+    agree = memsess_exchange_agree(c->exchange, 0, c->configured, who,
+                                   sizeof(who));
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(rt->table, &owner, &heartbeat);
     for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
@@ -481,6 +665,11 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
 
         if (!rt->views[v].before
             || !memsess_table_view_slot(rt->table, v)->rebalance) {
+            continue;
+        }
+        if (!agree) {
+            /* the group changes its pools together */
+            waits = 1;
             continue;
         }
         r = rebalance_ready(c, v);
@@ -503,6 +692,16 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         }
     }
     c->told |= down;
+    if (waits && owner == (apr_uint32_t)getpid()
+        && strcmp(who, c->waiting)) {
+        apr_cpystrn(c->waiting, who, sizeof(c->waiting));
+        note_waiting(c, apr_pstrcat(c->pool, "waiting for the other "
+                                    "instances of the group to have this "
+                                    "configuration: ", who, NULL));
+    }
+    if (!waits) {
+        c->waiting[0] = '\0';
+    }
     if (any) {
         rebalance_start(c, ready);
     }

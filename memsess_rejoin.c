@@ -80,12 +80,9 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
  * within this, and the after pass picks them up. */
 #define SYNC_GRACE apr_time_from_msec(1000)
 
-/* Shared jobs: how often the holder refreshes its record and a waiter
- * reads it; how long the holder waits for the other instances to publish
- * the server before it leaves the after-flip passes to whoever publishes
- * it last. */
-#define JOB_REFRESH   apr_time_from_msec(500)
-#define JOB_POLL      apr_time_from_msec(100)
+/* Shared jobs: how long the holder waits for the other instances to
+ * publish the server before it leaves the after-flip passes to whoever
+ * publishes it last. */
 #define JOB_LIVE_WAIT apr_time_from_sec(10)
 
 typedef struct sync_job_t {
@@ -98,20 +95,11 @@ typedef struct sync_job_t {
     memsess_sync_spec_t     spec;
     memsess_sync_list_t    *lists;
     int                    *list_view;   /* a view each list stands for */
-    /* shared (MemsessShareVerdicts): the job record on the server */
+    /* shared (MemsessShareVerdicts): the job, on the returning server */
     int                     share;
-    struct memcached_st    *mc;          /* to the returning server */
-    char                    key[MEMSESS_VERDICT_KEY_MAX + 1];
-    size_t                  keylen;
     apr_uint64_t            fingerprint; /* of the lists */
-    apr_int64_t             since;
-    apr_time_t              refreshed;
-    int                     holding;     /* we hold the job */
-    volatile apr_uint32_t   lost;        /* another took the job over */
-    char                    holder[MEMSESS_INSTANCE_MAX];  /* followed */
+    memsess_joblock_t       lock;
 } sync_job_t;
-
-static void job_refresh(sync_job_t *job, int done, int force);
 
 int memsess_rejoin_busy(memsess_rejoin_t *c, int i)
 {
@@ -146,7 +134,7 @@ static void sync_progress(void *baton, const memsess_sync_stats_t *st)
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
-    job_refresh(job, 0, 0);
+    memsess_joblock_refresh(&job->lock, 0, 0);
 }
 
 /* Publishes the server when every list it synced against is still the
@@ -231,121 +219,12 @@ static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
     }
 }
 
-/* ------------------------------------------------------------------ */
-/* The shared job (MemsessShareVerdicts): its record on the server     */
-
-typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
-
-/* Reads the job record: returns 0 when the server did not answer, else 1
- * with *exists, and *why when it exists but is refused. */
-static int job_read(sync_job_t *job, memsess_job_t *rec, int *exists,
-                    const char **why, uint64_t *cas)
+/* The shared job's note (memsess_joblock.c): whom this instance waits for
+ * or published the server with, "" when it syncs it itself (then its
+ * verdict line goes back in: memsess_exchange.c). */
+static void note_sync_by(void *baton, const char *holder)
 {
-    const char *key = job->key;
-    size_t keylen = job->keylen;
-    memcached_result_st *res;
-    memcached_return_t rc;
-    apr_int64_t now = apr_time_sec(apr_time_now());
-
-    *exists = 0;
-    *why = NULL;
-    *cas = 0;
-    if (!memcached_success(memcached_mget(job->mc, &key, &keylen, 1))) {
-        return 0;
-    }
-    while ((res = memcached_fetch_result(job->mc, NULL, &rc)) != NULL) {
-        *exists = 1;
-        *why = memsess_job_parse(memcached_result_value(res),
-                                 memcached_result_length(res), now, rec);
-        *cas = memcached_result_cas(res);
-        memcached_result_free(res);
-    }
-    return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
-           || rc == MEMCACHED_SUCCESS;
-}
-
-/* Writes our record (syncing or done), valid for the shared lines' time. */
-static memcached_return_t job_write(sync_job_t *job, int done,
-                                    job_write_e how, uint64_t cas)
-{
-    memsess_runtime_t *rt = job->c->rt;
-    apr_int64_t ttl = memsess_share_ttl(rt);
-    char buf[MEMSESS_JOB_RECORD_MAX];
-    memsess_job_t rec;
-    apr_size_t len;
-    /* memcached keeps it past its expires: whoever takes a lapsed job
-     * over sees whose it was */
-    time_t expiry = (time_t)(2 * ttl + 1);
-
-    memset(&rec, 0, sizeof(rec));
-    apr_cpystrn(rec.holder, rt->g.instance, sizeof(rec.holder));
-    rec.done = done;
-    rec.since = job->since;
-    rec.expires = apr_time_sec(apr_time_now()) + ttl;
-    rec.lists = job->fingerprint;
-    len = memsess_job_format(buf, sizeof(buf), &rec);
-    job->refreshed = apr_time_now();
-    switch (how) {
-    case JOB_ADD:
-        return memcached_add(job->mc, job->key, job->keylen, buf, len,
-                             expiry, 0);
-    case JOB_CAS:
-        return memcached_cas(job->mc, job->key, job->keylen, buf, len,
-                             expiry, 0, cas);
-    default:
-        return memcached_set(job->mc, job->key, job->keylen, buf, len,
-                             expiry, 0);
-    }
-}
-
-/* The holder's refresh (at most every JOB_REFRESH unless forced): our
- * record, with a new expiry, when it is still ours.  Marks the job lost
- * (and stops the engine) when another instance took it over. */
-static void job_refresh(sync_job_t *job, int done, int force)
-{
-    memsess_job_t rec;
-    const char *why;
-    uint64_t cas;
-    int exists;
-
-    if (!job->holding || job->lost
-        || (!force && apr_time_now() - job->refreshed < JOB_REFRESH)) {
-        return;
-    }
-    job->refreshed = apr_time_now();
-    if (!job_read(job, &rec, &exists, &why, &cas)) {
-        return;   /* the engine or the probes see the server fail */
-    }
-    if (!exists || why || strcmp(rec.holder, job->c->rt->g.instance)
-        || rec.since != job->since
-        || !memcached_success(job_write(job, done, JOB_CAS, cas))) {
-        apr_atomic_set32(&job->lost, 1);
-        apr_atomic_set32(&job->stop, 1);
-    }
-}
-
-/* The holder is finished: its record goes, unless another instance's
- * replaced it. */
-static void job_release(sync_job_t *job)
-{
-    memsess_job_t rec;
-    const char *why;
-    uint64_t cas;
-    int exists;
-
-    if (job->holding && !job->lost
-        && job_read(job, &rec, &exists, &why, &cas) && exists && !why
-        && !strcmp(rec.holder, job->c->rt->g.instance)
-        && rec.since == job->since) {
-        memcached_delete(job->mc, job->key, job->keylen, 0);
-    }
-    job->holding = 0;
-}
-
-/* Who this instance waits for or published the server with (holder ""
- * when it syncs it itself: then its verdict line goes back in). */
-static void note_sync_by(sync_job_t *job, const char *holder)
-{
+    sync_job_t *job = baton;
     memsess_rejoin_t *c = job->c;
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
     apr_uint32_t owner;
@@ -360,90 +239,6 @@ static void note_sync_by(sync_job_t *job, const char *holder)
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
-}
-
-typedef enum { CLAIM_HOLD, CLAIM_FOLLOW, CLAIM_FAILED } claim_e;
-
-/* Takes the job, or waits for the instance that holds it; returns
- * CLAIM_FOLLOW when that one synced our lists (its name in job->holder). */
-static claim_e job_claim(sync_job_t *job, char *err, apr_size_t errlen)
-{
-    memsess_runtime_t *rt = job->c->rt;
-    const char *self = rt->g.instance;
-    char waiting_for[MEMSESS_INSTANCE_MAX] = "";
-
-    for (;;) {
-        memsess_job_t rec;
-        memsess_job_step_e step;
-        memcached_return_t rc = MEMCACHED_SUCCESS;
-        const char *why;
-        uint64_t cas;
-        int exists;
-
-        if (job->stop) {
-            apr_cpystrn(err, "stopped: it failed a probe", errlen);
-            return CLAIM_FAILED;
-        }
-        if (!job_read(job, &rec, &exists, &why, &cas)) {
-            apr_snprintf(err, errlen, "its job record cannot be read: %s",
-                         memcached_last_error_message(job->mc));
-            return CLAIM_FAILED;
-        }
-        if (why) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
-                         "MEMSESS0039: ignored the sync job record on "
-                         "memcached server %s (%s): replaced by ours",
-                         job->spec.returning, why);
-        }
-        job->since = apr_time_sec(apr_time_now());
-        step = memsess_job_next(why ? NULL : &rec, exists, self,
-                                job->fingerprint, job->since);
-        switch (step) {
-        case MEMSESS_JOB_TAKE:
-            rc = job_write(job, 0, JOB_ADD, 0);
-            break;
-        case MEMSESS_JOB_REPLACE:
-            rc = job_write(job, 0, JOB_CAS, cas);
-            if (memcached_success(rc) && exists && !why
-                && strcmp(rec.holder, self)) {
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                             "MEMSESS0040: memcached server %s: this "
-                             "instance takes over its sync from %s (%s)",
-                             job->spec.returning, rec.holder,
-                             rec.done ? "done for other lists"
-                                      : "it stopped refreshing it");
-            }
-            break;
-        case MEMSESS_JOB_WAIT:
-            if (strcmp(waiting_for, rec.holder)) {
-                apr_cpystrn(waiting_for, rec.holder, sizeof(waiting_for));
-                note_sync_by(job, rec.holder);
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                             "MEMSESS0037: memcached server %s is being "
-                             "synced by %s for the group: it stays out here "
-                             "until that is done", job->spec.returning,
-                             rec.holder);
-            }
-            sync_sleep(job, JOB_POLL);
-            continue;
-        case MEMSESS_JOB_FOLLOW:
-            apr_cpystrn(job->holder, rec.holder, sizeof(job->holder));
-            note_sync_by(job, rec.holder);
-            return CLAIM_FOLLOW;
-        }
-        if (memcached_success(rc)) {
-            job->holding = 1;
-            note_sync_by(job, "");
-            return CLAIM_HOLD;
-        }
-        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS
-            && rc != MEMCACHED_NOTFOUND) {
-            apr_snprintf(err, errlen, "its job record cannot be written: %s",
-                         memcached_strerror(job->mc, rc));
-            return CLAIM_FAILED;
-        }
-        /* another instance wrote in between: read again */
-    }
 }
 
 /* The holder, after its flip: waits until the server is live here (every
@@ -465,7 +260,7 @@ static int job_wait_live(sync_job_t *job)
         if (live) {
             return 1;
         }
-        job_refresh(job, 1, 0);
+        memsess_joblock_refresh(&job->lock, 1, 0);
         apr_sleep(apr_time_from_msec(20));
     }
     return 0;
@@ -485,7 +280,7 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
 
     if (job->share) {
         /* requests take the new list once no instance holds it out */
-        job_refresh(job, 1, 1);
+        memsess_joblock_refresh(&job->lock, 1, 1);
         if (!job_wait_live(job)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0041: "
                          "memcached server %s: synced and published here, "
@@ -494,22 +289,22 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                          ? "this sync was stopped"
                          : "another instance still holds it out after "
                            "10 s");
-            job_release(job);
+            memsess_joblock_release(&job->lock);
             return;
         }
         flipped_at = apr_time_now();
     }
     rv = memsess_sync_after(sync, 0, err, sizeof(err));
     if (rv == APR_SUCCESS) {
-        job_refresh(job, 1, 1);
+        memsess_joblock_refresh(&job->lock, 1, 1);
         sync_sleep(job, SYNC_GRACE);
         /* the instances that follow from here on sync themselves: what
          * they wrote meanwhile comes after this last pass */
-        job_release(job);
+        memsess_joblock_release(&job->lock);
         rv = job->stop ? APR_EINTR
                        : memsess_sync_after(sync, 1, err, sizeof(err));
     }
-    job_release(job);
+    memsess_joblock_release(&job->lock);
     all = memsess_sync_stats(sync);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0035: "
                  "memcached server %s: after its flip, %" APR_UINT64_T_FMT
@@ -553,19 +348,29 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     memsess_sync_t *sync;
     char err[256] = "";
     apr_status_t rv = APR_EGENERAL;
-    claim_e claim = CLAIM_HOLD;
+    memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
 
     (void)thread;
     memset(&before, 0, sizeof(before));
     if (job->spec.nlists && job->share) {
-        job->mc = memsess_connect(rt, job->slot, job->spec.timeout);
-        claim = job->mc ? job_claim(job, err, sizeof(err)) : CLAIM_FAILED;
-        if (!job->mc) {
+        job->lock.subject = apr_pstrcat(job->pool, "memcached server ",
+                                        job->spec.returning, NULL);
+        job->lock.job = "its sync";
+        job->lock.stop = &job->stop;
+        job->lock.note = note_sync_by;
+        job->lock.baton = job;
+        if (memsess_joblock_open(&job->lock, rt, job->slot,
+                                 job->spec.returning, job->fingerprint,
+                                 job->spec.timeout) == APR_SUCCESS) {
+            claim = memsess_joblock_claim(&job->lock, err, sizeof(err));
+        }
+        else {
+            claim = MEMSESS_CLAIM_FAILED;
             apr_cpystrn(err, "cannot connect for its job record", sizeof(err));
         }
     }
-    if (claim == CLAIM_FAILED || claim == CLAIM_FOLLOW) {
-        rv = claim == CLAIM_FOLLOW ? APR_SUCCESS : APR_EGENERAL;
+    if (claim == MEMSESS_CLAIM_FAILED || claim == MEMSESS_CLAIM_FOLLOW) {
+        rv = claim == MEMSESS_CLAIM_FOLLOW ? APR_SUCCESS : APR_EGENERAL;
         sync = NULL;
     }
     else if (!job->spec.nlists) {
@@ -592,7 +397,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         memset(&before, 0, sizeof(before));
         rv = empty_instead(job, err, sizeof(err));
         if (rv == APR_SUCCESS && job->share) {
-            job_write(job, 0, JOB_SET, 0);   /* the flush took it too */
+            memsess_joblock_rewrite(&job->lock);   /* the flush took it */
         }
         if (rv == APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0036: "
@@ -605,17 +410,18 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                         sizeof(err));
         }
     }
-    if (claim == CLAIM_FOLLOW && sync_flip(job, &before, err, sizeof(err))) {
+    if (claim == MEMSESS_CLAIM_FOLLOW
+        && sync_flip(job, &before, err, sizeof(err))) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "
                      "memcached server %s was synced by %s for the group: "
                      "up here with it after %" APR_TIME_T_FMT "ms",
-                     job->spec.returning, job->holder,
+                     job->spec.returning, job->lock.holder,
                      apr_time_as_msec(apr_time_now() - start));
         /* busy until it is live here: the lines of others going do not
          * start another sync of it (memsess_exchange.c) */
         job_wait_live(job);
     }
-    else if (claim != CLAIM_FOLLOW && rv == APR_SUCCESS
+    else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
              && sync_flip(job, &before, err, sizeof(err))) {
         flipped_at = apr_time_now();
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
@@ -630,24 +436,23 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         if (sync) {
             sync_after(job, sync, &before, flipped_at);
         }
-        else if (job->holding) {
+        else if (job->lock.holding) {
             /* emptied instead: the others publish it with us, none
              * empties it again once it takes sessions */
-            job_refresh(job, 1, 1);
+            memsess_joblock_refresh(&job->lock, 1, 1);
             if (job_wait_live(job)) {
                 sync_sleep(job, SYNC_GRACE);
             }
-            job_release(job);
+            memsess_joblock_release(&job->lock);
         }
     }
     else {
-        if (job->lost) {
+        if (job->lock.lost) {
             apr_cpystrn(err, "another instance took its sync over",
                         sizeof(err));
         }
-        if (claim == CLAIM_HOLD) {
-            job_release(job);   /* the next instance takes it at once */
-        }
+        /* the next instance takes it at once */
+        memsess_joblock_release(&job->lock);
         sync_abandon(job, err[0] ? err : "failed");
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
                      "rejoin sync of memcached server %s stopped after %"
@@ -656,7 +461,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      apr_time_as_msec(apr_time_now() - start), err);
     }
     memsess_sync_destroy(sync);
-    memsess_disconnect(job->mc);
+    memsess_joblock_close(&job->lock);
     apr_atomic_set32(&job->done, 1);
     return NULL;
 }
@@ -734,8 +539,6 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
             pool, "%s|%s|%d|%d;", l->path_now, l->path_next, l->replicas,
             l->ketama));
     }
-    job->keylen = memsess_record_key(job->key, sizeof(job->key), rt->g.group,
-                                     "job", job->spec.returning);
     apr_threadattr_create(&attr, pool);
     rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
     if (rv != APR_SUCCESS) {

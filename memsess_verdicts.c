@@ -38,6 +38,8 @@
 
 #define HEADER      "memsess-verdicts "
 #define HEADER_LEN  (sizeof(HEADER) - 1)
+#define MEMBERS     "memsess-members "
+#define MEMBERS_LEN (sizeof(MEMBERS) - 1)
 #define MAX_DIGITS  (12)
 
 /* Whether the len bytes at name are all characters of a name. */
@@ -147,6 +149,25 @@ static const char *number(const char *p, const char *end, apr_int64_t *out)
     return p;
 }
 
+/* Reads 16 lower-case hex digits; returns the position after them. */
+static const char *hex64(const char *p, const char *end, apr_uint64_t *out)
+{
+    apr_uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < 16; i++, p++) {
+        int d = p < end && *p >= '0' && *p <= '9' ? *p - '0'
+                : p < end && *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+
+        if (d < 0) {
+            return NULL;
+        }
+        n = (n << 4) | (apr_uint64_t)d;
+    }
+    *out = n;
+    return p;
+}
+
 const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
                                    apr_int64_t now, memsess_verdicts_t *out)
 {
@@ -155,13 +176,20 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
 
     out->n = 0;
     out->future = 0;
+    out->members = 0;
     if (len > MEMSESS_VERDICT_RECORD_MAX) {
         return "longer than a verdict record can be";
     }
-    if (len < HEADER_LEN || memcmp(p, HEADER, HEADER_LEN)) {
+    if (len >= MEMBERS_LEN && !memcmp(p, MEMBERS, MEMBERS_LEN)) {
+        out->members = 1;
+        p += MEMBERS_LEN;
+    }
+    else if (len < HEADER_LEN || memcmp(p, HEADER, HEADER_LEN)) {
         return "not a verdict record";
     }
-    p += HEADER_LEN;
+    else {
+        p += HEADER_LEN;
+    }
     if (!(p = number(p, end, &version)) || p == end || *p != '\n') {
         return "not a verdict record";
     }
@@ -173,6 +201,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         const char *name = p;
         apr_size_t namelen;
         apr_int64_t reported, expires;
+        apr_uint64_t configured = 0, in_force = 0;
         memsess_verdict_t *v;
 
         while (p < end && *p != ' ' && *p != '\n') {
@@ -186,9 +215,16 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         }
         if (!(p = number(p + 1, end, &reported)) || p == end || *p != ' '
             || !(p = number(p + 1, end, &expires)) || p == end
-            || *p != '\n') {
+            || *p != (out->members ? ' ' : '\n')) {
             out->n = 0;
             return "a line without its two times";
+        }
+        if (out->members
+            && (!(p = hex64(p + 1, end, &configured)) || p == end
+                || *p != ' ' || !(p = hex64(p + 1, end, &in_force))
+                || p == end || *p != '\n')) {
+            out->n = 0;
+            return "a member line without its two lists";
         }
         p++;
         if (out->n >= MEMSESS_VERDICTS_MAX) {
@@ -218,6 +254,8 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         v->name[namelen] = '\0';
         v->reported = reported;
         v->expires = expires;
+        v->configured = configured;
+        v->in_force = in_force;
     }
     return NULL;
 }
@@ -257,7 +295,24 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
     apr_cpystrn(vs->v[i].name, self, sizeof(vs->v[i].name));
     vs->v[i].reported = now;
     vs->v[i].expires = expires;
+    vs->v[i].configured = vs->v[i].in_force = 0;
     return 1;
+}
+
+void memsess_members_put(memsess_verdicts_t *vs, const char *self,
+                         apr_int64_t now, apr_int64_t expires,
+                         apr_uint64_t configured, apr_uint64_t in_force)
+{
+    int i;
+
+    vs->members = 1;
+    memsess_verdicts_put(vs, self, 1, now, expires);
+    for (i = 0; i < vs->n; i++) {
+        if (!strcmp(vs->v[i].name, self)) {
+            vs->v[i].configured = configured;
+            vs->v[i].in_force = in_force;
+        }
+    }
 }
 
 apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
@@ -269,12 +324,19 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
     if (!size) {
         return 0;
     }
-    n = snprintf(buf, size, HEADER "%d\n", MEMSESS_VERDICTS_VERSION);
+    n = snprintf(buf, size, "%s%d\n", vs->members ? MEMBERS : HEADER,
+                 MEMSESS_VERDICTS_VERSION);
     len = n > 0 ? (apr_size_t)n : 0;
     for (i = 0; i < vs->n && len < size; i++) {
-        n = snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
-                     APR_INT64_T_FMT "\n", vs->v[i].name, vs->v[i].reported,
-                     vs->v[i].expires);
+        n = vs->members
+            ? snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
+                       APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT " %016"
+                       APR_UINT64_T_HEX_FMT "\n", vs->v[i].name,
+                       vs->v[i].reported, vs->v[i].expires,
+                       vs->v[i].configured, vs->v[i].in_force)
+            : snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
+                       APR_INT64_T_FMT "\n", vs->v[i].name,
+                       vs->v[i].reported, vs->v[i].expires);
         len += n > 0 ? (apr_size_t)n : 0;
     }
     return len < size ? len : size;

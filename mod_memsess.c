@@ -566,7 +566,7 @@ static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
     memsess_global_t *g = &rt->g;
     apr_array_header_t *names;
     char *name, *c, one[2] = { 0, 0 };
-    int i;
+    int i, named;
 
     if (conf->instance) {
         g->instance = conf->instance;
@@ -591,11 +591,10 @@ static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
         g->group = conf->group;
         return;
     }
+    /* the names of the site: its pools may change (a server added) and
+     * its instances must stay one group through that; its servers only
+     * when every pool is the main server's */
     names = apr_array_make(p, 16, sizeof(const char *));
-    for (i = 0; i < rt->targets->nelts; i++) {
-        APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "server ",
-            APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr, NULL);
-    }
     for (i = 0; i < rt->vhosts->nelts; i++) {
         const memsess_vhost_t *vh = &APR_ARRAY_IDX(rt->vhosts, i,
                                                    memsess_vhost_t);
@@ -606,6 +605,11 @@ static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
                 colon ? apr_pstrmemdup(p, vh->name, colon - vh->name)
                       : vh->name, NULL);
         }
+    }
+    for (i = 0, named = names->nelts; !named && i < rt->targets->nelts;
+         i++) {
+        APR_ARRAY_PUSH(names, const char *) = apr_pstrcat(p, "server ",
+            APR_ARRAY_IDX(rt->targets, i, memsess_server_t *)->addr, NULL);
     }
     g->group = memsess_group_derive(p, (const char *const *)names->elts,
                                     names->nelts);

@@ -408,14 +408,22 @@ int memsess_table_reset_syncing(memsess_table_t *t);
 #define MEMSESS_VERDICT_TTL_MAX    (3600)
 
 typedef struct {
-    char        name[MEMSESS_INSTANCE_MAX];
-    apr_int64_t reported;   /* unix seconds: its last refresh */
-    apr_int64_t expires;    /* unix seconds: ignored after that */
+    char         name[MEMSESS_INSTANCE_MAX];
+    apr_int64_t  reported;   /* unix seconds: its last refresh */
+    apr_int64_t  expires;    /* unix seconds: ignored after that */
+    apr_uint64_t configured; /* members: fingerprint of its pools as
+                              * configured (memsess_pools_fingerprint) */
+    apr_uint64_t in_force;   /* members: ... as its requests get them */
 } memsess_verdict_t;
 
+/* A record of lines: verdicts ("memsess-verdicts 1", one per instance that
+ * sees a server down) or members ("memsess-members 1", one per instance
+ * of the group, with the fingerprints of its pools: pool changes are
+ * rebalanced once every instance has the same). */
 typedef struct {
     int               n;
     int               future;   /* lines dropped as from the future */
+    int               members;  /* a members record */
     memsess_verdict_t v[MEMSESS_VERDICTS_MAX];
 } memsess_verdicts_t;
 
@@ -449,6 +457,12 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
  * (always, when down). */
 int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
+
+/* Puts self's member line in (a members record): as put, with its two
+ * fingerprints. */
+void memsess_members_put(memsess_verdicts_t *vs, const char *self,
+                         apr_int64_t now, apr_int64_t expires,
+                         apr_uint64_t configured, apr_uint64_t in_force);
 
 /* The rejoin sync's job record (memsess_job.c: pure; memsess_rejoin.c
  * does the I/O): one instance of a group syncs a returning server for
@@ -831,6 +845,56 @@ struct memcached_st *memsess_connect(const memsess_runtime_t *rt, int slot,
 /* Frees it (NULL accepted). */
 void memsess_disconnect(struct memcached_st *mc);
 
+/* memsess_joblock.c: a job (a rejoin sync, a rebalance) run once for the
+ * group, through its record (memsess_job.c) on one server.  Fill subject,
+ * job, stop, note and baton, then open; claim tells whether this instance
+ * holds the job, or follows its holder (who, in holder), once that one is
+ * done; the holder refreshes the record while it works (done once it has
+ * published) and releases it when finished. */
+typedef enum {
+    MEMSESS_CLAIM_HOLD,
+    MEMSESS_CLAIM_FOLLOW,
+    MEMSESS_CLAIM_FAILED
+} memsess_claim_e;
+
+typedef struct memsess_joblock {
+    /* given */
+    const char               *subject;   /* "memcached server X", for logs */
+    const char               *job;       /* "its sync", for logs */
+    volatile apr_uint32_t    *stop;      /* set: stop waiting; set on loss */
+    void                    (*note)(void *baton, const char *holder);
+    void                     *baton;     /* note: whom we wait for or
+                                          * follow, "" when we hold it */
+    /* kept */
+    memsess_runtime_t        *rt;
+    struct memcached_st      *mc;
+    char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
+    size_t                    keylen;
+    apr_uint64_t              fingerprint;
+    apr_int64_t               since;
+    apr_time_t                refreshed;
+    int                       holding;
+    volatile apr_uint32_t     lost;      /* another took it over */
+    char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
+} memsess_joblock_t;
+
+/* The record memsess_record_key(group, "job", name) on server slot. */
+apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
+                                  int slot, const char *name,
+                                  apr_uint64_t fingerprint,
+                                  apr_interval_time_t timeout);
+memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
+                                      apr_size_t errlen);
+/* The holder: its record again, with a new expiry (at most every 0.5 s
+ * unless forced), done or not; marks the job lost (and sets stop) when
+ * another instance took it over. */
+void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
+/* The holder: its record written anew (the server was emptied). */
+void memsess_joblock_rewrite(memsess_joblock_t *j);
+/* The holder is finished: its record goes, unless another's replaced it. */
+void memsess_joblock_release(memsess_joblock_t *j);
+void memsess_joblock_close(memsess_joblock_t *j);
+
 /* memsess_exchange.c: the checker's verdict exchange, on a thread of its
  * own.  start returns NULL when MemsessShareVerdicts is Off (then it
  * clears the other instances' verdicts left in the table) or the thread
@@ -843,6 +907,13 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            struct memsess_rejoin *rejoin);
 /* Starts a round unless the last one is still out. */
 void memsess_exchange_round(memsess_exchange_t *x);
+/* Whether every other instance of the group (its member line not lapsed)
+ * has its pools, as configured or as in force, with fingerprint fp; the
+ * names of those that do not in who.  1 when x is NULL (sharing Off); 0
+ * until the exchange has read a whole round (every instance refreshes its
+ * line all the time: one round reads them all). */
+int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
+                           apr_uint64_t fp, char *who, apr_size_t whosize);
 /* Seconds a shared line (a verdict, a sync's job) holds unless refreshed:
  * three missed rounds. */
 apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt);
@@ -889,6 +960,14 @@ apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt,
  * is pending; and the save_path a view gives with slot i counted live or
  * not (i < 0: none), as memsess_table_publish writes it.  The caller
  * holds the checker's mutex. */
+/* A fingerprint of every view's pool (servers, replicas, failover,
+ * format) as configured, or as in force (the caller holds the checker's
+ * mutex): instances of a group rebalance a pool change once all have the
+ * same configuration (memsess_exchange.c: their member lines). */
+apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
+                                       const memsess_runtime_t *rt,
+                                       int in_force);
+
 const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
                                             int v);
 const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
@@ -905,6 +984,10 @@ memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
 /* Each round: joins a rebalance that ended, starts one when a view waits
  * and is ready. */
 void memsess_rebalancer_round(memsess_rebalancer_t *r);
+/* The verdict exchange: with it, a pool change is rebalanced once every
+ * instance of the group has it, by one of them for all. */
+void memsess_rebalancer_share(memsess_rebalancer_t *r,
+                              memsess_exchange_t *x);
 /* The checker stops: the rebalance stops at its next key, and is joined. */
 void memsess_rebalancer_stop(memsess_rebalancer_t *r);
 

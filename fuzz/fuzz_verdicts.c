@@ -24,7 +24,8 @@
  *     later than the skew allows, not lapsed, expiring no earlier than it
  *     was reported;
  *   - the input is refused when it is longer than a record can be, or does
- *     not start with the version-1 header;
+ *     not start with the version-1 header of verdicts or of members (whose
+ *     lines carry two fingerprints, kept exactly);
  *   - what is accepted, formatted again, fits MEMSESS_VERDICT_RECORD_MAX
  *     and parses back to the same lines;
  *   - putting our line in, refreshing it and taking it out keeps all that,
@@ -102,13 +103,15 @@ static void round_trip(const memsess_verdicts_t *vs, const char *what)
     if (why) {
         fail("%s: our own record is refused: %s", what, why);
     }
-    if (back.n != vs->n || back.future) {
+    if (back.n != vs->n || back.future || back.members != vs->members) {
         fail("%s: %d lines read back of %d", what, back.n, vs->n);
     }
     for (i = 0; i < vs->n; i++) {
         if (strcmp(back.v[i].name, vs->v[i].name)
             || back.v[i].reported != vs->v[i].reported
-            || back.v[i].expires != vs->v[i].expires) {
+            || back.v[i].expires != vs->v[i].expires
+            || back.v[i].configured != vs->v[i].configured
+            || back.v[i].in_force != vs->v[i].in_force) {
             fail("%s: line %d differs when read back", what, i);
         }
     }
@@ -121,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char who[MEMSESS_REPORTERS_MAX], tiny[9];
     const char *why;
     size_t hl = strlen("memsess-verdicts 1\n");
+    size_t ml = strlen("memsess-members 1\n");
 
     if (!in) {
         return 0;
@@ -131,9 +135,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (why && vs.n) {
         fail("refused (%s) with %d lines left", why, vs.n);
     }
-    if (!why && (size > MEMSESS_VERDICT_RECORD_MAX || size < hl
-                 || memcmp(in, "memsess-verdicts 1\n", hl))) {
-        fail("accepted a record without the header or past the bound");
+    if (!why && (size > MEMSESS_VERDICT_RECORD_MAX
+                 || (vs.members ? size < ml || memcmp(in, "memsess-members 1\n", ml)
+                                : size < hl || memcmp(in, "memsess-verdicts 1\n",
+                                                      hl)))) {
+        fail("accepted a record without its header or past the bound");
     }
     free(in);
     if (why) {
@@ -163,6 +169,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("the list of others overflows a tiny buffer");
     }
 
+    if (vs.members) {
+        memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9);
+        if (!has(&vs, SELF)) {
+            fail("our member line is not in after put");
+        }
+        round_trip(&vs, "our member line");
+        return 0;
+    }
     memsess_verdicts_put(&vs, SELF, 1, NOW, NOW + 4);
     if (!has(&vs, SELF)) {
         fail("our line is not in after put");

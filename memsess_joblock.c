@@ -1,0 +1,262 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* A job run once for the instances of a group (a rejoin sync, a pool
+ * change's rebalance), through its record on one memcached server
+ * (memsess_job.c reads and writes the record; this does the I/O).
+ *
+ * claim: the first instance to add the record holds the job and refreshes
+ * it while it works; the others wait, reading it every JOB_POLL, and
+ * follow the holder once it is done for the same fingerprint; a record
+ * whose expires has passed (its holder died or was cut off) is taken over
+ * with cas.  The record is kept in memcached past its expires, so whoever
+ * takes it over sees whose it was.
+ */
+
+#include <string.h>
+
+#include <libmemcached/memcached.h>
+
+#include "apr_strings.h"
+#include "apr_atomic.h"
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "mod_memsess.h"
+
+APLOG_USE_MODULE(memsess);
+
+#define JOB_REFRESH   apr_time_from_msec(500)
+#define JOB_POLL      apr_time_from_msec(100)
+
+typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
+
+apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
+                                  int slot, const char *name,
+                                  apr_uint64_t fingerprint,
+                                  apr_interval_time_t timeout)
+{
+    j->rt = rt;
+    j->fingerprint = fingerprint;
+    j->keylen = memsess_record_key(j->key, sizeof(j->key), rt->g.group,
+                                   "job", name);
+    j->mc = memsess_connect(rt, slot, timeout);
+    return j->mc ? APR_SUCCESS : APR_EGENERAL;
+}
+
+void memsess_joblock_close(memsess_joblock_t *j)
+{
+    memsess_disconnect(j->mc);
+    j->mc = NULL;
+}
+
+/* Reads the record: returns 0 when the server did not answer, else 1 with
+ * *exists, and *why when it exists but is refused. */
+static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
+                    const char **why, uint64_t *cas)
+{
+    const char *key = j->key;
+    size_t keylen = j->keylen;
+    memcached_result_st *res;
+    memcached_return_t rc;
+    apr_int64_t now = apr_time_sec(apr_time_now());
+
+    *exists = 0;
+    *why = NULL;
+    *cas = 0;
+    if (!memcached_success(memcached_mget(j->mc, &key, &keylen, 1))) {
+        return 0;
+    }
+    while ((res = memcached_fetch_result(j->mc, NULL, &rc)) != NULL) {
+        *exists = 1;
+        *why = memsess_job_parse(memcached_result_value(res),
+                                 memcached_result_length(res), now, rec);
+        *cas = memcached_result_cas(res);
+        memcached_result_free(res);
+    }
+    return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
+           || rc == MEMCACHED_SUCCESS;
+}
+
+/* Writes our record (syncing or done), valid for the shared lines' time. */
+static memcached_return_t job_write(memsess_joblock_t *j, int done,
+                                    job_write_e how, uint64_t cas)
+{
+    apr_int64_t ttl = memsess_share_ttl(j->rt);
+    char buf[MEMSESS_JOB_RECORD_MAX];
+    memsess_job_t rec;
+    apr_size_t len;
+    /* memcached keeps it past its expires: whoever takes a lapsed job
+     * over sees whose it was */
+    time_t expiry = (time_t)(2 * ttl + 1);
+
+    memset(&rec, 0, sizeof(rec));
+    apr_cpystrn(rec.holder, j->rt->g.instance, sizeof(rec.holder));
+    rec.done = done;
+    rec.since = j->since;
+    rec.expires = apr_time_sec(apr_time_now()) + ttl;
+    rec.lists = j->fingerprint;
+    len = memsess_job_format(buf, sizeof(buf), &rec);
+    j->refreshed = apr_time_now();
+    switch (how) {
+    case JOB_ADD:
+        return memcached_add(j->mc, j->key, j->keylen, buf, len, expiry, 0);
+    case JOB_CAS:
+        return memcached_cas(j->mc, j->key, j->keylen, buf, len, expiry, 0,
+                             cas);
+    default:
+        return memcached_set(j->mc, j->key, j->keylen, buf, len, expiry, 0);
+    }
+}
+
+void memsess_joblock_rewrite(memsess_joblock_t *j)
+{
+    if (j->holding) {
+        job_write(j, 0, JOB_SET, 0);
+    }
+}
+
+void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force)
+{
+    memsess_job_t rec;
+    const char *why;
+    uint64_t cas;
+    int exists;
+
+    if (!j->holding || j->lost
+        || (!force && apr_time_now() - j->refreshed < JOB_REFRESH)) {
+        return;
+    }
+    j->refreshed = apr_time_now();
+    if (!job_read(j, &rec, &exists, &why, &cas)) {
+        return;   /* the engine or the probes see the server fail */
+    }
+    if (!exists || why || strcmp(rec.holder, j->rt->g.instance)
+        || rec.since != j->since
+        || !memcached_success(job_write(j, done, JOB_CAS, cas))) {
+        apr_atomic_set32(&j->lost, 1);
+        if (j->stop) {
+            apr_atomic_set32(j->stop, 1);
+        }
+    }
+}
+
+void memsess_joblock_release(memsess_joblock_t *j)
+{
+    memsess_job_t rec;
+    const char *why;
+    uint64_t cas;
+    int exists;
+
+    if (j->holding && !j->lost
+        && job_read(j, &rec, &exists, &why, &cas) && exists && !why
+        && !strcmp(rec.holder, j->rt->g.instance)
+        && rec.since == j->since) {
+        memcached_delete(j->mc, j->key, j->keylen, 0);
+    }
+    j->holding = 0;
+}
+
+static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
+{
+    apr_time_t until = apr_time_now() + t;
+
+    while (!(j->stop && *j->stop) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(20));
+    }
+}
+
+memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
+                                      apr_size_t errlen)
+{
+    memsess_runtime_t *rt = j->rt;
+    const char *self = rt->g.instance;
+    char waiting_for[MEMSESS_INSTANCE_MAX] = "";
+
+    for (;;) {
+        memsess_job_t rec;
+        memsess_job_step_e step;
+        memcached_return_t rc = MEMCACHED_SUCCESS;
+        const char *why;
+        uint64_t cas;
+        int exists;
+
+        if (j->stop && *j->stop) {
+            apr_cpystrn(err, "stopped", errlen);
+            return MEMSESS_CLAIM_FAILED;
+        }
+        if (!job_read(j, &rec, &exists, &why, &cas)) {
+            apr_snprintf(err, errlen, "its job record cannot be read: %s",
+                         memcached_last_error_message(j->mc));
+            return MEMSESS_CLAIM_FAILED;
+        }
+        if (why) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0039: %s: ignored the job record of %s "
+                         "(%s): replaced by ours", j->subject, j->job, why);
+        }
+        j->since = apr_time_sec(apr_time_now());
+        step = memsess_job_next(why ? NULL : &rec, exists, self,
+                                j->fingerprint, j->since);
+        switch (step) {
+        case MEMSESS_JOB_TAKE:
+            rc = job_write(j, 0, JOB_ADD, 0);
+            break;
+        case MEMSESS_JOB_REPLACE:
+            rc = job_write(j, 0, JOB_CAS, cas);
+            if (memcached_success(rc) && exists && !why
+                && strcmp(rec.holder, self)) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                             "MEMSESS0040: %s: this instance takes over %s "
+                             "from %s (%s)", j->subject, j->job, rec.holder,
+                             rec.done ? "done for other lists"
+                                      : "it stopped refreshing it");
+            }
+            break;
+        case MEMSESS_JOB_WAIT:
+            if (strcmp(waiting_for, rec.holder)) {
+                apr_cpystrn(waiting_for, rec.holder, sizeof(waiting_for));
+                if (j->note) {
+                    j->note(j->baton, rec.holder);
+                }
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                             "MEMSESS0037: %s: %s is run by %s for the group: "
+                             "this instance waits for it", j->subject, j->job,
+                             rec.holder);
+            }
+            job_sleep(j, JOB_POLL);
+            continue;
+        case MEMSESS_JOB_FOLLOW:
+            apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
+            if (j->note) {
+                j->note(j->baton, rec.holder);
+            }
+            return MEMSESS_CLAIM_FOLLOW;
+        }
+        if (memcached_success(rc)) {
+            j->holding = 1;
+            if (j->note) {
+                j->note(j->baton, "");
+            }
+            return MEMSESS_CLAIM_HOLD;
+        }
+        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS
+            && rc != MEMCACHED_NOTFOUND) {
+            apr_snprintf(err, errlen, "its job record cannot be written: %s",
+                         memcached_strerror(j->mc, rc));
+            return MEMSESS_CLAIM_FAILED;
+        }
+        /* another instance wrote in between: read again */
+    }
+}
