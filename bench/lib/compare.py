@@ -24,13 +24,12 @@ Scenarios, one after the other on server 2 of 3:
 import argparse
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, Runner,
-                      StatusWatch, load_average, log, machine_line, ms, now,
-                      summarize, write_csv)
+from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, ProxyWatch,
+                      Runner, StatusWatch, load_average, log, machine_line,
+                      ms, now, summarize, write_csv)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -70,42 +69,6 @@ def setups(addrs):
          'MemsessServers %s\nMemsessReplicas 1\nMemsessFailover successor\n'
          % ' '.join(addrs), True),
     ]
-
-
-class ProxyWatch:
-    """Polls nutcracker's stats port; first time server `name` shows a new
-    server_ejected_at after mark()."""
-
-    def __init__(self, proxy, name, t0):
-        self.proxy, self.name, self.t0 = proxy, name, t0
-        self.base = None
-        self.ejections = []          # times an ejection was first seen
-        self.last = None
-        self.stop_evt = threading.Event()
-        self.th = threading.Thread(target=self._run, daemon=True)
-        self.th.start()
-
-    def _run(self):
-        while not self.stop_evt.is_set():
-            try:
-                st = self.proxy.stats()
-                v = st['memsess'][self.name].get('server_ejected_at', 0)
-                if self.last is not None and v != self.last and v:
-                    self.ejections.append(now() - self.t0)
-                self.last = v
-            except Exception:
-                pass
-            self.stop_evt.wait(0.05)
-
-    def first_after(self, t):
-        for e in self.ejections:
-            if e >= t:
-                return e
-        return None
-
-    def stop(self):
-        self.stop_evt.set()
-        self.th.join(2)
 
 
 def run_setup(R, memcs, idx, key, title, body, memsess, args):
@@ -162,30 +125,19 @@ def run_setup(R, memcs, idx, key, title, body, memsess, args):
             det[sc] = None
         # the status history gives the first poll showing down after t
         for sc in ('refused', 'hung'):
-            det[sc] = first_state(watch, victim.addr, 'down', ev[sc])
+            det[sc] = watch.first_after(victim.addr, 'down', ev[sc])
         watch.stop()
     if pwatch:
         for sc in ('refused', 'hung'):
             det[sc] = pwatch.first_after(ev[sc])
         pwatch.stop()
-    apache.stop()
-    R.apaches.remove(apache)
+    R.stop(apache)
     if proxy:
-        proxy.stop()
-        R.others.remove(proxy)
+        R.stop(proxy)
     records = load.snapshot()
     write_csv(os.path.join(WORK, 'compare-%s.csv' % key), records)
     return {'key': key, 'title': title, 'ev': ev, 'det': det,
             'records': records, 'left': left}
-
-
-def first_state(watch, addr, state, t):
-    """First poll at or after t that showed addr in state (from the
-    StatusWatch's own record of states)."""
-    for ts, st in watch.states_history:
-        if ts >= t and st.get(addr) == state:
-            return ts
-    return None
 
 
 SCENARIOS = [('healthy', 'refused'), ('refused', 'rejoin'),

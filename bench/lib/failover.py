@@ -37,7 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, RESULTS, WORK, Load, QueueWatch, Runner,
                       StatusWatch, load_average, log, machine_line, ms, now,
-                      pct, summarize, write_csv)
+                      pct, sleep_until, summarize, write_csv)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -46,12 +46,6 @@ APACHE_PORT = 31010
 INTERVAL, TIMEOUT, FAILS, PASSES = 1.0, 0.25, 2, 2
 TARGET_DETECT = INTERVAL * FAILS + TIMEOUT + 0.1
 GUARD = 0.1
-
-
-def sleep_until(t0, t):
-    d = t - (now() - t0)
-    if d > 0:
-        time.sleep(d)
 
 
 def parse_run(key):
@@ -160,8 +154,7 @@ def run(R, memcs, spec, idx, args):
 
     left = load.stop()
     watch.stop()
-    apache.stop()
-    R.apaches.remove(apache)
+    R.stop(apache)
     records = load.snapshot()
     write_csv(os.path.join(WORK, 'failover-%s.csv' % key), records)
     server_side = []      # (begin, end) relative to t0
