@@ -390,7 +390,8 @@ class Nutcracker:
              str(self.stats_port), '-i', '100', '-o', self.log],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, user=self.user,
-            group='nogroup' if self.user else None)
+            group='nogroup' if self.user else None,
+            extra_groups=[] if self.user else None)
         self.runner.others.append(self)
         wait_port(self.port)
         wait_port(self.stats_port)

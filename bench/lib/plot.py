@@ -96,14 +96,15 @@ PALETTE = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8', '#17becf']
 
 
 def lines(series, marks, png, name, title, xlabel, ylabel, xrange,
-          yrange=None, logscale=False, style='linespoints pt 7 ps 0.4 lw 1.5'):
+          yrange=None, logscale=False, style='linespoints pt 7 ps 0.4 lw 1.5',
+          key='outside right top'):
     """One line per (title, .dat file of "x y" rows) in series, vertical
     markers at marks [(x, label)], 1100 x 480."""
     s = ['set terminal %s size 1100,480' % _terminal(),
          'set output "%s"' % png, 'set grid',
          'set xrange [%.1f:%.1f]' % xrange,
          'set xlabel "%s"' % xlabel, 'set ylabel "%s"' % ylabel,
-         'set key outside right top', 'set title "%s"' % title]
+         'set key %s' % key, 'set title "%s"' % title]
     if logscale:
         s.append('set logscale y')
     if yrange:
@@ -136,4 +137,4 @@ def peers_errors(series, marks, png, xrange):
           'seconds since the cut (iptables DROP of web1\'s packets to '
           'memcached 2)',
           'stale + lost reads per second', xrange, yrange=('0', '*'),
-          style='steps lw 1.5')
+          style='steps lw 1.5', key='inside left top')
