@@ -813,13 +813,14 @@ class StatusWatch:
 
 class ProxyWatch:
     """Polls a nutcracker's stats port every 50 ms and keeps the times
-    (relative to t0) at which server `name` showed a new
-    server_ejected_at."""
+    (relative to t0) at which a server of `names` (one name or several)
+    showed a new server_ejected_at: ejections [t], events [(t, name)]."""
 
-    def __init__(self, proxy, name, t0):
-        self.proxy, self.name, self.t0 = proxy, name, t0
-        self.ejections = []
-        self.last = None
+    def __init__(self, proxy, names, t0):
+        self.proxy, self.t0 = proxy, t0
+        self.names = [names] if isinstance(names, str) else list(names)
+        self.ejections, self.events = [], []
+        self.last = {}
         self.stop_evt = threading.Event()
         self.th = threading.Thread(target=self._run, daemon=True)
         self.th.start()
@@ -828,10 +829,12 @@ class ProxyWatch:
         while not self.stop_evt.is_set():
             try:
                 st = self.proxy.stats()
-                v = st['memsess'][self.name].get('server_ejected_at', 0)
-                if self.last is not None and v != self.last and v:
-                    self.ejections.append(now() - self.t0)
-                self.last = v
+                for n in self.names:
+                    v = st['memsess'][n].get('server_ejected_at', 0)
+                    if n in self.last and v != self.last[n] and v:
+                        self.ejections.append(now() - self.t0)
+                        self.events.append((now() - self.t0, n))
+                    self.last[n] = v
             except Exception:
                 pass
             self.stop_evt.wait(0.05)
@@ -842,8 +845,10 @@ class ProxyWatch:
                 return e
         return None
 
-    def between(self, a, b):
-        return [e for e in self.ejections if a <= e < b]
+    def between(self, a, b, name=None):
+        """Ejections in [a, b) (of server `name` only, when given)."""
+        return [t for t, n in self.events
+                if a <= t < b and (name is None or n == name)]
 
     def stop(self):
         self.stop_evt.set()

@@ -61,8 +61,8 @@ GUARD = 0.1    # a request that starts this close before the cut or the heal
                # counts in the phase it meets
 CUT = 1        # memcached 2 (index 1): web1 is cut off from it
 LOG_TAGS = ('MEMSESS0010', 'MEMSESS0011', 'MEMSESS0030', 'MEMSESS0031',
-            'MEMSESS0033', 'MEMSESS0035', 'MEMSESS0036', 'MEMSESS0090',
-            'MEMSESS0091')
+            'MEMSESS0033', 'MEMSESS0035', 'MEMSESS0036', 'MEMSESS0050',
+            'MEMSESS0090', 'MEMSESS0091')
 
 MODES = {
     'shared': 'mod_memsess, the defaults (MemsessShareVerdicts On)',
@@ -177,7 +177,8 @@ def run_mode(R, memcs, mode, args):
                     raise RuntimeError('%s: web%d does not see the servers up: '
                                        '%s' % (mode, i + 1, w.current))
         else:
-            pwatches = [ProxyWatch(p, 'm%d' % (CUT + 1), t0) for p in proxies]
+            pwatches = [ProxyWatch(p, ['m1', 'm2', 'm3'], t0)
+                        for p in proxies]
 
         load = Load(NGINX_PORT, users=args.users, followups=0,
                     think=args.think, timeout=15.0, t0=t0).start()
@@ -212,10 +213,11 @@ def run_mode(R, memcs, mode, args):
                       if down is not None else None)
                 seen.append({'down': down, 'up': up, 'ejections': None})
             else:
-                ej = pwatches[i].between(ev['cut'], ev['heal'])
-                after = pwatches[i].between(ev['heal'], ev['end'])
+                m = 'm%d' % (CUT + 1)
+                ej = pwatches[i].between(ev['cut'], ev['heal'], m)
                 seen.append({'down': ej[0] if ej else None, 'up': None,
-                             'ejections': len(ej), 'ejections_after': len(after)})
+                             'ejections': len(ej),
+                             'events': list(pwatches[i].events)})
         logs = []
         if watches:
             logs = [log_events(a.errlog, victim.addr, wall_cut) for a in webs]
@@ -229,8 +231,10 @@ def run_mode(R, memcs, mode, args):
 # ---------------------------------------------------------------------------
 # Report
 
-PHASES = [('healthy', 'cut', 'healthy'), ('cut', 'heal', 'web1 cut off from memcached 2'),
-          ('heal', 'end', 'healed')]
+# (from, to, label in the table, short name)
+PHASES = [('healthy', 'cut', 'healthy', 'healthy'),
+          ('cut', 'heal', 'web1 cut off from memcached 2', 'cut'),
+          ('heal', 'end', 'healed', 'healed')]
 
 
 def phase_bounds(ev, a, b):
@@ -291,7 +295,7 @@ def report(results, args, started):
     w('| mode | phase | requests | req/s | ok | lost | stale | failed | no session | p50 | p99 | max | > 1 s |')
     w('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     for res in results:
-        for a, b, label in PHASES:
+        for a, b, label, _ in PHASES:
             lo, hi = phase_bounds(res['ev'], a, b)
             s = summarize(res['records'], lo, hi)
             rs = [r for r in res['records'] if lo <= r.t < hi]
@@ -304,9 +308,10 @@ def report(results, args, started):
     w('Who left memcached 2 out, and when, counted from the cut (mod_memsess: '
       'the first poll of each instance\'s `/memsess-status?json`, every 50 ms, '
       'showing it `down`, and from the heal the first showing it `up`; '
-      'twemproxy: nutcracker\'s `server_ejected_at`, polled every 50 ms):')
+      'twemproxy: nutcracker\'s `server_ejected_at`, polled every 50 ms, and '
+      'every ejection by each web server\'s nutcracker, per phase):')
     w('')
-    w('| mode | web1 | web2 | web3 | taken back after the heal (web1 / web2 / web3) |')
+    w('| mode | web1 | web2 | web3 | taken back after the heal (web1 / web2 / web3); twemproxy: every ejection, per phase |')
     w('|---|---|---|---|---|')
     for res in results:
         ev, seen = res['ev'], res['seen']
@@ -314,9 +319,9 @@ def report(results, args, started):
             cells = ['%s (%d ejections while cut)' % (secs(x['down'], ev['cut']),
                                                       x['ejections'])
                      if x['ejections'] else 'never' for x in seen]
-            back = 'no ejection after the heal' if not any(
-                x['ejections_after'] for x in seen) else ', '.join(
-                '%d ejections' % x['ejections_after'] for x in seen)
+            back = 'every ejection: %s' % '; '.join(
+                '%s: %s' % (short, ejections(seen, *phase_bounds(ev, a, b)))
+                for a, b, _, short in PHASES)
         else:
             cells = [secs(x['down'], ev['cut']) for x in seen]
             back = ' / '.join(secs(x['up'], ev['heal']) if x['down'] is not None
@@ -346,6 +351,18 @@ def report(results, args, started):
       'data: `bench/work/peers-<mode>.csv`.')
     w('')
     return '\n'.join(out)
+
+
+def ejections(seen, a, b):
+    """'web1 m2 x10, web3 m1 x1' for the nutcracker ejections in [a, b)."""
+    out = []
+    for i, x in enumerate(seen):
+        counts = {}
+        for t, n in x['events']:
+            if a <= t < b:
+                counts[n] = counts.get(n, 0) + 1
+        out += ['web%d %s x%d' % (i + 1, n, c) for n, c in sorted(counts.items())]
+    return ', '.join(out) or 'none'
 
 
 def shorten(text, width=150):
