@@ -137,4 +137,4 @@ def peers_errors(series, marks, png, xrange):
           'seconds since the cut (iptables DROP of web1\'s packets to '
           'memcached 2)',
           'stale + lost reads per second', xrange, yrange=('0', '*'),
-          style='steps lw 1.5', key='inside left top')
+          style='steps lw 1.5', key='inside right top')
