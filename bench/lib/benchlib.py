@@ -15,6 +15,7 @@ of one run afterwards.
 import http.client
 import json
 import os
+import pwd
 import random
 import re
 import signal
@@ -54,6 +55,13 @@ def error_log_lines(errlog, tags):
 
 def log(*args):
     print('[%s]' % time.strftime('%H:%M:%S'), *args, flush=True)
+
+
+def sleep_until(t0, t):
+    """Sleeps until t seconds after t0 (on the monotonic clock)."""
+    d = t - (now() - t0)
+    if d > 0:
+        time.sleep(d)
 
 
 def port_open(port, host=HOST):
@@ -107,6 +115,17 @@ def pid_alive(pid):
         return False
     except PermissionError:
         return True
+
+
+def stop_child(proc, grace):
+    """SIGTERM to a child of ours (a Popen), SIGKILL after grace seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def accept_queue(port):
@@ -239,11 +258,13 @@ class Memcached:
 
 class Apache:
     """An Apache of its own: ServerRoot bench/work/<name>, prefork, mod_php,
-    optionally mod_memsess, started with apache2 -f conf -k start."""
+    optionally mod_memsess, started with apache2 -f conf -k start; its
+    children run as `user` (root only: nobody unless told)."""
 
     def __init__(self, runner, name, port, body='', memsess=True, php=True,
                  workers=100, start_servers=None, loglevel='notice',
-                 listen_extra=(), keepalive=True, modules=()):
+                 listen_extra=(), keepalive=True, modules=(), user='nobody',
+                 group='nogroup'):
         self.runner, self.name, self.port = runner, name, port
         self.dir = os.path.join(WORK, name)
         self.conf = os.path.join(self.dir, 'httpd.conf')
@@ -272,7 +293,7 @@ class Apache:
         if memsess:
             args += ['--memsess', MODULE_SO, '--status-require', 'ip 127.0.0.1']
         if IS_ROOT:
-            args += ['--user', 'nobody', '--group', 'nogroup']
+            args += ['--user', user, '--group', group]
         ss = start_servers if start_servers is not None else min(workers, 40)
         lines = [
             'StartServers %d' % ss,
@@ -343,11 +364,19 @@ class Apache:
 
 
 class Nutcracker:
+    """twemproxy: ketama over `servers`, auto_eject_hosts; as `user` when
+    given (root only), so that a rule matching that user's uid hits it."""
+
     def __init__(self, runner, name, port, stats_port, servers,
-                 failure_limit=1, retry_timeout=2000, timeout=200):
+                 failure_limit=1, retry_timeout=2000, timeout=200, user=None):
         self.runner, self.port, self.stats_port = runner, port, stats_port
+        self.user = user if IS_ROOT else None
         self.dir = os.path.join(WORK, name)
         os.makedirs(self.dir, exist_ok=True)
+        if self.user:
+            os.chown(self.dir, pwd.getpwnam(self.user).pw_uid, -1)
+            if os.path.exists(os.path.join(self.dir, 'nutcracker.log')):
+                os.unlink(os.path.join(self.dir, 'nutcracker.log'))
         self.conf = os.path.join(self.dir, 'nutcracker.yml')
         self.log = os.path.join(self.dir, 'nutcracker.log')
         with open(self.conf, 'w') as f:
@@ -371,7 +400,9 @@ class Nutcracker:
             ['nutcracker', '-c', self.conf, '-a', HOST, '-s',
              str(self.stats_port), '-i', '100', '-o', self.log],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.DEVNULL, user=self.user,
+            group='nogroup' if self.user else None,
+            extra_groups=[] if self.user else None)
         self.runner.others.append(self)
         wait_port(self.port)
         wait_port(self.stats_port)
@@ -388,13 +419,63 @@ class Nutcracker:
         return json.loads(buf)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, 5)
+
+
+class Nginx:
+    """nginx round robin over Apaches on 127.0.0.1:`upstreams`, non-sticky,
+    no balancer health checks (max_fails=0): the topology of tools/demo.sh.
+    Runs in the foreground (daemon off) as our child, stopped by its pid."""
+
+    def __init__(self, runner, name, port, upstreams):
+        self.runner, self.port = runner, port
+        self.dir = os.path.join(WORK, name)
+        os.makedirs(os.path.join(self.dir, 'tmp'), exist_ok=True)
+        self.conf = os.path.join(self.dir, 'nginx.conf')
+        self.errlog = os.path.join(self.dir, 'error.log')
+        servers = ''.join('        server %s:%d max_fails=0;\n' % (HOST, p)
+                          for p in upstreams)
+        temp = ''.join('    %s_temp_path %s/tmp/%s;\n' % (k, self.dir, k)
+                       for k in ('client_body', 'proxy', 'fastcgi', 'uwsgi',
+                                 'scgi'))
+        with open(self.conf, 'w') as f:
+            f.write('# generated by bench/lib/benchlib.py\n'
+                    '%s'
+                    'worker_processes 1;\n'
+                    'daemon off;\n'
+                    'pid %s/nginx.pid;\n'
+                    'error_log %s;\n'
+                    'events { worker_connections 1024; }\n'
+                    'http {\n'
+                    '    access_log off;\n'
+                    '%s'
+                    '    upstream web {\n%s    }\n'
+                    '    server {\n'
+                    '        listen %s:%d;\n'
+                    '        location / {\n'
+                    '            proxy_pass http://web;\n'
+                    '            proxy_next_upstream error;\n'
+                    '            proxy_read_timeout 30s;\n'
+                    '        }\n'
+                    '    }\n'
+                    '}\n' % ('user nobody nogroup;\n' if IS_ROOT else '',
+                              self.dir, self.errlog, temp, servers, HOST,
+                              port))
+        self.proc = None
+
+    def start(self):
+        if port_open(self.port):
+            raise RuntimeError('port %d is already taken' % self.port)
+        self.proc = subprocess.Popen(
+            ['nginx', '-p', self.dir, '-e', self.errlog, '-c', self.conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.runner.others.append(self)
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        stop_child(self.proc, 10)
 
 
 class Runner:
@@ -418,6 +499,16 @@ class Runner:
 
     def nutcracker(self, *a, **kw):
         return Nutcracker(self, *a, **kw).start()
+
+    def nginx(self, *a, **kw):
+        return Nginx(self, *a, **kw).start()
+
+    def stop(self, proc):
+        """Stops one process started by this runner and forgets it."""
+        proc.stop()
+        for lst in (self.apaches, self.others, self.memcacheds):
+            if proc in lst:
+                lst.remove(proc)
 
     def cleanup(self):
         for a in self.apaches:
@@ -468,7 +559,9 @@ class Load:
               session may still be there for the next request)
       lost    a follow-up that found a new, empty session: counter reset
       stale   a follow-up whose counter went backwards or did not advance
-              (an older copy of the session, or a write that was lost)
+              (an older copy of the session, or a write that was lost), or
+              jumped ahead (the previous follow-up read an older copy: the
+              write it made is lost; several web servers, or replicas)
       ok      everything else
     """
 
@@ -559,10 +652,8 @@ class Load:
                     outcome, expected = OK, n
                 elif n == 1:
                     outcome, expected = LOST, 1
-                elif n <= expected:
-                    outcome, expected = STALE, n
                 else:
-                    outcome, expected = OK, n  # cannot happen: one user, in order
+                    outcome, expected = STALE, n
             rec = Record(t - self.t0, lat, uid, login, status, n, outcome, path)
             with self.lock:
                 self.records.append(rec)
@@ -686,6 +777,15 @@ class StatusWatch:
                 self.cv.wait(end - now())
         return None
 
+    def first_after(self, addr, state, t):
+        """Time of the first poll at or after t that showed addr in state,
+        or None."""
+        with self.cv:
+            for ts, st in self.states_history:
+                if ts >= t and st.get(addr) == state:
+                    return ts
+        return None
+
     def checks_at(self, addr, t):
         """Probes of addr counted by the last poll at or before t."""
         best = None
@@ -708,6 +808,50 @@ class StatusWatch:
                     return True
                 self.cv.wait(max(0.0, end - now()))
         return False
+
+
+class ProxyWatch:
+    """Polls a nutcracker's stats port every 50 ms and keeps the times
+    (relative to t0) at which a server of `names` (one name or several)
+    showed a new server_ejected_at: ejections [t], events [(t, name)]."""
+
+    def __init__(self, proxy, names, t0):
+        self.proxy, self.t0 = proxy, t0
+        self.names = [names] if isinstance(names, str) else list(names)
+        self.ejections, self.events = [], []
+        self.last = {}
+        self.stop_evt = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self.stop_evt.is_set():
+            try:
+                st = self.proxy.stats()
+                for n in self.names:
+                    v = st['memsess'][n].get('server_ejected_at', 0)
+                    if n in self.last and v != self.last[n] and v:
+                        self.ejections.append(now() - self.t0)
+                        self.events.append((now() - self.t0, n))
+                    self.last[n] = v
+            except Exception:
+                pass
+            self.stop_evt.wait(0.05)
+
+    def first_after(self, t):
+        for e in self.ejections:
+            if e >= t:
+                return e
+        return None
+
+    def between(self, a, b, name=None):
+        """Ejections in [a, b) (of server `name` only, when given)."""
+        return [t for t, n in self.events
+                if a <= t < b and (name is None or n == name)]
+
+    def stop(self):
+        self.stop_evt.set()
+        self.th.join(2)
 
 
 # ---------------------------------------------------------------------------
@@ -760,6 +904,17 @@ def machine_line():
             % (v['cpu'], v['os'], v['kernel'], v['apache'], v['php'],
                v['php-memcached'], v['libmemcached'], v['memcached'],
                v['nutcracker'], v['module']))
+
+
+def report_head(title, script, started):
+    """The first lines of a results file: its title, when and at which load
+    it ran (started: the load average at its start), the machine line."""
+    return ['# ' + title, '',
+            'Generated by `bench/%s` on %s (load average (1 min) at start '
+            '%s, at the end %s; the machine is shared).'
+            % (script, time.strftime('%Y-%m-%d %H:%M'), started,
+               load_average()),
+            machine_line(), '']
 
 
 def load_average():

@@ -37,11 +37,33 @@ build_module() {
     cp "$TOP/.libs/mod_memsess.so" "$WORK/mod_memsess.so"
 }
 
-# Ports the benchmarks use must be free (other engineers use other ranges).
+# Ports the benchmarks use must be free (other engineers use other ranges):
+# check_ports_free [FIRST LAST], 31000-31999 unless told.
 check_ports_free() {
-    local busy
-    busy=$(ss -Hltn | awk '{print $4}' | sed -n 's/^127\.0\.0\.1:\(31[0-9][0-9][0-9]\)$/\1/p' | sort -n | tr '\n' ' ')
-    [ -z "$busy" ] || die "ports already in use in 31000-31999: $busy (another benchmark running?)"
+    local first=${1:-31000} last=${2:-31999} busy
+    busy=$(ss -Hltn | awk '{print $4}' | sed -n 's/^.*:\([0-9][0-9]*\)$/\1/p' |
+           awk -v a="$first" -v b="$last" '$1 >= a && $1 <= b' | sort -nu | tr '\n' ' ')
+    [ -z "$busy" ] || die "ports already in use in $first-$last: $busy (another benchmark running?)"
+}
+
+# bench_user NAME: a system user for a process that must be told apart by
+# its uid (an iptables owner rule), created if missing (group nogroup, no
+# home, no shell).  The users stay, as tools/demo.sh's do.
+bench_user() {
+    id -u "$1" >/dev/null 2>&1 ||
+        useradd --system --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin --gid nogroup "$1"
+}
+
+# remove_rules TAG: every iptables OUTPUT rule carrying the comment TAG (a
+# benchmark's cuts; other rules are left alone).
+remove_rules() {
+    local line
+    command -v iptables >/dev/null 2>&1 || return 0
+    while read -r line; do
+        # shellcheck disable=SC2086
+        [ -n "$line" ] && iptables ${line/-A/-D} || true
+    done < <(iptables -S OUTPUT 2>/dev/null | grep -- "--comment $1 " || true)
 }
 
 # One benchmark at a time: they share ports.

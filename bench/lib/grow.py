@@ -119,8 +119,7 @@ def main():
         log_lines = error_log_lines(apache.errlog, ('MEMSESS0133', 'MEMSESS0135',
                                             'MEMSESS0136', 'MEMSESS0137',
                                             'MEMSESS0138', 'MEMSESS0140'))
-        apache.stop()
-        R.apaches.remove(apache)
+        R.stop(apache)
 
     recs = load.snapshot()
     healthy = summarize(recs, ev['healthy'], ev['graceful'])

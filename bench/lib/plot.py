@@ -92,25 +92,49 @@ def failover_timeline(results, png):
     _gnuplot('\n'.join(s) + '\n', 'failover-timeline')
 
 
+PALETTE = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8', '#17becf']
+
+
+def lines(series, marks, png, name, title, xlabel, ylabel, xrange,
+          yrange=None, logscale=False, style='linespoints pt 7 ps 0.4 lw 1.5',
+          key='outside right top'):
+    """One line per (title, .dat file of "x y" rows) in series, vertical
+    markers at marks [(x, label)], 1100 x 480."""
+    s = ['set terminal %s size 1100,480' % _terminal(),
+         'set output "%s"' % png, 'set grid',
+         'set xrange [%.1f:%.1f]' % xrange,
+         'set xlabel "%s"' % xlabel, 'set ylabel "%s"' % ylabel,
+         'set key %s' % key, 'set title "%s"' % title]
+    if logscale:
+        s.append('set logscale y')
+    if yrange:
+        s.append('set yrange [%s:%s]' % yrange)
+    s.append(_markers(marks, 0.0, None))
+    plots = []
+    for i, (label, path) in enumerate(series):
+        plots.append('"%s" using 1:2 with %s lc rgb "%s" title "%s"'
+                     % (path, style, PALETTE[i % len(PALETTE)], label))
+    s.append('plot ' + ', '.join(plots))
+    return _gnuplot('\n'.join(s) + '\n', name)
+
+
 def compare_freeze(series, marks, png, span):
     """bench/compare.sh: per setup, the slowest request started in each
     250 ms bin, from 3 s before the freeze to `span` s after it."""
-    s = ['set terminal %s size 1100,480' % _terminal(),
-         'set output "%s"' % png,
-         'set logscale y', 'set grid', 'set yrange [0.3:30000]',
-         'set xrange [-3:%.1f]' % span,
-         'set ylabel "slowest request started in 250 ms (ms)"',
-         'set xlabel "seconds since one of three memcached servers was frozen '
-         '(SIGSTOP)"',
-         'set key outside right top',
-         'set title "Latency through a freeze, detection and recovery (SIGCONT)"']
-    s.append(_markers(marks, 0.0, None))
-    plots = []
-    palette = ['#c0392b', '#e8871e', '#8e44ad', '#27ae60', '#2c7fb8',
-               '#17becf']
-    for i, (name, path) in enumerate(series):
-        plots.append('"%s" using 1:2 with linespoints pt 7 ps 0.4 lw 1.5 '
-                     'lc rgb "%s" title "%s"'
-                     % (path, palette[i % len(palette)], name))
-    s.append('plot ' + ', '.join(plots))
-    _gnuplot('\n'.join(s) + '\n', 'compare-freeze')
+    lines(series, marks, png, 'compare-freeze',
+          'Latency through a freeze, detection and recovery (SIGCONT)',
+          'seconds since one of three memcached servers was frozen (SIGSTOP)',
+          'slowest request started in 250 ms (ms)', (-3, span),
+          yrange=('0.3', '30000'), logscale=True)
+
+
+def peers_errors(series, marks, png, xrange):
+    """bench/peers.sh: per mode, the follow-ups started in each second that
+    were stale or lost, x in seconds since the cut over xrange (from, to)."""
+    lines(series, marks, png, 'peers-errors',
+          'Three web servers round robin; web1 alone cut off from memcached 2, '
+          'then healed',
+          'seconds since the cut (iptables DROP of web1\'s packets to '
+          'memcached 2)',
+          'stale + lost reads per second', xrange, yrange=('0', '*'),
+          style='steps lw 1.5', key='inside right top')

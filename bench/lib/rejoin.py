@@ -119,8 +119,7 @@ def main():
         held = victim.items()
         log_lines = error_log_lines(apache.errlog, ('MEMSESS0030', 'MEMSESS0031',
                                             'MEMSESS0033', 'MEMSESS0035'))
-        apache.stop()
-        R.apaches.remove(apache)
+        R.stop(apache)
 
     recs = load.snapshot()
     sync_from = ev['syncing'] if ev['syncing'] is not None else ev['restart']
