@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 48, need {
+plan tests => 54, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -140,10 +140,10 @@ sub all_say {
 # How many instances logged $re (about server $name) since @$marks.
 sub logged {
     my ($marks, $re, $name) = @_;
-    my $a = addr($name);
+    my $a = defined $name ? addr($name) : undef;
     return scalar grep {
         my $i = $_;
-        grep { /$re/ && /\Q$a\E/ } split /\n/, $web[$i]->log_since($marks->[$i]);
+        grep { /$re/ && (!defined $a || /\Q$a\E/) } split /\n/, $web[$i]->log_since($marks->[$i]);
     } grep { $web[$_]->pid } 0 .. $#web;
 }
 
@@ -372,6 +372,52 @@ memc_cmd($N[1], "delete $_") for sort keys %bad;
              'synced before it is taken back (MEMSESS0042): no session lost or stale (' . show($c) . ')');
 }
 
+# --- a pool changed on one web server at a time --------------------------------------
+
+# N4 joins the pool: each web server gets the new configuration, one after
+# the other, with a graceful.  Until all three have it, all keep publishing
+# the list in force; then one of them rebalances for all.  (The group is
+# derived from the servers here: the new configuration names it.)
+memc_start('MEMC_N4');
+my $newconf = "MemsessServers " . join(' ', map { addr($_) } @N, 'MEMC_N4') . "\n"
+            . "MemsessReplicas 1\nMemsessFailover successor\nMemsessGroup $GROUP\n";
+sub published4 {
+    my $w = shift;
+    my $st = $w->status or return -1;
+    my ($pool) = @{ $st->{pools} || [] };
+    return -1 unless $pool && defined $pool->{published};
+    return $pool->{published} =~ /\Q${\ addr('MEMC_N4')}\E/ ? 1 : 0;
+}
+my @mp = map { $_->log_mark } @web;
+$web[0]{conf} = $newconf;
+$web[0]->write_conf;
+$web[0]->graceful;
+my $w1 = $web[0]->log_wait(15, $mp[0], qr/MEMSESS0153: .*\Q$name[1]\E/);
+ok t_cmp(defined $w1 ? 1 : 0, 1,
+         'web1 changed alone: its rebalance waits for web2 and web3 (MEMSESS0153 names them)');
+my $pc1 = run_for(2, time);
+ok t_cmp(join(' ', map { published4($_) } @web) . " / $pc1->{lost} $pc1->{stale}", '0 0 0 / 0 0',
+         'meanwhile all three publish the list in force: no session lost or stale (' . show($pc1) . ')');
+$web[1]{conf} = $newconf;
+$web[1]->write_conf;
+$web[1]->graceful;
+my $pc2 = run_for(2, time);
+ok t_cmp(join(' ', map { published4($_) } @web) . " / $pc2->{lost} $pc2->{stale}", '0 0 0 / 0 0',
+         'web2 changed too, web3 not yet: still the list in force everywhere (' . show($pc2) . ')');
+@mp = map { $_->log_mark } @web;
+$web[2]{conf} = $newconf;
+$web[2]->write_conf;
+my $t_pc = time;
+$web[2]->graceful;
+my $all4 = wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
+ok t_cmp(defined $all4 ? 1 : 0, 1,
+         sprintf('web3 changed: the three publish the new list (%.2f s after its graceful)', time - $t_pc));
+ok t_cmp(logged(\@mp, qr/MEMSESS0136: /) . ' ' . logged(\@mp, qr/MEMSESS0152: /),
+         '1 2', 'rebalanced once (MEMSESS0136), the two others publish with it (MEMSESS0152)');
+my $pc3 = run_for(2, time);
+ok t_cmp("$pc3->{lost} $pc3->{stale} $pc3->{failed}", '0 0 0',
+         'after: no session lost or stale, no request failed (' . show($pc3) . ')');
+
 # --- an instance that dies holds nobody up ------------------------------------------
 
 ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
@@ -439,4 +485,4 @@ ok t_cmp(scalar(grep { $_->log_count(qr/AH00052|Segmentation|exit signal/) } @we
          'no child crashed');
 
 $web[$waiter]->stop;
-memc_stop(@N);
+memc_stop(@N, 'MEMC_N4');

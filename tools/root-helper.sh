@@ -9,6 +9,7 @@
 #
 #   root-helper.sh start USER DIR HTTPD   httpd -d DIR -f DIR/httpd.conf -k start
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
+#   root-helper.sh graceful DIR HTTPD     httpd ... -k graceful
 #   root-helper.sh kill DIR               SIGKILL to the parent and its children
 #                                         at once (an instance that dies)
 #   root-helper.sh cut USER PORT          reject USER's TCP to 127.0.0.1:PORT
@@ -98,6 +99,12 @@ case $cmd in
         check_httpd "$3"
         stop_dir "$d" "$3"
         ;;
+    graceful)
+        [ $# -eq 3 ] || die "usage: graceful DIR HTTPD"
+        d=$(check_dir "$2")
+        check_httpd "$3"
+        exec "$3" -d "$d" -f "$d/httpd.conf" -k graceful
+        ;;
     kill)
         [ $# -eq 2 ] || die "usage: kill DIR"
         d=$(check_dir "$2")
@@ -133,6 +140,6 @@ case $cmd in
         done
         ;;
     *)
-        die "usage: start|stop|kill|cut|heal|cleanup ..."
+        die "usage: start|stop|graceful|kill|cut|heal|cleanup ..."
         ;;
 esac
