@@ -108,6 +108,122 @@ int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
     return -1;
 }
 
+/* Hex digits at p (at most max), as a number; the position after them. */
+static const char *hexnum(const char *p, const char *end, int max,
+                          apr_uint64_t *out, int *ndigits)
+{
+    apr_uint64_t n = 0;
+    int k = 0;
+
+    while (p < end && k < max) {
+        char c = *p;
+        int d = c >= '0' && c <= '9' ? c - '0'
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+        if (d < 0) {
+            break;
+        }
+        n = (n << 4) | (apr_uint64_t)d;
+        p++;
+        k++;
+    }
+    *out = n;
+    *ndigits = k;
+    return p;
+}
+
+static const char *skip_spaces(const char *p, const char *end)
+{
+    while (p < end && *p == ' ') {
+        p++;
+    }
+    return p;
+}
+
+static const char *skip_field(const char *p, const char *end)
+{
+    p = skip_spaces(p, end);
+    while (p < end && *p != ' ' && *p != '\n') {
+        p++;
+    }
+    return p;
+}
+
+int memsess_proc_tcp_line(const char *line, apr_size_t len,
+                          memsess_peer_t *remote, int *state,
+                          apr_uint64_t *inode)
+{
+    const char *p = line, *end = line + len;
+    apr_uint64_t v;
+    int nd, k, words;
+
+    memset(remote, 0, sizeof(*remote));
+    /* "sl:" */
+    p = hexnum(skip_spaces(p, end), end, 16, &v, &nd);
+    if (!nd || p == end || *p != ':') {
+        return 0;
+    }
+    p = skip_field(p + 1, end);                   /* local address */
+    p = skip_spaces(p, end);                      /* remote address */
+    {
+        const char *a = p;
+
+        while (p < end && *p != ':') {
+            p++;
+        }
+        words = (int)(p - a) / 8;
+        if (p == end || (p - a != 8 && p - a != 32)) {
+            return 0;
+        }
+        for (k = 0; k < words; k++) {
+            apr_uint32_t w;
+
+            hexnum(a + 8 * k, p, 8, &v, &nd);
+            if (nd != 8) {
+                return 0;
+            }
+            /* the kernel prints each 32-bit word of the address as it
+             * lies in memory, read as a number of this host */
+            w = (apr_uint32_t)v;
+            memcpy(remote->addr + 4 * k, &w, 4);
+        }
+    }
+    p = hexnum(p + 1, end, 4, &v, &nd);
+    if (nd != 4) {
+        return 0;
+    }
+    remote->port = (apr_port_t)v;
+    remote->family = words == 1 ? AF_INET : AF_INET6;
+    p = hexnum(skip_spaces(p, end), end, 2, &v, &nd);  /* st */
+    if (nd != 2) {
+        return 0;
+    }
+    *state = (int)v;
+    for (k = 0; k < 5; k++) {   /* tx:rx tr:when retrnsmt uid timeout */
+        p = skip_field(p, end);
+    }
+    p = skip_spaces(p, end);
+    *inode = 0;
+    for (nd = 0; p < end && *p >= '0' && *p <= '9' && nd < 20; p++, nd++) {
+        *inode = *inode * 10 + (apr_uint64_t)(*p - '0');
+    }
+    if (!nd || (p < end && *p != ' ' && *p != '\n')) {
+        return 0;
+    }
+    if (remote->family == AF_INET6) {
+        static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                                    0, 0, 0xff, 0xff };
+
+        if (!memcmp(remote->addr, v4mapped, sizeof(v4mapped))) {
+            remote->family = AF_INET;
+            memmove(remote->addr, remote->addr + 12, 4);
+            memset(remote->addr + 4, 0, 12);
+        }
+    }
+    return 1;
+}
+
 #ifndef MEMSESS_NO_HTTPD
 
 /* ------------------------------------------------------------------ */
@@ -116,6 +232,8 @@ int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <netinet/tcp.h>
@@ -278,6 +396,73 @@ static int probe_socket(int fd)
            && v == MEMSESS_PROBE_KEEPIDLE;
 }
 
+/* The sockets of this process still connecting (SYN_SENT: a server that
+ * drops packets never answers the handshake), read from /proc once per
+ * release round: getpeername() has nothing for them. */
+#define CONNECTING_MAX (256)
+static struct {
+    int            read;       /* this round */
+    int            n;
+    apr_uint64_t   inode[CONNECTING_MAX];
+    memsess_peer_t peer[CONNECTING_MAX];
+} connecting;
+
+static void read_connecting(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char line[512];
+
+    if (!f) {
+        return;
+    }
+    while (connecting.n < CONNECTING_MAX && fgets(line, sizeof(line), f)) {
+        memsess_peer_t peer;
+        apr_uint64_t inode;
+        int state;
+
+        if (memsess_proc_tcp_line(line, strlen(line), &peer, &state, &inode)
+            && state == 2 && inode) {
+            connecting.inode[connecting.n] = inode;
+            connecting.peer[connecting.n++] = peer;
+        }
+    }
+    fclose(f);
+}
+
+static int connecting_peer(int fd, memsess_peer_t *peer)
+{
+    struct stat st;
+    int i, v = 0, domain = 0, type = 0;
+    socklen_t l = sizeof(v);
+
+    /* a TCP socket that is neither connected nor listening */
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) != 0 || v
+        || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain,
+                      (l = sizeof(domain), &l)) != 0
+        || (domain != AF_INET && domain != AF_INET6)
+        || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type,
+                      (l = sizeof(type), &l)) != 0
+        || type != SOCK_STREAM) {
+        return 0;
+    }
+    if (!connecting.read) {
+        connecting.read = 1;
+        connecting.n = 0;
+        read_connecting("/proc/self/net/tcp");
+        read_connecting("/proc/self/net/tcp6");
+    }
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return 0;
+    }
+    for (i = 0; i < connecting.n; i++) {
+        if (connecting.inode[i] == (apr_uint64_t)st.st_ino) {
+            *peer = connecting.peer[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The server (index in child.seen) fd's peer is, if it is one being
  * released; else -1. */
 static int releasing_peer(const memsess_runtime_t *rt, int fd)
@@ -287,8 +472,12 @@ static int releasing_peer(const memsess_runtime_t *rt, int fd)
     memsess_peer_t peer;
     int i;
 
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0
-        || !memsess_peer_from_sockaddr(&peer, &ss, len)) {
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (!memsess_peer_from_sockaddr(&peer, &ss, len)) {
+            return -1;
+        }
+    }
+    else if (errno != ENOTCONN || !connecting_peer(fd, &peer)) {
         return -1;
     }
     for (i = 0; i < rt->targets->nelts; i++) {
@@ -339,6 +528,8 @@ static void release_sockets(const memsess_runtime_t *rt)
 {
     DIR *dir = opendir("/proc/self/fd");
     struct dirent *de;
+
+    connecting.read = 0;
 
     if (!dir) {
         int fd, max = (int)sysconf(_SC_OPEN_MAX);

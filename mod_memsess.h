@@ -609,6 +609,14 @@ int memsess_peer_equal(const memsess_peer_t *a, const memsess_peer_t *b);
 int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
                       int n);
 
+/* One line of /proc/net/tcp or tcp6: the remote address, the state (2:
+ * SYN_SENT) and the socket's inode.  Returns 1, or 0 for the header or a
+ * line it cannot read.  A socket still connecting has no peer for
+ * getpeername(): its destination is read there. */
+int memsess_proc_tcp_line(const char *line, apr_size_t len,
+                          memsess_peer_t *remote, int *state,
+                          apr_uint64_t *inode);
+
 /* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
  * that the release leaves them alone. */
 #define MEMSESS_PROBE_KEEPIDLE (7213)

@@ -107,5 +107,53 @@ int main(void)
     ok(memsess_peer_find(&down[0], down, 0) == -1, "an empty set has nothing");
 
     apr_terminate();
+    /* /proc/net/tcp: where a socket still connecting goes */
+    {
+        static const char head[] = "  sl  local_address rem_address   st "
+            "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        static const char v4[] = "   3: 0100007F:9C40 0100007F:2B67 02 "
+            "00000000:00000000 01:00000064 00000000  1000        0 81231 1 "
+            "0000000000000000 100 0 0 10 0\n";
+        static const char v6[] = "   0: 00000000000000000000000001000000:"
+            "D2F0 00000000000000000000000001000000:2B67 02 00000000:00000000 "
+            "00:00000000 00000000  1000        0 4242 1 0000000000000000\n";
+        static const char mapped[] = "   1: 0000000000000000FFFF00000100007F:"
+            "D2F0 0000000000000000FFFF00000200007F:2B68 01 00000000:00000000 "
+            "00:00000000 00000000  1000        0 99 1 0000000000000000\n";
+        memsess_peer_t r, want;
+        struct sockaddr_in sin;
+        struct sockaddr_in6 sin6;
+        apr_uint64_t inode;
+        int state;
+
+        ok(!memsess_proc_tcp_line(head, sizeof(head) - 1, &r, &state, &inode),
+           "/proc/net/tcp: the header is no socket");
+        memset(&sin, 0, sizeof(sin));
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(11111);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        memsess_peer_from_sockaddr(&want, &sin, sizeof(sin));
+        ok(memsess_proc_tcp_line(v4, sizeof(v4) - 1, &r, &state, &inode)
+           && memsess_peer_equal(&r, &want) && state == 2 && inode == 81231,
+           "an IPv4 socket connecting to 127.0.0.1:11111 (SYN_SENT), its inode");
+        memset(&sin6, 0, sizeof(sin6));
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(11111);
+        sin6.sin6_addr = in6addr_loopback;
+        memsess_peer_from_sockaddr(&want, &sin6, sizeof(sin6));
+        ok(memsess_proc_tcp_line(v6, sizeof(v6) - 1, &r, &state, &inode)
+           && memsess_peer_equal(&r, &want) && inode == 4242,
+           "an IPv6 one to [::1]:11111");
+        sin.sin_port = htons(11112);
+        sin.sin_addr.s_addr = htonl(0x7f000002);
+        memsess_peer_from_sockaddr(&want, &sin, sizeof(sin));
+        ok(memsess_proc_tcp_line(mapped, sizeof(mapped) - 1, &r, &state,
+                                 &inode)
+           && memsess_peer_equal(&r, &want) && state == 1,
+           "an IPv4-mapped one is IPv4 (127.0.0.2:11112)");
+        ok(!memsess_proc_tcp_line(v4, 30, &r, &state, &inode),
+           "a cut line is refused, never read past");
+        ok(!memsess_proc_tcp_line("", 0, &r, &state, &inode), "an empty one too");
+    }
     return done_testing();
 }
