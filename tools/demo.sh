@@ -39,7 +39,7 @@
 #   MEMSESS_DEMO_SKIP_SETUP=1   do not run tools/setup.sh (packages present)
 #   MEMSESS_DEMO_REPLICAS   MemsessReplicas of the three Apaches (default 1)
 #   MEMSESS_DEMO_FAILOVER   MemsessFailover: successor (default) or drop
-#   MEMSESS_DEMO_REJOIN     MemsessRejoin: flush (default) or keep
+#   MEMSESS_DEMO_REJOIN     MemsessRejoin: sync (default), flush or keep
 #   MEMSESS_DRILL_USERS (20), MEMSESS_DRILL_THINK_MS (100): the drill's users
 set -euo pipefail
 
@@ -303,7 +303,7 @@ SetEnv DEMO_INSTANCES "${NAMES[*]}"
 MemsessServers $memc_list
 MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
 MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}
-MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush}
+MemsessRejoin ${MEMSESS_DEMO_REJOIN:-sync}
 MemsessCheckInterval 200ms
 MemsessCheckTimeout 100ms
 MemsessFailThreshold 2
@@ -448,7 +448,7 @@ banner() {
   ================================================================
    nginx 127.0.0.1:$NGINX_PORT  round robin over
      Apache web1 :${WEB_PORTS[0]}   web2 :${WEB_PORTS[1]}   web3 :${WEB_PORTS[2]}   (prefork + mod_php + mod_memsess)
-   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}, MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}, MemsessRejoin ${MEMSESS_DEMO_REJOIN:-flush})
+   sessions in memcached 127.0.0.1:${MEMC_PORTS[0]} :${MEMC_PORTS[1]} :${MEMC_PORTS[2]}   (MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}, MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}, MemsessRejoin ${MEMSESS_DEMO_REJOIN:-sync})
 
    Try:
    1. Open $u, log in, reload: the counter goes on
