@@ -88,6 +88,10 @@ struct memsess_exchange {
                                         * down or syncing */
     unsigned char      *unreachable;   /* [n] down: not read or written */
     unsigned char      *peer;          /* [n] another instance's, this round */
+    unsigned char      *peer_last;     /* [n] ... the round before */
+    unsigned char      *job;           /* [n] another instance syncs it */
+    const char        **jobkeys;       /* [n] its sync's job record */
+    size_t             *jobkeylens;
     char              (*who)[MEMSESS_REPORTERS_MAX];
     apr_time_t         *bad_logged;    /* [n + 1] last bad record logged */
     int                *flipped;       /* [nviews] scratch for publish */
@@ -371,6 +375,21 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         return 0;
     }
 
+    if (x->peer_last[y] && !x->down[y]) {
+        /* held out by another instance, up for us: is it being synced?
+         * Then we wait for that sync, to publish it with the others */
+        size_t vlen;
+        uint32_t flags;
+        char *v = memcached_get(mc, x->jobkeys[y], x->jobkeylens[y], &vlen,
+                                &flags, &rc);
+        memsess_job_t job;
+
+        if (v && !memsess_job_parse(v, vlen, now, &job)
+            && strcmp(job.holder, x->rt->g.instance) && job.expires >= now) {
+            x->job[y] = 1;
+        }
+        free(v);
+    }
     seen = apr_pcalloc(p, (apr_size_t)x->n + 1);
     rec = apr_palloc(p, sizeof(*rec));
     for (i = 0; i < found->nelts; i++) {
@@ -421,11 +440,15 @@ static void apply_locked(memsess_exchange_t *x)
     }
     for (i = 0; i < x->n; i++) {
         memsess_slot_t *sl = memsess_table_slot(t, i);
-        int was, is, nflipped = 0, sync = 0;
+        int was, is, nflipped = 0, sync = 0, follow;
         char addr[MEMSESS_ADDR_MAX];
 
+        follow = x->job[i] && sl->peer_down && x->peer[i]
+                 && MEMSESS_IS_LIVE(sl->state)
+                 && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+                 && !memsess_rejoin_busy(x->rejoin, i);
         if (sl->peer_down == x->peer[i]
-            && !strcmp(sl->reported_by, x->who[i])) {
+            && !strcmp(sl->reported_by, x->who[i]) && !follow) {
             continue;
         }
         was = MEMSESS_SLOT_LIVE(sl);
@@ -433,8 +456,8 @@ static void apply_locked(memsess_exchange_t *x)
         sl->peer_down = x->peer[i];
         apr_cpystrn(sl->reported_by, x->who[i], sizeof(sl->reported_by));
         is = MEMSESS_SLOT_LIVE(sl);
-        if (!was && is && rt->g.rejoin == MEMSESS_REJOIN_SYNC
-            && !memsess_rejoin_busy(x->rejoin, i)) {
+        if (follow || (!was && is && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+                       && !memsess_rejoin_busy(x->rejoin, i))) {
             /* no instance holds it out any more, and none is publishing
              * it after a sync of its own (its job would be running here):
              * whoever held it out may have died or been cut off from all.
@@ -455,12 +478,20 @@ static void apply_locked(memsess_exchange_t *x)
         apr_cpystrn(addr, sl->addr, sizeof(addr));
         memsess_table_write_end(t);
 
-        if (sync) {
+        if (sync && follow) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0155: memcached server %s: another "
+                         "instance of the group syncs it: this one waits to "
+                         "publish it with the others", addr);
+        }
+        else if (sync) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0042: memcached server %s: no other "
                          "instance holds it out any more: syncing it (or "
                          "publishing it with the sync another instance has "
                          "just done) before it takes traffic here", addr);
+        }
+        if (sync) {
             memsess_rejoin_start(x->rejoin, i);
             continue;
         }
@@ -511,6 +542,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     }
     apr_thread_mutex_unlock(x->table_mutex);
     memset(x->peer, 0, (apr_size_t)x->n);
+    memset(x->job, 0, (apr_size_t)x->n);
     for (i = 0; i < x->n; i++) {
         x->who[i][0] = '\0';
     }
@@ -521,6 +553,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
         }
     }
     if (answered) {
+        memcpy(x->peer_last, x->peer, (apr_size_t)x->n);
         apr_thread_mutex_lock(x->table_mutex);
         apply_locked(x);
         apr_thread_mutex_unlock(x->table_mutex);
@@ -632,6 +665,10 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->down = apr_pcalloc(pool, n);
     x->unreachable = apr_pcalloc(pool, n);
     x->peer = apr_pcalloc(pool, n);
+    x->peer_last = apr_pcalloc(pool, n);
+    x->job = apr_pcalloc(pool, n);
+    x->jobkeys = apr_palloc(pool, n * sizeof(*x->jobkeys));
+    x->jobkeylens = apr_palloc(pool, n * sizeof(*x->jobkeylens));
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
     x->bad_logged = apr_pcalloc(pool, (n + 1) * sizeof(*x->bad_logged));
     x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
@@ -643,6 +680,11 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                             target(x, i)->addr);
         x->keys[i] = key;
         x->index[i] = i;
+        key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
+        x->jobkeylens[i] = memsess_record_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
+                                              rt->g.group, "job",
+                                              target(x, i)->addr);
+        x->jobkeys[i] = key;
         apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
                      &x->index[i]);
     }

@@ -20,11 +20,13 @@
  * reaches it; memsess_record_key, kind "job"):
  *     memsess:v1:<group>:job:<X's address>
  * Value, one line:
- *     memsess-job 1 <holder> <syncing|done> <since> <expires> <lists>\n
+ *     memsess-job 1 <holder> <syncing|done> <since> <expires> <lists> <flip>\n
  * holder is the instance that runs (or ran) the sync, since and expires
  * unix seconds, lists a 16-hex-digit fingerprint of the lists it synced
- * between (memsess_job_lists): an instance publishes X with the holder
- * only when it would have synced the same lists.  The holder refreshes
+ * between: an instance publishes X with the holder only when it would
+ * have synced the same lists; flip, once done, the unix time in
+ * milliseconds at which every instance publishes it (the holder too), so
+ * that all take it at once (0 while syncing).  The holder refreshes
  * expires while it works; a record whose expires has passed is the job of
  * an instance that died or was cut off, and is taken over.
  */
@@ -51,13 +53,13 @@ static const char *word(const char *p, const char *end, const char **w,
     return *len && p < end ? p : NULL;
 }
 
-/* A decimal number of 1..MAX_DIGITS digits without leading zeros. */
+/* A decimal number of 1..15 digits without leading zeros. */
 static int number(const char *w, apr_size_t len, apr_int64_t *out)
 {
     apr_int64_t n = 0;
     apr_size_t i;
 
-    if (!len || len > MAX_DIGITS || (len > 1 && w[0] == '0')) {
+    if (!len || len > 15 || (len > 1 && w[0] == '0')) {
         return 0;
     }
     for (i = 0; i < len; i++) {
@@ -136,21 +138,26 @@ const char *memsess_job_parse(const char *buf, apr_size_t len,
         return "a job record with an unknown state";
     }
     if (!(p = word(p + 1, end, &w, &wl)) || *p != ' '
-        || !number(w, wl, &out->since)
+        || wl > MAX_DIGITS || !number(w, wl, &out->since)
         || !(p = word(p + 1, end, &w, &wl)) || *p != ' '
-        || !number(w, wl, &out->expires)) {
+        || wl > MAX_DIGITS || !number(w, wl, &out->expires)) {
         return "a job record without its two times";
     }
-    if (!(p = word(p + 1, end, &w, &wl)) || *p != '\n' || p + 1 != end
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != ' '
         || !hex64(w, wl, &out->lists)) {
         return "a job record without its lists";
+    }
+    if (!(p = word(p + 1, end, &w, &wl)) || *p != '\n' || p + 1 != end
+        || wl > 15 || !number(w, wl, &out->flip_ms)) {
+        return "a job record without its flip time";
     }
     if (out->expires < out->since) {
         return "a job record that expires before it began";
     }
     if (out->since > now + MEMSESS_VERDICT_SKEW_MAX
         || out->expires > now + MEMSESS_VERDICT_SKEW_MAX
-                          + MEMSESS_VERDICT_TTL_MAX) {
+                          + MEMSESS_VERDICT_TTL_MAX
+        || out->flip_ms / 1000 > now + MEMSESS_VERDICT_SKEW_MAX) {
         return "a job record from the future";
     }
     return NULL;
@@ -160,10 +167,10 @@ apr_size_t memsess_job_format(char *buf, apr_size_t size,
                               const memsess_job_t *job)
 {
     int n = snprintf(buf, size, HEADER "%d %s %s %" APR_INT64_T_FMT " %"
-                     APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT "\n",
-                     MEMSESS_VERDICTS_VERSION, job->holder,
-                     job->done ? "done" : "syncing", job->since,
-                     job->expires, job->lists);
+                     APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT " %"
+                     APR_INT64_T_FMT "\n", MEMSESS_VERDICTS_VERSION,
+                     job->holder, job->done ? "done" : "syncing",
+                     job->since, job->expires, job->lists, job->flip_ms);
 
     return n < 0 ? 0 : (apr_size_t)n < size ? (apr_size_t)n : size;
 }

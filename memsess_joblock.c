@@ -107,6 +107,7 @@ static memcached_return_t job_write(memsess_joblock_t *j, int done,
     rec.since = j->since;
     rec.expires = apr_time_sec(apr_time_now()) + ttl;
     rec.lists = j->fingerprint;
+    rec.flip_ms = done ? j->flip_ms : 0;
     len = memsess_job_format(buf, sizeof(buf), &rec);
     j->refreshed = apr_time_now();
     switch (how) {
@@ -166,6 +167,26 @@ void memsess_joblock_release(memsess_joblock_t *j)
         memcached_delete(j->mc, j->key, j->keylen, 0);
     }
     j->holding = 0;
+}
+
+apr_int64_t memsess_joblock_done(memsess_joblock_t *j)
+{
+    j->flip_ms = apr_time_as_msec(apr_time_now() + MEMSESS_FLIP_DELAY);
+    memsess_joblock_refresh(j, 1, 1);
+    return j->flip_ms;
+}
+
+void memsess_joblock_wait_flip(memsess_joblock_t *j)
+{
+    apr_time_t at = apr_time_from_msec(j->flip_ms), now = apr_time_now();
+
+    /* a flip time far off is a clock apart: not waited for */
+    while (at > now && at - now <= 2 * MEMSESS_FLIP_DELAY
+           && !(j->stop && *j->stop)) {
+        apr_sleep(at - now < apr_time_from_msec(5) ? at - now
+                                                   : apr_time_from_msec(5));
+        now = apr_time_now();
+    }
 }
 
 static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
@@ -239,6 +260,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             continue;
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
+            j->flip_ms = rec.flip_ms;
             if (j->note) {
                 j->note(j->baton, rec.holder);
             }

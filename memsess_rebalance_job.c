@@ -399,6 +399,13 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     else if (rv == APR_SUCCESS && moves) {
         rv = APR_EGENERAL;
     }
+    if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && rb->share) {
+        /* all publish the new lists at once */
+        if (rb->lock.holding) {
+            memsess_joblock_done(&rb->lock);
+        }
+        memsess_joblock_wait_flip(&rb->lock);
+    }
     if (claim == MEMSESS_CLAIM_FOLLOW && rebalance_flip(rb, err, sizeof(err))) {
         rb->ok = 1;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0152: "

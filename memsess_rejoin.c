@@ -410,6 +410,14 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                         sizeof(err));
         }
     }
+    if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && job->share) {
+        /* all publish it at once: the holder at the flip time it writes,
+         * the others at the one they read */
+        if (job->lock.holding) {
+            memsess_joblock_done(&job->lock);
+        }
+        memsess_joblock_wait_flip(&job->lock);
+    }
     if (claim == MEMSESS_CLAIM_FOLLOW
         && sync_flip(job, &before, err, sizeof(err))) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "

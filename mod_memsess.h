@@ -475,6 +475,7 @@ typedef struct {
     apr_int64_t  since;      /* unix seconds */
     apr_int64_t  expires;    /* unix seconds: taken over after that */
     apr_uint64_t lists;      /* fingerprint of the lists synced */
+    apr_int64_t  flip_ms;    /* done: when all publish it (unix ms) */
 } memsess_job_t;
 
 /* Parses a record read from memcached (len bytes).  Returns NULL, or why
@@ -884,6 +885,7 @@ typedef struct memsess_joblock {
     int                       holding;
     volatile apr_uint32_t     lost;      /* another took it over */
     char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
+    apr_int64_t               flip_ms;   /* done: when all publish */
 } memsess_joblock_t;
 
 /* The record memsess_record_key(group, "job", name) on server slot. */
@@ -897,6 +899,14 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
  * unless forced), done or not; marks the job lost (and sets stop) when
  * another instance took it over. */
 void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
+/* The holder, its work done: marks the record done with a flip time a
+ * little ahead (MEMSESS_FLIP_DELAY: every waiter reads the record within
+ * that), at which the holder and every follower publish; returns it. */
+#define MEMSESS_FLIP_DELAY apr_time_from_msec(250)
+apr_int64_t memsess_joblock_done(memsess_joblock_t *j);
+/* Sleeps until the flip time of the job (its own, or the holder's read by
+ * a follower); at once when it has passed or is far off. */
+void memsess_joblock_wait_flip(memsess_joblock_t *j);
 /* The holder: its record written anew (the server was emptied). */
 void memsess_joblock_rewrite(memsess_joblock_t *j);
 /* The holder is finished: its record goes, unless another's replaced it. */

@@ -73,7 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         || job.expires < job.since
         || job.since > NOW + MEMSESS_VERDICT_SKEW_MAX
         || job.expires > NOW + MEMSESS_VERDICT_SKEW_MAX
-                         + MEMSESS_VERDICT_TTL_MAX) {
+                         + MEMSESS_VERDICT_TTL_MAX
+        || job.flip_ms < 0
+        || job.flip_ms / 1000 > NOW + MEMSESS_VERDICT_SKEW_MAX) {
         fail("accepted a record it should have refused");
     }
     len = memsess_job_format(buf, sizeof(buf), &job);

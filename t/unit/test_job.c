@@ -38,7 +38,7 @@ int main(void)
     is_str(key, "memsess:v1:shop:job:127.0.0.1:11211", "the job key of a server");
 
     err = parse("memsess-job 1 web2.example:80 syncing 1800000000 "
-                "1800000003 0123456789abcdef\n", &job);
+                "1800000003 0123456789abcdef 0\n", &job);
     ok(!err, "a syncing record is read (%s)", err ? err : "ok");
     is_str(job.holder, "web2.example:80", "its holder");
     ok(!job.done && job.since == NOW && job.expires == NOW + 3
@@ -55,32 +55,39 @@ int main(void)
 
     refused("", "empty");
     refused("memsess-verdicts 1\n", "a verdict record");
-    refused("memsess-job 2 web2 syncing 1800000000 1800000003 0123456789abcdef\n",
+    refused("memsess-job 2 web2 syncing 1800000000 1800000003 0123456789abcdef 0\n",
             "another version");
-    refused("memsess-job 1 web2 waiting 1800000000 1800000003 0123456789abcdef\n",
+    refused("memsess-job 1 web2 waiting 1800000000 1800000003 0123456789abcdef 0\n",
             "an unknown state");
-    refused("memsess-job 1 web 2 syncing 1800000000 1800000003 0123456789abcdef\n",
+    refused("memsess-job 1 web 2 syncing 1800000000 1800000003 0123456789abcdef 0\n",
             "a space in the holder");
-    refused("memsess-job 1 we\x01 syncing 1800000000 1800000003 0123456789abcdef\n",
+    refused("memsess-job 1 we\x01 syncing 1800000000 1800000003 0123456789abcdef 0\n",
             "a control character in the holder");
-    refused("memsess-job 1 web2 syncing 1800000003 1800000000 0123456789abcdef\n",
+    refused("memsess-job 1 web2 syncing 1800000003 1800000000 0123456789abcdef 0\n",
             "expires before it began");
-    refused("memsess-job 1 web2 syncing 1900000000 1900000003 0123456789abcdef\n",
+    refused("memsess-job 1 web2 syncing 1900000000 1900000003 0123456789abcdef 0\n",
             "from the future");
-    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789ABCDEF\n",
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789ABCDEF 0\n",
             "upper-case lists (not as we write them)");
-    refused("memsess-job 1 web2 syncing 01800000000 1800000003 0123456789abcdef\n",
+    refused("memsess-job 1 web2 syncing 01800000000 1800000003 0123456789abcdef 0\n",
             "a leading zero");
-    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef",
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef 0",
             "no newline");
-    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef\nx",
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef\n",
+            "no flip time");
+    refused("memsess-job 1 web2 done 1800000000 1800000003 0123456789abcdef "
+            "1900000000000\n", "a flip time from the future");
+    ok(!parse("memsess-job 1 web2 done 1800000000 1800000003 0123456789abcdef "
+              "1800000000250\n", &job) && job.done && job.flip_ms == 1800000000250LL,
+       "a done record with its flip time");
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcdef 0\nx",
             "something after the line");
-    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcde\n",
+    refused("memsess-job 1 web2 syncing 1800000000 1800000003 0123456789abcde 0\n",
             "15 hex digits");
 
     /* what comes next */
     parse("memsess-job 1 web2.example:80 syncing 1800000000 1800000003 "
-          "0123456789abcdef\n", &job);
+          "0123456789abcdef 0\n", &job);
     ok(memsess_job_next(NULL, 0, SELF, 7, NOW) == MEMSESS_JOB_TAKE,
        "no record: take the job");
     ok(memsess_job_next(NULL, 1, SELF, 7, NOW) == MEMSESS_JOB_REPLACE,
