@@ -497,8 +497,11 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         list_t *L = &y->lists[k];
 
         L->now = memsess_place_create(p, l->path_now, l->replicas, l->ketama);
-        L->next = memsess_place_create(p, l->path_next, l->replicas,
-                                       l->ketama);
+        L->next = memsess_place_create(p, l->path_next,
+                                       l->next_own ? l->next_replicas
+                                                   : l->replicas,
+                                       l->next_own ? l->next_ketama
+                                                   : l->ketama);
         if (!L->now || !L->next) {
             apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" "
                          "or \"%s\"", l->path_now, l->path_next);
