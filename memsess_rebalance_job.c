@@ -13,17 +13,21 @@
 
 /* The checker's rebalance (pool changes at graceful).
  *
- * A view whose MemsessServers changed at graceful publishes the list in
- * force before (memsess_rebalance.c) until this has run: one thread (never
- * a probe thread) runs memsess_sync.c with no returning server over every
- * list of the instance, the changed ones from what they publish now to
- * what their new pool gives, the others unchanged (so that a key another
- * pool places on a shared server is never taken for garbage).  It starts
- * once every server of the new lists has a verdict, no rejoin sync runs
- * (memsess_rejoin.c), and (when servers were added) one of them is up; it
- * flips the views when the lists it moved keys between are still the ones
- * published and the new ones; a failure (a server died) ends it, and it
- * is retried.
+ * A view whose MemsessServers, MemsessReplicas or MemsessFailover changed
+ * at graceful publishes the list and placement in force before
+ * (memsess_rebalance.c) until this has run: one thread (never a probe
+ * thread) runs memsess_sync.c with no returning server over the changed
+ * lists, from what they publish now to what their new pool gives, and
+ * over every list that shares a server with them, unchanged (so that a
+ * key another pool places on a shared server is never taken for garbage).
+ * It starts once every server of the new lists has a verdict, no rejoin
+ * sync runs (memsess_rejoin.c), and (when servers were added) one of them
+ * is up; it flips the views when the lists it moved keys between are
+ * still the ones published and the new ones; a failure (a server died)
+ * ends it, and it is retried.  Where keys can never be listed (a pool
+ * with MemsessCredentials: memcached -S; a server that refuses
+ * lru_crawler metadump) the views are flipped at once instead, with a
+ * WARN: retrying would keep the old list for good.
  */
 
 #include <stdlib.h>
@@ -360,10 +364,11 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0137: rebalance of %s: after the flip, %"
                          APR_UINT64_T_FMT " late writes of the old list "
-                         "brought over, %" APR_UINT64_T_FMT " copies the new "
-                         "list places nowhere removed, in %" APR_TIME_T_FMT
-                         "ms%s%s", rebalance_names(rb),
-                         all->copied - before.copied,
+                         "brought over (%" APR_UINT64_T_FMT " active "
+                         "sessions watched), %" APR_UINT64_T_FMT " copies "
+                         "the new list places nowhere removed, in %"
+                         APR_TIME_T_FMT "ms%s%s", rebalance_names(rb),
+                         all->copied - before.copied, all->watched,
                          all->deleted - before.deleted,
                          apr_time_as_msec(apr_time_now() - flipped_at),
                          rv == APR_SUCCESS ? "" : "; stopped: ",

@@ -628,6 +628,7 @@ typedef struct {
     apr_uint64_t deleted;    /* keys removed (stale, locks, moved back) */
     apr_uint64_t same;       /* already equal there */
     apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
+    apr_uint64_t watched;    /* active sessions watched around the flip */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one
