@@ -621,9 +621,8 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         for (v = 0; v < rt->confs->nelts; v++) {
             ready[v] = ready[v] && rt->views[v].credentials;
         }
-        rebalance_start(c, ready, "the pool authenticates "
-                        "(MemsessCredentials), and memcached -S lists no "
-                        "keys");
+        rebalance_start(c, ready, "the pool has MemsessCredentials: "
+                        "memcached -S lists no keys");
     }
     else if (any) {
         rebalance_start(c, ready, NULL);

@@ -32,8 +32,9 @@
  *                     targets): where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
- *   memsess_rebalance.c  pool changes at graceful: which lists changed,
- *                     what is published until the rebalance has run
+ *   memsess_rebalance.c  pool changes at graceful: which lists or
+ *                     placements changed, what is published and injected
+ *                     until the rebalance has run
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)

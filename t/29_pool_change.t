@@ -99,14 +99,20 @@ sub scenario {
         sleep 2;
     }
     stop_load($stop, @pids);
+    load_verdict($label, $log, $t_load, 'grow, shrink and replace');
+    return $in;
+}
+
+# The verdict on the load's answers since $t_load: three checks.
+sub load_verdict {
+    my ($label, $log, $t_load, $through) = @_;
     my $c = judge($log, $t_load);
     diag(sprintf "$label: %d requests, %d ok, %d lost, %d stale, %d failed",
                  @{$c}{qw(requests ok lost stale failed)});
     diag($_) for grep { defined } @{ $c->{detail} }[0 .. 9];
     ok t_cmp($c->{requests} > 200 ? 1 : 0, 1, "$label: under load ($c->{requests} requests)");
-    ok t_cmp($c->{lost}, 0, "$label: no session lost through grow, shrink and replace");
+    ok t_cmp($c->{lost}, 0, "$label: no session lost through $through");
     ok t_cmp($c->{stale}, 0, "$label: no stale session");
-    return $in;
 }
 
 # --- (a) the defaults: replicas 1, successor -----------------------------------
@@ -182,13 +188,7 @@ wait_for(10, sub { (pool_status($in)->{published} // '') eq addrs(@pe) });
         sleep 2;
     }
     stop_load($stop, @pids);
-    my $c = judge($log, $t_load);
-    diag(sprintf "placement: %d requests, %d ok, %d lost, %d stale, %d failed",
-                 @{$c}{qw(requests ok lost stale failed)});
-    diag($_) for grep { defined } @{ $c->{detail} }[0 .. 9];
-    ok t_cmp($c->{requests} > 200 ? 1 : 0, 1, "placement: under load ($c->{requests} requests)");
-    ok t_cmp($c->{lost}, 0, 'placement: no session lost through replicas 1 -> 0 -> 1 and successor -> drop');
-    ok t_cmp($c->{stale}, 0, 'placement: no stale session');
+    load_verdict('placement', $log, $t_load, 'replicas 1 -> 0 -> 1 and successor -> drop');
 }
 $in->stop;
 memc_stop(@pe);
