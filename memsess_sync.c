@@ -1329,17 +1329,20 @@ static void hot_link(memsess_sync_t *y)
         hot_t *h = &y->hot[k], *o;
 
         h->lead = 1;
-        for (o = apr_hash_get(y->hot_by_key, h->it.key, h->it.keylen);
-             o && o != h; o = o->next_same) {
-            h->lead &= o->here != h->here;
+        for (o = apr_hash_get(y->hot_by_key, h->it.key, h->it.keylen); o;
+             o = o->next_same) {
+            h->lead &= o == h || o > h || o->here != h->here;
+            h->active |= o->active;   /* a key is swept as one */
         }
     }
 }
 
-/* The cas of every hot session at its old authority now, into now_cas (0:
- * not there): one mget per server and HOT_BATCH keys, not a round trip per
- * key, so that thousands of them are looked at within milliseconds. */
-static apr_status_t hot_sweep(memsess_sync_t *y, char *err, apr_size_t errlen)
+/* The cas of every hot session (all, or those written during a delta
+ * pass) at its old authority now, into now_cas (0: not there): one mget
+ * per server and HOT_BATCH keys, not a round trip per key, so that
+ * thousands of them are looked at within milliseconds. */
+static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
+                              apr_size_t errlen)
 {
     const char *keys[HOT_BATCH];
     size_t lens[HOT_BATCH];
@@ -1347,7 +1350,9 @@ static apr_status_t hot_sweep(memsess_sync_t *y, char *err, apr_size_t errlen)
 
     hot_link(y);
     for (k = 0; k < y->nhot; k++) {
-        y->hot[k].now_cas = 0;
+        if (all || y->hot[k].active) {
+            y->hot[k].now_cas = 0;
+        }
     }
     for (i = 0; i < y->nservers; i++) {
         memcached_result_st *res = &y->servers[i].res;
@@ -1356,7 +1361,8 @@ static apr_status_t hot_sweep(memsess_sync_t *y, char *err, apr_size_t errlen)
 
         for (k = 0; k < y->nhot;) {
             for (n = 0; k < y->nhot && n < HOT_BATCH; k++) {
-                if (y->hot[k].here == i && y->hot[k].lead) {
+                if (y->hot[k].here == i && y->hot[k].lead
+                    && (all || y->hot[k].active)) {
                     keys[n] = y->hot[k].it.key;
                     lens[n++] = y->hot[k].it.keylen;
                 }
@@ -1430,7 +1436,7 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
      * read of their authorities finds them: the last copy is then a few
      * milliseconds old, not a pass over every key) */
     if (rv == APR_SUCCESS && y->nhot) {
-        rv = hot_sweep(y, err, errlen);
+        rv = hot_sweep(y, 1, err, errlen);
     }
     for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
         hot_t *h = &y->hot[n];
@@ -1563,7 +1569,10 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
  * old authority since the sync copied them (a request that still had the
  * old list), then each time one is written there again.  One mget per
  * server reads them all (hot_sweep), so a write is seen within a
- * millisecond or two.  Such a write is brought over under the session's
+ * millisecond or two; those only used in the seconds before the sync
+ * (thousands of 1 KB values, 6-8 ms a sweep) are read as often as the
+ * reading takes, so that they take at most half the time.  Such a write
+ * is brought over under the session's
  * php-memcached lock in the new list: its user's next request, which
  * reads the new place, starts only once the old one has answered, so the
  * lock is free, and then waits for it.  The lock is taken on the server
@@ -1571,7 +1580,7 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
  * answers to a handle with replicas fall out of step. */
 static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 {
-    apr_time_t until = apr_time_now() + HOT_WATCH;
+    apr_time_t until = apr_time_now() + HOT_WATCH, next_all = 0;
     apr_status_t rv = APR_SUCCESS;
     int k, first = 1;
 
@@ -1580,7 +1589,13 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
     }
     while (rv == APR_SUCCESS && y->nhot && (first || apr_time_now() < until)
            && !stopped(y, err, errlen)) {
-        rv = hot_sweep(y, err, errlen);
+        apr_time_t t0 = apr_time_now();
+        int all = t0 >= next_all;
+
+        rv = hot_sweep(y, all, err, errlen);
+        if (all) {
+            next_all = 2 * apr_time_now() - t0;
+        }
         for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
             hot_t *h = &y->hot[k];
 
