@@ -1570,14 +1570,14 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
  * old list), then each time one is written there again.  One mget per
  * server reads them all (hot_sweep), so a write is seen within a
  * millisecond or two; those only used in the seconds before the sync
- * (thousands of 1 KB values, 6-8 ms a sweep) are read as often as the
- * reading takes, so that they take at most half the time.  Such a write
- * is brought over under the session's
- * php-memcached lock in the new list: its user's next request, which
- * reads the new place, starts only once the old one has answered, so the
- * lock is free, and then waits for it.  The lock is taken on the server
- * php-memcached checks it on, through our own connection: libmemcached's
- * answers to a handle with replicas fall out of step. */
+ * (thousands of 1 KB values: 6-8 ms a sweep) are read as often as reading
+ * them takes, so that they take at most half the time.  Such a write is
+ * brought over under the session's php-memcached lock in the new list:
+ * its user's next request, which reads the new place, starts only once
+ * the old one has answered, so the lock is free, and then waits for it.
+ * The lock is taken on the server php-memcached checks it on, through our
+ * own connection: libmemcached's answers to a handle with replicas fall
+ * out of step. */
 static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 {
     apr_time_t until = apr_time_now() + HOT_WATCH, next_all = 0;
