@@ -205,10 +205,10 @@ int memsess_inject_fixups(request_rec *r)
 {
     memsess_runtime_t *rt = memsess_runtime();
     const memsess_srv_conf *conf;
-    const memsess_view_t *view;
+    const memsess_view_t *view, *def;
     const memsess_dir_conf *dconf;
     const char *handler;
-    apr_uint32_t len, nlive;
+    apr_uint32_t len, nlive, rebalance = MEMSESS_REBALANCE_NONE;
     ini_t ini[MAX_INI];
     char *path;
     int n;
@@ -226,11 +226,17 @@ int memsess_inject_fixups(request_rec *r)
 
     path = apr_palloc(r->pool, view->capacity);
     if (memsess_table_read_view(rt->table, conf->view, path, view->capacity,
-                                &len, &nlive) != APR_SUCCESS) {
+                                &len, &nlive, &rebalance) != APR_SUCCESS) {
         /* the checker died while writing: fail open until the next one */
         path = (char *)view->full_path;
         nlive = view->pool->servers->nelts;
+        rebalance = MEMSESS_REBALANCE_NONE;
     }
+    /* what the text was built from: while a pool change waits for its
+     * rebalance, the list in force before, with its placement (replicas,
+     * failover) */
+    def = rebalance != MEMSESS_REBALANCE_NONE && view->before
+          ? view->before : view;
 
     handler = view->format == MEMSESS_FORMAT_MEMCACHE ? "memcache"
                                                       : "memcached";
@@ -249,17 +255,17 @@ int memsess_inject_fixups(request_rec *r)
     }
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_HANDLER", handler);
     apr_table_setn(r->subprocess_env, "MEMSESS_SAVE_PATH", path);
-    if (nlive > (apr_uint32_t)view->pool->servers->nelts) {
+    if (nlive > (apr_uint32_t)def->pool->servers->nelts) {
         nlive = 0;   /* a torn table cannot index past the strings */
     }
-    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE", view->live_text[nlive]);
+    apr_table_setn(r->subprocess_env, "MEMSESS_LIVE", def->live_text[nlive]);
 
     if (for_fcgi(r)) {
-        n = settings(r, view, handler, path, ini);
+        n = settings(r, def, handler, path, ini);
         inject_fcgi(r, ini, n);
     }
     else if (php_module_rec && for_php(r)) {
-        n = settings(r, view, handler, path, ini);
+        n = settings(r, def, handler, path, ini);
         inject_mod_php(r, ini, n);
     }
     return DECLINED;

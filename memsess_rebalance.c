@@ -15,15 +15,18 @@
  * the previous generation, and what they publish meanwhile.
  *
  * Every view slot of the shared table records the list in force (the one
- * its published text is built from) and its vhost's name.  A new
- * generation reads them from the previous table in post_config: a view of
- * the same name whose configured list differs from the one in force gets
- * that list as its `before` (memsess_view_t), whose servers are probed
- * like any other, and publishes it until the checker's rebalance
- * (memsess_rebalance_job.c, memsess_sync.c) has put every session where
- * the new list places it; only then is the new list in force.  A second graceful
- * before that compares against the list still in force, so nothing is
- * ever skipped. */
+ * its published text is built from), its placement (replicas, failover,
+ * format) and its vhost's name.  A new generation reads them from the
+ * previous table in post_config: a view of the same name whose configured
+ * list or placement (MemsessReplicas, MemsessFailover) differs from the
+ * one in force gets that list and placement as its `before`
+ * (memsess_view_t), whose servers are probed like any other, and publishes
+ * and injects it until the checker's rebalance (memsess_rebalance_job.c,
+ * memsess_sync.c) has put every session where the new one places it;
+ * only then is the new one in force.  A second graceful before that
+ * compares against what is still in force, so nothing is ever skipped.
+ * A change of MemsessFormat, and pools of pecl-memcache, are published at
+ * once (MEMSESS0130). */
 
 #include <string.h>
 
@@ -69,6 +72,11 @@ static const char *parse_served(apr_pool_t *p, const char *text,
                               pool);
 }
 
+static const char *failover_name(memsess_failover_e failover)
+{
+    return failover == MEMSESS_FAILOVER_SUCCESSOR ? "successor" : "drop";
+}
+
 /* The slot of addr, given one (a server only the list before has, probed
  * for as long as it is published). */
 static int slot_of(memsess_runtime_t *rt, apr_array_header_t *creds,
@@ -108,7 +116,7 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         memsess_pool_t *pool;
         const char *served, *why;
         char *text = NULL;
-        int n, k, ok = 1;
+        int n, k, ok = 1, placement;
 
         for (o = 0; o < memsess_table_nviews(old); o++) {
             memsess_table_read_view_slot(old, o, &ovs);
@@ -122,25 +130,32 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         text = apr_palloc(ptemp, ovs.served_capacity);
         memsess_table_read_served(old, o, text, ovs.served_capacity);
         served = memsess_served_text(ptemp, view->pool);
-        if (!text[0] || (!strcmp(text, served)
-                         && ovs.served_replicas == (apr_uint32_t)view->replicas
-                         && ovs.served_failover == (apr_uint32_t)view->failover
+        placement = ovs.served_replicas != (apr_uint32_t)view->replicas
+                    || ovs.served_failover != (apr_uint32_t)view->failover;
+        if (!text[0] || (!strcmp(text, served) && !placement
                          && ovs.served_format == (apr_uint32_t)view->format)) {
             continue;
         }
         if (ovs.served_format != MEMSESS_FORMAT_MEMCACHED
-            || view->format != MEMSESS_FORMAT_MEMCACHED
-            || ovs.served_replicas != (apr_uint32_t)view->replicas
-            || ovs.served_failover != (apr_uint32_t)view->failover) {
+            || view->format != MEMSESS_FORMAT_MEMCACHED) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                         "MEMSESS0130: %s: the pool's placement changed "
-                         "(MemsessFormat, MemsessReplicas or "
-                         "MemsessFailover), which a rebalance does not "
-                         "follow: the new list is published at once, and "
-                         "sessions it places elsewhere are lost", view->name);
+                         "MEMSESS0130: %s: the pool changed %s, which a "
+                         "rebalance does not follow (pecl-memcache places "
+                         "keys its own way): the new list is published at "
+                         "once, and sessions it places elsewhere are lost",
+                         view->name,
+                         ovs.served_format != (apr_uint32_t)view->format
+                         ? "its MemsessFormat" : "with MemsessFormat memcache");
             continue;
         }
-        if ((why = parse_served(p, text, &pool)) != NULL) {
+        if (ovs.served_failover > MEMSESS_FAILOVER_SUCCESSOR
+            || ovs.served_replicas > MEMSESS_MAX_SERVERS) {
+            why = "its placement is out of range";
+        }
+        else {
+            why = parse_served(p, text, &pool);
+        }
+        if (why) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
                          "MEMSESS0131: %s: the list in force in the previous "
                          "generation (%s) cannot be read back (%s): the new "
@@ -165,9 +180,12 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         }
         before = apr_pmemdup(p, view, sizeof(*view));
         before->pool = pool;
+        before->replicas = (int)ovs.served_replicas;
+        before->failover = (memsess_failover_e)ovs.served_failover;
         before->full_path = apr_pstrdup(p, text);
         before->capacity = (apr_uint32_t)memsess_path_max(pool, view->format,
-                                                          view->failover) + 1;
+                                                          before->failover)
+                           + 1;
         before->live_text = apr_palloc(p, (n + 1) * sizeof(const char *));
         for (k = 0; k <= n; k++) {
             before->live_text[k] = apr_psprintf(p, "%d/%d", k, n);
@@ -179,11 +197,23 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
             view->capacity = before->capacity;
         }
         planned++;
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
-                     "%s: MemsessServers changed from %s to %s: the previous "
-                     "list stays published until a rebalance has moved every "
-                     "session where the new one places it", view->name,
-                     text, served);
+        if (strcmp(text, served)) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
+                         "%s: MemsessServers changed from %s to %s: the "
+                         "previous list stays published until a rebalance "
+                         "has moved every session where the new one places "
+                         "it", view->name, text, served);
+        }
+        if (placement) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0141: "
+                         "%s: the placement changed from MemsessReplicas %d, "
+                         "MemsessFailover %s to MemsessReplicas %d, "
+                         "MemsessFailover %s: the previous one stays in force "
+                         "until a rebalance has moved every session where the "
+                         "new one places it", view->name, before->replicas,
+                         failover_name(before->failover), view->replicas,
+                         failover_name(view->failover));
+        }
     }
     rt->credentials = (const memsess_credentials_t **)creds->elts;
     return planned;

@@ -13,17 +13,21 @@
 
 /* The checker's rebalance (pool changes at graceful).
  *
- * A view whose MemsessServers changed at graceful publishes the list in
- * force before (memsess_rebalance.c) until this has run: one thread (never
- * a probe thread) runs memsess_sync.c with no returning server over every
- * list of the instance, the changed ones from what they publish now to
- * what their new pool gives, the others unchanged (so that a key another
- * pool places on a shared server is never taken for garbage).  It starts
- * once every server of the new lists has a verdict, no rejoin sync runs
- * (memsess_rejoin.c), and (when servers were added) one of them is up; it
- * flips the views when the lists it moved keys between are still the ones
- * published and the new ones; a failure (a server died) ends it, and it
- * is retried.
+ * A view whose MemsessServers, MemsessReplicas or MemsessFailover changed
+ * at graceful publishes the list and placement in force before
+ * (memsess_rebalance.c) until this has run: one thread (never a probe
+ * thread) runs memsess_sync.c with no returning server over the changed
+ * lists, from what they publish now to what their new pool gives, and
+ * over every list that shares a server with them, unchanged (so that a
+ * key another pool places on a shared server is never taken for garbage).
+ * It starts once every server of the new lists has a verdict, no rejoin
+ * sync runs (memsess_rejoin.c), and (when servers were added) one of them
+ * is up; it flips the views when the lists it moved keys between are
+ * still the ones published and the new ones; a failure (a server died)
+ * ends it, and it is retried.  Where keys can never be listed (a pool
+ * with MemsessCredentials: memcached -S; a server that refuses
+ * lru_crawler metadump) the views are flipped at once instead, with a
+ * WARN: retrying would keep the old list for good.
  *
  * Instances that share verdicts (MemsessShareVerdicts) change a pool
  * together: each says in its member line what it has configured and what
@@ -106,6 +110,9 @@ typedef struct rebalance_t {
     volatile apr_uint32_t   stop;
     volatile apr_uint32_t   done;
     int                     ok;          /* flipped */
+    const char             *at_once;     /* why nothing can be moved (its
+                                          * views are flipped without), or
+                                          * NULL */
     int                    *moving;      /* [nviews]: rebalanced by it */
     const char            **next;        /* [nviews]: their new paths */
     memsess_sync_spec_t     spec;
@@ -278,6 +285,14 @@ static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
     return ok;
 }
 
+/* Whether a list's keys move: another text, or another placement. */
+static int list_moves(const memsess_sync_list_t *l)
+{
+    return strcmp(l->path_now, l->path_next)
+           || (l->next_own && (l->next_replicas != l->replicas
+                               || l->next_ketama != l->ketama));
+}
+
 /* The names of the views it moves, for the log. */
 static const char *rebalance_names(rebalance_t *rb)
 {
@@ -359,8 +374,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
 
     (void)thread;
     memset(&before, 0, sizeof(before));
-    for (k = 0; k < rb->spec.nlists; k++) {
-        moves |= strcmp(rb->lists[k].path_now, rb->lists[k].path_next) != 0;
+    for (k = 0; !rb->at_once && k < rb->spec.nlists; k++) {
+        moves |= list_moves(&rb->lists[k]);
     }
     if (rb->share) {
         rb->lock.subject = apr_pstrcat(rb->pool, "pool change of ",
@@ -388,8 +403,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     if (claim == MEMSESS_CLAIM_FOLLOW) {
         moves = 0;   /* done by the holder */
     }
-    /* the same text before and after (a server removed while down): there
-     * is nothing to move */
+    /* the same text and placement before and after (a server removed
+     * while down): there is nothing to move */
     if (rv == APR_SUCCESS && moves
         && (sync = memsess_sync_create(rb->pool, &rb->spec, err,
                                        sizeof(err)))) {
@@ -398,6 +413,16 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     }
     else if (rv == APR_SUCCESS && moves) {
         rv = APR_EGENERAL;
+    }
+    if (rv == APR_ENOTIMPL && !rb->stop) {
+        /* a server that refuses to list its keys never will: retrying
+         * would keep the old list for good */
+        rb->at_once = apr_pstrdup(rb->pool, err);
+        memsess_sync_destroy(sync);
+        sync = NULL;
+        memset(&before, 0, sizeof(before));
+        rv = APR_SUCCESS;
+        err[0] = '\0';
     }
     if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && rb->share) {
         /* all publish the new lists at once */
@@ -419,6 +444,14 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
              && rebalance_flip(rb, err, sizeof(err))) {
         flipped_at = apr_time_now();
         rb->ok = 1;
+        if (rb->at_once) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0142: %s: the sessions cannot be moved "
+                         "(%s): the new list is published at once, without "
+                         "a rebalance; users whose session it places "
+                         "elsewhere are logged out", rebalance_names(rb),
+                         rb->at_once);
+        }
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0136: "
                      "rebalance of %s done after %" APR_TIME_T_FMT "ms: the "
                      "new list is published; %" APR_UINT64_T_FMT " keys "
@@ -464,10 +497,11 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0137: rebalance of %s: after the flip, %"
                          APR_UINT64_T_FMT " late writes of the old list "
-                         "brought over, %" APR_UINT64_T_FMT " copies the new "
-                         "list places nowhere removed, in %" APR_TIME_T_FMT
-                         "ms%s%s", rebalance_names(rb),
-                         all->copied - before.copied,
+                         "brought over (%" APR_UINT64_T_FMT " active "
+                         "sessions watched), %" APR_UINT64_T_FMT " copies "
+                         "the new list places nowhere removed, in %"
+                         APR_TIME_T_FMT "ms%s%s", rebalance_names(rb),
+                         all->copied - before.copied, all->watched,
                          all->deleted - before.deleted,
                          apr_time_as_msec(apr_time_now() - flipped_at),
                          rv == APR_SUCCESS ? "" : "; stopped: ",
@@ -505,26 +539,87 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     return NULL;
 }
 
+/* Whether view v's servers (in force, and configured when it moves) are
+ * among those marked in `in` (by slot); marks them in `out` too. */
+static int view_touches(const memsess_runtime_t *rt, int v, int moving,
+                        const unsigned char *in, unsigned char *out)
+{
+    const memsess_view_t *defs[2];
+    int d, k, hit = 0;
+
+    defs[0] = memsess_view_in_force(rt, v);
+    defs[1] = moving ? &rt->views[v] : defs[0];
+    for (d = 0; d < 2; d++) {
+        const apr_array_header_t *servers = defs[d]->pool->servers;
+
+        for (k = 0; k < servers->nelts; k++) {
+            int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+            hit |= in && in[s];
+            if (out) {
+                out[s] = 1;
+            }
+        }
+    }
+    return hit;
+}
+
+/* Which views' lists the sync is given: those that move, and every list
+ * that shares a server with one given (and so on): a key of such a list
+ * on a server the sync lists must be placed by its own list, or it would
+ * be taken for garbage.  Lists sharing no server with them are left out:
+ * nothing of theirs moves, and their servers need not be listable.
+ * Fills given[nviews]. */
+static void rebalance_given(const memsess_rebalancer_t *c, const int *ready,
+                            int *given)
+{
+    const memsess_runtime_t *rt = c->rt;
+    unsigned char *touched = calloc(rt->targets->nelts + 1, 1);
+    int v, n = rt->confs->nelts, more = 1;
+
+    for (v = 0; v < n; v++) {
+        given[v] = ready[v] || !touched;   /* out of memory: all of them */
+        if (ready[v] && touched) {
+            view_touches(rt, v, 1, NULL, touched);
+        }
+    }
+    while (touched && more) {
+        more = 0;
+        for (v = 0; v < n; v++) {
+            if (!given[v] && view_touches(rt, v, 0, touched, NULL)) {
+                view_touches(rt, v, 0, NULL, touched);
+                given[v] = more = 1;
+            }
+        }
+    }
+    free(touched);
+}
+
 /* Starts the rebalance of every view that waits and is ready; the caller
- * holds the mutex. */
-static void rebalance_start(memsess_rebalancer_t *c, const int *ready)
+ * holds the mutex.  at_once: why nothing can be moved (flipped without
+ * a sync), or NULL. */
+static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
+                            const char *at_once)
 {
     memsess_runtime_t *rt = c->rt;
     apr_pool_t *pool;
     apr_threadattr_t *attr;
     rebalance_t *rb;
     apr_status_t rv;
-    int v, k, n = rt->confs->nelts;
+    int v, k, n = rt->confs->nelts, *given;
 
     /* a root pool: the watchdog thread creates and destroys it */
     apr_pool_create(&pool, NULL);
     rb = apr_pcalloc(pool, sizeof(*rb));
     rb->c = c;
     rb->pool = pool;
+    rb->at_once = at_once;
     rb->moving = apr_pcalloc(pool, n * sizeof(int));
     rb->next = apr_pcalloc(pool, n * sizeof(char *));
     rb->lists = apr_pcalloc(pool, n * sizeof(*rb->lists));
     rb->list_view = apr_pcalloc(pool, n * sizeof(int));
+    given = apr_pcalloc(pool, n * sizeof(int));
+    rebalance_given(c, ready, given);
     rb->spec.returning = NULL;
     rb->spec.lists = rb->lists;
     rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
@@ -534,35 +629,48 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready)
     rb->spec.baton = rb;
     for (v = 0; v < n; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);
+        const memsess_view_t *next = &rt->views[v];
         memsess_sync_list_t *l = &rb->lists[rb->spec.nlists];
         int nlive;
 
         rb->moving[v] = ready[v];
-        if (view->format != MEMSESS_FORMAT_MEMCACHED) {
-            continue;
+        if (ready[v]) {
+            rb->next[v] = memsess_view_path(pool, rt, next, -1, 0, NULL);
+        }
+        if (at_once || !given[v] || view->format != MEMSESS_FORMAT_MEMCACHED
+            || view->credentials) {
+            continue;   /* memcached -S lists nothing: never given */
         }
         l->path_now = memsess_view_path(pool, rt, view, -1, 0, &nlive);
         l->path_next = l->path_now;
-        if (ready[v]) {
-            rb->next[v] = memsess_view_path(pool, rt, &rt->views[v], -1, 0,
-                                            NULL);
-            /* every server down: requests get the full list (fail open),
-             * and there is no authority to copy from */
-            l->path_next = nlive ? rb->next[v] : l->path_now;
-        }
         l->replicas = view->replicas;
         l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        /* every server down: requests get the full list (fail open), and
+         * there is no authority to copy from */
+        if (ready[v] && nlive) {
+            l->path_next = rb->next[v];
+            l->next_own = 1;
+            l->next_replicas = next->replicas;
+            l->next_ketama = memsess_view_ketama(next->replicas,
+                                                 next->failover);
+        }
         for (k = 0; k < rb->spec.nlists; k++) {
             const memsess_sync_list_t *o = &rb->lists[k];
 
             if (!strcmp(o->path_now, l->path_now)
                 && !strcmp(o->path_next, l->path_next)
-                && o->replicas == l->replicas && o->ketama == l->ketama) {
+                && o->replicas == l->replicas && o->ketama == l->ketama
+                && o->next_own == l->next_own
+                && o->next_replicas == l->next_replicas
+                && o->next_ketama == l->next_ketama) {
                 break;
             }
         }
         if (k == rb->spec.nlists) {
             rb->list_view[rb->spec.nlists++] = v;
+        }
+        else {
+            memset(l, 0, sizeof(*l));
         }
     }
     if (c->exchange) {
@@ -640,7 +748,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
 {
     memsess_runtime_t *rt = c->rt;
     rebalance_t *rb = c->rebalance;
-    int v, any = 0, down = 0, waits = 0, agree, *ready;
+    int v, any = 0, down = 0, sasl = 0, waits = 0, agree, *ready;
     apr_uint32_t owner;
     apr_time_t heartbeat;
     char who[MEMSESS_REPORTERS_MAX];
@@ -709,8 +817,21 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
     if (!waits) {
         c->waiting[0] = '\0';
     }
-    if (any) {
-        rebalance_start(c, ready);
+    for (v = 0; any && v < rt->confs->nelts; v++) {
+        sasl |= ready[v] && rt->views[v].credentials;
+    }
+    if (sasl) {
+        /* memcached -S closes the text protocol: no lru_crawler metadump.
+         * Those pools first, on their own (flipped at once); the others
+         * are started at the next round */
+        for (v = 0; v < rt->confs->nelts; v++) {
+            ready[v] = ready[v] && rt->views[v].credentials;
+        }
+        rebalance_start(c, ready, "the pool has MemsessCredentials: "
+                        "memcached -S lists no keys");
+    }
+    else if (any) {
+        rebalance_start(c, ready, NULL);
     }
     apr_thread_mutex_unlock(c->mutex);
     free(ready);

@@ -64,7 +64,8 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
         memsess_table_read_view_slot(rt->table, i, &snap->views[i]);
         buf = apr_palloc(p, snap->views[i].capacity + 1);
         memsess_table_read_view(rt->table, i, buf,
-                                snap->views[i].capacity + 1, &len, &nlive);
+                                snap->views[i].capacity + 1, &len, &nlive,
+                                NULL);
         snap->published[i] = buf;
     }
 }

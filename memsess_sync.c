@@ -411,18 +411,24 @@ typedef struct {
 
 /* A session written at its authority while the sync ran: a user active
  * right now, whose next request may come just after the flip. */
-typedef struct {
+typedef struct hot_t {
     memsess_dump_item_t it;
     int                 here;         /* its authority */
     int                 t;            /* the target it was copied to */
     int                 placed_here;  /* the new list keeps it there too */
     int                 list;         /* the list that copied it */
+    int                 active;       /* written during a delta pass (not
+                                       * only used in the seconds before) */
     uint64_t            seen;         /* its cas there, last looked at */
+    uint64_t            now_cas;      /* there, at the last hot_sweep() */
+    int                 lead;         /* the first of its key and here */
+    struct hot_t       *next_same;    /* the next of the same key */
 } hot_t;
 
 #define HOT_MAX      (4096)        /* the busiest sessions, at most */
 #define HOT_RECENT_S (10)          /* used this many seconds before: hot */
 #define HOT_WATCH    apr_time_from_msec(300)
+#define HOT_BATCH    (512)         /* keys of one mget */
 
 struct memsess_sync {
     apr_pool_t               *pool;
@@ -441,6 +447,9 @@ struct memsess_sync {
     memcached_result_st      *res;         /* the last fetch() */
     hot_t                    *hot;         /* written during the sync */
     int                       nhot;
+    apr_hash_t               *hot_index;   /* key + target -> hot_t */
+    apr_hash_t               *hot_by_key;  /* key -> first hot_t */
+    int                       hot_evict;   /* below: all active */
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
 };
@@ -497,8 +506,11 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
         list_t *L = &y->lists[k];
 
         L->now = memsess_place_create(p, l->path_now, l->replicas, l->ketama);
-        L->next = memsess_place_create(p, l->path_next, l->replicas,
-                                       l->ketama);
+        L->next = memsess_place_create(p, l->path_next,
+                                       l->next_own ? l->next_replicas
+                                                   : l->replicas,
+                                       l->next_own ? l->next_ketama
+                                                   : l->ketama);
         if (!L->now || !L->next) {
             apr_snprintf(err, errlen, "libmemcached refused the list \"%s\" "
                          "or \"%s\"", l->path_now, l->path_next);
@@ -976,28 +988,52 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
     }
 }
 
+/* Notes an active session (key + target once).  When HOT_MAX are noted, a
+ * session written during a delta pass takes the place of one that was only
+ * used in the seconds before the sync: a sync that begins just after many
+ * sessions were used must still watch those being written. */
 static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
-                     int list, const memsess_dump_item_t *it)
+                     int list, const memsess_dump_item_t *it, int active)
 {
-    int k;
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
+    hot_t *h;
 
-    for (k = 0; k < y->nhot; k++) {
-        if (y->hot[k].t == t && y->hot[k].it.keylen == it->keylen
-            && !memcmp(y->hot[k].it.key, it->key, it->keylen)) {
-            return;
-        }
+    if (!y->hot_index) {
+        y->hot_index = apr_hash_make(y->pool);
+        y->hot = apr_palloc(y->pool, HOT_MAX * sizeof(hot_t));
+    }
+    if ((h = apr_hash_get(y->hot_index, buf, len)) != NULL) {
+        h->active |= active;
+        return;
     }
     if (y->nhot < HOT_MAX) {
-        if (!y->hot) {
-            y->hot = apr_palloc(y->pool, HOT_MAX * sizeof(hot_t));
-        }
-        y->hot[y->nhot].it = *it;
-        y->hot[y->nhot].here = here;
-        y->hot[y->nhot].t = t;
-        y->hot[y->nhot].list = list;
-        y->hot[y->nhot].seen = 0;
-        y->hot[y->nhot++].placed_here = placed_here;
+        h = &y->hot[y->nhot++];
     }
+    else {
+        while (active && y->hot_evict < HOT_MAX
+               && y->hot[y->hot_evict].active) {
+            y->hot_evict++;
+        }
+        if (!active || y->hot_evict == HOT_MAX) {
+            return;
+        }
+        h = &y->hot[y->hot_evict++];
+        {
+            char old[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+
+            apr_hash_set(y->hot_index, old, written_key(old, h->t, &h->it),
+                         NULL);
+        }
+    }
+    memset(h, 0, sizeof(*h));
+    h->it = *it;
+    h->here = here;
+    h->t = t;
+    h->list = list;
+    h->placed_here = placed_here;
+    h->active = active;
+    apr_hash_set(y->hot_index, apr_pmemdup(y->pool, buf, len), len, h);
 }
 
 typedef enum {
@@ -1122,7 +1158,8 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                  * before: an active user */
                 if (pass == PASS_DELTA
                     || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
-                    note_hot(y, i, t, placed_here, k, it);
+                    note_hot(y, i, t, placed_here, k, it,
+                             pass == PASS_DELTA);
                 }
                 rv = copy_key(y, i, t, it, err, errlen);
             }
@@ -1272,6 +1309,104 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     return rv;
 }
 
+/* Links the hot sessions of one key (watched under several targets, or
+ * lists) once they are all noted, for hot_sweep(). */
+static void hot_link(memsess_sync_t *y)
+{
+    int k;
+
+    if (y->hot_by_key) {
+        return;
+    }
+    y->hot_by_key = apr_hash_make(y->pool);
+    for (k = y->nhot - 1; k >= 0; k--) {
+        hot_t *h = &y->hot[k];
+
+        h->next_same = apr_hash_get(y->hot_by_key, h->it.key, h->it.keylen);
+        apr_hash_set(y->hot_by_key, h->it.key, h->it.keylen, h);
+    }
+    for (k = 0; k < y->nhot; k++) {
+        hot_t *h = &y->hot[k], *o;
+
+        h->lead = 1;
+        for (o = apr_hash_get(y->hot_by_key, h->it.key, h->it.keylen); o;
+             o = o->next_same) {
+            h->lead &= o == h || o > h || o->here != h->here;
+            h->active |= o->active;   /* a key is swept as one */
+        }
+    }
+}
+
+/* The cas of every hot session (all, or those written during a delta
+ * pass) at its old authority now, into now_cas (0: not there): one mget
+ * per server and HOT_BATCH keys, not a round trip per key, so that
+ * thousands of them are looked at within milliseconds. */
+static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
+                              apr_size_t errlen)
+{
+    const char *keys[HOT_BATCH];
+    size_t lens[HOT_BATCH];
+    int i, k, n;
+
+    hot_link(y);
+    for (k = 0; k < y->nhot; k++) {
+        if (all || y->hot[k].active) {
+            y->hot[k].now_cas = 0;
+        }
+    }
+    for (i = 0; i < y->nservers; i++) {
+        memcached_result_st *res = &y->servers[i].res;
+        memcached_return_t rc;
+        memcached_st *mc;
+
+        for (k = 0; k < y->nhot;) {
+            for (n = 0; k < y->nhot && n < HOT_BATCH; k++) {
+                if (y->hot[k].here == i && y->hot[k].lead
+                    && (all || y->hot[k].active)) {
+                    keys[n] = y->hot[k].it.key;
+                    lens[n++] = y->hot[k].it.keylen;
+                }
+            }
+            if (!n) {
+                break;
+            }
+            if (!(mc = conn(y, i))) {
+                return fail(y, i, "cannot connect to", MEMCACHED_FAILURE,
+                            err, errlen);
+            }
+            rc = memcached_mget(mc, keys, lens, (size_t)n);
+            if (rc != MEMCACHED_SUCCESS) {
+                return fail(y, i, "cannot read", rc, err, errlen);
+            }
+            while (memcached_fetch_result(mc, res, &rc)) {
+                hot_t *h = apr_hash_get(y->hot_by_key,
+                                        memcached_result_key_value(res),
+                                        memcached_result_key_length(res));
+
+                for (; h; h = h->next_same) {
+                    if (h->here == i) {
+                        h->now_cas = memcached_result_cas(res);
+                    }
+                }
+            }
+            if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+                && rc != MEMCACHED_SUCCESS) {
+                return fail(y, i, "cannot read", rc, err, errlen);
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* The cas the authority had when the sync last brought a hot session to
+ * its target (0: never). */
+static uint64_t hot_copied(const memsess_sync_t *y, const hot_t *h)
+{
+    const mine_t *m = written_at(y, h->t, &h->it);
+
+    return m ? m->authority : 0;
+}
+
 /* Delta passes until one copies nothing (or MAX_DELTAS: under load the
  * active sessions always change; the watch after the flip covers them):
  * a pass looks again only at keys whose authority's cas changed. */
@@ -1296,12 +1431,21 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
             break;
         }
     }
-    /* a pass over every server takes a while: the active sessions, once
-     * more, just before the flip */
-    for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
-        rv = copy_key(y, y->hot[n].here, y->hot[n].t, &y->hot[n].it, err,
-                      errlen);
+    /* a pass over every server takes a while: the active sessions written
+     * since the sync copied them, once more, just before the flip (one
+     * read of their authorities finds them: the last copy is then a few
+     * milliseconds old, not a pass over every key) */
+    if (rv == APR_SUCCESS && y->nhot) {
+        rv = hot_sweep(y, 1, err, errlen);
     }
+    for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
+        hot_t *h = &y->hot[n];
+
+        if (h->now_cas != hot_copied(y, h)) {
+            rv = copy_key(y, h->here, h->t, &h->it, err, errlen);
+        }
+    }
+    y->stats.watched = (apr_uint64_t)y->nhot;
     return rv;
 }
 
@@ -1385,84 +1529,82 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
     return APR_SUCCESS;
 }
 
-/* The cas of a hot session at its old authority now (0: none there). */
-static apr_status_t hot_cas(memsess_sync_t *y, hot_t *h, uint64_t *cas,
-                            char *err, apr_size_t errlen)
+/* One hot session whose old authority was written: brought over under the
+ * session's php-memcached lock in the new list (see watch_hot). */
+static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
+                              apr_size_t errlen)
 {
-    memcached_return_t rc = fetch(y, h->here, h->it.key, h->it.keylen);
+    list_t *L = &y->lists[h->list];
+    char lock[MEMSESS_KEY_MAX + 8];
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1, len = 0;
+    const char *id;
+    apr_size_t idlen;
+    apr_status_t rv;
+    int wx[MAX_PLACES], got = 0, at = -1;
 
-    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
-        return fail(y, h->here, "cannot read", rc, err, errlen);
+    if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+        len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                       MEMSESS_SESS_PREFIX,
+                                       MEMSESS_LOCK_PREFIX, (int)idlen, id);
+        if (memsess_place_key(L->next, lock + lk, len - lk, wx, MAX_PLACES)
+            && conn(y, at = L->next_id[wx[0]])) {
+            got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
+                                (time_t)2, 0) == MEMCACHED_SUCCESS;
+        }
     }
-    *cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
-    return APR_SUCCESS;
+    h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
+    h->it.cas = 0;
+    /* settled even under the lock when the target changed since the sync
+     * wrote it (after_key decides): a request of the new list may have
+     * let go of the lock with its replica write to here still on its way */
+    rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err, errlen);
+    if (got) {
+        memcached_delete(y->servers[at].mc, lock, len, 0);
+    }
+    return rv;
 }
 
 /* Right after the flip, the sessions written while the sync ran (their
- * users are active) are reconciled once, then watched for HOT_WATCH.  A
- * request that still had the old list writes the old authority only, and
- * its user's next request reads the returning server: when a write lands
- * at the old authority, the sync takes the session's php-memcached lock
- * under the new list (that next request starts only once the old one has
- * answered, so the lock is free), brings the write over without settling
- * (nobody writes while the lock is held), and lets go.  The lock is taken
- * on the server php-memcached checks it on, through our own connection:
- * libmemcached's answers to a handle with replicas fall out of step. */
+ * users are active) are watched for HOT_WATCH: first those written at the
+ * old authority since the sync copied them (a request that still had the
+ * old list), then each time one is written there again.  One mget per
+ * server reads them all (hot_sweep), so a write is seen within a
+ * millisecond or two; those only used in the seconds before the sync
+ * (thousands of 1 KB values: 6-8 ms a sweep) are read as often as reading
+ * them takes, so that they take at most half the time.  Such a write is
+ * brought over under the session's php-memcached lock in the new list:
+ * its user's next request, which reads the new place, starts only once
+ * the old one has answered, so the lock is free, and then waits for it.
+ * The lock is taken on the server php-memcached checks it on, through our
+ * own connection: libmemcached's answers to a handle with replicas fall
+ * out of step. */
 static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 {
-    apr_time_t until;
+    apr_time_t until = apr_time_now() + HOT_WATCH, next_all = 0;
     apr_status_t rv = APR_SUCCESS;
-    char lock[MEMSESS_KEY_MAX + 8];
-    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
-    int k;
+    int k, first = 1;
 
-    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
-        rv = hot_cas(y, &y->hot[k], &y->hot[k].seen, err, errlen);
+    for (k = 0; k < y->nhot; k++) {
+        y->hot[k].seen = hot_copied(y, &y->hot[k]);
     }
-    for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
-        hot_t *h = &y->hot[k];
-
-        h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
-        h->it.cas = 0;
-        rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err,
-                       errlen);
-    }
-    until = apr_time_now() + HOT_WATCH;
-    while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
+    while (rv == APR_SUCCESS && y->nhot && (first || apr_time_now() < until)
            && !stopped(y, err, errlen)) {
+        apr_time_t t0 = apr_time_now();
+        int all = t0 >= next_all;
+
+        rv = hot_sweep(y, all, err, errlen);
+        if (all) {
+            next_all = 2 * apr_time_now() - t0;
+        }
         for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
             hot_t *h = &y->hot[k];
-            list_t *L = &y->lists[h->list];
-            const char *id;
-            apr_size_t idlen, len;
-            uint64_t cas;
-            int wx[MAX_PLACES], got = 0, at = -1;
 
-            if ((rv = hot_cas(y, h, &cas, err, errlen)) != APR_SUCCESS
-                || cas == h->seen) {
-                continue;
-            }
-            h->seen = cas;
-            if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
-                len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                               MEMSESS_SESS_PREFIX,
-                                               MEMSESS_LOCK_PREFIX,
-                                               (int)idlen, id);
-                if (memsess_place_key(L->next, lock + lk, len - lk, wx,
-                                      MAX_PLACES)
-                    && conn(y, at = L->next_id[wx[0]])) {
-                    got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
-                                        (time_t)2, 0) == MEMCACHED_SUCCESS;
-                }
-            }
-            h->it.la = apr_time_sec(apr_time_now());
-            h->it.cas = 0;
-            rv = after_key(y, h->here, h->t, h->placed_here, !got, &h->it,
-                           err, errlen);
-            if (got) {
-                memcached_delete(y->servers[at].mc, lock, len, 0);
+            if (h->now_cas != h->seen) {
+                h->seen = h->now_cas;
+                rv = hot_bring(y, h, err, errlen);
             }
         }
+        first = 0;
         apr_sleep(500);
     }
     return rv;

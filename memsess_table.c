@@ -252,7 +252,8 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
 
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
-                                     apr_uint32_t *len, apr_uint32_t *nlive)
+                                     apr_uint32_t *len, apr_uint32_t *nlive,
+                                     apr_uint32_t *rebalance)
 {
     const memsess_view_slot_t *vs = &views(t)[v];
     apr_uint64_t s;
@@ -273,6 +274,9 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
         }
         memcpy(buf, (const char *)t + vs->offset, n);
         *nlive = vs->nlive;
+        if (rebalance) {
+            *rebalance = vs->rebalance;
+        }
     } while (read_retry(t, s, &tries));
     buf[n] = '\0';
     *len = n;

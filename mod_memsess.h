@@ -32,8 +32,9 @@
  *                     targets): where php-memcached places a key
  *                     (libmemcached), metadump lines, the copy passes
  *                     (APR and libmemcached only)
- *   memsess_rebalance.c  pool changes at graceful: which lists changed,
- *                     what is published until the rebalance has run
+ *   memsess_rebalance.c  pool changes at graceful: which lists or
+ *                     placements changed, what is published and injected
+ *                     until the rebalance has run
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
@@ -320,9 +321,13 @@ apr_uint64_t memsess_table_state_changes(const memsess_table_t *t);
  */
 apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
                                      memsess_slot_t *copy);
+/* A view's published save_path, how many of its servers are live and,
+ * unless rebalance is NULL, the view's memsess_rebalance_e in the same
+ * snapshot (not NONE: the text is built from the view's `before`). */
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
-                                     apr_uint32_t *len, apr_uint32_t *nlive);
+                                     apr_uint32_t *len, apr_uint32_t *nlive,
+                                     apr_uint32_t *rebalance);
 /* A view's fields (not its texts); name made a string. */
 apr_status_t memsess_table_read_view_slot(const memsess_table_t *t, int v,
                                           memsess_view_slot_t *copy);
@@ -702,16 +707,23 @@ typedef struct {
     apr_uint64_t deleted;    /* keys removed (stale, locks, moved back) */
     apr_uint64_t same;       /* already equal there */
     apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
+    apr_uint64_t watched;    /* active sessions watched around the flip */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one
  * about to be published (the same with the returning server live), and
- * how php-memcached places keys on it. */
+ * how php-memcached places keys on it.  The next list places keys as the
+ * one now unless next_own is set (a pool whose MemsessReplicas or
+ * MemsessFailover changed at graceful): then with next_replicas and
+ * next_ketama. */
 typedef struct {
     const char *path_now;
     const char *path_next;
     int         replicas;
     int         ketama;
+    int         next_own;
+    int         next_replicas;
+    int         next_ketama;
 } memsess_sync_list_t;
 
 /* One sync: every list holding the returning server, at once (servers

@@ -3,14 +3,17 @@
 # a reason with a wrong one, with none, or against a server without SASL),
 # PHP gets the credentials through mod_php and php-fpm and its sessions
 # work, the password is nowhere it must not be (status in every format,
-# MEMSESS_* variables, the error log at LogLevel memsess:trace8), and a
-# graceful restart picks up a changed password file.
+# MEMSESS_* variables, the error log at LogLevel memsess:trace8), a
+# graceful restart picks up a changed password file, and a SASL pool
+# changed at graceful is published at once (memcached -S lists no keys, so
+# nothing can be rebalanced), with a WARN, not retried for good.
 use strict;
 use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
 use Digest::SHA qw(sha1_hex);
+use Time::HiRes qw(time);
 use File::Spec::Functions qw(catfile);
 use LWP::UserAgent ();
 use Memsess::Test;
@@ -18,7 +21,7 @@ use Memsess::Instance;
 use Memsess::Sasl;
 use JSON::PP ();
 
-plan tests => 41;
+plan tests => 46;
 
 my $GOOD = $Memsess::Sasl::GOOD;
 my $LEAK = $Memsess::Sasl::LEAK;
@@ -164,4 +167,45 @@ my $st2 = $in->get('/memsess-status?json')->decoded_content . $in->get('/memsess
 ok t_cmp(index($st2, $LEAK), -1, "the instance's status holds no password");
 
 $in->stop;
-memc_stop(qw(SA1 SA2 SW1 SN1 SP1 SG1 FPM_3));
+
+# --- a SASL pool grown at graceful ------------------------------------------
+
+# The decoded JSON of a GET with this client's cookies, or undef.
+sub get_json_url {
+    my ($ua, $url) = @_;
+    my $res = $ua->get($url);
+    return $res->is_success ? eval { JSON::PP->new->decode($res->decoded_content) } : undef;
+}
+
+memc_sasl($sasl, qw(PE7 PE8));
+memc_start(qw(PE7 PE8));
+my $pwgood = Memsess::Sasl::password_file($t_dir, 'password');
+my $gin = Memsess::Instance->new(name => 'sasl_grow', php => 1,
+                                 conf => "MemsessServers \${MEMC_PE7}\n"
+                                       . "MemsessCredentials memsess \"$pwgood\"\n");
+$gin->start;
+sub gin_pool { my $st = $gin->status or return {}; return $st->{pools} ? $st->{pools}[0] : {} }
+wait_for(10, sub { (gin_pool()->{published} // '') eq addrs('PE7') });
+my $gua = new_ua();
+get_json_url($gua, $gin->url('/memsess/session.php')) for 1 .. 2;
+my $gmark = $gin->log_mark;
+$gin->{conf} =~ s/^MemsessServers .*$/MemsessServers \${MEMC_PE7} \${MEMC_PE8}/m;
+$gin->write_conf;
+my $g0 = time;
+$gin->graceful;
+my $gt = wait_for(20, sub { my $p = gin_pool(); ($p->{published} // '') eq addrs(qw(PE7 PE8))
+                                && ($p->{rebalance}{state} // '') eq 'none' }, 0.05);
+ok t_cmp(defined $gt ? 1 : 0, 1, sprintf 'SASL pool grown 1 -> 2: the new list is published (%.1f s after graceful)',
+                                         time - $g0);
+my $gtext = $gin->log_since($gmark);
+ok t_cmp((grep { /MEMSESS0142: / } split /\n/, $gtext)[0] // '',
+         qr/\[memsess:warn\].*MemsessCredentials.*memcached -S lists no keys.*published at once.*logged out/,
+         'SASL pool: a WARN says the sessions cannot be moved, and who is logged out');
+ok t_cmp($gtext =~ /MEMSESS0138: / ? 1 : 0, 0, 'SASL pool: not retried (no MEMSESS0138)');
+ok t_cmp((gin_pool()->{rebalance} || {})->{runs} // 0, 1, 'SASL pool: one run');
+my $gd = get_json_url($gua, $gin->url('/memsess/session.php')) || {};
+ok t_cmp(($gd->{n} // 0) >= 1 && !@{ $gd->{errors} || ['x'] } ? 1 : 0, 1,
+         'SASL pool: sessions work on the new list (n=' . ($gd->{n} // '-') . ')');
+$gin->stop;
+
+memc_stop(qw(SA1 SA2 SW1 SN1 SP1 SG1 PE7 PE8 FPM_3));

@@ -8,7 +8,14 @@
 #   (a) the defaults (replicas 1, successor): 0 lost, 0 stale, 0 failed;
 #       and a server added while it is down publishes nothing new until it
 #       is up;
-#   (b) MemsessReplicas 0 (drop, ketama): the same.
+#   (b) MemsessReplicas 0 (drop, ketama): the same;
+#   (c) the placement changed, the servers the same: MemsessReplicas 1 -> 0
+#       (successor, modula -> drop, ketama), 0 -> 1, and MemsessFailover
+#       successor -> drop: each rebalanced as a list change is (PHP keeps
+#       the placement in force until the flip), 0 lost, 0 stale;
+#   (d) a server added whose memcached refuses `lru_crawler metadump`
+#       (-o no_lru_crawler): the sessions cannot be moved, so the new list
+#       is published at once with a WARN, not retried for good.
 use strict;
 use warnings FATAL => 'all';
 
@@ -20,7 +27,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 2 * 13 + 4;
+plan tests => 2 * 13 + 4 + 3 * 5 + 3 + 5;
 
 # The instance's pool is the first (only) one of its status page.
 sub pool_status {
@@ -92,14 +99,20 @@ sub scenario {
         sleep 2;
     }
     stop_load($stop, @pids);
+    load_verdict($label, $log, $t_load, 'grow, shrink and replace');
+    return $in;
+}
+
+# The verdict on the load's answers since $t_load: three checks.
+sub load_verdict {
+    my ($label, $log, $t_load, $through) = @_;
     my $c = judge($log, $t_load);
     diag(sprintf "$label: %d requests, %d ok, %d lost, %d stale, %d failed",
                  @{$c}{qw(requests ok lost stale failed)});
     diag($_) for grep { defined } @{ $c->{detail} }[0 .. 9];
     ok t_cmp($c->{requests} > 200 ? 1 : 0, 1, "$label: under load ($c->{requests} requests)");
-    ok t_cmp($c->{lost}, 0, "$label: no session lost through grow, shrink and replace");
+    ok t_cmp($c->{lost}, 0, "$label: no session lost through $through");
     ok t_cmp($c->{stale}, 0, "$label: no stale session");
-    return $in;
 }
 
 # --- (a) the defaults: replicas 1, successor -----------------------------------
@@ -132,3 +145,76 @@ $in = scenario('drop', 'pool_change_r0', "MemsessReplicas 0\n",
                [qw(MEMC_PD1 MEMC_PD2 MEMC_PD3)], 'MEMC_PD4', 'MEMC_PD2', 'MEMC_PD5');
 $in->stop;
 memc_stop(memc_names(qr/^MEMC_PD/));
+
+# --- (c) the placement changed: MemsessReplicas, MemsessFailover -----------------
+
+# What PHP is told about placement: "replicas/consistent_hash".
+sub placement {
+    my $in = shift;
+    my ($i) = Memsess::Load::session_req($in, new_ua(), 'info.php');
+    return $i ? ($i->{replicas} // '-') . '/' . ($i->{consistent_hash} // '-') : 'none';
+}
+
+my @pe = qw(MEMC_PE1 MEMC_PE2 MEMC_PE3);
+memc_start(@pe);
+$in = Memsess::Instance->new(name => 'pool_change_placement', php => 1,
+    conf => 'MemsessServers ' . join(' ', map { "\${$_}" } @pe) . "\n");
+$in->start;
+wait_for(10, sub { (pool_status($in)->{published} // '') eq addrs(@pe) });
+{
+    my $log = catfile($in->dir, 'load');
+    my $stop = catfile($in->dir, 'load.stop');
+    my @pids = start_load($in, $log, $stop);
+    sleep 2;
+    my $t_load = time;
+    for my $step (['MemsessReplicas 1 -> 0 (successor -> drop)', "MemsessReplicas 0\n", '0/1'],
+                  ['MemsessReplicas 0 -> 1 (drop -> successor)', '', '1/0'],
+                  ['MemsessFailover successor -> drop', "MemsessFailover drop\n", '1/1']) {
+        my ($what, $extra, $want) = @$step;
+        my $mark = $in->log_mark;
+        set_pool($in, $extra, @pe);
+        my $t0 = time;
+        $in->graceful;
+        my $done = $in->log_wait(60, $mark, qr/MEMSESS0136: /);
+        my $took = wait_for(30, sub { (pool_status($in)->{rebalance}{state} // '') eq 'none' }, 0.05);
+        my $text = $in->log_since($mark);
+        ok t_cmp($text =~ /MEMSESS0141: .*the placement changed/ ? 1 : 0, 1,
+                 "placement: $what: NOTICE that the previous placement stays in force");
+        ok t_cmp(($done && defined $took) ? 1 : 0, 1, "placement: $what: rebalanced, then published");
+        diag(sprintf "placement: $what: published %.1f s after graceful; %s", time - $t0, $done // 'no end NOTICE');
+        ok t_cmp($text =~ /MEMSESS0130: / ? 1 : 0, 0, "placement: $what: not published at once (no MEMSESS0130)");
+        ok t_cmp(pool_status($in)->{published} // '', addrs(@pe), "placement: $what: the same servers published");
+        ok t_cmp(placement($in), $want, "placement: $what: PHP gets the new placement (replicas/consistent_hash)");
+        sleep 2;
+    }
+    stop_load($stop, @pids);
+    load_verdict('placement', $log, $t_load, 'replicas 1 -> 0 -> 1 and successor -> drop');
+}
+$in->stop;
+memc_stop(@pe);
+
+# --- (d) a server that cannot list its keys -------------------------------------
+
+memc_opts(['-o', 'no_lru_crawler'], 'MEMC_PE6');
+my @pf = qw(MEMC_PE4 MEMC_PE5);
+memc_start(@pf, 'MEMC_PE6');
+$in = Memsess::Instance->new(name => 'pool_change_nolist', php => 1,
+    conf => 'MemsessServers ' . join(' ', map { "\${$_}" } @pf) . "\n");
+$in->start;
+wait_for(10, sub { (pool_status($in)->{published} // '') eq addrs(@pf) });
+{
+    my $ua = new_ua();
+    Memsess::Load::session_req($in, $ua, 'session.php') for 1 .. 3;
+    my ($took, $seen, $text) = change_pool($in, '', @pf, 'MEMC_PE6');
+    ok t_cmp(defined $took && $took < 15 ? 1 : 0, 1,
+             sprintf 'no lru_crawler: the new list is published (%.1f s after graceful)', $took // -1);
+    my ($warn) = grep { /MEMSESS0142: / } split /\n/, $text;
+    ok t_cmp($warn // '', qr/\[memsess:warn\].*cannot list its keys: CLIENT_ERROR lru crawler disabled.*published at once.*logged out/,
+             'no lru_crawler: a WARN says the sessions could not be moved, and who is logged out');
+    ok t_cmp($text =~ /MEMSESS0138: / ? 1 : 0, 0, 'no lru_crawler: not retried (no MEMSESS0138)');
+    ok t_cmp((pool_status($in)->{rebalance} || {})->{runs} // 0, 1, 'no lru_crawler: one run');
+    my ($d) = Memsess::Load::session_req($in, $ua, 'session.php');
+    ok t_cmp($d && $d->{n} ? 1 : 0, 1, 'no lru_crawler: sessions work on the new list (n=' . ($d ? $d->{n} : '-') . ')');
+}
+$in->stop;
+memc_stop(@pf, 'MEMC_PE6');

@@ -51,6 +51,10 @@ our @NAMES = (
                                              # 29_pool_change: the defaults
     qw(MEMC_PD1 MEMC_PD2 MEMC_PD3 MEMC_PD4 MEMC_PD5),
                                              # 29_pool_change: replicas 0
+    qw(MEMC_PE1 MEMC_PE2 MEMC_PE3),          # 29_pool_change: placement changes
+    qw(MEMC_PE4 MEMC_PE5 MEMC_PE6),          # 29_pool_change: a server without
+                                             # lru_crawler (PE6)
+    qw(MEMC_PE7 MEMC_PE8),                   # 18_sasl: a SASL pool grown at graceful
 );
 
 our %IPV6 = (MEMC_V6 => 1);

@@ -30,7 +30,7 @@ use Memsess::Ports ();
 
 our @EXPORT = qw(
     addr port host_port memc_names have_ipv6
-    memc_start memc_sasl memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
+    memc_start memc_sasl memc_opts memc_stop memc_kill memc_freeze memc_thaw memc_restart fpm_start
     fake_start fake_toggle fake_commands
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
@@ -114,6 +114,7 @@ sub memc_names {
 
 my %RUN;    # name => { pid, frozen }
 my %SASL;   # name => SASL_CONF_PATH: started as memcached -S (memc_sasl)
+my %OPTS;   # name => [more memcached options] (memc_opts)
 
 sub _pidfile { catfile($MEMC_DIR, "$_[0].pid") }
 
@@ -152,6 +153,7 @@ sub _spawn {
                '-t', '1', '-m', '8', '-c', '256');
     push @cmd, '-u', 'nobody' if $> == 0;
     push @cmd, '-S' if $SASL{$name};
+    push @cmd, @{ $OPTS{$name} || [] };
     local $ENV{SASL_CONF_PATH} = $SASL{$name} if $SASL{$name};
     return _spawn_cmd($name, @cmd);
 }
@@ -162,6 +164,13 @@ sub _spawn {
 sub memc_sasl {
     my ($dir, @names) = @_;
     $SASL{ _name($_) } = $dir for @names;
+}
+
+# The named servers start with these memcached options too:
+# memc_opts(['-o', 'no_lru_crawler'], 'PE6').
+sub memc_opts {
+    my ($opts, @names) = @_;
+    $OPTS{ _name($_) } = [@$opts] for @names;
 }
 
 sub _answers {
