@@ -673,18 +673,18 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->bad_logged = apr_pcalloc(pool, (n + 1) * sizeof(*x->bad_logged));
     x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
     for (i = 0; i < n; i++) {
-        char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
+        char *key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1), *job;
 
         x->keylens[i] = memsess_record_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
                                             rt->g.group, "down",
                                             target(x, i)->addr);
         x->keys[i] = key;
         x->index[i] = i;
-        key = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
-        x->jobkeylens[i] = memsess_record_key(key, MEMSESS_VERDICT_KEY_MAX + 1,
+        job = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
+        x->jobkeylens[i] = memsess_record_key(job, MEMSESS_VERDICT_KEY_MAX + 1,
                                               rt->g.group, "job",
                                               target(x, i)->addr);
-        x->jobkeys[i] = key;
+        x->jobkeys[i] = job;
         apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
                      &x->index[i]);
     }

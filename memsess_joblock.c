@@ -241,8 +241,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                              "MEMSESS0040: %s: this instance takes over %s "
                              "from %s (%s)", j->subject, j->job, rec.holder,
-                             rec.done ? "done for other lists"
-                                      : "it stopped refreshing it");
+                             "it stopped refreshing it");
             }
             break;
         case MEMSESS_JOB_WAIT:
@@ -261,6 +260,13 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
             j->flip_ms = rec.flip_ms;
+            if (rec.lists != j->fingerprint) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                             "MEMSESS0156: %s: %s by %s was of other lists "
+                             "(another server's state changed meanwhile): "
+                             "followed all the same", j->subject, j->job,
+                             rec.holder);
+            }
             if (j->note) {
                 j->note(j->baton, rec.holder);
             }

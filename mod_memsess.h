@@ -495,11 +495,11 @@ apr_size_t memsess_job_format(char *buf, apr_size_t size,
 typedef enum {
     MEMSESS_JOB_TAKE,      /* no record: add ours */
     MEMSESS_JOB_REPLACE,   /* one we may replace (unreadable, ours from a
-                            * previous checker, lapsed, or done for other
-                            * lists): cas ours over it */
+                            * previous checker, or lapsed): cas ours over
+                            * it */
     MEMSESS_JOB_WAIT,      /* another instance syncs: wait for it */
-    MEMSESS_JOB_FOLLOW     /* another instance synced these lists: publish
-                            * the server with it */
+    MEMSESS_JOB_FOLLOW     /* another instance synced it: publish the
+                            * server with it */
 } memsess_job_step_e;
 
 /* What self does next, given the record read (rec NULL when unreadable;
