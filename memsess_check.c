@@ -626,6 +626,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_table_recover(rt->table);
     c->exchange = memsess_exchange_start(rt, pool, c->mutex, c->rejoin);
     memsess_rebalancer_share(c->rebalance, c->exchange);
+    memsess_rejoin_share(c->rejoin, c->exchange);
     memsess_table_write_begin(rt->table);
     cut = memsess_table_reset_syncing(rt->table);
     for (i = 0; i < rt->confs->nelts; i++) {

@@ -565,6 +565,19 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     }
 }
 
+int memsess_exchange_others(memsess_exchange_t *x)
+{
+    int n;
+
+    if (!x) {
+        return 0;
+    }
+    apr_thread_mutex_lock(x->mutex);
+    n = x->listened ? x->nsnap : 1;   /* not yet heard: maybe some */
+    apr_thread_mutex_unlock(x->mutex);
+    return n;
+}
+
 int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
                            apr_uint64_t fp, char *who, apr_size_t whosize)
 {

@@ -169,9 +169,10 @@ void memsess_joblock_release(memsess_joblock_t *j)
     j->holding = 0;
 }
 
-apr_int64_t memsess_joblock_done(memsess_joblock_t *j)
+apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone)
 {
-    j->flip_ms = apr_time_as_msec(apr_time_now() + MEMSESS_FLIP_DELAY);
+    j->flip_ms = apr_time_as_msec(apr_time_now()
+                                  + (alone ? 0 : MEMSESS_FLIP_DELAY));
     memsess_joblock_refresh(j, 1, 1);
     return j->flip_ms;
 }

@@ -427,7 +427,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && rb->share) {
         /* all publish the new lists at once */
         if (rb->lock.holding) {
-            memsess_joblock_done(&rb->lock);
+            memsess_joblock_done(&rb->lock,
+                                 !memsess_exchange_others(c->exchange));
         }
         memsess_joblock_wait_flip(&rb->lock);
     }

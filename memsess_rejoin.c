@@ -57,6 +57,7 @@ APLOG_USE_MODULE(memsess);
  * writers of the table: probes and syncs), one job per slot. */
 struct memsess_rejoin {
     memsess_runtime_t  *rt;
+    memsess_exchange_t *exchange;  /* shared verdicts, or NULL */
     apr_pool_t         *pool;
     apr_thread_mutex_t *mutex;
     struct sync_job_t **jobs;      /* [nslots] */
@@ -100,6 +101,11 @@ typedef struct sync_job_t {
     apr_uint64_t            fingerprint; /* of the lists */
     memsess_joblock_t       lock;
 } sync_job_t;
+
+void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
+{
+    c->exchange = x;
+}
 
 int memsess_rejoin_busy(memsess_rejoin_t *c, int i)
 {
@@ -414,7 +420,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         /* all publish it at once: the holder at the flip time it writes,
          * the others at the one they read */
         if (job->lock.holding) {
-            memsess_joblock_done(&job->lock);
+            memsess_joblock_done(&job->lock,
+                                 !memsess_exchange_others(job->c->exchange));
         }
         memsess_joblock_wait_flip(&job->lock);
     }

@@ -913,9 +913,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
 void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
 /* The holder, its work done: marks the record done with a flip time a
  * little ahead (MEMSESS_FLIP_DELAY: every waiter reads the record within
- * that), at which the holder and every follower publish; returns it. */
+ * that), at which the holder and every follower publish (at once when
+ * alone: no other instance of the group was heard); returns it. */
 #define MEMSESS_FLIP_DELAY apr_time_from_msec(250)
-apr_int64_t memsess_joblock_done(memsess_joblock_t *j);
+apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone);
 /* Sleeps until the flip time of the job (its own, or the holder's read by
  * a follower); at once when it has passed or is far off. */
 void memsess_joblock_wait_flip(memsess_joblock_t *j);
@@ -944,6 +945,9 @@ void memsess_exchange_round(memsess_exchange_t *x);
  * line all the time: one round reads them all). */
 int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
                            apr_uint64_t fp, char *who, apr_size_t whosize);
+/* How many other instances of the group were heard in the last round (1
+ * before a whole round was read; 0 when x is NULL). */
+int memsess_exchange_others(memsess_exchange_t *x);
 /* Seconds a shared line (a verdict, a sync's job) holds unless refreshed:
  * three missed rounds. */
 apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt);
@@ -960,6 +964,9 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
 void memsess_rejoin_start(memsess_rejoin_t *r, int i);
 /* Whether the last sync of slot i still runs (its server stays down). */
 int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
+/* The verdict exchange: with it, a server's sync runs once for the group
+ * (memsess_joblock.c), and all publish it at one flip time. */
+void memsess_rejoin_share(memsess_rejoin_t *r, memsess_exchange_t *x);
 /* Its server failed a probe: the sync stops at its next key. */
 void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
 /* Joins the syncs that ended (each round). */
