@@ -317,14 +317,26 @@ static void note_rebalance_by(void *baton, const char *holder)
     memsess_rebalancer_t *c = rb->c;
     apr_uint32_t owner;
     apr_time_t heartbeat;
+    int v;
 
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(c->rt->table, &owner, &heartbeat);
     if (owner == (apr_uint32_t)getpid()) {
-        rebalance_mark(rb, MEMSESS_REBALANCE_RUNNING, *holder
-                       ? apr_pstrcat(rb->pool, "run by ", holder,
-                                     " for the group", NULL)
-                       : "");
+        memsess_table_write_begin(c->rt->table);
+        for (v = 0; v < c->rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
+                                                              v);
+
+            if (rb->moving[v] && vs->rebalance) {
+                apr_snprintf(vs->rebalance_error,
+                             sizeof(vs->rebalance_error), "%s%s%s",
+                             *holder ? "run by " : "", holder,
+                             *holder ? " for the group" : "");
+                memsess_text_one_line(vs->rebalance_error);
+            }
+        }
+        memsess_table_bump_generation(c->rt->table, 0);
+        memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
 }
