@@ -88,10 +88,9 @@ struct memsess_exchange {
                                         * down or syncing */
     unsigned char      *unreachable;   /* [n] down: not read or written */
     unsigned char      *peer;          /* [n] another instance's, this round */
-    unsigned char      *peer_last;     /* [n] ... the round before */
     unsigned char      *job;           /* [n] another instance syncs it */
-    const char        **jobkeys;       /* [n] its sync's job record */
-    size_t             *jobkeylens;
+    char              (*jobdone)[MEMSESS_INSTANCE_MAX];  /* [n] ... and has
+                                        * published it, flip time passed */
     char              (*who)[MEMSESS_REPORTERS_MAX];
     apr_time_t         *bad_logged;    /* [n + 1] last bad record logged */
     int                *flipped;       /* [nviews] scratch for publish */
@@ -324,6 +323,25 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
                  target(x, y)->addr, memcached_strerror(mc, rc));
 }
 
+/* Server y's sync job, read on y: another instance syncs it (then we
+ * wait for that sync to publish it with the others), or has published it
+ * (then its line, which it takes out at its next round, no longer holds
+ * the server out here). */
+static void read_job(memsess_exchange_t *x, int y, const char *value,
+                     size_t len, apr_int64_t now)
+{
+    memsess_job_t job;
+
+    if (memsess_job_parse(value, len, now, &job)
+        || !strcmp(job.holder, x->rt->g.instance) || job.expires < now) {
+        return;   /* not ours to use (a bad one is the claim's to log) */
+    }
+    x->job[y] = !job.done || apr_time_as_msec(apr_time_now()) < job.flip_ms;
+    if (!x->job[y]) {
+        apr_cpystrn(x->jobdone[y], job.holder, sizeof(x->jobdone[y]));
+    }
+}
+
 /* One server's part of a round: read every record it holds, note the
  * other instances' verdicts, put our lines in or out.  Returns whether it
  * answered. */
@@ -341,7 +359,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
     if (!mc) {
         return 0;
     }
-    rc = memcached_mget(mc, x->keys, x->keylens, (size_t)x->n + 1);
+    rc = memcached_mget(mc, x->keys, x->keylens, (size_t)(2 * x->n + 1));
     if (!memcached_success(rc)) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
                      "could not read the verdict records on %s: %s",
@@ -375,26 +393,17 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         return 0;
     }
 
-    if (x->peer_last[y] && !x->down[y]) {
-        /* held out by another instance, up for us: is it being synced?
-         * Then we wait for that sync, to publish it with the others */
-        size_t vlen;
-        uint32_t flags;
-        char *v = memcached_get(mc, x->jobkeys[y], x->jobkeylens[y], &vlen,
-                                &flags, &rc);
-        memsess_job_t job;
-
-        if (v && !memsess_job_parse(v, vlen, now, &job)
-            && strcmp(job.holder, x->rt->g.instance) && job.expires >= now) {
-            x->job[y] = 1;
-        }
-        free(v);
-    }
     seen = apr_pcalloc(p, (apr_size_t)x->n + 1);
     rec = apr_palloc(p, sizeof(*rec));
     for (i = 0; i < found->nelts; i++) {
         found_t *f = &APR_ARRAY_IDX(found, i, found_t);
 
+        if (f->x > x->n) {
+            if (f->x == x->n + 1 + y && !x->down[y]) {
+                read_job(x, y, f->value, f->len, now);
+            }
+            continue;
+        }
         seen[f->x] = 1;
         read_record(x, f->x, y, f->value, f->len, now, rec);
         if (f->x == x->n) {
@@ -544,6 +553,9 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     memset(x->peer, 0, (apr_size_t)x->n);
     memset(x->job, 0, (apr_size_t)x->n);
     for (i = 0; i < x->n; i++) {
+        x->jobdone[i][0] = '\0';
+    }
+    for (i = 0; i < x->n; i++) {
         x->who[i][0] = '\0';
     }
     x->nmem = 0;
@@ -552,8 +564,15 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
             answered += exchange_with(x, i, p, now);
         }
     }
+    for (i = 0; i < x->n; i++) {
+        /* the holder of a sync it has published is the only one to hold
+         * it out: its line is on its way out */
+        if (x->peer[i] && *x->jobdone[i] && !strcmp(x->who[i], x->jobdone[i])) {
+            x->peer[i] = 0;
+            x->who[i][0] = '\0';
+        }
+    }
     if (answered) {
-        memcpy(x->peer_last, x->peer, (apr_size_t)x->n);
         apr_thread_mutex_lock(x->table_mutex);
         apply_locked(x);
         apr_thread_mutex_unlock(x->table_mutex);
@@ -668,9 +687,11 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->rejoin = rejoin;
     x->table_mutex = table_mutex;
     x->n = n;
-    x->keys = apr_palloc(pool, (n + 1) * sizeof(*x->keys));
-    x->keylens = apr_palloc(pool, (n + 1) * sizeof(*x->keylens));
-    x->index = apr_palloc(pool, (n + 1) * sizeof(*x->index));
+    /* keys: [0, n) the verdicts, n the members, n + 1 + i server i's sync
+     * job (read on server i only) */
+    x->keys = apr_palloc(pool, (2 * n + 1) * sizeof(*x->keys));
+    x->keylens = apr_palloc(pool, (2 * n + 1) * sizeof(*x->keylens));
+    x->index = apr_palloc(pool, (2 * n + 1) * sizeof(*x->index));
     x->mem = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->mem));
     x->snap = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->snap));
     x->configured = x->in_force = memsess_pools_fingerprint(pool, rt, 0);
@@ -678,10 +699,8 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->down = apr_pcalloc(pool, n);
     x->unreachable = apr_pcalloc(pool, n);
     x->peer = apr_pcalloc(pool, n);
-    x->peer_last = apr_pcalloc(pool, n);
     x->job = apr_pcalloc(pool, n);
-    x->jobkeys = apr_palloc(pool, n * sizeof(*x->jobkeys));
-    x->jobkeylens = apr_palloc(pool, n * sizeof(*x->jobkeylens));
+    x->jobdone = apr_pcalloc(pool, n * sizeof(*x->jobdone));
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
     x->bad_logged = apr_pcalloc(pool, (n + 1) * sizeof(*x->bad_logged));
     x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));
@@ -694,10 +713,14 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
         x->keys[i] = key;
         x->index[i] = i;
         job = apr_palloc(pool, MEMSESS_VERDICT_KEY_MAX + 1);
-        x->jobkeylens[i] = memsess_record_key(job, MEMSESS_VERDICT_KEY_MAX + 1,
-                                              rt->g.group, "job",
-                                              target(x, i)->addr);
-        x->jobkeys[i] = job;
+        x->keylens[n + 1 + i] = memsess_record_key(job,
+                                                   MEMSESS_VERDICT_KEY_MAX + 1,
+                                                   rt->g.group, "job",
+                                                   target(x, i)->addr);
+        x->keys[n + 1 + i] = job;
+        x->index[n + 1 + i] = n + 1 + i;
+        apr_hash_set(x->bykey, job, (apr_ssize_t)x->keylens[n + 1 + i],
+                     &x->index[n + 1 + i]);
         apr_hash_set(x->bykey, key, (apr_ssize_t)x->keylens[i],
                      &x->index[i]);
     }

@@ -61,8 +61,18 @@ void memsess_joblock_close(memsess_joblock_t *j)
     j->mc = NULL;
 }
 
-/* Reads the record: returns 0 when the server did not answer, else 1 with
- * *exists, and *why when it exists but is refused. */
+/* Whether the server answered, but refuses what a job record needs (not
+ * a real memcached, or one that lacks a command): then there is no
+ * record to share, and the instance works on its own. */
+static int refused(memcached_return_t rc)
+{
+    return rc == MEMCACHED_ERROR || rc == MEMCACHED_PROTOCOL_ERROR
+           || rc == MEMCACHED_CLIENT_ERROR || rc == MEMCACHED_SERVER_ERROR
+           || rc == MEMCACHED_NOT_SUPPORTED;
+}
+
+/* Reads the record: returns 0 when the server did not answer (why in
+ * j->rc), else 1 with *exists, and *why when it exists but is refused. */
 static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
                     const char **why, uint64_t *cas)
 {
@@ -75,7 +85,8 @@ static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
     *exists = 0;
     *why = NULL;
     *cas = 0;
-    if (!memcached_success(memcached_mget(j->mc, &key, &keylen, 1))) {
+    if (!memcached_success(rc = memcached_mget(j->mc, &key, &keylen, 1))) {
+        j->rc = (int)rc;
         return 0;
     }
     while ((res = memcached_fetch_result(j->mc, NULL, &rc)) != NULL) {
@@ -85,6 +96,7 @@ static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
         *cas = memcached_result_cas(res);
         memcached_result_free(res);
     }
+    j->rc = (int)rc;
     return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
            || rc == MEMCACHED_SUCCESS;
 }
@@ -219,6 +231,9 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             return MEMSESS_CLAIM_FAILED;
         }
         if (!job_read(j, &rec, &exists, &why, &cas)) {
+            if (refused((memcached_return_t)j->rc)) {
+                break;
+            }
             apr_snprintf(err, errlen, "its job record cannot be read: %s",
                          memcached_last_error_message(j->mc));
             return MEMSESS_CLAIM_FAILED;
@@ -280,6 +295,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             }
             return MEMSESS_CLAIM_HOLD;
         }
+        if (refused(rc)) {
+            j->rc = (int)rc;
+            break;
+        }
         if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS
             && rc != MEMCACHED_NOTFOUND) {
             apr_snprintf(err, errlen, "its job record cannot be written: %s",
@@ -288,4 +307,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         }
         /* another instance wrote in between: read again */
     }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0157: %s: "
+                 "the server refuses its job record (%s): this instance does "
+                 "%s on its own", j->subject,
+                 memcached_strerror(j->mc, (memcached_return_t)j->rc),
+                 j->job);
+    return MEMSESS_CLAIM_HOLD;   /* holding nothing: no record to keep */
 }

@@ -869,8 +869,9 @@ void memsess_disconnect(struct memcached_st *mc);
 /* memsess_joblock.c: a job (a rejoin sync, a rebalance) run once for the
  * group, through its record (memsess_job.c) on one server.  Fill subject,
  * job, stop, note and baton, then open; claim tells whether this instance
- * holds the job, or follows its holder (who, in holder), once that one is
- * done; the holder refreshes the record while it works (done once it has
+ * holds the job (holding 0: a server that refuses the record, where each
+ * instance works alone), or follows its holder (who, in holder), once
+ * that one is done; the holder refreshes the record while it works (done once it has
  * published) and releases it when finished. */
 typedef enum {
     MEMSESS_CLAIM_HOLD,
@@ -898,6 +899,7 @@ typedef struct memsess_joblock {
     volatile apr_uint32_t     lost;      /* another took it over */
     char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
     apr_int64_t               flip_ms;   /* done: when all publish */
+    int                       rc;        /* the last libmemcached answer */
 } memsess_joblock_t;
 
 /* The record memsess_record_key(group, "job", name) on server slot. */
