@@ -415,7 +415,6 @@ typedef struct {
     memsess_dump_item_t it;
     int                 here;         /* its authority */
     int                 t;            /* the target it was copied to */
-    int                 placed_here;  /* the new list keeps it there too */
     int                 list;         /* the list that copied it */
     uint64_t            seen;         /* its cas there, last looked at */
 } hot_t;
@@ -976,8 +975,8 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
     }
 }
 
-static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
-                     int list, const memsess_dump_item_t *it)
+static void note_hot(memsess_sync_t *y, int here, int t, int list,
+                     const memsess_dump_item_t *it)
 {
     int k;
 
@@ -995,8 +994,7 @@ static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
         y->hot[y->nhot].here = here;
         y->hot[y->nhot].t = t;
         y->hot[y->nhot].list = list;
-        y->hot[y->nhot].seen = 0;
-        y->hot[y->nhot++].placed_here = placed_here;
+        y->hot[y->nhot++].seen = 0;
     }
 }
 
@@ -1007,9 +1005,8 @@ typedef enum {
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, int settle,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen);
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
 
 /* What one key found on server i gets, under every list at once. */
 /* Whether the key's authority has lost it (a logout, an expiry) under
@@ -1115,14 +1112,14 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             done[ndone++] = t;
             moved = 1;
             if (pass == PASS_AFTER) {
-                rv = after_key(y, i, t, placed_here, 1, it, err, errlen);
+                rv = after_key(y, i, t, 1, it, err, errlen);
             }
             else if (pass == PASS_FULL || changed(y, t, it)) {
                 /* written while the sync ran, or used in the seconds
                  * before: an active user */
                 if (pass == PASS_DELTA
                     || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
-                    note_hot(y, i, t, placed_here, k, it);
+                    note_hot(y, i, t, k, it);
                 }
                 rv = copy_key(y, i, t, it, err, errlen);
             }
@@ -1307,20 +1304,20 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
 
 /* After the flip, key `it` at its old authority `here` (the new list
  * places it on target t, called S below).  Requests that still had the
- * old list may have written it here after the last delta pass read it:
- *   - here is in the new list too (successor, replicas): every new write
- *     lands here as well, so a value here that S lacks is such a late
- *     write (read twice, SETTLE_US apart, so that a request caught between
- *     S and its replica here is not mistaken for one);
- *   - here is not (drop): a value here is newer only if S still holds
- *     what the sync wrote (its cas unchanged); else a new request wrote S.
- * S gets it by cas.  A session S lacks that the sync never wrote there
- * was created here around the flip: S gets it by add.  In the last pass,
- * a copy the new list places nowhere is removed from here. */
+ * old list may have written it here after the last delta pass read it.
+ * A value here that differs is such a late write only while S still holds
+ * what the sync wrote (its cas unchanged): once a request with the new
+ * list wrote S, S is the newer, whatever here holds.  Even where the new
+ * list keeps here as a replica (successor), here is no guide: libmemcached
+ * sends a replica as a quiet set that waits in the request's buffer until
+ * its connection is closed, after its lock is released, so here may still
+ * show the value before a write S already has.  S gets it by cas.  A
+ * session S lacks that the sync never wrote there was created here around
+ * the flip: S gets it by add.  In the last pass, a copy the new list
+ * places nowhere is removed from here. */
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, int settle,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen)
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
 {
     const mine_t *m = written_at(y, t, it);
     const uint64_t *mine = m ? &m->s : NULL;
@@ -1355,13 +1352,14 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
                                       vlen)
                           : !mine)   /* S lacks it: created around the flip,
                                       * unless a logout deleted our copy */
-                && (placed_here || !cas_s || (mine && *mine == cas_s));
+                && (!cas_s || (mine && *mine == cas_s));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
             /* S unchanged since the sync wrote it: whatever differs here
              * was written after that, and is newer (the cas on S lets a
-             * write that reaches S first win); no need to wait for a new
-             * request's replica to land here */
+             * write that reaches S first win).  S lacks it: a new
+             * request's quiet replica here (a creation, a logout) may not
+             * have landed yet, so it is read again a little later */
             if (settle && !(mine && cas_s && *mine == cas_s)) {
                 apr_sleep(SETTLE_US);
             }
@@ -1424,8 +1422,7 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 
         h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
         h->it.cas = 0;
-        rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err,
-                       errlen);
+        rv = after_key(y, h->here, h->t, 1, &h->it, err, errlen);
     }
     until = apr_time_now() + HOT_WATCH;
     while (rv == APR_SUCCESS && y->nhot && apr_time_now() < until
@@ -1457,8 +1454,7 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
             }
             h->it.la = apr_time_sec(apr_time_now());
             h->it.cas = 0;
-            rv = after_key(y, h->here, h->t, h->placed_here, !got, &h->it,
-                           err, errlen);
+            rv = after_key(y, h->here, h->t, !got, &h->it, err, errlen);
             if (got) {
                 memcached_delete(y->servers[at].mc, lock, len, 0);
             }
