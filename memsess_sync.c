@@ -442,6 +442,13 @@ struct memsess_sync {
     int                       nhot;
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
+    struct flip_guard        *guards;      /* at the flip (below) */
+    int                       nguards;
+    apr_time_t                guarded_at;  /* memsess_sync_hold_hot() */
+    apr_hash_t               *guard_index; /* lock name -> guard */
+    apr_hash_t               *guard_keys_index;  /* session key -> guard */
+    const char              **guard_keys;  /* scratch for their mget */
+    size_t                   *guard_lens;
 };
 
 static int server_id(memsess_sync_t *y, const char *name)
@@ -555,6 +562,7 @@ void memsess_sync_destroy(memsess_sync_t *y)
     if (!y) {
         return;
     }
+    memsess_sync_unhold(y);
     for (i = 0; i < y->nservers; i++) {
         if (y->servers[i].mc) {
             memcached_result_free(&y->servers[i].res);
@@ -1481,4 +1489,296 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
         rv = watch_hot(y, err, errlen);
     }
     return rv == APR_SUCCESS ? pass_all(y, PASS_AFTER, err, errlen) : rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* At the flip                                                        */
+
+/* A request that got the old list just before the flip writes the old
+ * authority as it ends, and its user's next request, with the new list,
+ * reads the target: however fast the watch above, that next request can
+ * come first.  So the active sessions whose reads move are guarded by
+ * php-memcached's own lock ("lock.<id>", on the first server of its
+ * placement; libmemcached does not replicate an add):
+ *   - where the new list places the lock elsewhere than the old one, it
+ *     is taken there just before the flip (no request looks for it there
+ *     yet) and kept until the requests that had the old list are done
+ *     with the session (FLIP_SETTLE for them to take theirs, then their
+ *     lock free); the session is brought over and the lock let go.  The
+ *     user's next request waits on it meanwhile (php-memcached tries again
+ *     after 150 ms) instead of reading the copy from before;
+ *   - where both lists lock on one server, a request of either list holds
+ *     it: each time one lets it go (or a write lands at the old authority),
+ *     the sync takes it at once (the user's next request starts only once
+ *     that one has answered), brings the session over, and lets go; so it
+ *     does with a lock it held once that is let go.
+ * Both go on until FLIP_HOLD after the locks were taken, well within the
+ * 5 tries of php-memcached (750 ms): no request fails.  A copy is only
+ * made while the target still holds what the sync wrote (after_key). */
+
+#define FLIP_TAKE     apr_time_from_msec(50)   /* taking locks, at most */
+#define FLIP_SETTLE   apr_time_from_msec(50)   /* requests that got the old
+                                                * list have their lock */
+#define FLIP_HOLD     apr_time_from_msec(250)  /* the most a lock is ours */
+#define FLIP_POLL     (500)                    /* us between looks */
+#define FLIP_LOCK_EXP ((time_t)2)              /* if the process dies */
+
+typedef struct flip_guard {
+    hot_t      *h;
+    char        lock[MEMSESS_KEY_MAX + 8];   /* memc.sess.key.lock.<id> */
+    apr_size_t  len;
+    int         lold, lnew;   /* the lock's server under each list */
+    int         held;         /* ours at lnew (taken before the flip) */
+    int         taken;        /* the last look: taken at lold */
+    int         seen;         /* taken at lold, or written at the old
+                               * authority, since the last copy */
+    int         checked;      /* brought over at least once */
+    int         done;
+    int         found;        /* the last look: at the old authority */
+    uint64_t    cas;          /* its cas there (0: none, or not looked) */
+    int         looked;
+} guard_t;
+
+memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
+                                      int checked, int settled, int last)
+{
+    if (taken) {
+        /* a request is at it: wait for it to let go */
+        return last ? MEMSESS_FLIP_DONE : MEMSESS_FLIP_WAIT;
+    }
+    if (held) {
+        return settled || last ? MEMSESS_FLIP_COPY : MEMSESS_FLIP_WAIT;
+    }
+    if (seen || !checked) {
+        return MEMSESS_FLIP_TAKE;
+    }
+    return last ? MEMSESS_FLIP_DONE : MEMSESS_FLIP_WAIT;
+}
+
+/* The first server of `name` under a placed list, as ours (-1: none). */
+static int first_of(const memsess_place_t *pl, const int *ids,
+                    const char *name, apr_size_t len)
+{
+    int w[MAX_PLACES];
+
+    return memsess_place_key(pl, name, len, w, MAX_PLACES) ? ids[w[0]] : -1;
+}
+
+int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
+{
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    int k, nheld = 0;
+
+    memsess_sync_unhold(y);
+    y->nguards = 0;
+    y->guard_index = apr_hash_make(y->pool);
+    y->guard_keys_index = apr_hash_make(y->pool);
+    y->guarded_at = apr_time_now();
+    *guarded = 0;
+    if (!y->nhot) {
+        return 0;
+    }
+    y->guards = apr_palloc(y->pool, y->nhot * sizeof(guard_t));
+    y->guard_keys = apr_palloc(y->pool, 2 * y->nhot * sizeof(char *));
+    y->guard_lens = apr_palloc(y->pool, 2 * y->nhot * sizeof(size_t));
+    for (k = 0; k < y->nhot; k++) {
+        hot_t *h = &y->hot[k];
+        const list_t *L = &y->lists[h->list];
+        guard_t *g = &y->guards[y->nguards];
+        const char *id;
+        apr_size_t idlen;
+
+        /* only where reads move: t its first server under the new list */
+        if (!memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)
+            || first_of(L->next, L->next_id, id, idlen) != h->t) {
+            continue;
+        }
+        memset(g, 0, sizeof(*g));
+        g->h = h;
+        g->len = (apr_size_t)apr_snprintf(g->lock, sizeof(g->lock), "%s%s%.*s",
+                                          MEMSESS_SESS_PREFIX,
+                                          MEMSESS_LOCK_PREFIX, (int)idlen, id);
+        g->lold = first_of(L->now, L->now_id, g->lock + lk, g->len - lk);
+        g->lnew = first_of(L->next, L->next_id, g->lock + lk, g->len - lk);
+        if (g->lold < 0 || g->lnew < 0
+            || apr_hash_get(y->guard_index, g->lock, g->len)) {
+            continue;
+        }
+        apr_hash_set(y->guard_index, g->lock, g->len, g);
+        apr_hash_set(y->guard_keys_index, h->it.key, h->it.keylen, g);
+        if (g->lold != g->lnew && apr_time_now() < y->guarded_at + FLIP_TAKE
+            && conn(y, g->lnew)) {
+            g->held = memcached_add(y->servers[g->lnew].mc, g->lock, g->len,
+                                    "1", 1, FLIP_LOCK_EXP, 0)
+                      == MEMCACHED_SUCCESS;
+            nheld += g->held;
+        }
+        y->nguards++;
+    }
+    *guarded = y->nguards;
+    return nheld;
+}
+
+static void guard_release(memsess_sync_t *y, guard_t *g)
+{
+    if (g->held) {
+        memcached_delete(y->servers[g->lnew].mc, g->lock, g->len, 0);
+        g->held = 0;
+    }
+}
+
+void memsess_sync_unhold(memsess_sync_t *y)
+{
+    int k;
+
+    for (k = 0; y && k < y->nguards; k++) {
+        guard_release(y, &y->guards[k]);
+    }
+}
+
+/* Which guarded locks are taken where requests with the old list take
+ * them, and which sessions were written at their old authority since the
+ * last look (their cas): one mget per server. */
+static apr_status_t guards_look(memsess_sync_t *y, char *err,
+                                apr_size_t errlen)
+{
+    int i, k;
+
+    for (k = 0; k < y->nguards; k++) {
+        y->guards[k].taken = y->guards[k].found = 0;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        memcached_st *mc;
+        memcached_result_st *res = &y->servers[i].res;
+        memcached_return_t rc;
+        size_t n = 0;
+
+        for (k = 0; k < y->nguards; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (!g->done && g->lold == i) {
+                y->guard_keys[n] = g->lock;
+                y->guard_lens[n++] = g->len;
+            }
+            if (!g->done && g->h->here == i) {
+                y->guard_keys[n] = g->h->it.key;
+                y->guard_lens[n++] = g->h->it.keylen;
+            }
+        }
+        if (!n) {
+            continue;
+        }
+        if (!(mc = conn(y, i))) {
+            return fail(y, i, "cannot connect to", MEMCACHED_FAILURE, err,
+                        errlen);
+        }
+        rc = memcached_mget(mc, y->guard_keys, y->guard_lens, n);
+        if (rc != MEMCACHED_SUCCESS) {
+            return fail(y, i, "cannot read", rc, err, errlen);
+        }
+        while (memcached_fetch_result(mc, res, &rc)) {
+            const char *key = memcached_result_key_value(res);
+            size_t len = memcached_result_key_length(res);
+            guard_t *g = apr_hash_get(y->guard_index, key, len);
+
+            if (g && g->lold == i) {
+                g->taken = g->seen = 1;
+            }
+            g = apr_hash_get(y->guard_keys_index, key, len);
+            if (g && g->h->here == i) {
+                g->found = 1;
+                g->seen |= g->looked && g->cas != memcached_result_cas(res);
+                g->cas = memcached_result_cas(res);
+                g->looked = 1;
+            }
+        }
+        if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+            && rc != MEMCACHED_SUCCESS) {
+            return fail(y, i, "cannot read", rc, err, errlen);
+        }
+        for (k = 0; k < y->nguards; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (!g->done && g->h->here == i && !g->found) {
+                g->seen |= g->looked && g->cas;   /* gone: a logout */
+                g->cas = 0;
+                g->looked = 1;
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Brings one guarded session over (its lock ours: nobody writes it). */
+static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
+                               apr_size_t errlen)
+{
+    g->h->it.la = apr_time_sec(apr_time_now());
+    g->h->it.cas = 0;
+    g->seen = 0;
+    g->checked = 1;
+    return after_key(y, g->h->here, g->h->t, 0, &g->h->it, err, errlen);
+}
+
+apr_status_t memsess_sync_flipped(memsess_sync_t *y, char *err,
+                                  apr_size_t errlen)
+{
+    apr_time_t settled = apr_time_now() + FLIP_SETTLE;
+    apr_time_t until = y->guarded_at + FLIP_HOLD;
+    apr_status_t rv = APR_SUCCESS;
+    int k, pending = y->nguards;
+
+    while (pending && rv == APR_SUCCESS) {
+        apr_time_t now = apr_time_now();
+        int last = now >= until || stopped(y, err, errlen);
+
+        rv = guards_look(y, err, errlen);
+        for (k = pending = 0; k < y->nguards && rv == APR_SUCCESS; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (g->done) {
+                continue;
+            }
+            switch (memsess_sync_flip_step(g->held, g->taken, g->seen,
+                                           g->checked, now >= settled,
+                                           last)) {
+            case MEMSESS_FLIP_COPY:
+                rv = guard_copy(y, g, err, errlen);
+                guard_release(y, g);
+                break;
+            case MEMSESS_FLIP_TAKE:
+                if (!conn(y, g->lnew)) {
+                    rv = fail(y, g->lnew, "cannot connect to",
+                              MEMCACHED_FAILURE, err, errlen);
+                }
+                else if (memcached_add(y->servers[g->lnew].mc, g->lock,
+                                       g->len, "1", 1, FLIP_LOCK_EXP, 0)
+                         == MEMCACHED_SUCCESS) {
+                    g->held = 1;
+                    rv = guard_copy(y, g, err, errlen);
+                    guard_release(y, g);
+                }
+                else {
+                    g->seen = 1;   /* a request took it first */
+                }
+                break;
+            case MEMSESS_FLIP_DONE:
+                guard_release(y, g);
+                g->done = 1;
+                break;
+            case MEMSESS_FLIP_WAIT:
+                break;
+            }
+            if (last) {
+                guard_release(y, g);
+                g->done = 1;
+            }
+            pending += !g->done;
+        }
+        if (pending && rv == APR_SUCCESS) {
+            apr_sleep(FLIP_POLL);
+        }
+    }
+    memsess_sync_unhold(y);
+    return rv;
 }
