@@ -1520,7 +1520,7 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
 #define FLIP_SETTLE   apr_time_from_msec(50)   /* requests that got the old
                                                 * list have their lock */
 #define FLIP_HOLD     apr_time_from_msec(250)  /* the most a lock is ours */
-#define FLIP_POLL     (500)                    /* us between looks */
+#define FLIP_POLL     (200)                    /* us between looks */
 #define FLIP_LOCK_EXP ((time_t)2)              /* if the process dies */
 
 typedef struct flip_guard {
