@@ -382,7 +382,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     char err[256] = "";
     apr_status_t rv = APR_SUCCESS;
     memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
-    int k, moves = 0, everyone = 1;
+    int k, moves = 0, everyone = 1, nheld = 0, nguarded = 0;
 
     (void)thread;
     memset(&before, 0, sizeof(before));
@@ -444,6 +444,10 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
         memsess_joblock_wait_flip(&rb->lock);
     }
+    if (rv == APR_SUCCESS && sync && claim != MEMSESS_CLAIM_FOLLOW) {
+        /* the active sessions' locks under the new list, nobody's yet */
+        nheld = memsess_sync_hold_hot(sync, &nguarded);
+    }
     if (claim == MEMSESS_CLAIM_FOLLOW && rebalance_flip(rb, err, sizeof(err))) {
         rb->ok = 1;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0152: "
@@ -477,6 +481,23 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      before.newer);
         if (sync) {
             const memsess_sync_stats_t *all;
+            apr_uint64_t copied = before.copied;
+            apr_time_t until;
+
+            /* the active sessions, guarded by their lock until the
+             * requests that got the old list are done with them */
+            rv = memsess_sync_flipped(sync, err, sizeof(err));
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0044: rebalance of %s: at the flip, %d "
+                         "active sessions guarded by their lock (%d held "
+                         "under the new list) until the requests that had "
+                         "the old list were done: %" APR_UINT64_T_FMT " of "
+                         "their writes brought over, in %" APR_TIME_T_FMT
+                         "ms%s%s", rebalance_names(rb), nguarded, nheld,
+                         memsess_sync_stats(sync)->copied - copied,
+                         apr_time_as_msec(apr_time_now() - flipped_at),
+                         rv == APR_SUCCESS ? "" : "; stopped: ",
+                         rv == APR_SUCCESS ? "" : err);
             /* requests that began before the flip write the old places as
              * they end, and their users' next requests read the new ones:
              * for the whole grace, the keys being written when the flip
@@ -485,8 +506,6 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
              * within a millisecond or two); then the last pass looks at
              * everything written since the rebalance began, and cleans
              * up */
-            apr_time_t until;
-
             if (rb->share) {
                 /* the others publish the new lists too, then the grace */
                 memsess_joblock_refresh(&rb->lock, 1, 1);
@@ -525,6 +544,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         apr_uint32_t owner;
         apr_time_t heartbeat;
 
+        memsess_sync_unhold(sync);
         apr_thread_mutex_lock(c->mutex);
         memsess_table_owner(rt->table, &owner, &heartbeat);
         if (owner == (apr_uint32_t)getpid()) {

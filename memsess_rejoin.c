@@ -272,21 +272,36 @@ static int job_wait_live(sync_job_t *job)
     return 0;
 }
 
-/* After the flip: what was written at an authority during it, then
- * (after a grace) what requests that got the old list wrote as they
- * finished; and copies no list places any more go. */
+/* After the flip: the active sessions guarded by their lock until the
+ * requests that got the old list are done with them; what was written at
+ * an authority during it, then (after a grace) what requests that got the
+ * old list wrote as they finished; and copies no list places any more
+ * go. */
 static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                        const memsess_sync_stats_t *before,
-                       apr_time_t flipped_at)
+                       apr_time_t flipped_at, int nheld, int nguarded)
 {
     memsess_runtime_t *rt = job->c->rt;
     const memsess_sync_stats_t *all;
+    apr_uint64_t copied = memsess_sync_stats(sync)->copied;
     char err[256] = "";
     apr_status_t rv;
 
+    /* the job stays done (fresh) for whoever still comes to follow it */
+    memsess_joblock_refresh(&job->lock, 1, 1);
+    rv = memsess_sync_flipped(sync, err, sizeof(err));
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0043: "
+                 "memcached server %s: at its flip, %d active sessions "
+                 "guarded by their lock (%d held under the new list) until "
+                 "the requests that had the old list were done: %"
+                 APR_UINT64_T_FMT " of their writes brought over, in %"
+                 APR_TIME_T_FMT "ms%s%s", job->spec.returning, nguarded,
+                 nheld, memsess_sync_stats(sync)->copied - copied,
+                 apr_time_as_msec(apr_time_now() - flipped_at),
+                 rv == APR_SUCCESS ? "" : "; stopped: ",
+                 rv == APR_SUCCESS ? "" : err);
     if (job->share) {
         /* requests take the new list once no instance holds it out */
-        memsess_joblock_refresh(&job->lock, 1, 1);
         if (!job_wait_live(job)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0041: "
                          "memcached server %s: synced and published here, "
@@ -355,6 +370,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     char err[256] = "";
     apr_status_t rv = APR_EGENERAL;
     memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
+    int nheld = 0, nguarded = 0;
 
     (void)thread;
     memset(&before, 0, sizeof(before));
@@ -425,6 +441,10 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         }
         memsess_joblock_wait_flip(&job->lock);
     }
+    if (sync && rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FOLLOW) {
+        /* the active sessions' locks under the new list, nobody's yet */
+        nheld = memsess_sync_hold_hot(sync, &nguarded);
+    }
     if (claim == MEMSESS_CLAIM_FOLLOW
         && sync_flip(job, &before, err, sizeof(err))) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "
@@ -449,7 +469,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      before.examined, before.copied, before.deleted,
                      before.same, before.newer);
         if (sync) {
-            sync_after(job, sync, &before, flipped_at);
+            sync_after(job, sync, &before, flipped_at, nheld, nguarded);
         }
         else if (job->lock.holding) {
             /* emptied instead: the others publish it with us, none
@@ -462,6 +482,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         }
     }
     else {
+        memsess_sync_unhold(sync);
         if (job->lock.lost) {
             apr_cpystrn(err, "another instance took its sync over",
                         sizeof(err));

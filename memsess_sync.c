@@ -415,7 +415,6 @@ typedef struct hot_t {
     memsess_dump_item_t it;
     int                 here;         /* its authority */
     int                 t;            /* the target it was copied to */
-    int                 placed_here;  /* the new list keeps it there too */
     int                 list;         /* the list that copied it */
     int                 active;       /* written during a delta pass (not
                                        * only used in the seconds before) */
@@ -452,6 +451,13 @@ struct memsess_sync {
     int                       hot_evict;   /* below: all active */
     char                     *held;        /* hold(): one value at a time */
     apr_size_t                held_size;
+    struct flip_guard        *guards;      /* at the flip (below) */
+    int                       nguards;
+    apr_time_t                guarded_at;  /* memsess_sync_hold_hot() */
+    apr_hash_t               *guard_index; /* lock name -> guard */
+    apr_hash_t               *guard_keys_index;  /* session key -> guard */
+    const char              **guard_keys;  /* scratch for their mget */
+    size_t                   *guard_lens;
 };
 
 static int server_id(memsess_sync_t *y, const char *name)
@@ -568,6 +574,7 @@ void memsess_sync_destroy(memsess_sync_t *y)
     if (!y) {
         return;
     }
+    memsess_sync_unhold(y);
     for (i = 0; i < y->nservers; i++) {
         if (y->servers[i].mc) {
             memcached_result_free(&y->servers[i].res);
@@ -992,8 +999,8 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
  * session written during a delta pass takes the place of one that was only
  * used in the seconds before the sync: a sync that begins just after many
  * sessions were used must still watch those being written. */
-static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
-                     int list, const memsess_dump_item_t *it, int active)
+static void note_hot(memsess_sync_t *y, int here, int t, int list,
+                     const memsess_dump_item_t *it, int active)
 {
     char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
     apr_size_t len = written_key(buf, t, it);
@@ -1031,7 +1038,6 @@ static void note_hot(memsess_sync_t *y, int here, int t, int placed_here,
     h->here = here;
     h->t = t;
     h->list = list;
-    h->placed_here = placed_here;
     h->active = active;
     apr_hash_set(y->hot_index, apr_pmemdup(y->pool, buf, len), len, h);
 }
@@ -1043,9 +1049,8 @@ typedef enum {
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, int settle,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen);
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen);
 
 /* What one key found on server i gets, under every list at once. */
 /* Whether the key's authority has lost it (a logout, an expiry) under
@@ -1151,15 +1156,14 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             done[ndone++] = t;
             moved = 1;
             if (pass == PASS_AFTER) {
-                rv = after_key(y, i, t, placed_here, 1, it, err, errlen);
+                rv = after_key(y, i, t, 1, it, err, errlen);
             }
             else if (pass == PASS_FULL || changed(y, t, it)) {
                 /* written while the sync ran, or used in the seconds
                  * before: an active user */
                 if (pass == PASS_DELTA
                     || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
-                    note_hot(y, i, t, placed_here, k, it,
-                             pass == PASS_DELTA);
+                    note_hot(y, i, t, k, it, pass == PASS_DELTA);
                 }
                 rv = copy_key(y, i, t, it, err, errlen);
             }
@@ -1451,20 +1455,20 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
 
 /* After the flip, key `it` at its old authority `here` (the new list
  * places it on target t, called S below).  Requests that still had the
- * old list may have written it here after the last delta pass read it:
- *   - here is in the new list too (successor, replicas): every new write
- *     lands here as well, so a value here that S lacks is such a late
- *     write (read twice, SETTLE_US apart, so that a request caught between
- *     S and its replica here is not mistaken for one);
- *   - here is not (drop): a value here is newer only if S still holds
- *     what the sync wrote (its cas unchanged); else a new request wrote S.
- * S gets it by cas.  A session S lacks that the sync never wrote there
- * was created here around the flip: S gets it by add.  In the last pass,
- * a copy the new list places nowhere is removed from here. */
+ * old list may have written it here after the last delta pass read it.
+ * A value here that differs is such a late write only while S still holds
+ * what the sync wrote (its cas unchanged): once a request with the new
+ * list wrote S, S is the newer, whatever here holds.  Even where the new
+ * list keeps here as a replica (successor), here is no guide: libmemcached
+ * sends a replica as a quiet set that waits in the request's buffer until
+ * its connection is closed, after its lock is released, so here may still
+ * show the value before a write S already has.  S gets it by cas.  A
+ * session S lacks that the sync never wrote there was created here around
+ * the flip: S gets it by add.  In the last pass, a copy the new list
+ * places nowhere is removed from here. */
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
-                              int placed_here, int settle,
-                              const memsess_dump_item_t *it, char *err,
-                              apr_size_t errlen)
+                              int settle, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
 {
     const mine_t *m = written_at(y, t, it);
     const uint64_t *mine = m ? &m->s : NULL;
@@ -1499,13 +1503,14 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
                                       vlen)
                           : !mine)   /* S lacks it: created around the flip,
                                       * unless a logout deleted our copy */
-                && (placed_here || !cas_s || (mine && *mine == cas_s));
+                && (!cas_s || (mine && *mine == cas_s));
         if (newer) {
             cas_here = memcached_result_cas(y->res);
             /* S unchanged since the sync wrote it: whatever differs here
              * was written after that, and is newer (the cas on S lets a
-             * write that reaches S first win); no need to wait for a new
-             * request's replica to land here */
+             * write that reaches S first win).  S lacks it: a new
+             * request's quiet replica here (a creation, a logout) may not
+             * have landed yet, so it is read again a little later */
             if (settle && !(mine && cas_s && *mine == cas_s)) {
                 apr_sleep(SETTLE_US);
             }
@@ -1557,7 +1562,7 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
     /* settled even under the lock when the target changed since the sync
      * wrote it (after_key decides): a request of the new list may have
      * let go of the lock with its replica write to here still on its way */
-    rv = after_key(y, h->here, h->t, h->placed_here, 1, &h->it, err, errlen);
+    rv = after_key(y, h->here, h->t, 1, &h->it, err, errlen);
     if (got) {
         memcached_delete(y->servers[at].mc, lock, len, 0);
     }
@@ -1627,4 +1632,296 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
         rv = watch_hot(y, err, errlen);
     }
     return rv == APR_SUCCESS ? pass_all(y, PASS_AFTER, err, errlen) : rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* At the flip                                                        */
+
+/* A request that got the old list just before the flip writes the old
+ * authority as it ends, and its user's next request, with the new list,
+ * reads the target: however fast the watch above, that next request can
+ * come first.  So the active sessions whose reads move are guarded by
+ * php-memcached's own lock ("lock.<id>", on the first server of its
+ * placement; libmemcached does not replicate an add):
+ *   - where the new list places the lock elsewhere than the old one, it
+ *     is taken there just before the flip (no request looks for it there
+ *     yet) and kept until the requests that had the old list are done
+ *     with the session (FLIP_SETTLE for them to take theirs, then their
+ *     lock free); the session is brought over and the lock let go.  The
+ *     user's next request waits on it meanwhile (php-memcached tries again
+ *     after 150 ms) instead of reading the copy from before;
+ *   - where both lists lock on one server, a request of either list holds
+ *     it: each time one lets it go (or a write lands at the old authority),
+ *     the sync takes it at once (the user's next request starts only once
+ *     that one has answered), brings the session over, and lets go; so it
+ *     does with a lock it held once that is let go.
+ * Both go on until FLIP_HOLD after the locks were taken, well within the
+ * 5 tries of php-memcached (750 ms): no request fails.  A copy is only
+ * made while the target still holds what the sync wrote (after_key). */
+
+#define FLIP_TAKE     apr_time_from_msec(50)   /* taking locks, at most */
+#define FLIP_SETTLE   apr_time_from_msec(50)   /* requests that got the old
+                                                * list have their lock */
+#define FLIP_HOLD     apr_time_from_msec(250)  /* the most a lock is ours */
+#define FLIP_POLL     (200)                    /* us between looks */
+#define FLIP_LOCK_EXP ((time_t)2)              /* if the process dies */
+
+typedef struct flip_guard {
+    hot_t      *h;
+    char        lock[MEMSESS_KEY_MAX + 8];   /* memc.sess.key.lock.<id> */
+    apr_size_t  len;
+    int         lold, lnew;   /* the lock's server under each list */
+    int         held;         /* ours at lnew (taken before the flip) */
+    int         taken;        /* the last look: taken at lold */
+    int         seen;         /* taken at lold, or written at the old
+                               * authority, since the last copy */
+    int         checked;      /* brought over at least once */
+    int         done;
+    int         found;        /* the last look: at the old authority */
+    uint64_t    cas;          /* its cas there (0: none, or not looked) */
+    int         looked;
+} guard_t;
+
+memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
+                                      int checked, int settled, int last)
+{
+    if (taken) {
+        /* a request is at it: wait for it to let go */
+        return last ? MEMSESS_FLIP_DONE : MEMSESS_FLIP_WAIT;
+    }
+    if (held) {
+        return settled || last ? MEMSESS_FLIP_COPY : MEMSESS_FLIP_WAIT;
+    }
+    if (seen || !checked) {
+        return MEMSESS_FLIP_TAKE;
+    }
+    return last ? MEMSESS_FLIP_DONE : MEMSESS_FLIP_WAIT;
+}
+
+/* The first server of `name` under a placed list, as ours (-1: none). */
+static int first_of(const memsess_place_t *pl, const int *ids,
+                    const char *name, apr_size_t len)
+{
+    int w[MAX_PLACES];
+
+    return memsess_place_key(pl, name, len, w, MAX_PLACES) ? ids[w[0]] : -1;
+}
+
+int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
+{
+    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    int k, nheld = 0;
+
+    memsess_sync_unhold(y);
+    y->nguards = 0;
+    y->guard_index = apr_hash_make(y->pool);
+    y->guard_keys_index = apr_hash_make(y->pool);
+    y->guarded_at = apr_time_now();
+    *guarded = 0;
+    if (!y->nhot) {
+        return 0;
+    }
+    y->guards = apr_palloc(y->pool, y->nhot * sizeof(guard_t));
+    y->guard_keys = apr_palloc(y->pool, 2 * y->nhot * sizeof(char *));
+    y->guard_lens = apr_palloc(y->pool, 2 * y->nhot * sizeof(size_t));
+    for (k = 0; k < y->nhot; k++) {
+        hot_t *h = &y->hot[k];
+        const list_t *L = &y->lists[h->list];
+        guard_t *g = &y->guards[y->nguards];
+        const char *id;
+        apr_size_t idlen;
+
+        /* only where reads move: t its first server under the new list */
+        if (!memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)
+            || first_of(L->next, L->next_id, id, idlen) != h->t) {
+            continue;
+        }
+        memset(g, 0, sizeof(*g));
+        g->h = h;
+        g->len = (apr_size_t)apr_snprintf(g->lock, sizeof(g->lock), "%s%s%.*s",
+                                          MEMSESS_SESS_PREFIX,
+                                          MEMSESS_LOCK_PREFIX, (int)idlen, id);
+        g->lold = first_of(L->now, L->now_id, g->lock + lk, g->len - lk);
+        g->lnew = first_of(L->next, L->next_id, g->lock + lk, g->len - lk);
+        if (g->lold < 0 || g->lnew < 0
+            || apr_hash_get(y->guard_index, g->lock, g->len)) {
+            continue;
+        }
+        apr_hash_set(y->guard_index, g->lock, g->len, g);
+        apr_hash_set(y->guard_keys_index, h->it.key, h->it.keylen, g);
+        if (g->lold != g->lnew && apr_time_now() < y->guarded_at + FLIP_TAKE
+            && conn(y, g->lnew)) {
+            g->held = memcached_add(y->servers[g->lnew].mc, g->lock, g->len,
+                                    "1", 1, FLIP_LOCK_EXP, 0)
+                      == MEMCACHED_SUCCESS;
+            nheld += g->held;
+        }
+        y->nguards++;
+    }
+    *guarded = y->nguards;
+    return nheld;
+}
+
+static void guard_release(memsess_sync_t *y, guard_t *g)
+{
+    if (g->held) {
+        memcached_delete(y->servers[g->lnew].mc, g->lock, g->len, 0);
+        g->held = 0;
+    }
+}
+
+void memsess_sync_unhold(memsess_sync_t *y)
+{
+    int k;
+
+    for (k = 0; y && k < y->nguards; k++) {
+        guard_release(y, &y->guards[k]);
+    }
+}
+
+/* Which guarded locks are taken where requests with the old list take
+ * them, and which sessions were written at their old authority since the
+ * last look (their cas): one mget per server. */
+static apr_status_t guards_look(memsess_sync_t *y, char *err,
+                                apr_size_t errlen)
+{
+    int i, k;
+
+    for (k = 0; k < y->nguards; k++) {
+        y->guards[k].taken = y->guards[k].found = 0;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        memcached_st *mc;
+        memcached_result_st *res = &y->servers[i].res;
+        memcached_return_t rc;
+        size_t n = 0;
+
+        for (k = 0; k < y->nguards; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (!g->done && g->lold == i) {
+                y->guard_keys[n] = g->lock;
+                y->guard_lens[n++] = g->len;
+            }
+            if (!g->done && g->h->here == i) {
+                y->guard_keys[n] = g->h->it.key;
+                y->guard_lens[n++] = g->h->it.keylen;
+            }
+        }
+        if (!n) {
+            continue;
+        }
+        if (!(mc = conn(y, i))) {
+            return fail(y, i, "cannot connect to", MEMCACHED_FAILURE, err,
+                        errlen);
+        }
+        rc = memcached_mget(mc, y->guard_keys, y->guard_lens, n);
+        if (rc != MEMCACHED_SUCCESS) {
+            return fail(y, i, "cannot read", rc, err, errlen);
+        }
+        while (memcached_fetch_result(mc, res, &rc)) {
+            const char *key = memcached_result_key_value(res);
+            size_t len = memcached_result_key_length(res);
+            guard_t *g = apr_hash_get(y->guard_index, key, len);
+
+            if (g && g->lold == i) {
+                g->taken = g->seen = 1;
+            }
+            g = apr_hash_get(y->guard_keys_index, key, len);
+            if (g && g->h->here == i) {
+                g->found = 1;
+                g->seen |= g->looked && g->cas != memcached_result_cas(res);
+                g->cas = memcached_result_cas(res);
+                g->looked = 1;
+            }
+        }
+        if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+            && rc != MEMCACHED_SUCCESS) {
+            return fail(y, i, "cannot read", rc, err, errlen);
+        }
+        for (k = 0; k < y->nguards; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (!g->done && g->h->here == i && !g->found) {
+                g->seen |= g->looked && g->cas;   /* gone: a logout */
+                g->cas = 0;
+                g->looked = 1;
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Brings one guarded session over (its lock ours: nobody writes it). */
+static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
+                               apr_size_t errlen)
+{
+    g->h->it.la = apr_time_sec(apr_time_now());
+    g->h->it.cas = 0;
+    g->seen = 0;
+    g->checked = 1;
+    return after_key(y, g->h->here, g->h->t, 0, &g->h->it, err, errlen);
+}
+
+apr_status_t memsess_sync_flipped(memsess_sync_t *y, char *err,
+                                  apr_size_t errlen)
+{
+    apr_time_t settled = apr_time_now() + FLIP_SETTLE;
+    apr_time_t until = y->guarded_at + FLIP_HOLD;
+    apr_status_t rv = APR_SUCCESS;
+    int k, pending = y->nguards;
+
+    while (pending && rv == APR_SUCCESS) {
+        apr_time_t now = apr_time_now();
+        int last = now >= until || stopped(y, err, errlen);
+
+        rv = guards_look(y, err, errlen);
+        for (k = pending = 0; k < y->nguards && rv == APR_SUCCESS; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (g->done) {
+                continue;
+            }
+            switch (memsess_sync_flip_step(g->held, g->taken, g->seen,
+                                           g->checked, now >= settled,
+                                           last)) {
+            case MEMSESS_FLIP_COPY:
+                rv = guard_copy(y, g, err, errlen);
+                guard_release(y, g);
+                break;
+            case MEMSESS_FLIP_TAKE:
+                if (!conn(y, g->lnew)) {
+                    rv = fail(y, g->lnew, "cannot connect to",
+                              MEMCACHED_FAILURE, err, errlen);
+                }
+                else if (memcached_add(y->servers[g->lnew].mc, g->lock,
+                                       g->len, "1", 1, FLIP_LOCK_EXP, 0)
+                         == MEMCACHED_SUCCESS) {
+                    g->held = 1;
+                    rv = guard_copy(y, g, err, errlen);
+                    guard_release(y, g);
+                }
+                else {
+                    g->seen = 1;   /* a request took it first */
+                }
+                break;
+            case MEMSESS_FLIP_DONE:
+                guard_release(y, g);
+                g->done = 1;
+                break;
+            case MEMSESS_FLIP_WAIT:
+                break;
+            }
+            if (last) {
+                guard_release(y, g);
+                g->done = 1;
+            }
+            pending += !g->done;
+        }
+        if (pending && rv == APR_SUCCESS) {
+            apr_sleep(FLIP_POLL);
+        }
+    }
+    memsess_sync_unhold(y);
+    return rv;
 }

@@ -775,6 +775,41 @@ apr_status_t memsess_sync_after(memsess_sync_t *sync, int final, char *err,
  * two, not a listing. */
 apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
                                     apr_size_t errlen);
+/* At the flip (after memsess_sync_before() succeeded): the active
+ * sessions whose reads move to another server are guarded by
+ * php-memcached's own lock.  Just before the flip, their lock is taken
+ * where the new list places it, if that is not where the old one does (no
+ * request looks for it there yet); returns how many were taken, and how
+ * many sessions are guarded in *guarded.
+ * memsess_sync_unhold() lets them go when the flip does not happen (so
+ * does memsess_sync_destroy()). */
+int memsess_sync_hold_hot(memsess_sync_t *sync, int *guarded);
+void memsess_sync_unhold(memsess_sync_t *sync);
+/* Right after the flip: a held lock is kept until the requests that got
+ * the old list are done with the session (their lock free), what they
+ * wrote is brought over (cas) and the lock let go; the user's next
+ * request waits on it (php-memcached tries again 150 ms later) instead of
+ * reading the copy from before that write.  Then, and for a session whose
+ * lock both lists place on one server, it is brought over under its lock
+ * each time a request lets that go.  Returns within 250 ms of
+ * memsess_sync_hold_hot(), every lock let go. */
+apr_status_t memsess_sync_flipped(memsess_sync_t *sync, char *err,
+                                  apr_size_t errlen);
+/* What memsess_sync_flipped() does with one guarded session at a look
+ * (pure): held, ours at the new place; taken, its lock at the old place
+ * (a request is at it); seen, taken there or the session written at its
+ * old authority since the last copy; checked, copied once; settled, the
+ * requests that had the old list have their lock by now; last, time is
+ * up. */
+typedef enum {
+    MEMSESS_FLIP_WAIT = 0,  /* look again */
+    MEMSESS_FLIP_COPY,      /* bring it over, let our lock go */
+    MEMSESS_FLIP_TAKE,      /* take the lock, bring it over, let it go */
+    MEMSESS_FLIP_DONE       /* nothing more: let go of ours if held */
+} memsess_flip_e;
+
+memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
+                                      int checked, int settled, int last);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
 void memsess_sync_destroy(memsess_sync_t *sync);
 

@@ -1,5 +1,6 @@
 /* Unit tests of memsess_sync.c's pure parts: metadump lines, key kinds,
- * placement (libmemcached, no network), and what the sync does with a key.
+ * placement (libmemcached, no network), what the sync does with a key,
+ * and with an active session at the flip.
  *
  *   test_sync.bin                          the TAP tests
  *   test_sync.bin --place PATH R KETAMA ID...
@@ -202,6 +203,48 @@ static void test_decide(void)
     }
 }
 
+/* At the flip: what the guard of one active session does at a look. */
+static const struct {
+    int            held, taken, seen, checked, settled, last;
+    memsess_flip_e want;
+    const char    *what;
+} flip_steps[] = {
+    { 1, 0, 0, 0, 0, 0, MEMSESS_FLIP_WAIT,
+      "held: kept while requests with the old list may still take theirs" },
+    { 1, 1, 1, 0, 1, 0, MEMSESS_FLIP_WAIT,
+      "held: kept while a request with the old list is at the session" },
+    { 1, 0, 1, 0, 1, 0, MEMSESS_FLIP_COPY,
+      "held, the old list's lock free after the settle: brought over" },
+    { 1, 0, 0, 0, 0, 1, MEMSESS_FLIP_COPY,
+      "held, time up, the old list's lock free: brought over anyway" },
+    { 1, 1, 1, 0, 1, 1, MEMSESS_FLIP_DONE,
+      "held, time up, a request still at it: let go (the watch goes on)" },
+    { 0, 0, 0, 0, 0, 0, MEMSESS_FLIP_TAKE,
+      "one lock for both lists: taken at once after the flip" },
+    { 0, 1, 1, 1, 0, 0, MEMSESS_FLIP_WAIT,
+      "one lock for both lists, a request at it: wait for it" },
+    { 0, 0, 1, 1, 1, 0, MEMSESS_FLIP_TAKE,
+      "a request let go since the last copy: taken before the next one" },
+    { 0, 0, 0, 1, 1, 0, MEMSESS_FLIP_WAIT,
+      "nothing since the last copy: watched" },
+    { 0, 0, 0, 1, 1, 1, MEMSESS_FLIP_DONE,
+      "nothing since the last copy, time up: done" },
+    { 0, 0, 1, 1, 1, 1, MEMSESS_FLIP_TAKE,
+      "time up, a write since the last copy: brought over once more" },
+};
+
+static void test_flip_step(void)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(flip_steps) / sizeof(flip_steps[0]); i++) {
+        ok(memsess_sync_flip_step(flip_steps[i].held, flip_steps[i].taken,
+                                  flip_steps[i].seen, flip_steps[i].checked,
+                                  flip_steps[i].settled, flip_steps[i].last)
+           == flip_steps[i].want, "%s", flip_steps[i].what);
+    }
+}
+
 /* The table's side: a syncing server is not live; a failed probe ends
  * its sync; a dead checker's sync is reset. */
 static void test_slot(void)
@@ -283,6 +326,7 @@ int main(int argc, char **argv)
         test_key_kind();
         test_place();
         test_decide();
+        test_flip_step();
         test_slot();
         test_reset();
         rc = done_testing();

@@ -6,6 +6,8 @@ package Memsess::Load;
 # judgement as t/28_rejoin_sync.t, for the scenarios that change a pool.
 #
 #   my @pids = start_load($in, $file, $stop, procs => 6, users => 4);
+#   (hold => [40, 160]: every other request of a user keeps its session
+#   open that many ms, chosen at random, before writing it)
 #   ...;  stop_load($stop, @pids);  my $c = judge($file, $from_t);
 
 use strict;
@@ -33,7 +35,7 @@ sub session_req {
 # requests logged as "start end user n written errors".
 sub start_load {
     my ($in, $file, $stop, %o) = @_;
-    my ($procs, $per) = ($o{procs} // 6, $o{users} // 4);
+    my ($procs, $per, $hold) = ($o{procs} // 6, $o{users} // 4, $o{hold});
     unlink $stop, glob "$file.*";
     my @pids;
     for my $p (1 .. $procs) {
@@ -43,9 +45,13 @@ sub start_load {
             open my $out, '>>', "$file.$p" or _exit(1);
             $out->autoflush(1);
             my @users = map { { name => "u$p.$_", ua => new_ua(timeout => 10) } } 1 .. $per;
+            my $i = 0;
             until (-e $stop) {
+                my $page = 'session.php';
+                $page .= '?hold=' . ($hold->[0] + int(rand($hold->[1] - $hold->[0] + 1)))
+                    if $hold && $i++ % 2 == 0;
                 for my $u (@users) {
-                    my ($d, $res, $t0, $t1) = session_req($in, $u->{ua}, 'session.php');
+                    my ($d, $res, $t0, $t1) = session_req($in, $u->{ua}, $page);
                     my $errs = $d ? join('|', @{ $d->{errors} || [] }) : $res->status_line;
                     $errs =~ s/\s+/_/g;
                     printf $out "%.3f %.3f %s %s %d %s\n", $t0, $t1, $u->{name},
