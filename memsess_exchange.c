@@ -592,7 +592,7 @@ int memsess_exchange_others(memsess_exchange_t *x)
         return 0;
     }
     apr_thread_mutex_lock(x->mutex);
-    n = x->listened ? x->nsnap : 1;   /* not yet heard: maybe some */
+    n = x->listened ? x->nsnap : 0;   /* nobody heard: as alone */
     apr_thread_mutex_unlock(x->mutex);
     return n;
 }

@@ -982,8 +982,8 @@ void memsess_exchange_round(memsess_exchange_t *x);
  * line all the time: one round reads them all). */
 int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
                            apr_uint64_t fp, char *who, apr_size_t whosize);
-/* How many other instances of the group were heard in the last round (1
- * before a whole round was read; 0 when x is NULL). */
+/* How many other instances of the group were heard in the last round (0
+ * before a whole round was read, and when x is NULL). */
 int memsess_exchange_others(memsess_exchange_t *x);
 /* Seconds a shared line (a verdict, a sync's job) holds unless refreshed:
  * three missed rounds. */
