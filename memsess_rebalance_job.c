@@ -162,9 +162,11 @@ static int rebalance_ready(memsess_rebalancer_t *c, int v)
     return added && !added_up ? -1 : 1;
 }
 
-static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
+/* Writes into every view the rebalance moves, while this process holds
+ * the lease: what it did (st), or whom it waits for (holder). */
+static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
+                       const char *holder)
 {
-    rebalance_t *rb = baton;
     memsess_rebalancer_t *c = rb->c;
     apr_uint32_t owner;
     apr_time_t heartbeat;
@@ -178,15 +180,35 @@ static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
             memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
                                                               v);
 
-            if (rb->moving[v] && vs->rebalance) {
+            if (!rb->moving[v] || !vs->rebalance) {
+                continue;
+            }
+            if (st) {
                 vs->rebalance_examined = st->examined;
                 vs->rebalance_copied = st->copied;
                 vs->rebalance_deleted = st->deleted;
             }
+            if (holder) {
+                apr_snprintf(vs->rebalance_error,
+                             sizeof(vs->rebalance_error), "%s%s%s",
+                             *holder ? "run by " : "", holder,
+                             *holder ? " for the group" : "");
+                memsess_text_one_line(vs->rebalance_error);
+            }
+        }
+        if (holder) {
+            memsess_table_bump_generation(c->rt->table, 0);
         }
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
+}
+
+static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    rebalance_t *rb = baton;
+
+    views_note(rb, st, NULL);
     memsess_joblock_refresh(&rb->lock, 0, 0);
 }
 
@@ -313,32 +335,7 @@ static const char *rebalance_names(rebalance_t *rb)
  * for, on the status page. */
 static void note_rebalance_by(void *baton, const char *holder)
 {
-    rebalance_t *rb = baton;
-    memsess_rebalancer_t *c = rb->c;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-    int v;
-
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
-        memsess_table_write_begin(c->rt->table);
-        for (v = 0; v < c->rt->confs->nelts; v++) {
-            memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
-                                                              v);
-
-            if (rb->moving[v] && vs->rebalance) {
-                apr_snprintf(vs->rebalance_error,
-                             sizeof(vs->rebalance_error), "%s%s%s",
-                             *holder ? "run by " : "", holder,
-                             *holder ? " for the group" : "");
-                memsess_text_one_line(vs->rebalance_error);
-            }
-        }
-        memsess_table_bump_generation(c->rt->table, 0);
-        memsess_table_write_end(c->rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
+    views_note(baton, NULL, holder);
 }
 
 /* The holder, after its flip: whether every other instance publishes the

@@ -121,9 +121,12 @@ static const char *view_path(memsess_rejoin_t *c, apr_pool_t *p, int v, int i,
                              i_live, nlive_out);
 }
 
-static void sync_progress(void *baton, const memsess_sync_stats_t *st)
+/* Writes into the server's slot, while this process holds the lease and
+ * the server is syncing: what the sync did (st), or whom it waits for
+ * (holder, "" when it syncs the server itself). */
+static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
+                      const char *holder)
 {
-    sync_job_t *job = baton;
     memsess_rejoin_t *c = job->c;
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
     apr_uint32_t owner;
@@ -134,12 +137,27 @@ static void sync_progress(void *baton, const memsess_sync_stats_t *st)
     if (owner == (apr_uint32_t)getpid()
         && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
-        slot->sync_examined = st->examined;
-        slot->sync_copied = st->copied;
-        slot->sync_deleted = st->deleted;
+        if (st) {
+            slot->sync_examined = st->examined;
+            slot->sync_copied = st->copied;
+            slot->sync_deleted = st->deleted;
+        }
+        if (holder) {
+            /* our verdict line goes back in when we sync it ourselves
+             * (memsess_exchange.c) */
+            apr_cpystrn(slot->sync_by, holder, sizeof(slot->sync_by));
+            slot->sync_waits = *holder != '\0';
+        }
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
+}
+
+static void sync_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    sync_job_t *job = baton;
+
+    slot_note(job, st, NULL);
     memsess_joblock_refresh(&job->lock, 0, 0);
 }
 
@@ -225,26 +243,10 @@ static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
     }
 }
 
-/* The shared job's note (memsess_joblock.c): whom this instance waits for
- * or published the server with, "" when it syncs it itself (then its
- * verdict line goes back in: memsess_exchange.c). */
+/* The shared job's note (memsess_joblock.c). */
 static void note_sync_by(void *baton, const char *holder)
 {
-    sync_job_t *job = baton;
-    memsess_rejoin_t *c = job->c;
-    memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
-
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid() && slot->state == MEMSESS_SYNCING) {
-        memsess_table_write_begin(c->rt->table);
-        apr_cpystrn(slot->sync_by, holder, sizeof(slot->sync_by));
-        slot->sync_waits = *holder != '\0';
-        memsess_table_write_end(c->rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
+    slot_note(baton, NULL, holder);
 }
 
 /* The holder, after its flip: waits until the server is live here (every

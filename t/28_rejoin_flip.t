@@ -20,17 +20,10 @@ use Memsess::Load;
 
 plan tests => 10;
 
-sub state_of {
-    my ($in, $name) = @_;
-    my $st = $in->status or return '';
-    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
-    return $s ? $s->{state} : '';
-}
-
 # Polls until the server is in state; returns the time or undef.
 sub wait_state {
     my ($in, $name, $want, $secs) = @_;
-    return defined(wait_for($secs, sub { state_of($in, $name) eq $want }, 0.02)) ? time : undef;
+    return defined(wait_for($secs, sub { $in->server_state($name) eq $want }, 0.02)) ? time : undef;
 }
 
 # The NOTICEs of a return: the time of its flip (MEMSESS0031) and the
@@ -70,7 +63,7 @@ my $in = Memsess::Instance->new(name => 'rejoin_flip', php => 1, conf => <<'EOF'
 MemsessServers ${MEMC_FL1} ${MEMC_FL2} ${MEMC_FL3}
 EOF
 $in->start;
-ok t_cmp(defined(wait_for(10, sub { 3 == grep { state_of($in, $_) eq 'up' } @F })) ? 1 : 0, 1,
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @F })) ? 1 : 0, 1,
          'the three servers are up');
 
 my $log = catfile($in->dir, 'load');

@@ -31,12 +31,6 @@ my $PLACE = catfile($TOP, 't', 'unit', 'test_sync.bin');
 
 # --- helpers ------------------------------------------------------------------
 
-sub state_of {
-    my ($in, $name) = @_;
-    my $st = $in->status or return '';
-    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
-    return $s ? $s->{state} : '';
-}
 
 # Polls until the server is in state; returns the time or undef.  Notes
 # whether it was seen syncing on the way.
@@ -44,7 +38,7 @@ sub wait_state {
     my ($in, $name, $want, $secs, $seen) = @_;
     my $end = time + $secs;
     while (time < $end) {
-        my $s = state_of($in, $name);
+        my $s = $in->server_state($name);
         $$seen = 1 if $seen && $s eq 'syncing';
         return time if $s eq $want;
         sleep 0.02;
@@ -89,7 +83,7 @@ my $in = Memsess::Instance->new(name => 'rejoin_sync', php => 1, conf => <<'EOF'
 MemsessServers ${MEMC_Y1} ${MEMC_Y2} ${MEMC_Y3}
 EOF
 $in->start;
-ok t_cmp(defined(wait_for(10, sub { 3 == grep { state_of($in, $_) eq 'up' } @Y })) ? 1 : 0, 1,
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @Y })) ? 1 : 0, 1,
          'defaults: the three servers are up');
 {
     my ($i) = session_req($in, new_ua(), 'info.php');
@@ -185,7 +179,7 @@ MemsessServers ${MEMC_U1} ${MEMC_U2} ${MEMC_U3}
 MemsessReplicas 0
 EOF
 $in->start;
-ok t_cmp(defined(wait_for(10, sub { 3 == grep { state_of($in, $_) eq 'up' } @N })) ? 1 : 0, 1,
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @N })) ? 1 : 0, 1,
          'replicas 0: the three servers are up');
 ok t_cmp(placement_agrees(\@N, 0, 1, fresh_sessions($in, 40)) ? 1 : 0, 1,
          'drop, replicas 0 (ketama): the sync places every session where PHP put it');

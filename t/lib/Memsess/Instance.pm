@@ -253,6 +253,16 @@ sub kill_hard {
     sleep 0.05 while _exists($pid) && time < $end;
 }
 
+# The state this instance's status page gives memcached server $name (a
+# name of Memsess::Test: MEMC_...), '' when it lists no such server.
+sub server_state {
+    my ($self, $name) = @_;
+    my $st = $self->status or return '';
+    my $a = Memsess::Test::addr($name);
+    my ($s) = grep { $_->{address} eq $a } @{ $st->{servers} || [] };
+    return $s ? $s->{state} : '';
+}
+
 # Lines of the error log matching $re.
 sub log_count {
     my ($self, $re) = @_;
