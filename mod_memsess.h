@@ -42,17 +42,19 @@
  *   memsess_release.c every child shuts down its sockets to a server marked
  *                     down (matching of addresses: pure)
  *   memsess_watch.c   the checker notices a server's death as it happens
- *   memsess_job.c     the record of a sync run once for the group (pure)
+ *   memsess_job.c     the record of a job run once for the group (pure)
+ *   memsess_joblock.c that record on a server: take, wait, follow, take over
  *   memsess_connect.c the checker's libmemcached handles
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0025.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
- * sync for the group, 0043-0049 the flip), 0050-0069 the failure window
- * (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
- * credentials, 0090-0099 and 0150-0159 shared verdicts, 0130-0149 pool
- * changes (the rebalance).
+ * sync for the group, 0043-0044 the flip's guard), 0050-0069 the failure
+ * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
+ * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
+ * does once (0150-0157 used), 0130-0149 pool changes (the rebalance,
+ * 0130-0142 used).
  */
 
 #ifndef MOD_MEMSESS_H
