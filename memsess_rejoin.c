@@ -193,6 +193,13 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
     }
     if (ok) {
         memsess_table_write_begin(rt->table);
+        if (*job->lock.holder && slot->peer_down
+            && !strcmp(slot->reported_by, job->lock.holder)) {
+            /* the holder's line, taken out at its next round, holds it out
+             * no longer: it is published at this very flip everywhere */
+            slot->peer_down = 0;
+            slot->reported_by[0] = '\0';
+        }
         memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
         slot->sync_examined = st->examined;
         slot->sync_copied = st->copied;
