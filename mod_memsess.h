@@ -256,6 +256,18 @@ typedef struct {
     apr_uint32_t sync_waits;       /* syncing, but another instance syncs
                                     * it (or that is being checked): this
                                     * one puts no verdict line in for it */
+    /* The memcached process behind the address, from its "stats" (pid, and
+     * its start by its own clock: time - uptime), read by the checker on
+     * each new probe connection; 0 = not known.  down_*: the process it
+     * was when its outage began, and when that was (apr_time_t of the
+     * outage's first failed probe): a server that comes back as the same
+     * process kept its keys, and its rejoin examines only what changed
+     * since (memsess_rejoin.c). */
+    apr_int64_t  proc_pid;
+    apr_int64_t  proc_started;
+    apr_int64_t  down_pid;
+    apr_int64_t  down_started;
+    apr_int64_t  down_since;
 } memsess_slot_t;
 
 /* Where a view's pool change stands (MemsessServers changed at graceful). */
