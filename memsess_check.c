@@ -67,9 +67,16 @@ typedef struct {
     int           in_flight;   /* handed to the thread pool, not back yet */
     int           overdue;     /* its failure is recorded: drop its result */
     apr_time_t    dispatched;
+    apr_interval_time_t limit; /* the timeout of the attempt out now */
+    apr_time_t    streak;      /* when the first failed (or unsure) attempt
+                                * of the failures since the last pass began;
+                                * 0 while it passes */
     memcached_st *mc;          /* kept between rounds (see probe_handle);
                                 * used by the thread of the probe only */
     apr_time_t    connected;   /* when mc was made */
+    int           fresh;       /* mc is new: read who answers on it */
+    apr_int64_t   proc_pid;    /* the memcached process it reached last */
+    apr_int64_t   proc_started;
 } probe_t;
 
 /* The checker of this process, alive from STARTING to STOPPING. */
@@ -252,6 +259,7 @@ static memcached_st *probe_handle(probe_t *pr, const memsess_server_t *srv,
         return NULL;
     }
     pr->connected = now;
+    pr->fresh = 1;
     memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
     memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
     memcached_behavior_set(pr->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
@@ -329,6 +337,30 @@ static int probe(probe_t *pr, const memsess_server_t *srv,
     return 0;
 }
 
+/* Which memcached process answers on a new probe connection: its pid and
+ * its start by its own clock, from "stats" (one more round trip, once per
+ * connection, after the probe's verdict).  A server that comes back as
+ * the process it was kept its keys (memsess_rejoin.c).  What it says is
+ * bounded: a pid outside (0, 2^22], or a start before 2000 or after its
+ * own time, is not believed. */
+static void read_identity(probe_t *pr)
+{
+    memcached_return_t rc;
+    memcached_stat_st *st;
+
+    pr->fresh = 0;
+    pr->proc_pid = pr->proc_started = 0;
+    if (!pr->mc || !(st = memcached_stat(pr->mc, NULL, &rc))) {
+        return;
+    }
+    if (memcached_success(rc) && st->pid > 0 && st->pid <= (1 << 22)
+        && st->time >= 946684800UL && st->uptime <= st->time - 946684800UL) {
+        pr->proc_pid = st->pid;
+        pr->proc_started = (apr_int64_t)(st->time - st->uptime);
+    }
+    memcached_stat_free(NULL, st);
+}
+
 /* A vhost's pool went into (or out of) the state where none is live. */
 void memsess_check_log_all_down(const memsess_runtime_t *rt,
                                 const memsess_view_t *view, int all_down)
@@ -352,10 +384,13 @@ void memsess_check_log_all_down(const memsess_runtime_t *rt,
                              : "the full list (MemsessAllDown open)");
 }
 
-/* Records one verdict; the caller holds the mutex. */
+/* Records one verdict; the caller holds the mutex.  fail_threshold: the
+ * configured one, or 1 for a failure that was confirmed already (a
+ * patient probe after a timeout while the checker was late). */
 static void record_locked(checker_t *c, int i, int ok, const char *error,
-                          apr_interval_time_t took)
+                          apr_interval_time_t took, int fail_threshold)
 {
+    probe_t *pr = &c->probes[i];
     memsess_runtime_t *rt = c->rt;
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
@@ -370,11 +405,21 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     before = slot->state;
     memsess_table_write_begin(t);
     /* while the last sync of this server winds down, it stays down */
+    if (ok && pr->proc_pid) {
+        slot->proc_pid = pr->proc_pid;
+        slot->proc_started = pr->proc_started;
+    }
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),
-                                  rt->g.fail_threshold,
+                                  fail_threshold,
                                   memsess_rejoin_busy(c->rejoin, i)
                                   ? INT_MAX : rt->g.pass_threshold);
+    if (changed && slot->state == MEMSESS_DOWN) {
+        /* the process it was, for its return (memsess_rejoin.c) */
+        slot->down_pid = slot->proc_pid;
+        slot->down_started = slot->proc_started;
+        slot->down_since = pr->streak ? pr->streak : apr_time_now();
+    }
     if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
         && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
         memsess_slot_sync_begin(slot, apr_time_sec(apr_time_now()));
@@ -454,25 +499,55 @@ static int repeat_now(const checker_t *c, int i, int attempts)
            && owner == (apr_uint32_t)getpid();
 }
 
+/* The timeout of a probe that confirms one which timed out while the
+ * checker was late: four times the configured one, at most a second. */
+static apr_interval_time_t patient(apr_interval_time_t timeout)
+{
+    apr_interval_time_t t = 4 * timeout;
+
+    return t > apr_time_from_sec(1) ? (timeout > apr_time_from_sec(1)
+                                       ? timeout : apr_time_from_sec(1))
+                                    : t;
+}
+
+/* One server's probe, repeated at once while it fails and the server is
+ * not down yet (repeat_now).
+ *
+ * A timeout, or an answer later than the timeout, in a window where the
+ * checker itself was late (memsess_lateness.c: the machine's tasks or the
+ * probe's thread waited for a CPU a quarter of it) proves nothing about
+ * the server: it is not recorded, and one patient probe (patient()) is
+ * made at once to confirm it.  Its verdict is final: a server that does
+ * not answer within it either is down at once (it had the quick timeout
+ * and the patient one), one that answers passes.  A refused or reset
+ * connection, or a wrong answer, is never excused.  So a frozen server is
+ * down after FailThreshold timeouts on a machine with CPUs to spare, and
+ * after one timeout and one patient probe on a saturated one (100 + 400
+ * ms at the defaults); a healthy one on a saturated machine stays up. */
 static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
 {
     probe_t *pr = data;
     checker_t *c = pr->c;
-    int i = pr->slot, attempts = 0, again;
+    int i = pr->slot, attempts = 0, again, confirming = 0;
     const memsess_server_t *srv = APR_ARRAY_IDX(c->rt->targets, i,
                                                 memsess_server_t *);
-    apr_interval_time_t timeout = c->rt->g.timeout, took;
-    char error[MEMSESS_ERROR_MAX];
+    apr_interval_time_t quick = c->rt->g.timeout, timeout = quick, took;
+    char error[MEMSESS_ERROR_MAX], late[MEMSESS_ERROR_MAX / 2];
 
     (void)thread;
     do {
-        apr_time_t start = apr_time_now();
-        int ok = probe(pr, srv, c->rt->credentials[i], timeout,
-                       rejoining(c, i), error, sizeof(error));
+        memsess_late_sample_t before, after;
+        int ok, was_late, threshold = c->rt->g.fail_threshold, unsure = 0;
 
+        memsess_late_sample(&before);
+        ok = probe(pr, srv, c->rt->credentials[i], timeout, rejoining(c, i),
+                   error, sizeof(error));
+        memsess_late_sample(&after);
+        took = after.at - before.at;
         attempts++;
-        took = apr_time_now() - start;
-        if (ok && took > timeout) {
+        was_late = took >= quick
+                   && memsess_late_judge(&before, &after, late, sizeof(late));
+        if (ok && took > timeout && !was_late) {
             ok = 0;
             apr_snprintf(error, sizeof(error), "answered after %"
                          APR_TIME_T_FMT "ms, beyond the %" APR_TIME_T_FMT
@@ -483,20 +558,56 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
             char cause[MEMSESS_ERROR_MAX];
 
             apr_cpystrn(cause, error, sizeof(cause));
-            apr_snprintf(error, sizeof(error), "timeout after %"
-                         APR_TIME_T_FMT "ms: %s", apr_time_as_msec(took),
-                         cause);
+            if (confirming) {
+                apr_snprintf(error, sizeof(error), "no answer within a "
+                             "patient %" APR_TIME_T_FMT "ms either: %s",
+                             apr_time_as_msec(took), cause);
+                threshold = 1;
+            }
+            else {
+                apr_snprintf(error, sizeof(error), "timeout after %"
+                             APR_TIME_T_FMT "ms: %s", apr_time_as_msec(took),
+                             cause);
+                unsure = was_late;
+            }
+        }
+        if (ok && pr->fresh) {
+            read_identity(pr);
         }
 
         apr_thread_mutex_lock(c->mutex);
+        if (!ok && !pr->streak) {
+            pr->streak = before.at;
+        }
         if (pr->overdue) {
             pr->overdue = 0;   /* its failure is on record already */
         }
-        else {
-            record_locked(c, i, ok, error, took);
+        else if (unsure) {
+            /* (the log says so at DEBUG: at TRACE1 every probe is there) */
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, c->rt->main,
+                         "memcached server %s: %s while the checker was late "
+                         "(%s): confirming with a %" APR_TIME_T_FMT "ms probe",
+                         srv->addr, error, late,
+                         apr_time_as_msec(patient(quick)));
         }
-        again = !ok && repeat_now(c, i, attempts);
+        else {
+            if (ok && took > timeout) {
+                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, c->rt->main,
+                             "memcached server %s answered after %"
+                             APR_TIME_T_FMT "ms while the checker was late "
+                             "(%s): it passes", srv->addr,
+                             apr_time_as_msec(took), late);
+            }
+            record_locked(c, i, ok, error, took, threshold);
+        }
+        if (ok) {
+            pr->streak = 0;
+        }
+        confirming = unsure;
+        timeout = unsure ? patient(quick) : quick;
+        again = unsure || (!ok && repeat_now(c, i, attempts));
         pr->in_flight = again;
+        pr->limit = timeout;
         pr->dispatched = apr_time_now();
         apr_thread_mutex_unlock(c->mutex);
     } while (again);
@@ -519,14 +630,16 @@ static void dispatch_round(checker_t *c)
 
         apr_thread_mutex_lock(c->mutex);
         if (pr->in_flight) {
-            if (now - pr->dispatched > c->rt->g.timeout) {
+            /* (a timeout of grace: the probe's own ends it first) */
+            if (now - pr->dispatched > pr->limit + c->rt->g.timeout) {
                 char error[MEMSESS_ERROR_MAX];
 
                 apr_snprintf(error, sizeof(error), "no answer after %"
                              APR_TIME_T_FMT "ms", apr_time_as_msec(
                                  now - pr->dispatched));
                 pr->overdue = 1;
-                record_locked(c, i, 0, error, now - pr->dispatched);
+                record_locked(c, i, 0, error, now - pr->dispatched,
+                              c->rt->g.fail_threshold);
             }
             apr_thread_mutex_unlock(c->mutex);
             continue;
@@ -534,6 +647,7 @@ static void dispatch_round(checker_t *c)
         pr->in_flight = 1;
         pr->overdue = 0;
         pr->dispatched = now;
+        pr->limit = c->rt->g.timeout;
         apr_thread_mutex_unlock(c->mutex);
 
         rv = apr_thread_pool_push(c->threads, probe_task, pr,
@@ -547,7 +661,7 @@ static void dispatch_round(checker_t *c)
                          cause);
             apr_thread_mutex_lock(c->mutex);
             pr->in_flight = 0;
-            record_locked(c, i, 0, error, 0);
+            record_locked(c, i, 0, error, 0, c->rt->g.fail_threshold);
             apr_thread_mutex_unlock(c->mutex);
         }
     }
@@ -568,6 +682,7 @@ static void suspect(void *ctx, int i)
     pr->in_flight = 1;
     pr->overdue = 0;
     pr->dispatched = apr_time_now();
+    pr->limit = c->rt->g.timeout;
     apr_thread_mutex_unlock(c->mutex);
     ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, c->rt->main, "memcached server "
                  "%s closed our idle connection: probing it now",
@@ -654,6 +769,14 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
                  getpid(), rt->targets->nelts, apr_time_as_msec(rt->g.interval),
                  apr_time_as_msec(rt->g.timeout));
+    if (!memsess_late_sources()) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main, "MEMSESS0025: "
+                     "this kernel shows neither CPU pressure "
+                     "(/proc/pressure/cpu) nor a thread's run-queue wait "
+                     "(/proc/thread-self/schedstat): a probe that times out "
+                     "while the machine is saturated counts against its "
+                     "server");
+    }
     return APR_SUCCESS;
 }
 

@@ -45,10 +45,12 @@
  *   memsess_job.c     the record of a job run once for the group (pure)
  *   memsess_joblock.c that record on a server: take, wait, follow, take over
  *   memsess_connect.c the checker's libmemcached handles
+ *   memsess_lateness.c whether the checker itself was late (CPU pressure,
+ *                     its own run-queue wait): pure judgement, /proc reads
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0025.  Ranges reserved by capability:
+ * The next free number is MEMSESS0026.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard), 0050-0069 the failure
  * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
@@ -210,6 +212,32 @@ int memsess_credentials_same(const memsess_credentials_t *a,
  * messages. */
 const char *memsess_credentials_describe(apr_pool_t *p,
                                          const memsess_credentials_t *c);
+
+/* ------------------------------------------------------------------ */
+/* The checker's own lateness (memsess_lateness.c)                    */
+
+/* Two kernel counters at one moment; -1: unknown on this machine. */
+typedef struct {
+    apr_time_t  at;
+    apr_int64_t stall_us;   /* /proc/pressure/cpu "some total" */
+    apr_int64_t wait_us;    /* this thread's run-queue wait */
+} memsess_late_sample_t;
+
+/* Samples both counters (and the time) for the calling thread. */
+void memsess_late_sample(memsess_late_sample_t *s);
+/* Whether the window between two samples of one thread was late: the
+ * machine's tasks, or the thread itself, waited for a CPU a quarter of it
+ * or more.  When it was, why says so in a few words. */
+int memsess_late_judge(const memsess_late_sample_t *before,
+                       const memsess_late_sample_t *after, char *why,
+                       apr_size_t whylen);
+/* Which counters this machine has, in words; NULL for none. */
+const char *memsess_late_sources(void);
+/* The parsers (pure, fuzzed): 1 and the counter, or 0. */
+int memsess_late_parse_psi(const char *buf, apr_size_t len,
+                           apr_int64_t *total_us);
+int memsess_late_parse_schedstat(const char *buf, apr_size_t len,
+                                 apr_int64_t *wait_us);
 
 /* ------------------------------------------------------------------ */
 /* The shared health table (memsess_table.c)                          */
@@ -722,6 +750,9 @@ typedef struct {
     apr_uint64_t same;       /* already equal there */
     apr_uint64_t newer;      /* changed meanwhile: left alone (cas) */
     apr_uint64_t watched;    /* active sessions watched around the flip */
+    apr_uint64_t listed;     /* metadump lines of ours read: examined
+                              * counts them all in a full sync, only what
+                              * changed in a delta sync (spec.since) */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one
@@ -760,6 +791,16 @@ typedef struct {
     volatile apr_uint32_t     *stop;        /* set: stop before next key */
     void (*progress)(void *baton, const memsess_sync_stats_t *stats);
     void                      *baton;
+    /* A delta sync (a rejoin only): the returning server is the memcached
+     * process that went down (pid, and started: time - uptime by its own
+     * clock), so it kept what it held; only what changed since `since`
+     * (our clock, margins included) is examined.  0: a full sync.  The
+     * engine checks the process again, and reads every server's clock
+     * ("stats" time) to compare its last-access times with `since`; when
+     * it cannot, it runs the full sync (memsess_sync_mode() says why). */
+    apr_time_t                 since;
+    apr_int64_t                pid;
+    apr_int64_t                started;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;
@@ -826,6 +867,31 @@ memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
                                       int checked, int settled, int last);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
 void memsess_sync_destroy(memsess_sync_t *sync);
+/* Whether memsess_sync_before() ran a delta sync, and why not when it was
+ * asked for one (NULL: a delta ran, or none was asked for). */
+int memsess_sync_delta(const memsess_sync_t *sync);
+const char *memsess_sync_mode(const memsess_sync_t *sync);
+
+/* What a rejoin knows of a returning server's outage (memsess_rejoin.c
+ * gathers it from the health table and its own rounds). */
+typedef struct {
+    apr_int64_t down_pid, down_started;  /* the process that went down */
+    apr_int64_t proc_pid, proc_started;  /* the one probes reach now */
+    apr_time_t  down_since;  /* the outage's first failed probe */
+    apr_time_t  last_live;   /* this checker last saw it published: 0 never */
+    int         unfinished;  /* an earlier sync of it was not published */
+} memsess_rejoin_facts_t;
+
+/* A delta sync or a full one (pure): NULL and *since (our clock: the
+ * outage's start, less margin) when the server returns as the same
+ * process with nothing uncertain; else why it gets a full sync. */
+const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
+                                     apr_interval_time_t margin,
+                                     apr_time_t now, apr_time_t *since);
+/* `since` (our clock) on a server's clock, in its seconds: their_now is
+ * its "stats" time read at our_now (pure). */
+apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
+                                    apr_int64_t their_now);
 
 /* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */
