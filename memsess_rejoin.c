@@ -62,6 +62,11 @@ struct memsess_rejoin {
     apr_thread_mutex_t *mutex;
     struct sync_job_t **jobs;      /* [nslots] */
     int                *flipped;   /* [nviews]: scratch for publish */
+    /* [nslots], under mutex: whether a delta sync may run (see
+     * rejoin_facts) */
+    apr_time_t         *last_live; /* the last round it was published */
+    int                *unfinished;   /* a sync of it started, not
+                                       * published */
 };
 
 memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
@@ -74,6 +79,8 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->mutex = mutex;
     c->jobs = apr_pcalloc(p, rt->targets->nelts * sizeof(*c->jobs));
     c->flipped = apr_pcalloc(p, (rt->confs->nelts + 1) * sizeof(int));
+    c->last_live = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
+    c->unfinished = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
     return c;
 }
 
@@ -100,6 +107,7 @@ typedef struct sync_job_t {
     int                     share;
     apr_uint64_t            fingerprint; /* of the lists */
     memsess_joblock_t       lock;
+    const char             *full_why;    /* why not a delta sync */
 } sync_job_t;
 
 void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
@@ -201,6 +209,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             slot->reported_by[0] = '\0';
         }
         memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
+        c->unfinished[job->slot] = 0;
         slot->sync_examined = st->examined;
         slot->sync_copied = st->copied;
         slot->sync_deleted = st->deleted;
@@ -369,6 +378,29 @@ static apr_status_t empty_instead(sync_job_t *job, char *err,
     return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
 }
 
+/* For MEMSESS0031: which sync ran, and why not a delta one. */
+static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
+                                  const memsess_sync_stats_t *st,
+                                  apr_time_t start)
+{
+    if (!sync) {
+        return "";
+    }
+    if (memsess_sync_delta(sync)) {
+        return apr_psprintf(job->pool, "; delta sync: the same memcached "
+                            "process (pid %" APR_INT64_T_FMT ") came back, "
+                            "only what changed since %" APR_TIME_T_FMT "s "
+                            "before this sync began was examined, of %"
+                            APR_UINT64_T_FMT " keys listed", job->spec.pid,
+                            apr_time_sec(start - job->spec.since
+                                         + APR_USEC_PER_SEC - 1),
+                            st->listed);
+    }
+    return apr_pstrcat(job->pool, "; full sync: ",
+                       memsess_sync_mode(sync) ? memsess_sync_mode(sync)
+                                               : job->full_why, NULL);
+}
+
 static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
 {
     sync_job_t *job = data;
@@ -473,10 +505,11 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      "ms: %" APR_UINT64_T_FMT " keys examined, %"
                      APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
                      " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
-                     "equal, %" APR_UINT64_T_FMT " left as newer",
+                     "equal, %" APR_UINT64_T_FMT " left as newer%s",
                      job->spec.returning, apr_time_as_msec(flipped_at - start),
                      before.examined, before.copied, before.deleted,
-                     before.same, before.newer);
+                     before.same, before.newer,
+                     sync_mode_text(job, sync, &before, start));
         if (sync) {
             sync_after(job, sync, &before, flipped_at, nheld, nguarded);
         }
@@ -509,6 +542,46 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     memsess_joblock_close(&job->lock);
     apr_atomic_set32(&job->done, 1);
     return NULL;
+}
+
+/* Whether the server of slot i returns as the memcached process that
+ * went down, with nothing uncertain: then spec asks for a delta sync
+ * (spec->since) and NULL is returned, else why it gets a full one.  The
+ * caller holds the mutex, which serialises the table's writers (the
+ * checker fills proc_* and down_*).  What this process saw itself counts
+ * too: a sync of it that started here and was not published (what it
+ * holds is not what it held when it went down), and when it was last
+ * published (a server held out by another instance of the group before
+ * its own probes failed was out since then: the earlier of the two is
+ * when its outage began).  A new checker has seen neither: full. */
+static const char *rejoin_facts(memsess_rejoin_t *c, int i,
+                                memsess_sync_spec_t *spec)
+{
+    const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
+    memsess_rejoin_facts_t f;
+    apr_time_t since = 0;
+    const char *why;
+
+    f.down_pid = slot->down_pid;
+    f.down_started = slot->down_started;
+    f.proc_pid = slot->proc_pid;
+    f.proc_started = slot->proc_started;
+    f.down_since = slot->down_since;
+    f.last_live = c->last_live[i];
+    f.unfinished = c->unfinished[i];
+    /* memcached's clock ticks once a second and probes are an interval
+     * apart: the server may have stopped up to an interval and a timeout
+     * before its first failed probe; 3 s more for the granularity of
+     * the last-access times and of the clocks read */
+    why = memsess_sync_delta_since(&f, c->rt->g.interval + c->rt->g.timeout
+                                       + apr_time_from_sec(3),
+                                   apr_time_now(), &since);
+    if (!why) {
+        spec->since = since;
+        spec->pid = f.proc_pid;
+        spec->started = f.proc_started;
+    }
+    return why;
 }
 
 /* Starts the sync of slot i, just marked SYNCING; the caller holds the
@@ -575,6 +648,8 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
             job->list_view[job->spec.nlists++] = v;
         }
     }
+    job->full_why = rejoin_facts(c, i, &job->spec);
+    c->unfinished[i] = 1;
     job->share = rt->g.share;
     job->fingerprint = MEMSESS_FNV1A_INIT;
     for (k = 0; k < job->spec.nlists; k++) {
@@ -603,11 +678,20 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
     c->jobs[i] = job;
 }
 
-/* Joins the syncs that ended (each round). */
+/* Joins the syncs that ended (each round), and notes which servers are
+ * published (rejoin_facts). */
 void memsess_rejoin_reap(memsess_rejoin_t *c)
 {
+    apr_time_t now = apr_time_now();
     int i;
 
+    apr_thread_mutex_lock(c->mutex);
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        if (MEMSESS_SLOT_LIVE(memsess_table_slot(c->rt->table, i))) {
+            c->last_live[i] = now;
+        }
+    }
+    apr_thread_mutex_unlock(c->mutex);
     for (i = 0; i < c->rt->targets->nelts; i++) {
         sync_job_t *job = c->jobs[i];
         apr_status_t ret;

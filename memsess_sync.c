@@ -31,6 +31,9 @@
  *               places on S is copied to S with its remaining expiry.
  *     pass 2    the same, for what changed since pass 1 began (last access
  *               at the authority; logouts: S's keys checked again).
+ *     delta     instead of both, when S comes back as the memcached process
+ *               that went down (it kept what it held): only what changed
+ *               since its outage began is examined (pass_since() below).
  *   (the checker publishes S)
  *   after       requests that still had the old list may have written the
  *               old authority: keys it wrote since pass 2 began are
@@ -458,6 +461,14 @@ struct memsess_sync {
     apr_hash_t               *guard_keys_index;  /* session key -> guard */
     const char              **guard_keys;  /* scratch for their mget */
     size_t                   *guard_lens;
+    /* a delta sync (spec->since) */
+    int                       delta;       /* running one */
+    const char               *mode;        /* why not, when asked */
+    apr_int64_t              *since_la;    /* [nservers]: spec->since on
+                                            * each server's clock */
+    apr_pool_t               *kept_pool;   /* S's keys, one round */
+    apr_hash_t               *kept;        /* key -> held_t */
+    int                       round;
 };
 
 static int server_id(memsess_sync_t *y, const char *name)
@@ -593,6 +604,62 @@ const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
     return &y->stats;
 }
 
+int memsess_sync_delta(const memsess_sync_t *y)
+{
+    return y->delta;
+}
+
+const char *memsess_sync_mode(const memsess_sync_t *y)
+{
+    return y->delta ? NULL : y->mode;
+}
+
+const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
+                                     apr_interval_time_t margin,
+                                     apr_time_t now, apr_time_t *since)
+{
+    apr_time_t from;
+
+    if (!f->down_pid || !f->down_started) {
+        return "which memcached process went down is not known";
+    }
+    if (!f->proc_pid || !f->proc_started) {
+        return "which memcached process answers now is not known";
+    }
+    if (f->down_pid != f->proc_pid || f->down_started - f->proc_started > 1
+        || f->proc_started - f->down_started > 1) {
+        return "it is another memcached process (restarted)";
+    }
+    if (f->unfinished) {
+        return "an earlier sync of it did not finish";
+    }
+    if (f->down_since <= 0 || f->down_since > now) {
+        return "when its outage began is not known";
+    }
+    if (f->last_live <= 0) {
+        return "this checker did not see it live before its outage";
+    }
+    /* whichever is earlier: our last sight of it live, or its first
+     * failed probe; then the margin (the detection delay, la's second) */
+    from = f->down_since < f->last_live ? f->down_since : f->last_live;
+    *since = from - margin;
+    return NULL;
+}
+
+apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
+                                    apr_int64_t their_now)
+{
+    apr_time_t ago = our_now - since;
+
+    if (ago < 0) {
+        ago = 0;
+    }
+    /* their_now is truncated and was read before our_now: rounding the
+     * interval up keeps every access at or after since at or above it */
+    return their_now - (apr_int64_t)((ago + APR_USEC_PER_SEC - 1)
+                                     / APR_USEC_PER_SEC);
+}
+
 static memcached_st *conn(memsess_sync_t *y, int i)
 {
     server_t *sv = &y->servers[i];
@@ -679,7 +746,7 @@ static int stopped(const memsess_sync_t *y, char *err, apr_size_t errlen)
 
 static void progress(memsess_sync_t *y, int always)
 {
-    if (y->spec->progress && (always || !(y->stats.examined % 256))) {
+    if (y->spec->progress && (always || !(y->stats.listed % 256))) {
         y->spec->progress(y->spec->baton, &y->stats);
     }
 }
@@ -1045,7 +1112,8 @@ static void note_hot(memsess_sync_t *y, int here, int t, int list,
 typedef enum {
     PASS_FULL,     /* every key */
     PASS_DELTA,    /* keys written since delta_began; S: every key */
-    PASS_AFTER     /* after the flip */
+    PASS_AFTER,    /* after the flip */
+    PASS_SINCE     /* a delta sync: what changed since S went down */
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
@@ -1087,15 +1155,10 @@ static int lost_at_authority(memsess_sync_t *y,
     return asked;
 }
 
-static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
-                            const memsess_dump_item_t *it,
-                            memsess_key_kind_e kind, const char *id,
-                            apr_size_t idlen, char *err, apr_size_t errlen)
+/* Where id is under every list, into y->where (our server numbers). */
+static void place_all(memsess_sync_t *y, const char *id, apr_size_t idlen)
 {
-    int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
-    int done[MAX_PLACES], ndone = 0;
-    memsess_sync_action_e act[MAX_LISTS];
-    apr_status_t rv;
+    int k, j;
 
     for (k = 0; k < y->nlists; k++) {
         list_t *L = &y->lists[k];
@@ -1110,6 +1173,205 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
         for (j = 0; j < w->nnext; j++) {
             w->next[j] = L->next_id[w->next[j]];
         }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* A delta sync: S is the process that went down                      */
+
+/* S kept what it held.  Since its outage began, keys may have been
+ * written or created at their authorities (requests read and wrote them
+ * there), deleted there (logouts, expiries), and written on S itself
+ * (requests queued in its socket while it was frozen land when it
+ * thaws).  One round (pass_since) lists S, then every authority, and
+ * examines only those:
+ *   - on S, locks and keys no new list places there go, as in a full
+ *     sync; every other key of S is noted (its last access), not read;
+ *   - at each authority, a key the new list places on S is copied there
+ *     (copy_key: compare, cas, never over a newer copy) when it was
+ *     accessed there since the outage began (`since`, on that server's
+ *     clock), or was touched on S since (on S's clock), or S lacks it;
+ *     a key S has is marked as found;
+ *   - a key of S found at no authority's listing was deleted there, or
+ *     the crawler passed it by: those are read at their authorities in
+ *     multi-gets of HOT_BATCH keys (one round trip per batch and server,
+ *     not per key), those still there are compared and copied, the rest
+ *     deleted from S: a logout during the outage stays a logout.
+ * So a round costs a listing of every server (read a line at a time, as
+ * in a full sync; the keys of S are held in memory meanwhile, about 100
+ * bytes each) and round trips only for what changed: the keys accessed
+ * or deleted during the outage, and those the listings missed.  The
+ * rounds repeat (MAX_DELTAS) for what changed while one ran; a key
+ * already copied is looked at again only when its authority's cas
+ * changed. */
+
+typedef struct {
+    apr_int64_t la;      /* last access on S */
+    apr_int64_t exp;
+    int         found;   /* 1: in its authority's listing; 2: read there */
+    int         at;      /* 2: where */
+} held_t;
+
+/* A key of S, to be found at its authority. */
+static held_t *held_note(memsess_sync_t *y, const memsess_dump_item_t *it)
+{
+    held_t *h = apr_hash_get(y->kept, it->key, it->keylen);
+
+    if (!h) {
+        h = apr_palloc(y->kept_pool, sizeof(*h));
+        apr_hash_set(y->kept, apr_pstrmemdup(y->kept_pool, it->key,
+                                             it->keylen), it->keylen, h);
+    }
+    h->la = it->la;
+    h->exp = it->exp;
+    h->found = 0;
+    h->at = -1;
+    return h;
+}
+
+static void note_hot(memsess_sync_t *y, int here, int t, int list,
+                     const memsess_dump_item_t *it, int active);
+
+/* Key `it` at its authority `here`, which the new list places on S. */
+static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
+                              const memsess_dump_item_t *it, char *err,
+                              apr_size_t errlen)
+{
+    held_t *h = t == y->s ? apr_hash_get(y->kept, it->key, it->keylen)
+                          : NULL;
+
+    if (h) {
+        h->found = 1;
+    }
+    if (h && it->la < y->since_la[here] && h->la < y->since_la[t]) {
+        return APR_SUCCESS;   /* untouched on both sides since the outage */
+    }
+    if (written_at(y, t, it) && !changed(y, t, it)) {
+        return APR_SUCCESS;   /* copied already, not written since */
+    }
+    y->stats.examined++;
+    if (it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
+        note_hot(y, here, t, list, it, y->round > 0);
+    }
+    return copy_key(y, here, t, it, err, errlen);
+}
+
+/* The keys of S that no authority listed (see above): read at their
+ * authorities in multi-gets; copied when there, else deleted from S. */
+static apr_status_t held_settle(memsess_sync_t *y, char *err,
+                                apr_size_t errlen)
+{
+    const char *keys[HOT_BATCH];
+    size_t lens[HOT_BATCH];
+    apr_array_header_t *miss = apr_array_make(y->kept_pool, 16,
+                                              sizeof(const char *));
+    apr_hash_index_t *hi;
+    apr_status_t rv = APR_SUCCESS;
+    int a, k, n;
+
+    for (hi = apr_hash_first(y->kept_pool, y->kept); hi;
+         hi = apr_hash_next(hi)) {
+        const void *key;
+        void *val;
+
+        apr_hash_this(hi, &key, NULL, &val);
+        if (!((held_t *)val)->found) {
+            APR_ARRAY_PUSH(miss, const char *) = key;
+        }
+    }
+    for (a = 0; a < y->nservers && miss->nelts; a++) {
+        memcached_result_st *res = &y->servers[a].res;
+        memcached_return_t rc;
+        memcached_st *mc;
+
+        if (a == y->s || !y->servers[a].in_now) {
+            continue;
+        }
+        for (k = 0; k < miss->nelts;) {
+            for (n = 0; k < miss->nelts && n < HOT_BATCH; k++) {
+                const char *key = APR_ARRAY_IDX(miss, k, const char *), *id;
+                apr_size_t len = strlen(key), idlen;
+                held_t *h = apr_hash_get(y->kept, key, len);
+                int l, asked = 0;
+
+                if (h->found || !memsess_key_kind(key, len, &id, &idlen)) {
+                    continue;
+                }
+                place_all(y, id, idlen);
+                for (l = 0; l < y->nlists; l++) {
+                    const where_t *w = &y->where[l];
+
+                    asked |= w->nnow && w->now[0] == a
+                             && holds(w->next, w->nnext, y->s);
+                }
+                if (asked) {
+                    keys[n] = key;
+                    lens[n++] = len;
+                }
+            }
+            if (!n) {
+                continue;
+            }
+            if (!(mc = conn(y, a))) {
+                return fail(y, a, "cannot connect to", MEMCACHED_FAILURE,
+                            err, errlen);
+            }
+            rc = memcached_mget(mc, keys, lens, (size_t)n);
+            if (rc != MEMCACHED_SUCCESS) {
+                return fail(y, a, "cannot read", rc, err, errlen);
+            }
+            while (memcached_fetch_result(mc, res, &rc)) {
+                held_t *h = apr_hash_get(y->kept,
+                                         memcached_result_key_value(res),
+                                         memcached_result_key_length(res));
+
+                if (h) {
+                    h->found = 2;
+                    h->at = a;
+                }
+            }
+            if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+                && rc != MEMCACHED_SUCCESS) {
+                return fail(y, a, "cannot read", rc, err, errlen);
+            }
+        }
+    }
+    for (k = 0; k < miss->nelts && rv == APR_SUCCESS; k++) {
+        const char *key = APR_ARRAY_IDX(miss, k, const char *);
+        held_t *h = apr_hash_get(y->kept, key, strlen(key));
+        memsess_dump_item_t it;
+
+        memset(&it, 0, sizeof(it));
+        apr_cpystrn(it.key, key, sizeof(it.key));
+        it.keylen = strlen(it.key);
+        it.exp = h->exp;
+        it.la = h->la;
+        y->stats.examined++;
+        if (stopped(y, err, errlen)) {
+            return APR_EINTR;
+        }
+        /* at its authority, which the crawler passed by: compared as if
+         * written there (the expiry S has); gone from all: deleted */
+        rv = h->found == 2 ? copy_key(y, h->at, y->s, &it, err, errlen)
+                           : delete_key(y, y->s, &it, err, errlen);
+    }
+    return rv;
+}
+
+static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
+                            const memsess_dump_item_t *it,
+                            memsess_key_kind_e kind, const char *id,
+                            apr_size_t idlen, char *err, apr_size_t errlen)
+{
+    int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
+    int done[MAX_PLACES], ndone = 0;
+    memsess_sync_action_e act[MAX_LISTS];
+    apr_status_t rv;
+
+    place_all(y, id, idlen);
+    for (k = 0; k < y->nlists; k++) {
+        where_t *w = &y->where[k];
+
         placed_here |= holds(w->next, w->nnext, i);
         act[k] = memsess_sync_decide(kind, i, i, w->now, w->nnow, w->next,
                                      w->nnext);
@@ -1122,7 +1384,19 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             verify |= act[k] == MEMSESS_SYNC_VERIFY;
         }
         if (keep) {
+            if (pass == PASS_SINCE) {
+                /* its own authority under a list: stays whatever the
+                 * others hold (as found), compared only when touched */
+                held_note(y, it)->found = 1;
+            }
             return APR_SUCCESS;
+        }
+        if (verify && pass == PASS_SINCE) {
+            held_note(y, it);   /* found at its authority, or settled */
+            return APR_SUCCESS;
+        }
+        if (pass == PASS_SINCE) {
+            y->stats.examined++;
         }
         if (verify) {
             int lost = lost_at_authority(y, act, it, err, errlen);
@@ -1155,8 +1429,18 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             }
             done[ndone++] = t;
             moved = 1;
-            if (pass == PASS_AFTER) {
+            if (pass == PASS_AFTER && y->delta && it->la < y->since_la[i]
+                && !written_at(y, t, it)) {
+                /* a delta sync: untouched here since before the outage,
+                 * never copied: what S kept is as new */
+                rv = APR_SUCCESS;
+            }
+            else if (pass == PASS_AFTER) {
+                y->stats.examined += y->delta;
                 rv = after_key(y, i, t, 1, it, err, errlen);
+            }
+            else if (pass == PASS_SINCE) {
+                rv = since_key(y, i, t, k, it, err, errlen);
             }
             else if (pass == PASS_FULL || changed(y, t, it)) {
                 /* written while the sync ran, or used in the seconds
@@ -1270,7 +1554,8 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
             }
             if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
                                                   &idlen))) {
-                y->stats.examined++;
+                y->stats.listed++;
+                y->stats.examined += !y->delta;
                 rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
                 if (rv != APR_SUCCESS) {
                     break;
@@ -1416,6 +1701,62 @@ static uint64_t hot_copied(const memsess_sync_t *y, const hot_t *h)
  * a pass looks again only at keys whose authority's cas changed. */
 #define MAX_DELTAS (2)
 
+/* One round of a delta sync (see since_key). */
+static apr_status_t pass_since(memsess_sync_t *y, char *err,
+                               apr_size_t errlen)
+{
+    apr_status_t rv;
+
+    apr_pool_clear(y->kept_pool);
+    y->kept = apr_hash_make(y->kept_pool);
+    rv = pass_all(y, PASS_SINCE, err, errlen);
+    if (rv == APR_SUCCESS) {
+        rv = held_settle(y, err, errlen);
+    }
+    y->round++;
+    return rv;
+}
+
+/* Whether S is still the process that went down, and `since` on the
+ * clock of S and of every authority (their "stats" time): y->delta, or
+ * y->mode says why not. */
+static void clocks_read(memsess_sync_t *y)
+{
+    int i;
+
+    y->since_la = apr_pcalloc(y->pool, y->nservers * sizeof(apr_int64_t));
+    for (i = 0; i < y->nservers; i++) {
+        memcached_stat_st *st;
+        memcached_return_t rc = MEMCACHED_FAILURE;
+        memcached_st *mc;
+        apr_int64_t their, started;
+
+        if (i != y->s && !y->servers[i].in_now) {
+            continue;
+        }
+        st = (mc = conn(y, i)) ? memcached_stat(mc, NULL, &rc) : NULL;
+        if (!st || !memcached_success(rc) || !st->time) {
+            y->mode = apr_psprintf(y->pool, "the clock of %s is unreadable",
+                                   y->servers[i].name);
+            memcached_stat_free(NULL, st);
+            return;
+        }
+        their = (apr_int64_t)st->time;
+        started = their - (apr_int64_t)st->uptime;
+        if (i == y->s && ((apr_int64_t)st->pid != y->spec->pid
+                          || started - y->spec->started > 1
+                          || y->spec->started - started > 1)) {
+            y->mode = "it is no longer the memcached process that went down";
+            memcached_stat_free(NULL, st);
+            return;
+        }
+        y->since_la[i] = memsess_sync_their_secs(y->spec->since,
+                                                 apr_time_now(), their);
+        memcached_stat_free(NULL, st);
+    }
+    y->delta = 1;
+}
+
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
@@ -1424,16 +1765,31 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
 
     y->written = apr_hash_make(y->pool);
     y->began = y->delta_began = apr_time_now();
-    rv = pass_all(y, PASS_FULL, err, errlen);
+    if (y->spec->since && y->s >= 0) {
+        clocks_read(y);
+    }
+    if (y->delta) {
+        apr_pool_create(&y->kept_pool, y->pool);
+        rv = pass_since(y, err, errlen);
+    }
+    else {
+        rv = pass_all(y, PASS_FULL, err, errlen);
+    }
     for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {
         apr_time_t began = apr_time_now();
         apr_uint64_t copied = y->stats.copied;
 
-        rv = pass_all(y, PASS_DELTA, err, errlen);
+        rv = y->delta ? pass_since(y, err, errlen)
+                      : pass_all(y, PASS_DELTA, err, errlen);
         y->delta_began = began;
         if (y->stats.copied == copied) {
             break;
         }
+    }
+    if (y->kept_pool) {
+        apr_pool_destroy(y->kept_pool);   /* S's keys: not needed after */
+        y->kept_pool = NULL;
+        y->kept = NULL;
     }
     /* a pass over every server takes a while: the active sessions written
      * since the sync copied them, once more, just before the flip (one

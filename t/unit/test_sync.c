@@ -1,6 +1,7 @@
 /* Unit tests of memsess_sync.c's pure parts: metadump lines, key kinds,
  * placement (libmemcached, no network), what the sync does with a key,
- * and with an active session at the flip.
+ * and with an active session at the flip; whether a returning server gets
+ * a delta sync (the same memcached process) or a full one.
  *
  *   test_sync.bin                          the TAP tests
  *   test_sync.bin --place PATH R KETAMA ID...
@@ -291,6 +292,90 @@ static void test_reset(void)
     free(mem);
 }
 
+/* A returning server: a delta sync only when it is the memcached process
+ * that went down and nothing is uncertain. */
+static void test_delta(void)
+{
+    const apr_time_t now = apr_time_from_sec(1800000000);
+    const apr_interval_time_t margin = apr_time_from_sec(5);
+    memsess_rejoin_facts_t same, f;
+    apr_time_t since = 0;
+
+    memset(&same, 0, sizeof(same));
+    same.down_pid = same.proc_pid = 4242;
+    same.down_started = 1799990000;
+    same.proc_started = 1799990000;
+    same.down_since = now - apr_time_from_sec(20);
+    same.last_live = now - apr_time_from_sec(21);
+    ok(memsess_sync_delta_since(&same, margin, now, &since) == NULL
+       && since == same.last_live - margin,
+       "same pid, same start: a delta sync, from the earlier of its last "
+       "sight live and its first failed probe, less the margin");
+    f = same;
+    f.last_live = now - apr_time_from_sec(19);
+    ok(memsess_sync_delta_since(&f, margin, now, &since) == NULL
+       && since == f.down_since - margin,
+       "seen live after its first failed probe (the threshold): from that "
+       "probe");
+    f = same;
+    f.proc_started = same.down_started + 1;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) == NULL,
+       "a start one second apart (time and uptime read a tick apart): the "
+       "same process");
+    f = same;
+    f.proc_pid = 4243;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "another pid (killed, restarted): a full sync");
+    f = same;
+    f.proc_started = same.down_started + 30;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "the same pid, started later (a container's pid 1): a full sync");
+    f = same;
+    f.proc_started = same.down_started - 2;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "the same pid, started earlier by 2 s: a full sync");
+    f = same;
+    f.down_pid = 0;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "which process went down unknown: a full sync");
+    f = same;
+    f.proc_pid = f.proc_started = 0;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "which process answers unknown: a full sync");
+    f = same;
+    f.down_pid = f.proc_pid = 0;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "both unknown (0 == 0 is no identity): a full sync");
+    f = same;
+    f.unfinished = 1;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "an earlier sync of it did not finish: a full sync");
+    f = same;
+    f.last_live = 0;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "never seen live by this checker (it started meanwhile): a full "
+       "sync");
+    f = same;
+    f.down_since = 0;
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "when the outage began unknown: a full sync");
+    f = same;
+    f.down_since = now + apr_time_from_sec(1);
+    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
+       "an outage that begins in the future: a full sync");
+
+    /* our time on their clock */
+    ok(memsess_sync_their_secs(now - apr_time_from_sec(10), now,
+                               1700000100) == 1700000090,
+       "10 s ago on a clock that reads 1700000100: 1700000090");
+    ok(memsess_sync_their_secs(now - apr_time_from_msec(10500), now,
+                               1700000100) == 1700000089,
+       "10.5 s ago: rounded to 11 s (never later than it was)");
+    ok(memsess_sync_their_secs(now + apr_time_from_sec(3), now,
+                               1700000100) == 1700000100,
+       "a time ahead of ours: their now");
+}
+
 static int place_cli(int argc, char **argv)
 {
     memsess_place_t *pl;
@@ -329,6 +414,7 @@ int main(int argc, char **argv)
         test_flip_step();
         test_slot();
         test_reset();
+        test_delta();
         rc = done_testing();
     }
     apr_pool_destroy(p);
