@@ -77,6 +77,8 @@ typedef struct {
     int           fresh;       /* mc is new: read who answers on it */
     apr_int64_t   proc_pid;    /* the memcached process it reached last */
     apr_int64_t   proc_started;
+    int           queued;      /* syncing, its sync not started: another
+                                * server of one of its pools syncs first */
 } probe_t;
 
 /* The checker of this process, alive from STARTING to STOPPING. */
@@ -384,6 +386,75 @@ void memsess_check_log_all_down(const memsess_runtime_t *rt,
                              : "the full list (MemsessAllDown open)");
 }
 
+/* Whether another server of one of slot i's pools is in its rejoin sync
+ * before the flip (SYNCING, its sync started).  The caller holds the
+ * mutex. */
+static int pool_syncing(const checker_t *c, int i)
+{
+    const memsess_runtime_t *rt = c->rt;
+    int v, k, holds;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const apr_array_header_t *servers =
+            memsess_view_in_force(rt, v)->pool->servers;
+        int busy = 0;
+
+        holds = 0;
+        for (k = 0; k < servers->nelts; k++) {
+            int j = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+            holds |= j == i;
+            busy |= j != i && !c->probes[j].queued
+                    && memsess_table_slot(rt->table, j)->state
+                       == MEMSESS_SYNCING;
+        }
+        if (holds && busy) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Starts the rejoin sync of slot i, just marked SYNCING, or queues it.
+ *
+ * Servers of one pool that come back together are synced one after the
+ * other, each against the list the one before published.  A sync checks
+ * at its flip that the lists it synced against are still the ones
+ * published, and starts over when not; fifty servers returning at once
+ * (a rack powered back on, a checker started before its servers) each
+ * saw the others' flips and started over, again and again (661 syncs
+ * started for 50 empty servers in 4 s under ASan, 59 finished).  The
+ * caller holds the mutex. */
+static void rejoin_start_or_queue(checker_t *c, int i)
+{
+    c->probes[i].queued = pool_syncing(c, i);
+    if (!c->probes[i].queued) {
+        memsess_rejoin_start(c->rejoin, i);
+    }
+}
+
+/* Each round: queued syncs whose pools are free now start; those whose
+ * server failed meanwhile (no longer SYNCING) leave the queue. */
+static void rejoin_dequeue(checker_t *c)
+{
+    int i;
+
+    apr_thread_mutex_lock(c->mutex);
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        if (!c->probes[i].queued) {
+            continue;
+        }
+        if (memsess_table_slot(c->rt->table, i)->state != MEMSESS_SYNCING) {
+            c->probes[i].queued = 0;
+        }
+        else {
+            c->probes[i].queued = 0;   /* (not counted as busy by itself) */
+            rejoin_start_or_queue(c, i);
+        }
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
 /* Records one verdict; the caller holds the mutex.  fail_threshold: the
  * configured one, or 1 for a failure that was confirmed already (a
  * patient probe after a timeout while the checker was late). */
@@ -447,7 +518,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      "syncing its sessions before it takes traffic "
                      "(MemsessRejoin sync)", after.addr,
                      after.consecutive_passes);
-        memsess_rejoin_start(c->rejoin, i);
+        rejoin_start_or_queue(c, i);
     }
     else if (after.state == MEMSESS_DOWN) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
@@ -622,6 +693,7 @@ static void dispatch_round(checker_t *c)
     apr_time_t now = apr_time_now();
 
     memsess_rejoin_reap(c->rejoin);
+    rejoin_dequeue(c);
     memsess_rebalancer_round(c->rebalance);
 
     for (i = 0; i < n; i++) {
