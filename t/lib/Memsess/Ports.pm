@@ -47,6 +47,7 @@ our @NAMES = (
     qw(MEMC_O1 MEMC_O2 MEMC_O3),             # memsess_window (28_window)
     qw(MEMC_Y1 MEMC_Y2 MEMC_Y3),             # 28_rejoin_sync: the defaults
     qw(MEMC_U1 MEMC_U2 MEMC_U3),             # 28_rejoin_sync: replicas 0
+    qw(MEMC_RS1 MEMC_RS2 MEMC_RS3),          # 28_rejoin_same
     qw(MEMC_FL1 MEMC_FL2 MEMC_FL3),          # 28_rejoin_flip
     qw(MEMC_PC1 MEMC_PC2 MEMC_PC3 MEMC_PC4 MEMC_PC5 MEMC_PC6),
                                              # 29_pool_change: the defaults

@@ -1,0 +1,260 @@
+# Issue 18: a server that was down briefly and returns as the same
+# memcached process (same pid, same start) costs a sync proportional to
+# what changed during the outage, not to everything it holds.
+#
+# Three servers at the defaults (replicas 1, successor), a few thousand
+# sessions written directly where php-memcached puts them (the sync's own
+# placement, t/unit/test_sync.bin --place, which t/28_rejoin_sync.t checks
+# against PHP), a few users through PHP:
+#   (a) RS2 frozen (SIGSTOP), some of its users write or log out
+#       meanwhile, thawed: a delta sync (MEMSESS0031 says so) examines
+#       about what changed, not thousands; every session is where PHP
+#       reads it, as it was last written; a logout stays a logout;
+#   (b) RS3 killed and restarted (a new pid): the full sync as before,
+#       every session refilled.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Basename qw(dirname);
+use File::Spec::Functions qw(catfile);
+use IO::Socket::IP;
+use JSON::PP;
+use Digest::MD5 qw(md5_hex);
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+
+plan tests => 20;
+
+my $JSON   = JSON::PP->new->utf8;
+my $TOP    = dirname(Apache::Test::vars('t_dir'));
+my $PLACE  = catfile($TOP, 't', 'unit', 'test_sync.bin');
+my @RS     = qw(MEMC_RS1 MEMC_RS2 MEMC_RS3);
+my $N      = $ENV{MEMSESS_SAME_SESSIONS} // 3000;
+my $CHANGE = 10;    # users of RS2 who write during its outage
+my $LOGOUT = 10;    # and who log out
+
+# --- helpers ------------------------------------------------------------------
+
+sub wait_state {
+    my ($in, $name, $want, $secs) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        return time if $in->server_state($name) eq $want;
+        sleep 0.02;
+    }
+    return undef;
+}
+
+# Where php-memcached puts each id under the full list: id => [names].
+sub placement {
+    my @ids = @_;
+    my %by_addr = map { addr($_) => $_ } @RS;
+    my %where;
+    while (my @chunk = splice @ids, 0, 1000) {
+        my $out = `"$PLACE" --place "${\ addrs(@RS)}" 1 0 @chunk 2>&1`;
+        for (split /\n/, $out) {
+            my ($id, $w) = split ' ';
+            $where{$id} = [map { $by_addr{$_} // "?$_" } split /,/, $w // ''];
+        }
+    }
+    return \%where;
+}
+
+# Writes key => value on a server, pipelined (noreply), then waits for a
+# reply to one last command: everything before it was applied.
+sub memc_fill {
+    my ($name, $pairs) = @_;
+    my ($host, $port) = Memsess::Test::host_port($name);
+    my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
+        or die "connect $name: $!";
+    $s->autoflush(1);
+    my $buf = '';
+    for my $kv (@$pairs) {
+        $buf .= sprintf "set %s 0 3600 %d noreply\r\n%s\r\n", $kv->[0], length $kv->[1], $kv->[1];
+        if (length $buf > 65536) {
+            print $s $buf;
+            $buf = '';
+        }
+    }
+    print $s $buf, "version\r\n";
+    my $line = <$s>;
+    close $s;
+    return defined $line && $line =~ /^VERSION/;
+}
+
+# A request of the user whose session id is $id (no cookie jar: the id is
+# the user).
+sub as_user {
+    my ($in, $id, $page) = @_;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0, agent => 'memsess-test');
+    my $res = $ua->get($in->url("/memsess/$page"), Cookie => "PHPSESSID=$id");
+    return $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+}
+
+# Every session read where PHP reads it (the first server of its placement
+# under the full list): [lost, stale, details].
+sub audit {
+    my ($where, $want) = @_;
+    my ($lost, $stale, @detail) = (0, 0);
+    my %by_server;
+    push @{ $by_server{ $where->{$_}[0] } }, $_ for keys %$want;
+    for my $name (sort keys %by_server) {
+        my %got = memc_multi_get($name, map { session_key($_) } @{ $by_server{$name} });
+        for my $id (@{ $by_server{$name} }) {
+            my $g = $got{ session_key($id) };
+            my $w = $want->{$id};
+            next if defined $w && defined $g && $g eq $w;
+            next if !defined $w && !defined $g;
+            if (defined $w && !defined $g) {
+                $lost++;
+                push @detail, "lost $id on $name";
+            }
+            else {
+                $stale++;
+                push @detail, "stale $id on $name: " . ($g // 'none') . ' for ' . ($w // 'none');
+            }
+        }
+    }
+    return ($lost, $stale, \@detail);
+}
+
+# key => value for the keys a server holds (text "get k1 k2 ...").
+sub memc_multi_get {
+    my ($name, @keys) = @_;
+    my %got;
+    while (my @chunk = splice @keys, 0, 100) {
+        my $r = memc_cmd($name, 'get ' . join(' ', @chunk), 5);
+        die "no reply from $name\n" unless defined $r;
+        while ($r =~ /\GVALUE (\S+) \d+ (\d+)\r\n/gc) {
+            my ($k, $len) = ($1, $2);
+            $got{$k} = substr($r, pos($r), $len);
+            pos($r) += $len + 2;
+        }
+    }
+    return %got;
+}
+
+sub sync_line {
+    my ($in, $mark, $name) = @_;
+    my $a = addr($name);
+    return (grep { /MEMSESS0031: .*\Q$a\E/ } split /\n/, $in->log_since($mark))[0] // '';
+}
+
+sub figures {
+    my $line = shift;
+    my %f;
+    @f{qw(ms examined copied deleted)} =
+        $line =~ /after (\d+)ms: (\d+) keys examined, (\d+) copied to it, (\d+) deleted/;
+    ($f{listed}) = $line =~ /of (\d+) keys listed/;
+    return \%f;
+}
+
+# --- the pool and its sessions ---------------------------------------------------
+
+memc_start(@RS);
+my $in = Memsess::Instance->new(name => 'rejoin_same', php => 1, conf => <<'EOF');
+MemsessServers ${MEMC_RS1} ${MEMC_RS2} ${MEMC_RS3}
+EOF
+$in->start;
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @RS })) ? 1 : 0, 1,
+         'the three servers are up');
+
+my @ids = map { md5_hex("memsess-rejoin-same-$_") } 1 .. $N;
+my $where = placement(@ids);
+ok t_cmp(scalar(grep { @{ $where->{$_} || [] } == 2 } @ids), $N,
+         "$N sessions placed (a server and its replica each)");
+my %want = map { $_ => 'n|i:5;' } @ids;
+my %fill;
+for my $id (@ids) {
+    push @{ $fill{$_} }, [session_key($id), $want{$id}] for @{ $where->{$id} };
+}
+ok t_cmp((grep { memc_fill($_, $fill{$_}) } sort keys %fill) == 3 ? 1 : 0, 1,
+         'the sessions written where php-memcached puts them');
+{
+    my $d = as_user($in, $ids[0], 'session.php');
+    ok t_cmp($d && $d->{n}, 6, 'PHP reads a session written that way');
+    $want{ $ids[0] } = 'n|i:6;';
+}
+
+# RS2's users (it is the first server of theirs) who act during its outage
+my @on_rs2 = grep { $where->{$_}[0] eq 'MEMC_RS2' } @ids[1 .. $#ids];
+my @changers = @on_rs2[0 .. $CHANGE - 1];
+my @leavers = @on_rs2[$CHANGE .. $CHANGE + $LOGOUT - 1];
+diag(scalar(@on_rs2) . " sessions on MEMC_RS2");
+
+# older than the sync's margin (interval + timeout + 3 s) when RS2 goes
+sleep 5;
+
+# --- (a) frozen, thawed: the same process ------------------------------------------
+
+my $pid_rs2 = memc_pid('MEMC_RS2');
+memc_freeze('MEMC_RS2');
+ok t_cmp(defined(wait_state($in, 'MEMC_RS2', 'down', 10)) ? 1 : 0, 1, 'frozen: down');
+my ($wrote, $left) = (0, 0);
+for my $id (@changers) {
+    my $d = as_user($in, $id, 'session.php');
+    $wrote++ if $d && $d->{n} == 6 && $d->{written};
+    $want{$id} = 'n|i:6;';
+}
+for my $id (@leavers) {
+    my $d = as_user($in, $id, 'logout.php');
+    $left++ if $d && $d->{destroyed};
+    $want{$id} = undef;
+}
+ok t_cmp("$wrote/$left", "$CHANGE/$LOGOUT", 'during the outage: users write, others log out');
+sleep 1;
+my $mark = $in->log_mark;
+memc_thaw('MEMC_RS2');
+ok t_cmp(defined(wait_state($in, 'MEMC_RS2', 'up', 60)) ? 1 : 0, 1, 'thawed: up again');
+ok t_cmp(memc_pid('MEMC_RS2'), $pid_rs2, 'the same memcached process');
+my $delta = sync_line($in, $mark, 'MEMC_RS2');
+diag("thaw: $delta");
+my $fd = figures($delta);
+ok t_cmp($delta, qr/delta sync: the same memcached process/, 'MEMSESS0031: a delta sync ran');
+ok t_cmp(($fd->{listed} // 0) >= $N ? 1 : 0, 1, "every server was listed ($fd->{listed} keys)");
+# what changed: the writers' sessions (copied), the leavers' (deleted from
+# RS2), their locks; a few more where a listing missed a key
+ok t_cmp(defined $fd->{examined} && $fd->{examined} <= 4 * ($CHANGE + $LOGOUT) + 20 ? 1 : 0, 1,
+         "it examined about what changed ($fd->{examined} keys), not the $N sessions");
+ok t_cmp(($fd->{copied} // 0) >= $CHANGE ? 1 : 0, 1, "the writes of the outage copied to it ($fd->{copied})");
+my ($lost, $stale, $detail) = audit($where, \%want);
+diag($_) for @$detail[0 .. ($#$detail > 9 ? 9 : $#$detail)];
+ok t_cmp("$lost/$stale", '0/0', 'after the delta sync: no session lost or stale where PHP reads it');
+my $still_out = 0;
+for my $id (@leavers) {
+    my $d = as_user($in, $id, 'session.php');
+    $still_out++ if $d && $d->{n} == 1;
+    # a new session, under that id unless PHP's strict mode gave another
+    $want{$id} = $d && $d->{session_id} eq $id ? 'n|i:1;' : undef;
+}
+ok t_cmp($still_out, $LOGOUT, 'a logout during the outage stays a logout');
+my $count_on = grep { my $d = as_user($in, $_, 'session.php'); $d && $d->{n} == 7 } @changers;
+ok t_cmp($count_on, $CHANGE, 'a write during the outage is what PHP reads after it');
+$want{$_} = 'n|i:7;' for @changers;
+
+# --- (b) killed, restarted: a new process --------------------------------------------
+
+memc_kill('MEMC_RS3');
+ok t_cmp(defined(wait_state($in, 'MEMC_RS3', 'down', 10)) ? 1 : 0, 1, 'killed: down');
+sleep 1;
+$mark = $in->log_mark;
+memc_start('MEMC_RS3');
+ok t_cmp(defined(wait_state($in, 'MEMC_RS3', 'up', 60)) ? 1 : 0, 1, 'restarted: up again');
+my $full = sync_line($in, $mark, 'MEMC_RS3');
+diag("restart: $full");
+my $ff = figures($full);
+ok t_cmp($full, qr/full sync: /, 'MEMSESS0031: a restarted server gets the full sync');
+ok t_cmp(($ff->{examined} // 0) >= $N && ($ff->{copied} // 0) >= $N / 4 ? 1 : 0, 1,
+         "it examined every key ($ff->{examined}) and refilled the server ($ff->{copied} copied)");
+($lost, $stale, $detail) = audit($where, \%want);
+diag($_) for @$detail[0 .. ($#$detail > 9 ? 9 : $#$detail)];
+ok t_cmp("$lost/$stale", '0/0', 'after the full sync: no session lost or stale');
+diag(sprintf "figures, %d sessions: delta %s ms, %s examined of %s listed, %s copied, %s deleted; "
+             . "full %s ms, %s examined, %s copied", $N,
+             map { $_ // '?' } @{$fd}{qw(ms examined listed copied deleted)}, @{$ff}{qw(ms examined copied)});
+
+$in->stop;
+memc_stop(@RS);
