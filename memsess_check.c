@@ -94,6 +94,7 @@ struct checker_t {
     apr_time_t          next_round;
     memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
     memsess_watch_t    *watch;     /* dead servers, as they die */
+    int                 nqueued;   /* probes[].queued set */
 };
 
 static checker_t *checker;
@@ -427,32 +428,33 @@ static int pool_syncing(const checker_t *c, int i)
  * caller holds the mutex. */
 static void rejoin_start_or_queue(checker_t *c, int i)
 {
-    c->probes[i].queued = pool_syncing(c, i);
-    if (!c->probes[i].queued) {
+    if (pool_syncing(c, i)) {
+        c->probes[i].queued = 1;
+        c->nqueued++;
+    }
+    else {
         memsess_rejoin_start(c->rejoin, i);
     }
 }
 
-/* Each round: queued syncs whose pools are free now start; those whose
- * server failed meanwhile (no longer SYNCING) leave the queue. */
+/* Queued syncs whose pools are free now start; those whose server failed
+ * meanwhile (no longer SYNCING) leave the queue.  Run after every verdict
+ * while any is queued (a flip is seen within a probe or two) and every
+ * round.  The caller holds the mutex. */
 static void rejoin_dequeue(checker_t *c)
 {
     int i;
 
-    apr_thread_mutex_lock(c->mutex);
-    for (i = 0; i < c->rt->targets->nelts; i++) {
+    for (i = 0; c->nqueued && i < c->rt->targets->nelts; i++) {
         if (!c->probes[i].queued) {
             continue;
         }
-        if (memsess_table_slot(c->rt->table, i)->state != MEMSESS_SYNCING) {
-            c->probes[i].queued = 0;
-        }
-        else {
-            c->probes[i].queued = 0;   /* (not counted as busy by itself) */
+        c->probes[i].queued = 0;   /* (not counted as busy by itself) */
+        c->nqueued--;
+        if (memsess_table_slot(c->rt->table, i)->state == MEMSESS_SYNCING) {
             rejoin_start_or_queue(c, i);
         }
     }
-    apr_thread_mutex_unlock(c->mutex);
 }
 
 /* Records one verdict; the caller holds the mutex.  fail_threshold: the
@@ -671,6 +673,7 @@ static void *APR_THREAD_FUNC probe_task(apr_thread_t *thread, void *data)
             }
             record_locked(c, i, ok, error, took, threshold);
         }
+        rejoin_dequeue(c);
         if (ok) {
             pr->streak = 0;
         }
@@ -693,7 +696,9 @@ static void dispatch_round(checker_t *c)
     apr_time_t now = apr_time_now();
 
     memsess_rejoin_reap(c->rejoin);
+    apr_thread_mutex_lock(c->mutex);
     rejoin_dequeue(c);
+    apr_thread_mutex_unlock(c->mutex);
     memsess_rebalancer_round(c->rebalance);
 
     for (i = 0; i < n; i++) {
