@@ -560,6 +560,7 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
     memsess_rejoin_facts_t f;
     apr_time_t since = 0;
+    apr_interval_time_t margin;
     const char *why;
 
     f.down_pid = slot->down_pid;
@@ -572,10 +573,14 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     /* memcached's clock ticks once a second and probes are an interval
      * apart: the server may have stopped up to an interval and a timeout
      * before its first failed probe; 3 s more for the granularity of
-     * the last-access times and of the clocks read */
-    why = memsess_sync_delta_since(&f, c->rt->g.interval + c->rt->g.timeout
-                                       + apr_time_from_sec(3),
-                                   apr_time_now(), &since);
+     * the last-access times and of the clocks read.  In a group, another
+     * instance may have stopped using it first, its line reaching us
+     * within a line's lifetime */
+    margin = c->rt->g.interval + c->rt->g.timeout + apr_time_from_sec(3);
+    if (c->rt->g.share) {
+        margin += apr_time_from_sec(memsess_share_ttl(c->rt));
+    }
+    why = memsess_sync_delta_since(&f, margin, apr_time_now(), &since);
     if (!why) {
         spec->since = since;
         spec->pid = f.proc_pid;
