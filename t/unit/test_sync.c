@@ -7,8 +7,18 @@
  *   test_sync.bin --place PATH R KETAMA ID...
  *       prints "ID server,server" per id: where php-memcached puts session
  *       ID for that save_path (R replicas, KETAMA 1/0).  t/28_rejoin_sync.t
- *       compares it with where PHP actually put its sessions. */
+ *       compares it with where PHP actually put its sessions.
+ *   test_sync.bin --bench HOST PORT1 PORT2 PORT3 N
+ *       the rejoin of PORT2 as the same process, against three memcached
+ *       servers it empties (flush_all): N sessions of 1 KB where
+ *       php-memcached puts them (replicas 1, successor), then its outage:
+ *       10 of its sessions written and 10 deleted where requests read them
+ *       meanwhile, a write and a lock landing on it as it thaws; then the
+ *       delta sync, and on the same state the full sync; prints what each
+ *       examined, how long it took, and what is lost or stale after it. */
 #include <stdlib.h>
+
+#include <libmemcached/memcached.h>
 
 #include "apr_general.h"
 #include "apr_strings.h"
@@ -397,6 +407,206 @@ static int place_cli(int argc, char **argv)
     return 0;
 }
 
+/* --bench (see the top): one server's handle, requests buffered. */
+static memcached_st *bench_conn(const char *host, int port)
+{
+    memcached_st *mc = memcached_create(NULL);
+
+    memcached_server_add(mc, host, (in_port_t)port);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    return mc;
+}
+
+#define BENCH_CHANGED (10)
+
+/* The sessions of the outage, written (or not) where requests read them:
+ * the first 2 * BENCH_CHANGED whose reads move to S (sid[]), and the
+ * value every session should have at the end (want[], NULL: gone). */
+static void bench_state(memcached_st **mc, memsess_place_t *full,
+                        memsess_place_t *now, const char **ids, int n,
+                        const char *value, const char **want, int s)
+{
+    int i, k, w[4], nw, moved = 0;
+    char key[128];
+    size_t vlen = strlen(value);
+
+    for (k = 0; k < 3; k++) {
+        memcached_flush(mc[k], 0);
+        memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_NOREPLY, 1);
+        memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    }
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, ids[i]);
+        nw = memsess_place_key(full, ids[i], strlen(ids[i]), w, 4);
+        for (k = 0; k < nw; k++) {
+            memcached_set(mc[w[k]], key, strlen(key), value, vlen, 3600, 0);
+        }
+        want[i] = value;
+    }
+    for (k = 0; k < 3; k++) {
+        memcached_flush_buffers(mc[k]);
+        memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+        memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    }
+    /* older than the sync's margin when the outage begins */
+    apr_sleep(apr_time_from_sec(5));
+    for (i = 0; i < n && moved < 2 * BENCH_CHANGED + 2; i++) {
+        memsess_place_key(full, ids[i], strlen(ids[i]), w, 4);
+        if (w[0] != s) {
+            continue;
+        }
+        apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, ids[i]);
+        if (moved < BENCH_CHANGED) {
+            int wn[4], nn = memsess_place_key(now, ids[i], strlen(ids[i]),
+                                              wn, 4);
+
+            for (k = 0; k < nn; k++) {
+                /* "now" names servers 1 and 3 as its 0 and 1 */
+                memcached_set(mc[wn[k] ? 2 : 0], key, strlen(key),
+                              "n|i:6;", 6, 3600, 0);
+            }
+            want[i] = "n|i:6;";
+        }
+        else if (moved < 2 * BENCH_CHANGED) {
+            int wn[4], nn = memsess_place_key(now, ids[i], strlen(ids[i]),
+                                              wn, 4);
+
+            for (k = 0; k < nn; k++) {
+                memcached_delete(mc[wn[k] ? 2 : 0], key, strlen(key), 0);
+            }
+            want[i] = NULL;
+        }
+        else if (moved == 2 * BENCH_CHANGED) {
+            /* queued on S while it was frozen: the authority is right */
+            memcached_set(mc[s], key, strlen(key), "n|i:99;", 7, 3600, 0);
+        }
+        else {
+            apr_snprintf(key, sizeof(key), "%s%s%s", MEMSESS_SESS_PREFIX,
+                         MEMSESS_LOCK_PREFIX, ids[i]);
+            memcached_set(mc[s], key, strlen(key), "1", 1, 3600, 0);
+        }
+        moved++;
+    }
+}
+
+static void bench_run(memcached_st **mc, memsess_place_t *full,
+                      const char **ids, int n, const char **want,
+                      memsess_sync_spec_t *spec, const char *what)
+{
+    memsess_sync_t *y;
+    const memsess_sync_stats_t *st;
+    char err[256] = "", key[128];
+    apr_time_t t0 = apr_time_now();
+    apr_status_t rv;
+    int i, w[4], lost = 0, stale = 0;
+
+    y = memsess_sync_create(p, spec, err, sizeof(err));
+    rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
+    if (!y) {
+        printf("%s: %s\n", what, err);
+        return;
+    }
+    st = memsess_sync_stats(y);
+    printf("%s: %s in %" APR_TIME_T_FMT " ms (%s%s), %" APR_UINT64_T_FMT
+           " keys listed, %" APR_UINT64_T_FMT " examined, %" APR_UINT64_T_FMT
+           " copied, %" APR_UINT64_T_FMT " deleted, %" APR_UINT64_T_FMT
+           " compared equal\n", what, rv == APR_SUCCESS ? "done" : err,
+           apr_time_as_msec(apr_time_now() - t0),
+           memsess_sync_delta(y) ? "delta" : "full",
+           memsess_sync_mode(y) ? apr_pstrcat(p, ": ", memsess_sync_mode(y),
+                                              NULL) : "",
+           st->listed, st->examined, st->copied, st->deleted, st->same);
+    memsess_sync_destroy(y);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        uint32_t flags;
+        memcached_return_t rc;
+        char *v;
+
+        apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, ids[i]);
+        memsess_place_key(full, ids[i], strlen(ids[i]), w, 4);
+        v = memcached_get(mc[w[0]], key, strlen(key), &len, &flags, &rc);
+        if (want[i] && !v) {
+            lost++;
+        }
+        else if (!want[i] != !v
+                 || (v && (len != strlen(want[i]) || memcmp(v, want[i], len)))) {
+            stale++;
+        }
+        free(v);
+    }
+    printf("%s: after it, %d sessions lost, %d stale where PHP reads them\n",
+           what, lost, stale);
+}
+
+static int bench_cli(int argc, char **argv)
+{
+    const char *host;
+    const char **ids, **want;
+    char value[1024];
+    memcached_st *mc[3];
+    memsess_place_t *full, *now;
+    memsess_sync_spec_t spec;
+    memsess_sync_list_t l;
+    memcached_stat_st *st;
+    memcached_return_t rc;
+    int i, n;
+
+    if (argc < 7 || (n = atoi(argv[6])) < 100) {
+        fprintf(stderr, "usage: %s --bench HOST PORT1 PORT2 PORT3 N "
+                "(N >= 100)\n", argv[0]);
+        return 2;
+    }
+    host = argv[2];
+    for (i = 0; i < 3; i++) {
+        mc[i] = bench_conn(host, atoi(argv[3 + i]));
+    }
+    memset(&l, 0, sizeof(l));
+    l.path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", host, argv[3], host,
+                               argv[4], host, argv[5]);
+    l.path_now = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", host, argv[3], host,
+                              argv[5], host, argv[5]);
+    l.replicas = 1;
+    l.ketama = 0;
+    full = memsess_place_create(p, l.path_next, 1, 0);
+    now = memsess_place_create(p, l.path_now, 1, 0);
+    ids = apr_palloc(p, n * sizeof(*ids));
+    want = apr_palloc(p, n * sizeof(*want));
+    for (i = 0; i < n; i++) {
+        ids[i] = apr_psprintf(p, "bench%027d", i);
+    }
+    memset(value, 'x', sizeof(value) - 1);
+    memcpy(value, "n|i:5;s:1:\"x\";", 14);
+    value[sizeof(value) - 1] = '\0';
+    memset(&spec, 0, sizeof(spec));
+    spec.returning = apr_psprintf(p, "%s:%s", host, argv[4]);
+    spec.lists = &l;
+    spec.nlists = 1;
+    spec.timeout = apr_time_from_msec(500);
+
+    bench_state(mc, full, now, ids, n, value, want, 1);
+    st = memcached_stat(mc[1], NULL, &rc);
+    if (!st) {
+        fprintf(stderr, "no stats from %s\n", spec.returning);
+        return 1;
+    }
+    spec.pid = st->pid;
+    spec.started = (apr_int64_t)(st->time - st->uptime);
+    memcached_stat_free(NULL, st);
+    /* the outage's writes were made in the last milliseconds; the
+     * sessions were written 5 s before: the outage began in between */
+    spec.since = apr_time_now() - apr_time_from_sec(2);
+    bench_run(mc, full, ids, n, want, &spec, "delta");
+
+    bench_state(mc, full, now, ids, n, value, want, 1);
+    spec.since = 0;
+    bench_run(mc, full, ids, n, want, &spec, "full");
+    for (i = 0; i < 3; i++) {
+        memcached_free(mc[i]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -405,6 +615,9 @@ int main(int argc, char **argv)
     apr_pool_create(&p, NULL);
     if (argc > 1 && !strcmp(argv[1], "--place")) {
         rc = place_cli(argc, argv);
+    }
+    else if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        rc = bench_cli(argc, argv);
     }
     else {
         test_dump_parse();
