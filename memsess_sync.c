@@ -1176,6 +1176,37 @@ static void place_all(memsess_sync_t *y, const char *id, apr_size_t idlen)
     }
 }
 
+/* One multi-get of n keys at server i: found() is given each value it
+ * holds (in the server's result, until the next read there).
+ * APR_SUCCESS, or an error in err. */
+static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
+                            size_t *lens, size_t n,
+                            void (*found)(memsess_sync_t *y, int i,
+                                          memcached_result_st *res),
+                            char *err, apr_size_t errlen)
+{
+    memcached_result_st *res = &y->servers[i].res;
+    memcached_return_t rc;
+    memcached_st *mc = conn(y, i);
+
+    if (!mc) {
+        return fail(y, i, "cannot connect to", MEMCACHED_FAILURE, err,
+                    errlen);
+    }
+    rc = memcached_mget(mc, keys, lens, n);
+    if (rc != MEMCACHED_SUCCESS) {
+        return fail(y, i, "cannot read", rc, err, errlen);
+    }
+    while (memcached_fetch_result(mc, res, &rc)) {
+        found(y, i, res);
+    }
+    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
+        && rc != MEMCACHED_SUCCESS) {
+        return fail(y, i, "cannot read", rc, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
 /* ------------------------------------------------------------------ */
 /* A delta sync: S is the process that went down                      */
 
@@ -1256,6 +1287,18 @@ static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
     return copy_key(y, here, t, it, err, errlen);
 }
 
+/* held_settle: a key of S is at authority a. */
+static void held_found(memsess_sync_t *y, int a, memcached_result_st *res)
+{
+    held_t *h = apr_hash_get(y->kept, memcached_result_key_value(res),
+                             memcached_result_key_length(res));
+
+    if (h) {
+        h->found = 2;
+        h->at = a;
+    }
+}
+
 /* The keys of S that no authority listed (see above): read at their
  * authorities in multi-gets; copied when there, else deleted from S. */
 static apr_status_t held_settle(memsess_sync_t *y, char *err,
@@ -1280,10 +1323,6 @@ static apr_status_t held_settle(memsess_sync_t *y, char *err,
         }
     }
     for (a = 0; a < y->nservers && miss->nelts; a++) {
-        memcached_result_st *res = &y->servers[a].res;
-        memcached_return_t rc;
-        memcached_st *mc;
-
         if (a == y->s || !y->servers[a].in_now) {
             continue;
         }
@@ -1309,30 +1348,9 @@ static apr_status_t held_settle(memsess_sync_t *y, char *err,
                     lens[n++] = len;
                 }
             }
-            if (!n) {
-                continue;
-            }
-            if (!(mc = conn(y, a))) {
-                return fail(y, a, "cannot connect to", MEMCACHED_FAILURE,
-                            err, errlen);
-            }
-            rc = memcached_mget(mc, keys, lens, (size_t)n);
-            if (rc != MEMCACHED_SUCCESS) {
-                return fail(y, a, "cannot read", rc, err, errlen);
-            }
-            while (memcached_fetch_result(mc, res, &rc)) {
-                held_t *h = apr_hash_get(y->kept,
-                                         memcached_result_key_value(res),
-                                         memcached_result_key_length(res));
-
-                if (h) {
-                    h->found = 2;
-                    h->at = a;
-                }
-            }
-            if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
-                && rc != MEMCACHED_SUCCESS) {
-                return fail(y, a, "cannot read", rc, err, errlen);
+            if (n && (rv = mget_at(y, a, keys, lens, (size_t)n, held_found,
+                                   err, errlen)) != APR_SUCCESS) {
+                return rv;
             }
         }
     }
@@ -1630,11 +1648,24 @@ static void hot_link(memsess_sync_t *y)
  * pass) at its old authority now, into now_cas (0: not there): one mget
  * per server and HOT_BATCH keys, not a round trip per key, so that
  * thousands of them are looked at within milliseconds. */
+static void hot_found(memsess_sync_t *y, int i, memcached_result_st *res)
+{
+    hot_t *h = apr_hash_get(y->hot_by_key, memcached_result_key_value(res),
+                            memcached_result_key_length(res));
+
+    for (; h; h = h->next_same) {
+        if (h->here == i) {
+            h->now_cas = memcached_result_cas(res);
+        }
+    }
+}
+
 static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
                               apr_size_t errlen)
 {
     const char *keys[HOT_BATCH];
     size_t lens[HOT_BATCH];
+    apr_status_t rv;
     int i, k, n;
 
     hot_link(y);
@@ -1644,10 +1675,6 @@ static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
         }
     }
     for (i = 0; i < y->nservers; i++) {
-        memcached_result_st *res = &y->servers[i].res;
-        memcached_return_t rc;
-        memcached_st *mc;
-
         for (k = 0; k < y->nhot;) {
             for (n = 0; k < y->nhot && n < HOT_BATCH; k++) {
                 if (y->hot[k].here == i && y->hot[k].lead
@@ -1659,28 +1686,9 @@ static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
             if (!n) {
                 break;
             }
-            if (!(mc = conn(y, i))) {
-                return fail(y, i, "cannot connect to", MEMCACHED_FAILURE,
-                            err, errlen);
-            }
-            rc = memcached_mget(mc, keys, lens, (size_t)n);
-            if (rc != MEMCACHED_SUCCESS) {
-                return fail(y, i, "cannot read", rc, err, errlen);
-            }
-            while (memcached_fetch_result(mc, res, &rc)) {
-                hot_t *h = apr_hash_get(y->hot_by_key,
-                                        memcached_result_key_value(res),
-                                        memcached_result_key_length(res));
-
-                for (; h; h = h->next_same) {
-                    if (h->here == i) {
-                        h->now_cas = memcached_result_cas(res);
-                    }
-                }
-            }
-            if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
-                && rc != MEMCACHED_SUCCESS) {
-                return fail(y, i, "cannot read", rc, err, errlen);
+            if ((rv = mget_at(y, i, keys, lens, (size_t)n, hot_found, err,
+                              errlen)) != APR_SUCCESS) {
+                return rv;
             }
         }
     }
@@ -2135,6 +2143,24 @@ void memsess_sync_unhold(memsess_sync_t *y)
     }
 }
 
+static void guard_found(memsess_sync_t *y, int i, memcached_result_st *res)
+{
+    const char *key = memcached_result_key_value(res);
+    size_t len = memcached_result_key_length(res);
+    guard_t *g = apr_hash_get(y->guard_index, key, len);
+
+    if (g && g->lold == i) {
+        g->taken = g->seen = 1;
+    }
+    g = apr_hash_get(y->guard_keys_index, key, len);
+    if (g && g->h->here == i) {
+        g->found = 1;
+        g->seen |= g->looked && g->cas != memcached_result_cas(res);
+        g->cas = memcached_result_cas(res);
+        g->looked = 1;
+    }
+}
+
 /* Which guarded locks are taken where requests with the old list take
  * them, and which sessions were written at their old authority since the
  * last look (their cas): one mget per server. */
@@ -2147,9 +2173,7 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
         y->guards[k].taken = y->guards[k].found = 0;
     }
     for (i = 0; i < y->nservers; i++) {
-        memcached_st *mc;
-        memcached_result_st *res = &y->servers[i].res;
-        memcached_return_t rc;
+        apr_status_t rv;
         size_t n = 0;
 
         for (k = 0; k < y->nguards; k++) {
@@ -2167,33 +2191,9 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
         if (!n) {
             continue;
         }
-        if (!(mc = conn(y, i))) {
-            return fail(y, i, "cannot connect to", MEMCACHED_FAILURE, err,
-                        errlen);
-        }
-        rc = memcached_mget(mc, y->guard_keys, y->guard_lens, n);
-        if (rc != MEMCACHED_SUCCESS) {
-            return fail(y, i, "cannot read", rc, err, errlen);
-        }
-        while (memcached_fetch_result(mc, res, &rc)) {
-            const char *key = memcached_result_key_value(res);
-            size_t len = memcached_result_key_length(res);
-            guard_t *g = apr_hash_get(y->guard_index, key, len);
-
-            if (g && g->lold == i) {
-                g->taken = g->seen = 1;
-            }
-            g = apr_hash_get(y->guard_keys_index, key, len);
-            if (g && g->h->here == i) {
-                g->found = 1;
-                g->seen |= g->looked && g->cas != memcached_result_cas(res);
-                g->cas = memcached_result_cas(res);
-                g->looked = 1;
-            }
-        }
-        if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
-            && rc != MEMCACHED_SUCCESS) {
-            return fail(y, i, "cannot read", rc, err, errlen);
+        if ((rv = mget_at(y, i, y->guard_keys, y->guard_lens, n,
+                          guard_found, err, errlen)) != APR_SUCCESS) {
+            return rv;
         }
         for (k = 0; k < y->nguards; k++) {
             guard_t *g = &y->guards[k];

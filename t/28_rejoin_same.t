@@ -40,12 +40,7 @@ my $LOGOUT = 10;    # and who log out
 
 sub wait_state {
     my ($in, $name, $want, $secs) = @_;
-    my $end = time + $secs;
-    while (time < $end) {
-        return time if $in->server_state($name) eq $want;
-        sleep 0.02;
-    }
-    return undef;
+    return wait_for($secs, sub { $in->server_state($name) eq $want });
 }
 
 # Where php-memcached puts each id under the full list: id => [names].

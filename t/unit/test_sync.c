@@ -303,76 +303,77 @@ static void test_reset(void)
 }
 
 /* A returning server: a delta sync only when it is the memcached process
- * that went down and nothing is uncertain. */
+ * that went down and nothing is uncertain.  Times in seconds before now;
+ * the facts are a same-process return but for what each row changes. */
+#define D_PID     (4242)
+#define D_STARTED (1799990000)
+static const struct {
+    apr_int64_t down_pid, down_started, proc_pid, proc_started;
+    int         down_since, last_live, unfinished;   /* s ago; -1: 0 */
+    int         delta;
+    int         from;   /* s ago that since is, before the margin */
+    const char *what;
+} deltas[] = {
+    { D_PID, D_STARTED, D_PID, D_STARTED, 20, 21, 0, 1, 21,
+      "same pid, same start: a delta sync, from the earlier of its last "
+      "sight live and its first failed probe, less the margin" },
+    { D_PID, D_STARTED, D_PID, D_STARTED, 20, 19, 0, 1, 20,
+      "seen live after its first failed probe (the threshold): from that "
+      "probe" },
+    { D_PID, D_STARTED, D_PID, D_STARTED + 1, 20, 21, 0, 1, 21,
+      "a start one second apart (time and uptime read a tick apart): the "
+      "same process" },
+    { D_PID, D_STARTED, D_PID + 1, D_STARTED, 20, 21, 0, 0, 0,
+      "another pid (killed, restarted): a full sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED + 30, 20, 21, 0, 0, 0,
+      "the same pid, started later (a container's pid 1): a full sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED - 2, 20, 21, 0, 0, 0,
+      "the same pid, started earlier by 2 s: a full sync" },
+    { 0, D_STARTED, D_PID, D_STARTED, 20, 21, 0, 0, 0,
+      "which process went down unknown: a full sync" },
+    { D_PID, D_STARTED, 0, 0, 20, 21, 0, 0, 0,
+      "which process answers unknown: a full sync" },
+    { 0, D_STARTED, 0, D_STARTED, 20, 21, 0, 0, 0,
+      "both unknown (0 == 0 is no identity): a full sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED, 20, 21, 1, 0, 0,
+      "an earlier sync of it did not finish: a full sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED, 20, -1, 0, 0, 0,
+      "never seen live by this checker (it started meanwhile): a full "
+      "sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED, -1, 21, 0, 0, 0,
+      "when the outage began unknown: a full sync" },
+    { D_PID, D_STARTED, D_PID, D_STARTED, -2, 21, 0, 0, 0,
+      "an outage that begins in the future (2 s ahead): a full sync" },
+};
+
+static apr_time_t ago(apr_time_t now, int secs)
+{
+    return secs == -1 ? 0 : now - apr_time_from_sec(secs);
+}
+
 static void test_delta(void)
 {
     const apr_time_t now = apr_time_from_sec(1800000000);
     const apr_interval_time_t margin = apr_time_from_sec(5);
-    memsess_rejoin_facts_t same, f;
-    apr_time_t since = 0;
+    apr_size_t i;
 
-    memset(&same, 0, sizeof(same));
-    same.down_pid = same.proc_pid = 4242;
-    same.down_started = 1799990000;
-    same.proc_started = 1799990000;
-    same.down_since = now - apr_time_from_sec(20);
-    same.last_live = now - apr_time_from_sec(21);
-    ok(memsess_sync_delta_since(&same, margin, now, &since) == NULL
-       && since == same.last_live - margin,
-       "same pid, same start: a delta sync, from the earlier of its last "
-       "sight live and its first failed probe, less the margin");
-    f = same;
-    f.last_live = now - apr_time_from_sec(19);
-    ok(memsess_sync_delta_since(&f, margin, now, &since) == NULL
-       && since == f.down_since - margin,
-       "seen live after its first failed probe (the threshold): from that "
-       "probe");
-    f = same;
-    f.proc_started = same.down_started + 1;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) == NULL,
-       "a start one second apart (time and uptime read a tick apart): the "
-       "same process");
-    f = same;
-    f.proc_pid = 4243;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "another pid (killed, restarted): a full sync");
-    f = same;
-    f.proc_started = same.down_started + 30;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "the same pid, started later (a container's pid 1): a full sync");
-    f = same;
-    f.proc_started = same.down_started - 2;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "the same pid, started earlier by 2 s: a full sync");
-    f = same;
-    f.down_pid = 0;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "which process went down unknown: a full sync");
-    f = same;
-    f.proc_pid = f.proc_started = 0;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "which process answers unknown: a full sync");
-    f = same;
-    f.down_pid = f.proc_pid = 0;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "both unknown (0 == 0 is no identity): a full sync");
-    f = same;
-    f.unfinished = 1;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "an earlier sync of it did not finish: a full sync");
-    f = same;
-    f.last_live = 0;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "never seen live by this checker (it started meanwhile): a full "
-       "sync");
-    f = same;
-    f.down_since = 0;
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "when the outage began unknown: a full sync");
-    f = same;
-    f.down_since = now + apr_time_from_sec(1);
-    ok(memsess_sync_delta_since(&f, margin, now, &since) != NULL,
-       "an outage that begins in the future: a full sync");
+    for (i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
+        memsess_rejoin_facts_t f;
+        apr_time_t since = 0;
+        const char *why;
+
+        f.down_pid = deltas[i].down_pid;
+        f.down_started = deltas[i].down_started;
+        f.proc_pid = deltas[i].proc_pid;
+        f.proc_started = deltas[i].proc_started;
+        f.down_since = ago(now, deltas[i].down_since);
+        f.last_live = ago(now, deltas[i].last_live);
+        f.unfinished = deltas[i].unfinished;
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(deltas[i].delta ? !why && since == ago(now, deltas[i].from)
+                                               - margin
+                           : why != NULL, "%s", deltas[i].what);
+    }
 
     /* our time on their clock */
     ok(memsess_sync_their_secs(now - apr_time_from_sec(10), now,
