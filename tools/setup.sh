@@ -32,6 +32,8 @@ PACKAGES=(
     dpkg-dev debhelper fakeroot lintian debootstrap
     # benchmarks
     wrk nutcracker gnuplot-nox
+    # a saturated machine (t/23_starved.t, bench/starved.sh)
+    stress-ng
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )
