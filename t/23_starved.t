@@ -34,8 +34,8 @@ if (!$burner) {
     POSIX::setsid();
     open STDOUT, '>', '/dev/null';
     open STDERR, '>', '/dev/null';
-    exec $stress, '--cpu', 2 * $ncpu, '--timeout', $seconds + 60;
-    POSIX::_exit(127);   # (no END blocks here: they would stop the servers)
+    # (no END blocks in this child: they would stop the servers)
+    exec($stress, '--cpu', 2 * $ncpu, '--timeout', $seconds + 60) or POSIX::_exit(127);
 }
 sub burner_stop {
     return unless $burner;
