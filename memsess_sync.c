@@ -51,6 +51,7 @@
 
 #include <libmemcached/memcached.h>
 
+#include "apr_general.h"
 #include "apr_strings.h"
 #include "apr_hash.h"
 #include "apr_lib.h"
@@ -466,10 +467,15 @@ struct memsess_sync {
     const char               *mode;        /* why not, when asked */
     apr_int64_t              *since_la;    /* [nservers]: spec->since on
                                             * each server's clock */
-    apr_pool_t               *kept_pool;   /* S's keys, one round */
-    apr_hash_t               *kept;        /* key -> held_t */
+    apr_uint64_t             *kept;        /* S's keys, one round */
+    apr_size_t                kept_cap, kept_n;
+    apr_uint64_t              kept_seed;
+    apr_array_header_t       *missed;      /* of missed_t */
+    apr_hash_t               *missed_index;   /* key -> index + 1 */
     int                       round;
 };
+
+static void kept_free(memsess_sync_t *y);
 
 static int server_id(memsess_sync_t *y, const char *name)
 {
@@ -597,6 +603,7 @@ void memsess_sync_destroy(memsess_sync_t *y)
     free(y->held);
     y->held = NULL;
     y->held_size = 0;
+    kept_free(y);
 }
 
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
@@ -1113,7 +1120,8 @@ typedef enum {
     PASS_FULL,     /* every key */
     PASS_DELTA,    /* keys written since delta_began; S: every key */
     PASS_AFTER,    /* after the flip */
-    PASS_SINCE     /* a delta sync: what changed since S went down */
+    PASS_SINCE,    /* a delta sync: what changed since S went down */
+    PASS_SETTLE    /* S again: its keys no authority listed */
 } pass_e;
 
 static apr_status_t after_key(memsess_sync_t *y, int here, int t,
@@ -1236,28 +1244,88 @@ static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
  * already copied is looked at again only when its authority's cas
  * changed. */
 
-typedef struct {
-    apr_int64_t la;      /* last access on S */
-    apr_int64_t exp;
-    int         found;   /* 1: in its authority's listing; 2: read there */
-    int         at;      /* 2: where */
-} held_t;
+/* S's keys, one round: an open-addressing table of their 62-bit hashes
+ * (seeded at random: nobody can choose a session id that passes for
+ * another's), two flags in the low bits; 0 is a free entry.  8 bytes a key
+ * (a table at most 3/4 full): 667,000 keys, S's share of a pool of a
+ * million sessions with a replica each, in 8 to 16 MB. */
+#define KEPT_FOUND   ((apr_uint64_t)1)   /* in its authority's listing */
+#define KEPT_TOUCHED ((apr_uint64_t)2)   /* accessed on S since */
+#define KEPT_FLAGS   (KEPT_FOUND | KEPT_TOUCHED)
 
-/* A key of S, to be found at its authority. */
-static held_t *held_note(memsess_sync_t *y, const memsess_dump_item_t *it)
+static apr_uint64_t kept_hash(const memsess_sync_t *y, const char *key,
+                              apr_size_t len)
 {
-    held_t *h = apr_hash_get(y->kept, it->key, it->keylen);
+    apr_uint64_t h = y->kept_seed;
+    apr_size_t i;
 
-    if (!h) {
-        h = apr_palloc(y->kept_pool, sizeof(*h));
-        apr_hash_set(y->kept, apr_pstrmemdup(y->kept_pool, it->key,
-                                             it->keylen), it->keylen, h);
+    for (i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)key[i]) * APR_UINT64_C(0x100000001b3);
     }
-    h->la = it->la;
-    h->exp = it->exp;
-    h->found = 0;
-    h->at = -1;
-    return h;
+    h ^= h >> 29;   /* the low bits hold flags and pick the entry */
+    h &= ~KEPT_FLAGS;
+    return h ? h : KEPT_FLAGS + 1;
+}
+
+/* The entry of hash h (its flags apart), or the free one it would take. */
+static apr_uint64_t *kept_slot(apr_uint64_t *t, apr_size_t cap,
+                               apr_uint64_t h)
+{
+    apr_size_t i = (apr_size_t)(h >> 2) & (cap - 1);
+
+    while (t[i] && (t[i] & ~KEPT_FLAGS) != h) {
+        i = (i + 1) & (cap - 1);
+    }
+    return &t[i];
+}
+
+static apr_uint64_t *kept_find(const memsess_sync_t *y,
+                               const memsess_dump_item_t *it)
+{
+    apr_uint64_t *e;
+
+    if (!y->kept) {
+        return NULL;
+    }
+    e = kept_slot(y->kept, y->kept_cap, kept_hash(y, it->key, it->keylen));
+    return *e ? e : NULL;
+}
+
+/* Notes a key of S (found: as if listed at its authority).  0, or -1 out
+ * of memory. */
+static int kept_note(memsess_sync_t *y, const memsess_dump_item_t *it,
+                     int found)
+{
+    apr_uint64_t h = kept_hash(y, it->key, it->keylen), *e;
+
+    if (4 * (y->kept_n + 1) > 3 * y->kept_cap) {
+        apr_size_t cap = y->kept_cap ? 2 * y->kept_cap : 4096, i;
+        apr_uint64_t *t = calloc(cap, sizeof(*t));
+
+        if (!t) {
+            return -1;
+        }
+        for (i = 0; i < y->kept_cap; i++) {
+            if (y->kept[i]) {
+                *kept_slot(t, cap, y->kept[i] & ~KEPT_FLAGS) = y->kept[i];
+            }
+        }
+        free(y->kept);
+        y->kept = t;
+        y->kept_cap = cap;
+    }
+    e = kept_slot(y->kept, y->kept_cap, h);
+    y->kept_n += !*e;
+    *e = h | (found ? KEPT_FOUND : 0)
+         | (it->la >= y->since_la[y->s] ? KEPT_TOUCHED : 0);
+    return 0;
+}
+
+static void kept_free(memsess_sync_t *y)
+{
+    free(y->kept);
+    y->kept = NULL;
+    y->kept_cap = y->kept_n = 0;
 }
 
 static void note_hot(memsess_sync_t *y, int here, int t, int list,
@@ -1268,13 +1336,12 @@ static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
                               const memsess_dump_item_t *it, char *err,
                               apr_size_t errlen)
 {
-    held_t *h = t == y->s ? apr_hash_get(y->kept, it->key, it->keylen)
-                          : NULL;
+    apr_uint64_t *e = t == y->s ? kept_find(y, it) : NULL;
 
-    if (h) {
-        h->found = 1;
+    if (e) {
+        *e |= KEPT_FOUND;
     }
-    if (h && it->la < y->since_la[here] && h->la < y->since_la[t]) {
+    if (e && it->la < y->since_la[here] && !(*e & KEPT_TOUCHED)) {
         return APR_SUCCESS;   /* untouched on both sides since the outage */
     }
     if (written_at(y, t, it) && !changed(y, t, it)) {
@@ -1287,53 +1354,81 @@ static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
     return copy_key(y, here, t, it, err, errlen);
 }
 
-/* held_settle: a key of S is at authority a. */
-static void held_found(memsess_sync_t *y, int a, memcached_result_st *res)
-{
-    held_t *h = apr_hash_get(y->kept, memcached_result_key_value(res),
-                             memcached_result_key_length(res));
+/* A key of S that no authority listed (held_settle). */
+typedef struct {
+    memsess_dump_item_t it;   /* as S listed it */
+    int                 at;   /* the authority that has it, or -1 */
+} missed_t;
 
-    if (h) {
-        h->found = 2;
-        h->at = a;
+/* S listed again: its keys no authority listed, in y->missed. */
+static void settle_note(memsess_sync_t *y, const memsess_dump_item_t *it)
+{
+    apr_uint64_t *e = kept_find(y, it);
+    missed_t *m;
+
+    if (!e || (*e & KEPT_FOUND)
+        || apr_hash_get(y->missed_index, it->key, it->keylen)) {
+        return;
+    }
+    m = &APR_ARRAY_PUSH(y->missed, missed_t);
+    m->it = *it;
+    m->at = -1;
+    apr_hash_set(y->missed_index, apr_pstrmemdup(y->missed->pool, it->key,
+                                                 it->keylen),
+                 it->keylen, (void *)(apr_uintptr_t)y->missed->nelts);
+}
+
+static void settle_found(memsess_sync_t *y, int a, memcached_result_st *res)
+{
+    apr_uintptr_t k = (apr_uintptr_t)apr_hash_get(y->missed_index,
+                                            memcached_result_key_value(res),
+                                            memcached_result_key_length(res));
+
+    if (k) {
+        APR_ARRAY_IDX(y->missed, k - 1, missed_t).at = a;
     }
 }
 
-/* The keys of S that no authority listed (see above): read at their
- * authorities in multi-gets; copied when there, else deleted from S. */
-static apr_status_t held_settle(memsess_sync_t *y, char *err,
+static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
+                                char *err, apr_size_t errlen);
+
+/* The keys of S that no authority listed (see above): found by listing S
+ * again, read at their authorities in multi-gets; copied when there, else
+ * deleted from S. */
+static apr_status_t held_settle(memsess_sync_t *y, apr_pool_t *p, char *err,
                                 apr_size_t errlen)
 {
     const char *keys[HOT_BATCH];
     size_t lens[HOT_BATCH];
-    apr_array_header_t *miss = apr_array_make(y->kept_pool, 16,
-                                              sizeof(const char *));
-    apr_hash_index_t *hi;
     apr_status_t rv = APR_SUCCESS;
+    apr_size_t i, unfound = 0;
     int a, k, n;
 
-    for (hi = apr_hash_first(y->kept_pool, y->kept); hi;
-         hi = apr_hash_next(hi)) {
-        const void *key;
-        void *val;
-
-        apr_hash_this(hi, &key, NULL, &val);
-        if (!((held_t *)val)->found) {
-            APR_ARRAY_PUSH(miss, const char *) = key;
-        }
+    for (i = 0; i < y->kept_cap; i++) {
+        unfound += y->kept[i] && !(y->kept[i] & KEPT_FOUND);
     }
-    for (a = 0; a < y->nservers && miss->nelts; a++) {
+    if (!unfound) {
+        return APR_SUCCESS;
+    }
+    y->missed = apr_array_make(p, 16, sizeof(missed_t));
+    y->missed_index = apr_hash_make(p);
+    if ((rv = pass_server(y, y->s, PASS_SETTLE, err, errlen))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    for (a = 0; a < y->nservers; a++) {
         if (a == y->s || !y->servers[a].in_now) {
             continue;
         }
-        for (k = 0; k < miss->nelts;) {
-            for (n = 0; k < miss->nelts && n < HOT_BATCH; k++) {
-                const char *key = APR_ARRAY_IDX(miss, k, const char *), *id;
-                apr_size_t len = strlen(key), idlen;
-                held_t *h = apr_hash_get(y->kept, key, len);
+        for (k = 0; k < y->missed->nelts;) {
+            for (n = 0; k < y->missed->nelts && n < HOT_BATCH; k++) {
+                missed_t *m = &APR_ARRAY_IDX(y->missed, k, missed_t);
+                const char *id;
+                apr_size_t idlen;
                 int l, asked = 0;
 
-                if (h->found || !memsess_key_kind(key, len, &id, &idlen)) {
+                if (m->at >= 0 || !memsess_key_kind(m->it.key, m->it.keylen,
+                                                    &id, &idlen)) {
                     continue;
                 }
                 place_all(y, id, idlen);
@@ -1344,34 +1439,30 @@ static apr_status_t held_settle(memsess_sync_t *y, char *err,
                              && holds(w->next, w->nnext, y->s);
                 }
                 if (asked) {
-                    keys[n] = key;
-                    lens[n++] = len;
+                    keys[n] = m->it.key;
+                    lens[n++] = m->it.keylen;
                 }
             }
-            if (n && (rv = mget_at(y, a, keys, lens, (size_t)n, held_found,
-                                   err, errlen)) != APR_SUCCESS) {
+            if (n && (rv = mget_at(y, a, keys, lens, (size_t)n,
+                                   settle_found, err, errlen))
+                     != APR_SUCCESS) {
                 return rv;
             }
         }
     }
-    for (k = 0; k < miss->nelts && rv == APR_SUCCESS; k++) {
-        const char *key = APR_ARRAY_IDX(miss, k, const char *);
-        held_t *h = apr_hash_get(y->kept, key, strlen(key));
-        memsess_dump_item_t it;
+    for (k = 0; k < y->missed->nelts && rv == APR_SUCCESS; k++) {
+        missed_t *m = &APR_ARRAY_IDX(y->missed, k, missed_t);
 
-        memset(&it, 0, sizeof(it));
-        apr_cpystrn(it.key, key, sizeof(it.key));
-        it.keylen = strlen(it.key);
-        it.exp = h->exp;
-        it.la = h->la;
         y->stats.examined++;
         if (stopped(y, err, errlen)) {
             return APR_EINTR;
         }
         /* at its authority, which the crawler passed by: compared as if
-         * written there (the expiry S has); gone from all: deleted */
-        rv = h->found == 2 ? copy_key(y, h->at, y->s, &it, err, errlen)
-                           : delete_key(y, y->s, &it, err, errlen);
+         * written there (with the expiry S has); gone from every one:
+         * deleted */
+        m->it.cas = 0;
+        rv = m->at >= 0 ? copy_key(y, m->at, y->s, &m->it, err, errlen)
+                        : delete_key(y, y->s, &m->it, err, errlen);
     }
     return rv;
 }
@@ -1386,6 +1477,10 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     memsess_sync_action_e act[MAX_LISTS];
     apr_status_t rv;
 
+    if (pass == PASS_SETTLE) {
+        settle_note(y, it);
+        return APR_SUCCESS;
+    }
     place_all(y, id, idlen);
     for (k = 0; k < y->nlists; k++) {
         where_t *w = &y->where[k];
@@ -1401,16 +1496,16 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                     && act[k] == MEMSESS_SYNC_SKIP;
             verify |= act[k] == MEMSESS_SYNC_VERIFY;
         }
-        if (keep) {
-            if (pass == PASS_SINCE) {
-                /* its own authority under a list: stays whatever the
-                 * others hold (as found), compared only when touched */
-                held_note(y, it)->found = 1;
+        if (pass == PASS_SINCE && (keep || verify)) {
+            /* to be found at its authority (or settled); its own
+             * authority under a list: stays whatever the others hold */
+            if (kept_note(y, it, keep) < 0) {
+                apr_cpystrn(err, "out of memory", errlen);
+                return APR_ENOMEM;
             }
             return APR_SUCCESS;
         }
-        if (verify && pass == PASS_SINCE) {
-            held_note(y, it);   /* found at its authority, or settled */
+        if (keep) {
             return APR_SUCCESS;
         }
         if (pass == PASS_SINCE) {
@@ -1714,13 +1809,18 @@ static apr_status_t pass_since(memsess_sync_t *y, char *err,
                                apr_size_t errlen)
 {
     apr_status_t rv;
+    apr_pool_t *p;
 
-    apr_pool_clear(y->kept_pool);
-    y->kept = apr_hash_make(y->kept_pool);
+    kept_free(y);
+    apr_pool_create(&p, y->pool);
     rv = pass_all(y, PASS_SINCE, err, errlen);
     if (rv == APR_SUCCESS) {
-        rv = held_settle(y, err, errlen);
+        rv = held_settle(y, p, err, errlen);
     }
+    y->missed = NULL;
+    y->missed_index = NULL;
+    apr_pool_destroy(p);
+    kept_free(y);
     y->round++;
     return rv;
 }
@@ -1777,7 +1877,11 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
         clocks_read(y);
     }
     if (y->delta) {
-        apr_pool_create(&y->kept_pool, y->pool);
+        if (apr_generate_random_bytes((unsigned char *)&y->kept_seed,
+                                      sizeof(y->kept_seed)) != APR_SUCCESS) {
+            y->kept_seed = (apr_uint64_t)apr_time_now();
+        }
+        y->kept_seed ^= APR_UINT64_C(0xcbf29ce484222325);
         rv = pass_since(y, err, errlen);
     }
     else {
@@ -1794,11 +1898,7 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
             break;
         }
     }
-    if (y->kept_pool) {
-        apr_pool_destroy(y->kept_pool);   /* S's keys: not needed after */
-        y->kept_pool = NULL;
-        y->kept = NULL;
-    }
+    kept_free(y);
     /* a pass over every server takes a while: the active sessions written
      * since the sync copied them, once more, just before the flip (one
      * read of their authorities finds them: the last copy is then a few
