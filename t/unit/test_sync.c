@@ -448,6 +448,8 @@ static void bench_state(memcached_st **mc, memsess_place_t *full,
         memcached_flush_buffers(mc[k]);
         memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
         memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_NOREPLY, 0);
+        /* a round trip: every write before it has landed */
+        memcached_exist(mc[k], "memsess-bench", 13);
     }
     /* older than the sync's margin when the outage begins */
     apr_sleep(apr_time_from_sec(5));
@@ -573,8 +575,13 @@ static int bench_cli(int argc, char **argv)
     now = memsess_place_create(p, l.path_now, 1, 0);
     ids = apr_palloc(p, n * sizeof(*ids));
     want = apr_palloc(p, n * sizeof(*want));
+    /* ids of this run only: memcached bumps the last access of an item
+     * read twice (an earlier run's sync) when its LRU maintainer gets to
+     * it, seconds later, and that of the item replacing it too */
     for (i = 0; i < n; i++) {
-        ids[i] = apr_psprintf(p, "bench%027d", i);
+        ids[i] = apr_psprintf(p, "b%010" APR_UINT64_T_FMT "%021d",
+                              (apr_uint64_t)(apr_time_now() % APR_INT64_C(10000000000)),
+                              i);
     }
     memset(value, 'x', sizeof(value) - 1);
     memcpy(value, "n|i:5;s:1:\"x\";", 14);
