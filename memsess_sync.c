@@ -467,7 +467,8 @@ struct memsess_sync {
     const char               *mode;        /* why not, when asked */
     apr_int64_t              *since_la;    /* [nservers]: spec->since on
                                             * each server's clock */
-    apr_uint64_t             *kept;        /* S's keys, one round */
+    apr_uint64_t             *kept;        /* S's keys, the last round */
+    apr_uint64_t             *kept_cas;    /* their cas on S, as listed */
     apr_size_t                kept_cap, kept_n;
     apr_uint64_t              kept_seed;
     apr_array_header_t       *missed;      /* of missed_t */
@@ -1248,9 +1249,12 @@ static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
 
 /* S's keys, one round: an open-addressing table of their 62-bit hashes
  * (seeded at random: nobody can choose a session id that passes for
- * another's), two flags in the low bits; 0 is a free entry.  8 bytes a key
- * (a table at most 3/4 full): 667,000 keys, S's share of a pool of a
- * million sessions with a replica each, in 8 to 16 MB.  Two keys of one
+ * another's), two flags in the low bits; 0 is a free entry; beside it
+ * their cas on S as listed.  16 bytes a key (a table at most 3/4 full):
+ * 667,000 keys, S's share of a pool of a million sessions with a replica
+ * each, in 16 to 32 MB.  The last round's stays until the sync ends: a
+ * key the sync left alone on S (as new as at its authority) counts, after
+ * the flip, as checked by the sync with that cas (kept_mine).  Two keys of one
  * hash count as one (a logout of one of them not carried over): for
  * 667,000 keys about one sync in twenty million. */
 #define KEPT_FOUND   ((apr_uint64_t)1)   /* in its authority's listing */
@@ -1305,31 +1309,55 @@ static int kept_note(memsess_sync_t *y, const memsess_dump_item_t *it,
     if (4 * (y->kept_n + 1) > 3 * y->kept_cap) {
         apr_size_t cap = y->kept_cap ? 2 * y->kept_cap : 4096, i;
         apr_uint64_t *t = calloc(cap, sizeof(*t));
+        apr_uint64_t *c = calloc(cap, sizeof(*c));
 
-        if (!t) {
+        if (!t || !c) {
+            free(t);
+            free(c);
             return -1;
         }
         for (i = 0; i < y->kept_cap; i++) {
             if (y->kept[i]) {
-                *kept_slot(t, cap, y->kept[i] & ~KEPT_FLAGS) = y->kept[i];
+                e = kept_slot(t, cap, y->kept[i] & ~KEPT_FLAGS);
+                *e = y->kept[i];
+                c[e - t] = y->kept_cas[i];
             }
         }
         free(y->kept);
+        free(y->kept_cas);
         y->kept = t;
+        y->kept_cas = c;
         y->kept_cap = cap;
     }
     e = kept_slot(y->kept, y->kept_cap, h);
     y->kept_n += !*e;
     *e = h | (found ? KEPT_FOUND : 0)
          | (it->la >= y->since_la[y->s] ? KEPT_TOUCHED : 0);
+    y->kept_cas[e - y->kept] = it->cas;
     return 0;
 }
 
 static void kept_free(memsess_sync_t *y)
 {
     free(y->kept);
-    y->kept = NULL;
+    free(y->kept_cas);
+    y->kept = y->kept_cas = NULL;
     y->kept_cap = y->kept_n = 0;
+}
+
+/* After a delta sync, for a key it never wrote nor compared on target t:
+ * its cas on S as listed, when S kept it as new as its authority's (found
+ * there, untouched on both sides: else it was compared), or NULL. */
+static const uint64_t *kept_mine(const memsess_sync_t *y, int t,
+                                 const memsess_dump_item_t *it)
+{
+    const apr_uint64_t *e;
+
+    if (!y->delta || t != y->s || !(e = kept_find(y, it))
+        || !(*e & KEPT_FOUND) || !y->kept_cas[e - y->kept]) {
+        return NULL;
+    }
+    return (const uint64_t *)&y->kept_cas[e - y->kept];
 }
 
 static void note_hot(memsess_sync_t *y, int here, int t, int list,
@@ -1346,7 +1374,12 @@ static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
         *e |= KEPT_FOUND;
     }
     if (e && it->la < y->since_la[here] && !(*e & KEPT_TOUCHED)) {
-        return APR_SUCCESS;   /* untouched on both sides since the outage */
+        /* untouched on both sides since the outage; a user active in the
+         * seconds before the sync is watched at the flip all the same */
+        if (it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
+            note_hot(y, here, t, list, it, 0);
+        }
+        return APR_SUCCESS;
     }
     if (written_at(y, t, it) && !changed(y, t, it)) {
         return APR_SUCCESS;   /* copied already, not written since */
@@ -1800,7 +1833,8 @@ static uint64_t hot_copied(const memsess_sync_t *y, const hot_t *h)
 {
     const mine_t *m = written_at(y, h->t, &h->it);
 
-    return m ? m->authority : 0;
+    /* a delta sync left it alone: as its authority listed it */
+    return m ? m->authority : y->delta ? h->it.cas : 0;
 }
 
 /* Delta passes until one copies nothing (or MAX_DELTAS: under load the
@@ -1824,7 +1858,6 @@ static apr_status_t pass_since(memsess_sync_t *y, char *err,
     y->missed = NULL;
     y->missed_index = NULL;
     apr_pool_destroy(p);
-    kept_free(y);
     y->round++;
     return rv;
 }
@@ -1902,7 +1935,6 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
             break;
         }
     }
-    kept_free(y);
     /* a pass over every server takes a while: the active sessions written
      * since the sync copied them, once more, just before the flip (one
      * read of their authorities finds them: the last copy is then a few
@@ -1939,7 +1971,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
                               char *err, apr_size_t errlen)
 {
     const mine_t *m = written_at(y, t, it);
-    const uint64_t *mine = m ? &m->s : NULL;
+    const uint64_t *mine = m ? &m->s : kept_mine(y, t, it);
     memcached_return_t rc;
     uint64_t cas_s = 0, cas_here;
     char *value = NULL;
