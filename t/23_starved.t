@@ -23,6 +23,7 @@ my %is_frozen = map { $_ => 1 } @frozen;
 my @others = grep { !$is_frozen{$_} } @X;
 my $killed = $others[0];
 my $seconds = $ENV{MEMSESS_STARVE_SECONDS} // 20;
+my $per_core = $ENV{MEMSESS_STARVE_PER_CORE} // 2;   # burners per core
 my $ncpu = do { my @c = grep { /^processor\s*:/ } do { open my $f, '<', '/proc/cpuinfo'; <$f> }; @c || 1 };
 
 memc_start(@X);
@@ -35,7 +36,7 @@ if (!$burner) {
     open STDOUT, '>', '/dev/null';
     open STDERR, '>', '/dev/null';
     # (no END blocks in this child: they would stop the servers)
-    exec($stress, '--cpu', 2 * $ncpu, '--timeout', $seconds + 60) or POSIX::_exit(127);
+    exec($stress, '--cpu', $per_core * $ncpu, '--timeout', $seconds + 60) or POSIX::_exit(127);
 }
 sub burner_stop {
     return unless $burner;
@@ -67,7 +68,7 @@ while (time - $t0 < $seconds) {
 my $p1 = pressure();
 diag sprintf '%d s with %d CPU burners on %d cores: %d looks at 50 servers; '
     . 'tasks waited for a CPU %s of the time',
-    $seconds, 2 * $ncpu, $ncpu, $looks,
+    $seconds, $per_core * $ncpu, $ncpu, $looks,
     defined $p0 && defined $p1 ? sprintf('%.0f%%', ($p1 - $p0) / 1e4 / (time - $t0)) : 'unknown';
 ok t_cmp(join(' ', sort keys %not_up), '', 'status: every server stayed up, every look');
 my $log = log_since($mark);
