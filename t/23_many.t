@@ -32,20 +32,9 @@ my $t0 = time;
 memc_freeze(@frozen);
 
 # Poll until the ten are down; at every look the forty must be up.
-my %down_at;
-my @others_not_up;
-my $done = wait_for(fail_deadline(), sub {
-    my $st = status() or return 0;
-    my $now = time - $t0;
-    for my $n (@frozen) {
-        $down_at{$n} //= $now if (server_state($n, $st) // '') eq 'down';
-    }
-    for my $n (@others) {
-        my $s = server_state($n, $st) // 'missing';
-        push @others_not_up, "$n=$s" if $s ne 'up';
-    }
-    return keys(%down_at) == @frozen;
-});
+my ($down_at, $not_up) = wait_down(fail_deadline(), $t0, \@frozen, \@others);
+my %down_at = %$down_at;
+my @others_not_up = @$not_up;
 my @times = sort { $a <=> $b } values %down_at;
 diag sprintf '10 hung of 50: first down after %s ms, last after %s ms (deadline %d ms)',
     @times ? int($times[0] * 1000) : 'never',

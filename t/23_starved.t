@@ -79,19 +79,9 @@ ok t_cmp("@downs", '', 'error log: no server was marked down (0 false downs)');
 $mark = log_mark();
 my $t1 = time;
 memc_freeze(@frozen);
-my (%down_at, @others_not_up);
-wait_for(5, sub {
-    my $st = status() or return 0;
-    my $now = time - $t1;
-    for my $n (@frozen) {
-        $down_at{$n} //= $now if (server_state($n, $st) // '') eq 'down';
-    }
-    for my $n (grep { $_ ne $killed } @others) {
-        my $s = server_state($n, $st) // 'missing';
-        push @others_not_up, "$n=$s" if $s ne 'up';
-    }
-    return keys(%down_at) == @frozen;
-});
+my ($down_at, $not_up) = wait_down(5, $t1, \@frozen, [grep { $_ ne $killed } @others]);
+my %down_at = %$down_at;
+my @others_not_up = @$not_up;
 my @times = sort { $a <=> $b } values %down_at;
 diag sprintf 'saturated, 10 hung of 50: first down after %s ms, last after %s ms',
     @times ? int($times[0] * 1000) : 'never',

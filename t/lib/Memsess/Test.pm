@@ -35,7 +35,7 @@ our @EXPORT = qw(
     memc_pid memc_alive memc_cmd memc_get memc_holders session_key
     vhost_url vhost_port new_ua get_json info wait_live addrs
     status status_server pool_of live_of server_state states_of wait_states
-    wait_for log_mark log_since log_wait log_file state_log_re log_time
+    wait_for wait_down log_mark log_since log_wait log_file state_log_re log_time
     check_interval fail_deadline pass_deadline diag
 );
 
@@ -531,6 +531,28 @@ sub wait_states {
 
 # ------------------------------------------------------------------------
 # polling and the error log
+
+# Polls the status page from $t0 (a time) until every server of @$down is
+# down or $timeout passes; at every look each server of @$up must be up.
+# Returns ({ name => seconds from $t0 to its first look down }, [ "name=state"
+# of every look that found one of @$up not up ]).
+sub wait_down {
+    my ($timeout, $t0, $down, $up) = @_;
+    my (%down_at, @not_up);
+    wait_for($timeout, sub {
+        my $st = status() or return 0;
+        my $now = time - $t0;
+        for my $n (@$down) {
+            $down_at{$n} //= $now if (server_state($n, $st) // '') eq 'down';
+        }
+        for my $n (@$up) {
+            my $s = server_state($n, $st) // 'missing';
+            push @not_up, "$n=$s" if $s ne 'up';
+        }
+        return keys(%down_at) == @$down;
+    });
+    return (\%down_at, \@not_up);
+}
 
 # Calls $cond every $every seconds until it returns true or $timeout
 # passes.  Returns the seconds it took (0 if true at once), or undef.
