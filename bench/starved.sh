@@ -33,18 +33,23 @@ case "$SECONDS_$PER_CORE" in
 esac
 [ "$(id -u)" -eq 0 ] || { echo "bench/starved.sh: run it as root" >&2; exit 1; }
 
-WORK=$(mktemp -d /tmp/memsess-starved.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+# the checkouts under a temporary directory, the logs kept in bench/work/
+TMP=$(mktemp -d /tmp/memsess-starved.XXXXXX)
+chmod 755 "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+WORK=$TOP/bench/work
+mkdir -p "$WORK"
 OUT=$TOP/bench/results/starved.md
 commit=$(git -C "$TOP" rev-parse --short HEAD)
 
-# run_one NAME DIR: the scenario in DIR (a checkout), its log in $WORK/NAME.log
+# run_one NAME DIR: the scenario in DIR (a checkout), its log in
+# bench/work/starved-NAME.log
 run_one() {
     local name=$1 dir=$2
     echo "== bench/starved.sh: $name ($dir)"
     (cd "$dir" && MEMSESS_TEST_FILES=t/23_starved.t MEMSESS_TEST_DEB=0 \
         MEMSESS_STARVE_SECONDS=$SECONDS_ MEMSESS_STARVE_PER_CORE=$PER_CORE \
-        timeout 1800 bash tools/test.sh) > "$WORK/$name.log" 2>&1 || true
+        timeout 1800 bash tools/test.sh) > "$WORK/starved-$name.log" 2>&1 || true
 }
 
 # rows NAME: one table row per pass (plain, asan) from the scenario's log
@@ -72,19 +77,19 @@ rows() {
             }
         }
         BEGIN { $ARGV_NAME = shift @ARGV }
-    ' "$name" "$WORK/$name.log"
+    ' "$name" "$WORK/starved-$name.log"
 }
 
-git clone -q "$TOP" "$WORK/new"
-git -C "$WORK/new" checkout -q "$(git -C "$TOP" rev-parse HEAD)"
+git clone -q "$TOP" "$TMP/new"
+git -C "$TMP/new" checkout -q "$(git -C "$TOP" rev-parse HEAD)"
 # uncommitted changes of the tree are not in the clone: say so
 dirty=$(git -C "$TOP" status --porcelain -- '*.c' '*.h' t/23_starved.t | wc -l)
-run_one "$commit" "$WORK/new"
+run_one "$commit" "$TMP/new"
 if [ "$OLD" != none ]; then
-    git clone -q "$TOP" "$WORK/old"
-    git -C "$WORK/old" checkout -q "$OLD"
-    cp "$TOP/t/23_starved.t" "$WORK/old/t/"    # the same scenario
-    run_one "$OLD" "$WORK/old"
+    git clone -q "$TOP" "$TMP/old"
+    git -C "$TMP/old" checkout -q "$OLD"
+    cp "$TOP/t/23_starved.t" "$TMP/old/t/"    # the same scenario
+    run_one "$OLD" "$TMP/old"
 fi
 
 {
