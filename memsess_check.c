@@ -75,6 +75,7 @@ typedef struct {
                                 * used by the thread of the probe only */
     apr_time_t    connected;   /* when mc was made */
     int           fresh;       /* mc is new: read who answers on it */
+    int           identified;  /* proc_* read since the last verdict */
     apr_int64_t   proc_pid;    /* the memcached process it reached last */
     apr_int64_t   proc_started;
     int           queued;      /* syncing, its sync not started: another
@@ -352,6 +353,7 @@ static void read_identity(probe_t *pr)
     memcached_stat_st *st;
 
     pr->fresh = 0;
+    pr->identified = 1;   /* (0 and 0 when it cannot be told: unknown) */
     pr->proc_pid = pr->proc_started = 0;
     if (!pr->mc || !(st = memcached_stat(pr->mc, NULL, &rc))) {
         return;
@@ -478,9 +480,10 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     before = slot->state;
     memsess_table_write_begin(t);
     /* while the last sync of this server winds down, it stays down */
-    if (ok && pr->proc_pid) {
+    if (ok && pr->identified) {
         slot->proc_pid = pr->proc_pid;
         slot->proc_started = pr->proc_started;
+        pr->identified = 0;
     }
     changed = memsess_slot_record(slot, ok, error, (apr_uint64_t)took,
                                   apr_time_sec(apr_time_now()),

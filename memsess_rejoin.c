@@ -108,6 +108,7 @@ typedef struct sync_job_t {
     apr_uint64_t            fingerprint; /* of the lists */
     memsess_joblock_t       lock;
     const char             *full_why;    /* why not a delta sync */
+    int                     delta;       /* the engine runs a delta sync */
 } sync_job_t;
 
 void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
@@ -213,6 +214,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         slot->sync_examined = st->examined;
         slot->sync_copied = st->copied;
         slot->sync_deleted = st->deleted;
+        slot->sync_mode = job->delta ? MEMSESS_SYNC_DELTA : MEMSESS_SYNC_FULL;
         memsess_table_bump_generation(rt->table, 1);
         nflipped = memsess_table_publish(rt->table, rt->views,
                                          rt->confs->nelts, job->slot,
@@ -450,6 +452,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                                          sizeof(err)))) {
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
+        job->delta = memsess_sync_delta(sync);
     }
     if (rv == APR_ENOTIMPL && !job->stop) {
         char why[256];

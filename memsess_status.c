@@ -112,6 +112,13 @@ static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
 /* The state a server is in for this instance: down when another instance
  * of the group sees it down, whatever our own probes say, unless we sync
  * it (or wait for its sync). */
+/* Which sync last published the server: "full", "delta" or "" (never). */
+static const char *sync_mode_name(const memsess_slot_t *sl)
+{
+    return sl->sync_mode == MEMSESS_SYNC_DELTA ? "delta"
+           : sl->sync_mode == MEMSESS_SYNC_FULL ? "full" : "";
+}
+
 static const char *state_name(const memsess_slot_t *sl)
 {
     return memsess_state_name(MEMSESS_SLOT_LIVE(sl) || !sl->peer_down
@@ -225,14 +232,15 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    ", \"sync_copied\": %" APR_UINT64_T_FMT
                    ", \"sync_deleted\": %" APR_UINT64_T_FMT
                    ", \"syncs\": %" APR_UINT64_T_FMT ", \"sync_by\": %s, "
-                   "\"reported_by\": [", i ? "," : "",
+                   "\"sync_mode\": \"%s\", \"reported_by\": [", i ? "," : "",
                    json_str(r->pool, sl->addr), state_name(sl),
                    sl->checks, sl->failures, sl->consecutive_fails,
                    sl->consecutive_passes, sl->last_change,
                    json_str(r->pool, sl->last_error), sl->latency_us,
                    memsess_state_name(sl->state), sl->sync_started,
                    sl->sync_examined, sl->sync_copied, sl->sync_deleted,
-                   sl->syncs, json_str(r->pool, sl->sync_by));
+                   sl->syncs, json_str(r->pool, sl->sync_by),
+                   sync_mode_name(sl));
         for (w = who; *w; w = *comma ? comma + 2 : comma) {
             comma = strchr(w, ',');
             if (!comma) {
@@ -320,7 +328,8 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n"
-                   "MemsessServer[%d]SyncBy: %s\n",
+                   "MemsessServer[%d]SyncBy: %s\n"
+                   "MemsessServer[%d]SyncMode: %s\n",
                    i, one_line(r->pool, sl->addr), i,
                    state_name(sl), i, sl->checks, i,
                    sl->failures, i, sl->consecutive_fails, i,
@@ -330,7 +339,7 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    one_line(r->pool, reported_by(snap, sl, r->pool)),
                    i, sl->sync_examined, i, sl->sync_copied, i,
                    sl->sync_deleted, i, sl->syncs, i,
-                   one_line(r->pool, sl->sync_by));
+                   one_line(r->pool, sl->sync_by), i, sync_mode_name(sl));
     }
     for (i = 0; i < npools(snap); i++) {
         const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;

@@ -296,7 +296,15 @@ typedef struct {
     apr_int64_t  down_pid;
     apr_int64_t  down_started;
     apr_int64_t  down_since;
+    apr_uint32_t sync_mode;        /* of its last published sync:
+                                    * MEMSESS_SYNC_* */
 } memsess_slot_t;
+
+/* memsess_slot_t.sync_mode */
+#define MEMSESS_SYNC_NONE  (0)   /* never synced */
+#define MEMSESS_SYNC_FULL  (1)   /* every key listed was examined */
+#define MEMSESS_SYNC_DELTA (2)   /* it came back as the same memcached
+                                  * process: only what changed meanwhile */
 
 /* Where a view's pool change stands (MemsessServers changed at graceful). */
 typedef enum {

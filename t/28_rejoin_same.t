@@ -26,7 +26,7 @@ use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
 
-plan tests => 20;
+plan tests => 22;
 
 my $JSON   = JSON::PP->new->utf8;
 my $TOP    = dirname(Apache::Test::vars('t_dir'));
@@ -208,10 +208,18 @@ my $mark = $in->log_mark;
 memc_thaw('MEMC_RS2');
 ok t_cmp(defined(wait_state($in, 'MEMC_RS2', 'up', 60)) ? 1 : 0, 1, 'thawed: up again');
 ok t_cmp(memc_pid('MEMC_RS2'), $pid_rs2, 'the same memcached process');
+# the status page's word for the sync that last published a server
+sub sync_mode {
+    my ($in, $name) = @_;
+    my $st = $in->status or return '';
+    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
+    return $s ? $s->{sync_mode} // '(none)' : '';
+}
 my $delta = sync_line($in, $mark, 'MEMC_RS2');
 diag("thaw: $delta");
 my $fd = figures($delta);
 ok t_cmp($delta, qr/delta sync: the same memcached process/, 'MEMSESS0031: a delta sync ran');
+ok t_cmp(sync_mode($in, 'MEMC_RS2'), 'delta', 'status json: sync_mode delta');
 ok t_cmp(($fd->{listed} // 0) >= $N ? 1 : 0, 1, "every server was listed ($fd->{listed} keys)");
 # what changed: the writers' sessions (copied), the leavers' (deleted from
 # RS2), their locks; a few more where a listing missed a key
@@ -245,6 +253,7 @@ my $full = sync_line($in, $mark, 'MEMC_RS3');
 diag("restart: $full");
 my $ff = figures($full);
 ok t_cmp($full, qr/full sync: /, 'MEMSESS0031: a restarted server gets the full sync');
+ok t_cmp(sync_mode($in, 'MEMC_RS3'), 'full', 'status json: sync_mode full');
 ok t_cmp(($ff->{examined} // 0) >= $N && ($ff->{copied} // 0) >= $N / 4 ? 1 : 0, 1,
          "it examined every key ($ff->{examined}) and refilled the server ($ff->{copied} copied)");
 ($lost, $stale, $detail) = audit($where, \%want);
