@@ -88,7 +88,9 @@ run_one "$commit" "$TMP/new"
 if [ "$OLD" != none ]; then
     git clone -q "$TOP" "$TMP/old"
     git -C "$TMP/old" checkout -q "$OLD"
-    cp "$TOP/t/23_starved.t" "$TMP/old/t/"    # the same scenario
+    # the same scenario, with the test library it uses
+    cp "$TOP/t/23_starved.t" "$TMP/old/t/"
+    cp "$TOP/t/lib/Memsess/Test.pm" "$TMP/old/t/lib/Memsess/"
     run_one "$OLD" "$TMP/old"
 fi
 
