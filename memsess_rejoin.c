@@ -67,6 +67,12 @@ struct memsess_rejoin {
     apr_time_t         *last_live; /* the last round it was published */
     int                *unfinished;   /* a sync of it started, not
                                        * published */
+    /* [nslots], under mutex: SYNCING, its sync not started yet (another
+     * server of one of its pools is before its flip); see queue_or_start */
+    int                *queued;
+    int                 nqueued;
+    char               *blocked;   /* scratch of memsess_rejoin_kick */
+    apr_time_t          kicked;    /* when it last looked */
 };
 
 memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
@@ -78,6 +84,8 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->pool = p;
     c->mutex = mutex;
     c->jobs = apr_pcalloc(p, rt->targets->nelts * sizeof(*c->jobs));
+    c->queued = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
+    c->blocked = apr_pcalloc(p, rt->targets->nelts);
     c->flipped = apr_pcalloc(p, (rt->confs->nelts + 1) * sizeof(int));
     c->last_live = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unfinished = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
@@ -118,7 +126,7 @@ void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
 
 int memsess_rejoin_busy(memsess_rejoin_t *c, int i)
 {
-    return c->jobs && c->jobs[i] != NULL;
+    return c->jobs && (c->jobs[i] != NULL || c->queued[i]);
 }
 
 /* The save_path view v publishes (its list in force), with slot i counted
@@ -596,7 +604,7 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
  * mutex.  One spec per distinct (list now, list next) among its views of
  * format memcached (pecl-memcache places keys its own way: its views keep
  * what the server holds). */
-void memsess_rejoin_start(memsess_rejoin_t *c, int i)
+static void start_now(memsess_rejoin_t *c, int i)
 {
     memsess_runtime_t *rt = c->rt;
     apr_pool_t *pool;
@@ -686,6 +694,96 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
     c->jobs[i] = job;
 }
 
+/* Marks in c->blocked every server of every pool (list in force) that
+ * holds slot i, or (i < 0) of every pool one of whose servers is syncing
+ * before its flip.  The caller holds the mutex. */
+static void block_pools(memsess_rejoin_t *c, int i)
+{
+    const memsess_runtime_t *rt = c->rt;
+    int v, k;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const apr_array_header_t *servers =
+            memsess_view_in_force(rt, v)->pool->servers;
+        int hit = 0;
+
+        for (k = 0; k < servers->nelts && !hit; k++) {
+            int j = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+            hit = i >= 0 ? j == i
+                         : c->jobs[j] && memsess_table_slot(rt->table, j)->state
+                                         == MEMSESS_SYNCING;
+        }
+        for (k = 0; hit && k < servers->nelts; k++) {
+            c->blocked[APR_ARRAY_IDX(servers, k, memsess_server_t).slot] = 1;
+        }
+    }
+}
+
+/* Servers of one pool that come back together are synced one after the
+ * other, each against the list the one before published.  A sync checks
+ * at its flip that the lists it synced against are still the ones
+ * published, and starts over when not: fifty servers returning at once (a
+ * rack powered back on, a checker started before its servers) each saw
+ * the others' flips and started over, again and again (661 syncs started
+ * for 50 empty servers in 4 s under ASan, 59 finished).  So a server one of
+ * whose pools has a sync before its flip is queued (SYNCING, not live, no
+ * job: memsess_rejoin_busy() says so) and memsess_rejoin_kick() starts it
+ * once that flip is done.  The caller holds the mutex. */
+void memsess_rejoin_start(memsess_rejoin_t *c, int i)
+{
+    if (c->queued[i]) {
+        return;
+    }
+    memset(c->blocked, 0, (apr_size_t)c->rt->targets->nelts);
+    block_pools(c, -1);
+    if (c->blocked[i]) {
+        c->queued[i] = 1;
+        c->nqueued++;
+        return;
+    }
+    start_now(c, i);
+}
+
+void memsess_rejoin_kick(memsess_rejoin_t *c)
+{
+    memsess_runtime_t *rt = c->rt;
+    apr_time_t now, heartbeat;
+    apr_uint32_t owner;
+    int i;
+
+    if (!c->nqueued) {
+        return;
+    }
+    /* at most every 10 ms: one look costs a pass over every pool */
+    now = apr_time_now();
+    if (now - c->kicked >= 0 && now - c->kicked < apr_time_from_msec(10)) {
+        return;
+    }
+    c->kicked = now;
+    memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner != (apr_uint32_t)getpid()) {
+        return;   /* another process checks now: not ours to start */
+    }
+    memset(c->blocked, 0, (apr_size_t)rt->targets->nelts);
+    block_pools(c, -1);
+    for (i = 0; c->nqueued && i < rt->targets->nelts; i++) {
+        if (!c->queued[i]) {
+            continue;
+        }
+        if (memsess_table_slot(rt->table, i)->state != MEMSESS_SYNCING) {
+            c->queued[i] = 0;   /* it failed a probe meanwhile */
+            c->nqueued--;
+        }
+        else if (!c->blocked[i]) {
+            c->queued[i] = 0;
+            c->nqueued--;
+            start_now(c, i);
+            block_pools(c, i);   /* its pools are busy now */
+        }
+    }
+}
+
 /* Joins the syncs that ended (each round), and notes which servers are
  * published (rejoin_facts). */
 void memsess_rejoin_reap(memsess_rejoin_t *c)
@@ -712,11 +810,19 @@ void memsess_rejoin_reap(memsess_rejoin_t *c)
             apr_pool_destroy(job->pool);
         }
     }
+    apr_thread_mutex_lock(c->mutex);
+    c->kicked = 0;   /* (a round: look now) */
+    memsess_rejoin_kick(c);
+    apr_thread_mutex_unlock(c->mutex);
 }
 
 /* Its server failed a probe: the sync stops at its next key. */
 void memsess_rejoin_cancel(memsess_rejoin_t *c, int i)
 {
+    if (c->queued[i]) {
+        c->queued[i] = 0;
+        c->nqueued--;
+    }
     if (c->jobs[i]) {
         apr_atomic_set32(&c->jobs[i]->stop, 1);
     }

@@ -109,9 +109,6 @@ static int member_live(const snapshot_t *snap, const memsess_server_t *srv)
     return MEMSESS_SLOT_LIVE(&snap->slots[srv->slot]);
 }
 
-/* The state a server is in for this instance: down when another instance
- * of the group sees it down, whatever our own probes say, unless we sync
- * it (or wait for its sync). */
 /* Which sync last published the server: "full", "delta" or "" (never). */
 static const char *sync_mode_name(const memsess_slot_t *sl)
 {
@@ -119,6 +116,9 @@ static const char *sync_mode_name(const memsess_slot_t *sl)
            : sl->sync_mode == MEMSESS_SYNC_FULL ? "full" : "";
 }
 
+/* The state a server is in for this instance: down when another instance
+ * of the group sees it down, whatever our own probes say, unless we sync
+ * it (or wait for its sync). */
 static const char *state_name(const memsess_slot_t *sl)
 {
     return memsess_state_name(MEMSESS_SLOT_LIVE(sl) || !sl->peer_down

@@ -1080,14 +1080,20 @@ void memsess_exchange_stop(memsess_exchange_t *x);
 
 /* memsess_rejoin.c: the checker's rejoin syncs, a thread each.  mutex is
  * the checker's (held by every writer of the table); start, busy and
- * cancel are called with it held, reap and stop_all without. */
+ * cancel and kick are called with it held, reap and stop_all without. */
 typedef struct memsess_rejoin memsess_rejoin_t;
 struct apr_thread_mutex_t;
 memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
                                         struct apr_thread_mutex_t *mutex);
-/* Starts the sync of slot i, just marked SYNCING (inside no write). */
+/* Starts the sync of slot i, just marked SYNCING (inside no write), or
+ * queues it while another server of one of its pools syncs before its
+ * flip. */
 void memsess_rejoin_start(memsess_rejoin_t *r, int i);
-/* Whether the last sync of slot i still runs (its server stays down). */
+/* Starts the queued syncs whose pools are free now (at most every 10 ms;
+ * after every verdict and every round). */
+void memsess_rejoin_kick(memsess_rejoin_t *r);
+/* Whether the last sync of slot i still runs, or is queued (its server
+ * stays down). */
 int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
 /* The verdict exchange: with it, a server's sync runs once for the group
  * (memsess_joblock.c), and all publish it at one flip time. */
