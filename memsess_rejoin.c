@@ -68,7 +68,8 @@ struct memsess_rejoin {
     int                *unfinished;   /* a sync of it started, not
                                        * published */
     /* [nslots], under mutex: SYNCING, its sync not started yet (another
-     * server of one of its pools is before its flip); see queue_or_start */
+     * server of one of its pools is before its flip); see
+     * memsess_rejoin_start */
     int                *queued;
     int                 nqueued;
     char               *blocked;   /* scratch of memsess_rejoin_kick */
