@@ -23,6 +23,8 @@
  * pool through the handler, and merge that over the request's config, as a
  * <Directory> block would.  Shared configuration is never touched. */
 
+#include <unistd.h>
+
 #include "apr_strings.h"
 
 #include "httpd.h"
@@ -31,6 +33,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "scoreboard.h"
 
 #include "mod_memsess.h"
 
@@ -201,6 +204,94 @@ static void inject_fcgi(request_rec *r, const ini_t *ini, int n)
                    apr_pstrcatv(r->pool, vec, nvec, NULL));
 }
 
+/* The request's entry among the requests in flight (memsess_flight.c):
+ * its worker's place in the scoreboard, counted until its pool ends. */
+typedef struct {
+    memsess_flight_t *flight;
+    int               worker;
+    apr_uint64_t      value;
+} flight_entry_t;
+
+static apr_status_t flight_leave(void *data)
+{
+    flight_entry_t *fe = data;
+
+    memsess_flight_leave(fe->flight, fe->worker, fe->value);
+    fe->value = 0;
+    return APR_SUCCESS;
+}
+
+static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
+{
+    static const char key[] = "memsess-flight";
+    worker_score *ws = ap_get_scoreboard_worker(r->connection->sbh);
+    worker_score *first = ap_get_scoreboard_worker_from_indexes(0, 0);
+    flight_entry_t *fe = NULL;
+    apr_ssize_t i;
+
+    if (!f || !ws || !first) {
+        return NULL;
+    }
+    /* the scoreboard's workers are one array, child after child */
+    i = ws - first;
+    if (i < 0 || i >= memsess_flight_nworkers(f)) {
+        return NULL;
+    }
+    /* an internal redirect reads again: the same entry, the later epoch */
+    apr_pool_userdata_get((void **)&fe, key, r->pool);
+    if (!fe) {
+        fe = apr_pcalloc(r->pool, sizeof(*fe));
+        fe->flight = f;
+        fe->worker = (int)i;
+        apr_pool_userdata_setn(fe, key, NULL, r->pool);
+        apr_pool_cleanup_register(r->pool, fe, flight_leave,
+                                  apr_pool_cleanup_null);
+    }
+    memsess_flight_leave(f, fe->worker, fe->value);
+    fe->value = memsess_flight_enter(f, fe->worker, (apr_uint32_t)getpid());
+    return fe;
+}
+
+/* Reads the view's list, the request counted among those in flight
+ * first.  At a flip the list may be gated: the sync is bringing over what
+ * requests with the previous list wrote; the request waits (uncounted)
+ * until it opens, MEMSESS_GATE_MAX at most, then reads again. */
+static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
+                              char *path, apr_size_t capacity,
+                              apr_uint32_t *len, apr_uint32_t *nlive,
+                              apr_uint32_t *rebalance)
+{
+    apr_time_t gate = 0, waited = 0, until = 0;
+    flight_entry_t *fe = NULL;
+    apr_status_t rv;
+
+    for (;;) {
+        fe = flight_enter(r, rt->flight);
+        rv = memsess_table_read_view(rt->table, v, path, capacity, len,
+                                     nlive, rebalance, &gate);
+        if (rv != APR_SUCCESS || !gate) {
+            break;
+        }
+        if (!until) {
+            waited = apr_time_now();
+            until = waited + MEMSESS_GATE_MAX;
+        }
+        if (apr_time_now() >= (gate < until ? gate : until)) {
+            break;
+        }
+        if (fe) {
+            flight_leave(fe);   /* not one of those the sync waits for */
+        }
+        apr_sleep(MEMSESS_GATE_POLL);
+    }
+    if (until) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "waited %"
+                      APR_TIME_T_FMT "us at a flip's gate",
+                      apr_time_now() - waited);
+    }
+    return rv;
+}
+
 int memsess_inject_fixups(request_rec *r)
 {
     memsess_runtime_t *rt = memsess_runtime();
@@ -225,8 +316,8 @@ int memsess_inject_fixups(request_rec *r)
     memsess_release_track(r);   /* before it reads what is live */
 
     path = apr_palloc(r->pool, view->capacity);
-    if (memsess_table_read_view(rt->table, conf->view, path, view->capacity,
-                                &len, &nlive, &rebalance) != APR_SUCCESS) {
+    if (read_list(r, rt, conf->view, path, view->capacity, &len, &nlive,
+                  &rebalance) != APR_SUCCESS) {
         /* the checker died while writing: fail open until the next one */
         path = (char *)view->full_path;
         nlive = view->pool->servers->nelts;

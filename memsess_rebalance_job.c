@@ -103,6 +103,9 @@ memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
  * lists before its after-flip passes (it then skips the deleting one). */
 #define REBALANCE_ALL_WAIT apr_time_from_sec(10)
 
+/* Others of the group take their locks within this of the flip time. */
+#define FLIP_SETTLE apr_time_from_msec(50)
+
 typedef struct rebalance_t {
     memsess_rebalancer_t   *c;
     apr_pool_t             *pool;
@@ -122,6 +125,7 @@ typedef struct rebalance_t {
     int                     job_slot;    /* where its job record lives */
     apr_uint64_t            change;      /* fingerprint: in force -> new */
     memsess_joblock_t       lock;
+    memsess_gate_t          gate;        /* at its flip, when it moves */
 } rebalance_t;
 
 /* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
@@ -247,7 +251,8 @@ static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
 /* Puts the new lists in force when what is published is still what the
  * rebalance moved keys from, and the new pools still give what it moved
  * them to.  Returns 1, or 0 with why in err. */
-static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
+static int rebalance_flip(rebalance_t *rb, int gate, char *err,
+                          apr_size_t errlen)
 {
     memsess_rebalancer_t *c = rb->c;
     memsess_runtime_t *rt = c->rt;
@@ -300,7 +305,16 @@ static int rebalance_flip(rebalance_t *rb, char *err, apr_size_t errlen)
         memsess_table_bump_generation(rt->table, 1);
         memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
                               NULL);
+        if (gate) {
+            /* requests of its views wait for what the old lists wrote */
+            memsess_gate_close(&rb->gate, rt, c->mutex, rb->moving,
+                               rb->share ? apr_time_now() + FLIP_SETTLE : 0,
+                               &rb->stop);
+        }
         memsess_table_write_end(rt->table);
+        if (gate) {
+            memsess_gate_flipped(&rb->gate);
+        }
     }
     apr_thread_mutex_unlock(c->mutex);
     apr_pool_destroy(p);
@@ -445,7 +459,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         /* the active sessions' locks under the new list, nobody's yet */
         nheld = memsess_sync_hold_hot(sync, &nguarded);
     }
-    if (claim == MEMSESS_CLAIM_FOLLOW && rebalance_flip(rb, err, sizeof(err))) {
+    if (claim == MEMSESS_CLAIM_FOLLOW
+        && rebalance_flip(rb, 0, err, sizeof(err))) {
         rb->ok = 1;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0152: "
                      "rebalance of %s was done by %s for the group: the new "
@@ -455,7 +470,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                                                        - start));
     }
     else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
-             && rebalance_flip(rb, err, sizeof(err))) {
+             && rebalance_flip(rb, sync != NULL, err, sizeof(err))) {
         flipped_at = apr_time_now();
         rb->ok = 1;
         if (rb->at_once) {
@@ -480,19 +495,24 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             const memsess_sync_stats_t *all;
             apr_uint64_t copied = before.copied;
             apr_time_t until;
+            memsess_flip_wait_t wait;
 
             /* the active sessions, guarded by their lock until the
              * requests that got the old list are done with them */
-            rv = memsess_sync_flipped(sync, err, sizeof(err));
+            wait.settled = memsess_gate_settled;
+            wait.open = memsess_gate_open;
+            wait.baton = &rb->gate;
+            rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0044: rebalance of %s: at the flip, %d "
                          "active sessions guarded by their lock (%d held "
                          "under the new list) until the requests that had "
                          "the old list were done: %" APR_UINT64_T_FMT " of "
                          "their writes brought over, in %" APR_TIME_T_FMT
-                         "ms%s%s", rebalance_names(rb), nguarded, nheld,
+                         "ms; %s%s%s", rebalance_names(rb), nguarded, nheld,
                          memsess_sync_stats(sync)->copied - copied,
                          apr_time_as_msec(apr_time_now() - flipped_at),
+                         memsess_gate_text(rb->pool, &rb->gate, flipped_at),
                          rv == APR_SUCCESS ? "" : "; stopped: ",
                          rv == APR_SUCCESS ? "" : err);
             /* requests that began before the flip write the old places as

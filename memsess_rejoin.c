@@ -118,6 +118,8 @@ typedef struct sync_job_t {
     memsess_joblock_t       lock;
     const char             *full_why;    /* why not a delta sync */
     int                     delta;       /* the engine runs a delta sync */
+    memsess_gate_t          gate;        /* at its flip, when it syncs */
+    int                    *gated;       /* [nviews]: its views */
 } sync_job_t;
 
 void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
@@ -179,10 +181,35 @@ static void sync_progress(void *baton, const memsess_sync_stats_t *st)
     memsess_joblock_refresh(&job->lock, 0, 0);
 }
 
+/* Others of the group take their locks within this of the flip time. */
+#define FLIP_SETTLE apr_time_from_msec(50)
+
+/* The views whose list has the server (as in force): their list changes
+ * at its flip. */
+static void gated_views(sync_job_t *job)
+{
+    memsess_runtime_t *rt = job->c->rt;
+    int v, i;
+
+    if (!job->gated) {
+        job->gated = apr_pcalloc(job->pool, rt->confs->nelts * sizeof(int));
+    }
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const apr_array_header_t *servers
+            = memsess_view_in_force(rt, v)->pool->servers;
+
+        job->gated[v] = 0;
+        for (i = 0; i < servers->nelts; i++) {
+            job->gated[v] |= APR_ARRAY_IDX(servers, i,
+                                           memsess_server_t).slot == job->slot;
+        }
+    }
+}
+
 /* Publishes the server when every list it synced against is still the
  * one published.  Returns 1, or 0 with why in err. */
 static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
-                     char *err, apr_size_t errlen)
+                     int gate, char *err, apr_size_t errlen)
 {
     memsess_rejoin_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
@@ -228,7 +255,17 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         nflipped = memsess_table_publish(rt->table, rt->views,
                                          rt->confs->nelts, job->slot,
                                          c->flipped);
+        if (gate) {
+            /* requests of its views wait for what the old list wrote */
+            gated_views(job);
+            memsess_gate_close(&job->gate, rt, c->mutex, job->gated,
+                               job->share ? apr_time_now() + FLIP_SETTLE : 0,
+                               &job->stop);
+        }
         memsess_table_write_end(rt->table);
+        if (gate) {
+            memsess_gate_flipped(&job->gate);
+        }
         for (k = 0; k < nflipped; k++) {
             memsess_check_log_all_down(rt, &rt->views[c->flipped[k]], 0);
         }
@@ -315,18 +352,23 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
     apr_uint64_t copied = memsess_sync_stats(sync)->copied;
     char err[256] = "";
     apr_status_t rv;
+    memsess_flip_wait_t wait;
 
+    wait.settled = memsess_gate_settled;
+    wait.open = memsess_gate_open;
+    wait.baton = &job->gate;
     /* the job stays done (fresh) for whoever still comes to follow it */
     memsess_joblock_refresh(&job->lock, 1, 1);
-    rv = memsess_sync_flipped(sync, err, sizeof(err));
+    rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0043: "
                  "memcached server %s: at its flip, %d active sessions "
                  "guarded by their lock (%d held under the new list) until "
                  "the requests that had the old list were done: %"
                  APR_UINT64_T_FMT " of their writes brought over, in %"
-                 APR_TIME_T_FMT "ms%s%s", job->spec.returning, nguarded,
+                 APR_TIME_T_FMT "ms; %s%s%s", job->spec.returning, nguarded,
                  nheld, memsess_sync_stats(sync)->copied - copied,
                  apr_time_as_msec(apr_time_now() - flipped_at),
+                 memsess_gate_text(job->pool, &job->gate, flipped_at),
                  rv == APR_SUCCESS ? "" : "; stopped: ",
                  rv == APR_SUCCESS ? "" : err);
     if (job->share) {
@@ -499,7 +541,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         nheld = memsess_sync_hold_hot(sync, &nguarded);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
-        && sync_flip(job, &before, err, sizeof(err))) {
+        && sync_flip(job, &before, 0, err, sizeof(err))) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "
                      "memcached server %s was synced by %s for the group: "
                      "up here with it after %" APR_TIME_T_FMT "ms",
@@ -510,7 +552,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         job_wait_live(job);
     }
     else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
-             && sync_flip(job, &before, err, sizeof(err))) {
+             && sync_flip(job, &before, sync != NULL, err, sizeof(err))) {
         flipped_at = apr_time_now();
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0031: "
                      "memcached server %s synced and up after %" APR_TIME_T_FMT

@@ -65,7 +65,7 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
         buf = apr_palloc(p, snap->views[i].capacity + 1);
         memsess_table_read_view(rt->table, i, buf,
                                 snap->views[i].capacity + 1, &len, &nlive,
-                                NULL);
+                                NULL, NULL);
         snap->published[i] = buf;
     }
 }

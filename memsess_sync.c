@@ -2355,18 +2355,27 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
     return after_key(y, g->h->here, g->h->t, 0, &g->h->it, err, errlen);
 }
 
-apr_status_t memsess_sync_flipped(memsess_sync_t *y, char *err,
+apr_status_t memsess_sync_flipped(memsess_sync_t *y,
+                                  const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen)
 {
-    apr_time_t settled = apr_time_now() + FLIP_SETTLE;
+    apr_time_t settle_at = apr_time_now() + FLIP_SETTLE;
     apr_time_t until = y->guarded_at + FLIP_HOLD;
     apr_status_t rv = APR_SUCCESS;
-    int k, pending = y->nguards;
+    int k, pending = y->nguards, settled = 0;
+    int opened = !wait || !wait->open;
 
-    while (pending && rv == APR_SUCCESS) {
+    while ((pending || !opened) && rv == APR_SUCCESS) {
         apr_time_t now = apr_time_now();
-        int last = now >= until || stopped(y, err, errlen);
+        int last = (now >= until && opened) || stopped(y, err, errlen);
+        int settles = !settled;
 
+        /* settled before this look: it sees every write of the old list */
+        if (!settled) {
+            settled = wait && wait->settled ? wait->settled(wait->baton)
+                                            : now >= settle_at;
+        }
+        settles = settles && settled;
         rv = guards_look(y, err, errlen);
         for (k = pending = 0; k < y->nguards && rv == APR_SUCCESS; k++) {
             guard_t *g = &y->guards[k];
@@ -2375,8 +2384,7 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y, char *err,
                 continue;
             }
             switch (memsess_sync_flip_step(g->held, g->taken, g->seen,
-                                           g->checked, now >= settled,
-                                           last)) {
+                                           g->checked, settled, last)) {
             case MEMSESS_FLIP_COPY:
                 rv = guard_copy(y, g, err, errlen);
                 guard_release(y, g);
@@ -2410,9 +2418,17 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y, char *err,
             }
             pending += !g->done;
         }
-        if (pending && rv == APR_SUCCESS) {
+        if (!opened && (settles || last || rv != APR_SUCCESS)) {
+            /* what they wrote is over: requests may read the new list */
+            wait->open(wait->baton);
+            opened = 1;
+        }
+        if ((pending || !opened) && rv == APR_SUCCESS) {
             apr_sleep(FLIP_POLL);
         }
+    }
+    if (!opened) {
+        wait->open(wait->baton);
     }
     memsess_sync_unhold(y);
     return rv;

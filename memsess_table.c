@@ -48,11 +48,11 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (8u)   /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (9u)   /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
-                                      * 8: sync_mode */
+                                      * 8: sync_mode; 9: a view's gate */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -254,7 +254,8 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
                                      apr_uint32_t *len, apr_uint32_t *nlive,
-                                     apr_uint32_t *rebalance)
+                                     apr_uint32_t *rebalance,
+                                     apr_time_t *gate)
 {
     const memsess_view_slot_t *vs = &views(t)[v];
     apr_uint64_t s;
@@ -277,6 +278,9 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
         *nlive = vs->nlive;
         if (rebalance) {
             *rebalance = vs->rebalance;
+        }
+        if (gate) {
+            *gate = (apr_time_t)vs->gate;
         }
     } while (read_retry(t, s, &tries));
     buf[n] = '\0';

@@ -48,6 +48,8 @@
 typedef struct {
     apr_pool_t *pool;   /* owns shm; a child of the process pool */
     apr_shm_t  *shm;
+    apr_pool_t *flight_pool;   /* owns flight_shm, kept across gracefuls */
+    apr_shm_t  *flight_shm;
 } memsess_retained_t;
 
 static memsess_runtime_t *runtime;
@@ -932,6 +934,51 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
     return APR_SUCCESS;
 }
 
+/* The requests in flight: one entry per worker the scoreboard can hold,
+ * in a segment kept across gracefuls (the old generation's children
+ * count in it too); made anew only when that number changed. */
+static void create_flight(memsess_runtime_t *rt, server_rec *s,
+                          memsess_retained_t *ret)
+{
+    int daemons = 0, threads = 0, n;
+    apr_size_t size;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &daemons) != APR_SUCCESS
+        || ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads) != APR_SUCCESS
+        || daemons <= 0 || threads <= 0) {
+        daemons = threads = 0;
+    }
+    n = daemons * (threads ? threads : 1);
+    if (ret->flight_shm) {
+        rt->flight = memsess_flight_attach(
+            apr_shm_baseaddr_get(ret->flight_shm),
+            apr_shm_size_get(ret->flight_shm));
+        if (rt->flight && memsess_flight_nworkers(rt->flight) == n) {
+            return;
+        }
+        apr_pool_destroy(ret->flight_pool);
+        ret->flight_pool = NULL;
+        ret->flight_shm = NULL;
+        rt->flight = NULL;
+    }
+    size = memsess_flight_size(n);
+    apr_pool_create(&ret->flight_pool, s->process->pool);
+    apr_pool_tag(ret->flight_pool, "memsess_flight");
+    if (n <= 0 || apr_shm_create(&ret->flight_shm, size, NULL,
+                                 ret->flight_pool) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "MEMSESS0026: cannot "
+                     "keep the requests in flight (%d workers): a flip does "
+                     "not wait for the requests that had the list before",
+                     n);
+        apr_pool_destroy(ret->flight_pool);
+        ret->flight_pool = NULL;
+        ret->flight_shm = NULL;
+        return;
+    }
+    rt->flight = memsess_flight_init(apr_shm_baseaddr_get(ret->flight_shm),
+                                     size, n);
+}
+
 static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *s)
 {
@@ -956,6 +1003,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         return OK;
     }
+    create_flight(runtime, s, ret);
     if (create_table(runtime, pconf, ptemp, s, ret) != APR_SUCCESS
         || memsess_check_post_config(pconf, s, runtime) != APR_SUCCESS) {
         runtime = NULL;

@@ -47,10 +47,12 @@
  *   memsess_connect.c the checker's libmemcached handles
  *   memsess_lateness.c whether the checker itself was late (CPU pressure,
  *                     its own run-queue wait): pure judgement, /proc reads
+ *   memsess_flight.c  requests in flight: which began before a flip (any
+ *                     memory block)
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
- * The next free number is MEMSESS0026.  Ranges reserved by capability:
+ * The next free number is MEMSESS0027.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard), 0050-0069 the failure
  * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
@@ -240,6 +242,36 @@ int memsess_late_parse_schedstat(const char *buf, apr_size_t len,
                                  apr_int64_t *wait_us);
 
 /* ------------------------------------------------------------------ */
+/* Requests in flight (memsess_flight.c)                              */
+
+/* Which requests read the lists before a flip: one entry per Apache
+ * worker with the flip epoch its request began in, in a shared segment
+ * that outlives gracefuls.  Works on any memory block. */
+typedef struct memsess_flight_t memsess_flight_t;
+
+apr_size_t memsess_flight_size(int nworkers);
+memsess_flight_t *memsess_flight_init(void *base, apr_size_t size,
+                                      int nworkers);
+/* A segment of this version, or NULL. */
+memsess_flight_t *memsess_flight_attach(void *base, apr_size_t size);
+int memsess_flight_nworkers(const memsess_flight_t *f);
+/* A request begins on worker i, before it reads the table: what to give
+ * back to memsess_flight_leave() as it ends (0: not counted). */
+apr_uint64_t memsess_flight_enter(memsess_flight_t *f, int i,
+                                  apr_uint32_t pid);
+void memsess_flight_leave(memsess_flight_t *f, int i, apr_uint64_t value);
+/* A request that meets a flip's gate waits this long at most, looking
+ * again every MEMSESS_GATE_POLL (memsess_inject.c). */
+#define MEMSESS_GATE_MAX  apr_time_from_msec(400)
+#define MEMSESS_GATE_POLL apr_time_from_msec(1)
+/* After a flip was published: the epoch it opens. */
+apr_uint64_t memsess_flight_flip(memsess_flight_t *f);
+/* How many requests that began before that epoch still run; alive (may
+ * be NULL) says whether a process still exists. */
+int memsess_flight_before(const memsess_flight_t *f, apr_uint64_t epoch,
+                          int (*alive)(apr_uint32_t pid));
+
+/* ------------------------------------------------------------------ */
 /* The shared health table (memsess_table.c)                          */
 
 typedef enum {
@@ -335,6 +367,9 @@ typedef struct {
     apr_uint32_t served_failover;   /* memsess_failover_e */
     apr_uint32_t served_format;     /* memsess_format_e */
     apr_uint32_t rebalance;         /* memsess_rebalance_e */
+    apr_int64_t  gate;              /* a flip's: requests that read the
+                                     * list wait until then (apr_time_t;
+                                     * 0: open) */
     apr_uint32_t rebalance_runs;    /* started, failed ones included */
     apr_int64_t  rebalance_started; /* unix seconds of the last, 0 = never */
     apr_uint64_t rebalance_examined;
@@ -377,7 +412,8 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
                                      apr_uint32_t *len, apr_uint32_t *nlive,
-                                     apr_uint32_t *rebalance);
+                                     apr_uint32_t *rebalance,
+                                     apr_time_t *gate);
 /* A view's fields (not its texts); name made a string. */
 apr_status_t memsess_table_read_view_slot(const memsess_table_t *t, int v,
                                           memsess_view_slot_t *copy);
@@ -848,15 +884,27 @@ apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
  * does memsess_sync_destroy()). */
 int memsess_sync_hold_hot(memsess_sync_t *sync, int *guarded);
 void memsess_sync_unhold(memsess_sync_t *sync);
+/* What the caller knows of the requests that had the old list: settled,
+ * whether every one of them has ended (then it stays so); open, called
+ * once after the first look that came after that, when what they wrote
+ * was brought over (the caller's gate, memsess_gate.c).  Without it, the
+ * requests are taken to be done 50 ms after the flip. */
+typedef struct {
+    int  (*settled)(void *baton);
+    void (*open)(void *baton);
+    void  *baton;
+} memsess_flip_wait_t;
 /* Right after the flip: a held lock is kept until the requests that got
- * the old list are done with the session (their lock free), what they
- * wrote is brought over (cas) and the lock let go; the user's next
+ * the old list are done with the session (settled, their lock free), what
+ * they wrote is brought over (cas) and the lock let go; the user's next
  * request waits on it (php-memcached tries again 150 ms later) instead of
  * reading the copy from before that write.  Then, and for a session whose
  * lock both lists place on one server, it is brought over under its lock
  * each time a request lets that go.  Returns within 250 ms of
- * memsess_sync_hold_hot(), every lock let go. */
-apr_status_t memsess_sync_flipped(memsess_sync_t *sync, char *err,
+ * memsess_sync_hold_hot() (or of settling, when later), every lock let
+ * go.  wait may be NULL. */
+apr_status_t memsess_sync_flipped(memsess_sync_t *sync,
+                                  const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen);
 /* What memsess_sync_flipped() does with one guarded session at a look
  * (pure): held, ours at the new place; taken, its lock at the old place
@@ -963,6 +1011,8 @@ typedef struct {
     apr_array_header_t  *vhosts;      /* memsess_vhost_t, in server order */
     memsess_view_t      *views;       /* [confs->nelts] */
     memsess_table_t     *table;
+    memsess_flight_t    *flight;      /* the requests in flight (may be
+                                       * NULL: then nobody waits for them) */
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;
@@ -1158,6 +1208,34 @@ void memsess_rebalancer_share(memsess_rebalancer_t *r,
                               memsess_exchange_t *x);
 /* The checker stops: the rebalance stops at its next key, and is joined. */
 void memsess_rebalancer_stop(memsess_rebalancer_t *r);
+
+/* memsess_gate.c: a flip's gate.  The caller closes it in the table
+ * write that publishes the flip (gated[v]: the views whose list changes;
+ * the table's writer held), calls memsess_gate_flipped() right after that
+ * write, and hands memsess_gate_settled() and memsess_gate_open() to
+ * memsess_sync_flipped() (memsess_flip_wait_t).  Requests are not taken to
+ * be done before not_before (others of the group take their locks by
+ * then); the gate opens MEMSESS_GATE_MAX after the flip at the latest. */
+typedef struct {
+    memsess_runtime_t      *rt;
+    apr_thread_mutex_t     *mutex;       /* the table writer's */
+    const int              *gated;       /* [views]: non-zero, gated */
+    volatile apr_uint32_t  *stop;
+    apr_time_t              until, not_before;
+    apr_uint64_t            epoch;
+    int                     waited_for;  /* requests that began before */
+    apr_time_t              open;        /* when it opened; 0: not yet */
+} memsess_gate_t;
+void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
+                        apr_thread_mutex_t *mutex, const int *gated,
+                        apr_time_t not_before,
+                        volatile apr_uint32_t *stop);
+void memsess_gate_flipped(memsess_gate_t *g);
+int memsess_gate_settled(void *gate);
+void memsess_gate_open(void *gate);
+/* For the flip's NOTICE: how long requests waited, for how many. */
+const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
+                              apr_time_t flipped_at);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);

@@ -319,7 +319,7 @@ static void check_read(memsess_table_t *t, int v, apr_size_t size,
         abort();
     }
     memset(buf, 0x5a, size);
-    rv = memsess_table_read_view(t, v, buf, size, &len, &nlive, NULL);
+    rv = memsess_table_read_view(t, v, buf, size, &len, &nlive, NULL, NULL);
     if (size > wlen) {
         if (rv != APR_SUCCESS || len != wlen || strcmp(buf, want)
             || nlive != want_nlive) {

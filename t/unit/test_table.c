@@ -31,7 +31,7 @@ static const char *view(memsess_table_t *t, int v, apr_uint32_t *nlive)
     char *buf = apr_palloc(p, 256);
     apr_uint32_t len;
 
-    if (memsess_table_read_view(t, v, buf, 256, &len, nlive, NULL)) {
+    if (memsess_table_read_view(t, v, buf, 256, &len, nlive, NULL, NULL)) {
         return "(busy)";
     }
     return buf;

@@ -1,0 +1,131 @@
+/* Unit tests of memsess_flight.c: which requests began before a flip.
+ * The last part races a "sync" that publishes a list and waits for the
+ * requests that began before it against "requests" that read the list:
+ * a request the sync did not wait for never read the old list. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "apr_general.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+#define WORKERS 4
+
+static int dead_pid(apr_uint32_t pid)
+{
+    return pid != 4242;   /* 4242 crashed */
+}
+
+/* The race: one published word stands for the table; drained, the last
+ * list the "sync" stopped waiting for. */
+static memsess_flight_t *rf;
+static volatile apr_uint64_t published, drained;
+static volatile int stop_race;
+static volatile long missed, requests;
+
+static void *request_thread(void *data)
+{
+    int w = (int)(long)data;
+
+    while (!stop_race) {
+        apr_uint64_t v = memsess_flight_enter(rf, w, 1);
+        apr_uint64_t mine = __atomic_load_n(&published, __ATOMIC_SEQ_CST);
+
+        /* still in flight: a sync done with a later list did not wait */
+        if (__atomic_load_n(&drained, __ATOMIC_SEQ_CST) > mine) {
+            __atomic_add_fetch(&missed, 1, __ATOMIC_SEQ_CST);
+        }
+        __atomic_add_fetch(&requests, 1, __ATOMIC_RELAXED);
+        memsess_flight_leave(rf, w, v);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    char block[4096];
+    memsess_flight_t *f;
+    apr_uint64_t e, a, b;
+    pthread_t th[4];
+    int i, flips = 0;
+    apr_time_t until;
+
+    apr_initialize();
+
+    ok(memsess_flight_size(4) > memsess_flight_size(1),
+       "the size grows with the workers");
+    ok(!memsess_flight_init(block, 8, 4), "too small a block is refused");
+    ok(!memsess_flight_init(block, sizeof(block), 0), "no workers: refused");
+    f = memsess_flight_init(block, sizeof(block), 4);
+    ok(f && memsess_flight_nworkers(f) == 4, "four workers");
+    ok(memsess_flight_attach(block, sizeof(block)) == f,
+       "attached again (a graceful)");
+    ok(!memsess_flight_attach(block, 16), "a short segment is refused");
+
+    ok(memsess_flight_before(f, memsess_flight_flip(f), NULL) == 0,
+       "no request: nothing to wait for");
+    a = memsess_flight_enter(f, 0, 100);
+    b = memsess_flight_enter(f, 1, 101);
+    ok(a && b && a != b, "two requests, two entries of their own");
+    ok(!memsess_flight_enter(f, 4, 1) && !memsess_flight_enter(f, -1, 1),
+       "a worker out of bounds is not counted");
+    e = memsess_flight_flip(f);
+    ok(memsess_flight_before(f, e, NULL) == 2,
+       "after a flip: both began before it");
+    memsess_flight_leave(f, 0, memsess_flight_enter(f, 2, 102));
+    ok(memsess_flight_before(f, e, NULL) == 2,
+       "one that began after it is not waited for");
+    memsess_flight_leave(f, 0, a);
+    ok(memsess_flight_before(f, e, NULL) == 1, "one ended: one left");
+    memsess_flight_leave(f, 1, a);
+    ok(memsess_flight_before(f, e, NULL) == 1,
+       "another request's value does not clear an entry");
+    memsess_flight_leave(f, 1, b);
+    ok(memsess_flight_before(f, e, NULL) == 0, "both ended");
+
+    a = memsess_flight_enter(f, 3, 4242);
+    b = memsess_flight_enter(f, 2, 77);
+    e = memsess_flight_flip(f);
+    ok(memsess_flight_before(f, e, dead_pid) == 1,
+       "a crashed process's request is not waited for");
+    memsess_flight_leave(f, 3, a);
+    memsess_flight_leave(f, 2, b);
+
+    a = memsess_flight_enter(f, 0, 5);
+    e = memsess_flight_flip(f);
+    b = memsess_flight_enter(f, 0, 5);   /* the next request, same worker */
+    memsess_flight_leave(f, 0, a);       /* the first ends late */
+    ok(memsess_flight_before(f, e, NULL) == 0
+       && memsess_flight_before(f, memsess_flight_flip(f), NULL) == 1,
+       "a request ending late leaves the next one's entry alone");
+    memsess_flight_leave(f, 0, b);
+
+    /* the race: after each publication and flip, a request that was not
+     * waited for must have read the new list */
+    rf = f;
+    published = 1;
+    for (i = 0; i < WORKERS; i++) {
+        pthread_create(&th[i], NULL, request_thread, (void *)(long)i);
+    }
+    until = apr_time_now() + apr_time_from_sec(5);
+    for (flips = 0; (flips < 20000 || requests < 200000)
+                    && apr_time_now() < until; flips++) {
+        apr_uint64_t list = flips + 2;
+
+        __atomic_store_n(&published, list, __ATOMIC_SEQ_CST);
+        e = memsess_flight_flip(f);
+        while (memsess_flight_before(f, e, NULL)) {
+            ;
+        }
+        __atomic_store_n(&drained, list, __ATOMIC_SEQ_CST);
+    }
+    stop_race = 1;
+    for (i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ok(missed == 0 && requests > 0, "%d flips raced by %ld requests on %d "
+       "workers: none with an old list outlived a sync's wait (%ld did)",
+       flips, requests, WORKERS, missed);
+    return done_testing();
+}
