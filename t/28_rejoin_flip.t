@@ -18,7 +18,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 10;
+plan tests => 11;
 
 # Polls until the server is in state; returns the time or undef.
 sub wait_state {
@@ -40,7 +40,8 @@ sub flip_of {
         return defined $guard;
     }, 0.05);
     diag("flip: " . ($guard // 'no MEMSESS0043'));
-    return (log_time($flip), $guard && $guard =~ /at its flip, (\d+) active sessions/ ? $1 : undef);
+    return (log_time($flip), $guard && $guard =~ /at its flip, (\d+) active sessions/ ? $1 : undef,
+            $guard && $guard =~ /its requests waited (\d+)ms at the flip for the (\d+) that had/ ? [$1, $2] : undef);
 }
 
 # Requests of the holding users that began before a flip and ended after.
@@ -80,7 +81,7 @@ sleep 1.5;
 my $mark = $in->log_mark;
 memc_thaw('MEMC_FL2');
 ok t_cmp(defined wait_state($in, 'MEMC_FL2', 'up', 60) ? 1 : 0, 1, 'thawed, it comes back up');
-my ($flip2, $guarded2) = flip_of($in, $mark, 'MEMC_FL2');
+my ($flip2, $guarded2, $gate2) = flip_of($in, $mark, 'MEMC_FL2');
 ok t_cmp(($guarded2 // 0) >= 1 ? 1 : 0, 1, 'its active sessions were guarded at the flip (MEMSESS0043)');
 sleep 1.5;
 
@@ -91,7 +92,7 @@ sleep 1.5;
 $mark = $in->log_mark;
 memc_start('MEMC_FL3');
 ok t_cmp(defined wait_state($in, 'MEMC_FL3', 'up', 60) ? 1 : 0, 1, 'restarted empty, it comes back up');
-my ($flip3, $guarded3) = flip_of($in, $mark, 'MEMC_FL3');
+my ($flip3, $guarded3, $gate3) = flip_of($in, $mark, 'MEMC_FL3');
 ok t_cmp(($guarded3 // 0) >= 1 ? 1 : 0, 1, 'refilled, its active sessions were guarded at the flip');
 sleep 1.5;
 stop_load($stop, @pids);
@@ -99,6 +100,12 @@ stop_load($stop, @pids);
 my $spans = ($flip2 ? spanning($hlog, $flip2) : 0) + ($flip3 ? spanning($hlog, $flip3) : 0);
 diag("$spans requests of the holding users spanned a flip");
 ok t_cmp($spans >= 1 ? 1 : 0, 1, 'requests that got the old list ended after the flip');
+
+# the gate: at each flip, the requests that began before it were waited
+# for (some were running: 9 users without pause), within its bound
+my @gates = grep { defined } $gate2, $gate3;
+ok t_cmp((@gates == 2 && !grep { $_->[1] < 1 || $_->[0] > 400 } @gates) ? 1 : 0, 1,
+         'at each flip, requests waited for those that had the old list (' . join(', ', map { "$_->[0] ms for $_->[1]" } @gates) . ')');
 
 my @windows = ([$t_freeze, ($t_down // time) + 0.3], [$t_kill, ($t_down3 // time) + 0.3]);
 my $c = judge($log, 0, @windows);
