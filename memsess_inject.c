@@ -237,7 +237,12 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
     if (i < 0 || i >= memsess_flight_nworkers(f)) {
         return NULL;
     }
-    /* an internal redirect reads again: the same entry, the later epoch */
+    /* one entry for the whole request, subrequests and internal
+     * redirects included (mod_dir passes a subrequest's settings on): its
+     * first epoch, the oldest list it may use */
+    while (r->main) {
+        r = r->main;
+    }
     apr_pool_userdata_get((void **)&fe, key, r->pool);
     if (!fe) {
         fe = apr_pcalloc(r->pool, sizeof(*fe));
@@ -247,8 +252,10 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
         apr_pool_cleanup_register(r->pool, fe, flight_leave,
                                   apr_pool_cleanup_null);
     }
-    memsess_flight_leave(f, fe->worker, fe->value);
-    fe->value = memsess_flight_enter(f, fe->worker, (apr_uint32_t)getpid());
+    if (!fe->value) {
+        fe->value = memsess_flight_enter(f, fe->worker,
+                                         (apr_uint32_t)getpid());
+    }
     return fe;
 }
 
