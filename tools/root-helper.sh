@@ -10,10 +10,15 @@
 #   root-helper.sh start USER DIR HTTPD   httpd -d DIR -f DIR/httpd.conf -k start
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
 #   root-helper.sh graceful DIR HTTPD     httpd ... -k graceful
+#   root-helper.sh restart DIR HTTPD      httpd ... -k restart
 #   root-helper.sh kill DIR               SIGKILL to the parent and its children
 #                                         at once (an instance that dies)
-#   root-helper.sh cut USER PORT          reject USER's TCP to 127.0.0.1:PORT
-#   root-helper.sh heal USER PORT         remove that rule
+#   root-helper.sh killchild DIR PID      SIGKILL to one child of DIR's parent
+#                                         (the child running the checker)
+#   root-helper.sh fds DIR                "PID NFDS" of the parent and each child
+#   root-helper.sh cut USER PORT [drop]   reject (or drop) USER's TCP to
+#                                         127.0.0.1:PORT
+#   root-helper.sh heal USER PORT         remove that rule (either kind)
 #   root-helper.sh cleanup [DIR...]       every rule of ours, instances under DIR
 #
 # Every argument is checked: USER is memsess-webN, DIR lies under the work
@@ -59,10 +64,19 @@ check_httpd() {
     esac
 }
 
-rule() {   # rule -A|-D USER PORT
+rule() {   # rule -A|-D USER PORT [drop]
+    local target=(-j REJECT --reject-with tcp-reset)
+    [ "${4:-}" = drop ] && target=(-j DROP)
     iptables "$1" OUTPUT -o lo -p tcp -d 127.0.0.1 --dport "$3" \
-        -m owner --uid-owner "$2" -m comment --comment "$TAG" \
-        -j REJECT --reject-with tcp-reset
+        -m owner --uid-owner "$2" -m comment --comment "$TAG" "${target[@]}"
+}
+
+root_parent() {   # root_parent DIR: the pid of DIR's running parent, root's
+    local pid
+    pid=$(cat "$1/httpd.pid" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || die "$1: not running"
+    [ "$(stat -c %U "/proc/$pid")" = root ] || die "$1: its parent is not root's"
+    echo "$pid"
 }
 
 stop_dir() {   # stop_dir DIR HTTPD
@@ -99,11 +113,29 @@ case $cmd in
         check_httpd "$3"
         stop_dir "$d" "$3"
         ;;
-    graceful)
-        [ $# -eq 3 ] || die "usage: graceful DIR HTTPD"
+    graceful|restart)
+        [ $# -eq 3 ] || die "usage: $cmd DIR HTTPD"
         d=$(check_dir "$2")
         check_httpd "$3"
-        exec "$3" -d "$d" -f "$d/httpd.conf" -k graceful
+        exec "$3" -d "$d" -f "$d/httpd.conf" -k "$cmd"
+        ;;
+    killchild)
+        [ $# -eq 3 ] || die "usage: killchild DIR PID"
+        d=$(check_dir "$2")
+        [[ $3 =~ ^[0-9]+$ ]] || die "not a pid: $3"
+        pid=$(root_parent "$d")
+        [ "$(awk '{print $4}' "/proc/$3/stat" 2>/dev/null)" = "$pid" ] ||
+            die "$3 is not a child of $d's parent $pid"
+        kill -KILL "$3"
+        ;;
+    fds)
+        [ $# -eq 2 ] || die "usage: fds DIR"
+        d=$(check_dir "$2")
+        pid=$(root_parent "$d")
+        for p in "$pid" $(pgrep -P "$pid" || true); do
+            n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) || continue
+            echo "$p $n"
+        done
         ;;
     kill)
         [ $# -eq 2 ] || die "usage: kill DIR"
@@ -116,13 +148,15 @@ case $cmd in
         kill -KILL "$pid" $kids
         ;;
     cut|heal)
-        [ $# -eq 3 ] || die "usage: $cmd USER PORT"
+        [ $# -eq 3 ] || { [ $# -eq 4 ] && [ "$cmd" = cut ] && [ "$4" = drop ]; } ||
+            die "usage: cut USER PORT [drop] | heal USER PORT"
         check_user "$2"
         check_port "$3"
         if [ "$cmd" = cut ]; then
-            rule -A "$2" "$3"
+            rule -A "$2" "$3" "${4:-}"
         else
             while rule -D "$2" "$3" 2>/dev/null; do :; done
+            while rule -D "$2" "$3" drop 2>/dev/null; do :; done
         fi
         ;;
     cleanup)
@@ -140,6 +174,6 @@ case $cmd in
         done
         ;;
     *)
-        die "usage: start|stop|graceful|kill|cut|heal|cleanup ..."
+        die "usage: start|stop|graceful|restart|kill|killchild|fds|cut|heal|cleanup ..."
         ;;
 esac

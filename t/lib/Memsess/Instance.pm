@@ -302,8 +302,8 @@ sub graceful {
     my ($self, %o) = @_;
     my $t0 = time;
     my $before = $self->log_count($RESUMED);
-    my ($rc, $out) = $self->{user} && !$o{hard}
-        ? root_helper('graceful', $self->{dir}, $self->{httpd})
+    my ($rc, $out) = $self->{user}
+        ? root_helper($o{hard} ? 'restart' : 'graceful', $self->{dir}, $self->{httpd})
         : $self->_run('-k', $o{hard} ? 'restart' : 'graceful');
     die "graceful of $self->{name} failed (exit $rc): $out" if $rc;
     my $end = time + ($o{timeout} // 20);

@@ -57,6 +57,7 @@ our @NAMES = (
     qw(MEMC_PE4 MEMC_PE5 MEMC_PE6),          # 29_pool_change: a server without
                                              # lru_crawler (PE6)
     qw(MEMC_PE7 MEMC_PE8),                   # 18_sasl: a SASL pool grown at graceful
+    qw(MEMC_SK1 MEMC_SK2 MEMC_SK3 MEMC_SK4), # 60_soak: three instances; SK4 added and removed
 );
 
 our %IPV6 = (MEMC_V6 => 1);
