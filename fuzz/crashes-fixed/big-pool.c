@@ -74,7 +74,7 @@ int main(void)
     base = malloc(size);
     t = memsess_table_init(base, size, 1, 1, &cap);
     memsess_table_publish(t, &view, 1, -1, NULL);
-    if (memsess_table_read_view(t, 0, got, cap, &len, &nlive, NULL)
+    if (memsess_table_read_view(t, 0, got, cap, &len, &nlive, NULL, NULL)
         != APR_SUCCESS
         || strcmp(got, full)) {
         printf("big-pool: a pool of %d live servers does not publish "
