@@ -437,6 +437,8 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
         slot->down_pid = slot->proc_pid;
         slot->down_started = slot->proc_started;
         slot->down_since = pr->streak ? pr->streak : apr_time_now();
+        /* every process's sockets to it (memsess_release_helper.c) */
+        memsess_rh_ask(rt, i);
     }
     if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
         && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
@@ -661,6 +663,7 @@ static void dispatch_round(checker_t *c)
 
     memsess_rejoin_reap(c->rejoin);
     memsess_rebalancer_round(c->rebalance);
+    memsess_rh_round(c->rt, now);
 
     for (i = 0; i < n; i++) {
         probe_t *pr = &c->probes[i];

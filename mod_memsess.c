@@ -82,6 +82,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->pass_threshold = -1;
     conf->rejoin = -1;
     conf->share = -1;
+    conf->release_helper = -1;
     conf->view = -1;
     return conf;
 }
@@ -109,6 +110,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->pass_threshold = base->pass_threshold;
     conf->rejoin = base->rejoin;
     conf->share = base->share;
+    conf->release_helper = base->release_helper;
     conf->instance = base->instance;
     conf->group = base->group;
     conf->view = -1;
@@ -289,6 +291,9 @@ static choice_t rejoin_choice = {
 static choice_t share_choice = {
     { "off", "on", NULL }, "value",
     APR_OFFSETOF(memsess_srv_conf, share), 1 };
+static choice_t release_helper_choice = {
+    { "off", "on", NULL }, "value",
+    APR_OFFSETOF(memsess_srv_conf, release_helper), 1 };
 
 static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
@@ -450,6 +455,10 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE1("MemsessShareVerdicts", set_choice, &share_choice,
         RSRC_CONF, "On (default) to share verdicts with the other Apache "
         "instances of the group through the pool's servers"),
+    AP_INIT_TAKE1("MemsessReleaseHelper", set_choice, &release_helper_choice,
+        RSRC_CONF, "On (default) to release the sockets of every process "
+        "on this machine to a server marked down (a helper that keeps "
+        "CAP_NET_ADMIN only; Apache started as root)"),
     AP_INIT_TAKE1("MemsessInstance", set_name, NULL, RSRC_CONF,
         "this instance's name in shared verdicts (default ServerName:port)"),
     AP_INIT_TAKE1("MemsessGroup", set_name, (void *)1, RSRC_CONF,
@@ -553,6 +562,7 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
     g->rejoin = conf->rejoin >= 0 ? (memsess_rejoin_e)conf->rejoin
                                   : MEMSESS_REJOIN_SYNC;
     g->share = conf->share != 0;
+    g->release_helper = conf->release_helper != 0;
 }
 
 /* Who this instance is in shared verdicts, and which group it is in:
@@ -1010,6 +1020,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return !OK;
     }
     memsess_inject_post_config(pconf, s);
+    memsess_rh_post_config(pconf, s, runtime);
     return OK;
 }
 

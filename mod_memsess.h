@@ -47,6 +47,9 @@
  *   memsess_connect.c the checker's libmemcached handles
  *   memsess_lateness.c whether the checker itself was late (CPU pressure,
  *                     its own run-queue wait): pure judgement, /proc reads
+ *   memsess_release_helper.c  the process that keeps CAP_NET_ADMIN only
+ *                     and destroys every process's sockets to a server
+ *                     marked down (sock_diag); its requests (pure)
  *   memsess_flight.c  requests in flight: which began before a flip (any
  *                     memory block)
  *   mod_memsess.c     directives, configuration, hooks, shared memory life
@@ -55,7 +58,8 @@
  * The next free number is MEMSESS0027.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard), 0050-0069 the failure
- * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052), 0070-0089
+ * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052;
+ * memsess_release_helper.c: 0053-0062), 0070-0089
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
  * does once (0150-0157 used), 0130-0149 pool changes (the rebalance,
  * 0130-0142 used).
@@ -666,6 +670,7 @@ typedef struct {
     const char         *group;      /* MemsessGroup, or derived from the
                                      * pools and the vhost names */
     int                 group_derived;
+    int                 release_helper;   /* MemsessReleaseHelper: 0, 1 */
 } memsess_global_t;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
@@ -708,6 +713,16 @@ int memsess_peer_find(const memsess_peer_t *peer, const memsess_peer_t *set,
 int memsess_proc_tcp_line(const char *line, apr_size_t len,
                           memsess_peer_t *remote, int *state,
                           apr_uint64_t *inode);
+
+/* A request to the release helper, "release <slot>[ keep <inode>...]"
+ * (pure): the slot (below nslots), its keep list (at most *nkeep, set to
+ * how many), or -1. */
+int memsess_rh_parse(const char *msg, apr_size_t len, int nslots,
+                     apr_uint64_t *keep, int *nkeep);
+/* The sock_diag filter for sockets whose destination is exactly peer
+ * (address and port): its length in buf, or 0. */
+apr_size_t memsess_rh_filter(const memsess_peer_t *peer, void *buf,
+                             apr_size_t size);
 
 /* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
  * that the release leaves them alone. */
@@ -980,6 +995,7 @@ typedef struct {
     int                  pass_threshold;
     int                  rejoin;         /* memsess_rejoin_e */
     int                  share;          /* MemsessShareVerdicts */
+    int                  release_helper; /* MemsessReleaseHelper */
     const char          *instance;       /* MemsessInstance */
     const char          *group;          /* MemsessGroup */
     /* set at post_config: the index of this config's view in the runtime
@@ -1255,6 +1271,14 @@ void memsess_watch_stop(memsess_watch_t *w);
 void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt);
 void memsess_release_track(request_rec *r);
 void memsess_release_tick(memsess_runtime_t *rt);
+
+/* memsess_release_helper.c: the parent forks the helper at post_config
+ * (when it may: root, MemsessReleaseHelper On); the checker asks it at a
+ * down verdict and each round while the server is out (6 s). */
+void memsess_rh_post_config(apr_pool_t *pconf, server_rec *s,
+                            memsess_runtime_t *rt);
+void memsess_rh_ask(memsess_runtime_t *rt, int slot);
+void memsess_rh_round(memsess_runtime_t *rt, apr_time_t now);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);

@@ -16,7 +16,7 @@ use File::Temp qw(tempfile);
 use JSON::PP ();
 use Memsess::Test;
 
-plan tests => 26;
+plan tests => 27;
 
 our $V = 'memsess_window';
 my @N = qw(O1 O2 O3);
@@ -186,7 +186,11 @@ memc_stop(@N);
 # --- php-fpm: its workers are not Apache's children ----------------------
 
 # Detection applies to them (the next requests get the live list); the
-# release cannot reach a socket of a php-fpm worker.  What such a user gets:
+# release per child cannot reach a socket of a php-fpm worker, and this
+# Apache, not started as root, has no release helper (the helper releases
+# them: t/28_release_helper.t).  What such a user gets:
+ok t_cmp(log_since(0) =~ /MEMSESS0054: no release helper: Apache was not started as root/ ? 1 : 0, 1,
+         'not started as root: no release helper, and the log says so (MEMSESS0054)');
 {
     my $F = 'memsess_fpm';
     my @P = qw(P1 P2);

@@ -8,6 +8,8 @@
 
 #include "apr_general.h"
 
+#include <linux/inet_diag.h>
+
 #include "mod_memsess.h"
 #include "tap.h"
 
@@ -154,6 +156,54 @@ int main(void)
         ok(!memsess_proc_tcp_line(v4, 30, &r, &state, &inode),
            "a cut line is refused, never read past");
         ok(!memsess_proc_tcp_line("", 0, &r, &state, &inode), "an empty one too");
+    }
+    {
+        /* the release helper's requests and its kernel filter */
+        apr_uint64_t keep[4];
+        int nkeep;
+        struct inet_diag_bc_op op;
+        struct inet_diag_hostcond cond;
+        unsigned char fb[64];
+        struct sockaddr_in sin4;
+        memsess_peer_t p4;
+        apr_size_t flen;
+
+#define RH(text, n) (nkeep = 4, memsess_rh_parse(text, strlen(text), n, keep, &nkeep))
+        ok(RH("release 2", 3) == 2 && nkeep == 0, "a release of slot 2");
+        ok(RH("release 2\n", 3) == 2, "with its newline");
+        ok(RH("release 1 keep 77 4294967296", 3) == 1 && nkeep == 2
+           && keep[0] == 77 && keep[1] == 4294967296ULL,
+           "with the checker's own sockets (inodes) to keep");
+        ok(RH("release 3", 3) == -1, "a slot beyond the pools is refused");
+        ok(RH("release -1", 3) == -1 && RH("release ", 3) == -1
+           && RH("release 1x", 3) == -1 && RH("Release 1", 3) == -1,
+           "no number, a sign, a letter, another word: refused");
+        ok(RH("release 1 keep", 3) == -1 && RH("release 1 keep 5 ", 3) == -1
+           && RH("release 1  keep 5", 3) == -1,
+           "an empty keep list, a trailing blank, two blanks: refused");
+        ok(RH("release 1 keep 1 2 3 4 5", 3) == -1,
+           "more inodes than room: refused");
+        ok(RH("release 127.0.0.1:11211", 3) == -1,
+           "an address is never taken: only a slot of the pools");
+        ok(RH("release 00001", 3) == -1, "five digits of slot: refused");
+#undef RH
+
+        memset(&sin4, 0, sizeof(sin4));
+        sin4.sin_family = AF_INET;
+        sin4.sin_port = htons(11211);
+        sin4.sin_addr.s_addr = htonl(0x7f000001);
+        memsess_peer_from_sockaddr(&p4, &sin4, sizeof(sin4));
+        flen = memsess_rh_filter(&p4, fb, sizeof(fb));
+        memcpy(&op, fb, sizeof(op));
+        memcpy(&cond, fb + sizeof(op), sizeof(cond));
+        ok(flen == sizeof(op) + sizeof(cond) + 4
+           && op.code == INET_DIAG_BC_D_COND && op.yes == flen
+           && op.no == flen + 4 && cond.family == AF_INET
+           && cond.prefix_len == 32 && cond.port == 11211
+           && !memcmp(fb + sizeof(op) + sizeof(cond), &sin4.sin_addr, 4),
+           "the kernel filter: destination 127.0.0.1, all 32 bits, port 11211; "
+           "accepted at its end, refused past it");
+        ok(memsess_rh_filter(&p4, fb, 10) == 0, "no room: no filter");
     }
     return done_testing();
 }

@@ -65,7 +65,9 @@ sub free_ports {
 
 # new(name => ..., mpm => prefork|worker|event, modules => [...], php => 1,
 #     ports => N, conf => "...", servername => "...", memsess => 0|1,
-#     globals => "..." (replaces the check interval/timeout lines))
+#     globals => "..." (replaces the check interval/timeout lines),
+#     user => "memsess-webN" (started as root, run as that user),
+#     release_helper => 1 (with user: keep MemsessReleaseHelper's default))
 sub new {
     my ($class, %o) = @_;
     my $v = vars();
@@ -113,6 +115,11 @@ sub write_conf {
                 ($self->{user} ? ('--user', $self->{user}, '--group', $self->{user}) : ()),
                 '--docroot', "$t/htdocs");
     my $globals = $self->{globals} // "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n";
+    # Instances started as root (user => ...) stand for web servers of
+    # their own, but share this machine: the release helper of one would
+    # destroy the others' sockets too (a cut by user exists only here).
+    # release_helper => 1 keeps it.
+    $globals .= "MemsessReleaseHelper Off\n" if $self->{user} && !$self->{release_helper};
     $globals = '' unless $memsess;
     my $body = catfile($dir, 'httpd.conf.own');
     open my $fh, '>', $body or die "$body: $!";

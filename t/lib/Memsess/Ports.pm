@@ -58,6 +58,7 @@ our @NAMES = (
                                              # lru_crawler (PE6)
     qw(MEMC_PE7 MEMC_PE8),                   # 18_sasl: a SASL pool grown at graceful
     qw(MEMC_SK1 MEMC_SK2 MEMC_SK3 MEMC_SK4), # 60_soak: three instances; SK4 added and removed
+    qw(MEMC_RH1 MEMC_RH2 FPM_RH),           # 28_release_helper: php-fpm, event, root
 );
 
 our %IPV6 = (MEMC_V6 => 1);
