@@ -53,8 +53,14 @@ my $farm = Memsess::Soak::farm_start();
 END { Memsess::Soak::farm_stop($farm) if $farm }
 
 for my $seed (@seeds) {
-    my $r = Memsess::Soak::run_phase($farm, seed => $seed, seconds => $SECS, out => $OUT,
-                                     kinds => \@kinds);
+    my $r = eval { Memsess::Soak::run_phase($farm, seed => $seed, seconds => $SECS, out => $OUT,
+                                            kinds => \@kinds) };
+    if (!$r) {
+        my $err = $@ || 'no summary';
+        diag "seed $seed: the phase died: $err";
+        ok t_cmp($err, '', "seed $seed: the phase ran") for 1 .. 8;
+        next;
+    }
     my $tag = "seed $seed";
     ok t_cmp($r->{requests} > 10 * $SECS ? 1 : 0, 1,
              "$tag: the load ran ($r->{requests} requests, $r->{failed} failed, $r->{faults} faults)");

@@ -52,6 +52,8 @@ use Memsess::Test qw(addr port memc_start memc_stop memc_kill memc_freeze memc_t
 use Memsess::Instance;
 
 my $JSON = JSON::PP->new->utf8->canonical;
+my $PARENT = $$;
+my %KIDS;    # pid => what: the load's processes and stress-ng, stopped at END
 my $NGINX = '/usr/sbin/nginx';
 our @MEMC = qw(MEMC_SK1 MEMC_SK2 MEMC_SK3);
 our $EXTRA = 'MEMC_SK4';      # the server the pool fault adds
@@ -295,6 +297,7 @@ sub load_start {
             POSIX::_exit(0);
         }
         push @pids, $pid;
+        $KIDS{$pid} = 'load';
     }
     return { pids => \@pids, stop => $stop };
 }
@@ -310,6 +313,7 @@ sub load_stop {
             kill 'KILL', $p;
             waitpid $p, 0;
         }
+        delete $KIDS{$p};
     }
 }
 
@@ -379,12 +383,14 @@ sub _cpu_start {
             or POSIX::_exit(127);
     }
     $farm->{cpu} = $pid;
+    $KIDS{$pid} = 'cpu';
     return $pid;
 }
 
 sub _cpu_stop {
     my $farm = shift;
     my $pid = delete $farm->{cpu} or return;
+    delete $KIDS{$pid};
     kill 'TERM', -$pid;    # its process group: stress-ng and its workers
     kill 'TERM', $pid;
     my $end = time + 5;
@@ -736,7 +742,8 @@ sub run_phase {
     my $load = load_start($farm, $dir, flag => $flag, seed => $seed,
                           procs => $o{procs} // 6, users => $o{users_per} // 5);
     my $t0 = time;
-    my (%run, $memc_busy, $unsettled, $lag, $next_sample) = ((), undef, 0, 0, $t0 + 2);
+    my %run;
+    my ($memc_busy, $unsettled, $lag, $next_sample) = (undef, 0, 0, $t0 + 2);
     my @pending = @$steps;
     my $set_flag = sub {
         my $n = grep { !defined $_->{t_until} } values %run;
@@ -902,6 +909,17 @@ sub run_phase {
         sprintf '%s %d/%d', $_, $k->{failed} // 0, $k->{requests} // 0 } sort keys %{ $c->{per_kind} });
     diag sprintf('  %s %s (bound %s)', $_->[3] ? 'ok ' : 'BAD', $_->[0], $_->[1] . ' / ' . $_->[2]) for @$res;
     return $summary;
+}
+
+# Whatever a phase that died left running: the load's processes, stress-ng
+# (its process group), each by its pid.
+END {
+    if ($$ == $PARENT) {
+        for my $p (keys %KIDS) {
+            kill 'KILL', ($KIDS{$p} eq 'cpu' ? -$p : ()), $p;
+            waitpid $p, 0;
+        }
+    }
 }
 
 1;
