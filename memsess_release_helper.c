@@ -290,14 +290,14 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
         char                    bc[64];
     } msg;
     struct sockaddr_nl nladdr = { AF_NETLINK, 0, 0, 0 };
-    apr_size_t bclen = memsess_rh_filter(peer, msg.bc, sizeof(msg.bc));
+    apr_size_t bclen;
     char buf[16384];
     int n = 0, done = 0;
 
-    if (!bclen) {
+    memset(&msg, 0, sizeof(msg));
+    if (!(bclen = memsess_rh_filter(peer, msg.bc, sizeof(msg.bc)))) {
         return 0;
     }
-    memset(&msg, 0, sizeof(msg));
     msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(msg.req)) + NLA_HDRLEN
                         + (unsigned)bclen;
     msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -340,6 +340,8 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
                 done = 1;
                 break;
             }
+            /* an orphan (closed, no process: inode 0) waits for nobody */
+            kept = !m->idiag_inode;
             for (k = 0; k < nkeep; k++) {
                 kept |= keep[k] == m->idiag_inode;
             }
@@ -574,8 +576,9 @@ static void maintenance(int reason, void *data, apr_wait_t status)
 static apr_status_t helper_stop(void *data)
 {
     (void)data;
+    /* its other-child record went with the pool (APR's own cleanup, run
+     * before this one): unregistering again would crash */
     if (helper.running) {
-        apr_proc_other_child_unregister(&helper);
         kill(helper.proc.pid, SIGTERM);
         waitpid(helper.proc.pid, NULL, 0);
         helper.running = 0;
