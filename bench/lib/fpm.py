@@ -23,7 +23,6 @@ context switch per request).
 """
 
 import argparse
-import datetime
 import os
 import socket
 import subprocess
@@ -32,8 +31,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, Runner,
-                      StatusWatch, load_average, log, log_stamped, ms, now,
+from benchlib import (HOST, RESULTS, WORK, Load, Runner, StatusWatch,
+                      load_average, log, log_stamped, ms, now,
                       release_helper_pid, report_head, sockstat, summarize,
                       task_cpu, write_csv)
 
