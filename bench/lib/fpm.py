@@ -298,11 +298,10 @@ def report(results, cost, args, started, cmd):
                     nrel += int(l.split('released ', 1)[1].split()[0])
                 except (IndexError, ValueError):
                     pass
-            if res['key'].startswith('fpm') and res['key'] != 'fpm':
-                target = '(without helper)'
-            else:
-                ok = g['max'] <= TARGET_MAX and ratio >= TARGET_TPUT
-                target = 'met' if ok else 'MISSED'
+            ok = g['max'] <= TARGET_MAX and ratio >= TARGET_TPUT
+            target = 'met' if ok else 'missed'
+            if res['key'] == 'fpm':
+                target = '**%s**' % target
             w('| %s | %s | %s | %.0f %% (%.0f / %.0f req/s) | %d + %d | %s | '
               '%s | %s | %s |'
               % (res['key'], ms(g['max']), ms(g['p99']), ratio * 100,
