@@ -6,6 +6,10 @@
 # them (reject or drop), adds a server to the pool and removes it, and
 # gracefuls, restarts, kills the checker's child and saturates the CPU.
 # At most one memcached fault at a time; the Apache ones overlap anything.
+# The instances name their group (MemsessGroup memsess-soak): with the group
+# derived from the pool (the default), the pool fault splits them
+# (MEMSESS_SOAK_DERIVED_GROUP=1 shows it: seed 7022, every kind of
+# violation during the rolling graceful).
 #
 # Two schedules of 30 s: a fixed seed and a random one (printed first).
 # MEMSESS_SOAK_SEED=S runs only that seed (a failure's seed, to see it

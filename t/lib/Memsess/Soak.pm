@@ -173,6 +173,14 @@ sub farm_start {
             name => "soak$i", php => 1, user => "memsess-web$i",
             # the defaults (MemsessReplicas 1, MemsessFailover successor ...)
             conf => pool_conf(@MEMC));
+        # A group named in the configuration: with the group derived from
+        # the pool (the default), a pool changed one instance at a time
+        # splits the instances into two groups that rebalance alone and
+        # publish different lists (found by this soak, seed 7022: 51 lost,
+        # 183 stale, 32 resurrected).  MEMSESS_SOAK_DERIVED_GROUP=1 runs the
+        # default.
+        $web[-1]{conf} .= "MemsessGroup memsess-soak\n" unless $ENV{MEMSESS_SOAK_DERIVED_GROUP};
+        $web[-1]->write_conf;
     }
     chmod 0755, $_->dir for @web;
     $_->start for @web;
@@ -438,7 +446,8 @@ sub act {
         memc_start($EXTRA) if $op eq 'start';
         my @took;
         for my $x (@{ $farm->{web} }) {
-            $x->{conf} = pool_conf(@names);
+            $x->{conf} = pool_conf(@names)
+                . ($ENV{MEMSESS_SOAK_DERIVED_GROUP} ? '' : "MemsessGroup memsess-soak\n");
             $x->write_conf;
             push @took, sprintf '%.2f', $x->graceful;
         }
@@ -516,6 +525,47 @@ sub sample {
                  $farm->{nginx_port});
     $s{tw} = time_wait(@ports);
     return \%s;
+}
+
+# A process of its own samples every 2 s (the driver's steps never wait
+# for it), one JSON line each to $file, until $stop exists.
+sub sampler_start {
+    my ($farm, $file, $stop) = @_;
+    unlink $file, $stop;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{TERM} = $SIG{INT} = sub { POSIX::_exit(0) };
+        open my $out, '>>', $file or POSIX::_exit(1);
+        $out->autoflush(1);
+        until (-e $stop) {
+            my $t = time;
+            my $s = eval { sample($farm) };
+            if ($s) {
+                $s->{took} = time - $t;
+                print $out $JSON->encode($s), "\n";
+            }
+            my $left = $t + 2 - time;
+            sleep $left if $left > 0;
+        }
+        POSIX::_exit(0);
+    }
+    $KIDS{$pid} = 'sampler';
+    return { pid => $pid, file => $file, stop => $stop };
+}
+
+sub sampler_stop {
+    my $sp = shift;
+    open my $fh, '>', $sp->{stop} or die "$sp->{stop}: $!";
+    close $fh;
+    my $end = time + 20;
+    sleep 0.05 while waitpid($sp->{pid}, POSIX::WNOHANG()) == 0 && time < $end;
+    if (kill 0, $sp->{pid}) {
+        kill 'KILL', $sp->{pid};
+        waitpid $sp->{pid}, 0;
+    }
+    delete $KIDS{ $sp->{pid} };
+    open my $in, '<', $sp->{file} or return ();
+    return map { eval { $JSON->decode($_) } || () } <$in>;
 }
 
 # Bounds on the samples (after the first, taken before the first fault):
@@ -738,12 +788,12 @@ sub run_phase {
     my $flag = "$dir/fault-active";
     unlink $flag;
     my @marks = map { $_->log_mark } @{ $farm->{web} };
-    my @samples = (sample($farm));
+    my $sampler = sampler_start($farm, "$dir/resources.log", "$dir/stop-sampler");
     my $load = load_start($farm, $dir, flag => $flag, seed => $seed,
                           procs => $o{procs} // 6, users => $o{users_per} // 5);
     my $t0 = time;
     my %run;
-    my ($memc_busy, $unsettled, $lag, $next_sample) = (undef, 0, 0, $t0 + 2);
+    my ($memc_busy, $unsettled, $lag) = (undef, 0, 0);
     my @pending = @$steps;
     my $set_flag = sub {
         my $n = grep { !defined $_->{t_until} } values %run;
@@ -751,10 +801,6 @@ sub run_phase {
     };
     while (1) {
         my $now = time;
-        if ($now >= $next_sample) {
-            push @samples, sample($farm);
-            $next_sample = $now + 2;
-        }
         # a memcached fault is over once every instance sees every server up
         if ($memc_busy && $memc_busy->{t_end} && settled($farm)) {
             $memc_busy->{t_until} = time;
@@ -833,8 +879,8 @@ sub run_phase {
     while (time < $calm) {
         sleep 0.5;
     }
-    push @samples, sample($farm);
     load_stop($load);
+    my @samples = sampler_stop($sampler);
     my $t_end = time;
     _say($sf, sprintf('  +%6.2f s  load stopped', $t_end - $t0));
     close $sf;
@@ -845,9 +891,6 @@ sub run_phase {
                                       what => describe($_), t_start => $_->{t_start},
                                       t_end => $_->{t_end}, t_until => $_->{t_until} } } @ran ]);
     close $ff;
-    open my $rf, '>', "$dir/resources.log" or die $!;
-    print $rf $JSON->encode($_), "\n" for @samples;
-    close $rf;
 
     my $c = judge($dir, \@ran);
     my $rate = $c->{requests} / (($t_end - $t0) || 1);
