@@ -17,8 +17,7 @@ use warnings FATAL => 'all';
 use Apache::Test;
 use Apache::TestUtil;
 use Time::HiRes qw(time sleep);
-use POSIX qw(_exit WNOHANG);
-use File::Temp qw(tempfile);
+
 use IO::Socket::IP ();
 use JSON::PP ();
 use Memsess::Test;
@@ -74,31 +73,13 @@ sub req {
     return ($d, $res, time - $t0);
 }
 
-# A request in the background: returns a handle for bg_join.
+# A request in the background: a handle for bg_join.
 sub bg_req {
     my ($ua, $path) = @_;
-    my ($fh, $file) = tempfile(UNLINK => 1);
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
+    return bg_run(sub {
         my ($d, $res, $dt) = req($ua, $path);
-        open my $out, '>', $file or _exit(1);
-        print $out $JSON->encode({ data => $d, code => $res->code, secs => $dt, end => time });
-        close $out;
-        _exit(0);
-    }
-    return { pid => $pid, file => $file };
-}
-sub bg_join {
-    my ($h, $timeout) = @_;
-    my $done = wait_for($timeout, sub { waitpid($h->{pid}, WNOHANG) == $h->{pid} }, 0.05);
-    if (!defined $done) {
-        kill 'KILL', $h->{pid};
-        waitpid $h->{pid}, 0;
-        return {};
-    }
-    open my $fh, '<', $h->{file} or return {};
-    local $/;
-    return eval { $JSON->decode(<$fh>) } || {};
+        return { data => $d, code => $res->code, secs => $dt, end => time };
+    });
 }
 
 my (%ua);

@@ -11,8 +11,6 @@ use warnings FATAL => 'all';
 use Apache::Test;
 use Apache::TestUtil;
 use Time::HiRes qw(time);
-use POSIX qw(_exit);
-use File::Temp qw(tempfile);
 use JSON::PP ();
 use Memsess::Test;
 
@@ -25,35 +23,14 @@ my $JSON = JSON::PP->new->utf8->canonical;
 # The contract: detected within 0.5 s at the defaults.
 my $DETECT = 0.5;
 
-# A request run in a child process (it blocks): returns a handle for join.
+# A request run in a child process (it blocks): a handle for bg_join.
 sub bg_get {
     my ($ua, $path) = @_;
-    my ($fh, $file) = tempfile(UNLINK => 1);
-    my $t0 = time;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
+    return bg_run(sub {
         my ($d, $res, $dt) = get_json($ua, $V, $path);
-        open my $out, '>', $file or _exit(1);
-        print $out $JSON->encode({ data => $d, code => $res->code, secs => $dt,
-                                   body => $d ? '' : $res->decoded_content });
-        close $out;
-        _exit(0);
-    }
-    return { pid => $pid, file => $file, t0 => $t0 };
-}
-
-sub bg_join {
-    my ($h, $timeout) = @_;
-    my $done = wait_for($timeout, sub { waitpid($h->{pid}, POSIX::WNOHANG()) == $h->{pid} }, 0.05);
-    if (!defined $done) {
-        kill 'KILL', $h->{pid};
-        waitpid $h->{pid}, 0;
-        return {};
-    }
-    open my $in, '<', $h->{file} or return {};
-    local $/;
-    my $r = eval { $JSON->decode(<$in>) } || {};
-    return $r;
+        return { data => $d, code => $res->code, secs => $dt,
+                 body => $d ? '' : $res->decoded_content };
+    });
 }
 
 memc_start(@N);

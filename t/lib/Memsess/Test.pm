@@ -14,6 +14,8 @@ package Memsess::Test;
 use strict;
 use warnings FATAL => 'all';
 
+use File::Temp ();
+
 use Exporter 'import';
 use Time::HiRes qw(time sleep);
 use POSIX qw(WNOHANG);
@@ -37,6 +39,7 @@ our @EXPORT = qw(
     status status_server pool_of live_of server_state states_of wait_states
     wait_for wait_down log_mark log_since log_wait log_file state_log_re log_time
     check_interval fail_deadline pass_deadline diag
+    bg_run bg_join
 );
 
 # mod_memsess's defaults (t/conf/extra.conf.in sets none of these).
@@ -613,6 +616,39 @@ sub log_wait {
         return 0;
     }, 0.05);
     return $line;
+}
+
+# ------------------------------------------------------------------------
+# Work in a child process (a request that blocks): bg_run(sub { ... })
+# returns a handle; bg_join($h, $timeout) what the sub returned (a hash
+# reference, through JSON), or {} when it did not end in time (killed).
+
+sub bg_run {
+    my ($code) = @_;
+    my ($fh, $file) = File::Temp::tempfile(UNLINK => 1);
+    my $t0 = time;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $r = $code->();
+        open my $out, '>', $file or POSIX::_exit(1);
+        print $out $JSON->encode($r || {});
+        close $out;
+        POSIX::_exit(0);
+    }
+    return { pid => $pid, file => $file, t0 => $t0 };
+}
+
+sub bg_join {
+    my ($h, $timeout) = @_;
+    my $done = wait_for($timeout, sub { waitpid($h->{pid}, POSIX::WNOHANG()) == $h->{pid} }, 0.05);
+    if (!defined $done) {
+        kill 'KILL', $h->{pid};
+        waitpid $h->{pid}, 0;
+        return {};
+    }
+    open my $in, '<', $h->{file} or return {};
+    local $/;
+    return eval { $JSON->decode(<$in>) } || {};
 }
 
 1;
