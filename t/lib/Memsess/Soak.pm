@@ -573,7 +573,9 @@ sub sampler_stop {
 sub judge_resources {
     my ($samples, $rate) = @_;
     return [] unless @$samples >= 2;
-    my $first = $samples->[0];
+    # the baseline: the first sample (before any fault) that saw children
+    my ($first) = grep { !grep { !$_->{children} } @{ $_->{web} } } @$samples;
+    $first //= $samples->[0];
     my @out;
     for my $i (0 .. $#{ $first->{web} }) {
         my $f = $first->{web}[$i];
@@ -802,14 +804,25 @@ sub run_phase {
     while (1) {
         my $now = time;
         # a memcached fault is over once every instance sees every server up
-        if ($memc_busy && $memc_busy->{t_end} && settled($farm)) {
+        # a memcached fault is over once every instance has seen every
+        # server up for 2 s on end (a verdict may come after a short cut
+        # was healed: the next fault waits for its rejoin)
+        if ($memc_busy && $memc_busy->{t_end}) {
+            if (!settled($farm)) {
+                delete $memc_busy->{up_since};
+            }
+            else {
+                $memc_busy->{up_since} //= time;
+            }
+        }
+        if ($memc_busy && $memc_busy->{up_since} && time - $memc_busy->{up_since} >= 2) {
             $memc_busy->{t_until} = time;
             if ($memc_busy->{kind} eq 'pool') {
                 # N4 is out of every published list: it may go
                 sleep 1;
                 memc_stop($EXTRA);
             }
-            _say($sf, sprintf('  +%6.2f s  fault %2d settled: every instance sees every server up (%.2f s after its end)',
+            _say($sf, sprintf('  +%6.2f s  fault %2d settled: every instance has seen every server up for 2 s (%.2f s after its end)',
                               time - $t0, $memc_busy->{id}, time - $memc_busy->{t_end}));
             $memc_busy = undef;
             $set_flag->();
@@ -834,7 +847,13 @@ sub run_phase {
             next;
         }
         my $s = $pending[0];
-        if ($now < $t0 + $s->{at} + $lag) {
+        # a fault started late lasts its whole duration all the same
+        my $due = $t0 + $s->{at} + $lag;
+        if ($s->{op} eq 'end' && $run{ $s->{fault}{id} }) {
+            my $d = $run{ $s->{fault}{id} }{t_start} + $s->{fault}{dur};
+            $due = $d if $d > $due;
+        }
+        if ($now < $due) {
             sleep 0.05;
             next;
         }
