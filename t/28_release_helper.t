@@ -24,7 +24,7 @@ use Memsess::Test;
 use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
-plan tests => 12, need {
+plan tests => 13, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'php-fpm' => scalar(grep { -x } glob('/usr/sbin/php-fpm*')),
