@@ -19,7 +19,7 @@ from plot import _gnuplot, _terminal  # noqa: E402
 KIND_COLOUR = {
     'kill': '#c0392b', 'freeze': '#2c7fb8', 'cut': '#e8871e',
     'cut_drop': '#8e44ad', 'pool': '#27ae60', 'cpu': '#7f7f7f',
-    'graceful': '#17becf', 'restart': '#d62728', 'checker_kill': '#bcbd22',
+    'graceful': '#17becf', 'restart': '#f781bf', 'checker_kill': '#bcbd22',
 }
 MEMC = ('kill', 'freeze', 'cut', 'cut_drop', 'pool')
 
@@ -27,6 +27,8 @@ MEMC = ('kill', 'freeze', 'cut', 'cut_drop', 'pool')
 def load(d):
     with open(os.path.join(d, 'summary.json')) as f:
         s = json.load(f)
+    s['seed'] = int(s['seed'])
+    s['seconds'] = int(s['seconds'])
     with open(os.path.join(d, 'faults.json')) as f:
         faults = json.load(f)
     res = []
