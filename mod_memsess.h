@@ -727,6 +727,10 @@ apr_size_t memsess_rh_filter(const memsess_peer_t *peer, void *buf,
 /* The checker marks its probe sockets with this TCP_KEEPIDLE (seconds), so
  * that the release leaves them alone. */
 #define MEMSESS_PROBE_KEEPIDLE (7213)
+/* ... and, once the release helper's checker has seen them, with this
+ * SO_PRIORITY (the pfifo_fast band of priority 0), which the kernel shows
+ * the helper (memsess_release_helper.c). */
+#define MEMSESS_PROBE_PRIORITY (4)
 /* The rejoin sync (memsess_sync.c)                                   */
 
 /* php-memcached's memcached.sess_prefix (its default, which nothing here
