@@ -50,7 +50,7 @@
 #include "mod_memsess.h"
 
 #define FLIGHT_MAGIC   (0x4d534647u)   /* "MSFG" */
-#define FLIGHT_VERSION (1u)
+#define FLIGHT_VERSION (2u)   /* 2: the ring of recent sessions */
 #define TAG_BITS       (24)
 #define TAG_MASK       ((APR_UINT64_C(1) << TAG_BITS) - 1)
 
@@ -60,6 +60,13 @@ typedef struct {
     apr_uint32_t pad;
 } entry_t;
 
+/* A session a request used, as it ended. */
+typedef struct {
+    apr_uint64_t stamp;    /* apr_time_t; 0 while written */
+    apr_uint32_t len;
+    char         id[MEMSESS_SESSION_ID_MAX];
+} recent_t;
+
 struct memsess_flight_t {
     apr_uint32_t magic;
     apr_uint32_t version;
@@ -67,6 +74,7 @@ struct memsess_flight_t {
     apr_uint32_t tags;      /* the last tag given */
     apr_uint64_t epoch;     /* starts at 1 */
     apr_uint64_t size;
+    apr_uint64_t noted;     /* sessions noted so far (the ring's next) */
 };
 
 #define HEAD_SIZE APR_ALIGN_DEFAULT(sizeof(memsess_flight_t))
@@ -76,10 +84,19 @@ static entry_t *entries(const memsess_flight_t *f)
     return (entry_t *)((char *)f + HEAD_SIZE);
 }
 
+static recent_t *ring(const memsess_flight_t *f)
+{
+    return (recent_t *)((char *)f + HEAD_SIZE
+                        + APR_ALIGN_DEFAULT((apr_size_t)f->nworkers
+                                            * sizeof(entry_t)));
+}
+
 apr_size_t memsess_flight_size(int nworkers)
 {
-    return HEAD_SIZE + (apr_size_t)(nworkers > 0 ? nworkers : 0)
-                       * sizeof(entry_t);
+    return HEAD_SIZE + APR_ALIGN_DEFAULT((apr_size_t)(nworkers > 0
+                                                      ? nworkers : 0)
+                                         * sizeof(entry_t))
+           + MEMSESS_RECENT_MAX * sizeof(recent_t);
 }
 
 memsess_flight_t *memsess_flight_init(void *base, apr_size_t size,
@@ -175,6 +192,51 @@ int memsess_flight_before(const memsess_flight_t *f, apr_uint64_t epoch,
             && (!alive || alive(__atomic_load_n(&e->pid, __ATOMIC_SEQ_CST)))) {
             n++;
         }
+    }
+    return n;
+}
+
+void memsess_flight_note(memsess_flight_t *f, const char *id, apr_size_t len)
+{
+    recent_t *r;
+    apr_uint64_t k;
+
+    if (!f || !len || len > MEMSESS_SESSION_ID_MAX) {
+        return;
+    }
+    k = __atomic_fetch_add(&f->noted, 1, __ATOMIC_RELAXED);
+    r = &ring(f)[k % MEMSESS_RECENT_MAX];
+    __atomic_store_n(&r->stamp, 0, __ATOMIC_SEQ_CST);
+    memcpy(r->id, id, len);
+    r->len = (apr_uint32_t)len;
+    __atomic_store_n(&r->stamp, (apr_uint64_t)apr_time_now(),
+                     __ATOMIC_SEQ_CST);
+}
+
+int memsess_flight_recent(const memsess_flight_t *f, apr_time_t since,
+                          void (*each)(void *baton, const char *id,
+                                       apr_size_t len),
+                          void *baton)
+{
+    int k, n = 0;
+
+    for (k = 0; f && k < MEMSESS_RECENT_MAX; k++) {
+        const recent_t *r = &ring(f)[k];
+        char id[MEMSESS_SESSION_ID_MAX];
+        apr_uint64_t stamp = __atomic_load_n(&r->stamp, __ATOMIC_SEQ_CST);
+        apr_uint32_t len = r->len;
+
+        if (!stamp || (apr_time_t)stamp < since || !len
+            || len > MEMSESS_SESSION_ID_MAX) {
+            continue;
+        }
+        memcpy(id, r->id, len);
+        /* a writer that came meanwhile: its entry is newer, seen as such */
+        if (__atomic_load_n(&r->stamp, __ATOMIC_SEQ_CST) != stamp) {
+            continue;
+        }
+        each(baton, id, len);
+        n++;
     }
     return n;
 }

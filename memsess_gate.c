@@ -38,7 +38,7 @@
 
 void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
                         apr_thread_mutex_t *mutex, const int *gated,
-                        apr_time_t not_before,
+                        apr_time_t since, apr_time_t not_before,
                         volatile apr_uint32_t *stop)
 {
     apr_time_t now = apr_time_now();
@@ -50,6 +50,7 @@ void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
     g->stop = stop;
     g->until = now + MEMSESS_GATE_MAX;
     g->not_before = not_before;
+    g->since = since;
     g->waited_for = 0;
     g->epoch = 0;
     g->open = 0;
@@ -109,15 +110,28 @@ void memsess_gate_open(void *baton)
 }
 
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              apr_time_t flipped_at)
+                              apr_time_t flipped_at, int brought)
 {
     if (!g->rt || !g->rt->flight) {
         return "its requests not kept (MEMSESS0026): not waited for";
     }
     return apr_psprintf(p, "its requests waited %" APR_TIME_T_FMT "ms at "
-                        "the flip for the %d that had the old list%s",
-                        g->open > flipped_at
+                        "the flip for the %d that had the old list%s, and "
+                        "%d sessions they used, in no listing, were brought "
+                        "over", g->open > flipped_at
                         ? apr_time_as_msec(g->open - flipped_at) : 0,
                         g->waited_for, g->open >= g->until
-                        ? " (no longer: the most it waits)" : "");
+                        ? " (no longer: the most it waits)" : "", brought);
+}
+
+void memsess_gate_recent(void *baton,
+                         void (*each)(void *ctx, const char *id,
+                                      apr_size_t len),
+                         void *ctx)
+{
+    memsess_gate_t *g = baton;
+
+    /* a margin: a request noted as the sync began may predate its lists */
+    memsess_flight_recent(g->rt->flight, g->since - apr_time_from_sec(1),
+                          each, ctx);
 }

@@ -210,12 +210,58 @@ typedef struct {
     memsess_flight_t *flight;
     int               worker;
     apr_uint64_t      value;
+    request_rec      *r;        /* the main request */
 } flight_entry_t;
+
+/* Notes the session id a cookie header gives (Cookie: ...; PHPSESSID=x,
+ * Set-Cookie: PHPSESSID=x; path=/), when it looks like one of PHP's. */
+static int note_cookie(memsess_flight_t *f, const char *header, int set)
+{
+    static const char name[] = MEMSESS_SESSION_COOKIE "=";
+    const char *p = header, *v, *e;
+
+    while (p && *p) {
+        while (*p == ' ' || *p == ';') {
+            p++;
+        }
+        if (!strncmp(p, name, sizeof(name) - 1)) {
+            v = p + sizeof(name) - 1;
+            for (e = v; (*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z')
+                        || (*e >= '0' && *e <= '9') || *e == ',' || *e == '-';
+                 e++) {
+            }
+            if (e > v && (!*e || *e == ';' || *e == ' ')) {
+                memsess_flight_note(f, v, (apr_size_t)(e - v));
+            }
+        }
+        if (set) {
+            break;   /* the rest are its attributes */
+        }
+        p = strchr(p, ';');
+    }
+    return 1;
+}
+
+static int note_set_cookie(void *f, const char *key, const char *value)
+{
+    (void)key;
+    return note_cookie(f, value, 1);
+}
 
 static apr_status_t flight_leave(void *data)
 {
     flight_entry_t *fe = data;
 
+    if (fe->r) {
+        /* the sessions it used, for a sync's flip (memsess_flight.c) */
+        note_cookie(fe->flight, apr_table_get(fe->r->headers_in, "Cookie"),
+                    0);
+        apr_table_do(note_set_cookie, fe->flight, fe->r->headers_out,
+                     "Set-Cookie", NULL);
+        apr_table_do(note_set_cookie, fe->flight, fe->r->err_headers_out,
+                     "Set-Cookie", NULL);
+        fe->r = NULL;
+    }
     memsess_flight_leave(fe->flight, fe->worker, fe->value);
     fe->value = 0;
     return APR_SUCCESS;
@@ -248,10 +294,12 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
         fe = apr_pcalloc(r->pool, sizeof(*fe));
         fe->flight = f;
         fe->worker = (int)i;
+        fe->r = r;
         apr_pool_userdata_setn(fe, key, NULL, r->pool);
         apr_pool_cleanup_register(r->pool, fe, flight_leave,
                                   apr_pool_cleanup_null);
     }
+    fe->r = r;   /* an internal redirect's: the one that answers */
     if (!fe->value) {
         fe->value = memsess_flight_enter(f, fe->worker,
                                          (apr_uint32_t)getpid());
@@ -287,7 +335,9 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
             break;
         }
         if (fe) {
-            flight_leave(fe);   /* not one of those the sync waits for */
+            /* not one of those the sync waits for, meanwhile */
+            memsess_flight_leave(fe->flight, fe->worker, fe->value);
+            fe->value = 0;
         }
         apr_sleep(MEMSESS_GATE_POLL);
     }

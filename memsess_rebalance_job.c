@@ -126,6 +126,7 @@ typedef struct rebalance_t {
     apr_uint64_t            change;      /* fingerprint: in force -> new */
     memsess_joblock_t       lock;
     memsess_gate_t          gate;        /* at its flip, when it moves */
+    apr_time_t              started;
 } rebalance_t;
 
 /* Whether view v's rebalance may start: 1 yes, 0 not yet, -1 not yet and
@@ -308,6 +309,7 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
         if (gate) {
             /* requests of its views wait for what the old lists wrote */
             memsess_gate_close(&rb->gate, rt, c->mutex, rb->moving,
+                               rb->started,
                                rb->share ? apr_time_now() + FLIP_SETTLE : 0,
                                &rb->stop);
         }
@@ -396,6 +398,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     int k, moves = 0, everyone = 1, nheld = 0, nguarded = 0;
 
     (void)thread;
+    rb->started = start;
     memset(&before, 0, sizeof(before));
     for (k = 0; !rb->at_once && k < rb->spec.nlists; k++) {
         moves |= list_moves(&rb->lists[k]);
@@ -501,6 +504,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
              * requests that got the old list are done with them */
             wait.settled = memsess_gate_settled;
             wait.open = memsess_gate_open;
+            wait.recent = memsess_gate_recent;
             wait.baton = &rb->gate;
             rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
@@ -512,7 +516,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                          "ms; %s%s%s", rebalance_names(rb), nguarded, nheld,
                          memsess_sync_stats(sync)->copied - copied,
                          apr_time_as_msec(apr_time_now() - flipped_at),
-                         memsess_gate_text(rb->pool, &rb->gate, flipped_at),
+                         memsess_gate_text(rb->pool, &rb->gate, flipped_at,
+                                           memsess_sync_recent_brought(sync)),
                          rv == APR_SUCCESS ? "" : "; stopped: ",
                          rv == APR_SUCCESS ? "" : err);
             /* requests that began before the flip write the old places as

@@ -119,6 +119,7 @@ typedef struct sync_job_t {
     const char             *full_why;    /* why not a delta sync */
     int                     delta;       /* the engine runs a delta sync */
     memsess_gate_t          gate;        /* at its flip, when it syncs */
+    apr_time_t              started;
     int                    *gated;       /* [nviews]: its views */
 } sync_job_t;
 
@@ -259,6 +260,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             /* requests of its views wait for what the old list wrote */
             gated_views(job);
             memsess_gate_close(&job->gate, rt, c->mutex, job->gated,
+                               job->started,
                                job->share ? apr_time_now() + FLIP_SETTLE : 0,
                                &job->stop);
         }
@@ -356,6 +358,7 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
 
     wait.settled = memsess_gate_settled;
     wait.open = memsess_gate_open;
+    wait.recent = memsess_gate_recent;
     wait.baton = &job->gate;
     /* the job stays done (fresh) for whoever still comes to follow it */
     memsess_joblock_refresh(&job->lock, 1, 1);
@@ -368,7 +371,8 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                  APR_TIME_T_FMT "ms; %s%s%s", job->spec.returning, nguarded,
                  nheld, memsess_sync_stats(sync)->copied - copied,
                  apr_time_as_msec(apr_time_now() - flipped_at),
-                 memsess_gate_text(job->pool, &job->gate, flipped_at),
+                 memsess_gate_text(job->pool, &job->gate, flipped_at,
+                                   memsess_sync_recent_brought(sync)),
                  rv == APR_SUCCESS ? "" : "; stopped: ",
                  rv == APR_SUCCESS ? "" : err);
     if (job->share) {
@@ -467,6 +471,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     int nheld = 0, nguarded = 0;
 
     (void)thread;
+    job->started = start;
     memset(&before, 0, sizeof(before));
     if (job->spec.nlists && job->share) {
         job->lock.subject = apr_pstrcat(job->pool, "memcached server ",

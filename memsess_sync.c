@@ -457,6 +457,9 @@ struct memsess_sync {
     apr_size_t                held_size;
     struct flip_guard        *guards;      /* at the flip (below) */
     int                       nguards;
+    int                       recent_brought;  /* at the gate */
+    apr_int64_t               lifetime;    /* of a session, as listed: the
+                                            * longest expiry - last access */
     apr_time_t                guarded_at;  /* memsess_sync_hold_hot() */
     apr_hash_t               *guard_index; /* lock name -> guard */
     apr_hash_t               *guard_keys_index;  /* session key -> guard */
@@ -1704,6 +1707,10 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
             }
             if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
                                                   &idlen))) {
+                if (kind == MEMSESS_KEY_SESSION && it.exp > 0 && it.la > 0
+                    && it.exp - it.la > y->lifetime) {
+                    y->lifetime = it.exp - it.la;
+                }
                 y->stats.listed++;
                 y->stats.examined += !y->delta;
                 rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
@@ -2355,6 +2362,55 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
     return after_key(y, g->h->here, g->h->t, 0, &g->h->it, err, errlen);
 }
 
+/* A session requests used since the sync began, which may be in no list
+ * of it (born, or written again after a logout, after its last listing):
+ * brought from its authority under the old list to the new one, by the
+ * same rules as after the flip (only where the target still holds what
+ * the sync wrote, or nothing it wrote).  Its expiry is unknown (a get
+ * does not tell): the longest a listed session had. */
+typedef struct {
+    memsess_sync_t *y;
+    apr_status_t    rv;
+    char           *err;
+    apr_size_t      errlen;
+    int             brought;
+} bring_t;
+
+int memsess_sync_recent_brought(const memsess_sync_t *y)
+{
+    return y ? y->recent_brought : 0;
+}
+
+static void bring_one(void *ctx, const char *id, apr_size_t len)
+{
+    bring_t *b = ctx;
+    memsess_sync_t *y = b->y;
+    memsess_dump_item_t it;
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    apr_uint64_t before = y->stats.copied;
+    int k;
+
+    if (b->rv != APR_SUCCESS
+        || sizeof(MEMSESS_SESS_PREFIX) - 1 + len > MEMSESS_KEY_MAX) {
+        return;
+    }
+    memset(&it, 0, sizeof(it));
+    it.keylen = (apr_size_t)apr_snprintf(it.key, sizeof(it.key), "%s%.*s",
+                                         MEMSESS_SESS_PREFIX, (int)len, id);
+    it.la = now;
+    it.exp = now + (y->lifetime > 0 ? y->lifetime : 1440);
+    place_all(y, id, len);
+    for (k = 0; k < y->nlists && b->rv == APR_SUCCESS; k++) {
+        const where_t *w = &y->where[k];
+
+        if (w->nnow && w->nnext && w->now[0] != w->next[0]) {
+            b->rv = after_key(y, w->now[0], w->next[0], 0, &it, b->err,
+                              b->errlen);
+        }
+    }
+    b->brought += y->stats.copied > before;
+}
+
 apr_status_t memsess_sync_flipped(memsess_sync_t *y,
                                   const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen)
@@ -2417,6 +2473,14 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
                 g->done = 1;
             }
             pending += !g->done;
+        }
+        if (!opened && settles && rv == APR_SUCCESS && wait->recent) {
+            /* the sessions requests used meanwhile, known to no listing */
+            bring_t b = { y, APR_SUCCESS, err, errlen, 0 };
+
+            wait->recent(wait->baton, bring_one, &b);
+            rv = b.rv;
+            y->recent_brought += b.brought;
         }
         if (!opened && (settles || last || rv != APR_SUCCESS)) {
             /* what they wrote is over: requests may read the new list */

@@ -264,6 +264,23 @@ int memsess_flight_nworkers(const memsess_flight_t *f);
 apr_uint64_t memsess_flight_enter(memsess_flight_t *f, int i,
                                   apr_uint32_t pid);
 void memsess_flight_leave(memsess_flight_t *f, int i, apr_uint64_t value);
+/* The sessions requests used, as they ended: the last MEMSESS_RECENT_MAX
+ * ids, each with the time it was noted.  A sync brings over, before its
+ * flip's gate opens, those noted since it began (a session born after its
+ * last listing is in no list of it).  memsess_flight_recent() calls each
+ * for every one noted at `since` or later; how many. */
+#define MEMSESS_RECENT_MAX     (4096)
+#define MEMSESS_SESSION_ID_MAX (128)   /* PHP's are 26-256 characters;
+                                        * longer ones are not noted */
+void memsess_flight_note(memsess_flight_t *f, const char *id,
+                         apr_size_t len);
+int memsess_flight_recent(const memsess_flight_t *f, apr_time_t since,
+                          void (*each)(void *baton, const char *id,
+                                       apr_size_t len),
+                          void *baton);
+/* The cookie of PHP's session id (session.name, its default). */
+#define MEMSESS_SESSION_COOKIE "PHPSESSID"
+
 /* A request that meets a flip's gate waits this long at most, looking
  * again every MEMSESS_GATE_POLL (memsess_inject.c). */
 #define MEMSESS_GATE_MAX  apr_time_from_msec(400)
@@ -911,6 +928,11 @@ void memsess_sync_unhold(memsess_sync_t *sync);
 typedef struct {
     int  (*settled)(void *baton);
     void (*open)(void *baton);
+    /* every session requests used since the sync began, given to each
+     * (may be NULL): brought over before open */
+    void (*recent)(void *baton,
+                   void (*each)(void *ctx, const char *id, apr_size_t len),
+                   void *ctx);
     void  *baton;
 } memsess_flip_wait_t;
 /* Right after the flip: a held lock is kept until the requests that got
@@ -1242,20 +1264,28 @@ typedef struct {
     const int              *gated;       /* [views]: non-zero, gated */
     volatile apr_uint32_t  *stop;
     apr_time_t              until, not_before;
+    apr_time_t              since;       /* the sync's start */
     apr_uint64_t            epoch;
     int                     waited_for;  /* requests that began before */
     apr_time_t              open;        /* when it opened; 0: not yet */
 } memsess_gate_t;
 void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
                         apr_thread_mutex_t *mutex, const int *gated,
-                        apr_time_t not_before,
+                        apr_time_t since, apr_time_t not_before,
                         volatile apr_uint32_t *stop);
 void memsess_gate_flipped(memsess_gate_t *g);
 int memsess_gate_settled(void *gate);
 void memsess_gate_open(void *gate);
+void memsess_gate_recent(void *gate,
+                         void (*each)(void *ctx, const char *id,
+                                      apr_size_t len),
+                         void *ctx);
+/* How many sessions the engine brought over at the gate from requests'
+ * own record (memsess_gate_recent). */
+int memsess_sync_recent_brought(const memsess_sync_t *sync);
 /* For the flip's NOTICE: how long requests waited, for how many. */
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              apr_time_t flipped_at);
+                              apr_time_t flipped_at, int brought);
 
 /* memsess_inject.c */
 void memsess_inject_post_config(apr_pool_t *pconf, server_rec *s);

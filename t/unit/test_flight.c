@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "apr_general.h"
 
@@ -12,6 +14,17 @@
 #include "tap.h"
 
 #define WORKERS 4
+
+static int seen_n;
+static char seen_last[MEMSESS_SESSION_ID_MAX + 1];
+
+static void seen(void *baton, const char *id, apr_size_t len)
+{
+    (void)baton;
+    memcpy(seen_last, id, len);
+    seen_last[len] = '\0';
+    seen_n++;
+}
 
 static int dead_pid(apr_uint32_t pid)
 {
@@ -45,7 +58,8 @@ static void *request_thread(void *data)
 
 int main(void)
 {
-    char block[4096];
+    apr_size_t bsize = memsess_flight_size(4);
+    char *block = calloc(1, bsize);
     memsess_flight_t *f;
     apr_uint64_t e, a, b;
     pthread_t th[4];
@@ -57,10 +71,10 @@ int main(void)
     ok(memsess_flight_size(4) > memsess_flight_size(1),
        "the size grows with the workers");
     ok(!memsess_flight_init(block, 8, 4), "too small a block is refused");
-    ok(!memsess_flight_init(block, sizeof(block), 0), "no workers: refused");
-    f = memsess_flight_init(block, sizeof(block), 4);
+    ok(!memsess_flight_init(block, bsize, 0), "no workers: refused");
+    f = memsess_flight_init(block, bsize, 4);
     ok(f && memsess_flight_nworkers(f) == 4, "four workers");
-    ok(memsess_flight_attach(block, sizeof(block)) == f,
+    ok(memsess_flight_attach(block, bsize) == f,
        "attached again (a graceful)");
     ok(!memsess_flight_attach(block, 16), "a short segment is refused");
 
@@ -102,6 +116,28 @@ int main(void)
        "a request ending late leaves the next one's entry alone");
     memsess_flight_leave(f, 0, b);
 
+    /* the ring of recent sessions */
+    {
+        apr_time_t t0 = apr_time_now();
+        seen_n = 0;
+        memsess_flight_note(f, "abc", 3);
+        memsess_flight_note(f, "", 0);
+        memsess_flight_note(f, "x", MEMSESS_SESSION_ID_MAX + 1);
+        ok(memsess_flight_recent(f, t0, seen, NULL) == 1 && seen_n == 1
+           && !strcmp(seen_last, "abc"),
+           "a session noted is given back; an empty or too long id is not");
+        ok(memsess_flight_recent(f, apr_time_now() + 1, seen, NULL) == 0,
+           "none noted since a later time");
+        for (i = 0; i < MEMSESS_RECENT_MAX + 10; i++) {
+            char id[16];
+
+            memsess_flight_note(f, id, (apr_size_t)sprintf(id, "s%d", i));
+        }
+        seen_n = 0;
+        ok(memsess_flight_recent(f, t0, seen, NULL) == MEMSESS_RECENT_MAX,
+           "the ring keeps the last %d", MEMSESS_RECENT_MAX);
+    }
+
     /* the race: after each publication and flip, a request that was not
      * waited for must have read the new list */
     rf = f;
@@ -133,5 +169,6 @@ int main(void)
     ok(missed == 0 && requests > 0 && flips > 0, "%d flips raced by %ld requests on %d "
        "workers: none with an old list outlived a sync's wait (%ld did)",
        flips, requests, WORKERS, missed);
+    free(block);
     return done_testing();
 }
