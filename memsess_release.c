@@ -271,9 +271,12 @@ typedef struct {
 } inflight_t;
 
 static struct {
-    apr_pool_t   *pool;
+    apr_pool_t   *pool;        /* the tick's own: an allocator of its own,
+                                * never pchild's (the request thread
+                                * allocates from that one meanwhile) */
     apr_time_t    started;     /* of this child */
-    seen_t       *seen;        /* [nslots], NULL before the first tick */
+    seen_t       *seen;        /* [nslots] */
+    int           first;       /* no tick yet */
     apr_uint64_t  generation;
     int           nreleasing;
     inflight_t    inflight;
@@ -285,9 +288,25 @@ void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt)
 {
     int threads = 1;
 
-    (void)rt;
-    /* runs before mod_watchdog's child_init starts the tick's thread */
-    child.pool = p;
+    apr_allocator_t *allocator = NULL;
+
+    /* runs before mod_watchdog's child_init starts the tick's thread: what
+     * the tick allocates from comes from here, in this thread.  Pools are
+     * not thread-safe, nor is an allocator two of them share: the tick's
+     * pool has an allocator of its own (apr_palloc on pchild from the
+     * tick's thread raced the request thread's and corrupted the heap:
+     * t/42_graceful_many, t/18_sasl) */
+    child.pool = NULL;
+    if (apr_allocator_create(&allocator) != APR_SUCCESS
+        || apr_pool_create_ex(&child.pool, p, NULL, allocator)
+           != APR_SUCCESS) {
+        child.pool = NULL;
+        return;   /* no release in this child */
+    }
+    apr_allocator_owner_set(allocator, child.pool);
+    apr_pool_tag(child.pool, "memsess_release");
+    child.seen = apr_pcalloc(child.pool, rt->targets->nelts * sizeof(seen_t));
+    child.first = 1;
     child.started = apr_time_now();
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
         || threads < 1) {
@@ -587,15 +606,12 @@ void memsess_release_tick(memsess_runtime_t *rt)
 {
     apr_time_t now = apr_time_now();
     apr_uint64_t generation = memsess_table_generation(rt->table);
-    int i, first = !child.seen;
+    int i, first = child.first;
 
     if (!child.pool) {
         return;
     }
-    if (first) {
-        child.seen = apr_pcalloc(child.pool, rt->targets->nelts
-                                             * sizeof(seen_t));
-    }
+    child.first = 0;
     if (first || generation != child.generation) {
         child.generation = generation;
         look(rt, now, first);
