@@ -2351,15 +2351,39 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
     return APR_SUCCESS;
 }
 
-/* Brings one guarded session over (its lock ours: nobody writes it). */
+/* Brings one guarded session over (its lock ours: nobody writes it).  Gone
+ * at its authority (a logout there, by a request of the old list, maybe
+ * of another instance) while the target still holds what the sync wrote:
+ * deleted there too, or the user's next request would read it back.
+ * Under its lock a plain delete cannot take a newer write with it. */
 static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
                                apr_size_t errlen)
 {
-    g->h->it.la = apr_time_sec(apr_time_now());
-    g->h->it.cas = 0;
+    memsess_dump_item_t *it = &g->h->it;
+    memcached_return_t rc;
+
+    it->la = apr_time_sec(apr_time_now());
+    it->cas = 0;
     g->seen = 0;
     g->checked = 1;
-    return after_key(y, g->h->here, g->h->t, 0, &g->h->it, err, errlen);
+    rc = fetch(y, g->h->here, it->key, it->keylen);
+    if (rc == MEMCACHED_NOTFOUND) {
+        const mine_t *m = written_at(y, g->h->t, it);
+        const uint64_t *mine = m ? &m->s : kept_mine(y, g->h->t, it);
+
+        rc = fetch(y, g->h->t, it->key, it->keylen);
+        if (rc == MEMCACHED_SUCCESS && mine
+            && *mine == memcached_result_cas(y->res)) {
+            return delete_key(y, g->h->t, it, err, errlen);
+        }
+        return rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND
+               ? APR_SUCCESS
+               : fail(y, g->h->t, "cannot read", rc, err, errlen);
+    }
+    if (rc != MEMCACHED_SUCCESS) {
+        return fail(y, g->h->here, "cannot read", rc, err, errlen);
+    }
+    return after_key(y, g->h->here, g->h->t, 0, it, err, errlen);
 }
 
 /* A session requests used since the sync began, which may be in no list
