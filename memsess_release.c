@@ -295,10 +295,14 @@ void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt)
      * not thread-safe, nor is an allocator two of them share: the tick's
      * pool has an allocator of its own (apr_palloc on pchild from the
      * tick's thread raced the request thread's and corrupted the heap:
-     * t/42_graceful_many, t/18_sasl) */
+     * t/42_graceful_many, t/18_sasl). */
     child.pool = NULL;
+    /* unmanaged: pchild's subpools go before its cleanups, and the one that
+     * stops the tick's thread is one of those: a subpool of pchild would be
+     * freed under a running tick as the child exits.  It lives as long as
+     * the process. */
     if (apr_allocator_create(&allocator) != APR_SUCCESS
-        || apr_pool_create_ex(&child.pool, p, NULL, allocator)
+        || apr_pool_create_unmanaged_ex(&child.pool, NULL, allocator)
            != APR_SUCCESS) {
         child.pool = NULL;
         return;   /* no release in this child */
