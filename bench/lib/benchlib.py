@@ -53,6 +53,18 @@ def error_log_lines(errlog, tags):
     return out
 
 
+def fresh_memcached(memcs, victim=1):
+    """Before a setup: the faulted server running and thawed, every server
+    empty (what compare.py and fpm.py each did)."""
+    m = memcs[victim]
+    if m.proc is None or m.proc.poll() is not None:
+        m.start()
+    if m.frozen:
+        m.thaw()
+    for m in memcs:
+        m.flush()
+
+
 def log(*args):
     print('[%s]' % time.strftime('%H:%M:%S'), *args, flush=True)
 

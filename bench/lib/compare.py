@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, ProxyWatch,
                       Runner, StatusWatch, load_average, log, report_head,
-                      ms, now, summarize, write_csv)
+                      ms, now, summarize, write_csv, fresh_memcached)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -74,12 +74,7 @@ def setups(addrs):
 def run_setup(R, memcs, idx, key, title, body, memsess, args):
     port = BASE_PORT + idx
     victim = memcs[1]
-    if victim.proc is None or victim.proc.poll() is not None:
-        victim.start()
-    if victim.frozen:
-        victim.thaw()
-    for m in memcs:
-        m.flush()
+    fresh_memcached(memcs)
     proxy = None
     if key == 'twemproxy':
         proxy = R.nutcracker('compare-twemproxy', PROXY_PORT, PROXY_STATS,

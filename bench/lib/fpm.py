@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, RESULTS, WORK, Load, Runner, StatusWatch,
                       load_average, log, log_stamped, ms, now,
                       release_helper_pid, report_head, sockstat, summarize,
-                      task_cpu, write_csv)
+                      task_cpu, write_csv, fresh_memcached)
 
 MEMC_PORTS = (31701, 31702, 31703)
 BASE_PORT = 31710
@@ -59,13 +59,7 @@ def setups(addrs, fpm_port):
 
 
 def reset(memcs):
-    victim = memcs[1]
-    if victim.proc is None or victim.proc.poll() is not None:
-        victim.start()
-    if victim.frozen:
-        victim.thaw()
-    for m in memcs:
-        m.flush()
+    fresh_memcached(memcs)
 
 
 def start_apache(R, name, port, mpm, fpm, body):
