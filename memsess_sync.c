@@ -2351,6 +2351,21 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
     return APR_SUCCESS;
 }
 
+/* The sync's copy of `it` on t is no more (deleted): what it wrote there
+ * no longer decides whether a later copy is made (a session recreated at
+ * its authority after a logout is brought over to a target that lacks it). */
+static void forget(memsess_sync_t *y, int t, const memsess_dump_item_t *it)
+{
+    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
+    apr_size_t len = written_key(buf, t, it);
+    apr_uint64_t *e;
+
+    apr_hash_set(y->written, buf, len, NULL);
+    if (y->delta && t == y->s && (e = kept_find(y, it))) {
+        y->kept_cas[e - y->kept] = 0;
+    }
+}
+
 /* Brings one guarded session over (its lock ours: nobody writes it).  Gone
  * at its authority (a logout there, by a request of the old list, maybe
  * of another instance) while the target still holds what the sync wrote:
@@ -2374,7 +2389,10 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
         rc = fetch(y, g->h->t, it->key, it->keylen);
         if (rc == MEMCACHED_SUCCESS && mine
             && *mine == memcached_result_cas(y->res)) {
-            return delete_key(y, g->h->t, it, err, errlen);
+            apr_status_t rv = delete_key(y, g->h->t, it, err, errlen);
+
+            forget(y, g->h->t, it);
+            return rv;
         }
         return rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND
                ? APR_SUCCESS
