@@ -294,7 +294,6 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
         fe = apr_pcalloc(r->pool, sizeof(*fe));
         fe->flight = f;
         fe->worker = (int)i;
-        fe->r = r;
         apr_pool_userdata_setn(fe, key, NULL, r->pool);
         apr_pool_cleanup_register(r->pool, fe, flight_leave,
                                   apr_pool_cleanup_null);
