@@ -102,7 +102,7 @@ static int for_fcgi(const request_rec *r)
 }
 
 /* The most settings a request gets. */
-#define MAX_INI 7
+#define MAX_INI 8
 
 typedef struct {
     const char *name;
@@ -121,16 +121,24 @@ static int settings(request_rec *r, const memsess_view_t *view,
     ini[n++].value = handler;
     ini[n].name = "session.save_path";
     ini[n++].value = path;
-    if (view->replicas > 0 && !strcmp(handler, "memcached")) {
+    if (!strcmp(handler, "memcached")) {
+        /* the placement, every time: the syncs place keys as PHP does
+         * only when PHP is told how (a php.ini of its own does not count).
+         * A successor stands in by position, which only modulo hashing
+         * keeps (view->ketama 0). */
         ini[n].name = "memcached.sess_number_of_replicas";
-        ini[n++].value = apr_itoa(r->pool, view->replicas);
-        ini[n].name = "memcached.sess_binary_protocol";
-        ini[n++].value = "1";
-        /* a successor stands in by position, which only modulo hashing
-         * keeps: consistent hashing would move the keys elsewhere */
+        ini[n++].value = view->replicas > 0
+                         ? apr_itoa(r->pool, view->replicas) : "0";
+        if (view->replicas > 0) {
+            ini[n].name = "memcached.sess_binary_protocol";
+            ini[n++].value = "1";
+        }
         ini[n].name = "memcached.sess_consistent_hash";
-        ini[n++].value = view->failover == MEMSESS_FAILOVER_SUCCESSOR
-                         ? "0" : "1";
+        ini[n++].value = view->ketama ? "1" : "0";
+        if (view->ketama) {
+            ini[n].name = "memcached.sess_consistent_hash_type";
+            ini[n++].value = "ketama";
+        }
     }
     if (view->credentials && !strcmp(handler, "memcached")) {
         /* php-fpm parses PHP_ADMIN_VALUE as an INI file: quoted there */

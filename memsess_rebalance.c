@@ -98,121 +98,235 @@ static int slot_of(memsess_runtime_t *rt, apr_array_header_t *creds,
     return rt->targets->nelts - 1;
 }
 
+/* The placement in force of every view of the previous generation's
+ * table. */
+static apr_array_header_t *placed_of_table(apr_pool_t *p,
+                                           const memsess_table_t *old)
+{
+    apr_array_header_t *placed = apr_array_make(p, 8,
+                                                sizeof(memsess_placed_t));
+    int o;
+
+    for (o = 0; o < memsess_table_nviews(old); o++) {
+        memsess_view_slot_t ovs;
+        memsess_placed_t *pl;
+        char *text;
+
+        memsess_table_read_view_slot(old, o, &ovs);
+        if (!ovs.served_capacity) {
+            continue;
+        }
+        text = apr_palloc(p, ovs.served_capacity);
+        memsess_table_read_served(old, o, text, ovs.served_capacity);
+        pl = apr_array_push(placed);
+        pl->name = apr_pstrdup(p, ovs.name);
+        pl->served = text;
+        pl->replicas = (int)ovs.served_replicas;
+        pl->failover = (int)ovs.served_failover;
+        pl->ketama = (int)ovs.served_ketama;
+        pl->format = (int)ovs.served_format;
+    }
+    return placed;
+}
+
+/* The entry of placed for view: of its name, else (a renamed vhost, a
+ * vhost that had the main server's pool) one no view of its name claims
+ * with the same servers.  NULL: none. */
+static const memsess_placed_t *placed_for(const memsess_runtime_t *rt,
+                                          apr_array_header_t *placed,
+                                          const memsess_view_t *view,
+                                          const char *served)
+{
+    int i, v;
+
+    for (i = 0; placed && i < placed->nelts; i++) {
+        const memsess_placed_t *pl = &APR_ARRAY_IDX(placed, i,
+                                                    memsess_placed_t);
+
+        if (!strcmp(pl->name, view->name)) {
+            return pl;
+        }
+    }
+    for (i = 0; placed && i < placed->nelts; i++) {
+        const memsess_placed_t *pl = &APR_ARRAY_IDX(placed, i,
+                                                    memsess_placed_t);
+
+        if (strcmp(pl->served, served)) {
+            continue;
+        }
+        for (v = 0; v < rt->confs->nelts; v++) {
+            if (!strcmp(rt->views[v].name, pl->name)) {
+                break;
+            }
+        }
+        if (v == rt->confs->nelts) {
+            return pl;
+        }
+    }
+    return NULL;
+}
+
+/* Gives view the placement pl as its `before` when it differs from its
+ * own.  1 when it did. */
+static int plan_view(apr_pool_t *p, apr_pool_t *ptemp, memsess_runtime_t *rt,
+                     apr_array_header_t *creds, memsess_view_t *view,
+                     const memsess_placed_t *pl, const char *source)
+{
+    const char *served = memsess_served_text(ptemp, view->pool), *why;
+    memsess_view_t *before;
+    memsess_pool_t *pool;
+    int n, k, ok = 1, placement;
+
+    placement = pl->replicas != view->replicas
+                || pl->failover != (int)view->failover
+                || (pl->format == MEMSESS_FORMAT_MEMCACHED
+                    && pl->ketama != view->ketama);
+    if (!pl->served[0] || (!strcmp(pl->served, served) && !placement
+                           && pl->format == (int)view->format)) {
+        return 0;
+    }
+    if (pl->format != MEMSESS_FORMAT_MEMCACHED
+        || view->format != MEMSESS_FORMAT_MEMCACHED) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                     "MEMSESS0130: %s: the pool changed %s, which a "
+                     "rebalance does not follow (pecl-memcache places "
+                     "keys its own way): the new list is published at "
+                     "once, and sessions it places elsewhere are lost",
+                     view->name,
+                     pl->format != (int)view->format
+                     ? "its MemsessFormat" : "with MemsessFormat memcache");
+        return 0;
+    }
+    if (pl->failover > MEMSESS_FAILOVER_SUCCESSOR || pl->failover < 0
+        || pl->replicas > MEMSESS_MAX_SERVERS || pl->replicas < 0
+        || pl->ketama < 0 || pl->ketama > 1) {
+        why = "its placement is out of range";
+    }
+    else {
+        why = parse_served(p, pl->served, &pool);
+    }
+    if (why) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                     "MEMSESS0131: %s: the list in force before (%s, read "
+                     "from %s) cannot be read back (%s): the new list is "
+                     "published at once", view->name, pl->served, source,
+                     why);
+        return 0;
+    }
+    n = pool->servers->nelts;
+    for (k = 0; k < n; k++) {
+        memsess_server_t *srv = &APR_ARRAY_IDX(pool->servers, k,
+                                               memsess_server_t);
+
+        srv->slot = slot_of(rt, creds, srv, view);
+        ok &= srv->slot >= 0;
+    }
+    if (!ok) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                     "MEMSESS0132: %s: the servers before and after the "
+                     "change are more than %d: the new list is "
+                     "published at once", view->name,
+                     MEMSESS_MAX_SERVERS);
+        return 0;
+    }
+    before = apr_pmemdup(p, view, sizeof(*view));
+    before->pool = pool;
+    before->replicas = pl->replicas;
+    before->failover = (memsess_failover_e)pl->failover;
+    before->ketama = pl->ketama;
+    before->source = source;
+    before->full_path = apr_pstrdup(p, pl->served);
+    before->capacity = (apr_uint32_t)memsess_path_max(pool, view->format,
+                                                      before->failover)
+                       + 1;
+    before->live_text = apr_palloc(p, (n + 1) * sizeof(const char *));
+    for (k = 0; k <= n; k++) {
+        before->live_text[k] = apr_psprintf(p, "%d/%d", k, n);
+    }
+    before->before = NULL;
+    view->before = before;
+    /* requests read the published text into this many bytes */
+    if (before->capacity > view->capacity) {
+        view->capacity = before->capacity;
+    }
+    if (strcmp(pl->served, served)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
+                     "%s: MemsessServers changed from %s (%s) to %s: the "
+                     "previous list stays published until a rebalance "
+                     "has moved every session where the new one places "
+                     "it", view->name, pl->served, source, served);
+    }
+    if (placement) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0141: "
+                     "%s: the placement changed from MemsessReplicas %d, "
+                     "MemsessFailover %s, consistent hashing %s (%s) to "
+                     "MemsessReplicas %d, MemsessFailover %s, consistent "
+                     "hashing %s: the previous one stays in force "
+                     "until a rebalance has moved every session where the "
+                     "new one places it", view->name, before->replicas,
+                     failover_name(before->failover),
+                     before->ketama ? "On" : "Off", source, view->replicas,
+                     failover_name(view->failover),
+                     view->ketama ? "On" : "Off");
+    }
+    return 1;
+}
+
 int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
-                           memsess_runtime_t *rt, const memsess_table_t *old)
+                           memsess_runtime_t *rt, const memsess_table_t *old,
+                           apr_array_header_t *state, int adopt)
 {
     apr_array_header_t *creds = apr_array_make(p, rt->targets->nelts + 8,
                                     sizeof(const memsess_credentials_t *));
-    int v, o, i, planned = 0;
+    apr_array_header_t *placed = old ? placed_of_table(ptemp, old) : state;
+    const char *source = old ? "the previous generation" : "the state file";
+    int v, i, planned = 0, php_replicas = 0, php_ketama = 1;
+    const char *php_from = NULL;
 
     for (i = 0; i < rt->targets->nelts; i++) {
         APR_ARRAY_PUSH(creds, const memsess_credentials_t *)
             = rt->credentials[i];
     }
-    for (v = 0; old && v < rt->confs->nelts; v++) {
+    for (v = 0; v < rt->confs->nelts; v++) {
         memsess_view_t *view = &rt->views[v];
-        memsess_view_t *before;
-        memsess_view_slot_t ovs;
-        memsess_pool_t *pool;
-        const char *served, *why;
-        char *text = NULL;
-        int n, k, ok = 1, placement;
+        const char *served = memsess_served_text(ptemp, view->pool);
+        const memsess_placed_t *pl = placed_for(rt, placed, view, served);
+        memsess_placed_t guess;
 
-        for (o = 0; o < memsess_table_nviews(old); o++) {
-            memsess_table_read_view_slot(old, o, &ovs);
-            if (!strcmp(ovs.name, view->name)) {
-                break;
-            }
-        }
-        if (o == memsess_table_nviews(old) || !ovs.served_capacity) {
-            continue;   /* a vhost of its own: nothing served before */
-        }
-        text = apr_palloc(ptemp, ovs.served_capacity);
-        memsess_table_read_served(old, o, text, ovs.served_capacity);
-        served = memsess_served_text(ptemp, view->pool);
-        placement = ovs.served_replicas != (apr_uint32_t)view->replicas
-                    || ovs.served_failover != (apr_uint32_t)view->failover;
-        if (!text[0] || (!strcmp(text, served) && !placement
-                         && ovs.served_format == (apr_uint32_t)view->format)) {
+        if (pl) {
+            planned += plan_view(p, ptemp, rt, creds, view, pl, source);
             continue;
         }
-        if (ovs.served_format != MEMSESS_FORMAT_MEMCACHED
-            || view->format != MEMSESS_FORMAT_MEMCACHED) {
+        if (!adopt || !view->adopt) {
+            continue;   /* nothing before, or nothing to adopt: at once */
+        }
+        /* nothing recorded: the module takes the pool over from PHP */
+        if (!php_from) {
+            memsess_php_placement(&php_replicas, &php_ketama, &php_from);
+        }
+        guess = *view->adopt;
+        if (guess.replicas < 0) {
+            guess.replicas = php_replicas;
+        }
+        if (guess.ketama < 0) {
+            guess.ketama = php_ketama;
+        }
+        if (plan_view(p, ptemp, rt, creds, view, &guess,
+                      apr_psprintf(p, "MemsessAdopt: where PHP put the "
+                                   "sessions, sess_number_of_replicas %d "
+                                   "and sess_consistent_hash %s from %s",
+                                   guess.replicas, guess.ketama ? "On"
+                                   : "Off", view->adopt->replicas >= 0
+                                   && view->adopt->ketama >= 0
+                                   ? "MemsessAdopt" : php_from))) {
+            planned++;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                         "MEMSESS0130: %s: the pool changed %s, which a "
-                         "rebalance does not follow (pecl-memcache places "
-                         "keys its own way): the new list is published at "
-                         "once, and sessions it places elsewhere are lost",
-                         view->name,
-                         ovs.served_format != (apr_uint32_t)view->format
-                         ? "its MemsessFormat" : "with MemsessFormat memcache");
-            continue;
-        }
-        if (ovs.served_failover > MEMSESS_FAILOVER_SUCCESSOR
-            || ovs.served_replicas > MEMSESS_MAX_SERVERS) {
-            why = "its placement is out of range";
-        }
-        else {
-            why = parse_served(p, text, &pool);
-        }
-        if (why) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
-                         "MEMSESS0131: %s: the list in force in the previous "
-                         "generation (%s) cannot be read back (%s): the new "
-                         "list is published at once", view->name, text, why);
-            continue;
-        }
-        n = pool->servers->nelts;
-        for (k = 0; k < n; k++) {
-            memsess_server_t *srv = &APR_ARRAY_IDX(pool->servers, k,
-                                                   memsess_server_t);
-
-            srv->slot = slot_of(rt, creds, srv, view);
-            ok &= srv->slot >= 0;
-        }
-        if (!ok) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
-                         "MEMSESS0132: %s: the servers before and after the "
-                         "change are more than %d: the new list is "
-                         "published at once", view->name,
-                         MEMSESS_MAX_SERVERS);
-            continue;
-        }
-        before = apr_pmemdup(p, view, sizeof(*view));
-        before->pool = pool;
-        before->replicas = (int)ovs.served_replicas;
-        before->failover = (memsess_failover_e)ovs.served_failover;
-        before->full_path = apr_pstrdup(p, text);
-        before->capacity = (apr_uint32_t)memsess_path_max(pool, view->format,
-                                                          before->failover)
-                           + 1;
-        before->live_text = apr_palloc(p, (n + 1) * sizeof(const char *));
-        for (k = 0; k <= n; k++) {
-            before->live_text[k] = apr_psprintf(p, "%d/%d", k, n);
-        }
-        before->before = NULL;
-        view->before = before;
-        /* requests read the published text into this many bytes */
-        if (before->capacity > view->capacity) {
-            view->capacity = before->capacity;
-        }
-        planned++;
-        if (strcmp(text, served)) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0133: "
-                         "%s: MemsessServers changed from %s to %s: the "
-                         "previous list stays published until a rebalance "
-                         "has moved every session where the new one places "
-                         "it", view->name, text, served);
-        }
-        if (placement) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0141: "
-                         "%s: the placement changed from MemsessReplicas %d, "
-                         "MemsessFailover %s to MemsessReplicas %d, "
-                         "MemsessFailover %s: the previous one stays in force "
-                         "until a rebalance has moved every session where the "
-                         "new one places it", view->name, before->replicas,
-                         failover_name(before->failover), view->replicas,
-                         failover_name(view->failover));
+                         "MEMSESS0143: %s: no placement of this pool is "
+                         "recorded (a first start, or a new or renamed "
+                         "vhost): it is taken over from %s, kept in force "
+                         "until a rebalance has moved every session where "
+                         "this module places it", view->name,
+                         view->before->source);
         }
     }
     rt->credentials = (const memsess_credentials_t **)creds->elts;
@@ -234,7 +348,7 @@ apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt, apr_pool_t *ptemp)
                                       memsess_served_text(ptemp,
                                                           in_force->pool),
                                       in_force->replicas, in_force->failover,
-                                      in_force->format);
+                                      in_force->ketama, in_force->format);
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -287,10 +401,10 @@ apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
         const memsess_view_t *view = in_force ? memsess_view_in_force(rt, v)
                                               : &rt->views[v];
 
-        h = memsess_fnv1a_more(h, apr_psprintf(p, "%s/%d/%d/%d;",
+        h = memsess_fnv1a_more(h, apr_psprintf(p, "%s/%d/%d/%d/%d;",
                                memsess_served_text(p, view->pool),
                                view->replicas, (int)view->failover,
-                               (int)view->format));
+                               view->ketama, (int)view->format));
     }
     return h;
 }

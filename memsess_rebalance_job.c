@@ -301,6 +301,7 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
                                                          rt->views[v].pool),
                                      rt->views[v].replicas,
                                      rt->views[v].failover,
+                                     rt->views[v].ketama,
                                      rt->views[v].format);
         }
         memsess_table_bump_generation(rt->table, 1);
@@ -317,6 +318,8 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
         if (gate) {
             memsess_gate_flipped(&rb->gate);
         }
+        /* a stop and start finds what is in force now */
+        memsess_state_save(p, rt);
     }
     apr_thread_mutex_unlock(c->mutex);
     apr_pool_destroy(p);
@@ -699,15 +702,14 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
         l->path_now = memsess_view_path(pool, rt, view, -1, 0, &nlive);
         l->path_next = l->path_now;
         l->replicas = view->replicas;
-        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        l->ketama = view->ketama;
         /* every server down: requests get the full list (fail open), and
          * there is no authority to copy from */
         if (ready[v] && nlive) {
             l->path_next = rb->next[v];
             l->next_own = 1;
             l->next_replicas = next->replicas;
-            l->next_ketama = memsess_view_ketama(next->replicas,
-                                                 next->failover);
+            l->next_ketama = next->ketama;
         }
         for (k = 0; k < rb->spec.nlists; k++) {
             const memsess_sync_list_t *o = &rb->lists[k];

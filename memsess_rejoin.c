@@ -698,7 +698,7 @@ static void start_now(memsess_rejoin_t *c, int i)
         }
         l->path_next = view_path(c, pool, v, i, 1, NULL);
         l->replicas = view->replicas;
-        l->ketama = memsess_view_ketama(view->replicas, view->failover);
+        l->ketama = view->ketama;
         for (k = 0; k < job->spec.nlists; k++) {
             const memsess_sync_list_t *o = &job->lists[k];
 

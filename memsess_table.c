@@ -48,11 +48,12 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (9u)   /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (10u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
-                                      * 8: sync_mode; 9: a view's gate */
+                                      * 8: sync_mode; 9: a view's gate;
+                                      * 10: served_ketama */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -378,7 +379,7 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
                                       const char *name,
                                       apr_uint32_t served_capacity,
                                       const char *served, int replicas,
-                                      int failover, int format)
+                                      int failover, int ketama, int format)
 {
     memsess_view_slot_t *vs = &views(t)[v];
     apr_size_t len = strlen(served);
@@ -398,6 +399,7 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
     vs->served_len = (apr_uint32_t)len;
     vs->served_replicas = (apr_uint32_t)replicas;
     vs->served_failover = (apr_uint32_t)failover;
+    vs->served_ketama = (apr_uint32_t)ketama;
     vs->served_format = (apr_uint32_t)format;
     if (name) {
         apr_cpystrn(vs->name, name, sizeof(vs->name));

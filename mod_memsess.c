@@ -41,6 +41,11 @@
 #define MIN_INTERVAL            apr_time_from_msec(100)
 #define MAX_THRESHOLD           1000
 #define MAX_REPLICAS            16
+/* Where the placement in force is kept (MemsessStateDir's default): where
+ * Debian keeps Apache's state that must survive a reboot. */
+#ifndef MEMSESS_STATE_DIR
+#define MEMSESS_STATE_DIR       "/var/lib/apache2/memsess"
+#endif
 
 /* Kept by httpd across restarts: the shared table of the running
  * generation, so the next one can take over its servers' states. */
@@ -83,6 +88,9 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->rejoin = -1;
     conf->share = -1;
     conf->release_helper = -1;
+    conf->adopt = -1;
+    conf->adopt_ketama = -1;
+    conf->adopt_replicas = -1;
     conf->view = -1;
     return conf;
 }
@@ -103,6 +111,18 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
                                            : base->alldown_dir;
     conf->failover = MERGE(failover, -1);
     conf->credentials = MERGE(credentials, NULL);
+    if (add->adopt != -1) {
+        conf->adopt = add->adopt;
+        conf->adopt_pool = add->adopt_pool;
+        conf->adopt_ketama = add->adopt_ketama;
+        conf->adopt_replicas = add->adopt_replicas;
+    }
+    else {
+        conf->adopt = base->adopt;
+        conf->adopt_pool = base->adopt_pool;
+        conf->adopt_ketama = base->adopt_ketama;
+        conf->adopt_replicas = base->adopt_replicas;
+    }
     /* server config only: a vhost never sets them */
     conf->interval = base->interval;
     conf->timeout = base->timeout;
@@ -113,6 +133,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->release_helper = base->release_helper;
     conf->instance = base->instance;
     conf->group = base->group;
+    conf->state_dir = base->state_dir;
     conf->view = -1;
     return conf;
 }
@@ -419,6 +440,100 @@ static const char *set_credentials(cmd_parms *cmd, void *dummy,
     return err ? cmd_error(cmd, err) : NULL;
 }
 
+/* MemsessStateDir DIR|none (relative: to ServerRoot). */
+static const char *set_state_dir(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "none")) {
+        cmd_conf(cmd)->state_dir = "";
+        return NULL;
+    }
+    cmd_conf(cmd)->state_dir = ap_server_root_relative(cmd->pool, arg);
+    if (!cmd_conf(cmd)->state_dir || !*arg) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid directory "
+                                           "\"%s\"", arg));
+    }
+    return NULL;
+}
+
+/* MemsessAdopt php|none|SAVE_PATH [consistent_hash=On|Off] [replicas=N] */
+static const char *set_adopt(cmd_parms *cmd, void *dummy, int argc,
+                             char *const argv[])
+{
+    memsess_srv_conf *conf = cmd_conf(cmd);
+    int i;
+
+    (void)dummy;
+    if (argc < 1) {
+        return cmd_error(cmd, "php, none, or a session.save_path");
+    }
+    conf->adopt_pool = NULL;
+    conf->adopt_ketama = conf->adopt_replicas = -1;
+    if (!strcasecmp(argv[0], "php")) {
+        conf->adopt = MEMSESS_ADOPT_PHP;
+    }
+    else if (!strcasecmp(argv[0], "none")) {
+        conf->adopt = MEMSESS_ADOPT_NONE;
+        if (argc > 1) {
+            return cmd_error(cmd, apr_psprintf(cmd->pool, "\"none\" takes "
+                                               "nothing after it (\"%s\")",
+                                               argv[1]));
+        }
+    }
+    else {
+        /* php-memcached's syntax: servers joined by commas */
+        apr_array_header_t *words = apr_array_make(cmd->pool, 8,
+                                                   sizeof(char *));
+        char *copy = apr_pstrdup(cmd->pool, argv[0]), *last, *tok;
+        const char *err;
+
+        for (tok = apr_strtok(copy, ", ", &last); tok;
+             tok = apr_strtok(NULL, ", ", &last)) {
+            APR_ARRAY_PUSH(words, char *) = tok;
+        }
+        if (!words->nelts) {
+            return cmd_error(cmd, apr_psprintf(cmd->pool, "no server in "
+                                               "\"%s\"", argv[0]));
+        }
+        err = memsess_pool_parse(cmd->pool, words->nelts,
+                                 (char *const *)words->elts,
+                                 &conf->adopt_pool);
+        if (err) {
+            return cmd_error(cmd, err);
+        }
+        conf->adopt = MEMSESS_ADOPT_LIST;
+    }
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (!strncasecmp(a, "consistent_hash=", 16)
+            && (!strcasecmp(a + 16, "on") || !strcmp(a + 16, "1"))) {
+            conf->adopt_ketama = 1;
+        }
+        else if (!strncasecmp(a, "consistent_hash=", 16)
+                 && (!strcasecmp(a + 16, "off") || !strcmp(a + 16, "0"))) {
+            conf->adopt_ketama = 0;
+        }
+        else if (!strncasecmp(a, "replicas=", 9)
+                 && parse_int(a + 9, 0, MAX_REPLICAS) >= 0) {
+            conf->adopt_replicas = parse_int(a + 9, 0, MAX_REPLICAS);
+        }
+        else {
+            return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown option "
+                                               "\"%s\" (consistent_hash=On|"
+                                               "Off, replicas=0 to %d)", a,
+                                               MAX_REPLICAS));
+        }
+    }
+    return NULL;
+}
+
 static const char *set_inject(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)cmd;
@@ -467,6 +582,14 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE12("MemsessCredentials", set_credentials, NULL, RSRC_CONF,
         "SASL user name and the file holding its password (one line), for "
         "the pool's probes and for PHP; or none"),
+    AP_INIT_TAKE1("MemsessStateDir", set_state_dir, NULL, RSRC_CONF,
+        "where the placement in force of every pool is kept across "
+        "restarts and reboots (default " MEMSESS_STATE_DIR "), or none"),
+    AP_INIT_TAKE_ARGV("MemsessAdopt", set_adopt, NULL, RSRC_CONF,
+        "where the pool's sessions are when nothing recorded it (a first "
+        "start): php (default: where PHP put them over the same servers, "
+        "with php.ini's settings), none, or a session.save_path "
+        "[consistent_hash=On|Off] [replicas=N]"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -563,6 +686,8 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                   : MEMSESS_REJOIN_SYNC;
     g->share = conf->share != 0;
     g->release_helper = conf->release_helper != 0;
+    g->state_dir = !conf->state_dir ? MEMSESS_STATE_DIR
+                   : *conf->state_dir ? conf->state_dir : NULL;
 }
 
 /* Who this instance is in shared verdicts, and which group it is in:
@@ -627,6 +752,30 @@ static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
                                     names->nelts);
 }
 
+/* MemsessAdopt resolved: where PHP put the pool's sessions before the
+ * module (php.ini's settings, where the directive names none, are read at
+ * post_config: replicas and ketama -1 until then). */
+static const memsess_placed_t *adopt_of(apr_pool_t *p,
+                                        const memsess_view_t *view,
+                                        const memsess_srv_conf *conf)
+{
+    memsess_placed_t *pl;
+
+    if (conf->adopt == MEMSESS_ADOPT_NONE) {
+        return NULL;
+    }
+    pl = apr_pcalloc(p, sizeof(*pl));
+    pl->name = view->name;
+    pl->served = memsess_served_text(p, conf->adopt == MEMSESS_ADOPT_LIST
+                                        ? conf->adopt_pool : conf->pool);
+    /* -1: php.ini's, read once PHP has started (memsess_adopt.c) */
+    pl->replicas = conf->adopt_replicas;
+    pl->ketama = conf->adopt_ketama;
+    pl->failover = MEMSESS_FAILOVER_DROP;
+    pl->format = view->format;
+    return pl;
+}
+
 /* One view's settings, every default resolved, and the strings its
  * requests copy. */
 static void resolve_view(apr_pool_t *p, memsess_view_t *view,
@@ -647,6 +796,8 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
                                       : MEMSESS_ALLDOWN_OPEN;
     view->alldown_dir = conf->alldown_dir;
     view->credentials = credentials_of(conf);
+    view->ketama = memsess_view_ketama(view->replicas, view->failover);
+    view->adopt = adopt_of(p, view, conf);
 
     len = memsess_path_build(NULL, 0, conf->pool, NULL, view->format,
                              MEMSESS_FAILOVER_DROP);
@@ -894,8 +1045,14 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
         old = memsess_table_attach(apr_shm_baseaddr_get(ret->shm),
                                    apr_shm_size_get(ret->shm));
     }
-    /* a pool whose list changed keeps the one in force, and its servers */
-    changed = memsess_rebalance_plan(pconf, ptemp, rt, old);
+    /* a pool whose list changed keeps the one in force, and its servers:
+     * as the previous generation had it, else as the state file kept it
+     * (a cold start), else (the module never ran in this process: a
+     * table of another version says it did) where PHP put the sessions */
+    changed = memsess_rebalance_plan(pconf, ptemp, rt, old,
+                                     old ? NULL : memsess_state_load(ptemp,
+                                                                     rt),
+                                     !ret->shm);
     nslots = rt->targets->nelts;
     for (i = 0; i < nviews; i++) {
         caps[i] = memsess_rebalance_capacity(ptemp, &rt->views[i]);
@@ -928,6 +1085,7 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
         return rv;
     }
     memsess_table_publish(rt->table, rt->views, nviews, -1, NULL);
+    memsess_state_save(ptemp, rt);
 
     /* The old generation's children keep their own mapping until they
      * exit; the parent lets go of it now. */
@@ -993,6 +1151,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *s)
 {
     memsess_retained_t *ret;
+    const char *odd;
 
     (void)plog;
     runtime = NULL;
@@ -1014,6 +1173,12 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     create_flight(runtime, s, ret);
+    memsess_state_prepare(ptemp, runtime);
+    if ((odd = memsess_php_placement_odd(ptemp)) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "MEMSESS0149: "
+                     "php.ini sets %s: sessions placed that way are not "
+                     "moved by a rejoin or a rebalance", odd);
+    }
     if (create_table(runtime, pconf, ptemp, s, ret) != APR_SUCCESS
         || memsess_check_post_config(pconf, s, runtime) != APR_SUCCESS) {
         runtime = NULL;
@@ -1037,10 +1202,13 @@ static void register_hooks(apr_pool_t *p)
     /* mod_watchdog starts only the watchdogs registered before its own
      * post_config has run */
     static const char *const before_watchdog[] = { "mod_watchdog.c", NULL };
+    /* PHP has read php.ini by then (MemsessAdopt php) */
+    static const char *const after_php[] = { "mod_php.c", "mod_php8.c",
+                                             "mod_php7.c", NULL };
 
     (void)p;
     ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_config(memsess_post_config, NULL, before_watchdog,
+    ap_hook_post_config(memsess_post_config, after_php, before_watchdog,
                         APR_HOOK_MIDDLE);
     /* before mod_watchdog starts the thread that calls the release */
     ap_hook_child_init(memsess_child_init, NULL, before_watchdog,

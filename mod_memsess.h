@@ -35,6 +35,10 @@
  *   memsess_rebalance.c  pool changes at graceful: which lists or
  *                     placements changed, what is published and injected
  *                     until the rebalance has run
+ *   memsess_state.c   the state file's text: the placement in force of
+ *                     every pool (pure)
+ *   memsess_adopt.c   what a start finds in force: the state file, PHP's
+ *                     own placement (php.ini through mod_php)
  *   memsess_inject.c  what a request gets: mod_php settings, php-fpm, env
  *   memsess_credentials.c  MemsessCredentials: the password file, quoting
  *                     for php-fpm (APR only)
@@ -62,7 +66,7 @@
  * memsess_release_helper.c: 0053-0062), 0070-0089
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
  * does once (0150-0157 used), 0130-0149 pool changes (the rebalance,
- * 0130-0142 used).
+ * 0130-0142; taking a pool over and the state file, 0143-0149: all used).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -386,6 +390,7 @@ typedef struct {
     apr_uint32_t served_len;
     apr_uint32_t served_replicas;
     apr_uint32_t served_failover;   /* memsess_failover_e */
+    apr_uint32_t served_ketama;     /* sess_consistent_hash */
     apr_uint32_t served_format;     /* memsess_format_e */
     apr_uint32_t rebalance;         /* memsess_rebalance_e */
     apr_int64_t  gate;              /* a flip's: requests that read the
@@ -457,7 +462,7 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
                                       const char *name,
                                       apr_uint32_t served_capacity,
                                       const char *served, int replicas,
-                                      int failover, int format);
+                                      int failover, int ketama, int format);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
@@ -632,6 +637,32 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
 int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
                             apr_int64_t now, char *who, apr_size_t whosize);
 
+/* The state file (memsess_state.c: its text, pure; memsess_adopt.c: the
+ * file).  One pool's placement in force: what a new generation compares
+ * its configuration with, kept where a cold start finds it. */
+typedef struct {
+    const char *name;      /* the pool's (its first vhost's) name */
+    const char *served;    /* every server, config order, "h:p:w,h:p" */
+    int         replicas;  /* sess_number_of_replicas */
+    int         failover;  /* memsess_failover_e */
+    int         ketama;    /* sess_consistent_hash */
+    int         format;    /* memsess_format_e */
+} memsess_placed_t;
+
+#define MEMSESS_STATE_MAGIC "memsess-state 1"
+
+/* The file's text: the magic line, then one line per pool (pools whose
+ * name or servers hold a tab or a line end are left out). */
+char *memsess_state_format(apr_pool_t *p, const memsess_placed_t *placed,
+                           int n);
+/* Pushes every pool that reads back onto out (memsess_placed_t; its
+ * servers not yet parsed) and counts the lines that do not in *bad (a
+ * name twice counts, and the second is left out).  Returns NULL, or why
+ * the text is no state file at all. */
+const char *memsess_state_parse(apr_pool_t *p, const char *text,
+                                apr_size_t len, apr_array_header_t *out,
+                                int *bad);
+
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
     MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
@@ -653,6 +684,13 @@ typedef struct memsess_view {
     const char           *full_path;     /* every server, in config order */
     const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
     const memsess_credentials_t *credentials;  /* NULL: none */
+    int                   ketama;        /* sess_consistent_hash */
+    /* where the pool's sessions are when nothing recorded its placement
+     * (a first start): MemsessAdopt resolved (NULL: MemsessAdopt none;
+     * replicas and ketama -1: php.ini's, read at post_config) */
+    const memsess_placed_t *adopt;
+    /* a before: what its placement was read from, for the log */
+    const char           *source;
     /* MemsessServers changed at graceful: the pool the previous
      * generation served, published until the rebalance has moved every
      * session where this one places them (NULL: none) */
@@ -688,7 +726,16 @@ typedef struct {
                                      * pools and the vhost names */
     int                 group_derived;
     int                 release_helper;   /* MemsessReleaseHelper: 0, 1 */
+    const char         *state_dir;  /* MemsessStateDir; NULL: none */
 } memsess_global_t;
+
+/* MemsessAdopt: where a pool's sessions are when nothing recorded it. */
+typedef enum {
+    MEMSESS_ADOPT_NONE = 0,   /* nowhere: published at once */
+    MEMSESS_ADOPT_PHP  = 1,   /* where PHP put them over the same servers,
+                               * with php.ini's memcached.sess_* */
+    MEMSESS_ADOPT_LIST = 2    /* where PHP put them over the list given */
+} memsess_adopt_e;
 
 /* Rebuilds the published save_path of every view that holds slot (of all
  * views when slot < 0) from the slots' states: from the view's pool, or
@@ -805,6 +852,7 @@ int memsess_place_key(const memsess_place_t *pl, const char *id,
 /* Which consistent hashing php-memcached uses for a view: ketama unless
  * mod_memsess injects sess_consistent_hash=0 (replicas with successor). */
 int memsess_view_ketama(int replicas, memsess_failover_e failover);
+
 
 /* What the sync does with one key found on one server (pure; ids of
  * servers in any common numbering). */
@@ -1024,6 +1072,14 @@ typedef struct {
     int                  release_helper; /* MemsessReleaseHelper */
     const char          *instance;       /* MemsessInstance */
     const char          *group;          /* MemsessGroup */
+    const char          *state_dir;      /* MemsessStateDir ("" = none) */
+    /* MemsessAdopt: -1 unset, else memsess_adopt_e; with a list, its
+     * servers, and sess_consistent_hash / sess_number_of_replicas as
+     * given (-1: php.ini's) */
+    int                  adopt;
+    memsess_pool_t      *adopt_pool;
+    int                  adopt_ketama;
+    int                  adopt_replicas;
     /* set at post_config: the index of this config's view in the runtime
      * (-1: no pool).  A vhost that uses none of our directives shares the
      * main server's struct, and so its view. */
@@ -1201,11 +1257,15 @@ void memsess_rejoin_stop_all(memsess_rejoin_t *r);
 /* The list in force as a table records it: every server, config order,
  * memcached syntax. */
 const char *memsess_served_text(apr_pool_t *p, const memsess_pool_t *pool);
-/* Gives every view whose list differs from the one the previous
- * generation's table (old) has in force that list as its `before`, its
- * servers slots (appended to rt->targets).  Returns how many. */
+/* Gives every view whose list or placement differs from the one in force
+ * before that one as its `before`, its servers slots (appended to
+ * rt->targets).  In force before: what the previous generation's table
+ * (old) records, else what the state file kept (state, may be NULL), else
+ * (when adopt is set: the module did not run in this process before)
+ * where PHP put the sessions (view->adopt).  Returns how many. */
 int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
-                           memsess_runtime_t *rt, const memsess_table_t *old);
+                           memsess_runtime_t *rt, const memsess_table_t *old,
+                           apr_array_header_t *state, int adopt);
 /* The text bytes view v needs in the table: its longest path, before's
  * too, and the list in force. */
 apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
@@ -1233,6 +1293,25 @@ const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
 const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
                               const memsess_view_t *view, int i, int i_live,
                               int *nlive_out);
+
+/* memsess_adopt.c: what a start finds in force */
+/* php.ini's memcached.sess_number_of_replicas and sess_consistent_hash as
+ * mod_php read them (post_config, after mod_php's), else php-memcached's
+ * defaults (0, On); *from (may be NULL) says which. */
+void memsess_php_placement(int *replicas, int *ketama, const char **from);
+/* A php.ini setting the syncs do not follow (a sess_prefix of its own, a
+ * hash type other than ketama), described; NULL: none. */
+const char *memsess_php_placement_odd(apr_pool_t *p);
+/* post_config: MemsessStateDir made, the children's user's.  1 when the
+ * state file can be kept there. */
+int memsess_state_prepare(apr_pool_t *ptemp, const memsess_runtime_t *rt);
+/* The placements the state file keeps (memsess_placed_t), or NULL: no
+ * file, or one that does not read back (logged). */
+apr_array_header_t *memsess_state_load(apr_pool_t *p,
+                                       const memsess_runtime_t *rt);
+/* Writes every view's placement in force (the parent at post_config, the
+ * checker at a flip, holding its mutex); logs a failure. */
+apr_status_t memsess_state_save(apr_pool_t *p, const memsess_runtime_t *rt);
 
 /* memsess_rebalance_job.c: the checker's rebalance, one thread at a time.
  * mutex is the checker's; the rejoin syncs are waited for. */

@@ -22,8 +22,8 @@
 #   --module NAME        LoadModule NAME_module mod_NAME.so (repeatable; the
 #                        MPM and authz_core are always loaded)
 #   --php                mod_php (the first libphp*.so), .php files to it
-#   --memsess SO         mod_memsess from SO, and SetHandler memsess-status
-#                        on /memsess-status
+#   --memsess SO         mod_memsess from SO, SetHandler memsess-status
+#                        on /memsess-status, MemsessStateDir ROOT/state
 #   --status-require R   Require of /memsess-status ("local", "ip 127.0.0.1")
 #   --docroot DIR        DocumentRoot, its <Directory> granted to all
 #   --comment TEXT       the first line, after "# "
@@ -111,6 +111,8 @@ if [ "$php" = 1 ]; then
     printf '<FilesMatch "\\.php$">\n    SetHandler application/x-httpd-php\n</FilesMatch>\n'
 fi
 if [ -n "$memsess" ]; then
+    # each instance keeps the placement in force of its own
+    printf 'MemsessStateDir "%s/state"\n' "$root"
     printf '<Location /memsess-status>\n    SetHandler memsess-status\n'
     [ -z "$status_require" ] || printf '    Require %s\n' "$status_require"
     printf '</Location>\n'

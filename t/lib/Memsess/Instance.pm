@@ -67,7 +67,8 @@ sub free_ports {
 #     ports => N, conf => "...", servername => "...", memsess => 0|1,
 #     globals => "..." (replaces the check interval/timeout lines),
 #     user => "memsess-webN" (started as root, run as that user),
-#     release_helper => 1 (with user: keep MemsessReleaseHelper's default))
+#     release_helper => 1 (with user: keep MemsessReleaseHelper's default),
+#     adopt => 1 (keep MemsessAdopt's default, php, instead of none))
 sub new {
     my ($class, %o) = @_;
     my $v = vars();
@@ -120,6 +121,11 @@ sub write_conf {
     # destroy the others' sockets too (a cut by user exists only here).
     # release_helper => 1 keeps it.
     $globals .= "MemsessReleaseHelper Off\n" if $self->{user} && !$self->{release_helper};
+    # A first start takes its pools over from PHP (MemsessAdopt php, the
+    # default): a rebalance before the configured placement is published.
+    # The scenarios of other things start as a site that had nothing
+    # before; adopt => 1 keeps the default (t/19_adopt.t).
+    $globals .= "MemsessAdopt none\n" unless $self->{adopt};
     $globals = '' unless $memsess;
     my $body = catfile($dir, 'httpd.conf.own');
     open my $fh, '>', $body or die "$body: $!";
