@@ -68,6 +68,7 @@ struct memsess_rebalancer {
     struct rebalance_t   *rebalance;   /* running, or NULL */
     apr_time_t            retry;       /* not before (after a failure) */
     int                   told;        /* "new servers down" logged */
+    int                   told_guess;  /* MEMSESS0159 logged */
     memsess_exchange_t   *exchange;    /* shared: change pools together */
     apr_uint64_t          configured;  /* our pools' fingerprint */
     char                  waiting[MEMSESS_REPORTERS_MAX];  /* logged */
@@ -799,6 +800,74 @@ static void note_waiting(memsess_rebalancer_t *c, const char *why)
     }
 }
 
+/* Views whose placement before was taken over from PHP (nothing recorded
+ * it) while other instances of the group run: when they all have this
+ * instance's configured placement in force, it joins them (published at
+ * once: the guess was never theirs); when they have another one than the
+ * guess, nothing is moved from a guess (said once).  Returns 1 when the
+ * round must not start a rebalance.  The caller holds the mutex. */
+static int guessed_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
+{
+    memsess_runtime_t *rt = c->rt;
+    char who[MEMSESS_REPORTERS_MAX];
+    int v, guessed = 0;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        guessed |= rt->views[v].before && rt->views[v].before->guessed
+                   && memsess_table_view_slot(rt->table, v)->rebalance;
+    }
+    if (!guessed || memsess_exchange_others(c->exchange) < 1) {
+        return 0;
+    }
+    if (memsess_exchange_agree(c->exchange, 1, c->configured, who,
+                               sizeof(who))) {
+        memsess_table_write_begin(rt->table);
+        for (v = 0; v < rt->confs->nelts; v++) {
+            memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+            if (!rt->views[v].before || !vs->rebalance) {
+                continue;
+            }
+            vs->rebalance = MEMSESS_REBALANCE_NONE;
+            vs->rebalance_error[0] = '\0';
+            memsess_table_set_served(rt->table, v, NULL, 0,
+                                     memsess_served_text(p,
+                                                         rt->views[v].pool),
+                                     rt->views[v].replicas,
+                                     rt->views[v].failover,
+                                     rt->views[v].ketama,
+                                     rt->views[v].format);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0158: %s: the other instances of the group "
+                         "have this configuration in force already: it is "
+                         "published at once, nothing is taken over from "
+                         "PHP's placement", rt->views[v].name);
+        }
+        memsess_table_bump_generation(rt->table, 1);
+        memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
+                              NULL);
+        memsess_table_write_end(rt->table);
+        memsess_state_save(p, rt);
+        return 1;
+    }
+    if (memsess_exchange_agree(c->exchange, 1,
+                               memsess_pools_fingerprint(p, rt, 1), who,
+                               sizeof(who))) {
+        return 0;   /* the group had PHP's placement too: moved together */
+    }
+    if (!c->told_guess) {
+        c->told_guess = 1;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rt->main, "MEMSESS0159: "
+                     "no placement is recorded here, and the group's "
+                     "instances (%s) have another one in force than PHP's, "
+                     "which this instance publishes: nothing is moved from "
+                     "a guess; copy the state file of an instance of the "
+                     "group into MemsessStateDir and restart, or name the "
+                     "placement with MemsessAdopt", who);
+    }
+    return 1;
+}
+
 /* Each round: joins a rebalance that ended, and starts one when a view
  * waits and is ready. */
 void memsess_rebalancer_round(memsess_rebalancer_t *c)
@@ -831,6 +900,18 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
                                    sizeof(who));
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(rt->table, &owner, &heartbeat);
+    if (owner == (apr_uint32_t)getpid() && c->exchange) {
+        apr_pool_t *p;
+        int hold;
+
+        apr_pool_create(&p, c->pool);
+        hold = guessed_in_group(c, p);
+        apr_pool_destroy(p);
+        if (hold) {
+            apr_thread_mutex_unlock(c->mutex);
+            return;
+        }
+    }
     for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
          v++) {
         int r;

@@ -65,7 +65,8 @@
  * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052;
  * memsess_release_helper.c: 0053-0062), 0070-0089
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
- * does once (0150-0157 used), 0130-0149 pool changes (the rebalance,
+ * does once (0150-0159 used: 0158, 0159 an instance that takes a pool over
+ * in a group), 0130-0149 pool changes (the rebalance,
  * 0130-0142; taking a pool over and the state file, 0143-0149: all used).
  */
 
@@ -689,8 +690,10 @@ typedef struct memsess_view {
      * (a first start): MemsessAdopt resolved (NULL: MemsessAdopt none;
      * replicas and ketama -1: php.ini's, read at post_config) */
     const memsess_placed_t *adopt;
-    /* a before: what its placement was read from, for the log */
+    /* a before: what its placement was read from, for the log; guessed:
+     * taken over from PHP (MemsessAdopt), nothing recorded it */
     const char           *source;
+    int                   guessed;
     /* MemsessServers changed at graceful: the pool the previous
      * generation served, published until the rebalance has moved every
      * session where this one places them (NULL: none) */

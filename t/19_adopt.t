@@ -13,7 +13,11 @@
 #       file says what was in force, the start rebalances as a graceful
 #       does;
 #   (d) has its vhost renamed (ServerName) at graceful: the pool in force
-#       is found by its servers, not taken over from PHP's placement.
+#       is found by its servers, not taken over from PHP's placement;
+#   (e) a fourth web server joins a group of three with their
+#       configuration and no state file: it finds the group has that
+#       placement in force already and publishes it (MEMSESS0158), moving
+#       nothing from PHP's placement; the users' sessions read through it.
 # Each: 0 lost, 0 stale; the NOTICE says where the placement came from.
 # Without the takeover (MemsessAdopt none, the state file ignored) (a)
 # loses about two thirds of the sessions and (c) a quarter.
@@ -29,7 +33,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 2 * 7 + 6 + 3;
+plan tests => 2 * 7 + 6 + 3 + 4;
 
 sub pool_status {
     my $in = shift;
@@ -180,3 +184,37 @@ ok t_cmp(settled($in, 20, @af) ? 1 : 0, 1, 'cold start: three servers published'
 }
 $in->stop;
 memc_stop(@af, 'MEMC_AF4');
+
+# --- (e) a fourth web server joins a group ------------------------------------
+
+{
+    my @ag = qw(MEMC_AD1 MEMC_AD2 MEMC_AD3);
+    memc_start(@ag);
+    my $conf = sub { servers(@ag) . "MemsessInstance adopt-web$_[0]\nMemsessGroup adopt-farm\n" };
+    my @web = map { Memsess::Instance->new(name => "adopt_web$_", php => 1, conf => $conf->($_)) } 1 .. 3;
+    $_->start for @web;
+    settled($_, 20, @ag) for @web;
+    sleep 1;
+    my @users = map { new_ua() } 1 .. 20;
+    for my $ua (@users) {
+        Memsess::Load::session_req($web[$_ % 3], $ua, 'session.php') for 0 .. 2;
+    }
+    my $w4 = Memsess::Instance->new(name => 'adopt_web4', php => 1, adopt => 1, conf => $conf->(4));
+    $w4->start;
+    my $joined = $w4->log_wait(20, 0, qr/MEMSESS0158: /);
+    ok t_cmp(defined $joined ? 1 : 0, 1,
+             'a fourth web server: finds the group has its configuration in force (MEMSESS0158)');
+    my $text = $w4->log_since(0);
+    ok t_cmp($text =~ /MEMSESS0135: / ? 1 : 0, 0, 'a fourth web server: moves nothing from PHP\'s placement');
+    ok t_cmp(placement($w4), '1/0', 'a fourth web server: PHP gets the group\'s placement');
+    my ($lost, $n) = (0, 0);
+    for my $ua (@users) {
+        my ($d) = Memsess::Load::session_req($w4, $ua, 'session.php');
+        $n++;
+        $lost++ unless $d && ($d->{n} // 0) == 4;
+    }
+    diag("a fourth web server: $lost of $n users lost their session reading through it");
+    ok t_cmp($lost, 0, 'a fourth web server: every user\'s session reads through it');
+    $_->stop for @web, $w4;
+    memc_stop(@ag);
+}
