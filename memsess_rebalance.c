@@ -129,15 +129,15 @@ static apr_array_header_t *placed_of_table(apr_pool_t *p,
     return placed;
 }
 
-/* The entry of placed for view: of its name, else (a renamed vhost, a
- * vhost that had the main server's pool) one no view of its name claims
- * with the same servers.  NULL: none. */
-static const memsess_placed_t *placed_for(const memsess_runtime_t *rt,
-                                          apr_array_header_t *placed,
+/* The entry of placed for view: of its name, else one with the same
+ * servers (a renamed vhost; a vhost that had another pool's servers, say
+ * the main server's, and now names them itself: its sessions are where
+ * that pool's placement put them).  NULL: none. */
+static const memsess_placed_t *placed_for(apr_array_header_t *placed,
                                           const memsess_view_t *view,
                                           const char *served)
 {
-    int i, v;
+    int i;
 
     for (i = 0; placed && i < placed->nelts; i++) {
         const memsess_placed_t *pl = &APR_ARRAY_IDX(placed, i,
@@ -151,15 +151,7 @@ static const memsess_placed_t *placed_for(const memsess_runtime_t *rt,
         const memsess_placed_t *pl = &APR_ARRAY_IDX(placed, i,
                                                     memsess_placed_t);
 
-        if (strcmp(pl->served, served)) {
-            continue;
-        }
-        for (v = 0; v < rt->confs->nelts; v++) {
-            if (!strcmp(rt->views[v].name, pl->name)) {
-                break;
-            }
-        }
-        if (v == rt->confs->nelts) {
+        if (!strcmp(pl->served, served)) {
             return pl;
         }
     }
@@ -290,7 +282,7 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
     for (v = 0; v < rt->confs->nelts; v++) {
         memsess_view_t *view = &rt->views[v];
         const char *served = memsess_served_text(ptemp, view->pool);
-        const memsess_placed_t *pl = placed_for(rt, placed, view, served);
+        const memsess_placed_t *pl = placed_for(placed, view, served);
         memsess_placed_t guess;
 
         if (pl) {
