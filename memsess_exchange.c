@@ -46,6 +46,7 @@
 #include <libmemcached/memcached.h>
 
 #include "apr_strings.h"
+#include "apr_atomic.h"
 #include "apr_hash.h"
 #include "apr_thread_proc.h"
 #include "apr_thread_mutex.h"
@@ -104,6 +105,8 @@ struct memsess_exchange {
     memsess_verdict_t  *snap;          /* [MEMSESS_VERDICTS_MAX] */
     int                 nsnap;
     int                 listened;      /* a whole round read */
+    volatile apr_uint32_t twin;        /* another instance of our name:
+                                        * nothing shared any more */
 };
 
 static const memsess_server_t *target(const memsess_exchange_t *x, int i)
@@ -283,6 +286,52 @@ static void note_members(memsess_exchange_t *x, const memsess_verdicts_t *rec)
     }
 }
 
+/* Another instance runs with our name (a line of it with another start's
+ * nonce, refreshed since we started): each would erase the other's
+ * verdicts, take the other's jobs for its own, and both would hold the
+ * same job.  We stop sharing, for good (until a restart with a name of
+ * its own), and say so in the log, on the status page and in the
+ * metrics; the twin does the same when it reads our line. */
+static void twin_found(memsess_exchange_t *x, int y,
+                       const memsess_verdict_t *v)
+{
+    memsess_runtime_t *rt = x->rt;
+    int i;
+
+    if (apr_atomic_cas32(&x->twin, 1, 0)) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, rt->main, "MEMSESS0099: another "
+                 "instance of group %s runs with this one's name, %s (the "
+                 "members record on %s holds a line of another start, "
+                 "refreshed at %" APR_INT64_T_FMT ", after this one started "
+                 "at %" APR_INT64_T_FMT "): two instances of one name "
+                 "would erase each other's verdicts and both hold one job; "
+                 "this instance stops sharing verdicts and jobs and decides "
+                 "alone: give each web server a MemsessInstance of its own "
+                 "and restart it", rt->g.group, rt->g.instance,
+                 target(x, y)->addr, v->reported, rt->started);
+    apr_thread_mutex_lock(x->table_mutex);
+    memsess_table_write_begin(rt->table);
+    memsess_table_set_twin(rt->table, 1);
+    for (i = 0; i < x->n; i++) {
+        memsess_slot_t *sl = memsess_table_slot(rt->table, i);
+
+        sl->peer_down = 0;   /* no other instance's verdict counts now */
+        sl->reported_by[0] = '\0';
+    }
+    memsess_table_bump_generation(rt->table, 1);
+    memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
+                          NULL);
+    memsess_table_write_end(rt->table);
+    apr_thread_mutex_unlock(x->table_mutex);
+}
+
+int memsess_exchange_sharing(memsess_exchange_t *x)
+{
+    return x && !apr_atomic_read32(&x->twin);
+}
+
 /* Our member line in the group's record on server y, refreshed when its
  * fingerprints changed or half its time has gone. */
 static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
@@ -290,13 +339,27 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
                        apr_int64_t now)
 {
     memcached_return_t rc = MEMCACHED_SUCCESS;
-    int tries, i;
+    int tries, i, twin = 0;
 
     for (tries = 0; tries < CAS_TRIES; tries++) {
         for (i = 0; i < rec->n; i++) {
             const memsess_verdict_t *v = &rec->v[i];
 
+            /* a start of ours before this one stopped refreshing its line
+             * before we started (a second of margin: a stop and start
+             * within one) */
+            if (!strcmp(v->name, x->rt->g.instance) && v->nonce
+                && v->nonce != x->rt->nonce
+                && v->reported > x->rt->started + 1) {
+                twin_found(x, y, v);
+                twin = 1;   /* our line once more: the twin finds us too */
+            }
+        }
+        for (i = 0; !twin && i < rec->n; i++) {
+            const memsess_verdict_t *v = &rec->v[i];
+
             if (!strcmp(v->name, x->rt->g.instance)
+                && v->nonce == x->rt->nonce
                 && v->configured == x->configured
                 && v->in_force == x->in_force
                 && v->expires - now > x->ttl / 2) {
@@ -304,9 +367,9 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
             }
         }
         memsess_members_put(rec, x->rt->g.instance, now, now + x->ttl,
-                            x->configured, x->in_force);
+                            x->configured, x->in_force, x->rt->nonce);
         rc = write_record(x, x->n, mc, rec, cas, now);
-        if (rc == MEMCACHED_SUCCESS) {
+        if (rc == MEMCACHED_SUCCESS || twin) {
             return;
         }
         if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED
@@ -572,7 +635,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
             x->who[i][0] = '\0';
         }
     }
-    if (answered) {
+    if (answered && !apr_atomic_read32(&x->twin)) {
         apr_thread_mutex_lock(x->table_mutex);
         apply_locked(x);
         apr_thread_mutex_unlock(x->table_mutex);
@@ -592,7 +655,8 @@ int memsess_exchange_others(memsess_exchange_t *x)
         return 0;
     }
     apr_thread_mutex_lock(x->mutex);
-    n = x->listened ? x->nsnap : 0;   /* nobody heard: as alone */
+    /* nobody heard, or a twin found: as alone */
+    n = x->listened && !apr_atomic_read32(&x->twin) ? x->nsnap : 0;
     apr_thread_mutex_unlock(x->mutex);
     return n;
 }
@@ -604,8 +668,8 @@ int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
     int i, agree;
 
     who[0] = '\0';
-    if (!x) {
-        return 1;   /* alone */
+    if (!memsess_exchange_sharing(x)) {
+        return 1;   /* alone, or as alone (a twin found) */
     }
     apr_thread_mutex_lock(x->mutex);
     agree = x->listened;
@@ -763,8 +827,8 @@ apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt)
 
 void memsess_exchange_round(memsess_exchange_t *x)
 {
-    if (!x) {
-        return;
+    if (!memsess_exchange_sharing(x)) {
+        return;   /* none, or a twin found: nothing shared */
     }
     apr_thread_mutex_lock(x->mutex);
     if (!x->busy) {

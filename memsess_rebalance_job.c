@@ -731,7 +731,7 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
             memset(l, 0, sizeof(*l));
         }
     }
-    if (c->exchange) {
+    if (memsess_exchange_sharing(c->exchange)) {
         /* once for the group: its job on the first live server of the
          * first new list (the same for all: they agree on states) */
         const apr_array_header_t *servers = NULL;
@@ -900,7 +900,8 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
                                    sizeof(who));
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid() && c->exchange) {
+    if (owner == (apr_uint32_t)getpid()
+        && memsess_exchange_sharing(c->exchange)) {
         apr_pool_t *p;
         int hold;
 

@@ -714,7 +714,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     }
     job->full_why = rejoin_facts(c, i, &job->spec);
     c->unfinished[i] = 1;
-    job->share = rt->g.share;
+    job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
     job->fingerprint = MEMSESS_FNV1A_INIT;
     for (k = 0; k < job->spec.nlists; k++) {
         const memsess_sync_list_t *l = &job->lists[k];

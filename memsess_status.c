@@ -39,6 +39,7 @@ typedef struct {
     apr_uint64_t       changes;
     memsess_view_slot_t *views;    /* [nviews]: pool changes */
     const char         **published;   /* [nviews]: their save_paths */
+    int                 twin;      /* another instance has our name */
 } snapshot_t;
 
 static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
@@ -51,6 +52,7 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
     snap->slots = apr_pcalloc(p, (snap->nslots + 1) * sizeof(memsess_slot_t));
     snap->generation = rt ? memsess_table_generation(rt->table) : 0;
     snap->changes = rt ? memsess_table_state_changes(rt->table) : 0;
+    snap->twin = rt ? memsess_table_twin(rt->table) : 0;
     for (i = 0; i < snap->nslots; i++) {
         memsess_table_read_slot(rt->table, i, &snap->slots[i]);
     }
@@ -213,10 +215,12 @@ static void show_json(request_rec *r, const snapshot_t *snap)
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
                " \"instance\": %s, \"group\": %s, \"share_verdicts\": %s,\n"
+               " \"twin\": %s,\n"
                " \"servers\": [", snap->generation,
                json_str(r->pool, snap->rt ? snap->rt->g.instance : ""),
                json_str(r->pool, snap->rt ? snap->rt->g.group : ""),
-               snap->rt && snap->rt->g.share ? "true" : "false");
+               snap->rt && snap->rt->g.share ? "true" : "false",
+               snap->twin ? "true" : "false");
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
         const char *who = reported_by(snap, sl, r->pool), *w, *comma;
@@ -305,10 +309,10 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                snap->changes, snap->nslots, npools(snap));
     if (snap->rt) {
         ap_rprintf(r, "MemsessInstance: %s\nMemsessGroup: %s\n"
-                   "MemsessShareVerdicts: %s\n",
+                   "MemsessShareVerdicts: %s\nMemsessTwin: %d\n",
                    one_line(r->pool, snap->rt->g.instance),
                    one_line(r->pool, snap->rt->g.group),
-                   snap->rt->g.share ? "On" : "Off");
+                   snap->rt->g.share ? "On" : "Off", snap->twin);
     }
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
@@ -488,6 +492,11 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                    "gauge\nmemsess_instance_info{instance=\"%s\",group="
                    "\"%s\"} 1\n", prom_label(r->pool, snap->rt->g.instance),
                    prom_label(r->pool, snap->rt->g.group));
+        ap_rprintf(r, "# HELP memsess_instance_twin 1 when another instance "
+                   "of the group runs with this one's name (MEMSESS0099): "
+                   "this one then shares nothing\n# TYPE "
+                   "memsess_instance_twin gauge\nmemsess_instance_twin %d\n",
+                   snap->twin);
     }
 }
 
@@ -580,6 +589,12 @@ static void show_html(request_rec *r, const snapshot_t *snap)
         ap_rprintf(r, "<p>This instance: %s, group %s, verdicts %s.</p>\n",
                    esc(r, snap->rt->g.instance), esc(r, snap->rt->g.group),
                    snap->rt->g.share ? "shared" : "not shared");
+        if (snap->twin) {
+            ap_rprintf(r, "<p><strong>ERROR: another instance of the group "
+                       "runs with the name %s: this one shares nothing "
+                       "(MEMSESS0099). Give each a MemsessInstance of its "
+                       "own.</strong></p>\n", esc(r, snap->rt->g.instance));
+        }
     }
     html_tables(r, snap);
     ap_rputs("</body></html>\n", r);

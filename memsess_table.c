@@ -69,7 +69,7 @@ struct memsess_table {
     apr_uint64_t generation;     /* bumped on every state change */
     apr_uint64_t state_changes;  /* total, kept across restarts */
     apr_uint32_t owner;          /* pid of the checker, 0 = none */
-    apr_uint32_t reserved;
+    apr_uint32_t twin;           /* another instance has our name */
     apr_int64_t  heartbeat;      /* apr_time_t of its last round */
 };
 
@@ -582,4 +582,14 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
         vs[v].nlive = (apr_uint32_t)nlive;
     }
     return nflipped;
+}
+
+void memsess_table_set_twin(memsess_table_t *t, int twin)
+{
+    t->twin = (apr_uint32_t)twin;
+}
+
+int memsess_table_twin(const memsess_table_t *t)
+{
+    return ((const volatile struct memsess_table *)t)->twin != 0;
 }

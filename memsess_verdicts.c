@@ -201,7 +201,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         const char *name = p;
         apr_size_t namelen;
         apr_int64_t reported, expires;
-        apr_uint64_t configured = 0, in_force = 0;
+        apr_uint64_t configured = 0, in_force = 0, nonce = 0;
         memsess_verdict_t *v;
 
         while (p < end && *p != ' ' && *p != '\n') {
@@ -222,9 +222,16 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         if (out->members
             && (!(p = hex64(p + 1, end, &configured)) || p == end
                 || *p != ' ' || !(p = hex64(p + 1, end, &in_force))
-                || p == end || *p != '\n')) {
+                || p == end || (*p != '\n' && *p != ' '))) {
             out->n = 0;
             return "a member line without its two lists";
+        }
+        /* its start's nonce: a line of an earlier version has none */
+        if (out->members && *p == ' '
+            && (!(p = hex64(p + 1, end, &nonce)) || p == end
+                || *p != '\n')) {
+            out->n = 0;
+            return "a member line with a bad nonce";
         }
         p++;
         if (out->n >= MEMSESS_VERDICTS_MAX) {
@@ -256,6 +263,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         v->expires = expires;
         v->configured = configured;
         v->in_force = in_force;
+        v->nonce = nonce;
     }
     return NULL;
 }
@@ -295,13 +303,14 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
     apr_cpystrn(vs->v[i].name, self, sizeof(vs->v[i].name));
     vs->v[i].reported = now;
     vs->v[i].expires = expires;
-    vs->v[i].configured = vs->v[i].in_force = 0;
+    vs->v[i].configured = vs->v[i].in_force = vs->v[i].nonce = 0;
     return 1;
 }
 
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
-                         apr_uint64_t configured, apr_uint64_t in_force)
+                         apr_uint64_t configured, apr_uint64_t in_force,
+                         apr_uint64_t nonce)
 {
     int i;
 
@@ -311,6 +320,7 @@ void memsess_members_put(memsess_verdicts_t *vs, const char *self,
         if (!strcmp(vs->v[i].name, self)) {
             vs->v[i].configured = configured;
             vs->v[i].in_force = in_force;
+            vs->v[i].nonce = nonce;
         }
     }
 }
@@ -331,9 +341,10 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
         n = vs->members
             ? snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
                        APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT " %016"
-                       APR_UINT64_T_HEX_FMT "\n", vs->v[i].name,
-                       vs->v[i].reported, vs->v[i].expires,
-                       vs->v[i].configured, vs->v[i].in_force)
+                       APR_UINT64_T_HEX_FMT " %016" APR_UINT64_T_HEX_FMT
+                       "\n", vs->v[i].name, vs->v[i].reported,
+                       vs->v[i].expires, vs->v[i].configured,
+                       vs->v[i].in_force, vs->v[i].nonce)
             : snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
                        APR_INT64_T_FMT "\n", vs->v[i].name,
                        vs->v[i].reported, vs->v[i].expires);

@@ -55,6 +55,10 @@ typedef struct {
     apr_shm_t  *shm;
     apr_pool_t *flight_pool;   /* owns flight_shm, kept across gracefuls */
     apr_shm_t  *flight_shm;
+    /* this start's nonce (tells two instances of one name apart), kept
+     * across gracefuls: drawn when the parent first runs post_config */
+    apr_uint64_t nonce;
+    apr_int64_t  started;
 } memsess_retained_t;
 
 static memsess_runtime_t *runtime;
@@ -575,7 +579,8 @@ static const command_rec memsess_cmds[] = {
         "on this machine to a server marked down (a helper that keeps "
         "CAP_NET_ADMIN only; Apache started as root)"),
     AP_INIT_TAKE1("MemsessInstance", set_name, NULL, RSRC_CONF,
-        "this instance's name in shared verdicts (default ServerName:port)"),
+        "this instance's name in shared verdicts (default: this machine's host "
+        "name and the main server's port)"),
     AP_INIT_TAKE1("MemsessGroup", set_name, (void *)1, RSRC_CONF,
         "the instances that share verdicts (default: derived from the "
         "pools' servers and the virtual hosts' names)"),
@@ -691,8 +696,8 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
 }
 
 /* Who this instance is in shared verdicts, and which group it is in:
- * MemsessInstance, else the main server's ServerName:port (a character a
- * name cannot hold becomes '_'); MemsessGroup, else a hash of the servers
+ * MemsessInstance, else this machine's host name and the main server's
+ * port (a character a name cannot hold becomes '_'); MemsessGroup, else a hash of the servers
  * of its pools and of the names of its virtual hosts that have one.  The
  * web servers of one site share both; two unrelated sites serve different
  * names.  The main server's name is left out: it is usually the host's
@@ -709,9 +714,17 @@ static void resolve_identity(apr_pool_t *p, memsess_runtime_t *rt,
         g->instance = conf->instance;
     }
     else {
-        name = apr_psprintf(p, "%s:%u", s->server_hostname
-                            ? s->server_hostname : "localhost",
-                            vhost_port(s));
+        /* the machine's name, not ServerName: the web servers of one farm
+         * often share a configuration, ServerName included */
+        char host[APRMAXHOSTLEN + 1];
+
+        if (apr_gethostname(host, sizeof(host), p) != APR_SUCCESS
+            || !host[0]) {
+            apr_cpystrn(host, s->server_hostname ? s->server_hostname
+                                                 : "localhost",
+                        sizeof(host));
+        }
+        name = apr_psprintf(p, "%s:%u", host, vhost_port(s));
         if (strlen(name) >= MEMSESS_INSTANCE_MAX) {
             name[MEMSESS_INSTANCE_MAX - 1] = '\0';
         }
@@ -1163,7 +1176,20 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret = ap_retained_data_create(RETAINED_KEY, sizeof(*ret));
     }
 
+    if (!ret->nonce) {
+        if (apr_generate_random_bytes((unsigned char *)&ret->nonce,
+                                      sizeof(ret->nonce)) != APR_SUCCESS
+            || !ret->nonce) {
+            ret->nonce = ((apr_uint64_t)getpid() << 32)
+                         ^ (apr_uint64_t)apr_time_now();
+        }
+        ret->started = apr_time_sec(apr_time_now());
+    }
     runtime = build_runtime(pconf, ptemp, s);
+    if (runtime) {
+        runtime->nonce = ret->nonce;
+        runtime->started = ret->started;
+    }
     if (!runtime) {
         if (ret->pool) {
             apr_pool_destroy(ret->pool);

@@ -465,6 +465,10 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
                                       const char *served, int replicas,
                                       int failover, int ketama, int format);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
+/* The checker found a twin (memsess_exchange.c): the status says so.  The
+ * writer sets it; a new generation's table starts without. */
+void memsess_table_set_twin(memsess_table_t *t, int twin);
+int memsess_table_twin(const memsess_table_t *t);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
 
@@ -532,6 +536,7 @@ typedef struct {
     apr_uint64_t configured; /* members: fingerprint of its pools as
                               * configured (memsess_pools_fingerprint) */
     apr_uint64_t in_force;   /* members: ... as its requests get them */
+    apr_uint64_t nonce;      /* members: its start's (0: none given) */
 } memsess_verdict_t;
 
 /* A record of lines: verdicts ("memsess-verdicts 1", one per instance that
@@ -577,10 +582,12 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
 
 /* Puts self's member line in (a members record): as put, with its two
- * fingerprints. */
+ * fingerprints and the nonce of its start (a line of that name with
+ * another nonce is a twin's, or of a start of ours before). */
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
-                         apr_uint64_t configured, apr_uint64_t in_force);
+                         apr_uint64_t configured, apr_uint64_t in_force,
+                         apr_uint64_t nonce);
 
 /* The rejoin sync's job record (memsess_job.c: pure; memsess_rejoin.c
  * does the I/O): one instance of a group syncs a returning server for
@@ -724,7 +731,7 @@ typedef struct {
     memsess_rejoin_e    rejoin;
     /* shared verdicts (memsess_exchange.c) */
     int                 share;      /* MemsessShareVerdicts: 0 Off, 1 On */
-    const char         *instance;   /* MemsessInstance, or ServerName:port */
+    const char         *instance;   /* MemsessInstance, or hostname:port */
     const char         *group;      /* MemsessGroup, or derived from the
                                      * pools and the vhost names */
     int                 group_derived;
@@ -1114,6 +1121,9 @@ typedef struct {
     memsess_table_t     *table;
     memsess_flight_t    *flight;      /* the requests in flight (may be
                                        * NULL: then nobody waits for them) */
+    apr_uint64_t         nonce;       /* this start's, kept across
+                                       * gracefuls: tells twins apart */
+    apr_int64_t          started;     /* unix seconds it was drawn */
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;
@@ -1214,6 +1224,9 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            struct memsess_rejoin *rejoin);
 /* Starts a round unless the last one is still out. */
 void memsess_exchange_round(memsess_exchange_t *x);
+/* Whether this instance shares with the group: not when it found a twin
+ * (another instance of its name: MEMSESS0099), for good. */
+int memsess_exchange_sharing(memsess_exchange_t *x);
 /* Whether every other instance of the group (its member line not lapsed)
  * has its pools, as configured or as in force, with fingerprint fp; the
  * names of those that do not in who.  1 when x is NULL (sharing Off); 0

@@ -111,7 +111,8 @@ static void round_trip(const memsess_verdicts_t *vs, const char *what)
             || back.v[i].reported != vs->v[i].reported
             || back.v[i].expires != vs->v[i].expires
             || back.v[i].configured != vs->v[i].configured
-            || back.v[i].in_force != vs->v[i].in_force) {
+            || back.v[i].in_force != vs->v[i].in_force
+            || back.v[i].nonce != vs->v[i].nonce) {
             fail("%s: line %d differs when read back", what, i);
         }
     }
@@ -170,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (vs.members) {
-        memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9);
+        memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9, 11);
         if (!has(&vs, SELF)) {
             fail("our member line is not in after put");
         }

@@ -71,7 +71,10 @@ for my $i (1 .. 3) {
 }
 chmod 0755, $_->dir for @web;
 $_->start for @web;
-my @name = map { '127.0.0.1:' . $_->port } @web;   # ServerName:port, the default
+# the default: this machine's host name and the main server's port
+chomp(my $HOSTNAME = `hostname`);
+$HOSTNAME =~ s/[^A-Za-z0-9._:\[\]-]/_/g;
+my @name = map { "$HOSTNAME:" . $_->port } @web;
 
 # --- nginx, round robin over the three --------------------------------------------
 
@@ -229,7 +232,7 @@ ok t_cmp(defined(wait_for(20, sub { !grep { !all_say($_, 'up') } @N })) ? 1 : 0,
     $GROUP = $st[0]{group} // '';
     ok t_cmp(join(' ', map { "$_->{instance}/$_->{group}" } @st),
              join(' ', map { "$_/$GROUP" } @name),
-             'status ?json names each instance (ServerName:port) and their group, derived alike');
+             'status ?json names each instance (host name:port) and their group, derived alike');
 }
 my $base = run_for(1.5);
 ok t_cmp("$base->{lost} $base->{stale} $base->{failed}", '0 0 0',

@@ -252,18 +252,25 @@ int main(void)
        && vs.v[0].configured == APR_UINT64_C(0x0123456789abcdef)
        && vs.v[0].in_force == APR_UINT64_C(0xfedcba9876543210),
        "a members record is read with its fingerprints (%s)", err ? err : "ok");
-    memsess_members_put(&vs, "web1:80", NOW, NOW + 4, 1, 2);
+    memsess_members_put(&vs, "web1:80", NOW, NOW + 4, 1, 2, APR_UINT64_C(0xabc));
     len = memsess_verdicts_format(buf, sizeof(buf), &vs);
     ok(!memsess_verdicts_parse(buf, len, NOW, &back) && back.members
-       && back.n == 2 && back.v[1].configured == 1 && back.v[1].in_force == 2,
-       "our member line in, formatted, read back");
-    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3);
+       && back.n == 2 && back.v[1].configured == 1 && back.v[1].in_force == 2
+       && back.v[1].nonce == APR_UINT64_C(0xabc) && back.v[0].nonce == 0,
+       "our member line in, formatted, read back with its start's nonce "
+       "(a line of an earlier version has none)");
+    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3, APR_UINT64_C(0xabc));
     ok(back.n == 2 && back.v[1].configured == 3 && back.v[1].reported == NOW + 1,
        "refreshed in place");
     refused("memsess-members 1\nweb2:80 1800000000 1800000004\n",
             "a member line without its fingerprints");
     refused("memsess-members 1\nweb2:80 1800000000 1800000004 0123 4567\n",
             "short fingerprints");
+    refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
+            "0123456789abcdef fedcba9876543210 12\n", "a short nonce");
+    refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
+            "0123456789abcdef fedcba9876543210 0123456789abcdef x\n",
+            "something after the nonce");
     refused("memsess-verdicts 1\nweb2:80 1800000000 1800000004 "
             "0123456789abcdef fedcba9876543210\n",
             "fingerprints in a verdict record");
