@@ -29,6 +29,8 @@
 
 #include "apr_strings.h"
 #include "apr_atomic.h"
+#include "apr_thread_proc.h"
+#include "apr_thread_mutex.h"
 
 #include "httpd.h"
 #include "http_log.h"
@@ -45,8 +47,17 @@ typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
 apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
                                   int slot, const char *name,
                                   apr_uint64_t fingerprint,
-                                  apr_interval_time_t timeout)
+                                  apr_interval_time_t timeout,
+                                  apr_pool_t *pool)
 {
+    if (apr_thread_mutex_create(&j->mutex, APR_THREAD_MUTEX_DEFAULT, pool)
+        != APR_SUCCESS) {
+        j->mutex = NULL;
+        return APR_EGENERAL;
+    }
+    j->pool = pool;
+    j->slot = slot;
+    j->timeout = timeout;
     j->rt = rt;
     j->fingerprint = fingerprint;
     j->keylen = memsess_record_key(j->key, sizeof(j->key), rt->g.group,
@@ -55,8 +66,20 @@ apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
     return j->mc ? APR_SUCCESS : APR_EGENERAL;
 }
 
+static void keeper_stop(memsess_joblock_t *j)
+{
+    apr_status_t rv;
+
+    if (j->keeper) {
+        apr_atomic_set32(&j->keeper_stop, 1);
+        apr_thread_join(&rv, j->keeper);
+        j->keeper = NULL;
+    }
+}
+
 void memsess_joblock_close(memsess_joblock_t *j)
 {
+    keeper_stop(j);
     memsess_disconnect(j->mc);
     j->mc = NULL;
 }
@@ -73,8 +96,9 @@ static int refused(memcached_return_t rc)
 
 /* Reads the record: returns 0 when the server did not answer (why in
  * j->rc), else 1 with *exists, and *why when it exists but is refused. */
-static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
-                    const char **why, uint64_t *cas)
+static int job_read(memsess_joblock_t *j, memcached_st *mc,
+                    memsess_job_t *rec, int *exists, const char **why,
+                    uint64_t *cas)
 {
     const char *key = j->key;
     size_t keylen = j->keylen;
@@ -85,11 +109,11 @@ static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
     *exists = 0;
     *why = NULL;
     *cas = 0;
-    if (!memcached_success(rc = memcached_mget(j->mc, &key, &keylen, 1))) {
+    if (!memcached_success(rc = memcached_mget(mc, &key, &keylen, 1))) {
         j->rc = (int)rc;
         return 0;
     }
-    while ((res = memcached_fetch_result(j->mc, NULL, &rc)) != NULL) {
+    while ((res = memcached_fetch_result(mc, NULL, &rc)) != NULL) {
         *exists = 1;
         *why = memsess_job_parse(memcached_result_value(res),
                                  memcached_result_length(res), now, rec);
@@ -102,8 +126,8 @@ static int job_read(memsess_joblock_t *j, memsess_job_t *rec, int *exists,
 }
 
 /* Writes our record (syncing or done), valid for the shared lines' time. */
-static memcached_return_t job_write(memsess_joblock_t *j, int done,
-                                    job_write_e how, uint64_t cas)
+static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
+                                    int done, job_write_e how, uint64_t cas)
 {
     apr_int64_t ttl = memsess_share_ttl(j->rt);
     char buf[MEMSESS_JOB_RECORD_MAX];
@@ -124,23 +148,28 @@ static memcached_return_t job_write(memsess_joblock_t *j, int done,
     j->refreshed = apr_time_now();
     switch (how) {
     case JOB_ADD:
-        return memcached_add(j->mc, j->key, j->keylen, buf, len, expiry, 0);
+        return memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
     case JOB_CAS:
-        return memcached_cas(j->mc, j->key, j->keylen, buf, len, expiry, 0,
+        return memcached_cas(mc, j->key, j->keylen, buf, len, expiry, 0,
                              cas);
     default:
-        return memcached_set(j->mc, j->key, j->keylen, buf, len, expiry, 0);
+        return memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
     }
 }
 
 void memsess_joblock_rewrite(memsess_joblock_t *j)
 {
     if (j->holding) {
-        job_write(j, 0, JOB_SET, 0);
+        apr_thread_mutex_lock(j->mutex);
+        job_write(j, j->mc, j->done, JOB_SET, 0);
+        apr_thread_mutex_unlock(j->mutex);
     }
 }
 
-void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force)
+/* The record again through mc, unless it was refreshed less than
+ * JOB_REFRESH ago (force: whatever the time); the caller holds the
+ * mutex. */
+static void refresh_on(memsess_joblock_t *j, memcached_st *mc, int force)
 {
     memsess_job_t rec;
     const char *why;
@@ -152,17 +181,57 @@ void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force)
         return;
     }
     j->refreshed = apr_time_now();
-    if (!job_read(j, &rec, &exists, &why, &cas)) {
+    if (!job_read(j, mc, &rec, &exists, &why, &cas)) {
         return;   /* the engine or the probes see the server fail */
     }
     if (!exists || why || strcmp(rec.holder, j->rt->g.instance)
         || rec.since != j->since
-        || !memcached_success(job_write(j, done, JOB_CAS, cas))) {
+        || !memcached_success(job_write(j, mc, j->done, JOB_CAS, cas))) {
         apr_atomic_set32(&j->lost, 1);
         if (j->stop) {
             apr_atomic_set32(j->stop, 1);
         }
     }
+}
+
+void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force)
+{
+    if (!j->holding || !j->mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(j->mutex);
+    j->done |= done;
+    refresh_on(j, j->mc, force);
+    apr_thread_mutex_unlock(j->mutex);
+}
+
+/* The lease's thread: the record renewed every JOB_REFRESH through a
+ * connection of its own, however long the job's own thread spends between
+ * two progress calls (a crawl, a slow server, a batch of copies). */
+static void *APR_THREAD_FUNC keeper(apr_thread_t *thread, void *data)
+{
+    memsess_joblock_t *j = data;
+    memcached_st *mc = NULL;
+
+    while (!apr_atomic_read32(&j->keeper_stop)) {
+        apr_sleep(apr_time_from_msec(20));
+        if (apr_atomic_read32(&j->keeper_stop)
+            || apr_time_now() - j->refreshed < JOB_REFRESH) {
+            continue;
+        }
+        if (!mc && !(mc = memsess_connect(j->rt, j->slot, j->timeout))) {
+            continue;
+        }
+        apr_thread_mutex_lock(j->mutex);
+        refresh_on(j, mc, 0);
+        apr_thread_mutex_unlock(j->mutex);
+        if (apr_atomic_read32(&j->lost)) {
+            break;
+        }
+    }
+    memsess_disconnect(mc);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
 }
 
 void memsess_joblock_release(memsess_joblock_t *j)
@@ -172,8 +241,9 @@ void memsess_joblock_release(memsess_joblock_t *j)
     uint64_t cas;
     int exists;
 
+    keeper_stop(j);
     if (j->holding && !j->lost
-        && job_read(j, &rec, &exists, &why, &cas) && exists && !why
+        && job_read(j, j->mc, &rec, &exists, &why, &cas) && exists && !why
         && !strcmp(rec.holder, j->rt->g.instance)
         && rec.since == j->since) {
         memcached_delete(j->mc, j->key, j->keylen, 0);
@@ -183,8 +253,10 @@ void memsess_joblock_release(memsess_joblock_t *j)
 
 apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone)
 {
+    apr_thread_mutex_lock(j->mutex);
     j->flip_ms = apr_time_as_msec(apr_time_now()
                                   + (alone ? 0 : MEMSESS_FLIP_DELAY));
+    apr_thread_mutex_unlock(j->mutex);
     memsess_joblock_refresh(j, 1, 1);
     return j->flip_ms;
 }
@@ -230,7 +302,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             apr_cpystrn(err, "stopped", errlen);
             return MEMSESS_CLAIM_FAILED;
         }
-        if (!job_read(j, &rec, &exists, &why, &cas)) {
+        if (!job_read(j, j->mc, &rec, &exists, &why, &cas)) {
             if (refused((memcached_return_t)j->rc)) {
                 break;
             }
@@ -248,10 +320,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                                 j->fingerprint, j->since);
         switch (step) {
         case MEMSESS_JOB_TAKE:
-            rc = job_write(j, 0, JOB_ADD, 0);
+            rc = job_write(j, j->mc, 0, JOB_ADD, 0);
             break;
         case MEMSESS_JOB_REPLACE:
-            rc = job_write(j, 0, JOB_CAS, cas);
+            rc = job_write(j, j->mc, 0, JOB_CAS, cas);
             if (memcached_success(rc) && exists && !why
                 && strcmp(rec.holder, self)) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
@@ -290,6 +362,11 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         }
         if (memcached_success(rc)) {
             j->holding = 1;
+            apr_atomic_set32(&j->keeper_stop, 0);
+            if (apr_thread_create(&j->keeper, NULL, keeper, j, j->pool)
+                != APR_SUCCESS) {
+                j->keeper = NULL;   /* renewed by progress alone */
+            }
             if (j->note) {
                 j->note(j->baton, "");
             }

@@ -418,7 +418,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                                      apr_psprintf(rb->pool, "rebalance-%016"
                                                   APR_UINT64_T_HEX_FMT,
                                                   rb->change),
-                                     rb->change, rb->spec.timeout)
+                                     rb->change, rb->spec.timeout, rb->pool)
                 == APR_SUCCESS
                 ? memsess_joblock_claim(&rb->lock, err, sizeof(err))
                 : MEMSESS_CLAIM_FAILED;

@@ -482,7 +482,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
                                  job->spec.returning, job->fingerprint,
-                                 job->spec.timeout) == APR_SUCCESS) {
+                                 job->spec.timeout, job->pool)
+            == APR_SUCCESS) {
             claim = memsess_joblock_claim(&job->lock, err, sizeof(err));
         }
         else {

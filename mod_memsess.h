@@ -1183,19 +1183,31 @@ typedef struct memsess_joblock {
     volatile apr_uint32_t     lost;      /* another took it over */
     char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
     apr_int64_t               flip_ms;   /* done: when all publish */
+    int                       done;      /* marked done: stays done */
     int                       rc;        /* the last libmemcached answer */
+    /* the lease is renewed on a timer by a thread of its own (its own
+     * connection), however slow the work between two progress calls */
+    int                       slot;
+    apr_interval_time_t       timeout;
+    apr_pool_t               *pool;
+    struct apr_thread_mutex_t *mutex;    /* the record's fields, j->mc */
+    struct apr_thread_t      *keeper;
+    volatile apr_uint32_t     keeper_stop;
 } memsess_joblock_t;
 
-/* The record memsess_record_key(group, "job", name) on server slot. */
+/* The record memsess_record_key(group, "job", name) on server slot; pool
+ * (the caller's thread's) holds the lease's thread and mutex. */
 apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
                                   int slot, const char *name,
                                   apr_uint64_t fingerprint,
-                                  apr_interval_time_t timeout);
+                                  apr_interval_time_t timeout,
+                                  apr_pool_t *pool);
 memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                                       apr_size_t errlen);
 /* The holder: its record again, with a new expiry (at most every 0.5 s
- * unless forced), done or not; marks the job lost (and sets stop) when
- * another instance took it over. */
+ * unless forced), done once done was given (a record marked done is never
+ * marked syncing again); marks the job lost (and sets stop) when another
+ * instance took it over.  The lease's thread calls it every 0.5 s too. */
 void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
 /* The holder, its work done: marks the record done with a flip time a
  * little ahead (MEMSESS_FLIP_DELAY: every waiter reads the record within
