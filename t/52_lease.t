@@ -1,0 +1,80 @@
+# Issue 20: a job's lease holds however long the work goes between two
+# progress calls.  A memcached that holds the group's sessions beside
+# 1,000,000 keys of an application cache: the rejoin sync of another server
+# lists them all (session keys are a small share of them) while the other
+# instance of the group waits.  The holder renews its record from a thread
+# of its own every 0.5 s, so nobody takes the job over (no MEMSESS0040),
+# nobody syncs it twice, and both publish it.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+use Memsess::Load ();
+
+plan tests => 5;
+
+my @ls = qw(MEMC_LS1 MEMC_LS2 MEMC_LS3);
+memc_opts(['-m', '1024'], @ls);
+memc_start(@ls);
+
+# 1,000,000 keys of 60 bytes on LS1 and LS2: pipelined, replies unread
+sub fill {
+    my ($name, $n) = @_;
+    my ($host, $port) = host_port($name);
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die "$name: $!";
+    my $v = 'x' x 60;
+    my $buf = '';
+    for my $i (1 .. $n) {
+        $buf .= "set app:cache:item:$i 0 0 60 noreply\r\n$v\r\n";
+        if (length $buf > 1 << 20) {
+            print $s $buf;
+            $buf = '';
+        }
+    }
+    print $s $buf, "mn\r\n";
+    my $line = <$s>;   # "MN": every set before it was read
+    close $s;
+    return defined $line && $line =~ /^MN/;
+}
+my $t0 = time;
+my $filled = fill('MEMC_LS1', 1_000_000) && fill('MEMC_LS2', 1_000_000);
+diag(sprintf 'filled two servers with 1,000,000 keys each in %.1f s', time - $t0);
+ok t_cmp($filled ? 1 : 0, 1, 'two servers hold 1,000,000 application keys each');
+
+my $pool = 'MemsessServers ' . join(' ', map { "\${$_}" } @ls) . "\nMemsessGroup lease\n";
+my @web = map { Memsess::Instance->new(name => "lease$_", php => 1,
+                                       conf => $pool . "MemsessInstance lease$_\n") } 1, 2;
+$_->start for @web;
+sleep 2;
+for my $i (1 .. 60) {
+    my $ua = new_ua();
+    Memsess::Load::session_req($web[$i % 2], $ua, 'session.php');
+}
+
+sub state_of {
+    my ($in, $name) = @_;
+    my $st = $in->status or return '';
+    my ($s) = grep { $_->{address} eq addr($name) } @{ $st->{servers} || [] };
+    return $s ? $s->{state} : '';
+}
+my @mark = map { $_->log_mark } @web;
+memc_kill('MEMC_LS3');
+wait_for(10, sub { !grep { state_of($_, 'MEMC_LS3') ne 'down' } @web });
+memc_start('MEMC_LS3');
+my $up = wait_for(120, sub { !grep { state_of($_, 'MEMC_LS3') ne 'up' } @web }, 0.1);
+ok t_cmp(defined $up ? 1 : 0, 1, 'the returning server is synced and up on both instances');
+my @text = map { $web[$_]->log_since($mark[$_]) } 0, 1;
+my @synced = grep { /MEMSESS0031: / } map { split /\n/ } @text;
+diag($_) for @synced;
+ok t_cmp(scalar @synced, 1, 'one instance synced it (MEMSESS0031 once)');
+ok t_cmp(scalar(grep { /MEMSESS0040: / } @text), 0, 'nobody took the job over (no MEMSESS0040)');
+my ($ms) = ($synced[0] // '') =~ /after (\d+)ms/;
+diag("the sync took " . ($ms // '?') . " ms");
+ok t_cmp(scalar(grep { /MEMSESS0033: / } @text), 0, 'the sync never stopped to start again (no MEMSESS0033)');
+$_->stop for @web;
+memc_stop(@ls);
