@@ -317,7 +317,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         }
         j->since = apr_time_sec(apr_time_now());
         step = memsess_job_next(why ? NULL : &rec, exists, self,
-                                j->fingerprint, j->since);
+                                j->fingerprint, j->since, j->not_before);
         switch (step) {
         case MEMSESS_JOB_TAKE:
             rc = job_write(j, j->mc, 0, JOB_ADD, 0);

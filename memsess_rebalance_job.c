@@ -412,6 +412,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                                        rebalance_names(rb), NULL);
         rb->lock.job = "its rebalance";
         rb->lock.stop = &rb->stop;
+        /* a rebalance done before this generation began was of another
+         * change, even of the same lists (A to B, back, and A to B again) */
+        rb->lock.not_before = rt->generation_started - MEMSESS_JOB_SKEW;
         rb->lock.note = note_rebalance_by;
         rb->lock.baton = rb;
         claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,

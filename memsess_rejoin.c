@@ -120,6 +120,7 @@ typedef struct sync_job_t {
     int                     delta;       /* the engine runs a delta sync */
     memsess_gate_t          gate;        /* at its flip, when it syncs */
     apr_time_t              started;
+    apr_time_t              down_since;  /* this outage's, by our probes */
     int                    *gated;       /* [nviews]: its views */
 } sync_job_t;
 
@@ -478,6 +479,11 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                                         job->spec.returning, NULL);
         job->lock.job = "its sync";
         job->lock.stop = &job->stop;
+        /* a sync done before this outage began is not this outage's */
+        job->lock.not_before = job->down_since
+                               ? apr_time_sec(job->down_since)
+                                 - MEMSESS_JOB_SKEW
+                               : 0;
         job->lock.note = note_sync_by;
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
@@ -714,6 +720,7 @@ static void start_now(memsess_rejoin_t *c, int i)
         }
     }
     job->full_why = rejoin_facts(c, i, &job->spec);
+    job->down_since = memsess_table_slot(rt->table, i)->down_since;
     c->unfinished[i] = 1;
     job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
     job->fingerprint = MEMSESS_FNV1A_INIT;

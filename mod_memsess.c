@@ -1189,6 +1189,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (runtime) {
         runtime->nonce = ret->nonce;
         runtime->started = ret->started;
+        runtime->generation_started = apr_time_sec(apr_time_now());
     }
     if (!runtime) {
         if (ret->pool) {

@@ -623,10 +623,16 @@ typedef enum {
 } memsess_job_step_e;
 
 /* What self does next, given the record read (rec NULL when unreadable;
- * exists 0 when there is none) and the fingerprint of its own lists. */
+ * exists 0 when there is none) and the fingerprint of its own lists.  A
+ * job done that began before not_before (unix seconds, by our clock: the
+ * outage or the change this job is for, less a margin) was another
+ * outage's or change's: taken over, never followed. */
 memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                                     const char *self, apr_uint64_t lists,
-                                    apr_int64_t now);
+                                    apr_int64_t now, apr_int64_t not_before);
+/* The margin of not_before: what two clocks of one group may differ by
+ * without an earlier job's record passing for this one's. */
+#define MEMSESS_JOB_SKEW (2)
 
 /* The group instances join when no MemsessGroup is given: "h" and a hash
  * of the distinct names (mod_memsess.c: the pools' servers and the vhosts
@@ -1124,6 +1130,7 @@ typedef struct {
     apr_uint64_t         nonce;       /* this start's, kept across
                                        * gracefuls: tells twins apart */
     apr_int64_t          started;     /* unix seconds it was drawn */
+    apr_int64_t          generation_started;  /* this post_config's */
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;
@@ -1168,6 +1175,7 @@ typedef struct memsess_joblock {
     const char               *subject;   /* "memcached server X", for logs */
     const char               *job;       /* "its sync", for logs */
     volatile apr_uint32_t    *stop;      /* set: stop waiting; set on loss */
+    apr_int64_t               not_before;  /* memsess_job_next's */
     void                    (*note)(void *baton, const char *holder);
     void                     *baton;     /* note: whom we wait for or
                                           * follow, "" when we hold it */

@@ -88,23 +88,33 @@ int main(void)
     /* what comes next */
     parse("memsess-job 1 web2.example:80 syncing 1800000000 1800000003 "
           "0123456789abcdef 0\n", &job);
-    ok(memsess_job_next(NULL, 0, SELF, 7, NOW) == MEMSESS_JOB_TAKE,
+    ok(memsess_job_next(NULL, 0, SELF, 7, NOW, 0) == MEMSESS_JOB_TAKE,
        "no record: take the job");
-    ok(memsess_job_next(NULL, 1, SELF, 7, NOW) == MEMSESS_JOB_REPLACE,
+    ok(memsess_job_next(NULL, 1, SELF, 7, NOW, 0) == MEMSESS_JOB_REPLACE,
        "an unreadable record: replace it");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW) == MEMSESS_JOB_WAIT,
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0) == MEMSESS_JOB_WAIT,
        "another instance syncs: wait");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW + 4) == MEMSESS_JOB_REPLACE,
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW + 4, 0) == MEMSESS_JOB_REPLACE,
        "its record lapsed (it died or was cut off): take it over");
-    ok(memsess_job_next(&job, 1, "web2.example:80", 7, NOW)
+    ok(memsess_job_next(&job, 1, "web2.example:80", 7, NOW, 0)
        == MEMSESS_JOB_REPLACE, "our own, from a previous checker: take it over");
     job.done = 1;
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW) == MEMSESS_JOB_FOLLOW,
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0) == MEMSESS_JOB_FOLLOW,
        "done for the same lists: publish with it");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW) == MEMSESS_JOB_FOLLOW,
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0) == MEMSESS_JOB_FOLLOW,
        "done for other lists: followed all the same (never a second sync "
        "of a published server)");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, 0)
        == MEMSESS_JOB_REPLACE, "done long ago: sync again");
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1)
+       == MEMSESS_JOB_REPLACE, "done, but begun before this outage (or "
+       "change) began: another one's, never followed");
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since)
+       == MEMSESS_JOB_FOLLOW, "done, begun since this outage began: "
+       "followed");
+    job.done = 0;
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, job.since + 1)
+       == MEMSESS_JOB_WAIT, "still syncing, begun before: waited for (it "
+       "fails, or lapses, if the server went down under it)");
     return done_testing();
 }
