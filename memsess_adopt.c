@@ -19,7 +19,8 @@
  *   the checker at every rebalance's flip, so that a stop and start (a
  *   reboot, a crash of the parent) with a changed pool rebalances exactly
  *   as a graceful does.  The directory is the children's user's, mode
- *   0700; the file is replaced whole (a temporary file, then rename).
+ *   0755 (nothing in it is secret); the file is replaced whole (a
+ *   temporary file, then rename).
  * - PHP's own placement, for a pool nothing recorded (the module's first
  *   start, a new vhost): php.ini's memcached.sess_number_of_replicas and
  *   sess_consistent_hash, read from mod_php once it has read php.ini (our
@@ -113,8 +114,11 @@ int memsess_state_prepare(apr_pool_t *ptemp, const memsess_runtime_t *rt)
     if (!dir) {
         return 0;
     }
-    rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
-                                     | APR_FPROT_UEXECUTE, ptemp);
+    /* nothing in it is secret: readable, so that tools (and a test
+     * harness running as another user) can walk it */
+    rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT & ~(APR_FPROT_GWRITE
+                                                           | APR_FPROT_WWRITE),
+                                ptemp);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rt->main, "MEMSESS0144: "
                      "MemsessStateDir %s cannot be made: the placement in "
@@ -214,7 +218,8 @@ apr_status_t memsess_state_save(apr_pool_t *p, const memsess_runtime_t *rt)
     tmp = apr_psprintf(p, "%s.%" APR_PID_T_FMT, path, getpid());
     rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE
                        | APR_FOPEN_TRUNCATE, APR_FPROT_UREAD
-                       | APR_FPROT_UWRITE, p);
+                       | APR_FPROT_UWRITE | APR_FPROT_GREAD
+                       | APR_FPROT_WREAD, p);
     if (rv == APR_SUCCESS) {
         rv = apr_file_write_full(f, text, len, NULL);
         if (rv == APR_SUCCESS) {
