@@ -116,9 +116,10 @@ int memsess_state_prepare(apr_pool_t *ptemp, const memsess_runtime_t *rt)
     }
     /* nothing in it is secret: readable, so that tools (and a test
      * harness running as another user) can walk it */
-    rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT & ~(APR_FPROT_GWRITE
-                                                           | APR_FPROT_WWRITE),
-                                ptemp);
+    rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE
+                                     | APR_FPROT_UEXECUTE | APR_FPROT_GREAD
+                                     | APR_FPROT_GEXECUTE | APR_FPROT_WREAD
+                                     | APR_FPROT_WEXECUTE, ptemp);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rt->main, "MEMSESS0144: "
                      "MemsessStateDir %s cannot be made: the placement in "
