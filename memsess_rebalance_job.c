@@ -501,6 +501,15 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      apr_time_as_msec(flipped_at - start), before.examined,
                      before.copied, before.deleted, before.same,
                      before.newer);
+        if (!before.listed && before.lines >= MEMSESS_NO_SESSION_LINES) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0046: rebalance of %s: %" APR_UINT64_T_FMT
+                         " keys listed and not one PHP session among them: "
+                         "does PHP place its sessions as this module thinks "
+                         "(memcached.sess_prefix \"" MEMSESS_SESS_PREFIX
+                         "\", the pool's servers)?", rebalance_names(rb),
+                         before.lines);
+        }
         if (sync) {
             const memsess_sync_stats_t *all;
             apr_uint64_t copied = before.copied;

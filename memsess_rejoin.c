@@ -442,7 +442,18 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                                   apr_time_t start)
 {
     if (!sync) {
-        return "";
+        return job->spec.nlists ? "" : "; nothing to sync: its pools are "
+               "MemsessFormat memcache (pecl-memcache places keys its own "
+               "way), or every other server of them is down";
+    }
+    if (!st->listed && st->lines >= MEMSESS_NO_SESSION_LINES) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, job->c->rt->main,
+                     "MEMSESS0045: memcached server %s: the sync listed %"
+                     APR_UINT64_T_FMT " keys and not one PHP session among "
+                     "them: does PHP place its sessions as this module "
+                     "thinks (memcached.sess_prefix \"" MEMSESS_SESS_PREFIX
+                     "\", the pool's servers)?", job->spec.returning,
+                     st->lines);
     }
     if (memsess_sync_delta(sync)) {
         return apr_psprintf(job->pool, "; delta sync: the same memcached "

@@ -1705,6 +1705,7 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
                 rv = memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
                 break;
             }
+            y->stats.lines += r > 0;
             if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
                                                   &idlen))) {
                 if (kind == MEMSESS_KEY_SESSION && it.exp > 0 && it.la > 0

@@ -61,7 +61,8 @@
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0027.  Ranges reserved by capability:
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
- * sync for the group, 0043-0044 the flip's guard), 0050-0069 the failure
+ * sync for the group, 0043-0044 the flip's guard, 0045-0046 no session
+ * found among many keys), 0050-0069 the failure
  * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052;
  * memsess_release_helper.c: 0053-0062), 0070-0089
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
@@ -819,6 +820,9 @@ apr_size_t memsess_rh_filter(const memsess_peer_t *peer, void *buf,
 #define MEMSESS_SESS_PREFIX "memc.sess.key."
 #define MEMSESS_LOCK_PREFIX "lock."
 #define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
+/* A sync that lists this many keys and no session warns (MEMSESS0045):
+ * PHP places its sessions elsewhere, or under another prefix. */
+#define MEMSESS_NO_SESSION_LINES (10000)
 
 /* One line of memcached's "lru_crawler metadump", parsed. */
 typedef struct {
@@ -897,6 +901,7 @@ typedef struct {
     apr_uint64_t listed;     /* metadump lines of ours read: examined
                               * counts them all in a full sync, only what
                               * changed in a delta sync (spec.since) */
+    apr_uint64_t lines;      /* every metadump line read, ours or not */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one
