@@ -468,6 +468,9 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
             continue;
         }
         seen[f->x] = 1;
+        if (apr_atomic_read32(&x->twin) && f->x != x->n) {
+            continue;   /* shares nothing: verdicts neither read nor put */
+        }
         read_record(x, f->x, y, f->value, f->len, now, rec);
         if (f->x == x->n) {
             note_members(x, rec);
@@ -480,7 +483,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         }
         put_line(x, f->x, y, mc, rec, f->cas, now);
     }
-    for (i = 0; i < x->n; i++) {
+    for (i = 0; !apr_atomic_read32(&x->twin) && i < x->n; i++) {
         if (!seen[i] && x->down[i]) {
             rec->n = 0;
             rec->members = 0;
@@ -827,8 +830,10 @@ apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt)
 
 void memsess_exchange_round(memsess_exchange_t *x)
 {
-    if (!memsess_exchange_sharing(x)) {
-        return;   /* none, or a twin found: nothing shared */
+    /* a twin found: only our member line goes on, so that the twin finds
+     * us too (nothing of the round is applied) */
+    if (!x) {
+        return;
     }
     apr_thread_mutex_lock(x->mutex);
     if (!x->busy) {
