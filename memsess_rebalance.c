@@ -289,8 +289,11 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
             planned += plan_view(p, ptemp, rt, creds, view, pl, source);
             continue;
         }
-        if (!adopt || !view->adopt) {
-            continue;   /* nothing before, or nothing to adopt: at once */
+        if (!adopt || !view->adopt
+            || view->format != MEMSESS_FORMAT_MEMCACHED) {
+            /* nothing before, nothing to take over, or pecl-memcache's
+             * placement (which nothing here follows): at once */
+            continue;
         }
         /* nothing recorded: the module takes the pool over from PHP */
         if (!php_from) {
