@@ -1,8 +1,8 @@
 # Issue 20: a job's lease holds however long the work goes between two
 # progress calls.  A memcached that holds the group's sessions beside
-# 3,000,000 keys of an application cache: the rejoin sync of another server
-# lists them all (session keys are a small share of them: ~4 s of listing
-# here without one, twice the lease) while the other instance of the group
+# 8,000,000 keys of an application cache: the rejoin sync of another server
+# lists them all (session keys are a small share of them: some 5 s of
+# listing here without one, where the lease lapses after 2 to 3 s) while the other instance of the group
 # waits.  (Without the lease's own thread the other instance takes the job
 # over, MEMSESS0040: measured with the thread disabled.)  The holder renews its record from a thread
 # of its own every 0.5 s, so nobody takes the job over (no MEMSESS0040),
@@ -21,7 +21,7 @@ use Memsess::Load ();
 plan tests => 5;
 
 my @ls = qw(MEMC_LS1 MEMC_LS2 MEMC_LS3);
-memc_opts(['-m', '1024'], @ls);
+memc_opts(['-m', '2048'], @ls);
 memc_start(@ls);
 
 # keys of 60 bytes: pipelined, replies unread
@@ -44,9 +44,9 @@ sub fill {
     return defined $line && $line =~ /^MN/;
 }
 my $t0 = time;
-my $filled = fill('MEMC_LS1', 3_000_000);
-diag(sprintf 'filled a server with 3,000,000 keys in %.1f s', time - $t0);
-ok t_cmp($filled ? 1 : 0, 1, 'a server holds 3,000,000 application keys');
+my $filled = fill('MEMC_LS1', 8_000_000);
+diag(sprintf 'filled a server with 8,000,000 keys in %.1f s', time - $t0);
+ok t_cmp($filled ? 1 : 0, 1, 'a server holds 8,000,000 application keys');
 
 my $pool = 'MemsessServers ' . join(' ', map { "\${$_}" } @ls) . "\nMemsessGroup lease\n";
 my @web = map { Memsess::Instance->new(name => "lease$_", php => 1,
