@@ -286,7 +286,10 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         memsess_placed_t guess;
 
         if (pl) {
-            planned += plan_view(p, ptemp, rt, creds, view, pl, source);
+            if (plan_view(p, ptemp, rt, creds, view, pl, source)) {
+                planned++;
+                ((memsess_view_t *)view->before)->cold = !old;
+            }
             continue;
         }
         if (!adopt || !view->adopt
@@ -315,7 +318,7 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
                                    && view->adopt->ketama >= 0
                                    ? "MemsessAdopt" : php_from))) {
             planned++;
-            ((memsess_view_t *)view->before)->guessed = 1;
+            ((memsess_view_t *)view->before)->cold = 1;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0143: %s: no placement of this pool is "
                          "recorded (a first start, or a new or renamed "

@@ -68,7 +68,7 @@ struct memsess_rebalancer {
     struct rebalance_t   *rebalance;   /* running, or NULL */
     apr_time_t            retry;       /* not before (after a failure) */
     int                   told;        /* "new servers down" logged */
-    int                   told_guess;  /* MEMSESS0159 logged */
+    int                   told_cold;   /* MEMSESS0159 logged */
     memsess_exchange_t   *exchange;    /* shared: change pools together */
     apr_uint64_t          configured;  /* our pools' fingerprint */
     char                  waiting[MEMSESS_REPORTERS_MAX];  /* logged */
@@ -812,23 +812,25 @@ static void note_waiting(memsess_rebalancer_t *c, const char *why)
     }
 }
 
-/* Views whose placement before was taken over from PHP (nothing recorded
- * it) while other instances of the group run: when they all have this
- * instance's configured placement in force, it joins them (published at
- * once: the guess was never theirs); when they have another one than the
- * guess, nothing is moved from a guess (said once).  Returns 1 when the
- * round must not start a rebalance.  The caller holds the mutex. */
-static int guessed_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
+/* Views whose placement before is not from a generation that ran until
+ * now (a stop and start: the state file; nothing recorded: PHP's, taken
+ * over) while other instances of the group run: the group may have moved
+ * on meanwhile.  When they all have this instance's configured placement
+ * in force, it joins them (published at once: the sessions are there
+ * already); when they have another one than ours before, nothing is moved
+ * from it (said once).  Returns 1 when the round must not start a
+ * rebalance.  The caller holds the mutex. */
+static int cold_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
 {
     memsess_runtime_t *rt = c->rt;
     char who[MEMSESS_REPORTERS_MAX];
-    int v, guessed = 0;
+    int v, cold = 0;
 
     for (v = 0; v < rt->confs->nelts; v++) {
-        guessed |= rt->views[v].before && rt->views[v].before->guessed
-                   && memsess_table_view_slot(rt->table, v)->rebalance;
+        cold |= rt->views[v].before && rt->views[v].before->cold
+                && memsess_table_view_slot(rt->table, v)->rebalance;
     }
-    if (!guessed || memsess_exchange_others(c->exchange) < 1) {
+    if (!cold || memsess_exchange_others(c->exchange) < 1) {
         return 0;
     }
     if (memsess_exchange_agree(c->exchange, 1, c->configured, who,
@@ -852,8 +854,8 @@ static int guessed_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0158: %s: the other instances of the group "
                          "have this configuration in force already: it is "
-                         "published at once, nothing is taken over from "
-                         "PHP's placement", rt->views[v].name);
+                         "published at once, nothing is moved from %s",
+                         rt->views[v].name, rt->views[v].before->source);
         }
         memsess_table_bump_generation(rt->table, 1);
         memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
@@ -865,17 +867,19 @@ static int guessed_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
     if (memsess_exchange_agree(c->exchange, 1,
                                memsess_pools_fingerprint(p, rt, 1), who,
                                sizeof(who))) {
-        return 0;   /* the group had PHP's placement too: moved together */
+        return 0;   /* the group has ours before in force too: moved
+                     * together */
     }
-    if (!c->told_guess) {
-        c->told_guess = 1;
+    if (!c->told_cold) {
+        c->told_cold = 1;
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rt->main, "MEMSESS0159: "
-                     "no placement is recorded here, and the group's "
-                     "instances (%s) have another one in force than PHP's, "
-                     "which this instance publishes: nothing is moved from "
-                     "a guess; copy the state file of an instance of the "
-                     "group into MemsessStateDir and restart, or name the "
-                     "placement with MemsessAdopt", who);
+                     "the group's instances (%s) have another placement in "
+                     "force than the one this instance started with (from "
+                     "the state file, or PHP's when none is recorded): "
+                     "nothing is moved from it; copy the state file of an "
+                     "instance of the group into MemsessStateDir and "
+                     "restart, or name the placement with MemsessAdopt",
+                     who);
     }
     return 1;
 }
@@ -918,7 +922,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         int hold;
 
         apr_pool_create(&p, c->pool);
-        hold = guessed_in_group(c, p);
+        hold = cold_in_group(c, p);
         apr_pool_destroy(p);
         if (hold) {
             apr_thread_mutex_unlock(c->mutex);

@@ -704,10 +704,12 @@ typedef struct memsess_view {
      * (a first start): MemsessAdopt resolved (NULL: MemsessAdopt none;
      * replicas and ketama -1: php.ini's, read at post_config) */
     const memsess_placed_t *adopt;
-    /* a before: what its placement was read from, for the log; guessed:
-     * taken over from PHP (MemsessAdopt), nothing recorded it */
+    /* a before: what its placement was read from, for the log; cold: not
+     * from a generation that ran until now (the state file of a stop and
+     * start, or PHP's placement taken over: MemsessAdopt), so a group may
+     * have moved on meanwhile */
     const char           *source;
-    int                   guessed;
+    int                   cold;
     /* MemsessServers changed at graceful: the pool the previous
      * generation served, published until the rebalance has moved every
      * session where this one places them (NULL: none) */
