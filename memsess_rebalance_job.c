@@ -250,6 +250,20 @@ static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
     memsess_table_write_end(c->rt->table);
 }
 
+/* View v's configured pool is in force from now on (the caller writes
+ * the table). */
+static void put_in_force(memsess_runtime_t *rt, apr_pool_t *p, int v)
+{
+    memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+    vs->rebalance = MEMSESS_REBALANCE_NONE;
+    vs->rebalance_error[0] = '\0';
+    memsess_table_set_served(rt->table, v, NULL, 0,
+                             memsess_served_text(p, rt->views[v].pool),
+                             rt->views[v].replicas, rt->views[v].failover,
+                             rt->views[v].ketama, rt->views[v].format);
+}
+
 /* Puts the new lists in force when what is published is still what the
  * rebalance moved keys from, and the new pools still give what it moved
  * them to.  Returns 1, or 0 with why in err. */
@@ -290,20 +304,9 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
     if (ok) {
         memsess_table_write_begin(rt->table);
         for (v = 0; v < rt->confs->nelts; v++) {
-            memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
-
-            if (!rb->moving[v]) {
-                continue;
+            if (rb->moving[v]) {
+                put_in_force(rt, p, v);
             }
-            vs->rebalance = MEMSESS_REBALANCE_NONE;
-            vs->rebalance_error[0] = '\0';
-            memsess_table_set_served(rt->table, v, NULL, 0,
-                                     memsess_served_text(p,
-                                                         rt->views[v].pool),
-                                     rt->views[v].replicas,
-                                     rt->views[v].failover,
-                                     rt->views[v].ketama,
-                                     rt->views[v].format);
         }
         memsess_table_bump_generation(rt->table, 1);
         memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
@@ -842,15 +845,7 @@ static int cold_in_group(memsess_rebalancer_t *c, apr_pool_t *p)
             if (!rt->views[v].before || !vs->rebalance) {
                 continue;
             }
-            vs->rebalance = MEMSESS_REBALANCE_NONE;
-            vs->rebalance_error[0] = '\0';
-            memsess_table_set_served(rt->table, v, NULL, 0,
-                                     memsess_served_text(p,
-                                                         rt->views[v].pool),
-                                     rt->views[v].replicas,
-                                     rt->views[v].failover,
-                                     rt->views[v].ketama,
-                                     rt->views[v].format);
+            put_in_force(rt, p, v);
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0158: %s: the other instances of the group "
                          "have this configuration in force already: it is "
