@@ -90,7 +90,7 @@ sub switch {
     my $log = catfile($in->dir, 'load');
     my $stop = catfile($in->dir, 'load.stop');
     my @pids = start_load($in, $log, $stop);
-    sleep 3;   # every user logged in under the article's setup
+    sleep 2;   # every user logged in under the article's setup
     my $t_load = time;
     my $mark = $in->log_mark;
     $in->{conf} = $ini . servers(@pool);
