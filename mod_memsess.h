@@ -519,9 +519,10 @@ int memsess_table_reset_syncing(memsess_table_t *t);
 /* (memsess_verdicts.c: pure; memsess_exchange.c does the I/O)        */
 
 #define MEMSESS_VERDICTS_VERSION   (1)
-#define MEMSESS_VERDICTS_MAX       (32)    /* lines in one record */
-#define MEMSESS_VERDICT_RECORD_MAX (8192)  /* bytes of a record: a full one
-                                           * needs under 5000 */
+#define MEMSESS_VERDICTS_MAX       (128)   /* lines in one record: the
+                                           * instances of a group */
+#define MEMSESS_VERDICT_RECORD_MAX (32768) /* bytes of a record: a full one
+                                           * of members needs under 26,000 */
 #define MEMSESS_VERDICT_KEY_MAX    (250)   /* memcached's limit */
 #define MEMSESS_GROUP_MAX          (64)    /* MemsessGroup, NUL included */
 /* A line reported more than SKEW_MAX ahead of our clock, or expiring more
