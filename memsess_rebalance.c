@@ -159,12 +159,14 @@ static const memsess_placed_t *placed_for(apr_array_header_t *placed,
 }
 
 /* Gives view the placement pl as its `before` when it differs from its
- * own.  1 when it did. */
-static int plan_view(apr_pool_t *p, apr_pool_t *ptemp, memsess_runtime_t *rt,
+ * own (served: its own list as memsess_served_text writes it; cold: pl is
+ * not from a generation that ran until now).  1 when it did. */
+static int plan_view(apr_pool_t *p, memsess_runtime_t *rt,
                      apr_array_header_t *creds, memsess_view_t *view,
-                     const memsess_placed_t *pl, const char *source)
+                     const char *served, const memsess_placed_t *pl,
+                     const char *source, int cold)
 {
-    const char *served = memsess_served_text(ptemp, view->pool), *why;
+    const char *why;
     memsess_view_t *before;
     memsess_pool_t *pool;
     int n, k, ok = 1, placement;
@@ -227,6 +229,7 @@ static int plan_view(apr_pool_t *p, apr_pool_t *ptemp, memsess_runtime_t *rt,
     before->failover = (memsess_failover_e)pl->failover;
     before->ketama = pl->ketama;
     before->source = source;
+    before->cold = cold;
     before->full_path = apr_pstrdup(p, pl->served);
     before->capacity = (apr_uint32_t)memsess_path_max(pool, view->format,
                                                       before->failover)
@@ -286,10 +289,8 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         memsess_placed_t guess;
 
         if (pl) {
-            if (plan_view(p, ptemp, rt, creds, view, pl, source)) {
-                planned++;
-                ((memsess_view_t *)view->before)->cold = !old;
-            }
+            planned += plan_view(p, rt, creds, view, served, pl, source,
+                                 !old);
             continue;
         }
         if (!adopt || !view->adopt
@@ -309,16 +310,15 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         if (guess.ketama < 0) {
             guess.ketama = php_ketama;
         }
-        if (plan_view(p, ptemp, rt, creds, view, &guess,
+        if (plan_view(p, rt, creds, view, served, &guess,
                       apr_psprintf(p, "MemsessAdopt: where PHP put the "
                                    "sessions, sess_number_of_replicas %d "
                                    "and sess_consistent_hash %s from %s",
                                    guess.replicas, guess.ketama ? "On"
                                    : "Off", view->adopt->replicas >= 0
                                    && view->adopt->ketama >= 0
-                                   ? "MemsessAdopt" : php_from))) {
+                                   ? "MemsessAdopt" : php_from), 1)) {
             planned++;
-            ((memsess_view_t *)view->before)->cold = 1;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0143: %s: no placement of this pool is "
                          "recorded (a first start, or a new or renamed "
