@@ -286,6 +286,20 @@ static void note_members(memsess_exchange_t *x, const memsess_verdicts_t *rec)
     }
 }
 
+/* No other instance's verdict counts here any more: every slot's peer
+ * verdict and reporters cleared.  The caller is the table's writer. */
+static void forget_peers(memsess_runtime_t *rt)
+{
+    int i;
+
+    for (i = 0; i < rt->targets->nelts; i++) {
+        memsess_slot_t *sl = memsess_table_slot(rt->table, i);
+
+        sl->peer_down = 0;
+        sl->reported_by[0] = '\0';
+    }
+}
+
 /* Another instance runs with our name (a line of it with another start's
  * nonce, refreshed since we started): each would erase the other's
  * verdicts, take the other's jobs for its own, and both would hold the
@@ -296,7 +310,6 @@ static void twin_found(memsess_exchange_t *x, int y,
                        const memsess_verdict_t *v)
 {
     memsess_runtime_t *rt = x->rt;
-    int i;
 
     if (apr_atomic_cas32(&x->twin, 1, 0)) {
         return;
@@ -314,12 +327,7 @@ static void twin_found(memsess_exchange_t *x, int y,
     apr_thread_mutex_lock(x->table_mutex);
     memsess_table_write_begin(rt->table);
     memsess_table_set_twin(rt->table, 1);
-    for (i = 0; i < x->n; i++) {
-        memsess_slot_t *sl = memsess_table_slot(rt->table, i);
-
-        sl->peer_down = 0;   /* no other instance's verdict counts now */
-        sl->reported_by[0] = '\0';
-    }
+    forget_peers(rt);
     memsess_table_bump_generation(rt->table, 1);
     memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1,
                           NULL);
@@ -740,12 +748,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     if (!rt->g.share) {
         /* a previous generation's verdicts of others no longer apply */
         memsess_table_write_begin(rt->table);
-        for (i = 0; i < n; i++) {
-            memsess_slot_t *sl = memsess_table_slot(rt->table, i);
-
-            sl->peer_down = 0;
-            sl->reported_by[0] = '\0';
-        }
+        forget_peers(rt);
         memsess_table_write_end(rt->table);
         return NULL;
     }
