@@ -25,7 +25,7 @@ ok t_cmp(defined wait_states(10, 'down', qw(D1 D2)) ? 1 : 0, 1, 'no server live 
     ok t_cmp($res->code, 200, 'MemsessAllDown 503: a static file is still served');
 
     memc_start('D1');
-    ok t_cmp(defined wait_states(pass_deadline(), 'up', 'D1') ? 1 : 0, 1, 'D1 up');
+    ok t_cmp(defined wait_states(up_deadline(), 'up', 'D1') ? 1 : 0, 1, 'D1 up');
     my ($d) = get_json($ua, 'memsess_alldown_503', '/memsess/session.php');
     ok t_cmp($d ? $d->{n} : 'x', 1, 'with a live server the page works again');
     memc_stop('D1');
@@ -46,7 +46,7 @@ ok t_cmp(defined wait_states(10, 'down', qw(D1 D2)) ? 1 : 0, 1, 'no server live 
     ok t_cmp(-f "$dir/sess_" . ($d1->{session_id} // 'none') ? 1 : 0, 1, 'the session file is there');
 
     memc_start('D2');
-    ok t_cmp(defined wait_states(pass_deadline(), 'up', 'D2') ? 1 : 0, 1, 'D2 up');
+    ok t_cmp(defined wait_states(up_deadline(), 'up', 'D2') ? 1 : 0, 1, 'D2 up');
     my $i = info('memsess_alldown_files') || {};
     ok t_cmp($i->{save_handler}, 'memcached', 'with a live server: memcached again');
     ok t_cmp($i->{save_path}, addr('D2'), 'and the pool');

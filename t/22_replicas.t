@@ -227,7 +227,7 @@ sub drop_phase {
     my $L = 'after the outage';
     my ($dead) = grep { !memc_alive($_) } @R;
     memc_start($dead);
-    my $dt = wait_states(pass_deadline(), 'up', $dead);
+    my $dt = wait_states(up_deadline(), 'up', $dead);
     ok t_cmp(defined $dt ? 1 : 0, 1, "$L: $dead restarted empty and up again");
     ok t_cmp((info($V{successor}) || {})->{save_path}, addrs(@R),
              "$L: successor: every server back in its own place");

@@ -56,6 +56,6 @@ for my $case (['USR1', 'graceful restart'], ['HUP', 'restart']) {
 }
 
 memc_start('H2');
-ok t_cmp(defined wait_states(pass_deadline(), 'up', 'H2') ? 1 : 0, 1,
+ok t_cmp(defined wait_states(up_deadline(), 'up', 'H2') ? 1 : 0, 1,
          'after both restarts the checker still brings H2 back up');
 memc_stop(@H);

@@ -69,7 +69,7 @@ if ($stored =~ /STORED/) {
         (grep { $_->{address} eq addr('MEMC_J2') && $_->{state} eq 'down' }
               @{ ($in->status || {})->{servers} || [] }) ? 1 : 0 });
     memc_thaw('MEMC_J2');
-    $up = wait_for(pass_deadline(), sub {
+    $up = wait_for(up_deadline(), sub {
         (grep { $_->{address} eq addr('MEMC_J2') && $_->{state} eq 'up' }
               @{ ($in->status || {})->{servers} || [] }) ? 1 : 0 });
 }

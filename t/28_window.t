@@ -89,7 +89,7 @@ ok t_cmp($w[0] ? $w[0]{end} : 'none', 'timeout',
 ok t_cmp($r->{data}{kept}{$n2}, 'open', 'and its socket to a live server works');
 
 memc_thaw('O1');
-ok t_cmp(defined wait_states(pass_deadline(), 'up', 'O1') ? 1 : 0, 1, 'status: the thawed server is up again');
+ok t_cmp(defined wait_states(up_deadline(), 'up', 'O1') ? 1 : 0, 1, 'status: the thawed server is up again');
 
 # --- a user whose session lives on the server that freezes ---------------
 
@@ -138,7 +138,7 @@ else {
     ok t_cmp($d2 ? $d2->{save_path} : '', "$n2,$n2," . addr('O3'),
              'its list has O2 in O1\'s place (successor)');
     memc_thaw('O1');
-    ok t_cmp(defined wait_states(pass_deadline(), 'up', 'O1') ? 1 : 0, 1, 'status: up again');
+    ok t_cmp(defined wait_states(up_deadline(), 'up', 'O1') ? 1 : 0, 1, 'status: up again');
 }
 
 # --- a dead server, at the defaults ---------------------------------------
@@ -154,7 +154,7 @@ else {
              sprintf 'a dead server is marked down at the defaults within %.1f s (+ margin %.1f s)',
              $DETECT, Memsess::Test::margin());
     memc_start('O3');
-    ok t_cmp(defined wait_states(pass_deadline(), 'up', 'O3') ? 1 : 0, 1,
+    ok t_cmp(defined wait_states(up_deadline(), 'up', 'O3') ? 1 : 0, 1,
              'status: the restarted server is up again');
 }
 

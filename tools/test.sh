@@ -65,7 +65,7 @@ SUDOERS=/etc/sudoers.d/$(basename "$WORK" | tr . -)
 
 as_test() {
     runuser -u "$TEST_USER" -- env HOME="$WORK/home" \
-        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HARNESS_TIMER=1 \
         MEMSESS_ROOT_HELPER="$ROOT_HELPER" "${SUITE_ENV[@]}" "$@"
 }
 
@@ -160,7 +160,7 @@ make_step() {
     fi
     log "make -f Makefile.apxs $target"
     set +e
-    make -f Makefile.apxs "$target" 2>&1 | tee "$WORK/$target.log"
+    make -j"$(nproc)" -f Makefile.apxs "$target" 2>&1 | tee "$WORK/$target.log"
     local st=${PIPESTATUS[0]}
     set -e
     if [ "$st" -ne 0 ]; then
@@ -237,7 +237,7 @@ else
 fi
 
 log "build"
-make -f Makefile.apxs
+make -j"$(nproc)" -f Makefile.apxs
 make_step unit
 make_step valgrind
 make_step fuzz
@@ -266,7 +266,7 @@ if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
     log "ASan+UBSan build in $ASAN"
     copy_checkout "$ASAN" --exclude .libs --exclude '*.lo' --exclude '*.slo' \
         --exclude '*.la' --exclude '*.o'
-    (cd "$ASAN" && make -f Makefile.apxs SANITIZE=1 >"$WORK/build-asan.log" 2>&1) ||
+    (cd "$ASAN" && make -j"$(nproc)" -f Makefile.apxs SANITIZE=1 >"$WORK/build-asan.log" 2>&1) ||
         { cat "$WORK/build-asan.log"; exit 1; }
     # The no-DEEPBIND shim must come before the runtime, whose own dlopen
     # interceptor would otherwise be found first (hence no link order check).
