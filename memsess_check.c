@@ -52,6 +52,11 @@
 
 APLOG_USE_MODULE(memsess);
 
+/* How long requests wait, at a verdict of ours the group has not taken yet
+ * (an asymmetric cut), for the others to take it: our line goes out at
+ * once, each of them reads it within a round of its own. */
+#define FOLLOW_WAIT(rt) (2 * (rt)->g.interval)
+
 #define WATCHDOG_NAME "_memsess_"
 #define TICK          apr_time_from_msec(100)
 
@@ -411,9 +416,10 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_runtime_t *rt = c->rt;
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
-    int changed, nflipped = 0, k;
+    int changed, nflipped = 0, ngated = 0, k;
     apr_uint32_t owner, before;
     apr_time_t heartbeat;
+    apr_interval_time_t follow = 0;
 
     memsess_table_owner(t, &owner, &heartbeat);
     if (owner != (apr_uint32_t)getpid()) {
@@ -451,9 +457,24 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
         memsess_table_bump_generation(t, 1);
         nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts, i,
                                          c->flipped);
+        if (slot->state == MEMSESS_DOWN && !slot->peer_down
+            && memsess_exchange_others(c->exchange)) {
+            /* the others of the group still read it (an asymmetric cut):
+             * until they have our verdict, within a round of theirs, our
+             * requests wait rather than write its sessions where the
+             * others do not read them yet */
+            follow = FOLLOW_WAIT(rt);
+            slot->follow_gate = apr_time_now() + follow;
+            ngated = memsess_table_gate_holders(t, rt->views,
+                                                rt->confs->nelts, i,
+                                                slot->follow_gate);
+        }
     }
     memcpy(&after, slot, sizeof(after));
     memsess_table_write_end(t);
+    if (ngated) {
+        memsess_exchange_round(c->exchange);   /* our line out at once */
+    }
 
     if (!changed) {
         ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, rt->main,
@@ -470,9 +491,19 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
         memsess_rejoin_start(c->rejoin, i);
     }
     else if (after.state == MEMSESS_DOWN) {
+        char follows[96] = "";
+
+        if (ngated) {
+            apr_snprintf(follows, sizeof(follows), "; the group still reads "
+                         "it: requests here wait up to %" APR_TIME_T_FMT "ms "
+                         "for it to follow", apr_time_as_msec(
+                             follow < MEMSESS_GATE_MAX ? follow
+                                                       : MEMSESS_GATE_MAX));
+        }
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
                      "memcached server %s is down (%s, %u consecutive "
-                     "failures)", after.addr, error, after.consecutive_fails);
+                     "failures)%s", after.addr, error, after.consecutive_fails,
+                     follows);
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0011: "

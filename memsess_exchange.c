@@ -507,6 +507,17 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
     return 1;
 }
 
+/* How many instances a reporters list (", "-separated) names. */
+static int reporters(const char *who)
+{
+    int n = *who ? 1 : 0;
+
+    for (; *who; who++) {
+        n += *who == ',';
+    }
+    return n;
+}
+
 /* Publishes what the round learned; the caller holds the table mutex. */
 static void apply_locked(memsess_exchange_t *x)
 {
@@ -525,6 +536,17 @@ static void apply_locked(memsess_exchange_t *x)
         memsess_slot_t *sl = memsess_table_slot(t, i);
         int was, is, nflipped = 0, sync = 0, follow;
         char addr[MEMSESS_ADDR_MAX];
+
+        if (sl->follow_gate
+            && (sl->state != MEMSESS_DOWN || reporters(x->who[i]) >= x->nmem
+                || apr_time_now() >= (apr_time_t)sl->follow_gate)) {
+            /* every other instance sees it down too: our requests go on */
+            memsess_table_write_begin(t);
+            memsess_table_ungate(t, rt->confs->nelts,
+                                 (apr_time_t)sl->follow_gate);
+            sl->follow_gate = 0;
+            memsess_table_write_end(t);
+        }
 
         follow = x->job[i] && sl->peer_down && x->peer[i]
                  && MEMSESS_IS_LIVE(sl->state)

@@ -460,6 +460,12 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         rv = APR_SUCCESS;
         err[0] = '\0';
     }
+    if (rv == APR_SUCCESS && sync && claim != MEMSESS_CLAIM_FOLLOW) {
+        /* the active sessions' locks under the new list, nobody's yet:
+         * taken before the flip time is written, so that no instance of
+         * the group publishes before they are held */
+        nheld = memsess_sync_hold_hot(sync, &nguarded);
+    }
     if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && rb->share) {
         /* all publish the new lists at once */
         if (rb->lock.holding) {
@@ -467,10 +473,6 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                                  !memsess_exchange_others(c->exchange));
         }
         memsess_joblock_wait_flip(&rb->lock);
-    }
-    if (rv == APR_SUCCESS && sync && claim != MEMSESS_CLAIM_FOLLOW) {
-        /* the active sessions' locks under the new list, nobody's yet */
-        nheld = memsess_sync_hold_hot(sync, &nguarded);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
         && rebalance_flip(rb, 0, err, sizeof(err))) {

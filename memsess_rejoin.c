@@ -550,6 +550,12 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                         sizeof(err));
         }
     }
+    if (sync && rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FOLLOW) {
+        /* the active sessions' locks under the new list, nobody's yet:
+         * taken before the flip time is written, so that no instance of
+         * the group publishes before they are held */
+        nheld = memsess_sync_hold_hot(sync, &nguarded);
+    }
     if (rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FAILED && job->share) {
         /* all publish it at once: the holder at the flip time it writes,
          * the others at the one they read */
@@ -558,10 +564,6 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                                  !memsess_exchange_others(job->c->exchange));
         }
         memsess_joblock_wait_flip(&job->lock);
-    }
-    if (sync && rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FOLLOW) {
-        /* the active sessions' locks under the new list, nobody's yet */
-        nheld = memsess_sync_hold_hot(sync, &nguarded);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
         && sync_flip(job, &before, 0, err, sizeof(err))) {

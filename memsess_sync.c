@@ -2152,8 +2152,8 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
  * php-memcached's own lock ("lock.<id>", on the first server of its
  * placement; libmemcached does not replicate an add):
  *   - where the new list places the lock elsewhere than the old one, it
- *     is taken there just before the flip (no request looks for it there
- *     yet) and kept until the requests that had the old list are done
+ *     is taken there before the group's flip time is written (no request
+ *     looks for it there yet, no instance publishes before) and kept until the requests that had the old list are done
  *     with the session (FLIP_SETTLE for them to take theirs, then their
  *     lock free); the session is brought over and the lock let go.  The
  *     user's next request waits on it meanwhile (php-memcached tries again
@@ -2163,7 +2163,7 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
  *     the sync takes it at once (the user's next request starts only once
  *     that one has answered), brings the session over, and lets go; so it
  *     does with a lock it held once that is let go.
- * Both go on until FLIP_HOLD after the locks were taken, well within the
+ * Both go on until FLIP_HOLD after the flip, well within the
  * 5 tries of php-memcached (750 ms): no request fails.  A copy is only
  * made while the target still holds what the sync wrote (after_key). */
 
@@ -2459,7 +2459,7 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
                                   apr_size_t errlen)
 {
     apr_time_t settle_at = apr_time_now() + FLIP_SETTLE;
-    apr_time_t until = y->guarded_at + FLIP_HOLD;
+    apr_time_t until = apr_time_now() + FLIP_HOLD;   /* from the flip */
     apr_status_t rv = APR_SUCCESS;
     int k, pending = y->nguards, settled = 0;
     int opened = !wait || !wait->open;

@@ -48,12 +48,13 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (10u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (11u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
                                       * 8: sync_mode; 9: a view's gate;
-                                      * 10: served_ketama */
+                                      * 10: served_ketama;
+                                      * 11: follow_gate */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -538,6 +539,44 @@ int memsess_table_reset_syncing(memsess_table_t *t)
 
 /* ------------------------------------------------------------------ */
 /* Publishing                                                         */
+
+int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
+                               int nviews, int slot, apr_time_t until)
+{
+    memsess_view_slot_t *vs = views(t);
+    int v, i, ngated = 0;
+
+    for (v = 0; v < nviews && v < (int)t->nviews; v++) {
+        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
+                                    ? vdefs[v].before : &vdefs[v];
+        const apr_array_header_t *servers = def->pool->servers;
+
+        for (i = 0; i < servers->nelts; i++) {
+            if (APR_ARRAY_IDX(servers, i, memsess_server_t).slot == slot) {
+                break;
+            }
+        }
+        if (i < servers->nelts && vs[v].capacity) {
+            if (vs[v].gate < (apr_int64_t)until) {
+                vs[v].gate = (apr_int64_t)until;   /* a later one stands */
+            }
+            ngated++;
+        }
+    }
+    return ngated;
+}
+
+void memsess_table_ungate(memsess_table_t *t, int nviews, apr_time_t until)
+{
+    memsess_view_slot_t *vs = views(t);
+    int v;
+
+    for (v = 0; v < nviews && v < (int)t->nviews; v++) {
+        if (vs[v].gate == (apr_int64_t)until) {
+            vs[v].gate = 0;   /* only the gate that one set */
+        }
+    }
+}
 
 int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
                           int nviews, int slot, int *flipped)

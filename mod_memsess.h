@@ -321,6 +321,9 @@ typedef struct {
     apr_uint32_t consecutive_passes;
     apr_uint32_t peer_down;        /* another instance of the group sees it
                                     * down (memsess_exchange.c) */
+    apr_int64_t  follow_gate;      /* our verdict down, not the group's yet:
+                                    * the gate of the views that hold it
+                                    * (apr_time_t; 0: none) */
     apr_uint64_t checks;
     apr_uint64_t failures;
     apr_uint64_t state_changes;
@@ -757,6 +760,15 @@ typedef enum {
     MEMSESS_ADOPT_LIST = 2    /* where PHP put them over the list given */
 } memsess_adopt_e;
 
+/* Gates every view whose pool holds slot until `until` (a later gate
+ * already there stands): requests that read one wait (memsess_inject.c),
+ * MEMSESS_GATE_MAX at most.  Returns how many.  Inside the table write that
+ * publishes the change. */
+int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
+                               int nviews, int slot, apr_time_t until);
+/* Opens the gate of the views that memsess_table_gate_holders() set to
+ * until (a gate set since, by another flip, stands). */
+void memsess_table_ungate(memsess_table_t *t, int nviews, apr_time_t until);
 /* Rebuilds the published save_path of every view that holds slot (of all
  * views when slot < 0) from the slots' states: from the view's pool, or
  * while a rebalance is pending (the view slot's rebalance) from the pool

@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 54, need {
+plan tests => 55, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -245,8 +245,19 @@ ok t_cmp("$base->{lost} $base->{stale} $base->{failed}", '0 0 0',
 
 # --- web1 is cut off from N2 --------------------------------------------------------
 
+# The users go on through the cut: in the window before web2 and web3 have
+# web1's verdict they still read N2, so web1's requests wait at its gate
+# rather than write to N3 what the next request of the same user, on web2,
+# would not read (MEMSESS0010 "the group still reads it").
+my $through = bg_run(sub {
+    my $c = run_for(3.5);
+    $c->{n} = [ map { $_->{n} } @users ];
+    return $c;
+});
+sleep 0.5;
 my $port2 = port($N[1]);
 my $mark = $web[1]->log_mark;
+my $mark0 = $web[0]->log_mark;
 my ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
 ok t_cmp($rc, 0, "iptables: memsess-web1 cannot reach N2 ($out)");
 my $t_cut = time;
@@ -289,6 +300,15 @@ ok t_cmp(defined $web[1]->log_wait(5, $mark,
              "N1 holds web1's verdict on N2 (" . ($rec =~ s/\n/|/gr) . ')');
 }
 
+{
+    my $c = bg_join($through, 30);
+    $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+    $c->{$_} //= 'none' for qw(ok lost stale failed rounds);
+    my $gate = $web[0]->log_wait(1, $mark0, qr/MEMSESS0010: .*\Q${\ addr($N[1])}\E.*the group still reads it/);
+    ok t_cmp("$c->{lost} $c->{stale}", '0 0',
+             'through the cut and the window: no session lost or stale ('
+             . show($c) . '; web1 ' . ($gate ? 'gated its requests' : 'did not gate') . ')');
+}
 my $cut = run_for(4, time);
 ok t_cmp("$cut->{lost} $cut->{stale}", '0 0',
          'cut off: after the window, no session lost or stale (' . show($cut) . ')');
