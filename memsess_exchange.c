@@ -42,6 +42,7 @@
  */
 
 #include <unistd.h>
+#include <time.h>
 
 #include <libmemcached/memcached.h>
 
@@ -63,6 +64,29 @@ APLOG_USE_MODULE(memsess);
 #define CAS_TRIES      (3)
 /* A bad record is logged at most once per server in this time. */
 #define LOG_EVERY      apr_time_from_sec(60)
+
+/* Other instances whose lines and clocks are followed (memsess_clocks.c);
+ * beyond that many at once, a line of another is judged by its own clock,
+ * as before. */
+#define PEERS_TRACKED  (64)
+/* A peer not read for this long gives its place to a new one. */
+#define PEER_FORGET    apr_time_from_sec(60)
+/* Its skew is logged when more than this (and again when it moved by
+ * more than SKEW_MOVED since): the group's flips and leases are corrected
+ * by it from then on. */
+#define SKEW_WARN      (100)
+#define SKEW_MOVED     (1000)
+
+typedef struct {
+    char                 name[MEMSESS_INSTANCE_MAX];   /* "": free */
+    memsess_lapse_t     *lapse;    /* [n + 1] its line in each record */
+    memsess_skew_seen_t *seen;     /* [n] its member line on each server */
+    memsess_skew_t       skew;
+    apr_time_t           read;     /* our monotonic time of the last read */
+    apr_int64_t          seen_at;  /* unix seconds (ours), for the status */
+    apr_int64_t          logged;   /* the skew last logged (SKEW_WARN) */
+    int                  warned;
+} peer_t;
 
 /* One record found by the multi-get, kept until the answer is read. */
 typedef struct {
@@ -107,7 +131,105 @@ struct memsess_exchange {
     int                 listened;      /* a whole round read */
     volatile apr_uint32_t twin;        /* another instance of our name:
                                         * nothing shared any more */
+    peer_t             *peers;         /* [PEERS_TRACKED], the exchange
+                                        * thread's alone */
 };
+
+/* Our monotonic clock: the other instances' lines lapse by it, whatever
+ * the wall clocks say or do (a step, a faked time). */
+static apr_time_t mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
+}
+
+/* The peer of that name, followed from now on when new; NULL when
+ * PEERS_TRACKED others are followed and were all read lately. */
+static peer_t *peer_of(memsess_exchange_t *x, const char *name,
+                       apr_time_t mono)
+{
+    peer_t *free_one = NULL;
+    int i;
+
+    for (i = 0; i < PEERS_TRACKED; i++) {
+        peer_t *pe = &x->peers[i];
+
+        if (!strcmp(pe->name, name)) {
+            return pe;
+        }
+        if (!free_one && (!pe->name[0] || mono - pe->read > PEER_FORGET)) {
+            free_one = pe;
+        }
+    }
+    if (free_one) {
+        memsess_lapse_t *lapse = free_one->lapse;
+        memsess_skew_seen_t *seen = free_one->seen;
+
+        memset(lapse, 0, (apr_size_t)(x->n + 1) * sizeof(*lapse));
+        memset(seen, 0, (apr_size_t)x->n * sizeof(*seen));
+        memset(free_one, 0, sizeof(*free_one));
+        free_one->lapse = lapse;
+        free_one->seen = seen;
+        apr_cpystrn(free_one->name, name, sizeof(free_one->name));
+    }
+    return free_one;
+}
+
+/* The lines of rec (record xi, read on server y) that have not lapsed by
+ * our clock are kept, the others taken out (dropped from the record when
+ * we write it); member lines tell their writers' clocks. */
+static void judge(memsess_exchange_t *x, int xi, int y,
+                  memsess_verdicts_t *rec)
+{
+    apr_time_t mono = mono_now(), now = apr_time_now();
+    int i, k;
+
+    for (i = k = 0; i < rec->n; i++) {
+        const memsess_verdict_t *v = &rec->v[i];
+        peer_t *pe;
+        int live = 1;
+
+        if (strcmp(v->name, x->rt->g.instance)) {
+            pe = peer_of(x, v->name, mono);
+            if (!pe) {
+                live = v->expires >= apr_time_sec(now);   /* its clock's */
+            }
+            else {
+                live = memsess_lapse_note(&pe->lapse[xi], v->reported,
+                                          v->expires - v->reported, mono);
+                pe->read = mono;
+                if (rec->members && y < x->n) {
+                    memsess_skew_note(&pe->skew, &pe->seen[y], v->wrote_ms,
+                                      apr_time_as_msec(now));
+                    pe->seen_at = apr_time_sec(now);
+                }
+            }
+        }
+        if (live) {
+            rec->v[k++] = *v;
+        }
+    }
+    rec->n = k;
+}
+
+/* Another instance's clock minus ours in ms, when known within the flip's
+ * tolerance; else 0. */
+static apr_int64_t skew_of(memsess_exchange_t *x, const char *name)
+{
+    int i;
+
+    for (i = 0; i < PEERS_TRACKED; i++) {
+        if (!strcmp(x->peers[i].name, name)) {
+            return memsess_skew_error_ms(&x->peers[i].skew) >= 0
+                   && memsess_skew_error_ms(&x->peers[i].skew)
+                      <= apr_time_as_msec(MEMSESS_FLIP_DELAY)
+                   ? memsess_skew_ms(&x->peers[i].skew) : 0;
+        }
+    }
+    return 0;
+}
 
 static const memsess_server_t *target(const memsess_exchange_t *x, int i)
 {
@@ -164,6 +286,9 @@ static void read_record(memsess_exchange_t *x, int xi, int y,
         rec->n = 0;
     }
     rec->members = xi == x->n;
+    if (!why) {
+        judge(x, xi, y, rec);
+    }
     if (why) {
         log_bad(x, xi, y, why, 0);
     }
@@ -375,7 +500,8 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
             }
         }
         memsess_members_put(rec, x->rt->g.instance, now, now + x->ttl,
-                            x->configured, x->in_force, x->rt->nonce);
+                            x->configured, x->in_force, x->rt->nonce,
+                            apr_time_as_msec(apr_time_now()));
         rc = write_record(x, x->n, mc, rec, cas, now);
         if (rc == MEMCACHED_SUCCESS || twin) {
             return;
@@ -402,12 +528,19 @@ static void read_job(memsess_exchange_t *x, int y, const char *value,
                      size_t len, apr_int64_t now)
 {
     memsess_job_t job;
+    apr_int64_t skew;
 
     if (memsess_job_parse(value, len, now, &job)
-        || !strcmp(job.holder, x->rt->g.instance) || job.expires < now) {
+        || !strcmp(job.holder, x->rt->g.instance)) {
         return;   /* not ours to use (a bad one is the claim's to log) */
     }
-    x->job[y] = !job.done || apr_time_as_msec(apr_time_now()) < job.flip_ms;
+    /* its times are its holder's clock's */
+    skew = skew_of(x, job.holder);
+    if (job.expires < now + skew / 1000) {
+        return;
+    }
+    x->job[y] = !job.done
+                || apr_time_as_msec(apr_time_now()) + skew < job.flip_ms;
     if (!x->job[y]) {
         apr_cpystrn(x->jobdone[y], job.holder, sizeof(x->jobdone[y]));
     }
@@ -620,6 +753,70 @@ static void apply_locked(memsess_exchange_t *x)
     }
 }
 
+/* The other instances heard this round, with their clocks, into the
+ * table (the status page; the flips and leases of memsess_joblock.c).  The
+ * caller holds the table mutex. */
+static void publish_peers_locked(memsess_exchange_t *x)
+{
+    memsess_peer_clock_t out[MEMSESS_PEERS_SHOWN];
+    int i, k, n = 0;
+
+    for (i = 0; i < x->nmem && n < MEMSESS_PEERS_SHOWN; i++) {
+        memsess_peer_clock_t *o = &out[n++];
+
+        memset(o, 0, sizeof(*o));
+        apr_cpystrn(o->name, x->mem[i].name, sizeof(o->name));
+        o->error_ms = -1;
+        for (k = 0; k < PEERS_TRACKED; k++) {
+            const peer_t *pe = &x->peers[k];
+
+            if (!strcmp(pe->name, o->name)) {
+                o->skew_ms = memsess_skew_ms(&pe->skew);
+                o->error_ms = memsess_skew_error_ms(&pe->skew);
+                o->seen = pe->seen_at;
+                break;
+            }
+        }
+    }
+    memsess_table_write_begin(x->rt->table);
+    memsess_table_set_peers(x->rt->table, out, n);
+    memsess_table_write_end(x->rt->table);
+}
+
+/* A clock apart by more than SKEW_WARN is logged, once, and again when
+ * it moved by SKEW_MOVED since. */
+static void warn_skews(memsess_exchange_t *x)
+{
+    int i;
+
+    for (i = 0; i < PEERS_TRACKED; i++) {
+        peer_t *pe = &x->peers[i];
+        apr_int64_t skew = memsess_skew_ms(&pe->skew);
+        apr_int64_t err = memsess_skew_error_ms(&pe->skew);
+        apr_int64_t away = skew < 0 ? -skew : skew;
+
+        if (!pe->name[0] || err < 0 || away - err <= SKEW_WARN
+            || (pe->warned && (skew > pe->logged ? skew - pe->logged
+                                                 : pe->logged - skew)
+                              < SKEW_MOVED)) {
+            continue;
+        }
+        pe->warned = 1;
+        pe->logged = skew;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, x->rt->main,
+                     "MEMSESS0160: the clock of instance %s is %"
+                     APR_INT64_T_FMT "ms %s this one's (+-%" APR_INT64_T_FMT
+                     "ms, measured from its member lines): its lines lapse "
+                     "by this instance's clock, and the group's flip times "
+                     "and job leases are read in its clock%s; check NTP on "
+                     "both machines", pe->name, away,
+                     skew > 0 ? "ahead of" : "behind", err,
+                     err <= apr_time_as_msec(MEMSESS_FLIP_DELAY) ? ""
+                     : " once it is measured closer (not yet: flips it "
+                       "holds are published here when read)");
+    }
+}
+
 static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
 {
     apr_int64_t now = apr_time_sec(apr_time_now());
@@ -671,7 +868,9 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     if (answered && !apr_atomic_read32(&x->twin)) {
         apr_thread_mutex_lock(x->table_mutex);
         apply_locked(x);
+        publish_peers_locked(x);
         apr_thread_mutex_unlock(x->table_mutex);
+        warn_skews(x);
         apr_thread_mutex_lock(x->mutex);
         memcpy(x->snap, x->mem, (apr_size_t)x->nmem * sizeof(*x->mem));
         x->nsnap = x->nmem;
@@ -786,6 +985,13 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->index = apr_palloc(pool, (2 * n + 1) * sizeof(*x->index));
     x->mem = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->mem));
     x->snap = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->snap));
+    x->peers = apr_pcalloc(pool, PEERS_TRACKED * sizeof(*x->peers));
+    for (i = 0; i < PEERS_TRACKED; i++) {
+        x->peers[i].lapse = apr_pcalloc(pool, (apr_size_t)(n + 1)
+                                              * sizeof(memsess_lapse_t));
+        x->peers[i].seen = apr_pcalloc(pool, (apr_size_t)(n ? n : 1)
+                                             * sizeof(memsess_skew_seen_t));
+    }
     x->configured = x->in_force = memsess_pools_fingerprint(pool, rt, 0);
     x->bykey = apr_hash_make(pool);
     x->down = apr_pcalloc(pool, n);

@@ -283,6 +283,20 @@ static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
     }
 }
 
+/* Another instance's clock minus ours, in ms: 0 unless measured within
+ * what a flip tolerates. */
+static apr_int64_t holder_skew(const memsess_joblock_t *j, const char *holder)
+{
+    int known;
+
+    if (!strcmp(holder, j->rt->g.instance)) {
+        return 0;
+    }
+    return memsess_table_peer_skew(j->rt->table, holder,
+                                   apr_time_as_msec(MEMSESS_FLIP_DELAY),
+                                   &known);
+}
+
 memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                                       apr_size_t errlen)
 {
@@ -296,6 +310,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         memcached_return_t rc = MEMCACHED_SUCCESS;
         const char *why;
         uint64_t cas;
+        apr_int64_t skew;
         int exists;
 
         if (j->stop && *j->stop) {
@@ -316,8 +331,12 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                          "(%s): replaced by ours", j->subject, j->job, why);
         }
         j->since = apr_time_sec(apr_time_now());
+        /* the record's times are its holder's clock's: ours, moved by
+         * its skew as measured (memsess_exchange.c), compare with them */
+        skew = exists && !why ? holder_skew(j, rec.holder) : 0;
         step = memsess_job_next(why ? NULL : &rec, exists, self,
-                                j->fingerprint, j->since, j->not_before);
+                                j->fingerprint, j->since + skew / 1000,
+                                j->not_before + skew / 1000);
         switch (step) {
         case MEMSESS_JOB_TAKE:
             rc = job_write(j, j->mc, 0, JOB_ADD, 0);
@@ -347,7 +366,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             continue;
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
-            j->flip_ms = rec.flip_ms;
+            j->flip_ms = rec.flip_ms - skew;   /* in our clock */
             if (rec.lists != j->fingerprint) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                              "MEMSESS0156: %s: %s by %s was of other lists "

@@ -40,6 +40,8 @@ typedef struct {
     memsess_view_slot_t *views;    /* [nviews]: pool changes */
     const char         **published;   /* [nviews]: their save_paths */
     int                 twin;      /* another instance has our name */
+    memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];   /* the others */
+    int                 npeers;
 } snapshot_t;
 
 static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
@@ -53,6 +55,8 @@ static void take_snapshot(apr_pool_t *p, memsess_runtime_t *rt,
     snap->generation = rt ? memsess_table_generation(rt->table) : 0;
     snap->changes = rt ? memsess_table_state_changes(rt->table) : 0;
     snap->twin = rt ? memsess_table_twin(rt->table) : 0;
+    snap->npeers = rt ? memsess_table_peers(rt->table, snap->peers,
+                                            MEMSESS_PEERS_SHOWN) : 0;
     for (i = 0; i < snap->nslots; i++) {
         memsess_table_read_slot(rt->table, i, &snap->slots[i]);
     }
@@ -215,12 +219,25 @@ static void show_json(request_rec *r, const snapshot_t *snap)
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
                " \"instance\": %s, \"group\": %s, \"share_verdicts\": %s,\n"
-               " \"twin\": %s,\n"
-               " \"servers\": [", snap->generation,
+               " \"twin\": %s,\n \"peers\": [", snap->generation,
                json_str(r->pool, snap->rt ? snap->rt->g.instance : ""),
                json_str(r->pool, snap->rt ? snap->rt->g.group : ""),
                snap->rt && snap->rt->g.share ? "true" : "false",
                snap->twin ? "true" : "false");
+    for (i = 0; i < snap->npeers; i++) {
+        const memsess_peer_clock_t *pc = &snap->peers[i];
+
+        ap_rprintf(r, "%s\n  {\"instance\": %s, \"clock_skew_ms\": %s, "
+                   "\"clock_skew_error_ms\": %s, \"seen\": %"
+                   APR_INT64_T_FMT "}", i ? "," : "",
+                   json_str(r->pool, pc->name),
+                   pc->error_ms < 0 ? "null"
+                   : apr_psprintf(r->pool, "%" APR_INT64_T_FMT, pc->skew_ms),
+                   pc->error_ms < 0 ? "null"
+                   : apr_psprintf(r->pool, "%" APR_INT64_T_FMT, pc->error_ms),
+                   pc->seen);
+    }
+    ap_rputs("],\n \"servers\": [", r);
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
         const char *who = reported_by(snap, sl, r->pool), *w, *comma;
@@ -313,6 +330,19 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    one_line(r->pool, snap->rt->g.instance),
                    one_line(r->pool, snap->rt->g.group),
                    snap->rt->g.share ? "On" : "Off", snap->twin);
+        ap_rprintf(r, "MemsessPeers: %d\n", snap->npeers);
+        for (i = 0; i < snap->npeers; i++) {
+            const memsess_peer_clock_t *pc = &snap->peers[i];
+
+            ap_rprintf(r, "MemsessPeer[%d]Instance: %s\n", i,
+                       one_line(r->pool, pc->name));
+            if (pc->error_ms >= 0) {
+                ap_rprintf(r, "MemsessPeer[%d]ClockSkewMs: %" APR_INT64_T_FMT
+                           "\nMemsessPeer[%d]ClockSkewErrorMs: %"
+                           APR_INT64_T_FMT "\n", i, pc->skew_ms, i,
+                           pc->error_ms);
+            }
+        }
     }
     for (i = 0; i < snap->nslots; i++) {
         const memsess_slot_t *sl = &snap->slots[i];
@@ -497,6 +527,19 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                    "this one then shares nothing\n# TYPE "
                    "memsess_instance_twin gauge\nmemsess_instance_twin %d\n",
                    snap->twin);
+        ap_rputs("# HELP memsess_peer_clock_skew_seconds another instance "
+                 "of the group: its clock minus this one's, as measured "
+                 "from its member lines (absent until measured)\n# TYPE "
+                 "memsess_peer_clock_skew_seconds gauge\n", r);
+        for (i = 0; i < snap->npeers; i++) {
+            const memsess_peer_clock_t *pc = &snap->peers[i];
+
+            if (pc->error_ms >= 0) {
+                ap_rprintf(r, "memsess_peer_clock_skew_seconds{instance="
+                           "\"%s\"} %.3f\n", prom_label(r->pool, pc->name),
+                           (double)pc->skew_ms / 1000);
+            }
+        }
     }
 }
 
@@ -576,6 +619,8 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
 
 static void show_html(request_rec *r, const snapshot_t *snap)
 {
+    int i;
+
     if (!begin(r, "text/html; charset=ISO-8859-1")) {
         return;
     }
@@ -594,6 +639,19 @@ static void show_html(request_rec *r, const snapshot_t *snap)
                        "runs with the name %s: this one shares nothing "
                        "(MEMSESS0099). Give each a MemsessInstance of its "
                        "own.</strong></p>\n", esc(r, snap->rt->g.instance));
+        }
+        for (i = 0; i < snap->npeers; i++) {
+            const memsess_peer_clock_t *pc = &snap->peers[i];
+
+            ap_rprintf(r, "%s%s%s", i ? ", " : "<p>Other instances heard "
+                       "(their clock minus this one's): ", esc(r, pc->name),
+                       pc->error_ms < 0 ? " (not measured yet)"
+                       : apr_psprintf(r->pool, " %+" APR_INT64_T_FMT " ms "
+                                      "(&plusmn;%" APR_INT64_T_FMT ")",
+                                      pc->skew_ms, pc->error_ms));
+        }
+        if (snap->npeers) {
+            ap_rputs(".</p>\n", r);
         }
     }
     html_tables(r, snap);

@@ -18,7 +18,9 @@
  *   +------------------------------------------+ 0
  *   | header: magic, version, size, nslots,    |
  *   |   nviews, seq, generation, state_changes,|
- *   |   owner, heartbeat (the checker's lease) |
+ *   |   owner, heartbeat (the checker's lease),|
+ *   |   twin, peers[32] (the group's others    |
+ *   |   and their clocks)                      |
  *   +------------------------------------------+ ALIGN(sizeof header)
  *   | memsess_slot_t        slot[nslots]       |  one per distinct server
  *   +------------------------------------------+
@@ -54,7 +56,7 @@
                                       * 6: sync_by; 7: proc_*, down_*;
                                       * 8: sync_mode; 9: a view's gate;
                                       * 10: served_ketama;
-                                      * 11: follow_gate */
+                                      * 11: follow_gate, peers */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -72,6 +74,8 @@ struct memsess_table {
     apr_uint32_t owner;          /* pid of the checker, 0 = none */
     apr_uint32_t twin;           /* another instance has our name */
     apr_int64_t  heartbeat;      /* apr_time_t of its last round */
+    apr_uint32_t npeers;
+    memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
 };
 
 #define HEADER_SIZE  APR_ALIGN_DEFAULT(sizeof(struct memsess_table))
@@ -631,4 +635,57 @@ void memsess_table_set_twin(memsess_table_t *t, int twin)
 int memsess_table_twin(const memsess_table_t *t)
 {
     return ((const volatile struct memsess_table *)t)->twin != 0;
+}
+
+void memsess_table_set_peers(memsess_table_t *t,
+                             const memsess_peer_clock_t *peers, int n)
+{
+    int i;
+
+    n = n < 0 ? 0 : n > MEMSESS_PEERS_SHOWN ? MEMSESS_PEERS_SHOWN : n;
+    for (i = 0; i < n; i++) {
+        t->peers[i] = peers[i];
+        t->peers[i].name[MEMSESS_INSTANCE_MAX - 1] = '\0';
+    }
+    t->npeers = (apr_uint32_t)n;
+}
+
+int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
+                        int max)
+{
+    apr_uint64_t s;
+    int tries = 0, n;
+
+    do {
+        s = read_begin(t, &tries);
+        if (s & 1) {
+            return 0;
+        }
+        n = (int)t->npeers;
+        n = n > max ? max : n > MEMSESS_PEERS_SHOWN ? MEMSESS_PEERS_SHOWN : n;
+        if (n > 0) {
+            memcpy(out, t->peers, (apr_size_t)n * sizeof(*out));
+        }
+    } while (read_retry(t, s, &tries));
+    return n > 0 ? n : 0;
+}
+
+apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
+                                    const char *name, apr_int64_t error_max,
+                                    int *known)
+{
+    memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
+    int i, n = memsess_table_peers(t, peers, MEMSESS_PEERS_SHOWN);
+
+    *known = 0;
+    for (i = 0; i < n; i++) {
+        if (!strcmp(peers[i].name, name)) {
+            if (peers[i].error_ms >= 0 && peers[i].error_ms <= error_max) {
+                *known = 1;
+                return peers[i].skew_ms;
+            }
+            break;
+        }
+    }
+    return 0;
 }

@@ -40,7 +40,7 @@
 #define HEADER_LEN  (sizeof(HEADER) - 1)
 #define MEMBERS     "memsess-members "
 #define MEMBERS_LEN (sizeof(MEMBERS) - 1)
-#define MAX_DIGITS  (12)
+#define MAX_DIGITS  (15)   /* unix ms too */
 
 /* Whether the len bytes at name are all characters of a name. */
 static int name_chars(const char *name, apr_size_t len)
@@ -202,6 +202,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         apr_size_t namelen;
         apr_int64_t reported, expires;
         apr_uint64_t configured = 0, in_force = 0, nonce = 0;
+        apr_int64_t wrote_ms = 0;
         memsess_verdict_t *v;
 
         while (p < end && *p != ' ' && *p != '\n') {
@@ -229,9 +230,16 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         /* its start's nonce: a line of an earlier version has none */
         if (out->members && *p == ' '
             && (!(p = hex64(p + 1, end, &nonce)) || p == end
-                || *p != '\n')) {
+                || (*p != '\n' && *p != ' '))) {
             out->n = 0;
             return "a member line with a bad nonce";
+        }
+        /* its clock as it wrote it, ms: none from an earlier version */
+        if (out->members && *p == ' '
+            && (!(p = number(p + 1, end, &wrote_ms)) || p == end
+                || *p != '\n')) {
+            out->n = 0;
+            return "a member line with a bad write time";
         }
         p++;
         if (out->n >= MEMSESS_VERDICTS_MAX) {
@@ -253,8 +261,8 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
             out->future++;   /* a clock far ahead, or a forgery: not used */
             continue;
         }
-        if (expires < now) {
-            continue;        /* lapsed: its instance stopped refreshing it */
+        if (expires < now - MEMSESS_VERDICT_SKEW_MAX) {
+            continue;        /* lapsed long ago, whatever the clocks */
         }
         v = &out->v[out->n++];
         memcpy(v->name, name, namelen);
@@ -264,6 +272,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         v->configured = configured;
         v->in_force = in_force;
         v->nonce = nonce;
+        v->wrote_ms = wrote_ms;
     }
     return NULL;
 }
@@ -310,7 +319,7 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
                          apr_uint64_t configured, apr_uint64_t in_force,
-                         apr_uint64_t nonce)
+                         apr_uint64_t nonce, apr_int64_t wrote_ms)
 {
     int i;
 
@@ -321,13 +330,25 @@ void memsess_members_put(memsess_verdicts_t *vs, const char *self,
             vs->v[i].configured = configured;
             vs->v[i].in_force = in_force;
             vs->v[i].nonce = nonce;
+            vs->v[i].wrote_ms = wrote_ms;
         }
     }
+}
+
+/* A member line's optional write time: " <ms>", or nothing. */
+static const char *wrote_text(char *buf, apr_size_t size, apr_int64_t ms)
+{
+    if (ms <= 0) {
+        return "";
+    }
+    snprintf(buf, size, " %" APR_INT64_T_FMT, ms);
+    return buf;
 }
 
 apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
                                    const memsess_verdicts_t *vs)
 {
+    char wrote[24];
     apr_size_t len;
     int i, n;
 
@@ -342,9 +363,10 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
             ? snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
                        APR_INT64_T_FMT " %016" APR_UINT64_T_HEX_FMT " %016"
                        APR_UINT64_T_HEX_FMT " %016" APR_UINT64_T_HEX_FMT
-                       "\n", vs->v[i].name, vs->v[i].reported,
+                       "%s\n", vs->v[i].name, vs->v[i].reported,
                        vs->v[i].expires, vs->v[i].configured,
-                       vs->v[i].in_force, vs->v[i].nonce)
+                       vs->v[i].in_force, vs->v[i].nonce,
+                       wrote_text(wrote, sizeof(wrote), vs->v[i].wrote_ms))
             : snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
                        APR_INT64_T_FMT "\n", vs->v[i].name,
                        vs->v[i].reported, vs->v[i].expires);
@@ -365,7 +387,8 @@ int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
         const char *at;
         int listed = 0;
 
-        if (!strcmp(name, self) || vs->v[i].expires < now) {
+        if (!strcmp(name, self)
+            || vs->v[i].expires < now - MEMSESS_VERDICT_SKEW_MAX) {
             continue;
         }
         n++;

@@ -473,6 +473,28 @@ void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
  * writer sets it; a new generation's table starts without. */
 void memsess_table_set_twin(memsess_table_t *t, int twin);
 int memsess_table_twin(const memsess_table_t *t);
+
+/* The other instances of the group as the exchange last heard them, with
+ * their clocks (memsess_clocks.c), for the status page and the group's
+ * flips and leases.  The writer sets them all at once (in its write). */
+#define MEMSESS_PEERS_SHOWN (32)
+typedef struct {
+    char         name[MEMSESS_INSTANCE_MAX];
+    apr_int64_t  skew_ms;    /* its clock minus ours */
+    apr_int64_t  error_ms;   /* +- that; -1: not measured yet */
+    apr_int64_t  seen;       /* unix seconds (ours) its line was last read */
+} memsess_peer_clock_t;
+void memsess_table_set_peers(memsess_table_t *t,
+                             const memsess_peer_clock_t *peers, int n);
+/* Copies up to max of them into out; returns how many (0 when a copy
+ * cannot be had). */
+int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
+                        int max);
+/* Its clock minus ours in ms, when measured to within error_max ms; else
+ * 0 (and *known 0). */
+apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
+                                    const char *name, apr_int64_t error_max,
+                                    int *known);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
 
@@ -542,6 +564,9 @@ typedef struct {
                               * configured (memsess_pools_fingerprint) */
     apr_uint64_t in_force;   /* members: ... as its requests get them */
     apr_uint64_t nonce;      /* members: its start's (0: none given) */
+    apr_int64_t  wrote_ms;   /* members: its clock as it wrote this copy,
+                              * unix ms (0: not given): its skew
+                              * (memsess_clocks.c) */
 } memsess_verdict_t;
 
 /* A record of lines: verdicts ("memsess-verdicts 1", one per instance that
@@ -573,8 +598,10 @@ apr_uint64_t memsess_fnv1a(const char *s);
 apr_uint64_t memsess_fnv1a_more(apr_uint64_t h, const char *s);
 
 /* Parses a record read from memcached (len bytes, not NUL-terminated).
- * Lines that lapsed before now are left out, lines from the future too
- * (counted in out->future).  Returns NULL, or why the whole record is
+ * Lines that lapsed before now by more than any clock apart we allow for
+ * (MEMSESS_VERDICT_SKEW_MAX) are left out, lines from the future too
+ * (counted in out->future); whether the rest has lapsed is judged by our
+ * own clock (memsess_lapse_note).  Returns NULL, or why the whole record is
  * refused (out->n is then 0). */
 const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
                                    apr_int64_t now, memsess_verdicts_t *out);
@@ -592,7 +619,42 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
                          apr_uint64_t configured, apr_uint64_t in_force,
-                         apr_uint64_t nonce);
+                         apr_uint64_t nonce, apr_int64_t wrote_ms);
+
+/* Other instances' clocks (memsess_clocks.c: pure).  A line of another
+ * instance lapses when its `reported` has not grown for its time to live
+ * by our monotonic clock; its skew (its clock minus ours) is bounded by
+ * the times of the reads between which its member line changed. */
+typedef struct {
+    apr_int64_t reported;   /* the newest read (its seconds) */
+    apr_time_t  grew;       /* our monotonic time it last grew; 0: unseen */
+} memsess_lapse_t;
+
+/* Notes a copy of a line read at our monotonic time mono; its writer
+ * meant it to hold ttl seconds.  Returns whether it is live. */
+int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,
+                       apr_int64_t ttl, apr_time_t mono);
+
+typedef struct {
+    apr_int64_t wrote_ms;   /* what the copy on one server said, last read */
+    apr_int64_t read_ms;    /* our clock at that read */
+} memsess_skew_seen_t;
+
+typedef struct {
+    apr_int64_t lo, hi;     /* its clock minus ours lies in [lo, hi] ms */
+    apr_int64_t at_ms;      /* our clock when last narrowed */
+    apr_uint32_t steps;     /* readings outside what was known */
+    int          known;
+} memsess_skew_t;
+
+/* Notes a member line's wrote_ms read on one server (s: that server's
+ * last reading) at our clock read_ms. */
+void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
+                       apr_int64_t wrote_ms, apr_int64_t read_ms);
+/* The middle of what is known (0 when nothing is), and half its width
+ * (-1 when nothing is). */
+apr_int64_t memsess_skew_ms(const memsess_skew_t *k);
+apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k);
 
 /* The rejoin sync's job record (memsess_job.c: pure; memsess_rejoin.c
  * does the I/O): one instance of a group syncs a returning server for
@@ -650,8 +712,9 @@ const char *memsess_group_derive(apr_pool_t *p, const char *const *names,
 apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
                                    const memsess_verdicts_t *vs);
 
-/* Counts the lines of instances other than self that have not lapsed, and
- * appends their names to who (a NUL-terminated ", "-separated list, each
+/* Counts the lines of instances other than self (the caller has taken out
+ * those that lapsed by its clock; those lapsed long ago by any are left
+ * out here too), and appends their names to who (a NUL-terminated ", "-separated list, each
  * name once, names that do not fit left out). */
 int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
                             apr_int64_t now, char *who, apr_size_t whosize);

@@ -64,7 +64,8 @@ static void check_lines(const memsess_verdicts_t *vs, apr_int64_t now,
         if (!memsess_instance_name_valid(v->name, MEMSESS_INSTANCE_MAX)) {
             fail("%s: line %d has a bad name", what, i);
         }
-        if (v->expires < now || v->expires < v->reported
+        if (v->expires < now - MEMSESS_VERDICT_SKEW_MAX
+            || v->expires < v->reported
             || v->expires - v->reported > MEMSESS_VERDICT_TTL_MAX
             || v->reported > now + MEMSESS_VERDICT_SKEW_MAX
             || v->expires > now + MEMSESS_VERDICT_SKEW_MAX
@@ -112,7 +113,9 @@ static void round_trip(const memsess_verdicts_t *vs, const char *what)
             || back.v[i].expires != vs->v[i].expires
             || back.v[i].configured != vs->v[i].configured
             || back.v[i].in_force != vs->v[i].in_force
-            || back.v[i].nonce != vs->v[i].nonce) {
+            || back.v[i].nonce != vs->v[i].nonce
+            || back.v[i].wrote_ms != (vs->members && vs->v[i].wrote_ms > 0
+                                      ? vs->v[i].wrote_ms : 0)) {
             fail("%s: line %d differs when read back", what, i);
         }
     }
@@ -171,7 +174,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (vs.members) {
-        memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9, 11);
+        memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9, 11,
+                            (apr_int64_t)NOW * 1000);
         if (!has(&vs, SELF)) {
             fail("our member line is not in after put");
         }

@@ -8,6 +8,8 @@
 # matches that user.
 #
 #   root-helper.sh start USER DIR HTTPD   httpd -d DIR -f DIR/httpd.conf -k start
+#   root-helper.sh start-skewed USER DIR HTTPD OFFSET   the same, its wall clock
+#                                         OFFSET (+N or -N) seconds apart (libfaketime)
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
 #   root-helper.sh graceful DIR HTTPD     httpd ... -k graceful
 #   root-helper.sh restart DIR HTTPD      httpd ... -k restart
@@ -105,6 +107,22 @@ case $cmd in
         d=$(check_dir "$3")
         check_httpd "$4"
         grep -qx "User $2" "$d/httpd.conf" || die "$d/httpd.conf has no 'User $2'"
+        exec "$4" -d "$d" -f "$d/httpd.conf" -k start
+        ;;
+    start-skewed)
+        # as start, with the instance's wall clock OFFSET seconds apart
+        # (libfaketime; its monotonic clock left alone, as NTP would)
+        [ $# -eq 5 ] || die "usage: start-skewed USER DIR HTTPD OFFSET"
+        check_user "$2"
+        d=$(check_dir "$3")
+        check_httpd "$4"
+        [[ $5 =~ ^[+-][0-9]{1,4}$ ]] || die "not an offset in seconds: $5"
+        grep -qx "User $2" "$d/httpd.conf" || die "$d/httpd.conf has no 'User $2'"
+        lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+        [ -f "$lib" ] || die "no $lib (package faketime)"
+        # the ASan wrapper puts its runtime first, then MEMSESS_EXTRA_PRELOAD
+        export FAKETIME="$5" FAKETIME_DONT_FAKE_MONOTONIC=1 \
+               MEMSESS_EXTRA_PRELOAD="$lib" LD_PRELOAD="$lib"
         exec "$4" -d "$d" -f "$d/httpd.conf" -k start
         ;;
     stop)

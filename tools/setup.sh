@@ -34,6 +34,8 @@ PACKAGES=(
     wrk nutcracker gnuplot-nox
     # a saturated machine (t/23_starved.t, bench/starved.sh)
     stress-ng
+    # one instance's clock set apart (t/53_clocks.t, the soak's clock step)
+    faketime
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )

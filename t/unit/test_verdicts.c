@@ -68,10 +68,15 @@ int main(void)
     ok(!err && vs.n == 0, "a record with no line is empty, not bad");
 
     /* lapsed and future lines */
-    err = parse("memsess-verdicts 1\nold:80 1799999990 1799999999\n"
+    err = parse("memsess-verdicts 1\nold:80 1799999950 1799999959\n"
                 "web2:80 1800000000 1800000004\n", &vs);
     ok(!err && vs.n == 1 && !strcmp(vs.v[0].name, "web2:80"),
-       "a lapsed line is dropped, the rest kept");
+       "a line lapsed long ago (beyond any skew allowed) is dropped, the "
+       "rest kept");
+    err = parse("memsess-verdicts 1\nbehind:80 1799999995 1799999997\n",
+                &vs);
+    ok(!err && vs.n == 1, "a line lapsed by our clock only is kept: its "
+       "writer's clock may be behind (memsess_lapse_note judges it)");
     err = parse("memsess-verdicts 1\nfuture:80 1800000100 1800000104\n"
                 "web2:80 1800000000 1800000004\n", &vs);
     ok(!err && vs.n == 1 && vs.future == 1,
@@ -214,8 +219,10 @@ int main(void)
     is_str(who, "web2:80, web3:80, web22:80",
            "another copy adds names once");
     who[0] = '\0';
-    ok(memsess_verdicts_others(&vs, "web1:80", NOW + 5, who, sizeof(who))
-       == 0 && !who[0], "lapsed lines do not count");
+    ok(memsess_verdicts_others(&vs, "web1:80",
+                               NOW + 5 + MEMSESS_VERDICT_SKEW_MAX, who,
+                               sizeof(who))
+       == 0 && !who[0], "lines lapsed long ago do not count");
     {
         char small[12] = "";
 
@@ -252,14 +259,20 @@ int main(void)
        && vs.v[0].configured == APR_UINT64_C(0x0123456789abcdef)
        && vs.v[0].in_force == APR_UINT64_C(0xfedcba9876543210),
        "a members record is read with its fingerprints (%s)", err ? err : "ok");
-    memsess_members_put(&vs, "web1:80", NOW, NOW + 4, 1, 2, APR_UINT64_C(0xabc));
+    memsess_members_put(&vs, "web1:80", NOW, NOW + 4, 1, 2, APR_UINT64_C(0xabc),
+                        (apr_int64_t)NOW * 1000 + 250);
     len = memsess_verdicts_format(buf, sizeof(buf), &vs);
     ok(!memsess_verdicts_parse(buf, len, NOW, &back) && back.members
        && back.n == 2 && back.v[1].configured == 1 && back.v[1].in_force == 2
-       && back.v[1].nonce == APR_UINT64_C(0xabc) && back.v[0].nonce == 0,
+       && back.v[1].nonce == APR_UINT64_C(0xabc) && back.v[0].nonce == 0
+       && back.v[1].wrote_ms == (apr_int64_t)NOW * 1000 + 250
+       && back.v[0].wrote_ms == 0,
        "our member line in, formatted, read back with its start's nonce "
-       "(a line of an earlier version has none)");
-    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3, APR_UINT64_C(0xabc));
+       "and its write time (a line of an earlier version has neither)");
+    refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
+            "0123456789abcdef fedcba9876543210 0000000000000abc 12x\n",
+            "a bad write time");
+    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3, APR_UINT64_C(0xabc), 0);
     ok(back.n == 2 && back.v[1].configured == 3 && back.v[1].reported == NOW + 1,
        "refreshed in place");
     refused("memsess-members 1\nweb2:80 1800000000 1800000004\n",

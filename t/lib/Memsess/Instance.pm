@@ -68,7 +68,9 @@ sub free_ports {
 #     globals => "..." (replaces the check interval/timeout lines),
 #     user => "memsess-webN" (started as root, run as that user),
 #     release_helper => 1 (with user: keep MemsessReleaseHelper's default),
-#     adopt => 1 (keep MemsessAdopt's default, php, instead of none))
+#     adopt => 1 (keep MemsessAdopt's default, php, instead of none),
+#     skew => '+3' (with user: its wall clock that many seconds apart,
+#     libfaketime through the root helper's start-skewed))
 sub new {
     my ($class, %o) = @_;
     my $v = vars();
@@ -191,7 +193,9 @@ sub answers {
 sub start {
     my ($self, %o) = @_;
     my $t0 = time;
-    my ($rc, $out) = $self->{user}
+    my ($rc, $out) = $self->{user} && $self->{skew}
+        ? root_helper('start-skewed', $self->{user}, $self->{dir}, $self->{httpd}, $self->{skew})
+        : $self->{user}
         ? root_helper('start', $self->{user}, $self->{dir}, $self->{httpd})
         : $self->_run('-k', 'start');
     die "instance $self->{name} does not start (exit $rc): $out" if $rc;

@@ -1,0 +1,99 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* Other instances' clocks, judged by ours alone.  Pure: no httpd, no
+ * network; the exchange (memsess_exchange.c) feeds it what it reads.
+ *
+ * Lapse.  A line of another instance (a verdict, a member line) says when
+ * its writer last refreshed it, in the writer's seconds.  Whether that is
+ * long ago cannot be told from our clock, which may be seconds apart: a
+ * line lapses when what it says has not grown for its time to live, timed
+ * by our monotonic clock (memsess_lapse_note).  A copy read from a server
+ * the writer no longer reaches says less than the newest: it does not
+ * grow, and does not make the line lapse while another copy grows.
+ *
+ * Skew.  A member line also carries its writer's clock, in ms, as it wrote
+ * the line on that server.  We read every server's copy every round: when
+ * the value read differs from the one read at our previous read of that
+ * server, the write fell between the two reads, so the writer's clock
+ * minus ours lies between (written - this read) and (written - previous
+ * read).  Each such interval narrows what is known (their intersection);
+ * what is known widens by 1 ms a second of its age (clocks drift), and an
+ * interval outside it (a clock stepped) starts over from that interval
+ * (memsess_skew_note). */
+
+#include "mod_memsess.h"
+
+/* Drift allowed for: 1 ms a second (1000 ppm, far more than a clock that
+ * NTP disciplines). */
+#define DRIFT_PER_SEC 1
+
+int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,
+                       apr_int64_t ttl, apr_time_t mono)
+{
+    if (ttl < 1) {
+        ttl = 1;
+    }
+    if (!l->grew || reported > l->reported
+        || reported < l->reported - 2 * (ttl + 1)) {
+        /* first seen, grown, or far behind (its clock stepped back: no
+         * copy lags the newest by more than a record's lifetime) */
+        l->reported = reported;
+        l->grew = mono;
+        return 1;
+    }
+    /* a second more: `reported` counts whole seconds */
+    return mono - l->grew <= apr_time_from_sec(ttl + 1);
+}
+
+void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
+                       apr_int64_t wrote_ms, apr_int64_t read_ms)
+{
+    if (wrote_ms <= 0) {
+        return;   /* a line that does not say */
+    }
+    if (s->read_ms && s->wrote_ms && wrote_ms != s->wrote_ms
+        && read_ms > s->read_ms) {
+        apr_int64_t lo = wrote_ms - read_ms, hi = wrote_ms - s->read_ms;
+
+        if (k->known) {
+            apr_int64_t age = read_ms > k->at_ms ? read_ms - k->at_ms : 0;
+            apr_int64_t slack = age / 1000 * DRIFT_PER_SEC;
+            apr_int64_t klo = k->lo - slack, khi = k->hi + slack;
+
+            if (lo <= khi && hi >= klo) {
+                lo = lo > klo ? lo : klo;
+                hi = hi < khi ? hi : khi;
+            }
+            else {
+                k->steps++;   /* out of what was known: a clock stepped */
+            }
+        }
+        k->lo = lo;
+        k->hi = hi;
+        k->at_ms = read_ms;
+        k->known = 1;
+    }
+    s->wrote_ms = wrote_ms;
+    s->read_ms = read_ms;
+}
+
+apr_int64_t memsess_skew_ms(const memsess_skew_t *k)
+{
+    return k->known ? k->lo + (k->hi - k->lo) / 2 : 0;
+}
+
+apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k)
+{
+    return k->known ? (k->hi - k->lo + 1) / 2 : -1;
+}

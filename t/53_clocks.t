@@ -1,0 +1,190 @@
+# Issue 20: a group whose clocks are seconds apart.  Three Apache
+# instances, each as a user of its own, share three memcached servers;
+# web2's wall clock runs 3 s behind, web3's 3 s ahead (libfaketime, their
+# monotonic clocks left alone, as an NTP offset would).  Users with
+# counters alternate between the three.
+#
+#  - Each measures the others' clocks from their member lines: within
+#    100 ms of -3000 / +3000 ms, shown on the status page, and a WARN
+#    (MEMSESS0160).
+#  - web2 (behind) alone is cut off from CK2: web1 and web3 follow its
+#    verdict.  (Judged by their own clocks, web2's lines had lapsed before
+#    they were written: nobody followed, and users read CK2's old copies.)
+#  - Healed: CK2 is synced once for all (one MEMSESS0031, no job taken
+#    over: web3, 3 s ahead, took the holder's lease for lapsed, MEMSESS0040,
+#    and synced again), and the three publish it within 300 ms of each
+#    other.
+#  - No session lost or stale throughout.
+#
+# Needs root (users, the cut, the skewed starts: tools/root-helper.sh
+# through sudo) and libfaketime (package faketime).
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use HTTP::Cookies;
+use JSON::PP;
+use LWP::UserAgent;
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+
+my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
+my $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
+plan tests => 12, need {
+    'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
+        && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
+    'libfaketime (package faketime)' => -f $FAKETIME,
+};
+
+my @C = qw(MEMC_CK1 MEMC_CK2 MEMC_CK3);
+my @SKEW = (0, -3, 3);   # seconds, web1..web3
+my $JSON = JSON::PP->new->utf8;
+my $vars = Apache::Test::vars();
+chmod 01777, $vars->{t_logs};   # the children's sanitizer reports
+
+memc_start(@C);
+my @web;
+for my $i (1 .. 3) {
+    push @web, Memsess::Instance->new(
+        name => "clock$i", php => 1, user => "memsess-web$i",
+        ($SKEW[$i - 1] ? (skew => sprintf('%+d', $SKEW[$i - 1])) : ()),
+        globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
+                 . "MemsessGroup memsess-clocks\nMemsessInstance clock$i\n",
+        conf => "MemsessServers " . join(' ', map { addr($_) } @C) . "\n"
+              . "MemsessReplicas 1\nMemsessFailover successor\n");
+}
+chmod 0755, $_->dir for @web;
+$_->start for @web;
+
+sub server_of {
+    my ($st, $name) = @_;
+    my ($s) = grep { $_->{address} eq addr($name) } @{ ($st || {})->{servers} || [] };
+    return $s;
+}
+sub state_on { my ($w, $name) = @_; (server_of($w->status, $name) || {})->{state} // 'none' }
+sub all_say {
+    my ($name, $state) = @_;
+    return !grep { state_on($_, $name) ne $state } @web;
+}
+# What $w measured of instance $peer: [skew_ms, error_ms], or undef.
+sub skew_seen {
+    my ($w, $peer) = @_;
+    my ($p) = grep { $_->{instance} eq $peer } @{ ($w->status || {})->{peers} || [] };
+    return $p && defined $p->{clock_skew_ms} ? [ $p->{clock_skew_ms}, $p->{clock_skew_error_ms} ] : undef;
+}
+
+my @users = map { { ua => LWP::UserAgent->new(timeout => 15, keep_alive => 0,
+                                                 cookie_jar => HTTP::Cookies->new),
+                     n => 0, k => $_ } } 0 .. 29;
+my $turn = 0;
+# One request of every user, each to the next instance in turn.
+sub round {
+    my $c = shift;
+    for my $u (@users) {
+        my $w = $web[ ($u->{k} + $turn) % 3 ];
+        my $res = $u->{ua}->get('http://127.0.0.1:' . $w->port . '/memsess/session.php');
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        if (!$d || !$d->{written}) {
+            $c->{failed}++;
+            next;
+        }
+        my $want = $u->{n} + 1;
+        $c->{ $d->{n} == $want ? 'ok' : $d->{n} == 1 ? 'lost' : 'stale' }++;
+        $u->{n} = $d->{n};
+    }
+    $turn++;
+}
+sub run_for {
+    my $secs = shift;
+    my %c = (ok => 0, lost => 0, stale => 0, failed => 0);
+    my $end = time + $secs;
+    round(\%c) while time < $end;
+    return \%c;
+}
+sub show { my $c = shift; "$c->{ok} ok, $c->{lost} lost, $c->{stale} stale, $c->{failed} failed" }
+
+ok t_cmp(defined(wait_for(20, sub { !grep { !all_say($_, 'up') } @C })) ? 1 : 0, 1,
+         'the three instances see the three servers up');
+
+# --- the clocks, measured -------------------------------------------------------------
+
+my %want = (clock2 => -3000, clock3 => 3000);
+my $measured = wait_for(15, sub {
+    for my $p (sort keys %want) {
+        my $s = skew_seen($web[0], $p) or return 0;
+        return 0 if abs($s->[0] - $want{$p}) > 150 || $s->[1] > 100;
+    }
+    return 1;
+});
+my @seen = map { skew_seen($web[0], $_) || ['none', 'none'] } sort keys %want;
+ok t_cmp(defined $measured ? 1 : 0, 1,
+         sprintf('clock1 measures clock2 at %s ms (+-%s), clock3 at %s ms (+-%s): 3 s apart, within 150 ms',
+                 map { @$_ } @seen));
+{
+    my $s = skew_seen($web[1], 'clock3') || ['none'];
+    ok t_cmp(($s->[0] ne 'none' && abs($s->[0] - 6000) <= 200) ? 1 : 0, 1,
+             "clock2 measures clock3 6 s ahead ($s->[0] ms)");
+}
+{
+    my $log = $web[0]->log_since(0);
+    ok t_cmp(($log =~ /MEMSESS0160: the clock of instance clock2 is \d+ms behind/ ? 1 : 0)
+             + ($log =~ /MEMSESS0160: the clock of instance clock3 is \d+ms ahead of/ ? 1 : 0),
+             2, "clock1 logs MEMSESS0160 (WARN) for both, behind and ahead");
+    my ($auto) = $web[0]->get('/memsess-status?auto')->decoded_content;
+    ok t_cmp(($auto =~ /^MemsessPeers: 2$/m && $auto =~ /^MemsessPeer\[\d\]ClockSkewMs: -\d+$/m) ? 1 : 0, 1,
+             '?auto: MemsessPeers 2, with their ClockSkewMs');
+}
+
+my $base = run_for(1.5);
+ok t_cmp("$base->{lost} $base->{stale} $base->{failed}", '0 0 0',
+         'clocks apart, all up: no session lost or stale (' . show($base) . ')');
+
+# --- the one behind cut off from CK2: the others follow it ---------------------------
+
+my ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web2', port($C[1]));
+ok t_cmp($rc, 0, "iptables: memsess-web2 (3 s behind) cannot reach CK2 ($out)");
+my $t_cut = time;
+my $followed = wait_for(5, sub { all_say($C[1], 'down') });
+ok t_cmp(defined $followed ? 1 : 0, 1,
+         sprintf("clock1 and clock3 follow clock2's verdict on CK2 (%s s after the cut)",
+                 defined $followed ? sprintf('%.2f', $followed) : 'never'));
+my $cut = run_for(3);
+ok t_cmp("$cut->{lost} $cut->{stale}", '0 0', 'cut off: no session lost or stale (' . show($cut) . ')');
+
+# --- healed: one sync, one flip ----------------------------------------------------------
+
+my @marks = map { $_->log_mark } @web;
+($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web2', port($C[1]));
+# the moment each publishes CK2 again, by this test's clock
+my @up_at;
+my $users = bg_run(sub { my $c = run_for(6); return $c });
+wait_for(15, sub {
+    for my $i (0 .. 2) {
+        $up_at[$i] //= time if state_on($web[$i], $C[1]) eq 'up';
+    }
+    return !grep { !defined } @up_at[0 .. 2];
+}, 0.005);
+my $heal = bg_join($users, 30);
+my ($syncs, $takeovers) = (0, 0);
+for my $i (0 .. 2) {
+    my $since = $web[$i]->log_since($marks[$i]);
+    $syncs += () = $since =~ /MEMSESS0031: memcached server \Q${\ addr($C[1])}\E synced/g;
+    $takeovers += () = $since =~ /MEMSESS0040: /g;
+}
+ok t_cmp("$syncs $takeovers", '1 0',
+         'healed: CK2 synced once for the group, no job taken over (MEMSESS0031, MEMSESS0040)');
+{
+    my @t = grep { defined } @up_at;
+    my $spread = @t == 3 ? (sort { $b <=> $a } @t)[0] - (sort { $a <=> $b } @t)[0] : undef;
+    ok t_cmp(defined $spread && $spread <= 0.3 ? 1 : 0, 1,
+             sprintf('the three publish CK2 within 300 ms of each other (%s ms apart)',
+                     defined $spread ? int($spread * 1000) : 'never all'));
+}
+ok t_cmp(join(' ', map { $heal->{$_} // 'none' } qw(lost stale)), '0 0',
+         'through the heal: no session lost or stale ('
+         . join(', ', map { ($heal->{$_} // 0) . " $_" } qw(ok lost stale failed)) . ')');
+
+$_->stop for @web;
+memc_stop(@C);

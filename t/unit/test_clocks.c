@@ -1,0 +1,109 @@
+/* Unit tests of memsess_clocks.c: other instances' lines lapse by our own
+ * monotonic clock, whatever theirs says; their skew is bounded by the reads
+ * between which their member line changed. */
+#include "apr_general.h"
+#include "apr_time.h"
+
+#include "mod_memsess.h"
+#include "tap.h"
+
+#define SEC(s) apr_time_from_sec(s)
+#define MS(m)  apr_time_from_msec(m)
+
+int main(void)
+{
+    memsess_lapse_t l = { 0, 0 };
+    memsess_skew_t k;
+    memsess_skew_seen_t s1, s2;
+    apr_time_t mono = SEC(1000);
+    apr_int64_t r, t;
+    int i, live;
+
+    apr_initialize();
+
+    /* lapse: a writer 3 s behind us (its line "expired" by our clock at
+     * once) stays live while it refreshes */
+    live = 1;
+    for (i = 0, r = 500; i < 50; i++, mono += MS(200)) {
+        if (i % 5 == 0) {
+            r++;   /* its seconds grow once a second */
+        }
+        live &= memsess_lapse_note(&l, r, 2, mono);
+    }
+    ok(live, "a line refreshed every round stays live (10 s, ttl 2 s)");
+    mono = l.grew;   /* when it last grew */
+    ok(memsess_lapse_note(&l, r, 2, mono + SEC(3)),
+       "unchanged for ttl + 1 s: still live");
+    ok(!memsess_lapse_note(&l, r, 2, mono + SEC(3) + MS(100)),
+       "unchanged for longer: lapsed, by our clock alone");
+    ok(memsess_lapse_note(&l, r + 1, 2, mono + SEC(4)),
+       "grown again (its writer came back): live");
+    ok(memsess_lapse_note(&l, r - 1, 2, mono + SEC(5)),
+       "an older copy (a server its writer no longer reaches) does not "
+       "make it lapse while the newest grew within its time");
+    ok(!memsess_lapse_note(&l, r - 1, 2, mono + SEC(8)),
+       "... nor keeps it live");
+    ok(memsess_lapse_note(&l, r - 100, 2, mono + SEC(9)),
+       "far behind the newest: its clock stepped back, seen afresh");
+    {
+        memsess_lapse_t n = { 0, 0 };
+
+        ok(memsess_lapse_note(&n, 42, 0, MS(1)) && n.reported == 42,
+           "first seen: live (a ttl below 1 s counts as 1 s)");
+    }
+
+    /* skew: a writer 3,000 ms ahead, writing every 1 s at a phase of its
+     * own, read every 200 ms; reads at our t ms, writes at our w ms */
+    memset(&k, 0, sizeof(k));
+    memset(&s1, 0, sizeof(s1));
+    memset(&s2, 0, sizeof(s2));
+    ok(memsess_skew_error_ms(&k) == -1 && memsess_skew_ms(&k) == 0,
+       "nothing known at first");
+    for (t = 100000; t < 110000; t += 200) {
+        /* its write of second w landed at our w*1000 + 37 ms; what a read
+         * at t sees is the last write before it */
+        apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+        memsess_skew_note(&k, &s1, w + 3000, t);
+        memsess_skew_note(&k, &s2, w + 3000, t + 5);   /* another server */
+    }
+    ok(k.known && k.lo <= 3000 && k.hi >= 3000,
+       "its skew lies within what is known [%lld, %lld]", (long long)k.lo,
+       (long long)k.hi);
+    ok(memsess_skew_error_ms(&k) <= 100,
+       "known within a round's width (+-%lld ms)",
+       (long long)memsess_skew_error_ms(&k));
+    ok(memsess_skew_ms(&k) > 2850 && memsess_skew_ms(&k) < 3150,
+       "about 3000 ms ahead (%lld)", (long long)memsess_skew_ms(&k));
+    ok(k.steps == 0, "no step seen");
+
+    /* its clock steps back 5 s: the next change falls outside */
+    for (; t < 114000; t += 200) {
+        apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+        memsess_skew_note(&k, &s1, w - 2000, t);
+    }
+    ok(k.steps >= 1 && memsess_skew_ms(&k) < -1850
+       && memsess_skew_ms(&k) > -2150,
+       "a step is seen and followed: now %lld ms",
+       (long long)memsess_skew_ms(&k));
+
+    /* a line without a write time, or the same one again: nothing learnt */
+    {
+        memsess_skew_t z;
+        memsess_skew_seen_t zs;
+
+        memset(&z, 0, sizeof(z));
+        memset(&zs, 0, sizeof(zs));
+        memsess_skew_note(&z, &zs, 0, 1000);
+        memsess_skew_note(&z, &zs, 5000, 1200);
+        memsess_skew_note(&z, &zs, 5000, 1400);
+        ok(!z.known, "one value only: nothing known yet");
+        memsess_skew_note(&z, &zs, 6000, 1600);
+        ok(z.known && z.lo == 6000 - 1600 && z.hi == 6000 - 1400,
+           "one change: between the two reads");
+    }
+
+    apr_terminate();
+    return done_testing();
+}
