@@ -391,3 +391,13 @@ apr_size_t memsess_track_pending(const memsess_track_t *t)
 {
     return t->pending;
 }
+
+const char *memsess_persist_role_name(apr_uint32_t role)
+{
+    switch (role) {
+    case MEMSESS_PERSIST_ROLE_WRITER:  return "writer";
+    case MEMSESS_PERSIST_ROLE_STANDBY: return "standby";
+    case MEMSESS_PERSIST_ROLE_FAILING: return "failing";
+    default:                           return "off";
+    }
+}

@@ -409,7 +409,27 @@ typedef struct {
     char         rebalance_error[MEMSESS_ERROR_MAX];   /* why the last
                                                         * stopped */
     char         name[MEMSESS_VIEW_NAME_MAX];   /* its vhost's */
+    /* MemsessPersist (memsess_persist_db.c; the checker writes) */
+    apr_uint32_t persist_role;      /* MEMSESS_PERSIST_ROLE_* */
+    apr_int64_t  persist_interval_ms;   /* the window */
+    apr_int64_t  persist_last_write;    /* unix seconds of the last whole
+                                         * round written, 0 = never */
+    apr_uint64_t persist_stored;    /* sessions stored, as far as known */
+    apr_uint64_t persist_pending;   /* changed, left for the next round */
+    apr_uint64_t persist_written;   /* rows written, this generation */
+    apr_uint64_t persist_deleted;   /* rows deleted (logouts, expiries) */
+    apr_uint64_t persist_restores;  /* servers refilled from the database */
+    apr_uint64_t persist_restored;  /* sessions restored */
+    char         persist_error[MEMSESS_ERROR_MAX];   /* the last failure */
 } memsess_view_slot_t;
+
+#define MEMSESS_PERSIST_ROLE_OFF     (0)
+#define MEMSESS_PERSIST_ROLE_WRITER  (1)   /* this instance writes */
+#define MEMSESS_PERSIST_ROLE_STANDBY (2)   /* another instance of the group
+                                            * does */
+#define MEMSESS_PERSIST_ROLE_FAILING (3)   /* the database or the pool
+                                            * cannot be reached */
+const char *memsess_persist_role_name(apr_uint32_t role);
 
 typedef struct memsess_table memsess_table_t;
 
@@ -682,6 +702,12 @@ const char *memsess_state_parse(apr_pool_t *p, const char *text,
                                 apr_size_t len, apr_array_header_t *out,
                                 int *bad);
 
+/* MemsessPersist (memsess_persist.c, memsess_persist_db.c) */
+typedef enum {
+    MEMSESS_PERSIST_OFF = 0,
+    MEMSESS_PERSIST_DBD = 1    /* written behind through mod_dbd */
+} memsess_persist_e;
+
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
     MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
@@ -718,6 +744,14 @@ typedef struct memsess_view {
      * generation served, published until the rebalance has moved every
      * session where this one places them (NULL: none) */
     const struct memsess_view *before;
+    /* MemsessPersist, resolved: off, or written behind through mod_dbd of
+     * dbd_server (the server_rec of its first vhost: its DBDriver and
+     * DBDParams) every persist_interval, at most persist_rate sessions a
+     * second (0: unbounded) */
+    memsess_persist_e     persist;
+    apr_interval_time_t   persist_interval;
+    int                   persist_rate;
+    const void           *dbd_server;
 } memsess_view_t;
 
 /* The defaults that depend on others (SPEC.md): replicas on the pool's
@@ -1088,11 +1122,6 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
 /* ------------------------------------------------------------------ */
 /* Persistence (memsess_persist.c: pure; memsess_persist_db.c: mod_dbd) */
 
-typedef enum {
-    MEMSESS_PERSIST_OFF = 0,
-    MEMSESS_PERSIST_DBD = 1    /* written behind through mod_dbd */
-} memsess_persist_e;
-
 #define MEMSESS_PERSIST_INTERVAL_DEFAULT apr_time_from_sec(10)
 #define MEMSESS_PERSIST_RATE_DEFAULT     (5000)   /* sessions a second */
 #define MEMSESS_PERSIST_RATE_MAX         (1000000)
@@ -1227,6 +1256,11 @@ typedef struct {
      * (-1: no pool).  A vhost that uses none of our directives shares the
      * main server's struct, and so its view. */
     int                  view;
+    /* MemsessPersist (-1 unset, else memsess_persist_e),
+     * MemsessPersistInterval (-1 unset), MemsessPersistRate (-1 unset) */
+    int                  persist;
+    apr_interval_time_t  persist_interval;
+    int                  persist_rate;
 } memsess_srv_conf;
 
 /* A vhost with a pool, as the status page lists it. */
@@ -1555,6 +1589,31 @@ void memsess_rh_post_config(apr_pool_t *pconf, server_rec *s,
                             memsess_runtime_t *rt);
 void memsess_rh_ask(memsess_runtime_t *rt, int slot);
 void memsess_rh_round(memsess_runtime_t *rt, apr_time_t now);
+
+/* memsess_persist_db.c: MemsessPersist through mod_dbd.  available: the
+ * functions of mod_dbd are there.  start runs the write-behind on a
+ * thread of the checker (NULL when no view persists); mutex is the
+ * table writer's. */
+int memsess_persist_available(void);
+typedef struct memsess_persist memsess_persist_t;
+memsess_persist_t *memsess_persist_start(memsess_runtime_t *rt,
+                                         apr_pool_t *pool,
+                                         apr_thread_mutex_t *mutex);
+void memsess_persist_stop(memsess_persist_t *ps);
+/* The rejoin of server slot, which came back as a new process (its memory
+ * lost): before it is published, view v's stored sessions that path_next
+ * places on it and on no survivor (live servers that kept their memory,
+ * by slot) are added to it, with what is left of their lifetime (add:
+ * anything memcached has wins).  A database that cannot be read is a
+ * WARN, not a failure (the server is published without them): APR_SUCCESS
+ * but when the server itself fails.  The counts go to the view's slot
+ * (mutex held for that). */
+apr_status_t memsess_persist_restore(memsess_runtime_t *rt,
+                                     apr_thread_mutex_t *mutex, int v,
+                                     int slot, const char *path_next,
+                                     const unsigned char *survivor,
+                                     apr_pool_t *pool, char *err,
+                                     apr_size_t errlen);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);
