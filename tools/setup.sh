@@ -34,6 +34,9 @@ PACKAGES=(
     wrk nutcracker gnuplot-nox
     # a saturated machine (t/23_starved.t, bench/starved.sh)
     stress-ng
+    # MemsessPersist dbd: mod_dbd's drivers, SQLite's shell, and a
+    # PostgreSQL server that t/70_persist.t starts as the test user
+    libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql sqlite3 postgresql
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )
