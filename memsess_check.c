@@ -102,6 +102,7 @@ struct checker_t {
     apr_time_t          next_round;
     memsess_exchange_t *exchange;  /* shared verdicts; NULL: decides alone */
     memsess_watch_t    *watch;     /* dead servers, as they die */
+    memsess_persist_t  *persist;   /* write-behind; NULL: none persists */
 };
 
 static checker_t *checker;
@@ -842,6 +843,7 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     }
     checker = c;
     c->watch = memsess_watch_start(pool, rt, suspect, c);
+    c->persist = memsess_persist_start(rt, pool, c->mutex);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0013: checker "
                  "started in process %" APR_PID_T_FMT ": %d servers every %"
                  APR_TIME_T_FMT "ms, timeout %" APR_TIME_T_FMT "ms",
@@ -865,6 +867,7 @@ static void checker_stop(void)
 
     if (c) {
         checker = NULL;
+        memsess_persist_stop(c->persist);
         memsess_exchange_stop(c->exchange);
         memsess_watch_stop(c->watch);
         /* waits for the probes still out: each ends by its timeout */

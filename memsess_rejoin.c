@@ -67,6 +67,9 @@ struct memsess_rejoin {
     apr_time_t         *last_live; /* the last round it was published */
     int                *unfinished;   /* a sync of it started, not
                                        * published */
+    /* [nslots], under mutex: when a rejoin found it a new memcached
+     * process (its memory lost; 0: never), for MemsessPersist's restore */
+    apr_time_t         *renewed;
     /* [nslots], under mutex: SYNCING, its sync not started yet (another
      * server of one of its pools is before its flip); see
      * memsess_rejoin_start */
@@ -90,6 +93,7 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->flipped = apr_pcalloc(p, (rt->confs->nelts + 1) * sizeof(int));
     c->last_live = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unfinished = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
+    c->renewed = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     return c;
 }
 
@@ -122,6 +126,12 @@ typedef struct sync_job_t {
     apr_time_t              started;
     apr_time_t              down_since;  /* this outage's, by our probes */
     int                    *gated;       /* [nviews]: its views */
+    /* MemsessPersist: it came back as a new process (renewed), the list
+     * each persisted view of it publishes next ([nviews], NULL: none), and
+     * which servers kept their memory through its outage ([nslots]) */
+    int                     renewed;
+    const char            **persist_next;
+    unsigned char          *survivor;
 } sync_job_t;
 
 void memsess_rejoin_share(memsess_rejoin_t *c, memsess_exchange_t *x)
@@ -550,6 +560,26 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                         sizeof(err));
         }
     }
+    if (rv == APR_SUCCESS && claim == MEMSESS_CLAIM_HOLD && job->renewed
+        && job->persist_next) {
+        /* it came back empty: what no survivor holds comes back from the
+         * database before it is published (after the sync's passes,
+         * which would take a restored session for a logout) */
+        int v;
+
+        for (v = 0; v < rt->confs->nelts && rv == APR_SUCCESS; v++) {
+            if (job->persist_next[v] && !job->stop) {
+                rv = memsess_persist_restore(rt, job->c->mutex, v, job->slot,
+                                             job->persist_next[v],
+                                             job->survivor, job->pool, err,
+                                             sizeof(err));
+            }
+        }
+        if (job->stop && rv == APR_SUCCESS) {
+            rv = APR_EINTR;
+            apr_cpystrn(err, "stopped", sizeof(err));
+        }
+    }
     if (sync && rv == APR_SUCCESS && claim != MEMSESS_CLAIM_FOLLOW) {
         /* the active sessions' locks under the new list, nobody's yet:
          * taken before the flip time is written, so that no instance of
@@ -668,6 +698,59 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     return why;
 }
 
+/* MemsessPersist: whether slot i comes back as a new memcached process
+ * (its memory lost: it is restored from the database before it is
+ * published), the lists its persisted views publish next, and which live
+ * servers kept their memory through its outage (not found renewed since
+ * it began, less a margin).  The caller holds the mutex. */
+static void persist_facts(memsess_rejoin_t *c, int i, sync_job_t *job)
+{
+    memsess_runtime_t *rt = c->rt;
+    const memsess_slot_t *slot = memsess_table_slot(rt->table, i);
+    apr_time_t now = apr_time_now();
+    apr_time_t began = slot->down_since - rt->g.interval - rt->g.timeout
+                       - apr_time_from_sec(3);
+    int v, k, any = 0;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        any |= rt->views[v].persist == MEMSESS_PERSIST_DBD;
+    }
+    if (!any) {
+        return;
+    }
+    job->renewed = !slot->down_pid || !slot->proc_pid
+                   || slot->down_pid != slot->proc_pid
+                   || slot->down_started != slot->proc_started;
+    if (job->renewed) {
+        c->renewed[i] = now;
+    }
+    job->persist_next = apr_pcalloc(job->pool,
+                                    rt->confs->nelts * sizeof(char *));
+    job->survivor = apr_pcalloc(job->pool, rt->targets->nelts);
+    for (k = 0; k < rt->targets->nelts; k++) {
+        const memsess_slot_t *o = memsess_table_slot(rt->table, k);
+
+        job->survivor[k] = k != i && MEMSESS_SLOT_LIVE(o)
+                           && !(c->renewed[k] && c->renewed[k] >= began);
+    }
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
+        int holds = 0;
+
+        if (rt->views[v].persist != MEMSESS_PERSIST_DBD
+            || view->format != MEMSESS_FORMAT_MEMCACHED) {
+            continue;
+        }
+        for (k = 0; k < view->pool->servers->nelts; k++) {
+            holds |= APR_ARRAY_IDX(view->pool->servers, k,
+                                   memsess_server_t).slot == i;
+        }
+        if (holds) {
+            job->persist_next[v] = view_path(c, job->pool, v, i, 1, NULL);
+        }
+    }
+}
+
 /* Starts the sync of slot i, just marked SYNCING; the caller holds the
  * mutex.  One spec per distinct (list now, list next) among its views of
  * format memcached (pecl-memcache places keys its own way: its views keep
@@ -732,6 +815,7 @@ static void start_now(memsess_rejoin_t *c, int i)
             job->list_view[job->spec.nlists++] = v;
         }
     }
+    persist_facts(c, i, job);
     job->full_why = rejoin_facts(c, i, &job->spec);
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
     c->unfinished[i] = 1;

@@ -93,6 +93,23 @@ static const char *rebalance_state(const snapshot_t *snap,
     return memsess_rebalance_name(vs ? vs->rebalance : 0);
 }
 
+/* Persistence of pool i's view: NULL when it does not persist. */
+static const memsess_view_slot_t *persisted(const snapshot_t *snap,
+                                            const memsess_srv_conf *conf)
+{
+    const memsess_view_slot_t *vs = pool_change(snap, conf);
+
+    return vs && snap->rt->views[conf->view].persist == MEMSESS_PERSIST_DBD
+           ? vs : NULL;
+}
+
+/* Seconds since the last whole round was written (-1: never). */
+static apr_int64_t persist_lag(const memsess_view_slot_t *vs)
+{
+    return vs->persist_last_write
+           ? apr_time_sec(apr_time_now()) - vs->persist_last_write : -1;
+}
+
 /* The pools are listed by vhost: a vhost that shares the main server's
  * configuration is listed too, under its own name. */
 static int npools(const snapshot_t *snap)
@@ -296,6 +313,25 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                        vs->rebalance_copied, vs->rebalance_deleted,
                        json_str(r->pool, vs->rebalance_error));
         }
+        if (persisted(snap, conf)) {
+            const memsess_view_slot_t *vs = persisted(snap, conf);
+
+            ap_rprintf(r, ", \"persist\": {\"role\": \"%s\", \"window_ms\": %"
+                       APR_INT64_T_FMT ", \"stored\": %" APR_UINT64_T_FMT
+                       ", \"pending\": %" APR_UINT64_T_FMT ", \"last_write\": %"
+                       APR_INT64_T_FMT ", \"lag\": %" APR_INT64_T_FMT
+                       ", \"written\": %" APR_UINT64_T_FMT ", \"deleted\": %"
+                       APR_UINT64_T_FMT ", \"restores\": %" APR_UINT64_T_FMT
+                       ", \"restored\": %" APR_UINT64_T_FMT
+                       ", \"last_error\": %s}",
+                       memsess_persist_role_name(vs->persist_role),
+                       vs->persist_interval_ms, vs->persist_stored,
+                       vs->persist_pending, vs->persist_last_write,
+                       persist_lag(vs), vs->persist_written,
+                       vs->persist_deleted, vs->persist_restores,
+                       vs->persist_restored,
+                       json_str(r->pool, vs->persist_error));
+        }
         ap_rputs("}", r);
     }
     ap_rputs("]}\n", r);
@@ -391,6 +427,22 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                        "\n", i, rebalance_state(snap, conf), i,
                        vs->rebalance_examined, i, vs->rebalance_copied, i,
                        vs->rebalance_deleted);
+        }
+        if (persisted(snap, conf)) {
+            vs = persisted(snap, conf);
+            ap_rprintf(r, "MemsessPool[%d]Persist: %s\n"
+                       "MemsessPool[%d]PersistWindowMs: %" APR_INT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistStored: %" APR_UINT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistLastWrite: %" APR_INT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistLag: %" APR_INT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistRestores: %" APR_UINT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistRestored: %" APR_UINT64_T_FMT "\n"
+                       "MemsessPool[%d]PersistLastError: %s\n",
+                       i, memsess_persist_role_name(vs->persist_role),
+                       i, vs->persist_interval_ms, i, vs->persist_stored,
+                       i, vs->persist_last_write, i, persist_lag(vs),
+                       i, vs->persist_restores, i, vs->persist_restored,
+                       i, one_line(r->pool, vs->persist_error));
         }
     }
 }
@@ -512,6 +564,28 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                    APR_UINT64_T_FMT "\n",
                    prom_label(r->pool, pool_vhost(snap, i)->name),
                    vs ? vs->rebalance_copied : 0);
+    }
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_view_slot_t *vs = persisted(snap,
+                                                  pool_vhost(snap, i)->conf);
+        const char *l = prom_label(r->pool, pool_vhost(snap, i)->name);
+
+        if (!vs) {
+            continue;
+        }
+        ap_rprintf(r, "memsess_persist_sessions_stored{vhost=\"%s\"} %"
+                   APR_UINT64_T_FMT "\nmemsess_persist_lag_seconds{vhost="
+                   "\"%s\"} %" APR_INT64_T_FMT "\nmemsess_persist_window_"
+                   "seconds{vhost=\"%s\"} %.3f\nmemsess_persist_last_write_"
+                   "seconds{vhost=\"%s\"} %" APR_INT64_T_FMT "\nmemsess_"
+                   "persist_writer{vhost=\"%s\"} %d\nmemsess_persist_"
+                   "restores_total{vhost=\"%s\"} %" APR_UINT64_T_FMT
+                   "\nmemsess_persist_sessions_restored_total{vhost=\"%s\"} %"
+                   APR_UINT64_T_FMT "\n", l, vs->persist_stored, l,
+                   persist_lag(vs), l, vs->persist_interval_ms / 1000.0, l,
+                   vs->persist_last_write, l,
+                   vs->persist_role == MEMSESS_PERSIST_ROLE_WRITER, l,
+                   vs->persist_restores, l, vs->persist_restored);
     }
     ap_rprintf(r, "# HELP memsess_generation bumped on every state change\n"
                "# TYPE memsess_generation gauge\nmemsess_generation %"

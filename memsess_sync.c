@@ -987,16 +987,15 @@ typedef struct {
     int           skipping;   /* inside a line too long to be an item */
 } dump_t;
 
-static apr_status_t dump_open(memsess_sync_t *y, apr_pool_t *p, int i,
-                              dump_t *d, char *err, apr_size_t errlen)
+static apr_status_t dump_open(const server_t *sv, apr_interval_time_t t,
+                              apr_pool_t *p, dump_t *d, char *err,
+                              apr_size_t errlen)
 {
     static const char cmd[] = "lru_crawler metadump all\r\n";
-    server_t *sv = &y->servers[i];
     apr_sockaddr_t *sa;
     apr_size_t len = sizeof(cmd) - 1;
     apr_status_t rv;
     char reason[120];
-    apr_interval_time_t t = y->spec->timeout;
 
     memset(d, 0, sizeof(*d));
     d->buf = apr_palloc(p, DUMP_BUF);
@@ -1021,7 +1020,7 @@ static apr_status_t dump_open(memsess_sync_t *y, apr_pool_t *p, int i,
 
 /* The next line, without its end: 1, or 0 at the end of the stream, -1
  * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
-static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
+static int dump_line(const char *name, dump_t *d, char **line,
                      apr_size_t *len, char *err, apr_size_t errlen)
 {
     for (;;) {
@@ -1059,7 +1058,7 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
         d->end += got;
         if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
             apr_snprintf(err, errlen, "%s closed the listing before its "
-                         "end", y->servers[i].name);
+                         "end", name);
             return -1;
         }
         if (rv != APR_SUCCESS) {
@@ -1067,10 +1066,93 @@ static int dump_line(memsess_sync_t *y, int i, dump_t *d, char **line,
 
             apr_strerror(rv, reason, sizeof(reason));
             apr_snprintf(err, errlen, "listing the keys of %s: %s",
-                         y->servers[i].name, reason);
+                         name, reason);
             return -1;
         }
     }
+}
+
+/* A whole listing of one server for another owner of the lines (the
+ * persistence's write-behind, memsess_persist_db.c): every item to each,
+ * with the same parser, retries of a busy crawler and refusals as a
+ * sync's pass. */
+apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
+                               apr_port_t port, apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               int (*each)(void *baton,
+                                           const memsess_dump_item_t *it),
+                               void *baton, char *err, apr_size_t errlen)
+{
+    server_t sv;
+    apr_pool_t *sub;
+    dump_t d;
+    apr_status_t rv;
+    int tries = 0;
+
+    memset(&sv, 0, sizeof(sv));
+    sv.host = (char *)host;
+    sv.port = port;
+    sv.name = apr_psprintf(p, "%s:%d", host, (int)port);
+    apr_pool_create(&sub, p);
+    memset(&d, 0, sizeof(d));
+    for (;;) {
+        char *line;
+        apr_size_t len;
+
+        if ((rv = dump_open(&sv, timeout, sub, &d, err, errlen))
+            != APR_SUCCESS) {
+            break;
+        }
+        if (dump_line(sv.name, &d, &line, &len, err, errlen) < 0) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
+            apr_socket_close(d.sock);
+            d.sock = NULL;
+            apr_sleep(apr_time_from_msec(100));
+            continue;
+        }
+        rv = APR_SUCCESS;
+        for (;;) {
+            memsess_dump_item_t it;
+            int r;
+
+            if (stop && *stop) {
+                apr_cpystrn(err, "stopped", errlen);
+                rv = APR_EINTR;
+                break;
+            }
+            r = memsess_dump_parse(line, len, &it);
+            if (r == 0) {
+                break;   /* END */
+            }
+            if (r < 0 && len >= 5 && (!memcmp(line, "ERROR", 5)
+                                      || !memcmp(line, "BUSY ", 5)
+                                      || !memcmp(line, "CLIENT_", 7 <= len
+                                                 ? 7 : len))) {
+                apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
+                             sv.name, (int)(len > 80 ? 80 : len), line);
+                rv = memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
+                break;
+            }
+            if (r > 0 && !each(baton, &it)) {
+                apr_cpystrn(err, "stopped", errlen);
+                rv = APR_EINTR;
+                break;
+            }
+            if (dump_line(sv.name, &d, &line, &len, err, errlen) < 0) {
+                rv = APR_EGENERAL;
+                break;
+            }
+        }
+        break;
+    }
+    if (d.sock) {
+        apr_socket_close(d.sock);
+    }
+    apr_pool_destroy(sub);
+    return rv;
 }
 
 /* Notes an active session (key + target once).  When HOT_MAX are noted, a
@@ -1663,10 +1745,11 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
         apr_size_t len;
         int got;
 
-        if ((rv = dump_open(y, p, i, &d, err, errlen)) != APR_SUCCESS) {
+        if ((rv = dump_open(&y->servers[i], y->spec->timeout, p, &d, err,
+                            errlen)) != APR_SUCCESS) {
             break;
         }
-        got = dump_line(y, i, &d, &line, &len, err, errlen);
+        got = dump_line(y->servers[i].name, &d, &line, &len, err, errlen);
         if (got < 0) {
             rv = APR_EGENERAL;
             break;
@@ -1720,7 +1803,8 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
                 }
                 progress(y, 0);
             }
-            if (dump_line(y, i, &d, &line, &len, err, errlen) < 0) {
+            if (dump_line(y->servers[i].name, &d, &line, &len, err,
+                          errlen) < 0) {
                 rv = APR_EGENERAL;
                 break;
             }

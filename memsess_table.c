@@ -50,13 +50,14 @@
 #include "mod_memsess.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (11u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (12u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
                                       * 8: sync_mode; 9: a view's gate;
                                       * 10: served_ketama;
-                                      * 11: follow_gate, peers */
+                                      * 11: follow_gate, peers;
+                                      * 12: a view's persistence */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)

@@ -96,6 +96,9 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->adopt_ketama = -1;
     conf->adopt_replicas = -1;
     conf->view = -1;
+    conf->persist = -1;
+    conf->persist_interval = -1;
+    conf->persist_rate = -1;
     return conf;
 }
 
@@ -139,6 +142,9 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->group = base->group;
     conf->state_dir = base->state_dir;
     conf->view = -1;
+    conf->persist = MERGE(persist, -1);
+    conf->persist_interval = MERGE(persist_interval, -1);
+    conf->persist_rate = MERGE(persist_rate, -1);
     return conf;
 }
 
@@ -252,6 +258,52 @@ static const char *set_check_timeout(cmd_parms *cmd, void *dummy,
     }
     cmd_conf(cmd)->timeout = t;
     cmd_conf(cmd)->timeout_arg = arg;
+    return NULL;
+}
+
+static const char *set_persist(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    (void)dummy;
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->persist = MEMSESS_PERSIST_OFF;
+    }
+    else if (!strcasecmp(arg, "dbd")) {
+        cmd_conf(cmd)->persist = MEMSESS_PERSIST_DBD;
+    }
+    else {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "unknown mode \"%s\" "
+                                           "(off or dbd)", arg));
+    }
+    return NULL;
+}
+
+static const char *set_persist_interval(cmd_parms *cmd, void *dummy,
+                                        const char *arg)
+{
+    apr_interval_time_t t;
+    const char *err;
+
+    (void)dummy;
+    if ((err = parse_time(cmd, arg, apr_time_from_sec(1), "1s", &t))) {
+        return err;
+    }
+    cmd_conf(cmd)->persist_interval = t;
+    return NULL;
+}
+
+static const char *set_persist_rate(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    int n = parse_int(arg, 0, MEMSESS_PERSIST_RATE_MAX);
+
+    (void)dummy;
+    if (n < 0) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid rate \"%s\" "
+                                           "(sessions a second: 0, "
+                                           "unbounded, to %d)", arg,
+                                           MEMSESS_PERSIST_RATE_MAX));
+    }
+    cmd_conf(cmd)->persist_rate = n;
     return NULL;
 }
 
@@ -595,6 +647,16 @@ static const command_rec memsess_cmds[] = {
         "start): php (default: where PHP put them over the same servers, "
         "with php.ini's settings), none, or a session.save_path "
         "[consistent_hash=On|Off] [replicas=N]"),
+    AP_INIT_TAKE1("MemsessPersist", set_persist, NULL, RSRC_CONF,
+        "off (default) or dbd: write the pool's sessions behind to the "
+        "database of mod_dbd (DBDriver, DBDParams) and restore them when "
+        "every copy in memcached is gone"),
+    AP_INIT_TAKE1("MemsessPersistInterval", set_persist_interval, NULL,
+        RSRC_CONF, "how often changed sessions and logouts are written "
+        "behind (default 10s): the most a restore can be behind"),
+    AP_INIT_TAKE1("MemsessPersistRate", set_persist_rate, NULL, RSRC_CONF,
+        "the most sessions written behind a second (default 5000; 0: "
+        "unbounded)"),
     AP_INIT_FLAG("MemsessInject", set_inject, NULL, RSRC_CONF | ACCESS_CONF,
         "On to inject the session settings below this path (default On)"),
     { NULL }
@@ -811,6 +873,14 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
     view->credentials = credentials_of(conf);
     view->ketama = memsess_view_ketama(view->replicas, view->failover);
     view->adopt = adopt_of(p, view, conf);
+    view->persist = conf->persist > 0 ? MEMSESS_PERSIST_DBD
+                                      : MEMSESS_PERSIST_OFF;
+    view->persist_interval = conf->persist_interval > 0
+                             ? conf->persist_interval
+                             : MEMSESS_PERSIST_INTERVAL_DEFAULT;
+    view->persist_rate = conf->persist_rate >= 0
+                         ? conf->persist_rate : MEMSESS_PERSIST_RATE_DEFAULT;
+    view->dbd_server = conf->s;
 
     len = memsess_path_build(NULL, 0, conf->pool, NULL, view->format,
                              MEMSESS_FAILOVER_DROP);
@@ -994,6 +1064,22 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0071: "
                          "MemsessCredentials in %s needs MemsessFormat "
                          "memcached: pecl-memcache has no SASL", view->name);
+            return !OK;
+        }
+        if (view->persist == MEMSESS_PERSIST_DBD
+            && view->format != MEMSESS_FORMAT_MEMCACHED) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0170: "
+                         "MemsessPersist: \"dbd\" in %s needs MemsessFormat "
+                         "memcached (pecl-memcache places keys its own way)",
+                         view->name);
+            return !OK;
+        }
+        if (view->persist == MEMSESS_PERSIST_DBD
+            && !memsess_persist_available()) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, conf->s, "MEMSESS0171: "
+                         "MemsessPersist: \"dbd\" in %s needs mod_dbd "
+                         "(LoadModule dbd_module, DBDriver, DBDParams)",
+                         view->name);
             return !OK;
         }
         if (view->alldown == MEMSESS_ALLDOWN_FILES

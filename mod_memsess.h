@@ -60,6 +60,8 @@
  *
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0027.  Ranges reserved by capability:
+ * MEMSESS0170-0189 persistence (memsess_persist_db.c, mod_memsess.c:
+ * 0170-0178 used),
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard, 0045-0046 no session
  * found among many keys), 0050-0069 the failure
@@ -68,7 +70,8 @@
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group
  * does once (0150-0159 used: 0158, 0159 an instance that takes a pool over
  * in a group), 0130-0149 pool changes (the rebalance,
- * 0130-0142; taking a pool over and the state file, 0143-0149: all used).
+ * 0130-0142; taking a pool over and the state file, 0143-0149: all used),
+ * 0160-0169 the group's clocks (memsess_exchange.c: 0160 used).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -409,7 +412,27 @@ typedef struct {
     char         rebalance_error[MEMSESS_ERROR_MAX];   /* why the last
                                                         * stopped */
     char         name[MEMSESS_VIEW_NAME_MAX];   /* its vhost's */
+    /* MemsessPersist (memsess_persist_db.c; the checker writes) */
+    apr_uint32_t persist_role;      /* MEMSESS_PERSIST_ROLE_* */
+    apr_int64_t  persist_interval_ms;   /* the window */
+    apr_int64_t  persist_last_write;    /* unix seconds of the last whole
+                                         * round written, 0 = never */
+    apr_uint64_t persist_stored;    /* sessions stored, as far as known */
+    apr_uint64_t persist_pending;   /* changed, left for the next round */
+    apr_uint64_t persist_written;   /* rows written, this generation */
+    apr_uint64_t persist_deleted;   /* rows deleted (logouts, expiries) */
+    apr_uint64_t persist_restores;  /* servers refilled from the database */
+    apr_uint64_t persist_restored;  /* sessions restored */
+    char         persist_error[MEMSESS_ERROR_MAX];   /* the last failure */
 } memsess_view_slot_t;
+
+#define MEMSESS_PERSIST_ROLE_OFF     (0)
+#define MEMSESS_PERSIST_ROLE_WRITER  (1)   /* this instance writes */
+#define MEMSESS_PERSIST_ROLE_STANDBY (2)   /* another instance of the group
+                                            * does */
+#define MEMSESS_PERSIST_ROLE_FAILING (3)   /* the database or the pool
+                                            * cannot be reached */
+const char *memsess_persist_role_name(apr_uint32_t role);
 
 typedef struct memsess_table memsess_table_t;
 
@@ -745,6 +768,12 @@ const char *memsess_state_parse(apr_pool_t *p, const char *text,
                                 apr_size_t len, apr_array_header_t *out,
                                 int *bad);
 
+/* MemsessPersist (memsess_persist.c, memsess_persist_db.c) */
+typedef enum {
+    MEMSESS_PERSIST_OFF = 0,
+    MEMSESS_PERSIST_DBD = 1    /* written behind through mod_dbd */
+} memsess_persist_e;
+
 typedef enum {
     MEMSESS_ALLDOWN_OPEN  = 0,   /* inject the full configured list */
     MEMSESS_ALLDOWN_503   = 1,   /* answer 503 with Retry-After */
@@ -781,6 +810,14 @@ typedef struct memsess_view {
      * generation served, published until the rebalance has moved every
      * session where this one places them (NULL: none) */
     const struct memsess_view *before;
+    /* MemsessPersist, resolved: off, or written behind through mod_dbd of
+     * dbd_server (the server_rec of its first vhost: its DBDriver and
+     * DBDParams) every persist_interval, at most persist_rate sessions a
+     * second (0: unbounded) */
+    memsess_persist_e     persist;
+    apr_interval_time_t   persist_interval;
+    int                   persist_rate;
+    const void           *dbd_server;
 } memsess_view_t;
 
 /* The defaults that depend on others (SPEC.md): replicas on the pool's
@@ -1137,6 +1174,108 @@ const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
 apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
                                     apr_int64_t their_now);
 
+/* A whole listing of one server ("lru_crawler metadump all"), a line at
+ * a time through memsess_dump_parse(): each item to each (which returns 0
+ * to stop).  APR_SUCCESS once the listing came to its end; APR_ENOTIMPL
+ * when the server refuses to list; else an error, in err. */
+apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
+                               apr_port_t port, apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               int (*each)(void *baton,
+                                           const memsess_dump_item_t *it),
+                               void *baton, char *err, apr_size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* Persistence (memsess_persist.c: pure; memsess_persist_db.c: mod_dbd) */
+
+#define MEMSESS_PERSIST_INTERVAL_DEFAULT apr_time_from_sec(10)
+#define MEMSESS_PERSIST_RATE_DEFAULT     (5000)   /* sessions a second */
+#define MEMSESS_PERSIST_RATE_MAX         (1000000)
+/* The longest value stored: memcached's default item size. */
+#define MEMSESS_PERSIST_VALUE_MAX        (1024 * 1024)
+
+/* A value as stored: base64 (RFC 4648, padded).  The text length for len
+ * bytes, without the NUL. */
+apr_size_t memsess_b64_len(apr_size_t len);
+/* Writes the text and its NUL into out (memsess_b64_len(len) + 1 bytes). */
+void memsess_b64_encode(char *out, const unsigned char *in, apr_size_t len);
+/* Decodes len characters of in into out (at most outsize bytes): 1 and
+ * *outlen, or 0 for anything that is not padded base64 of at most
+ * outsize bytes.  Never reads beyond len. */
+int memsess_b64_decode(const char *in, apr_size_t len, unsigned char *out,
+                       apr_size_t outsize, apr_size_t *outlen);
+
+/* One stored session, read back from the database (untrusted): its
+ * memcached key (a php-memcached session key: MEMSESS_SESS_PREFIX and an
+ * id), flags, expiry (unix seconds, 0 = never) and cas, each a column's
+ * text. */
+typedef struct {
+    const char   *key;
+    apr_size_t    keylen;
+    const char   *id;       /* in key, after the prefix */
+    apr_size_t    idlen;
+    apr_uint32_t  flags;
+    apr_int64_t   exp;
+    apr_uint64_t  cas;
+} memsess_row_t;
+
+/* NULL, or why the row is refused (no value of it in the text). */
+const char *memsess_row_parse(const char *key, const char *flags,
+                              const char *exp, const char *cas,
+                              memsess_row_t *row);
+
+/* The expiry to restore a row with: exp when some of it is left (more than
+ * a second), 0 when it never expires, -1 when it has expired. */
+apr_int64_t memsess_persist_restore_exp(apr_int64_t exp, apr_int64_t now);
+
+/* Whether a stored session is restored onto the returning server (pure):
+ * where[0..n) are the servers the list about to be published places it
+ * on (ids in any numbering), returning is that server's id and survivor
+ * (indexed by id) says which servers kept their memory through this
+ * outage and are live: a session one of them is placed on was not lost
+ * with the others (it is there, or it was logged out there).  1 when the
+ * returning server is one of its places and none of the others is a
+ * survivor. */
+int memsess_persist_restore_decide(const int *where, int n, int returning,
+                                   const unsigned char *survivor);
+
+/* Sessions written in one interval at rate a second (0: unbounded). */
+apr_int64_t memsess_persist_budget(int rate, apr_interval_time_t interval);
+
+/* What was written, by key: whether a session listed now must be written
+ * again (its cas or expiry changed since it was), and which stored ones
+ * were not listed in a round (logged out, expired).  Memory of its own
+ * (malloc), freed by destroy. */
+typedef struct memsess_track memsess_track_t;
+
+memsess_track_t *memsess_track_create(void);
+void memsess_track_destroy(memsess_track_t *t);
+/* A new round of listings begins. */
+void memsess_track_round(memsess_track_t *t);
+/* A session listed at its authority (process: a fingerprint of that
+ * memcached process): 1 when it must be written. */
+int memsess_track_seen(memsess_track_t *t, const char *key, apr_size_t len,
+                       apr_uint64_t cas, apr_int64_t exp,
+                       apr_uint64_t process);
+/* It is stored now with cas and exp (written, or read from the database
+ * at start: process 0, unknown). */
+void memsess_track_stored(memsess_track_t *t, const char *key,
+                          apr_size_t len, apr_uint64_t cas, apr_int64_t exp,
+                          apr_uint64_t process);
+/* Calls each for every stored session not listed this round, with the
+ * process it was listed on; each returns 1 to forget it. */
+void memsess_track_unseen(memsess_track_t *t,
+                          int (*each)(void *baton, const char *key,
+                                      apr_size_t len, apr_uint64_t process),
+                          void *baton);
+/* Forgets every session not stored (listed but left for the next round,
+ * or never written) that was not listed this round. */
+void memsess_track_prune(memsess_track_t *t);
+/* Stored sessions. */
+apr_size_t memsess_track_stored_count(const memsess_track_t *t);
+/* Listed this round and not yet stored as listed. */
+apr_size_t memsess_track_pending(const memsess_track_t *t);
+
 /* ------------------------------------------------------------------ */
 /* httpd glue: everything below needs httpd's headers.                */
 
@@ -1183,6 +1322,11 @@ typedef struct {
      * (-1: no pool).  A vhost that uses none of our directives shares the
      * main server's struct, and so its view. */
     int                  view;
+    /* MemsessPersist (-1 unset, else memsess_persist_e),
+     * MemsessPersistInterval (-1 unset), MemsessPersistRate (-1 unset) */
+    int                  persist;
+    apr_interval_time_t  persist_interval;
+    int                  persist_rate;
 } memsess_srv_conf;
 
 /* A vhost with a pool, as the status page lists it. */
@@ -1511,6 +1655,31 @@ void memsess_rh_post_config(apr_pool_t *pconf, server_rec *s,
                             memsess_runtime_t *rt);
 void memsess_rh_ask(memsess_runtime_t *rt, int slot);
 void memsess_rh_round(memsess_runtime_t *rt, apr_time_t now);
+
+/* memsess_persist_db.c: MemsessPersist through mod_dbd.  available: the
+ * functions of mod_dbd are there.  start runs the write-behind on a
+ * thread of the checker (NULL when no view persists); mutex is the
+ * table writer's. */
+int memsess_persist_available(void);
+typedef struct memsess_persist memsess_persist_t;
+memsess_persist_t *memsess_persist_start(memsess_runtime_t *rt,
+                                         apr_pool_t *pool,
+                                         apr_thread_mutex_t *mutex);
+void memsess_persist_stop(memsess_persist_t *ps);
+/* The rejoin of server slot, which came back as a new process (its memory
+ * lost): before it is published, view v's stored sessions that path_next
+ * places on it and on no survivor (live servers that kept their memory,
+ * by slot) are added to it, with what is left of their lifetime (add:
+ * anything memcached has wins).  A database that cannot be read is a
+ * WARN, not a failure (the server is published without them): APR_SUCCESS
+ * but when the server itself fails.  The counts go to the view's slot
+ * (mutex held for that). */
+apr_status_t memsess_persist_restore(memsess_runtime_t *rt,
+                                     apr_thread_mutex_t *mutex, int v,
+                                     int slot, const char *path_next,
+                                     const unsigned char *survivor,
+                                     apr_pool_t *pool, char *err,
+                                     apr_size_t errlen);
 
 /* memsess_status.c */
 int memsess_status_handler(request_rec *r);

@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TOTAL=${1:-30}
 CC=${CC:-clang}
-HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_job fuzz_sync fuzz_lateness fuzz_release_helper
+HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_job fuzz_sync fuzz_lateness fuzz_release_helper fuzz_persist
            fuzz_state)
 TEMP_WORK=0
 
@@ -81,7 +81,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # the pure logic every program links
 PURE_SRC=("$TOP/memsess_pool.c" "$TOP/memsess_table.c" "$TOP/memsess_verdicts.c"
           "$TOP/memsess_job.c" "$TOP/memsess_sync.c" "$TOP/memsess_lateness.c"
-          "$TOP/memsess_release_helper.c" "$TOP/memsess_state.c")
+          "$TOP/memsess_release_helper.c" "$TOP/memsess_state.c" "$TOP/memsess_persist.c")
 passed=0
 failed=0
 for src in "$TOP"/fuzz/crashes-fixed/*.c; do

@@ -36,6 +36,9 @@ PACKAGES=(
     stress-ng
     # one instance's clock set apart (t/53_clocks.t, the soak's clock step)
     faketime
+    # MemsessPersist dbd: mod_dbd's drivers, SQLite's shell, and a
+    # PostgreSQL server that t/70_persist.t starts as the test user
+    libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql sqlite3 postgresql
     # the demo: the load balancer, its simulated users, the printed examples
     nginx python3 curl
 )

@@ -66,6 +66,8 @@ our @NAMES = (
     qw(MEMC_AE1 MEMC_AE2 MEMC_AE3),          # 19_adopt: ... with consistent_hash Off
     qw(MEMC_AF1 MEMC_AF2 MEMC_AF3 MEMC_AF4), # 19_adopt: stop/start with AF4 added;
                                              # a renamed vhost
+    qw(MEMC_PS1 MEMC_PS2 MEMC_PS3),          # 70_persist: SQLite
+    qw(MEMC_PG1 MEMC_PG2 MEMC_PG3 PG_1),     # 70_persist: PostgreSQL (PG_1: its port)
 );
 
 our %IPV6 = (MEMC_V6 => 1);

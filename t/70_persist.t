@@ -1,0 +1,224 @@
+# Issue 23: persistence, as the article advises (MemsessPersist dbd).
+# Users with counters in their sessions; the sessions are written behind
+# to a database through mod_dbd; then every memcached is killed at once and
+# restarted empty:
+#   - no user whose session was written more than one interval before is
+#     logged out: their counters go on from where they were;
+#   - a logout older than one interval is not undone;
+#   - the SQLite file is 0600, and no session content is in the error log;
+#   - with PostgreSQL (a server this test starts as the test user, on a
+#     port of its own, stopped by its pid): the same; and with the
+#     database stopped, sessions are still served from memcached, the lag
+#     shows on the status page, a WARN is logged, no request is slowed.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Path qw(make_path remove_tree);
+use File::Spec::Functions qw(catfile);
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+use Memsess::Load;
+
+my $PGBIN = '/usr/lib/postgresql/15/bin';
+plan tests => 33, need {
+    'mod_dbd and its sqlite3 and pgsql drivers, PostgreSQL 15 (tools/setup.sh installs them)'
+        => -e Memsess::Instance::libexec() . '/mod_dbd.so' && -x "$PGBIN/initdb"
+           && scalar(grep { -e } glob '/usr/lib/*/apr-util-1/apr_dbd_sqlite3*.so')
+           && scalar(grep { -e } glob '/usr/lib/*/apr-util-1/apr_dbd_pgsql*.so'),
+};
+
+my $logs = Apache::Test::vars('t_logs');
+my $INTERVAL = 1;     # MemsessPersistInterval, seconds
+
+# count users, each with a session and `times` requests (counter n = times).
+sub users {
+    my ($in, $count, $times) = @_;
+    my @u;
+    for (1 .. $count) {
+        my $u = { ua => new_ua(timeout => 10) };
+        for (1 .. $times) {
+            my ($d) = session_req($in, $u->{ua}, 'session.php');
+            $u->{n} = $d->{n} if $d;
+        }
+        push @u, $u;
+    }
+    return @u;
+}
+
+# How many users' next request finds their counter where it was (n + 1).
+sub kept {
+    my ($in, @u) = @_;
+    my $k = 0;
+    for my $u (@u) {
+        my ($d) = session_req($in, $u->{ua}, 'session.php');
+        $k++ if $d && defined $u->{n} && $d->{n} == $u->{n} + 1;
+        $u->{n} = $d->{n} if $d;
+    }
+    return $k;
+}
+
+# How many logged-out users start a new session (n == 1).
+sub still_out {
+    my ($in, @u) = @_;
+    my $k = 0;
+    for my $u (@u) {
+        my ($d) = session_req($in, $u->{ua}, 'session.php');
+        $k++ if $d && $d->{n} == 1;
+    }
+    return $k;
+}
+
+sub persist_of {
+    my ($in) = @_;
+    my $st = $in->status || {};
+    return ($st->{pools} || [])->[0]{persist} || {};
+}
+
+# The drill: users, logouts, every memcached killed and restarted empty.
+sub drill {
+    my ($in, $what, @M) = @_;
+    ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @M })) ? 1 : 0, 1,
+             "$what: the three servers are up");
+    my @old = users($in, 20, 3);
+    my @out = users($in, 6, 2);
+    my $outs = 0;
+    for my $u (@out) {
+        my ($d) = session_req($in, $u->{ua}, 'logout.php');
+        $outs++ if $d && $d->{destroyed};
+    }
+    ok t_cmp($outs, 6, "$what: six users log out");
+    # more than one interval: every write and logout is behind
+    sleep 2 * $INTERVAL;
+    my $ok = wait_for(20, sub { my $p = persist_of($in);
+                                ($p->{stored} // 0) == 20 && ($p->{pending} // 1) == 0
+                                    && ($p->{lag} // 99) <= $INTERVAL + 1 });
+    my $p = persist_of($in);
+    diag("$what: before the drill: " . join ', ', map { "$_ " . ($p->{$_} // '') } sort keys %$p);
+    ok t_cmp(defined $ok ? 1 : 0, 1, "$what: the sessions are written behind, the logouts deleted (stored "
+             . ($p->{stored} // 'none') . ")");
+    ok t_cmp($p->{role} // '', 'writer', "$what: this instance is the writer");
+
+    my $mark = $in->log_mark;
+    memc_kill($_) for @M;
+    ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'down' } @M })) ? 1 : 0, 1,
+             "$what: every memcached killed: all down");
+    memc_start(@M);
+    my $t = wait_for(30, sub { 3 == grep { $in->server_state($_) eq 'up' } @M });
+    ok t_cmp(defined $t ? 1 : 0, 1, "$what: restarted empty, all up again");
+    my @restored = grep { /MEMSESS0178: / } split /\n/, $in->log_since($mark);
+    diag("$what: $_") for @restored;
+    ok t_cmp(scalar(@restored) >= 1 ? 1 : 0, 1, "$what: sessions restored before publishing (MEMSESS0178)");
+    ok t_cmp(kept($in, @old), 20, "$what: no user whose session is older than an interval is logged out");
+    ok t_cmp(still_out($in, @out), 6, "$what: no logout older than an interval is undone");
+    $p = persist_of($in);
+    ok t_cmp(($p->{restores} // 0) >= 1 && ($p->{restored} // 0) >= 20 ? 1 : 0, 1,
+             "$what: status shows the restores (" . ($p->{restores} // 0) . ", "
+             . ($p->{restored} // 0) . " sessions)");
+    return @old;
+}
+
+# --- SQLite ---------------------------------------------------------------------
+
+my @S = qw(MEMC_PS1 MEMC_PS2 MEMC_PS3);
+my $dbdir = catfile($logs, 'persist');
+my $db = catfile($dbdir, 'sessions.db');
+remove_tree($dbdir);
+make_path($dbdir);
+memc_start(@S);
+my $in = Memsess::Instance->new(name => 'persist_sqlite', php => 1, modules => ['dbd'], conf => <<EOF);
+DBDriver sqlite3
+DBDParams "$db"
+MemsessServers \${MEMC_PS1} \${MEMC_PS2} \${MEMC_PS3}
+MemsessPersist dbd
+MemsessPersistInterval ${INTERVAL}s
+EOF
+$in->start;
+my @old = drill($in, 'sqlite', @S);
+ok t_cmp(sprintf('%04o', (stat $db)[2] & 07777), '0600', 'sqlite: the database file is 0600');
+my $secret;
+{
+    open my $fh, '<', $in->error_log or die $!;
+    local $/;
+    my $log = <$fh>;
+    $secret = () = $log =~ /n\|i:\d/g;   # a PHP session's serialised text
+}
+ok t_cmp($secret, 0, 'sqlite: nothing of a session in the error log');
+my $auto = $in->get('/memsess-status?auto')->decoded_content;
+ok t_cmp($auto, qr/MemsessPool\[0\]PersistLag: \d+/, 'status ?auto: the lag');
+my $metrics = $in->get('/memsess-status?metrics')->decoded_content;
+ok t_cmp($metrics, qr/memsess_persist_window_seconds\{vhost="[^"]+"\} 1\.000/,
+         'status ?metrics: the window');
+$in->stop;
+memc_stop(@S);
+
+# --- PostgreSQL -----------------------------------------------------------------
+
+my $pgdir = catfile($logs, 'pg');
+my $pgsock = catfile($logs, 'pgsock');
+remove_tree($pgdir, $pgsock);
+make_path($pgsock);
+my $pgport = port('PG_1');
+my $init = `"$PGBIN/initdb" -D "$pgdir" -U memsess --auth=trust -E UTF8 2>&1`;
+ok t_cmp($?, 0, 'postgresql: a cluster of our own (initdb)') or diag($init);
+
+sub pg_start {
+    my $out = `"$PGBIN/pg_ctl" -D "$pgdir" -l "$pgdir.log" -w -o "-p $pgport -k $pgsock -c listen_addresses=''" start 2>&1`;
+    diag($out) if $?;
+    return $? == 0;
+}
+sub pg_stop {
+    open my $fh, '<', catfile($pgdir, 'postmaster.pid') or return;
+    my $pid = <$fh>;
+    chomp $pid;
+    return unless $pid =~ /^\d+$/;
+    kill 'INT', $pid;    # fast shutdown: mod_dbd's connections are cut
+    for (1 .. 100) { last unless kill 0, $pid; sleep 0.1 }
+}
+END { pg_stop() if $pgdir }
+ok t_cmp(pg_start() ? 1 : 0, 1, 'postgresql: started as the test user');
+
+my @P = qw(MEMC_PG1 MEMC_PG2 MEMC_PG3);
+memc_start(@P);
+$in = Memsess::Instance->new(name => 'persist_pg', php => 1, modules => ['dbd'], conf => <<EOF);
+DBDriver pgsql
+DBDParams "host=$pgsock port=$pgport user=memsess dbname=postgres"
+MemsessServers \${MEMC_PG1} \${MEMC_PG2} \${MEMC_PG3}
+MemsessPersist dbd
+MemsessPersistInterval ${INTERVAL}s
+EOF
+$in->start;
+@old = drill($in, 'postgresql', @P);
+
+# the database unreachable
+my $mark = $in->log_mark;
+pg_stop();
+my @took;
+my $t0 = time;
+my $served = 0;
+while (time - $t0 < 4 * $INTERVAL + 2) {
+    for my $u (@old[0 .. 4]) {
+        my ($d, $res, $a, $b) = session_req($in, $u->{ua}, 'session.php');
+        $served++ if $d && $d->{n} == $u->{n} + 1;
+        $u->{n} = $d->{n} if $d;
+        push @took, $b - $a;
+    }
+}
+my ($slowest) = sort { $b <=> $a } @took;
+ok t_cmp($served, scalar @took, 'database stopped: sessions still served from memcached');
+ok t_cmp($slowest < 0.5 ? 1 : 0, 1, sprintf('database stopped: no request slowed (slowest %.3f s of %d)',
+                                            $slowest, scalar @took));
+ok t_cmp(scalar(grep { /MEMSESS0173: / } split /\n/, $in->log_since($mark)) >= 1 ? 1 : 0, 1,
+         'database stopped: a WARN (MEMSESS0173)');
+my $p = persist_of($in);
+ok t_cmp(($p->{lag} // 0) >= 2 * $INTERVAL ? 1 : 0, 1, 'database stopped: the lag shows (' . ($p->{lag} // 'none') . ' s)');
+ok t_cmp($p->{role} // '', 'failing', 'database stopped: the status says so');
+ok t_cmp(pg_start() ? 1 : 0, 1, 'postgresql: started again');
+ok t_cmp(defined(wait_for(30, sub { my $q = persist_of($in);
+                                    ($q->{role} // '') eq 'writer' && ($q->{lag} // 99) <= $INTERVAL + 1 })) ? 1 : 0, 1,
+         'database back: written behind again, the lag back within the window');
+$in->stop;
+memc_stop(@P);
+pg_stop();
