@@ -133,6 +133,10 @@ struct memsess_exchange {
                                         * nothing shared any more */
     peer_t             *peers;         /* [PEERS_TRACKED], the exchange
                                         * thread's alone */
+    memcached_st      **conns;         /* [n] kept from round to round (no
+                                        * handshake, no TIME_WAIT each);
+                                        * the exchange thread's alone */
+    int                 conn_failed;   /* this round's server failed a write */
 };
 
 /* Our monotonic clock: the other instances' lines lapse by it, whatever
@@ -372,10 +376,12 @@ static void put_line(memsess_exchange_t *x, int xi, int y, memcached_st *mc,
         }
         if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED
             && rc != MEMCACHED_NOTFOUND) {
+            x->conn_failed = 1;
             break;   /* not a lost race: the server failed */
         }
         /* another instance wrote in between: merge into what it wrote */
         if (!reread(x, xi, y, mc, now, rec, &cas)) {
+            x->conn_failed = 1;
             break;
         }
     }
@@ -508,9 +514,11 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
         }
         if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED
             && rc != MEMCACHED_NOTFOUND) {
+            x->conn_failed = 1;
             break;
         }
         if (!reread(x, x->n, y, mc, now, rec, &cas)) {
+            x->conn_failed = 1;
             break;
         }
         note_members(x, rec);
@@ -546,13 +554,25 @@ static void read_job(memsess_exchange_t *x, int y, const char *value,
     }
 }
 
+/* Server y's kept connection closed (it failed, or y is down). */
+static void drop_conn(memsess_exchange_t *x, int y)
+{
+    if (x->conns[y]) {
+        memsess_disconnect(x->conns[y]);
+        x->conns[y] = NULL;
+    }
+}
+
 /* One server's part of a round: read every record it holds, note the
  * other instances' verdicts, put our lines in or out.  Returns whether it
  * answered. */
 static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
                          apr_int64_t now)
 {
-    memcached_st *mc = memsess_connect(x->rt, y, x->rt->g.timeout);
+    x->conn_failed = 0;
+    memcached_st *mc = x->conns[y] ? x->conns[y]
+                       : (x->conns[y] = memsess_connect(x->rt, y,
+                                                        x->rt->g.timeout));
     apr_array_header_t *found;
     memcached_result_st *res;
     memcached_return_t rc;
@@ -568,7 +588,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0096: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        memsess_disconnect(mc);
+        drop_conn(x, y);
         return 0;
     }
     found = apr_array_make(p, 4, sizeof(found_t));
@@ -593,7 +613,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, x->rt->main, "MEMSESS0097: "
                      "could not read the verdict records on %s: %s",
                      target(x, y)->addr, memcached_strerror(mc, rc));
-        memsess_disconnect(mc);
+        drop_conn(x, y);
         return 0;
     }
 
@@ -636,7 +656,9 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         rec->members = 1;
         put_member(x, y, mc, rec, 0, now);
     }
-    memsess_disconnect(mc);
+    if (x->conn_failed) {
+        drop_conn(x, y);   /* a fresh one next round */
+    }
     return 1;
 }
 
@@ -853,7 +875,10 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     }
     x->nmem = 0;
     for (i = 0; i < x->n; i++) {
-        if (!x->unreachable[i]) {
+        if (x->unreachable[i]) {
+            drop_conn(x, i);   /* down here: not read, not kept */
+        }
+        else {
             answered += exchange_with(x, i, p, now);
         }
     }
@@ -930,6 +955,7 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
 {
     memsess_exchange_t *x = data;
     apr_pool_t *p;
+    int i;
 
     apr_pool_create(&p, NULL);   /* this thread's own */
     apr_thread_mutex_lock(x->mutex);
@@ -950,6 +976,9 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
     }
     apr_thread_mutex_unlock(x->mutex);
     apr_pool_destroy(p);
+    for (i = 0; i < x->n; i++) {
+        drop_conn(x, i);
+    }
     /* a plain return, not apr_thread_exit(): pthread_exit's forced unwind
      * left ASan reporting a stack-buffer-underflow in a thread it no
      * longer knew (T-1) when the checker stopped */
@@ -986,6 +1015,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->mem = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->mem));
     x->snap = apr_palloc(pool, MEMSESS_VERDICTS_MAX * sizeof(*x->snap));
     x->peers = apr_pcalloc(pool, PEERS_TRACKED * sizeof(*x->peers));
+    x->conns = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*x->conns));
     for (i = 0; i < PEERS_TRACKED; i++) {
         x->peers[i].lapse = apr_pcalloc(pool, (apr_size_t)(n + 1)
                                               * sizeof(memsess_lapse_t));
