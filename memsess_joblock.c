@@ -283,18 +283,18 @@ static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
     }
 }
 
-/* Another instance's clock minus ours, in ms: 0 unless measured within
- * what a flip tolerates. */
-static apr_int64_t holder_skew(const memsess_joblock_t *j, const char *holder)
+/* Another instance's clock minus ours, in ms (and *error, +- that): 0
+ * unless measured within what a flip tolerates. */
+static apr_int64_t holder_skew(const memsess_joblock_t *j, const char *holder,
+                               apr_int64_t *error)
 {
-    int known;
-
+    *error = 0;
     if (!strcmp(holder, j->rt->g.instance)) {
         return 0;
     }
     return memsess_table_peer_skew(j->rt->table, holder,
                                    apr_time_as_msec(MEMSESS_FLIP_DELAY),
-                                   &known);
+                                   error);
 }
 
 memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
@@ -310,7 +310,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         memcached_return_t rc = MEMCACHED_SUCCESS;
         const char *why;
         uint64_t cas;
-        apr_int64_t skew;
+        apr_int64_t skew, error = 0;
         int exists;
 
         if (j->stop && *j->stop) {
@@ -332,11 +332,17 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         }
         j->since = apr_time_sec(apr_time_now());
         /* the record's times are its holder's clock's: ours, moved by
-         * its skew as measured (memsess_exchange.c), compare with them */
-        skew = exists && !why ? holder_skew(j, rec.holder) : 0;
+         * its skew as measured (memsess_exchange.c), compare with them;
+         * its clock at its earliest: a lease lapses, a job is earlier
+         * than this outage, no sooner than it surely does or is */
+        skew = exists && !why ? holder_skew(j, rec.holder, &error) : 0;
+        if (!exists || why) {
+            error = 0;
+        }
         step = memsess_job_next(why ? NULL : &rec, exists, self,
-                                j->fingerprint, j->since + skew / 1000,
-                                j->not_before + skew / 1000);
+                                j->fingerprint,
+                                j->since + (skew - error) / 1000,
+                                j->not_before + (skew - error) / 1000);
         switch (step) {
         case MEMSESS_JOB_TAKE:
             rc = job_write(j, j->mc, 0, JOB_ADD, 0);
@@ -366,7 +372,11 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             continue;
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
-            j->flip_ms = rec.flip_ms - skew;   /* in our clock */
+            /* in our clock, at the latest it can be: a follower that
+             * publishes late has its old-list writes brought over by the
+             * holder's after-flip passes; one early reads the server
+             * before the holder's guard stands */
+            j->flip_ms = rec.flip_ms - skew + error;
             if (rec.lists != j->fingerprint) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                              "MEMSESS0156: %s: %s by %s was of other lists "

@@ -673,16 +673,16 @@ int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
 
 apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
                                     const char *name, apr_int64_t error_max,
-                                    int *known)
+                                    apr_int64_t *error)
 {
     memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
     int i, n = memsess_table_peers(t, peers, MEMSESS_PEERS_SHOWN);
 
-    *known = 0;
+    *error = 0;
     for (i = 0; i < n; i++) {
         if (!strcmp(peers[i].name, name)) {
             if (peers[i].error_ms >= 0 && peers[i].error_ms <= error_max) {
-                *known = 1;
+                *error = peers[i].error_ms;
                 return peers[i].skew_ms;
             }
             break;

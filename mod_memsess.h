@@ -513,11 +513,11 @@ void memsess_table_set_peers(memsess_table_t *t,
  * cannot be had). */
 int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
                         int max);
-/* Its clock minus ours in ms, when measured to within error_max ms; else
- * 0 (and *known 0). */
+/* Its clock minus ours in ms (and *error, +- that), when measured to
+ * within error_max ms; else 0 (and *error 0). */
 apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
                                     const char *name, apr_int64_t error_max,
-                                    int *known);
+                                    apr_int64_t *error);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
 

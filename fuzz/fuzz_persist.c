@@ -19,7 +19,7 @@
  * newlines; each is copied into a malloc'd block of its exact size (and
  * its NUL) so ASan sees any byte read past it.
  *
- * What it checks (abort() on any difference):
+ * What it checks (fail() on any difference):
  *   - an accepted row has a PHP session key of at most 250 bytes, its id
  *     inside it, and its expiry not negative;
  *   - a value that decodes is at most the room given, and encoded again
@@ -65,19 +65,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (row.keylen > MEMSESS_KEY_MAX || row.keylen != strlen(col[0])
             || row.id < row.key || row.id + row.idlen > row.key + row.keylen
             || row.exp < 0) {
-            abort();
+            fail("an accepted row: key of %zu bytes, id outside it, or "
+                 "expiry %lld", (size_t)row.keylen, (long long)row.exp);
         }
     }
     if (col[4] && memsess_b64_decode(col[4], strlen(col[4]), out, ROOM,
                                      &olen)) {
         char *again = malloc(memsess_b64_len(olen) + 1);
 
-        if (olen > ROOM || !again) {
-            abort();
+        if (olen > ROOM) {
+            fail("decoded %zu bytes into a room of %d", (size_t)olen, ROOM);
+        }
+        if (!again) {
+            goto done;
         }
         memsess_b64_encode(again, out, olen);
         if (strcmp(again, col[4])) {
-            abort();
+            fail("a value read back is spelt another way when encoded again");
         }
         free(again);
     }
