@@ -36,7 +36,7 @@ use Memsess::Instance;
 use Memsess::Soak;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
-my $FIXED = 7022;    # every kind of fault in its first 30 s
+my $FIXED = 7022;    # eight kinds of fault in its first 30 s (a clock step among them)
 my $SECS = $ENV{MEMSESS_SOAK_SECONDS} // 30;
 my @seeds = defined $ENV{MEMSESS_SOAK_SEED} && $ENV{MEMSESS_SOAK_SEED} =~ /^(\d+)$/
     ? ($1) : ($FIXED, Memsess::Soak::random_seed());

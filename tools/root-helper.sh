@@ -9,7 +9,8 @@
 #
 #   root-helper.sh start USER DIR HTTPD   httpd -d DIR -f DIR/httpd.conf -k start
 #   root-helper.sh start-skewed USER DIR HTTPD OFFSET   the same, its wall clock
-#                                         OFFSET (+N or -N) seconds apart (libfaketime)
+#                                         OFFSET (+N or -N) seconds apart (libfaketime),
+#                                         or as a file in DIR says (@FILE, read every second)
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
 #   root-helper.sh graceful DIR HTTPD     httpd ... -k graceful
 #   root-helper.sh restart DIR HTTPD      httpd ... -k restart
@@ -116,12 +117,22 @@ case $cmd in
         check_user "$2"
         d=$(check_dir "$3")
         check_httpd "$4"
-        [[ $5 =~ ^[+-][0-9]{1,4}$ ]] || die "not an offset in seconds: $5"
         grep -qx "User $2" "$d/httpd.conf" || die "$d/httpd.conf has no 'User $2'"
         lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
         [ -f "$lib" ] || die "no $lib (package faketime)"
+        if [[ $5 =~ ^[+-][0-9]{1,4}$ ]]; then
+            export FAKETIME="$5"
+        elif [[ $5 == @* ]]; then
+            # @FILE: the offset read from FILE (in DIR) every second, so
+            # that the instance's clock can be stepped while it runs
+            f=$(realpath -e "${5#@}" 2>/dev/null) || die "no file ${5#@}"
+            [[ $f == "$d"/* && -f $f ]] || die "$f is not a file in $d"
+            export FAKETIME_TIMESTAMP_FILE="$f" FAKETIME_CACHE_DURATION=1
+        else
+            die "not an offset in seconds nor @FILE: $5"
+        fi
         # the ASan wrapper puts its runtime first, then MEMSESS_EXTRA_PRELOAD
-        export FAKETIME="$5" FAKETIME_DONT_FAKE_MONOTONIC=1 \
+        export FAKETIME_DONT_FAKE_MONOTONIC=1 \
                MEMSESS_EXTRA_PRELOAD="$lib" LD_PRELOAD="$lib"
         exec "$4" -d "$d" -f "$d/httpd.conf" -k start
         ;;

@@ -94,7 +94,8 @@ sub _pick {
 }
 
 our @MEMC_KINDS = ([kill => 3], [freeze => 3], [cut => 2], [cut_drop => 2], [pool => 1]);
-our @WEB_KINDS  = ([graceful => 3], [restart => 2], [checker_kill => 3], [cpu => 2]);
+our @WEB_KINDS  = ([graceful => 3], [restart => 2], [checker_kill => 3], [cpu => 2],
+                   [clock => 2]);
 
 # The faults of a run of $secs seconds: [{ id, kind, track, server (1-3),
 # web (1-3), at, dur }], in the order they start.  %o: kinds => [names]
@@ -120,8 +121,9 @@ sub schedule {
     $t = 1.5 + 3 * $r->();
     while (@wk && $t < $secs - 4) {
         my ($kind, $web) = (_pick($r, @wk), 1 + int(3 * $r->()));
-        my $dur = $kind eq 'cpu' ? 2 + 4 * $r->() : 0;
-        push @f, { kind => $kind, track => 'web', web => $web, at => $t, dur => $dur };
+        my $dur = $kind eq 'cpu' ? 2 + 4 * $r->() : $kind eq 'clock' ? 3 + 5 * $r->() : 0;
+        my %more = $kind eq 'clock' ? (step => ($r->() < 0.5 ? -1 : 1) * (2 + int(4 * $r->()))) : ();
+        push @f, { kind => $kind, track => 'web', web => $web, at => $t, dur => $dur, %more };
         $t += 2 + 6 * $r->();
     }
     @f = sort { $a->{at} <=> $b->{at} } @f;
@@ -140,6 +142,7 @@ sub describe {
     return sprintf('cut %s from %s (drop) for %.1f s', $w, $n, $f->{dur}) if $k eq 'cut_drop';
     return sprintf('pool: N4 added (gracefuls), removed after %.1f s', $f->{dur}) if $k eq 'pool';
     return sprintf('stress-ng on every core for %.1f s', $f->{dur}) if $k eq 'cpu';
+    return sprintf('clock of %s stepped %+d s for %.1f s', $w, $f->{step}, $f->{dur}) if $k eq 'clock';
     return "$k $w";
 }
 
@@ -162,6 +165,10 @@ sub pool_conf {
     return 'MemsessServers ' . join(' ', map { addr($_) } @names) . "\n";
 }
 
+# The file an instance's clock offset is read from (libfaketime).
+our $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
+sub clock_file { catfile($_[0]->dir, 'faketime.rc') }
+
 sub farm_start {
     my %o = @_;
     my $vars = Apache::Test::vars();
@@ -181,6 +188,14 @@ sub farm_start {
         # default.
         $web[-1]{conf} .= "MemsessGroup memsess-soak\n" unless $ENV{MEMSESS_SOAK_DERIVED_GROUP};
         $web[-1]->write_conf;
+        # its wall clock as the file says (libfaketime, read every second;
+        # its monotonic clock left alone): the clock fault steps it
+        if (-f $FAKETIME) {
+            open my $fh, '>', clock_file($web[-1]) or die clock_file($web[-1]) . ": $!";
+            print $fh "+0\n";
+            close $fh;
+            $web[-1]{skew} = '@' . clock_file($web[-1]);
+        }
     }
     chmod 0755, $_->dir for @web;
     $_->start for @web;
@@ -462,6 +477,13 @@ sub act {
         my $pid = checker_pid($w) or return 'no checker found: skipped';
         my ($rc, $out) = Memsess::Instance::root_helper('killchild', $w->dir, $pid);
         return $rc ? "SIGKILL of $pid failed: $out" : "SIGKILL of checker child $pid";
+    }
+    if ($k eq 'clock') {
+        my $to = $op eq 'start' ? sprintf('%+d', $f->{step}) : '+0';
+        open my $fh, '>', clock_file($w) or return "cannot write " . clock_file($w) . ": $!";
+        print $fh "$to\n";
+        close $fh;
+        return "its clock set to $to s (libfaketime reads it within a second)";
     }
     if ($k eq 'cpu') {
         return 'stress-ng pid ' . _cpu_start($farm, $f->{dur}) if $op eq 'start';
