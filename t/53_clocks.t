@@ -32,10 +32,16 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
+# The plain pass only: an httpd with both the ASan runtime and libfaketime
+# preloaded hangs as it starts (seen here); the code that judges clocks
+# runs under ASan in every group scenario all the same (t/50_peers.t,
+# t/51_twins.t: lapses, skews near 0).
 plan tests => 12, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'libfaketime (package faketime)' => -f $FAKETIME,
+    'the plain pass (libfaketime and the ASan runtime hang an httpd together)'
+        => !$ENV{MEMSESS_TEST_SANITIZED},
 };
 
 my @C = qw(MEMC_CK1 MEMC_CK2 MEMC_CK3);

@@ -291,7 +291,7 @@ if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
     # apache2 is not built with it, our module is.
     cat > "$WORK/httpd-asan" <<EOF
 #!/bin/sh
-export LD_PRELOAD="$preload\${MEMSESS_EXTRA_PRELOAD:+:\$MEMSESS_EXTRA_PRELOAD}"
+export LD_PRELOAD="$preload"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:verify_asan_link_order=0:log_path=$ASAN/t/logs/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$ASAN/t/logs/ubsan"
 exec /usr/sbin/apache2 "\$@"

@@ -189,8 +189,9 @@ sub farm_start {
         $web[-1]{conf} .= "MemsessGroup memsess-soak\n" unless $ENV{MEMSESS_SOAK_DERIVED_GROUP};
         $web[-1]->write_conf;
         # its wall clock as the file says (libfaketime, read every second;
-        # its monotonic clock left alone): the clock fault steps it
-        if (-f $FAKETIME) {
+        # its monotonic clock left alone): the clock fault steps it (not
+        # under ASan: with both runtimes httpd hangs as it starts)
+        if (-f $FAKETIME && !$ENV{MEMSESS_TEST_SANITIZED}) {
             open my $fh, '>', clock_file($web[-1]) or die clock_file($web[-1]) . ": $!";
             print $fh "+0\n";
             close $fh;
@@ -479,6 +480,7 @@ sub act {
         return $rc ? "SIGKILL of $pid failed: $out" : "SIGKILL of checker child $pid";
     }
     if ($k eq 'clock') {
+        return 'no libfaketime under this httpd (the ASan pass): skipped' unless $w->{skew};
         my $to = $op eq 'start' ? sprintf('%+d', $f->{step}) : '+0';
         open my $fh, '>', clock_file($w) or return "cannot write " . clock_file($w) . ": $!";
         print $fh "$to\n";
