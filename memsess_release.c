@@ -237,6 +237,9 @@ int memsess_proc_tcp_line(const char *line, apr_size_t len,
 #include <stdlib.h>
 #include <unistd.h>
 #include <netinet/tcp.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 
 #include "apr_atomic.h"
 #include "apr_strings.h"
@@ -419,16 +422,85 @@ static int probe_socket(int fd)
            && v == MEMSESS_PROBE_KEEPIDLE;
 }
 
-/* The sockets of this process still connecting (SYN_SENT: a server that
- * drops packets never answers the handshake), read from /proc once per
- * release round: getpeername() has nothing for them. */
-#define CONNECTING_MAX (256)
+/* The sockets still connecting to a server being released (SYN_SENT: a
+ * server that drops packets never answers the handshake), looked up once
+ * per release round: getpeername() has nothing for them.  The kernel is
+ * asked through sock_diag for those in SYN_SENT whose destination is one
+ * of those servers (a filter it runs: a few lines, however many sockets
+ * the machine has in TIME_WAIT); where sock_diag cannot be had, the
+ * namespace's /proc/self/net/tcp{,6} is read instead, whole. */
+#define CONNECTING_MAX (4096)
 static struct {
     int            read;       /* this round */
     int            n;
     apr_uint64_t   inode[CONNECTING_MAX];
     memsess_peer_t peer[CONNECTING_MAX];
 } connecting;
+
+/* The sockets of one family in SYN_SENT to peer, into connecting;
+ * returns 0, or -1 when sock_diag cannot be asked. */
+static int ask_connecting(int nl, const memsess_peer_t *peer)
+{
+    struct {
+        struct nlmsghdr         nlh;
+        struct inet_diag_req_v2 req;
+        struct nlattr           attr;
+        char                    bc[64];
+    } msg;
+    struct sockaddr_nl nladdr = { AF_NETLINK, 0, 0, 0 };
+    apr_size_t bclen;
+    char buf[8192];
+    int done = 0;
+
+    memset(&msg, 0, sizeof(msg));
+    if (!(bclen = memsess_rh_filter(peer, msg.bc, sizeof(msg.bc)))) {
+        return 0;
+    }
+    msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(msg.req)) + NLA_HDRLEN
+                        + (unsigned)bclen;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.req.sdiag_family = (unsigned char)peer->family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = 1u << 2;   /* TCP_SYN_SENT */
+    msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
+    msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
+    if (sendto(nl, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&nladdr,
+               sizeof(nladdr)) < 0) {
+        return -1;
+    }
+    while (!done) {
+        ssize_t got = recv(nl, buf, sizeof(buf), 0);
+        struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        for (; NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
+            const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                const struct nlmsgerr *e = NLMSG_DATA(h);
+
+                if (e->error) {
+                    return -1;
+                }
+            }
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                done = 1;
+                break;
+            }
+            if (m->idiag_inode && connecting.n < CONNECTING_MAX) {
+                connecting.inode[connecting.n] = m->idiag_inode;
+                connecting.peer[connecting.n++] = *peer;
+            }
+        }
+    }
+    return 0;
+}
 
 static void read_connecting(const char *file)
 {
@@ -452,7 +524,33 @@ static void read_connecting(const char *file)
     fclose(f);
 }
 
-static int connecting_peer(int fd, memsess_peer_t *peer)
+/* The connecting sockets of this round, by sock_diag (else /proc). */
+static void read_all_connecting(const memsess_runtime_t *rt)
+{
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    int i, k, ok = nl >= 0;
+
+    connecting.read = 1;
+    connecting.n = 0;
+    for (i = 0; ok && i < rt->targets->nelts; i++) {
+        const seen_t *sn = &child.seen[i];
+
+        for (k = 0; ok && sn->releasing && k < sn->npeers; k++) {
+            ok = ask_connecting(nl, &sn->peers[k]) == 0;
+        }
+    }
+    if (nl >= 0) {
+        close(nl);
+    }
+    if (!ok) {
+        connecting.n = 0;
+        read_connecting("/proc/self/net/tcp");
+        read_connecting("/proc/self/net/tcp6");
+    }
+}
+
+static int connecting_peer(const memsess_runtime_t *rt, int fd,
+                           memsess_peer_t *peer)
 {
     struct stat st;
     int i, v = 0, domain = 0, type = 0;
@@ -469,10 +567,7 @@ static int connecting_peer(int fd, memsess_peer_t *peer)
         return 0;
     }
     if (!connecting.read) {
-        connecting.read = 1;
-        connecting.n = 0;
-        read_connecting("/proc/self/net/tcp");
-        read_connecting("/proc/self/net/tcp6");
+        read_all_connecting(rt);
     }
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
         return 0;
@@ -500,7 +595,7 @@ static int releasing_peer(const memsess_runtime_t *rt, int fd)
             return -1;
         }
     }
-    else if (errno != ENOTCONN || !connecting_peer(fd, &peer)) {
+    else if (errno != ENOTCONN || !connecting_peer(rt, fd, &peer)) {
         return -1;
     }
     for (i = 0; i < rt->targets->nelts; i++) {
