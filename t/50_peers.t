@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 55, need {
+plan tests => 57, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -360,6 +360,37 @@ my $healed = run_for(2, time);
 # them over before any instance published N2.
 ok t_cmp("$healed->{lost} $healed->{stale} $healed->{failed}", '0 0 0',
          'after the heal: no session lost or stale, no request failed (' . show($healed) . ')');
+
+# --- a path that drops packets: requests caught connecting are let go -------------
+# web3 cut from N3 with DROP: its new connections to N3 stay in SYN_SENT
+# (no peer address to match); the release asks the kernel for them
+# (sock_diag) and shuts them down, so no request waits out libmemcached's
+# 4 s connect timeout.
+{
+    my $mark3 = $web[2]->log_mark;
+    my @ua = map { LWP::UserAgent->new(timeout => 15, keep_alive => 0,
+                                       cookie_jar => HTTP::Cookies->new) } 1 .. 6;
+    $_->get('http://127.0.0.1:' . $web[2]->port . '/memsess/session.php') for @ua;
+    my ($rc3, $out3) = Memsess::Instance::root_helper('cut', 'memsess-web3', port($N[2]), 'drop');
+    my ($slowest, $n) = (0, 0);
+    my $end = time + 2.5;
+    while (time < $end) {
+        for my $u (@ua) {
+            my $t0 = time;
+            $u->get('http://127.0.0.1:' . $web[2]->port . '/memsess/session.php');
+            $slowest = time - $t0 if time - $t0 > $slowest;
+            $n++;
+        }
+    }
+    Memsess::Instance::root_helper('heal', 'memsess-web3', port($N[2]));
+    my $let_go = $web[2]->log_since($mark3) =~ /MEMSESS0050: .*\Q${\ addr($N[2])}\E/ ? 1 : 0;
+    ok t_cmp(($rc3 == 0 && $slowest < 2) ? 1 : 0, 1,
+             sprintf('web3 cut from N3 by DROP: the slowest of %d requests took %.2f s (< 2 s; '
+                     . 'the connect timeout is 4 s)%s', $n, $slowest,
+                     $let_go ? ', connections released (MEMSESS0050)' : ''));
+    ok t_cmp(defined(wait_for(15, sub { all_say($N[2], 'up') })) ? 1 : 0, 1,
+             'healed: all three take N3 back');
+}
 
 # --- bad records: ignored with a log line -----------------------------------------
 
