@@ -20,21 +20,19 @@ my @tw = qw(MEMC_TW1 MEMC_TW2);
 memc_start(@tw);
 my $pool = 'MemsessServers ' . join(' ', map { "\${$_}" } @tw) . "\nMemsessGroup twins\n";
 
-# one that restarts: never a twin of its former self
+# one that restarts: never a twin of its former self; meanwhile two named
+# by default (host name and port differ by port) beside it
 my $solo = Memsess::Instance->new(name => 'twin_solo', php => 1,
                                   conf => $pool . "MemsessInstance solo\n");
+my @dflt = map { Memsess::Instance->new(name => "twin_default$_", php => 1, conf => $pool) } 1, 2;
 $solo->start;
+$_->start for @dflt;
 sleep 3;
 $solo->stop;
 $solo->start;
 sleep 6;
 ok t_cmp($solo->log_since(0) =~ /MEMSESS0099: / ? 1 : 0, 0,
          'an instance stopped and started again is not its own twin');
-
-# two named by default: host name and port differ by port
-my @dflt = map { Memsess::Instance->new(name => "twin_default$_", php => 1, conf => $pool) } 1, 2;
-$_->start for @dflt;
-sleep 6;
 ok t_cmp(scalar(grep { $_->log_since(0) =~ /MEMSESS0099: / } @dflt, $solo), 0,
          'instances named by default (host name:port) are no twins');
 $_->stop for @dflt;
