@@ -625,6 +625,51 @@ static const char *esc(request_rec *r, const char *s)
     return ap_escape_html2(r->pool, s, 1);
 }
 
+/* One row per persisted pool (MemsessPersist dbd); no table when none
+ * persists.  The window is what a loss of every copy costs: a session
+ * that much older, a logout of that much time undone. */
+static void html_persist(request_rec *r, const snapshot_t *snap)
+{
+    int i, shown = 0;
+
+    for (i = 0; i < npools(snap); i++) {
+        const memsess_srv_conf *conf = pool_vhost(snap, i)->conf;
+        const memsess_view_slot_t *vs = persisted(snap, conf);
+        char when[APR_CTIME_LEN] = "never";
+
+        if (!vs) {
+            continue;
+        }
+        if (!shown++) {
+            ap_rputs("<table border=\"1\"><tr><th>Virtual host</th>"
+                     "<th>Persistence</th><th>Window</th><th>Stored</th>"
+                     "<th>Pending</th><th>Last write</th><th>Lag</th>"
+                     "<th>Written</th><th>Deleted</th><th>Restores</th>"
+                     "<th>Restored</th><th>Last error</th></tr>\n", r);
+        }
+        if (vs->persist_last_write) {
+            apr_ctime(when, apr_time_from_sec(vs->persist_last_write));
+        }
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%.3f s</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td>"
+                   "<td>%s</td><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%s</td></tr>\n",
+                   esc(r, pool_vhost(snap, i)->name),
+                   memsess_persist_role_name(vs->persist_role),
+                   vs->persist_interval_ms / 1000.0, vs->persist_stored,
+                   vs->persist_pending, when,
+                   persist_lag(vs) < 0 ? "-" : apr_psprintf(r->pool, "%"
+                       APR_INT64_T_FMT " s", persist_lag(vs)),
+                   vs->persist_written, vs->persist_deleted,
+                   vs->persist_restores, vs->persist_restored,
+                   esc(r, vs->persist_error));
+    }
+    if (shown) {
+        ap_rputs("</table>\n", r);
+    }
+}
+
 static void html_tables(request_rec *r, const snapshot_t *snap)
 {
     int i, j;
@@ -689,6 +734,7 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
         ap_rputs("</td><td>-</td></tr>\n", r);
     }
     ap_rputs("</table>\n", r);
+    html_persist(r, snap);
 }
 
 static void show_html(request_rec *r, const snapshot_t *snap)
