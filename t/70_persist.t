@@ -9,7 +9,13 @@
 #   - with PostgreSQL (a server this test starts as the test user, on a
 #     port of its own, stopped by its pid): the same; and with the
 #     database stopped, sessions are still served from memcached, the lag
-#     shows on the status page, a WARN is logged, no request is slowed.
+#     shows on the status page, a WARN is logged, no request is slowed;
+#   - the HTML status page shows each persisted pool's persistence (role,
+#     window, stored, last write, lag, restores; the last error escaped);
+#   - three instances of one site sharing that PostgreSQL: one writer, the
+#     others standby; every memcached killed and restarted empty, the same
+#     result; the writer stopped: another takes the lease (MEMSESS0174)
+#     and writes.
 use strict;
 use warnings FATAL => 'all';
 
@@ -23,7 +29,7 @@ use Memsess::Instance;
 use Memsess::Load;
 
 my $PGBIN = '/usr/lib/postgresql/15/bin';
-plan tests => 33, need {
+plan tests => 57, need {
     'mod_dbd and its sqlite3 and pgsql drivers, PostgreSQL 15 (tools/setup.sh installs them)'
         => -e Memsess::Instance::libexec() . '/mod_dbd.so' && -x "$PGBIN/initdb"
            && scalar(grep { -e } glob '/usr/lib/*/apr-util-1/apr_dbd_sqlite3*.so')
@@ -33,6 +39,15 @@ plan tests => 33, need {
 my $logs = Apache::Test::vars('t_logs');
 my $INTERVAL = 1;     # MemsessPersistInterval, seconds
 
+# One request of a user: $in is an instance, or a list of them taken in
+# turn (each user's requests go to every instance of a group).
+my $turn = 0;
+sub req {
+    my ($in, $ua, $page) = @_;
+    $in = $in->[ $turn++ % @$in ] if ref $in eq 'ARRAY';
+    return session_req($in, $ua, $page);
+}
+
 # count users, each with a session and `times` requests (counter n = times).
 sub users {
     my ($in, $count, $times) = @_;
@@ -40,7 +55,7 @@ sub users {
     for (1 .. $count) {
         my $u = { ua => new_ua(timeout => 10) };
         for (1 .. $times) {
-            my ($d) = session_req($in, $u->{ua}, 'session.php');
+            my ($d) = req($in, $u->{ua}, 'session.php');
             $u->{n} = $d->{n} if $d;
         }
         push @u, $u;
@@ -53,7 +68,7 @@ sub kept {
     my ($in, @u) = @_;
     my $k = 0;
     for my $u (@u) {
-        my ($d) = session_req($in, $u->{ua}, 'session.php');
+        my ($d) = req($in, $u->{ua}, 'session.php');
         $k++ if $d && defined $u->{n} && $d->{n} == $u->{n} + 1;
         $u->{n} = $d->{n} if $d;
     }
@@ -65,7 +80,7 @@ sub still_out {
     my ($in, @u) = @_;
     my $k = 0;
     for my $u (@u) {
-        my ($d) = session_req($in, $u->{ua}, 'session.php');
+        my ($d) = req($in, $u->{ua}, 'session.php');
         $k++ if $d && $d->{n} == 1;
     }
     return $k;
@@ -77,47 +92,97 @@ sub persist_of {
     return ($st->{pools} || [])->[0]{persist} || {};
 }
 
+# The instance of @$ins that writes (undef: none), and what they all say.
+sub writer { my ($ins) = @_; (grep { (persist_of($_)->{role} // '') eq 'writer' } @$ins)[0] }
+sub roles  { my ($ins) = @_; join ' ', sort map { persist_of($_)->{role} // 'none' } @$ins }
+sub one_writer { my ($ins) = @_; join ' ', sort 'writer', ('standby') x (@$ins - 1) }
+
+# Every instance of @$ins finds every server of @M $state.
+sub all_seen {
+    my ($ins, $state, @M) = @_;
+    return !grep { my $in = $_; grep { $in->server_state($_) ne $state } @M } @$ins;
+}
+
 # The drill: users, logouts, every memcached killed and restarted empty.
+# $ins: the instances (one, or a group sharing one database).
 sub drill {
-    my ($in, $what, @M) = @_;
-    ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @M })) ? 1 : 0, 1,
+    my ($ins, $what, @M) = @_;
+    ok t_cmp(defined(wait_for(10, sub { all_seen($ins, 'up', @M) })) ? 1 : 0, 1,
              "$what: the three servers are up");
-    my @old = users($in, 20, 3);
-    my @out = users($in, 6, 2);
+    my @old = users($ins, 20, 3);
+    my @out = users($ins, 6, 2);
     my $outs = 0;
     for my $u (@out) {
-        my ($d) = session_req($in, $u->{ua}, 'logout.php');
+        my ($d) = req($ins, $u->{ua}, 'logout.php');
         $outs++ if $d && $d->{destroyed};
     }
     ok t_cmp($outs, 6, "$what: six users log out");
     # more than one interval: every write and logout is behind
     sleep 2 * $INTERVAL;
-    my $ok = wait_for(20, sub { my $p = persist_of($in);
+    my $ok = wait_for(20, sub { my $w = writer($ins) or return;
+                                my $p = persist_of($w);
                                 ($p->{stored} // 0) == 20 && ($p->{pending} // 1) == 0
                                     && ($p->{lag} // 99) <= $INTERVAL + 1 });
-    my $p = persist_of($in);
+    my $w = writer($ins);
+    my $p = $w ? persist_of($w) : {};
     diag("$what: before the drill: " . join ', ', map { "$_ " . ($p->{$_} // '') } sort keys %$p);
     ok t_cmp(defined $ok ? 1 : 0, 1, "$what: the sessions are written behind, the logouts deleted (stored "
              . ($p->{stored} // 'none') . ")");
-    ok t_cmp($p->{role} // '', 'writer', "$what: this instance is the writer");
+    ok t_cmp(roles($ins), one_writer($ins), @$ins > 1 ? "$what: one writer, the others standby"
+                                                      : "$what: this instance is the writer");
 
-    my $mark = $in->log_mark;
+    my @mark = map { $_->log_mark } @$ins;
     memc_kill($_) for @M;
-    ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'down' } @M })) ? 1 : 0, 1,
+    ok t_cmp(defined(wait_for(10, sub { all_seen($ins, 'down', @M) })) ? 1 : 0, 1,
              "$what: every memcached killed: all down");
     memc_start(@M);
-    my $t = wait_for(30, sub { 3 == grep { $in->server_state($_) eq 'up' } @M });
+    my $t = wait_for(30, sub { all_seen($ins, 'up', @M) });
     ok t_cmp(defined $t ? 1 : 0, 1, "$what: restarted empty, all up again");
-    my @restored = grep { /MEMSESS0178: / } split /\n/, $in->log_since($mark);
+    my @restored = map { my $i = $_; grep { /MEMSESS0178: / } split /\n/, $ins->[$i]->log_since($mark[$i]) }
+                   0 .. $#$ins;
     diag("$what: $_") for @restored;
     ok t_cmp(scalar(@restored) >= 1 ? 1 : 0, 1, "$what: sessions restored before publishing (MEMSESS0178)");
-    ok t_cmp(kept($in, @old), 20, "$what: no user whose session is older than an interval is logged out");
-    ok t_cmp(still_out($in, @out), 6, "$what: no logout older than an interval is undone");
-    $p = persist_of($in);
-    ok t_cmp(($p->{restores} // 0) >= 1 && ($p->{restored} // 0) >= 20 ? 1 : 0, 1,
-             "$what: status shows the restores (" . ($p->{restores} // 0) . ", "
-             . ($p->{restored} // 0) . " sessions)");
+    ok t_cmp(kept($ins, @old), 20, "$what: no user whose session is older than an interval is logged out");
+    ok t_cmp(still_out($ins, @out), 6, "$what: no logout older than an interval is undone");
+    my ($restores, $restored) = (0, 0);
+    for (@$ins) {
+        $p = persist_of($_);
+        $restores += $p->{restores} // 0;
+        $restored += $p->{restored} // 0;
+    }
+    ok t_cmp($restores >= 1 && $restored >= 20 ? 1 : 0, 1,
+             "$what: status shows the restores ($restores, $restored sessions)");
+    # the writer may have changed: the lease lives in the pool, lost too
+    wait_for(10, sub { writer($ins) });
+    $w = writer($ins) // $ins->[0];
+    my $html = html_persist($w);
+    my ($stored) = $html =~ m{^<tr><td>[^<]+</td><td>writer</td><td>1\.000 s</td><td>(\d+)</td><td>\d+</td>(?!<td>never)<td>[^<]+</td><td>\d+ s</td>};
+    ok t_cmp(($stored // 0) >= 20 ? 1 : 0, 1, "$what: the HTML status page shows the role, window, stored ("
+             . ($stored // 'none') . "), last write and lag");
+    my ($hres, $hrestored) = (0, 0);
+    for (@$ins) {
+        my ($a, $b) = html_persist($_) =~ m{<td>(\d+)</td><td>(\d+)</td><td>[^<]*</td></tr>};
+        $hres += $a // 0;
+        $hrestored += $b // 0;
+    }
+    ok t_cmp("$hres $hrestored", "$restores $restored", "$what: the HTML status page shows the restores");
     return @old;
+}
+
+# The persistence row of the HTML status page (no query string).
+sub html_persist {
+    my ($in) = @_;
+    my $page = $in->get('/memsess-status')->decoded_content // '';
+    my ($row) = $page =~ m{<th>Persistence</th>.*?</tr>\n(<tr>.*?</tr>)}s;
+    return $row // '';
+}
+
+# As ap_escape_html2(s, 1) writes it.
+sub html_escaped {
+    my ($s) = @_;
+    $s =~ s/&/&amp;/g; $s =~ s/</&lt;/g; $s =~ s/>/&gt;/g; $s =~ s/"/&quot;/g;
+    $s =~ s/([^\x00-\x7f])/sprintf('&#%d;', ord $1)/ge;
+    return $s;
 }
 
 # --- SQLite ---------------------------------------------------------------------
@@ -136,7 +201,7 @@ MemsessPersist dbd
 MemsessPersistInterval ${INTERVAL}s
 EOF
 $in->start;
-my @old = drill($in, 'sqlite', @S);
+my @old = drill([$in], 'sqlite', @S);
 ok t_cmp(sprintf('%04o', (stat $db)[2] & 07777), '0600', 'sqlite: the database file is 0600');
 my $secret;
 {
@@ -190,7 +255,7 @@ MemsessPersist dbd
 MemsessPersistInterval ${INTERVAL}s
 EOF
 $in->start;
-@old = drill($in, 'postgresql', @P);
+@old = drill([$in], 'postgresql', @P);
 
 # the database unreachable
 my $mark = $in->log_mark;
@@ -200,7 +265,7 @@ my $t0 = time;
 my $served = 0;
 while (time - $t0 < 4 * $INTERVAL + 2) {
     for my $u (@old[0 .. 4]) {
-        my ($d, $res, $a, $b) = session_req($in, $u->{ua}, 'session.php');
+        my ($d, $res, $a, $b) = req($in, $u->{ua}, 'session.php');
         $served++ if $d && $d->{n} == $u->{n} + 1;
         $u->{n} = $d->{n} if $d;
         push @took, $b - $a;
@@ -215,10 +280,73 @@ ok t_cmp(scalar(grep { /MEMSESS0173: / } split /\n/, $in->log_since($mark)) >= 1
 my $p = persist_of($in);
 ok t_cmp(($p->{lag} // 0) >= 2 * $INTERVAL ? 1 : 0, 1, 'database stopped: the lag shows (' . ($p->{lag} // 'none') . ' s)');
 ok t_cmp($p->{role} // '', 'failing', 'database stopped: the status says so');
+my $row = html_persist($in);
+ok t_cmp($row, qr{<td>failing</td>}, 'database stopped: the HTML status page says so');
+# the same error in ?json and, escaped, in the HTML (a newer one may come
+# between the two requests: until they agree)
+my $err;
+ok t_cmp(defined(wait_for(5, sub { $row = html_persist($in); $err = persist_of($in)->{last_error} // '';
+                                   length $err && index($row, '<td>' . html_escaped($err) . '</td></tr>') >= 0 }))
+         ? 1 : 0, 1, "database stopped: the HTML status page shows the last error, escaped ($err)");
 ok t_cmp(pg_start() ? 1 : 0, 1, 'postgresql: started again');
 ok t_cmp(defined(wait_for(30, sub { my $q = persist_of($in);
                                     ($q->{role} // '') eq 'writer' && ($q->{lag} // 99) <= $INTERVAL + 1 })) ? 1 : 0, 1,
          'database back: written behind again, the lag back within the window');
 $in->stop;
+memc_stop(@P);
+
+# --- three instances sharing one PostgreSQL ---------------------------------------
+# Three web servers of one site (one ServerName, a MemsessInstance each,
+# one group: the pool's), every one with MemsessPersist dbd on the same
+# database: one writes at a time (the lease in the pool), the others stand
+# by.  Each user's requests go to the three in turn.
+
+my $GDB = 'memsess_group';
+sub psql {
+    my ($sql, $db) = @_;
+    my $out = `"$PGBIN/psql" -h "$pgsock" -p $pgport -U memsess -d $db -tAqc "$sql" 2>&1`;
+    diag($out) if $?;
+    chomp $out;
+    return $? ? undef : $out;
+}
+ok t_cmp(defined psql("CREATE DATABASE $GDB", 'postgres') ? 1 : 0, 1, 'group: a database of its own');
+memc_start(@P);
+my @web = map {
+    Memsess::Instance->new(name => "persist_web$_", php => 1, modules => ['dbd'],
+                           servername => 'persist-group.test:80',
+                           globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
+                                    . "MemsessInstance web$_\n", conf => <<EOF) } 1 .. 3;
+DBDriver pgsql
+DBDParams "host=$pgsock port=$pgport user=memsess dbname=$GDB"
+MemsessServers \${MEMC_PG1} \${MEMC_PG2} \${MEMC_PG3}
+MemsessPersist dbd
+MemsessPersistInterval ${INTERVAL}s
+EOF
+$_->start for @web;
+ok t_cmp(defined(wait_for(20, sub { roles(\@web) eq one_writer(\@web) })) ? 1 : 0, 1,
+         'group: one writer, two standby (' . roles(\@web) . ')');
+drill(\@web, 'group', @P);
+
+# the writer stopped: another takes the lease over (three intervals, at
+# least 30 s, without a renewal) and writes
+my $w = writer(\@web);
+my @rest = grep { $_ != $w } @web;
+my @mark = map { $_->log_mark } @rest;
+my $before = psql('SELECT count(*) FROM memsess_sessions', $GDB) // 0;
+$w->stop;
+my $took = wait_for(90, sub { writer(\@rest) }, 0.5);
+ok t_cmp(defined $took ? 1 : 0, 1, sprintf('group: the writer stopped, another takes the lease (in %.1f s)',
+                                           $took // -1));
+my $nw = writer(\@rest) // $rest[0];
+my ($i) = grep { $rest[$_] == $nw } 0 .. $#rest;
+ok t_cmp(scalar(grep { /MEMSESS0174: / } split /\n/, $nw->log_since($mark[$i // 0])), 1,
+         'group: it says so (MEMSESS0174)');
+ok t_cmp(roles(\@rest), one_writer(\@rest), 'group: still one writer (' . roles(\@rest) . ')');
+users(\@rest, 5, 2);
+my $after;
+ok t_cmp(defined(wait_for(20, sub { $after = psql('SELECT count(*) FROM memsess_sessions', $GDB) // 0;
+                                    $after == $before + 5 }, 0.5)) ? 1 : 0, 1,
+         "group: the new writer writes (rows $before, then $after with 5 new users)");
+$_->stop for @rest;
 memc_stop(@P);
 pg_stop();
