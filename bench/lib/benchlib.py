@@ -65,6 +65,48 @@ def fresh_memcached(memcs, victim=1):
         m.flush()
 
 
+FILL_PHP = r'''<?php
+[$prog, $servers, $count, $size] = $argv;
+$m = new Memcached();
+$m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
+$m->setOption(Memcached::OPT_NUMBER_OF_REPLICAS, 1);
+$m->setOption(Memcached::OPT_PREFIX_KEY, 'memc.sess.key.');
+$m->setOption(Memcached::OPT_SERIALIZER, Memcached::SERIALIZER_PHP);
+foreach (explode(',', $servers) as $s) {
+    [$h, $p] = explode(':', $s);
+    $m->addServer($h, (int)$p);
+}
+$pad = str_repeat('x', max(0, (int)$size - 40));
+$batch = [];
+for ($i = 0; $i < (int)$count; $i++) {
+    $batch[sprintf('bench%021d', $i)] = 'n|i:1;pad|s:' . strlen($pad) . ':"' . $pad . '";';
+    if (count($batch) == 500) {
+        $m->setMulti($batch, 3600);
+        $batch = [];
+    }
+}
+if ($batch) {
+    $m->setMulti($batch, 3600);
+}
+echo $m->getResultCode() == Memcached::RES_SUCCESS ? "ok\n" : $m->getResultMessage() . "\n";
+'''
+
+
+def fill_sessions(addrs, count, size):
+    """count sessions of size bytes written into the servers addrs the way
+    php-memcached's session handler writes them (a PHP CLI script, the
+    Memcached class set up like the handler: binary protocol, modulo
+    distribution, one replica, the memc.sess.key. prefix; an hour's
+    lifetime)."""
+    fill = os.path.join(WORK, 'fill-sessions.php')
+    with open(fill, 'w') as f:
+        f.write(FILL_PHP)
+    r = subprocess.run(['php', fill, ','.join(addrs), str(count), str(size)],
+                       capture_output=True, text=True)
+    if r.stdout.strip() != 'ok':
+        raise RuntimeError('fill: %s %s' % (r.stdout, r.stderr))
+
+
 def log(*args):
     print('[%s]' % time.strftime('%H:%M:%S'), *args, flush=True)
 

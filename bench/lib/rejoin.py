@@ -20,45 +20,16 @@ the other servers during the sync (they must keep the interval).
 import argparse
 import os
 import re
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RESULTS, WORK, Load, Runner, StatusWatch,
-                      error_log_lines, log,
+from benchlib import (RESULTS, Load, Runner, StatusWatch,
+                      error_log_lines, fill_sessions, log,
                       machine_line, now, summarize)
 
 MEMC_PORTS = (31041, 31042, 31043)
 APACHE_PORT = 31050
-
-FILL_PHP = r'''<?php
-[$prog, $servers, $count, $size] = $argv;
-$m = new Memcached();
-$m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
-$m->setOption(Memcached::OPT_NUMBER_OF_REPLICAS, 1);
-$m->setOption(Memcached::OPT_PREFIX_KEY, 'memc.sess.key.');
-$m->setOption(Memcached::OPT_SERIALIZER, Memcached::SERIALIZER_PHP);
-foreach (explode(',', $servers) as $s) {
-    [$h, $p] = explode(':', $s);
-    $m->addServer($h, (int)$p);
-}
-$pad = str_repeat('x', max(0, (int)$size - 40));
-$batch = [];
-for ($i = 0; $i < (int)$count; $i++) {
-    $batch[sprintf('bench%021d', $i)] = 'n|i:1;pad|s:' . strlen($pad) . ':"' . $pad . '";';
-    if (count($batch) == 500) {
-        $m->setMulti($batch, 3600);
-        $batch = [];
-    }
-}
-if ($batch) {
-    $m->setMulti($batch, 3600);
-}
-echo $m->getResultCode() == Memcached::RES_SUCCESS ? "ok\n" : $m->getResultMessage() . "\n";
-'''
-
-
 
 
 def main():
@@ -85,14 +56,8 @@ def main():
         if not watch.all_up(addrs, 15):
             raise RuntimeError('the servers did not come up')
 
-        fill = os.path.join(WORK, 'rejoin-fill.php')
-        with open(fill, 'w') as f:
-            f.write(FILL_PHP)
         tf = now()
-        r = subprocess.run(['php', fill, ','.join(addrs), str(args.sessions),
-                            str(args.size)], capture_output=True, text=True)
-        if r.stdout.strip() != 'ok':
-            raise RuntimeError('fill: %s %s' % (r.stdout, r.stderr))
+        fill_sessions(addrs, args.sessions, args.size)
         log('filled %d sessions of %d bytes in %.1f s; items per server: %s'
             % (args.sessions, args.size, now() - tf,
                ', '.join(str(m.items()) for m in memcs)))

@@ -1,0 +1,238 @@
+"""bench/persist.sh: the cost of MemsessPersist dbd (issue 23) with 100,000
+sessions stored, and the time to restore them.
+
+Two Apaches side by side in the same run, each with three memcached of its
+own holding the same number of sessions of 1 KB (written as php-memcached
+writes them): "off" without persistence, "dbd" with `MemsessPersist dbd` on
+SQLite (mod_dbd, `MemsessPersistInterval 2s`, `MemsessPersistRate 0`: the
+round's own cost, unbounded).  The check settings are the SPEC's.
+
+Figures:
+- the first write-behind of every session (nothing stored yet): its time
+  and the CPU of the whole Apache (parent, children, the checker's thread,
+  SQLite in-process) from the fill to `stored` = every session, per 1,000
+  sessions;
+- a round with nothing changed (the listing of 100,000 sessions and the
+  comparison): the CPU over 20 s, per round;
+- throughput, 30 users with a counter and no think time, the two Apaches in
+  turn (phases of 10 s, alternated 3 times), the ratio dbd / off;
+- restore: the dbd pool's three memcached killed at once and restarted
+  empty; the time until all three are published again, MEMSESS0178's
+  figures, the sessions held afterwards.
+"""
+
+import argparse
+import os
+import pwd
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (IS_ROOT, RESULTS, WORK, Load, Runner, StatusWatch,
+                      children_of, error_log_lines, fill_sessions, log, now,
+                      report_head, load_average, summarize, task_cpu)
+
+MEMC_OFF = (31801, 31802, 31803)
+MEMC_DBD = (31804, 31805, 31806)
+PORT_OFF, PORT_DBD = 31810, 31811
+INTERVAL = 2
+
+
+def apache_cpu(apache):
+    """CPU seconds of an Apache: the parent and its children, their threads
+    (children that exit in between are not counted: MaxConnectionsPerChild
+    0 keeps them)."""
+    total = 0.0
+    for pid in [apache.pid] + children_of(apache.pid):
+        try:
+            total += task_cpu(pid)[0]
+        except OSError:
+            pass
+    return total
+
+
+def persist_of(apache):
+    return apache.status()['pools'][0].get('persist', {})
+
+
+def wait_persist(apache, cond, deadline):
+    """Polls the status page until cond(persist) holds: the time it took,
+    or None."""
+    t0 = now()
+    while now() - t0 < deadline:
+        try:
+            if cond(persist_of(apache)):
+                return now() - t0
+        except (OSError, RuntimeError, ValueError, KeyError, IndexError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--sessions', type=int, default=100000)
+    ap.add_argument('--size', type=int, default=1024)
+    ap.add_argument('--users', type=int, default=30)
+    ap.add_argument('--phase', type=float, default=10.0)
+    ap.add_argument('--rounds', type=int, default=3)
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    started = load_average()
+    n = args.sessions
+
+    dbdir = os.path.join(WORK, 'persist-db')
+    os.makedirs(dbdir, exist_ok=True)
+    for f in os.listdir(dbdir):
+        os.unlink(os.path.join(dbdir, f))
+    if IS_ROOT:   # the children run as nobody: they make the file
+        os.chown(dbdir, pwd.getpwnam('nobody').pw_uid, -1)
+    db = os.path.join(dbdir, 'sessions.db')
+
+    with Runner() as R:
+        m_off = [R.memcached(p, mem=512) for p in MEMC_OFF]
+        m_dbd = [R.memcached(p, mem=512) for p in MEMC_DBD]
+        common = ['MemsessCheckInterval 1s', 'MemsessCheckTimeout 250ms',
+                  'LogLevel notice']
+        off = R.apache('persist-off', PORT_OFF, '\n'.join(
+            ['MemsessServers %s' % ' '.join(m.addr for m in m_off)] + common),
+            workers=40, start_servers=40).start()
+        dbd = R.apache('persist-dbd', PORT_DBD, '\n'.join(
+            ['MemsessServers %s' % ' '.join(m.addr for m in m_dbd)] + common
+            + ['DBDriver sqlite3', 'DBDParams "%s"' % db,
+               'MemsessPersist dbd', 'MemsessPersistInterval %ds' % INTERVAL,
+               'MemsessPersistRate 0']),
+            workers=40, start_servers=40, modules=('dbd',)).start()
+        w_off = StatusWatch(off, every=0.05).start()
+        w_dbd = StatusWatch(dbd, every=0.05).start()
+        if not (w_off.all_up([m.addr for m in m_off], 15)
+                and w_dbd.all_up([m.addr for m in m_dbd], 15)):
+            raise RuntimeError('the servers did not come up')
+        if wait_persist(dbd, lambda p: p.get('role') == 'writer', 30) is None:
+            raise RuntimeError('the dbd Apache does not write: %s' % persist_of(dbd))
+
+        # the first write-behind of every session
+        tf = now()
+        fill_sessions([m.addr for m in m_off], n, args.size)
+        fill_sessions([m.addr for m in m_dbd], n, args.size)
+        log('filled %d sessions of %d bytes twice in %.1f s' % (n, args.size, now() - tf))
+        c0, t0 = apache_cpu(dbd), now()
+        took = wait_persist(dbd, lambda p: p.get('stored', 0) >= n
+                            and p.get('pending', 1) == 0, 600)
+        if took is None:
+            raise RuntimeError('not every session written behind: %s' % persist_of(dbd))
+        first_s, first_cpu = now() - t0, apache_cpu(dbd) - c0
+        log('first write-behind: %d sessions in %.1f s, %.2f s CPU'
+            % (n, first_s, first_cpu))
+
+        # rounds with nothing changed
+        time.sleep(INTERVAL)
+        c0, t0 = apache_cpu(dbd), now()
+        time.sleep(10 * INTERVAL)
+        idle_cpu, idle_s = apache_cpu(dbd) - c0, now() - t0
+        c0 = apache_cpu(off)
+        time.sleep(2 * INTERVAL)
+        # (off's own background over the same time, for comparison)
+        off_cpu = (apache_cpu(off) - c0) * idle_s / (2 * INTERVAL)
+        log('idle rounds: %.2f s CPU in %.1f s (off: %.2f s)' % (idle_cpu, idle_s, off_cpu))
+
+        # throughput, in turn
+        phases = []
+        written0 = persist_of(dbd).get('written', 0)
+        for r in range(args.rounds):
+            for name, a in (('off', off), ('dbd', dbd)) if r % 2 == 0 else (('dbd', dbd), ('off', off)):
+                load = Load(a.port, users=args.users, followups=0, think=0,
+                            timeout=15.0).start()
+                time.sleep(1)
+                f = now()
+                time.sleep(args.phase)
+                t = now()
+                load.stop()
+                s = summarize(load.snapshot(), f, t)
+                s['name'] = name
+                phases.append(s)
+                log('%s: %.0f/s, p50 %.1f ms, p99 %.1f ms, lost %d, stale %d'
+                    % (name, s['rps'], s['p50'] * 1000, s['p99'] * 1000,
+                       s['lost'], s['stale']))
+        written = persist_of(dbd).get('written', 0) - written0
+        if wait_persist(dbd, lambda p: p.get('pending', 1) == 0
+                        and p.get('lag', 99) <= INTERVAL + 1, 60) is None:
+            raise RuntimeError('the writes do not catch up: %s' % persist_of(dbd))
+        stored = persist_of(dbd).get('stored', 0)
+
+        # restore: every memcached of the dbd pool killed, restarted empty
+        mark = len(error_log_lines(dbd.errlog, ('MEMSESS0178',)))
+        for m in m_dbd:
+            m.kill()
+        for m in m_dbd:
+            w_dbd.wait(m.addr, 'down', 15)
+        t0 = now()
+        for m in m_dbd:
+            m.start()
+        ups = [w_dbd.wait(m.addr, 'up', 600) for m in m_dbd]
+        restore_s = now() - t0
+        held = sum(m.items() for m in m_dbd)
+        restored = error_log_lines(dbd.errlog, ('MEMSESS0178',))[mark:]
+        log('restore: %.1f s, %d items held; %s' % (restore_s, held, restored))
+        w_off.stop()
+        w_dbd.stop()
+        p = persist_of(dbd)
+        R.stop(off)
+        R.stop(dbd)
+
+    def ratio(key):
+        a = [s[key] for s in phases if s['name'] == 'dbd']
+        b = [s[key] for s in phases if s['name'] == 'off']
+        return sum(a) / len(a), sum(b) / len(b)
+
+    rps_dbd, rps_off = ratio('rps')
+    p99_dbd, p99_off = ratio('p99')
+    p50_dbd, p50_off = ratio('p50')
+    lost = sum(s['lost'] + s['stale'] for s in phases)
+    ms_in = [int(x) for l in restored for x in re.findall(r'in (\d+)ms', l)]
+    lines = report_head('Persistence: its cost and its restore, %d sessions (bench/persist.sh)' % n,
+                        'persist.sh', started) + [
+        'Two Apaches (prefork, 40 workers) side by side, three memcached each, '
+        'each pool filled with %d sessions of %d bytes as php-memcached writes '
+        'them; "dbd" has `MemsessPersist dbd` on SQLite (mod_dbd, '
+        '`MemsessPersistInterval %ds`, `MemsessPersistRate 0`), "off" has none. '
+        'CPU: the whole Apache (parent, children and their threads; SQLite runs '
+        'in the checker\'s thread), from /proc/PID/task/*/schedstat.'
+        % (n, args.size, INTERVAL),
+        '',
+        '| what | figure |',
+        '|---|---|',
+        '| first write-behind of %d sessions (nothing stored yet) | %.1f s, %.2f s CPU |' % (n, first_s, first_cpu),
+        '| per 1,000 sessions written behind | %.0f ms, %.1f ms CPU |' % (first_s * 1000000 / n, first_cpu * 1000000 / n),
+        '| rounds with nothing changed, %d sessions stored | %.2f s CPU in %.1f s: %.0f ms CPU a round of %d s (off: %.0f ms of background in the same time) |' % (
+            n, idle_cpu, idle_s, idle_cpu * 1000 * INTERVAL / idle_s, INTERVAL, off_cpu * 1000 * INTERVAL / idle_s),
+        '| throughput, %d users, no think time: dbd / off | %.0f/s / %.0f/s = %.2f |' % (args.users, rps_dbd, rps_off, rps_dbd / rps_off),
+        '| p50, p99: dbd / off | %.1f, %.1f ms / %.1f, %.1f ms |' % (p50_dbd * 1000, p99_dbd * 1000, p50_off * 1000, p99_off * 1000),
+        '| sessions changed while measured, written behind | %d rows (%d stored afterwards) |' % (written, stored),
+        '| lost + stale in the throughput phases | %d |' % lost,
+        '| restore: every memcached restarted empty, to all three published | %.1f s |' % restore_s,
+        '| restore: MEMSESS0178 (per server restored) | %s |' % ('; '.join('%d ms' % x for x in ms_in) or 'none'),
+        '| sessions held afterwards / stored before | %d / %d |' % (held, stored),
+        '| restores on the status page | %s, %s sessions |' % (p.get('restores'), p.get('restored')),
+        '',
+        'The phases, in turn:',
+        '',
+        '| Apache | requests/s | p50 | p99 | lost + stale |',
+        '|---|---|---|---|---|',
+    ] + ['| %s | %.0f | %.1f ms | %.1f ms | %d |' % (s['name'], s['rps'], s['p50'] * 1000, s['p99'] * 1000,
+                                                   s['lost'] + s['stale']) for s in phases] + [
+        '',
+        'The NOTICEs of the restore:',
+        '',
+        '```',
+    ] + [re.sub(r'^\[[^]]*\] ', '', l) for l in restored] + ['```', '']
+    out = os.path.join(RESULTS, 'persist.md')
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines))
+    print('\n'.join(lines))
+    log('wrote %s' % out)
+
+
+if __name__ == '__main__':
+    main()

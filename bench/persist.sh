@@ -1,0 +1,22 @@
+#!/bin/bash
+# bench/persist.sh: the cost of MemsessPersist dbd (issue 23) with 100,000
+# sessions of 1 KB stored, side by side with the same Apache without it in
+# the same run (throughput ratio), the cost per 1,000 sessions written
+# behind (time and CPU), and the time to restore 100,000 sessions after
+# every memcached restarted empty.  SQLite through mod_dbd.  Writes
+# bench/results/persist.md.  About 3 minutes.  Run as root.  Options:
+# --sessions N (100000), --size BYTES (1024), --users N (30), --phase S
+# (10), --rounds N (3).
+#
+# Everything runs on 127.0.0.1 ports 31801-31811; every process it starts
+# is stopped by its pid when it ends, fails or is interrupted.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+need_packages "${BASE_PACKAGES[@]}" php-cli libaprutil1-dbd-sqlite3
+mkdir -p "$WORK"
+take_lock
+check_ports_free
+build_module
+export PYTHONDONTWRITEBYTECODE=1
+exec timeout --signal=TERM --kill-after=20 900 python3 "$BENCH/lib/persist.py" "$@"
