@@ -152,11 +152,12 @@ sub drill {
     }
     ok t_cmp($restores >= 1 && $restored >= 20 ? 1 : 0, 1,
              "$what: status shows the restores ($restores, $restored sessions)");
-    # the writer may have changed: the lease lives in the pool, lost too
-    wait_for(10, sub { writer($ins) });
-    $w = writer($ins) // $ins->[0];
-    my $html = html_persist($w);
-    my ($stored) = $html =~ m{^<tr><td>[^<]+</td><td>writer</td><td>1\.000 s</td><td>(\d+)</td><td>\d+</td>(?!<td>never)<td>[^<]+</td><td>\d+ s</td>};
+    # the writer may have changed (the lease lives in the pool, lost too)
+    # and not have written a whole round yet
+    my $stored;
+    wait_for(10, sub { $w = writer($ins) or return;
+                       ($stored) = html_persist($w) =~ m{^<tr><td>[^<]+</td><td>writer</td><td>1\.000 s</td><td>(\d+)</td><td>\d+</td>(?!<td>never)<td>[^<]+</td><td>\d+ s</td>};
+                       defined $stored }, 0.2);
     ok t_cmp(($stored // 0) >= 20 ? 1 : 0, 1, "$what: the HTML status page shows the role, window, stored ("
              . ($stored // 'none') . "), last write and lag");
     my ($hres, $hrestored) = (0, 0);
@@ -332,6 +333,7 @@ drill(\@web, 'group', @P);
 my $w = writer(\@web);
 my @rest = grep { $_ != $w } @web;
 my @mark = map { $_->log_mark } @rest;
+wait_for(20, sub { my $q = persist_of($w); ($q->{pending} // 1) == 0 && ($q->{lag} // 99) <= $INTERVAL }, 0.2);
 my $before = psql('SELECT count(*) FROM memsess_sessions', $GDB) // 0;
 $w->stop;
 my $took = wait_for(90, sub { writer(\@rest) }, 0.5);
@@ -345,7 +347,7 @@ ok t_cmp(roles(\@rest), one_writer(\@rest), 'group: still one writer (' . roles(
 users(\@rest, 5, 2);
 my $after;
 ok t_cmp(defined(wait_for(20, sub { $after = psql('SELECT count(*) FROM memsess_sessions', $GDB) // 0;
-                                    $after == $before + 5 }, 0.5)) ? 1 : 0, 1,
+                                    $after >= $before + 5 }, 0.5)) ? 1 : 0, 1,
          "group: the new writer writes (rows $before, then $after with 5 new users)");
 $_->stop for @rest;
 memc_stop(@P);
