@@ -147,9 +147,9 @@ def main():
                 load = Load(a.port, users=args.users, followups=0, think=0,
                             timeout=15.0).start()
                 time.sleep(1)
-                f = now()
+                f = now() - load.t0   # the records' clock
                 time.sleep(args.phase)
-                t = now()
+                t = now() - load.t0
                 load.stop()
                 s = summarize(load.snapshot(), f, t)
                 s['name'] = name
@@ -209,7 +209,7 @@ def main():
         '| per 1,000 sessions written behind | %.0f ms, %.1f ms Apache CPU |' % (first_s * 1000000 / n, first_cpu * 1000000 / n),
         '| rounds with nothing changed, %d sessions stored | %.2f s CPU in %.1f s: %.0f ms CPU a round of %d s (off: %.0f ms of background in the same time) |' % (
             n, idle_cpu, idle_s, idle_cpu * 1000 * INTERVAL / idle_s, INTERVAL, off_cpu * 1000 * INTERVAL / idle_s),
-        '| throughput, %d users, no think time: dbd / off | %.0f/s / %.0f/s = %.2f |' % (args.users, rps_dbd, rps_off, rps_dbd / rps_off),
+        '| throughput, %d users, no think time: dbd / off | %.0f/s / %.0f/s = %.2f |' % (args.users, rps_dbd, rps_off, rps_dbd / max(rps_off, 1e-9)),
         '| p50, p99: dbd / off | %.1f, %.1f ms / %.1f, %.1f ms |' % (p50_dbd * 1000, p99_dbd * 1000, p50_off * 1000, p99_off * 1000),
         '| sessions changed while measured, written behind | %d rows (%d stored afterwards) |' % (written, stored),
         '| lost + stale in the throughput phases | %d |' % lost,
