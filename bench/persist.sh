@@ -6,7 +6,8 @@
 # every memcached restarted empty.  SQLite through mod_dbd.  Writes
 # bench/results/persist.md.  About 3 minutes.  Run as root.  Options:
 # --sessions N (100000), --size BYTES (1024), --users N (30), --phase S
-# (10), --rounds N (3).
+# (10), --rounds N (3), --rate N (MemsessPersistRate, 5000), --restore-wait S
+# (240: reported as not converged after that).
 #
 # Everything runs on 127.0.0.1 ports 31801-31811; every process it starts
 # is stopped by its pid when it ends, fails or is interrupted.

@@ -4,8 +4,8 @@ sessions stored, and the time to restore them.
 Two Apaches side by side in the same run, each with three memcached of its
 own holding the same number of sessions of 1 KB (written as php-memcached
 writes them): "off" without persistence, "dbd" with `MemsessPersist dbd` on
-SQLite (mod_dbd, `MemsessPersistInterval 2s`, `MemsessPersistRate 0`: the
-round's own cost, unbounded).  The check settings are the SPEC's.
+SQLite (mod_dbd, `MemsessPersistInterval 2s`, `MemsessPersistRate` the
+default 5000 a second unless --rate says otherwise; 0: unbounded).  The check settings are the SPEC's.
 
 Figures:
 - the first write-behind of every session (nothing stored yet): its time
@@ -17,8 +17,10 @@ Figures:
 - throughput, 30 users with a counter and no think time, the two Apaches in
   turn (phases of 10 s, alternated 3 times), the ratio dbd / off;
 - restore: the dbd pool's three memcached killed at once and restarted
-  empty; the time until all three are published again, MEMSESS0178's
-  figures, the sessions held afterwards.
+  empty; the time until all three are published again (or what is still
+  not after --restore-wait seconds), MEMSESS0178's figures, the syncs that
+  stopped meanwhile (MEMSESS0033), the rows written behind again after the
+  restore, the sessions held afterwards.
 """
 
 import argparse
@@ -77,6 +79,8 @@ def main():
     ap.add_argument('--users', type=int, default=30)
     ap.add_argument('--phase', type=float, default=10.0)
     ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--rate', type=int, default=5000)
+    ap.add_argument('--restore-wait', type=float, default=240.0)
     args = ap.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
     started = load_average()
@@ -102,7 +106,7 @@ def main():
             ['MemsessServers %s' % ' '.join(m.addr for m in m_dbd)] + common
             + ['DBDriver sqlite3', 'DBDParams "%s"' % db,
                'MemsessPersist dbd', 'MemsessPersistInterval %ds' % INTERVAL,
-               'MemsessPersistRate 0']),
+               'MemsessPersistRate %d' % args.rate]),
             workers=40, start_servers=40, modules=('dbd',)).start()
         w_off = StatusWatch(off, every=0.05).start()
         w_dbd = StatusWatch(dbd, every=0.05).start()
@@ -165,6 +169,8 @@ def main():
 
         # restore: every memcached of the dbd pool killed, restarted empty
         mark = len(error_log_lines(dbd.errlog, ('MEMSESS0178',)))
+        mark33 = len(error_log_lines(dbd.errlog, ('MEMSESS0033',)))
+        written_before = persist_of(dbd).get('written', 0)
         for m in m_dbd:
             m.kill()
         for m in m_dbd:
@@ -172,11 +178,18 @@ def main():
         t0 = now()
         for m in m_dbd:
             m.start()
-        ups = [w_dbd.wait(m.addr, 'up', 600) for m in m_dbd]
+        end = t0 + args.restore_wait
+        for m in m_dbd:
+            w_dbd.wait(m.addr, 'up', max(0.0, end - now()))
+        up = sum(w_dbd.current.get(m.addr) == 'up' for m in m_dbd)
         restore_s = now() - t0
+        time.sleep(3 * INTERVAL)
+        rewritten = persist_of(dbd).get('written', 0) - written_before
         held = sum(m.items() for m in m_dbd)
         restored = error_log_lines(dbd.errlog, ('MEMSESS0178',))[mark:]
-        log('restore: %.1f s, %d items held; %s' % (restore_s, held, restored))
+        stops = len(error_log_lines(dbd.errlog, ('MEMSESS0033',))[mark33:])
+        log('restore: %d of 3 up after %.1f s, %d items held, %d syncs stopped; %s'
+            % (up, restore_s, held, stops, restored))
         w_off.stop()
         w_dbd.stop()
         p = persist_of(dbd)
@@ -198,10 +211,10 @@ def main():
         'Two Apaches (prefork, 40 workers) side by side, three memcached each, '
         'each pool filled with %d sessions of %d bytes as php-memcached writes '
         'them; "dbd" has `MemsessPersist dbd` on SQLite (mod_dbd, '
-        '`MemsessPersistInterval %ds`, `MemsessPersistRate 0`), "off" has none. '
+        '`MemsessPersistInterval %ds`, `MemsessPersistRate %d`), "off" has none. '
         'CPU: the whole Apache (parent, children and their threads; SQLite runs '
         'in the checker\'s thread), from /proc/PID/task/*/schedstat.'
-        % (n, args.size, INTERVAL),
+        % (n, args.size, INTERVAL, args.rate),
         '',
         '| what | figure |',
         '|---|---|',
@@ -213,7 +226,10 @@ def main():
         '| p50, p99: dbd / off | %.1f, %.1f ms / %.1f, %.1f ms |' % (p50_dbd * 1000, p99_dbd * 1000, p50_off * 1000, p99_off * 1000),
         '| sessions changed while measured, written behind | %d rows (%d stored afterwards) |' % (written, stored),
         '| lost + stale in the throughput phases | %d |' % lost,
-        '| restore: every memcached restarted empty, to all three published | %.1f s |' % restore_s,
+        '| restore: every memcached restarted empty, to all three published | %s |' % (
+            '%.1f s' % restore_s if up == 3 else 'not converged: %d of 3 published after %.0f s' % (up, restore_s)),
+        '| rejoin syncs stopped meanwhile (MEMSESS0033) | %d |' % stops,
+        '| rows written behind again after the restore (restored sessions have a new cas) | %d |' % rewritten,
         '| restore: MEMSESS0178 (per server restored) | %s |' % ('; '.join('%d ms' % x for x in ms_in) or 'none'),
         '| items held afterwards (sessions and the module\'s records) / sessions stored before | %d / %d |' % (held, stored),
         '| restores on the status page | %s, %s sessions |' % (p.get('restores'), p.get('restored')),
