@@ -980,6 +980,23 @@ static apr_status_t delete_key(memsess_sync_t *y, int at,
 /* ------------------------------------------------------------------ */
 /* Listing a server: lru_crawler metadump, a line at a time            */
 
+/* Whether a line that is not a key is memcached refusing the listing:
+ * APR_SUCCESS when it is not (a line skipped); else why, in err: a
+ * crawler at work elsewhere (BUSY) is worth another try (APR_EGENERAL), a
+ * memcached that refuses the command never lists (APR_ENOTIMPL). */
+static apr_status_t dump_refused(const char *line, apr_size_t len,
+                                 const char *name, char *err,
+                                 apr_size_t errlen)
+{
+    if (len < 5 || (memcmp(line, "ERROR", 5) && memcmp(line, "BUSY ", 5)
+                    && memcmp(line, "CLIENT_", 7 <= len ? 7 : len))) {
+        return APR_SUCCESS;
+    }
+    apr_snprintf(err, errlen, "%s cannot list its keys: %.*s", name,
+                 (int)(len > 80 ? 80 : len), line);
+    return memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
+}
+
 typedef struct {
     apr_socket_t *sock;
     char         *buf;
@@ -1127,13 +1144,9 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
             if (r == 0) {
                 break;   /* END */
             }
-            if (r < 0 && len >= 5 && (!memcmp(line, "ERROR", 5)
-                                      || !memcmp(line, "BUSY ", 5)
-                                      || !memcmp(line, "CLIENT_", 7 <= len
-                                                 ? 7 : len))) {
-                apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
-                             sv.name, (int)(len > 80 ? 80 : len), line);
-                rv = memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
+            if (r < 0
+                && (rv = dump_refused(line, len, sv.name, err, errlen))
+                   != APR_SUCCESS) {
                 break;
             }
             if (r > 0 && !each(baton, &it)) {
@@ -1776,16 +1789,9 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
             if (r == 0) {
                 break;   /* END */
             }
-            if (r < 0 && len >= 5 && (!memcmp(line, "ERROR", 5)
-                                      || !memcmp(line, "BUSY ", 5)
-                                      || !memcmp(line, "CLIENT_", 7 <= len
-                                                 ? 7 : len))) {
-                apr_snprintf(err, errlen, "%s cannot list its keys: %.*s",
-                             y->servers[i].name, (int)(len > 80 ? 80 : len),
-                             line);
-                /* a crawler at work elsewhere is worth another try; a
-                 * memcached that refuses the command never lists */
-                rv = memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
+            if (r < 0
+                && (rv = dump_refused(line, len, y->servers[i].name, err,
+                                      errlen)) != APR_SUCCESS) {
                 break;
             }
             y->stats.lines += r > 0;
