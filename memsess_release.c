@@ -437,69 +437,31 @@ static struct {
     memsess_peer_t peer[CONNECTING_MAX];
 } connecting;
 
-/* The sockets of one family in SYN_SENT to peer, into connecting;
- * returns 0, or -1 when sock_diag cannot be asked. */
+/* One socket in SYN_SENT to the peer asked for (the baton), into
+ * connecting. */
+static int note_connecting(void *baton, const struct nlmsghdr *h,
+                           const struct inet_diag_msg *m)
+{
+    (void)h;
+    if (m->idiag_inode && connecting.n < CONNECTING_MAX) {
+        connecting.inode[connecting.n] = m->idiag_inode;
+        connecting.peer[connecting.n++] = *(const memsess_peer_t *)baton;
+    }
+    return connecting.n < CONNECTING_MAX;
+}
+
+/* The sockets in SYN_SENT to peer, into connecting: from IPv4 sockets,
+ * and from IPv6 ones (an IPv4 server is reached from those too, mapped).
+ * Returns 0, or -1 when sock_diag cannot be asked. */
 static int ask_connecting(int nl, const memsess_peer_t *peer)
 {
-    struct {
-        struct nlmsghdr         nlh;
-        struct inet_diag_req_v2 req;
-        struct nlattr           attr;
-        char                    bc[64];
-    } msg;
-    struct sockaddr_nl nladdr = { AF_NETLINK, 0, 0, 0 };
-    apr_size_t bclen;
-    char buf[8192];
-    int done = 0;
-
-    memset(&msg, 0, sizeof(msg));
-    if (!(bclen = memsess_rh_filter(peer, msg.bc, sizeof(msg.bc)))) {
-        return 0;
-    }
-    msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(msg.req)) + NLA_HDRLEN
-                        + (unsigned)bclen;
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    msg.req.sdiag_family = (unsigned char)peer->family;
-    msg.req.sdiag_protocol = IPPROTO_TCP;
-    msg.req.idiag_states = 1u << 2;   /* TCP_SYN_SENT */
-    msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
-    msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
-    if (sendto(nl, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&nladdr,
-               sizeof(nladdr)) < 0) {
+    if (peer->family == AF_INET
+        && memsess_diag_dump(nl, peer, AF_INET, 1u << 2 /* SYN_SENT */, 0,
+                             note_connecting, (void *)peer) < 0) {
         return -1;
     }
-    while (!done) {
-        ssize_t got = recv(nl, buf, sizeof(buf), 0);
-        struct nlmsghdr *h = (struct nlmsghdr *)buf;
-
-        if (got < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        for (; NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
-
-            if (h->nlmsg_type == NLMSG_ERROR) {
-                const struct nlmsgerr *e = NLMSG_DATA(h);
-
-                if (e->error) {
-                    return -1;
-                }
-            }
-            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
-                done = 1;
-                break;
-            }
-            if (m->idiag_inode && connecting.n < CONNECTING_MAX) {
-                connecting.inode[connecting.n] = m->idiag_inode;
-                connecting.peer[connecting.n++] = *peer;
-            }
-        }
-    }
-    return 0;
+    return memsess_diag_dump(nl, peer, AF_INET6, 1u << 2, 0, note_connecting,
+                             (void *)peer);
 }
 
 static void read_connecting(const char *file)

@@ -308,10 +308,11 @@ typedef struct {
     apr_uint32_t uid;
 } found_t;
 
-/* The sockets of one family whose destination is peer (a filter the
- * kernel runs), but for those of keep. */
-static int dump(int nl, const memsess_peer_t *peer, int family,
-                const apr_uint64_t *keep, int nkeep, found_t *out, int max)
+int memsess_diag_dump(int nl, const memsess_peer_t *peer, int family,
+                      unsigned states, unsigned ext,
+                      int (*each)(void *baton, const struct nlmsghdr *h,
+                                  const struct inet_diag_msg *m),
+                      void *baton)
 {
     struct {
         struct nlmsghdr         nlh;
@@ -322,7 +323,7 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
     struct sockaddr_nl nladdr = { AF_NETLINK, 0, 0, 0 };
     apr_size_t bclen;
     char buf[16384];
-    int n = 0, done = 0;
+    int done = 0, more = 1;
 
     memset(&msg, 0, sizeof(msg));
     if (!(bclen = memsess_rh_filter(peer, msg.bc, sizeof(msg.bc)))) {
@@ -334,12 +335,8 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
     msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     msg.req.sdiag_family = (unsigned char)family;
     msg.req.sdiag_protocol = IPPROTO_TCP;
-    /* established, connecting, closing: not listening, not TIME_WAIT */
-    msg.req.idiag_states = (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4)
-                           | (1u << 5) | (1u << 8) | (1u << 9) | (1u << 11)
-                           | (1u << 12);
-    /* the class id (SO_PRIORITY) comes with the traffic class */
-    msg.req.idiag_ext = 1u << (INET_DIAG_TCLASS - 1);
+    msg.req.idiag_states = states;
+    msg.req.idiag_ext = (unsigned char)ext;
     msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
     msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
     if (sendto(nl, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&nladdr,
@@ -357,9 +354,6 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
             return -1;
         }
         for (; NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
-            int k, kept = 0;
-
             if (h->nlmsg_type == NLMSG_ERROR) {
                 const struct nlmsgerr *e = NLMSG_DATA(h);
 
@@ -372,21 +366,59 @@ static int dump(int nl, const memsess_peer_t *peer, int family,
                 done = 1;
                 break;
             }
-            /* an orphan (closed, no process: inode 0) waits for nobody;
-             * the checkers' own connections carry their priority */
-            kept = !m->idiag_inode
-                   || class_of(h, m) == MEMSESS_PROBE_PRIORITY;
-            for (k = 0; k < nkeep; k++) {
-                kept |= keep[k] == m->idiag_inode;
-            }
-            if (!kept && n < max) {
-                out[n].id = m->id;
-                out[n].family = m->idiag_family;
-                out[n++].uid = m->idiag_uid;
+            if (more) {
+                more = each(baton, h, NLMSG_DATA(h));
             }
         }
     }
-    return n;
+    return 0;
+}
+
+/* What dump() collects: the sockets to destroy, but for those of keep. */
+typedef struct {
+    const apr_uint64_t *keep;
+    int                 nkeep;
+    found_t            *out;
+    int                 n, max;
+} collect_t;
+
+static int collect(void *baton, const struct nlmsghdr *h,
+                   const struct inet_diag_msg *m)
+{
+    collect_t *c = baton;
+    int k, kept;
+
+    /* an orphan (closed, no process: inode 0) waits for nobody; the
+     * checkers' own connections carry their priority */
+    kept = !m->idiag_inode || class_of(h, m) == MEMSESS_PROBE_PRIORITY;
+    for (k = 0; k < c->nkeep; k++) {
+        kept |= c->keep[k] == m->idiag_inode;
+    }
+    if (!kept && c->n < c->max) {
+        c->out[c->n].id = m->id;
+        c->out[c->n].family = m->idiag_family;
+        c->out[c->n++].uid = m->idiag_uid;
+    }
+    return c->n < c->max;
+}
+
+/* The sockets of one family whose destination is peer (a filter the
+ * kernel runs), but for those of keep: how many, or -1. */
+static int dump(int nl, const memsess_peer_t *peer, int family,
+                const apr_uint64_t *keep, int nkeep, found_t *out, int max)
+{
+    collect_t c = { keep, nkeep, out, 0, max };
+
+    /* established, connecting, closing: not listening, not TIME_WAIT;
+     * the class id (SO_PRIORITY) comes with the traffic class */
+    if (memsess_diag_dump(nl, peer, family,
+                          (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4)
+                          | (1u << 5) | (1u << 8) | (1u << 9) | (1u << 11)
+                          | (1u << 12),
+                          1u << (INET_DIAG_TCLASS - 1), collect, &c) < 0) {
+        return -1;
+    }
+    return c.n;
 }
 
 static int destroy(int nl, const found_t *f)

@@ -915,6 +915,18 @@ int memsess_proc_tcp_line(const char *line, apr_size_t len,
  * how many), or -1. */
 int memsess_rh_parse(const char *msg, apr_size_t len, int nslots,
                      apr_uint64_t *keep, int *nkeep);
+/* Asks the kernel (sock_diag) for the TCP sockets of family (AF_INET or
+ * AF_INET6) in states (a mask of 1 << TCP_*) whose destination is exactly
+ * peer, with the extensions ext (bits of INET_DIAG_*); each answer goes to
+ * each until it returns 0.  Returns 0, or -1 (errno set).  (httpd builds
+ * only; the release helper and every child's release use it.) */
+struct nlmsghdr;
+struct inet_diag_msg;
+int memsess_diag_dump(int nl, const memsess_peer_t *peer, int family,
+                      unsigned states, unsigned ext,
+                      int (*each)(void *baton, const struct nlmsghdr *h,
+                                  const struct inet_diag_msg *m),
+                      void *baton);
 /* The sock_diag filter for sockets whose destination is exactly peer
  * (address and port): its length in buf, or 0. */
 apr_size_t memsess_rh_filter(const memsess_peer_t *peer, void *buf,
