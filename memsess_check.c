@@ -446,6 +446,11 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
         slot->down_since = pr->streak ? pr->streak : apr_time_now();
         /* every process's sockets to it (memsess_release_helper.c) */
         memsess_rh_ask(rt, i);
+        /* the after-flip passes of its last sync bring writes to it and
+         * tidy where it was missed: moot now, and while they wind down
+         * it could not come back (a frozen server's listing waits out
+         * every timeout) */
+        memsess_rejoin_cancel(c->rejoin, i);
     }
     if (changed && before == MEMSESS_DOWN && slot->state == MEMSESS_UP
         && rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
