@@ -692,6 +692,19 @@ def sockstat():
 LOG_STAMP_RE = re.compile(r'^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)?')
 
 
+def write_report(name, lines, notices, title='The NOTICEs:', width=None):
+    """Writes RESULTS/NAME.md: lines, then the log lines notices (their
+    timestamps cut, each at most width characters) as a fenced block under
+    title; prints it too."""
+    lines = lines + [title, '', '```'] + [
+        re.sub(r'^\[[^]]*\] ', '', l)[:width] for l in notices] + ['```', '']
+    out = os.path.join(RESULTS, name + '.md')
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines))
+    print('\n'.join(lines))
+    log('wrote %s' % out)
+
+
 def log_stamped(errlog, tags, since=0.0):
     """[(epoch seconds, line)] of the error-log lines that hold any of tags,
     at or after `since` (epoch), read from the microsecond timestamps the

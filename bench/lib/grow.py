@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RESULTS, Load, Runner, error_log_lines, log,
+from benchlib import (write_report, RESULTS, Load, Runner, error_log_lines, log,
                       machine_line, now,
                       summarize)
 
@@ -170,15 +170,8 @@ def main():
                       for r in recs if r.outcome in ('stale', 'lost')
                       and ev['healthy'] <= r.t < ev['end']) or 'none'),
         '',
-        'The NOTICEs:',
-        '',
-        '```',
-    ] + [re.sub(r'^\[[^]]*\] ', '', l)[:400] for l in log_lines] + ['```', '']
-    out = os.path.join(RESULTS, 'grow.md')
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines))
-    print('\n'.join(lines))
-    log('wrote %s' % out)
+    ]
+    write_report('grow', lines, log_lines, width=400)
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (IS_ROOT, RESULTS, WORK, Load, Runner, StatusWatch,
+from benchlib import (write_report, IS_ROOT, RESULTS, WORK, Load, Runner, StatusWatch,
                       children_of, error_log_lines, fill_sessions, log, now,
                       report_head, load_average, summarize, task_cpu)
 
@@ -241,15 +241,8 @@ def main():
     ] + ['| %s | %.0f | %.1f ms | %.1f ms | %d |' % (s['name'], s['rps'], s['p50'] * 1000, s['p99'] * 1000,
                                                    s['lost'] + s['stale']) for s in phases] + [
         '',
-        'The NOTICEs of the restore:',
-        '',
-        '```',
-    ] + [re.sub(r'^\[[^]]*\] ', '', l) for l in restored] + ['```', '']
-    out = os.path.join(RESULTS, 'persist.md')
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines))
-    print('\n'.join(lines))
-    log('wrote %s' % out)
+    ]
+    write_report('persist', lines, restored, title='The NOTICEs of the restore:')
 
 
 if __name__ == '__main__':

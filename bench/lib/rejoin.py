@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RESULTS, Load, Runner, StatusWatch,
+from benchlib import (write_report, RESULTS, Load, Runner, StatusWatch,
                       error_log_lines, fill_sessions, log,
                       machine_line, now, summarize)
 
@@ -136,15 +136,8 @@ def main():
         '| probes of the other servers during the sync | %s |' % '; '.join(probes),
         '| when the lost / stale after detection happened | %s |' % (when or 'none'),
         '',
-        'The NOTICEs:',
-        '',
-        '```',
-    ] + [re.sub(r'^\[[^]]*\] ', '', l) for l in log_lines] + ['```', '']
-    out = os.path.join(RESULTS, 'rejoin.md')
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines))
-    print('\n'.join(lines))
-    log('wrote %s' % out)
+    ]
+    write_report('rejoin', lines, log_lines)
 
 
 if __name__ == '__main__':
