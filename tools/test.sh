@@ -81,6 +81,18 @@ counts() {
         }' "$1" 2>/dev/null || echo "0 1"
 }
 
+# The checks that failed in a Test::Harness/prove log, each with its file and
+# what it expected and got (the last lines of a run are what CI shows).
+failures() {
+    perl -ne '
+        if (/^(?:\[[\d:]+\] )?(t\/\S+\.t|t\/debian\/\S+) \.\./) { $file = $1; @ctx = () }
+        push @ctx, $_ if /^# (testing|expected|received)\s*:/;
+        @ctx = () if /^ok \d/;
+        if (/^not ok \d+/) { print "  $file: $_"; print "    $_" for @ctx; @ctx = () }
+        print "  $_" if /^(t\/\S+\.t) +\(Wstat|^  Failed tests?:|^  Non-zero (exit|wait)/;
+    ' "$1" 2>/dev/null
+}
+
 # Stops what a suite left running: httpd, and memcached from the pid files.
 stop_suite() {
     local src=$1
@@ -316,6 +328,11 @@ EOF
 fi
 
 if [ ${#FAILED_STEPS[@]} -ne 0 ]; then
+    for f in "$WORK"/unit.log "$WORK"/suite-*.log; do
+        [ -f "$f" ] || continue
+        out=$(failures "$f")
+        [ -n "$out" ] && { log "failed in $(basename "$f" .log):"; echo "$out"; }
+    done
     log "FAILED: ${FAILED_STEPS[*]}"
     exit 1
 fi
