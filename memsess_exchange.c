@@ -102,8 +102,10 @@ struct memsess_exchange {
     apr_thread_mutex_t *table_mutex;   /* the checker's: one table writer */
     apr_thread_mutex_t *mutex;         /* wake, stop, busy */
     apr_thread_cond_t  *cond;
+    apr_thread_cond_t  *ended_cond;    /* a round ended */
     apr_thread_t       *thread;
     int                 wake, stop, busy;
+    apr_uint64_t        begun, ended;  /* rounds, by number */
     int                 n;             /* servers */
     const char        **keys;          /* [n] their records' keys */
     size_t             *keylens;
@@ -955,6 +957,7 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
 {
     memsess_exchange_t *x = data;
     apr_pool_t *p;
+    apr_uint64_t round;
     int i;
 
     apr_pool_create(&p, NULL);   /* this thread's own */
@@ -968,11 +971,14 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
         }
         x->wake = 0;
         x->busy = 1;
+        round = ++x->begun;
         apr_thread_mutex_unlock(x->mutex);
         exchange_round(x, p);
         apr_pool_clear(p);
         apr_thread_mutex_lock(x->mutex);
         x->busy = 0;
+        x->ended = round;
+        apr_thread_cond_broadcast(x->ended_cond);
     }
     apr_thread_mutex_unlock(x->mutex);
     apr_pool_destroy(p);
@@ -1066,6 +1072,8 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     if ((rv = apr_thread_mutex_create(&x->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pool)) != APR_SUCCESS
         || (rv = apr_thread_cond_create(&x->cond, pool)) != APR_SUCCESS
+        || (rv = apr_thread_cond_create(&x->ended_cond, pool))
+           != APR_SUCCESS
         || (rv = apr_thread_create(&x->thread, NULL, exchange_thread, x,
                                    pool)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, rt->main, "MEMSESS0098: "
@@ -1104,6 +1112,27 @@ void memsess_exchange_round(memsess_exchange_t *x)
     apr_thread_mutex_unlock(x->mutex);
 }
 
+int memsess_exchange_fresh(memsess_exchange_t *x, apr_time_t deadline)
+{
+    apr_uint64_t want;
+    apr_time_t now;
+
+    if (!x) {
+        return 0;
+    }
+    apr_thread_mutex_lock(x->mutex);
+    want = x->begun + 1;   /* the next to begin: one out read too early */
+    x->wake = 1;
+    apr_thread_cond_signal(x->cond);
+    while (x->ended < want && !x->stop
+           && (now = apr_time_now()) < deadline) {
+        apr_thread_cond_timedwait(x->ended_cond, x->mutex, deadline - now);
+    }
+    want = x->ended >= want;
+    apr_thread_mutex_unlock(x->mutex);
+    return (int)want;
+}
+
 void memsess_exchange_stop(memsess_exchange_t *x)
 {
     apr_status_t rv;
@@ -1114,6 +1143,7 @@ void memsess_exchange_stop(memsess_exchange_t *x)
     apr_thread_mutex_lock(x->mutex);
     x->stop = 1;
     apr_thread_cond_signal(x->cond);
+    apr_thread_cond_broadcast(x->ended_cond);
     apr_thread_mutex_unlock(x->mutex);
     /* a round still out ends within its timeouts */
     apr_thread_join(&rv, x->thread);

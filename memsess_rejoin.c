@@ -163,6 +163,7 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
     apr_uint32_t owner;
     apr_time_t heartbeat;
+    int wakes = 0;
 
     apr_thread_mutex_lock(c->mutex);
     memsess_table_owner(c->rt->table, &owner, &heartbeat);
@@ -178,11 +179,43 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
             /* our verdict line goes back in when we sync it ourselves
              * (memsess_exchange.c) */
             apr_cpystrn(slot->sync_by, holder, sizeof(slot->sync_by));
+            wakes = *holder && !slot->sync_waits;
             slot->sync_waits = *holder != '\0';
         }
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
+    if (wakes) {
+        /* it reaches the server and follows the holder: its line, from
+         * before it did, goes out now, not at its next round, so that the
+         * others' rounds before the flip no longer read it */
+        memsess_exchange_round(c->exchange);
+    }
+}
+
+/* Each instance reads the group's lines anew just before the flip:
+ * FRESH_LEAD before it, waiting up to FRESH_LATE after it.  The followers'
+ * lines went out as they began to follow (slot_note); what still holds the
+ * server out then (an instance that does not reach it) holds it out on
+ * every instance alike, not on each until its own next round. */
+#define FRESH_LEAD apr_time_from_msec(25)
+#define FRESH_LATE apr_time_from_msec(25)
+
+static void flip_fresh(sync_job_t *job)
+{
+    apr_time_t at = apr_time_from_msec(job->lock.flip_ms);
+
+    if (at - apr_time_now() > 2 * MEMSESS_FLIP_DELAY
+        || !memsess_exchange_others(job->c->exchange)) {
+        return;   /* a clock apart (memsess_joblock_wait_flip does not wait
+                   * for it either), or alone */
+    }
+    while (!job->stop && apr_time_now() < at - FRESH_LEAD) {
+        apr_sleep(apr_time_from_msec(5));
+    }
+    if (!job->stop) {
+        memsess_exchange_fresh(job->c->exchange, at + FRESH_LATE);
+    }
 }
 
 static void sync_progress(void *baton, const memsess_sync_stats_t *st)
@@ -593,6 +626,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             memsess_joblock_done(&job->lock,
                                  !memsess_exchange_others(job->c->exchange));
         }
+        flip_fresh(job);
         memsess_joblock_wait_flip(&job->lock);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW

@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 57, need {
+plan tests => 59, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -341,6 +341,12 @@ my $thawed = wait_for(10, sub { all_say($N[2], 'up') });
 ok t_cmp(defined $thawed ? 1 : 0, 1, 'N3 thawed: all three take it back');
 ok t_cmp(logged(\@m3, qr/MEMSESS0031: /, $N[2]) . ' ' . logged(\@m3, qr/MEMSESS0038: /, $N[2]),
          '1 2', 'N3: one instance syncs it (MEMSESS0031), the two others publish with it (MEMSESS0038)');
+# The others' verdict lines from before they reached it again are read
+# anew just before the flip: it is published there on all three, not on
+# each at its own next round (MEMSESS0091; the soak's seed 8675309 read
+# stale sessions between those).
+ok t_cmp(logged(\@m3, qr/MEMSESS0091: /, $N[2]), 0,
+         'N3: published at the flip on all three, on none later by its next round (MEMSESS0091)');
 my $after3 = run_for(2, time);
 ok t_cmp("$after3->{lost} $after3->{stale}", '0 0',
          'after the thaw: no session lost or stale (' . show($after3) . ')');
@@ -357,6 +363,8 @@ ok t_cmp(defined $back ? 1 : 0, 1,
 ok t_cmp(seen($web[1], $N[1]), 'up ', 'web2: N2 up, reported by nobody');
 ok t_cmp(logged(\@m2, qr/MEMSESS0031: /, $N[1]) . ' ' . logged(\@m2, qr/MEMSESS0038: /, $N[1]),
          '1 2', 'N2: web1 syncs it once for all (MEMSESS0031), web2 and web3 publish with it (MEMSESS0038)');
+ok t_cmp(logged(\@m2, qr/MEMSESS0091: /, $N[1]), 0,
+         'N2: published at the flip on all three, on none later by its next round (MEMSESS0091)');
 my $healed = run_for(2, time);
 # Sessions written to N3 while N2 was out are older on N2: the sync brought
 # them over before any instance published N2.
