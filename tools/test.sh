@@ -43,7 +43,7 @@ TOP=$(pwd)
 TEST_USER=memsess-test
 LIMIT=${MEMSESS_TEST_TIMEOUT:-720}     # seconds for one Apache::Test run
 
-log() { echo "== test.sh: $*"; }
+log() { echo "== test.sh [$(date +%T)]: $*"; }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "tools/test.sh: run it as root (it installs packages and drops to $TEST_USER)" >&2
