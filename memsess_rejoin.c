@@ -480,9 +480,29 @@ static apr_status_t empty_instead(sync_job_t *job, char *err,
 }
 
 /* For MEMSESS0031: which sync ran, and why not a delta one. */
+static const char *sync_mode_text_of(sync_job_t *job, memsess_sync_t *sync,
+                                     const memsess_sync_stats_t *st,
+                                     apr_time_t start);
+
+/* How the sync went, for MEMSESS0031: its kind, and the reads it had to
+ * try again (timeouts), if any. */
 static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                                   const memsess_sync_stats_t *st,
                                   apr_time_t start)
+{
+    const char *text = sync_mode_text_of(job, sync, st, start);
+
+    if (!sync || !memsess_sync_stats(sync)->retried) {
+        return text;
+    }
+    return apr_psprintf(job->pool, "%s; %" APR_UINT64_T_FMT " reads timed "
+                        "out and were tried again", text,
+                        memsess_sync_stats(sync)->retried);
+}
+
+static const char *sync_mode_text_of(sync_job_t *job, memsess_sync_t *sync,
+                                     const memsess_sync_stats_t *st,
+                                     apr_time_t start)
 {
     if (!sync) {
         return job->spec.nlists ? "" : "; nothing to sync: its pools are "

@@ -588,6 +588,16 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
     return y;
 }
 
+/* Server i's connection closed: the next conn() makes a fresh one. */
+static void reconnect(memsess_sync_t *y, int i)
+{
+    if (y->servers[i].mc) {
+        memcached_result_free(&y->servers[i].res);
+        memcached_free(y->servers[i].mc);
+        y->servers[i].mc = NULL;
+    }
+}
+
 void memsess_sync_destroy(memsess_sync_t *y)
 {
     int i;
@@ -597,11 +607,7 @@ void memsess_sync_destroy(memsess_sync_t *y)
     }
     memsess_sync_unhold(y);
     for (i = 0; i < y->nservers; i++) {
-        if (y->servers[i].mc) {
-            memcached_result_free(&y->servers[i].res);
-            memcached_free(y->servers[i].mc);
-            y->servers[i].mc = NULL;
-        }
+        reconnect(y, i);
     }
 
     free(y->held);
@@ -711,11 +717,49 @@ static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
     return APR_EGENERAL;
 }
 
+/* A read that timed out or lost its connection (a server busy for a
+ * moment, a CPU starved): it changes nothing, so it is tried again on a
+ * fresh connection, FETCH_TRIES in all, FETCH_PAUSE apart, unless the job
+ * is stopped meanwhile (a server that is gone is marked down by the
+ * checker, which stops the job). */
+#define FETCH_TRIES 3
+#define FETCH_PAUSE apr_time_from_msec(50)
+
+static int transient(memcached_return_t rc)
+{
+    return rc == MEMCACHED_TIMEOUT || rc == MEMCACHED_CONNECTION_FAILURE
+           || rc == MEMCACHED_ERRNO || rc == MEMCACHED_READ_FAILURE
+           || rc == MEMCACHED_WRITE_FAILURE
+           || rc == MEMCACHED_UNKNOWN_READ_FAILURE
+           || rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED
+           || rc == MEMCACHED_SERVER_MARKED_DEAD;
+}
+
+static memcached_return_t fetch_once(memsess_sync_t *y, int i,
+                                     const char *key, apr_size_t len);
+
 /* Reads key at server i into y->res (value, flags, cas), valid until the
- * next fetch() from the same server.  SUCCESS,
- * NOTFOUND or an error. */
+ * next fetch() from the same server.  SUCCESS, NOTFOUND or an error (after
+ * FETCH_TRIES when it is a transient one). */
 static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
                                 apr_size_t len)
+{
+    memcached_return_t rc = fetch_once(y, i, key, len);
+    int tries = 1;
+
+    while (transient(rc) && tries < FETCH_TRIES
+           && !(y->spec->stop && *y->spec->stop)) {
+        reconnect(y, i);
+        apr_sleep(FETCH_PAUSE);
+        y->stats.retried++;
+        rc = fetch_once(y, i, key, len);
+        tries++;
+    }
+    return rc;
+}
+
+static memcached_return_t fetch_once(memsess_sync_t *y, int i,
+                                     const char *key, apr_size_t len)
 {
     memcached_st *mc = conn(y, i);
     const char *keys[1];

@@ -1029,6 +1029,7 @@ typedef struct {
                               * counts them all in a full sync, only what
                               * changed in a delta sync (spec.since) */
     apr_uint64_t lines;      /* every metadump line read, ours or not */
+    apr_uint64_t retried;    /* reads tried again after a timeout */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one

@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """The mod_memsess drill: simulated users through a frozen memcached.
 
+With --restart-cmd instead of --freeze, the fault is every memcached killed
+at once and started again empty (the command does both, `bash tools/demo.sh
+restart-all`): with MemsessPersist the sessions come back from the
+database, as they were up to one MemsessPersistInterval before; a counter
+that went back then is counted as "restored older", not as stale.
+
 Run by `bash tools/demo.sh drill [N]`, which passes the demo's addresses.
 Python 3 standard library only.
 
@@ -24,6 +30,7 @@ import http.cookiejar
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -71,7 +78,10 @@ class Drill:
         self.stop_all = threading.Event()
         self.stats = Stats()
         self.memcached = a.memcached.split(",")
-        self.frozen_addr = self.memcached[a.freeze - 1]
+        self.restart = a.restart_cmd is not None
+        self.frozen_addr = "every memcached" if self.restart else self.memcached[a.freeze - 1]
+        self.restart_proc = None
+        self.rolled_back = []   # visits a restored session was behind
         self.frozen = False
         self.freeze_t = self.thaw_t = None
         self.down_t = self.up_t = None
@@ -126,6 +136,10 @@ class Drill:
                         v = d.get("visits")
                         if expected is not None and isinstance(v, int) and v < expected:
                             kind = "stale"
+                            if self.restart and self.freeze_t is not None and t >= self.freeze_t:
+                                kind = "restored"   # as the database had it
+                                with self.stats.lock:
+                                    self.rolled_back.append(expected - v)
                         expected = v + 1 if isinstance(v, int) else None
             except urllib.error.HTTPError as e:
                 kind, why = "error", "HTTP %d" % e.code
@@ -158,7 +172,12 @@ class Drill:
                 with self.state_lock:
                     for m in self.memcached:
                         self.states[m] = seen.get(m, "?")
-                st = seen.get(self.frozen_addr)
+                if self.restart:
+                    mine = [seen.get(m) for m in self.memcached]
+                    st = ("down" if all(x == "down" for x in mine)
+                          else "up" if all(x == "up" for x in mine) else "partial")
+                else:
+                    st = seen.get(self.frozen_addr)
                 t = self.now()
                 if self.freeze_t is not None and self.down_t is None and st == "down":
                     self.down_t = t
@@ -176,6 +195,15 @@ class Drill:
 
     # ------------------------------------------------ freeze / thaw
     def freeze(self):
+        if self.restart:
+            # kills every memcached, waits, starts them again empty
+            self.restart_proc = subprocess.Popen(self.a.restart_cmd, shell=True,
+                                                 stdout=subprocess.DEVNULL)
+            self.frozen = True
+            self.freeze_t = self.now()
+            self.event("every memcached killed (SIGKILL), to be started again empty in 2 s: "
+                       "no copy of any session is left in memcached")
+            return
         os.kill(self.a.freeze_pid, signal.SIGSTOP)
         self.frozen = True
         self.freeze_t = self.now()
@@ -183,6 +211,12 @@ class Drill:
                    % (self.frozen_addr, self.a.freeze_pid))
 
     def thaw(self):
+        if self.restart:
+            if self.frozen and self.restart_proc and self.restart_proc.poll() is not None:
+                self.frozen = False
+                self.thaw_t = self.now()
+                self.event("every memcached started again, empty (exit %d)" % self.restart_proc.returncode)
+            return
         if self.frozen:
             os.kill(self.a.freeze_pid, signal.SIGCONT)
             self.frozen = False
@@ -200,6 +234,12 @@ class Drill:
     def phase(self):
         if self.freeze_t is None:
             return "normal"
+        if self.restart:
+            if self.frozen:
+                return "KILLED" if self.down_t is None else "KILLED,out"
+            if self.up_t is None:
+                return "restarted"
+            return "draining" if self.stop_users.is_set() else "back"
         if self.frozen:
             return "FROZEN" if self.down_t is None else "FROZEN,out"
         if self.up_t is None:
@@ -230,7 +270,8 @@ class Drill:
         bad = {}
         for d in recent:
             if d[3] != "ok":
-                k = {"error": "failed: %s" % d[4], "lost": "lost", "stale": "stale"}[d[3]]
+                k = {"error": "failed: %s" % d[4], "lost": "lost", "stale": "stale",
+                     "restored": "restored older"}[d[3]]
                 bad[k] = bad.get(k, 0) + 1
         notes += ["%d %s" % (n, k) for k, n in sorted(bad.items())]
         print("  %5.1f  %-10s %5d %7s %6d %5d %5d | %-21s| %s" % (
@@ -243,8 +284,14 @@ class Drill:
         a = self.a
         print("drill: %d simulated users log in through nginx (%s) and keep reloading the page."
               % (a.users, a.url))
-        print("       At %gs memcached %s is frozen (SIGSTOP), at %gs thawed (SIGCONT); at %gs the users stop."
-              % (a.freeze_at, self.frozen_addr, a.thaw_at, a.duration))
+        if self.restart:
+            print("       At %gs every memcached is killed (SIGKILL) and 2 s later started again empty;"
+                  " at %gs the users stop." % (a.freeze_at, a.duration))
+            print("       restored = the counter went back to what the database held (MemsessPersist:"
+                  " at most one interval behind).")
+        else:
+            print("       At %gs memcached %s is frozen (SIGSTOP), at %gs thawed (SIGCONT); at %gs the users stop."
+                  % (a.freeze_at, self.frozen_addr, a.thaw_at, a.duration))
         print("       failed = request failed or timed out, lost = user found logged out,")
         print("       stale = visit counter went backwards (an older copy of the session was read).")
         print()
@@ -262,7 +309,8 @@ class Drill:
                     time.sleep(min(0.02, max(0.0, tick - self.now())))
                     if self.freeze_t is None and self.now() >= a.freeze_at:
                         self.freeze()
-                    if self.thaw_t is None and self.frozen and self.now() >= a.thaw_at:
+                    if self.thaw_t is None and self.frozen and (
+                            self.restart or self.now() >= a.thaw_at):
                         self.thaw()
                 if tick >= a.duration:
                     self.stop_users.set()
@@ -275,6 +323,8 @@ class Drill:
                     if busy == 0 or tick > hard_end:
                         break
         finally:
+            if self.restart_proc:
+                self.restart_proc.wait()
             self.thaw()
             self.stop_users.set()
             self.stop_all.set()
@@ -301,6 +351,14 @@ class Drill:
             ("thawed, not yet up", tt, ut),
             ("thawed, marked up", ut, far),
         ]
+        if self.restart:
+            windows = [
+                ("before the kill", 0, ft),
+                ("killed, not yet all down", ft, dt),
+                ("killed, all marked down", dt, tt),
+                ("started again, not all up", tt, ut),
+                ("all up again", ut, far),
+            ]
         print()
         print("Summary: %d users, %d requests in %.0f s, answered by %s" % (
             a.users, len(done), self.now(), ", ".join("%s %d" % kv for kv in sorted(inst.items())) or "nobody"))
@@ -313,6 +371,7 @@ class Drill:
                 continue
             lat = [d[2] for d in sel]
             c = {k: sum(1 for d in sel if d[3] == k) for k in ("error", "lost", "stale")}
+            c["stale"] += sum(1 for d in sel if d[3] == "restored")
             ms = lambda v: "-" if v is None else "%d" % round(v * 1000)
             print("  %-29s %8d %6d %5d %5d %8s %8s %8s" % (
                 label, len(sel), c["error"], c["lost"], c["stale"], ms(percentile(lat, 50)),
@@ -324,7 +383,9 @@ class Drill:
         if why:
             print("  failures: " + ", ".join("%d %s" % (n, w) for w, n in sorted(why.items())))
         print()
-        tot = {k: sum(1 for d in done if d[3] == k) for k in ("error", "lost", "stale")}
+        tot = {k: sum(1 for d in done if d[3] == k) for k in ("error", "lost", "stale", "restored")}
+        if self.restart:
+            return self.restart_summary(done, tot)
         if self.freeze_t is not None:
             if self.down_t is not None:
                 print("  detection: %s marked down %.2f s after it froze" % (self.frozen_addr, self.down_t - self.freeze_t))
@@ -343,6 +404,36 @@ class Drill:
         self.explain(done, windows, tot, len(out))
         ok = (self.down_t is not None and (self.thaw_t is None or self.up_t is not None)
               and not out)
+        return 0 if ok else 1
+
+    def restart_summary(self, done, tot):
+        """The restart drill's verdict: who was logged out, how far back."""
+        if self.down_t is not None:
+            print("  detection: web1 saw every memcached down %.2f s after the kill"
+                  % (self.down_t - self.freeze_t))
+        else:
+            print("  detection: web1 NEVER saw every memcached down")
+        if self.up_t is not None and self.thaw_t is not None:
+            print("  recovery:  all up again (sessions restored first) %.2f s after they were started again"
+                  % (self.up_t - self.thaw_t))
+        else:
+            print("  recovery:  NOT all up again before the end")
+        with self.stats.lock:
+            back = list(self.rolled_back)
+        print("  sessions lost (users logged out): %d; sessions restored older: %d (by %s visits);"
+              " stale: %d; failed requests: %d of %d" % (
+                  tot["lost"], tot["restored"],
+                  "-" if not back else "%d-%d" % (min(back), max(back)),
+                  tot["stale"], tot["error"], len(done)))
+        print()
+        print("What it shows:")
+        print("  - Every copy of every session was gone from memcached.  Before each server took")
+        print("    sessions again, mod_memsess put back from PostgreSQL every session it places there")
+        print("    (MEMSESS0178 in the Apaches' error logs), as written behind at most")
+        print("    MemsessPersistInterval (2 s here) before the loss: nobody logs in again; a")
+        print("    counter may go back by what the last interval wrote (\"restored older\").")
+        print("  - While every server was down, requests failed: there was nowhere to keep a session.")
+        ok = self.down_t is not None and self.up_t is not None and tot["lost"] == 0 and tot["stale"] == 0
         return 0 if ok else 1
 
     def explain(self, done, windows, tot, lost_out):
@@ -414,7 +505,9 @@ def main():
     p.add_argument("--status", required=True, help="one Apache's /memsess-status?json")
     p.add_argument("--memcached", required=True, help="the three addresses, comma separated")
     p.add_argument("--freeze", type=int, default=2, help="which memcached to freeze (1-based)")
-    p.add_argument("--freeze-pid", type=int, required=True, help="its process id")
+    p.add_argument("--freeze-pid", type=int, help="its process id")
+    p.add_argument("--restart-cmd", help="instead of a freeze: a shell command that kills every memcached "
+                   "and starts them again empty")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--think-ms", type=int, default=100, help="pause between a user's requests")
     p.add_argument("--freeze-at", type=float, default=6)
@@ -424,12 +517,15 @@ def main():
     a.duration = min(a.duration, 45)
     if not 1 <= a.freeze <= len(a.memcached.split(",")):
         p.error("--freeze out of range")
-    try:
-        with open("/proc/%d/comm" % a.freeze_pid) as f:
-            if f.read().strip() != "memcached":
-                p.error("pid %d is not a memcached" % a.freeze_pid)
-    except OSError:
-        p.error("no process %d" % a.freeze_pid)
+    if a.restart_cmd is None:
+        if a.freeze_pid is None:
+            p.error("--freeze-pid or --restart-cmd")
+        try:
+            with open("/proc/%d/comm" % a.freeze_pid) as f:
+                if f.read().strip() != "memcached":
+                    p.error("pid %d is not a memcached" % a.freeze_pid)
+        except OSError:
+            p.error("no process %d" % a.freeze_pid)
     a.users = max(1, min(a.users, 200))
 
     d = Drill(a)

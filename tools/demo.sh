@@ -6,10 +6,15 @@
 #   bash tools/demo.sh drill [N]  simulated users through a frozen memcached N
 #                                 (1-3, default 2); starts the demo for the drill
 #                                 and stops it afterwards if it was not running
+#   bash tools/demo.sh drill restart   the same users through every memcached
+#                                 killed at once and started again empty: the
+#                                 sessions come back from PostgreSQL
+#                                 (MemsessPersist dbd)
 #   bash tools/demo.sh stop       stop a demo running in another terminal
 #   bash tools/demo.sh status     what is running
 #   bash tools/demo.sh freeze N | thaw N    SIGSTOP / SIGCONT memcached N
 #   bash tools/demo.sh kill N   | revive N  stop / start memcached N again
+#   bash tools/demo.sh restart-all    every memcached killed, started again empty
 #   bash tools/demo.sh cut W N  | heal      Apache web W loses memcached N (an
 #                                 iptables rule matching web W's user) /
 #                                 every cut removed: the other two leave N out
@@ -23,6 +28,9 @@
 #          \            |             /      (each its own checker, verdicts
 #                                             shared through the memcached)
 #   memcached 11211    11212        11213
+#          \            |             /
+#   PostgreSQL (a cluster of the demo's own, a unix socket only): the
+#   sessions written behind every 2 s by one of the Apaches (MemsessPersist)
 #
 # Run as root on Debian 12 from the checkout.  Everything lives in a work
 # directory (MEMSESS_DEMO_DIR, default /tmp/memsess-demo): configs, logs, pid
@@ -40,6 +48,9 @@
 #   MEMSESS_DEMO_REPLICAS   MemsessReplicas of the three Apaches (default 1)
 #   MEMSESS_DEMO_FAILOVER   MemsessFailover: successor (default) or drop
 #   MEMSESS_DEMO_REJOIN     MemsessRejoin: sync (default), flush or keep
+#   MEMSESS_DEMO_PERSIST    pgsql (default: MemsessPersist dbd, a PostgreSQL
+#                           cluster in the work directory, run as postgres)
+#                           or off
 #   MEMSESS_DRILL_USERS (20), MEMSESS_DRILL_THINK_MS (100): the drill's users
 set -euo pipefail
 
@@ -69,6 +80,7 @@ load_ports() {
     NGINX_PORT=$PORT_BASE
     WEB_PORTS=("$((PORT_BASE + 1))" "$((PORT_BASE + 2))" "$((PORT_BASE + 3))")
     MEMC_PORTS=("$MEMC_BASE" "$((MEMC_BASE + 1))" "$((MEMC_BASE + 2))")
+    PG_PORT=$((MEMC_BASE + 3))   # its socket's name only: no TCP port
     local p
     for p in "$NGINX_PORT" "${WEB_PORTS[@]}" "${MEMC_PORTS[@]}"; do
         if [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "port $p out of range"; fi
@@ -114,6 +126,7 @@ stop_pid() {
 }
 
 memc_pidfile()  { echo "$RUN/memcached$1.pid"; }
+pg_pidfile()    { echo "$DIR/pg/data/postmaster.pid"; }   # its first line
 httpd_pidfile() { echo "$DIR/${NAMES[$1]}/run/httpd.pid"; }
 nginx_pidfile() { echo "$RUN/nginx.pid"; }
 
@@ -124,6 +137,7 @@ any_running() {
         alive "$(httpd_pidfile "$i")" apache2 && return 0
         alive "$(memc_pidfile $((i + 1)))" memcached && return 0
     done
+    pg_running && return 0
     return 1
 }
 
@@ -156,11 +170,57 @@ stop_all() {
         fi
         rm -f "$(memc_pidfile "$i")"
     done
+    if pg_running; then
+        say "stopping PostgreSQL (pid $(head -1 "$(pg_pidfile)"))"
+        pg_ctl stop -m fast >/dev/null; stopped=1
+    fi
     rm -f "$RUN/ports"
     remove_cuts
     [ "$stopped" = 1 ] && say "everything stopped"
     set -e
     return 0
+}
+
+# ------------------------------------------------------------- PostgreSQL
+
+persist_on() { [ "${MEMSESS_DEMO_PERSIST:-pgsql}" = pgsql ]; }
+
+pg_bin() {   # the newest PostgreSQL's binaries
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$d/pg_ctl" ] || die "PostgreSQL missing: run bash tools/setup.sh (or MEMSESS_DEMO_PERSIST=off)"
+    echo "$d"
+}
+
+# pg_ctl ARGS...: as postgres, on the demo's cluster
+pg_ctl() {
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$DIR/pg/data" "$@"
+}
+
+pg_running() {
+    local pid
+    [ -r "$(pg_pidfile)" ] || return 1
+    pid=$(head -1 "$(pg_pidfile)" 2>/dev/null)
+    case "$pid" in ''|*[!0-9]*) return 1;; esac
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ]
+}
+
+# A cluster of the demo's own, listening on a unix socket in $DIR/pg only
+# (no TCP port): the role memsess, trusted on that socket.
+start_pg() {
+    id -u postgres >/dev/null 2>&1 || die "no postgres user: run bash tools/setup.sh"
+    install -d -m 755 -o postgres -g postgres "$DIR/pg"
+    if [ ! -s "$DIR/pg/data/PG_VERSION" ]; then
+        rm -rf "$DIR/pg/data"
+        runuser -u postgres -- "$(pg_bin)/initdb" -D "$DIR/pg/data" -U memsess \
+            --auth=trust -E UTF8 >"$DIR/logs/postgresql-initdb.log" 2>&1 \
+            || { cat "$DIR/logs/postgresql-initdb.log" >&2; die "initdb failed"; }
+    fi
+    touch "$DIR/logs/postgresql.log"
+    chown postgres "$DIR/logs/postgresql.log"
+    pg_ctl -l "$DIR/logs/postgresql.log" -w -t 30 \
+        -o "-p $PG_PORT -k $DIR/pg -c listen_addresses=''" start >/dev/null \
+        || die "PostgreSQL did not start (see $DIR/logs/postgresql.log)"
 }
 
 # ------------------------------------------------------------------- checks
@@ -238,6 +298,25 @@ web_user() {   # the user Apache web N (1-3) runs as, created if missing
     echo "$u"
 }
 
+# Persistence: every Apache points at the one PostgreSQL; one of them
+# writes (a lease in memcached), every 2 s.
+persist_conf() {
+    if ! persist_on; then
+        echo "MemsessPersist off"
+        return
+    fi
+    cat <<EOF
+
+# Sessions written behind to PostgreSQL (mod_dbd), restored when every copy
+# in memcached is gone: bash tools/demo.sh drill restart
+LoadModule dbd_module /usr/lib/apache2/modules/mod_dbd.so
+DBDriver pgsql
+DBDParams "host=$DIR/pg port=$PG_PORT user=memsess dbname=postgres"
+MemsessPersist dbd
+MemsessPersistInterval 2s
+EOF
+}
+
 write_configs() {
     local i name port root php memc_list="" users user
     WEB_USER=$(run_user www-data)
@@ -308,6 +387,7 @@ MemsessCheckInterval 200ms
 MemsessCheckTimeout 100ms
 MemsessFailThreshold 2
 MemsessPassThreshold 2
+$(persist_conf)
 EOF
     done
 
@@ -426,6 +506,10 @@ start_all() {
     STARTED=1
     for i in 1 2 3; do start_memcached "$i"; done
     for i in 0 1 2; do wait_port "${MEMC_PORTS[$i]}" "memcached $((i + 1))" 5; done
+    if persist_on; then
+        say "starting PostgreSQL (user postgres, socket in $DIR/pg, its data in $DIR/pg/data)"
+        start_pg
+    fi
     say "starting 3 Apache (prefork, mod_php, mod_memsess) on 127.0.0.1:${WEB_PORTS[0]}-${WEB_PORTS[2]}"
     for i in 0 1 2; do start_apache "$i"; done
     for i in 0 1 2; do wait_port "${WEB_PORTS[$i]}" "Apache ${NAMES[$i]}" 10; done
@@ -462,6 +546,9 @@ banner() {
    3. Watch the checkers: ${u}status/web1  (?json ?auto ?metrics)
    4. The whole story in 40 s, with 20 simulated users and a live table:
         $PROG drill
+   5. Every memcached lost at once (a power cut): the sessions come back
+      from PostgreSQL, at most 2 s behind (MemsessPersistInterval):
+        $PROG drill restart      (or by hand: $PROG restart-all)
 
    Logs: $DIR/logs, $DIR/web*/logs     Stop: Ctrl-C (or $PROG stop)
   ================================================================
@@ -583,6 +670,10 @@ cmd_status() {
                    [ "$(awk '{print $3}' "/proc/$(pid_of "$f")/stat")" = T ] && echo frozen || echo running
                else echo stopped; fi)"
     done
+    if persist_on; then
+        printf '%-10s %-8s %-6s %s\n' postgresql "socket" "$(head -1 "$(pg_pidfile)" 2>/dev/null)" \
+            "$(pg_running && echo running || echo stopped)"
+    fi
     if alive "$(httpd_pidfile 0)" apache2; then
         echo
         echo "web1's checker (http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?auto):"
@@ -624,6 +715,34 @@ cmd_memc() {   # freeze|thaw|kill|revive N
     esac
 }
 
+# Every memcached killed (SIGKILL: as a power cut would) and started again
+# empty after PAUSE seconds: every copy of every session is gone.
+cmd_restart_all() {
+    local pause=${1:-2} i f
+    need_root
+    load_ports
+    all_running || die "no demo running: start it with $PROG"
+    case "$pause" in ''|*[!0-9.]*) die "restart-all [SECONDS]: a number";; esac
+    for i in 1 2 3; do
+        f=$(memc_pidfile "$i")
+        if alive "$f" memcached; then
+            kill -CONT "$(pid_of "$f")" 2>/dev/null || true
+            kill -KILL "$(pid_of "$f")" 2>/dev/null || true
+        fi
+    done
+    for i in 1 2 3; do
+        f=$(memc_pidfile "$i")
+        for _ in $(seq 50); do alive "$f" memcached || break; sleep 0.1; done
+        rm -f "$f"
+    done
+    say "every memcached killed: no copy of any session is left"
+    sleep "$pause"
+    MEMC_USER=$(run_user memcache)
+    for i in 1 2 3; do start_memcached "$i"; done
+    for i in 0 1 2; do wait_port "${MEMC_PORTS[$i]}" "memcached $((i + 1))" 5; done
+    say "every memcached started again, empty$(persist_on && echo ": the sessions come back from PostgreSQL before each is used")"
+}
+
 # ----------------------------------------------------- cut: one Apache alone
 
 CUT_TAG=memsess-demo
@@ -662,8 +781,12 @@ cmd_heal() {
 }
 
 cmd_drill() {
-    local n=${1:-2} rc=0
-    memc_arg "$n"
+    local n=${1:-2} rc=0 fault
+    if [ "$n" = restart ]; then
+        persist_on || die "drill restart needs persistence (MEMSESS_DEMO_PERSIST=pgsql, the default)"
+    else
+        memc_arg "$n"
+    fi
     need_root
     mkdir -p "$DIR" "$RUN"
     load_ports
@@ -683,12 +806,17 @@ cmd_drill() {
         echo $$ > "$RUN/drill.pid"
         python_bin >/dev/null || die "python3 missing: apt-get install python3"
     fi
-    alive "$(memc_pidfile "$n")" memcached || die "memcached $n is not running ($PROG revive $n)"
+    if [ "$n" = restart ]; then
+        fault=(--restart-cmd "bash $TOP/tools/demo.sh restart-all 2")
+    else
+        alive "$(memc_pidfile "$n")" memcached || die "memcached $n is not running ($PROG revive $n)"
+        fault=(--freeze "$n" --freeze-pid "$(pid_of "$(memc_pidfile "$n")")")
+    fi
     "$(python_bin)" "$TOP/demo/drill.py" \
         --url "http://127.0.0.1:$NGINX_PORT/" \
         --status "http://127.0.0.1:${WEB_PORTS[0]}/memsess-status?json" \
         --memcached "127.0.0.1:${MEMC_PORTS[0]},127.0.0.1:${MEMC_PORTS[1]},127.0.0.1:${MEMC_PORTS[2]}" \
-        --freeze "$n" --freeze-pid "$(pid_of "$(memc_pidfile "$n")")" \
+        "${fault[@]}" \
         --users "${MEMSESS_DRILL_USERS:-20}" --think-ms "${MEMSESS_DRILL_THINK_MS:-100}" &
     DRILL_PY=$!
     wait "$DRILL_PY" || rc=$?
@@ -725,6 +853,7 @@ case "${1:-run}" in
     status)     cmd_status ;;
     drill)      cmd_drill "${2:-2}" ;;
     freeze|thaw|kill|revive) cmd_memc "$1" "${2:-}" ;;
+    restart-all) cmd_restart_all "${2:-2}" ;;
     cut)        cmd_cut "${2:-}" "${3:-}" ;;
     heal)       cmd_heal ;;
     -h|--help|help) usage ;;
