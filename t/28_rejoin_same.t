@@ -17,20 +17,16 @@ use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
-use File::Basename qw(dirname);
-use File::Spec::Functions qw(catfile);
-use IO::Socket::IP;
 use JSON::PP;
 use Digest::MD5 qw(md5_hex);
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
+use Memsess::Fill;
 
 plan tests => 22;
 
 my $JSON   = JSON::PP->new->utf8;
-my $TOP    = dirname(Apache::Test::vars('t_dir'));
-my $PLACE  = catfile($TOP, 't', 'unit', 'test_sync.bin');
 my @RS     = qw(MEMC_RS1 MEMC_RS2 MEMC_RS3);
 my $N      = $ENV{MEMSESS_SAME_SESSIONS} // 3000;
 my $CHANGE = 10;    # users of RS2 who write during its outage
@@ -43,42 +39,7 @@ sub wait_state {
     return wait_for($secs, sub { $in->server_state($name) eq $want });
 }
 
-# Where php-memcached puts each id under the full list: id => [names].
-sub placement {
-    my @ids = @_;
-    my %by_addr = map { addr($_) => $_ } @RS;
-    my %where;
-    while (my @chunk = splice @ids, 0, 1000) {
-        my $out = `"$PLACE" --place "${\ addrs(@RS)}" 1 0 @chunk 2>&1`;
-        for (split /\n/, $out) {
-            my ($id, $w) = split ' ';
-            $where{$id} = [map { $by_addr{$_} // "?$_" } split /,/, $w // ''];
-        }
-    }
-    return \%where;
-}
 
-# Writes key => value on a server, pipelined (noreply), then waits for a
-# reply to one last command: everything before it was applied.
-sub memc_fill {
-    my ($name, $pairs) = @_;
-    my ($host, $port) = Memsess::Test::host_port($name);
-    my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
-        or die "connect $name: $!";
-    $s->autoflush(1);
-    my $buf = '';
-    for my $kv (@$pairs) {
-        $buf .= sprintf "set %s 0 3600 %d noreply\r\n%s\r\n", $kv->[0], length $kv->[1], $kv->[1];
-        if (length $buf > 65536) {
-            print $s $buf;
-            $buf = '';
-        }
-    }
-    print $s $buf, "version\r\n";
-    my $line = <$s>;
-    close $s;
-    return defined $line && $line =~ /^VERSION/;
-}
 
 # A request of the user whose session id is $id (no cookie jar: the id is
 # the user).
@@ -89,48 +50,7 @@ sub as_user {
     return $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
 }
 
-# Every session read where PHP reads it (the first server of its placement
-# under the full list): [lost, stale, details].
-sub audit {
-    my ($where, $want) = @_;
-    my ($lost, $stale, @detail) = (0, 0);
-    my %by_server;
-    push @{ $by_server{ $where->{$_}[0] } }, $_ for keys %$want;
-    for my $name (sort keys %by_server) {
-        my %got = memc_multi_get($name, map { session_key($_) } @{ $by_server{$name} });
-        for my $id (@{ $by_server{$name} }) {
-            my $g = $got{ session_key($id) };
-            my $w = $want->{$id};
-            next if defined $w && defined $g && $g eq $w;
-            next if !defined $w && !defined $g;
-            if (defined $w && !defined $g) {
-                $lost++;
-                push @detail, "lost $id on $name";
-            }
-            else {
-                $stale++;
-                push @detail, "stale $id on $name: " . ($g // 'none') . ' for ' . ($w // 'none');
-            }
-        }
-    }
-    return ($lost, $stale, \@detail);
-}
 
-# key => value for the keys a server holds (text "get k1 k2 ...").
-sub memc_multi_get {
-    my ($name, @keys) = @_;
-    my %got;
-    while (my @chunk = splice @keys, 0, 100) {
-        my $r = memc_cmd($name, 'get ' . join(' ', @chunk), 5);
-        die "no reply from $name\n" unless defined $r;
-        while ($r =~ /\GVALUE (\S+) \d+ (\d+)\r\n/gc) {
-            my ($k, $len) = ($1, $2);
-            $got{$k} = substr($r, pos($r), $len);
-            pos($r) += $len + 2;
-        }
-    }
-    return %got;
-}
 
 sub sync_line {
     my ($in, $mark, $name) = @_;
@@ -158,7 +78,7 @@ ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } 
          'the three servers are up');
 
 my @ids = map { md5_hex("memsess-rejoin-same-$_") } 1 .. $N;
-my $where = placement(@ids);
+my $where = placement(\@RS, @ids);
 ok t_cmp(scalar(grep { @{ $where->{$_} || [] } == 2 } @ids), $N,
          "$N sessions placed (a server and its replica each)");
 my %want = map { $_ => 'n|i:5;' } @ids;

@@ -1,0 +1,81 @@
+# Issue 22: a rejoin sync's reads that time out are tried again, not the
+# whole sync started over.  Three servers at the defaults, 20,000 sessions
+# written where php-memcached puts them; RT3 killed and restarted empty:
+# while its full sync runs, the two others (its authorities) freeze for
+# 0.8 s, longer than the sync's 500 ms timeout on a read.  The checker does
+# not mark them down meanwhile (MemsessFailThreshold 20 here), so the sync
+# goes on: a read that timed out is tried again on a fresh connection; the
+# sync finishes once (MEMSESS0031 counts the reads tried again, no
+# MEMSESS0033), and every session is where PHP reads it.  Before, the
+# first timeout stopped the sync (MEMSESS0033 "cannot read ...: A TIMEOUT
+# OCCURRED") and it started over from zero.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use Digest::MD5 qw(md5_hex);
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+use Memsess::Fill;
+
+plan tests => 7;
+
+my @RT = qw(MEMC_RT1 MEMC_RT2 MEMC_RT3);
+my $N  = $ENV{MEMSESS_RETRY_SESSIONS} // 20000;
+
+memc_start(@RT);
+my $in = Memsess::Instance->new(name => 'sync_retry', conf => <<'EOF2');
+MemsessServers ${MEMC_RT1} ${MEMC_RT2} ${MEMC_RT3}
+MemsessFailThreshold 20
+EOF2
+$in->start;
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @RT })) ? 1 : 0, 1,
+         'the three servers are up');
+
+my @ids = map { md5_hex("memsess-sync-retry-$_") } 1 .. $N;
+my $where = placement(\@RT, @ids);
+my %want = map { $_ => 'n|i:5;' } @ids;
+my %fill;
+for my $id (@ids) {
+    push @{ $fill{$_} }, [session_key($id), $want{$id}] for @{ $where->{$id} };
+}
+ok t_cmp((grep { memc_fill($_, $fill{$_}) } sort keys %fill) == 3 ? 1 : 0, 1,
+         "$N sessions written where php-memcached puts them");
+
+memc_kill('MEMC_RT3');
+ok t_cmp(defined(wait_for(10, sub { $in->server_state('MEMC_RT3') eq 'down' })) ? 1 : 0, 1,
+         'RT3 killed: down');
+my $mark = $in->log_mark;
+memc_start('MEMC_RT3');
+my $syncing = wait_for(10, sub { $in->server_state('MEMC_RT3') eq 'syncing' }, 0.01);
+my $frozen_at;
+if (defined $syncing) {
+    sleep 0.1;
+    memc_freeze('MEMC_RT1', 'MEMC_RT2');
+    $frozen_at = time;
+    sleep 0.8;
+    memc_thaw('MEMC_RT1', 'MEMC_RT2');
+}
+my $up = wait_for(60, sub { $in->server_state('MEMC_RT3') eq 'up' });
+my $log = $in->log_since($mark);
+my $a3 = addr('MEMC_RT3');
+my ($synced) = grep { /MEMSESS0031: .*\Q$a3\E/ } split /\n/, $log;
+my @stopped = grep { /MEMSESS0033: .*\Q$a3\E/ } split /\n/, $log;
+diag($synced // 'no MEMSESS0031');
+diag($_) for @stopped;
+ok t_cmp(defined $syncing && defined $up ? 1 : 0, 1,
+         'restarted empty: synced and up again, its authorities frozen 0.8 s during the sync');
+ok t_cmp(($synced // '') =~ /; (\d+) reads timed out and were tried again/ ? 1 : 0, 1,
+         'the reads that timed out were tried again (MEMSESS0031 counts them)');
+ok t_cmp(scalar(@stopped) . ' ' . scalar(() = $log =~ /MEMSESS0031: .*\Q$a3\E/g), '0 1',
+         'one sync, never stopped and started over (no MEMSESS0033)');
+{
+    my ($lost, $stale, $detail) = audit($where, \%want);
+    diag($_) for @{$detail}[0 .. ($#$detail < 9 ? $#$detail : 9)];
+    ok t_cmp("$lost $stale", '0 0', "every one of the $N sessions where PHP reads it");
+}
+
+$in->stop;
+memc_stop(@RT);
