@@ -225,6 +225,7 @@ typedef struct {
     apr_uint64_t cas;        /* as stored (0: not stored) */
     apr_int64_t  exp;
     apr_uint64_t process;    /* of the authority it was listed on */
+    apr_uint64_t digest;     /* of the value stored (0: unknown) */
     apr_uint32_t round;      /* last listed in */
     int          stored;
     int          dirty;      /* listed this round, not stored as listed */
@@ -315,7 +316,7 @@ int memsess_track_seen(memsess_track_t *t, const char *key, apr_size_t len,
 
 void memsess_track_stored(memsess_track_t *t, const char *key,
                           apr_size_t len, apr_uint64_t cas, apr_int64_t exp,
-                          apr_uint64_t process)
+                          apr_uint64_t process, apr_uint64_t digest)
 {
     track_entry_t *e = entry(t, key, len, 1);
 
@@ -335,6 +336,36 @@ void memsess_track_stored(memsess_track_t *t, const char *key,
     if (process) {
         e->process = process;
     }
+    if (digest) {
+        e->digest = digest;
+    }
+}
+
+int memsess_track_unchanged(const memsess_track_t *t, const char *key,
+                            apr_size_t len, apr_uint64_t digest,
+                            apr_int64_t exp)
+{
+    const track_entry_t *e = apr_hash_get(t->hash, key, (apr_ssize_t)len);
+
+    return e && e->stored && e->digest && e->digest == digest
+           && e->exp == exp;
+}
+
+apr_uint64_t memsess_persist_digest(const char *b64, apr_size_t len,
+                                    apr_uint32_t flags)
+{
+    apr_uint64_t h = MEMSESS_FNV1A_INIT;
+    apr_size_t k;
+
+    for (k = 0; k < len; k++) {
+        h ^= (unsigned char)b64[k];
+        h *= APR_UINT64_C(1099511628211);
+    }
+    for (k = 0; k < 4; k++) {
+        h ^= (flags >> (8 * k)) & 0xff;
+        h *= APR_UINT64_C(1099511628211);
+    }
+    return h ? h : 1;
 }
 
 static void forget(memsess_track_t *t, track_entry_t *e)

@@ -252,6 +252,7 @@ typedef struct {
     int                   failing;
     apr_int64_t           last_ok;       /* unix seconds */
     apr_uint64_t          written, deleted;
+    apr_uint64_t          unchanged;     /* new cas, same value: not written */
 } pview_t;
 
 struct memsess_persist {
@@ -471,9 +472,12 @@ static int load_each(void *baton, const memsess_row_t *row, const char *val)
 {
     pview_t *pv = baton;
 
-    (void)val;
+    /* read without their values (val NULL): digests unknown until the
+     * next write */
     memsess_track_stored(pv->track, row->key, row->keylen, row->cas,
-                         row->exp, 0);
+                         row->exp, 0,
+                         val ? memsess_persist_digest(val, strlen(val),
+                                                      row->flags) : 0);
     return 0;
 }
 
@@ -516,14 +520,25 @@ static const char *write_batch(memsess_persist_t *ps, pview_t *pv, db_t *db,
             char *val = apr_palloc(p, memsess_b64_len(vlen) + 1);
             const char *skey = apr_pstrmemdup(p, key, klen);
             uint64_t cas = memcached_result_cas(res);
+            uint32_t flags = memcached_result_flags(res);
+            apr_uint64_t digest;
             int rv;
 
             memsess_b64_encode(val, (const unsigned char *)
                                memcached_result_value(res), vlen);
+            digest = memsess_persist_digest(val, strlen(val), flags);
+            if (memsess_track_unchanged(pv->track, skey, klen, digest, *e)) {
+                /* a new cas for the same value (a restore's add, a sync's
+                 * copy): nothing to write */
+                memsess_track_stored(pv->track, skey, klen, cas, *e,
+                                     process, digest);
+                pv->unchanged++;
+                memcached_result_free(res);
+                continue;
+            }
             rv = apr_dbd_pvquery(db->drv, p, db->h, &nrows, db->upsert,
                     pv->view->name, skey, val,
-                    apr_psprintf(p, "%u",
-                                 (unsigned)memcached_result_flags(res)),
+                    apr_psprintf(p, "%u", (unsigned)flags),
                     apr_psprintf(p, "%" APR_INT64_T_FMT, *e),
                     apr_psprintf(p, "%" APR_UINT64_T_FMT,
                                  (apr_uint64_t)cas), NULL);
@@ -532,7 +547,7 @@ static const char *write_batch(memsess_persist_t *ps, pview_t *pv, db_t *db,
             }
             else {
                 memsess_track_stored(pv->track, skey, klen, cas, *e,
-                                     process);
+                                     process, digest);
                 pv->written++;
                 (*left)--;
             }

@@ -1271,10 +1271,20 @@ int memsess_track_seen(memsess_track_t *t, const char *key, apr_size_t len,
                        apr_uint64_t cas, apr_int64_t exp,
                        apr_uint64_t process);
 /* It is stored now with cas and exp (written, or read from the database
- * at start: process 0, unknown). */
+ * at start: process 0, unknown), its value's digest (memsess_persist_digest;
+ * 0: unknown). */
 void memsess_track_stored(memsess_track_t *t, const char *key,
                           apr_size_t len, apr_uint64_t cas, apr_int64_t exp,
-                          apr_uint64_t process);
+                          apr_uint64_t process, apr_uint64_t digest);
+/* Whether it is stored with this value (digest) and expiry already: a new
+ * cas with nothing else new (a restore's add, a sync's copy) needs no
+ * write, only memsess_track_stored with its cas. */
+int memsess_track_unchanged(const memsess_track_t *t, const char *key,
+                            apr_size_t len, apr_uint64_t digest,
+                            apr_int64_t exp);
+/* A stored value's digest: of its base64 text and its flags (never 0). */
+apr_uint64_t memsess_persist_digest(const char *b64, apr_size_t len,
+                                    apr_uint32_t flags);
 /* Calls each for every stored session not listed this round, with the
  * process it was listed on; each returns 1 to forget it. */
 void memsess_track_unseen(memsess_track_t *t,

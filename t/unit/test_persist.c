@@ -58,17 +58,17 @@ int main(void)
     ok(memsess_track_seen(t, K1, strlen(K1), 7, 100, 1),
        "a session never written is written");
     ok(memsess_track_pending(t) == 1, "and pending until it is");
-    memsess_track_stored(t, K1, strlen(K1), 7, 100, 1);
+    memsess_track_stored(t, K1, strlen(K1), 7, 100, 1, 0);
     ok(memsess_track_pending(t) == 0, "stored: nothing pending");
     ok(!memsess_track_seen(t, K1, strlen(K1), 7, 100, 1),
        "the same cas and expiry: not written again");
     ok(memsess_track_seen(t, K1, strlen(K1), 8, 100, 1),
        "a new cas (a write): written");
-    memsess_track_stored(t, K1, strlen(K1), 8, 100, 1);
+    memsess_track_stored(t, K1, strlen(K1), 8, 100, 1, 0);
     ok(memsess_track_seen(t, K1, strlen(K1), 8, 160, 1),
        "a new expiry (a touch): written");
-    memsess_track_stored(t, K1, strlen(K1), 8, 160, 1);
-    memsess_track_stored(t, K2, strlen(K2), 3, 100, 0);
+    memsess_track_stored(t, K1, strlen(K1), 8, 160, 1, 0);
+    memsess_track_stored(t, K2, strlen(K2), 3, 100, 0, 0);
     ok(memsess_track_stored_count(t) == 2, "two stored");
     memsess_track_round(t);
     memsess_track_seen(t, K1, strlen(K1), 8, 160, 1);
@@ -81,6 +81,34 @@ int main(void)
     memsess_track_round(t);
     memsess_track_prune(t);
     ok(memsess_track_stored_count(t) == 1, "pruning keeps what is stored");
+    memsess_track_destroy(t);
+
+    /* a new cas for the same value (a restore's add): no write */
+    t = memsess_track_create();
+    memsess_track_round(t);
+    {
+        apr_uint64_t d1 = memsess_persist_digest("aGk=", 4, 0);
+        apr_uint64_t d2 = memsess_persist_digest("aGl=", 4, 0);
+
+        ok(d1 && d2 && d1 != d2, "digests: never 0, apart for other values");
+        ok(memsess_persist_digest("aGk=", 4, 1) != d1,
+           "digests: the flags count");
+        ok(!memsess_track_unchanged(t, K1, strlen(K1), d1, 100),
+           "never stored: changed");
+        memsess_track_stored(t, K1, strlen(K1), 7, 100, 1, d1);
+        ok(memsess_track_unchanged(t, K1, strlen(K1), d1, 100),
+           "stored with that value and expiry: unchanged");
+        ok(!memsess_track_unchanged(t, K1, strlen(K1), d2, 100),
+           "another value: changed");
+        ok(!memsess_track_unchanged(t, K1, strlen(K1), d1, 160),
+           "another expiry: changed");
+        memsess_track_stored(t, K2, strlen(K2), 3, 100, 0, 0);
+        ok(!memsess_track_unchanged(t, K2, strlen(K2), d1, 100),
+           "read back without its value (digest unknown): changed");
+        memsess_track_stored(t, K1, strlen(K1), 9, 100, 1, 0);
+        ok(memsess_track_unchanged(t, K1, strlen(K1), d1, 100),
+           "a new cas noted without a value keeps the digest");
+    }
     memsess_track_destroy(t);
 
     /* base64 */
