@@ -189,7 +189,7 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
         /* it reaches the server and follows the holder: its line, from
          * before it did, goes out now, not at its next round, so that the
          * others' rounds before the flip no longer read it */
-        memsess_exchange_round(c->exchange);
+        memsess_exchange_fresh(c->exchange, 0);   /* asked, not waited */
     }
 }
 
