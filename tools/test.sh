@@ -23,6 +23,8 @@
 # Environment:
 #   MEMSESS_TEST_FILES="t/a.t t/b.t"   run only these scenario files
 #   MEMSESS_TEST_SANITIZE=0   skip the ASan+UBSan run of the scenarios
+#   MEMSESS_TEST_UNIT=0       skip the unit tests, valgrind and the fuzzers
+#                             (with MEMSESS_TEST_FILES: a scenario alone)
 #   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
 #                             (default 500)
 #   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
@@ -272,9 +274,16 @@ if [ "${MEMSESS_TEST_DEB:-$deb_default}" = 1 ]; then
     deb_pid=$!
 fi
 
-make_step unit
-make_step valgrind
-make_step fuzz
+if [ "${MEMSESS_TEST_UNIT:-1}" = 1 ]; then
+    make_step unit
+    make_step valgrind
+    make_step fuzz
+else
+    # only the binaries the scenarios use (t/unit/test_sync.bin --place)
+    log "unit tests, valgrind and fuzzers skipped (MEMSESS_TEST_UNIT=0)"
+    make -j"$(nproc)" -f Makefile.apxs $(make -f Makefile.apxs -pn 2>/dev/null |
+        sed -n 's/^UNIT_TESTS *:\{0,1\}= *//p' | head -1) >/dev/null
+fi
 
 
 copy_checkout "$WORK/src"
