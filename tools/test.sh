@@ -27,8 +27,10 @@
 #                             (with MEMSESS_TEST_FILES: a scenario alone)
 #   MEMSESS_TEST_MARGIN_MS    slack on top of the contract's detection times
 #                             (default 500)
-#   MEMSESS_TEST_VERBOSE=0    only the harness summary (default: every check
-#                             with what it expected and what it got)
+#   MEMSESS_TEST_VERBOSE=1    every check with what it expected and what it
+#                             got (default: a line per scenario file; the
+#                             failed checks in full at the end; the logs
+#                             always hold every check)
 #   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards
 #   MEMSESS_TEST_TIMEOUT      seconds for one run of the scenarios (default 720)
 #
@@ -93,6 +95,33 @@ failures() {
         if (/^not ok \d+/) { print "  $file: $_"; print "    $_" for @ctx; @ctx = () }
         print "  $_" if /^(t\/\S+\.t) +\(Wstat|^  Failed tests?:|^  Non-zero (exit|wait)/;
     ' "$1" 2>/dev/null
+}
+
+# A scenario run's output on its way to the screen: one line per scenario
+# file, its place, its verdict and its time ("[12/40] t/23_many.t .. ok
+# 28.1 s"), and the harness's summary; the log keeps every check.
+progress() {
+    NFILES=$1 perl -MTime::HiRes=time -ne '
+        BEGIN { $| = 1; $i = 0 }
+        sub done {
+            printf "[%d/%s] %s .. %s %.1f s\n", $i, $ENV{NFILES}, $file, $_[0],
+                $_[1] // time - $t0 if defined $file;
+            undef $file;
+        }
+        if (/^(?:\[[\d:]+\] )?(t\/\S+\.t) \.+ ?(.*)$/) {
+            ($file, $t0) = ($1, time);
+            $i++;
+            done("skipped: $1") if $2 =~ /^skipped:?\s*(.*)/;
+            next;
+        }
+        if (defined $file) {
+            if (/^ok\s+(\d+) ms/) { done("ok", $1 / 1000) }
+            elsif (/^Failed (\d+)\/(\d+) subtests/) { done("FAILED $1 of $2 checks") }
+            elsif (/^No subtests run/) { done("FAILED: no check ran") }
+            elsif (/^All (\d+) subtests passed/) { done("FAILED: its $1 checks passed, it exited non-zero") }
+        }
+        print if /^(All tests successful|Files=\d|Result:|Test Summary Report|t\/\S+\.t +\(Wstat|  Failed tests?:|  Non-zero )/;
+    '
 }
 
 # Stops what a suite left running: httpd, and memcached from the pid files.
@@ -206,13 +235,17 @@ run_suite() {
     chown -R "$TEST_USER:$TEST_USER" "$src"
     (cd "$src" && as_test perl -MApache::TestMM -e \
         'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null)
-    local verbose=-verbose
-    [ "${MEMSESS_TEST_VERBOSE:-1}" = 0 ] && verbose=
-    log "Apache::Test scenarios ($name)"
+    local nfiles show=(progress)
+    # shellcheck disable=SC2086
+    nfiles=$(cd "$src" && if [ -n "${MEMSESS_TEST_FILES:-}" ]; then
+                 echo ${MEMSESS_TEST_FILES} | wc -w; else ls t/*.t | wc -l; fi)
+    [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ] && show=(cat)
+    log "Apache::Test scenarios ($name): $nfiles files (every check in $WORK/suite-$name.log)"
     set +e
     # shellcheck disable=SC2086
     (cd "$src" && as_test timeout --kill-after=30 "$LIMIT" \
-        perl t/TEST $verbose "$@" ${MEMSESS_TEST_FILES:-}) 2>&1 | tee "$WORK/suite-$name.log"
+        perl t/TEST -verbose "$@" ${MEMSESS_TEST_FILES:-}) 2>&1 |
+        tee "$WORK/suite-$name.log" | "${show[@]}" "$nfiles"
     local st=${PIPESTATUS[0]}
     set -e
     stop_suite "$src"
