@@ -286,8 +286,9 @@ else
     log "sudoers entry refused: t/50_peers.t will be skipped"
 fi
 
-log "build"
-make -j"$(nproc)" -f Makefile.apxs
+log "build (make -f Makefile.apxs; its output in $WORK/build.log)"
+make -j"$(nproc)" -f Makefile.apxs >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; exit 1; }
 
 # The Debian package as an administrator uses it, in a throwaway root
 # (t/debian/admin.sh: make deb, lintian, debootstrap, apt-get install,
