@@ -344,21 +344,11 @@ class Drill:
         dt = self.down_t if self.down_t is not None else (self.thaw_t if self.thaw_t is not None else far)
         tt = self.thaw_t if self.thaw_t is not None else far
         ut = self.up_t if self.up_t is not None else far
-        windows = [
-            ("before the freeze", 0, ft),
-            ("frozen, not yet detected", ft, dt),
-            ("frozen, marked down", dt, tt),
-            ("thawed, not yet up", tt, ut),
-            ("thawed, marked up", ut, far),
-        ]
-        if self.restart:
-            windows = [
-                ("before the kill", 0, ft),
-                ("killed, not yet all down", ft, dt),
-                ("killed, all marked down", dt, tt),
-                ("started again, not all up", tt, ut),
-                ("all up again", ut, far),
-            ]
+        labels = (("before the kill", "killed, not yet all down", "killed, all marked down",
+                   "started again, not all up", "all up again") if self.restart else
+                  ("before the freeze", "frozen, not yet detected", "frozen, marked down",
+                   "thawed, not yet up", "thawed, marked up"))
+        windows = list(zip(labels, (0, ft, dt, tt, ut), (ft, dt, tt, ut, far)))
         print()
         print("Summary: %d users, %d requests in %.0f s, answered by %s" % (
             a.users, len(done), self.now(), ", ".join("%s %d" % kv for kv in sorted(inst.items())) or "nobody"))

@@ -18,7 +18,6 @@ use warnings FATAL => 'all';
 use Apache::Test;
 use Apache::TestUtil;
 use JSON::PP;
-use Digest::MD5 qw(md5_hex);
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
@@ -77,17 +76,11 @@ $in->start;
 ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @RS })) ? 1 : 0, 1,
          'the three servers are up');
 
-my @ids = map { md5_hex("memsess-rejoin-same-$_") } 1 .. $N;
-my $where = placement(\@RS, @ids);
+my ($filled, $where, $wanted, @ids) = fill_sessions(\@RS, 'rejoin-same', $N);
+my %want = %$wanted;
 ok t_cmp(scalar(grep { @{ $where->{$_} || [] } == 2 } @ids), $N,
          "$N sessions placed (a server and its replica each)");
-my %want = map { $_ => 'n|i:5;' } @ids;
-my %fill;
-for my $id (@ids) {
-    push @{ $fill{$_} }, [session_key($id), $want{$id}] for @{ $where->{$id} };
-}
-ok t_cmp((grep { memc_fill($_, $fill{$_}) } sort keys %fill) == 3 ? 1 : 0, 1,
-         'the sessions written where php-memcached puts them');
+ok t_cmp($filled ? 1 : 0, 1, 'the sessions written where php-memcached puts them');
 {
     my $d = as_user($in, $ids[0], 'session.php');
     ok t_cmp($d && $d->{n}, 6, 'PHP reads a session written that way');

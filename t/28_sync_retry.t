@@ -14,7 +14,6 @@ use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
-use Digest::MD5 qw(md5_hex);
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
@@ -34,15 +33,8 @@ $in->start;
 ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @RT })) ? 1 : 0, 1,
          'the three servers are up');
 
-my @ids = map { md5_hex("memsess-sync-retry-$_") } 1 .. $N;
-my $where = placement(\@RT, @ids);
-my %want = map { $_ => 'n|i:5;' } @ids;
-my %fill;
-for my $id (@ids) {
-    push @{ $fill{$_} }, [session_key($id), $want{$id}] for @{ $where->{$id} };
-}
-ok t_cmp((grep { memc_fill($_, $fill{$_}) } sort keys %fill) == 3 ? 1 : 0, 1,
-         "$N sessions written where php-memcached puts them");
+my ($filled, $where, $want) = fill_sessions(\@RT, 'sync-retry', $N);
+ok t_cmp($filled ? 1 : 0, 1, "$N sessions written where php-memcached puts them");
 
 memc_kill('MEMC_RT3');
 ok t_cmp(defined(wait_for(10, sub { $in->server_state('MEMC_RT3') eq 'down' })) ? 1 : 0, 1,
@@ -72,7 +64,7 @@ ok t_cmp(($synced // '') =~ /; (\d+) reads timed out and were tried again/ ? 1 :
 ok t_cmp(scalar(@stopped) . ' ' . scalar(() = $log =~ /MEMSESS0031: .*\Q$a3\E/g), '0 1',
          'one sync, never stopped and started over (no MEMSESS0033)');
 {
-    my ($lost, $stale, $detail) = audit($where, \%want);
+    my ($lost, $stale, $detail) = audit($where, $want);
     diag($_) for @{$detail}[0 .. ($#$detail < 9 ? $#$detail : 9)];
     ok t_cmp("$lost $stale", '0 0', "every one of the $N sessions where PHP reads it");
 }

@@ -8,6 +8,7 @@ package Memsess::Fill;
 #
 #   my $where = placement([qw(MEMC_A MEMC_B MEMC_C)], @ids);  # id => [names]
 #   memc_fill($name, [[key, value], ...]);
+#   my ($ok, $where, $want, @ids) = fill_sessions(\@names, 'tag', $n);
 #   my ($lost, $stale, $detail) = audit($where, {id => value});
 
 use strict;
@@ -20,7 +21,9 @@ use IO::Socket::IP;
 use Apache::Test ();
 use Memsess::Test qw(addr addrs memc_cmd session_key);
 
-our @EXPORT = qw(placement memc_fill memc_multi_get audit);
+our @EXPORT = qw(placement memc_fill fill_sessions memc_multi_get audit);
+
+use Digest::MD5 qw(md5_hex);
 
 my $PLACE = catfile(dirname(Apache::Test::vars('t_dir')), 't', 'unit', 'test_sync.bin');
 
@@ -61,6 +64,22 @@ sub memc_fill {
     my $line = <$s>;
     close $s;
     return defined $line && $line =~ /^VERSION/;
+}
+
+# $n sessions (ids from $tag), each "n|i:5;", written where php-memcached
+# puts them under the list of $names: whether every server took them, the
+# placement, id => value, and the ids.
+sub fill_sessions {
+    my ($names, $tag, $n) = @_;
+    my @ids = map { md5_hex("memsess-$tag-$_") } 1 .. $n;
+    my $where = placement($names, @ids);
+    my %want = map { $_ => 'n|i:5;' } @ids;
+    my %fill;
+    for my $id (@ids) {
+        push @{ $fill{$_} }, [session_key($id), $want{$id}] for @{ $where->{$id} };
+    }
+    my $ok = (grep { memc_fill($_, $fill{$_}) } sort keys %fill) == keys %fill;
+    return ($ok, $where, \%want, @ids);
 }
 
 # key => value for the keys a server holds (text "get k1 k2 ...").
