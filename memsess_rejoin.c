@@ -548,7 +548,11 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     (void)thread;
     job->started = start;
     memset(&before, 0, sizeof(before));
-    if (job->spec.nlists && job->share) {
+    /* a job for the group: a sync, or with nothing to sync from (every
+     * other server down too) a restore from the database, which one
+     * instance runs for all rather than each its own */
+    if ((job->spec.nlists || (job->renewed && job->persist_next))
+        && job->share) {
         job->lock.subject = apr_pstrcat(job->pool, "memcached server ",
                                         job->spec.returning, NULL);
         job->lock.job = "its sync";
