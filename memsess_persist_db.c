@@ -743,20 +743,24 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         dirty_t *batch = apr_palloc(p, BATCH * sizeof(dirty_t));
         int k, nb = 0;
 
-        for (k = 0; k <= l.dirty->nelts && !e; k++) {
+        /* (never more than BATCH in it: a batch goes out full, or is
+         * dropped when its authority cannot be reached; the rest waits
+         * for the next round once the rate's budget is spent) */
+        for (k = 0; k <= l.dirty->nelts && !e && left > 0; k++) {
             if (k < l.dirty->nelts
                 && APR_ARRAY_IDX(l.dirty, k, dirty_t).at == i) {
                 batch[nb++] = APR_ARRAY_IDX(l.dirty, k, dirty_t);
             }
-            if (nb && (nb == BATCH || k == l.dirty->nelts) && mc[i]
-                && left > 0) {
+            if (nb && (nb == BATCH || k == l.dirty->nelts)) {
                 apr_pool_t *bp;
 
-                apr_pool_create(&bp, p);
-                e = write_batch(ps, pv, &db, bp, mc[i], process[i], batch,
-                                nb, &left);
-                e = e ? apr_pstrdup(p, e) : NULL;
-                apr_pool_destroy(bp);
+                if (mc[i]) {
+                    apr_pool_create(&bp, p);
+                    e = write_batch(ps, pv, &db, bp, mc[i], process[i],
+                                    batch, nb, &left);
+                    e = e ? apr_pstrdup(p, e) : NULL;
+                    apr_pool_destroy(bp);
+                }
                 nb = 0;
             }
         }

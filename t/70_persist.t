@@ -15,7 +15,12 @@
 #   - three instances of one site sharing that PostgreSQL: one writer, the
 #     others standby; every memcached killed and restarted empty, the same
 #     result; the writer stopped: another takes the lease (MEMSESS0174)
-#     and writes.
+#     and writes;
+#   - the rate (MemsessPersistRate): 30,000 sessions written behind a
+#     budget a round at a time, never more a round, all of them in the
+#     end, no child crashing on the way (a batch went on filling past its
+#     end once the budget was spent: the checker's child died every few
+#     seconds in bench/persist.sh).
 use strict;
 use warnings FATAL => 'all';
 
@@ -27,9 +32,10 @@ use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
+use Memsess::Fill;
 
 my $PGBIN = '/usr/lib/postgresql/15/bin';
-plan tests => 60, need {
+plan tests => 64, need {
     'mod_dbd and its sqlite3 and pgsql drivers, PostgreSQL 15 (tools/setup.sh installs them)'
         => -e Memsess::Instance::libexec() . '/mod_dbd.so' && -x "$PGBIN/initdb"
            && scalar(grep { -e } glob '/usr/lib/*/apr-util-1/apr_dbd_sqlite3*.so')
@@ -225,6 +231,48 @@ ok t_cmp($metrics, qr/memsess_persist_window_seconds\{vhost="[^"]+"\} 1\.000/,
          'status ?metrics: the window');
 $in->stop;
 memc_stop(@S);
+
+# --- the rate: many sessions, a budget a round ------------------------------------
+
+{
+    my $N = 30000;
+    my $RATE = 5000;      # a second: 5,000 rows a round of 1 s
+    my $rdb = catfile($dbdir, 'rate.db');
+    memc_start(@S);
+    my $r = Memsess::Instance->new(name => 'persist_rate', modules => ['dbd'], conf => <<EOF);
+DBDriver sqlite3
+DBDParams "$rdb"
+MemsessServers \${MEMC_PS1} \${MEMC_PS2} \${MEMC_PS3}
+MemsessPersist dbd
+MemsessPersistInterval ${INTERVAL}s
+MemsessPersistRate $RATE
+EOF
+    $r->start;
+    wait_for(10, sub { all_seen([$r], 'up', @S) });
+    my ($filled) = fill_sessions(\@S, 'persist-rate', $N);
+    my $mark = $r->log_mark;
+    my ($last, $most, @seen) = (0, 0);
+    my $done = wait_for(90, sub {
+        my $stored = persist_of($r)->{stored} // 0;
+        if ($stored != $last) {
+            push @seen, $stored;
+            $most = $stored - $last if $stored - $last > $most;
+            $last = $stored;
+        }
+        $stored >= $N }, 0.1);
+    diag("rate: stored as it grew: @seen");
+    ok t_cmp($filled && defined $done ? 1 : 0, 1, "rate: all $N sessions written behind (stored $last)");
+    # two rounds may fall between two looks: at most twice the budget
+    ok t_cmp($most <= 2 * $RATE * $INTERVAL ? 1 : 0, 1,
+             "rate: never much more than the budget a round (most between two looks: $most)");
+    ok t_cmp(scalar(@seen) >= $N / (2 * $RATE * $INTERVAL) ? 1 : 0, 1,
+             'rate: written over several rounds (' . scalar(@seen) . ')');
+    my $log = $r->log_since($mark);
+    my $crashed = () = $log =~ /exit signal|MEMSESS0023: /g;
+    ok t_cmp($crashed, 0, 'rate: no child crashed, the checker never moved (no AH00052, no MEMSESS0023)');
+    $r->stop;
+    memc_stop(@S);
+}
 
 # --- PostgreSQL -----------------------------------------------------------------
 
