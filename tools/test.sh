@@ -102,14 +102,17 @@ failures() {
 # 28.1 s"), and the harness's summary; the log keeps every check.
 progress() {
     NFILES=$1 perl -MTime::HiRes=time -ne '
-        BEGIN { $| = 1; $i = 0 }
+        BEGIN { $| = 1; $i = 0; $t0 = time }
+        # (the harness shows a file once it is done: its time is the time
+        # since the last one was done, unless the harness says it)
         sub done {
             printf "[%d/%s] %s .. %s %.1f s\n", $i, $ENV{NFILES}, $file, $_[0],
                 $_[1] // time - $t0 if defined $file;
             undef $file;
+            $t0 = time;
         }
         if (/^(?:\[[\d:]+\] )?(t\/\S+\.t) \.+ ?(.*)$/) {
-            ($file, $t0) = ($1, time);
+            $file = $1;
             $i++;
             done("skipped: $1") if $2 =~ /^skipped:?\s*(.*)/;
             next;
