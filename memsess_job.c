@@ -196,3 +196,31 @@ memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
     (void)lists;
     return rec->done ? MEMSESS_JOB_FOLLOW : MEMSESS_JOB_WAIT;
 }
+
+apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
+                                apr_int64_t error, apr_int64_t asked_ms,
+                                apr_int64_t seen_ms, apr_int64_t delay_ms)
+{
+    /* by the clocks: the holder's time less its clock's lead, +- error */
+    apr_int64_t lo = flip_ms - skew - error, hi = flip_ms - skew + error;
+    apr_int64_t lo_seen, hi_seen;
+
+    if (!asked_ms || asked_ms > seen_ms) {
+        return hi;   /* never seen not done: the clocks alone */
+    }
+    /* by what we saw: it turned done between our two reads, its flip
+     * time then set delay_ms ahead */
+    lo_seen = asked_ms + delay_ms;
+    hi_seen = seen_ms + delay_ms;
+    if (lo_seen > lo) {
+        lo = lo_seen;
+    }
+    if (hi_seen < hi) {
+        hi = hi_seen;
+    }
+    /* at the latest it can be: a follower late has its old-list writes
+     * brought over by the holder's after-flip passes; the clocks and what
+     * was seen disagreeing (a clock stepped since it was measured), what
+     * was seen */
+    return lo <= hi ? hi : hi_seen;
+}

@@ -17,7 +17,9 @@
  *
  * claim: the first instance to add the record holds the job and refreshes
  * it while it works; the others wait, reading it every JOB_POLL, and
- * follow the holder once it is done for the same fingerprint; a record
+ * follow the holder once it is done for the same fingerprint, publishing
+ * at its flip time (read against the moment the record turned done, and
+ * the holder's clock as measured); a record
  * whose expires has passed (its holder died or was cut off) is taken over
  * with cas.  The record is kept in memcached past its expires, so whoever
  * takes it over sees whose it was.
@@ -40,7 +42,10 @@
 APLOG_USE_MODULE(memsess);
 
 #define JOB_REFRESH   apr_time_from_msec(500)
-#define JOB_POLL      apr_time_from_msec(100)
+/* (often: a waiter that sees the record done within JOB_POLL of its
+ * writing knows the flip time in its own clock within that, whatever the
+ * clocks; a read a waiter costs memcached nothing at 50 a second) */
+#define JOB_POLL      apr_time_from_msec(20)
 
 typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
 
@@ -303,6 +308,8 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
     memsess_runtime_t *rt = j->rt;
     const char *self = rt->g.instance;
     char waiting_for[MEMSESS_INSTANCE_MAX] = "";
+    apr_time_t asked = 0, asked_before = 0;   /* reads, ours: the last
+                                               * found it not done */
 
     for (;;) {
         memsess_job_t rec;
@@ -317,6 +324,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             apr_cpystrn(err, "stopped", errlen);
             return MEMSESS_CLAIM_FAILED;
         }
+        asked = apr_time_now();
         if (!job_read(j, j->mc, &rec, &exists, &why, &cas)) {
             if (refused((memcached_return_t)j->rc)) {
                 break;
@@ -368,15 +376,15 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                              "this instance waits for it", j->subject, j->job,
                              rec.holder);
             }
+            asked_before = asked;
             job_sleep(j, JOB_POLL);
             continue;
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
-            /* in our clock, at the latest it can be: a follower that
-             * publishes late has its old-list writes brought over by the
-             * holder's after-flip passes; one early reads the server
-             * before the holder's guard stands */
-            j->flip_ms = rec.flip_ms - skew + error;
+            j->flip_ms = memsess_flip_follow(rec.flip_ms, skew, error,
+                    asked_before ? apr_time_as_msec(asked_before) : 0,
+                    apr_time_as_msec(apr_time_now()),
+                    apr_time_as_msec(MEMSESS_FLIP_DELAY));
             if (rec.lists != j->fingerprint) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                              "MEMSESS0156: %s: %s by %s was of other lists "

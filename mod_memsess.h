@@ -712,6 +712,16 @@ typedef enum {
                             * server with it */
 } memsess_job_step_e;
 
+/* When a follower publishes a job done at flip_ms (the holder's clock,
+ * ms), in its own clock: within what the holder's clock's lead (skew, +-
+ * error, ms) allows and within what its own reads saw (the record not done
+ * when asked at asked_ms, done when seen at seen_ms: it was written between,
+ * flip_ms then set delay_ms ahead; asked_ms 0: never seen not done), at the
+ * latest of both; what was seen when the two disagree (a clock stepped). */
+apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
+                                apr_int64_t error, apr_int64_t asked_ms,
+                                apr_int64_t seen_ms, apr_int64_t delay_ms);
+
 /* What self does next, given the record read (rec NULL when unreadable;
  * exists 0 when there is none) and the fingerprint of its own lists.  A
  * job done that began before not_before (unix seconds, by our clock: the

@@ -116,5 +116,19 @@ int main(void)
     ok(memsess_job_next(&job, 1, SELF, 7, NOW, job.since + 1)
        == MEMSESS_JOB_WAIT, "still syncing, begun before: waited for (it "
        "fails, or lapses, if the server went down under it)");
+    /* a follower's flip time, in its clock (ms; the flip 250 ms ahead) */
+    ok(memsess_flip_follow(10250, 0, 150, 0, 10030, 250) == 10400,
+       "follow: never seen not done, the clocks alone: at the latest");
+    ok(memsess_flip_follow(10250, 0, 150, 10000, 10020, 250) == 10270,
+       "follow: seen turning done within 20 ms: within 20 ms of the flip, "
+       "not the clocks' 150");
+    ok(memsess_flip_follow(10250, 0, 5, 9900, 10100, 250) == 10255,
+       "follow: clocks measured closer than the reads: the clocks");
+    ok(memsess_flip_follow(13250, 3000, 150, 10000, 10020, 250) == 10270,
+       "follow: a holder 3 s ahead, measured: the same");
+    ok(memsess_flip_follow(13250, 0, 150, 10000, 10020, 250) == 10270,
+       "follow: a holder stepped 3 s ahead since measured: what was seen");
+    ok(memsess_flip_follow(10250, 0, 150, 10030, 10020, 250) == 10400,
+       "follow: reads out of order: the clocks alone");
     return done_testing();
 }
