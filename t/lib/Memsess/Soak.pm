@@ -597,12 +597,12 @@ sub sampler_stop {
 sub judge_resources {
     my ($samples, $rate) = @_;
     return [] unless @$samples >= 2;
-    # the baseline: the first sample (before any fault) that saw children
-    my ($first) = grep { !grep { !$_->{children} } @{ $_->{web} } } @$samples;
-    $first //= $samples->[0];
+    # each instance's baseline: its first sample that measured a child (a
+    # graceful at the start leaves one with children but none measured)
     my @out;
-    for my $i (0 .. $#{ $first->{web} }) {
-        my $f = $first->{web}[$i];
+    for my $i (0 .. $#{ $samples->[0]{web} }) {
+        my ($fs) = grep { $_->{web}[$i]{children} && $_->{web}[$i]{child_fds} } @$samples;
+        my $f = ($fs // $samples->[0])->{web}[$i];
         my ($mf, $mr, $pf, $shm) = (0, 0, 0, 0);
         for my $s (@$samples) {
             my $x = $s->{web}[$i];
