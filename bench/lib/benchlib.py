@@ -281,8 +281,20 @@ class Memcached:
         takes memcached 1.6 a second)."""
         self.kill()
 
-    def command(self, line, timeout=2.0):
-        """One text-protocol command, answer up to END/OK."""
+    def command(self, line, timeout=2.0, tries=3):
+        """One text-protocol command, answer up to END/OK.  Tried again on
+        a connection that the module's release helper shut down (it
+        destroys every process's sockets to a server the checker marks
+        down: ECONNABORTED) or that was reset."""
+        for n in range(tries):
+            try:
+                return self._command(line, timeout)
+            except (ConnectionAbortedError, ConnectionResetError):
+                if n == tries - 1:
+                    raise
+                time.sleep(0.2)
+
+    def _command(self, line, timeout):
         with socket.create_connection((HOST, self.port), timeout=timeout) as s:
             s.sendall(line.encode() + b'\r\n')
             buf = b''
