@@ -129,7 +129,12 @@ class Drill:
                 else:
                     d = self.request(opener, "?json")
                     inst = d.get("instance")
-                    if d.get("user") != name:
+                    if d.get("user") != name and self.outage(t):
+                        # every copy gone, not restored yet: the user
+                        # keeps the cookie and tries again, as a browser
+                        # would; lost only if it stays so once all is up
+                        kind, why = "error", "no session reachable"
+                    elif d.get("user") != name:
                         kind = "lost"            # logged out: log in again
                         logged_in = False
                     else:
@@ -161,6 +166,11 @@ class Drill:
                 self.stats.in_flight.pop(name, None)
             self.stats.add(t, end, kind, inst, why)
             self.stop_users.wait(think)
+
+    def outage(self, t):
+        """The restart drill, from the kill until every server is up."""
+        return self.restart and self.freeze_t is not None and t >= self.freeze_t \
+            and (self.up_t is None or t < self.up_t)
 
     # -------------------------------------------- the checker's view
     def poll_status(self):
@@ -415,8 +425,15 @@ class Drill:
                   tot["lost"], tot["restored"],
                   "-" if not back else "%d-%d" % (min(back), max(back)),
                   tot["stale"], tot["error"], len(done)))
+        unreachable = sum(1 for d in done if d[3] == "error" and d[4] == "no session reachable")
+        print("  during the outage: %d requests found no session reachable (the users kept their cookie)"
+              % unreachable)
         print()
         print("What it shows:")
+        if tot["lost"]:
+            print("  - %d users were logged out once every server was back: their sessions were not"
+                  % tot["lost"])
+            print("    restored (see MEMSESS0178 and MEMSESS0177 in the Apaches' error logs).")
         print("  - Every copy of every session was gone from memcached.  Before each server took")
         print("    sessions again, mod_memsess put back from PostgreSQL every session it places there")
         print("    (MEMSESS0178 in the Apaches' error logs), as written behind at most")
