@@ -299,7 +299,9 @@ web_user() {   # the user Apache web N (1-3) runs as, created if missing
 }
 
 # Persistence: every Apache points at the one PostgreSQL; one of them
-# writes (a lease in memcached), every 2 s.
+# writes (a lease in memcached), every 2 s.  The three name the site alike
+# (ServerName memsess-demo:80, whatever port each listens on): its sessions
+# are one site's in the database, written by one and restored for all.
 persist_conf() {
     if ! persist_on; then
         echo "MemsessPersist off"
@@ -343,7 +345,7 @@ write_configs() {
         chown "$user" "$root/logs/php.log"    # PHP writes it from the children
         bash "$TOP/tools/httpd-conf.sh" \
             --comment "Apache $name of the mod_memsess demo (written by tools/demo.sh)." \
-            --root "$root" --name "$name.memsess-demo" --listen "127.0.0.1:$port" \
+            --root "$root" --name "memsess-demo:80" --listen "127.0.0.1:$port" \
             --pidfile "$root/run/httpd.pid" --runtime-dir "$root/run" \
             --errorlog "$root/logs/error.log" --user "$user" --group "$WEB_GROUP" \
             --module authz_host --module mime --module dir --module env --php \
