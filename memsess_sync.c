@@ -728,6 +728,7 @@ static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
 static int transient(memcached_return_t rc)
 {
     return rc == MEMCACHED_TIMEOUT || rc == MEMCACHED_CONNECTION_FAILURE
+           || rc == MEMCACHED_SOME_ERRORS   /* mget's word for either */
            || rc == MEMCACHED_ERRNO || rc == MEMCACHED_READ_FAILURE
            || rc == MEMCACHED_WRITE_FAILURE
            || rc == MEMCACHED_UNKNOWN_READ_FAILURE
