@@ -32,7 +32,7 @@
 #                             failed checks in full at the end; the logs
 #                             always hold every check)
 #   MEMSESS_TEST_KEEP=1       keep the temporary copies (logs) afterwards
-#   MEMSESS_TEST_TIMEOUT      seconds for one run of the scenarios (default 720)
+#   MEMSESS_TEST_TIMEOUT      seconds for one run of the scenarios (default 1200)
 #
 # Root, for the one scenario that needs it (t/50_peers.t: Apache instances
 # running as users of their own, an iptables rule cutting one of them off
@@ -45,7 +45,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 TEST_USER=memsess-test
-LIMIT=${MEMSESS_TEST_TIMEOUT:-720}     # seconds for one Apache::Test run
+LIMIT=${MEMSESS_TEST_TIMEOUT:-1200}     # seconds for one Apache::Test run
 
 log() { echo "== test.sh [$(date +%T)]: $*"; }
 
@@ -138,9 +138,9 @@ stop_suite() {
         pid=$(cat "$f")
         if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
             # each runs in a process group of its own (php-fpm has workers)
-            kill -CONT "$pid" 2>/dev/null
-            kill -KILL -- "-$pid" 2>/dev/null
-            kill -KILL "$pid" 2>/dev/null
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -KILL -- "-$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
         fi
         rm -f "$f"
     done
@@ -151,14 +151,14 @@ stop_suite() {
         if [ -n "$pid" ] && [ "$(stat -c %U /proc/"$pid" 2>/dev/null)" = "$TEST_USER" ]; then
             kids=$(pgrep -P "$pid" || true)
             # shellcheck disable=SC2086
-            [ -n "$kids" ] && kill -CONT $kids 2>/dev/null
-            kill -TERM "$pid" 2>/dev/null
+            [ -n "$kids" ] && kill -CONT $kids 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
             for _ in 1 2 3 4 5 6 7 8 9 10; do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.5
             done
             # shellcheck disable=SC2086
-            kill -KILL "$pid" $kids 2>/dev/null
+            kill -KILL "$pid" $kids 2>/dev/null || true
         fi
         rm -f "$f"
     done
@@ -252,8 +252,9 @@ run_suite() {
         perl t/TEST -verbose "$@" ${MEMSESS_TEST_FILES:-}) 2>&1 |
         tee "$WORK/suite-$name.log" | "${show[@]}" "$nfiles"
     local st=${PIPESTATUS[0]}
-    set -e
     stop_suite "$src"
+    set -e
+    [ "$st" -eq 124 ] && log "the $name scenarios ran out of time (MEMSESS_TEST_TIMEOUT, $LIMIT s)"
     if [ "$st" -ne 0 ]; then
         FAILED_STEPS+=("scenarios $name (exit $st)")
         if [ -f "$src/t/logs/error_log" ]; then
