@@ -382,6 +382,9 @@ SetEnv DEMO_INSTANCES "${NAMES[*]}"
 # the live servers reach PHP's session.save_path; no php_admin_value for
 # sessions here.
 MemsessServers $memc_list
+# Each Apache a name of its own in the group (they share ServerName
+# memsess-demo:80, which the default name would be made of).
+MemsessInstance $name
 MemsessReplicas ${MEMSESS_DEMO_REPLICAS:-1}
 MemsessFailover ${MEMSESS_DEMO_FAILOVER:-successor}
 MemsessRejoin ${MEMSESS_DEMO_REJOIN:-sync}
