@@ -867,14 +867,19 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
     view->replicas = memsess_default_replicas(conf->replicas, n);
     view->failover = memsess_default_failover(conf->failover, view->replicas,
                                               view->format);
-    view->alldown = conf->alldown > 0 ? (memsess_alldown_e)conf->alldown
-                                      : MEMSESS_ALLDOWN_OPEN;
+    view->persist = conf->persist > 0 ? MEMSESS_PERSIST_DBD
+                                      : MEMSESS_PERSIST_OFF;
+    /* fail open, unless the sessions come back from a database: a
+     * request given the full list while every server is down writes an
+     * empty session to the first one that comes back, before the restore,
+     * and the restore never overwrites (the user is logged out) */
+    view->alldown = conf->alldown >= 0 ? (memsess_alldown_e)conf->alldown
+                    : view->persist == MEMSESS_PERSIST_DBD
+                      ? MEMSESS_ALLDOWN_503 : MEMSESS_ALLDOWN_OPEN;
     view->alldown_dir = conf->alldown_dir;
     view->credentials = credentials_of(conf);
     view->ketama = memsess_view_ketama(view->replicas, view->failover);
     view->adopt = adopt_of(p, view, conf);
-    view->persist = conf->persist > 0 ? MEMSESS_PERSIST_DBD
-                                      : MEMSESS_PERSIST_OFF;
     view->persist_interval = conf->persist_interval > 0
                              ? conf->persist_interval
                              : MEMSESS_PERSIST_INTERVAL_DEFAULT;

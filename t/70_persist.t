@@ -16,6 +16,9 @@
 #     others standby; every memcached killed and restarted empty, the same
 #     result; the writer stopped: another takes the lease (MEMSESS0174)
 #     and writes;
+#   - while every memcached is down, requests get a 503 (MemsessAllDown's
+#     default with persistence), not an empty session written to the
+#     first server back before its restore;
 #   - the rate (MemsessPersistRate): 30,000 sessions written behind a
 #     budget a round at a time, never more a round, all of them in the
 #     end, no child crashing on the way (a batch went on filling past its
@@ -35,7 +38,7 @@ use Memsess::Load;
 use Memsess::Fill;
 
 my $PGBIN = '/usr/lib/postgresql/15/bin';
-plan tests => 64, need {
+plan tests => 67, need {
     'mod_dbd and its sqlite3 and pgsql drivers, PostgreSQL 15 (tools/setup.sh installs them)'
         => -e Memsess::Instance::libexec() . '/mod_dbd.so' && -x "$PGBIN/initdb"
            && scalar(grep { -e } glob '/usr/lib/*/apr-util-1/apr_dbd_sqlite3*.so')
@@ -141,6 +144,11 @@ sub drill {
     memc_kill($_) for @M;
     ok t_cmp(defined(wait_for(10, sub { all_seen($ins, 'down', @M) })) ? 1 : 0, 1,
              "$what: every memcached killed: all down");
+    # fail closed with persistence (MemsessAllDown's default): given the
+    # full list, PHP would write empty sessions to the first server back,
+    # before the restore, and the restore never overwrites
+    ok t_cmp($ins->[0]->get('/memsess/session.php')->code, 503,
+             "$what: a request while all are down gets a 503, not an empty session");
     memc_start(@M);
     my $t = wait_for(30, sub { all_seen($ins, 'up', @M) });
     ok t_cmp(defined $t ? 1 : 0, 1, "$what: restarted empty, all up again");
