@@ -342,51 +342,8 @@ static void warn(memsess_persist_t *ps, pview_t *pv, const char *what)
     status_note(ps, pv, MEMSESS_PERSIST_ROLE_FAILING, what);
 }
 
-/* Whether another instance's lease on writing view pv, not lapsed, is on
- * one of the servers slots[] other than slot (where the lease was before
- * the list it is kept on changed: the first server of the list came back). */
-static int held_elsewhere(memsess_persist_t *ps, pview_t *pv, int slot,
-                          const int *slots, int nslots, apr_int64_t now)
-{
-    memsess_runtime_t *rt = ps->rt;
-    char key[MEMSESS_VERDICT_KEY_MAX + 1];
-    const char *keys[1];
-    size_t lens[1];
-    int i, held = 0;
-
-    keys[0] = key;
-    lens[0] = memsess_record_key(key, sizeof(key), rt->g.group, "persist",
-                                 pv->view->name);
-    for (i = 0; i < nslots && !held; i++) {
-        memcached_st *mc;
-        memcached_result_st *res;
-        memcached_return_t rc;
-        memsess_job_t rec;
-
-        if (slots[i] < 0 || slots[i] == slot
-            || !(mc = memsess_connect(rt, slots[i], OP_TIMEOUT))) {
-            continue;
-        }
-        if (memcached_mget(mc, keys, lens, 1) == MEMCACHED_SUCCESS
-            && (res = memcached_fetch_result(mc, NULL, &rc))) {
-            held = !memsess_job_parse(memcached_result_value(res),
-                                      memcached_result_length(res), now,
-                                      &rec)
-                   && strcmp(rec.holder, rt->g.instance)
-                   && rec.expires >= now;
-            memcached_result_free(res);
-            while (memcached_fetch_result(mc, NULL, &rc)) {
-            }
-        }
-        memsess_disconnect(mc);
-    }
-    return held;
-}
-
-/* The group's lease on writing view pv, on server slot (the first of the
- * list's servers slots[]): 1 when held. */
-static int lease(memsess_persist_t *ps, pview_t *pv, int slot,
-                 const int *slots, int nslots, apr_pool_t *p)
+/* The group's lease on writing view pv, on server slot: 1 when held. */
+static int lease(memsess_persist_t *ps, pview_t *pv, int slot, apr_pool_t *p)
 {
     memsess_runtime_t *rt = ps->rt;
     apr_int64_t ttl = apr_time_sec(3 * pv->view->persist_interval);
@@ -436,10 +393,7 @@ static int lease(memsess_persist_t *ps, pview_t *pv, int slot,
     ours.expires = now + ttl;
     ours.lists = memsess_fnv1a(pv->view->name);
     len = memsess_job_format(buf, sizeof(buf), &ours);
-    if (!found && held_elsewhere(ps, pv, slot, slots, nslots, now)) {
-        held = 0;   /* another writes: its lease moves here at its round */
-    }
-    else if (!found) {
+    if (!found) {
         held = memcached_add(mc, key, lens[0], buf, len, (time_t)(2 * ttl),
                              0) == MEMCACHED_SUCCESS;
     }
@@ -725,7 +679,7 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         apr_pool_destroy(p);
         return;
     }
-    pv->holder = lease(ps, pv, lease_slot, slots, nserv, p);
+    pv->holder = lease(ps, pv, lease_slot, p);
     if (!pv->holder) {
         pv->failing = 0;
         status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
