@@ -185,7 +185,10 @@ def main():
         restore_s = now() - t0
         time.sleep(3 * INTERVAL)
         rewritten = persist_of(dbd).get('written', 0) - written_before
-        held = sum(m.items() for m in m_dbd)
+        try:
+            held = sum(m.items() for m in m_dbd)
+        except OSError:
+            held = -1   # a memcached that does not answer (reported as such)
         restored = error_log_lines(dbd.errlog, ('MEMSESS0178',))[mark:]
         stops = len(error_log_lines(dbd.errlog, ('MEMSESS0033',))[mark33:])
         log('restore: %d of 3 up after %.1f s, %d items held, %d syncs stopped; %s'
