@@ -351,16 +351,11 @@ int memsess_track_unchanged(const memsess_track_t *t, const char *key,
            && e->exp == exp;
 }
 
-apr_uint64_t memsess_persist_digest(const char *b64, apr_size_t len,
-                                    apr_uint32_t flags)
+apr_uint64_t memsess_persist_digest(const char *b64, apr_uint32_t flags)
 {
-    apr_uint64_t h = MEMSESS_FNV1A_INIT;
-    apr_size_t k;
+    apr_uint64_t h = memsess_fnv1a(b64);
+    int k;
 
-    for (k = 0; k < len; k++) {
-        h ^= (unsigned char)b64[k];
-        h *= APR_UINT64_C(1099511628211);
-    }
     for (k = 0; k < 4; k++) {
         h ^= (flags >> (8 * k)) & 0xff;
         h *= APR_UINT64_C(1099511628211);

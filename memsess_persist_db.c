@@ -476,8 +476,7 @@ static int load_each(void *baton, const memsess_row_t *row, const char *val)
      * next write */
     memsess_track_stored(pv->track, row->key, row->keylen, row->cas,
                          row->exp, 0,
-                         val ? memsess_persist_digest(val, strlen(val),
-                                                      row->flags) : 0);
+                         val ? memsess_persist_digest(val, row->flags) : 0);
     return 0;
 }
 
@@ -526,7 +525,7 @@ static const char *write_batch(memsess_persist_t *ps, pview_t *pv, db_t *db,
 
             memsess_b64_encode(val, (const unsigned char *)
                                memcached_result_value(res), vlen);
-            digest = memsess_persist_digest(val, strlen(val), flags);
+            digest = memsess_persist_digest(val, flags);
             if (memsess_track_unchanged(pv->track, skey, klen, digest, *e)) {
                 /* a new cas for the same value (a restore's add, a sync's
                  * copy): nothing to write */

@@ -479,30 +479,21 @@ static apr_status_t empty_instead(sync_job_t *job, char *err,
     return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
 }
 
-/* For MEMSESS0031: which sync ran, and why not a delta one. */
-static const char *sync_mode_text_of(sync_job_t *job, memsess_sync_t *sync,
-                                     const memsess_sync_stats_t *st,
-                                     apr_time_t start);
-
-/* How the sync went, for MEMSESS0031: its kind, and the reads it had to
- * try again (timeouts), if any. */
-static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
-                                  const memsess_sync_stats_t *st,
-                                  apr_time_t start)
+/* For MEMSESS0031: the reads its sync had to try again, if any. */
+static const char *retried_text(sync_job_t *job, memsess_sync_t *sync)
 {
-    const char *text = sync_mode_text_of(job, sync, st, start);
-
     if (!sync || !memsess_sync_stats(sync)->retried) {
-        return text;
+        return "";
     }
-    return apr_psprintf(job->pool, "%s; %" APR_UINT64_T_FMT " reads timed "
-                        "out and were tried again", text,
+    return apr_psprintf(job->pool, "; %" APR_UINT64_T_FMT " reads timed out "
+                        "and were tried again",
                         memsess_sync_stats(sync)->retried);
 }
 
-static const char *sync_mode_text_of(sync_job_t *job, memsess_sync_t *sync,
-                                     const memsess_sync_stats_t *st,
-                                     apr_time_t start)
+/* For MEMSESS0031: which sync ran, and why not a delta one. */
+static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
+                                  const memsess_sync_stats_t *st,
+                                  apr_time_t start)
 {
     if (!sync) {
         return job->spec.nlists ? "" : "; nothing to sync: its pools are "
@@ -672,11 +663,12 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      "ms: %" APR_UINT64_T_FMT " keys examined, %"
                      APR_UINT64_T_FMT " copied to it, %" APR_UINT64_T_FMT
                      " deleted (stale, locks), %" APR_UINT64_T_FMT " already "
-                     "equal, %" APR_UINT64_T_FMT " left as newer%s",
+                     "equal, %" APR_UINT64_T_FMT " left as newer%s%s",
                      job->spec.returning, apr_time_as_msec(flipped_at - start),
                      before.examined, before.copied, before.deleted,
                      before.same, before.newer,
-                     sync_mode_text(job, sync, &before, start));
+                     sync_mode_text(job, sync, &before, start),
+                     retried_text(job, sync));
         if (sync) {
             sync_after(job, sync, &before, flipped_at, nheld, nguarded);
         }

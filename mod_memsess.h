@@ -1292,9 +1292,9 @@ void memsess_track_stored(memsess_track_t *t, const char *key,
 int memsess_track_unchanged(const memsess_track_t *t, const char *key,
                             apr_size_t len, apr_uint64_t digest,
                             apr_int64_t exp);
-/* A stored value's digest: of its base64 text and its flags (never 0). */
-apr_uint64_t memsess_persist_digest(const char *b64, apr_size_t len,
-                                    apr_uint32_t flags);
+/* A stored value's digest: of its base64 text (NUL-terminated) and its
+ * flags (never 0). */
+apr_uint64_t memsess_persist_digest(const char *b64, apr_uint32_t flags);
 /* Calls each for every stored session not listed this round, with the
  * process it was listed on; each returns 1 to forget it. */
 void memsess_track_unseen(memsess_track_t *t,
