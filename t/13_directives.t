@@ -1,0 +1,131 @@
+# Issue 24: docs/directives.md has one block per directive of the module,
+# and only those.  The module's own list is what the real httpd says of the
+# built module (`httpd -L`, filtered to mod_memsess.c), checked against the
+# AP_INIT_* names of the command table in the sources: a directive without a
+# block fails, and so does a block for no directive.  Each block has the six
+# fields of Apache's manual (Description, Syntax, Default, Context, Status:
+# Extension, Module: mod_memsess) and an example; its Context is what httpd
+# accepts: a directive without "virtual host" is refused inside a
+# <VirtualHost>, one with it is not; likewise "directory" and <Location>.
+# (The examples themselves pass `httpd -t` in t/13_bad_config.t.)
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Path qw(make_path);
+use File::Spec::Functions qw(catfile);
+use File::Basename qw(dirname);
+use Memsess::Ports ();
+
+my $vars = Apache::Test::vars();
+my $httpd = $vars->{httpd};
+my $t_dir = $vars->{t_dir};
+my $top = dirname($t_dir);
+my $module = Memsess::Ports::read_defines($t_dir)->{MEMSESS_MODULE};
+my $out_dir = catfile($vars->{t_logs}, 'directives');
+make_path($out_dir);
+
+my @load;
+{
+    my $base = catfile($t_dir, 'conf', 'memsess_base.conf');
+    open my $fh, '<', $base or die "$base: $!";
+    @load = grep { /^LoadModule (mpm_prefork|authz_core)_module / } <$fh>;
+    close $fh;
+}
+
+# httpd with a tiny config that loads the module and holds $body.
+sub httpd_with {
+    my ($name, $flag, $body) = @_;
+    my $conf = catfile($out_dir, "$name.conf");
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh qq{ServerRoot "$out_dir"\n}, qq{ServerName localhost\n},
+              qq{PidFile "$out_dir/$name.pid"\n}, qq{ErrorLog "$out_dir/$name.error_log"\n},
+              @load, qq{LoadModule memsess_module "$module"\n}, $body // '', "\n";
+    close $fh;
+    return scalar `"$httpd" $flag -f "$conf" 2>&1`;
+}
+
+# The module's directives as httpd lists them: name => "Allowed in" line.
+my %real;
+{
+    my @l = split /\n/, httpd_with('list', '-L');
+    for my $i (0 .. $#l) {
+        next unless $l[$i] =~ /^(\S+) \((?:\S*\/)?mod_memsess\.c\)$/;
+        my ($allowed) = grep { /^\s*Allowed in / } @l[$i + 1 .. ($i + 2 > $#l ? $#l : $i + 2)];
+        $real{$1} = $allowed // '';
+    }
+}
+
+# The command table's names in the sources (wherever the table lives).
+my %table;
+{
+    my @src = grep { !m{/(t|fuzz|bench|tools|debian|demo)/} }
+              (glob(catfile($top, '*.c')), glob(catfile($top, '*', '*.c')));
+    for my $f (@src) {
+        open my $fh, '<', $f or next;
+        my $text = do { local $/; <$fh> };
+        $table{$1} = 1 while $text =~ /AP_INIT_\w+\(\s*"(\w+)"/g;
+    }
+}
+
+# The blocks of docs/directives.md: "## Name" up to the next "## ".
+my (%block, @order);
+{
+    my $file = catfile($top, 'docs', 'directives.md');
+    open my $fh, '<', $file or die "$file: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    while ($text =~ /^## (Memsess\w+)[ \t]*\n(.*?)(?=^## |\z)/msg) {
+        push @order, $1;
+        $block{$1} = $2;
+    }
+}
+
+my @fields = qw(Description Syntax Default Context Status Module);
+my @all = sort keys %{ { %real, %block } };
+plan tests => 3 + @all + 4 * keys %block;
+
+ok t_cmp(scalar(keys %real) >= 20 ? 1 : 0, 1,
+         'httpd -L lists the directives of mod_memsess.c (' . scalar(keys %real) . ')');
+ok t_cmp(join(' ', sort keys %table), join(' ', sort keys %real),
+         'the AP_INIT_* names of the sources are the directives httpd -L lists');
+ok t_cmp(join(' ', @order), join(' ', sort @order),
+         'docs/directives.md: the blocks in alphabetical order, each once');
+
+for my $d (@all) {
+    my $got = !exists $real{$d} ? 'a block for no directive of the module'
+            : !defined $block{$d} ? 'no block in docs/directives.md'
+            : 'a block for a directive';
+    ok t_cmp($got, 'a block for a directive', "$d: a directive of the module with a block in docs/directives.md");
+}
+
+for my $d (sort keys %block) {
+    my $b = $block{$d};
+    my %f = $b =~ /^\|\s*(\w+):\s*\|\s*(.*?)\s*\|[ \t]*$/mg;
+    my @missing = grep { !defined $f{$_} || $f{$_} eq '' } @fields;
+    ok t_cmp("@missing", '', "$d: the six fields (@fields)");
+    my @wrong;
+    push @wrong, "Syntax: $f{Syntax}" unless ($f{Syntax} // '') =~ /^`\Q$d\E\b/;
+    push @wrong, "Status: $f{Status}" unless ($f{Status} // '') eq 'Extension';
+    push @wrong, "Module: $f{Module}" unless ($f{Module} // '') eq 'mod_memsess';
+    my @ctx = split /\s*,\s*/, $f{Context} // '';
+    my @bad = grep { !/^(server config|virtual host|directory|\.htaccess)$/ } @ctx;
+    push @wrong, "Context: $f{Context}" if @bad || !grep { $_ eq 'server config' } @ctx;
+    ok t_cmp("@wrong", '', "$d: Syntax names it, Status Extension, Module mod_memsess, a Context of Apache's words");
+
+    # its example: a ```apache block with a line of the directive
+    my ($line) = map { /^\s*(\Q$d\E\b.*)$/m ? $1 : () } $b =~ /^```apache\n(.*?)^```/msg;
+    ok t_cmp(defined $line ? 1 : 0, 1, "$d: an example (```apache) that uses it");
+    $line //= $d;
+
+    # the context as httpd enforces it
+    my %has = map { $_ => 1 } @ctx;
+    my $vh = httpd_with("vhost-$d", '-t', "<VirtualHost *:80>\n    $line\n</VirtualHost>");
+    my $loc = httpd_with("location-$d", '-t', "<Location \"/doc\">\n    $line\n</Location>");
+    my $in_vh = $vh =~ /cannot occur within <VirtualHost> section/ ? 0 : 1;
+    my $in_loc = $loc =~ /not allowed (?:in <Location> context|here)/ ? 0 : 1;
+    ok t_cmp("virtual host $in_vh, directory $in_loc",
+             'virtual host ' . ($has{'virtual host'} ? 1 : 0) . ', directory ' . ($has{directory} ? 1 : 0),
+             "$d: httpd takes it in <VirtualHost> and <Location> exactly as Context says ($f{Context})");
+}
