@@ -2,10 +2,12 @@
 # goes into a tiny config that loads only an MPM and mod_memsess; `httpd -t`
 # must fail and its message must name the directive and the offending token
 # (or pass, for the ok-* cases).
-# Issue 15: the README's examples are checked the same way: every message
-# it shows is exactly what `httpd -t` prints for the configuration below
-# that gives it, and every ```apache block of it with a Memsess directive
-# passes `httpd -t`.
+# Issue 15: the documentation's examples are checked the same way: every
+# message docs/directives.md shows under "Bad values" is exactly what
+# `httpd -t` prints for the configuration below that gives it, and every
+# ```apache block with a Memsess directive of README.md and of docs/*.md
+# (issue 24 moved all but the front door's there) passes `httpd -t`: the
+# README's minimal configuration among them.
 use strict;
 use warnings FATAL => 'all';
 
@@ -24,7 +26,7 @@ my $out_dir = catfile($vars->{t_logs}, 'bad-config');
 make_path($out_dir);
 
 # The MPM and authz_core lines of the base config Apache::Test inherited
-# (and authz_host, for the README's `Require ip`).
+# (and authz_host, for the examples' `Require ip`).
 my (@load, @load_readme);
 {
     my $base = catfile($t_dir, 'conf', 'memsess_base.conf');
@@ -35,9 +37,9 @@ my (@load, @load_readme);
     @load_readme = grep { /^LoadModule (mpm_prefork|authz_core|authz_host)_module / } @all;
 }
 
-# The README: its example messages, each with the configuration that gives
-# it (a message of the README without one here fails: add it), and its
-# ```apache blocks.
+# docs/directives.md's example messages, each with the configuration that
+# gives it (a message there without one here fails: add it), and the
+# ```apache blocks of the README and docs/.
 my %README_CASE = (
     'MemsessServers: invalid port in "cache1:99999"' => 'MemsessServers cache1:99999',
     'MemsessServers: invalid weight in "a:1:0" (a positive integer)' => 'MemsessServers a:1:0',
@@ -67,15 +69,24 @@ my %README_CASE = (
     'MemsessAdopt: unknown option "hash=ketama" (consistent_hash=On|Off, replicas=0 to 16)'
         => "MemsessServers a b\nMemsessAdopt a:11211,b:11211 hash=ketama",
 );
-my (@readme_messages, @readme_blocks);
-{
-    my $file = catfile($t_dir, '..', 'README.md');
+sub read_doc {
+    my $file = catfile($t_dir, '..', shift);
     open my $fh, '<', $file or die "$file: $!";
-    my $text = do { local $/; <$fh> };
-    close $fh;
-    my ($block) = $text =~ /^Bad values stop `apachectl -t`.*?\n```\n(.*?)^```/ms;
+    local $/;
+    return scalar <$fh>;
+}
+# [file, block] of every ```apache block with a Memsess directive.
+sub apache_blocks {
+    my $f = shift;
+    return map { [$f, $_] } grep { /^\s*Memsess/m } read_doc($f) =~ /^```apache\n(.*?)^```/msg;
+}
+my (@readme_messages, @readme_blocks, @doc_blocks, $minimal);
+{
+    my ($block) = read_doc('docs/directives.md') =~ /^Bad values stop `apachectl -t`.*?\n```\n(.*?)^```/ms;
     @readme_messages = grep { /\S/ } split /\n/, $block // '';
-    @readme_blocks = grep { /^\s*Memsess/m } $text =~ /^```apache\n(.*?)^```/msg;
+    @readme_blocks = apache_blocks('README.md');
+    @doc_blocks = map { apache_blocks("docs/$_") } map { s{.*/}{}r } sort glob catfile($t_dir, '..', 'docs', '*.md');
+    ($minimal) = read_doc('README.md') =~ /^## A minimal configuration\n.*?^```apache\n(.*?)^```/ms;
 }
 
 my @cases;
@@ -90,7 +101,7 @@ for my $file (sort glob catfile($t_dir, 'bad-config', '*.conf')) {
 
 my $n = 0;
 $n += $_->[2][0] eq 'OK' ? 2 : 1 + @{ $_->[2] } for @cases;
-plan tests => $n + 2 + @readme_messages + @readme_blocks;
+plan tests => $n + 5 + @readme_messages + @readme_blocks + @doc_blocks;
 
 # httpd -t of a tiny config with the case's text: (exit status, output).
 sub try_conf {
@@ -103,7 +114,7 @@ sub try_conf {
               qq{ErrorLog "$out_dir/$name.error_log"\n},
               @lines,
               qq{LoadModule memsess_module "$module"\n},
-              "# --- the case (t/bad-config/$name.conf, or README.md)\n",
+              "# --- the case (t/bad-config/$name.conf, README.md or docs/)\n",
               $body, "\n";
     close $fh;
     my $out = `"$httpd" -t -f "$conf" 2>&1`;
@@ -113,7 +124,7 @@ sub try_conf {
 # The password files the MemsessCredentials cases name, relative to the
 # ServerRoot ($out_dir): good ones, and one of each kind of bad one.
 {
-    # (memcached.password: what the README's examples name)
+    # (memcached.password: what the examples in docs/ name)
     my %pw = ('password' => "s3cret\n", 'password-copy' => "s3cret",
               'memcached.password' => "s3cret\n",
               'password-other' => "0ther\n", 'password-empty' => '',
@@ -132,25 +143,35 @@ sub try_conf {
 }
 
 ok t_cmp(scalar @readme_messages >= 8 ? 1 : 0, 1,
-         'README: the block of example messages is found (' . scalar(@readme_messages) . ' lines)');
+         'docs/directives.md: the block of example messages is found (' . scalar(@readme_messages) . ' lines)');
 ok t_cmp(scalar @readme_blocks >= 3 ? 1 : 0, 1,
          'README: its ```apache blocks are found (' . scalar(@readme_blocks) . ')');
+ok t_cmp(defined $minimal && $minimal =~ /^\s*MemsessServers /m
+         && grep({ $_->[1] eq $minimal } @readme_blocks) ? 1 : 0, 1,
+         'README: the minimal configuration is one of them');
+ok t_cmp(scalar @doc_blocks >= 21 ? 1 : 0, 1,
+         'docs/: their ```apache blocks are found (' . scalar(@doc_blocks) . ')');
+my %per = map { $_->[0] => 1 } @doc_blocks;
+ok t_cmp(join(' ', sort keys %per), 'docs/directives.md docs/operations.md',
+         'docs/: the files with ```apache blocks');
 my $k = 0;
 for my $msg (@readme_messages) {
     my $body = $README_CASE{$msg};
     unless (defined $body) {
-        ok t_cmp('no configuration for it in t/13_bad_config.t', 'a case', "README message: $msg");
+        ok t_cmp('no configuration for it in t/13_bad_config.t', 'a case', "docs/directives.md message: $msg");
         next;
     }
     my ($rc, $out) = try_conf('readme-message-' . ++$k, $body, @load);
     my ($line) = grep { /(?:^|\] )\Q$msg\E$/ } split /\n/, $out;
-    ok t_cmp($rc && defined $line ? $msg : $out, $msg, "README message is what httpd -t prints: $msg");
+    ok t_cmp($rc && defined $line ? $msg : $out, $msg, "docs/directives.md message is what httpd -t prints: $msg");
 }
 $k = 0;
-for my $block (@readme_blocks) {
-    my ($rc, $out) = try_conf('readme-block-' . ++$k, $block, @load_readme);
+for my $fb (@readme_blocks, @doc_blocks) {
+    my ($file, $block) = @$fb;
+    my $name = $file =~ s{^docs/}{}r =~ s/\.md$//r;
+    my ($rc, $out) = try_conf("doc-block-$name-" . ++$k, $block, @load_readme);
     (my $first = $block) =~ s/\n.*//s;
-    ok t_cmp($rc ? $out : 'Syntax OK', 'Syntax OK', "README ```apache block $k ($first...) passes httpd -t");
+    ok t_cmp($rc ? $out : 'Syntax OK', 'Syntax OK', "$file ```apache block $k ($first...) passes httpd -t");
 }
 
 for my $c (@cases) {

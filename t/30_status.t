@@ -1,9 +1,10 @@
 # The status page in every format: ?json, ?auto, ?metrics, HTML, and the
 # section in mod_status.  S1 runs, S2 never does.  Issue 15: the methods
 # (GET and HEAD; OPTIONS says so; the rest 405 with the right Allow), the
-# README's examples of every format and of the state-change log lines
-# against the real output, and a main server and a vhost of the same name
-# told apart.
+# documentation's examples of every format (docs/operations.md, "Status")
+# and of the state-change log lines (docs/design.md, "Health checking")
+# against the real output, the metrics its example alert rules use, and a
+# main server and a vhost of the same name told apart.
 use strict;
 use warnings FATAL => 'all';
 
@@ -148,18 +149,24 @@ ok t_cmp(line_of($raw, qr/\Q$s1\E/), qr/\Q$s1\E/, 'mod_status has a section with
     }
 }
 
-# --- the README's examples against the real output (issue 15) -------------------------
+# --- the documentation's examples against the real output (issues 15, 24) ------------
 
-my $readme = do {
-    my $file = catfile(Apache::Test::vars('t_dir'), '..', 'README.md');
-    open my $fh, '<', $file or die "$file: $!";
-    local $/;
-    <$fh>;
-};
-# The text of a "## " (or "### ") section of README.md.
+# The examples live in docs/ since issue 24: the status formats in
+# docs/operations.md, the log lines in docs/design.md.
+my %doc;
+sub doc {
+    my $name = shift;
+    return $doc{$name} //= do {
+        my $file = catfile(Apache::Test::vars('t_dir'), '..', 'docs', $name);
+        open my $fh, '<', $file or die "$file: $!";
+        local $/;
+        <$fh>;
+    };
+}
+# The text of a "## " (or "### ") section of a file of docs/: "file.md ## Title".
 sub readme_section {
-    my $title = shift;
-    my ($text) = $readme =~ /^\Q$title\E\n(.*?)(?=^##+ |\z)/ms;
+    my ($name, $title) = shift =~ /^(\S+) (.*)$/;
+    my ($text) = doc($name) =~ /^\Q$title\E\n(.*?)(?=^##+ |\z)/ms;
     return $text // '';
 }
 # The fenced block after the first line of a section that matches $re,
@@ -178,38 +185,38 @@ sub kind {
 }
 
 {
-    my $ex = readme_block('## Status', qr/`\?auto`/);
+    my $ex = readme_block('operations.md ## Status', qr/`\?auto`/);
     my @want = map { /^([^:]+):\s*(.*)$/ ? [$1, kind($2)] : () } grep { $_ ne '...' } split /\n/, $ex;
     my ($real) = fetch('/memsess-status?auto');
     my %real = $real =~ /^([^:\n]+):[ \t]*(.*?)\s*$/mg;
     my @real = grep { !/\[/ || /\[0\]/ } map { /^([^:]+):/ ? $1 : () } split /\n/, $real;
     ok t_cmp(join(' ', @real), join(' ', map { $_->[0] } @want),
-             'README ?auto example: the keys (index 0) and their order');
+             'docs ?auto example: the keys (index 0) and their order');
     my @bad = map { $_->[0] } grep { $_->[1] ne 'text' && kind($real{ $_->[0] }) ne $_->[1] } @want;
-    ok t_cmp("@bad", '', 'README ?auto example: numbers, states, n/m where it shows them');
+    ok t_cmp("@bad", '', 'docs ?auto example: numbers, states, n/m where it shows them');
 }
 {
-    my $ex = readme_block('## Status', qr/`\?json`/);
+    my $ex = readme_block('operations.md ## Status', qr/`\?json`/);
     my $want = eval { JSON::PP->new->decode($ex) };
-    ok t_cmp(ref $want, 'HASH', 'README ?json example is valid JSON ' . ($@ || ''));
+    ok t_cmp(ref $want, 'HASH', 'docs ?json example is valid JSON ' . ($@ || ''));
     $want ||= {};
     my $real = status() || {};
     my $keys = sub { join ',', sort keys %{ $_[0] || {} } };
-    ok t_cmp($keys->($real), $keys->($want), 'README ?json example: the top-level keys');
+    ok t_cmp($keys->($real), $keys->($want), 'docs ?json example: the top-level keys');
     ok t_cmp($keys->($real->{servers}[0]), $keys->($want->{servers}[0]),
-             'README ?json example: the keys of a server');
+             'docs ?json example: the keys of a server');
     ok t_cmp($keys->($real->{pools}[0]), $keys->($want->{pools}[0]),
-             'README ?json example: the keys of a pool');
+             'docs ?json example: the keys of a pool');
     my $types = sub {
         my $h = shift || {};
         join ',', map { "$_=" . (ref $h->{$_} || (kind($h->{$_}) eq 'number' ? 'number' : 'text')) }
                   sort keys %$h;
     };
     ok t_cmp($types->($real->{servers}[0]), $types->($want->{servers}[0]),
-             "README ?json example: the types of a server's values");
+             "docs ?json example: the types of a server's values");
 }
 {
-    my $ex = readme_block('## Status', qr/`\?metrics`/);
+    my $ex = readme_block('operations.md ## Status', qr/`\?metrics`/);
     my $shape = sub {
         my %s;
         for (split /\n/, shift) {
@@ -222,7 +229,7 @@ sub kind {
     };
     my ($real) = fetch('/memsess-status?metrics');
     ok t_cmp($shape->($real), $shape->($ex),
-             'README ?metrics example: the same metrics, labels and numbers');
+             'docs ?metrics example: the same metrics, labels and numbers');
 }
 
 # --- one pool per server and vhost, named by its own port ----------------------------
@@ -258,14 +265,14 @@ ok t_cmp(join(',', grep { $names{$_} > 1 } sort keys %names), '', 'pools: no nam
              'pools: a vhost without directives of its own is listed under its own name');
 }
 
-# --- the README's log lines of state changes (issue 15) --------------------------------
+# --- the log lines of state changes in docs/design.md (issues 15, 24) -------------------
 
-# Each example line of "## Health checking" as a pattern: addresses and
+# Each example line of its "## Health checking" as a pattern: addresses and
 # numbers stand for any (and "...", should one be written).  S2 went down (refused) above; S1 is
 # frozen (timeout), then thawed (up).
 {
-    my @ex = grep { /MEMSESS\d{4}:/ } map { s/^\s+//r } split /\n/, readme_section('## Health checking');
-    ok t_cmp(scalar @ex, 3, 'README: three log examples of state changes');
+    my @ex = grep { /MEMSESS\d{4}:/ } map { s/^\s+//r } split /\n/, readme_section('design.md ## Health checking');
+    ok t_cmp(scalar @ex, 3, 'docs/design.md: three log examples of state changes');
     memc_freeze('S1');
     wait_states(fail_deadline() + 2, 'down', 'S1');
     memc_thaw('S1');
@@ -275,7 +282,7 @@ ok t_cmp(join(',', grep { $names{$_} > 1 } sort keys %names), '', 'pools: no nam
         my $re = join '', map {
             /^\s*\.\.\.$/ ? '.*' : /^\d+$/ ? '\d+' : /^[\d.]+:\d+$/ ? '\S+' : quotemeta
         } split /(\s*\.\.\.|[\d.]+:\d+|\d+)/, $ex;
-        ok t_cmp(scalar(grep { /$re/ } @log) ? 1 : 0, 1, "README log example in the real log: $ex");
+        ok t_cmp(scalar(grep { /$re/ } @log) ? 1 : 0, 1, "docs/design.md log example in the real log: $ex");
     }
 }
 
