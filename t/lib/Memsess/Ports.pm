@@ -40,6 +40,7 @@ our @NAMES = (
     qw(MEMC_G1 MEMC_G2 MEMC_G3),             # 41_graceful_load
     qw(MEMC_K1 MEMC_K2),                     # 42_graceful_many
     qw(MEMC_L1),                             # 44_requests_rss
+    qw(MEMC_IN1 MEMC_IN2 MEMC_IN3),          # 45_install: the README's minimal configuration
     qw(MEMC_Z1),                             # 24_checker_crash (SIGSTOP)
     qw(MEMC_J1 MEMC_J2 MEMC_J3),             # 27_rejoin_static
     qw(MEMC_SG1),                            # 18_sasl: graceful, new password
