@@ -8,6 +8,9 @@
 # accepts: a directive without "virtual host" is refused inside a
 # <VirtualHost>, one with it is not; likewise "directory" and <Location>.
 # (The examples themselves pass `httpd -t` in t/13_bad_config.t.)
+# And the log tags: every MEMSESSnnnn the README and docs/ name is a tag of
+# the sources, and each row of docs/operations.md's "Log tags" table gives
+# the level its call site logs at.
 use strict;
 use warnings FATAL => 'all';
 
@@ -82,9 +85,38 @@ my (%block, @order);
     }
 }
 
+# The log tags of the sources, each with the level of its call site (the
+# APLOG_ level within the four lines before the tag).
+my %level;
+{
+    my @src = grep { !m{/(t|fuzz|bench|tools|debian|demo)/} }
+              (glob(catfile($top, '*.c')), glob(catfile($top, '*', '*.c')));
+    for my $f (@src) {
+        open my $fh, '<', $f or next;
+        my @l = <$fh>;
+        for my $i (0 .. $#l) {
+            for my $tag ($l[$i] =~ /MEMSESS(\d{4})/g) {
+                my $ctx = join '', @l[($i > 4 ? $i - 4 : 0) .. $i];
+                my @lv = $ctx =~ /APLOG_(EMERG|ALERT|CRIT|ERR|WARNING|NOTICE|INFO|DEBUG|TRACE\d)\b/g;
+                $level{$tag} ||= {};
+                $level{$tag}{ $lv[-1] } = 1 if @lv;
+            }
+        }
+    }
+}
+my ($docs_text, $tag_rows) = ('', '');
+for my $f ('README.md', map { s{.*/}{docs/}r } sort glob catfile($top, 'docs', '*.md')) {
+    open my $fh, '<', catfile($top, $f) or die "$f: $!";
+    my $t = do { local $/; <$fh> };
+    $docs_text .= $t;
+    ($tag_rows) = $t =~ /^## Log tags\n(.*?)(?=^## |\z)/ms if $f eq 'docs/operations.md';
+}
+my %named = map { $_ => 1 } $docs_text =~ /MEMSESS(\d{4})/g;
+my @rows = grep { /^\| `MEMSESS/ } split /\n/, $tag_rows // '';
+
 my @fields = qw(Description Syntax Default Context Status Module);
 my @all = sort keys %{ { %real, %block } };
-plan tests => 3 + @all + 4 * keys %block;
+plan tests => 3 + @all + 4 * scalar(keys %block) + 3;
 
 ok t_cmp(scalar(keys %real) >= 20 ? 1 : 0, 1,
          'httpd -L lists the directives of mod_memsess.c (' . scalar(keys %real) . ')');
@@ -128,4 +160,26 @@ for my $d (sort keys %block) {
     ok t_cmp("virtual host $in_vh, directory $in_loc",
              'virtual host ' . ($has{'virtual host'} ? 1 : 0) . ', directory ' . ($has{directory} ? 1 : 0),
              "$d: httpd takes it in <VirtualHost> and <Location> exactly as Context says ($f{Context})");
+}
+
+# --- the log tags the documentation names ------------------------------------------
+
+my @unknown = grep { !$level{$_} } sort keys %named;
+# (a tag of the sources: one with a call site, whatever its level)
+ok t_cmp("@unknown", '', 'every MEMSESSnnnn of the README and docs/ is a tag of the sources (' . scalar(keys %named) . ')');
+ok t_cmp(scalar @rows >= 40 ? 1 : 0, 1, 'docs/operations.md: the table of log tags is found (' . scalar(@rows) . ' rows)');
+{
+    my %word = (EMERG => 'EMERG', ALERT => 'ALERT', CRIT => 'CRIT', ERROR => 'ERR',
+                WARN => 'WARNING', NOTICE => 'NOTICE', INFO => 'INFO', DEBUG => 'DEBUG');
+    my @bad;
+    for my $row (@rows) {
+        my (undef, $tags, $lv) = split /\s*\|\s*/, $row;
+        my @t = $tags =~ /(\d{4})/g;
+        my @l = map { $word{$_} // "?$_" } split /\s*,\s*/, $lv;
+        @l = (@l) x @t if @l == 1;
+        for my $k (0 .. $#t) {
+            push @bad, "MEMSESS$t[$k] $lv" unless $level{ $t[$k] } && $l[$k] && $level{ $t[$k] }{ $l[$k] };
+        }
+    }
+    ok t_cmp("@bad", '', "docs/operations.md's log tags: each row's level is its call site's");
 }
