@@ -97,7 +97,7 @@ my ($servers) = $minimal =~ /^\s*MemsessServers\s+(.*?)\s*$/m;
 my @readme_servers = split ' ', $servers // '';
 ok t_cmp(scalar @readme_servers, scalar @in, "its MemsessServers names three servers (@readme_servers)");
 memc_start(@in);
-my $in = Memsess::Instance->new(name => 'readme_minimal', php => 1, memsess => 0);
+my $in = Memsess::Instance->new(name => 'readme_minimal', php => 1, memsess => 0, conf => '');
 my $port = $in->port;
 (my $conf = $minimal) =~ s/\*:80\b/*:$port/g;
 $conf =~ s/^(\s*MemsessServers\s+).*$/$1 . join(' ', map { addr($_) } @in)/me;
