@@ -18,7 +18,7 @@ use Memsess::Instance;
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 
-plan tests => 48 + 10 + 8 + 4 + 4;
+plan tests => 48 + 10 + 8 + 4 + 4 + 2;
 
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 (running) is up');
@@ -230,6 +230,21 @@ sub kind {
     my ($real) = fetch('/memsess-status?metrics');
     ok t_cmp($shape->($real), $shape->($ex),
              'docs ?metrics example: the same metrics, labels and numbers');
+}
+
+# The example alert rules of docs/operations.md use only metrics the page
+# serves: here, or (persistence, peers' clocks: not in this configuration)
+# named in its "Status" section.
+{
+    my ($rules) = readme_section('operations.md ## Alerts') =~ /^```yaml\n(.*?)^```/ms;
+    my %used = map { $_ => 1 } ($rules // '') =~ /\b(memsess_\w+)\b/g;
+    ok t_cmp(scalar(keys %used) >= 5 ? 1 : 0, 1,
+             'docs/operations.md: the alert rules are found (' . join(' ', sort keys %used) . ')');
+    my ($real) = fetch('/memsess-status?metrics');
+    my %served = map { $_ => 1 } $real =~ /^(?:# (?:HELP|TYPE) )?(memsess_\w+)/mg;
+    my $status = readme_section('operations.md ## Status');
+    my @unknown = grep { !$served{$_} && $status !~ /`\Q$_\E[`{]/ } sort keys %used;
+    ok t_cmp("@unknown", '', 'docs/operations.md: every metric of the alert rules is one the status page serves');
 }
 
 # --- one pool per server and vhost, named by its own port ----------------------------
