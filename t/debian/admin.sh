@@ -207,8 +207,9 @@ depends=$(dpkg-deb -f "$DEB" Depends)
 like "the .deb depends on Apache's module API and libmemcached" "$depends" \
     'apache2-api-20120211.*libmemcached11'
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's,^\./,/,' | grep -v '/$' | sort | tr '\n' ' ')
-is "the .deb holds the module, memsess.load, memsess.conf, the README" "$contents" \
-    "/etc/apache2/mods-available/memsess.conf /etc/apache2/mods-available/memsess.load /usr/lib/apache2/modules/mod_memsess.so /usr/share/doc/libapache2-mod-memsess/README.md.gz /usr/share/doc/libapache2-mod-memsess/changelog.Debian.gz /usr/share/doc/libapache2-mod-memsess/copyright "
+doc=/usr/share/doc/libapache2-mod-memsess
+is "the .deb holds the module, memsess.load, memsess.conf, the README and docs/" "$contents" \
+    "/etc/apache2/mods-available/memsess.conf /etc/apache2/mods-available/memsess.load /usr/lib/apache2/modules/mod_memsess.so $doc/README.md.gz $doc/changelog.Debian.gz $doc/copyright $doc/docs/benchmarks.md.gz $doc/docs/design.md.gz $doc/docs/directives.md.gz $doc/docs/operations.md.gz $doc/docs/testing.md.gz "
 
 # ---- 2. a throwaway Debian, and the packages an administrator installs -----
 
