@@ -9,7 +9,7 @@
 #       server): none is lost;
 #   (c) drop + MemsessReplicas 1: consistent hashing moves the dead
 #       server's keys where the replica may not be; how many are lost is
-#       only reported (README, "Replicas").
+#       only reported (docs/operations.md, "Replicas").
 # The three vhosts share the servers R1-R3; each phase starts them empty.
 use strict;
 use warnings FATAL => 'all';
