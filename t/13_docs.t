@@ -10,7 +10,8 @@
 # (The examples themselves pass `httpd -t` in t/13_bad_config.t.)
 # And the log tags: every MEMSESSnnnn the README and docs/ name is a tag of
 # the sources, and each row of docs/operations.md's "Log tags" table gives
-# the level its call site logs at.
+# the level its call site logs at.  And docs/design.md's Layout table
+# names every C file and header of the tree, and only files that exist.
 use strict;
 use warnings FATAL => 'all';
 
@@ -116,7 +117,7 @@ my @rows = grep { /^\| `MEMSESS/ } split /\n/, $tag_rows // '';
 
 my @fields = qw(Description Syntax Default Context Status Module);
 my @all = sort keys %{ { %real, %block } };
-plan tests => 3 + @all + 4 * scalar(keys %block) + 3;
+plan tests => 3 + @all + 4 * scalar(keys %block) + 3 + 2;
 
 ok t_cmp(scalar(keys %real) >= 20 ? 1 : 0, 1,
          'httpd -L lists the directives of mod_memsess.c (' . scalar(keys %real) . ')');
@@ -182,4 +183,21 @@ ok t_cmp(scalar @rows >= 40 ? 1 : 0, 1, 'docs/operations.md: the table of log ta
         }
     }
     ok t_cmp("@bad", '', "docs/operations.md's log tags: each row's level is its call site's");
+}
+
+# --- docs/design.md's Layout table and the tree --------------------------------------
+
+{
+    open my $fh, '<', catfile($top, 'docs', 'design.md') or die "docs/design.md: $!";
+    my $design = do { local $/; <$fh> };
+    my ($layout) = $design =~ /^## Layout\n(.*?)(?=^## |\z)/ms;
+    my @named = map { /^\|\s*`([^`]+)`\s*\|/ ? $1 : () } split /\n/, $layout // '';
+    my %named = map { $_ => 1 } @named;
+    my @tree = map { s{^\Q$top\E/}{}r }
+               grep { !m{/(t|fuzz|bench|tools|debian|demo|build-asan|dist)/} }
+               (glob(catfile($top, '*.[ch]')), glob(catfile($top, '*', '*.[ch]')));
+    my @unlisted = grep { !$named{$_} } sort @tree;
+    ok t_cmp("@unlisted", '', 'docs/design.md Layout: every C file and header of the tree is listed (' . scalar(@tree) . ')');
+    my @gone = grep { !-e catfile($top, $_) } @named;
+    ok t_cmp("@gone", '', 'docs/design.md Layout: every file it lists exists (' . scalar(@named) . ')');
 }
