@@ -152,8 +152,8 @@ ok t_cmp(defined $minimal && $minimal =~ /^\s*MemsessServers /m
 ok t_cmp(scalar @doc_blocks >= 21 ? 1 : 0, 1,
          'docs/: their ```apache blocks are found (' . scalar(@doc_blocks) . ')');
 my %per = map { $_->[0] => 1 } @doc_blocks;
-ok t_cmp(join(' ', sort keys %per), 'docs/directives.md docs/operations.md',
-         'docs/: the files with ```apache blocks');
+ok t_cmp(join(' ', grep { !$per{$_} } qw(docs/directives.md docs/operations.md)), '',
+         'docs/: directives.md and operations.md have ```apache blocks (' . join(' ', sort keys %per) . ')');
 my $k = 0;
 for my $msg (@readme_messages) {
     my $body = $README_CASE{$msg};
