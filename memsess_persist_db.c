@@ -147,6 +147,18 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
     }
     db->drv = db->dbd->driver;
     db->h = db->dbd->handle;
+    if (strcmp(apr_dbd_name(db->drv), "sqlite3")
+        && strcmp(apr_dbd_name(db->drv), "pgsql")) {
+        /* the statements are SQLite's and PostgreSQL's (INSERT ... ON
+         * CONFLICT): MySQL and the others are neither spoken nor tested */
+        const char *e = apr_psprintf(p, "DBDriver %s is not supported "
+                                     "(sqlite3 or pgsql)",
+                                     apr_dbd_name(db->drv));
+
+        dbd_close(db->s, db->dbd);
+        db->dbd = NULL;
+        return e;
+    }
     sqlite_secure(p, db);
     rc = apr_dbd_query(db->drv, db->h, &nrows, schema);
     if (!rc) {
