@@ -93,6 +93,7 @@ typedef struct {
     apr_dbd_t           *h;
     apr_dbd_prepared_t  *upsert, *del, *purge, *page_meta, *page_all;
     apr_dbd_prepared_t  *lease_get, *lease_claim, *lease_beat, *lease_take;
+    int                  rolled_back;  /* a write of this round undone */
 } db_t;
 
 static const char *db_error(apr_pool_t *p, db_t *db, int rc)
@@ -516,8 +517,10 @@ static const char *fenced_end(db_t *db, apr_pool_t *p,
     if (err) {
         apr_dbd_transaction_mode_set(db->drv, txn,
                                      APR_DBD_TRANSACTION_ROLLBACK);
+        db->rolled_back = 1;
     }
     if (apr_dbd_transaction_end(db->drv, p, txn) && !err) {
+        db->rolled_back = 1;
         return "cannot commit";
     }
     return err;
@@ -882,7 +885,9 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         memsess_disconnect(mc[i]);
     }
     if (e) {
-        pv->loaded = 0;   /* what is stored is not what we know */
+        if (db.rolled_back) {
+            pv->loaded = 0;   /* what is stored is not what we know */
+        }
         if (pv->holder) {
             warn(ps, pv, e);
         }
