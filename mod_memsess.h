@@ -61,7 +61,7 @@
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0027.  Ranges reserved by capability:
  * MEMSESS0170-0189 persistence (memsess_persist_db.c, mod_memsess.c:
- * 0170-0178 used),
+ * 0170-0180 used),
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard, 0045-0046 no session
  * found among many keys), 0050-0069 the failure
@@ -652,6 +652,10 @@ typedef struct {
     apr_int64_t reported;   /* the newest read (its seconds) */
     apr_time_t  grew;       /* our monotonic time it last grew; 0: unseen */
 } memsess_lapse_t;
+
+/* Our monotonic clock (CLOCK_MONOTONIC): what lapses by our own time,
+ * whatever the wall clock says or does (a step, a faked time). */
+apr_time_t memsess_mono_now(void);
 
 /* Notes a copy of a line read at our monotonic time mono; its writer
  * meant it to hold ttl seconds.  Returns whether it is live. */
@@ -1261,6 +1265,35 @@ apr_int64_t memsess_persist_restore_exp(apr_int64_t exp, apr_int64_t now);
  * survivor. */
 int memsess_persist_restore_decide(const int *where, int n, int returning,
                                    const unsigned char *survivor);
+
+/* The writer's lease, a row of the database (memsess_writers: pool,
+ * holder, token, beat) that outlives memcached.  A grant is a token: each
+ * take raises it, and every write of the holder is fenced by it (a
+ * transaction that first renews "WHERE token = mine" and finds no row
+ * rolls back).  Nothing rests on another instance's clock: a row is taken
+ * over when its (token, beat) has not moved for ttl by the reader's own
+ * clock. */
+typedef struct {
+    apr_int64_t token;          /* the grant held, 0: none */
+    apr_int64_t seen_token;     /* another's row, as last read */
+    apr_int64_t seen_beat;
+    apr_time_t  seen_at;        /* when it last moved, by our clock (0:
+                                   never read) */
+} memsess_lease_t;
+
+typedef enum {
+    MEMSESS_LEASE_WAIT,         /* another holds it: stand by */
+    MEMSESS_LEASE_CLAIM,        /* no row: insert ours (token 1) */
+    MEMSESS_LEASE_RENEW,        /* ours: beat, fenced by our token */
+    MEMSESS_LEASE_TAKE          /* lapsed, or a previous thread of ours:
+                                   token + 1, fenced by what was read */
+} memsess_lease_step_e;
+
+/* What to do with the row read for instance me (found 0: there is none). */
+memsess_lease_step_e memsess_lease_next(memsess_lease_t *l, int found,
+                                        const char *holder, apr_int64_t token,
+                                        apr_int64_t beat, const char *me,
+                                        apr_time_t now, apr_time_t ttl);
 
 /* Sessions written in one interval at rate a second (0: unbounded). */
 apr_int64_t memsess_persist_budget(int rate, apr_interval_time_t interval);
