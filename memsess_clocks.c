@@ -32,7 +32,7 @@
  * interval outside it (a clock stepped) starts over from that interval
  * (memsess_skew_note). */
 
-#include "mod_memsess.h"
+#include "memsess_clocks.h"
 
 /* Drift allowed for: 1 ms a second (1000 ppm, far more than a clock that
  * NTP disciplines). */

@@ -37,7 +37,12 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_joblock.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_job.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
 
 APLOG_USE_MODULE(memsess);
 

@@ -49,7 +49,14 @@
 #include "http_log.h"
 #include "mod_dbd.h"
 
-#include "mod_memsess.h"
+#include "memsess_persist_db.h"
+#include "memsess_connect.h"
+#include "memsess_job.h"
+#include "memsess_persist.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 

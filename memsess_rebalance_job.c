@@ -53,7 +53,16 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rebalance_job.h"
+#include "memsess_adopt.h"
+#include "memsess_exchange.h"
+#include "memsess_gate.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -64,7 +73,7 @@ struct memsess_rebalancer {
     memsess_runtime_t    *rt;
     apr_pool_t           *pool;
     apr_thread_mutex_t   *mutex;
-    memsess_rejoin_t     *rejoin;
+    memsess_syncs_t       syncs;
     struct rebalance_t   *rebalance;   /* running, or NULL */
     apr_time_t            retry;       /* not before (after a failure) */
     int                   told;        /* "new servers down" logged */
@@ -83,14 +92,14 @@ void memsess_rebalancer_share(memsess_rebalancer_t *c, memsess_exchange_t *x)
 memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
                                                 memsess_runtime_t *rt,
                                                 apr_thread_mutex_t *mutex,
-                                                memsess_rejoin_t *rejoin)
+                                                const memsess_syncs_t *syncs)
 {
     memsess_rebalancer_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->rt = rt;
     c->pool = p;
     c->mutex = mutex;
-    c->rejoin = rejoin;
+    c->syncs = *syncs;
     return c;
 }
 
@@ -146,7 +155,7 @@ static int rebalance_ready(memsess_rebalancer_t *c, int v)
         int old = 0;
 
         if (st == MEMSESS_UNKNOWN || st == MEMSESS_SYNCING
-            || memsess_rejoin_busy(c->rejoin, s)) {
+            || c->syncs.busy(c->syncs.baton, s)) {
             return 0;   /* no verdict yet, or a rejoin runs */
         }
         for (j = 0; j < now->nelts; j++) {
@@ -161,7 +170,7 @@ static int rebalance_ready(memsess_rebalancer_t *c, int v)
         int s = APR_ARRAY_IDX(now, k, memsess_server_t).slot;
 
         if (memsess_table_slot(c->rt->table, s)->state == MEMSESS_SYNCING
-            || memsess_rejoin_busy(c->rejoin, s)) {
+            || c->syncs.busy(c->syncs.baton, s)) {
             return 0;
         }
     }

@@ -49,7 +49,18 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rejoin.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_exchange.h"
+#include "memsess_gate.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_persist_db.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -313,7 +324,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             memsess_gate_flipped(&job->gate);
         }
         for (k = 0; k < nflipped; k++) {
-            memsess_check_log_all_down(rt, &rt->views[c->flipped[k]], 0);
+            memsess_view_log_all_down(rt, &rt->views[c->flipped[k]], 0);
         }
     }
     apr_thread_mutex_unlock(c->mutex);

@@ -58,7 +58,7 @@
 #include "apr_network_io.h"
 #include "apr_time.h"
 
-#include "mod_memsess.h"
+#include "memsess_sync.h"
 
 /* ------------------------------------------------------------------ */
 /* Metadump lines                                                     */

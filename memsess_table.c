@@ -47,7 +47,8 @@
 
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_table.h"
+#include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
 #define MEMSESS_TABLE_VERSION (12u)  /* 2: the sync's fields in a slot;

@@ -32,7 +32,8 @@
 
 #include "apr_general.h"
 
-#include "mod_memsess.h"
+#include "memsess_persist.h"
+#include "memsess_sync.h"
 
 #define FUZZ_NAME "fuzz_persist"
 #include "fuzz.h"
