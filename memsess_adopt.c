@@ -40,8 +40,8 @@
 #include "unixd.h"
 
 #include "memsess_adopt.h"
+#include "memsess_listing.h"
 #include "memsess_state.h"
-#include "memsess_sync.h"
 #include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);

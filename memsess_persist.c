@@ -26,7 +26,7 @@
 #include "apr_strings.h"
 
 #include "memsess_persist.h"
-#include "memsess_sync.h"
+#include "memsess_listing.h"
 #include "memsess_table.h"
 #include "memsess_verdicts.h"
 

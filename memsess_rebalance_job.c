@@ -59,6 +59,7 @@
 #include "memsess_gate.h"
 #include "memsess_job.h"
 #include "memsess_joblock.h"
+#include "memsess_listing.h"
 #include "memsess_sync.h"
 #include "memsess_table.h"
 #include "memsess_verdicts.h"

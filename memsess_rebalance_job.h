@@ -19,7 +19,6 @@
 
 #include "memsess_common.h"
 #include "memsess_exchange.h"
-#include "memsess_rejoin.h"
 
 /* memsess_rebalance_job.c: the checker's rebalance, one thread at a time.
  * mutex is the checker's; the rejoin syncs (syncs: only busy is asked)

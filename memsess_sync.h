@@ -18,65 +18,12 @@
 #define MEMSESS_SYNC_H
 
 #include "memsess_common.h"
+#include "memsess_listing.h"
 
-/* php-memcached's memcached.sess_prefix (its default, which nothing here
- * changes): libmemcached's namespace, not hashed (HASH_WITH_PREFIX_KEY
- * stays off).  Its lock of session <id> is the key "lock.<id>". */
-#define MEMSESS_SESS_PREFIX "memc.sess.key."
-#define MEMSESS_LOCK_PREFIX "lock."
-#define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
 /* A sync that lists this many keys and no session warns (MEMSESS0045):
  * PHP places its sessions elsewhere, or under another prefix. */
 #define MEMSESS_NO_SESSION_LINES (10000)
 
-/* One line of memcached's "lru_crawler metadump", parsed. */
-typedef struct {
-    char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
-    apr_size_t   keylen;
-    apr_int64_t  exp;    /* unix seconds; -1 = never expires */
-    apr_int64_t  la;     /* last access (writes, and reads now and then) */
-    apr_uint64_t cas;    /* 0 when the line gives none */
-} memsess_dump_item_t;
-
-/* Parses one line (without its line end) from a metadump: returns 1 and
- * fills item, 0 for the closing "END", -1 for anything else (the caller
- * skips it).  Never reads beyond len. */
-int memsess_dump_parse(const char *line, apr_size_t len,
-                       memsess_dump_item_t *item);
-
-typedef enum {
-    MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
-    MEMSESS_KEY_SESSION = 1,
-    MEMSESS_KEY_LOCK    = 2
-} memsess_key_kind_e;
-
-/* What a stored key is; *id gets what php-memcached hands libmemcached
- * (the key without the prefix: "<id>" or "lock.<id>"). */
-memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
-                                    const char **id, apr_size_t *idlen);
-
-/* Where php-memcached 3.x puts keys for one session.save_path: a
- * memcached_st built as its session handler builds one (servers from
- * memcached_servers_parse, binary protocol, ketama or modula, replicas,
- * the prefix as namespace), asked with memcached_generate_hash(); the
- * replicas are the next servers in list order, as libmemcached writes
- * them. */
-typedef struct memsess_place memsess_place_t;
-
-/* NULL when libmemcached refuses the list.  Freed with pool p. */
-memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
-                                      int replicas, int ketama);
-/* Distinct servers of the list, "host:port" as libmemcached parsed them. */
-int memsess_place_nservers(const memsess_place_t *pl);
-const char *memsess_place_server(const memsess_place_t *pl, int i);
-/* The servers (indexes above) that hold id: where reads go first, then
- * the replicas, each once.  Returns how many (at most max). */
-int memsess_place_key(const memsess_place_t *pl, const char *id,
-                      apr_size_t idlen, int *where, int max);
-
-/* Which consistent hashing php-memcached uses for a view: ketama unless
- * mod_memsess injects sess_consistent_hash=0 (replicas with successor). */
-int memsess_view_ketama(int replicas, memsess_failover_e failover);
 
 
 /* What the sync does with one key found on one server (pure; ids of
@@ -264,17 +211,6 @@ const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
  * its "stats" time read at our_now (pure). */
 apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
                                     apr_int64_t their_now);
-
-/* A whole listing of one server ("lru_crawler metadump all"), a line at
- * a time through memsess_dump_parse(): each item to each (which returns 0
- * to stop).  APR_SUCCESS once the listing came to its end; APR_ENOTIMPL
- * when the server refuses to list; else an error, in err. */
-apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
-                               apr_port_t port, apr_interval_time_t timeout,
-                               volatile apr_uint32_t *stop,
-                               int (*each)(void *baton,
-                                           const memsess_dump_item_t *it),
-                               void *baton, char *err, apr_size_t errlen);
 
 /* How many sessions the engine brought over at the gate from requests'
  * own record (memsess_gate_recent). */

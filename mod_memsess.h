@@ -41,9 +41,13 @@
  *                     every pool (pure)
  *   memsess_peer.c    a socket's peer, a server's address, a line of
  *                     /proc/net/tcp, matched (pure)
+ *   memsess_listing.c a memcached server's listing: metadump lines parsed
+ *                     (pure), a whole listing read a line at a time, what
+ *                     a listed key is to PHP (APR only)
+ *   memsess_place.c   where php-memcached places a key (libmemcached)
  *   memsess_sync.c    the sync engine of a rejoin and of a rebalance, given
- *                     targets: where php-memcached places a key
- *                     (libmemcached), metadump lines, the copy passes
+ *                     targets: what to do with a key, the copy passes
+ *                     before and after the flip, the guard at the flip
  *                     (APR and libmemcached only)
  *   memsess_persist.c persistence's pure part: base64, rows, what was
  *                     written
@@ -145,6 +149,8 @@
 #include "memsess_state.h"
 #include "memsess_peer.h"
 #include "memsess_release_helper.h"
+#include "memsess_listing.h"
+#include "memsess_place.h"
 #include "memsess_sync.h"
 #include "memsess_persist.h"
 #include "memsess_view.h"

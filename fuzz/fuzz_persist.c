@@ -32,8 +32,8 @@
 
 #include "apr_general.h"
 
+#include "memsess_listing.h"
 #include "memsess_persist.h"
-#include "memsess_sync.h"
 
 #define FUZZ_NAME "fuzz_persist"
 #include "fuzz.h"

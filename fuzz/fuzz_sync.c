@@ -30,6 +30,7 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
+#include "memsess_listing.h"
 #include "memsess_sync.h"
 
 #define FUZZ_NAME "fuzz_sync"

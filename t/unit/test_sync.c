@@ -23,6 +23,8 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
+#include "memsess_listing.h"
+#include "memsess_place.h"
 #include "memsess_sync.h"
 #include "memsess_table.h"
 #include "tap.h"
