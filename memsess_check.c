@@ -420,12 +420,10 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
     int changed, nflipped = 0, ngated = 0, k;
-    apr_uint32_t owner, before;
-    apr_time_t heartbeat;
+    apr_uint32_t before;
     apr_interval_time_t follow = 0;
 
-    memsess_table_owner(t, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(t)) {
         return;   /* we were stalled and lost the lease: not ours to write */
     }
     before = slot->state;
@@ -549,13 +547,10 @@ static int rejoining(const checker_t *c, int i)
 static int repeat_now(const checker_t *c, int i, int attempts)
 {
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
 
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
     return attempts < c->rt->g.fail_threshold
            && slot->state != MEMSESS_DOWN
-           && owner == (apr_uint32_t)getpid();
+           && memsess_table_leased(c->rt->table);
 }
 
 /* The timeout of a probe that confirms one which timed out while the

@@ -692,12 +692,9 @@ static void apply_locked(memsess_exchange_t *x)
     memsess_runtime_t *rt = x->rt;
     memsess_table_t *t = rt->table;
     apr_int64_t now = apr_time_sec(apr_time_now());
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int i, k;
 
-    memsess_table_owner(t, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(t)) {
         return;   /* we lost the lease: not ours to write */
     }
     for (i = 0; i < x->n; i++) {

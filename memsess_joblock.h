@@ -23,11 +23,11 @@
 
 /* memsess_joblock.c: a job (a rejoin sync, a rebalance) run once for the
  * group, through its record (memsess_job.c) on one server.  Fill subject,
- * job, stop, note and baton, then open; claim tells whether this instance
- * holds the job (holding 0: a server that refuses the record, where each
- * instance works alone), or follows its holder (who, in holder), once
- * that one is done; the holder refreshes the record while it works (done once it has
- * published) and releases it when finished. */
+ * job, fingerprint, stop, note and baton, then open; claim tells whether
+ * this instance holds the job (holding 0: a server that refuses the record,
+ * where each instance works alone), or follows its holder (who, in holder),
+ * once that one is done; the holder refreshes the record while it works
+ * (done once it has published) and releases it when finished. */
 typedef enum {
     MEMSESS_CLAIM_HOLD,
     MEMSESS_CLAIM_FOLLOW,
@@ -38,6 +38,9 @@ typedef struct memsess_joblock {
     /* given */
     const char               *subject;   /* "memcached server X", for logs */
     const char               *job;       /* "its sync", for logs */
+    apr_uint64_t              fingerprint;   /* of what the job does (a
+                                              * sync's lists, a change):
+                                              * followed only when equal */
     volatile apr_uint32_t    *stop;      /* set: stop waiting; set on loss */
     apr_int64_t               not_before;  /* memsess_job_next's */
     void                    (*note)(void *baton, const char *holder);
@@ -48,7 +51,6 @@ typedef struct memsess_joblock {
     struct memcached_st      *mc;
     char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
     size_t                    keylen;
-    apr_uint64_t              fingerprint;
     apr_int64_t               since;
     apr_time_t                refreshed;
     int                       holding;
@@ -71,7 +73,6 @@ typedef struct memsess_joblock {
  * (the caller's thread's) holds the lease's thread and mutex. */
 apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
                                   int slot, const char *name,
-                                  apr_uint64_t fingerprint,
                                   apr_interval_time_t timeout,
                                   apr_pool_t *pool);
 memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,

@@ -134,7 +134,6 @@ typedef struct rebalance_t {
     int                    *list_view;   /* a view each list stands for */
     int                     share;       /* once for the group */
     int                     job_slot;    /* where its job record lives */
-    apr_uint64_t            change;      /* fingerprint: in force -> new */
     memsess_joblock_t       lock;
     memsess_gate_t          gate;        /* at its flip, when it moves */
     apr_time_t              started;
@@ -184,13 +183,9 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
                        const char *holder)
 {
     memsess_rebalancer_t *c = rb->c;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int v;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
+    if (memsess_table_lease_lock(c->rt->table, c->mutex)) {
         memsess_table_write_begin(c->rt->table);
         for (v = 0; v < c->rt->confs->nelts; v++) {
             memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
@@ -282,15 +277,11 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
 {
     memsess_rebalancer_t *c = rb->c;
     memsess_runtime_t *rt = c->rt;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     apr_pool_t *p;
     int k, v, ok = 1;
 
     apr_pool_create(&p, rb->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || rb->stop) {
+    if (!memsess_table_lease_lock(rt->table, c->mutex) || rb->stop) {
         apr_cpystrn(err, "stopped: checking moved to another process",
                     errlen);
         ok = 0;
@@ -433,8 +424,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,
                                      apr_psprintf(rb->pool, "rebalance-%016"
                                                   APR_UINT64_T_HEX_FMT,
-                                                  rb->change),
-                                     rb->change, rb->spec.timeout, rb->pool)
+                                                  rb->lock.fingerprint),
+                                     rb->spec.timeout, rb->pool)
                 == APR_SUCCESS
                 ? memsess_joblock_claim(&rb->lock, err, sizeof(err))
                 : MEMSESS_CLAIM_FAILED;
@@ -594,13 +585,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
     }
     else {
-        apr_uint32_t owner;
-        apr_time_t heartbeat;
-
         memsess_sync_unhold(sync);
-        apr_thread_mutex_lock(c->mutex);
-        memsess_table_owner(rt->table, &owner, &heartbeat);
-        if (owner == (apr_uint32_t)getpid()) {
+        if (memsess_table_lease_lock(rt->table, c->mutex)) {
             rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
                            err[0] ? err : "failed");
         }
@@ -775,7 +761,8 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
                 rb->job_slot = slot;
             }
         }
-        rb->change = memsess_fnv1a_more(memsess_fnv1a(apr_psprintf(
+        /* the change, in force -> new: its job's fingerprint */
+        rb->lock.fingerprint = memsess_fnv1a_more(memsess_fnv1a(apr_psprintf(
             pool, "%016" APR_UINT64_T_HEX_FMT,
             memsess_pools_fingerprint(pool, rt, 1))), apr_psprintf(
             pool, "%016" APR_UINT64_T_HEX_FMT, c->configured));
@@ -898,8 +885,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
     memsess_runtime_t *rt = c->rt;
     rebalance_t *rb = c->rebalance;
     int v, any = 0, down = 0, sasl = 0, waits = 0, agree, *ready;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
+    int leased;
     char who[MEMSESS_REPORTERS_MAX];
 
     if (rb) {
@@ -921,10 +907,8 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
     ready = NULL;
     agree = memsess_exchange_agree(c->exchange, 0, c->configured, who,
                                    sizeof(who));
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()
-        && memsess_exchange_sharing(c->exchange)) {
+    leased = memsess_table_lease_lock(rt->table, c->mutex);
+    if (leased && memsess_exchange_sharing(c->exchange)) {
         apr_pool_t *p;
         int hold;
 
@@ -936,8 +920,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
             return;
         }
     }
-    for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
-         v++) {
+    for (v = 0; leased && v < rt->confs->nelts; v++) {
         int r;
 
         if (!rt->views[v].before
@@ -969,8 +952,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         }
     }
     c->told |= down;
-    if (waits && owner == (apr_uint32_t)getpid()
-        && strcmp(who, c->waiting)) {
+    if (waits && leased && strcmp(who, c->waiting)) {
         apr_cpystrn(c->waiting, who, sizeof(c->waiting));
         note_waiting(c, apr_pstrcat(c->pool, "waiting for the other "
                                     "instances of the group to have this "

@@ -17,6 +17,8 @@
 #ifndef MEMSESS_TABLE_H
 #define MEMSESS_TABLE_H
 
+#include "apr_thread_mutex.h"
+
 #include "memsess_common.h"
 
 typedef enum {
@@ -242,6 +244,14 @@ void memsess_table_owner(const memsess_table_t *t, apr_uint32_t *pid,
 int memsess_table_claim(memsess_table_t *t, apr_uint32_t seen,
                         apr_uint32_t pid, apr_time_t now);
 void memsess_table_heartbeat(memsess_table_t *t, apr_time_t now);
+/* Whether this process holds the lease: every writer of the table checks
+ * it first (a checker that was stalled and lost it writes nothing). */
+int memsess_table_leased(const memsess_table_t *t);
+/* The writers on threads of their own (the rejoin syncs, the rebalance):
+ * locks mutex, the checker's (which serialises the writers), and returns
+ * memsess_table_leased(); the caller writes only when it is set, and
+ * unlocks mutex either way. */
+int memsess_table_lease_lock(memsess_table_t *t, apr_thread_mutex_t *mutex);
 
 /* The up/down state machine: records one probe result in slot (counters
  * included) and returns non-zero when the state changed. */
