@@ -29,6 +29,7 @@
 
 #define DUMP_LINE_MAX     (4096)
 #define DUMP_BUF     (65536)
+#define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
 
 /* ------------------------------------------------------------------ */
 /* Metadump lines                                                     */
@@ -187,9 +188,9 @@ memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
  * APR_SUCCESS when it is not (a line skipped); else why, in err: a
  * crawler at work elsewhere (BUSY) is worth another try (APR_EGENERAL), a
  * memcached that refuses the command never lists (APR_ENOTIMPL). */
-apr_status_t memsess_dump_refused(const char *line, apr_size_t len,
-                                  const char *name, char *err,
-                                  apr_size_t errlen)
+static apr_status_t dump_refused(const char *line, apr_size_t len,
+                                 const char *name, char *err,
+                                 apr_size_t errlen)
 {
     if (len < 5 || (memcmp(line, "ERROR", 5) && memcmp(line, "BUSY ", 5)
                     && memcmp(line, "CLIENT_", 7 <= len ? 7 : len))) {
@@ -200,10 +201,19 @@ apr_status_t memsess_dump_refused(const char *line, apr_size_t len,
     return memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
 }
 
-apr_status_t memsess_dump_open(const char *host, apr_port_t port,
-                               const char *name, apr_interval_time_t t,
-                               apr_pool_t *p, memsess_dump_t *d, char *err,
-                               apr_size_t errlen)
+typedef struct {
+    apr_socket_t *sock;
+    char         *buf;
+    apr_size_t    start, end;
+    int           skipping;   /* inside a line too long to be an item */
+} dump_t;
+
+/* Connects to host:port (name: "host:port", for messages) and asks for
+ * the listing. */
+static apr_status_t dump_open(const char *host, apr_port_t port,
+                              const char *name, apr_interval_time_t t,
+                              apr_pool_t *p, dump_t *d, char *err,
+                              apr_size_t errlen)
 {
     static const char cmd[] = "lru_crawler metadump all\r\n";
     apr_sockaddr_t *sa;
@@ -232,8 +242,10 @@ apr_status_t memsess_dump_open(const char *host, apr_port_t port,
     return rv;
 }
 
-int memsess_dump_line(const char *name, memsess_dump_t *d, char **line,
-                      apr_size_t *len, char *err, apr_size_t errlen)
+/* The next line, without its end: 1, or 0 at the end of the stream, -1
+ * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
+static int dump_line(const char *name, dump_t *d, char **line,
+                     apr_size_t *len, char *err, apr_size_t errlen)
 {
     for (;;) {
         char *nl = memchr(d->buf + d->start, '\n', d->end - d->start);
@@ -284,20 +296,18 @@ int memsess_dump_line(const char *name, memsess_dump_t *d, char **line,
     }
 }
 
-/* A whole listing of one server for another owner of the lines (the
- * persistence's write-behind, memsess_persist_db.c): every item to each,
- * with the same parser, retries of a busy crawler and refusals as a
- * sync's pass. */
-apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
-                               apr_port_t port, apr_interval_time_t timeout,
+apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
+                               apr_port_t port, const char *name,
+                               apr_interval_time_t timeout,
                                volatile apr_uint32_t *stop,
-                               int (*each)(void *baton,
-                                           const memsess_dump_item_t *it),
+                               apr_status_t (*item)(void *baton,
+                                                    const memsess_dump_item_t
+                                                    *it, char *err,
+                                                    apr_size_t errlen),
                                void *baton, char *err, apr_size_t errlen)
 {
-    const char *name = apr_psprintf(p, "%s:%d", host, (int)port);
     apr_pool_t *sub;
-    memsess_dump_t d;
+    dump_t d;
     apr_status_t rv;
     int tries = 0;
 
@@ -307,16 +317,16 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
         char *line;
         apr_size_t len;
 
-        if ((rv = memsess_dump_open(host, port, name, timeout, sub, &d, err,
-                                     errlen))
-            != APR_SUCCESS) {
+        if ((rv = dump_open(host, port, name, timeout, sub, &d, err,
+                            errlen)) != APR_SUCCESS) {
             break;
         }
-        if (memsess_dump_line(name, &d, &line, &len, err, errlen) < 0) {
+        if (dump_line(name, &d, &line, &len, err, errlen) < 0) {
             rv = APR_EGENERAL;
             break;
         }
-        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < MEMSESS_DUMP_BUSY_TRIES) {
+        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
+            /* another crawl runs (another view's sync): wait for it */
             apr_socket_close(d.sock);
             d.sock = NULL;
             apr_sleep(apr_time_from_msec(100));
@@ -337,16 +347,15 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
                 break;   /* END */
             }
             if (r < 0
-                && (rv = memsess_dump_refused(line, len, name, err, errlen))
+                && (rv = dump_refused(line, len, name, err, errlen))
                    != APR_SUCCESS) {
                 break;
             }
-            if (r > 0 && !each(baton, &it)) {
-                apr_cpystrn(err, "stopped", errlen);
-                rv = APR_EINTR;
+            if (r > 0 && (rv = item(baton, &it, err, errlen))
+                         != APR_SUCCESS) {
                 break;
             }
-            if (memsess_dump_line(name, &d, &line, &len, err, errlen) < 0) {
+            if (dump_line(name, &d, &line, &len, err, errlen) < 0) {
                 rv = APR_EGENERAL;
                 break;
             }
@@ -358,4 +367,42 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
     }
     apr_pool_destroy(sub);
     return rv;
+}
+
+/* memsess_dump_list's each, as memsess_dump_each's item. */
+typedef struct {
+    int  (*each)(void *baton, const memsess_dump_item_t *it);
+    void  *baton;
+} each_t;
+
+static apr_status_t each_item(void *baton, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
+{
+    each_t *e = baton;
+
+    if (!e->each(e->baton, it)) {
+        apr_cpystrn(err, "stopped", errlen);
+        return APR_EINTR;
+    }
+    return APR_SUCCESS;
+}
+
+/* A whole listing of one server for another owner of the lines (the
+ * persistence's write-behind, memsess_persist_db.c): every item to each,
+ * with the same parser, retries of a busy crawler and refusals as a
+ * sync's pass. */
+apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
+                               apr_port_t port, apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               int (*each)(void *baton,
+                                           const memsess_dump_item_t *it),
+                               void *baton, char *err, apr_size_t errlen)
+{
+    each_t e;
+
+    e.each = each;
+    e.baton = baton;
+    return memsess_dump_each(p, host, port,
+                             apr_psprintf(p, "%s:%d", host, (int)port),
+                             timeout, stop, each_item, &e, err, errlen);
 }

@@ -62,31 +62,18 @@ apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
                                            const memsess_dump_item_t *it),
                                void *baton, char *err, apr_size_t errlen);
 
-/* Reading a listing a line at a time, for a reader of its own (the sync
- * engine's passes).  open connects to host:port (name: "host:port", for
- * messages) and asks for the listing; line gives the next line, without
- * its end: 1, or 0 at the end of the stream, -1 on an error (in err);
- * lines longer than 4 KB come back as "".  refused: whether a line that is
- * not a key is memcached refusing the listing: APR_SUCCESS when it is not
- * (a line skipped); else why, in err: a crawler at work elsewhere (BUSY)
- * is worth another try (APR_EGENERAL), a memcached that refuses the
- * command never lists (APR_ENOTIMPL).  A listing that begins "BUSY" is
- * tried again (100 ms later) at most MEMSESS_DUMP_BUSY_TRIES times. */
-#define MEMSESS_DUMP_BUSY_TRIES (100)
-typedef struct {
-    apr_socket_t *sock;
-    char         *buf;
-    apr_size_t    start, end;
-    int           skipping;   /* inside a line too long to be an item */
-} memsess_dump_t;
-apr_status_t memsess_dump_open(const char *host, apr_port_t port,
-                               const char *name, apr_interval_time_t t,
-                               apr_pool_t *p, memsess_dump_t *d, char *err,
-                               apr_size_t errlen);
-int memsess_dump_line(const char *name, memsess_dump_t *d, char **line,
-                      apr_size_t *len, char *err, apr_size_t errlen);
-apr_status_t memsess_dump_refused(const char *line, apr_size_t len,
-                                  const char *name, char *err,
-                                  apr_size_t errlen);
+/* The same for a reader of its own (the sync engine's passes): name is
+ * "host:port", for messages; each item goes to item, which returns
+ * APR_SUCCESS to go on, or an error (its own in err) that ends the
+ * listing with it.  stop, when set, ends it (APR_EINTR, "stopped"). */
+apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
+                               apr_port_t port, const char *name,
+                               apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               apr_status_t (*item)(void *baton,
+                                                    const memsess_dump_item_t
+                                                    *it, char *err,
+                                                    apr_size_t errlen),
+                               void *baton, char *err, apr_size_t errlen);
 
 #endif /* MEMSESS_LISTING_H */

@@ -1327,85 +1327,55 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     return APR_SUCCESS;
 }
 
+/* One pass over server i's listing: each key of ours to one_key(). */
+typedef struct {
+    memsess_sync_t *y;
+    int             i;
+    pass_e          pass;
+} pass_t;
+
+static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
+{
+    pass_t *ps = baton;
+    memsess_sync_t *y = ps->y;
+    memsess_key_kind_e kind;
+    const char *id;
+    apr_size_t idlen;
+    apr_status_t rv;
+
+    y->stats.lines++;
+    if ((kind = memsess_key_kind(it->key, it->keylen, &id, &idlen))) {
+        if (kind == MEMSESS_KEY_SESSION && it->exp > 0 && it->la > 0
+            && it->exp - it->la > y->lifetime) {
+            y->lifetime = it->exp - it->la;
+        }
+        y->stats.listed++;
+        y->stats.examined += !y->delta;
+        rv = one_key(y, ps->i, ps->pass, it, kind, id, idlen, err, errlen);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        progress(y, 0);
+    }
+    return APR_SUCCESS;
+}
+
 /* Lists server i and acts on each key of ours. */
 static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
                                 char *err, apr_size_t errlen)
 {
     apr_pool_t *p;
-    memsess_dump_t d;
     apr_status_t rv;
-    int tries = 0;
+    pass_t ps;
 
+    ps.y = y;
+    ps.i = i;
+    ps.pass = pass;
     apr_pool_create(&p, y->pool);
-    for (;;) {
-        char *line;
-        apr_size_t len;
-        int got;
-
-        if ((rv = memsess_dump_open(y->servers[i].host, y->servers[i].port,
-                                    y->servers[i].name, y->spec->timeout, p,
-                                    &d, err, errlen)) != APR_SUCCESS) {
-            break;
-        }
-        got = memsess_dump_line(y->servers[i].name, &d, &line, &len, err,
-                                errlen);
-        if (got < 0) {
-            rv = APR_EGENERAL;
-            break;
-        }
-        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < MEMSESS_DUMP_BUSY_TRIES) {
-            /* another crawl runs (another view's sync): wait for it */
-            apr_socket_close(d.sock);
-            apr_sleep(apr_time_from_msec(100));
-            continue;
-        }
-        rv = APR_SUCCESS;
-        for (;;) {
-            memsess_dump_item_t it;
-            memsess_key_kind_e kind;
-            int r;
-            const char *id;
-            apr_size_t idlen;
-
-            if (stopped(y, err, errlen)) {
-                rv = APR_EINTR;
-                break;
-            }
-            r = memsess_dump_parse(line, len, &it);
-            if (r == 0) {
-                break;   /* END */
-            }
-            if (r < 0
-                && (rv = memsess_dump_refused(line, len, y->servers[i].name,
-                                              err, errlen)) != APR_SUCCESS) {
-                break;
-            }
-            y->stats.lines += r > 0;
-            if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
-                                                  &idlen))) {
-                if (kind == MEMSESS_KEY_SESSION && it.exp > 0 && it.la > 0
-                    && it.exp - it.la > y->lifetime) {
-                    y->lifetime = it.exp - it.la;
-                }
-                y->stats.listed++;
-                y->stats.examined += !y->delta;
-                rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
-                if (rv != APR_SUCCESS) {
-                    break;
-                }
-                progress(y, 0);
-            }
-            if (memsess_dump_line(y->servers[i].name, &d, &line, &len, err,
-                                  errlen) < 0) {
-                rv = APR_EGENERAL;
-                break;
-            }
-        }
-        break;
-    }
-    if (d.sock) {
-        apr_socket_close(d.sock);
-    }
+    rv = memsess_dump_each(p, y->servers[i].host, y->servers[i].port,
+                           y->servers[i].name, y->spec->timeout,
+                           y->spec->stop, pass_item, &ps, err, errlen);
     apr_pool_destroy(p);
     progress(y, 1);
     return rv;
