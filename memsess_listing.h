@@ -11,8 +11,8 @@
  * limitations under the License.
  */
 
-/* memsess_listing.h: a memcached server's listing: metadump lines parsed (pure), a
- * whole listing read, what a listed key is (memsess_listing.c). */
+/* memsess_listing.h: a memcached server's listing: metadump lines parsed
+ * (pure), a whole listing read, what a listed key is (memsess_listing.c). */
 
 #ifndef MEMSESS_LISTING_H
 #define MEMSESS_LISTING_H

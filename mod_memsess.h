@@ -89,8 +89,8 @@
  * memsess_syncs_t callbacks).  t/unit/calls-one-way.sh (make unit) fails
  * on a circle among the includes or among the objects' calls.
  *   mod_memsess     -> adopt check config credentials flight inject
- *                      persist_db pool rebalance release release_helper
- *                      status sync table verdicts view
+ *                      persist_db place pool rebalance release
+ *                      release_helper status table verdicts view
  *   check           -> exchange lateness persist_db rebalance_job rejoin
  *                      release release_helper table view watch
  *   rejoin          -> config connect exchange gate joblock persist_db sync
@@ -99,7 +99,7 @@
  *   exchange        -> clocks config connect job table verdicts view
  *   joblock         -> config connect job table verdicts
  *   gate            -> flight table
- *   persist_db      -> connect job persist sync table verdicts view
+ *   persist_db      -> connect job listing persist place table verdicts view
  *   watch           -> table
  *   release         -> peer release_helper table
  *   release_helper  -> peer table
@@ -109,7 +109,8 @@
  *   adopt           -> state view
  *   view            -> pool table verdicts
  *   job             -> verdicts
- *   persist         -> sync verdicts
+ *   persist         -> listing verdicts
+ *   sync            -> listing place
  *   table           -> pool
  * (all but mod_memsess.c name memsess_module, the module record, for their
  * log lines: data, not a call.)
