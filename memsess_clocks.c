@@ -32,6 +32,8 @@
  * interval outside it (a clock stepped) starts over from that interval
  * (memsess_skew_note). */
 
+#include <time.h>
+
 #include "memsess_clocks.h"
 
 /* Drift allowed for: 1 ms a second (1000 ppm, far more than a clock that
@@ -96,4 +98,12 @@ apr_int64_t memsess_skew_ms(const memsess_skew_t *k)
 apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k)
 {
     return k->known ? (k->hi - k->lo + 1) / 2 : -1;
+}
+
+apr_time_t memsess_mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
 }

@@ -28,6 +28,10 @@ typedef struct {
     apr_time_t  grew;       /* our monotonic time it last grew; 0: unseen */
 } memsess_lapse_t;
 
+/* Our monotonic clock (CLOCK_MONOTONIC): what lapses by our own time,
+ * whatever the wall clock says or does (a step, a faked time). */
+apr_time_t memsess_mono_now(void);
+
 /* Notes a copy of a line read at our monotonic time mono; its writer
  * meant it to hold ttl seconds.  Returns whether it is live. */
 int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,

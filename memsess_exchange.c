@@ -152,16 +152,6 @@ struct memsess_exchange {
     int                 conn_failed;   /* this round's server failed a write */
 };
 
-/* Our monotonic clock: the other instances' lines lapse by it, whatever
- * the wall clocks say or do (a step, a faked time). */
-static apr_time_t mono_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return apr_time_from_sec(ts.tv_sec) + ts.tv_nsec / 1000;
-}
-
 /* The peer of that name, followed from now on when new; NULL when
  * PEERS_TRACKED others are followed and were all read lately. */
 static peer_t *peer_of(memsess_exchange_t *x, const char *name,
@@ -200,7 +190,7 @@ static peer_t *peer_of(memsess_exchange_t *x, const char *name,
 static void judge(memsess_exchange_t *x, int xi, int y,
                   memsess_verdicts_t *rec)
 {
-    apr_time_t mono = mono_now(), now = apr_time_now();
+    apr_time_t mono = memsess_mono_now(), now = apr_time_now();
     int i, k;
 
     for (i = k = 0; i < rec->n; i++) {

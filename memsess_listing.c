@@ -23,6 +23,7 @@
 #include "apr_strings.h"
 #include "apr_lib.h"
 #include "apr_network_io.h"
+#include "apr_file_io.h"
 #include "apr_time.h"
 
 #include "memsess_listing.h"
@@ -201,12 +202,126 @@ static apr_status_t dump_refused(const char *line, apr_size_t len,
     return memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
 }
 
+/* A listing is read whole into a file of its own (unlinked: nothing is
+ * left behind) before a line of it is looked at: while memcached's
+ * crawler waits for a slow reader it holds a lock its worker threads need
+ * (seen at 1.6.18: a worker blocked on a futex for 1.5 s, every client of
+ * that thread with it, the checker's probes timing out), and the work done
+ * for each key (reads, copies, on that server too) would hold the reader
+ * up.  Memory stays one buffer whatever the key count; the file takes
+ * about 100 bytes a key. */
 typedef struct {
     apr_socket_t *sock;
+    apr_file_t   *file;
     char         *buf;
     apr_size_t    start, end;
     int           skipping;   /* inside a line too long to be an item */
 } dump_t;
+
+/* Whether the listing read so far (its last bytes in tail, n of them, the
+ * stream's first line complete or not in first) is whole: memcached ends
+ * it with END, or answers with one line that is not a key (BUSY, ERROR,
+ * CLIENT_ERROR). */
+static int dump_whole(const char *tail, apr_size_t n, const char *first,
+                      apr_size_t nfirst, int first_done)
+{
+    if (first_done && (nfirst < 4 || memcmp(first, "key=", 4))) {
+        return 1;   /* END alone, or a refusal: one line */
+    }
+    return n >= 6 && !memcmp(tail + n - 6, "\nEND\r\n", 6);
+}
+
+/* Reads the listing to its end into d->file, and rewinds it. */
+static apr_status_t dump_spool(const char *name, apr_pool_t *p, dump_t *d,
+                               char *err, apr_size_t errlen)
+{
+    const char *tmp;
+    char *path, tail[6], first[4];
+    apr_size_t ntail = 0, nfirst = 0;
+    int first_done = 0;
+    apr_off_t at = 0;
+    apr_status_t rv;
+
+    if ((rv = apr_temp_dir_get(&tmp, p)) != APR_SUCCESS
+        || (rv = apr_file_mktemp(&d->file,
+                                 path = apr_pstrcat(p, tmp, "/memsess-list-"
+                                                    "XXXXXX", NULL),
+                                 APR_FOPEN_CREATE | APR_FOPEN_READ
+                                 | APR_FOPEN_WRITE | APR_FOPEN_EXCL
+                                 | APR_FOPEN_BUFFERED, p)) != APR_SUCCESS) {
+        char reason[120];
+
+        apr_strerror(rv, reason, sizeof(reason));
+        apr_snprintf(err, errlen, "cannot list the keys of %s: no file for "
+                     "the listing (%s)", name, reason);
+        d->file = NULL;
+        return rv;
+    }
+    apr_file_remove(path, p);
+    for (;;) {
+        apr_size_t got = DUMP_BUF, k;
+
+        rv = apr_socket_recv(d->sock, d->buf, &got);
+        if (got && apr_file_write_full(d->file, d->buf, got, NULL)
+                   != APR_SUCCESS) {
+            apr_snprintf(err, errlen, "cannot list the keys of %s: the "
+                         "listing's file cannot be written", name);
+            return APR_EGENERAL;
+        }
+        for (k = 0; k < got; k++) {
+            if (!first_done) {
+                if (d->buf[k] == '\n') {
+                    first_done = 1;
+                }
+                else if (nfirst < sizeof(first)) {
+                    first[nfirst++] = d->buf[k];
+                }
+            }
+        }
+        /* the last six bytes read, across reads */
+        if (got >= sizeof(tail)) {
+            memcpy(tail, d->buf + got - sizeof(tail), sizeof(tail));
+            ntail = sizeof(tail);
+        }
+        else if (got) {
+            apr_size_t keep = ntail + got > sizeof(tail)
+                              ? sizeof(tail) - got : ntail;
+
+            memmove(tail, tail + ntail - keep, keep);
+            memcpy(tail + keep, d->buf, got);
+            ntail = keep + got;
+        }
+        if (dump_whole(tail, ntail, first, nfirst, first_done)) {
+            return apr_file_seek(d->file, APR_SET, &at);
+        }
+        if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
+            apr_snprintf(err, errlen, "%s closed the listing before its "
+                         "end", name);
+            return APR_EGENERAL;
+        }
+        if (rv != APR_SUCCESS) {
+            char reason[120];
+
+            apr_strerror(rv, reason, sizeof(reason));
+            apr_snprintf(err, errlen, "listing the keys of %s: %s",
+                         name, reason);
+            return rv;
+        }
+    }
+}
+
+/* Closes what dump_open opened. */
+static void dump_close(dump_t *d)
+{
+    if (d->sock) {
+        apr_socket_close(d->sock);
+        d->sock = NULL;
+    }
+    if (d->file) {
+        apr_file_close(d->file);
+        d->file = NULL;
+    }
+}
 
 /* Connects to host:port (name: "host:port", for messages) and asks for
  * the listing. */
@@ -231,14 +346,13 @@ static apr_status_t dump_open(const char *host, apr_port_t port,
         && (rv = apr_socket_create(&d->sock, sa->family, SOCK_STREAM,
                                    APR_PROTO_TCP, p)) == APR_SUCCESS
         && (rv = apr_socket_timeout_set(d->sock, t)) == APR_SUCCESS
-        && (rv = apr_socket_connect(d->sock, sa)) == APR_SUCCESS) {
-        rv = apr_socket_send(d->sock, cmd, &len);
+        && (rv = apr_socket_connect(d->sock, sa)) == APR_SUCCESS
+        && (rv = apr_socket_send(d->sock, cmd, &len)) == APR_SUCCESS) {
+        return dump_spool(name, p, d, err, errlen);
     }
-    if (rv != APR_SUCCESS) {
-        apr_strerror(rv, reason, sizeof(reason));
-        apr_snprintf(err, errlen, "cannot list the keys of %s: %s",
-                     name, reason);
-    }
+    apr_strerror(rv, reason, sizeof(reason));
+    apr_snprintf(err, errlen, "cannot list the keys of %s: %s", name,
+                 reason);
     return rv;
 }
 
@@ -278,7 +392,7 @@ static int dump_line(const char *name, dump_t *d, char **line,
             d->start = 0;
         }
         got = DUMP_BUF - d->end;
-        rv = apr_socket_recv(d->sock, d->buf + d->end, &got);
+        rv = apr_file_read(d->file, d->buf + d->end, &got);
         d->end += got;
         if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
             apr_snprintf(err, errlen, "%s closed the listing before its "
@@ -327,8 +441,7 @@ apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
         }
         if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
             /* another crawl runs (another view's sync): wait for it */
-            apr_socket_close(d.sock);
-            d.sock = NULL;
+            dump_close(&d);
             apr_sleep(apr_time_from_msec(100));
             continue;
         }
@@ -362,9 +475,7 @@ apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
         }
         break;
     }
-    if (d.sock) {
-        apr_socket_close(d.sock);
-    }
+    dump_close(&d);
     apr_pool_destroy(sub);
     return rv;
 }

@@ -210,6 +210,30 @@ int memsess_persist_restore_decide(const int *where, int n, int returning,
     return placed;
 }
 
+memsess_lease_step_e memsess_lease_next(memsess_lease_t *l, int found,
+                                        const char *holder, apr_int64_t token,
+                                        apr_int64_t beat, const char *me,
+                                        apr_time_t now, apr_time_t ttl)
+{
+    if (!found) {
+        return MEMSESS_LEASE_CLAIM;
+    }
+    if (!strcmp(holder, me)) {
+        /* ours: renewed under our grant, or a grant of a thread of ours
+         * before this one (a restart) taken anew, fencing that one off */
+        return l->token && l->token == token ? MEMSESS_LEASE_RENEW
+                                             : MEMSESS_LEASE_TAKE;
+    }
+    l->token = 0;
+    if (!l->seen_at || token != l->seen_token || beat != l->seen_beat) {
+        l->seen_token = token;
+        l->seen_beat = beat;
+        l->seen_at = now;
+        return MEMSESS_LEASE_WAIT;
+    }
+    return now - l->seen_at > ttl ? MEMSESS_LEASE_TAKE : MEMSESS_LEASE_WAIT;
+}
+
 apr_int64_t memsess_persist_budget(int rate, apr_interval_time_t interval)
 {
     apr_int64_t b;

@@ -72,6 +72,35 @@ apr_int64_t memsess_persist_restore_exp(apr_int64_t exp, apr_int64_t now);
 int memsess_persist_restore_decide(const int *where, int n, int returning,
                                    const unsigned char *survivor);
 
+/* The writer's lease, a row of the database (memsess_writers: pool,
+ * holder, token, beat) that outlives memcached.  A grant is a token: each
+ * take raises it, and every write of the holder is fenced by it (a
+ * transaction that first renews "WHERE token = mine" and finds no row
+ * rolls back).  Nothing rests on another instance's clock: a row is taken
+ * over when its (token, beat) has not moved for ttl by the reader's own
+ * clock. */
+typedef struct {
+    apr_int64_t token;          /* the grant held, 0: none */
+    apr_int64_t seen_token;     /* another's row, as last read */
+    apr_int64_t seen_beat;
+    apr_time_t  seen_at;        /* when it last moved, by our clock (0:
+                                   never read) */
+} memsess_lease_t;
+
+typedef enum {
+    MEMSESS_LEASE_WAIT,         /* another holds it: stand by */
+    MEMSESS_LEASE_CLAIM,        /* no row: insert ours (token 1) */
+    MEMSESS_LEASE_RENEW,        /* ours: beat, fenced by our token */
+    MEMSESS_LEASE_TAKE          /* lapsed, or a previous thread of ours:
+                                   token + 1, fenced by what was read */
+} memsess_lease_step_e;
+
+/* What to do with the row read for instance me (found 0: there is none). */
+memsess_lease_step_e memsess_lease_next(memsess_lease_t *l, int found,
+                                        const char *holder, apr_int64_t token,
+                                        apr_int64_t beat, const char *me,
+                                        apr_time_t now, apr_time_t ttl);
+
 /* Sessions written in one interval at rate a second (0: unbounded). */
 apr_int64_t memsess_persist_budget(int rate, apr_interval_time_t interval);
 

@@ -17,10 +17,11 @@
  * server), on a thread of the checker, never on a request's path; and the
  * restore a rejoin runs before it publishes a server that came back empty.
  *
- * Each MemsessPersistInterval, the writer of the group (a lease record in
- * the pool, "memsess:v1:GROUP:persist:VIEW", in the job record's format;
- * taken over when its cas has not moved for a lease's time by our own
- * clock) lists every server of the list published now (lru_crawler
+ * Each MemsessPersistInterval, the writer of the group (a lease in the
+ * database itself, memsess_writers, which outlives memcached: a token a
+ * take raises and every write transaction is fenced by; taken over when
+ * it has not moved for a lease's time by our own clock: memsess_lease_next)
+ * lists every server of the list published now (lru_crawler
  * metadump, memsess_dump_list), and for each session at its authority:
  * written (upsert) when its cas or expiry changed since it was
  * (memsess_track_*), at most MemsessPersistRate a second; a stored one no
@@ -50,8 +51,8 @@
 #include "mod_dbd.h"
 
 #include "memsess_persist_db.h"
+#include "memsess_clocks.h"
 #include "memsess_connect.h"
-#include "memsess_job.h"
 #include "memsess_listing.h"
 #include "memsess_persist.h"
 #include "memsess_place.h"
@@ -86,12 +87,21 @@ static const char schema[] =
     "val TEXT NOT NULL, flags BIGINT NOT NULL, exp BIGINT NOT NULL, "
     "cas VARCHAR(20) NOT NULL, PRIMARY KEY (pool, skey))";
 
+/* The writer's lease of each pool (memsess_lease_next): holder, the
+ * grant's token, a beat each renewal. */
+static const char schema_writers[] =
+    "CREATE TABLE IF NOT EXISTS memsess_writers ("
+    "pool VARCHAR(255) NOT NULL PRIMARY KEY, holder VARCHAR(255) NOT NULL, "
+    "token BIGINT NOT NULL, beat BIGINT NOT NULL)";
+
 typedef struct {
     ap_dbd_t            *dbd;
     server_rec          *s;
     const apr_dbd_driver_t *drv;
     apr_dbd_t           *h;
     apr_dbd_prepared_t  *upsert, *del, *purge, *page_meta, *page_all;
+    apr_dbd_prepared_t  *lease_get, *lease_claim, *lease_beat, *lease_take;
+    int                  rolled_back;  /* a write of this round undone */
 } db_t;
 
 static const char *db_error(apr_pool_t *p, db_t *db, int rc)
@@ -146,12 +156,28 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
     }
     db->drv = db->dbd->driver;
     db->h = db->dbd->handle;
+    if (strcmp(apr_dbd_name(db->drv), "sqlite3")
+        && strcmp(apr_dbd_name(db->drv), "pgsql")) {
+        /* the statements are SQLite's and PostgreSQL's (INSERT ... ON
+         * CONFLICT): MySQL and the others are neither spoken nor tested */
+        const char *e = apr_psprintf(p, "DBDriver %s is not supported "
+                                     "(sqlite3 or pgsql)",
+                                     apr_dbd_name(db->drv));
+
+        dbd_close(db->s, db->dbd);
+        db->dbd = NULL;
+        return e;
+    }
     sqlite_secure(p, db);
     rc = apr_dbd_query(db->drv, db->h, &nrows, schema);
+    if (!rc) {
+        rc = apr_dbd_query(db->drv, db->h, &nrows, schema_writers);
+    }
     if (rc) {
-        /* two instances may race to create it: the statements tell */
+        /* two instances may race to create them: the statements tell */
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, db->s, "MEMSESS0172: "
-                     "creating memsess_sessions: %s", db_error(p, db, rc));
+                     "creating memsess_sessions, memsess_writers: %s",
+                     db_error(p, db, rc));
     }
     if ((rc = apr_dbd_prepare(db->drv, p, db->h,
             "INSERT INTO memsess_sessions (pool, skey, val, flags, exp, cas) "
@@ -171,7 +197,21 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
         || (rc = apr_dbd_prepare(db->drv, p, db->h,
             "SELECT skey, flags, exp, cas, val FROM memsess_sessions WHERE "
             "pool = %s AND skey > %s ORDER BY skey LIMIT 1000", NULL,
-            &db->page_all))) {
+            &db->page_all))
+        || (rc = apr_dbd_prepare(db->drv, p, db->h,
+            "SELECT holder, token, beat FROM memsess_writers WHERE "
+            "pool = %s", NULL, &db->lease_get))
+        || (rc = apr_dbd_prepare(db->drv, p, db->h,
+            "INSERT INTO memsess_writers (pool, holder, token, beat) "
+            "VALUES (%s, %s, 1, 0) ON CONFLICT (pool) DO NOTHING", NULL,
+            &db->lease_claim))
+        || (rc = apr_dbd_prepare(db->drv, p, db->h,
+            "UPDATE memsess_writers SET beat = beat + 1 WHERE pool = %s "
+            "AND token = %s", NULL, &db->lease_beat))
+        || (rc = apr_dbd_prepare(db->drv, p, db->h,
+            "UPDATE memsess_writers SET holder = %s, token = token + 1, "
+            "beat = beat + 1 WHERE pool = %s AND token = %s AND beat = %s",
+            NULL, &db->lease_take))) {
         const char *e = apr_pstrcat(p, "the database refuses the "
                                     "statements: ", db_error(p, db, rc),
                                     NULL);
@@ -252,9 +292,7 @@ typedef struct {
     memsess_track_t      *track;
     int                   loaded;
     int                   holder;
-    apr_uint64_t          lease_cas;     /* another's record, last seen */
-    apr_time_t            lease_seen;    /* when its cas last moved */
-    apr_int64_t           lease_since;
+    memsess_lease_t       lease;         /* the writer's, in the database */
     apr_time_t            next;          /* the next round */
     apr_time_t            warned;
     int                   failing;
@@ -350,86 +388,150 @@ static void warn(memsess_persist_t *ps, pview_t *pv, const char *what)
     status_note(ps, pv, MEMSESS_PERSIST_ROLE_FAILING, what);
 }
 
-/* The group's lease on writing view pv, on server slot: 1 when held. */
-static int lease(memsess_persist_t *ps, pview_t *pv, int slot, apr_pool_t *p)
+/* The group's lease on writing view pv (memsess_lease_next), read and
+ * renewed or taken in the database: pv->holder says whether it is held.
+ * NULL, or what failed. */
+static const char *lease(memsess_persist_t *ps, pview_t *pv, db_t *db,
+                         apr_pool_t *p)
 {
     memsess_runtime_t *rt = ps->rt;
-    apr_int64_t ttl = apr_time_sec(3 * pv->view->persist_interval);
-    apr_int64_t now = apr_time_sec(apr_time_now());
-    char key[MEMSESS_VERDICT_KEY_MAX + 1], buf[MEMSESS_JOB_RECORD_MAX];
-    memcached_st *mc = memsess_connect(rt, slot, OP_TIMEOUT);
-    memcached_result_st *res;
-    memcached_return_t rc;
-    memsess_job_t rec, ours;
-    const char *keys[1];
-    size_t lens[1], len;
-    uint64_t cas = 0;
-    int found = 0, held = 0, mine = 0;
+    const char *pool = pv->view->name, *me = rt->g.instance;
+    const char *holder = NULL;
+    apr_time_t ttl = 3 * pv->view->persist_interval;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    apr_int64_t token = 0, beat = 0;
+    int nrows = 0, rc, found = 0, was = pv->holder;
 
-    if (!mc) {
-        return 0;
+    if (ttl < apr_time_from_sec(LEASE_MIN)) {
+        ttl = apr_time_from_sec(LEASE_MIN);
     }
-    if (ttl < LEASE_MIN) {
-        ttl = LEASE_MIN;
+    pv->holder = 0;
+    if ((rc = apr_dbd_pvselect(db->drv, p, db->h, &res, db->lease_get, 0,
+                               pool, NULL))) {
+        return apr_pstrcat(p, "reading the writer's lease: ",
+                           db_error(p, db, rc), NULL);
     }
-    keys[0] = key;
-    lens[0] = memsess_record_key(key, sizeof(key), rt->g.group, "persist",
-                                 pv->view->name);
-    rc = memcached_mget(mc, keys, lens, 1);
-    if (rc == MEMCACHED_SUCCESS && (res = memcached_fetch_result(mc, NULL,
-                                                                 &rc))) {
-        found = 1;
-        cas = memcached_result_cas(res);
-        mine = !memsess_job_parse(memcached_result_value(res),
-                                  memcached_result_length(res), now, &rec)
-               && !strcmp(rec.holder, rt->g.instance);
-        memcached_result_free(res);
-        while (memcached_fetch_result(mc, NULL, &rc)) {
+    while (apr_dbd_get_row(db->drv, p, res, &row, -1) == 0) {
+        const char *h = apr_dbd_get_entry(db->drv, row, 0);
+        const char *t = apr_dbd_get_entry(db->drv, row, 1);
+        const char *b = apr_dbd_get_entry(db->drv, row, 2);
+        char *end1 = NULL, *end2 = NULL;
+
+        if (found++ || !h || !t || !b) {
+            continue;   /* read to the end: the driver wants it */
+        }
+        holder = apr_pstrdup(p, h);
+        token = apr_strtoi64(t, &end1, 10);
+        beat = apr_strtoi64(b, &end2, 10);
+        if (!*t || *end1 || !*b || *end2) {
+            holder = NULL;
         }
     }
-    else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_END
-             && rc != MEMCACHED_NOTFOUND) {
-        memsess_disconnect(mc);
-        return 0;
+    if (found && !holder) {
+        return "the writer's lease in memsess_writers does not read";
     }
-    if (!pv->holder || !mine) {
-        pv->lease_since = now;
-    }
-    memset(&ours, 0, sizeof(ours));
-    apr_cpystrn(ours.holder, rt->g.instance, sizeof(ours.holder));
-    ours.since = pv->lease_since;
-    ours.expires = now + ttl;
-    ours.lists = memsess_fnv1a(pv->view->name);
-    len = memsess_job_format(buf, sizeof(buf), &ours);
-    if (!found) {
-        held = memcached_add(mc, key, lens[0], buf, len, (time_t)(2 * ttl),
-                             0) == MEMCACHED_SUCCESS;
-    }
-    else if (mine) {
-        held = memcached_cas(mc, key, lens[0], buf, len, (time_t)(2 * ttl),
-                             0, cas) == MEMCACHED_SUCCESS;
-    }
-    else if (cas != pv->lease_cas) {
-        /* another's, refreshed since we last looked: it writes */
-        pv->lease_cas = cas;
-        pv->lease_seen = apr_time_now();
-    }
-    else if (apr_time_now() - pv->lease_seen > apr_time_from_sec(ttl)) {
-        /* not refreshed for a lease's time by our clock: taken over */
-        held = memcached_cas(mc, key, lens[0], buf, len, (time_t)(2 * ttl),
-                             0, cas) == MEMCACHED_SUCCESS;
-        if (held) {
+    switch (memsess_lease_next(&pv->lease, found, holder, token, beat, me,
+                               memsess_mono_now(), ttl)) {
+    case MEMSESS_LEASE_CLAIM:
+        rc = apr_dbd_pvquery(db->drv, p, db->h, &nrows, db->lease_claim,
+                             pool, me, NULL);
+        pv->lease.token = !rc && nrows == 1 ? 1 : 0;
+        break;
+    case MEMSESS_LEASE_RENEW:
+        rc = apr_dbd_pvquery(db->drv, p, db->h, &nrows, db->lease_beat,
+                             pool, apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                                token), NULL);
+        pv->lease.token = !rc && nrows == 1 ? token : 0;
+        break;
+    case MEMSESS_LEASE_TAKE:
+        rc = apr_dbd_pvquery(db->drv, p, db->h, &nrows, db->lease_take,
+                             me, pool,
+                             apr_psprintf(p, "%" APR_INT64_T_FMT, token),
+                             apr_psprintf(p, "%" APR_INT64_T_FMT, beat),
+                             NULL);
+        pv->lease.token = !rc && nrows == 1 ? token + 1 : 0;
+        if (pv->lease.token && strcmp(holder, me)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0174: sessions of %s: the writer's lease "
-                         "was not renewed for %" APR_INT64_T_FMT "s: this "
-                         "instance writes them now", pv->view->name, ttl);
+                         "(held by %s) was not renewed for %" APR_TIME_T_FMT
+                         "s: this instance writes them now", pool, holder,
+                         apr_time_sec(ttl));
         }
+        break;
+    default:
+        rc = 0;
+        break;
     }
-    memsess_disconnect(mc);
-    if (held && !pv->holder) {
+    if (rc) {
+        return apr_pstrcat(p, "taking the writer's lease: ",
+                           db_error(p, db, rc), NULL);
+    }
+    pv->holder = pv->lease.token != 0;
+    if (was && !pv->holder) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                     "MEMSESS0179: sessions of %s: the writer's lease is "
+                     "held by %s now: this instance stops writing them",
+                     pool, holder ? holder : "no one");
+    }
+    if (pv->holder && !was) {
         pv->loaded = 0;   /* another wrote meanwhile: read what it did */
     }
-    return held;
+    return NULL;
+}
+
+/* A transaction of the holder, fenced by its grant: started, and the
+ * lease renewed under its token first.  NULL, or what failed; the lease
+ * lost to another instance meanwhile says so (MEMSESS0180) and drops it:
+ * nothing of this transaction is written. */
+static const char *fenced_begin(memsess_persist_t *ps, pview_t *pv,
+                                db_t *db, apr_pool_t *p,
+                                apr_dbd_transaction_t **txn)
+{
+    int nrows = 0, rc;
+
+    *txn = NULL;
+    if (apr_dbd_transaction_start(db->drv, p, db->h, txn)) {
+        *txn = NULL;
+        return "cannot start a transaction";
+    }
+    rc = apr_dbd_pvquery(db->drv, p, db->h, &nrows, db->lease_beat,
+                         pv->view->name,
+                         apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                      pv->lease.token), NULL);
+    if (rc) {
+        return apr_pstrcat(p, "renewing the writer's lease: ",
+                           db_error(p, db, rc), NULL);
+    }
+    if (nrows != 1) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ps->rt->main,
+                     "MEMSESS0180: sessions of %s: another instance took "
+                     "the writer's lease over: this instance stops writing "
+                     "them", pv->view->name);
+        pv->lease.token = 0;
+        pv->holder = 0;
+        return "the writer's lease was taken over";
+    }
+    return NULL;
+}
+
+/* Ends what fenced_begin started: committed, or rolled back after err. */
+static const char *fenced_end(db_t *db, apr_pool_t *p,
+                              apr_dbd_transaction_t *txn, const char *err)
+{
+    if (!txn) {
+        return err;
+    }
+    if (err) {
+        apr_dbd_transaction_mode_set(db->drv, txn,
+                                     APR_DBD_TRANSACTION_ROLLBACK);
+        db->rolled_back = 1;
+    }
+    if (apr_dbd_transaction_end(db->drv, p, txn) && !err) {
+        db->rolled_back = 1;
+        return "cannot commit";
+    }
+    return err;
 }
 
 typedef struct {
@@ -514,9 +616,7 @@ static const char *write_batch(memsess_persist_t *ps, pview_t *pv, db_t *db,
         return apr_pstrcat(p, "reading sessions: ",
                            memcached_strerror(mc, rc), NULL);
     }
-    if (apr_dbd_transaction_start(db->drv, p, db->h, &txn)) {
-        err = "cannot start a transaction";
-    }
+    err = fenced_begin(ps, pv, db, p, &txn);
     while ((res = memcached_fetch_result(mc, NULL, &rc))) {
         const char *key = memcached_result_key_value(res);
         size_t klen = memcached_result_key_length(res);
@@ -561,17 +661,7 @@ static const char *write_batch(memsess_persist_t *ps, pview_t *pv, db_t *db,
         }
         memcached_result_free(res);
     }
-    if (txn) {
-        if (err) {
-            apr_dbd_transaction_mode_set(db->drv, txn,
-                                         APR_DBD_TRANSACTION_ROLLBACK);
-        }
-        if (apr_dbd_transaction_end(db->drv, p, txn) && !err) {
-            err = "cannot commit";
-        }
-    }
-    (void)ps;
-    return err;
+    return fenced_end(db, p, txn, err);
 }
 
 typedef struct {
@@ -641,7 +731,7 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
     memsess_place_t *place;
     memcached_st **mc;
     apr_uint64_t *process;
-    int *slots, nserv, i, complete = 1, lease_slot = -1, replicas, ketama;
+    int *slots, nserv, i, complete = 1, named = 0, replicas, ketama;
     const char *e;
     db_t db;
     listing_t l;
@@ -677,24 +767,23 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
     for (i = 0; i < nserv; i++) {
         slots[i] = slot_of(rt, memsess_place_server(place, i));
         process[i] = process_of(rt, slots[i]);
-        if (slots[i] >= 0 && lease_slot < 0) {
-            lease_slot = slots[i];
-        }
+        named |= slots[i] >= 0;
     }
-    if (lease_slot < 0) {
+    if (!named) {
         warn(ps, pv, "the published list names no server of the pool");
         apr_pool_destroy(p);
         return;
     }
-    pv->holder = lease(ps, pv, lease_slot, p);
-    if (!pv->holder) {
-        pv->failing = 0;
-        status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
+    if ((e = db_open(p, pv->view, &db)) || (e = lease(ps, pv, &db, p))) {
+        db_close(&db);
+        warn(ps, pv, e);
         apr_pool_destroy(p);
         return;
     }
-    if ((e = db_open(p, pv->view, &db))) {
-        warn(ps, pv, e);
+    if (!pv->holder) {
+        db_close(&db);
+        pv->failing = 0;
+        status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
         apr_pool_destroy(p);
         return;
     }
@@ -781,8 +870,15 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         w.mc = mc;
         w.process = process;
         w.err = NULL;
-        memsess_track_unseen(pv->track, unseen, &w);
-        e = w.err;
+        {
+            apr_dbd_transaction_t *txn;
+
+            w.err = fenced_begin(ps, pv, &db, p, &txn);
+            if (!w.err) {
+                memsess_track_unseen(pv->track, unseen, &w);
+            }
+            e = fenced_end(&db, p, txn, w.err);
+        }
     }
     memsess_track_prune(pv->track);
     if (!e) {
@@ -797,8 +893,17 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         memsess_disconnect(mc[i]);
     }
     if (e) {
-        pv->loaded = 0;   /* what is stored is not what we know */
-        warn(ps, pv, e);
+        if (db.rolled_back) {
+            pv->loaded = 0;   /* what is stored is not what we know */
+        }
+        if (pv->holder) {
+            warn(ps, pv, e);
+        }
+        else {
+            /* the lease went to another (MEMSESS0180): it writes */
+            pv->failing = 0;
+            status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
+        }
     }
     else if (!complete) {
         warn(ps, pv, err[0] ? err : "a server could not be listed");

@@ -99,7 +99,8 @@
  *   exchange        -> clocks config connect job table verdicts view
  *   joblock         -> config connect job table verdicts
  *   gate            -> flight table
- *   persist_db      -> connect job listing persist place table verdicts view
+ *   persist_db      -> clocks connect listing persist place table verdicts
+ *                      view
  *   watch           -> table
  *   release         -> peer release_helper table
  *   release_helper  -> peer table
@@ -118,7 +119,7 @@
  * Log tags: MEMSESSnnnn, one per call site, never reused.
  * The next free number is MEMSESS0027.  Ranges reserved by capability:
  * MEMSESS0170-0189 persistence (memsess_persist_db.c, mod_memsess.c:
- * 0170-0178 used),
+ * 0170-0180 used),
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard, 0045-0046 no session
  * found among many keys), 0050-0069 the failure

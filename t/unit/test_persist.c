@@ -180,6 +180,43 @@ int main(void)
     is_str(memsess_persist_role_name(MEMSESS_PERSIST_ROLE_STANDBY), "standby",
            "roles are named");
 
+    /* the writer's lease (memsess_writers), by our own clock only */
+    {
+        memsess_lease_t l;
+        apr_time_t s = apr_time_from_sec(1), ttl = apr_time_from_sec(30);
+
+        memset(&l, 0, sizeof(l));
+        ok(memsess_lease_next(&l, 0, NULL, 0, 0, "web1", s, ttl)
+           == MEMSESS_LEASE_CLAIM, "no row: claimed");
+        l.token = 1;
+        ok(memsess_lease_next(&l, 1, "web1", 1, 5, "web1", s, ttl)
+           == MEMSESS_LEASE_RENEW, "ours under our token: renewed");
+        ok(memsess_lease_next(&l, 1, "web1", 2, 0, "web1", s, ttl)
+           == MEMSESS_LEASE_TAKE,
+           "ours under another token (a thread of ours before this one): "
+           "taken anew, fencing that one off");
+        l.token = 4;
+        ok(memsess_lease_next(&l, 1, "web2", 5, 0, "web1", s, ttl)
+           == MEMSESS_LEASE_WAIT && l.token == 0,
+           "another's: we hold nothing, we wait");
+        ok(memsess_lease_next(&l, 1, "web2", 5, 0, "web1", s + ttl, ttl)
+           == MEMSESS_LEASE_WAIT, "unmoved for just the ttl: still waiting");
+        ok(memsess_lease_next(&l, 1, "web2", 5, 1, "web1", s + ttl + 1, ttl)
+           == MEMSESS_LEASE_WAIT, "its beat moved: the wait starts again");
+        ok(memsess_lease_next(&l, 1, "web2", 5, 1, "web1", s + 2 * ttl, ttl)
+           == MEMSESS_LEASE_WAIT, "unmoved for just the ttl since");
+        ok(memsess_lease_next(&l, 1, "web2", 5, 1, "web1",
+                              s + 2 * ttl + 2, ttl) == MEMSESS_LEASE_TAKE,
+           "unmoved for longer than the ttl, by our clock: taken over");
+        ok(memsess_lease_next(&l, 1, "web3", 6, 0, "web1",
+                              s + 2 * ttl + 3, ttl) == MEMSESS_LEASE_WAIT,
+           "taken by a third first (a new token): we wait again");
+        ok(memsess_lease_next(&l, 1, "web3", 6, 0, "web1",
+                              s - apr_time_from_sec(3600), ttl)
+           == MEMSESS_LEASE_WAIT,
+           "a time before the row was first seen: no take");
+    }
+
     apr_pool_destroy(p);
     apr_terminate();
     return done_testing();
