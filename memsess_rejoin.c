@@ -49,7 +49,19 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rejoin.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_exchange.h"
+#include "memsess_gate.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_listing.h"
+#include "memsess_persist_db.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -124,7 +136,6 @@ typedef struct sync_job_t {
     int                    *list_view;   /* a view each list stands for */
     /* shared (MemsessShareVerdicts): the job, on the returning server */
     int                     share;
-    apr_uint64_t            fingerprint; /* of the lists */
     memsess_joblock_t       lock;
     const char             *full_why;    /* why not a delta sync */
     int                     unwitnessed; /* live servers, none a witness */
@@ -168,13 +179,9 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
 {
     memsess_rejoin_t *c = job->c;
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int wakes = 0;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()
+    if (memsess_table_lease_lock(c->rt->table, c->mutex)
         && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
         if (st) {
@@ -266,15 +273,11 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
     memsess_rejoin_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
     memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     apr_pool_t *p;
     int k, ok = 1, nflipped = 0;
 
     apr_pool_create(&p, job->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || job->stop
+    if (!memsess_table_lease_lock(rt->table, c->mutex) || job->stop
         || slot->state != MEMSESS_SYNCING) {
         apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
                     "another process", errlen);
@@ -320,7 +323,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             memsess_gate_flipped(&job->gate);
         }
         for (k = 0; k < nflipped; k++) {
-            memsess_check_log_all_down(rt, &rt->views[c->flipped[k]], 0);
+            memsess_view_log_all_down(rt, &rt->views[c->flipped[k]], 0);
         }
     }
     apr_thread_mutex_unlock(c->mutex);
@@ -334,12 +337,8 @@ static void sync_abandon(sync_job_t *job, const char *why)
     memsess_rejoin_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
     memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
+    if (memsess_table_lease_lock(rt->table, c->mutex)) {
         memsess_table_write_begin(rt->table);
         if (memsess_slot_sync_end(slot, 0, apr_pstrcat(job->pool, "sync: ",
                                                        why, NULL),
@@ -569,7 +568,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         job->lock.note = note_sync_by;
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
-                                 job->spec.returning, job->fingerprint,
+                                 job->spec.returning,
                                  job->spec.timeout, job->pool)
             == APR_SUCCESS) {
             claim = memsess_joblock_claim(&job->lock, err, sizeof(err));
@@ -925,13 +924,14 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
     c->unfinished[i] = 1;
     job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
-    job->fingerprint = MEMSESS_FNV1A_INIT;
+    job->lock.fingerprint = MEMSESS_FNV1A_INIT;
     for (k = 0; k < job->spec.nlists; k++) {
         const memsess_sync_list_t *l = &job->lists[k];
 
-        job->fingerprint = memsess_fnv1a_more(job->fingerprint, apr_psprintf(
-            pool, "%s|%s|%d|%d;", l->path_now, l->path_next, l->replicas,
-            l->ketama));
+        job->lock.fingerprint = memsess_fnv1a_more(
+            job->lock.fingerprint,
+            apr_psprintf(pool, "%s|%s|%d|%d;", l->path_now, l->path_next,
+                         l->replicas, l->ketama));
     }
     apr_threadattr_create(&attr, pool);
     rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
@@ -1006,8 +1006,7 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
 void memsess_rejoin_kick(memsess_rejoin_t *c)
 {
     memsess_runtime_t *rt = c->rt;
-    apr_time_t now, heartbeat;
-    apr_uint32_t owner;
+    apr_time_t now;
     int i;
 
     if (!c->nqueued) {
@@ -1019,8 +1018,7 @@ void memsess_rejoin_kick(memsess_rejoin_t *c)
         return;
     }
     c->kicked = now;
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(rt->table)) {
         return;   /* another process checks now: not ours to start */
     }
     memset(c->blocked, 0, (apr_size_t)rt->targets->nelts);
