@@ -39,7 +39,10 @@
 #include "http_log.h"
 #include "unixd.h"
 
-#include "mod_memsess.h"
+#include "memsess_adopt.h"
+#include "memsess_listing.h"
+#include "memsess_state.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 

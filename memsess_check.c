@@ -48,7 +48,18 @@
 #include "http_log.h"
 #include "mod_watchdog.h"
 
-#include "mod_memsess.h"
+#include "memsess_check.h"
+#include "memsess_exchange.h"
+#include "memsess_flight.h"
+#include "memsess_lateness.h"
+#include "memsess_persist_db.h"
+#include "memsess_rebalance_job.h"
+#include "memsess_rejoin.h"
+#include "memsess_release.h"
+#include "memsess_release_helper.h"
+#include "memsess_table.h"
+#include "memsess_view.h"
+#include "memsess_watch.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -97,6 +108,8 @@ struct checker_t {
     apr_thread_mutex_t *mutex;     /* serialises writers of the table */
     probe_t            *probes;    /* [nslots] */
     memsess_rejoin_t   *rejoin;    /* the rejoin syncs in flight */
+    memsess_syncs_t     syncs;     /* them, for the exchange and the
+                                    * rebalance */
     memsess_rebalancer_t *rebalance;   /* the pool changes' rebalance */
     int                *flipped;   /* [nviews]: scratch for publish */
     apr_time_t          next_round;
@@ -106,6 +119,18 @@ struct checker_t {
 };
 
 static checker_t *checker;
+
+/* The rejoin syncs as the exchange and the rebalance ask about them
+ * (memsess_syncs_t): they do not call memsess_rejoin.c themselves. */
+static int syncs_busy(void *baton, int slot)
+{
+    return memsess_rejoin_busy(baton, slot);
+}
+
+static void syncs_start(void *baton, int slot)
+{
+    memsess_rejoin_start(baton, slot);
+}
 
 /* The key each probe writes: one per checker process (so two Apache
  * instances sharing a server never race on it), on the probe's host. */
@@ -384,29 +409,6 @@ static void read_identity(probe_t *pr)
     memcached_stat_free(NULL, st);
 }
 
-/* A vhost's pool went into (or out of) the state where none is live. */
-void memsess_check_log_all_down(const memsess_runtime_t *rt,
-                                const memsess_view_t *view, int all_down)
-{
-    if (!all_down) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0016: "
-                     "%s has a live memcached server again", view->name);
-        return;
-    }
-    if (view->alldown == MEMSESS_ALLDOWN_FILES) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0017: no "
-                     "memcached server of %s is live: its PHP requests get "
-                     "PHP's files handler in %s", view->name,
-                     view->alldown_dir);
-        return;
-    }
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0018: no "
-                 "memcached server of %s is live: its PHP requests get %s",
-                 view->name, view->alldown == MEMSESS_ALLDOWN_503
-                             ? "503 Service Unavailable"
-                             : "the full list (MemsessAllDown open)");
-}
-
 /* Records one verdict; the caller holds the mutex.  fail_threshold: the
  * configured one, or 1 for a failure that was confirmed already (a
  * patient probe after a timeout while the checker was late). */
@@ -418,12 +420,10 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
     int changed, nflipped = 0, ngated = 0, k;
-    apr_uint32_t owner, before;
-    apr_time_t heartbeat;
+    apr_uint32_t before;
     apr_interval_time_t follow = 0;
 
-    memsess_table_owner(t, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(t)) {
         return;   /* we were stalled and lost the lease: not ours to write */
     }
     before = slot->state;
@@ -521,8 +521,8 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                      ? "; emptied first: MemsessRejoin flush" : "");
     }
     for (k = 0; k < nflipped; k++) {
-        memsess_check_log_all_down(rt, &rt->views[c->flipped[k]],
-                                   after.state == MEMSESS_DOWN);
+        memsess_view_log_all_down(rt, &rt->views[c->flipped[k]],
+                                  after.state == MEMSESS_DOWN);
     }
 }
 
@@ -547,13 +547,10 @@ static int rejoining(const checker_t *c, int i)
 static int repeat_now(const checker_t *c, int i, int attempts)
 {
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
 
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
     return attempts < c->rt->g.fail_threshold
            && slot->state != MEMSESS_DOWN
-           && owner == (apr_uint32_t)getpid();
+           && memsess_table_leased(c->rt->table);
 }
 
 /* The timeout of a probe that confirms one which timed out while the
@@ -817,13 +814,16 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * instead of 280 ms for 256 servers, 26 of them hung) */
     apr_thread_pool_idle_max_set(c->threads, nthreads);
     c->rejoin = memsess_rejoin_create(pool, rt, c->mutex);
-    c->rebalance = memsess_rebalancer_create(pool, rt, c->mutex, c->rejoin);
+    c->syncs.busy = syncs_busy;
+    c->syncs.start = syncs_start;
+    c->syncs.baton = c->rejoin;
+    c->rebalance = memsess_rebalancer_create(pool, rt, c->mutex, &c->syncs);
     make_probe_key();
     /* A checker that died inside the table left it mid-write: perhaps
      * between a state change and its publication, or halfway through a
      * view's text.  Repair the seqlock, then republish every view. */
     memsess_table_recover(rt->table);
-    c->exchange = memsess_exchange_start(rt, pool, c->mutex, c->rejoin);
+    c->exchange = memsess_exchange_start(rt, pool, c->mutex, &c->syncs);
     memsess_rebalancer_share(c->rebalance, c->exchange);
     memsess_rejoin_share(c->rejoin, c->exchange);
     memsess_table_write_begin(rt->table);

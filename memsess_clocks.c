@@ -34,7 +34,7 @@
 
 #include <time.h>
 
-#include "mod_memsess.h"
+#include "memsess_clocks.h"
 
 /* Drift allowed for: 1 ms a second (1000 ppm, far more than a clock that
  * NTP disciplines). */

@@ -19,7 +19,8 @@
 
 #include <libmemcached/memcached.h>
 
-#include "mod_memsess.h"
+#include "memsess_connect.h"
+#include "memsess_release_helper.h"
 
 memcached_st *memsess_connect(const memsess_runtime_t *rt, int slot,
                               apr_interval_time_t timeout)

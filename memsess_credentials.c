@@ -26,7 +26,7 @@
 #include "apr_file_io.h"
 #include "apr_file_info.h"
 
-#include "mod_memsess.h"
+#include "memsess_credentials.h"
 
 /* Whether c is a control character the password and the user name may
  * not hold: they go into a line of PHP_ADMIN_VALUE and into log lines

@@ -56,7 +56,15 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_exchange.h"
+#include "memsess_clocks.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -98,7 +106,7 @@ typedef struct {
 
 struct memsess_exchange {
     memsess_runtime_t  *rt;
-    memsess_rejoin_t   *rejoin;        /* syncs a server others let go */
+    memsess_syncs_t     syncs;         /* syncs a server others let go */
     apr_thread_mutex_t *table_mutex;   /* the checker's: one table writer */
     apr_thread_mutex_t *mutex;         /* wake, stop, busy */
     apr_thread_cond_t  *cond;
@@ -674,12 +682,9 @@ static void apply_locked(memsess_exchange_t *x)
     memsess_runtime_t *rt = x->rt;
     memsess_table_t *t = rt->table;
     apr_int64_t now = apr_time_sec(apr_time_now());
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int i, k;
 
-    memsess_table_owner(t, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(t)) {
         return;   /* we lost the lease: not ours to write */
     }
     for (i = 0; i < x->n; i++) {
@@ -701,7 +706,7 @@ static void apply_locked(memsess_exchange_t *x)
         follow = x->job[i] && sl->peer_down && x->peer[i]
                  && MEMSESS_IS_LIVE(sl->state)
                  && rt->g.rejoin == MEMSESS_REJOIN_SYNC
-                 && !memsess_rejoin_busy(x->rejoin, i);
+                 && !x->syncs.busy(x->syncs.baton, i);
         if (sl->peer_down == x->peer[i]
             && !strcmp(sl->reported_by, x->who[i]) && !follow) {
             continue;
@@ -712,7 +717,7 @@ static void apply_locked(memsess_exchange_t *x)
         apr_cpystrn(sl->reported_by, x->who[i], sizeof(sl->reported_by));
         is = MEMSESS_SLOT_LIVE(sl);
         if (follow || (!was && is && rt->g.rejoin == MEMSESS_REJOIN_SYNC
-                       && !memsess_rejoin_busy(x->rejoin, i))) {
+                       && !x->syncs.busy(x->syncs.baton, i))) {
             /* no instance holds it out any more, and none is publishing
              * it after a sync of its own (its job would be running here):
              * whoever held it out may have died or been cut off from all.
@@ -747,7 +752,7 @@ static void apply_locked(memsess_exchange_t *x)
                          "just done) before it takes traffic here", addr);
         }
         if (sync) {
-            memsess_rejoin_start(x->rejoin, i);
+            x->syncs.start(x->syncs.baton, i);
             continue;
         }
         if (was == is) {
@@ -765,7 +770,7 @@ static void apply_locked(memsess_exchange_t *x)
                          "instance reports it down any more", addr);
         }
         for (k = 0; k < nflipped; k++) {
-            memsess_check_log_all_down(rt, &rt->views[x->flipped[k]], !is);
+            memsess_view_log_all_down(rt, &rt->views[x->flipped[k]], !is);
         }
     }
 }
@@ -1006,7 +1011,7 @@ static void *APR_THREAD_FUNC exchange_thread(apr_thread_t *thread,
 memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                                            apr_pool_t *pool,
                                            apr_thread_mutex_t *table_mutex,
-                                           memsess_rejoin_t *rejoin)
+                                           const memsess_syncs_t *syncs)
 {
     memsess_exchange_t *x;
     apr_status_t rv;
@@ -1021,7 +1026,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     }
     x = apr_pcalloc(pool, sizeof(*x));
     x->rt = rt;
-    x->rejoin = rejoin;
+    x->syncs = *syncs;
     x->table_mutex = table_mutex;
     x->n = n;
     /* keys: [0, n) the verdicts, n the members, n + 1 + i server i's sync
@@ -1096,16 +1101,6 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
                  "verdicts as instance %s in group %s (lines hold %"
                  APR_INT64_T_FMT "s)", rt->g.instance, rt->g.group, x->ttl);
     return x;
-}
-
-apr_int64_t memsess_share_ttl(const memsess_runtime_t *rt)
-{
-    /* outlives three missed rounds, not more: whole seconds */
-    apr_interval_time_t hold = 3 * rt->g.interval + rt->g.timeout;
-    apr_int64_t ttl = (apr_int64_t)apr_time_sec(hold + apr_time_from_sec(1)
-                                                - 1);
-
-    return ttl < 2 ? 2 : ttl;
 }
 
 void memsess_exchange_round(memsess_exchange_t *x)

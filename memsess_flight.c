@@ -47,7 +47,7 @@
 
 #include <string.h>
 
-#include "mod_memsess.h"
+#include "memsess_flight.h"
 
 #define FLIGHT_MAGIC   (0x4d534647u)   /* "MSFG" */
 #define FLIGHT_VERSION (2u)   /* 2: the ring of recent sessions */

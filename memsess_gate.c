@@ -34,7 +34,9 @@
 
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_gate.h"
+#include "memsess_flight.h"
+#include "memsess_table.h"
 
 void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
                         apr_thread_mutex_t *mutex, const int *gated,

@@ -35,7 +35,11 @@
 #include "http_request.h"
 #include "scoreboard.h"
 
-#include "mod_memsess.h"
+#include "memsess_inject.h"
+#include "memsess_config.h"
+#include "memsess_flight.h"
+#include "memsess_release.h"
+#include "memsess_table.h"
 
 APLOG_USE_MODULE(memsess);
 

@@ -36,7 +36,8 @@
 
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_job.h"
+#include "memsess_verdicts.h"
 
 #define HEADER      "memsess-job "
 #define HEADER_LEN  (sizeof(HEADER) - 1)

@@ -37,7 +37,12 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_joblock.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_job.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -51,7 +56,6 @@ typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
 
 apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
                                   int slot, const char *name,
-                                  apr_uint64_t fingerprint,
                                   apr_interval_time_t timeout,
                                   apr_pool_t *pool)
 {
@@ -64,7 +68,6 @@ apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
     j->slot = slot;
     j->timeout = timeout;
     j->rt = rt;
-    j->fingerprint = fingerprint;
     j->keylen = memsess_record_key(j->key, sizeof(j->key), rt->g.group,
                                    "job", name);
     j->mc = memsess_connect(rt, slot, timeout);

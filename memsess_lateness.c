@@ -53,7 +53,7 @@
 #include "apr_lib.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_lateness.h"
 
 /* A decimal counter of at most 18 digits, ended by a blank, a newline or
  * the end of the text. */

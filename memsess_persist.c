@@ -25,7 +25,10 @@
 #include "apr_hash.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_persist.h"
+#include "memsess_listing.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
 
 /* ------------------------------------------------------------------ */
 /* The value: base64                                                   */

@@ -50,7 +50,15 @@
 #include "http_log.h"
 #include "mod_dbd.h"
 
-#include "mod_memsess.h"
+#include "memsess_persist_db.h"
+#include "memsess_clocks.h"
+#include "memsess_connect.h"
+#include "memsess_listing.h"
+#include "memsess_persist.h"
+#include "memsess_place.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 

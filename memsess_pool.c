@@ -23,7 +23,7 @@
 #include "apr_lib.h"
 #include "apr_network_io.h"
 
-#include "mod_memsess.h"
+#include "memsess_pool.h"
 
 /* Parses a decimal number of at most 9 digits; -1 when s is not one. */
 static long parse_number(const char *s, apr_size_t len)

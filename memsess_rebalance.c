@@ -36,21 +36,13 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rebalance.h"
+#include "memsess_adopt.h"
+#include "memsess_pool.h"
+#include "memsess_table.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
-
-const char *memsess_served_text(apr_pool_t *p, const memsess_pool_t *pool)
-{
-    apr_size_t len = memsess_path_build(NULL, 0, pool, NULL,
-                                        MEMSESS_FORMAT_MEMCACHED,
-                                        MEMSESS_FAILOVER_DROP);
-    char *buf = apr_palloc(p, len + 1);
-
-    memsess_path_build(buf, len + 1, pool, NULL, MEMSESS_FORMAT_MEMCACHED,
-                       MEMSESS_FAILOVER_DROP);
-    return buf;
-}
 
 /* The pool of a list in force, read back ("h:p:w,h:p", as
  * memsess_served_text wrote it). */
@@ -376,65 +368,4 @@ apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
         cap = view->before->capacity;
     }
     return cap + memsess_rebalance_served_capacity(ptemp, view);
-}
-
-/* What view v publishes from: its pool, or the one before while a
- * rebalance is pending.  The caller holds the checker's mutex. */
-const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
-                                            int v)
-{
-    const memsess_view_t *view = &rt->views[v];
-
-    return view->before && memsess_table_view_slot(rt->table, v)->rebalance
-           ? view->before : view;
-}
-
-apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
-                                       const memsess_runtime_t *rt,
-                                       int in_force)
-{
-    apr_uint64_t h = MEMSESS_FNV1A_INIT;
-    int v;
-
-    for (v = 0; v < rt->confs->nelts; v++) {
-        const memsess_view_t *view = in_force ? memsess_view_in_force(rt, v)
-                                              : &rt->views[v];
-
-        h = memsess_fnv1a_more(h, apr_psprintf(p, "%s/%d/%d/%d/%d;",
-                               memsess_served_text(p, view->pool),
-                               view->replicas, (int)view->failover,
-                               view->ketama, (int)view->format));
-    }
-    return h;
-}
-
-/* The save_path a view (a definition: in force or not) gives, with slot i
- * counted live or not (i < 0: none): what memsess_table_publish writes.
- * The caller holds the checker's mutex. */
-const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
-                              const memsess_view_t *view, int i, int i_live,
-                              int *nlive_out)
-{
-    const apr_array_header_t *servers = view->pool->servers;
-    unsigned char *live = apr_pcalloc(p, servers->nelts ? servers->nelts : 1);
-    apr_size_t len;
-    char *buf;
-    int k, nlive = 0;
-
-    for (k = 0; k < servers->nelts; k++) {
-        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
-
-        live[k] = s == i ? i_live
-                  : MEMSESS_SLOT_LIVE(memsess_table_slot(rt->table, s));
-        nlive += live[k];
-    }
-    if (nlive_out) {
-        *nlive_out = nlive;
-    }
-    len = memsess_path_build(NULL, 0, view->pool, nlive ? live : NULL,
-                             view->format, view->failover);
-    buf = apr_palloc(p, len + 1);
-    memsess_path_build(buf, len + 1, view->pool, nlive ? live : NULL,
-                       view->format, view->failover);
-    return buf;
 }

@@ -53,7 +53,17 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rebalance_job.h"
+#include "memsess_adopt.h"
+#include "memsess_exchange.h"
+#include "memsess_gate.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_listing.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -64,7 +74,7 @@ struct memsess_rebalancer {
     memsess_runtime_t    *rt;
     apr_pool_t           *pool;
     apr_thread_mutex_t   *mutex;
-    memsess_rejoin_t     *rejoin;
+    memsess_syncs_t       syncs;
     struct rebalance_t   *rebalance;   /* running, or NULL */
     apr_time_t            retry;       /* not before (after a failure) */
     int                   told;        /* "new servers down" logged */
@@ -83,14 +93,14 @@ void memsess_rebalancer_share(memsess_rebalancer_t *c, memsess_exchange_t *x)
 memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
                                                 memsess_runtime_t *rt,
                                                 apr_thread_mutex_t *mutex,
-                                                memsess_rejoin_t *rejoin)
+                                                const memsess_syncs_t *syncs)
 {
     memsess_rebalancer_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->rt = rt;
     c->pool = p;
     c->mutex = mutex;
-    c->rejoin = rejoin;
+    c->syncs = *syncs;
     return c;
 }
 
@@ -124,7 +134,6 @@ typedef struct rebalance_t {
     int                    *list_view;   /* a view each list stands for */
     int                     share;       /* once for the group */
     int                     job_slot;    /* where its job record lives */
-    apr_uint64_t            change;      /* fingerprint: in force -> new */
     memsess_joblock_t       lock;
     memsess_gate_t          gate;        /* at its flip, when it moves */
     apr_time_t              started;
@@ -146,7 +155,7 @@ static int rebalance_ready(memsess_rebalancer_t *c, int v)
         int old = 0;
 
         if (st == MEMSESS_UNKNOWN || st == MEMSESS_SYNCING
-            || memsess_rejoin_busy(c->rejoin, s)) {
+            || c->syncs.busy(c->syncs.baton, s)) {
             return 0;   /* no verdict yet, or a rejoin runs */
         }
         for (j = 0; j < now->nelts; j++) {
@@ -161,7 +170,7 @@ static int rebalance_ready(memsess_rebalancer_t *c, int v)
         int s = APR_ARRAY_IDX(now, k, memsess_server_t).slot;
 
         if (memsess_table_slot(c->rt->table, s)->state == MEMSESS_SYNCING
-            || memsess_rejoin_busy(c->rejoin, s)) {
+            || c->syncs.busy(c->syncs.baton, s)) {
             return 0;
         }
     }
@@ -174,13 +183,9 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
                        const char *holder)
 {
     memsess_rebalancer_t *c = rb->c;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int v;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
+    if (memsess_table_lease_lock(c->rt->table, c->mutex)) {
         memsess_table_write_begin(c->rt->table);
         for (v = 0; v < c->rt->confs->nelts; v++) {
             memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
@@ -272,15 +277,11 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
 {
     memsess_rebalancer_t *c = rb->c;
     memsess_runtime_t *rt = c->rt;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     apr_pool_t *p;
     int k, v, ok = 1;
 
     apr_pool_create(&p, rb->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || rb->stop) {
+    if (!memsess_table_lease_lock(rt->table, c->mutex) || rb->stop) {
         apr_cpystrn(err, "stopped: checking moved to another process",
                     errlen);
         ok = 0;
@@ -423,8 +424,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,
                                      apr_psprintf(rb->pool, "rebalance-%016"
                                                   APR_UINT64_T_HEX_FMT,
-                                                  rb->change),
-                                     rb->change, rb->spec.timeout, rb->pool)
+                                                  rb->lock.fingerprint),
+                                     rb->spec.timeout, rb->pool)
                 == APR_SUCCESS
                 ? memsess_joblock_claim(&rb->lock, err, sizeof(err))
                 : MEMSESS_CLAIM_FAILED;
@@ -584,13 +585,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
     }
     else {
-        apr_uint32_t owner;
-        apr_time_t heartbeat;
-
         memsess_sync_unhold(sync);
-        apr_thread_mutex_lock(c->mutex);
-        memsess_table_owner(rt->table, &owner, &heartbeat);
-        if (owner == (apr_uint32_t)getpid()) {
+        if (memsess_table_lease_lock(rt->table, c->mutex)) {
             rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
                            err[0] ? err : "failed");
         }
@@ -765,7 +761,8 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
                 rb->job_slot = slot;
             }
         }
-        rb->change = memsess_fnv1a_more(memsess_fnv1a(apr_psprintf(
+        /* the change, in force -> new: its job's fingerprint */
+        rb->lock.fingerprint = memsess_fnv1a_more(memsess_fnv1a(apr_psprintf(
             pool, "%016" APR_UINT64_T_HEX_FMT,
             memsess_pools_fingerprint(pool, rt, 1))), apr_psprintf(
             pool, "%016" APR_UINT64_T_HEX_FMT, c->configured));
@@ -888,8 +885,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
     memsess_runtime_t *rt = c->rt;
     rebalance_t *rb = c->rebalance;
     int v, any = 0, down = 0, sasl = 0, waits = 0, agree, *ready;
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
+    int leased;
     char who[MEMSESS_REPORTERS_MAX];
 
     if (rb) {
@@ -911,10 +907,8 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
     ready = NULL;
     agree = memsess_exchange_agree(c->exchange, 0, c->configured, who,
                                    sizeof(who));
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()
-        && memsess_exchange_sharing(c->exchange)) {
+    leased = memsess_table_lease_lock(rt->table, c->mutex);
+    if (leased && memsess_exchange_sharing(c->exchange)) {
         apr_pool_t *p;
         int hold;
 
@@ -926,8 +920,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
             return;
         }
     }
-    for (v = 0; owner == (apr_uint32_t)getpid() && v < rt->confs->nelts;
-         v++) {
+    for (v = 0; leased && v < rt->confs->nelts; v++) {
         int r;
 
         if (!rt->views[v].before
@@ -959,8 +952,7 @@ void memsess_rebalancer_round(memsess_rebalancer_t *c)
         }
     }
     c->told |= down;
-    if (waits && owner == (apr_uint32_t)getpid()
-        && strcmp(who, c->waiting)) {
+    if (waits && leased && strcmp(who, c->waiting)) {
         apr_cpystrn(c->waiting, who, sizeof(c->waiting));
         note_waiting(c, apr_pstrcat(c->pool, "waiting for the other "
                                     "instances of the group to have this "

@@ -49,7 +49,19 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_rejoin.h"
+#include "memsess_config.h"
+#include "memsess_connect.h"
+#include "memsess_exchange.h"
+#include "memsess_gate.h"
+#include "memsess_job.h"
+#include "memsess_joblock.h"
+#include "memsess_listing.h"
+#include "memsess_persist_db.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
+#include "memsess_verdicts.h"
+#include "memsess_view.h"
 
 APLOG_USE_MODULE(memsess);
 
@@ -70,6 +82,11 @@ struct memsess_rejoin {
     /* [nslots], under mutex: when a rejoin found it a new memcached
      * process (its memory lost; 0: never), for MemsessPersist's restore */
     apr_time_t         *renewed;
+    /* [nslots], under mutex: when it was last published with nothing to
+     * sync from (0: never).  Such a server holds what it held before; what
+     * it lacks is no evidence of a logout for a server whose outage began
+     * before (see witnessed) */
+    apr_time_t         *unsynced;
     /* [nslots], under mutex: SYNCING, its sync not started yet (another
      * server of one of its pools is before its flip); see
      * memsess_rejoin_start */
@@ -94,6 +111,7 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->last_live = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unfinished = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
     c->renewed = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
+    c->unsynced = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     return c;
 }
 
@@ -118,9 +136,9 @@ typedef struct sync_job_t {
     int                    *list_view;   /* a view each list stands for */
     /* shared (MemsessShareVerdicts): the job, on the returning server */
     int                     share;
-    apr_uint64_t            fingerprint; /* of the lists */
     memsess_joblock_t       lock;
     const char             *full_why;    /* why not a delta sync */
+    int                     unwitnessed; /* live servers, none a witness */
     int                     delta;       /* the engine runs a delta sync */
     memsess_gate_t          gate;        /* at its flip, when it syncs */
     apr_time_t              started;
@@ -161,13 +179,9 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
 {
     memsess_rejoin_t *c = job->c;
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     int wakes = 0;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(c->rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()
+    if (memsess_table_lease_lock(c->rt->table, c->mutex)
         && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
         if (st) {
@@ -259,15 +273,11 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
     memsess_rejoin_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
     memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
     apr_pool_t *p;
     int k, ok = 1, nflipped = 0;
 
     apr_pool_create(&p, job->pool);
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid() || job->stop
+    if (!memsess_table_lease_lock(rt->table, c->mutex) || job->stop
         || slot->state != MEMSESS_SYNCING) {
         apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
                     "another process", errlen);
@@ -313,7 +323,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             memsess_gate_flipped(&job->gate);
         }
         for (k = 0; k < nflipped; k++) {
-            memsess_check_log_all_down(rt, &rt->views[c->flipped[k]], 0);
+            memsess_view_log_all_down(rt, &rt->views[c->flipped[k]], 0);
         }
     }
     apr_thread_mutex_unlock(c->mutex);
@@ -327,12 +337,8 @@ static void sync_abandon(sync_job_t *job, const char *why)
     memsess_rejoin_t *c = job->c;
     memsess_runtime_t *rt = c->rt;
     memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
-    apr_uint32_t owner;
-    apr_time_t heartbeat;
 
-    apr_thread_mutex_lock(c->mutex);
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner == (apr_uint32_t)getpid()) {
+    if (memsess_table_lease_lock(rt->table, c->mutex)) {
         memsess_table_write_begin(rt->table);
         if (memsess_slot_sync_end(slot, 0, apr_pstrcat(job->pool, "sync: ",
                                                        why, NULL),
@@ -496,6 +502,12 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                                   apr_time_t start)
 {
     if (!sync) {
+        if (job->unwitnessed) {
+            return "; nothing to sync from: every other live server of its "
+                   "pools came back after its outage began without a sync "
+                   "of its own (the whole pool was down): it is published "
+                   "as it is, nothing it holds deleted";
+        }
         return job->spec.nlists ? "" : "; nothing to sync: its pools are "
                "MemsessFormat memcache (pecl-memcache places keys its own "
                "way), or every other server of them is down";
@@ -556,7 +568,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         job->lock.note = note_sync_by;
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
-                                 job->spec.returning, job->fingerprint,
+                                 job->spec.returning,
                                  job->spec.timeout, job->pool)
             == APR_SUCCESS) {
             claim = memsess_joblock_claim(&job->lock, err, sizeof(err));
@@ -801,6 +813,33 @@ static void persist_facts(memsess_rejoin_t *c, int i, sync_job_t *job)
     }
 }
 
+/* Whether a live server of view v other than i can testify for i's
+ * outage (the authority of a sync whose missing keys are logouts): one
+ * that was not itself published with nothing to sync from since i's
+ * outage began (the whole pool down, and back one by one: the first back
+ * lacks what the others hold, and a sync from it deleted it: 6,736 of
+ * 20,000 sessions once).  The caller holds the mutex. */
+static int witnessed(memsess_rejoin_t *c, int v, int i)
+{
+    memsess_runtime_t *rt = c->rt;
+    const apr_array_header_t *servers = memsess_view_in_force(rt, v)
+                                        ->pool->servers;
+    const memsess_slot_t *slot = memsess_table_slot(rt->table, i);
+    apr_time_t began = slot->down_since - rt->g.interval - rt->g.timeout
+                       - apr_time_from_sec(3);
+    int k;
+
+    for (k = 0; k < servers->nelts; k++) {
+        int s = APR_ARRAY_IDX(servers, k, memsess_server_t).slot;
+
+        if (s != i && MEMSESS_SLOT_LIVE(memsess_table_slot(rt->table, s))
+            && !(c->unsynced[s] && c->unsynced[s] >= began)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Starts the sync of slot i, just marked SYNCING; the caller holds the
  * mutex.  One spec per distinct (list now, list next) among its views of
  * format memcached (pecl-memcache places keys its own way: its views keep
@@ -812,7 +851,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     apr_threadattr_t *attr;
     sync_job_t *job;
     apr_status_t rv;
-    int v, k;
+    int v, k, kept;
 
     /* a root pool: a probe thread creates it, the watchdog thread destroys
      * it, neither under one lock with the checker's pool */
@@ -831,6 +870,14 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.stop = &job->stop;
     job->spec.progress = sync_progress;
     job->spec.baton = job;
+    {
+        /* the same memcached process came back (its memory kept): what a
+         * sync could do is delete, and only a witness may say what */
+        const memsess_slot_t *sl = memsess_table_slot(rt->table, i);
+
+        kept = sl->down_pid && sl->proc_pid && sl->down_pid == sl->proc_pid
+               && sl->down_started == sl->proc_started;
+    }
     for (v = 0; v < rt->confs->nelts; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);
         const apr_array_header_t *servers = view->pool->servers;
@@ -849,6 +896,10 @@ static void start_now(memsess_rejoin_t *c, int i)
              * open) and there is no authority to sync from */
             continue;
         }
+        if (kept && !witnessed(c, v, i)) {
+            job->unwitnessed = 1;   /* none to sync from either */
+            continue;
+        }
         l->path_next = view_path(c, pool, v, i, 1, NULL);
         l->replicas = view->replicas;
         l->ketama = view->ketama;
@@ -865,18 +916,22 @@ static void start_now(memsess_rejoin_t *c, int i)
             job->list_view[job->spec.nlists++] = v;
         }
     }
+    if (!job->spec.nlists) {
+        c->unsynced[i] = apr_time_now();   /* published as it is */
+    }
     persist_facts(c, i, job);
     job->full_why = rejoin_facts(c, i, &job->spec);
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
     c->unfinished[i] = 1;
     job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
-    job->fingerprint = MEMSESS_FNV1A_INIT;
+    job->lock.fingerprint = MEMSESS_FNV1A_INIT;
     for (k = 0; k < job->spec.nlists; k++) {
         const memsess_sync_list_t *l = &job->lists[k];
 
-        job->fingerprint = memsess_fnv1a_more(job->fingerprint, apr_psprintf(
-            pool, "%s|%s|%d|%d;", l->path_now, l->path_next, l->replicas,
-            l->ketama));
+        job->lock.fingerprint = memsess_fnv1a_more(
+            job->lock.fingerprint,
+            apr_psprintf(pool, "%s|%s|%d|%d;", l->path_now, l->path_next,
+                         l->replicas, l->ketama));
     }
     apr_threadattr_create(&attr, pool);
     rv = apr_thread_create(&job->thread, attr, sync_thread, job, pool);
@@ -951,8 +1006,7 @@ void memsess_rejoin_start(memsess_rejoin_t *c, int i)
 void memsess_rejoin_kick(memsess_rejoin_t *c)
 {
     memsess_runtime_t *rt = c->rt;
-    apr_time_t now, heartbeat;
-    apr_uint32_t owner;
+    apr_time_t now;
     int i;
 
     if (!c->nqueued) {
@@ -964,8 +1018,7 @@ void memsess_rejoin_kick(memsess_rejoin_t *c)
         return;
     }
     c->kicked = now;
-    memsess_table_owner(rt->table, &owner, &heartbeat);
-    if (owner != (apr_uint32_t)getpid()) {
+    if (!memsess_table_leased(rt->table)) {
         return;   /* another process checks now: not ours to start */
     }
     memset(c->blocked, 0, (apr_size_t)rt->targets->nelts);

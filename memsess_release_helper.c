@@ -51,7 +51,9 @@
 #include <netinet/in.h>
 #include <linux/inet_diag.h>
 
-#include "mod_memsess.h"
+#include "memsess_release_helper.h"
+#include "memsess_peer.h"
+#include "memsess_table.h"
 
 /* ------------------------------------------------------------------ */
 /* Pure                                                               */

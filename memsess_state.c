@@ -30,7 +30,8 @@
 
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_state.h"
+#include "memsess_table.h"
 
 /* A name or a server list the file can hold: not empty, no control
  * character (a tab ends a field, a line end a line). */

@@ -27,7 +27,10 @@
 #include "util_script.h"
 #include "mod_status.h"
 
-#include "mod_memsess.h"
+#include "memsess_status.h"
+#include "memsess_config.h"
+#include "memsess_persist.h"
+#include "memsess_table.h"
 
 APLOG_USE_MODULE(memsess);
 

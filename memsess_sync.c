@@ -18,11 +18,12 @@
  * and the fuzzer drive the pure parts, and the checker runs it on a thread
  * of its own.
  *
- *   placement   memsess_place_*: a memcached_st built as php-memcached 3.x
- *               builds its session connection; libmemcached answers.
+ *   placement   memsess_place_* (memsess_place.c): a memcached_st built as
+ *               php-memcached 3.x builds its session connection;
+ *               libmemcached answers.
  *   listing     memcached's "lru_crawler metadump all", read a line at a
  *               time (never the whole listing in memory); each line is
- *               untrusted input for memsess_dump_parse().
+ *               untrusted input for memsess_dump_parse() (memsess_listing.c).
  *   before      (S not yet published)
  *     pass 1    on S: locks, keys not placed on S, and keys whose authority
  *               (the server requests read now) no longer has them (a logout
@@ -56,280 +57,11 @@
 #include "apr_hash.h"
 #include "apr_lib.h"
 #include "apr_network_io.h"
-#include "apr_file_io.h"
 #include "apr_time.h"
 
-#include "mod_memsess.h"
-
-/* ------------------------------------------------------------------ */
-/* Metadump lines                                                     */
-
-/* A decimal integer, optionally negative, of at most 18 digits. */
-static int parse_int(const char *s, apr_size_t len, apr_int64_t *out)
-{
-    apr_int64_t n = 0;
-    apr_size_t i = 0;
-    int neg = 0;
-
-    if (len && s[0] == '-') {
-        neg = 1;
-        i = 1;
-    }
-    if (i == len || len - i > 18) {
-        return 0;
-    }
-    for (; i < len; i++) {
-        if (!apr_isdigit(s[i])) {
-            return 0;
-        }
-        n = n * 10 + (s[i] - '0');
-    }
-    *out = neg ? -n : n;
-    return 1;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = (char)apr_tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* metadump writes keys %-encoded (uriencode); a key is 1 to 250 bytes of
- * anything but space and control characters. */
-static int decode_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
-{
-    apr_size_t i, n = 0;
-
-    for (i = 0; i < len; i++) {
-        int c = (unsigned char)s[i];
-
-        if (c == '%') {
-            int hi, lo;
-
-            if (i + 2 >= len) {
-                return 0;
-            }
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return 0;
-            }
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c <= 0x20 || c == 0x7f || n >= MEMSESS_KEY_MAX) {
-            return 0;
-        }
-        it->key[n++] = (char)c;
-    }
-    if (!n) {
-        return 0;
-    }
-    it->key[n] = '\0';
-    it->keylen = n;
-    return 1;
-}
-
-int memsess_dump_parse(const char *line, apr_size_t len,
-                       memsess_dump_item_t *item)
-{
-    apr_size_t i = 0;
-    int have_key = 0, have_exp = 0, have_la = 0;
-
-    if (len == 3 && !memcmp(line, "END", 3)) {
-        return 0;
-    }
-    memset(item, 0, sizeof(*item));
-    while (i < len && line[i] == ' ') {
-        i++;
-    }
-    while (i < len) {
-        apr_size_t start = i, eq, end;
-
-        while (i < len && line[i] != ' ') {
-            i++;
-        }
-        end = i;
-        while (i < len && line[i] == ' ') {
-            i++;
-        }
-        for (eq = start; eq < end && line[eq] != '='; eq++) {
-        }
-        if (eq == end) {
-            return -1;   /* every field is name=value */
-        }
-        if (eq - start == 3 && !memcmp(line + start, "key", 3)) {
-            if (have_key || !decode_key(line + eq + 1, end - eq - 1, item)) {
-                return -1;
-            }
-            have_key = 1;
-        }
-        else if (eq - start == 3 && !memcmp(line + start, "exp", 3)) {
-            if (have_exp || !parse_int(line + eq + 1, end - eq - 1,
-                                       &item->exp) || item->exp < -1) {
-                return -1;
-            }
-            have_exp = 1;
-        }
-        else if (eq - start == 3 && !memcmp(line + start, "cas", 3)) {
-            apr_int64_t cas;
-
-            /* optional: 0 when absent or beyond 18 digits (unknown) */
-            if (parse_int(line + eq + 1, end - eq - 1, &cas) && cas > 0) {
-                item->cas = (apr_uint64_t)cas;
-            }
-        }
-        else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
-            if (have_la || !parse_int(line + eq + 1, end - eq - 1,
-                                      &item->la) || item->la < 0) {
-                return -1;
-            }
-            have_la = 1;
-        }
-        /* other fields (cas, fetch, cls, size, ...): not needed */
-    }
-    return have_key && have_exp && have_la ? 1 : -1;
-}
-
-memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
-                                    const char **id, apr_size_t *idlen)
-{
-    apr_size_t plen = sizeof(MEMSESS_SESS_PREFIX) - 1;
-    apr_size_t llen = sizeof(MEMSESS_LOCK_PREFIX) - 1;
-
-    if (len <= plen || memcmp(key, MEMSESS_SESS_PREFIX, plen)) {
-        return MEMSESS_KEY_OTHER;
-    }
-    *id = key + plen;
-    *idlen = len - plen;
-    if (*idlen > llen && !memcmp(*id, MEMSESS_LOCK_PREFIX, llen)) {
-        return MEMSESS_KEY_LOCK;
-    }
-    return MEMSESS_KEY_SESSION;
-}
-
-/* ------------------------------------------------------------------ */
-/* Placement                                                          */
-
-struct memsess_place {
-    memcached_st *mc;
-    int           nentries;   /* servers in the list, repeats included */
-    int          *server;     /* [nentries]: index among the distinct */
-    int           nservers;
-    const char  **names;      /* [nservers] "host:port" */
-    int           replicas;
-};
-
-static apr_status_t place_cleanup(void *data)
-{
-    memsess_place_t *pl = data;
-
-    memcached_free(pl->mc);
-    return APR_SUCCESS;
-}
-
-int memsess_view_ketama(int replicas, memsess_failover_e failover)
-{
-    /* memsess_inject.c: sess_consistent_hash=0 only with replicas and
-     * successor; otherwise php-memcached's default (On, ketama) */
-    return !(replicas > 0 && failover == MEMSESS_FAILOVER_SUCCESSOR);
-}
-
-memsess_place_t *memsess_place_create(apr_pool_t *p, const char *save_path,
-                                      int replicas, int ketama)
-{
-    memcached_server_st *servers = memcached_servers_parse(save_path);
-    memsess_place_t *pl;
-    int i, j;
-
-    if (!servers) {
-        return NULL;
-    }
-    pl = apr_pcalloc(p, sizeof(*pl));
-    pl->mc = memcached_create(NULL);
-    if (!pl->mc) {
-        memcached_server_list_free(servers);
-        return NULL;
-    }
-    apr_pool_cleanup_register(p, pl, place_cleanup, apr_pool_cleanup_null);
-    /* as php-memcached 3.x s_init_mod_data + s_configure_from_ini_values:
-     * push, VERIFY_KEY, BINARY_PROTOCOL (+TCP_NODELAY), the consistent
-     * hash type, the replicas, the prefix as namespace */
-    if (memcached_server_push(pl->mc, servers) != MEMCACHED_SUCCESS) {
-        memcached_server_list_free(servers);
-        return NULL;
-    }
-    memcached_server_list_free(servers);
-    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_VERIFY_KEY, 1);
-    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-    memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    if (ketama) {
-        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
-    }
-    if (replicas > 0) {
-        memcached_behavior_set(pl->mc, MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS,
-                               (uint64_t)replicas);
-    }
-    memcached_callback_set(pl->mc, MEMCACHED_CALLBACK_NAMESPACE,
-                           MEMSESS_SESS_PREFIX);
-    pl->replicas = replicas;
-    pl->nentries = (int)memcached_server_count(pl->mc);
-    if (pl->nentries < 1) {
-        return NULL;
-    }
-    pl->server = apr_pcalloc(p, pl->nentries * sizeof(int));
-    pl->names = apr_pcalloc(p, pl->nentries * sizeof(char *));
-    for (i = 0; i < pl->nentries; i++) {
-        const memcached_instance_st *in =
-            memcached_server_instance_by_position(pl->mc, (uint32_t)i);
-        const char *name = apr_psprintf(p, "%s:%u", memcached_server_name(in),
-                                        (unsigned)memcached_server_port(in));
-
-        for (j = 0; j < pl->nservers && strcmp(pl->names[j], name); j++) {
-        }
-        if (j == pl->nservers) {
-            pl->names[pl->nservers++] = name;
-        }
-        pl->server[i] = j;
-    }
-    return pl;
-}
-
-int memsess_place_nservers(const memsess_place_t *pl)
-{
-    return pl->nservers;
-}
-
-const char *memsess_place_server(const memsess_place_t *pl, int i)
-{
-    return i >= 0 && i < pl->nservers ? pl->names[i] : NULL;
-}
-
-int memsess_place_key(const memsess_place_t *pl, const char *id,
-                      apr_size_t idlen, int *where, int max)
-{
-    uint32_t first = memcached_generate_hash(pl->mc, id, idlen);
-    int r, k, n = 0;
-
-    if (first >= (uint32_t)pl->nentries) {
-        return 0;
-    }
-    /* libmemcached writes replica r to the entry first + r (binary
-     * protocol), wrapping around the list */
-    for (r = 0; r <= pl->replicas && r < pl->nentries; r++) {
-        int s = pl->server[(first + (uint32_t)r) % (uint32_t)pl->nentries];
-
-        for (k = 0; k < n && where[k] != s; k++) {
-        }
-        if (k == n && n < max) {
-            where[n++] = s;
-        }
-    }
-    return n;
-}
+#include "memsess_sync.h"
+#include "memsess_listing.h"
+#include "memsess_place.h"
 
 /* ------------------------------------------------------------------ */
 /* What to do with one key                                            */
@@ -381,9 +113,6 @@ memsess_sync_action_e memsess_sync_decide(memsess_key_kind_e kind,
 
 #define MAX_PLACES   (16)          /* replicas + 1, capped */
 #define MAX_LISTS    (64)          /* distinct lists holding one server */
-#define DUMP_LINE_MAX     (4096)
-#define DUMP_BUF     (65536)
-#define BUSY_TRIES   (100)         /* "BUSY": another crawl is running */
 #define SETTLE_US    (5000)        /* a write's replica lands meanwhile */
 
 typedef struct {
@@ -1023,307 +752,6 @@ static apr_status_t delete_key(memsess_sync_t *y, int at,
     return APR_SUCCESS;
 }
 
-/* ------------------------------------------------------------------ */
-/* Listing a server: lru_crawler metadump, a line at a time            */
-
-/* Whether a line that is not a key is memcached refusing the listing:
- * APR_SUCCESS when it is not (a line skipped); else why, in err: a
- * crawler at work elsewhere (BUSY) is worth another try (APR_EGENERAL), a
- * memcached that refuses the command never lists (APR_ENOTIMPL). */
-static apr_status_t dump_refused(const char *line, apr_size_t len,
-                                 const char *name, char *err,
-                                 apr_size_t errlen)
-{
-    if (len < 5 || (memcmp(line, "ERROR", 5) && memcmp(line, "BUSY ", 5)
-                    && memcmp(line, "CLIENT_", 7 <= len ? 7 : len))) {
-        return APR_SUCCESS;
-    }
-    apr_snprintf(err, errlen, "%s cannot list its keys: %.*s", name,
-                 (int)(len > 80 ? 80 : len), line);
-    return memcmp(line, "BUSY ", 5) ? APR_ENOTIMPL : APR_EGENERAL;
-}
-
-/* A listing is read whole into a file of its own (unlinked: nothing is
- * left behind) before a line of it is looked at: while memcached's
- * crawler waits for a slow reader it holds a lock its worker threads need
- * (seen at 1.6.18: a worker blocked on a futex for 1.5 s, every client of
- * that thread with it, the checker's probes timing out), and the work done
- * for each key (reads, copies, on that server too) would hold the reader
- * up.  Memory stays one buffer whatever the key count; the file takes
- * about 100 bytes a key. */
-typedef struct {
-    apr_socket_t *sock;
-    apr_file_t   *file;
-    char         *buf;
-    apr_size_t    start, end;
-    int           skipping;   /* inside a line too long to be an item */
-} dump_t;
-
-/* Whether the listing read so far (its last bytes in tail, n of them, the
- * stream's first line complete or not in first) is whole: memcached ends
- * it with END, or answers with one line that is not a key (BUSY, ERROR,
- * CLIENT_ERROR). */
-static int dump_whole(const char *tail, apr_size_t n, const char *first,
-                      apr_size_t nfirst, int first_done)
-{
-    if (first_done && (nfirst < 4 || memcmp(first, "key=", 4))) {
-        return 1;   /* END alone, or a refusal: one line */
-    }
-    return n >= 6 && !memcmp(tail + n - 6, "\nEND\r\n", 6);
-}
-
-/* Reads the listing to its end into d->file, and rewinds it. */
-static apr_status_t dump_spool(const server_t *sv, apr_pool_t *p, dump_t *d,
-                               char *err, apr_size_t errlen)
-{
-    const char *tmp;
-    char *path, tail[6], first[4];
-    apr_size_t ntail = 0, nfirst = 0;
-    int first_done = 0;
-    apr_off_t at = 0;
-    apr_status_t rv;
-
-    if ((rv = apr_temp_dir_get(&tmp, p)) != APR_SUCCESS
-        || (rv = apr_file_mktemp(&d->file,
-                                 path = apr_pstrcat(p, tmp, "/memsess-list-"
-                                                    "XXXXXX", NULL),
-                                 APR_FOPEN_CREATE | APR_FOPEN_READ
-                                 | APR_FOPEN_WRITE | APR_FOPEN_EXCL
-                                 | APR_FOPEN_BUFFERED, p)) != APR_SUCCESS) {
-        char reason[120];
-
-        apr_strerror(rv, reason, sizeof(reason));
-        apr_snprintf(err, errlen, "cannot list the keys of %s: no file for "
-                     "the listing (%s)", sv->name, reason);
-        d->file = NULL;
-        return rv;
-    }
-    apr_file_remove(path, p);
-    for (;;) {
-        apr_size_t got = DUMP_BUF, k;
-
-        rv = apr_socket_recv(d->sock, d->buf, &got);
-        if (got && apr_file_write_full(d->file, d->buf, got, NULL)
-                   != APR_SUCCESS) {
-            apr_snprintf(err, errlen, "cannot list the keys of %s: the "
-                         "listing's file cannot be written", sv->name);
-            return APR_EGENERAL;
-        }
-        for (k = 0; k < got; k++) {
-            if (!first_done) {
-                if (d->buf[k] == '\n') {
-                    first_done = 1;
-                }
-                else if (nfirst < sizeof(first)) {
-                    first[nfirst++] = d->buf[k];
-                }
-            }
-        }
-        /* the last six bytes read, across reads */
-        if (got >= sizeof(tail)) {
-            memcpy(tail, d->buf + got - sizeof(tail), sizeof(tail));
-            ntail = sizeof(tail);
-        }
-        else if (got) {
-            apr_size_t keep = ntail + got > sizeof(tail)
-                              ? sizeof(tail) - got : ntail;
-
-            memmove(tail, tail + ntail - keep, keep);
-            memcpy(tail + keep, d->buf, got);
-            ntail = keep + got;
-        }
-        if (dump_whole(tail, ntail, first, nfirst, first_done)) {
-            return apr_file_seek(d->file, APR_SET, &at);
-        }
-        if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
-            apr_snprintf(err, errlen, "%s closed the listing before its "
-                         "end", sv->name);
-            return APR_EGENERAL;
-        }
-        if (rv != APR_SUCCESS) {
-            char reason[120];
-
-            apr_strerror(rv, reason, sizeof(reason));
-            apr_snprintf(err, errlen, "listing the keys of %s: %s",
-                         sv->name, reason);
-            return rv;
-        }
-    }
-}
-
-/* Closes what dump_open opened. */
-static void dump_close(dump_t *d)
-{
-    if (d->sock) {
-        apr_socket_close(d->sock);
-        d->sock = NULL;
-    }
-    if (d->file) {
-        apr_file_close(d->file);
-        d->file = NULL;
-    }
-}
-
-static apr_status_t dump_open(const server_t *sv, apr_interval_time_t t,
-                              apr_pool_t *p, dump_t *d, char *err,
-                              apr_size_t errlen)
-{
-    static const char cmd[] = "lru_crawler metadump all\r\n";
-    apr_sockaddr_t *sa;
-    apr_size_t len = sizeof(cmd) - 1;
-    apr_status_t rv;
-    char reason[120];
-
-    memset(d, 0, sizeof(*d));
-    d->buf = apr_palloc(p, DUMP_BUF);
-    if (t < apr_time_from_sec(2)) {
-        t = apr_time_from_sec(2);   /* the crawler may pause between items */
-    }
-    if ((rv = apr_sockaddr_info_get(&sa, sv->host, APR_UNSPEC, sv->port, 0,
-                                    p)) == APR_SUCCESS
-        && (rv = apr_socket_create(&d->sock, sa->family, SOCK_STREAM,
-                                   APR_PROTO_TCP, p)) == APR_SUCCESS
-        && (rv = apr_socket_timeout_set(d->sock, t)) == APR_SUCCESS
-        && (rv = apr_socket_connect(d->sock, sa)) == APR_SUCCESS
-        && (rv = apr_socket_send(d->sock, cmd, &len)) == APR_SUCCESS) {
-        return dump_spool(sv, p, d, err, errlen);
-    }
-    apr_strerror(rv, reason, sizeof(reason));
-    apr_snprintf(err, errlen, "cannot list the keys of %s: %s", sv->name,
-                 reason);
-    return rv;
-}
-
-/* The next line, without its end: 1, or 0 at the end of the stream, -1
- * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
-static int dump_line(const char *name, dump_t *d, char **line,
-                     apr_size_t *len, char *err, apr_size_t errlen)
-{
-    for (;;) {
-        char *nl = memchr(d->buf + d->start, '\n', d->end - d->start);
-        apr_size_t got;
-        apr_status_t rv;
-
-        if (nl) {
-            char *l = d->buf + d->start;
-            apr_size_t n = (apr_size_t)(nl - l);
-
-            d->start += n + 1;
-            if (n && l[n - 1] == '\r') {
-                n--;
-            }
-            if (d->skipping) {
-                d->skipping = 0;
-                n = 0;
-            }
-            *line = l;
-            *len = n;
-            return 1;
-        }
-        if (d->end - d->start >= DUMP_LINE_MAX) {
-            d->skipping = 1;      /* not an item: drop it to its end */
-            d->start = d->end = 0;
-        }
-        if (d->start) {
-            memmove(d->buf, d->buf + d->start, d->end - d->start);
-            d->end -= d->start;
-            d->start = 0;
-        }
-        got = DUMP_BUF - d->end;
-        rv = apr_file_read(d->file, d->buf + d->end, &got);
-        d->end += got;
-        if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
-            apr_snprintf(err, errlen, "%s closed the listing before its "
-                         "end", name);
-            return -1;
-        }
-        if (rv != APR_SUCCESS) {
-            char reason[120];
-
-            apr_strerror(rv, reason, sizeof(reason));
-            apr_snprintf(err, errlen, "listing the keys of %s: %s",
-                         name, reason);
-            return -1;
-        }
-    }
-}
-
-/* A whole listing of one server for another owner of the lines (the
- * persistence's write-behind, memsess_persist_db.c): every item to each,
- * with the same parser, retries of a busy crawler and refusals as a
- * sync's pass. */
-apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
-                               apr_port_t port, apr_interval_time_t timeout,
-                               volatile apr_uint32_t *stop,
-                               int (*each)(void *baton,
-                                           const memsess_dump_item_t *it),
-                               void *baton, char *err, apr_size_t errlen)
-{
-    server_t sv;
-    apr_pool_t *sub;
-    dump_t d;
-    apr_status_t rv;
-    int tries = 0;
-
-    memset(&sv, 0, sizeof(sv));
-    sv.host = (char *)host;
-    sv.port = port;
-    sv.name = apr_psprintf(p, "%s:%d", host, (int)port);
-    apr_pool_create(&sub, p);
-    memset(&d, 0, sizeof(d));
-    for (;;) {
-        char *line;
-        apr_size_t len;
-
-        if ((rv = dump_open(&sv, timeout, sub, &d, err, errlen))
-            != APR_SUCCESS) {
-            break;
-        }
-        if (dump_line(sv.name, &d, &line, &len, err, errlen) < 0) {
-            rv = APR_EGENERAL;
-            break;
-        }
-        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
-            dump_close(&d);
-            apr_sleep(apr_time_from_msec(100));
-            continue;
-        }
-        rv = APR_SUCCESS;
-        for (;;) {
-            memsess_dump_item_t it;
-            int r;
-
-            if (stop && *stop) {
-                apr_cpystrn(err, "stopped", errlen);
-                rv = APR_EINTR;
-                break;
-            }
-            r = memsess_dump_parse(line, len, &it);
-            if (r == 0) {
-                break;   /* END */
-            }
-            if (r < 0
-                && (rv = dump_refused(line, len, sv.name, err, errlen))
-                   != APR_SUCCESS) {
-                break;
-            }
-            if (r > 0 && !each(baton, &it)) {
-                apr_cpystrn(err, "stopped", errlen);
-                rv = APR_EINTR;
-                break;
-            }
-            if (dump_line(sv.name, &d, &line, &len, err, errlen) < 0) {
-                rv = APR_EGENERAL;
-                break;
-            }
-        }
-        break;
-    }
-    dump_close(&d);
-    apr_pool_destroy(sub);
-    return rv;
-}
-
 /* Notes an active session (key + target once).  When HOT_MAX are noted, a
  * session written during a delta pass takes the place of one that was only
  * used in the seconds before the sync: a sync that begins just after many
@@ -1899,81 +1327,55 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     return APR_SUCCESS;
 }
 
+/* One pass over server i's listing: each key of ours to one_key(). */
+typedef struct {
+    memsess_sync_t *y;
+    int             i;
+    pass_e          pass;
+} pass_t;
+
+static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
+                              char *err, apr_size_t errlen)
+{
+    pass_t *ps = baton;
+    memsess_sync_t *y = ps->y;
+    memsess_key_kind_e kind;
+    const char *id;
+    apr_size_t idlen;
+    apr_status_t rv;
+
+    y->stats.lines++;
+    if ((kind = memsess_key_kind(it->key, it->keylen, &id, &idlen))) {
+        if (kind == MEMSESS_KEY_SESSION && it->exp > 0 && it->la > 0
+            && it->exp - it->la > y->lifetime) {
+            y->lifetime = it->exp - it->la;
+        }
+        y->stats.listed++;
+        y->stats.examined += !y->delta;
+        rv = one_key(y, ps->i, ps->pass, it, kind, id, idlen, err, errlen);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        progress(y, 0);
+    }
+    return APR_SUCCESS;
+}
+
 /* Lists server i and acts on each key of ours. */
 static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
                                 char *err, apr_size_t errlen)
 {
     apr_pool_t *p;
-    dump_t d;
     apr_status_t rv;
-    int tries = 0;
+    pass_t ps;
 
+    ps.y = y;
+    ps.i = i;
+    ps.pass = pass;
     apr_pool_create(&p, y->pool);
-    for (;;) {
-        char *line;
-        apr_size_t len;
-        int got;
-
-        if ((rv = dump_open(&y->servers[i], y->spec->timeout, p, &d, err,
-                            errlen)) != APR_SUCCESS) {
-            break;
-        }
-        got = dump_line(y->servers[i].name, &d, &line, &len, err, errlen);
-        if (got < 0) {
-            rv = APR_EGENERAL;
-            break;
-        }
-        if (len >= 4 && !memcmp(line, "BUSY", 4) && ++tries < BUSY_TRIES) {
-            /* another crawl runs (another view's sync): wait for it */
-            dump_close(&d);
-            apr_sleep(apr_time_from_msec(100));
-            continue;
-        }
-        rv = APR_SUCCESS;
-        for (;;) {
-            memsess_dump_item_t it;
-            memsess_key_kind_e kind;
-            int r;
-            const char *id;
-            apr_size_t idlen;
-
-            if (stopped(y, err, errlen)) {
-                rv = APR_EINTR;
-                break;
-            }
-            r = memsess_dump_parse(line, len, &it);
-            if (r == 0) {
-                break;   /* END */
-            }
-            if (r < 0
-                && (rv = dump_refused(line, len, y->servers[i].name, err,
-                                      errlen)) != APR_SUCCESS) {
-                break;
-            }
-            y->stats.lines += r > 0;
-            if (r > 0 && (kind = memsess_key_kind(it.key, it.keylen, &id,
-                                                  &idlen))) {
-                if (kind == MEMSESS_KEY_SESSION && it.exp > 0 && it.la > 0
-                    && it.exp - it.la > y->lifetime) {
-                    y->lifetime = it.exp - it.la;
-                }
-                y->stats.listed++;
-                y->stats.examined += !y->delta;
-                rv = one_key(y, i, pass, &it, kind, id, idlen, err, errlen);
-                if (rv != APR_SUCCESS) {
-                    break;
-                }
-                progress(y, 0);
-            }
-            if (dump_line(y->servers[i].name, &d, &line, &len, err,
-                          errlen) < 0) {
-                rv = APR_EGENERAL;
-                break;
-            }
-        }
-        break;
-    }
-    dump_close(&d);
+    rv = memsess_dump_each(p, y->servers[i].host, y->servers[i].port,
+                           y->servers[i].name, y->spec->timeout,
+                           y->spec->stop, pass_item, &ps, err, errlen);
     apr_pool_destroy(p);
     progress(y, 1);
     return rv;

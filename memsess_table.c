@@ -44,10 +44,13 @@
 
 #include <string.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "apr_strings.h"
+#include "apr_thread_mutex.h"
 
-#include "mod_memsess.h"
+#include "memsess_table.h"
+#include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
 #define MEMSESS_TABLE_VERSION (12u)  /* 2: the sync's fields in a slot;
@@ -435,6 +438,21 @@ void memsess_table_owner(const memsess_table_t *t, apr_uint32_t *pid,
 {
     *pid = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
     *heartbeat = __atomic_load_n(&t->heartbeat, __ATOMIC_ACQUIRE);
+}
+
+int memsess_table_leased(const memsess_table_t *t)
+{
+    apr_uint32_t owner;
+    apr_time_t heartbeat;
+
+    memsess_table_owner(t, &owner, &heartbeat);
+    return owner == (apr_uint32_t)getpid();
+}
+
+int memsess_table_lease_lock(memsess_table_t *t, apr_thread_mutex_t *mutex)
+{
+    apr_thread_mutex_lock(mutex);
+    return memsess_table_leased(t);
 }
 
 int memsess_table_claim(memsess_table_t *t, apr_uint32_t seen,

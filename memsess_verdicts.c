@@ -34,7 +34,7 @@
 
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_verdicts.h"
 
 #define HEADER      "memsess-verdicts "
 #define HEADER_LEN  (sizeof(HEADER) - 1)

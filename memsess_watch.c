@@ -37,7 +37,9 @@
 #include "httpd.h"
 #include "http_log.h"
 
-#include "mod_memsess.h"
+#include "memsess_watch.h"
+#include "memsess_release_helper.h"
+#include "memsess_table.h"
 
 APLOG_USE_MODULE(memsess);
 

@@ -61,18 +61,6 @@ typedef struct {
     apr_int64_t  started;
 } memsess_retained_t;
 
-static memsess_runtime_t *runtime;
-
-memsess_runtime_t *memsess_runtime(void)
-{
-    return runtime;
-}
-
-memsess_srv_conf *memsess_srv_config(const server_rec *s)
-{
-    return ap_get_module_config(s->module_config, &memsess_module);
-}
-
 /* ------------------------------------------------------------------ */
 /* Configuration                                                      */
 
@@ -1255,10 +1243,11 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *s)
 {
     memsess_retained_t *ret;
+    memsess_runtime_t *runtime;
     const char *odd;
 
     (void)plog;
-    runtime = NULL;
+    memsess_runtime_set(NULL);
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;   /* the dry run: nothing to start */
     }
@@ -1277,6 +1266,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->started = apr_time_sec(apr_time_now());
     }
     runtime = build_runtime(pconf, ptemp, s);
+    memsess_runtime_set(runtime);
     if (runtime) {
         runtime->nonce = ret->nonce;
         runtime->started = ret->started;
@@ -1299,7 +1289,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     if (create_table(runtime, pconf, ptemp, s, ret) != APR_SUCCESS
         || memsess_check_post_config(pconf, s, runtime) != APR_SUCCESS) {
-        runtime = NULL;
+        memsess_runtime_set(NULL);
         return !OK;
     }
     memsess_inject_post_config(pconf, s);
@@ -1309,6 +1299,8 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
 static void memsess_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    memsess_runtime_t *runtime = memsess_runtime();
+
     (void)s;
     if (runtime) {
         memsess_release_child_init(pchild, runtime);

@@ -35,7 +35,8 @@
 
 #include "apr_general.h"
 
-#include "mod_memsess.h"
+#include "memsess_job.h"
+#include "memsess_verdicts.h"
 
 #define FUZZ_NAME "fuzz_job"
 #include "fuzz.h"

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mod_memsess.h"
+#include "memsess_lateness.h"
 
 #define FUZZ_NAME "fuzz_lateness"
 #include "fuzz.h"

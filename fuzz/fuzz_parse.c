@@ -57,7 +57,7 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_pool.h"
 
 #define FUZZ_NAME "fuzz_parse"
 #include "fuzz.h"

@@ -32,7 +32,8 @@
 
 #include "apr_general.h"
 
-#include "mod_memsess.h"
+#include "memsess_listing.h"
+#include "memsess_persist.h"
 
 #define FUZZ_NAME "fuzz_persist"
 #include "fuzz.h"

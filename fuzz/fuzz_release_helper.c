@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mod_memsess.h"
+#include "memsess_release_helper.h"
 
 #define FUZZ_NAME "fuzz_release_helper"
 #include "fuzz.h"

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mod_memsess.h"
+#include "memsess_state.h"
 
 #define FUZZ_NAME "fuzz_state"
 #include "fuzz.h"

@@ -30,7 +30,8 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_listing.h"
+#include "memsess_sync.h"
 
 #define FUZZ_NAME "fuzz_sync"
 #include "fuzz.h"

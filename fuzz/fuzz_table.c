@@ -49,7 +49,8 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_pool.h"
+#include "memsess_table.h"
 
 #define FUZZ_NAME "fuzz_table"
 #include "fuzz.h"

@@ -42,7 +42,7 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_verdicts.h"
 
 #define FUZZ_NAME "fuzz_verdicts"
 #include "fuzz.h"

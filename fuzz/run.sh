@@ -6,7 +6,8 @@
 # First builds and runs each fuzz/crashes-fixed/*.c: a small program that
 # reproduces a bug found here and exits 0 once it is fixed.  Then builds
 # each harness fuzz/NAME.c with the pure logic (memsess_pool.c,
-# memsess_table.c, memsess_verdicts.c, memsess_job.c, memsess_sync.c, and
+# memsess_table.c, memsess_verdicts.c, memsess_job.c, memsess_sync.c,
+# memsess_listing.c, memsess_place.c and the others PURE_SRC lists, and
 # libmemcached) into
 # fuzz/NAME.bin, copies its seeds (fuzz/seeds/NAME/) and the inputs of bugs
 # already fixed (fuzz/crashes-fixed/NAME/) into fuzz/corpus-run/NAME/, and
@@ -81,7 +82,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # the pure logic every program links
 PURE_SRC=("$TOP/memsess_pool.c" "$TOP/memsess_table.c" "$TOP/memsess_verdicts.c"
           "$TOP/memsess_job.c" "$TOP/memsess_sync.c" "$TOP/memsess_lateness.c"
-          "$TOP/memsess_release_helper.c" "$TOP/memsess_state.c" "$TOP/memsess_persist.c")
+          "$TOP/memsess_release_helper.c" "$TOP/memsess_state.c" "$TOP/memsess_persist.c"
+          "$TOP/memsess_peer.c" "$TOP/memsess_listing.c" "$TOP/memsess_place.c")
 passed=0
 failed=0
 for src in "$TOP"/fuzz/crashes-fixed/*.c; do

@@ -4,7 +4,7 @@
 #include "apr_general.h"
 #include "apr_time.h"
 
-#include "mod_memsess.h"
+#include "memsess_clocks.h"
 #include "tap.h"
 
 #define SEC(s) apr_time_from_sec(s)

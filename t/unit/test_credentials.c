@@ -7,7 +7,7 @@
 #include "apr_strings.h"
 #include "apr_file_io.h"
 
-#include "mod_memsess.h"
+#include "memsess_credentials.h"
 #include "tap.h"
 
 static apr_pool_t *p;

@@ -10,7 +10,7 @@
 
 #include "apr_general.h"
 
-#include "mod_memsess.h"
+#include "memsess_flight.h"
 #include "tap.h"
 
 #define WORKERS 4

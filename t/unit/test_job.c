@@ -6,7 +6,8 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_job.h"
+#include "memsess_verdicts.h"
 #include "tap.h"
 
 #define NOW  1800000000

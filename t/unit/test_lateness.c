@@ -6,7 +6,7 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_lateness.h"
 #include "tap.h"
 
 #define PSI "some avg10=5.28 avg60=3.52 avg300=1.08 total=3991834\n" \

@@ -7,7 +7,9 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_listing.h"
+#include "memsess_persist.h"
+#include "memsess_table.h"
 #include "tap.h"
 
 #define K1 MEMSESS_SESS_PREFIX "abc"

@@ -4,7 +4,7 @@
 #include "apr_strings.h"
 #include "apr_lib.h"
 
-#include "mod_memsess.h"
+#include "memsess_pool.h"
 #include "tap.h"
 
 static apr_pool_t *p;

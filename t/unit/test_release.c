@@ -10,7 +10,8 @@
 
 #include <linux/inet_diag.h>
 
-#include "mod_memsess.h"
+#include "memsess_peer.h"
+#include "memsess_release_helper.h"
 #include "tap.h"
 
 static memsess_peer_t v4(const char *ip, int port)

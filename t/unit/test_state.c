@@ -19,7 +19,7 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_state.h"
 #include "tap.h"
 
 static apr_array_header_t *parse(apr_pool_t *p, const char *text, int *bad,

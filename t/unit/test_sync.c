@@ -23,7 +23,10 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_listing.h"
+#include "memsess_place.h"
+#include "memsess_sync.h"
+#include "memsess_table.h"
 #include "tap.h"
 
 static apr_pool_t *p;

@@ -7,7 +7,8 @@
 #include "apr_general.h"
 #include "apr_strings.h"
 
-#include "mod_memsess.h"
+#include "memsess_pool.h"
+#include "memsess_table.h"
 #include "tap.h"
 
 static apr_pool_t *p;

@@ -1,0 +1,61 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* memsess_clocks.h: other instances' clocks: lapses and skews
+ * (memsess_clocks.c: pure). */
+
+#ifndef MEMSESS_CLOCKS_H
+#define MEMSESS_CLOCKS_H
+
+#include "memsess_common.h"
+
+/* Other instances' clocks (memsess_clocks.c: pure).  A line of another
+ * instance lapses when its `reported` has not grown for its time to live
+ * by our monotonic clock; its skew (its clock minus ours) is bounded by
+ * the times of the reads between which its member line changed. */
+typedef struct {
+    apr_int64_t reported;   /* the newest read (its seconds) */
+    apr_time_t  grew;       /* our monotonic time it last grew; 0: unseen */
+} memsess_lapse_t;
+
+/* Our monotonic clock (CLOCK_MONOTONIC): what lapses by our own time,
+ * whatever the wall clock says or does (a step, a faked time). */
+apr_time_t memsess_mono_now(void);
+
+/* Notes a copy of a line read at our monotonic time mono; its writer
+ * meant it to hold ttl seconds.  Returns whether it is live. */
+int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,
+                       apr_int64_t ttl, apr_time_t mono);
+
+typedef struct {
+    apr_int64_t wrote_ms;   /* what the copy on one server said, last read */
+    apr_int64_t read_ms;    /* our clock at that read */
+} memsess_skew_seen_t;
+
+typedef struct {
+    apr_int64_t lo, hi;     /* its clock minus ours lies in [lo, hi] ms */
+    apr_int64_t at_ms;      /* our clock when last narrowed */
+    apr_uint32_t steps;     /* readings outside what was known */
+    int          known;
+} memsess_skew_t;
+
+/* Notes a member line's wrote_ms read on one server (s: that server's
+ * last reading) at our clock read_ms. */
+void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
+                       apr_int64_t wrote_ms, apr_int64_t read_ms);
+/* The middle of what is known (0 when nothing is), and half its width
+ * (-1 when nothing is). */
+apr_int64_t memsess_skew_ms(const memsess_skew_t *k);
+apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k);
+
+#endif /* MEMSESS_CLOCKS_H */

@@ -1,0 +1,100 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* memsess_joblock.h: a job run once for the group, through its record on a
+ * server: take, wait, follow, take over, hold the lease
+ * (memsess_joblock.c). */
+
+#ifndef MEMSESS_JOBLOCK_H
+#define MEMSESS_JOBLOCK_H
+
+#include "memsess_common.h"
+#include "memsess_verdicts.h"
+
+/* memsess_joblock.c: a job (a rejoin sync, a rebalance) run once for the
+ * group, through its record (memsess_job.c) on one server.  Fill subject,
+ * job, fingerprint, stop, note and baton, then open; claim tells whether
+ * this instance holds the job (holding 0: a server that refuses the record,
+ * where each instance works alone), or follows its holder (who, in holder),
+ * once that one is done; the holder refreshes the record while it works
+ * (done once it has published) and releases it when finished. */
+typedef enum {
+    MEMSESS_CLAIM_HOLD,
+    MEMSESS_CLAIM_FOLLOW,
+    MEMSESS_CLAIM_FAILED
+} memsess_claim_e;
+
+typedef struct memsess_joblock {
+    /* given */
+    const char               *subject;   /* "memcached server X", for logs */
+    const char               *job;       /* "its sync", for logs */
+    apr_uint64_t              fingerprint;   /* of what the job does (a
+                                              * sync's lists, a change):
+                                              * followed only when equal */
+    volatile apr_uint32_t    *stop;      /* set: stop waiting; set on loss */
+    apr_int64_t               not_before;  /* memsess_job_next's */
+    void                    (*note)(void *baton, const char *holder);
+    void                     *baton;     /* note: whom we wait for or
+                                          * follow, "" when we hold it */
+    /* kept */
+    memsess_runtime_t        *rt;
+    struct memcached_st      *mc;
+    char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
+    size_t                    keylen;
+    apr_int64_t               since;
+    apr_time_t                refreshed;
+    int                       holding;
+    volatile apr_uint32_t     lost;      /* another took it over */
+    char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
+    apr_int64_t               flip_ms;   /* done: when all publish */
+    int                       done;      /* marked done: stays done */
+    int                       rc;        /* the last libmemcached answer */
+    /* the lease is renewed on a timer by a thread of its own (its own
+     * connection), however slow the work between two progress calls */
+    int                       slot;
+    apr_interval_time_t       timeout;
+    apr_pool_t               *pool;
+    struct apr_thread_mutex_t *mutex;    /* the record's fields, j->mc */
+    struct apr_thread_t      *keeper;
+    volatile apr_uint32_t     keeper_stop;
+} memsess_joblock_t;
+
+/* The record memsess_record_key(group, "job", name) on server slot; pool
+ * (the caller's thread's) holds the lease's thread and mutex. */
+apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
+                                  int slot, const char *name,
+                                  apr_interval_time_t timeout,
+                                  apr_pool_t *pool);
+memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
+                                      apr_size_t errlen);
+/* The holder: its record again, with a new expiry (at most every 0.5 s
+ * unless forced), done once done was given (a record marked done is never
+ * marked syncing again); marks the job lost (and sets stop) when another
+ * instance took it over.  The lease's thread calls it every 0.5 s too. */
+void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
+/* The holder, its work done: marks the record done with a flip time a
+ * little ahead (MEMSESS_FLIP_DELAY: every waiter reads the record within
+ * that), at which the holder and every follower publish (at once when
+ * alone: no other instance of the group was heard); returns it. */
+#define MEMSESS_FLIP_DELAY apr_time_from_msec(250)
+apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone);
+/* Sleeps until the flip time of the job (its own, or the holder's read by
+ * a follower); at once when it has passed or is far off. */
+void memsess_joblock_wait_flip(memsess_joblock_t *j);
+/* The holder: its record written anew (the server was emptied). */
+void memsess_joblock_rewrite(memsess_joblock_t *j);
+/* The holder is finished: its record goes, unless another's replaced it. */
+void memsess_joblock_release(memsess_joblock_t *j);
+void memsess_joblock_close(memsess_joblock_t *j);
+
+#endif /* MEMSESS_JOBLOCK_H */

@@ -1,0 +1,79 @@
+/* Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* memsess_listing.h: a memcached server's listing: metadump lines parsed
+ * (pure), a whole listing read, what a listed key is (memsess_listing.c). */
+
+#ifndef MEMSESS_LISTING_H
+#define MEMSESS_LISTING_H
+
+#include "memsess_common.h"
+
+/* php-memcached's memcached.sess_prefix (its default, which nothing here
+ * changes): libmemcached's namespace, not hashed (HASH_WITH_PREFIX_KEY
+ * stays off).  Its lock of session <id> is the key "lock.<id>". */
+#define MEMSESS_SESS_PREFIX "memc.sess.key."
+#define MEMSESS_LOCK_PREFIX "lock."
+#define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
+/* One line of memcached's "lru_crawler metadump", parsed. */
+typedef struct {
+    char         key[MEMSESS_KEY_MAX + 1];  /* %-decoded, NUL-terminated */
+    apr_size_t   keylen;
+    apr_int64_t  exp;    /* unix seconds; -1 = never expires */
+    apr_int64_t  la;     /* last access (writes, and reads now and then) */
+    apr_uint64_t cas;    /* 0 when the line gives none */
+} memsess_dump_item_t;
+
+/* Parses one line (without its line end) from a metadump: returns 1 and
+ * fills item, 0 for the closing "END", -1 for anything else (the caller
+ * skips it).  Never reads beyond len. */
+int memsess_dump_parse(const char *line, apr_size_t len,
+                       memsess_dump_item_t *item);
+
+typedef enum {
+    MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
+    MEMSESS_KEY_SESSION = 1,
+    MEMSESS_KEY_LOCK    = 2
+} memsess_key_kind_e;
+
+/* What a stored key is; *id gets what php-memcached hands libmemcached
+ * (the key without the prefix: "<id>" or "lock.<id>"). */
+memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
+                                    const char **id, apr_size_t *idlen);
+
+/* A whole listing of one server ("lru_crawler metadump all"), a line at
+ * a time through memsess_dump_parse(): each item to each (which returns 0
+ * to stop).  APR_SUCCESS once the listing came to its end; APR_ENOTIMPL
+ * when the server refuses to list; else an error, in err. */
+apr_status_t memsess_dump_list(apr_pool_t *p, const char *host,
+                               apr_port_t port, apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               int (*each)(void *baton,
+                                           const memsess_dump_item_t *it),
+                               void *baton, char *err, apr_size_t errlen);
+
+/* The same for a reader of its own (the sync engine's passes): name is
+ * "host:port", for messages; each item goes to item, which returns
+ * APR_SUCCESS to go on, or an error (its own in err) that ends the
+ * listing with it.  stop, when set, ends it (APR_EINTR, "stopped"). */
+apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
+                               apr_port_t port, const char *name,
+                               apr_interval_time_t timeout,
+                               volatile apr_uint32_t *stop,
+                               apr_status_t (*item)(void *baton,
+                                                    const memsess_dump_item_t
+                                                    *it, char *err,
+                                                    apr_size_t errlen),
+                               void *baton, char *err, apr_size_t errlen);
+
+#endif /* MEMSESS_LISTING_H */
