@@ -196,7 +196,10 @@ ok t_cmp(scalar @rows >= 40 ? 1 : 0, 1, 'docs/operations.md: the table of log ta
     my @tree = map { s{^\Q$top\E/}{}r }
                grep { !m{/(t|fuzz|bench|tools|debian|demo|build-asan|dist)/} }
                (glob(catfile($top, '*.[ch]')), glob(catfile($top, '*', '*.[ch]')));
-    my @unlisted = grep { !$named{$_} } sort @tree;
+    # (a part's own header, memsess_NAME.h beside a listed memsess_NAME.c,
+    # is named by the sentence above the table)
+    my @unlisted = grep { !$named{$_} && !(/^(.*)\.h$/ && $named{"$1.c"} && -e catfile($top, "$1.c")) }
+                   sort @tree;
     ok t_cmp("@unlisted", '', 'docs/design.md Layout: every C file and header of the tree is listed (' . scalar(@tree) . ')');
     my @gone = grep { !-e catfile($top, $_) } @named;
     ok t_cmp("@gone", '', 'docs/design.md Layout: every file it lists exists (' . scalar(@named) . ')');
