@@ -31,7 +31,7 @@
 #include "mod_memsess.h"
 
 
-/* Chosen by measurement (README, "The failure window"): a hung server is
+/* Chosen by measurement (docs/design.md, "The failure window"): a hung server is
  * marked down within interval + 2 x timeout (a failed probe is repeated at
  * once), 0.4 s; a dead one within an interval, 0.2 s. */
 #define MEMSESS_DEFAULT_INTERVAL        apr_time_from_msec(200)
