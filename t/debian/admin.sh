@@ -323,8 +323,9 @@ readme_parse "### The Debian package"
 # script serves its PHP page from its DocumentRoot and asks for its
 # ServerName; its MemsessServers are the root's memcached instead
 SITE_BLOCK=$(readme_block "### The Debian package" apache | cut -f2-)
-SITE_HOST=$(awk '$1 == "ServerName" { print $2; exit }' <<<"$SITE_BLOCK")
-SITE_ROOT=$(awk '$1 == "DocumentRoot" { print $2; exit }' <<<"$SITE_BLOCK")
+SITE_HOST=$(awk '$1 == "ServerName" { gsub(/"/, "", $2); print $2; exit }' <<<"$SITE_BLOCK")
+SITE_ROOT=$(awk '$1 == "DocumentRoot" { gsub(/"/, "", $2); print $2; exit }' <<<"$SITE_BLOCK")
+[[ "$SITE_ROOT" == /?* ]] || SITE_ROOT=
 SITE=$(sed -E 's/^([[:space:]]*MemsessServers[[:space:]]+).*$/\1127.0.0.1:11211/' <<<"$SITE_BLOCK")
 is "README.md: the \`\`\`apache site under '### The Debian package' is found, with one MemsessServers, a ServerName and a DocumentRoot" \
     "$(grep -c '^[[:space:]]*MemsessServers[[:space:]]' <<<"$SITE_BLOCK") ${SITE_HOST:+ServerName} ${SITE_ROOT:+DocumentRoot}" \
