@@ -111,10 +111,10 @@ sub source_run {
 
 # the same build flavour as the module under test, should make rebuild
 my $san = $ENV{MEMSESS_TEST_SANITIZED} ? 'SANITIZE=1' : '';
-my ($rc, $what) = source_run('build', sub { "$_[0] $san" });
+my ($rc, $what) = source_run('build', sub { join ' ', grep { length } $_[0], $san });
 ok t_cmp($rc, 0, $what);
 # into DESTDIR, unprivileged
-($rc, $what) = source_run('install', sub { "$_[0] DESTDIR=\"$dest\" $san" });
+($rc, $what) = source_run('install', sub { join ' ', grep { length } $_[0], qq{DESTDIR="$dest"}, $san });
 ok t_cmp($rc, 0, "$what, as user " . getpwuid($>));
 
 my $so = "$dest$libexec/mod_memsess.so";
