@@ -19,6 +19,29 @@
 #     php-fpm through Debian's php8.2-fpm conf with the event MPM, the same;
 #     a2dismod memsess; apt-get purge leaving nothing behind.
 #
+# Issue 24, a newcomer's path: the commands and the site are README.md's own,
+# read from it, not copies: the ```sh block and the ```apache block under
+# "### The Debian package".  Each command of the ```sh block is one this
+# script knows (the list in readme_kind, each with where it runs and what it
+# changes, stated at its call); a block that is not found, a line that is not
+# in that list, a command the script never got to run, or one out of the
+# README's order, is a `not ok` naming README.md's line.  What a test must
+# change, and nothing else:
+#   make -f Makefile.apxs deb      + DEB_OUT=<this run's folder> (the checkout
+#                                  is left as it is)
+#   apt-get install ./dist/X.deb   -> cd /root && apt-get install -y ./X.deb
+#                                  (where the script copied the .deb into the
+#                                  root; -y: nobody answers apt's question)
+#   systemctl reload apache2       -> apache2ctl graceful (systemd does not
+#                                  run in the chroot; Debian's apache2.service
+#                                  reloads with `apachectl graceful`)
+#   the site's MemsessServers      -> 127.0.0.1:11211, the root's memcached
+# Its ServerName and DocumentRoot are used as they are: the script serves its
+# PHP page from that DocumentRoot and asks for that ServerName.  An
+# administrator's Apache runs before the module is installed: here it is
+# started (apache2ctl start) where systemd would have, so the README's reload
+# is a real graceful restart that loads the module into a running Apache.
+#
 # The machine itself is not changed: the root and everything mounted into it
 # live in a mount and PID namespace of this script, which is removed at the
 # end (every process started in it dies with it).
@@ -154,7 +177,7 @@ memc() {
 
 # GET on the site as a browser would: curl JAR PATH
 get() {
-    on_net curl -s -m 10 -c "$W/$1" -b "$W/$1" -H 'Host: shop.example' \
+    on_net curl -s -m 10 -c "$W/$1" -b "$W/$1" -H "Host: $SITE_HOST" \
         "http://127.0.0.1$2" 2>&1
 }
 field() { sed -n "s/^$1=//p" <<<"$2"; }
@@ -184,12 +207,140 @@ modules_are() {
     is "$what" "${missing:-none missing}" "none missing"
 }
 
+# ---- README.md's commands and site ----------------------------------------
+
+README=$TOP/README.md
+# readme_block HEADING LANG: the first ```LANG block of the section whose
+# heading line is exactly HEADING (up to the next heading), as
+# "LINENO<TAB>text" lines; nothing if there is none or it is not closed
+readme_block() {
+    awk -v h="$1" -v l="$2" '
+        !sec { if ($0 == h) sec = 1; next }
+        fence == "" && /^#+ / { exit }
+        fence == "" && /^```/ { fence = $0; want = ($0 == "```" l); n = 0; next }
+        fence != "" && $0 == "```" {
+            if (want) { for (i = 1; i <= n; i++) print buf[i]; exit }
+            fence = ""; next
+        }
+        want { buf[++n] = NR "\t" $0 }
+    ' "$README"
+}
+# readme_kind CMD: which of the commands this script knows how to run CMD
+# is (nothing: it does not know it)
+readme_kind() {
+    case "$1" in
+        "make -f Makefile.apxs deb") echo build-deb ;;
+        "a2enmod memsess") echo a2enmod ;;
+        "apache2ctl -t") echo configtest ;;
+        "systemctl reload apache2") echo reload ;;
+        *) [[ "$1" =~ ^apt-get\ install\ \./dist/libapache2-mod-memsess_[^\ /]+\.deb$ ]] &&
+            echo install-deb ;;
+    esac
+}
+# readme_parse HEADING: the section's ```sh block into the queue RQ_* of
+# commands (a line's `&&` gives several, run while they succeed; a `# ...`
+# comment is dropped); not ok for a missing block or a command not known
+RQ_LINE=() RQ_CMD=() RQ_KIND=() RQ_DONE=()
+readme_parse() {
+    local block ln text cmd kind n=0
+    RQ_WHERE=$1
+    block=$(readme_block "$1" sh)
+    if [ -z "$block" ]; then
+        fail "README.md: a \`\`\`sh block under '$1' (not found)"
+        return 1
+    fi
+    while IFS=$'\t' read -r ln text; do
+        text=$(sed -e 's/^[[:space:]]*#.*//' -e 's/[[:space:]]#.*$//' <<<"$text")
+        while [ -n "$text" ]; do
+            if [[ "$text" == *" && "* ]]; then
+                cmd=${text%%" && "*}; text=${text#*" && "}
+            else
+                cmd=$text; text=
+            fi
+            cmd=$(sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$cmd")
+            [ -n "$cmd" ] || continue
+            kind=$(readme_kind "$cmd")
+            if [ -z "$kind" ]; then
+                fail "README.md:$ln: '$cmd' under '$1' is not a command this test knows how to run"
+                continue
+            fi
+            RQ_LINE+=("$ln"); RQ_CMD+=("$cmd"); RQ_KIND+=("$kind"); RQ_DONE+=(0)
+            n=$((n + 1))
+        done
+    done <<<"$block"
+    ok "README.md: the \`\`\`sh block under '$1' is found ($n commands, lines $(head -n 1 <<<"$block" | cut -f1)-$(tail -n 1 <<<"$block" | cut -f1))"
+}
+# readme_step KIND: takes the README's next command of that kind: RL its
+# line, RC its text; not ok if there is none, or if one before it in the
+# README has not been run yet (the README's order changed)
+readme_step() {
+    local kind=$1 i first=
+    for i in "${!RQ_KIND[@]}"; do
+        [ "${RQ_DONE[$i]}" = 1 ] && continue
+        [ -z "$first" ] && first=$i
+        [ "${RQ_KIND[$i]}" = "$kind" ] || continue
+        [ "$first" = "$i" ] ||
+            fail "README.md:${RQ_LINE[$first]}: '${RQ_CMD[$first]}' comes before '${RQ_CMD[$i]}' (line ${RQ_LINE[$i]}), where this test does not run it"
+        RQ_DONE[$i]=1; RL=${RQ_LINE[$i]}; RC=${RQ_CMD[$i]}
+        return 0
+    done
+    fail "README.md: no command of kind $kind left in the block under '$RQ_WHERE' (the README changed?)"
+    RL=; RC=
+    return 1
+}
+# readme_run AS [RUNNER...]: runs the README's command RC (line RL) as AS,
+# RC with the substitutions stated at the call, through sh -c, by RUNNER
+# (in_root, in_root_net, nothing: on the machine, in the checkout); a command
+# after a failed one of the same line (`&&`) is not run, and not ok
+RL_FAILED=
+readme_run() {
+    local as=$1 what
+    shift
+    [ -n "$RC" ] || return 1
+    what="README.md:$RL: $RC"
+    [ "$as" != "$RC" ] && what="$what (run as: $as)"
+    if [ "$RL_FAILED" = "$RL" ]; then
+        fail "$what: not run, the command before it on that line failed"
+        return 1
+    fi
+    check "$what" "$@" sh -c "$as" && return 0
+    RL_FAILED=$RL
+    return 1
+}
+# readme_all_run: every command of the block has been run
+readme_all_run() {
+    local i left=
+    for i in "${!RQ_KIND[@]}"; do
+        [ "${RQ_DONE[$i]}" = 1 ] || left="$left README.md:${RQ_LINE[$i]}: '${RQ_CMD[$i]}';"
+    done
+    is "every command of README.md's block under '$RQ_WHERE' was run" "${left:-all run}" "all run"
+}
+
 # ---- 1. the package --------------------------------------------------------
+
+readme_parse "### The Debian package"
+# the site of sites-available the README shows under the same heading; the
+# script serves its PHP page from its DocumentRoot and asks for its
+# ServerName; its MemsessServers are the root's memcached instead
+SITE_BLOCK=$(readme_block "### The Debian package" apache | cut -f2-)
+SITE_HOST=$(awk '$1 == "ServerName" { gsub(/"/, "", $2); print $2; exit }' <<<"$SITE_BLOCK")
+SITE_ROOT=$(awk '$1 == "DocumentRoot" { gsub(/"/, "", $2); print $2; exit }' <<<"$SITE_BLOCK")
+[[ "$SITE_ROOT" == /?* ]] || SITE_ROOT=
+SITE=$(sed -E 's/^([[:space:]]*MemsessServers[[:space:]]+).*$/\1127.0.0.1:11211/' <<<"$SITE_BLOCK")
+is "README.md: the \`\`\`apache site under '### The Debian package' is found, with one MemsessServers, a ServerName and a DocumentRoot" \
+    "$(grep -c '^[[:space:]]*MemsessServers[[:space:]]' <<<"$SITE_BLOCK") ${SITE_HOST:+ServerName} ${SITE_ROOT:+DocumentRoot}" \
+    "1 ServerName DocumentRoot"
+SITE_HOST=${SITE_HOST:-shop.example}
+SITE_ROOT=${SITE_ROOT:-/var/www/shop}
+diag "the README's site, as this test enables it:"
+while IFS= read -r line; do diag "  $line"; done <<<"$SITE"
 
 t0=$(date +%s)
 DIST=$W/dist
-check "make -f Makefile.apxs deb builds the package" \
-    make -f Makefile.apxs deb DEB_OUT="$DIST" || bail "no package"
+# the .deb and lintian's report into this run's folder (DEB_OUT), not the
+# checkout's dist/
+readme_step build-deb
+readme_run "$RC DEB_OUT=\"$DIST\"" || bail "no package"
 DEB=$(ls "$DIST"/libapache2-mod-memsess_*.deb 2>/dev/null | head -n 1)
 [ -n "$DEB" ] || bail "no .deb in $DIST"
 diag "built $(basename "$DEB") in $(( $(date +%s) - t0 )) s"
@@ -251,8 +402,13 @@ diag "apt-get update + install of apache2, memcached took $(( $(date +%s) - t0 )
 
 cp "$DEB" "$R/root/"
 debname=$(basename "$DEB")
-check "apt-get install ./$debname" \
-    in_root_net sh -c "cd /root && apt-get install -y -q ./$debname"
+# the README's apt-get install, in /root where the .deb was copied (its
+# ./dist/ is the checkout's), with -y (nobody answers "Do you want to
+# continue?")
+readme_step install-deb
+is "README.md:$RL names the .deb make deb built" "${RC##*/}" "$debname"
+as=${RC/.\/dist\//.\/}
+readme_run "cd /root && ${as/apt-get install /apt-get install -y }" in_root_net
 install_log=$LOGS/$STEP.log
 like "its dependencies came from the mirror (libmemcached11 was not installed)" \
     "$(sed -n '/NEW packages/,/upgraded/p' "$install_log" | tr '\n' ' ')" 'libmemcached11'
@@ -283,14 +439,43 @@ wait_for 5 sh -c "[ \"\$(readlink $NS)\" != \"\$(readlink /proc/self/ns/net)\" ]
 on_net ip link set lo up
 started=1
 
+# what systemd does after apt-get install on an administrator's machine
+# (policy-rc.d kept the packages' scripts from it here): memcached and
+# Apache run
+check "service memcached start (Debian's /etc/memcached.conf, 127.0.0.1:11211)" \
+    in_root service memcached start
+memc_up() { memc version | grep -q '^VERSION'; }
+wait_for 10 memc_up && ok "memcached answers" ||
+    fail "memcached answers"
+
 check "a2dismod memsess: the administrator turns it off" in_root a2dismod memsess
 is "mods-enabled has no memsess.load" "$(ls "$R/etc/apache2/mods-enabled" | grep -c memsess)" 0
-check "a2enmod memsess: and on again" in_root a2enmod memsess
+check "apache2ctl start (without the module)" in_root apache2ctl start
+wait_for 15 apache_up && ok "Apache answers on port 80" || fail "Apache answers on port 80"
+
+# the README's a2enmod: and on again
+readme_step a2enmod
+readme_run "$RC" in_root
 is "mods-enabled/memsess.load points into mods-available" \
     "$(readlink "$R/etc/apache2/mods-enabled/memsess.load")" "../mods-available/memsess.load"
+readme_step configtest
+readme_run "$RC" in_root
+# systemd does not run in the chroot: its reload, as Debian's apache2.service
+# does it (ExecReload=/usr/sbin/apachectl graceful)
+before_graceful=$(error_log_has "$READY")
+readme_step reload
+readme_run "apache2ctl graceful" in_root
+wait_for 15 log_grew "$READY" "$before_graceful" &&
+    ok "the README's reload restarted Apache gracefully (error.log)" ||
+    fail "the README's reload restarted Apache gracefully (error.log)" "$R/var/log/apache2/error.log"
+wait_for 15 apache_up
+status_code() { on_net curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1/memsess-status?auto"; }
+is "after it, the running Apache has the module: /memsess-status (memsess.conf's Location) answers" \
+    "$(status_code)" 200
+readme_all_run
 
-mkdir -p "$R/var/www/shop"
-cat > "$R/var/www/shop/session.php" <<'EOF'
+mkdir -p "$R$SITE_ROOT"
+cat > "$R$SITE_ROOT/session.php" <<'EOF'
 <?php
 session_start();
 $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
@@ -301,30 +486,16 @@ echo "handler=", session_module_name(), "\n";
 echo "path=", session_save_path(), "\n";
 echo "sapi=", PHP_SAPI, "\n";
 EOF
-cat > "$R/etc/apache2/sites-available/shop.conf" <<'EOF'
-<VirtualHost *:80>
-    ServerName shop.example
-    DocumentRoot /var/www/shop
-    # instead of php_admin_value session.save_handler / session.save_path
-    <IfModule memsess_module>
-        MemsessServers 127.0.0.1:11211
-    </IfModule>
-    ErrorLog ${APACHE_LOG_DIR}/error.log
-    CustomLog ${APACHE_LOG_DIR}/access.log combined
-</VirtualHost>
-EOF
-check "a2ensite shop (MemsessServers 127.0.0.1:11211)" in_root a2ensite shop
+printf '%s\n' "$SITE" > "$R/etc/apache2/sites-available/shop.conf"
+check "a2ensite shop (README.md's site, MemsessServers 127.0.0.1:11211)" in_root a2ensite shop
 
 modules_are "mod_php with prefork: apache2ctl -M lists mpm_prefork, php and memsess" \
     mpm_prefork php memsess
 check "apache2ctl -t" in_root apache2ctl -t
-
-check "service memcached start (Debian's /etc/memcached.conf, 127.0.0.1:11211)" \
-    in_root service memcached start
-memc_up() { memc version | grep -q '^VERSION'; }
-wait_for 10 memc_up && ok "memcached answers" ||
-    fail "memcached answers"
-check "apache2ctl start" in_root apache2ctl start
+# the reload after a change of sites-available (systemctl reload apache2)
+before_graceful=$(error_log_has "$READY")
+check "apache2ctl graceful: the site is on" in_root apache2ctl graceful
+wait_for 15 log_grew "$READY" "$before_graceful" || diag "no graceful restart in error.log"
 wait_for 15 apache_up && ok "Apache answers on port 80" || fail "Apache answers on port 80"
 wait_for 15 status_up && ok "/memsess-status (memsess.conf's Location): 127.0.0.1:11211 is up" ||
     fail "/memsess-status: 127.0.0.1:11211 is up" "$R/var/log/apache2/error.log"
@@ -432,7 +603,7 @@ check "service php8.2-fpm stop" in_root service php8.2-fpm stop
 check "service memcached stop" in_root service memcached stop
 started=0
 check "a2dissite shop" in_root a2dissite shop
-rm -rf "$R/etc/apache2/sites-available/shop.conf" "$R/var/www/shop" "$R/root/$debname"
+rm -rf "$R/etc/apache2/sites-available/shop.conf" "$R$SITE_ROOT" "$R/root/$debname"
 
 check "apt-get purge libapache2-mod-memsess" in_root apt-get purge -y -q libapache2-mod-memsess
 is "the package is gone from dpkg" \
