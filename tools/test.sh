@@ -240,7 +240,7 @@ run_suite() {
     chown -R "$TEST_USER:$TEST_USER" "$src"
     (cd "$src" && as_test perl -MApache::TestMM -e \
         'Apache::TestMM::filter_args(); Apache::TestMM::generate_script("t/TEST")' >/dev/null)
-    local nfiles show=(progress)
+    local nfiles show=(progress)   # or every check as it comes (cat)
     # shellcheck disable=SC2086
     nfiles=$(cd "$src" && if [ -n "${MEMSESS_TEST_FILES:-}" ]; then
                  echo ${MEMSESS_TEST_FILES} | wc -w; else ls t/*.t | wc -l; fi)
@@ -250,7 +250,7 @@ run_suite() {
     # shellcheck disable=SC2086
     (cd "$src" && as_test timeout --kill-after=30 "$LIMIT" \
         perl t/TEST -verbose "$@" ${MEMSESS_TEST_FILES:-}) 2>&1 |
-        tee "$WORK/suite-$name.log" | "${show[@]}" "$nfiles"
+        tee "$WORK/suite-$name.log" | if [ "${show[0]}" = cat ]; then cat; else progress "$nfiles"; fi
     local st=${PIPESTATUS[0]}
     stop_suite "$src"
     set -e
