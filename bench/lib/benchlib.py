@@ -1258,10 +1258,11 @@ def spec_body(servers, *more):
                       'LogLevel notice'] + list(more))
 
 
-def watch_up(apache, addrs, t0, deadline=10.0, label=None):
-    """A StatusWatch of apache (every 20 ms, times from t0), once it shows
-    every server of addrs up; RuntimeError after deadline seconds."""
-    watch = StatusWatch(apache, every=0.02, t0=t0).start()
+def watch_up(apache, addrs, t0=None, deadline=10.0, label=None, every=0.02):
+    """A StatusWatch of apache (every `every` seconds, times from t0), once
+    it shows every server of addrs up; RuntimeError after deadline
+    seconds."""
+    watch = StatusWatch(apache, every=every, t0=t0).start()
     if not watch.all_up(addrs, deadline):
         raise RuntimeError('%s: %s' % (
             label + ': servers not up' if label else
