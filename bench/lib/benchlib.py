@@ -1307,3 +1307,41 @@ def figures_head(title, intro):
     head."""
     return ['# ' + title, '', machine_line(), '', intro, '',
             '| what | figure |', '|---|---|']
+
+
+def log_filled(verb, sessions, size, since, memcs):
+    """Logs what a fill of the pool did (since: when it began): the
+    sessions, their size, its seconds, the items each of memcs holds."""
+    log('%s %d sessions of %d bytes in %.1f s; items per server: %s'
+        % (verb, sessions, size, now() - since,
+           ', '.join(str(m.items()) for m in memcs)))
+
+
+def healthy_load(port, users, t0):
+    """users with one session each for the whole run (100 ms think time,
+    15 s client timeout) started, 3 s to settle, 5 s of a healthy phase:
+    (the Load, {'healthy': the phase's start}).  grow and rejoin begin so."""
+    load = Load(port, users=users, followups=0, think=0.1, timeout=15.0,
+                t0=t0).start()
+    time.sleep(3)
+    ev = {'healthy': now() - t0}
+    time.sleep(5)
+    return load, ev
+
+
+def still_out(results, key):
+    """The report's lines on the users that still had a request out when a
+    run ended (results' 'left', each named by its `key`), if any."""
+    left = ['%s: %d' % (r[key], r['left']) for r in results if r['left']]
+    if not left:
+        return []
+    return ['Users with a request still out at the end (not counted): %s.'
+            % ', '.join(left), '']
+
+
+def phase_cells(s):
+    """A phase's requests, throughput, p50, p99, slowest, failed, no
+    session, lost and stale as cells of a report's row (compare, fpm)."""
+    return '%d | %.0f | %s | %s | %s | %d | %d | %d | %d' % (
+        s['requests'], s['rps'], ms(s['p50']), ms(s['p99']), ms(s['max']),
+        s['failed'], s['nosess'], s['lost'], s['stale'])

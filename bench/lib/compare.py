@@ -28,8 +28,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, ProxyWatch,
                       Runner, bench_parser, bench_start, log, report_start,
-                      ms, now, run_phases, save_report, summarize, watch_up,
-                      write_csv, fresh_memcached)
+                      now, phase_cells, run_phases, save_report, still_out, summarize,
+                      watch_up, write_csv, fresh_memcached)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -202,16 +202,10 @@ def report(results, args, started):
                 dis = 'whole phase'
             else:
                 dis = '%.1f s / %.1f s' % d
-            w('| %s | %s | %d | %.0f | %s | %s | %s | %d | %d | %d | %d | %s | %s |'
-              % (res['key'], LABEL[a], s['requests'], s['rps'], ms(s['p50']),
-                 ms(s['p99']), ms(s['max']), s['failed'], s['nosess'],
-                 s['lost'], s['stale'], detected, dis))
+            w('| %s | %s | %s | %s | %s |' % (res['key'], LABEL[a],
+                                              phase_cells(s), detected, dis))
     w('')
-    left = ['%s: %d' % (r['key'], r['left']) for r in results if r['left']]
-    if left:
-        w('Users with a request still out at the end (not counted): %s.'
-          % ', '.join(left))
-        w('')
+    out += still_out(results, 'key')
     w('Latency through the freeze: `failover-latency.png` (the slowest '
       'request started in each 250 ms, per setup; a gap: no request started, '
       'every user of that setup was waiting).  Per-request data: '

@@ -31,9 +31,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, WORK, Load, Runner, bench_parser, bench_start,
-                      log, log_stamped, ms, now, release_helper_pid,
+                      log, log_stamped, ms, now, phase_cells,
+                      release_helper_pid,
                       report_start, run_phases, save_report, sockstat,
-                      summarize, watch_up,
+                      still_out, summarize, watch_up,
                       task_cpu, write_csv, fresh_memcached)
 
 MEMC_PORTS = (31701, 31702, 31703)
@@ -318,17 +319,10 @@ def report(results, cost, args, started, cmd):
                 hi = ev[b] - (GUARD if b == 'hung' else 0)
                 slow = sum(1 for r in res['records']
                            if lo <= r.t < hi and r.lat > SLOW)
-                w('| %s | %s | %d | %.0f | %s | %s | %s | %d | %d | %d | %d | '
-                  '%d |' % (res['key'], LABEL[a], s['requests'], s['rps'],
-                            ms(s['p50']), ms(s['p99']), ms(s['max']),
-                            s['failed'], s['nosess'], s['lost'], s['stale'],
-                            slow))
+                w('| %s | %s | %s | %d |' % (res['key'], LABEL[a],
+                                             phase_cells(s), slow))
         w('')
-        left = ['%s: %d' % (r['key'], r['left']) for r in results if r['left']]
-        if left:
-            w('Users with a request still out at the end (not counted): %s.'
-              % ', '.join(left))
-            w('')
+        out += still_out(results, 'key')
         w('Per-request data: `bench/work/fpm-<setup>.csv`.')
         w('')
     if cost:

@@ -23,8 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, Load, Runner, bench_parser, bench_start,
-                      error_log_lines, figures_head, log, loss_cell, now,
+from benchlib import (write_report, Runner, bench_parser, bench_start,
+                      error_log_lines, figures_head, healthy_load, log_filled,
+                      loss_cell, now,
                       poll_until, rate_cell, spec_body, summarize)
 
 MEMC_PORTS = (31061, 31062, 31063, 31064)
@@ -59,15 +60,9 @@ def main():
             capture_output=True, text=True)
         if r.stdout.strip() != str(args.sessions):
             raise RuntimeError('populate: %s %s' % (r.stdout, r.stderr))
-        log('wrote %d sessions of %d bytes in %.1f s; items per server: %s'
-            % (args.sessions, args.size, now() - tf,
-               ', '.join(str(m.items()) for m in memcs)))
+        log_filled('wrote', args.sessions, args.size, tf, memcs)
 
-        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
-                    timeout=15.0, t0=t0).start()
-        time.sleep(3)
-        ev = {'healthy': now() - t0}
-        time.sleep(5)
+        load, ev = healthy_load(APACHE_PORT, args.users, t0)
         with open(apache.conf) as f:
             conf = f.read()
         conf = conf.replace('MemsessServers %s' % ' '.join(old),

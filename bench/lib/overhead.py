@@ -59,15 +59,7 @@ def wrk_parse(out, port, path):
 def wrk(port, path, seconds, conns=4, host=None):
     cmd = wrk_cmd(port, path, seconds, conns, host)
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
-    m = re.search(r'Requests/sec:\s+([\d.]+)', out)
-    if not m:
-        raise RuntimeError('wrk said: %s' % out)
-    bad = re.search(r'Non-2xx or 3xx responses:\s+(\d+)', out)
-    errs = re.search(r'Socket errors: (.*)', out)
-    if bad or errs:
-        raise RuntimeError('wrk on :%d%s had errors: %s' % (
-            port, path, (bad.group(0) if bad else '') + (errs.group(0) if errs else '')))
-    return float(m.group(1))
+    return wrk_parse(out, port, path)[0]
 
 
 def alternate(runs, seconds, a, b, before=None):

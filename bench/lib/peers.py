@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, LOST, OK, RESULTS, STALE, WORK, Load, ProxyWatch,
                       Runner, bench_parser, bench_start, error_log_lines,
                       log, report_start, ms, now, save_report, sleep_until,
-                      summarize, watch_up, write_csv)
+                      still_out, summarize, watch_up, write_csv)
 import plot
 
 # 127.0.0.1:31600-31699 only
@@ -330,11 +330,7 @@ def report(results, args, started):
                 w('web%d %+7.2f s  %s: %s' % (i + 1, t, tag, shorten(rest)))
         w('```')
         w('')
-    left = ['%s: %d' % (r['mode'], r['left']) for r in results if r['left']]
-    if left:
-        w('Users with a request still out at the end (not counted): %s.'
-          % ', '.join(left))
-        w('')
+    out += still_out(results, 'mode')
     w('Stale and lost reads per second over time: `peers.png`.  Per-request '
       'data: `bench/work/peers-<mode>.csv`.')
     w('')

@@ -23,9 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, Load, Runner, bench_parser, bench_start,
-                      error_log_lines, figures_head, fill_sessions, log,
-                      loss_cell, now, rate_cell, spec_body, summarize,
+from benchlib import (write_report, Runner, bench_parser, bench_start,
+                      error_log_lines, figures_head, fill_sessions,
+                      healthy_load, log_filled, loss_cell, now, rate_cell, spec_body, summarize,
                       watch_up)
 
 MEMC_PORTS = (31041, 31042, 31043)
@@ -46,15 +46,9 @@ def main():
 
         tf = now()
         fill_sessions(addrs, args.sessions, args.size)
-        log('filled %d sessions of %d bytes in %.1f s; items per server: %s'
-            % (args.sessions, args.size, now() - tf,
-               ', '.join(str(m.items()) for m in memcs)))
+        log_filled('filled', args.sessions, args.size, tf, memcs)
 
-        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
-                    timeout=15.0, t0=t0).start()
-        time.sleep(3)
-        ev = {'healthy': now() - t0}
-        time.sleep(5)
+        load, ev = healthy_load(APACHE_PORT, args.users, t0)
         victim = memcs[2]
         others = [m.addr for m in memcs if m is not victim]
         ev['kill'] = now() - t0
