@@ -10,6 +10,14 @@ bench/htdocs/session.php.  Every request is recorded with its start time
 (monotonic, same clock as the fault injection), its latency and what it
 found (counter, new session, save_path), so that every phase can be cut out
 of one run afterwards.
+
+Running one: what the drivers do alike is here too, so that one piece of
+code serves them all: their options (bench_parser, bench_start,
+POOL_OPTIONS), the pool and its Apache at the SPEC check settings
+(spec_body, spec_pool), waiting (poll_until, watch_up,
+StatusWatch.reached), the load's phases (healthy_load, run_phases) and
+the report (report_start, figures_head, rate_cell, loss_cell,
+phase_cells, still_out, save_report, write_report).
 """
 
 import argparse
@@ -1345,3 +1353,20 @@ def phase_cells(s):
     return '%d | %.0f | %s | %s | %s | %d | %d | %d | %d' % (
         s['requests'], s['rps'], ms(s['p50']), ms(s['p99']), ms(s['max']),
         s['failed'], s['nosess'], s['lost'], s['stale'])
+
+
+# The options of the benchmarks that fill a pool (grow, rejoin, persist):
+# sessions of size bytes written before the load, users during it.
+POOL_OPTIONS = {'sessions': 100000, 'size': 1024, 'users': 30}
+
+
+def spec_pool(R, name, memc_ports, port, listed=None):
+    """memcached servers (512 MB each) on memc_ports, and an Apache `name`
+    on port (60 prefork workers, all started up front) with spec_body() of
+    the first `listed` of them (all unless told), started: (memcs, their
+    addresses, the Apache)."""
+    memcs = [R.memcached(p, mem=512) for p in memc_ports]
+    addrs = [m.addr for m in memcs]
+    apache = R.apache(name, port, spec_body(addrs[:listed]), workers=60,
+                      start_servers=60).start()
+    return memcs, addrs, apache

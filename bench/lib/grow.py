@@ -23,10 +23,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, Runner, bench_parser, bench_start,
+from benchlib import (POOL_OPTIONS, Runner, bench_parser, bench_start,
                       error_log_lines, figures_head, healthy_load, log_filled,
-                      loss_cell, now,
-                      poll_until, rate_cell, spec_body, summarize)
+                      loss_cell, now, poll_until, rate_cell, spec_pool,
+                      summarize, write_report)
 
 MEMC_PORTS = (31061, 31062, 31063, 31064)
 APACHE_PORT = 31070
@@ -41,15 +41,12 @@ def published(apache):
 
 
 def main():
-    args, _ = bench_start(bench_parser(__doc__, sessions=100000, size=1024,
-                                       users=30))
+    args, _ = bench_start(bench_parser(__doc__, **POOL_OPTIONS))
 
     with Runner() as R:
-        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
-        addrs = [m.addr for m in memcs]
+        memcs, addrs, apache = spec_pool(R, 'grow', MEMC_PORTS, APACHE_PORT,
+                                         listed=3)
         old, new = addrs[:3], addrs
-        apache = R.apache('grow', APACHE_PORT, spec_body(old), workers=60,
-                          start_servers=60).start()
         t0 = now()
         poll_until(lambda: published(apache)[0] == ','.join(old), 15, 0.1)
 

@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, IS_ROOT, WORK, Load, Runner, bench_parser,
+from benchlib import (POOL_OPTIONS, write_report, IS_ROOT, WORK, Load, Runner, bench_parser,
                       bench_start, children_of, error_log_lines,
                       fill_sessions, log, now, poll_until, report_head,
                       spec_body, summarize, task_cpu, watch_up)
@@ -66,8 +66,8 @@ def wait_persist(apache, cond, deadline):
 
 def main():
     args, started = bench_start(bench_parser(
-        __doc__, sessions=100000, size=1024, users=30, phase=10.0, rounds=3,
-        rate=5000, restore_wait=240.0))
+        __doc__, **POOL_OPTIONS, phase=10.0, rounds=3, rate=5000,
+        restore_wait=240.0))
     n = args.sessions
 
     dbdir = os.path.join(WORK, 'persist-db')

@@ -23,24 +23,20 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, Runner, bench_parser, bench_start,
+from benchlib import (POOL_OPTIONS, Runner, bench_parser, bench_start,
                       error_log_lines, figures_head, fill_sessions,
-                      healthy_load, log_filled, loss_cell, now, rate_cell, spec_body, summarize,
-                      watch_up)
+                      healthy_load, log_filled, loss_cell, now, rate_cell,
+                      spec_pool, summarize, watch_up, write_report)
 
 MEMC_PORTS = (31041, 31042, 31043)
 APACHE_PORT = 31050
 
 
 def main():
-    args, _ = bench_start(bench_parser(__doc__, sessions=100000, size=1024,
-                                       users=30))
+    args, _ = bench_start(bench_parser(__doc__, **POOL_OPTIONS))
 
     with Runner() as R:
-        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
-        addrs = [m.addr for m in memcs]
-        apache = R.apache('rejoin', APACHE_PORT, spec_body(addrs), workers=60,
-                          start_servers=60).start()
+        memcs, addrs, apache = spec_pool(R, 'rejoin', MEMC_PORTS, APACHE_PORT)
         t0 = now()
         watch = watch_up(apache, addrs, t0, 15)
 
