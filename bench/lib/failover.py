@@ -139,8 +139,11 @@ def run(R, memcs, spec, idx, args):
 
     # -- one server hangs, then resumes (with what it held and was sent)
     qw = QueueWatch(frozen.port, t0)
-    outage(frozen, 'freeze', 'froze', args.hold, 'thaw',
-           lambda: (qw.stop(), frozen.thaw()))
+
+    def thaw():
+        qw.stop()
+        frozen.thaw()
+    outage(frozen, 'freeze', 'froze', args.hold, 'thaw', thaw)
     ev['end'] = rel()
 
     left = load.stop()
