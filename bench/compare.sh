@@ -11,10 +11,5 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" nutcracker gnuplot-nox
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
-export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=20 600 python3 "$BENCH/lib/compare.py" "$@"
+bench_prepare nutcracker gnuplot-nox
+run_driver 600 compare.py "$@"

@@ -11,11 +11,5 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" gnuplot-nox
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
-export PYTHONDONTWRITEBYTECODE=1
-# the Python driver owns the processes and stops them (try/finally, signals)
-exec timeout --signal=TERM --kill-after=20 480 python3 "$BENCH/lib/failover.py" "$@"
+bench_prepare gnuplot-nox
+run_driver 480 failover.py "$@"

@@ -13,11 +13,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" php-fpm
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
+bench_prepare php-fpm
 gcc -O2 -Wall -o "$WORK/timewait" "$BENCH/lib/timewait.c"
-export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=20 600 python3 "$BENCH/lib/fpm.py" "$@"
+run_driver 600 fpm.py "$@"

@@ -12,11 +12,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" wrk valgrind
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
+bench_prepare wrk valgrind
 ulimit -n 65536 2>/dev/null || true
-export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=20 600 python3 "$BENCH/lib/overhead.py" "$@"
+run_driver 600 overhead.py "$@"

@@ -16,12 +16,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
 TAG=memsess-bench-peers
-need_packages "${BASE_PACKAGES[@]}" nutcracker nginx iptables gnuplot-nox
-mkdir -p "$WORK"
-take_lock
-check_ports_free 31600 31699
+bench_prepare --ports 31600 31699 nutcracker nginx iptables gnuplot-nox
 for i in 1 2 3; do bench_user "memsess-bench-web$i"; done
-build_module
 export PYTHONDONTWRITEBYTECODE=1 MEMSESS_BENCH_CUT_TAG=$TAG
 
 # The Python driver owns the processes and removes its rules (try/finally,

@@ -14,10 +14,5 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" php-cli libaprutil1-dbd-sqlite3
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
-export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=20 900 python3 "$BENCH/lib/persist.py" "$@"
+bench_prepare php-cli libaprutil1-dbd-sqlite3
+run_driver 900 persist.py "$@"

@@ -8,12 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}"
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
+bench_prepare
 ulimit -n 65536 2>/dev/null || true
-export PYTHONDONTWRITEBYTECODE=1
 commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-exec timeout --signal=TERM --kill-after=20 900 python3 "$BENCH/lib/probecost.py" --commit "$commit" "$@"
+run_driver 900 probecost.py --commit "$commit" "$@"

@@ -14,10 +14,5 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-need_packages "${BASE_PACKAGES[@]}" php-cli
-mkdir -p "$WORK"
-take_lock
-check_ports_free
-build_module
-export PYTHONDONTWRITEBYTECODE=1
-exec timeout --signal=TERM --kill-after=20 600 python3 "$BENCH/lib/rejoin.py" "$@"
+bench_prepare php-cli
+run_driver 600 rejoin.py "$@"

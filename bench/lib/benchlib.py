@@ -10,8 +10,17 @@ bench/htdocs/session.php.  Every request is recorded with its start time
 (monotonic, same clock as the fault injection), its latency and what it
 found (counter, new session, save_path), so that every phase can be cut out
 of one run afterwards.
+
+Running one: what the drivers do alike is here too, so that one piece of
+code serves them all: their options (bench_parser, bench_start,
+POOL_OPTIONS), the pool and its Apache at the SPEC check settings
+(spec_body, spec_pool), waiting (poll_until, watch_up,
+StatusWatch.reached), the load's phases (healthy_load, run_phases) and
+the report (report_start, figures_head, rate_cell, loss_cell,
+phase_cells, still_out, save_report, write_report).
 """
 
+import argparse
 import http.client
 import json
 import os
@@ -634,9 +643,9 @@ class PhpFpm:
 # ---------------------------------------------------------------------------
 # Looking at processes and logs
 
-def children_of(pid):
-    """The pids whose parent is pid."""
-    out = []
+def proc_stats():
+    """(pid, the fields of /proc/PID/stat after the command's name: state,
+    ppid, ...) of every process there is."""
     for d in os.listdir('/proc'):
         if not d.isdigit():
             continue
@@ -645,9 +654,12 @@ def children_of(pid):
                 st = f.read()
         except OSError:
             continue
-        if int(st.rsplit(')', 1)[1].split()[1]) == pid:
-            out.append(int(d))
-    return out
+        yield int(d), st.rsplit(')', 1)[1].split()
+
+
+def children_of(pid):
+    """The pids whose parent is pid."""
+    return [p for p, fields in proc_stats() if int(fields[1]) == pid]
 
 
 def proc_status(pid, field):
@@ -1035,6 +1047,18 @@ class StatusWatch:
                 self.cv.wait(end - now())
         return None
 
+    def reached(self, addr, state, deadline=15.0, label=None):
+        """wait(), but the time now (relative to t0) after deadline, logged
+        as "LABEL: ADDR was not marked STATE within N s" when label is
+        given."""
+        t = self.wait(addr, state, deadline)
+        if t is None:
+            t = now() - self.t0
+            if label:
+                log('%s: %s was not marked %s within %.0f s'
+                    % (label, addr, state, deadline))
+        return t
+
     def first_after(self, addr, state, t):
         """Time of the first poll at or after t that showed addr in state,
         or None."""
@@ -1178,3 +1202,171 @@ def report_head(title, script, started):
 def load_average():
     with open('/proc/loadavg') as f:
         return f.read().split()[0]
+
+
+# ---------------------------------------------------------------------------
+# What every benchmark's main() and run do alike
+
+def bench_parser(doc, **options):
+    """The argument parser of a benchmark: its description the first
+    paragraph of doc (the script's docstring), then an option --NAME for
+    each keyword (in order; _ spelled -) of its default's type.  The
+    script adds its other options to it."""
+    ap = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    for name, default in options.items():
+        ap.add_argument('--' + name.replace('_', '-'), type=type(default),
+                        default=default)
+    return ap
+
+
+def bench_start(ap):
+    """Parses the command line with ap and makes RESULTS: (args, the load
+    average at the start, for report_head)."""
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    return args, load_average()
+
+
+def report_start(title, script, started):
+    """A report being written: (its lines, so far report_head's, and their
+    append)."""
+    out = report_head(title, script, started)
+    return out, out.append
+
+
+def save_report(name, text):
+    """Writes text as RESULTS/NAME.md."""
+    with open(os.path.join(RESULTS, name + '.md'), 'w') as f:
+        f.write(text)
+
+
+def poll_until(probe, deadline, every=0.05):
+    """Calls probe() every `every` seconds until it returns something true
+    or deadline seconds passed; a probe that raises counts as not yet.
+    (what it returned, the seconds it took), or (None, None)."""
+    t0 = now()
+    while now() - t0 < deadline:
+        try:
+            got = probe()
+        except Exception:
+            got = None
+        if got:
+            return got, now() - t0
+        time.sleep(every)
+    return None, None
+
+
+def spec_body(servers, *more):
+    """An Apache body with only MemsessServers written and the SPEC check
+    settings (interval 1s, timeout 250ms), at LogLevel notice; more lines
+    after them."""
+    return '\n'.join(['MemsessServers %s' % ' '.join(servers),
+                      'MemsessCheckInterval 1s',
+                      'MemsessCheckTimeout 250ms',
+                      'LogLevel notice'] + list(more))
+
+
+def watch_up(apache, addrs, t0=None, deadline=10.0, label=None, every=0.02):
+    """A StatusWatch of apache (every `every` seconds, times from t0), once
+    it shows every server of addrs up; RuntimeError after deadline
+    seconds."""
+    watch = StatusWatch(apache, every=every, t0=t0).start()
+    if not watch.all_up(addrs, deadline):
+        raise RuntimeError('%s: %s' % (
+            label + ': servers not up' if label else
+            'the servers did not come up', watch.current))
+    return watch
+
+
+def run_phases(t0, phases, ev=None, end='end'):
+    """Runs phases [(name, action or None, seconds)] one after another: the
+    time of each (seconds from t0) in ev[name], action() then, and the
+    phase's seconds waited; the time after the last in ev[end].  ev."""
+    ev = {} if ev is None else ev
+    for name, action, seconds in phases:
+        ev[name] = now() - t0
+        if action:
+            action()
+        time.sleep(seconds)
+    if end:
+        ev[end] = now() - t0
+    return ev
+
+
+def rate_cell(s, count=True):
+    """A phase's throughput and latency for a report's table: "N (R/s),
+    p50 …, p99 …" (without "N (…)" when count is false)."""
+    rate = '%.0f/s' % s['rps']
+    if count:
+        rate = '%d (%s)' % (s['requests'], rate)
+    return '%s, p50 %.1f ms, p99 %.1f ms' % (rate, s['p50'] * 1000,
+                                             s['p99'] * 1000)
+
+
+def loss_cell(s):
+    """A phase's sessions lost and stale for a report's table."""
+    return '%d / %d (failed %d, no session %d, of %d)' % (
+        s['lost'], s['stale'], s['failed'], s['nosess'], s['requests'])
+
+
+def figures_head(title, intro):
+    """The first lines of a report of one table of figures (grow, rejoin):
+    its title, the machine line, the setup told in intro, the table's
+    head."""
+    return ['# ' + title, '', machine_line(), '', intro, '',
+            '| what | figure |', '|---|---|']
+
+
+def log_filled(verb, sessions, size, since, memcs):
+    """Logs what a fill of the pool did (since: when it began): the
+    sessions, their size, its seconds, the items each of memcs holds."""
+    log('%s %d sessions of %d bytes in %.1f s; items per server: %s'
+        % (verb, sessions, size, now() - since,
+           ', '.join(str(m.items()) for m in memcs)))
+
+
+def healthy_load(port, users, t0):
+    """users with one session each for the whole run (100 ms think time,
+    15 s client timeout) started, 3 s to settle, 5 s of a healthy phase:
+    (the Load, {'healthy': the phase's start}).  grow and rejoin begin so."""
+    load = Load(port, users=users, followups=0, think=0.1, timeout=15.0,
+                t0=t0).start()
+    time.sleep(3)
+    ev = {'healthy': now() - t0}
+    time.sleep(5)
+    return load, ev
+
+
+def still_out(results, key):
+    """The report's lines on the users that still had a request out when a
+    run ended (results' 'left', each named by its `key`), if any."""
+    left = ['%s: %d' % (r[key], r['left']) for r in results if r['left']]
+    if not left:
+        return []
+    return ['Users with a request still out at the end (not counted): %s.'
+            % ', '.join(left), '']
+
+
+def phase_cells(s):
+    """A phase's requests, throughput, p50, p99, slowest, failed, no
+    session, lost and stale as cells of a report's row (compare, fpm)."""
+    return '%d | %.0f | %s | %s | %s | %d | %d | %d | %d' % (
+        s['requests'], s['rps'], ms(s['p50']), ms(s['p99']), ms(s['max']),
+        s['failed'], s['nosess'], s['lost'], s['stale'])
+
+
+# The options of the benchmarks that fill a pool (grow, rejoin, persist):
+# sessions of size bytes written before the load, users during it.
+POOL_OPTIONS = {'sessions': 100000, 'size': 1024, 'users': 30}
+
+
+def spec_pool(R, name, memc_ports, port, listed=None):
+    """memcached servers (512 MB each) on memc_ports, and an Apache `name`
+    on port (60 prefork workers, all started up front) with spec_body() of
+    the first `listed` of them (all unless told), started: (memcs, their
+    addresses, the Apache)."""
+    memcs = [R.memcached(p, mem=512) for p in memc_ports]
+    addrs = [m.addr for m in memcs]
+    apache = R.apache(name, port, spec_body(addrs[:listed]), workers=60,
+                      start_servers=60).start()
+    return memcs, addrs, apache

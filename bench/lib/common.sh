@@ -71,3 +71,31 @@ take_lock() {
     exec 9>"$WORK/.lock"
     flock -n 9 || die "another bench/ script is running"
 }
+
+# bench_prepare [--ports FIRST LAST] [PACKAGE...]: what every benchmark does
+# before its driver runs: the base packages and PACKAGEs installed, the work
+# dir, the lock, its ports checked free (31000-31999 unless told), the
+# module built and copied.
+bench_prepare() {
+    local ports=()
+    if [ "${1:-}" = --ports ]; then
+        ports=("$2" "$3")
+        shift 3
+    fi
+    need_packages "${BASE_PACKAGES[@]}" "$@"
+    mkdir -p "$WORK"
+    take_lock
+    check_ports_free "${ports[@]}"
+    build_module
+}
+
+# run_driver SECONDS DRIVER [ARG...]: replaces this shell with the Python
+# driver bench/lib/DRIVER, bounded by a timeout of SECONDS (SIGTERM, SIGKILL
+# 20 s later).  The driver owns the processes and stops them (try/finally,
+# signals).
+run_driver() {
+    local secs=$1 driver=$2
+    shift 2
+    export PYTHONDONTWRITEBYTECODE=1
+    exec timeout --signal=TERM --kill-after=20 "$secs" python3 "$BENCH/lib/$driver" "$@"
+}

@@ -21,15 +21,15 @@ Scenarios, one after the other on server 2 of 3:
   recovered   SIGCONT: the server answers again, with what it held
 """
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (FAILED, HOST, NOSESS, RESULTS, WORK, Load, ProxyWatch,
-                      Runner, StatusWatch, load_average, log, report_head,
-                      ms, now, summarize, write_csv, fresh_memcached)
+                      Runner, bench_parser, bench_start, log, report_start,
+                      now, phase_cells, run_phases, save_report, still_out, summarize,
+                      watch_up, write_csv, fresh_memcached)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -85,47 +85,31 @@ def run_setup(R, memcs, idx, key, title, body, memsess, args):
     apache = R.apache('compare-' + key, port, body, memsess=memsess,
                       workers=120, start_servers=120).start()
     t0 = now()
-    watch = None
-    if memsess:
-        watch = StatusWatch(apache, every=0.02, t0=t0).start()
-        if not watch.all_up([m.addr for m in memcs], 10):
-            raise RuntimeError('%s: servers not up: %s' % (key, watch.current))
+    watch = watch_up(apache, [m.addr for m in memcs], t0, 10, key) \
+        if memsess else None
     pwatch = ProxyWatch(proxy, 'm2', t0) if proxy else None
 
     load = Load(port, users=args.users, followups=3, think=args.think,
                 timeout=args.timeout, t0=t0).start()
     time.sleep(args.warmup)
-    rel = lambda: now() - t0
-    ev = {'healthy': rel()}
-    time.sleep(args.healthy)
-
-    ev['refused'] = rel()
-    victim.kill()
-    time.sleep(args.refused)
-    ev['rejoin'] = rel()
-    victim.start()
-    time.sleep(args.rejoin)
-    ev['hung'] = rel()
-    victim.freeze()
-    time.sleep(args.hung)
-    ev['recovered'] = rel()
-    victim.thaw()
-    time.sleep(args.recovered)
-    ev['end'] = rel()
+    ev = run_phases(t0, [('healthy', None, args.healthy),
+                         ('refused', victim.kill, args.refused),
+                         ('rejoin', victim.start, args.rejoin),
+                         ('hung', victim.freeze, args.hung),
+                         ('recovered', victim.thaw, args.recovered)])
     left = load.stop(drain=args.timeout + 1)
 
+    # detection: the status history's first poll showing down after the
+    # fault, or the proxy's first ejection after it
     det = {}
-    if watch:
-        for sc in ('refused', 'hung'):
-            det[sc] = None
-        # the status history gives the first poll showing down after t
-        for sc in ('refused', 'hung'):
+    for sc in FAULTS:
+        if watch:
             det[sc] = watch.first_after(victim.addr, 'down', ev[sc])
-        watch.stop()
-    if pwatch:
-        for sc in ('refused', 'hung'):
+        if pwatch:
             det[sc] = pwatch.first_after(ev[sc])
-        pwatch.stop()
+    for wt in (watch, pwatch):
+        if wt:
+            wt.stop()
     R.stop(apache)
     if proxy:
         R.stop(proxy)
@@ -155,10 +139,8 @@ def disrupted(records, a, b, fault):
 
 
 def report(results, args, started):
-    out = []
-    w = out.append
-    out += report_head('mod_memsess against the usual remedies',
-                       'compare.sh', started)
+    out, w = report_start('mod_memsess against the usual remedies',
+                          'compare.sh', started)
     w('Workload: %d users, each in a loop: log in (new session, counter 1), '
       'three follow-ups that increment the counter, log out; %.0f ms think '
       'time (uniform 0.5-1.5x); client timeout %.0f s (as in the SPEC\'s '
@@ -220,16 +202,10 @@ def report(results, args, started):
                 dis = 'whole phase'
             else:
                 dis = '%.1f s / %.1f s' % d
-            w('| %s | %s | %d | %.0f | %s | %s | %s | %d | %d | %d | %d | %s | %s |'
-              % (res['key'], LABEL[a], s['requests'], s['rps'], ms(s['p50']),
-                 ms(s['p99']), ms(s['max']), s['failed'], s['nosess'],
-                 s['lost'], s['stale'], detected, dis))
+            w('| %s | %s | %s | %s | %s |' % (res['key'], LABEL[a],
+                                              phase_cells(s), detected, dis))
     w('')
-    left = ['%s: %d' % (r['key'], r['left']) for r in results if r['left']]
-    if left:
-        w('Users with a request still out at the end (not counted): %s.'
-          % ', '.join(left))
-        w('')
+    out += still_out(results, 'key')
     w('Latency through the freeze: `failover-latency.png` (the slowest '
       'request started in each 250 ms, per setup; a gap: no request started, '
       'every user of that setup was waiting).  Per-request data: '
@@ -264,23 +240,14 @@ def freeze_plot(results, png, span):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--think', type=float, default=0.1)
-    ap.add_argument('--timeout', type=float, default=15.0)
-    ap.add_argument('--warmup', type=float, default=2.0)
-    ap.add_argument('--healthy', type=float, default=6.0)
-    ap.add_argument('--refused', type=float, default=10.0)
-    ap.add_argument('--rejoin', type=float, default=6.0)
-    ap.add_argument('--hung', type=float, default=17.0)
-    ap.add_argument('--recovered', type=float, default=8.0)
+    ap = bench_parser(__doc__, users=30, think=0.1, timeout=15.0, warmup=2.0,
+                      healthy=6.0, refused=10.0, rejoin=6.0, hung=17.0,
+                      recovered=8.0)
     ap.add_argument('--retry', type=int, default=2000,
                     help="nutcracker's server_retry_timeout (ms)")
     ap.add_argument('--only', default='',
                     help='comma-separated setups (default: all)')
-    args = ap.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
+    args, started = bench_start(ap)
     results = []
     with Runner() as R:
         memcs = [R.memcached(p) for p in MEMC_PORTS]
@@ -292,8 +259,7 @@ def main():
             results.append(run_setup(R, memcs, idx, key, title, body,
                                      memsess, args))
     text = report(results, args, started)
-    with open(os.path.join(RESULTS, 'compare.md'), 'w') as f:
-        f.write(text)
+    save_report('compare', text)
     freeze_plot(results, os.path.join(RESULTS, 'failover-latency.png'),
                 args.hung + args.recovered)
     print(text)

@@ -28,7 +28,6 @@ Detection time: from the signal to the first poll of /memsess-status?json
 (every 20 ms) that shows the server down.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -36,8 +35,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, RESULTS, WORK, Load, QueueWatch, Runner,
-                      StatusWatch, load_average, log, report_head, ms, now,
-                      pct, sleep_until, summarize, write_csv)
+                      bench_parser, bench_start, log, report_start, ms, now,
+                      pct, save_report, sleep_until, summarize, watch_up,
+                      write_csv)
 import plot
 
 MEMC_PORTS = (31001, 31002, 31003)
@@ -106,9 +106,7 @@ def run(R, memcs, spec, idx, args):
                       start_servers=120).start()
     t0 = now()
     wall0 = time.time() - (now() - t0)
-    watch = StatusWatch(apache, every=0.02, t0=t0).start()
-    if not watch.all_up(addrs, 10):
-        raise RuntimeError('the servers did not come up: %s' % watch.current)
+    watch = watch_up(apache, addrs, t0, 10)
     load = Load(port, users=args.users, followups=0, think=args.think,
                 timeout=15.0, t0=t0).start()
     time.sleep(args.warmup)
@@ -117,39 +115,35 @@ def run(R, memcs, spec, idx, args):
 
     frozen, killed = memcs[1], memcs[2]
 
+    def outage(server, fault, verb, hold, back, back_with):
+        """server.FAULT(), until the status page shows it down and hold
+        seconds more; back_with(), until it shows it up and args.after
+        seconds more: the times in ev[FAULT], ev[FAULT_down], ev[BACK],
+        ev[BACK_up]."""
+        ev[fault] = rel()
+        getattr(server, fault)()
+        log('%s: %s %s' % (key, verb, server.addr))
+        ev[fault + '_down'] = watch.reached(server.addr, 'down', 15, key)
+        sleep_until(t0, ev[fault + '_down'] + hold)
+        ev[back] = rel()
+        back_with()
+        ev[back + '_up'] = watch.reached(server.addr, 'up', 15)
+        sleep_until(t0, ev[back + '_up'] + args.after)
+
     # -- healthy
     ev['healthy'] = rel()
     time.sleep(args.phase)
 
     # -- one server dies, then comes back empty
-    ev['kill'] = rel()
-    killed.kill()
-    log('%s: killed %s' % (key, killed.addr))
-    ev['kill_down'] = watch.wait(killed.addr, 'down', 15)
-    if ev['kill_down'] is None:
-        ev['kill_down'] = rel()
-        log('%s: %s was not marked down within 15 s' % (key, killed.addr))
-    sleep_until(t0, ev['kill_down'] + args.phase)
-    ev['restart'] = rel()
-    killed.start()
-    ev['restart_up'] = watch.wait(killed.addr, 'up', 15) or rel()
-    sleep_until(t0, ev['restart_up'] + args.after)
+    outage(killed, 'kill', 'killed', args.phase, 'restart', killed.start)
 
     # -- one server hangs, then resumes (with what it held and was sent)
     qw = QueueWatch(frozen.port, t0)
-    ev['freeze'] = rel()
-    frozen.freeze()
-    log('%s: froze %s' % (key, frozen.addr))
-    ev['freeze_down'] = watch.wait(frozen.addr, 'down', 15)
-    if ev['freeze_down'] is None:
-        ev['freeze_down'] = rel()
-        log('%s: %s was not marked down within 15 s' % (key, frozen.addr))
-    sleep_until(t0, ev['freeze_down'] + args.hold)
-    ev['thaw'] = rel()
-    qw.stop()
-    frozen.thaw()
-    ev['thaw_up'] = watch.wait(frozen.addr, 'up', 15) or rel()
-    sleep_until(t0, ev['thaw_up'] + args.after)
+
+    def thaw():
+        qw.stop()
+        frozen.thaw()
+    outage(frozen, 'freeze', 'froze', args.hold, 'thaw', thaw)
     ev['end'] = rel()
 
     left = load.stop()
@@ -252,10 +246,8 @@ def fmt_row(name, s):
 
 
 def report(results, args, started):
-    out = []
-    w = out.append
-    out += report_head('Failover: one of three memcached servers dies, then one hangs',
-                       'failover.sh', started)
+    out, w = report_start('Failover: one of three memcached servers dies, then one hangs',
+                          'failover.sh', started)
     w('Workload: %d users, each with its own cookie: one login (creates the '
       'session, counter 1), then follow-ups that increment the counter, '
       '%.0f ms think time (uniform 0.5-1.5x), client timeout 15 s, '
@@ -376,9 +368,7 @@ def report(results, args, started):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--think', type=float, default=0.1)
+    ap = bench_parser(__doc__, users=30, think=0.1)
     ap.add_argument('--phase', type=float, default=6.0,
                     help='seconds of healthy and after-detection phases')
     ap.add_argument('--hold', type=float, default=34.0,
@@ -402,7 +392,7 @@ def main():
     ap.add_argument('--replicas', default=None,
                     help='old form: comma-separated MemsessReplicas values, '
                          'MemsessFailover drop (e.g. 0,1 = --runs r0,r1)')
-    args = ap.parse_args()
+    args, started = bench_start(ap)
     if args.replicas:
         args.runs = ','.join('r%d' % int(x) for x in args.replicas.split(','))
     specs = [parse_run(k) for k in args.runs.split(',')]
@@ -410,8 +400,6 @@ def main():
         if spec['successor'] and spec['replicas'] < 1:
             raise SystemExit('--runs %s: MemsessFailover successor needs '
                              'MemsessReplicas >= 1' % spec['key'])
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
     results = []
     with Runner() as R:
         memcs = [R.memcached(p) for p in MEMC_PORTS]
@@ -420,8 +408,7 @@ def main():
             # a fresh start for every run: server 3 may be a restarted one
             results.append(run(R, memcs, spec, idx, args))
     text = report(results, args, started)
-    with open(os.path.join(RESULTS, args.out + '.md'), 'w') as f:
-        f.write(text)
+    save_report(args.out, text)
     plot.failover_timeline(results, os.path.join(RESULTS,
                                                  args.out + '-timeline.png'))
     print(text)

@@ -22,7 +22,6 @@ helper's CPU per request it served (/proc/PID/schedstat; one voluntary
 context switch per request).
 """
 
-import argparse
 import os
 import socket
 import subprocess
@@ -31,9 +30,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (HOST, RESULTS, WORK, Load, Runner, StatusWatch,
-                      load_average, log, log_stamped, ms, now,
-                      release_helper_pid, report_head, sockstat, summarize,
+from benchlib import (HOST, WORK, Load, Runner, bench_parser, bench_start,
+                      log, log_stamped, ms, now, phase_cells,
+                      release_helper_pid,
+                      report_start, run_phases, save_report, sockstat,
+                      still_out, summarize, watch_up,
                       task_cpu, write_csv, fresh_memcached)
 
 MEMC_PORTS = (31701, 31702, 31703)
@@ -80,23 +81,19 @@ def run_setup(R, memcs, idx, key, title, mpm, use_fpm, body, args):
     apache = start_apache(R, 'fpm-' + key, port, mpm, fpm, body)
     helper = release_helper_pid(apache)
     t0 = now()
-    watch = StatusWatch(apache, every=0.02, t0=t0).start()
-    if not watch.all_up([m.addr for m in memcs], 10):
-        raise RuntimeError('%s: servers not up: %s' % (key, watch.current))
+    watch = watch_up(apache, [m.addr for m in memcs], t0, 10, key)
     load = Load(port, users=args.users, followups=3, think=args.think,
                 timeout=args.timeout, t0=t0).start()
     time.sleep(args.warmup)
-    rel = lambda: now() - t0
-    ev = {'healthy': rel()}
-    time.sleep(args.healthy)
-    ev['hung'] = rel()
-    wall_freeze = time.time()
-    victim.freeze()
-    time.sleep(args.hung)
-    ev['recovered'] = rel()
-    victim.thaw()
-    time.sleep(args.recovered)
-    ev['end'] = rel()
+    wall = {}
+
+    def freeze():
+        wall['freeze'] = time.time()
+        victim.freeze()
+    ev = run_phases(t0, [('healthy', None, args.healthy),
+                         ('hung', freeze, args.hung),
+                         ('recovered', victim.thaw, args.recovered)])
+    wall_freeze = wall['freeze']
     left = load.stop(drain=args.timeout + 1)
     det = watch.first_after(victim.addr, 'down', ev['hung'])
     watch.stop()
@@ -196,9 +193,7 @@ def run_cost(R, memcs, args):
     if not helper:
         raise RuntimeError('no release helper (not root?)')
     t0 = now()
-    watch = StatusWatch(apache, every=0.02, t0=t0).start()
-    if not watch.all_up([m.addr for m in memcs], 10):
-        raise RuntimeError('cost: servers not up')
+    watch = watch_up(apache, [m.addr for m in memcs], t0, 10, 'cost')
     out = {'helper': helper, 'none': [], 'tw': [], 'made': None}
     for c in range(args.cycles):
         log('cost: cycle %d, no TIME_WAIT added' % (c + 1))
@@ -240,10 +235,8 @@ def med(xs):
 
 
 def report(results, cost, args, started, cmd):
-    out = []
-    w = out.append
-    out += report_head('mod_php and php-fpm when a memcached server hangs; '
-                       'the release helper\'s cost', 'fpm.sh', started)
+    out, w = report_start('mod_php and php-fpm when a memcached server hangs; '
+                          'the release helper\'s cost', 'fpm.sh', started)
     w('Command: `%s`.' % cmd)
     w('')
     if results:
@@ -326,17 +319,10 @@ def report(results, cost, args, started, cmd):
                 hi = ev[b] - (GUARD if b == 'hung' else 0)
                 slow = sum(1 for r in res['records']
                            if lo <= r.t < hi and r.lat > SLOW)
-                w('| %s | %s | %d | %.0f | %s | %s | %s | %d | %d | %d | %d | '
-                  '%d |' % (res['key'], LABEL[a], s['requests'], s['rps'],
-                            ms(s['p50']), ms(s['p99']), ms(s['max']),
-                            s['failed'], s['nosess'], s['lost'], s['stale'],
-                            slow))
+                w('| %s | %s | %s | %d |' % (res['key'], LABEL[a],
+                                             phase_cells(s), slow))
         w('')
-        left = ['%s: %d' % (r['key'], r['left']) for r in results if r['left']]
-        if left:
-            w('Users with a request still out at the end (not counted): %s.'
-              % ', '.join(left))
-            w('')
+        out += still_out(results, 'key')
         w('Per-request data: `bench/work/fpm-<setup>.csv`.')
         w('')
     if cost:
@@ -398,16 +384,12 @@ def report(results, cost, args, started, cmd):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--think', type=float, default=0.1)
-    ap.add_argument('--timeout', type=float, default=15.0)
+    ap = bench_parser(__doc__, users=30, think=0.1, timeout=15.0)
     ap.add_argument('--children', type=int, default=40,
                     help='php-fpm workers (pm static)')
-    ap.add_argument('--warmup', type=float, default=2.0)
-    ap.add_argument('--healthy', type=float, default=8.0)
-    ap.add_argument('--hung', type=float, default=8.0)
-    ap.add_argument('--recovered', type=float, default=6.0)
+    for name, default in (('warmup', 2.0), ('healthy', 8.0), ('hung', 8.0),
+                          ('recovered', 6.0)):
+        ap.add_argument('--' + name, type=float, default=default)
     ap.add_argument('--only', default='',
                     help='comma-separated setups (modphp,fpm,fpm-nohelper)')
     ap.add_argument('--parts', default='hung,cost')
@@ -418,12 +400,10 @@ def main():
     ap.add_argument('--timewait', type=int, default=100000)
     ap.add_argument('--tw-bin', default=os.path.join(WORK, 'timewait'))
     ap.add_argument('--out', default='fpm')
-    args = ap.parse_args()
+    args, started = bench_start(ap)
     cmd = 'bench/fpm.sh' + (' ' + ' '.join(sys.argv[1:]) if sys.argv[1:]
                             else '')
     parts = args.parts.split(',')
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
     results, cost = [], None
     with Runner() as R:
         memcs = [R.memcached(p) for p in MEMC_PORTS]
@@ -438,8 +418,7 @@ def main():
         if 'cost' in parts:
             cost = run_cost(R, memcs, args)
     text = report(results, cost, args, started, cmd)
-    with open(os.path.join(RESULTS, args.out + '.md'), 'w') as f:
-        f.write(text)
+    save_report(args.out, text)
     print(text)
 
 

@@ -16,7 +16,6 @@ own duration and counts, the requests served meanwhile and their p50/p99
 against the healthy phase, and sessions lost or stale through it all.
 """
 
-import argparse
 import os
 import re
 import subprocess
@@ -24,14 +23,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, RESULTS, Load, Runner, error_log_lines, log,
-                      machine_line, now,
-                      summarize)
+from benchlib import (POOL_OPTIONS, Runner, bench_parser, bench_start,
+                      error_log_lines, figures_head, healthy_load, log_filled,
+                      loss_cell, now, poll_until, rate_cell, spec_pool,
+                      summarize, write_report)
 
 MEMC_PORTS = (31061, 31062, 31063, 31064)
 APACHE_PORT = 31070
-
-
 
 
 def published(apache):
@@ -43,29 +41,14 @@ def published(apache):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--sessions', type=int, default=100000)
-    ap.add_argument('--size', type=int, default=1024)
-    ap.add_argument('--users', type=int, default=30)
-    args = ap.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
+    args, _ = bench_start(bench_parser(__doc__, **POOL_OPTIONS))
 
     with Runner() as R:
-        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
-        addrs = [m.addr for m in memcs]
+        memcs, addrs, apache = spec_pool(R, 'grow', MEMC_PORTS, APACHE_PORT,
+                                         listed=3)
         old, new = addrs[:3], addrs
-        body = '\n'.join([
-            'MemsessServers %s' % ' '.join(old),
-            'MemsessCheckInterval 1s',
-            'MemsessCheckTimeout 250ms',
-            'LogLevel notice',
-        ])
-        apache = R.apache('grow', APACHE_PORT, body, workers=60,
-                          start_servers=60).start()
         t0 = now()
-        end = now() + 15
-        while published(apache)[0] != ','.join(old) and now() < end:
-            time.sleep(0.1)
+        poll_until(lambda: published(apache)[0] == ','.join(old), 15, 0.1)
 
         tf = now()
         r = subprocess.run(['php', os.path.join(os.path.dirname(
@@ -74,15 +57,9 @@ def main():
             capture_output=True, text=True)
         if r.stdout.strip() != str(args.sessions):
             raise RuntimeError('populate: %s %s' % (r.stdout, r.stderr))
-        log('wrote %d sessions of %d bytes in %.1f s; items per server: %s'
-            % (args.sessions, args.size, now() - tf,
-               ', '.join(str(m.items()) for m in memcs)))
+        log_filled('wrote', args.sessions, args.size, tf, memcs)
 
-        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
-                    timeout=15.0, t0=t0).start()
-        time.sleep(3)
-        ev = {'healthy': now() - t0}
-        time.sleep(5)
+        load, ev = healthy_load(APACHE_PORT, args.users, t0)
         with open(apache.conf) as f:
             conf = f.read()
         conf = conf.replace('MemsessServers %s' % ' '.join(old),
@@ -95,22 +72,17 @@ def main():
         if r.returncode:
             raise RuntimeError('graceful: %s%s' % (r.stdout, r.stderr))
         seen = set()
-        ev['published'] = None
-        end = now() + 600
-        while now() < end:
+
+        def flipped():
             text, rb = published(apache)
             if rb.get('state'):
                 seen.add(rb['state'])
-            if text == ','.join(new) and rb.get('state') == 'none':
-                ev['published'] = now() - t0
-                break
-            time.sleep(0.05)
-        if ev['published'] is None:
-            ev['published'] = now() - t0
+            return text == ','.join(new) and rb.get('state') == 'none'
+        poll_until(flipped, 600)
+        ev['published'] = now() - t0
         # the last after pass (MEMSESS0137): users keep going meanwhile
-        end = now() + 300
-        while now() < end and not error_log_lines(apache.errlog, ('MEMSESS0137',)):
-            time.sleep(0.2)
+        poll_until(lambda: error_log_lines(apache.errlog, ('MEMSESS0137',)),
+                   300, 0.2)
         ev['cleaned'] = now() - t0
         time.sleep(3)
         ev['end'] = now() - t0
@@ -129,21 +101,15 @@ def main():
     done = next((l for l in log_lines if 'MEMSESS0136' in l), '')
     took = re.search(r'after (\d+)ms', done)
     counts = re.search(r'(\d+) keys examined, (\d+) copied', done)
-    lines = [
-        '# A pool of %d sessions grown from 3 to 4 servers (bench/grow.sh)'
+    lines = figures_head(
+        'A pool of %d sessions grown from 3 to 4 servers (bench/grow.sh)'
         % args.sessions,
-        '',
-        machine_line(),
-        '',
         'Four memcached, three in `MemsessServers` (replicas 1, successor), '
         'interval 1s, timeout 250ms; %d sessions of %d bytes written where '
         'php-memcached puts them, %d users with a counter throughout. The '
         'fourth server added to `MemsessServers`, `apache2 -k graceful`: the '
         'three-server list stays published until the rebalance has moved '
-        'every session.' % (args.sessions, args.size, args.users),
-        '',
-        '| what | figure |',
-        '|---|---|',
+        'every session.' % (args.sessions, args.size, args.users)) + [
         '| graceful to the new list published | %.1f s |' % (
             ev['published'] - ev['graceful']),
         '| the rebalance itself (MEMSESS0135 to the flip) | %s |' % (
@@ -154,16 +120,10 @@ def main():
             '%s / %s' % counts.groups() if counts else 'n/a'),
         '| states seen on the status page | %s |' % ', '.join(sorted(seen)),
         '| items per server afterwards | %s |' % ', '.join(str(h) for h in held),
-        '| requests served from graceful to published | %d (%.0f/s), p50 %.1f ms, p99 %.1f ms |' % (
-            during['requests'], during['rps'], during['p50'] * 1000,
-            during['p99'] * 1000),
-        '| healthy, before | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
-            healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
-        '| after, with four servers | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
-            after['rps'], after['p50'] * 1000, after['p99'] * 1000),
-        '| sessions lost / stale through it all | %d / %d (failed %d, no session %d, of %d) |' % (
-            cycle['lost'], cycle['stale'], cycle['failed'], cycle['nosess'],
-            cycle['requests']),
+        '| requests served from graceful to published | %s |' % rate_cell(during),
+        '| healthy, before | %s |' % rate_cell(healthy, count=False),
+        '| after, with four servers | %s |' % rate_cell(after, count=False),
+        '| sessions lost / stale through it all | %s |' % loss_cell(cycle),
         '',
         'Stale or lost answers, seconds from the flip (user, counter): %s' % (
             ', '.join('%+.3f (%d, %s)' % (r.t - ev['published'], r.uid, r.n)

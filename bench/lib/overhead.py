@@ -10,7 +10,6 @@
     one probe round of 256 real memcached servers of which 26 are frozen.
 """
 
-import argparse
 import glob
 import os
 import re
@@ -21,8 +20,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (HOST, RESULTS, WORK, Runner, http_get, load_average,
-                      log, report_head, now, port_open, wait_http, wait_port)
+from benchlib import (HOST, WORK, Runner, bench_parser, bench_start, http_get,
+                      log, now, port_open, proc_stats, report_start,
+                      save_report, wait_http, wait_port)
 
 MEMC_PORTS = (31001, 31002, 31003)
 CLOSED_BASE = 31400          # 256 ports nobody listens on: refuse at once
@@ -59,15 +59,7 @@ def wrk_parse(out, port, path):
 def wrk(port, path, seconds, conns=4, host=None):
     cmd = wrk_cmd(port, path, seconds, conns, host)
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
-    m = re.search(r'Requests/sec:\s+([\d.]+)', out)
-    if not m:
-        raise RuntimeError('wrk said: %s' % out)
-    bad = re.search(r'Non-2xx or 3xx responses:\s+(\d+)', out)
-    errs = re.search(r'Socket errors: (.*)', out)
-    if bad or errs:
-        raise RuntimeError('wrk on :%d%s had errors: %s' % (
-            port, path, (bad.group(0) if bad else '') + (errs.group(0) if errs else '')))
-    return float(m.group(1))
+    return wrk_parse(out, port, path)[0]
 
 
 def alternate(runs, seconds, a, b, before=None):
@@ -93,17 +85,8 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 def apache_cpu(apache):
     """CPU seconds used so far by an Apache's parent and live children."""
     total = 0
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(')') + 2:].split()
-        pid, ppid = int(d), int(fields[1])
-        if pid == apache.pid or ppid == apache.pid:
+    for pid, fields in proc_stats():
+        if pid == apache.pid or int(fields[1]) == apache.pid:
             total += int(fields[11]) + int(fields[12])   # utime + stime
     return total / CLK_TCK
 
@@ -159,67 +142,62 @@ def ratio_line(pairs):
 
 def part_a(R, memcs, args):
     addrs = [m.addr for m in memcs]
-    mod = R.apache('overhead-a-memsess', 31040,
-                   'MemsessServers %s\n' % ' '.join(addrs),
-                   workers=16, start_servers=8).start()
-    static = R.apache('overhead-a-static', 31041, STATUS_LOCATION +
-                      'php_admin_value session.save_handler memcached\n'
-                      'php_admin_value session.save_path "%s"\n' % ','.join(addrs),
-                      memsess=False, workers=16, start_servers=8).start()
-    # both answer with the same list
-    for port in (31040, 31041):
-        st, body = http_get(port, '/session.php')
-        if st != 200 or ('path=%s' % ','.join(addrs)) not in body:
-            raise RuntimeError(':%d answers %d %r' % (port, st, body))
+
+    def same_list():
+        # both answer with the same list
+        for port in (31040, 31041):
+            st, body = http_get(port, '/session.php')
+            if st != 200 or ('path=%s' % ','.join(addrs)) not in body:
+                raise RuntimeError(':%d answers %d %r' % (port, st, body))
 
     def flush():
         for m in memcs:
             m.flush()
-    log('(a) session page, %d side-by-side runs of %d s' % (args.runs, args.seconds))
-    wrk(31040, '/session.php', 2)      # warm both up
-    wrk(31041, '/session.php', 2)
-    runs = side_by_side(args.runs, args.seconds, (mod, '/session.php', None),
-                        (static, '/session.php', None), before=flush)
-    mod.stop(); static.stop()
-    R.apaches.remove(mod); R.apaches.remove(static)
-    out = sbs_line(runs)
-    log('(a) callgrind, whole requests')
-    # only the request thread counts (callgrind() reads its dump files
-    # alone); a long interval keeps the probe rounds rare all the same
-    cg = (callgrind(R, 'overhead-a-cg-memsess', 31044,
-                    'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
-                    [('x', '/session.php')], whole=True),
-          callgrind(R, 'overhead-a-cg-static', 31044, STATUS_LOCATION +
-                    'php_admin_value session.save_handler memcached\n'
-                    'php_admin_value session.save_path "%s"\n' % ','.join(addrs),
-                    [('x', '/session.php')], whole=True, memsess=False))
-    out['ir'] = (cg[0]['x'], cg[1]['x'])
-    out['cg'] = cg
-    out['diff'] = cost_diff(cg[0]['_files']['x'], cg[1]['_files']['x'])
-    return out
+    return module_against(R, 'a', 'session page', '/session.php', 31040,
+                          addrs, ('memsess', 'static'), STATUS_LOCATION +
+                          'php_admin_value session.save_handler memcached\n'
+                          'php_admin_value session.save_path "%s"\n'
+                          % ','.join(addrs), args, check=same_list,
+                          before=flush)
 
 
 def part_b(R, memcs, args):
-    addrs = [m.addr for m in memcs]
-    loaded = R.apache('overhead-b-loaded', 31042,
-                      'MemsessServers %s\n' % ' '.join(addrs),
-                      workers=16, start_servers=8).start()
-    bare = R.apache('overhead-b-bare', 31043, STATUS_LOCATION, memsess=False,
-                    workers=16, start_servers=8).start()
-    log('(b) static file, %d side-by-side runs of %d s' % (args.runs, args.seconds))
-    wrk(31042, '/static.txt', 2)
-    wrk(31043, '/static.txt', 2)
-    runs = side_by_side(args.runs, args.seconds, (loaded, '/static.txt', None),
-                        (bare, '/static.txt', None))
-    loaded.stop(); bare.stop()
-    R.apaches.remove(loaded); R.apaches.remove(bare)
+    return module_against(R, 'b', 'static file', '/static.txt', 31042,
+                          [m.addr for m in memcs], ('loaded', 'bare'),
+                          STATUS_LOCATION, args)
+
+
+def module_against(R, part, what, path, port, addrs, tags, other_body, args,
+                   check=None, before=None):
+    """Part (a) or (b): an Apache with mod_memsess (`MemsessServers addrs`,
+    on port) against one without it (other_body, on port + 1), both serving
+    path: side-by-side wrk runs, then callgrind of a whole request of each.
+    tags name the two (their dirs overhead-PART-TAG, overhead-PART-cg-TAG);
+    check() runs once both are up, before() before every run."""
+    mod_body = 'MemsessServers %s\n' % ' '.join(addrs)
+    mod = R.apache('overhead-%s-%s' % (part, tags[0]), port, mod_body,
+                   workers=16, start_servers=8).start()
+    other = R.apache('overhead-%s-%s' % (part, tags[1]), port + 1, other_body,
+                     memsess=False, workers=16, start_servers=8).start()
+    if check:
+        check()
+    log('(%s) %s, %d side-by-side runs of %d s' % (part, what, args.runs,
+                                                   args.seconds))
+    wrk(port, path, 2)      # warm both up
+    wrk(port + 1, path, 2)
+    runs = side_by_side(args.runs, args.seconds, (mod, path, None),
+                        (other, path, None), before=before)
+    mod.stop(); other.stop()
+    R.apaches.remove(mod); R.apaches.remove(other)
     out = sbs_line(runs)
-    log('(b) callgrind, whole requests')
-    cg = (callgrind(R, 'overhead-b-cg-loaded', 31044,
-                    'MemsessServers %s\nMemsessCheckInterval 60s\n' % ' '.join(addrs),
-                    [('x', '/static.txt')], whole=True),
-          callgrind(R, 'overhead-b-cg-bare', 31044, STATUS_LOCATION,
-                    [('x', '/static.txt')], whole=True, memsess=False))
+    log('(%s) callgrind, whole requests' % part)
+    # only the request thread counts (callgrind() reads its dump files
+    # alone); a long interval keeps the probe rounds rare all the same
+    cg = (callgrind(R, 'overhead-%s-cg-%s' % (part, tags[0]), 31044,
+                    mod_body + 'MemsessCheckInterval 60s\n',
+                    [('x', path)], whole=True),
+          callgrind(R, 'overhead-%s-cg-%s' % (part, tags[1]), 31044,
+                    other_body, [('x', path)], whole=True, memsess=False))
     out['ir'] = (cg[0]['x'], cg[1]['x'])
     out['cg'] = cg
     out['diff'] = cost_diff(cg[0]['_files']['x'], cg[1]['_files']['x'])
@@ -558,10 +536,8 @@ def verdict(r, target):
 
 
 def report(res, args, started):
-    out = []
-    w = out.append
-    out += report_head('Overhead of mod_memsess when nothing fails',
-                       'overhead.sh', started)
+    out, w = report_start('Overhead of mod_memsess when nothing fails',
+                          'overhead.sh', started)
     w('Other work shares the 2 cores (other engineers\' test suites; '
       'alternating 8 s wrk runs gave ratios from 0.90 to 1.36), which no '
       'wall-clock figure resolves to 1 %%.  So (a) and (b) are judged on '
@@ -739,17 +715,15 @@ def report(res, args, started):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = bench_parser(__doc__)
     ap.add_argument('--runs', type=int, default=6, help='side-by-side wrk runs')
     ap.add_argument('--seconds', type=int, default=8)
     ap.add_argument('--starts', type=int, default=3)
     ap.add_argument('--scale-runs', type=int, default=3)
     ap.add_argument('--probe-seconds', type=float, default=7.0)
     ap.add_argument('--parts', default='a,b,c,d,probe')
-    args = ap.parse_args()
+    args, started = bench_start(ap)
     parts = args.parts.split(',')
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
     res = {}
     with Runner() as R:
         if 'a' in parts or 'b' in parts:
@@ -765,8 +739,7 @@ def main():
         if 'probe' in parts:
             res['probe'] = part_probe(R, args)
     text = report(res, args, started)
-    with open(os.path.join(RESULTS, 'overhead.md'), 'w') as f:
-        f.write(text)
+    save_report('overhead', text)
     print(text)
 
 

@@ -32,7 +32,6 @@ each Apache logged about memcached 2.  Every rule added is removed, also on
 failure or a signal (and bench/peers.sh removes what a killed run left).
 """
 
-import argparse
 import datetime
 import os
 import re
@@ -42,9 +41,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, LOST, OK, RESULTS, STALE, WORK, Load, ProxyWatch,
-                      Runner, StatusWatch, error_log_lines, load_average,
-                      log, report_head, ms, now, sleep_until, summarize,
-                      write_csv)
+                      Runner, bench_parser, bench_start, error_log_lines,
+                      log, report_start, ms, now, save_report, sleep_until,
+                      still_out, summarize, watch_up, write_csv)
 import plot
 
 # 127.0.0.1:31600-31699 only
@@ -170,12 +169,8 @@ def run_mode(R, memcs, mode, args):
         t0 = now()
         watches, pwatches = [], []
         if mode != 'twemproxy':
-            for a in webs:
-                watches.append(StatusWatch(a, every=0.05, t0=t0).start())
-            for i, w in enumerate(watches):
-                if not w.all_up(addrs, 15):
-                    raise RuntimeError('%s: web%d does not see the servers up: '
-                                       '%s' % (mode, i + 1, w.current))
+            watches = [watch_up(a, addrs, t0, 15, '%s: web%d' % (mode, i + 1),
+                                every=0.05) for i, a in enumerate(webs)]
         else:
             pwatches = [ProxyWatch(p, ['m1', 'm2', 'm3'], t0)
                         for p in proxies]
@@ -248,10 +243,8 @@ def secs(t, ref):
 
 
 def report(results, args, started):
-    out = []
-    w = out.append
-    out += report_head('Several web servers: one of them cut off from one memcached',
-                       'peers.sh', started)
+    out, w = report_start('Several web servers: one of them cut off from one memcached',
+                          'peers.sh', started)
     w('Topology (tools/demo.sh\'s): nginx round robin (non-sticky, '
       '`max_fails=0`) in front of three Apache prefork + mod_php + '
       'php-memcached instances, web1-web3, each running as a user of its own '
@@ -337,11 +330,7 @@ def report(results, args, started):
                 w('web%d %+7.2f s  %s: %s' % (i + 1, t, tag, shorten(rest)))
         w('```')
         w('')
-    left = ['%s: %d' % (r['mode'], r['left']) for r in results if r['left']]
-    if left:
-        w('Users with a request still out at the end (not counted): %s.'
-          % ', '.join(left))
-        w('')
+    out += still_out(results, 'mode')
     w('Stale and lost reads per second over time: `peers.png`.  Per-request '
       'data: `bench/work/peers-<mode>.csv`.')
     w('')
@@ -385,13 +374,8 @@ def chart(results, png, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--think', type=float, default=0.1)
-    ap.add_argument('--warmup', type=float, default=2.0)
-    ap.add_argument('--healthy', type=float, default=15.0)
-    ap.add_argument('--cut', type=float, default=20.0)
-    ap.add_argument('--healed', type=float, default=20.0)
+    ap = bench_parser(__doc__, users=30, think=0.1, warmup=2.0, healthy=15.0,
+                      cut=20.0, healed=20.0)
     ap.add_argument('--reject', dest='target', action='store_const',
                     const='reject', default='drop',
                     help='cut with -j REJECT --reject-with tcp-reset (as the '
@@ -402,13 +386,11 @@ def main():
                     help='comma-separated, of: %s' % ', '.join(MODES))
     ap.add_argument('--out', default='peers',
                     help='results/OUT.md and results/OUT.png (peers)')
-    args = ap.parse_args()
+    args, started = bench_start(ap)
     modes = [m for m in args.modes.split(',') if m]
     for m in modes:
         if m not in MODES:
             raise SystemExit('--modes: no mode %r (%s)' % (m, ', '.join(MODES)))
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
     results = []
     with Runner() as R:
         remove_rules()
@@ -420,8 +402,7 @@ def main():
         finally:
             remove_rules()
     text = report(results, args, started)
-    with open(os.path.join(RESULTS, args.out + '.md'), 'w') as f:
-        f.write(text)
+    save_report(args.out, text)
     chart(results, os.path.join(RESULTS, args.out + '.png'), args)
     print(text)
 

@@ -23,7 +23,6 @@ Figures:
   restore, the sessions held afterwards.
 """
 
-import argparse
 import os
 import pwd
 import re
@@ -31,9 +30,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, IS_ROOT, RESULTS, WORK, Load, Runner, StatusWatch,
-                      children_of, error_log_lines, fill_sessions, log, now,
-                      report_head, load_average, summarize, task_cpu)
+from benchlib import (POOL_OPTIONS, write_report, IS_ROOT, WORK, Load, Runner, bench_parser,
+                      bench_start, children_of, error_log_lines,
+                      fill_sessions, log, now, poll_until, report_head,
+                      spec_body, summarize, task_cpu, watch_up)
 
 MEMC_OFF = (31801, 31802, 31803)
 MEMC_DBD = (31804, 31805, 31806)
@@ -61,29 +61,13 @@ def persist_of(apache):
 def wait_persist(apache, cond, deadline):
     """Polls the status page until cond(persist) holds: the time it took,
     or None."""
-    t0 = now()
-    while now() - t0 < deadline:
-        try:
-            if cond(persist_of(apache)):
-                return now() - t0
-        except (OSError, RuntimeError, ValueError, KeyError, IndexError):
-            pass
-        time.sleep(0.05)
-    return None
+    return poll_until(lambda: cond(persist_of(apache)), deadline)[1]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--sessions', type=int, default=100000)
-    ap.add_argument('--size', type=int, default=1024)
-    ap.add_argument('--users', type=int, default=30)
-    ap.add_argument('--phase', type=float, default=10.0)
-    ap.add_argument('--rounds', type=int, default=3)
-    ap.add_argument('--rate', type=int, default=5000)
-    ap.add_argument('--restore-wait', type=float, default=240.0)
-    args = ap.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
-    started = load_average()
+    args, started = bench_start(bench_parser(
+        __doc__, **POOL_OPTIONS, phase=10.0, rounds=3, rate=5000,
+        restore_wait=240.0))
     n = args.sessions
 
     dbdir = os.path.join(WORK, 'persist-db')
@@ -97,22 +81,16 @@ def main():
     with Runner() as R:
         m_off = [R.memcached(p, mem=512) for p in MEMC_OFF]
         m_dbd = [R.memcached(p, mem=512) for p in MEMC_DBD]
-        common = ['MemsessCheckInterval 1s', 'MemsessCheckTimeout 250ms',
-                  'LogLevel notice']
-        off = R.apache('persist-off', PORT_OFF, '\n'.join(
-            ['MemsessServers %s' % ' '.join(m.addr for m in m_off)] + common),
-            workers=40, start_servers=40).start()
-        dbd = R.apache('persist-dbd', PORT_DBD, '\n'.join(
-            ['MemsessServers %s' % ' '.join(m.addr for m in m_dbd)] + common
-            + ['DBDriver sqlite3', 'DBDParams "%s"' % db,
-               'MemsessPersist dbd', 'MemsessPersistInterval %ds' % INTERVAL,
-               'MemsessPersistRate %d' % args.rate]),
+        off = R.apache('persist-off', PORT_OFF,
+                       spec_body([m.addr for m in m_off]),
+                       workers=40, start_servers=40).start()
+        dbd = R.apache('persist-dbd', PORT_DBD, spec_body(
+            [m.addr for m in m_dbd], 'DBDriver sqlite3', 'DBDParams "%s"' % db,
+            'MemsessPersist dbd', 'MemsessPersistInterval %ds' % INTERVAL,
+            'MemsessPersistRate %d' % args.rate),
             workers=40, start_servers=40, modules=('dbd',)).start()
-        w_off = StatusWatch(off, every=0.05).start()
-        w_dbd = StatusWatch(dbd, every=0.05).start()
-        if not (w_off.all_up([m.addr for m in m_off], 15)
-                and w_dbd.all_up([m.addr for m in m_dbd], 15)):
-            raise RuntimeError('the servers did not come up')
+        w_off = watch_up(off, [m.addr for m in m_off], None, 15, every=0.05)
+        w_dbd = watch_up(dbd, [m.addr for m in m_dbd], None, 15, every=0.05)
         if wait_persist(dbd, lambda p: p.get('role') == 'writer', 30) is None:
             raise RuntimeError('the dbd Apache does not write: %s' % persist_of(dbd))
 

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, RESULTS, Memcached, Runner, log, machine_line,  # noqa: E402
-                      load_average, now)
+                      load_average, now, poll_until)
 
 APACHE_PORT = 31890
 MC_BASE = 31900           # memcached ports 31900-31902
@@ -162,15 +162,9 @@ def detection(R, faults):
     victim = ms_[1]
 
     def wait_state(state, deadline=10.0):
-        t0 = now()   # right after the signal
-        while now() - t0 < deadline:
-            try:
-                if a.states().get(victim.addr) == state:
-                    return now() - t0
-            except Exception:
-                pass
-            time.sleep(0.01)
-        return None
+        # from right after the signal
+        return poll_until(lambda: a.states().get(victim.addr) == state,
+                          deadline, 0.01)[1]
 
     wait_state('up')
     for i in range(faults):

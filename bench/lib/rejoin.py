@@ -17,66 +17,44 @@ phase, sessions lost or stale through the whole cycle, and the probes of
 the other servers during the sync (they must keep the interval).
 """
 
-import argparse
 import os
 import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (write_report, RESULTS, Load, Runner, StatusWatch,
-                      error_log_lines, fill_sessions, log,
-                      machine_line, now, summarize)
+from benchlib import (POOL_OPTIONS, Runner, bench_parser, bench_start,
+                      error_log_lines, figures_head, fill_sessions,
+                      healthy_load, log_filled, loss_cell, now, rate_cell,
+                      spec_pool, summarize, watch_up, write_report)
 
 MEMC_PORTS = (31041, 31042, 31043)
 APACHE_PORT = 31050
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--sessions', type=int, default=100000)
-    ap.add_argument('--size', type=int, default=1024)
-    ap.add_argument('--users', type=int, default=30)
-    args = ap.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
+    args, _ = bench_start(bench_parser(__doc__, **POOL_OPTIONS))
 
     with Runner() as R:
-        memcs = [R.memcached(p, mem=512) for p in MEMC_PORTS]
-        addrs = [m.addr for m in memcs]
-        body = '\n'.join([
-            'MemsessServers %s' % ' '.join(addrs),
-            'MemsessCheckInterval 1s',
-            'MemsessCheckTimeout 250ms',
-            'LogLevel notice',
-        ])
-        apache = R.apache('rejoin', APACHE_PORT, body, workers=60,
-                          start_servers=60).start()
+        memcs, addrs, apache = spec_pool(R, 'rejoin', MEMC_PORTS, APACHE_PORT)
         t0 = now()
-        watch = StatusWatch(apache, every=0.02, t0=t0).start()
-        if not watch.all_up(addrs, 15):
-            raise RuntimeError('the servers did not come up')
+        watch = watch_up(apache, addrs, t0, 15)
 
         tf = now()
         fill_sessions(addrs, args.sessions, args.size)
-        log('filled %d sessions of %d bytes in %.1f s; items per server: %s'
-            % (args.sessions, args.size, now() - tf,
-               ', '.join(str(m.items()) for m in memcs)))
+        log_filled('filled', args.sessions, args.size, tf, memcs)
 
-        load = Load(APACHE_PORT, users=args.users, followups=0, think=0.1,
-                    timeout=15.0, t0=t0).start()
-        time.sleep(3)
-        ev = {'healthy': now() - t0}
-        time.sleep(5)
+        load, ev = healthy_load(APACHE_PORT, args.users, t0)
         victim = memcs[2]
         others = [m.addr for m in memcs if m is not victim]
         ev['kill'] = now() - t0
         victim.kill()
-        ev['down'] = watch.wait(victim.addr, 'down', 15) or (now() - t0)
+        ev['down'] = watch.reached(victim.addr, 'down', 15)
         time.sleep(5)
         ev['restart'] = now() - t0
         victim.start()
         ev['syncing'] = watch.wait(victim.addr, 'syncing', 30)
-        ev['up'] = watch.wait(victim.addr, 'up', 300) or (now() - t0)
+        ev['up'] = watch.reached(victim.addr, 'up', 300)
         time.sleep(5)
         ev['end'] = now() - t0
         load.stop()
@@ -105,34 +83,22 @@ def main():
         'the flip' if r.t >= ev['up'] else 'detection') for r in odd[:12])
     m031 = next((l for l in log_lines if 'MEMSESS0031' in l), '')
     took = re.search(r'after (\d+)ms', m031)
-    lines = [
-        '# Rejoin sync of a server holding %d sessions (bench/rejoin.sh)' % args.sessions,
-        '',
-        machine_line(),
-        '',
+    lines = figures_head(
+        'Rejoin sync of a server holding %d sessions (bench/rejoin.sh)' % args.sessions,
         'Three memcached, only `MemsessServers` written (replicas 1, successor, '
         '`MemsessRejoin sync`), interval 1s, timeout 250ms; %d sessions of %d '
         'bytes written as php-memcached writes them, %d users with a counter '
         'throughout. Server 3 killed, down, restarted empty: the sync refills it.'
-        % (args.sessions, args.size, args.users),
-        '',
-        '| what | figure |',
-        '|---|---|',
+        % (args.sessions, args.size, args.users)) + [
         '| sync duration (MEMSESS0030 to the flip) | %s |' % (
             '%s ms' % took.group(1) if took else 'n/a'),
         '| syncing seen on the status page for | %.1f s |' % (ev['up'] - sync_from),
         '| keys held by the restarted server afterwards | %d |' % held,
-        '| requests served while it synced | %d (%.0f/s), p50 %.1f ms, p99 %.1f ms |' % (
-            during['requests'], during['rps'], during['p50'] * 1000,
-            during['p99'] * 1000),
-        '| healthy, for comparison | %.0f/s, p50 %.1f ms, p99 %.1f ms |' % (
-            healthy['rps'], healthy['p50'] * 1000, healthy['p99'] * 1000),
-        '| sessions lost / stale from detection to the end (outage, sync, return) | %d / %d (failed %d, no session %d, of %d) |' % (
-            after['lost'], after['stale'], after['failed'], after['nosess'],
-            after['requests']),
-        '| the same in the detection window (kill to down, %.2f s: not the sync\'s) | %d / %d (failed %d, no session %d, of %d) |' % (
-            ev['down'] - ev['kill'], window['lost'], window['stale'],
-            window['failed'], window['nosess'], window['requests']),
+        '| requests served while it synced | %s |' % rate_cell(during),
+        '| healthy, for comparison | %s |' % rate_cell(healthy, count=False),
+        '| sessions lost / stale from detection to the end (outage, sync, return) | %s |' % loss_cell(after),
+        '| the same in the detection window (kill to down, %.2f s: not the sync\'s) | %s |' % (
+            ev['down'] - ev['kill'], loss_cell(window)),
         '| probes of the other servers during the sync | %s |' % '; '.join(probes),
         '| when the lost / stale after detection happened | %s |' % (when or 'none'),
         '',
