@@ -143,6 +143,14 @@ static void sqlite_secure(apr_pool_t *p, db_t *db)
     }
 }
 
+static void db_close(db_t *db)
+{
+    if (db->dbd) {
+        dbd_close(db->s, db->dbd);
+        db->dbd = NULL;
+    }
+}
+
 static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
                            db_t *db)
 {
@@ -164,8 +172,7 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
                                      "(sqlite3 or pgsql)",
                                      apr_dbd_name(db->drv));
 
-        dbd_close(db->s, db->dbd);
-        db->dbd = NULL;
+        db_close(db);
         return e;
     }
     sqlite_secure(p, db);
@@ -216,19 +223,10 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
                                     "statements: ", db_error(p, db, rc),
                                     NULL);
 
-        dbd_close(db->s, db->dbd);
-        db->dbd = NULL;
+        db_close(db);
         return e;
     }
     return NULL;
-}
-
-static void db_close(db_t *db)
-{
-    if (db->dbd) {
-        dbd_close(db->s, db->dbd);
-        db->dbd = NULL;
-    }
 }
 
 /* Every row of pool, a page at a time, to each (val only with all); each

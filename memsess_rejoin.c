@@ -760,6 +760,24 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     return why;
 }
 
+/* When slot's outage began, less a margin for what probes and memcached's
+ * clocks cannot tell apart. */
+static apr_time_t outage_began(const memsess_runtime_t *rt,
+                               const memsess_slot_t *slot)
+{
+    return slot->down_since - rt->g.interval - rt->g.timeout
+           - apr_time_from_sec(3);
+}
+
+/* Whether slot came back as the memcached process it was (its memory
+ * kept), as far as its probes know. */
+static int same_process(const memsess_slot_t *slot)
+{
+    return slot->down_pid && slot->proc_pid
+           && slot->down_pid == slot->proc_pid
+           && slot->down_started == slot->proc_started;
+}
+
 /* MemsessPersist: whether slot i comes back as a new memcached process
  * (its memory lost: it is restored from the database before it is
  * published), the lists its persisted views publish next, and which live
@@ -770,8 +788,7 @@ static void persist_facts(memsess_rejoin_t *c, int i, sync_job_t *job)
     memsess_runtime_t *rt = c->rt;
     const memsess_slot_t *slot = memsess_table_slot(rt->table, i);
     apr_time_t now = apr_time_now();
-    apr_time_t began = slot->down_since - rt->g.interval - rt->g.timeout
-                       - apr_time_from_sec(3);
+    apr_time_t began = outage_began(rt, slot);
     int v, k, any = 0;
 
     for (v = 0; v < rt->confs->nelts; v++) {
@@ -780,9 +797,7 @@ static void persist_facts(memsess_rejoin_t *c, int i, sync_job_t *job)
     if (!any) {
         return;
     }
-    job->renewed = !slot->down_pid || !slot->proc_pid
-                   || slot->down_pid != slot->proc_pid
-                   || slot->down_started != slot->proc_started;
+    job->renewed = !same_process(slot);
     if (job->renewed) {
         c->renewed[i] = now;
     }
@@ -824,9 +839,7 @@ static int witnessed(memsess_rejoin_t *c, int v, int i)
     memsess_runtime_t *rt = c->rt;
     const apr_array_header_t *servers = memsess_view_in_force(rt, v)
                                         ->pool->servers;
-    const memsess_slot_t *slot = memsess_table_slot(rt->table, i);
-    apr_time_t began = slot->down_since - rt->g.interval - rt->g.timeout
-                       - apr_time_from_sec(3);
+    apr_time_t began = outage_began(rt, memsess_table_slot(rt->table, i));
     int k;
 
     for (k = 0; k < servers->nelts; k++) {
@@ -870,14 +883,9 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.stop = &job->stop;
     job->spec.progress = sync_progress;
     job->spec.baton = job;
-    {
-        /* the same memcached process came back (its memory kept): what a
-         * sync could do is delete, and only a witness may say what */
-        const memsess_slot_t *sl = memsess_table_slot(rt->table, i);
-
-        kept = sl->down_pid && sl->proc_pid && sl->down_pid == sl->proc_pid
-               && sl->down_started == sl->proc_started;
-    }
+    /* the same memcached process came back (its memory kept): what a sync
+     * could do is delete, and only a witness may say what */
+    kept = same_process(memsess_table_slot(rt->table, i));
     for (v = 0; v < rt->confs->nelts; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);
         const apr_array_header_t *servers = view->pool->servers;
