@@ -62,6 +62,7 @@
 #include "memsess_sync.h"
 #include "memsess_listing.h"
 #include "memsess_place.h"
+#include "memsess_pipeline.h"
 
 /* ------------------------------------------------------------------ */
 /* What to do with one key                                            */
@@ -129,6 +130,7 @@ typedef struct {
                              * the new lists */
     int           fresh;    /* a target no list published now reads: its
                              * stale keys go before the flip */
+    memsess_pipeline_t *pipe;  /* batched writes (copy_batch()) */
 } server_t;
 
 /* One list, placed: its servers numbered as ours. */
@@ -207,6 +209,7 @@ struct memsess_sync {
     apr_array_header_t       *missed;      /* of missed_t */
     apr_hash_t               *missed_index;   /* key -> index + 1 */
     int                       round;
+    struct batch             *batch;       /* copies queued (queue_copy) */
 };
 
 static void kept_free(memsess_sync_t *y);
@@ -321,6 +324,8 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
 /* Server i's connection closed: the next conn() makes a fresh one. */
 static void reconnect(memsess_sync_t *y, int i)
 {
+    memsess_pipeline_close(y->servers[i].pipe);
+    y->servers[i].pipe = NULL;
     if (y->servers[i].mc) {
         memcached_result_free(&y->servers[i].res);
         memcached_free(y->servers[i].mc);
@@ -867,33 +872,302 @@ static void place_all(memsess_sync_t *y, const char *id, apr_size_t idlen)
     }
 }
 
+typedef void (*found_fn)(memsess_sync_t *y, int i, memcached_result_st *res);
+
 /* One multi-get of n keys at server i: found() is given each value it
- * holds (in the server's result, until the next read there).
- * APR_SUCCESS, or an error in err. */
-static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
-                            size_t *lens, size_t n,
-                            void (*found)(memsess_sync_t *y, int i,
-                                          memcached_result_st *res),
-                            char *err, apr_size_t errlen)
+ * holds (in the server's result, until the next read there).  SUCCESS or
+ * libmemcached's error. */
+static memcached_return_t mget_once(memsess_sync_t *y, int i,
+                                    const char **keys, size_t *lens,
+                                    size_t n, found_fn found)
 {
     memcached_result_st *res = &y->servers[i].res;
     memcached_return_t rc;
     memcached_st *mc = conn(y, i);
 
     if (!mc) {
-        return fail(y, i, "cannot connect to", MEMCACHED_FAILURE, err,
-                    errlen);
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     }
     rc = memcached_mget(mc, keys, lens, n);
     if (rc != MEMCACHED_SUCCESS) {
-        return fail(y, i, "cannot read", rc, err, errlen);
+        return rc;
     }
     while (memcached_fetch_result(mc, res, &rc)) {
         found(y, i, res);
     }
-    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND
-        && rc != MEMCACHED_SUCCESS) {
+    return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND
+           || rc == MEMCACHED_SUCCESS ? MEMCACHED_SUCCESS : rc;
+}
+
+/* The same: APR_SUCCESS, or an error in err. */
+static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
+                            size_t *lens, size_t n, found_fn found,
+                            char *err, apr_size_t errlen)
+{
+    memcached_return_t rc = mget_once(y, i, keys, lens, n, found);
+
+    return rc == MEMCACHED_SUCCESS ? APR_SUCCESS
+                                   : fail(y, i, "cannot read", rc, err,
+                                          errlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Copies in batches                                                  */
+
+/* The copies a listing asks for are queued (queue_copy) and made in
+ * batches of COPY_BATCH keys, per target t: one multi-get at t (its cas
+ * and value), one at the authority, then every write in one round trip
+ * (memsess_pipeline.c): three round trips a batch where copy_key() takes
+ * four a key.  The same guards: a write is a compare-and-swap against
+ * the cas t had (an add where it had none), a copy equal to t's is only
+ * noted, and a key gone from the authority meanwhile is left to the
+ * passes that delete.  A read that times out is tried again, as fetch()
+ * does; so is a batch of writes (a write that landed the first time finds
+ * its own copy the second, is counted as newer, and is checked again by
+ * the next pass).  Memory: a batch holds at most COPY_BATCH values read
+ * at t and as many at the authority, in a pool cleared after each. */
+#define COPY_BATCH  (128)
+
+typedef struct {
+    memsess_dump_item_t it;
+    int                 t;          /* -1 once done */
+    time_t              exp;
+    int                 at_t;       /* t has a copy: cas_t, tval */
+    uint64_t            cas_t;
+    const char         *tval;
+    apr_size_t          tlen;
+    uint64_t            cas_auth;   /* the copy written, as read */
+    int                 put;        /* its write in puts[], or -1 */
+} queued_t;
+
+struct batch {
+    apr_pool_t    *pool;       /* values read; cleared after each batch */
+    queued_t       q[COPY_BATCH];
+    int            n, from;
+    apr_hash_t    *index;      /* key -> queued_t, the target at hand */
+    int            t;
+    const char    *keys[COPY_BATCH];
+    size_t         lens[COPY_BATCH];
+    queued_t      *which[COPY_BATCH];
+    memsess_put_t  puts[COPY_BATCH];
+    int            nputs;
+    const char    *error;      /* from a found callback */
+};
+
+static queued_t *queued(memsess_sync_t *y, memcached_result_st *res)
+{
+    return apr_hash_get(y->batch->index, memcached_result_key_value(res),
+                        (apr_ssize_t)memcached_result_key_length(res));
+}
+
+/* t's copy of a queued key: its cas guards the write. */
+static void batch_found_t(memsess_sync_t *y, int t, memcached_result_st *res)
+{
+    struct batch *b = y->batch;
+    queued_t *q = queued(y, res);
+
+    if (!q) {
+        return;
+    }
+    q->at_t = 1;
+    q->cas_t = memcached_result_cas(res);
+    q->tlen = memcached_result_length(res);
+    q->tval = apr_pmemdup(b->pool, memcached_result_value(res), q->tlen);
+    if (!q->cas_t) {
+        b->error = "no cas from";
+    }
+}
+
+/* The authority's copy: equal to t's (noted), or a write for t. */
+static void batch_found_from(memsess_sync_t *y, int from,
+                             memcached_result_st *res)
+{
+    struct batch *b = y->batch;
+    queued_t *q = queued(y, res);
+    apr_size_t vlen = memcached_result_length(res);
+    memsess_put_t *put;
+
+    if (!q || q->put >= 0) {
+        return;
+    }
+    q->cas_auth = memcached_result_cas(res);
+    if (q->at_t && q->tlen == vlen
+        && !memcmp(q->tval, memcached_result_value(res), vlen)) {
+        y->stats.same++;
+        remember(y, b->t, &q->it, q->cas_t, q->cas_auth);
+        return;
+    }
+    q->put = b->nputs++;
+    put = &b->puts[q->put];
+    memset(put, 0, sizeof(*put));
+    put->key = q->it.key;
+    put->keylen = q->it.keylen;
+    put->value = apr_pmemdup(b->pool, memcached_result_value(res), vlen);
+    put->vlen = vlen;
+    put->flags = memcached_result_flags(res);
+    put->exp = (apr_uint32_t)q->exp;
+    put->cas = q->at_t ? q->cas_t : 0;
+    b->which[q->put] = q;
+}
+
+/* A multi-get at i of the batch's keys for the target at hand, tried
+ * again on a fresh connection when it times out. */
+static apr_status_t batch_read(memsess_sync_t *y, int i, int n,
+                               found_fn found, char *err, apr_size_t errlen)
+{
+    memcached_return_t rc;
+    int tries = 1;
+
+    while ((rc = mget_once(y, i, y->batch->keys, y->batch->lens, (size_t)n,
+                           found)) != MEMCACHED_SUCCESS
+           && transient(rc) && tries < FETCH_TRIES
+           && !(y->spec->stop && *y->spec->stop)) {
+        reconnect(y, i);
+        apr_sleep(FETCH_PAUSE);
+        y->stats.retried++;
+        tries++;
+    }
+    if (rc != MEMCACHED_SUCCESS) {
         return fail(y, i, "cannot read", rc, err, errlen);
+    }
+    if (y->batch->error) {
+        return fail(y, i, y->batch->error, rc, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+/* The batch's writes to t, in one round trip (tried again as reads are). */
+static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
+                                apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    server_t *sv = &y->servers[t];
+    apr_status_t rv;
+    int tries = 1;
+
+    for (;;) {
+        rv = sv->pipe ? APR_SUCCESS
+                      : memsess_pipeline_open(y->pool, sv->host, sv->port,
+                                              y->spec->timeout, &sv->pipe,
+                                              err, errlen);
+        if (rv == APR_SUCCESS) {
+            rv = memsess_pipeline_put(sv->pipe, b->puts, b->nputs, err,
+                                      errlen);
+        }
+        if (rv == APR_SUCCESS || tries >= FETCH_TRIES
+            || (y->spec->stop && *y->spec->stop)) {
+            return rv;
+        }
+        reconnect(y, t);
+        apr_sleep(FETCH_PAUSE);
+        y->stats.retried++;
+        tries++;
+    }
+}
+
+/* The queued keys for target t (the batch's index holds them). */
+static apr_status_t batch_copy(memsess_sync_t *y, int t, int n, char *err,
+                               apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    apr_status_t rv;
+    int k;
+
+    b->t = t;
+    b->nputs = 0;
+    b->error = NULL;
+    if ((rv = batch_read(y, t, n, batch_found_t, err, errlen))
+            != APR_SUCCESS
+        || (rv = batch_read(y, b->from, n, batch_found_from, err, errlen))
+            != APR_SUCCESS
+        || !b->nputs
+        || (rv = batch_write(y, t, err, errlen)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (k = 0; k < b->nputs; k++) {
+        memsess_put_t *put = &b->puts[k];
+
+        if (put->result == MEMSESS_PUT_STORED) {
+            y->stats.copied++;
+            remember(y, t, &b->which[k]->it, put->new_cas,
+                     b->which[k]->cas_auth);
+        }
+        else if (put->result == MEMSESS_PUT_NEWER) {
+            y->stats.newer++;
+        }
+        else {
+            apr_snprintf(err, errlen, "%s refused a copy (status 0x%04x)",
+                         y->servers[t].name, (unsigned)put->status);
+            return APR_EGENERAL;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Makes the copies queued, a target at a time. */
+static apr_status_t copies_flush(memsess_sync_t *y, char *err,
+                                 apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    apr_status_t rv = APR_SUCCESS;
+    int k, j;
+
+    for (k = 0; b && k < b->n && rv == APR_SUCCESS; k++) {
+        int t = b->q[k].t, n = 0;
+
+        if (t < 0) {
+            continue;
+        }
+        b->index = apr_hash_make(b->pool);
+        for (j = k; j < b->n; j++) {
+            queued_t *q = &b->q[j];
+
+            if (q->t != t) {
+                continue;
+            }
+            q->t = -1;
+            q->put = -1;
+            q->at_t = 0;
+            b->keys[n] = q->it.key;
+            b->lens[n++] = q->it.keylen;
+            apr_hash_set(b->index, q->it.key, (apr_ssize_t)q->it.keylen, q);
+        }
+        rv = batch_copy(y, t, n, err, errlen);
+    }
+    if (b) {
+        b->n = 0;
+        apr_pool_clear(b->pool);
+    }
+    return rv;
+}
+
+/* What copy_key() does, queued: the authority `from`'s copy of key to t,
+ * in the next batch. */
+static apr_status_t queue_copy(memsess_sync_t *y, int from, int t,
+                               const memsess_dump_item_t *it, char *err,
+                               apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    time_t exp = expiry(it->exp);
+    apr_status_t rv;
+
+    if (exp == (time_t)-1) {
+        return APR_SUCCESS;
+    }
+    if (!b) {
+        b = y->batch = apr_pcalloc(y->pool, sizeof(*b));
+        apr_pool_create(&b->pool, y->pool);
+    }
+    if (b->n && b->from != from
+        && (rv = copies_flush(y, err, errlen)) != APR_SUCCESS) {
+        return rv;
+    }
+    b->from = from;
+    b->q[b->n].it = *it;
+    b->q[b->n].t = t;
+    b->q[b->n].exp = exp;
+    if (++b->n == COPY_BATCH) {
+        return copies_flush(y, err, errlen);
     }
     return APR_SUCCESS;
 }
@@ -1070,7 +1344,7 @@ static apr_status_t since_key(memsess_sync_t *y, int here, int t, int list,
     if (it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
         note_hot(y, here, t, list, it, y->round > 0);
     }
-    return copy_key(y, here, t, it, err, errlen);
+    return queue_copy(y, here, t, it, err, errlen);
 }
 
 /* A key of S that no authority listed (held_settle). */
@@ -1281,7 +1555,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                     || it->la >= apr_time_sec(y->began) - HOT_RECENT_S) {
                     note_hot(y, i, t, k, it, pass == PASS_DELTA);
                 }
-                rv = copy_key(y, i, t, it, err, errlen);
+                rv = queue_copy(y, i, t, it, err, errlen);
             }
             else {
                 rv = APR_SUCCESS;
@@ -1376,6 +1650,13 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     rv = memsess_dump_each(p, y->servers[i].host, y->servers[i].port,
                            y->servers[i].name, y->spec->timeout,
                            y->spec->stop, pass_item, &ps, err, errlen);
+    if (rv == APR_SUCCESS) {
+        rv = copies_flush(y, err, errlen);   /* the last batch */
+    }
+    else if (y->batch) {
+        y->batch->n = 0;
+        apr_pool_clear(y->batch->pool);
+    }
     apr_pool_destroy(p);
     progress(y, 1);
     return rv;
