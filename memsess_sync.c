@@ -899,13 +899,22 @@ static memcached_return_t mget_once(memsess_sync_t *y, int i,
            || rc == MEMCACHED_SUCCESS ? MEMCACHED_SUCCESS : rc;
 }
 
-/* The same: APR_SUCCESS, or an error in err. */
+/* The same, `tries` times in all while it times out (on a fresh
+ * connection, FETCH_PAUSE apart, as fetch() does: found() is given a
+ * value again when a try is repeated).  APR_SUCCESS, or an error in err. */
 static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
                             size_t *lens, size_t n, found_fn found,
-                            char *err, apr_size_t errlen)
+                            int tries, char *err, apr_size_t errlen)
 {
-    memcached_return_t rc = mget_once(y, i, keys, lens, n, found);
+    memcached_return_t rc;
 
+    while ((rc = mget_once(y, i, keys, lens, n, found)) != MEMCACHED_SUCCESS
+           && transient(rc) && --tries > 0
+           && !(y->spec->stop && *y->spec->stop)) {
+        reconnect(y, i);
+        apr_sleep(FETCH_PAUSE);
+        y->stats.retried++;
+    }
     return rc == MEMCACHED_SUCCESS ? APR_SUCCESS
                                    : fail(y, i, "cannot read", rc, err,
                                           errlen);
@@ -1010,30 +1019,17 @@ static void batch_found_from(memsess_sync_t *y, int from,
     b->which[q->put] = q;
 }
 
-/* A multi-get at i of the batch's keys for the target at hand, tried
- * again on a fresh connection when it times out. */
+/* A multi-get at i of the batch's keys for the target at hand. */
 static apr_status_t batch_read(memsess_sync_t *y, int i, int n,
                                found_fn found, char *err, apr_size_t errlen)
 {
-    memcached_return_t rc;
-    int tries = 1;
+    apr_status_t rv = mget_at(y, i, y->batch->keys, y->batch->lens,
+                              (size_t)n, found, FETCH_TRIES, err, errlen);
 
-    while ((rc = mget_once(y, i, y->batch->keys, y->batch->lens, (size_t)n,
-                           found)) != MEMCACHED_SUCCESS
-           && transient(rc) && tries < FETCH_TRIES
-           && !(y->spec->stop && *y->spec->stop)) {
-        reconnect(y, i);
-        apr_sleep(FETCH_PAUSE);
-        y->stats.retried++;
-        tries++;
+    if (rv == APR_SUCCESS && y->batch->error) {
+        return fail(y, i, y->batch->error, MEMCACHED_SUCCESS, err, errlen);
     }
-    if (rc != MEMCACHED_SUCCESS) {
-        return fail(y, i, "cannot read", rc, err, errlen);
-    }
-    if (y->batch->error) {
-        return fail(y, i, y->batch->error, rc, err, errlen);
-    }
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* The batch's writes to t, in one round trip (tried again as reads are). */
@@ -1437,7 +1433,7 @@ static apr_status_t held_settle(memsess_sync_t *y, apr_pool_t *p, char *err,
                 }
             }
             if (n && (rv = mget_at(y, a, keys, lens, (size_t)n,
-                                   settle_found, err, errlen))
+                                   settle_found, FETCH_TRIES, err, errlen))
                      != APR_SUCCESS) {
                 return rv;
             }
@@ -1714,7 +1710,9 @@ static void hot_link(memsess_sync_t *y)
 /* The cas of every hot session (all, or those written during a delta
  * pass) at its old authority now, into now_cas (0: not there): one mget
  * per server and HOT_BATCH keys, not a round trip per key, so that
- * thousands of them are looked at within milliseconds. */
+ * thousands of them are looked at within milliseconds.  A read that
+ * times out is tried `tries` times in all (1 after the flip, where
+ * requests wait). */
 static void hot_found(memsess_sync_t *y, int i, memcached_result_st *res)
 {
     hot_t *h = apr_hash_get(y->hot_by_key, memcached_result_key_value(res),
@@ -1727,8 +1725,8 @@ static void hot_found(memsess_sync_t *y, int i, memcached_result_st *res)
     }
 }
 
-static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
-                              apr_size_t errlen)
+static apr_status_t hot_sweep(memsess_sync_t *y, int all, int tries,
+                              char *err, apr_size_t errlen)
 {
     const char *keys[HOT_BATCH];
     size_t lens[HOT_BATCH];
@@ -1753,8 +1751,8 @@ static apr_status_t hot_sweep(memsess_sync_t *y, int all, char *err,
             if (!n) {
                 break;
             }
-            if ((rv = mget_at(y, i, keys, lens, (size_t)n, hot_found, err,
-                              errlen)) != APR_SUCCESS) {
+            if ((rv = mget_at(y, i, keys, lens, (size_t)n, hot_found,
+                              tries, err, errlen)) != APR_SUCCESS) {
                 return rv;
             }
         }
@@ -1875,7 +1873,7 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
      * read of their authorities finds them: the last copy is then a few
      * milliseconds old, not a pass over every key) */
     if (rv == APR_SUCCESS && y->nhot) {
-        rv = hot_sweep(y, 1, err, errlen);
+        rv = hot_sweep(y, 1, FETCH_TRIES, err, errlen);
     }
     for (n = 0; rv == APR_SUCCESS && n < y->nhot; n++) {
         hot_t *h = &y->hot[n];
@@ -2032,7 +2030,7 @@ static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
         apr_time_t t0 = apr_time_now();
         int all = t0 >= next_all;
 
-        rv = hot_sweep(y, all, err, errlen);
+        rv = hot_sweep(y, all, 1, err, errlen);   /* at the flip: no waits */
         if (all) {
             next_all = 2 * apr_time_now() - t0;
         }
@@ -2263,7 +2261,7 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
             continue;
         }
         if ((rv = mget_at(y, i, y->guard_keys, y->guard_lens, n,
-                          guard_found, err, errlen)) != APR_SUCCESS) {
+                          guard_found, 1, err, errlen)) != APR_SUCCESS) {
             return rv;
         }
         for (k = 0; k < y->nguards; k++) {

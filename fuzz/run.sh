@@ -28,7 +28,7 @@ TOP=$(pwd)
 TOTAL=${1:-30}
 CC=${CC:-clang}
 HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_job fuzz_sync fuzz_lateness fuzz_release_helper fuzz_persist
-           fuzz_state)
+           fuzz_state fuzz_pipeline)
 TEMP_WORK=0
 
 case "$TOTAL" in
