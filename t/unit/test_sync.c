@@ -14,8 +14,10 @@
  *       php-memcached puts them (replicas 1, successor), then its outage:
  *       10 of its sessions written and 10 deleted where requests read them
  *       meanwhile, a write and a lock landing on it as it thaws; then the
- *       delta sync, and on the same state the full sync; prints what each
- *       examined, how long it took, and what is lost or stale after it. */
+ *       delta sync, and on the same state the full sync, and the full
+ *       sync of PORT2 emptied (a restart: every key copied); prints what
+ *       each examined, how long it took, and what is lost or stale after
+ *       it. */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -612,6 +614,11 @@ static int bench_cli(int argc, char **argv)
     bench_state(mc, full, now, ids, n, value, want, 1);
     spec.since = 0;
     bench_run(mc, full, ids, n, want, &spec, "full");
+
+    /* restarted empty: everything S gets is copied */
+    bench_state(mc, full, now, ids, n, value, want, 1);
+    memcached_flush(mc[1], 0);
+    bench_run(mc, full, ids, n, want, &spec, "empty");
     for (i = 0; i < 3; i++) {
         memcached_free(mc[i]);
     }
