@@ -63,6 +63,7 @@
 #include "memsess_listing.h"
 #include "memsess_place.h"
 #include "memsess_pipeline.h"
+#include "memsess_written.h"
 
 /* ------------------------------------------------------------------ */
 /* What to do with one key                                            */
@@ -176,7 +177,7 @@ struct memsess_sync {
     int                       s;    /* the returning server, or -1 */
     apr_time_t                began;       /* pass 1 */
     apr_time_t                delta_began; /* the pass being run */
-    apr_hash_t               *written;     /* key + target -> mine_t */
+    memsess_written_set_t    *written;     /* key + target -> mine_t */
     int                       final;       /* the last after pass */
     memsess_sync_stats_t      stats;
     memcached_result_st      *res;         /* the last fetch() */
@@ -349,6 +350,8 @@ void memsess_sync_destroy(memsess_sync_t *y)
     y->held = NULL;
     y->held_size = 0;
     kept_free(y);
+    memsess_written_destroy(y->written);
+    y->written = NULL;
 }
 
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
@@ -595,13 +598,10 @@ static char *hold(memsess_sync_t *y, const char *value, apr_size_t len)
 /* What the sync left of a key at a target: the target's cas after it
  * wrote or checked it, and the authority's cas it copied from (a later
  * write there changes it; reads do not, unlike memcached's last-access
- * time). */
-typedef struct {
-    uint64_t s;
-    uint64_t authority;
-} mine_t;
+ * time).  In y->written: 32 to 64 bytes a key (memsess_written.c). */
+typedef memsess_written_t mine_t;
 
-/* The name of key at target t in y->written: the key, a NUL, t. */
+/* The name of key at target t in y->hot_index: the key, a NUL, t. */
 static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
 {
     memcpy(buf, it->key, it->keylen);
@@ -610,21 +610,25 @@ static apr_size_t written_key(char *buf, int t, const memsess_dump_item_t *it)
     return it->keylen + 1 + sizeof(t);
 }
 
+static apr_uint64_t written_digest(const memsess_sync_t *y, int t,
+                                   const memsess_dump_item_t *it)
+{
+    return memsess_written_digest(y->written, it->key, it->keylen, t);
+}
+
 static mine_t *written_at(const memsess_sync_t *y, int t,
                           const memsess_dump_item_t *it)
 {
-    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
-    apr_size_t len = written_key(buf, t, it);
-
-    return apr_hash_get(y->written, buf, len);
+    return y->written ? memsess_written_get(y->written,
+                                            written_digest(y, t, it))
+                      : NULL;
 }
 
-/* Notes it (known 0: read t's cas back after a copy). */
+/* Notes it (known 0: read t's cas back after a copy).  Out of memory it
+ * is not noted: the next pass looks at the key again. */
 static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
                      uint64_t known, uint64_t authority)
 {
-    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
-    apr_size_t len = written_key(buf, t, it);
     mine_t *m;
 
     if (!known) {
@@ -633,13 +637,11 @@ static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
         }
         known = memcached_result_cas(y->res);
     }
-    m = apr_hash_get(y->written, buf, len);
-    if (!m) {
-        m = apr_palloc(y->pool, sizeof(*m));
-        apr_hash_set(y->written, apr_pmemdup(y->pool, buf, len), len, m);
+    if (y->written
+        && (m = memsess_written_put(y->written, written_digest(y, t, it)))) {
+        m->s = known;
+        m->authority = authority;
     }
-    m->s = known;
-    m->authority = authority;
 }
 
 /* Whether the authority's copy (as listed) changed since the sync copied
@@ -1838,10 +1840,19 @@ static void clocks_read(memsess_sync_t *y)
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
+    apr_uint64_t seed;
     apr_status_t rv;
     int n;
 
-    y->written = apr_hash_make(y->pool);
+    if (apr_generate_random_bytes((unsigned char *)&seed, sizeof(seed))
+            != APR_SUCCESS) {
+        seed = (apr_uint64_t)apr_time_now() * APR_UINT64_C(0x9e3779b97f4a7c15);
+    }
+    memsess_written_destroy(y->written);
+    if (!(y->written = memsess_written_create(seed))) {
+        apr_cpystrn(err, "out of memory", errlen);
+        return APR_ENOMEM;
+    }
     y->began = y->delta_began = apr_time_now();
     if (y->spec->since && y->s >= 0) {
         clocks_read(y);
@@ -2282,11 +2293,11 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
  * its authority after a logout is brought over to a target that lacks it). */
 static void forget(memsess_sync_t *y, int t, const memsess_dump_item_t *it)
 {
-    char buf[MEMSESS_KEY_MAX + 1 + sizeof(int)];
-    apr_size_t len = written_key(buf, t, it);
     apr_uint64_t *e;
 
-    apr_hash_set(y->written, buf, len, NULL);
+    if (y->written) {
+        memsess_written_del(y->written, written_digest(y, t, it));
+    }
     if (y->delta && t == y->s && (e = kept_find(y, it))) {
         y->kept_cas[e - y->kept] = 0;
     }
