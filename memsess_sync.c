@@ -211,6 +211,9 @@ struct memsess_sync {
     apr_hash_t               *missed_index;   /* key -> index + 1 */
     int                       round;
     struct batch             *batch;       /* copies queued (queue_copy) */
+    int                       gave_up;     /* tries of the last read that
+                                            * timed out every time */
+    apr_time_t                gave_up_for; /* over this long */
 };
 
 static void kept_free(memsess_sync_t *y);
@@ -449,9 +452,15 @@ static memcached_st *conn(memsess_sync_t *y, int i)
 static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
                          memcached_return_t rc, char *err, apr_size_t errlen)
 {
-    apr_snprintf(err, errlen, "%s %s: %s", what, y->servers[i].name,
+    apr_snprintf(err, errlen, "%s %s: %s%s", what, y->servers[i].name,
                  y->servers[i].mc ? memcached_strerror(y->servers[i].mc, rc)
-                                  : "cannot create a connection");
+                                  : "cannot create a connection",
+                 y->gave_up > 1
+                 ? apr_psprintf(y->pool, " (%d tries in %" APR_TIME_T_FMT
+                                " ms)", y->gave_up,
+                                apr_time_as_msec(y->gave_up_for))
+                 : "");
+    y->gave_up = 0;
     return APR_EGENERAL;
 }
 
@@ -483,6 +492,7 @@ static memcached_return_t fetch_once(memsess_sync_t *y, int i,
 static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
                                 apr_size_t len)
 {
+    apr_time_t t0 = apr_time_now();
     memcached_return_t rc = fetch_once(y, i, key, len);
     int tries = 1;
 
@@ -494,6 +504,8 @@ static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
         rc = fetch_once(y, i, key, len);
         tries++;
     }
+    y->gave_up = transient(rc) ? tries : 0;
+    y->gave_up_for = apr_time_now() - t0;
     return rc;
 }
 
@@ -908,15 +920,20 @@ static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
                             size_t *lens, size_t n, found_fn found,
                             int tries, char *err, apr_size_t errlen)
 {
+    apr_time_t t0 = apr_time_now();
     memcached_return_t rc;
+    int tried = 1;
 
     while ((rc = mget_once(y, i, keys, lens, n, found)) != MEMCACHED_SUCCESS
-           && transient(rc) && --tries > 0
+           && transient(rc) && tried < tries
            && !(y->spec->stop && *y->spec->stop)) {
         reconnect(y, i);
         apr_sleep(FETCH_PAUSE);
         y->stats.retried++;
+        tried++;
     }
+    y->gave_up = transient(rc) ? tried : 0;
+    y->gave_up_for = apr_time_now() - t0;
     return rc == MEMCACHED_SUCCESS ? APR_SUCCESS
                                    : fail(y, i, "cannot read", rc, err,
                                           errlen);
