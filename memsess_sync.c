@@ -848,12 +848,8 @@ static int lost_at_authority(memsess_sync_t *y,
         if (act[k] != MEMSESS_SYNC_VERIFY) {
             continue;
         }
-        if (!conn(y, a)) {
-            fail(y, a, "cannot connect to", MEMCACHED_FAILURE, err, errlen);
-            return -1;
-        }
         asked = 1;
-        rc = memcached_exist(y->servers[a].mc, it->key, it->keylen);
+        rc = fetch(y, a, it->key, it->keylen);   /* tried again if need be */
         if (rc == MEMCACHED_SUCCESS) {
             return 0;
         }
