@@ -964,8 +964,19 @@ typedef struct {
     int                 put;        /* its write in puts[], or -1 */
 } queued_t;
 
+/* A key of a fresh target (its listing) to look for at its authority. */
+typedef struct {
+    memsess_dump_item_t it;
+    int                 at;      /* the target that has it */
+    int                 a;       /* its authority; -1 once done */
+    int                 found;
+} verify_t;
+
 struct batch {
     apr_pool_t    *pool;       /* values read; cleared after each batch */
+    verify_t       v[COPY_BATCH];
+    int            nv;
+    apr_hash_t    *vindex;     /* key -> verify_t, the authority at hand */
     queued_t       q[COPY_BATCH];
     int            n, from;
     apr_hash_t    *index;      /* key -> queued_t, the target at hand */
@@ -1115,12 +1126,70 @@ static apr_status_t batch_copy(memsess_sync_t *y, int t, int n, char *err,
     return APR_SUCCESS;
 }
 
-/* Makes the copies queued, a target at a time. */
+static void verify_found(memsess_sync_t *y, int a, memcached_result_st *res)
+{
+    verify_t *v = apr_hash_get(y->batch->vindex,
+                               memcached_result_key_value(res),
+                               (apr_ssize_t)memcached_result_key_length(res));
+
+    if (v) {
+        v->found = 1;
+    }
+}
+
+/* Looks for the keys queued at their authorities, one multi-get per
+ * authority; those gone there (a logout during the sync) go from the
+ * target too. */
+static apr_status_t verifies_flush(memsess_sync_t *y, char *err,
+                                   apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    apr_status_t rv = APR_SUCCESS;
+    int k, j;
+
+    for (k = 0; k < b->nv && rv == APR_SUCCESS; k++) {
+        int a = b->v[k].a, n = 0;
+
+        if (a < 0) {
+            continue;
+        }
+        b->vindex = apr_hash_make(b->pool);
+        for (j = k; j < b->nv; j++) {
+            verify_t *v = &b->v[j];
+
+            if (v->a == a) {
+                v->a = -1;
+                v->found = 0;
+                b->keys[n] = v->it.key;
+                b->lens[n++] = v->it.keylen;
+                apr_hash_set(b->vindex, v->it.key, (apr_ssize_t)v->it.keylen,
+                             v);
+            }
+        }
+        rv = mget_at(y, a, b->keys, b->lens, (size_t)n, verify_found,
+                     FETCH_TRIES, err, errlen);
+        for (j = k; j < b->nv && rv == APR_SUCCESS; j++) {
+            verify_t *v = &b->v[j];
+
+            if (apr_hash_get(b->vindex, v->it.key, (apr_ssize_t)v->it.keylen)
+                && !v->found) {
+                rv = delete_key(y, v->at, &v->it, err, errlen);
+            }
+        }
+    }
+    b->nv = 0;
+    apr_pool_clear(b->pool);   /* no copy holds a value meanwhile */
+    return rv;
+}
+
+/* Makes the copies queued, a target at a time (the keys queued to be
+ * looked for first: they come from an earlier listing). */
 static apr_status_t copies_flush(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
     struct batch *b = y->batch;
-    apr_status_t rv = APR_SUCCESS;
+    apr_status_t rv = b && b->nv ? verifies_flush(y, err, errlen)
+                                 : APR_SUCCESS;
     int k, j;
 
     for (k = 0; b && k < b->n && rv == APR_SUCCESS; k++) {
@@ -1146,10 +1215,52 @@ static apr_status_t copies_flush(memsess_sync_t *y, char *err,
         rv = batch_copy(y, t, n, err, errlen);
     }
     if (b) {
-        b->n = 0;
+        b->n = b->nv = 0;
         apr_pool_clear(b->pool);
     }
     return rv;
+}
+
+static struct batch *batch_of(memsess_sync_t *y)
+{
+    if (!y->batch) {
+        y->batch = apr_pcalloc(y->pool, sizeof(*y->batch));
+        apr_pool_create(&y->batch->pool, y->pool);
+    }
+    return y->batch;
+}
+
+/* Key `it` of fresh target `at`, which list act's VERIFY entries place at
+ * their authority: deleted from `at` when it is gone there (a logout
+ * during the sync).  With one such list, queued (looked for in batches);
+ * with several, looked for now (lost when gone from every one). */
+static apr_status_t verify_key(memsess_sync_t *y, int at,
+                               const memsess_sync_action_e *act,
+                               const memsess_dump_item_t *it, char *err,
+                               apr_size_t errlen)
+{
+    struct batch *b;
+    int k, a = -1, n = 0, lost;
+
+    for (k = 0; k < y->nlists; k++) {
+        if (act[k] == MEMSESS_SYNC_VERIFY) {
+            a = y->where[k].now[0];
+            n++;
+        }
+    }
+    if (n != 1) {
+        lost = lost_at_authority(y, act, it, err, errlen);
+        return lost < 0 ? APR_EGENERAL
+               : lost ? delete_key(y, at, it, err, errlen) : APR_SUCCESS;
+    }
+    b = batch_of(y);
+    b->v[b->nv].it = *it;
+    b->v[b->nv].at = at;
+    b->v[b->nv].a = a;
+    if (++b->nv == COPY_BATCH) {
+        return verifies_flush(y, err, errlen);
+    }
+    return APR_SUCCESS;
 }
 
 /* What copy_key() does, queued: the authority `from`'s copy of key to t,
@@ -1158,17 +1269,14 @@ static apr_status_t queue_copy(memsess_sync_t *y, int from, int t,
                                const memsess_dump_item_t *it, char *err,
                                apr_size_t errlen)
 {
-    struct batch *b = y->batch;
+    struct batch *b;
     time_t exp = expiry(it->exp);
     apr_status_t rv;
 
     if (exp == (time_t)-1) {
         return APR_SUCCESS;
     }
-    if (!b) {
-        b = y->batch = apr_pcalloc(y->pool, sizeof(*b));
-        apr_pool_create(&b->pool, y->pool);
-    }
+    b = batch_of(y);
     if (b->n && b->from != from
         && (rv = copies_flush(y, err, errlen)) != APR_SUCCESS) {
         return rv;
@@ -1516,11 +1624,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
             y->stats.examined++;
         }
         if (verify) {
-            int lost = lost_at_authority(y, act, it, err, errlen);
-
-            if (lost <= 0) {
-                return lost < 0 ? APR_EGENERAL : APR_SUCCESS;
-            }
+            return verify_key(y, i, act, it, err, errlen);
         }
         return delete_key(y, i, it, err, errlen);
     }
@@ -1665,7 +1769,7 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
         rv = copies_flush(y, err, errlen);   /* the last batch */
     }
     else if (y->batch) {
-        y->batch->n = 0;
+        y->batch->n = y->batch->nv = 0;
         apr_pool_clear(y->batch->pool);
     }
     apr_pool_destroy(p);
