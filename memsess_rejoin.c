@@ -485,15 +485,22 @@ static apr_status_t empty_instead(sync_job_t *job, char *err,
     return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
 }
 
-/* For MEMSESS0031: the reads its sync had to try again, if any. */
+/* For MEMSESS0031: the memory its sync held, and the reads it had to try
+ * again, if any. */
 static const char *retried_text(sync_job_t *job, memsess_sync_t *sync)
 {
-    if (!sync || !memsess_sync_stats(sync)->retried) {
+    const memsess_sync_stats_t *st = sync ? memsess_sync_stats(sync) : NULL;
+
+    if (!st) {
         return "";
     }
-    return apr_psprintf(job->pool, "; %" APR_UINT64_T_FMT " reads timed out "
-                        "and were tried again",
-                        memsess_sync_stats(sync)->retried);
+    return apr_psprintf(job->pool, "; %" APR_UINT64_T_FMT " KB held at "
+                        "most%s", (st->memory + 1023) / 1024,
+                        st->retried ? apr_psprintf(job->pool, "; %"
+                                                   APR_UINT64_T_FMT " reads "
+                                                   "timed out and were tried "
+                                                   "again", st->retried)
+                                    : "");
 }
 
 /* For MEMSESS0031: which sync ran, and why not a delta one. */

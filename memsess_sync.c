@@ -550,8 +550,27 @@ static int stopped(const memsess_sync_t *y, char *err, apr_size_t errlen)
     return 0;
 }
 
+static apr_size_t batch_bytes(void);
+
+/* What its tables hold now, into stats.memory when more than before. */
+static void note_memory(memsess_sync_t *y)
+{
+    apr_uint64_t bytes = (y->written ? memsess_written_bytes(y->written) : 0)
+                         + y->kept_cap * 2 * sizeof(apr_uint64_t)
+                         + (y->hot ? HOT_MAX * sizeof(hot_t) : 0)
+                         + (y->batch ? batch_bytes() : 0)
+                         + y->held_size;
+
+    if (bytes > y->stats.memory) {
+        y->stats.memory = bytes;
+    }
+}
+
 static void progress(memsess_sync_t *y, int always)
 {
+    if (always || !(y->stats.listed % 256)) {
+        note_memory(y);
+    }
     if (y->spec->progress && (always || !(y->stats.listed % 256))) {
         y->spec->progress(y->spec->baton, &y->stats);
     }
@@ -1219,6 +1238,11 @@ static apr_status_t copies_flush(memsess_sync_t *y, char *err,
         apr_pool_clear(b->pool);
     }
     return rv;
+}
+
+static apr_size_t batch_bytes(void)
+{
+    return sizeof(struct batch);
 }
 
 static struct batch *batch_of(memsess_sync_t *y)

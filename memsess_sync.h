@@ -55,6 +55,10 @@ typedef struct {
                               * changed in a delta sync (spec.since) */
     apr_uint64_t lines;      /* every metadump line read, ours or not */
     apr_uint64_t retried;    /* reads tried again after a timeout */
+    apr_uint64_t memory;     /* bytes its tables held, at most: what it
+                              * wrote (memsess_written.c), the returning
+                              * server's keys (a delta), the active
+                              * sessions, a batch of copies */
 } memsess_sync_stats_t;
 
 /* One list to sync: a view's session.save_path published now, the one

@@ -518,12 +518,14 @@ static void bench_run(memcached_st **mc, memsess_place_t *full,
     printf("%s: %s in %" APR_TIME_T_FMT " ms (%s%s), %" APR_UINT64_T_FMT
            " keys listed, %" APR_UINT64_T_FMT " examined, %" APR_UINT64_T_FMT
            " copied, %" APR_UINT64_T_FMT " deleted, %" APR_UINT64_T_FMT
-           " compared equal\n", what, rv == APR_SUCCESS ? "done" : err,
+           " compared equal, %" APR_UINT64_T_FMT " KB held at most\n", what,
+           rv == APR_SUCCESS ? "done" : err,
            apr_time_as_msec(apr_time_now() - t0),
            memsess_sync_delta(y) ? "delta" : "full",
            memsess_sync_mode(y) ? apr_pstrcat(p, ": ", memsess_sync_mode(y),
                                               NULL) : "",
-           st->listed, st->examined, st->copied, st->deleted, st->same);
+           st->listed, st->examined, st->copied, st->deleted, st->same,
+           (st->memory + 1023) / 1024);
     memsess_sync_destroy(y);
     for (i = 0; i < n; i++) {
         size_t len;
