@@ -1254,9 +1254,9 @@ static struct batch *batch_of(memsess_sync_t *y)
     return y->batch;
 }
 
-/* Key `it` of fresh target `at`, which list act's VERIFY entries place at
- * their authority: deleted from `at` when it is gone there (a logout
- * during the sync).  With one such list, queued (looked for in batches);
+/* Key `it` of target `at` (fresh, or a rebalance's copy), which list
+ * act's VERIFY entries place at their authority: deleted from `at` when it
+ * is gone there (a logout during the sync).  With one such list, queued (looked for in batches);
  * with several, looked for now (lost when gone from every one). */
 static apr_status_t verify_key(memsess_sync_t *y, int at,
                                const memsess_sync_action_e *act,
@@ -1728,14 +1728,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                 return APR_SUCCESS;   /* its own authority */
             }
         }
-        switch (lost_at_authority(y, act, it, err, errlen)) {
-        case 1:
-            return delete_key(y, i, it, err, errlen);
-        case 0:
-            return APR_SUCCESS;
-        default:
-            return APR_EGENERAL;
-        }
+        return verify_key(y, i, act, it, err, errlen);
     }
     return APR_SUCCESS;
 }
