@@ -169,6 +169,9 @@ typedef enum {
                                  * default): memsess_sync.c */
 } memsess_rejoin_e;
 
+#define MEMSESS_SYNC_RATE_DEFAULT (20000)     /* keys a second */
+#define MEMSESS_SYNC_RATE_MAX     (10000000)
+
 /* The module-wide settings, resolved at post_config (the main server's
  * directives or their defaults); read-only afterwards. */
 typedef struct {
@@ -185,6 +188,9 @@ typedef struct {
     int                 group_derived;
     int                 release_helper;   /* MemsessReleaseHelper: 0, 1 */
     const char         *state_dir;  /* MemsessStateDir; NULL: none */
+    int                 sync_rate;  /* MemsessSyncRate: keys a second a
+                                     * sync or rebalance copies or looks
+                                     * for; 0 unbounded */
 } memsess_global_t;
 
 /* MemsessAdopt: where a pool's sessions are when nothing recorded it. */
@@ -242,6 +248,7 @@ typedef struct {
     const char          *instance;       /* MemsessInstance */
     const char          *group;          /* MemsessGroup */
     const char          *state_dir;      /* MemsessStateDir ("" = none) */
+    int                  sync_rate;      /* MemsessSyncRate (-1 unset) */
     /* MemsessAdopt: -1 unset, else memsess_adopt_e; with a list, its
      * servers, and sess_consistent_hash / sess_number_of_replicas as
      * given (-1: php.ini's) */

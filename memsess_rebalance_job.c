@@ -694,6 +694,7 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
     rebalance_given(c, ready, given);
     rb->spec.returning = NULL;
     rb->spec.lists = rb->lists;
+    rb->spec.rate = rt->g.sync_rate;
     rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                        ? rt->g.timeout : apr_time_from_msec(500);
     rb->spec.stop = &rb->stop;

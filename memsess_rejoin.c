@@ -885,6 +885,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.returning = APR_ARRAY_IDX(rt->targets, i,
                                         memsess_server_t *)->addr;
     job->spec.lists = job->lists;
+    job->spec.rate = rt->g.sync_rate;
     job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                         ? rt->g.timeout : apr_time_from_msec(500);
     job->spec.stop = &job->stop;

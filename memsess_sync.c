@@ -211,6 +211,8 @@ struct memsess_sync {
     apr_hash_t               *missed_index;   /* key -> index + 1 */
     int                       round;
     struct batch             *batch;       /* copies queued (queue_copy) */
+    apr_time_t                paced_since; /* MemsessSyncRate: keys paced */
+    apr_uint64_t              paced;       /* since then */
     int                       gave_up;     /* tries of the last read that
                                             * timed out every time */
     apr_time_t                gave_up_for; /* over this long */
@@ -1106,6 +1108,31 @@ static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
     }
 }
 
+/* MemsessSyncRate: n more keys copied or looked for; waits until the
+ * rate allows them (a pace that fell more than a second behind starts
+ * again: no burst after a pause). */
+static void pace(memsess_sync_t *y, int n)
+{
+    apr_time_t now = apr_time_now(), due;
+
+    if (!y->spec->rate) {
+        return;
+    }
+    if (!y->paced_since || now - apr_time_from_sec(1) > y->paced_since
+        + (apr_time_t)(y->paced * APR_USEC_PER_SEC / y->spec->rate)) {
+        y->paced_since = now;
+        y->paced = 0;
+    }
+    y->paced += (apr_uint64_t)n;
+    due = y->paced_since
+          + (apr_time_t)(y->paced * APR_USEC_PER_SEC / y->spec->rate);
+    while ((now = apr_time_now()) < due
+           && !(y->spec->stop && *y->spec->stop)) {
+        apr_sleep(due - now < apr_time_from_msec(50)
+                  ? due - now : apr_time_from_msec(50));
+    }
+}
+
 /* The queued keys for target t (the batch's index holds them). */
 static apr_status_t batch_copy(memsess_sync_t *y, int t, int n, char *err,
                                apr_size_t errlen)
@@ -1114,6 +1141,7 @@ static apr_status_t batch_copy(memsess_sync_t *y, int t, int n, char *err,
     apr_status_t rv;
     int k;
 
+    pace(y, n);
     b->t = t;
     b->nputs = 0;
     b->error = NULL;
@@ -1185,6 +1213,7 @@ static apr_status_t verifies_flush(memsess_sync_t *y, char *err,
                              v);
             }
         }
+        pace(y, n);
         rv = mget_at(y, a, b->keys, b->lens, (size_t)n, verify_found,
                      FETCH_TRIES, err, errlen);
         for (j = k; j < b->nv && rv == APR_SUCCESS; j++) {

@@ -94,6 +94,9 @@ typedef struct {
     const memsess_sync_list_t *lists;
     int                        nlists;
     apr_interval_time_t        timeout;     /* of one operation */
+    int                        rate;        /* keys copied or looked for
+                                             * a second (MemsessSyncRate);
+                                             * 0: unbounded */
     volatile apr_uint32_t     *stop;        /* set: stop before next key */
     void (*progress)(void *baton, const memsess_sync_stats_t *stats);
     void                      *baton;

@@ -80,6 +80,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->rejoin = -1;
     conf->share = -1;
     conf->release_helper = -1;
+    conf->sync_rate = -1;
     conf->adopt = -1;
     conf->adopt_ketama = -1;
     conf->adopt_replicas = -1;
@@ -126,6 +127,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->rejoin = base->rejoin;
     conf->share = base->share;
     conf->release_helper = base->release_helper;
+    conf->sync_rate = base->sync_rate;
     conf->instance = base->instance;
     conf->group = base->group;
     conf->state_dir = base->state_dir;
@@ -292,6 +294,26 @@ static const char *set_persist_rate(cmd_parms *cmd, void *dummy,
                                            MEMSESS_PERSIST_RATE_MAX));
     }
     cmd_conf(cmd)->persist_rate = n;
+    return NULL;
+}
+
+static const char *set_sync_rate(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int n = parse_int(arg, 0, MEMSESS_SYNC_RATE_MAX);
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (n < 0) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid rate \"%s\" "
+                                           "(keys a second: 0, unbounded, "
+                                           "to %d)", arg,
+                                           MEMSESS_SYNC_RATE_MAX));
+    }
+    cmd_conf(cmd)->sync_rate = n;
     return NULL;
 }
 
@@ -593,6 +615,9 @@ static const command_rec memsess_cmds[] = {
         RSRC_CONF, "how often every server is probed (default 200ms)"),
     AP_INIT_TAKE1("MemsessCheckTimeout", set_check_timeout, NULL,
         RSRC_CONF, "when a probe that has not answered fails (100ms)"),
+    AP_INIT_TAKE1("MemsessSyncRate", set_sync_rate, NULL, RSRC_CONF,
+        "keys a second a sync or rebalance copies or looks for "
+        "(20000; 0: unbounded)"),
     AP_INIT_TAKE1("MemsessFailThreshold", set_threshold, NULL, RSRC_CONF,
         "consecutive failed probes that mark a server down (2)"),
     AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
@@ -741,6 +766,8 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                   : MEMSESS_REJOIN_SYNC;
     g->share = conf->share != 0;
     g->release_helper = conf->release_helper != 0;
+    g->sync_rate = conf->sync_rate >= 0 ? conf->sync_rate
+                                        : MEMSESS_SYNC_RATE_DEFAULT;
     g->state_dir = !conf->state_dir ? MEMSESS_STATE_DIR
                    : *conf->state_dir ? conf->state_dir : NULL;
 }
