@@ -6,7 +6,10 @@
 # not mark them down meanwhile (MemsessFailThreshold 20 here), so the sync
 # goes on: a read that timed out is tried again on a fresh connection; the
 # sync finishes once (MEMSESS0031 counts the reads tried again, no
-# MEMSESS0033), and every session is where PHP reads it.  Before, the
+# MEMSESS0033), and every session is where PHP reads it.  MemsessSyncRate
+# 4000 here: the ~13,000 copies take seconds, so the freezes land on the
+# copies' reads (at the default the sync may be over before), and the
+# sync's pace is checked against the rate.  Before, the
 # first timeout stopped the sync (MEMSESS0033 "cannot read ...: A TIMEOUT
 # OCCURRED") and it started over from zero.
 use strict;
@@ -19,7 +22,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Fill;
 
-plan tests => 7;
+plan tests => 8;
 
 my @RT = qw(MEMC_RT1 MEMC_RT2 MEMC_RT3);
 my $N  = $ENV{MEMSESS_RETRY_SESSIONS} // 20000;
@@ -28,6 +31,7 @@ memc_start(@RT);
 my $in = Memsess::Instance->new(name => 'sync_retry', conf => <<'EOF2');
 MemsessServers ${MEMC_RT1} ${MEMC_RT2} ${MEMC_RT3}
 MemsessFailThreshold 20
+MemsessSyncRate 4000
 EOF2
 $in->start;
 ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @RT })) ? 1 : 0, 1,
@@ -70,6 +74,12 @@ ok t_cmp(($synced // '') =~ /; (\d+) reads timed out and were tried again/ ? 1 :
          'the reads that timed out were tried again (MEMSESS0031 counts them)');
 ok t_cmp(scalar(@stopped) . ' ' . scalar(() = $log =~ /MEMSESS0031: .*\Q$a3\E/g), '0 1',
          'one sync, never stopped and started over (no MEMSESS0033)');
+{
+    my ($ms, $copied) = ($synced // '') =~ /after (\d+)ms: \d+ keys examined, (\d+) copied/;
+    ok t_cmp(defined $ms && $copied > 1000 && $ms >= 0.9 * 1000 * $copied / 4000 ? 1 : 0, 1,
+             sprintf('MemsessSyncRate 4000: %s copies took %s ms (at least %d)', $copied // '?',
+                     $ms // '?', 0.9 * 1000 * ($copied // 0) / 4000));
+}
 {
     my ($lost, $stale, $detail) = audit($where, $want);
     diag($_) for @{$detail}[0 .. ($#$detail < 9 ? $#$detail : 9)];

@@ -64,8 +64,10 @@ my @web;
 for my $i (1 .. 3) {
     push @web, Memsess::Instance->new(
         name => "peer$i", php => 1, user => "memsess-web$i",
+        # (a sync of the 30,000 keys below lasts seconds, not a blink:
+        # its holder is killed in the middle of it)
         globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
-                 . "MemsessShareVerdicts $SHARE\n",
+                 . "MemsessShareVerdicts $SHARE\nMemsessSyncRate 4000\n",
         conf => "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
               . "MemsessReplicas 1\nMemsessFailover successor\n");
 }
