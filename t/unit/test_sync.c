@@ -8,7 +8,7 @@
  *       prints "ID server,server" per id: where php-memcached puts session
  *       ID for that save_path (R replicas, KETAMA 1/0).  t/28_rejoin_sync.t
  *       compares it with where PHP actually put its sessions.
- *   test_sync.bin --bench HOST PORT1 PORT2 PORT3 N
+ *   test_sync.bin --bench HOST PORT1 PORT2 PORT3 N [OTHER]
  *       the rejoin of PORT2 as the same process, against three memcached
  *       servers it empties (flush_all): N sessions of 1 KB where
  *       php-memcached puts them (replicas 1, successor), then its outage:
@@ -17,7 +17,8 @@
  *       delta sync, and on the same state the full sync, and the full
  *       sync of PORT2 emptied (a restart: every key copied); prints what
  *       each examined, how long it took, and what is lost or stale after
- *       it. */
+ *       it; then the limit: the same keys copied raw (bench_raw).  OTHER:
+ *       that many small keys of another application on PORT3 too. */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -428,6 +429,8 @@ static memcached_st *bench_conn(const char *host, int port)
 /* The sessions of the outage, written (or not) where requests read them:
  * the first 2 * BENCH_CHANGED whose reads move to S (sid[]), and the
  * value every session should have at the end (want[], NULL: gone). */
+static int bench_noise;   /* other keys on the third server */
+
 static void bench_state(memcached_st **mc, memsess_place_t *full,
                         memsess_place_t *now, const char **ids, int n,
                         const char *value, const char **want, int s)
@@ -440,6 +443,10 @@ static void bench_state(memcached_st **mc, memsess_place_t *full,
         memcached_flush(mc[k], 0);
         memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_NOREPLY, 1);
         memcached_behavior_set(mc[k], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    }
+    for (i = 0; i < bench_noise; i++) {
+        apr_snprintf(key, sizeof(key), "app:cache:%d", i);
+        memcached_set(mc[2], key, strlen(key), "xxxxxxxx", 8, 0, 0);
     }
     for (i = 0; i < n; i++) {
         apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, ids[i]);
@@ -549,6 +556,66 @@ static void bench_run(memcached_st **mc, memsess_place_t *full,
            what, lost, stale);
 }
 
+/* The limit a sync is measured against: the keys the full list places on
+ * S (1) copied there raw from where the list in force reads them, in
+ * multi-gets of 1000 and writes without replies, buffered: no compare, no
+ * cas, no listing. */
+static void bench_raw(memcached_st **mc, memsess_place_t *full,
+                      memsess_place_t *now, const char **ids, int n)
+{
+    const char **keys = apr_palloc(p, 1000 * sizeof(*keys));
+    size_t *lens = apr_palloc(p, 1000 * sizeof(*lens));
+    apr_time_t t0;
+    int a, i, k, m, w[4], wn[4], nw, copied = 0;
+
+    memcached_flush(mc[1], 0);
+    memcached_behavior_set(mc[1], MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_behavior_set(mc[1], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    t0 = apr_time_now();
+    for (a = 0; a < 3; a += 2) {
+        for (i = 0, m = 0; i <= n; i++) {
+            if (i < n) {
+                int on_s = 0;
+
+                nw = memsess_place_key(full, ids[i], strlen(ids[i]), w, 4);
+                for (k = 0; k < nw; k++) {
+                    on_s |= w[k] == 1;
+                }
+                memsess_place_key(now, ids[i], strlen(ids[i]), wn, 4);
+                if (on_s && (wn[0] ? 2 : 0) == a) {
+                    keys[m] = apr_pstrcat(p, MEMSESS_SESS_PREFIX, ids[i],
+                                          NULL);
+                    lens[m] = strlen(keys[m]);
+                    m++;
+                }
+            }
+            if (m && (m == 1000 || i == n)) {
+                memcached_result_st *res;
+                memcached_return_t rc;
+
+                memcached_mget(mc[a], keys, lens, (size_t)m);
+                while ((res = memcached_fetch_result(mc[a], NULL, &rc))) {
+                    memcached_set(mc[1], memcached_result_key_value(res),
+                                  memcached_result_key_length(res),
+                                  memcached_result_value(res),
+                                  memcached_result_length(res), 3600,
+                                  memcached_result_flags(res));
+                    copied++;
+                    memcached_result_free(res);
+                }
+                m = 0;
+            }
+        }
+    }
+    memcached_flush_buffers(mc[1]);
+    memcached_behavior_set(mc[1], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+    memcached_behavior_set(mc[1], MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    memcached_exist(mc[1], "memsess-bench", 13);   /* all landed */
+    printf("raw: %d keys copied in %" APR_TIME_T_FMT " ms (multi-gets of "
+           "1000, writes without replies: the limit)\n", copied,
+           apr_time_as_msec(apr_time_now() - t0));
+}
+
 static int bench_cli(int argc, char **argv)
 {
     const char *host;
@@ -563,10 +630,12 @@ static int bench_cli(int argc, char **argv)
     int i, n;
 
     if (argc < 7 || (n = atoi(argv[6])) < 100) {
-        fprintf(stderr, "usage: %s --bench HOST PORT1 PORT2 PORT3 N "
-                "(N >= 100)\n", argv[0]);
+        fprintf(stderr, "usage: %s --bench HOST PORT1 PORT2 PORT3 N [OTHER] "
+                "(N >= 100; OTHER: keys of another application on PORT3)\n",
+                argv[0]);
         return 2;
     }
+    bench_noise = argc > 7 ? atoi(argv[7]) : 0;
     host = argv[2];
     for (i = 0; i < 3; i++) {
         mc[i] = bench_conn(host, atoi(argv[3 + i]));
@@ -621,6 +690,7 @@ static int bench_cli(int argc, char **argv)
     bench_state(mc, full, now, ids, n, value, want, 1);
     memcached_flush(mc[1], 0);
     bench_run(mc, full, ids, n, want, &spec, "empty");
+    bench_raw(mc, full, now, ids, n);
     for (i = 0; i < 3; i++) {
         memcached_free(mc[i]);
     }
