@@ -188,6 +188,7 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
             slot->sync_examined = st->examined;
             slot->sync_copied = st->copied;
             slot->sync_deleted = st->deleted;
+            slot->sync_memory = st->memory;
         }
         if (holder) {
             /* our verdict line goes back in when we sync it ourselves
@@ -305,6 +306,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         slot->sync_examined = st->examined;
         slot->sync_copied = st->copied;
         slot->sync_deleted = st->deleted;
+        slot->sync_memory = st->memory;
         slot->sync_mode = job->delta ? MEMSESS_SYNC_DELTA : MEMSESS_SYNC_FULL;
         memsess_table_bump_generation(rt->table, 1);
         nflipped = memsess_table_publish(rt->table, rt->views,

@@ -152,6 +152,17 @@ static const char *state_name(const memsess_slot_t *sl)
                               ? sl->state : MEMSESS_DOWN);
 }
 
+/* A running sync's copies a second since it began; 0 when none runs. */
+static apr_uint64_t sync_rate(const memsess_slot_t *sl)
+{
+    apr_int64_t secs = apr_time_sec(apr_time_now()) - sl->sync_started;
+
+    if (sl->state != MEMSESS_SYNCING || !sl->sync_started) {
+        return 0;
+    }
+    return sl->sync_copied / (apr_uint64_t)(secs > 0 ? secs : 1);
+}
+
 /* Who sees it down: this instance (by its own probes) first, then the
  * others of the group; "" when nobody does. */
 static const char *reported_by(const snapshot_t *snap,
@@ -272,6 +283,8 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    ", \"sync_examined\": %" APR_UINT64_T_FMT
                    ", \"sync_copied\": %" APR_UINT64_T_FMT
                    ", \"sync_deleted\": %" APR_UINT64_T_FMT
+                   ", \"sync_memory\": %" APR_UINT64_T_FMT
+                   ", \"sync_rate\": %" APR_UINT64_T_FMT
                    ", \"syncs\": %" APR_UINT64_T_FMT ", \"sync_by\": %s, "
                    "\"sync_mode\": \"%s\", \"reported_by\": [", i ? "," : "",
                    json_str(r->pool, sl->addr), state_name(sl),
@@ -280,6 +293,7 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    json_str(r->pool, sl->last_error), sl->latency_us,
                    memsess_state_name(sl->state), sl->sync_started,
                    sl->sync_examined, sl->sync_copied, sl->sync_deleted,
+                   sl->sync_memory, sync_rate(sl),
                    sl->syncs, json_str(r->pool, sl->sync_by),
                    sync_mode_name(sl));
         for (w = who; *w; w = *comma ? comma + 2 : comma) {
@@ -400,6 +414,8 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]SyncExamined: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncCopied: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncMemory: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncRate: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncBy: %s\n"
                    "MemsessServer[%d]SyncMode: %s\n",
@@ -411,7 +427,8 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    memsess_state_name(sl->state), i,
                    one_line(r->pool, reported_by(snap, sl, r->pool)),
                    i, sl->sync_examined, i, sl->sync_copied, i,
-                   sl->sync_deleted, i, sl->syncs, i,
+                   sl->sync_deleted, i, sl->sync_memory, i, sync_rate(sl), i,
+                   sl->syncs, i,
                    one_line(r->pool, sl->sync_by), i, sync_mode_name(sl));
     }
     for (i = 0; i < npools(snap); i++) {
@@ -500,6 +517,8 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
           "keys that sync deleted from the server" },
         { "memsess_syncs_total", "counter",
           "rejoin syncs of the server that completed" },
+        { "memsess_sync_memory_bytes", "gauge",
+          "bytes the tables of that sync held, at most" },
     };
     int k, i;
 
@@ -541,7 +560,8 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                 ap_rprintf(r, "%s{server=\"%s\"} %" APR_UINT64_T_FMT "\n",
                            m[k].name, label, k == 7 ? sl->sync_examined
                            : k == 8 ? sl->sync_copied
-                           : k == 9 ? sl->sync_deleted : sl->syncs);
+                           : k == 9 ? sl->sync_deleted
+                           : k == 11 ? sl->sync_memory : sl->syncs);
             }
         }
     }
@@ -697,8 +717,12 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
                    state_name(sl), *who ? ", reported by " : "", esc(r, who),
                    sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
                        APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
-                       " copied, %" APR_UINT64_T_FMT " deleted%s%s)",
-                       sl->sync_examined, sl->sync_copied, sl->sync_deleted,
+                       " copied%s, %" APR_UINT64_T_FMT " deleted, %"
+                       APR_UINT64_T_FMT " KB held%s%s)",
+                       sl->sync_examined, sl->sync_copied,
+                       sync_rate(sl) ? apr_psprintf(r->pool, " (%"
+                           APR_UINT64_T_FMT " a second)", sync_rate(sl))
+                       : "", sl->sync_deleted, (sl->sync_memory + 1023) / 1024,
                        *sl->sync_by ? "; by " : "", esc(r, sl->sync_by))
                    : "", sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,

@@ -53,14 +53,15 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (12u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (13u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
                                       * 8: sync_mode; 9: a view's gate;
                                       * 10: served_ketama;
                                       * 11: follow_gate, peers;
-                                      * 12: a view's persistence */
+                                      * 12: a view's persistence;
+                                      * 13: sync_memory */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -519,6 +520,7 @@ void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now)
     slot->state = MEMSESS_SYNCING;
     slot->sync_started = now;
     slot->sync_examined = slot->sync_copied = slot->sync_deleted = 0;
+    slot->sync_memory = 0;
     slot->sync_by[0] = '\0';
     slot->sync_waits = 0;
 }

@@ -58,6 +58,7 @@ typedef struct {
     apr_uint64_t sync_examined;    /* keys looked at */
     apr_uint64_t sync_copied;      /* copies written to the server */
     apr_uint64_t sync_deleted;     /* keys removed (stale, locks, moved) */
+    apr_uint64_t sync_memory;      /* bytes its tables held, at most */
     apr_uint64_t syncs;            /* completed */
     char         sync_by[MEMSESS_INSTANCE_MAX];  /* the instance of the
                                     * group whose sync of it this one waits
