@@ -108,17 +108,44 @@ for src in "$TOP"/fuzz/crashes-fixed/*.c; do
         failed=$((failed + 1))
     fi
 done
-# Every harness is built first, as many at once as there are cores (the
-# builds take longer than the fuzzing on a 2-core machine); each leaves
-# $RUN/NAME.build: 0 when built.
+# The pure logic is compiled once, with libFuzzer's instrumentation, as
+# many files at once as there are cores; then every harness is compiled and
+# linked with those objects, as many at once (the builds take longer than
+# the fuzzing on a 2-core machine).  Each harness leaves $RUN/NAME.build: 0
+# when built.
+JOBS=$(nproc 2>/dev/null || echo 2)
+OBJ=$WORK/obj
+mkdir -p "$OBJ"
+build_object() {
+    local src=$1 o
+    o=$OBJ/$(basename "$src" .c).o
+    "$CC" -fsanitize=fuzzer-no-link "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -c -o "$o" "$src" \
+        >"$RUN/obj-$(basename "$src" .c).log" 2>&1 || echo "$src" >>"$OBJ/failed"
+}
+rm -f "$OBJ/failed"
+for src in "${PURE_SRC[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+        wait -n
+    done
+    build_object "$src" &
+done
+wait
+OBJS=()
+for src in "${PURE_SRC[@]}"; do
+    OBJS+=("$OBJ/$(basename "$src" .c).o")
+done
 build_harness() {
     local h=$1
+    if [ -e "$OBJ/failed" ]; then
+        cat "$RUN"/obj-*.log >"$RUN/$h.log"
+        echo 1 >"$RUN/$h.build"
+        return
+    fi
     "$CC" -fsanitize=fuzzer "${CFLAGS[@]}" "${APR_CFLAGS[@]}" -o "$WORK/$h.bin" \
-        "$TOP/fuzz/$h.c" "${PURE_SRC[@]}" "${APR_LIBS[@]}" -lmemcached \
+        "$TOP/fuzz/$h.c" "${OBJS[@]}" "${APR_LIBS[@]}" -lmemcached \
         >"$RUN/$h.log" 2>&1
     echo $? >"$RUN/$h.build"
 }
-JOBS=$(nproc 2>/dev/null || echo 2)
 for h in "${HARNESSES[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
         wait -n
