@@ -105,7 +105,9 @@ raw_ms=${raw%%|*}
         [ "$e" = new ] || name=$OLD
         for r in delta full empty; do
             IFS='|' read -r ms ex cp same kb <<<"$(field "$e" "$r")"
-            echo "| $name | $r | ${ms} ms | $ex | $cp | $same | ${kb:--} KB | $(audit "$e" "$r") |"
+            [ "$e" = new ] || kb="(not measured)"
+            [ "$kb" = "(not measured)" ] || kb="${kb:--} KB"
+            echo "| $name | $r | ${ms} ms | $ex | $cp | $same | $kb | $(audit "$e" "$r") |"
         done
     done
     echo
