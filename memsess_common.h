@@ -169,7 +169,7 @@ typedef enum {
                                  * default): memsess_sync.c */
 } memsess_rejoin_e;
 
-#define MEMSESS_SYNC_RATE_DEFAULT (20000)     /* keys a second */
+#define MEMSESS_SYNC_RATE_DEFAULT (50000)     /* keys a second */
 #define MEMSESS_SYNC_RATE_MAX     (10000000)
 
 /* The module-wide settings, resolved at post_config (the main server's

@@ -617,7 +617,7 @@ static const command_rec memsess_cmds[] = {
         RSRC_CONF, "when a probe that has not answered fails (100ms)"),
     AP_INIT_TAKE1("MemsessSyncRate", set_sync_rate, NULL, RSRC_CONF,
         "keys a second a sync or rebalance copies or looks for "
-        "(20000; 0: unbounded)"),
+        "(50000; 0: unbounded)"),
     AP_INIT_TAKE1("MemsessFailThreshold", set_threshold, NULL, RSRC_CONF,
         "consecutive failed probes that mark a server down (2)"),
     AP_INIT_TAKE1("MemsessPassThreshold", set_threshold, (void *)1,
