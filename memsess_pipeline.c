@@ -13,7 +13,8 @@
 
 /* Guarded writes, many per round trip, in memcached's binary protocol.
  *
- *   request   24-byte header: magic 0x80, opcode (ADD 0x02, SET 0x01),
+ *   request   24-byte header: magic 0x80, opcode (ADD 0x02, SET 0x01,
+ *             DELETE 0x04: the key alone, no extras),
  *             key length, extras length 8, data type 0, vbucket 0, body
  *             length (extras + key + value), opaque (the write's index),
  *             cas (a SET's guard; 0 for an ADD); extras: flags, expiry;
@@ -39,6 +40,7 @@
 #define RES_MAGIC   (0x81)
 #define OP_SET      (0x01)
 #define OP_ADD      (0x02)
+#define OP_DELETE   (0x04)
 #define ST_STORED   (0x0000)
 #define ST_NOTFOUND (0x0001)
 #define ST_EXISTS   (0x0002)
@@ -81,9 +83,16 @@ static apr_uint64_t get64(const unsigned char *p)
     return ((apr_uint64_t)get32(p) << 32) | get32(p + 4);
 }
 
+static unsigned char opcode(const memsess_put_t *put)
+{
+    return put->del ? OP_DELETE : put->cas ? OP_SET : OP_ADD;
+}
+
 apr_size_t memsess_put_size(const memsess_put_t *put)
 {
-    return MEMSESS_PUT_HEADER + MEMSESS_PUT_EXTRAS + put->keylen + put->vlen;
+    return put->del ? MEMSESS_PUT_HEADER + put->keylen
+                    : MEMSESS_PUT_HEADER + MEMSESS_PUT_EXTRAS + put->keylen
+                      + put->vlen;
 }
 
 void memsess_put_encode(unsigned char *buf, const memsess_put_t *put,
@@ -93,8 +102,14 @@ void memsess_put_encode(unsigned char *buf, const memsess_put_t *put,
 
     memset(p, 0, MEMSESS_PUT_HEADER);
     p[0] = REQ_MAGIC;
-    p[1] = put->cas ? OP_SET : OP_ADD;
+    p[1] = opcode(put);
     put16(p + 2, (apr_uint32_t)put->keylen);
+    if (put->del) {
+        put32(p + 8, (apr_uint32_t)put->keylen);
+        put32(p + 12, opaque);
+        memcpy(p + MEMSESS_PUT_HEADER, put->key, put->keylen);
+        return;
+    }
     p[4] = MEMSESS_PUT_EXTRAS;
     put32(p + 8, (apr_uint32_t)(MEMSESS_PUT_EXTRAS + put->keylen
                                 + put->vlen));
@@ -146,14 +161,14 @@ int memsess_put_reply_apply(memsess_put_t *puts, int n, int next,
         return -1;
     }
     put = &puts[next];
-    if (r->opcode != (put->cas ? OP_SET : OP_ADD)) {
+    if (r->opcode != opcode(put)) {
         return -1;
     }
     put->status = r->status;
     put->new_cas = 0;
     switch (r->status) {
     case ST_STORED:
-        if (r->body || !r->cas) {
+        if (r->body || (!r->cas && !put->del)) {
             return -1;   /* a write's success has no body, and a cas */
         }
         put->result = MEMSESS_PUT_STORED;

@@ -13,9 +13,9 @@
 
 /* memsess_pipeline.h: many guarded writes to one memcached server in one
  * round trip (memsess_pipeline.c).  memcached's binary protocol: every
- * write (an ADD, or a SET carrying the cas it must still match) is sent at
- * once, then their answers are read, in order, each with the new copy's
- * cas.  The sync engine's bulk copies go this way; one write at a time
+ * write (an ADD, a SET carrying the cas it must still match, or a DELETE)
+ * is sent at once, then their answers are read, in order, each with the
+ * new copy's cas.  The sync engine's bulk copies go this way; one write at a time
  * through libmemcached costs a round trip each.  Encoding a write and
  * parsing an answer are pure (unit-tested, fuzzed); an answer is untrusted
  * input: anything but the answer expected next ends the batch with an
@@ -31,17 +31,21 @@
 #define MEMSESS_PUT_BODY_MAX (1024)  /* an answer's body (an error text) */
 
 typedef enum {
-    MEMSESS_PUT_STORED = 1,   /* written; new_cas is the copy's */
+    MEMSESS_PUT_STORED = 1,   /* written (new_cas is the copy's), or
+                               * deleted */
     MEMSESS_PUT_NEWER,        /* not written: the server's copy changed
                                * since its cas was read, or it has one now
-                               * where it had none (what is there wins) */
+                               * where it had none (what is there wins);
+                               * a delete: there was none */
     MEMSESS_PUT_REFUSED       /* the server refused it (status): too big,
                                * out of memory */
 } memsess_put_result_e;
 
 /* One write: key <- value, only if the server's copy still has cas (0:
- * only if the server has none). */
+ * only if the server has none); or, del set, key deleted (whatever its
+ * copy: value, flags, exp and cas unused). */
 typedef struct {
+    int                  del;
     const char          *key;
     apr_size_t           keylen;
     const char          *value;

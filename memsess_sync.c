@@ -997,6 +997,10 @@ struct batch {
     apr_pool_t    *pool;       /* values read; cleared after each batch */
     verify_t       v[COPY_BATCH];
     int            nv;
+    memsess_dump_item_t d[COPY_BATCH];   /* to delete at dat (the last
+                                          * pass: copies no list places
+                                          * there any more) */
+    int            nd, dat;
     apr_hash_t    *vindex;     /* key -> verify_t, the authority at hand */
     queued_t       q[COPY_BATCH];
     int            n, from;
@@ -1083,6 +1087,7 @@ static apr_status_t batch_read(memsess_sync_t *y, int i, int n,
 static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
                                 apr_size_t errlen)
 {
+    /* (b->puts[0 .. b->nputs - 1], copies or deletes) */
     struct batch *b = y->batch;
     server_t *sv = &y->servers[t];
     apr_status_t rv;
@@ -1230,8 +1235,43 @@ static apr_status_t verifies_flush(memsess_sync_t *y, char *err,
     return rv;
 }
 
+/* Deletes the keys queued for it at b->dat, in one round trip. */
+static apr_status_t deletes_flush(memsess_sync_t *y, char *err,
+                                  apr_size_t errlen)
+{
+    struct batch *b = y->batch;
+    apr_status_t rv;
+    int k;
+
+    pace(y, b->nd);
+    for (k = 0; k < b->nd; k++) {
+        memset(&b->puts[k], 0, sizeof(b->puts[k]));
+        b->puts[k].del = 1;
+        b->puts[k].key = b->d[k].key;
+        b->puts[k].keylen = b->d[k].keylen;
+    }
+    b->nputs = b->nd;
+    b->nd = 0;
+    if ((rv = batch_write(y, b->dat, err, errlen)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (k = 0; k < b->nputs; k++) {
+        if (b->puts[k].result == MEMSESS_PUT_STORED) {
+            y->stats.deleted++;
+        }
+        else if (b->puts[k].result == MEMSESS_PUT_REFUSED) {
+            apr_snprintf(err, errlen, "%s refused a delete (status 0x%04x)",
+                         y->servers[b->dat].name,
+                         (unsigned)b->puts[k].status);
+            return APR_EGENERAL;
+        }
+    }
+    return APR_SUCCESS;
+}
+
 /* Makes the copies queued, a target at a time (the keys queued to be
- * looked for first: they come from an earlier listing). */
+ * looked for, then those to delete, first: they come from an earlier
+ * listing). */
 static apr_status_t copies_flush(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
@@ -1239,6 +1279,10 @@ static apr_status_t copies_flush(memsess_sync_t *y, char *err,
     apr_status_t rv = b && b->nv ? verifies_flush(y, err, errlen)
                                  : APR_SUCCESS;
     int k, j;
+
+    if (rv == APR_SUCCESS && b && b->nd) {
+        rv = deletes_flush(y, err, errlen);
+    }
 
     for (k = 0; b && k < b->n && rv == APR_SUCCESS; k++) {
         int t = b->q[k].t, n = 0;
@@ -1263,7 +1307,7 @@ static apr_status_t copies_flush(memsess_sync_t *y, char *err,
         rv = batch_copy(y, t, n, err, errlen);
     }
     if (b) {
-        b->n = b->nv = 0;
+        b->n = b->nv = b->nd = 0;
         apr_pool_clear(b->pool);
     }
     return rv;
@@ -1312,6 +1356,27 @@ static apr_status_t verify_key(memsess_sync_t *y, int at,
     b->v[b->nv].a = a;
     if (++b->nv == COPY_BATCH) {
         return verifies_flush(y, err, errlen);
+    }
+    return APR_SUCCESS;
+}
+
+/* What delete_key() does, queued: key `it` deleted at `at` with the next
+ * batch of deletes there. */
+static apr_status_t queue_delete(memsess_sync_t *y, int at,
+                                 const memsess_dump_item_t *it, char *err,
+                                 apr_size_t errlen)
+{
+    struct batch *b = batch_of(y);
+    apr_status_t rv;
+
+    if (b->nd && b->dat != at
+        && (rv = deletes_flush(y, err, errlen)) != APR_SUCCESS) {
+        return rv;
+    }
+    b->dat = at;
+    b->d[b->nd] = *it;
+    if (++b->nd == COPY_BATCH) {
+        return deletes_flush(y, err, errlen);
     }
     return APR_SUCCESS;
 }
@@ -1739,7 +1804,7 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
          * only the copies it moved, replicas 0 / drop: left here they
          * would be stale the day the server they moved to goes) */
         if (y->final && !placed_here && (moved || y->s < 0)) {
-            return delete_key(y, i, it, err, errlen);
+            return queue_delete(y, i, it, err, errlen);
         }
         return APR_SUCCESS;
     }
@@ -1815,7 +1880,7 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
         rv = copies_flush(y, err, errlen);   /* the last batch */
     }
     else if (y->batch) {
-        y->batch->n = y->batch->nv = 0;
+        y->batch->n = y->batch->nv = y->batch->nd = 0;
         apr_pool_clear(y->batch->pool);
     }
     apr_pool_destroy(p);

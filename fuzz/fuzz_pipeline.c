@@ -15,15 +15,17 @@
  * batch of writes, hostile, as a memcached server (or anything listening
  * in its place) may send it.  The first byte says how many writes (1 to
  * 16) and which carry a cas; the rest is the stream, copied into a block
- * of its exact size (ASan sees any read past it).  What it checks (abort()
+ * of its exact size (ASan sees any read past it); with bit 0x20, every
+ * third write is a delete.  What it checks (abort()
  * on any difference with an independent reading of the header):
  *   - an answer is taken whole only when its magic is 0x81, its body at
  *     most MEMSESS_PUT_BODY_MAX and no shorter than its key and extras,
  *     and all of its bytes are there; more is asked for only when they
  *     are not; the length given is the header's and the body's;
  *   - an answer applies only to the write expected next (its opaque, its
- *     opcode: SET with a cas, ADD without), and a write is stored only
- *     with status 0, no body and a cas; statuses 1, 2 and 5 leave it to
+ *     opcode: DELETE, SET with a cas, ADD without), and a write is stored
+ *     only with status 0, no body and a cas (a delete: no cas needed);
+ *     statuses 1, 2 and 5 leave it to
  *     the newer copy, every other one is a refusal;
  *   - each write, encoded, reads back as the same fields. */
 
@@ -68,6 +70,11 @@ static long model_parse(const unsigned char *b, size_t len)
     return len < 24 + (size_t)body ? 0 : (long)(24 + body);
 }
 
+static int op_of(const memsess_put_t *put)
+{
+    return put->del ? 0x04 : put->cas ? 0x01 : 0x02;
+}
+
 static void check_encode(const memsess_put_t *put, uint32_t opaque)
 {
     size_t size = memsess_put_size(put);
@@ -77,6 +84,17 @@ static void check_encode(const memsess_put_t *put, uint32_t opaque)
         abort();
     }
     memsess_put_encode(b, put, opaque);
+    if (put->del) {
+        if (size != 24 + put->keylen || b[0] != 0x80 || b[1] != 0x04
+            || be(b + 2, 2) != put->keylen || b[4] != 0
+            || be(b + 8, 4) != put->keylen || be(b + 12, 4) != opaque
+            || be(b + 16, 4) || be(b + 20, 4)
+            || memcmp(b + 24, put->key, put->keylen)) {
+            fail("delete %u encoded differently", (unsigned)opaque);
+        }
+        free(b);
+        return;
+    }
     if (b[0] != 0x80 || b[1] != (put->cas ? 0x01 : 0x02)
         || be(b + 2, 2) != put->keylen || b[4] != 8
         || be(b + 8, 4) != 8 + put->keylen + put->vlen
@@ -113,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         puts[k].exp = (uint32_t)size * 7919u;
         puts[k].cas = (data[0] & 0x10) && (k & 1) ? 0x1122334455667788ULL
                                                  + (uint64_t)k : 0;
+        puts[k].del = (data[0] & 0x20) && k % 3 == 2;
         check_encode(&puts[k], (uint32_t)k);
     }
     len = size - 1;
@@ -135,9 +154,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         applied = memsess_put_reply_apply(puts, n, next, &r);
         if ((applied == 0)
-            != (r.opaque == (uint32_t)next
-                && r.opcode == (puts[next].cas ? 0x01 : 0x02)
-                && (r.status != 0 || (!r.body && r.cas)))) {
+            != (r.opaque == (uint32_t)next && r.opcode == op_of(&puts[next])
+                && (r.status != 0
+                    || (!r.body && (r.cas || puts[next].del))))) {
             fail("answer %d applied: %d", next, applied);
         }
         if (applied < 0) {

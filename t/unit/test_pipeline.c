@@ -113,6 +113,24 @@ int main(void)
     memsess_put_reply_parse(buf, 27, &r);
     ok(memsess_put_reply_apply(puts, 3, 2, &r) == -1, "stored with a body: no answer to trust");
     ok(memsess_put_reply_apply(puts, 3, 3, &r) == -1, "past the last write");
+
+    /* deletes */
+    puts[2].del = 1;
+    ok(memsess_put_size(&puts[2]) == 24 + 17, "a delete's size: header and key");
+    memsess_put_encode(buf, &puts[2], 5);
+    ok(buf[1] == 0x04 && buf[4] == 0 && buf[11] == 17 && buf[15] == 5
+       && !memcmp(buf + 24, "memc.sess.key.abc", 17), "a delete: opcode 0x04, no extras, the key");
+    answer(buf, 0x04, 0, 0, 2, 0);
+    memsess_put_reply_parse(buf, 24, &r);
+    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_STORED,
+       "deleted (no cas needed)");
+    answer(buf, 0x04, 1, 0, 2, 0);
+    memsess_put_reply_parse(buf, 24, &r);
+    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_NEWER,
+       "a delete of nothing: not found");
+    answer(buf, 0x02, 0, 0, 2, 9);
+    memsess_put_reply_parse(buf, 24, &r);
+    ok(memsess_put_reply_apply(puts, 3, 2, &r) == -1, "an ADD's answer to a delete");
     n = done_testing();
     apr_terminate();
     return n;
