@@ -28,6 +28,21 @@ static void answer(unsigned char *b, int op, int status, unsigned body,
     }
 }
 
+/* An answer (opcode, status, body length, opaque, cas) parsed and applied
+ * to puts[next]: memsess_put_reply_apply()'s result. */
+static int reply(memsess_put_t *puts, int next, int op, int status,
+                 unsigned body, unsigned opaque, apr_uint64_t cas)
+{
+    unsigned char b[64];
+    memsess_put_reply_t r;
+
+    answer(b, op, status, body, opaque, cas);
+    if (memsess_put_reply_parse(b, MEMSESS_PUT_HEADER + body, &r) <= 0) {
+        return -2;
+    }
+    return memsess_put_reply_apply(puts, 3, next, &r);
+}
+
 int main(void)
 {
     unsigned char buf[256], want[256];
@@ -82,37 +97,21 @@ int main(void)
     ok(memsess_put_reply_parse(buf, 24, &r) == -1, "a key longer than the body: refused");
 
     /* applied to the writes sent */
-    answer(buf, 0x02, 0, 0, 0, 1234);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 0, &r) == 0 && puts[0].result == MEMSESS_PUT_STORED
+    ok(reply(puts, 0, 0x02, 0, 0, 0, 1234) == 0 && puts[0].result == MEMSESS_PUT_STORED
        && puts[0].new_cas == 1234, "stored: the new copy's cas");
-    ok(memsess_put_reply_apply(puts, 3, 1, &r) == -1, "the answer to another request (opaque 0 for 1)");
-    answer(buf, 0x02, 0, 0, 1, 5);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 1, &r) == -1, "an ADD's answer to a SET");
-    answer(buf, 0x01, 2, 0, 1, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 1, &r) == 0 && puts[1].result == MEMSESS_PUT_NEWER,
+    ok(reply(puts, 1, 0x02, 0, 0, 0, 1234) == -1, "the answer to another request (opaque 0 for 1)");
+    ok(reply(puts, 1, 0x02, 0, 0, 1, 5) == -1, "an ADD's answer to a SET");
+    ok(reply(puts, 1, 0x01, 2, 0, 1, 0) == 0 && puts[1].result == MEMSESS_PUT_NEWER,
        "exists: the target changed since its cas was read, it wins");
-    answer(buf, 0x01, 1, 0, 1, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 1, &r) == 0 && puts[1].result == MEMSESS_PUT_NEWER,
+    ok(reply(puts, 1, 0x01, 1, 0, 1, 0) == 0 && puts[1].result == MEMSESS_PUT_NEWER,
        "not found: the target's copy went meanwhile, nothing written");
-    answer(buf, 0x02, 5, 0, 2, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_NEWER,
+    ok(reply(puts, 2, 0x02, 5, 0, 2, 0) == 0 && puts[2].result == MEMSESS_PUT_NEWER,
        "not stored: newer");
-    answer(buf, 0x02, 0x82, 0, 2, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_REFUSED
+    ok(reply(puts, 2, 0x02, 0x82, 0, 2, 0) == 0 && puts[2].result == MEMSESS_PUT_REFUSED
        && puts[2].status == 0x82, "out of memory: refused, with its status");
-    answer(buf, 0x02, 0, 0, 2, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == -1, "stored without a cas: no answer to trust");
-    answer(buf, 0x02, 0, 3, 2, 9);
-    memsess_put_reply_parse(buf, 27, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == -1, "stored with a body: no answer to trust");
-    ok(memsess_put_reply_apply(puts, 3, 3, &r) == -1, "past the last write");
+    ok(reply(puts, 2, 0x02, 0, 0, 2, 0) == -1, "stored without a cas: no answer to trust");
+    ok(reply(puts, 2, 0x02, 0, 3, 2, 9) == -1, "stored with a body: no answer to trust");
+    ok(reply(puts, 3, 0x02, 0, 0, 3, 1) == -1, "past the last write");
 
     /* deletes */
     puts[2].del = 1;
@@ -120,17 +119,11 @@ int main(void)
     memsess_put_encode(buf, &puts[2], 5);
     ok(buf[1] == 0x04 && buf[4] == 0 && buf[11] == 17 && buf[15] == 5
        && !memcmp(buf + 24, "memc.sess.key.abc", 17), "a delete: opcode 0x04, no extras, the key");
-    answer(buf, 0x04, 0, 0, 2, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_STORED,
+    ok(reply(puts, 2, 0x04, 0, 0, 2, 0) == 0 && puts[2].result == MEMSESS_PUT_STORED,
        "deleted (no cas needed)");
-    answer(buf, 0x04, 1, 0, 2, 0);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == 0 && puts[2].result == MEMSESS_PUT_NEWER,
+    ok(reply(puts, 2, 0x04, 1, 0, 2, 0) == 0 && puts[2].result == MEMSESS_PUT_NEWER,
        "a delete of nothing: not found");
-    answer(buf, 0x02, 0, 0, 2, 9);
-    memsess_put_reply_parse(buf, 24, &r);
-    ok(memsess_put_reply_apply(puts, 3, 2, &r) == -1, "an ADD's answer to a delete");
+    ok(reply(puts, 2, 0x02, 0, 0, 2, 9) == -1, "an ADD's answer to a delete");
     n = done_testing();
     apr_terminate();
     return n;
