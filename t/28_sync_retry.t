@@ -22,7 +22,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Fill;
 
-plan tests => 8;
+plan tests => 9;
 
 my @RT = qw(MEMC_RT1 MEMC_RT2 MEMC_RT3);
 my $N  = $ENV{MEMSESS_RETRY_SESSIONS} // 20000;
@@ -79,6 +79,21 @@ ok t_cmp(scalar(@stopped) . ' ' . scalar(() = $log =~ /MEMSESS0031: .*\Q$a3\E/g)
     ok t_cmp(defined $ms && $copied > 1000 && $ms >= 0.9 * 1000 * $copied / 4000 ? 1 : 0, 1,
              sprintf('MemsessSyncRate 4000: %s copies took %s ms (at least %d)', $copied // '?',
                      $ms // '?', 0.9 * 1000 * ($copied // 0) / 4000));
+}
+{
+    # what the sync's tables held: bounded per key copied (the digest
+    # table: at most 64 bytes a key), beside the fixed part (the active
+    # sessions' list, 4096 at most, and a batch: 2 MB); the status page
+    # says the same in bytes
+    my ($copied) = ($synced // '') =~ /keys examined, (\d+) copied/;
+    my ($kb) = ($synced // '') =~ /; (\d+) KB held at most/;
+    my $st = $in->status;
+    my ($s) = grep { $_->{address} eq $a3 } @{ ($st && $st->{servers}) || [] };
+    my $bound = 2048 + 64 * ($copied // 0) / 1024;
+    ok t_cmp(defined $kb && $kb <= $bound && $s && ($s->{sync_memory} // 0) > 0
+             && int(($s->{sync_memory} + 1023) / 1024) == $kb ? 1 : 0, 1,
+             sprintf('the sync held %s KB at most for %s copies (bound %d KB); status sync_memory %s',
+                     $kb // '?', $copied // '?', $bound, $s ? $s->{sync_memory} // '?' : '?'));
 }
 {
     my ($lost, $stale, $detail) = audit($where, $want);
