@@ -67,7 +67,10 @@ build() {
 build new HEAD
 [ "$OLD" = none ] || build old "$OLD"
 
-mem=$(( (N * 2 * 1400 + NOISE * 120) / 3 / 1048576 + 256 ))
+# each server: its share of the sessions (two copies of each), and all of
+# the other keys (they are on server 3), with room to spare: an eviction
+# would count as a session lost
+mem=$(( N * 2 * 1400 / 3 / 1048576 + NOISE * 160 / 1048576 + 256 ))
 for p in "${PORTS[@]}"; do
     memcached -p "$p" -l 127.0.0.1 -U 0 -u nobody -m "$mem" -c 4096 &
     PIDS+=($!)
