@@ -485,6 +485,20 @@ static int transient(memcached_return_t rc)
            || rc == MEMCACHED_SERVER_MARKED_DEAD;
 }
 
+/* Whether a read (or a batch of writes) at server i that failed `tried`
+ * times of `tries` is tried once more: if so, on a fresh connection after
+ * FETCH_PAUSE, counted in stats.retried. */
+static int try_again(memsess_sync_t *y, int i, int tried, int tries)
+{
+    if (tried >= tries || (y->spec->stop && *y->spec->stop)) {
+        return 0;
+    }
+    reconnect(y, i);
+    apr_sleep(FETCH_PAUSE);
+    y->stats.retried++;
+    return 1;
+}
+
 static memcached_return_t fetch_once(memsess_sync_t *y, int i,
                                      const char *key, apr_size_t len);
 
@@ -498,11 +512,7 @@ static memcached_return_t fetch(memsess_sync_t *y, int i, const char *key,
     memcached_return_t rc = fetch_once(y, i, key, len);
     int tries = 1;
 
-    while (transient(rc) && tries < FETCH_TRIES
-           && !(y->spec->stop && *y->spec->stop)) {
-        reconnect(y, i);
-        apr_sleep(FETCH_PAUSE);
-        y->stats.retried++;
+    while (transient(rc) && try_again(y, i, tries, FETCH_TRIES)) {
         rc = fetch_once(y, i, key, len);
         tries++;
     }
@@ -942,11 +952,7 @@ static apr_status_t mget_at(memsess_sync_t *y, int i, const char **keys,
     int tried = 1;
 
     while ((rc = mget_once(y, i, keys, lens, n, found)) != MEMCACHED_SUCCESS
-           && transient(rc) && tried < tries
-           && !(y->spec->stop && *y->spec->stop)) {
-        reconnect(y, i);
-        apr_sleep(FETCH_PAUSE);
-        y->stats.retried++;
+           && transient(rc) && try_again(y, i, tried, tries)) {
         tried++;
     }
     y->gave_up = transient(rc) ? tried : 0;
@@ -1102,13 +1108,9 @@ static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
             rv = memsess_pipeline_put(sv->pipe, b->puts, b->nputs, err,
                                       errlen);
         }
-        if (rv == APR_SUCCESS || tries >= FETCH_TRIES
-            || (y->spec->stop && *y->spec->stop)) {
+        if (rv == APR_SUCCESS || !try_again(y, t, tries, FETCH_TRIES)) {
             return rv;
         }
-        reconnect(y, t);
-        apr_sleep(FETCH_PAUSE);
-        y->stats.retried++;
         tries++;
     }
 }
