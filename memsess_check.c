@@ -942,11 +942,61 @@ static int lease_free(const memsess_runtime_t *rt, apr_uint32_t owner,
            || age > 2 * interval + bounded(rt->g.timeout) + TICK;
 }
 
+/* In the checker process (memsess_check_process.c): it beats at every
+ * tick and keeps the lease; the children leave it to the process. */
+static int in_process;
+
+/* How long the checker process may go without a tick before the children
+ * stop leaving a free lease to it. */
+#define PROCESS_STALE apr_time_from_sec(3)
+/* ... and how fresh its last tick must be for a checking child to hand the
+ * lease back to it. */
+#define PROCESS_FRESH apr_time_from_msec(500)
+
+/* Whether the checker process is there to check: forked, ticking within
+ * fresh (its fork's time counts until its first tick), not ended. */
+static int process_there(const memsess_runtime_t *rt, apr_time_t now,
+                         apr_interval_time_t fresh, int ticked)
+{
+    apr_uint32_t pid;
+    apr_time_t forked, beat, last;
+
+    memsess_table_process(rt->table, &pid, &forked, &beat);
+    last = beat ? beat : forked;
+    if (!pid || (ticked && !beat) || (last <= now && now - last > fresh)) {
+        return 0;
+    }
+    return !process_gone((pid_t)pid);
+}
+
+/* Whether this child's checker runs no job that a handover would cut
+ * short: no rejoin sync, no rebalance. */
+static int checker_idle(const checker_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->rt->targets->nelts; i++) {
+        if (memsess_rejoin_busy(c->rejoin, i)) {
+            return 0;
+        }
+    }
+    for (i = 0; i < c->rt->confs->nelts; i++) {
+        if (memsess_table_view_slot(c->rt->table, i)->rebalance
+            != MEMSESS_REBALANCE_NONE) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void tick(memsess_runtime_t *rt)
 {
-    apr_uint32_t me = (apr_uint32_t)getpid(), owner;
-    apr_time_t now = apr_time_now(), heartbeat;
+    apr_uint32_t me = (apr_uint32_t)getpid(), owner, process;
+    apr_time_t now = apr_time_now(), heartbeat, forked, beat;
 
+    if (in_process) {
+        memsess_table_process_beat(rt->table, now);
+    }
     memsess_table_owner(rt->table, &owner, &heartbeat);
     if (checker && owner != me) {
         /* we stalled and another child took over: it checks now */
@@ -956,8 +1006,25 @@ static void tick(memsess_runtime_t *rt)
         checker_stop();
         return;
     }
+    if (checker && !in_process && checker_idle(checker)
+        && process_there(rt, now, PROCESS_FRESH, 1)) {
+        /* the checker process is back (it died, or was late at the
+         * start): it checks, no job of ours is cut short */
+        memsess_table_process(rt->table, &process, &forked, &beat);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0190: "
+                     "process %u hands checking back to the checker process "
+                     "%u", me, process);
+        checker_stop();
+        /* with the time of our last round: the process's first is an
+         * interval after it, not at once */
+        memsess_table_claim(rt->table, me, 0, heartbeat);
+        return;
+    }
     if (!checker) {
+        memsess_table_process(rt->table, &process, &forked, &beat);
         if (!lease_free(rt, owner, heartbeat, now)
+            || (!in_process && owner != process
+                && process_there(rt, now, PROCESS_STALE, 0))
             || !memsess_table_claim(rt->table, owner, me, now)
             || checker_start(rt) != APR_SUCCESS) {
             return;
@@ -967,7 +1034,13 @@ static void tick(memsess_runtime_t *rt)
                          "MEMSESS0023: checking resumed in process %u: "
                          "process %u stopped checking", me, owner);
         }
-        checker->next_round = now;   /* new servers are probed at once */
+        /* new servers are probed at once; after a hand-back (no owner,
+         * the last round's time kept) an interval after that round */
+        checker->next_round = now;
+        if (!owner && heartbeat && heartbeat <= now
+            && now - heartbeat < rt->g.interval) {
+            checker->next_round = heartbeat + rt->g.interval;
+        }
     }
     /* (a round further away than an interval: the clock went back) */
     if (now >= checker->next_round
@@ -981,6 +1054,21 @@ static void tick(memsess_runtime_t *rt)
             || checker->next_round - now > rt->g.interval) {
             checker->next_round = now + rt->g.interval;
         }
+    }
+}
+
+void memsess_check_process_tick(memsess_runtime_t *rt)
+{
+    in_process = 1;
+    tick(rt);
+}
+
+void memsess_check_process_stop(memsess_runtime_t *rt)
+{
+    if (checker) {
+        checker_stop();
+        /* hand over at once: the next tick of a child claims */
+        memsess_table_claim(rt->table, (apr_uint32_t)getpid(), 0, 0);
     }
 }
 

@@ -22,5 +22,10 @@
 /* memsess_check.c */
 apr_status_t memsess_check_post_config(apr_pool_t *pconf, server_rec *s,
                                        memsess_runtime_t *rt);
+/* The checker process's tick (every 100 ms, memsess_check_process.c): the
+ * same as a child's, but it beats, and keeps the lease it claims; and its
+ * end, which hands the lease over. */
+void memsess_check_process_tick(memsess_runtime_t *rt);
+void memsess_check_process_stop(memsess_runtime_t *rt);
 
 #endif /* MEMSESS_CHECK_H */

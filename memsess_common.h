@@ -187,6 +187,7 @@ typedef struct {
                                      * pools and the vhost names */
     int                 group_derived;
     int                 release_helper;   /* MemsessReleaseHelper: 0, 1 */
+    int                 check_process;    /* MemsessCheckerProcess: 0, 1 */
     const char         *state_dir;  /* MemsessStateDir; NULL: none */
     int                 sync_rate;  /* MemsessSyncRate: keys a second a
                                      * sync or rebalance copies or looks
@@ -245,6 +246,7 @@ typedef struct {
     int                  rejoin;         /* memsess_rejoin_e */
     int                  share;          /* MemsessShareVerdicts */
     int                  release_helper; /* MemsessReleaseHelper */
+    int                  check_process;  /* MemsessCheckerProcess */
     const char          *instance;       /* MemsessInstance */
     const char          *group;          /* MemsessGroup */
     const char          *state_dir;      /* MemsessStateDir ("" = none) */

@@ -198,6 +198,8 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
                 vs->rebalance_examined = st->examined;
                 vs->rebalance_copied = st->copied;
                 vs->rebalance_deleted = st->deleted;
+                vs->rebalance_listed = st->lines;
+                vs->rebalance_expected = st->expected;
             }
             if (holder) {
                 apr_snprintf(vs->rebalance_error,
@@ -244,6 +246,7 @@ static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
             vs->rebalance_started = apr_time_sec(apr_time_now());
             vs->rebalance_examined = vs->rebalance_copied = 0;
             vs->rebalance_deleted = 0;
+            vs->rebalance_listed = vs->rebalance_expected = 0;
         }
         if (why) {
             apr_cpystrn(vs->rebalance_error, why,

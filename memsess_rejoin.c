@@ -189,6 +189,8 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
             slot->sync_copied = st->copied;
             slot->sync_deleted = st->deleted;
             slot->sync_memory = st->memory;
+            slot->sync_listed = st->lines;
+            slot->sync_expected = st->expected;
         }
         if (holder) {
             /* our verdict line goes back in when we sync it ourselves
@@ -307,6 +309,8 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         slot->sync_copied = st->copied;
         slot->sync_deleted = st->deleted;
         slot->sync_memory = st->memory;
+        slot->sync_listed = st->lines;
+        slot->sync_expected = st->expected;
         slot->sync_mode = job->delta ? MEMSESS_SYNC_DELTA : MEMSESS_SYNC_FULL;
         memsess_table_bump_generation(rt->table, 1);
         nflipped = memsess_table_publish(rt->table, rt->views,

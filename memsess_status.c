@@ -163,6 +163,39 @@ static apr_uint64_t sync_rate(const memsess_slot_t *sl)
     return sl->sync_copied / (apr_uint64_t)(secs > 0 ? secs : 1);
 }
 
+/* When a running job's first pass over every key should end (unix
+ * seconds), from how much of it was listed in how long; 0 when not known
+ * (nothing runs, nothing listed or expected yet, or that pass is over:
+ * the passes after it look only at what changed meanwhile). */
+static apr_int64_t expected_end(int running, apr_int64_t started,
+                                apr_uint64_t listed, apr_uint64_t expected)
+{
+    apr_time_t now = apr_time_now();
+    apr_time_t elapsed = now - apr_time_from_sec(started);
+
+    if (!running || !started || !listed || !expected || listed >= expected
+        || elapsed < 0) {
+        return 0;
+    }
+    return apr_time_sec(now)
+           + (apr_int64_t)((double)elapsed / APR_USEC_PER_SEC
+                           * (double)(expected - listed) / (double)listed
+                           + 0.5);
+}
+
+static apr_int64_t sync_end(const memsess_slot_t *sl)
+{
+    return expected_end(sl->state == MEMSESS_SYNCING, sl->sync_started,
+                        sl->sync_listed, sl->sync_expected);
+}
+
+static apr_int64_t rebalance_end(const memsess_view_slot_t *vs)
+{
+    return expected_end(vs->rebalance == MEMSESS_REBALANCE_RUNNING,
+                        vs->rebalance_started, vs->rebalance_listed,
+                        vs->rebalance_expected);
+}
+
 /* Who sees it down: this instance (by its own probes) first, then the
  * others of the group; "" when nobody does. */
 static const char *reported_by(const snapshot_t *snap,
@@ -285,6 +318,9 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    ", \"sync_deleted\": %" APR_UINT64_T_FMT
                    ", \"sync_memory\": %" APR_UINT64_T_FMT
                    ", \"sync_rate\": %" APR_UINT64_T_FMT
+                   ", \"sync_listed\": %" APR_UINT64_T_FMT
+                   ", \"sync_expected\": %" APR_UINT64_T_FMT
+                   ", \"sync_end\": %" APR_INT64_T_FMT
                    ", \"syncs\": %" APR_UINT64_T_FMT ", \"sync_by\": %s, "
                    "\"sync_mode\": \"%s\", \"reported_by\": [", i ? "," : "",
                    json_str(r->pool, sl->addr), state_name(sl),
@@ -293,7 +329,8 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                    json_str(r->pool, sl->last_error), sl->latency_us,
                    memsess_state_name(sl->state), sl->sync_started,
                    sl->sync_examined, sl->sync_copied, sl->sync_deleted,
-                   sl->sync_memory, sync_rate(sl),
+                   sl->sync_memory, sync_rate(sl), sl->sync_listed,
+                   sl->sync_expected, sync_end(sl),
                    sl->syncs, json_str(r->pool, sl->sync_by),
                    sync_mode_name(sl));
         for (w = who; *w; w = *comma ? comma + 2 : comma) {
@@ -323,11 +360,15 @@ static void show_json(request_rec *r, const snapshot_t *snap)
                        "{\"state\": \"%s\", \"runs\": %u, \"started\": %"
                        APR_INT64_T_FMT ", \"examined\": %" APR_UINT64_T_FMT
                        ", \"copied\": %" APR_UINT64_T_FMT ", \"deleted\": %"
-                       APR_UINT64_T_FMT ", \"last_error\": %s}",
+                       APR_UINT64_T_FMT ", \"listed\": %" APR_UINT64_T_FMT
+                       ", \"expected\": %" APR_UINT64_T_FMT ", \"end\": %"
+                       APR_INT64_T_FMT ", \"last_error\": %s}",
                        json_str(r->pool, snap->published[conf->view]),
                        rebalance_state(snap, conf), vs->rebalance_runs,
                        vs->rebalance_started, vs->rebalance_examined,
                        vs->rebalance_copied, vs->rebalance_deleted,
+                       vs->rebalance_listed, vs->rebalance_expected,
+                       rebalance_end(vs),
                        json_str(r->pool, vs->rebalance_error));
         }
         if (persisted(snap, conf)) {
@@ -416,6 +457,9 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    "MemsessServer[%d]SyncDeleted: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncMemory: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncRate: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncListed: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncExpected: %" APR_UINT64_T_FMT "\n"
+                   "MemsessServer[%d]SyncEnd: %" APR_INT64_T_FMT "\n"
                    "MemsessServer[%d]Syncs: %" APR_UINT64_T_FMT "\n"
                    "MemsessServer[%d]SyncBy: %s\n"
                    "MemsessServer[%d]SyncMode: %s\n",
@@ -428,6 +472,7 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                    one_line(r->pool, reported_by(snap, sl, r->pool)),
                    i, sl->sync_examined, i, sl->sync_copied, i,
                    sl->sync_deleted, i, sl->sync_memory, i, sync_rate(sl), i,
+                   sl->sync_listed, i, sl->sync_expected, i, sync_end(sl), i,
                    sl->syncs, i,
                    one_line(r->pool, sl->sync_by), i, sync_mode_name(sl));
     }
@@ -444,9 +489,13 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                        "MemsessPool[%d]RebalanceExamined: %" APR_UINT64_T_FMT
                        "\nMemsessPool[%d]RebalanceCopied: %" APR_UINT64_T_FMT
                        "\nMemsessPool[%d]RebalanceDeleted: %" APR_UINT64_T_FMT
+                       "\nMemsessPool[%d]RebalanceListed: %" APR_UINT64_T_FMT
+                       "\nMemsessPool[%d]RebalanceExpected: %" APR_UINT64_T_FMT
+                       "\nMemsessPool[%d]RebalanceEnd: %" APR_INT64_T_FMT
                        "\n", i, rebalance_state(snap, conf), i,
                        vs->rebalance_examined, i, vs->rebalance_copied, i,
-                       vs->rebalance_deleted);
+                       vs->rebalance_deleted, i, vs->rebalance_listed, i,
+                       vs->rebalance_expected, i, rebalance_end(vs));
         }
         if (persisted(snap, conf)) {
             vs = persisted(snap, conf);
@@ -519,6 +568,13 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
           "rejoin syncs of the server that completed" },
         { "memsess_sync_memory_bytes", "gauge",
           "bytes the tables of that sync held, at most" },
+        { "memsess_sync_keys_listed", "gauge",
+          "metadump lines that sync read" },
+        { "memsess_sync_keys_expected", "gauge",
+          "lines its first pass lists (the servers' keys as it began)" },
+        { "memsess_sync_expected_end_seconds", "gauge",
+          "when the first pass of the running sync should end (unix "
+          "time; 0: not known)" },
     };
     int k, i;
 
@@ -561,7 +617,11 @@ static void show_metrics(request_rec *r, const snapshot_t *snap)
                            m[k].name, label, k == 7 ? sl->sync_examined
                            : k == 8 ? sl->sync_copied
                            : k == 9 ? sl->sync_deleted
-                           : k == 11 ? sl->sync_memory : sl->syncs);
+                           : k == 11 ? sl->sync_memory
+                           : k == 12 ? sl->sync_listed
+                           : k == 13 ? sl->sync_expected
+                           : k == 14 ? (apr_uint64_t)sync_end(sl)
+                           : sl->syncs);
             }
         }
     }
@@ -718,11 +778,17 @@ static void html_tables(request_rec *r, const snapshot_t *snap)
                    sl->sync_started ? apr_psprintf(r->pool, " (sync: %"
                        APR_UINT64_T_FMT " keys examined, %" APR_UINT64_T_FMT
                        " copied%s, %" APR_UINT64_T_FMT " deleted, %"
-                       APR_UINT64_T_FMT " KB held%s%s)",
+                       APR_UINT64_T_FMT " KB held%s%s%s)",
                        sl->sync_examined, sl->sync_copied,
                        sync_rate(sl) ? apr_psprintf(r->pool, " (%"
                            APR_UINT64_T_FMT " a second)", sync_rate(sl))
                        : "", sl->sync_deleted, (sl->sync_memory + 1023) / 1024,
+                       sync_end(sl) ? apr_psprintf(r->pool, "; %"
+                           APR_UINT64_T_FMT " of ~%" APR_UINT64_T_FMT
+                           " keys listed, its first pass ends in ~%"
+                           APR_INT64_T_FMT " s", sl->sync_listed,
+                           sl->sync_expected, sync_end(sl)
+                           - apr_time_sec(apr_time_now())) : "",
                        *sl->sync_by ? "; by " : "", esc(r, sl->sync_by))
                    : "", sl->checks, sl->failures,
                    sl->consecutive_fails, sl->consecutive_passes, when,

@@ -2067,6 +2067,30 @@ static void clocks_read(memsess_sync_t *y)
     y->delta = 1;
 }
 
+/* What the first pass will list: the keys its servers hold now (their
+ * curr_items), for the expected end the status page shows. */
+static void expect_lines(memsess_sync_t *y)
+{
+    apr_uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < y->nservers; i++) {
+        memcached_stat_st *st;
+        memcached_return_t rc = MEMCACHED_FAILURE;
+        memcached_st *mc;
+
+        if (!y->servers[i].fresh && !y->servers[i].in_now) {
+            continue;
+        }
+        st = (mc = conn(y, i)) ? memcached_stat(mc, NULL, &rc) : NULL;
+        if (st && memcached_success(rc)) {
+            n += st->curr_items;
+        }
+        memcached_stat_free(NULL, st);
+    }
+    y->stats.expected = n;
+}
+
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
                                  apr_size_t errlen)
 {
@@ -2084,6 +2108,8 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
         return APR_ENOMEM;
     }
     y->began = y->delta_began = apr_time_now();
+    expect_lines(y);
+    progress(y, 1);
     if (y->spec->since && y->s >= 0) {
         clocks_read(y);
     }

@@ -55,6 +55,9 @@ typedef struct {
                               * changed in a delta sync (spec.since) */
     apr_uint64_t lines;      /* every metadump line read, ours or not */
     apr_uint64_t retried;    /* reads tried again after a timeout */
+    apr_uint64_t expected;   /* metadump lines its first pass lists: what
+                              * its servers held as it began (their
+                              * curr_items); 0: not known */
     apr_uint64_t memory;     /* bytes its tables held, at most: what it
                               * wrote (memsess_written.c), the returning
                               * server's keys (a delta), the active

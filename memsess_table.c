@@ -53,7 +53,7 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (13u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (14u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
@@ -61,7 +61,9 @@
                                       * 10: served_ketama;
                                       * 11: follow_gate, peers;
                                       * 12: a view's persistence;
-                                      * 13: sync_memory */
+                                      * 13: sync_memory;
+                                      * 14: the checker process,
+                                      * sync_listed, sync_expected */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -79,6 +81,9 @@ struct memsess_table {
     apr_uint32_t owner;          /* pid of the checker, 0 = none */
     apr_uint32_t twin;           /* another instance has our name */
     apr_int64_t  heartbeat;      /* apr_time_t of its last round */
+    apr_uint32_t process;        /* pid of the checker process, 0 = none */
+    apr_int64_t  process_forked; /* when the parent forked it */
+    apr_int64_t  process_beat;   /* its last tick, 0 = none yet */
     apr_uint32_t npeers;
     memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
 };
@@ -472,6 +477,27 @@ void memsess_table_heartbeat(memsess_table_t *t, apr_time_t now)
     __atomic_store_n(&t->heartbeat, now, __ATOMIC_RELEASE);
 }
 
+void memsess_table_set_process(memsess_table_t *t, apr_uint32_t pid,
+                               apr_time_t forked)
+{
+    __atomic_store_n(&t->process_beat, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->process_forked, forked, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->process, pid, __ATOMIC_RELEASE);
+}
+
+void memsess_table_process_beat(memsess_table_t *t, apr_time_t now)
+{
+    __atomic_store_n(&t->process_beat, now, __ATOMIC_RELEASE);
+}
+
+void memsess_table_process(const memsess_table_t *t, apr_uint32_t *pid,
+                           apr_time_t *forked, apr_time_t *beat)
+{
+    *pid = __atomic_load_n(&t->process, __ATOMIC_ACQUIRE);
+    *forked = __atomic_load_n(&t->process_forked, __ATOMIC_ACQUIRE);
+    *beat = __atomic_load_n(&t->process_beat, __ATOMIC_ACQUIRE);
+}
+
 /* ------------------------------------------------------------------ */
 /* The state machine                                                  */
 
@@ -520,7 +546,7 @@ void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now)
     slot->state = MEMSESS_SYNCING;
     slot->sync_started = now;
     slot->sync_examined = slot->sync_copied = slot->sync_deleted = 0;
-    slot->sync_memory = 0;
+    slot->sync_memory = slot->sync_listed = slot->sync_expected = 0;
     slot->sync_by[0] = '\0';
     slot->sync_waits = 0;
 }

@@ -59,6 +59,9 @@ typedef struct {
     apr_uint64_t sync_copied;      /* copies written to the server */
     apr_uint64_t sync_deleted;     /* keys removed (stale, locks, moved) */
     apr_uint64_t sync_memory;      /* bytes its tables held, at most */
+    apr_uint64_t sync_listed;      /* metadump lines read */
+    apr_uint64_t sync_expected;    /* lines its first pass lists, 0 = not
+                                    * known (memsess_sync_stats_t) */
     apr_uint64_t syncs;            /* completed */
     char         sync_by[MEMSESS_INSTANCE_MAX];  /* the instance of the
                                     * group whose sync of it this one waits
@@ -127,6 +130,8 @@ typedef struct {
     apr_uint64_t rebalance_examined;
     apr_uint64_t rebalance_copied;
     apr_uint64_t rebalance_deleted;
+    apr_uint64_t rebalance_listed;    /* as a slot's sync_listed */
+    apr_uint64_t rebalance_expected;  /* as a slot's sync_expected */
     char         rebalance_error[MEMSESS_ERROR_MAX];   /* why the last
                                                         * stopped */
     char         name[MEMSESS_VIEW_NAME_MAX];   /* its vhost's */
@@ -253,6 +258,16 @@ int memsess_table_leased(const memsess_table_t *t);
  * memsess_table_leased(); the caller writes only when it is set, and
  * unlocks mutex either way. */
 int memsess_table_lease_lock(memsess_table_t *t, apr_thread_mutex_t *mutex);
+
+/* The checker process (memsess_check_process.c): the parent sets its pid
+ * and when it forked it (0: there is none), and the process beats at every
+ * tick (*beat 0 until its first); the children leave the lease to it while
+ * it beats. */
+void memsess_table_set_process(memsess_table_t *t, apr_uint32_t pid,
+                               apr_time_t forked);
+void memsess_table_process_beat(memsess_table_t *t, apr_time_t now);
+void memsess_table_process(const memsess_table_t *t, apr_uint32_t *pid,
+                           apr_time_t *forked, apr_time_t *beat);
 
 /* The up/down state machine: records one probe result in slot (counters
  * included) and returns non-zero when the state changed. */

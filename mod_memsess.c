@@ -80,6 +80,7 @@ static void *create_srv_config(apr_pool_t *p, server_rec *s)
     conf->rejoin = -1;
     conf->share = -1;
     conf->release_helper = -1;
+    conf->check_process = -1;
     conf->sync_rate = -1;
     conf->adopt = -1;
     conf->adopt_ketama = -1;
@@ -127,6 +128,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->rejoin = base->rejoin;
     conf->share = base->share;
     conf->release_helper = base->release_helper;
+    conf->check_process = base->check_process;
     conf->sync_rate = base->sync_rate;
     conf->instance = base->instance;
     conf->group = base->group;
@@ -381,6 +383,9 @@ static choice_t share_choice = {
 static choice_t release_helper_choice = {
     { "off", "on", NULL }, "value",
     APR_OFFSETOF(memsess_srv_conf, release_helper), 1 };
+static choice_t check_process_choice = {
+    { "off", "on", NULL }, "value",
+    APR_OFFSETOF(memsess_srv_conf, check_process), 1 };
 
 static const char *set_choice(cmd_parms *cmd, void *dummy, const char *arg)
 {
@@ -643,6 +648,9 @@ static const command_rec memsess_cmds[] = {
         RSRC_CONF, "On (default) to release the sockets of every process "
         "on this machine to a server marked down (a helper that keeps "
         "CAP_NET_ADMIN only; Apache started as root)"),
+    AP_INIT_TAKE1("MemsessCheckerProcess", set_choice, &check_process_choice,
+        RSRC_CONF, "On (default) to run the checker and its syncs in a "
+        "process of its own, out of the MPM's reach (Off: in a child)"),
     AP_INIT_TAKE1("MemsessInstance", set_name, NULL, RSRC_CONF,
         "this instance's name in shared verdicts (default: this machine's host "
         "name and the main server's port)"),
@@ -766,6 +774,7 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                   : MEMSESS_REJOIN_SYNC;
     g->share = conf->share != 0;
     g->release_helper = conf->release_helper != 0;
+    g->check_process = conf->check_process != 0;
     g->sync_rate = conf->sync_rate >= 0 ? conf->sync_rate
                                         : MEMSESS_SYNC_RATE_DEFAULT;
     g->state_dir = !conf->state_dir ? MEMSESS_STATE_DIR
@@ -1324,6 +1333,22 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* Once every module's post_config has run (mod_dbd's, mod_watchdog's):
+ * the checker process starts from what they set up. */
+static int memsess_post_config_last(apr_pool_t *pconf, apr_pool_t *plog,
+                                    apr_pool_t *ptemp, server_rec *s)
+{
+    memsess_runtime_t *runtime = memsess_runtime();
+
+    (void)plog;
+    (void)ptemp;
+    if (runtime
+        && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        memsess_check_process_start(pconf, s, runtime);
+    }
+    return OK;
+}
+
 static void memsess_child_init(apr_pool_t *pchild, server_rec *s)
 {
     memsess_runtime_t *runtime = memsess_runtime();
@@ -1347,6 +1372,8 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(memsess_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(memsess_post_config, after_php, before_watchdog,
                         APR_HOOK_MIDDLE);
+    ap_hook_post_config(memsess_post_config_last, NULL, NULL,
+                        APR_HOOK_REALLY_LAST);
     /* before mod_watchdog starts the thread that calls the release */
     ap_hook_child_init(memsess_child_init, NULL, before_watchdog,
                        APR_HOOK_MIDDLE);

@@ -78,6 +78,8 @@
  *   memsess_status.c  the memsess-status handler
  *   memsess_release.c every child shuts down its sockets to a server marked
  *                     down
+ *   memsess_check_process.c  the checker's process of its own, out of the
+ *                     MPM's reach: forked, restarted, stopped by the parent
  *   memsess_release_helper.c  the process that keeps CAP_NET_ADMIN only
  *                     and destroys every process's sockets to a server
  *                     marked down (sock_diag); its requests (pure)
@@ -88,9 +90,10 @@
  * checker hands the exchange and the rebalance the rejoin syncs as
  * memsess_syncs_t callbacks).  t/unit/calls-one-way.sh (make unit) fails
  * on a circle among the includes or among the objects' calls.
- *   mod_memsess     -> adopt check config credentials flight inject
- *                      persist_db place pool rebalance release
- *                      release_helper status table verdicts view
+ *   mod_memsess     -> adopt check check_process config credentials
+ *                      flight inject persist_db place pool rebalance
+ *                      release release_helper status table verdicts view
+ *   check_process   -> check table
  *   check           -> exchange lateness persist_db rebalance_job rejoin
  *                      release release_helper table view watch
  *   rejoin          -> config connect exchange gate joblock persist_db sync
@@ -129,7 +132,9 @@
  * does once (0150-0159 used: 0158, 0159 an instance that takes a pool over
  * in a group), 0130-0149 pool changes (the rebalance,
  * 0130-0142; taking a pool over and the state file, 0143-0149: all used),
- * 0160-0169 the group's clocks (memsess_exchange.c: 0160 used).
+ * 0160-0169 the group's clocks (memsess_exchange.c: 0160 used),
+ * 0190-0199 the checker process (memsess_check_process.c, memsess_check.c:
+ * 0190-0196 used).
  */
 
 #ifndef MOD_MEMSESS_H
@@ -157,6 +162,7 @@
 #include "memsess_persist.h"
 #include "memsess_view.h"
 #include "memsess_check.h"
+#include "memsess_check_process.h"
 #include "memsess_connect.h"
 #include "memsess_joblock.h"
 #include "memsess_exchange.h"

@@ -1,7 +1,9 @@
-# The checker: every child runs a watchdog tick; a lease in shared memory
-# makes one of them the checker.  When the checker stops, another child
-# takes over:
-#   - SIGKILL of the checker child: checking resumes within two intervals
+# The checker: the checker process and every child run a tick; a lease in
+# shared memory makes one of them the checker, the checker process while
+# it runs (memsess_check_process.c).  When the checker stops, a child
+# takes over at once (and hands checking back to the checker process once
+# the parent has forked it again: each case below starts from there):
+#   - SIGKILL of the checker process: checking resumes within two intervals
 #     (three times), the new checker logs MEMSESS0023 naming the dead one,
 #     and it detects and logs state changes;
 #   - the same while the killed checker stays a zombie (its parent stopped);
@@ -51,6 +53,21 @@ sub current_checker {
     return $pids[-1];
 }
 
+# The checker once it is back in the checker process (a child checks only
+# until the parent has forked a new one): its pid, or undef after 5 s.
+sub settled_checker {
+    my $text_of = shift;
+    my $pid;
+    wait_for(5, sub {
+        $pid = current_checker($text_of->());
+        return 0 unless $pid && kill 0, $pid;
+        open my $fh, '<', "/proc/$pid/comm" or return 0;
+        my $comm = <$fh> // '';
+        return $comm =~ /^memsess-check/;
+    }, 0.05);
+    return $pid;
+}
+
 memc_start('S1');
 ok t_cmp(defined wait_states(10, 'up', 'S1') ? 1 : 0, 1, 'S1 is up');
 
@@ -75,6 +92,7 @@ sub wait_other_child {
 }
 
 for my $k (1 .. $KILLS) {
+    $pid = settled_checker(sub { log_since(0) }) // $pid;
     wait_other_child($pid);
     my $mark = log_mark();
     my $c0 = checks();
@@ -119,7 +137,7 @@ memc_start('Z1');
 $in->start;
 my $istatus = sub { checks_in($in->status, 'Z1') };
 my $up = wait_for(10, sub { (server_state('Z1', $in->status) // '') eq 'up' });
-my $frozen = current_checker($in->log_since(0));
+my $frozen = settled_checker(sub { $in->log_since(0) });
 ok t_cmp(defined $up && $frozen && kill(0, $frozen) ? 1 : 0, 1,
          'instance: Z1 up, the checker is ' . ($frozen // 'none'));
 
@@ -144,10 +162,10 @@ ok t_cmp(defined $up && $frozen && kill(0, $frozen) ? 1 : 0, 1,
     ok t_cmp(defined $others && defined $took && $took <= 2 * check_interval() ? 1 : 0, 1,
              'zombie checker: another child resumes within two intervals');
     ok t_cmp($zombie, 'Z', 'while the old checker was still a zombie');
-    $frozen = current_checker($in->log_since($mark)) // 0;
 }
 
 {
+    $frozen = settled_checker(sub { $in->log_since(0) }) // 0;
     wait_for(5, sub { 2 <= grep { $_ != $frozen } $in->children }, 0.05);
     sleep 2 * TICK;
     my $mark = $in->log_mark();
@@ -172,7 +190,7 @@ ok t_cmp(defined $up && $frozen && kill(0, $frozen) ? 1 : 0, 1,
     $mark = $in->log_mark();
     kill 'CONT', $frozen;
     $line = $in->log_wait(1 + Memsess::Test::margin(), $mark,
-                          qr/MEMSESS0019: process \Q$taker\E took over checking from process \Q$frozen\E/);
+                          qr/MEMSESS0019: process \d+ took over checking from process \Q$frozen\E/);
     ok t_cmp(log_pid($line) // 'no line', $frozen,
              'SIGCONT: the old checker sees the new one and steps down (MEMSESS0019)');
 

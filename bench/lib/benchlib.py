@@ -339,7 +339,7 @@ class Apache:
     def __init__(self, runner, name, port, body='', memsess=True, php=True,
                  workers=100, start_servers=None, loglevel='notice',
                  listen_extra=(), keepalive=True, modules=(), user='nobody',
-                 group='nogroup', mpm='prefork'):
+                 group='nogroup', mpm='prefork', mpm_defaults=False):
         self.runner, self.name, self.port = runner, name, port
         self.dir = os.path.join(WORK, name)
         self.conf = os.path.join(self.dir, 'httpd.conf')
@@ -370,7 +370,11 @@ class Apache:
             args += ['--memsess', MODULE_SO, '--status-require', 'ip 127.0.0.1']
         if IS_ROOT:
             args += ['--user', user, '--group', group]
-        if mpm == 'prefork':
+        if mpm_defaults:
+            # the MPM at Apache's own defaults (prefork: 5 started, 5 to 10
+            # spare, idle children reaped, 150 at most)
+            lines = []
+        elif mpm == 'prefork':
             ss = start_servers if start_servers is not None else min(workers, 40)
             lines = [
                 'StartServers %d' % ss,

@@ -5,9 +5,12 @@
 // places them: the same libmemcached, the same key prefix (a namespace), the
 // binary protocol, REPLICAS replicas, and modulo (CONSISTENT 0, as
 // MemsessFailover successor injects) or ketama (1) distribution.
-// Prints the number written.
+// Prints the number written.  With a sixth argument "audit" it writes
+// nothing: it reads every one of them where PHP reads it (its first server:
+// no replica read) and prints how many are missing and how many differ.
 [$_, $hosts, $count, $size] = $argv + [null, null, 0, 1024];
-$replicas = (int)($argv[4] ?? 1);
+$audit = ($argv[6] ?? '') === 'audit';
+$replicas = $audit ? 0 : (int)($argv[4] ?? 1);
 $consistent = (int)($argv[5] ?? 0);
 $m = new Memcached();
 $m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
@@ -24,6 +27,23 @@ foreach (explode(',', $hosts) as $hp) {
     $m->addServer($h, (int)$p);
 }
 $pad = str_repeat('x', max(0, (int)$size - 40));
+if ($audit) {
+    $want = 'n|i:1;pad|s:' . strlen($pad) . ':"' . $pad . '";';
+    $missing = $differ = 0;
+    for ($i = 0; $i < (int)$count; $i += 1000) {
+        $ids = [];
+        for ($j = $i; $j < min($i + 1000, (int)$count); $j++) {
+            $ids[] = sprintf('bench%021d', $j);
+        }
+        $got = $m->getMulti($ids) ?: [];
+        foreach ($ids as $id) {
+            if (!isset($got[$id])) { $missing++; }
+            elseif ($got[$id] !== $want) { $differ++; }
+        }
+    }
+    echo $missing, ' ', $differ, "\n";
+    exit(0);
+}
 $written = 0;
 $batch = [];
 for ($i = 0; $i < (int)$count; $i++) {

@@ -18,7 +18,12 @@
  *       sync of PORT2 emptied (a restart: every key copied); prints what
  *       each examined, how long it took, and what is lost or stale after
  *       it; then the limit: the same keys copied raw (bench_raw).  OTHER:
- *       that many small keys of another application on PORT3 too. */
+ *       that many small keys of another application on PORT3 too.
+ *   test_sync.bin --copy HOST SRC DST
+ *       the limit a sync through Apache is measured against
+ *       (bench/scale.sh): every session key SRC holds, listed
+ *       (lru_crawler metadump) and copied raw to DST (multi-gets of 1000,
+ *       writes without replies); prints "copy: N keys in M ms". */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -697,6 +702,96 @@ static int bench_cli(int argc, char **argv)
     return 0;
 }
 
+/* --copy: the session keys of one listing, copied in multi-gets of 1000
+ * as they come. */
+typedef struct {
+    memcached_st *src, *dst;
+    const char  **keys;
+    size_t       *lens;
+    int           m, copied;
+    apr_pool_t   *batch;
+} raw_copy_t;
+
+static void raw_flush(raw_copy_t *rc)
+{
+    memcached_result_st *res;
+    memcached_return_t r;
+
+    if (!rc->m) {
+        return;
+    }
+    memcached_mget(rc->src, rc->keys, rc->lens, (size_t)rc->m);
+    while ((res = memcached_fetch_result(rc->src, NULL, &r))) {
+        memcached_set(rc->dst, memcached_result_key_value(res),
+                      memcached_result_key_length(res),
+                      memcached_result_value(res),
+                      memcached_result_length(res), 3600,
+                      memcached_result_flags(res));
+        rc->copied++;
+        memcached_result_free(res);
+    }
+    rc->m = 0;
+    apr_pool_clear(rc->batch);
+}
+
+static apr_status_t raw_item(void *baton, const memsess_dump_item_t *it,
+                             char *err, apr_size_t errlen)
+{
+    raw_copy_t *rc = baton;
+
+    (void)err;
+    (void)errlen;
+    if (strncmp(it->key, MEMSESS_SESS_PREFIX, strlen(MEMSESS_SESS_PREFIX))) {
+        return APR_SUCCESS;
+    }
+    rc->keys[rc->m] = apr_pstrmemdup(rc->batch, it->key, it->keylen);
+    rc->lens[rc->m] = it->keylen;
+    if (++rc->m == 1000) {
+        raw_flush(rc);
+    }
+    return APR_SUCCESS;
+}
+
+static int copy_cli(int argc, char **argv)
+{
+    raw_copy_t rc;
+    char err[256];
+    apr_time_t t0;
+    apr_status_t rv;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s --copy HOST SRC DST\n", argv[0]);
+        return 2;
+    }
+    memset(&rc, 0, sizeof(rc));
+    rc.src = bench_conn(argv[2], atoi(argv[3]));
+    rc.dst = bench_conn(argv[2], atoi(argv[4]));
+    rc.keys = apr_palloc(p, 1000 * sizeof(*rc.keys));
+    rc.lens = apr_palloc(p, 1000 * sizeof(*rc.lens));
+    apr_pool_create(&rc.batch, p);
+    memcached_behavior_set(rc.dst, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_behavior_set(rc.dst, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    t0 = apr_time_now();
+    rv = memsess_dump_each(p, argv[2], (apr_port_t)atoi(argv[3]), argv[3],
+                           apr_time_from_sec(10), NULL, raw_item, &rc, err,
+                           sizeof(err));
+    raw_flush(&rc);
+    memcached_flush_buffers(rc.dst);
+    memcached_behavior_set(rc.dst, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+    memcached_behavior_set(rc.dst, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    memcached_exist(rc.dst, "memsess-bench", 13);   /* all landed */
+    if (rv != APR_SUCCESS) {
+        fprintf(stderr, "cannot list %s:%s: %s\n", argv[2], argv[3], err);
+        return 1;
+    }
+    printf("copy: %d keys in %" APR_TIME_T_FMT " ms (listed, multi-gets of "
+           "1000, writes without replies: the limit)\n", rc.copied,
+           apr_time_as_msec(apr_time_now() - t0));
+    memcached_free(rc.src);
+    memcached_free(rc.dst);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -708,6 +803,9 @@ int main(int argc, char **argv)
     }
     else if (argc > 1 && !strcmp(argv[1], "--bench")) {
         rc = bench_cli(argc, argv);
+    }
+    else if (argc > 1 && !strcmp(argv[1], "--copy")) {
+        rc = copy_cli(argc, argv);
     }
     else {
         test_dump_parse();

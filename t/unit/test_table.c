@@ -284,6 +284,37 @@ int main(void)
                "spaces, bytes beyond ASCII '?'");
     }
 
+    {
+        /* the lease and the checker process (memsess_check_process.c) */
+        apr_uint32_t owner, pid;
+        apr_time_t hb, forked, beat;
+        apr_size_t lsize = memsess_table_size(1, 2, caps);
+        void *lmem = malloc(lsize);
+        memsess_table_t *l = memsess_table_init(lmem, lsize, 1, 2, caps);
+
+        memsess_table_owner(l, &owner, &hb);
+        ok(owner == 0 && hb == 0, "a new table: nobody checks");
+        ok(memsess_table_claim(l, 0, 100, 5) && !memsess_table_claim(l, 0, 200, 6),
+           "the lease: a claim from what was seen, never from another");
+        ok(memsess_table_claim(l, 100, 0, 5), "its holder hands it back");
+        memsess_table_owner(l, &owner, &hb);
+        ok(owner == 0 && hb == 5, "keeping the time of its last round");
+        memsess_table_process(l, &pid, &forked, &beat);
+        ok(pid == 0 && forked == 0 && beat == 0, "a new table: no checker process");
+        memsess_table_set_process(l, 4242, 1000);
+        memsess_table_process(l, &pid, &forked, &beat);
+        ok(pid == 4242 && forked == 1000 && beat == 0,
+           "forked: its pid and when, no tick yet");
+        memsess_table_process_beat(l, 1100);
+        memsess_table_process(l, &pid, &forked, &beat);
+        ok(beat == 1100 && forked == 1000, "its tick");
+        memsess_table_set_process(l, 4343, 2000);
+        memsess_table_process(l, &pid, &forked, &beat);
+        ok(pid == 4343 && forked == 2000 && beat == 0,
+           "forked again: the last one's tick is forgotten");
+        free(lmem);
+    }
+
     free(mem);
     apr_pool_destroy(p);
     apr_terminate();

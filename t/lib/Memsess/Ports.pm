@@ -51,6 +51,7 @@ our @NAMES = (
     qw(MEMC_RS1 MEMC_RS2 MEMC_RS3),          # 28_rejoin_same
     qw(MEMC_FL1 MEMC_FL2 MEMC_FL3),          # 28_rejoin_flip
     qw(MEMC_RT1 MEMC_RT2 MEMC_RT3),          # 28_sync_retry: reads that time out
+    qw(MEMC_CP1 MEMC_CP2 MEMC_CP3),          # 28_checker_process: a sync while children end
     qw(MEMC_PC1 MEMC_PC2 MEMC_PC3 MEMC_PC4 MEMC_PC5 MEMC_PC6),
                                              # 29_pool_change: the defaults
     qw(MEMC_PD1 MEMC_PD2 MEMC_PD3 MEMC_PD4 MEMC_PD5),
