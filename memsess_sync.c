@@ -58,6 +58,7 @@
 #include "apr_lib.h"
 #include "apr_network_io.h"
 #include "apr_time.h"
+#include <pthread.h>
 
 #include "memsess_sync.h"
 #include "memsess_listing.h"
@@ -166,8 +167,19 @@ typedef struct hot_t {
 #define HOT_WATCH    apr_time_from_msec(300)
 #define HOT_BATCH    (512)         /* keys of one mget */
 
+/* The reading of stats.expected (expect_start). */
+struct expect {
+    apr_uint32_t refs;
+    apr_uint64_t expected;     /* 0 until read */
+    apr_uint64_t timeout_ms;
+    int          n;
+    char       **hosts;
+    apr_port_t  *ports;
+};
+
 struct memsess_sync {
     apr_pool_t               *pool;
+    struct expect            *expect;            /* reads stats.expected */
     const memsess_sync_spec_t *spec;
     list_t                   *lists;
     int                       nlists;
@@ -219,6 +231,7 @@ struct memsess_sync {
 };
 
 static void kept_free(memsess_sync_t *y);
+static void expect_drop(memsess_sync_t *y);
 
 static int server_id(memsess_sync_t *y, const char *name)
 {
@@ -346,6 +359,7 @@ void memsess_sync_destroy(memsess_sync_t *y)
     if (!y) {
         return;
     }
+    expect_drop(y);
     memsess_sync_unhold(y);
     for (i = 0; i < y->nservers; i++) {
         reconnect(y, i);
@@ -420,31 +434,44 @@ apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
                                      / APR_USEC_PER_SEC);
 }
 
+/* A connection of its own to server i, with the sync's timeouts; NULL
+ * when it cannot be made. */
+static memcached_st *handle(const memsess_sync_t *y, int i)
+{
+    const server_t *sv = &y->servers[i];
+    uint64_t ms = (uint64_t)apr_time_as_msec(y->spec->timeout);
+    memcached_st *mc;
+
+    if (ms < 1) {
+        ms = 1;
+    }
+    if (!(mc = memcached_create(NULL))) {
+        return NULL;
+    }
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    if (memcached_server_add(mc, sv->host, sv->port) != MEMCACHED_SUCCESS) {
+        memcached_free(mc);
+        return NULL;
+    }
+    return mc;
+}
+
 static memcached_st *conn(memsess_sync_t *y, int i)
 {
     server_t *sv = &y->servers[i];
-    uint64_t ms = (uint64_t)apr_time_as_msec(y->spec->timeout);
 
     if (sv->mc) {
         return sv->mc;
     }
-    if (ms < 1) {
-        ms = 1;
-    }
-    sv->mc = memcached_create(NULL);
-    if (!sv->mc) {
-        return NULL;
-    }
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000);
-    memcached_behavior_set(sv->mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
-    if (memcached_server_add(sv->mc, sv->host, sv->port) != MEMCACHED_SUCCESS
-        || !memcached_result_create(sv->mc, &sv->res)) {
+    if ((sv->mc = handle(y, i))
+        && !memcached_result_create(sv->mc, &sv->res)) {
         memcached_free(sv->mc);
         sv->mc = NULL;
     }
@@ -580,6 +607,10 @@ static void note_memory(memsess_sync_t *y)
 
 static void progress(memsess_sync_t *y, int always)
 {
+    if (y->expect) {
+        y->stats.expected = __atomic_load_n(&y->expect->expected,
+                                            __ATOMIC_ACQUIRE);
+    }
     if (always || !(y->stats.listed % 256)) {
         note_memory(y);
     }
@@ -2068,27 +2099,105 @@ static void clocks_read(memsess_sync_t *y)
 }
 
 /* What the first pass will list: the keys its servers hold now (their
- * curr_items), for the expected end the status page shows. */
-static void expect_lines(memsess_sync_t *y)
+ * curr_items), for the expected end the status page shows.  Read on a
+ * detached thread with connections and a copy of the addresses of its
+ * own: a server slow to answer "stats" (or one that does not speak it)
+ * never holds the sync up, nor its end.  The sync and the thread each hold
+ * a reference; the last to let go frees it. */
+static void expect_release(struct expect *e)
 {
+    int i;
+
+    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL)) {
+        return;
+    }
+    for (i = 0; i < e->n; i++) {
+        free(e->hosts[i]);
+    }
+    free(e->hosts);
+    free(e->ports);
+    free(e);
+}
+
+static void *expect_run(void *data)
+{
+    struct expect *e = data;
     apr_uint64_t n = 0;
     int i;
 
-    for (i = 0; i < y->nservers; i++) {
-        memcached_stat_st *st;
+    for (i = 0; i < e->n; i++) {
         memcached_return_t rc = MEMCACHED_FAILURE;
-        memcached_st *mc;
+        memcached_stat_st *st;
+        memcached_st *mc = memcached_create(NULL);
 
-        if (!y->servers[i].fresh && !y->servers[i].in_now) {
+        if (!mc) {
             continue;
         }
-        st = (mc = conn(y, i)) ? memcached_stat(mc, NULL, &rc) : NULL;
+        memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
+                               e->timeout_ms);
+        memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                               e->timeout_ms);
+        memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+        st = memcached_server_add(mc, e->hosts[i], e->ports[i])
+                 == MEMCACHED_SUCCESS ? memcached_stat(mc, NULL, &rc) : NULL;
         if (st && memcached_success(rc)) {
             n += st->curr_items;
         }
         memcached_stat_free(NULL, st);
+        memcached_free(mc);
     }
-    y->stats.expected = n;
+    __atomic_store_n(&e->expected, n, __ATOMIC_RELEASE);
+    expect_release(e);
+    return NULL;
+}
+
+/* Starts the reading for the servers the first pass lists; nothing when
+ * it cannot (no expected end: nothing else changes). */
+static void expect_start(memsess_sync_t *y)
+{
+    struct expect *e = calloc(1, sizeof(*e));
+    pthread_attr_t attr;
+    pthread_t th;
+    int i, ok = e != NULL;
+
+    if (ok) {
+        e->refs = 2;
+        e->timeout_ms = (apr_uint64_t)apr_time_as_msec(y->spec->timeout);
+        e->timeout_ms += !e->timeout_ms;
+        e->hosts = calloc((size_t)y->nservers, sizeof(*e->hosts));
+        e->ports = calloc((size_t)y->nservers, sizeof(*e->ports));
+        ok = e->hosts && e->ports;
+    }
+    for (i = 0; ok && i < y->nservers; i++) {
+        if (y->servers[i].fresh || y->servers[i].in_now) {
+            e->ports[e->n] = y->servers[i].port;
+            ok = (e->hosts[e->n++] = strdup(y->servers[i].host)) != NULL;
+        }
+    }
+    if (ok && !pthread_attr_init(&attr)) {
+        ok = !pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)
+             && !pthread_create(&th, &attr, expect_run, e);
+        pthread_attr_destroy(&attr);
+    }
+    else {
+        ok = 0;
+    }
+    if (!ok) {
+        if (e) {
+            e->refs = 1;
+            expect_release(e);
+        }
+        return;
+    }
+    y->expect = e;
+}
+
+static void expect_drop(memsess_sync_t *y)
+{
+    if (y->expect) {
+        expect_release(y->expect);
+        y->expect = NULL;
+    }
 }
 
 apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
@@ -2108,8 +2217,9 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
         return APR_ENOMEM;
     }
     y->began = y->delta_began = apr_time_now();
-    expect_lines(y);
-    progress(y, 1);
+    expect_drop(y);
+    y->stats.expected = 0;
+    expect_start(y);
     if (y->spec->since && y->s >= 0) {
         clocks_read(y);
     }

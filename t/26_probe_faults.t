@@ -53,11 +53,7 @@ memc_start('Q1');
 fake_start('FAKE_OK', 'ok');
 fake_start($_, $FAULT{$_}[0], 600, 1) for @FAKES;
 
-# (20 s: the six fakes are one pool, whose rejoins run one after another,
-# each through a job record the fake keeps without cas (taken, then lost
-# at its first renewal, 0.5 s), then a failed listing and a flush: 1.5-3 s
-# each; the last came up 10.0 s after they started in a whole run)
-my $dt = wait_states(20, 'up', 'Q1', 'FAKE_OK', @FAKES);
+my $dt = wait_states(10, 'up', 'Q1', 'FAKE_OK', @FAKES);
 ok t_cmp(defined $dt ? 1 : 0, 1, 'the real server, the good fake and the healthy fakes are up');
 # They were down before the test started them: each came back through the
 # rejoin, and a fake cannot list its keys (no lru_crawler, like a memcached
