@@ -22,8 +22,9 @@
  * mod_cgid's daemon and mod_fcgid's process manager are:
  *   - the parent (root) forks it once every module's post_config has run
  *     (MemsessCheckerProcess On, the default), and again when it dies
- *     (apr_proc_other_child_*); a graceful or a restart stops it with the
- *     configuration and forks a new one;
+ *     (apr_proc_other_child_*), unless it was told to stop (it exits 0 on
+ *     SIGTERM or SIGHUP) or Apache stops; a graceful or a restart stops it
+ *     with the configuration and forks a new one;
  *   - it runs as Apache's User (ap_unixd_setup_child, as a child does),
  *     closes the listeners, ends with the parent (PR_SET_PDEATHSIG), and
  *     does no network work before it has dropped root;
@@ -52,6 +53,7 @@
 #include "http_main.h"
 #include "http_core.h"
 #include "ap_listen.h"
+#include "ap_mpm.h"
 #include "mod_unixd.h"
 
 #include "memsess_check_process.h"
@@ -173,6 +175,8 @@ static apr_status_t spawn(void)
 
 static void maintenance(int reason, void *data, apr_wait_t status)
 {
+    int state;
+
     (void)data;
     switch (reason) {
     case APR_OC_REASON_DEATH:
@@ -183,6 +187,15 @@ static void maintenance(int reason, void *data, apr_wait_t status)
         if (reason == APR_OC_REASON_DEATH && WIFEXITED(status)
             && WEXITSTATUS(status) == EXIT_NOUSER) {
             return;   /* logged: the children check */
+        }
+        if ((reason == APR_OC_REASON_DEATH && WIFEXITED(status)
+             && WEXITSTATUS(status) == 0)
+            || (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+                && state == AP_MPMQ_STOPPING)) {
+            /* it was told to stop (Apache stops or restarts: the process
+             * group's SIGTERM or SIGHUP; or an administrator's SIGTERM):
+             * the children check until the next start forks it */
+            return;
         }
         /* a process that dies at once, again and again, is given up
          * after ten: the children check meanwhile */

@@ -182,7 +182,8 @@ def main():
 
         # --- B: the same, a graceful once half of it is listed ---------------
         marks = {t: len(error_log_lines(apache.errlog, (t,)))
-                 for t in ('MEMSESS0030', 'MEMSESS0031', 'MEMSESS0032')}
+                 for t in ('MEMSESS0030', 'MEMSESS0031', 'MEMSESS0032',
+                           'MEMSESS0033')}
         victim.kill()
         watch.reached(victim.addr, 'down', 15)
         time.sleep(2)
@@ -281,9 +282,9 @@ def main():
         '| B. the same with a graceful at %s of %s keys listed: restart to up | %.1f s |' % (
             fig['b_at'].get('sync_listed', '?'), fig['b_at'].get('sync_expected', '?'),
             ev['b_up'] - ev['b_restart']),
-        '| B: syncs started, cut short, finished | %d, %d, %d |' % (
-            fig['b_counts']['MEMSESS0030'], fig['b_counts']['MEMSESS0032'],
-            fig['b_counts']['MEMSESS0031']),
+        '| B: syncs started, stopped or cut short, finished | %d, %d, %d |' % (
+            fig['b_counts']['MEMSESS0030'], fig['b_counts']['MEMSESS0032']
+            + fig['b_counts']['MEMSESS0033'], fig['b_counts']['MEMSESS0031']),
         '| requests served during B | %s (%s of healthy) |' % (
             rate_cell(during_b), share(during_b)),
         '| every session read where PHP reads it after B: missing, differing | %d, %d |' % fig['audit_b'],
