@@ -247,6 +247,8 @@ def main():
         R.stop(apache)
 
     recs = load.snapshot()
+    marks_at = ('a_restart', 'a_up', 'b_restart', 'b_graceful', 'b_up',
+                'c_graceful', 'c_published')
     healthy = summarize(recs, ev['healthy'], ev['a_restart'])
     during_a = summarize(recs, ev['a_syncing'], ev['a_up'])
     during_b = summarize(recs, ev['b_restart'], ev['b_up'])
@@ -306,6 +308,15 @@ def main():
             kb(fig['c_rss0']), kb(fig['c_hwm'])),
         '| every session read where PHP reads it after C: missing, differing | %d, %d |' % fig['audit_c'],
         '| the users\' sessions lost / stale through it all | %s |' % loss_cell(cycle),
+        '| ... during A, B, C (each from its fault or graceful to its flip) | %s; %s; %s |' % (
+            loss_cell(during_a), loss_cell(during_b), loss_cell(during_c)),
+        '',
+        'Stale or lost answers, seconds from the nearest event (user, counter): %s' % (
+            ', '.join('%+.3f from %s (%d, %s)' % (
+                r.t - ev[k], k, r.uid, r.n) for r, k in (
+                    (r, min(marks_at, key=lambda k: abs(r.t - ev[k])))
+                    for r in recs if r.outcome in ('stale', 'lost')
+                    and ev['healthy'] <= r.t < ev['end'])) or 'none'),
         '',
     ]
     write_report('scale', lines, log_lines, width=400)
