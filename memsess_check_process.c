@@ -64,7 +64,7 @@ APLOG_USE_MODULE(memsess);
 
 #define TICK        apr_time_from_msec(100)
 #define EXIT_NOUSER (3)            /* it could not become Apache's User */
-#define STOP_WAIT   apr_time_from_sec(5)
+#define STOP_WAIT   apr_time_from_sec(2)
 
 /* In the parent: the process of this configuration. */
 static struct {
@@ -226,7 +226,8 @@ static void maintenance(int reason, void *data, apr_wait_t status)
     }
 }
 
-/* With the configuration: a graceful or a restart forks a new one. */
+/* With the configuration: a graceful or a restart waits for it (2 s at
+ * most, then SIGKILL) and forks a new one; a stop only signals it. */
 static apr_status_t process_stop(void *data)
 {
     apr_time_t end = apr_time_now() + STOP_WAIT;
@@ -237,6 +238,13 @@ static apr_status_t process_stop(void *data)
         return APR_SUCCESS;
     }
     kill(cp.proc.pid, SIGTERM);
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING) {
+        /* Apache stops: the process ends on its own (init reaps it), and
+         * the parent lets go of its listeners at once, not after the
+         * checker's stop */
+        cp.running = 0;
+        return APR_SUCCESS;
+    }
     while (waitpid(cp.proc.pid, NULL, WNOHANG) == 0) {
         if (apr_time_now() >= end) {
             kill(cp.proc.pid, SIGKILL);

@@ -678,6 +678,29 @@ def proc_status(pid, field):
     return None
 
 
+def checker_process_pid(apache):
+    """mod_memsess's checker process of an Apache: the parent's child named
+    memsess-check, or None (MemsessCheckerProcess Off, or not started)."""
+    for c in children_of(apache.pid):
+        try:
+            with open('/proc/%d/comm' % c) as f:
+                if f.read().strip() == 'memsess-check':
+                    return c
+        except OSError:
+            continue
+    return None
+
+
+def published(apache):
+    """The first pool's save_path published now and its rebalance (the
+    status page's), or ('', {}) when the page does not answer."""
+    try:
+        pools = apache.status(timeout=2.0).get('pools') or [{}]
+        return pools[0].get('published', ''), (pools[0].get('rebalance') or {})
+    except Exception:
+        return '', {}
+
+
 def release_helper_pid(apache):
     """mod_memsess's release helper of an Apache started as root: the
     parent's child that keeps CAP_NET_ADMIN alone (CapEff 0x1000), or

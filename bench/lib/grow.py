@@ -25,19 +25,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (POOL_OPTIONS, Runner, bench_parser, bench_start,
                       error_log_lines, figures_head, healthy_load, log_filled,
-                      loss_cell, now, poll_until, rate_cell, spec_pool,
-                      summarize, write_report)
+                      loss_cell, now, poll_until, published, rate_cell,
+                      spec_pool, summarize, write_report)
 
 MEMC_PORTS = (31061, 31062, 31063, 31064)
 APACHE_PORT = 31070
-
-
-def published(apache):
-    try:
-        pools = apache.status(timeout=2.0).get('pools') or [{}]
-        return pools[0].get('published', ''), (pools[0].get('rebalance') or {})
-    except Exception:
-        return '', {}
 
 
 def main():

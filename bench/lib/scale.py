@@ -35,9 +35,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (HOST, POOL_OPTIONS, Runner, bench_parser, bench_start,
-                      error_log_lines, figures_head, fill_sessions,
-                      healthy_load, log, log_filled, loss_cell, now,
-                      poll_until, rate_cell, spec_body, summarize, watch_up,
+                      checker_process_pid, error_log_lines, figures_head,
+                      fill_sessions, healthy_load, log, log_filled,
+                      loss_cell, now, poll_until, proc_status, published,
+                      rate_cell, spec_body, summarize, watch_up,
                       write_report)
 
 MEMC_PORTS = (31081, 31082, 31083, 31084)
@@ -60,32 +61,10 @@ def fill_noise(port, n):
             buf += s.recv(100)
 
 
-def checker_pid(apache):
-    """The pid of the checker process (named memsess-check) of apache."""
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % d) as f:
-                st = f.read()
-            with open('/proc/%s/comm' % d) as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if comm == 'memsess-check' and int(st.rsplit(')', 1)[1].split()[1]) == apache.pid:
-            return int(d)
-    return None
-
-
 def mem_kb(pid, field):
-    try:
-        with open('/proc/%d/status' % pid) as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except (OSError, TypeError):
-        pass
-    return None
+    """A /proc/PID/status field in kB (VmRSS, VmHWM), or None."""
+    v = proc_status(pid, field) if pid else None
+    return int(v.split()[0]) if v else None
 
 
 def server_of(apache, addr):
@@ -96,14 +75,6 @@ def server_of(apache, addr):
     except Exception:
         pass
     return {}
-
-
-def published(apache):
-    try:
-        pools = apache.status(timeout=2.0).get('pools') or [{}]
-        return pools[0].get('published', ''), (pools[0].get('rebalance') or {})
-    except Exception:
-        return '', {}
 
 
 def audit(addrs, sessions, size):
@@ -154,7 +125,7 @@ def main():
         fig = {}
 
         # --- A: the rejoin sync of server 3 restarted empty ----------------
-        pid = checker_pid(apache)
+        pid = checker_process_pid(apache)
         rss0 = mem_kb(pid, 'VmRSS')
         marks = len(error_log_lines(apache.errlog, ('MEMSESS0031',)))
         after_mark = len(error_log_lines(apache.errlog, ('MEMSESS0035',)))
@@ -167,7 +138,7 @@ def main():
         ev['a_up'] = watch.reached(victim.addr, 'up', 600)
         fig['a_hwm'] = mem_kb(pid, 'VmHWM')
         fig['a_rss0'] = rss0
-        fig['a_pid_same'] = checker_pid(apache) == pid
+        fig['a_pid_same'] = checker_process_pid(apache) == pid
         done = error_log_lines(apache.errlog, ('MEMSESS0031',))[marks:]
         fig['a_line'] = done[0] if done else ''
         # its passes after the flip (MEMSESS0035), before anything else
@@ -211,7 +182,7 @@ def main():
         fig['audit_b'] = audit(addrs[:3], args.sessions, args.size)
 
         # --- C: grown from 3 to 4 servers ----------------------------------
-        pid = checker_pid(apache)
+        pid = checker_process_pid(apache)
         fig['c_rss0'] = mem_kb(pid, 'VmRSS')
         with open(apache.conf) as f:
             conf = f.read()
@@ -228,7 +199,7 @@ def main():
             return text == ','.join(addrs) and rb.get('state') == 'none'
         poll_until(grown, 900, 0.2)
         ev['c_published'] = now() - t0
-        pid = checker_pid(apache)
+        pid = checker_process_pid(apache)
         fig['c_hwm'] = mem_kb(pid, 'VmHWM')
         poll_until(lambda: error_log_lines(apache.errlog, ('MEMSESS0137',))
                    [marks['MEMSESS0137']:], 300, 0.2)
