@@ -78,6 +78,21 @@ void memsess_php_placement(int *replicas, int *ketama, const char **from)
     }
 }
 
+const char *memsess_php_prefix(apr_pool_t *p, const char **from)
+{
+    cfg_get_string_f get = (cfg_get_string_f)dlsym(RTLD_DEFAULT,
+                                                   "cfg_get_string");
+    char *value = NULL;
+
+    if (get && get("memcached.sess_prefix", &value) == 0 && value
+        && !memsess_namespace_invalid(value)) {
+        *from = "php.ini's memcached.sess_prefix";
+        return apr_pstrdup(p, value);
+    }
+    *from = "php-memcached's default";
+    return MEMSESS_SESS_PREFIX;
+}
+
 const char *memsess_php_placement_odd(apr_pool_t *p)
 {
     cfg_get_string_f get = (cfg_get_string_f)dlsym(RTLD_DEFAULT,
@@ -88,9 +103,11 @@ const char *memsess_php_placement_odd(apr_pool_t *p)
         return NULL;
     }
     if (get("memcached.sess_prefix", &value) == 0 && value
-        && strcmp(value, MEMSESS_SESS_PREFIX)) {
-        return apr_psprintf(p, "memcached.sess_prefix \"%s\" (the syncs "
-                            "move the sessions of \"%s\" only)", value,
+        && memsess_namespace_invalid(value)) {
+        return apr_psprintf(p, "memcached.sess_prefix \"%s\" (%s: "
+                            "\"%s\" is injected instead; set "
+                            "MemsessNamespace)", value,
+                            memsess_namespace_invalid(value),
                             MEMSESS_SESS_PREFIX);
     }
     value = NULL;

@@ -24,8 +24,13 @@
  * mod_php read them (post_config, after mod_php's), else php-memcached's
  * defaults (0, On); *from (may be NULL) says which. */
 void memsess_php_placement(int *replicas, int *ketama, const char **from);
-/* A php.ini setting the syncs do not follow (a sess_prefix of its own, a
- * hash type other than ketama), described; NULL: none. */
+/* php.ini's memcached.sess_prefix as mod_php read it, else php-memcached's
+ * default (MEMSESS_SESS_PREFIX), copied into p (mod_php's own goes with
+ * it at a graceful); *from says which.  A value that cannot be
+ * a namespace counts as none. */
+const char *memsess_php_prefix(apr_pool_t *p, const char **from);
+/* A php.ini setting the syncs do not follow (a hash type other than
+ * ketama, a prefix that cannot be injected), described; NULL: none. */
 const char *memsess_php_placement_odd(apr_pool_t *p);
 /* post_config: MemsessStateDir made, the children's user's.  1 when the
  * state file can be kept there. */

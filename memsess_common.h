@@ -97,6 +97,13 @@ typedef struct {
 typedef struct memsess_table memsess_table_t;
 typedef struct memsess_flight_t memsess_flight_t;
 
+/* php-memcached's memcached.sess_prefix by default: libmemcached's
+ * namespace, not hashed (HASH_WITH_PREFIX_KEY stays off), so a namespace
+ * never moves a key to another server.  MemsessNamespace replaces it
+ * (injected); its lock of session <id> is the key "<prefix>lock.<id>". */
+#define MEMSESS_SESS_PREFIX "memc.sess.key."
+#define MEMSESS_NAMESPACE_MAX (64)    /* libmemcached takes 127 */
+
 /* The state file (memsess_state.c: its text, pure; memsess_adopt.c: the
  * file).  One pool's placement in force: what a new generation compares
  * its configuration with, kept where a cold start finds it. */
@@ -137,6 +144,9 @@ typedef struct memsess_view {
     const char          **live_text;     /* [k] = "k/n", for MEMSESS_LIVE */
     const memsess_credentials_t *credentials;  /* NULL: none */
     int                   ketama;        /* sess_consistent_hash */
+    const char           *sess_prefix;   /* memcached.sess_prefix: the
+                                          * sessions' namespace
+                                          * (MemsessNamespace) */
     /* where the pool's sessions are when nothing recorded its placement
      * (a first start): MemsessAdopt resolved (NULL: MemsessAdopt none;
      * replicas and ketama -1: php.ini's, read at post_config) */
@@ -192,6 +202,10 @@ typedef struct {
     int                 sync_rate;  /* MemsessSyncRate: keys a second a
                                      * sync or rebalance copies or looks
                                      * for; 0 unbounded */
+    const char         *sess_prefix;  /* MemsessNamespace, else php.ini's
+                                       * memcached.sess_prefix, else
+                                       * php-memcached's default */
+    const char         *sess_prefix_from;   /* which, for the log */
 } memsess_global_t;
 
 /* MemsessAdopt: where a pool's sessions are when nothing recorded it. */
@@ -251,6 +265,7 @@ typedef struct {
     const char          *group;          /* MemsessGroup */
     const char          *state_dir;      /* MemsessStateDir ("" = none) */
     int                  sync_rate;      /* MemsessSyncRate (-1 unset) */
+    const char          *sess_prefix;    /* MemsessNamespace (NULL unset) */
     /* MemsessAdopt: -1 unset, else memsess_adopt_e; with a list, its
      * servers, and sess_consistent_hash / sess_number_of_replicas as
      * given (-1: php.ini's) */

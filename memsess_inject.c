@@ -106,7 +106,7 @@ static int for_fcgi(const request_rec *r)
 }
 
 /* The most settings a request gets. */
-#define MAX_INI 8
+#define MAX_INI 9
 
 typedef struct {
     const char *name;
@@ -139,6 +139,9 @@ static int settings(request_rec *r, const memsess_view_t *view,
         }
         ini[n].name = "memcached.sess_consistent_hash";
         ini[n++].value = view->ketama ? "1" : "0";
+        /* the namespace the syncs move and nothing outside it */
+        ini[n].name = "memcached.sess_prefix";
+        ini[n++].value = view->sess_prefix;
         if (view->ketama) {
             ini[n].name = "memcached.sess_consistent_hash_type";
             ini[n++].value = "ketama";

@@ -165,21 +165,54 @@ int memsess_dump_parse(const char *line, apr_size_t len,
     return have_key && have_exp && have_la ? 1 : -1;
 }
 
-memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
-                                    const char **id, apr_size_t *idlen)
+/* Whether s[0 .. len) is a session id as PHP 8 makes and accepts them. */
+static int session_id(const char *s, apr_size_t len)
 {
-    apr_size_t plen = sizeof(MEMSESS_SESS_PREFIX) - 1;
-    apr_size_t llen = sizeof(MEMSESS_LOCK_PREFIX) - 1;
+    apr_size_t i;
 
-    if (len <= plen || memcmp(key, MEMSESS_SESS_PREFIX, plen)) {
+    for (i = 0; i < len; i++) {
+        if (!apr_isalnum(s[i]) && s[i] != ',' && s[i] != '-') {
+            return 0;
+        }
+    }
+    return len > 0;
+}
+
+memsess_key_kind_e memsess_key_kind(const char *prefix, const char *key,
+                                    apr_size_t len, const char **id,
+                                    apr_size_t *idlen)
+{
+    apr_size_t plen, llen = sizeof(MEMSESS_LOCK_PREFIX) - 1;
+
+    if (!prefix) {
+        prefix = MEMSESS_SESS_PREFIX;
+    }
+    plen = strlen(prefix);
+    if (len <= plen || memcmp(key, prefix, plen)) {
         return MEMSESS_KEY_OTHER;
     }
     *id = key + plen;
     *idlen = len - plen;
-    if (*idlen > llen && !memcmp(*id, MEMSESS_LOCK_PREFIX, llen)) {
+    if (*idlen > llen && !memcmp(*id, MEMSESS_LOCK_PREFIX, llen)
+        && session_id(*id + llen, *idlen - llen)) {
         return MEMSESS_KEY_LOCK;
     }
-    return MEMSESS_KEY_SESSION;
+    return session_id(*id, *idlen) ? MEMSESS_KEY_SESSION : MEMSESS_KEY_OTHER;
+}
+
+const char *memsess_namespace_invalid(const char *ns)
+{
+    apr_size_t i, len = strlen(ns);
+
+    if (len < 1 || len > MEMSESS_NAMESPACE_MAX) {
+        return "1 to 64 characters";
+    }
+    for (i = 0; i < len; i++) {
+        if (!apr_isalnum(ns[i]) && !strchr("._:/-", ns[i])) {
+            return "letters, digits and . _ : / - only";
+        }
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */

@@ -19,10 +19,6 @@
 
 #include "memsess_common.h"
 
-/* php-memcached's memcached.sess_prefix (its default, which nothing here
- * changes): libmemcached's namespace, not hashed (HASH_WITH_PREFIX_KEY
- * stays off).  Its lock of session <id> is the key "lock.<id>". */
-#define MEMSESS_SESS_PREFIX "memc.sess.key."
 #define MEMSESS_LOCK_PREFIX "lock."
 #define MEMSESS_KEY_MAX     (250)   /* memcached's longest key */
 /* One line of memcached's "lru_crawler metadump", parsed. */
@@ -46,10 +42,18 @@ typedef enum {
     MEMSESS_KEY_LOCK    = 2
 } memsess_key_kind_e;
 
-/* What a stored key is; *id gets what php-memcached hands libmemcached
- * (the key without the prefix: "<id>" or "lock.<id>"). */
-memsess_key_kind_e memsess_key_kind(const char *key, apr_size_t len,
-                                    const char **id, apr_size_t *idlen);
+/* What a stored key is under namespace prefix (NULL: php-memcached's
+ * default); *id gets what php-memcached hands libmemcached (the key
+ * without the prefix: "<id>" or "lock.<id>").  Only a session id as PHP
+ * makes them ([A-Za-z0-9,-]) counts: a key of a longer namespace that
+ * begins with this one ("<prefix>eu.<id>") is another site's. */
+memsess_key_kind_e memsess_key_kind(const char *prefix, const char *key,
+                                    apr_size_t len, const char **id,
+                                    apr_size_t *idlen);
+/* NULL when ns can be a namespace (MemsessNamespace): 1 to
+ * MEMSESS_NAMESPACE_MAX of A-Z a-z 0-9 . _ : / - (php-fpm reads it in an
+ * INI line unquoted); else why not. */
+const char *memsess_namespace_invalid(const char *ns);
 
 /* A whole listing of one server ("lru_crawler metadump all"), a line at
  * a time through memsess_dump_parse(): each item to each (which returns 0

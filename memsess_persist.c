@@ -147,9 +147,9 @@ static int parse_u64(const char *s, apr_uint64_t max, apr_uint64_t *out)
     return 1;
 }
 
-const char *memsess_row_parse(const char *key, const char *flags,
-                              const char *exp, const char *cas,
-                              memsess_row_t *row)
+const char *memsess_row_parse(const char *prefix, const char *key,
+                              const char *flags, const char *exp,
+                              const char *cas, memsess_row_t *row)
 {
     apr_uint64_t n;
     apr_size_t i;
@@ -168,7 +168,7 @@ const char *memsess_row_parse(const char *key, const char *flags,
         }
     }
     row->key = key;
-    if (memsess_key_kind(key, row->keylen, &row->id, &row->idlen)
+    if (memsess_key_kind(prefix, key, row->keylen, &row->id, &row->idlen)
         != MEMSESS_KEY_SESSION || !row->idlen) {
         return "not a PHP session's key";
     }

@@ -39,9 +39,9 @@ int memsess_b64_decode(const char *in, apr_size_t len, unsigned char *out,
                        apr_size_t outsize, apr_size_t *outlen);
 
 /* One stored session, read back from the database (untrusted): its
- * memcached key (a php-memcached session key: MEMSESS_SESS_PREFIX and an
- * id), flags, expiry (unix seconds, 0 = never) and cas, each a column's
- * text. */
+ * memcached key (a php-memcached session key: the namespace, prefix, and
+ * an id), flags, expiry (unix seconds, 0 = never) and cas, each a
+ * column's text. */
 typedef struct {
     const char   *key;
     apr_size_t    keylen;
@@ -53,9 +53,9 @@ typedef struct {
 } memsess_row_t;
 
 /* NULL, or why the row is refused (no value of it in the text). */
-const char *memsess_row_parse(const char *key, const char *flags,
-                              const char *exp, const char *cas,
-                              memsess_row_t *row);
+const char *memsess_row_parse(const char *prefix, const char *key,
+                              const char *flags, const char *exp,
+                              const char *cas, memsess_row_t *row);
 
 /* The expiry to restore a row with: exp when some of it is left (more than
  * a second), 0 when it never expires, -1 when it has expired. */

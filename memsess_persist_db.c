@@ -102,6 +102,7 @@ typedef struct {
     apr_dbd_prepared_t  *upsert, *del, *purge, *page_meta, *page_all;
     apr_dbd_prepared_t  *lease_get, *lease_claim, *lease_beat, *lease_take;
     int                  rolled_back;  /* a write of this round undone */
+    const char          *prefix;       /* the sessions' namespace */
 } db_t;
 
 static const char *db_error(apr_pool_t *p, db_t *db, int rc)
@@ -158,6 +159,7 @@ static const char *db_open(apr_pool_t *p, const memsess_view_t *view,
 
     memset(db, 0, sizeof(*db));
     db->s = (server_rec *)view->dbd_server;
+    db->prefix = view->sess_prefix;
     if (!dbd_open || !(db->dbd = dbd_open(p, db->s))) {
         return "cannot connect to the database (mod_dbd: DBDriver, "
                "DBDParams; its own error is in the log)";
@@ -266,7 +268,7 @@ static const char *db_rows(apr_pool_t *p, db_t *db, const char *pool,
             if (key) {
                 after = apr_pstrdup(p, key);
             }
-            if (memsess_row_parse(key, apr_dbd_get_entry(db->drv, row, 1),
+            if (memsess_row_parse(db->prefix, key, apr_dbd_get_entry(db->drv, row, 1),
                                   apr_dbd_get_entry(db->drv, row, 2),
                                   apr_dbd_get_entry(db->drv, row, 3), &r)) {
                 continue;   /* not a row of ours: left alone */
@@ -556,8 +558,8 @@ static int listed(void *baton, const memsess_dump_item_t *it)
     apr_size_t idlen;
     int where[16], n;
 
-    if (memsess_key_kind(it->key, it->keylen, &id, &idlen)
-        != MEMSESS_KEY_SESSION) {
+    if (memsess_key_kind(l->pv->view->sess_prefix, it->key, it->keylen, &id,
+                         &idlen) != MEMSESS_KEY_SESSION) {
         return 1;
     }
     n = memsess_place_key(l->place, id, idlen, where, 16);
@@ -690,7 +692,8 @@ static int unseen(void *baton, const char *key, apr_size_t len,
     char *val;
 
     if (w->err || w->ps->stop
-        || memsess_key_kind(key, len, &id, &idlen) != MEMSESS_KEY_SESSION
+        || memsess_key_kind(w->pv->view->sess_prefix, key, len, &id, &idlen)
+           != MEMSESS_KEY_SESSION
         || (n = memsess_place_key(w->place, id, idlen, where, 16)) < 1
         || !w->mc[where[0]]) {
         return 0;

@@ -515,9 +515,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                          "MEMSESS0046: rebalance of %s: %" APR_UINT64_T_FMT
                          " keys listed and not one PHP session among them: "
                          "does PHP place its sessions as this module thinks "
-                         "(memcached.sess_prefix \"" MEMSESS_SESS_PREFIX
-                         "\", the pool's servers)?", rebalance_names(rb),
-                         before.lines);
+                         "(memcached.sess_prefix \"%s\", the pool's "
+                         "servers)?", rebalance_names(rb), before.lines,
+                         rt->g.sess_prefix);
         }
         if (sync) {
             const memsess_sync_stats_t *all;
@@ -698,6 +698,7 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
     rb->spec.returning = NULL;
     rb->spec.lists = rb->lists;
     rb->spec.rate = rt->g.sync_rate;
+    rb->spec.prefix = rt->g.sess_prefix;
     rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                        ? rt->g.timeout : apr_time_from_msec(500);
     rb->spec.stop = &rb->stop;

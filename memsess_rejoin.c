@@ -530,9 +530,9 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                      "MEMSESS0045: memcached server %s: the sync listed %"
                      APR_UINT64_T_FMT " keys and not one PHP session among "
                      "them: does PHP place its sessions as this module "
-                     "thinks (memcached.sess_prefix \"" MEMSESS_SESS_PREFIX
-                     "\", the pool's servers)?", job->spec.returning,
-                     st->lines);
+                     "thinks (memcached.sess_prefix \"%s\", the pool's "
+                     "servers)?", job->spec.returning, st->lines,
+                     job->spec.prefix);
     }
     if (memsess_sync_delta(sync)) {
         return apr_psprintf(job->pool, "; delta sync: the same memcached "
@@ -892,6 +892,7 @@ static void start_now(memsess_rejoin_t *c, int i)
                                         memsess_server_t *)->addr;
     job->spec.lists = job->lists;
     job->spec.rate = rt->g.sync_rate;
+    job->spec.prefix = rt->g.sess_prefix;
     job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                         ? rt->g.timeout : apr_time_from_msec(500);
     job->spec.stop = &job->stop;

@@ -282,10 +282,12 @@ static void show_json(request_rec *r, const snapshot_t *snap)
         return;
     }
     ap_rprintf(r, "{\"generation\": %" APR_UINT64_T_FMT ",\n"
-               " \"instance\": %s, \"group\": %s, \"share_verdicts\": %s,\n"
-               " \"twin\": %s,\n \"peers\": [", snap->generation,
+               " \"instance\": %s, \"group\": %s, \"namespace\": %s,\n"
+               " \"share_verdicts\": %s, \"twin\": %s,\n \"peers\": [",
+               snap->generation,
                json_str(r->pool, snap->rt ? snap->rt->g.instance : ""),
                json_str(r->pool, snap->rt ? snap->rt->g.group : ""),
+               json_str(r->pool, snap->rt ? snap->rt->g.sess_prefix : ""),
                snap->rt && snap->rt->g.share ? "true" : "false",
                snap->twin ? "true" : "false");
     for (i = 0; i < snap->npeers; i++) {
@@ -420,9 +422,11 @@ static void show_auto(request_rec *r, const snapshot_t *snap)
                snap->changes, snap->nslots, npools(snap));
     if (snap->rt) {
         ap_rprintf(r, "MemsessInstance: %s\nMemsessGroup: %s\n"
+                   "MemsessNamespace: %s\n"
                    "MemsessShareVerdicts: %s\nMemsessTwin: %d\n",
                    one_line(r->pool, snap->rt->g.instance),
                    one_line(r->pool, snap->rt->g.group),
+                   one_line(r->pool, snap->rt->g.sess_prefix),
                    snap->rt->g.share ? "On" : "Off", snap->twin);
         ap_rprintf(r, "MemsessPeers: %d\n", snap->npeers);
         for (i = 0; i < snap->npeers; i++) {
@@ -844,9 +848,12 @@ static void show_html(request_rec *r, const snapshot_t *snap)
                "<a href=\"?json\">json</a>, <a href=\"?metrics\">metrics</a>"
                ".</p>\n", snap->generation, snap->changes);
     if (snap->rt) {
-        ap_rprintf(r, "<p>This instance: %s, group %s, verdicts %s.</p>\n",
+        ap_rprintf(r, "<p>This instance: %s, group %s, verdicts %s; "
+                   "sessions under <code>%s</code> (%s).</p>\n",
                    esc(r, snap->rt->g.instance), esc(r, snap->rt->g.group),
-                   snap->rt->g.share ? "shared" : "not shared");
+                   snap->rt->g.share ? "shared" : "not shared",
+                   esc(r, snap->rt->g.sess_prefix),
+                   esc(r, snap->rt->g.sess_prefix_from));
         if (snap->twin) {
             ap_rprintf(r, "<p><strong>ERROR: another instance of the group "
                        "runs with the name %s: this one shares nothing "

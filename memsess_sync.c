@@ -233,6 +233,20 @@ struct memsess_sync {
 static void kept_free(memsess_sync_t *y);
 static void expect_drop(memsess_sync_t *y);
 
+/* The sessions' namespace. */
+static const char *ns(const memsess_sync_t *y)
+{
+    return y->spec->prefix ? y->spec->prefix : MEMSESS_SESS_PREFIX;
+}
+
+/* What a key is in our namespace. */
+static memsess_key_kind_e kind_of(const memsess_sync_t *y,
+                                  const memsess_dump_item_t *it,
+                                  const char **id, apr_size_t *idlen)
+{
+    return memsess_key_kind(ns(y), it->key, it->keylen, id, idlen);
+}
+
 static int server_id(memsess_sync_t *y, const char *name)
 {
     int i;
@@ -1690,8 +1704,7 @@ static apr_status_t held_settle(memsess_sync_t *y, apr_pool_t *p, char *err,
                 apr_size_t idlen;
                 int l, asked = 0;
 
-                if (m->at >= 0 || !memsess_key_kind(m->it.key, m->it.keylen,
-                                                    &id, &idlen)) {
+                if (m->at >= 0 || !kind_of(y, &m->it, &id, &idlen)) {
                     continue;
                 }
                 place_all(y, id, idlen);
@@ -1878,7 +1891,7 @@ static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
     apr_status_t rv;
 
     y->stats.lines++;
-    if ((kind = memsess_key_kind(it->key, it->keylen, &id, &idlen))) {
+    if ((kind = kind_of(y, it, &id, &idlen))) {
         if (kind == MEMSESS_KEY_SESSION && it->exp > 0 && it->la > 0
             && it->exp - it->la > y->lifetime) {
             y->lifetime = it->exp - it->la;
@@ -2351,15 +2364,15 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
 {
     list_t *L = &y->lists[h->list];
     char lock[MEMSESS_KEY_MAX + 8];
-    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1, len = 0;
+    apr_size_t lk = strlen(ns(y)), len = 0;
     const char *id;
     apr_size_t idlen;
     apr_status_t rv;
     int wx[MAX_PLACES], got = 0, at = -1;
 
-    if (memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)) {
+    if (kind_of(y, &h->it, &id, &idlen)) {
         len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                       MEMSESS_SESS_PREFIX,
+                                       ns(y),
                                        MEMSESS_LOCK_PREFIX, (int)idlen, id);
         if (memsess_place_key(L->next, lock + lk, len - lk, wx, MAX_PLACES)
             && conn(y, at = L->next_id[wx[0]])) {
@@ -2519,7 +2532,7 @@ static int first_of(const memsess_place_t *pl, const int *ids,
 
 int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
 {
-    apr_size_t lk = sizeof(MEMSESS_SESS_PREFIX) - 1;
+    apr_size_t lk = strlen(ns(y));
     int k, nheld = 0;
 
     memsess_sync_unhold(y);
@@ -2542,14 +2555,14 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
         apr_size_t idlen;
 
         /* only where reads move: t its first server under the new list */
-        if (!memsess_key_kind(h->it.key, h->it.keylen, &id, &idlen)
+        if (!kind_of(y, &h->it, &id, &idlen)
             || first_of(L->next, L->next_id, id, idlen) != h->t) {
             continue;
         }
         memset(g, 0, sizeof(*g));
         g->h = h;
         g->len = (apr_size_t)apr_snprintf(g->lock, sizeof(g->lock), "%s%s%.*s",
-                                          MEMSESS_SESS_PREFIX,
+                                          ns(y),
                                           MEMSESS_LOCK_PREFIX, (int)idlen, id);
         g->lold = first_of(L->now, L->now_id, g->lock + lk, g->len - lk);
         g->lnew = first_of(L->next, L->next_id, g->lock + lk, g->len - lk);
@@ -2736,12 +2749,12 @@ static void bring_one(void *ctx, const char *id, apr_size_t len)
     int k;
 
     if (b->rv != APR_SUCCESS
-        || sizeof(MEMSESS_SESS_PREFIX) - 1 + len > MEMSESS_KEY_MAX) {
+        || strlen(ns(y)) + len > MEMSESS_KEY_MAX) {
         return;
     }
     memset(&it, 0, sizeof(it));
     it.keylen = (apr_size_t)apr_snprintf(it.key, sizeof(it.key), "%s%.*s",
-                                         MEMSESS_SESS_PREFIX, (int)len, id);
+                                         ns(y), (int)len, id);
     it.la = now;
     it.exp = now + (y->lifetime > 0 ? y->lifetime : 1440);
     place_all(y, id, len);

@@ -113,6 +113,10 @@ typedef struct {
     apr_time_t                 since;
     apr_int64_t                pid;
     apr_int64_t                started;
+    /* the sessions' namespace (MemsessNamespace, as injected): keys under
+     * any other are never read, copied or deleted.  NULL: php-memcached's
+     * default */
+    const char                *prefix;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;

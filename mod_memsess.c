@@ -130,6 +130,7 @@ static void *merge_srv_config(apr_pool_t *p, void *basev, void *addv)
     conf->release_helper = base->release_helper;
     conf->check_process = base->check_process;
     conf->sync_rate = base->sync_rate;
+    conf->sess_prefix = base->sess_prefix;
     conf->instance = base->instance;
     conf->group = base->group;
     conf->state_dir = base->state_dir;
@@ -511,6 +512,25 @@ static const char *set_credentials(cmd_parms *cmd, void *dummy,
     return err ? cmd_error(cmd, err) : NULL;
 }
 
+/* MemsessNamespace PREFIX: the sessions' memcached.sess_prefix. */
+static const char *set_namespace(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *why;
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if ((why = memsess_namespace_invalid(arg)) != NULL) {
+        return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid namespace "
+                                           "\"%s\" (%s)", arg, why));
+    }
+    cmd_conf(cmd)->sess_prefix = arg;
+    return NULL;
+}
+
 /* MemsessStateDir DIR|none (relative: to ServerRoot). */
 static const char *set_state_dir(cmd_parms *cmd, void *dummy,
                                  const char *arg)
@@ -660,6 +680,10 @@ static const command_rec memsess_cmds[] = {
     AP_INIT_TAKE12("MemsessCredentials", set_credentials, NULL, RSRC_CONF,
         "SASL user name and the file holding its password (one line), for "
         "the pool's probes and for PHP; or none"),
+    AP_INIT_TAKE1("MemsessNamespace", set_namespace, NULL, RSRC_CONF,
+        "the sessions' key prefix, injected as memcached.sess_prefix: keys "
+        "under any other are never touched (default: php.ini's, else "
+        MEMSESS_SESS_PREFIX ")"),
     AP_INIT_TAKE1("MemsessStateDir", set_state_dir, NULL, RSRC_CONF,
         "where the placement in force of every pool is kept across "
         "restarts and reboots (default " MEMSESS_STATE_DIR "), or none"),
@@ -762,7 +786,10 @@ static const char *vhost_name(apr_pool_t *p, const server_rec *s)
 }
 
 /* The module-wide settings: the main server's directives or defaults. */
-static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
+/* (php_ready: mod_php has read php.ini: post_config, after its own; at
+ * check_config its configuration is not there yet) */
+static void resolve_global(apr_pool_t *p, memsess_global_t *g,
+                           const memsess_srv_conf *conf, int php_ready)
 {
     g->interval = or_default(conf->interval, MEMSESS_DEFAULT_INTERVAL);
     g->timeout = or_default(conf->timeout, MEMSESS_DEFAULT_TIMEOUT);
@@ -779,6 +806,17 @@ static void resolve_global(memsess_global_t *g, const memsess_srv_conf *conf)
                                         : MEMSESS_SYNC_RATE_DEFAULT;
     g->state_dir = !conf->state_dir ? MEMSESS_STATE_DIR
                    : *conf->state_dir ? conf->state_dir : NULL;
+    if (conf->sess_prefix) {
+        g->sess_prefix = conf->sess_prefix;
+        g->sess_prefix_from = "MemsessNamespace";
+    }
+    else if (php_ready) {
+        g->sess_prefix = memsess_php_prefix(p, &g->sess_prefix_from);
+    }
+    else {
+        g->sess_prefix = MEMSESS_SESS_PREFIX;
+        g->sess_prefix_from = "php-memcached's default";
+    }
 }
 
 /* Who this instance is in shared verdicts, and which group it is in:
@@ -878,7 +916,8 @@ static const memsess_placed_t *adopt_of(apr_pool_t *p,
 /* One view's settings, every default resolved, and the strings its
  * requests copy. */
 static void resolve_view(apr_pool_t *p, memsess_view_t *view,
-                         const memsess_srv_conf *conf, const char *name)
+                         const memsess_srv_conf *conf, const char *name,
+                         const char *sess_prefix)
 {
     int n = conf->pool->servers->nelts, k;
     apr_size_t len;
@@ -903,6 +942,7 @@ static void resolve_view(apr_pool_t *p, memsess_view_t *view,
     view->alldown_dir = conf->alldown_dir;
     view->credentials = credentials_of(conf);
     view->ketama = memsess_view_ketama(view->replicas, view->failover);
+    view->sess_prefix = sess_prefix;
     view->adopt = adopt_of(p, view, conf);
     view->persist_interval = conf->persist_interval > 0
                              ? conf->persist_interval
@@ -946,9 +986,10 @@ static const char *conflict(apr_pool_t *p, const char *addr,
 }
 
 /* Gives every distinct server a slot and every vhost with a pool a view,
- * and resolves every setting. */
+ * and resolves every setting (php_ready: as resolve_global). */
 static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
-                                        server_rec *s)
+                                        server_rec *s,
+                                        int php_ready)
 {
     memsess_runtime_t *rt = apr_pcalloc(p, sizeof(*rt));
     apr_array_header_t *names = apr_array_make(ptemp, 16,
@@ -964,7 +1005,7 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     int v;
 
     rt->main = s;
-    resolve_global(&rt->g, memsess_srv_config(s));
+    resolve_global(p, &rt->g, memsess_srv_config(s), php_ready);
     rt->targets = apr_array_make(p, 16, sizeof(memsess_server_t *));
     rt->confs = apr_array_make(p, 16, sizeof(memsess_srv_conf *));
     rt->vhosts = apr_array_make(p, 16, sizeof(memsess_vhost_t));
@@ -1042,7 +1083,8 @@ static memsess_runtime_t *build_runtime(apr_pool_t *p, apr_pool_t *ptemp,
     for (v = 0; v < rt->confs->nelts; v++) {
         resolve_view(p, &rt->views[v],
                      APR_ARRAY_IDX(rt->confs, v, memsess_srv_conf *),
-                     APR_ARRAY_IDX(names, v, const char *));
+                     APR_ARRAY_IDX(names, v, const char *),
+                     rt->g.sess_prefix);
     }
     return rt;
 }
@@ -1058,7 +1100,7 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     int v;
 
     (void)pconf; (void)plog;
-    resolve_global(&global, g);
+    resolve_global(ptemp, &global, g, 0);
     if (global.timeout >= global.interval) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "MEMSESS0001: "
                      "MemsessCheckTimeout: \"%s\" must be less than "
@@ -1068,7 +1110,7 @@ static int memsess_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         return !OK;
     }
     /* a trial run of what post_config builds, thrown away with ptemp */
-    rt = build_runtime(ptemp, ptemp, s);
+    rt = build_runtime(ptemp, ptemp, s, 0);
     if (!rt) {
         return OK;
     }
@@ -1301,7 +1343,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         ret->started = apr_time_sec(apr_time_now());
     }
-    runtime = build_runtime(pconf, ptemp, s);
+    runtime = build_runtime(pconf, ptemp, s, 1);
     memsess_runtime_set(runtime);
     if (runtime) {
         runtime->nonce = ret->nonce;

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             start = i + 1;
         }
     }
-    if (!memsess_row_parse(col[0], col[1], col[2], col[3], &row)) {
+    if (!memsess_row_parse(NULL, col[0], col[1], col[2], col[3], &row)) {
         if (row.keylen > MEMSESS_KEY_MAX || row.keylen != strlen(col[0])
             || row.id < row.key || row.id + row.idlen > row.key + row.keylen
             || row.exp < 0) {

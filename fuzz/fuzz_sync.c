@@ -201,8 +201,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (got == 1) {
         const char *id;
         apr_size_t idlen;
-        memsess_key_kind_e k = memsess_key_kind(it.key, it.keylen, &id,
-                                                &idlen);
+        memsess_key_kind_e k = memsess_key_kind(NULL, it.key, it.keylen,
+                                                &id, &idlen);
+        memsess_key_kind_e k2 = memsess_key_kind("s/", it.key, it.keylen,
+                                                 &id, &idlen);
+
+        if (k != MEMSESS_KEY_OTHER && k2 != MEMSESS_KEY_OTHER) {
+            fail("one key in two namespaces");
+        }
+        k = memsess_key_kind(NULL, it.key, it.keylen, &id, &idlen);
 
         if (k != MEMSESS_KEY_OTHER
             && (idlen < 1 || id + idlen != it.key + it.keylen)) {

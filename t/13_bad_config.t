@@ -66,6 +66,8 @@ my %README_CASE = (
         => "MemsessServers a\nMemsessCredentials sessions /etc/passwd",
     'MemsessInstance: invalid name "web/1" (1 to 127 of A-Z a-z 0-9 . - _ : [ ])'
         => "MemsessServers a\nMemsessInstance web/1",
+    'MemsessNamespace: invalid namespace "shop;eu" (letters, digits and . _ : / - only)'
+        => "MemsessServers a\nMemsessNamespace shop;eu",
     'MemsessAdopt: unknown option "hash=ketama" (consistent_hash=On|Off, replicas=0 to 16)'
         => "MemsessServers a b\nMemsessAdopt a:11211,b:11211 hash=ketama",
 );

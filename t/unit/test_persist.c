@@ -133,22 +133,22 @@ int main(void)
        "refused: longer than the room for it");
 
     /* rows */
-    ok(!memsess_row_parse(K1, "0", "1800000000", "42", &row)
+    ok(!memsess_row_parse(NULL, K1, "0", "1800000000", "42", &row)
        && row.exp == 1800000000 && row.cas == 42 && row.idlen == 3,
        "a row of ours reads back");
-    ok(memsess_row_parse("other:key", "0", "0", "1", &row) != NULL,
+    ok(memsess_row_parse(NULL, "other:key", "0", "0", "1", &row) != NULL,
        "refused: not a PHP session's key");
-    ok(memsess_row_parse(K1, "-1", "0", "1", &row) != NULL,
+    ok(memsess_row_parse(NULL, K1, "-1", "0", "1", &row) != NULL,
        "refused: negative flags");
-    ok(memsess_row_parse(K1, "4294967296", "0", "1", &row) != NULL,
+    ok(memsess_row_parse(NULL, K1, "4294967296", "0", "1", &row) != NULL,
        "refused: flags beyond 32 bits");
-    ok(memsess_row_parse(K1, "0", "99999999999999999999", "1", &row) != NULL,
+    ok(memsess_row_parse(NULL, K1, "0", "99999999999999999999", "1", &row) != NULL,
        "refused: an expiry beyond 64 bits");
-    ok(memsess_row_parse(K1, "0", "1", "", &row) != NULL,
+    ok(memsess_row_parse(NULL, K1, "0", "1", "", &row) != NULL,
        "refused: an empty cas");
-    ok(memsess_row_parse(MEMSESS_SESS_PREFIX "a b", "0", "1", "1", &row)
+    ok(memsess_row_parse(NULL, MEMSESS_SESS_PREFIX "a b", "0", "1", "1", &row)
        != NULL, "refused: a key memcached would refuse");
-    ok(memsess_row_parse(NULL, "0", "1", "1", &row) != NULL,
+    ok(memsess_row_parse(NULL, NULL, "0", "1", "1", &row) != NULL,
        "refused: no key (a NULL column)");
 
     /* lifetime */

@@ -96,16 +96,41 @@ static void test_key_kind(void)
     const char *id;
     apr_size_t len;
 
-    ok(memsess_key_kind("memc.sess.key.abc", 17, &id, &len)
+    ok(memsess_key_kind(NULL, "memc.sess.key.abc", 17, &id, &len)
        == MEMSESS_KEY_SESSION && len == 3 && !memcmp(id, "abc", 3),
        "a session key; its id is what libmemcached hashes");
-    ok(memsess_key_kind("memc.sess.key.lock.abc", 22, &id, &len)
+    ok(memsess_key_kind(NULL, "memc.sess.key.lock.abc", 22, &id, &len)
        == MEMSESS_KEY_LOCK && len == 8 && !memcmp(id, "lock.abc", 8),
        "a lock key; hashed as lock.<id>");
-    ok(memsess_key_kind("memc.sess.key.", 14, &id, &len) == MEMSESS_KEY_OTHER,
-       "the bare prefix is no key of ours");
-    ok(memsess_key_kind("memsess:probe:h:1", 17, &id, &len)
+    ok(memsess_key_kind(NULL, "memc.sess.key.", 14, &id, &len)
+       == MEMSESS_KEY_OTHER, "the bare prefix is no key of ours");
+    ok(memsess_key_kind(NULL, "memsess:probe:h:1", 17, &id, &len)
        == MEMSESS_KEY_OTHER, "a probe key is not ours to move");
+    /* MemsessNamespace: nothing outside it is ours */
+    ok(memsess_key_kind("shop/", "shop/Ab9,-z", 11, &id, &len)
+       == MEMSESS_KEY_SESSION && len == 6,
+       "a session of the namespace (ids of 6 bits a character)");
+    ok(memsess_key_kind("shop/", "memc.sess.key.abc", 17, &id, &len)
+       == MEMSESS_KEY_OTHER,
+       "a neighbour's session under php-memcached's default is not ours");
+    ok(memsess_key_kind("shop/", "shop/eu/abc", 11, &id, &len)
+       == MEMSESS_KEY_OTHER,
+       "a longer namespace that begins with ours is another site's");
+    ok(memsess_key_kind(NULL, "memc.sess.key.shop/abc", 22, &id, &len)
+       == MEMSESS_KEY_OTHER,
+       "and the default namespace does not take a longer one's keys");
+    ok(memsess_key_kind("shop/", "shop/lock.abc", 13, &id, &len)
+       == MEMSESS_KEY_LOCK, "a lock of the namespace");
+    ok(memsess_key_kind("shop/", "shop/lock.a.b", 13, &id, &len)
+       == MEMSESS_KEY_OTHER, "lock. before no session id: not ours");
+    ok(!memsess_namespace_invalid("shop-example/")
+       && !memsess_namespace_invalid(MEMSESS_SESS_PREFIX),
+       "namespaces: letters, digits, . _ : / -");
+    ok(memsess_namespace_invalid("") && memsess_namespace_invalid("a b")
+       && memsess_namespace_invalid("a;b") && memsess_namespace_invalid("a\"")
+       && memsess_namespace_invalid("0123456789012345678901234567890123456789"
+                                    "01234567890123456789012345"),
+       "refused: empty, a space, what an INI line reads, over 64");
 }
 
 /* "a,b" for the servers of id under path. */

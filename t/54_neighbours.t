@@ -1,0 +1,140 @@
+# Issue 20: another site on the same memcached servers loses nothing.
+#
+# Three memcached hold this site's sessions (MemsessNamespace "shop/",
+# injected as memcached.sess_prefix) and 300 sessions of another PHP site
+# that uses the same servers with a static save_path and php-memcached's
+# defaults (prefix memc.sess.key., no replica: t/bin/neighbour.php, PHP's
+# own CLI, never through mod_memsess).  This site's users, with counters,
+# request without pause while
+#   (a) NB2 is frozen, some users write, and it is thawed: the rejoin sync
+#       (before the namespace it deleted the other site's sessions on NB2,
+#       which no authority of ours held);
+#   (b) NB4 is added at graceful: the rebalance, and its last pass, which
+#       removes copies no new list places where they are;
+# and after each, the other site reads every one of its 300 sessions back,
+# and this site's users lost nothing and read nothing stale.  Also: an
+# application's own ini_set() of memcached.sess_prefix does not take its
+# sessions out of the namespace, and the status page names it.
+#
+# MEMSESS_NEIGHBOURS_NAMESPACE=none runs it without MemsessNamespace (the
+# sessions then share php-memcached's default namespace with the other
+# site): the hazard the namespace closes, measured by hand.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test;
+use Apache::TestUtil;
+use File::Basename qw(dirname);
+use File::Spec::Functions qw(catfile);
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+use Memsess::Test;
+use Memsess::Instance;
+use Memsess::Load;
+
+plan tests => 16;
+
+my $JSON = JSON::PP->new->utf8;
+my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
+my $N    = 300;
+my @NB   = qw(MEMC_NB1 MEMC_NB2 MEMC_NB3);
+my $PHP  = catfile(dirname(Apache::Test::vars('t_dir')), 't', 'bin', 'neighbour.php');
+
+# The other site, through PHP's CLI: "kept N" and the ids it lost.
+sub neighbour {
+    my ($mode) = @_;
+    my $out = `php "$PHP" $mode "${\ addrs(@NB)}" $N nb 2>&1`;
+    my ($kept) = $out =~ /^kept (\d+)$/m;
+    my @lost = $out =~ /^(?:lost|failed) (\S+)$/mg;
+    return ($kept // -1, scalar(@lost), $out);
+}
+
+sub pool_status {
+    my $in = shift;
+    my $st = $in->status or return {};
+    return $st->{pools} && $st->{pools}[0] ? $st->{pools}[0] : {};
+}
+
+sub wait_state {
+    my ($in, $name, $want, $secs) = @_;
+    return wait_for($secs, sub { $in->server_state($name) eq $want });
+}
+
+memc_start(@NB, 'MEMC_NB4');
+my $conf = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB) . "\n"
+         . ($NS eq 'none' ? '' : "MemsessNamespace $NS\n");
+my $in = Memsess::Instance->new(name => 'neighbours', php => 1, conf => $conf);
+$in->start;
+ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @NB })) ? 1 : 0, 1,
+         'the three servers are up');
+
+my ($kept, $lost, $out) = neighbour('write');
+ok t_cmp($kept, $N, "the other site wrote its $N sessions") or diag($out);
+
+# where this site's sessions are, and what an application cannot change
+{
+    my $want = $NS eq 'none' ? 'memc.sess.key.' : $NS;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0, agent => 'memsess-test',
+                                 cookie_jar => {});
+    my $res = $ua->get($in->url('/memsess/app_prefix.php'));
+    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+    ok t_cmp($d && $d->{sess_prefix}, $want,
+             'PHP has the namespace, whatever the application sets at run time');
+    my $id = $d && $d->{session_id} // 'none';
+    ok t_cmp(scalar(memc_holders(session_key($id, $want), @NB)), 2,
+             'its session is under the namespace, on a server and its replica');
+    ok t_cmp(scalar(memc_holders(session_key($id, 'app.'), @NB)), 0,
+             'and nowhere under the prefix the application asked for');
+    my $auto = $in->get('/memsess-status?auto')->decoded_content;
+    ok t_cmp(($auto =~ /^MemsessNamespace: (\S+)$/m)[0] // '', $want,
+             'the status page names the namespace');
+}
+
+my $log  = catfile($in->dir, 'load');
+my $stop = catfile($in->dir, 'load.stop');
+my @pids = start_load($in, $log, $stop);
+my $t_load = time;
+sleep 2;
+
+# (a) a freeze and a thaw: the rejoin sync
+my $mark = $in->log_mark;
+memc_freeze('MEMC_NB2');
+ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'down', 10)) ? 1 : 0, 1, '(a) NB2 frozen: down');
+sleep 2;
+memc_thaw('MEMC_NB2');
+ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'up', 30)) ? 1 : 0, 1,
+         '(a) thawed: synced and up');
+my ($sync) = grep { /MEMSESS0031/ } split /\n/, $in->log_since($mark);
+diag('(a) ' . ($sync // 'no MEMSESS0031'));
+sleep 1;
+($kept, $lost, $out) = neighbour('read');
+ok t_cmp($kept, $N, "(a) the other site reads its $N sessions after the sync") or diag($out);
+
+# (b) a server added at graceful: the rebalance and its last pass
+$mark = $in->log_mark;
+$in->{conf} = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB, 'MEMC_NB4') . "\n"
+            . ($NS eq 'none' ? '' : "MemsessNamespace $NS\n");
+$in->write_conf;
+$in->graceful;
+my $want = addrs(@NB, 'MEMC_NB4');
+ok t_cmp(defined(wait_for(90, sub {
+             my $p = pool_status($in);
+             ($p->{published} // '') eq $want && $p->{rebalance} && $p->{rebalance}{state} eq 'none'
+         }, 0.05)) ? 1 : 0, 1, '(b) NB4 added: the new list published');
+ok t_cmp(defined($in->log_wait(30, $mark, qr/MEMSESS0137/)) ? 1 : 0, 1,
+         '(b) and the passes after its flip done');
+($kept, $lost, $out) = neighbour('read');
+ok t_cmp($kept, $N, "(b) the other site reads its $N sessions after the rebalance") or diag($out);
+
+stop_load($stop, @pids);
+my $c = judge($log, $t_load);
+diag(sprintf 'users: %d requests, %d ok, %d lost, %d stale, %d failed',
+     @$c{qw(requests ok lost stale failed)});
+diag($_) for @{ $c->{detail} }[0 .. ($#{ $c->{detail} } < 9 ? $#{ $c->{detail} } : 9)];
+ok t_cmp($c->{requests} > 200 ? 1 : 0, 1, 'the users were served throughout');
+ok t_cmp($c->{lost}, 0, 'none of them lost a session');
+ok t_cmp($c->{stale}, 0, 'none read a stale one');
+ok t_cmp(scalar(grep { /MEMSESS\d+.*(?:error|crit|alert|emerg)\]/i || /\[memsess:(?:error|crit)/ }
+                split /\n/, $in->log_since(0)), 0, 'no error in the log');
+$in->stop;
+memc_stop(@NB, 'MEMC_NB4');
