@@ -85,7 +85,7 @@ const char *memsess_php_prefix(apr_pool_t *p, const char **from)
     char *value = NULL;
 
     if (get && get("memcached.sess_prefix", &value) == 0 && value
-        && !memsess_namespace_invalid(value)) {
+        && !memsess_namespace_invalid(value, 0)) {
         *from = "php.ini's memcached.sess_prefix";
         return apr_pstrdup(p, value);
     }
@@ -103,11 +103,11 @@ const char *memsess_php_placement_odd(apr_pool_t *p)
         return NULL;
     }
     if (get("memcached.sess_prefix", &value) == 0 && value
-        && memsess_namespace_invalid(value)) {
+        && memsess_namespace_invalid(value, 0)) {
         return apr_psprintf(p, "memcached.sess_prefix \"%s\" (%s: "
                             "\"%s\" is injected instead; set "
                             "MemsessNamespace)", value,
-                            memsess_namespace_invalid(value),
+                            memsess_namespace_invalid(value, 0),
                             MEMSESS_SESS_PREFIX);
     }
     value = NULL;
@@ -233,6 +233,7 @@ apr_status_t memsess_state_save(apr_pool_t *p, const memsess_runtime_t *rt)
         placed[v].failover = (int)in_force->failover;
         placed[v].ketama = in_force->ketama;
         placed[v].format = (int)in_force->format;
+        placed[v].prefix = in_force->sess_prefix;
     }
     text = memsess_state_format(p, placed, n);
     len = strlen(text);

@@ -114,6 +114,9 @@ typedef struct {
     int         failover;  /* memsess_failover_e */
     int         ketama;    /* sess_consistent_hash */
     int         format;    /* memsess_format_e */
+    const char *prefix;    /* sess_prefix, the namespace; NULL: not
+                            * recorded (a file or table of an earlier
+                            * version: php.ini's was in force) */
 } memsess_placed_t;
 
 /* MemsessPersist (memsess_persist.c, memsess_persist_db.c) */

@@ -106,7 +106,7 @@ static int for_fcgi(const request_rec *r)
 }
 
 /* The most settings a request gets. */
-#define MAX_INI 9
+#define MAX_INI 11
 
 typedef struct {
     const char *name;
@@ -141,7 +141,15 @@ static int settings(request_rec *r, const memsess_view_t *view,
         ini[n++].value = view->ketama ? "1" : "0";
         /* the namespace the syncs move and nothing outside it */
         ini[n].name = "memcached.sess_prefix";
-        ini[n++].value = view->sess_prefix;
+        ini[n++].value = view->sess_prefix;   /* (the one in force) */
+        /* reads at the first server of the placement, which stays put:
+         * no replica read at random, no server ejected by libmemcached */
+        ini[n].name = "memcached.sess_remove_failed_servers";
+        ini[n++].value = "0";
+        if (view->replicas > 0) {
+            ini[n].name = "memcached.sess_randomize_replica_read";
+            ini[n++].value = "0";
+        }
         if (view->ketama) {
             ini[n].name = "memcached.sess_consistent_hash_type";
             ini[n++].value = "ketama";

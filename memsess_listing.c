@@ -200,9 +200,9 @@ memsess_key_kind_e memsess_key_kind(const char *prefix, const char *key,
     return session_id(*id, *idlen) ? MEMSESS_KEY_SESSION : MEMSESS_KEY_OTHER;
 }
 
-const char *memsess_namespace_invalid(const char *ns)
+const char *memsess_namespace_invalid(const char *ns, int chosen)
 {
-    apr_size_t i, len = strlen(ns);
+    apr_size_t i, len = strlen(ns), ll = sizeof(MEMSESS_LOCK_PREFIX) - 1;
 
     if (len < 1 || len > MEMSESS_NAMESPACE_MAX) {
         return "1 to 64 characters";
@@ -211,6 +211,11 @@ const char *memsess_namespace_invalid(const char *ns)
         if (!apr_isalnum(ns[i]) && !strchr("._:/-", ns[i])) {
             return "letters, digits and . _ : / - only";
         }
+    }
+    if (chosen && (!strchr("._:/", ns[len - 1])
+                   || (len >= ll
+                       && !memcmp(ns + len - ll, MEMSESS_LOCK_PREFIX, ll)))) {
+        return "ending with . _ : or / and not with lock.";
     }
     return NULL;
 }

@@ -50,10 +50,13 @@ typedef enum {
 memsess_key_kind_e memsess_key_kind(const char *prefix, const char *key,
                                     apr_size_t len, const char **id,
                                     apr_size_t *idlen);
-/* NULL when ns can be a namespace (MemsessNamespace): 1 to
- * MEMSESS_NAMESPACE_MAX of A-Z a-z 0-9 . _ : / - (php-fpm reads it in an
- * INI line unquoted); else why not. */
-const char *memsess_namespace_invalid(const char *ns);
+/* NULL when ns can be a namespace: 1 to MEMSESS_NAMESPACE_MAX of A-Z a-z
+ * 0-9 . _ : / - (php-fpm reads it in an INI line unquoted); else why not.
+ * chosen (MemsessNamespace, not php.ini's): it also ends with one of
+ * . _ : / and not with "lock.", so that no key of a namespace that begins
+ * with it (a neighbour's "shop/eu/<id>" beside "shop/") reads as one of
+ * its sessions or locks. */
+const char *memsess_namespace_invalid(const char *ns, int chosen);
 
 /* A whole listing of one server ("lru_crawler metadump all"), a line at
  * a time through memsess_dump_parse(): each item to each (which returns 0

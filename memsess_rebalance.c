@@ -117,6 +117,8 @@ static apr_array_header_t *placed_of_table(apr_pool_t *p,
         pl->failover = (int)ovs.served_failover;
         pl->ketama = (int)ovs.served_ketama;
         pl->format = (int)ovs.served_format;
+        pl->prefix = ovs.served_prefix[0] ? apr_pstrdup(p, ovs.served_prefix)
+                                          : NULL;
     }
     return placed;
 }
@@ -156,19 +158,24 @@ static const memsess_placed_t *placed_for(apr_array_header_t *placed,
 static int plan_view(apr_pool_t *p, memsess_runtime_t *rt,
                      apr_array_header_t *creds, memsess_view_t *view,
                      const char *served, const memsess_placed_t *pl,
-                     const char *source, int cold)
+                     const char *source, int cold, const char *php_prefix)
 {
     const char *why;
     memsess_view_t *before;
     memsess_pool_t *pool;
-    int n, k, ok = 1, placement;
+    int n, k, ok = 1, placement, renamed;
+    /* not recorded: php.ini's was in force (nothing injected another) */
+    const char *prefix = pl->prefix ? pl->prefix : php_prefix;
 
     placement = pl->replicas != view->replicas
                 || pl->failover != (int)view->failover
                 || (pl->format == MEMSESS_FORMAT_MEMCACHED
                     && pl->ketama != view->ketama);
+    renamed = pl->format == MEMSESS_FORMAT_MEMCACHED
+              && view->format == MEMSESS_FORMAT_MEMCACHED
+              && strcmp(prefix, view->sess_prefix) != 0;
     if (!pl->served[0] || (!strcmp(pl->served, served) && !placement
-                           && pl->format == (int)view->format)) {
+                           && !renamed && pl->format == (int)view->format)) {
         return 0;
     }
     if (pl->format != MEMSESS_FORMAT_MEMCACHED
@@ -220,6 +227,7 @@ static int plan_view(apr_pool_t *p, memsess_runtime_t *rt,
     before->replicas = pl->replicas;
     before->failover = (memsess_failover_e)pl->failover;
     before->ketama = pl->ketama;
+    before->sess_prefix = apr_pstrdup(p, prefix);
     before->source = source;
     before->cold = cold;
     before->full_path = apr_pstrdup(p, pl->served);
@@ -242,6 +250,14 @@ static int plan_view(apr_pool_t *p, memsess_runtime_t *rt,
                      "previous list stays published until a rebalance "
                      "has moved every session where the new one places "
                      "it", view->name, pl->served, source, served);
+    }
+    if (renamed) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0200: "
+                     "%s: the sessions' namespace changed from \"%s\" (%s) "
+                     "to \"%s\": the previous one stays in force until a "
+                     "rebalance has copied every session under the new "
+                     "one (the old copies are left to expire)", view->name,
+                     prefix, source, view->sess_prefix);
     }
     if (placement) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0141: "
@@ -268,7 +284,8 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
     apr_array_header_t *placed = old ? placed_of_table(ptemp, old) : state;
     const char *source = old ? "the previous generation" : "the state file";
     int v, i, planned = 0, php_replicas = 0, php_ketama = 1;
-    const char *php_from = NULL;
+    const char *php_from = NULL, *prefix_from;
+    const char *php_prefix = memsess_php_prefix(p, &prefix_from);
 
     for (i = 0; i < rt->targets->nelts; i++) {
         APR_ARRAY_PUSH(creds, const memsess_credentials_t *)
@@ -282,7 +299,7 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
 
         if (pl) {
             planned += plan_view(p, rt, creds, view, served, pl, source,
-                                 !old);
+                                 !old, php_prefix);
             continue;
         }
         if (!adopt || !view->adopt
@@ -302,6 +319,7 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
         if (guess.ketama < 0) {
             guess.ketama = php_ketama;
         }
+        guess.prefix = php_prefix;   /* where PHP put them: php.ini's */
         if (plan_view(p, rt, creds, view, served, &guess,
                       apr_psprintf(p, "MemsessAdopt: where PHP put the "
                                    "sessions, sess_number_of_replicas %d "
@@ -309,7 +327,8 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
                                    guess.replicas, guess.ketama ? "On"
                                    : "Off", view->adopt->replicas >= 0
                                    && view->adopt->ketama >= 0
-                                   ? "MemsessAdopt" : php_from), 1)) {
+                                   ? "MemsessAdopt" : php_from), 1,
+                      php_prefix)) {
             planned++;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0143: %s: no placement of this pool is "
@@ -339,7 +358,8 @@ apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt, apr_pool_t *ptemp)
                                       memsess_served_text(ptemp,
                                                           in_force->pool),
                                       in_force->replicas, in_force->failover,
-                                      in_force->ketama, in_force->format);
+                                      in_force->ketama, in_force->format,
+                                      in_force->sess_prefix);
         if (rv != APR_SUCCESS) {
             return rv;
         }

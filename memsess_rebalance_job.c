@@ -269,7 +269,8 @@ static void put_in_force(memsess_runtime_t *rt, apr_pool_t *p, int v)
     memsess_table_set_served(rt->table, v, NULL, 0,
                              memsess_served_text(p, rt->views[v].pool),
                              rt->views[v].replicas, rt->views[v].failover,
-                             rt->views[v].ketama, rt->views[v].format);
+                             rt->views[v].ketama, rt->views[v].format,
+                             rt->views[v].sess_prefix);
 }
 
 /* Puts the new lists in force when what is published is still what the
@@ -412,7 +413,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     rb->started = start;
     memset(&before, 0, sizeof(before));
     for (k = 0; !rb->at_once && k < rb->spec.nlists; k++) {
-        moves |= list_moves(&rb->lists[k]);
+        /* (into another namespace: every session moves) */
+        moves |= list_moves(&rb->lists[k]) || rb->spec.next_prefix;
     }
     if (rb->share) {
         rb->lock.subject = apr_pstrcat(rb->pool, "pool change of ",
@@ -698,7 +700,17 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
     rb->spec.returning = NULL;
     rb->spec.lists = rb->lists;
     rb->spec.rate = rt->g.sync_rate;
+    /* the namespace in force, and the configured one when a pool that
+     * moves changes it (one namespace for every pool: MemsessNamespace) */
     rb->spec.prefix = rt->g.sess_prefix;
+    for (v = 0; v < n; v++) {
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
+
+        if (ready[v] && strcmp(view->sess_prefix, rt->g.sess_prefix)) {
+            rb->spec.prefix = view->sess_prefix;
+            rb->spec.next_prefix = rt->g.sess_prefix;
+        }
+    }
     rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                        ? rt->g.timeout : apr_time_from_msec(500);
     rb->spec.stop = &rb->stop;

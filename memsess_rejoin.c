@@ -623,10 +623,16 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             memsess_joblock_rewrite(&job->lock);   /* the flush took it */
         }
         if (rv == APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0036: "
-                         "memcached server %s cannot be synced (%s): emptied "
-                         "instead (flush_all), as MemsessRejoin flush would",
-                         job->spec.returning, why);
+            /* loud: whatever else it held went too (an application
+             * cache, another site's sessions: no namespace spares them) */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
+                         "MEMSESS0036: memcached server %s cannot be synced "
+                         "(%s): emptied instead (flush_all), as MemsessRejoin "
+                         "flush would: every key it held went, this site's "
+                         "sessions and anything else on it (another site's, "
+                         "a cache); give such a server to this site alone, "
+                         "or set MemsessRejoin keep", job->spec.returning,
+                         why);
         }
         else {
             apr_cpystrn(err, apr_pstrcat(job->pool, why, "; ", err, NULL),
@@ -892,7 +898,10 @@ static void start_now(memsess_rejoin_t *c, int i)
                                         memsess_server_t *)->addr;
     job->spec.lists = job->lists;
     job->spec.rate = rt->g.sync_rate;
-    job->spec.prefix = rt->g.sess_prefix;
+    /* the namespace in force (a rebalance into another may be pending) */
+    job->spec.prefix = rt->confs->nelts
+                       ? memsess_view_in_force(rt, 0)->sess_prefix
+                       : rt->g.sess_prefix;
     job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                         ? rt->g.timeout : apr_time_from_msec(500);
     job->spec.stop = &job->stop;

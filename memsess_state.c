@@ -17,13 +17,14 @@
  *
  *   memsess-state 1
  *   <pool name> TAB <servers> TAB <replicas> TAB <failover> TAB <ketama>
- *       TAB <format>
+ *       TAB <format> [TAB <namespace>]
  *
  * one line per pool: its (first vhost's) name, every server in config
  * order as "host:port:weight" joined by commas, then
  * sess_number_of_replicas, memsess_failover_e, sess_consistent_hash (0/1)
- * and memsess_format_e as decimal numbers (names and servers hold no
- * control character).  Nothing in it is secret.  A
+ * and memsess_format_e as decimal numbers, then the sessions' namespace
+ * (sess_prefix: absent in a file of an earlier version, whose pools had
+ * php.ini's; names and servers hold no control character).  Nothing in it is secret.  A
  * line that does not read back is skipped (and counted), never guessed. */
 
 #include <string.h>
@@ -47,6 +48,19 @@ static int clean(const char *s, apr_size_t len)
     return len > 0;
 }
 
+/* A namespace the file can hold: as a name, and no longer than one. */
+static int namespace_ok(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == ' ') {
+            return 0;
+        }
+    }
+    return clean(s, len) && len <= MEMSESS_NAMESPACE_MAX;
+}
+
 char *memsess_state_format(apr_pool_t *p, const memsess_placed_t *placed,
                            int n)
 {
@@ -60,9 +74,12 @@ char *memsess_state_format(apr_pool_t *p, const memsess_placed_t *placed,
             || !clean(pl->served, strlen(pl->served))) {
             continue;   /* would not read back: the pool is left out */
         }
-        text = apr_psprintf(p, "%s%s\t%s\t%d\t%d\t%d\t%d\n", text, pl->name,
-                            pl->served, pl->replicas, pl->failover,
-                            pl->ketama, pl->format);
+        text = apr_psprintf(p, "%s%s\t%s\t%d\t%d\t%d\t%d%s%s\n", text,
+                            pl->name, pl->served, pl->replicas, pl->failover,
+                            pl->ketama, pl->format, pl->prefix ? "\t" : "",
+                            pl->prefix && namespace_ok(pl->prefix,
+                                                       strlen(pl->prefix))
+                            ? pl->prefix : "");
     }
     return text;
 }
@@ -93,8 +110,8 @@ static int small_number(const char *field, apr_size_t len, int max, int *out)
 static int parse_line(apr_pool_t *p, const char *line, apr_size_t len,
                       memsess_placed_t *pl)
 {
-    const char *field[6];
-    apr_size_t flen[6];
+    const char *field[7];
+    apr_size_t flen[7];
     apr_size_t i, start = 0;
     int f = 0;
 
@@ -102,14 +119,15 @@ static int parse_line(apr_pool_t *p, const char *line, apr_size_t len,
         if (i < len && line[i] != '\t') {
             continue;
         }
-        if (f == 6) {
-            return 0;   /* a seventh field */
+        if (f == 7) {
+            return 0;   /* an eighth field */
         }
         field[f] = line + start;
         flen[f++] = i - start;
         start = i + 1;
     }
-    if (f != 6 || !clean(field[0], flen[0]) || !clean(field[1], flen[1])
+    if (f < 6 || (f == 7 && !namespace_ok(field[6], flen[6]))
+        || !clean(field[0], flen[0]) || !clean(field[1], flen[1])
         || flen[0] >= MEMSESS_VIEW_NAME_MAX
         || !small_number(field[2], flen[2], MEMSESS_MAX_SERVERS,
                          &pl->replicas)
@@ -122,6 +140,7 @@ static int parse_line(apr_pool_t *p, const char *line, apr_size_t len,
     }
     pl->name = apr_pstrmemdup(p, field[0], flen[0]);
     pl->served = apr_pstrmemdup(p, field[1], flen[1]);
+    pl->prefix = f == 7 ? apr_pstrmemdup(p, field[6], flen[6]) : NULL;
     return 1;
 }
 

@@ -228,23 +228,45 @@ struct memsess_sync {
     int                       gave_up;     /* tries of the last read that
                                             * timed out every time */
     apr_time_t                gave_up_for; /* over this long */
+    /* a rebalance into another namespace: keys are ours under ns_now
+     * (their authority's) and under ns_next (copies on targets) */
+    const char               *ns_now, *ns_next;
+    int                       rename;
 };
 
 static void kept_free(memsess_sync_t *y);
 static void expect_drop(memsess_sync_t *y);
 
-/* The sessions' namespace. */
-static const char *ns(const memsess_sync_t *y)
-{
-    return y->spec->prefix ? y->spec->prefix : MEMSESS_SESS_PREFIX;
-}
-
-/* What a key is in our namespace. */
+/* What a key is in our namespace.  The engine holds every key by its
+ * name at its authority (the namespace now); a rename (spec->next_prefix)
+ * gives it another on targets: tname(). */
 static memsess_key_kind_e kind_of(const memsess_sync_t *y,
                                   const memsess_dump_item_t *it,
                                   const char **id, apr_size_t *idlen)
 {
-    return memsess_key_kind(ns(y), it->key, it->keylen, id, idlen);
+    return memsess_key_kind(y->ns_now, it->key, it->keylen, id, idlen);
+}
+
+/* The name of `it` on a target, into buf (MEMSESS_KEY_MAX + 1 bytes):
+ * itself, or under the next namespace.  Its length, or 0 when the name
+ * would pass memcached's longest (nothing is then written there). */
+static apr_size_t tname(const memsess_sync_t *y,
+                        const memsess_dump_item_t *it, char *buf)
+{
+    apr_size_t plen = strlen(y->ns_now), nlen = strlen(y->ns_next);
+
+    if (!y->rename) {
+        memcpy(buf, it->key, it->keylen);
+        buf[it->keylen] = '\0';
+        return it->keylen;
+    }
+    if (it->keylen < plen || nlen + it->keylen - plen > MEMSESS_KEY_MAX) {
+        return 0;
+    }
+    memcpy(buf, y->ns_next, nlen);
+    memcpy(buf + nlen, it->key + plen, it->keylen - plen);
+    buf[nlen + it->keylen - plen] = '\0';
+    return nlen + it->keylen - plen;
 }
 
 static int server_id(memsess_sync_t *y, const char *name)
@@ -286,6 +308,13 @@ memsess_sync_t *memsess_sync_create(apr_pool_t *p,
 
     y->pool = p;
     y->spec = spec;
+    y->ns_now = spec->prefix ? spec->prefix : MEMSESS_SESS_PREFIX;
+    y->ns_next = spec->next_prefix ? spec->next_prefix : y->ns_now;
+    y->rename = strcmp(y->ns_now, y->ns_next) != 0;
+    if (y->rename && spec->returning) {
+        apr_cpystrn(err, "a rejoin sync keeps its namespace", errlen);
+        return NULL;
+    }
     if (spec->nlists < 1 || spec->nlists > MAX_LISTS) {
         apr_snprintf(err, errlen, "%d lists to sync (1 to %d)",
                      spec->nlists, MAX_LISTS);
@@ -720,7 +749,10 @@ static void remember(memsess_sync_t *y, int t, const memsess_dump_item_t *it,
     mine_t *m;
 
     if (!known) {
-        if (fetch(y, t, it->key, it->keylen) != MEMCACHED_SUCCESS) {
+        char tk[MEMSESS_KEY_MAX + 1];
+        apr_size_t tl = tname(y, it, tk);
+
+        if (!tl || fetch(y, t, tk, tl) != MEMCACHED_SUCCESS) {
             return;
         }
         known = memcached_result_cas(y->res);
@@ -781,12 +813,14 @@ static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
     uint32_t flags;
     uint64_t cas_s = 0, cas_auth;
     time_t exp = expiry(it->exp);
+    char tk[MEMSESS_KEY_MAX + 1];
+    apr_size_t tl = tname(y, it, tk);
 
-    if (exp == (time_t)-1) {
+    if (exp == (time_t)-1 || !tl) {
         return APR_SUCCESS;
     }
     /* t first: its cas guards the write below */
-    rc = fetch(y, t, it->key, it->keylen);
+    rc = fetch(y, t, tk, tl);
     if (rc == MEMCACHED_SUCCESS) {
         cas_s = memcached_result_cas(y->res);
         if (!cas_s) {
@@ -821,7 +855,7 @@ static apr_status_t copy_key(memsess_sync_t *y, int from, int t,
         return APR_SUCCESS;
     }
     cas_auth = memcached_result_cas(y->res);
-    rc = put_t(y, t, it->key, it->keylen, memcached_result_value(y->res),
+    rc = put_t(y, t, tk, tl, memcached_result_value(y->res),
                memcached_result_length(y->res), flags, exp, cas_s);
     return put_done(y, t, it, cas_auth, rc, err, errlen);
 }
@@ -832,12 +866,17 @@ static apr_status_t delete_key(memsess_sync_t *y, int at,
 {
     memcached_st *mc = conn(y, at);
     memcached_return_t rc;
+    char tk[MEMSESS_KEY_MAX + 1];
+    apr_size_t tl = tname(y, it, tk);
 
     if (!mc) {
         return fail(y, at, "cannot connect to", MEMCACHED_FAILURE, err,
                     errlen);
     }
-    rc = memcached_delete(mc, it->key, it->keylen, 0);
+    if (!tl) {
+        return APR_SUCCESS;
+    }
+    rc = memcached_delete(mc, tk, tl, 0);
     if (rc == MEMCACHED_SUCCESS) {
         y->stats.deleted++;
     }
@@ -1034,6 +1073,8 @@ typedef struct {
     apr_size_t          tlen;
     uint64_t            cas_auth;   /* the copy written, as read */
     int                 put;        /* its write in puts[], or -1 */
+    char                tkey[MEMSESS_KEY_MAX + 1];   /* its name at t */
+    apr_size_t          tlen_key;
 } queued_t;
 
 /* A key of a fresh target (its listing) to look for at its authority. */
@@ -1051,14 +1092,18 @@ struct batch {
     memsess_dump_item_t d[COPY_BATCH];   /* to delete at dat (the last
                                           * pass: copies no list places
                                           * there any more) */
+    char           dkey[COPY_BATCH][MEMSESS_KEY_MAX + 1];   /* their names
+                                                             * there */
     int            nd, dat;
     apr_hash_t    *vindex;     /* key -> verify_t, the authority at hand */
     queued_t       q[COPY_BATCH];
     int            n, from;
     apr_hash_t    *index;      /* key -> queued_t, the target at hand */
     int            t;
-    const char    *keys[COPY_BATCH];
+    const char    *keys[COPY_BATCH];   /* at the authority */
     size_t         lens[COPY_BATCH];
+    const char    *tkeys[COPY_BATCH];  /* at the target */
+    size_t         tlens[COPY_BATCH];
     queued_t      *which[COPY_BATCH];
     memsess_put_t  puts[COPY_BATCH];
     int            nputs;
@@ -1111,8 +1156,8 @@ static void batch_found_from(memsess_sync_t *y, int from,
     q->put = b->nputs++;
     put = &b->puts[q->put];
     memset(put, 0, sizeof(*put));
-    put->key = q->it.key;
-    put->keylen = q->it.keylen;
+    put->key = q->tkey;
+    put->keylen = q->tlen_key;
     put->value = apr_pmemdup(b->pool, memcached_result_value(res), vlen);
     put->vlen = vlen;
     put->flags = memcached_result_flags(res);
@@ -1121,12 +1166,15 @@ static void batch_found_from(memsess_sync_t *y, int from,
     b->which[q->put] = q;
 }
 
-/* A multi-get at i of the batch's keys for the target at hand. */
-static apr_status_t batch_read(memsess_sync_t *y, int i, int n,
+/* A multi-get at i of the batch's keys for the target at hand (their
+ * names there: at_t). */
+static apr_status_t batch_read(memsess_sync_t *y, int i, int n, int at_t,
                                found_fn found, char *err, apr_size_t errlen)
 {
-    apr_status_t rv = mget_at(y, i, y->batch->keys, y->batch->lens,
-                              (size_t)n, found, FETCH_TRIES, err, errlen);
+    struct batch *b = y->batch;
+    apr_status_t rv = mget_at(y, i, at_t ? b->tkeys : b->keys,
+                              at_t ? b->tlens : b->lens, (size_t)n, found,
+                              FETCH_TRIES, err, errlen);
 
     if (rv == APR_SUCCESS && y->batch->error) {
         return fail(y, i, y->batch->error, MEMCACHED_SUCCESS, err, errlen);
@@ -1197,10 +1245,10 @@ static apr_status_t batch_copy(memsess_sync_t *y, int t, int n, char *err,
     b->t = t;
     b->nputs = 0;
     b->error = NULL;
-    if ((rv = batch_read(y, t, n, batch_found_t, err, errlen))
+    if ((rv = batch_read(y, t, n, 1, batch_found_t, err, errlen))
             != APR_SUCCESS
-        || (rv = batch_read(y, b->from, n, batch_found_from, err, errlen))
-            != APR_SUCCESS
+        || (rv = batch_read(y, b->from, n, 0, batch_found_from, err,
+                            errlen)) != APR_SUCCESS
         || !b->nputs
         || (rv = batch_write(y, t, err, errlen)) != APR_SUCCESS) {
         return rv;
@@ -1294,8 +1342,8 @@ static apr_status_t deletes_flush(memsess_sync_t *y, char *err,
     for (k = 0; k < b->nd; k++) {
         memset(&b->puts[k], 0, sizeof(b->puts[k]));
         b->puts[k].del = 1;
-        b->puts[k].key = b->d[k].key;
-        b->puts[k].keylen = b->d[k].keylen;
+        b->puts[k].key = b->dkey[k];
+        b->puts[k].keylen = tname(y, &b->d[k], b->dkey[k]);
     }
     b->nputs = b->nd;
     b->nd = 0;
@@ -1347,11 +1395,20 @@ static apr_status_t copies_flush(memsess_sync_t *y, char *err,
             q->t = -1;
             q->put = -1;
             q->at_t = 0;
+            if (!(q->tlen_key = tname(y, &q->it, q->tkey))) {
+                continue;   /* no name there: never copied */
+            }
             b->keys[n] = q->it.key;
-            b->lens[n++] = q->it.keylen;
+            b->lens[n] = q->it.keylen;
+            b->tkeys[n] = q->tkey;
+            b->tlens[n++] = q->tlen_key;
             apr_hash_set(b->index, q->it.key, (apr_ssize_t)q->it.keylen, q);
+            /* (a rename: found under either name) */
+            apr_hash_set(b->index, q->tkey, (apr_ssize_t)q->tlen_key, q);
         }
-        rv = batch_copy(y, t, n, err, errlen);
+        if (n) {
+            rv = batch_copy(y, t, n, err, errlen);
+        }
     }
     if (b) {
         b->n = b->nv = b->nd = 0;
@@ -1414,8 +1471,12 @@ static apr_status_t queue_delete(memsess_sync_t *y, int at,
                                  apr_size_t errlen)
 {
     struct batch *b = batch_of(y);
+    char tk[MEMSESS_KEY_MAX + 1];
     apr_status_t rv;
 
+    if (!tname(y, it, tk)) {
+        return APR_SUCCESS;   /* no such name there */
+    }
     if (b->nd && b->dat != at
         && (rv = deletes_flush(y, err, errlen)) != APR_SUCCESS) {
         return rv;
@@ -1743,10 +1804,20 @@ static apr_status_t held_settle(memsess_sync_t *y, apr_pool_t *p, char *err,
     return rv;
 }
 
+/* What a listed key is to one_key(): in a rename, a key under the
+ * namespace now is a source (copied from its authority, never deleted),
+ * one under the next a target's copy; otherwise both. */
+typedef enum {
+    ROLE_BOTH = 3,
+    ROLE_SOURCE = 1,
+    ROLE_TARGET = 2
+} role_e;
+
 static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
                             const memsess_dump_item_t *it,
                             memsess_key_kind_e kind, const char *id,
-                            apr_size_t idlen, char *err, apr_size_t errlen)
+                            apr_size_t idlen, role_e role, char *err,
+                            apr_size_t errlen)
 {
     int k, j, keep = 0, verify = 0, placed_here = 0, moved = 0;
     int done[MAX_PLACES], ndone = 0;
@@ -1765,7 +1836,11 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
         act[k] = memsess_sync_decide(kind, i, i, w->now, w->nnow, w->next,
                                      w->nnext);
     }
-    if (y->servers[i].fresh && pass != PASS_AFTER) {
+    if (role == ROLE_SOURCE && y->servers[i].fresh) {
+        return APR_SUCCESS;   /* the old namespace on a new server: not
+                               * read now, never ours to delete */
+    }
+    if (role & ROLE_TARGET && y->servers[i].fresh && pass != PASS_AFTER) {
         /* deleted unless some list keeps it there */
         for (k = 0; k < y->nlists; k++) {
             keep |= kind == MEMSESS_KEY_SESSION
@@ -1795,16 +1870,29 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     if (kind != MEMSESS_KEY_SESSION) {
         return APR_SUCCESS;
     }
-    /* here as the authority: to every target placed, each once */
+    if (role == ROLE_TARGET) {
+        /* a copy under the next namespace: the last pass removes it where
+         * no new list places it; a rebalance's delta pass looks for its
+         * authority's (below) */
+        if (pass == PASS_AFTER) {
+            return y->final && !placed_here
+                   ? queue_delete(y, i, it, err, errlen) : APR_SUCCESS;
+        }
+        goto target;
+    }
+    /* here as the authority: to every target placed, each once (itself
+     * too when the copy has another name there) */
     for (k = 0; k < y->nlists; k++) {
         where_t *w = &y->where[k];
 
         for (j = 0; j < w->nnext; j++) {
             int t = w->next[j], d;
 
-            if (t == i || !y->servers[t].target
-                || memsess_sync_decide(kind, i, t, w->now, w->nnow, w->next,
-                                       w->nnext) != MEMSESS_SYNC_COPY) {
+            if ((t == i && !y->rename) || !y->servers[t].target
+                || (t == i ? w->nnow < 1 || w->now[0] != i   /* renamed */
+                    : memsess_sync_decide(kind, i, t, w->now, w->nnow,
+                                          w->next, w->nnext)
+                      != MEMSESS_SYNC_COPY)) {
                 continue;
             }
             for (d = 0; d < ndone && done[d] != t; d++) {
@@ -1848,12 +1936,18 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
         /* the last pass: a copy the new lists place nowhere here goes
          * (a rebalance is given every list, so any such copy; a rejoin
          * only the copies it moved, replicas 0 / drop: left here they
-         * would be stale the day the server they moved to goes) */
-        if (y->final && !placed_here && (moved || y->s < 0)) {
+         * would be stale the day the server they moved to goes); in a
+         * rename, the old namespace is left as it is */
+        if (y->final && !placed_here && (moved || y->s < 0)
+            && role & ROLE_TARGET) {
             return queue_delete(y, i, it, err, errlen);
         }
         return APR_SUCCESS;
     }
+    if (!(role & ROLE_TARGET)) {
+        return APR_SUCCESS;
+    }
+target:
     /* a rebalance's target that lists read now: a copy the sync made or
      * checked here goes when its authority lost it since (a logout) */
     if (pass == PASS_DELTA && y->s < 0 && placed_here
@@ -1890,15 +1984,38 @@ static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
     apr_size_t idlen;
     apr_status_t rv;
 
+    role_e role = y->rename ? ROLE_SOURCE : ROLE_BOTH;
+    memsess_dump_item_t named;
+
     y->stats.lines++;
-    if ((kind = kind_of(y, it, &id, &idlen))) {
+    kind = kind_of(y, it, &id, &idlen);
+    if (!kind && y->rename
+        && (kind = memsess_key_kind(y->ns_next, it->key, it->keylen, &id,
+                                    &idlen))) {
+        /* a copy under the next namespace: held by its name now */
+        apr_size_t plen = strlen(y->ns_now);
+
+        if (plen + idlen > MEMSESS_KEY_MAX) {
+            return APR_SUCCESS;
+        }
+        named = *it;
+        memcpy(named.key, y->ns_now, plen);
+        memcpy(named.key + plen, id, idlen);
+        named.key[plen + idlen] = '\0';
+        named.keylen = plen + idlen;
+        it = &named;
+        id = named.key + plen;
+        role = ROLE_TARGET;
+    }
+    if (kind) {
         if (kind == MEMSESS_KEY_SESSION && it->exp > 0 && it->la > 0
             && it->exp - it->la > y->lifetime) {
             y->lifetime = it->exp - it->la;
         }
         y->stats.listed++;
         y->stats.examined += !y->delta;
-        rv = one_key(y, ps->i, ps->pass, it, kind, id, idlen, err, errlen);
+        rv = one_key(y, ps->i, ps->pass, it, kind, id, idlen, role, err,
+                     errlen);
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -2302,8 +2419,11 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
     time_t exp = expiry(it->exp);
     int newer;
 
-    if ((!it->cas || changed(y, t, it)) && exp != (time_t)-1) {
-        rc = fetch(y, t, it->key, it->keylen);
+    char tk[MEMSESS_KEY_MAX + 1];
+    apr_size_t tl = tname(y, it, tk);
+
+    if ((!it->cas || changed(y, t, it)) && exp != (time_t)-1 && tl) {
+        rc = fetch(y, t, tk, tl);
         if (rc == MEMCACHED_SUCCESS) {
             cas_s = memcached_result_cas(y->res);
             vlen = memcached_result_length(y->res);
@@ -2340,7 +2460,7 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
             rc = fetch(y, here, it->key, it->keylen);
             if (rc == MEMCACHED_SUCCESS
                 && memcached_result_cas(y->res) == cas_here) {
-                rc = put_t(y, t, it->key, it->keylen,
+                rc = put_t(y, t, tk, tl,
                            memcached_result_value(y->res),
                            memcached_result_length(y->res),
                            memcached_result_flags(y->res), exp, cas_s);
@@ -2364,7 +2484,7 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
 {
     list_t *L = &y->lists[h->list];
     char lock[MEMSESS_KEY_MAX + 8];
-    apr_size_t lk = strlen(ns(y)), len = 0;
+    apr_size_t lk = strlen(y->ns_next), len = 0;
     const char *id;
     apr_size_t idlen;
     apr_status_t rv;
@@ -2372,7 +2492,7 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
 
     if (kind_of(y, &h->it, &id, &idlen)) {
         len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                       ns(y),
+                                       y->ns_next,
                                        MEMSESS_LOCK_PREFIX, (int)idlen, id);
         if (memsess_place_key(L->next, lock + lk, len - lk, wx, MAX_PLACES)
             && conn(y, at = L->next_id[wx[0]])) {
@@ -2491,8 +2611,11 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
 
 typedef struct flip_guard {
     hot_t      *h;
-    char        lock[MEMSESS_KEY_MAX + 8];   /* memc.sess.key.lock.<id> */
+    char        lock[MEMSESS_KEY_MAX + 8];   /* <ns next>lock.<id>: ours */
     apr_size_t  len;
+    char        lock_old[MEMSESS_KEY_MAX + 8];   /* <ns now>lock.<id>: the
+                                                  * old list's requests' */
+    apr_size_t  len_old;
     int         lold, lnew;   /* the lock's server under each list */
     int         held;         /* ours at lnew (taken before the flip) */
     int         taken;        /* the last look: taken at lold */
@@ -2532,7 +2655,7 @@ static int first_of(const memsess_place_t *pl, const int *ids,
 
 int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
 {
-    apr_size_t lk = strlen(ns(y));
+    apr_size_t lk = strlen(y->ns_next), lko = strlen(y->ns_now);
     int k, nheld = 0;
 
     memsess_sync_unhold(y);
@@ -2562,17 +2685,25 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
         memset(g, 0, sizeof(*g));
         g->h = h;
         g->len = (apr_size_t)apr_snprintf(g->lock, sizeof(g->lock), "%s%s%.*s",
-                                          ns(y),
+                                          y->ns_next,
                                           MEMSESS_LOCK_PREFIX, (int)idlen, id);
-        g->lold = first_of(L->now, L->now_id, g->lock + lk, g->len - lk);
+        g->len_old = (apr_size_t)apr_snprintf(g->lock_old,
+                                              sizeof(g->lock_old), "%s%s%.*s",
+                                              y->ns_now, MEMSESS_LOCK_PREFIX,
+                                              (int)idlen, id);
+        g->lold = first_of(L->now, L->now_id, g->lock_old + lko,
+                           g->len_old - lko);
         g->lnew = first_of(L->next, L->next_id, g->lock + lk, g->len - lk);
         if (g->lold < 0 || g->lnew < 0
-            || apr_hash_get(y->guard_index, g->lock, g->len)) {
+            || apr_hash_get(y->guard_index, g->lock_old, g->len_old)) {
             continue;
         }
-        apr_hash_set(y->guard_index, g->lock, g->len, g);
+        apr_hash_set(y->guard_index, g->lock_old, g->len_old, g);
         apr_hash_set(y->guard_keys_index, h->it.key, h->it.keylen, g);
-        if (g->lold != g->lnew && apr_time_now() < y->guarded_at + FLIP_TAKE
+        /* a lock of its own under the new list (elsewhere, or under
+         * another name): ours before any request looks for it there */
+        if ((g->lold != g->lnew || y->rename)
+            && apr_time_now() < y->guarded_at + FLIP_TAKE
             && conn(y, g->lnew)) {
             g->held = memcached_add(y->servers[g->lnew].mc, g->lock, g->len,
                                     "1", 1, FLIP_LOCK_EXP, 0)
@@ -2639,8 +2770,8 @@ static apr_status_t guards_look(memsess_sync_t *y, char *err,
             guard_t *g = &y->guards[k];
 
             if (!g->done && g->lold == i) {
-                y->guard_keys[n] = g->lock;
-                y->guard_lens[n++] = g->len;
+                y->guard_keys[n] = g->lock_old;
+                y->guard_lens[n++] = g->len_old;
             }
             if (!g->done && g->h->here == i) {
                 y->guard_keys[n] = g->h->it.key;
@@ -2701,8 +2832,10 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
     if (rc == MEMCACHED_NOTFOUND) {
         const mine_t *m = written_at(y, g->h->t, it);
         const uint64_t *mine = m ? &m->s : kept_mine(y, g->h->t, it);
+        char tk[MEMSESS_KEY_MAX + 1];
+        apr_size_t tl = tname(y, it, tk);
 
-        rc = fetch(y, g->h->t, it->key, it->keylen);
+        rc = tl ? fetch(y, g->h->t, tk, tl) : MEMCACHED_NOTFOUND;
         if (rc == MEMCACHED_SUCCESS && mine
             && *mine == memcached_result_cas(y->res)) {
             apr_status_t rv = delete_key(y, g->h->t, it, err, errlen);
@@ -2749,19 +2882,19 @@ static void bring_one(void *ctx, const char *id, apr_size_t len)
     int k;
 
     if (b->rv != APR_SUCCESS
-        || strlen(ns(y)) + len > MEMSESS_KEY_MAX) {
+        || strlen(y->ns_now) + len > MEMSESS_KEY_MAX) {
         return;
     }
     memset(&it, 0, sizeof(it));
     it.keylen = (apr_size_t)apr_snprintf(it.key, sizeof(it.key), "%s%.*s",
-                                         ns(y), (int)len, id);
+                                         y->ns_now, (int)len, id);
     it.la = now;
     it.exp = now + (y->lifetime > 0 ? y->lifetime : 1440);
     place_all(y, id, len);
     for (k = 0; k < y->nlists && b->rv == APR_SUCCESS; k++) {
         const where_t *w = &y->where[k];
 
-        if (w->nnow && w->nnext && w->now[0] != w->next[0]) {
+        if (w->nnow && w->nnext && (w->now[0] != w->next[0] || y->rename)) {
             b->rv = after_key(y, w->now[0], w->next[0], 0, &it, b->err,
                               b->errlen);
         }

@@ -115,8 +115,13 @@ typedef struct {
     apr_int64_t                started;
     /* the sessions' namespace (MemsessNamespace, as injected): keys under
      * any other are never read, copied or deleted.  NULL: php-memcached's
-     * default */
+     * default.  A rebalance may move them to another (next_prefix, NULL:
+     * the same): each session is then copied from its authority to every
+     * server the new list places it on, itself included, under its new
+     * name; nothing under the old namespace is ever deleted (another site
+     * may share it: those copies expire) */
     const char                *prefix;
+    const char                *next_prefix;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;

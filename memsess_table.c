@@ -53,7 +53,7 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (14u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (15u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
@@ -63,7 +63,8 @@
                                       * 12: a view's persistence;
                                       * 13: sync_memory;
                                       * 14: the checker process,
-                                      * sync_listed, sync_expected */
+                                      * sync_listed, sync_expected;
+                                      * 15: served_prefix */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -394,7 +395,8 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
                                       const char *name,
                                       apr_uint32_t served_capacity,
                                       const char *served, int replicas,
-                                      int failover, int ketama, int format)
+                                      int failover, int ketama, int format,
+                                      const char *prefix)
 {
     memsess_view_slot_t *vs = &views(t)[v];
     apr_size_t len = strlen(served);
@@ -416,6 +418,8 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
     vs->served_failover = (apr_uint32_t)failover;
     vs->served_ketama = (apr_uint32_t)ketama;
     vs->served_format = (apr_uint32_t)format;
+    apr_cpystrn(vs->served_prefix, prefix ? prefix : "",
+                sizeof(vs->served_prefix));
     if (name) {
         apr_cpystrn(vs->name, name, sizeof(vs->name));
     }

@@ -121,6 +121,9 @@ typedef struct {
     apr_uint32_t served_failover;   /* memsess_failover_e */
     apr_uint32_t served_ketama;     /* sess_consistent_hash */
     apr_uint32_t served_format;     /* memsess_format_e */
+    char         served_prefix[MEMSESS_NAMESPACE_MAX + 1];   /* the
+                                     * namespace in force ("": none
+                                     * recorded) */
     apr_uint32_t rebalance;         /* memsess_rebalance_e */
     apr_int64_t  gate;              /* a flip's: requests that read the
                                      * list wait until then (apr_time_t;
@@ -210,7 +213,8 @@ apr_status_t memsess_table_set_served(memsess_table_t *t, int v,
                                       const char *name,
                                       apr_uint32_t served_capacity,
                                       const char *served, int replicas,
-                                      int failover, int ketama, int format);
+                                      int failover, int ketama, int format,
+                                      const char *prefix);
 void memsess_table_bump_generation(memsess_table_t *t, apr_uint64_t changes);
 /* The checker found a twin (memsess_exchange.c): the status says so.  The
  * writer sets it; a new generation's table starts without. */

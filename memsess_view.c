@@ -70,13 +70,15 @@ apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
                                memsess_served_text(p, view->pool),
                                view->replicas, (int)view->failover,
                                view->ketama, (int)view->format));
-    }
-    /* the namespace places nothing, but instances that inject different
-     * ones do not share sessions: told apart as pools are (the default
-     * left out, so that a group upgraded one instance at a time agrees) */
-    if (rt->g.sess_prefix && strcmp(rt->g.sess_prefix, MEMSESS_SESS_PREFIX)) {
-        h = memsess_fnv1a_more(h, apr_pstrcat(p, "ns=", rt->g.sess_prefix,
-                                              NULL));
+        /* the namespace places nothing, but instances that inject
+         * different ones do not share sessions: told apart as pools are
+         * (the default left out, so that a group upgraded one instance at
+         * a time agrees) */
+        if (view->sess_prefix
+            && strcmp(view->sess_prefix, MEMSESS_SESS_PREFIX)) {
+            h = memsess_fnv1a_more(h, apr_pstrcat(p, "ns=",
+                                                  view->sess_prefix, NULL));
+        }
     }
     return h;
 }

@@ -523,7 +523,7 @@ static const char *set_namespace(cmd_parms *cmd, void *dummy,
     if (err) {
         return err;
     }
-    if ((why = memsess_namespace_invalid(arg)) != NULL) {
+    if ((why = memsess_namespace_invalid(arg, 1)) != NULL) {
         return cmd_error(cmd, apr_psprintf(cmd->pool, "invalid namespace "
                                            "\"%s\" (%s)", arg, why));
     }
@@ -1360,6 +1360,16 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     create_flight(runtime, s, ret);
     memsess_state_prepare(ptemp, runtime);
+    if (runtime->confs->nelts
+        && !strcmp(runtime->g.sess_prefix, MEMSESS_SESS_PREFIX)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "MEMSESS0201: the "
+                     "sessions are under php-memcached's default namespace "
+                     "\"%s\" (%s), which every PHP site shares: if another "
+                     "site, vhost or job keeps sessions on these memcached "
+                     "servers, a sync cannot tell them apart: set "
+                     "MemsessNamespace", runtime->g.sess_prefix,
+                     runtime->g.sess_prefix_from);
+    }
     if ((odd = memsess_php_placement_odd(ptemp)) != NULL) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "MEMSESS0149: "
                      "php.ini sets %s: sessions placed that way are not "

@@ -134,7 +134,8 @@
  * 0130-0142; taking a pool over and the state file, 0143-0149: all used),
  * 0160-0169 the group's clocks (memsess_exchange.c: 0160 used),
  * 0190-0199 the checker process (memsess_check_process.c, memsess_check.c:
- * 0190-0196 used).
+ * 0190-0196 used), 0200-0209 the sessions' namespace (memsess_rebalance.c:
+ * 0200, 0201 used).
  */
 
 #ifndef MOD_MEMSESS_H

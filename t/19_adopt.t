@@ -8,7 +8,10 @@
 #       successor: modulo hashing): the module takes the pool over from
 #       PHP's placement and rebalances it before it publishes its own;
 #   (b) the same with a php.ini (PHPINIDir) that sets
-#       memcached.sess_consistent_hash=Off: read from mod_php;
+#       memcached.sess_consistent_hash=Off and memcached.sess_prefix
+#       legacy.: read from mod_php, and the module given a namespace of
+#       its own (MemsessNamespace shop/): the sessions are moved to its
+#       placement and under its namespace at once;
 #   (c) is stopped, given a fourth server, and started again: the state
 #       file says what was in force, the start rebalances as a graceful
 #       does;
@@ -33,7 +36,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 2 * 7 + 6 + 3 + 4;
+plan tests => 2 * 7 + 7 + 3 + 4;
 
 sub pool_status {
     my $in = shift;
@@ -72,7 +75,7 @@ sub placement {
 
 # (a), (b): the article's setup, then the module at graceful.
 sub switch {
-    my ($label, $name, $phpini, @pool) = @_;
+    my ($label, $name, $phpini, $extra, @pool) = @_;
     memc_start(@pool);
     my $ini = '';
     if (defined $phpini) {
@@ -93,7 +96,7 @@ sub switch {
     sleep 2;   # every user logged in under the article's setup
     my $t_load = time;
     my $mark = $in->log_mark;
-    $in->{conf} = $ini . servers(@pool);
+    $in->{conf} = $ini . servers(@pool) . $extra;
     $in->write_conf;
     my $t0 = time;
     $in->graceful;
@@ -115,16 +118,24 @@ sub switch {
     return ($in, $notice // '');
 }
 
-my ($in, $notice) = switch('article setup', 'adopt_article', undef, qw(MEMC_AD1 MEMC_AD2 MEMC_AD3));
+my ($in, $notice) = switch('article setup', 'adopt_article', undef, '', qw(MEMC_AD1 MEMC_AD2 MEMC_AD3));
 ok t_cmp($notice =~ /sess_consistent_hash On/ ? 1 : 0, 1,
          'article setup: taken over as consistent hashing (php.ini sets none)');
 $in->stop;
 memc_stop(qw(MEMC_AD1 MEMC_AD2 MEMC_AD3));
 
 ($in, $notice) = switch('consistent_hash Off', 'adopt_modula',
-                        "memcached.sess_consistent_hash=Off\n", qw(MEMC_AE1 MEMC_AE2 MEMC_AE3));
+                        "memcached.sess_consistent_hash=Off\nmemcached.sess_prefix=legacy.\n",
+                        "MemsessNamespace shop/\n", qw(MEMC_AE1 MEMC_AE2 MEMC_AE3));
 ok t_cmp($notice =~ /sess_consistent_hash Off from mod_php's php.ini/ ? 1 : 0, 1,
          'consistent_hash Off: read from mod_php\'s php.ini');
+{
+    my ($i) = Memsess::Load::session_req($in, new_ua(), 'info.php');
+    my ($moved) = $in->log_since(0) =~ /(MEMSESS0200: [^\n]*)/;
+    diag('consistent_hash Off: ' . ($moved // 'no MEMSESS0200'));
+    ok t_cmp(($i && $i->{sess_prefix} // 'none') . ' ' . ($moved && $moved =~ /from "legacy\."/ ? 'from legacy.' : 'no'),
+             'shop/ from legacy.', 'and its sessions moved from php.ini\'s prefix to the namespace (MEMSESS0200)');
+}
 $in->stop;
 memc_stop(qw(MEMC_AE1 MEMC_AE2 MEMC_AE3));
 

@@ -1,11 +1,15 @@
 # Issue 20: another site on the same memcached servers loses nothing.
 #
-# Three memcached hold this site's sessions (MemsessNamespace "shop/",
-# injected as memcached.sess_prefix) and 300 sessions of another PHP site
-# that uses the same servers with a static save_path and php-memcached's
-# defaults (prefix memc.sess.key., no replica: t/bin/neighbour.php, PHP's
-# own CLI, never through mod_memsess).  This site's users, with counters,
-# request without pause while
+# Three memcached hold this site's sessions and 300 sessions of another PHP
+# site that uses the same servers with a static save_path and
+# php-memcached's defaults (prefix memc.sess.key., no replica:
+# t/bin/neighbour.php, PHP's own CLI, never through mod_memsess).  This
+# site starts without a namespace of its own (php-memcached's default, as
+# the other site's), and its users, with counters, request without pause
+# while
+#   (0) MemsessNamespace "shop/" is set at graceful: a rebalance copies
+#       every session under the new namespace before PHP is given it, and
+#       deletes nothing under the old one (the other site's are there);
 #   (a) NB2 is frozen, some users write, and it is thawed: the rejoin sync
 #       (before the namespace it deleted the other site's sessions on NB2,
 #       which no authority of ours held);
@@ -18,7 +22,8 @@
 #
 # MEMSESS_NEIGHBOURS_NAMESPACE=none runs it without MemsessNamespace (the
 # sessions then share php-memcached's default namespace with the other
-# site): the hazard the namespace closes, measured by hand.
+# site, (0) is left out): the hazard the namespace closes, measured by
+# hand.
 use strict;
 use warnings FATAL => 'all';
 
@@ -32,7 +37,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 16;
+plan tests => 22;
 
 my $JSON = JSON::PP->new->utf8;
 my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
@@ -60,9 +65,25 @@ sub wait_state {
     return wait_for($secs, sub { $in->server_state($name) eq $want });
 }
 
+# the engine alone first: a rename of 2,000 sessions (t/unit/test_sync.bin)
+{
+    my @NR = qw(MEMC_NR1 MEMC_NR2 MEMC_NR3);
+    memc_start(@NR);
+    my $bin = catfile(dirname(Apache::Test::vars('t_dir')), 't', 'unit', 'test_sync.bin');
+    my $out = `"$bin" --rename 127.0.0.1 @{[ map { port($_) } @NR ]} 2000 2>&1`;
+    diag($_) for split /\n/, $out;
+    ok t_cmp(($out =~ /^rename: (lost \d+ stale \d+ old-deleted \d+ other-deleted \d+)/m)[0] // $out,
+             'lost 0 stale 0 old-deleted 0 other-deleted 0',
+             'the engine renames every session where PHP reads it and deletes nothing of the old namespace');
+    memc_stop(@NR);
+}
+
 memc_start(@NB, 'MEMC_NB4');
-my $conf = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB) . "\n"
-         . ($NS eq 'none' ? '' : "MemsessNamespace $NS\n");
+# what a site may have set for itself, which the module's injection beats
+my $SITE = "php_value memcached.sess_prefix site.\n"
+         . "php_value memcached.sess_remove_failed_servers 1\n"
+         . "php_value memcached.sess_randomize_replica_read 1\n";
+my $conf = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB) . "\n$SITE";
 my $in = Memsess::Instance->new(name => 'neighbours', php => 1, conf => $conf);
 $in->start;
 ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } @NB })) ? 1 : 0, 1,
@@ -70,6 +91,33 @@ ok t_cmp(defined(wait_for(10, sub { 3 == grep { $in->server_state($_) eq 'up' } 
 
 my ($kept, $lost, $out) = neighbour('write');
 ok t_cmp($kept, $N, "the other site wrote its $N sessions") or diag($out);
+
+my $log  = catfile($in->dir, 'load');
+my $stop = catfile($in->dir, 'load.stop');
+my @pids = start_load($in, $log, $stop);
+my $t_load = time;
+sleep 2;
+
+# (0) the namespace set on the running site: its sessions copied under it
+my $mark = $in->log_mark;
+if ($NS ne 'none') {
+    $in->{conf} = $conf . "MemsessNamespace $NS\n";
+    $in->write_conf;
+    my $t0 = time;
+    $in->graceful;
+    my $line = $in->log_wait(60, $mark, qr/MEMSESS0136/);
+    ok t_cmp(defined($line) ? 1 : 0, 1, '(0) the rebalance into the namespace done');
+    diag(sprintf '(0) %.1f s after graceful: %s', time - $t0, $line // 'none');
+    ok t_cmp(scalar(grep { /MEMSESS0200/ } split /\n/, $in->log_since($mark)), 1,
+             '(0) the namespace change announced (MEMSESS0200)');
+    ok t_cmp(defined($in->log_wait(30, $mark, qr/MEMSESS0137/)) ? 1 : 0, 1,
+             '(0) and the passes after its flip done');
+    ($kept, $lost, $out) = neighbour('read');
+    ok t_cmp($kept, $N, "(0) the other site reads its $N sessions after it") or diag($out);
+}
+else {
+    ok 1 for 1 .. 4;
+}
 
 # where this site's sessions are, and what an application cannot change
 {
@@ -80,6 +128,8 @@ ok t_cmp($kept, $N, "the other site wrote its $N sessions") or diag($out);
     my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
     ok t_cmp($d && $d->{sess_prefix}, $want,
              'PHP has the namespace, whatever the application sets at run time');
+    ok t_cmp(join(',', map { $d && $d->{$_} // 'none' } qw(remove_failed_servers randomize_replica_read)),
+             '0,0', 'and the placement settings injected, whatever php_value and ini_set say');
     my $id = $d && $d->{session_id} // 'none';
     ok t_cmp(scalar(memc_holders(session_key($id, $want), @NB)), 2,
              'its session is under the namespace, on a server and its replica');
@@ -90,14 +140,8 @@ ok t_cmp($kept, $N, "the other site wrote its $N sessions") or diag($out);
              'the status page names the namespace');
 }
 
-my $log  = catfile($in->dir, 'load');
-my $stop = catfile($in->dir, 'load.stop');
-my @pids = start_load($in, $log, $stop);
-my $t_load = time;
-sleep 2;
-
 # (a) a freeze and a thaw: the rejoin sync
-my $mark = $in->log_mark;
+$mark = $in->log_mark;
 memc_freeze('MEMC_NB2');
 ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'down', 10)) ? 1 : 0, 1, '(a) NB2 frozen: down');
 sleep 2;
@@ -112,8 +156,10 @@ ok t_cmp($kept, $N, "(a) the other site reads its $N sessions after the sync") o
 
 # (b) a server added at graceful: the rebalance and its last pass
 $mark = $in->log_mark;
-$in->{conf} = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB, 'MEMC_NB4') . "\n"
+$in->{conf} = 'MemsessServers ' . join(' ', map { "\${$_}" } @NB, 'MEMC_NB4') . "\n$SITE"
             . ($NS eq 'none' ? '' : "MemsessNamespace $NS\n");
+# (the users' sessions, under the namespace after (0): not one under the
+# old name was deleted, the copies the rename left there expire)
 $in->write_conf;
 $in->graceful;
 my $want = addrs(@NB, 'MEMC_NB4');

@@ -36,7 +36,7 @@ int main(void)
     apr_pool_t *p;
     memsess_placed_t in[3] = {
         { "shop.example:80", "10.0.0.1:11211:1,10.0.0.2:11211:1", 1,
-          MEMSESS_FAILOVER_SUCCESSOR, 0, MEMSESS_FORMAT_MEMCACHED },
+          MEMSESS_FAILOVER_SUCCESSOR, 0, MEMSESS_FORMAT_MEMCACHED, "shop/" },
         { "blog (main server)", "[::1]:11212:3", 0, MEMSESS_FAILOVER_DROP, 1,
           MEMSESS_FORMAT_MEMCACHED },
         { "bad\tname:80", "a:1:1", 0, 0, 1, 0 }
@@ -51,7 +51,8 @@ int main(void)
 
     text = memsess_state_format(p, in, 3);
     is_str(text, MEMSESS_STATE_MAGIC "\n"
-           "shop.example:80\t10.0.0.1:11211:1,10.0.0.2:11211:1\t1\t1\t0\t0\n"
+           "shop.example:80\t10.0.0.1:11211:1,10.0.0.2:11211:1\t1\t1\t0\t0"
+           "\tshop/\n"
            "blog (main server)\t[::1]:11212:3\t0\t0\t1\t0\n",
            "the text: the magic line, one line per pool; a name with a tab "
            "is left out");
@@ -60,11 +61,13 @@ int main(void)
     pl = &APR_ARRAY_IDX(out, 0, memsess_placed_t);
     ok(!strcmp(pl->name, in[0].name) && !strcmp(pl->served, in[0].served)
        && pl->replicas == 1 && pl->failover == MEMSESS_FAILOVER_SUCCESSOR
-       && pl->ketama == 0 && pl->format == MEMSESS_FORMAT_MEMCACHED,
-       "every field of a pool reads back");
+       && pl->ketama == 0 && pl->format == MEMSESS_FORMAT_MEMCACHED
+       && pl->prefix && !strcmp(pl->prefix, "shop/"),
+       "every field of a pool reads back, its namespace too");
     pl = &APR_ARRAY_IDX(out, 1, memsess_placed_t);
-    ok(!strcmp(pl->name, in[1].name) && pl->ketama == 1,
-       "a name with blanks and parentheses reads back");
+    ok(!strcmp(pl->name, in[1].name) && pl->ketama == 1 && !pl->prefix,
+       "a name with blanks and parentheses reads back; no namespace "
+       "recorded: none (a file of an earlier version)");
 
     out = parse(p, "memsess-state 2\n", &bad, &why);
     ok(why && !out->nelts, "another version is not a state file");
@@ -78,7 +81,8 @@ int main(void)
                 "b:80\tb:1:1\t1\t2\t0\t0\n"       /* failover out of range */
                 "c:80\tc:1:1\t1\t1\t2\t0\n"       /* ketama not 0/1 */
                 "d:80\td:1:1\t1\t1\t0\n"          /* five fields */
-                "e:80\te:1:1\t1\t1\t0\t0\tx\n"    /* seven */
+                "e:80\te:1:1\t1\t1\t0\t0\tx y\n"  /* a namespace with a space */
+                "e2:80\te:1:1\t1\t1\t0\t0\tx\ty\n" /* eight */
                 "f:80\tf:1:1\t-1\t1\t0\t0\n"      /* a sign */
                 "g:80\tg:1:1\t99999\t1\t0\t0\n"   /* replicas too many */
                 "\tg:1:1\t1\t1\t0\t0\n"           /* no name */
@@ -86,7 +90,7 @@ int main(void)
                 "h:80\th:1:1\t0\t0\t1\t1\n"
                 "i:80\ti:1:1\t0\t0\t1\t0",        /* cut short */
                 &bad, &why);
-    ok(!why && bad == 9 && out->nelts == 2,
+    ok(!why && bad == 10 && out->nelts == 2,
        "bad lines are skipped and counted (%d bad, %d kept)", bad,
        out->nelts);
     ok(!strcmp(APR_ARRAY_IDX(out, 0, memsess_placed_t).served, "a:1:1"),

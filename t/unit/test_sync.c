@@ -23,7 +23,14 @@
  *       the limit a sync through Apache is measured against
  *       (bench/scale.sh): every session key SRC holds, listed
  *       (lru_crawler metadump) and copied raw to DST (multi-gets of 1000,
- *       writes without replies); prints "copy: N keys in M ms". */
+ *       writes without replies); prints "copy: N keys in M ms".
+ *   test_sync.bin --rename HOST PORT1 PORT2 PORT3 N
+ *       a rebalance into another namespace (memc.sess.key. to shop/) on
+ *       three memcached servers it empties: N sessions where php-memcached
+ *       puts them (replicas 1, successor), another site's sessions under
+ *       memc.sess.key. that the list does not place where they are, and
+ *       locks; prints what the engine did and "rename: lost L stale S
+ *       old-deleted D other-deleted O" (t/54_neighbours.t checks it). */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -123,14 +130,21 @@ static void test_key_kind(void)
        == MEMSESS_KEY_LOCK, "a lock of the namespace");
     ok(memsess_key_kind("shop/", "shop/lock.a.b", 13, &id, &len)
        == MEMSESS_KEY_OTHER, "lock. before no session id: not ours");
-    ok(!memsess_namespace_invalid("shop-example/")
-       && !memsess_namespace_invalid(MEMSESS_SESS_PREFIX),
-       "namespaces: letters, digits, . _ : / -");
-    ok(memsess_namespace_invalid("") && memsess_namespace_invalid("a b")
-       && memsess_namespace_invalid("a;b") && memsess_namespace_invalid("a\"")
+    ok(!memsess_namespace_invalid("shop-example/", 1)
+       && !memsess_namespace_invalid(MEMSESS_SESS_PREFIX, 1)
+       && !memsess_namespace_invalid("shop_", 1),
+       "namespaces: letters, digits, . _ : / -, a separator last");
+    ok(memsess_namespace_invalid("", 0) && memsess_namespace_invalid("a b", 0)
+       && memsess_namespace_invalid("a;b", 0)
+       && memsess_namespace_invalid("a\"", 0)
        && memsess_namespace_invalid("0123456789012345678901234567890123456789"
-                                    "01234567890123456789012345"),
+                                    "01234567890123456789012345", 0),
        "refused: empty, a space, what an INI line reads, over 64");
+    ok(memsess_namespace_invalid("shop", 1)
+       && memsess_namespace_invalid("shop/lock.", 1)
+       && !memsess_namespace_invalid("shop", 0),
+       "chosen: refused without a separator last (\"shop\" would take "
+       "\"shopXYZ\" for session XYZ) or ending in lock.; php.ini's taken");
 }
 
 /* "a,b" for the servers of id under path. */
@@ -817,6 +831,117 @@ static int copy_cli(int argc, char **argv)
     return 0;
 }
 
+/* --rename (see the top). */
+static int rename_cli(int argc, char **argv)
+{
+    memcached_st *mc[3];
+    memsess_place_t *pl;
+    memsess_sync_spec_t spec;
+    memsess_sync_list_t l;
+    memsess_sync_t *y;
+    const memsess_sync_stats_t *st;
+    char err[256] = "", key[128];
+    const char *value = "n|i:5;s:1:\"x\";";
+    int i, k, n, w[4], nw, guarded, lost = 0, stale = 0, old_gone = 0,
+        other = 0, other_gone = 0;
+    apr_status_t rv;
+
+    if (argc < 7 || (n = atoi(argv[6])) < 1) {
+        fprintf(stderr, "usage: %s --rename HOST PORT1 PORT2 PORT3 N\n",
+                argv[0]);
+        return 2;
+    }
+    for (i = 0; i < 3; i++) {
+        mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
+        memcached_flush(mc[i], 0);
+    }
+    memset(&l, 0, sizeof(l));
+    l.path_now = l.path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", argv[2],
+                                            argv[3], argv[2], argv[4],
+                                            argv[2], argv[5]);
+    l.replicas = 1;
+    pl = memsess_place_create(p, l.path_now, 1, 0);
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%srn%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            memcached_set(mc[w[k]], key, strlen(key), value, strlen(value),
+                          3600, 0);
+        }
+        if (i % 10 == 0) {   /* its lock, as a request holds it */
+            apr_snprintf(key, sizeof(key), "%slock.rn%08d",
+                         MEMSESS_SESS_PREFIX, i);
+            memcached_set(mc[w[0]], key, strlen(key), "1", 1, 3600, 0);
+        }
+        /* another site's session, where this list does not place it */
+        apr_snprintf(key, sizeof(key), "%snb%08d", MEMSESS_SESS_PREFIX, i);
+        memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        memcached_set(mc[(w[0] + 2) % 3], key, strlen(key), "n|i:7;", 6,
+                      3600, 0);
+        other++;
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.lists = &l;
+    spec.nlists = 1;
+    spec.timeout = apr_time_from_msec(500);
+    spec.prefix = MEMSESS_SESS_PREFIX;
+    spec.next_prefix = "shop/";
+    y = memsess_sync_create(p, &spec, err, sizeof(err));
+    rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
+    if (rv == APR_SUCCESS) {
+        memsess_sync_hold_hot(y, &guarded);
+        rv = memsess_sync_flipped(y, NULL, err, sizeof(err));
+    }
+    if (rv == APR_SUCCESS) {
+        rv = memsess_sync_after(y, 0, err, sizeof(err));
+    }
+    if (rv == APR_SUCCESS) {
+        rv = memsess_sync_after(y, 1, err, sizeof(err));
+    }
+    if (!y) {
+        printf("rename: %s\n", err);
+        return 1;
+    }
+    st = memsess_sync_stats(y);
+    printf("rename: %s, %" APR_UINT64_T_FMT " keys listed, %"
+           APR_UINT64_T_FMT " copied, %" APR_UINT64_T_FMT " deleted\n",
+           rv == APR_SUCCESS ? "done" : err, st->listed, st->copied,
+           st->deleted);
+    memsess_sync_destroy(y);
+    for (i = 0; i < n; i++) {
+        char *v;
+        size_t len;
+        uint32_t flags;
+        memcached_return_t rc;
+        char id[32];
+
+        apr_snprintf(id, sizeof(id), "rn%08d", i);
+        nw = memsess_place_key(pl, id, strlen(id), w, 4);
+        for (k = 0; k < nw; k++) {
+            apr_snprintf(key, sizeof(key), "shop/%s", id);
+            v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags, &rc);
+            lost += !v;
+            stale += v && (len != strlen(value) || memcmp(v, value, len));
+            free(v);
+            apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, id);
+            v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags, &rc);
+            old_gone += !v;
+            free(v);
+        }
+        apr_snprintf(key, sizeof(key), "%snb%08d", MEMSESS_SESS_PREFIX, i);
+        memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        v = memcached_get(mc[(w[0] + 2) % 3], key, strlen(key), &len, &flags,
+                          &rc);
+        other_gone += !v;
+        free(v);
+    }
+    printf("rename: lost %d stale %d old-deleted %d other-deleted %d "
+           "(of %d sessions, %d of another site)\n", lost, stale, old_gone,
+           other_gone, n, other);
+    return rv == APR_SUCCESS && !lost && !stale && !old_gone && !other_gone
+           ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -831,6 +956,9 @@ int main(int argc, char **argv)
     }
     else if (argc > 1 && !strcmp(argv[1], "--copy")) {
         rc = copy_cli(argc, argv);
+    }
+    else if (argc > 1 && !strcmp(argv[1], "--rename")) {
+        rc = rename_cli(argc, argv);
     }
     else {
         test_dump_parse();

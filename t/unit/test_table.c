@@ -236,16 +236,17 @@ int main(void)
         cap[0] = 64 + 32;
         m = malloc(memsess_table_size(4, 1, cap));
         pt = memsess_table_init(m, memsess_table_size(4, 1, cap), 4, 1, cap);
-        ok(memsess_table_set_served(pt, 0, "shop:80", 96, "x", 0, 0, 1, 0)
+        ok(memsess_table_set_served(pt, 0, "shop:80", 96, "x", 0, 0, 1, 0, NULL)
            == APR_ENOSPC, "the list in force cannot take every byte");
         ok(memsess_table_set_served(pt, 0, "shop:80", 32, "a:1,b:2,d:4", 1,
-                                    1, 0, 0) == APR_SUCCESS,
+                                    1, 0, 0, "shop/") == APR_SUCCESS,
            "the list in force takes the last bytes of the view");
         memsess_table_read_view_slot(pt, 0, &vs);
         ok(vs.capacity == 64 && vs.served_capacity == 32
            && vs.served_replicas == 1 && vs.served_failover == 1
-           && vs.served_ketama == 0,
-           "the text keeps the rest; replicas, failover, hashing recorded");
+           && vs.served_ketama == 0 && !strcmp(vs.served_prefix, "shop/"),
+           "the text keeps the rest; replicas, failover, hashing, namespace "
+           "recorded");
         is_str(vs.name, "shop:80", "the vhost's name, to match generations");
         memsess_table_read_served(pt, 0, served, sizeof(served));
         is_str(served, "a:1,b:2,d:4", "the list in force reads back");
@@ -260,7 +261,8 @@ int main(void)
         is_str(view(pt, 0, &nlive), "a:1,b:2",
                "a server of the pool before goes down: dropped from it");
         memsess_table_view_slot(pt, 0)->rebalance = MEMSESS_REBALANCE_NONE;
-        ok(memsess_table_set_served(pt, 0, NULL, 0, "a:1,b:2,c:3", 1, 1, 0, 0)
+        ok(memsess_table_set_served(pt, 0, NULL, 0, "a:1,b:2,c:3", 1, 1, 0, 0,
+                                    NULL)
            == APR_SUCCESS, "the flip: the new list in force");
         memsess_table_write_begin(pt);
         memsess_table_publish(pt, pv, 1, -1, NULL);
@@ -269,7 +271,7 @@ int main(void)
                "after the flip: the configured pool is published");
         ok(memsess_table_set_served(pt, 0, NULL, 0,
                                     "a-much-longer-list:1,b:2,c:3,d:4", 1, 1,
-                                    0, 0) == APR_ENOSPC,
+                                    0, 0, NULL) == APR_ENOSPC,
            "a list longer than its bytes is refused");
         is_str(memsess_rebalance_name(MEMSESS_REBALANCE_RUNNING),
                "rebalancing", "the status name of a running rebalance");
