@@ -1955,10 +1955,12 @@ target:
         for (k = 0; k < y->nlists; k++) {
             where_t *w = &y->where[k];
 
-            act[k] = w->nnow && w->now[0] != i
+            /* (a rename: its copy under the new name at its authority
+             * goes too when the old name is gone there) */
+            act[k] = w->nnow && (w->now[0] != i || y->rename)
                      && holds(w->next, w->nnext, i)
                      ? MEMSESS_SYNC_VERIFY : MEMSESS_SYNC_SKIP;
-            if (w->nnow && w->now[0] == i) {
+            if (w->nnow && w->now[0] == i && !y->rename) {
                 return APR_SUCCESS;   /* its own authority */
             }
         }

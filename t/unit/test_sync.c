@@ -29,8 +29,10 @@
  *       three memcached servers it empties: N sessions where php-memcached
  *       puts them (replicas 1, successor), another site's sessions under
  *       memc.sess.key. that the list does not place where they are, and
- *       locks; prints what the engine did and "rename: lost L stale S
- *       old-deleted D other-deleted O" (t/54_neighbours.t checks it). */
+ *       locks; as it runs, 10 users log out and 10 write; prints what the
+ *       engine did and "rename: lost L stale S old-deleted D
+ *       other-deleted O" (stale: a value not the last written, or a
+ *       logout undone; t/54_neighbours.t checks it). */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -831,9 +833,47 @@ static int copy_cli(int argc, char **argv)
     return 0;
 }
 
+/* --rename: what users do while the rename runs, at its first progress
+ * report: the first RENAME_LOGOUTS sessions are logged out (deleted where
+ * php-memcached has them), the next RENAME_WRITES written again. */
+#define RENAME_LOGOUTS (10)
+#define RENAME_WRITES  (10)
+
+typedef struct {
+    memcached_st   **mc;
+    memsess_place_t *pl;
+    int              done;
+} rename_users_t;
+
+static void rename_users(void *baton, const memsess_sync_stats_t *st)
+{
+    rename_users_t *u = baton;
+    char key[64];
+    int i, k, w[4], nw;
+
+    (void)st;
+    if (u->done++) {
+        return;
+    }
+    for (i = 0; i < RENAME_LOGOUTS + RENAME_WRITES; i++) {
+        apr_snprintf(key, sizeof(key), "%srn%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(u->pl, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            if (i < RENAME_LOGOUTS) {
+                memcached_delete(u->mc[w[k]], key, strlen(key), 0);
+            }
+            else {
+                memcached_set(u->mc[w[k]], key, strlen(key), "n|i:6;", 6,
+                              3600, 0);
+            }
+        }
+    }
+}
+
 /* --rename (see the top). */
 static int rename_cli(int argc, char **argv)
 {
+    rename_users_t users;
     memcached_st *mc[3];
     memsess_place_t *pl;
     memsess_sync_spec_t spec;
@@ -886,6 +926,11 @@ static int rename_cli(int argc, char **argv)
     spec.timeout = apr_time_from_msec(500);
     spec.prefix = MEMSESS_SESS_PREFIX;
     spec.next_prefix = "shop/";
+    users.mc = mc;
+    users.pl = pl;
+    users.done = 0;
+    spec.progress = rename_users;
+    spec.baton = &users;
     y = memsess_sync_create(p, &spec, err, sizeof(err));
     rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
     if (rv == APR_SUCCESS) {
@@ -918,14 +963,19 @@ static int rename_cli(int argc, char **argv)
         apr_snprintf(id, sizeof(id), "rn%08d", i);
         nw = memsess_place_key(pl, id, strlen(id), w, 4);
         for (k = 0; k < nw; k++) {
+            const char *want = i < RENAME_LOGOUTS ? NULL
+                               : i < RENAME_LOGOUTS + RENAME_WRITES
+                                 ? "n|i:6;" : value;
+
             apr_snprintf(key, sizeof(key), "shop/%s", id);
             v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags, &rc);
-            lost += !v;
-            stale += v && (len != strlen(value) || memcmp(v, value, len));
+            lost += want && !v;
+            stale += v && (!want || len != strlen(want)
+                           || memcmp(v, want, len));   /* or undone */
             free(v);
             apr_snprintf(key, sizeof(key), "%s%s", MEMSESS_SESS_PREFIX, id);
             v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags, &rc);
-            old_gone += !v;
+            old_gone += want && !v;
             free(v);
         }
         apr_snprintf(key, sizeof(key), "%snb%08d", MEMSESS_SESS_PREFIX, i);
@@ -938,6 +988,9 @@ static int rename_cli(int argc, char **argv)
     printf("rename: lost %d stale %d old-deleted %d other-deleted %d "
            "(of %d sessions, %d of another site)\n", lost, stale, old_gone,
            other_gone, n, other);
+    for (i = 0; i < 3; i++) {
+        memcached_free(mc[i]);
+    }
     return rv == APR_SUCCESS && !lost && !stale && !old_gone && !other_gone
            ? 0 : 1;
 }
