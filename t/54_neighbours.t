@@ -12,7 +12,10 @@
 #       deletes nothing under the old one (the other site's are there);
 #   (a) NB2 is frozen, some users write, and it is thawed: the rejoin sync
 #       (before the namespace it deleted the other site's sessions on NB2,
-#       which no authority of ours held);
+#       which no authority of ours held); the moment it is published, while
+#       the sync's passes after the flip still run (its grace; the job
+#       record stays `done` through it), it is frozen again, and thawed:
+#       that outage gets a sync of its own;
 #   (b) NB4 is added at graceful: the rebalance, and its last pass, which
 #       removes copies no new list places where they are;
 # and after each, the other site reads every one of its 300 sessions back,
@@ -37,7 +40,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 22;
+plan tests => 25;
 
 my $JSON = JSON::PP->new->utf8;
 my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
@@ -140,16 +143,28 @@ else {
              'the status page names the namespace');
 }
 
-# (a) a freeze and a thaw: the rejoin sync
-$mark = $in->log_mark;
+# (a) a freeze and a thaw: the rejoin sync; and frozen again the moment
+# it is published, while the sync's passes after the flip still run (its
+# grace), and thawed: the second outage gets a sync of its own
+my $nb2 = quotemeta addr('MEMC_NB2');
 memc_freeze('MEMC_NB2');
 ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'down', 10)) ? 1 : 0, 1, '(a) NB2 frozen: down');
 sleep 2;
+$mark = $in->log_mark;
 memc_thaw('MEMC_NB2');
-ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'up', 30)) ? 1 : 0, 1,
-         '(a) thawed: synced and up');
-my ($sync) = grep { /MEMSESS0031/ } split /\n/, $in->log_since($mark);
-diag('(a) ' . ($sync // 'no MEMSESS0031'));
+my $first = $in->log_wait(30, $mark, qr/MEMSESS0031: memcached server $nb2 /);
+memc_freeze('MEMC_NB2');
+my $grace = $in->log_since($mark) !~ /MEMSESS0035: memcached server $nb2/;
+ok t_cmp(defined($first) && $grace ? 1 : 0, 1,
+         '(a) thawed, synced, published, and frozen again before its passes after the flip ended');
+ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'down', 10)) ? 1 : 0, 1, '(a) down again');
+sleep 1;
+my $mark2 = $in->log_mark;
+memc_thaw('MEMC_NB2');
+my $second = $in->log_wait(30, $mark2, qr/MEMSESS0031: memcached server $nb2 /);
+diag("(a) $_") for grep { defined } $first, $second;
+ok t_cmp(defined($second) ? 1 : 0, 1, '(a) thawed again: the second outage got a sync of its own');
+ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'up', 30)) ? 1 : 0, 1, '(a) synced and up');
 sleep 1;
 ($kept, $lost, $out) = neighbour('read');
 ok t_cmp($kept, $N, "(a) the other site reads its $N sessions after the sync") or diag($out);
