@@ -58,6 +58,7 @@
 
 #include "memsess_check_process.h"
 #include "memsess_check.h"
+#include "memsess_clocks.h"
 #include "memsess_table.h"
 
 APLOG_USE_MODULE(memsess);
@@ -142,11 +143,13 @@ static void process_main(memsess_runtime_t *rt, server_rec *s)
                  "process (pid %" APR_PID_T_FMT ") runs as uid %u",
                  getpid(), (unsigned)getuid());
     while (!stopping && getppid() == parent) {
-        apr_time_t next = apr_time_now() + TICK;
+        /* by the monotonic clock: a wall clock stepped back (NTP, a
+         * suspended VM) would hold the next tick back as long */
+        apr_time_t next = memsess_mono_now() + TICK, now;
 
         memsess_check_process_tick(rt);
-        while (!stopping && apr_time_now() < next) {
-            apr_sleep(next - apr_time_now());   /* a signal cuts it short */
+        while (!stopping && (now = memsess_mono_now()) < next) {
+            apr_sleep(next - now);   /* a signal cuts it short */
         }
     }
     memsess_check_process_stop(rt);

@@ -38,6 +38,7 @@
 #include "http_log.h"
 
 #include "memsess_joblock.h"
+#include "memsess_clocks.h"
 #include "memsess_config.h"
 #include "memsess_connect.h"
 #include "memsess_job.h"
@@ -284,9 +285,9 @@ void memsess_joblock_wait_flip(memsess_joblock_t *j)
 
 static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
 {
-    apr_time_t until = apr_time_now() + t;
+    apr_time_t until = memsess_mono_now() + t;   /* a duration */
 
-    while (!(j->stop && *j->stop) && apr_time_now() < until) {
+    while (!(j->stop && *j->stop) && memsess_mono_now() < until) {
         apr_sleep(apr_time_from_msec(20));
     }
 }

@@ -50,6 +50,7 @@
 #include "http_log.h"
 
 #include "memsess_rejoin.h"
+#include "memsess_clocks.h"
 #include "memsess_config.h"
 #include "memsess_connect.h"
 #include "memsess_exchange.h"
@@ -358,9 +359,11 @@ static void sync_abandon(sync_job_t *job, const char *why)
 
 static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
 {
-    apr_time_t until = apr_time_now() + t;
+    /* a duration: by the monotonic clock (a wall clock stepped back
+     * would stretch it) */
+    apr_time_t until = memsess_mono_now() + t;
 
-    while (!job->stop && apr_time_now() < until) {
+    while (!job->stop && memsess_mono_now() < until) {
         apr_sleep(apr_time_from_msec(20));
     }
 }
@@ -379,9 +382,9 @@ static int job_wait_live(sync_job_t *job)
 {
     memsess_rejoin_t *c = job->c;
     memsess_slot_t *slot = memsess_table_slot(c->rt->table, job->slot);
-    apr_time_t until = apr_time_now() + JOB_LIVE_WAIT;
+    apr_time_t until = memsess_mono_now() + JOB_LIVE_WAIT;
 
-    while (!job->stop && apr_time_now() < until) {
+    while (!job->stop && memsess_mono_now() < until) {
         int live;
 
         apr_thread_mutex_lock(c->mutex);

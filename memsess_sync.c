@@ -61,6 +61,7 @@
 #include <pthread.h>
 
 #include "memsess_sync.h"
+#include "memsess_clocks.h"
 #include "memsess_listing.h"
 #include "memsess_place.h"
 #include "memsess_pipeline.h"
@@ -1213,7 +1214,7 @@ static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
  * again: no burst after a pause). */
 static void pace(memsess_sync_t *y, int n)
 {
-    apr_time_t now = apr_time_now(), due;
+    apr_time_t now = memsess_mono_now(), due;
 
     if (!y->spec->rate) {
         return;
@@ -1226,7 +1227,7 @@ static void pace(memsess_sync_t *y, int n)
     y->paced += (apr_uint64_t)n;
     due = y->paced_since
           + (apr_time_t)(y->paced * APR_USEC_PER_SEC / y->spec->rate);
-    while ((now = apr_time_now()) < due
+    while ((now = memsess_mono_now()) < due
            && !(y->spec->stop && *y->spec->stop)) {
         apr_sleep(due - now < apr_time_from_msec(50)
                   ? due - now : apr_time_from_msec(50));
@@ -2530,21 +2531,21 @@ static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
  * out of step. */
 static apr_status_t watch_hot(memsess_sync_t *y, char *err, apr_size_t errlen)
 {
-    apr_time_t until = apr_time_now() + HOT_WATCH, next_all = 0;
+    apr_time_t until = memsess_mono_now() + HOT_WATCH, next_all = 0;
     apr_status_t rv = APR_SUCCESS;
     int k, first = 1;
 
     for (k = 0; k < y->nhot; k++) {
         y->hot[k].seen = hot_copied(y, &y->hot[k]);
     }
-    while (rv == APR_SUCCESS && y->nhot && (first || apr_time_now() < until)
+    while (rv == APR_SUCCESS && y->nhot && (first || memsess_mono_now() < until)
            && !stopped(y, err, errlen)) {
-        apr_time_t t0 = apr_time_now();
+        apr_time_t t0 = memsess_mono_now();
         int all = t0 >= next_all;
 
         rv = hot_sweep(y, all, 1, err, errlen);   /* at the flip: no waits */
         if (all) {
-            next_all = 2 * apr_time_now() - t0;
+            next_all = 2 * memsess_mono_now() - t0;
         }
         for (k = 0; k < y->nhot && rv == APR_SUCCESS; k++) {
             hot_t *h = &y->hot[k];
@@ -2664,7 +2665,7 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
     y->nguards = 0;
     y->guard_index = apr_hash_make(y->pool);
     y->guard_keys_index = apr_hash_make(y->pool);
-    y->guarded_at = apr_time_now();
+    y->guarded_at = memsess_mono_now();
     *guarded = 0;
     if (!y->nhot) {
         return 0;
@@ -2705,7 +2706,7 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
         /* a lock of its own under the new list (elsewhere, or under
          * another name): ours before any request looks for it there */
         if ((g->lold != g->lnew || y->rename)
-            && apr_time_now() < y->guarded_at + FLIP_TAKE
+            && memsess_mono_now() < y->guarded_at + FLIP_TAKE
             && conn(y, g->lnew)) {
             g->held = memcached_add(y->servers[g->lnew].mc, g->lock, g->len,
                                     "1", 1, FLIP_LOCK_EXP, 0)
@@ -2908,14 +2909,16 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
                                   const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen)
 {
-    apr_time_t settle_at = apr_time_now() + FLIP_SETTLE;
-    apr_time_t until = apr_time_now() + FLIP_HOLD;   /* from the flip */
+    /* durations, by the monotonic clock (a wall clock stepped back would
+     * hold the guarded locks as long) */
+    apr_time_t settle_at = memsess_mono_now() + FLIP_SETTLE;
+    apr_time_t until = memsess_mono_now() + FLIP_HOLD;   /* from the flip */
     apr_status_t rv = APR_SUCCESS;
     int k, pending = y->nguards, settled = 0;
     int opened = !wait || !wait->open;
 
     while ((pending || !opened) && rv == APR_SUCCESS) {
-        apr_time_t now = apr_time_now();
+        apr_time_t now = memsess_mono_now();
         int last = (now >= until && opened) || stopped(y, err, errlen);
         int settles = !settled;
 

@@ -91,16 +91,17 @@
  * memsess_syncs_t callbacks).  t/unit/calls-one-way.sh (make unit) fails
  * on a circle among the includes or among the objects' calls.
  *   mod_memsess     -> adopt check check_process config credentials
- *                      flight inject persist_db place pool rebalance
- *                      release release_helper status table verdicts view
- *   check_process   -> check table
+ *                      flight inject listing persist_db place pool
+ *                      rebalance release release_helper status table
+ *                      verdicts view
+ *   check_process   -> check clocks table
  *   check           -> exchange lateness persist_db rebalance_job rejoin
  *                      release release_helper table view watch
- *   rejoin          -> config connect exchange gate joblock persist_db sync
- *                      table verdicts view
+ *   rejoin          -> clocks config connect exchange gate joblock
+ *                      persist_db sync table verdicts view
  *   rebalance_job   -> adopt exchange gate joblock sync table verdicts view
  *   exchange        -> clocks config connect job table verdicts view
- *   joblock         -> config connect job table verdicts
+ *   joblock         -> clocks config connect job table verdicts
  *   gate            -> flight table
  *   persist_db      -> clocks connect listing persist place table verdicts
  *                      view
@@ -110,11 +111,11 @@
  *   inject          -> config flight release table
  *   status          -> config persist table
  *   rebalance       -> adopt pool table view
- *   adopt           -> state view
+ *   adopt           -> listing state view
  *   view            -> pool table verdicts
  *   job             -> verdicts
  *   persist         -> listing verdicts
- *   sync            -> listing place
+ *   sync            -> clocks listing place
  *   table           -> pool
  * (all but mod_memsess.c name memsess_module, the module record, for their
  * log lines: data, not a call.)
