@@ -36,6 +36,7 @@
 #include "scoreboard.h"
 
 #include "memsess_inject.h"
+#include "memsess_clocks.h"
 #include "memsess_config.h"
 #include "memsess_flight.h"
 #include "memsess_release.h"
@@ -350,10 +351,13 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
             break;
         }
         if (!until) {
-            waited = apr_time_now();
+            /* its own cap by the monotonic clock (a wall clock stepped
+             * back would hold the request as long); the gate's time is
+             * the checker's, on this machine's wall clock */
+            waited = memsess_mono_now();
             until = waited + MEMSESS_GATE_MAX;
         }
-        if (apr_time_now() >= (gate < until ? gate : until)) {
+        if (apr_time_now() >= gate || memsess_mono_now() >= until) {
             break;
         }
         if (fe) {
@@ -366,7 +370,7 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
     if (until) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "waited %"
                       APR_TIME_T_FMT "us at a flip's gate",
-                      apr_time_now() - waited);
+                      memsess_mono_now() - waited);
     }
     return rv;
 }

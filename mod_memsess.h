@@ -108,7 +108,7 @@
  *   watch           -> table
  *   release         -> peer release_helper table
  *   release_helper  -> peer table
- *   inject          -> config flight release table
+ *   inject          -> clocks config flight release table
  *   status          -> config persist table
  *   rebalance       -> adopt pool table view
  *   adopt           -> listing state view
