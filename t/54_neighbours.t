@@ -99,7 +99,7 @@ my $log  = catfile($in->dir, 'load');
 my $stop = catfile($in->dir, 'load.stop');
 my @pids = start_load($in, $log, $stop);
 my $t_load = time;
-sleep 2;
+sleep 1;
 
 # (0) the namespace set on the running site: its sessions copied under it
 my $mark = $in->log_mark;
@@ -149,7 +149,7 @@ else {
 my $nb2 = quotemeta addr('MEMC_NB2');
 memc_freeze('MEMC_NB2');
 ok t_cmp(defined(wait_state($in, 'MEMC_NB2', 'down', 10)) ? 1 : 0, 1, '(a) NB2 frozen: down');
-sleep 2;
+sleep 1;
 $mark = $in->log_mark;
 memc_thaw('MEMC_NB2');
 my $first = $in->log_wait(30, $mark, qr/MEMSESS0031: memcached server $nb2 /);
