@@ -209,6 +209,10 @@ typedef struct {
                                        * memcached.sess_prefix, else
                                        * php-memcached's default */
     const char         *sess_prefix_from;   /* which, for the log */
+    const char         *php_prefix;   /* php.ini's memcached.sess_prefix,
+                                       * else php-memcached's default:
+                                       * where PHP put the sessions when
+                                       * no placement records it */
 } memsess_global_t;
 
 /* MemsessAdopt: where a pool's sessions are when nothing recorded it. */

@@ -52,6 +52,12 @@ APLOG_USE_MODULE(memsess);
  * writing knows the flip time in its own clock within that, whatever the
  * clocks; a read a waiter costs memcached nothing at 50 a second) */
 #define JOB_POLL      apr_time_from_msec(20)
+/* The fence: a lease is trusted for its time to live less this (the
+ * others' reading of its expiry, in whole seconds and through a measured
+ * skew, never comes sooner), and the record read again at most this
+ * often. */
+#define JOB_FENCE_MARGIN apr_time_from_msec(500)
+#define JOB_FENCE_READ   apr_time_from_msec(100)
 
 typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
 
@@ -154,7 +160,7 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     rec.lists = j->fingerprint;
     rec.flip_ms = done ? j->flip_ms : 0;
     len = memsess_job_format(buf, sizeof(buf), &rec);
-    j->refreshed = apr_time_now();
+    j->refreshed = memsess_mono_now();
     switch (how) {
     case JOB_ADD:
         return memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
@@ -170,7 +176,9 @@ void memsess_joblock_rewrite(memsess_joblock_t *j)
 {
     if (j->holding) {
         apr_thread_mutex_lock(j->mutex);
-        job_write(j, j->mc, j->done, JOB_SET, 0);
+        if (memcached_success(job_write(j, j->mc, j->done, JOB_SET, 0))) {
+            j->held_at = j->refreshed;
+        }
         apr_thread_mutex_unlock(j->mutex);
     }
 }
@@ -186,10 +194,10 @@ static void refresh_on(memsess_joblock_t *j, memcached_st *mc, int force)
     int exists;
 
     if (!j->holding || j->lost
-        || (!force && apr_time_now() - j->refreshed < JOB_REFRESH)) {
+        || (!force && memsess_mono_now() - j->refreshed < JOB_REFRESH)) {
         return;
     }
-    j->refreshed = apr_time_now();
+    j->refreshed = memsess_mono_now();
     if (!job_read(j, mc, &rec, &exists, &why, &cas)) {
         return;   /* the engine or the probes see the server fail */
     }
@@ -200,7 +208,44 @@ static void refresh_on(memsess_joblock_t *j, memcached_st *mc, int force)
         if (j->stop) {
             apr_atomic_set32(j->stop, 1);
         }
+        return;
     }
+    j->held_at = j->refreshed;
+}
+
+int memsess_joblock_fence(memsess_joblock_t *j)
+{
+    apr_interval_time_t lease;
+    apr_time_t now = memsess_mono_now();
+    int held;
+
+    if (!j->holding || !j->mutex) {
+        return 1;
+    }
+    lease = apr_time_from_sec(memsess_share_ttl(j->rt)) - JOB_FENCE_MARGIN;
+    apr_thread_mutex_lock(j->mutex);
+    held = !apr_atomic_read32(&j->lost) && now - j->held_at < lease;
+    if (held && now - j->fence_read >= JOB_FENCE_READ) {
+        memsess_job_t rec;
+        const char *why;
+        uint64_t cas;
+        int exists;
+
+        j->fence_read = now;
+        if (job_read(j, j->mc, &rec, &exists, &why, &cas)) {
+            held = exists && !why && !strcmp(rec.holder, j->rt->g.instance)
+                   && rec.since == j->since;
+        }
+        /* unanswered: the lease's age alone decides */
+    }
+    apr_thread_mutex_unlock(j->mutex);
+    if (!held) {
+        apr_atomic_set32(&j->lost, 1);
+        if (j->stop) {
+            apr_atomic_set32(j->stop, 1);
+        }
+    }
+    return held;
 }
 
 void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force)
@@ -225,7 +270,7 @@ static void *APR_THREAD_FUNC keeper(apr_thread_t *thread, void *data)
     while (!apr_atomic_read32(&j->keeper_stop)) {
         apr_sleep(apr_time_from_msec(20));
         if (apr_atomic_read32(&j->keeper_stop)
-            || apr_time_now() - j->refreshed < JOB_REFRESH) {
+            || memsess_mono_now() - j->refreshed < JOB_REFRESH) {
             continue;
         }
         if (!mc && !(mc = memsess_connect(j->rt, j->slot, j->timeout))) {
@@ -403,6 +448,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         }
         if (memcached_success(rc)) {
             j->holding = 1;
+            j->held_at = j->refreshed;
             apr_atomic_set32(&j->keeper_stop, 0);
             if (apr_thread_create(&j->keeper, NULL, keeper, j, j->pool)
                 != APR_SUCCESS) {

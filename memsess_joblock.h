@@ -52,7 +52,10 @@ typedef struct memsess_joblock {
     char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
     size_t                    keylen;
     apr_int64_t               since;
-    apr_time_t                refreshed;
+    apr_time_t                refreshed;   /* the last write tried
+                                            * (memsess_mono_now) */
+    apr_time_t                held_at;     /* ... the last that took */
+    apr_time_t                fence_read;  /* the record, read to fence */
     int                       holding;
     volatile apr_uint32_t     lost;      /* another took it over */
     char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
@@ -93,6 +96,13 @@ apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone);
 void memsess_joblock_wait_flip(memsess_joblock_t *j);
 /* The holder: its record written anew (the server was emptied). */
 void memsess_joblock_rewrite(memsess_joblock_t *j);
+/* The holder, before each write or delete of its job (the fence): 1 while
+ * the lease surely holds: written within its time to live less a margin,
+ * by this process's monotonic clock (a process frozen past it, or whose
+ * record cannot be renewed, stops), and the record, read again at most
+ * every 100 ms, still ours (taken over: stop).  0: lost (stop is set).
+ * Holding no record (a server that refuses it): 1. */
+int memsess_joblock_fence(memsess_joblock_t *j);
 /* The holder is finished: its record goes, unless another's replaced it. */
 void memsess_joblock_release(memsess_joblock_t *j);
 void memsess_joblock_close(memsess_joblock_t *j);

@@ -284,8 +284,8 @@ int memsess_rebalance_plan(apr_pool_t *p, apr_pool_t *ptemp,
     apr_array_header_t *placed = old ? placed_of_table(ptemp, old) : state;
     const char *source = old ? "the previous generation" : "the state file";
     int v, i, planned = 0, php_replicas = 0, php_ketama = 1;
-    const char *php_from = NULL, *prefix_from;
-    const char *php_prefix = memsess_php_prefix(p, &prefix_from);
+    const char *php_from = NULL;
+    const char *php_prefix = rt->g.php_prefix;
 
     for (i = 0; i < rt->targets->nelts; i++) {
         APR_ARRAY_PUSH(creds, const memsess_credentials_t *)

@@ -225,6 +225,11 @@ static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
     memsess_joblock_refresh(&rb->lock, 0, 0);
 }
 
+static int rebalance_fence(void *baton)
+{
+    return memsess_joblock_fence(&((rebalance_t *)baton)->lock);
+}
+
 /* Sets the state of every view the rebalance moves (and why it stopped);
  * the caller holds the mutex and the lease. */
 static void rebalance_mark(rebalance_t *rb, apr_uint32_t state,
@@ -702,19 +707,15 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
     rb->spec.rate = rt->g.sync_rate;
     /* the namespace in force, and the configured one when a pool that
      * moves changes it (one namespace for every pool: MemsessNamespace) */
-    rb->spec.prefix = rt->g.sess_prefix;
-    for (v = 0; v < n; v++) {
-        const memsess_view_t *view = memsess_view_in_force(rt, v);
-
-        if (ready[v] && strcmp(view->sess_prefix, rt->g.sess_prefix)) {
-            rb->spec.prefix = view->sess_prefix;
-            rb->spec.next_prefix = rt->g.sess_prefix;
-        }
+    rb->spec.prefix = memsess_prefix_in_force(rt, ready);
+    if (strcmp(rb->spec.prefix, rt->g.sess_prefix)) {
+        rb->spec.next_prefix = rt->g.sess_prefix;
     }
     rb->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                        ? rt->g.timeout : apr_time_from_msec(500);
     rb->spec.stop = &rb->stop;
     rb->spec.progress = rebalance_progress;
+    rb->spec.fence = rebalance_fence;
     rb->spec.baton = rb;
     for (v = 0; v < n; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);

@@ -88,6 +88,9 @@ struct memsess_rejoin {
      * it lacks is no evidence of a logout for a server whose outage began
      * before (see witnessed) */
     apr_time_t         *unsynced;
+    /* [nslots], under mutex: the outage (down_since) for which it was
+     * refused, having kept keys that cannot be listed (logged once) */
+    apr_time_t         *refused;
     /* [nslots], under mutex: SYNCING, its sync not started yet (another
      * server of one of its pools is before its flip); see
      * memsess_rejoin_start */
@@ -112,6 +115,7 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->last_live = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unfinished = apr_pcalloc(p, rt->targets->nelts * sizeof(int));
     c->renewed = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
+    c->refused = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unsynced = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     return c;
 }
@@ -149,6 +153,15 @@ typedef struct sync_job_t {
      * each persisted view of it publishes next ([nviews], NULL: none), and
      * which servers kept their memory through its outage ([nslots]) */
     int                     renewed;
+    /* what its probes say of the process that answers: the one that went
+     * down (its memory kept), or known to be another (started since, its
+     * memory empty); neither: not known */
+    int                     kept_keys;
+    int                     new_process;
+    int                     refused_log;   /* MEMSESS0047 logged: once an
+                                            * outage, and no MEMSESS0033 */
+    int                     as_is;         /* MEMSESS0048: taken back
+                                            * unsynced, nothing emptied */
     const char            **persist_next;
     unsigned char          *survivor;
 } sync_job_t;
@@ -242,6 +255,11 @@ static void sync_progress(void *baton, const memsess_sync_stats_t *st)
 
     slot_note(job, st, NULL);
     memsess_joblock_refresh(&job->lock, 0, 0);
+}
+
+static int sync_fence(void *baton)
+{
+    return memsess_joblock_fence(&((sync_job_t *)baton)->lock);
 }
 
 /* Others of the group take their locks within this of the flip time. */
@@ -482,10 +500,16 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
 static apr_status_t empty_instead(sync_job_t *job, char *err,
                                   apr_size_t errlen)
 {
-    memcached_st *mc = memsess_connect(job->c->rt, job->slot,
-                                       job->c->rt->g.timeout);
-    memcached_return_t rc = mc ? memcached_flush(mc, 0) : MEMCACHED_FAILURE;
+    memcached_st *mc;
+    memcached_return_t rc;
 
+    if (!memsess_joblock_fence(&job->lock)) {
+        apr_cpystrn(err, "not emptied: the job's lease lapsed or another "
+                    "instance took the job over", errlen);
+        return APR_EGENERAL;
+    }
+    mc = memsess_connect(job->c->rt, job->slot, job->c->rt->g.timeout);
+    rc = mc ? memcached_flush(mc, 0) : MEMCACHED_FAILURE;
     if (!memcached_success(rc)) {
         apr_snprintf(err, errlen, "it cannot be emptied either: %s",
                      mc ? memcached_strerror(mc, rc) : "no connection");
@@ -523,6 +547,10 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                    "pools came back after its outage began without a sync "
                    "of its own (the whole pool was down): it is published "
                    "as it is, nothing it holds deleted";
+        }
+        if (job->as_is) {
+            return "; not synced: another memcached process, taken back as "
+                   "it is (MEMSESS0048)";
         }
         return job->spec.nlists ? "" : "; nothing to sync: its pools are "
                "MemsessFormat memcache (pecl-memcache places keys its own "
@@ -613,6 +641,53 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
         job->delta = memsess_sync_delta(sync);
+    }
+    if (rv == APR_ENOTIMPL && !job->stop
+        && (job->new_process || job->kept_keys)
+        && rt->g.rejoin != MEMSESS_REJOIN_FLUSH) {
+        /* no listing, so no sync: never a flush where another site's keys
+         * may live unless MemsessRejoin flush says so.  Another process
+         * holds nothing of ours (it started empty, out of every list):
+         * taken back as it is.  The process that went down kept what it
+         * held, stale copies of ours among it: refused */
+        memsess_sync_destroy(sync);
+        sync = NULL;
+        memset(&before, 0, sizeof(before));
+        if (job->new_process) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0048: memcached server %s cannot be synced "
+                         "(%s): it came back as another memcached process "
+                         "(pid %" APR_INT64_T_FMT "), started empty and out "
+                         "of every list since: taken back as it is, nothing "
+                         "emptied", job->spec.returning, err,
+                         memsess_table_slot(rt->table, job->slot)->proc_pid);
+            job->as_is = 1;
+            rv = APR_SUCCESS;
+        }
+        else {
+            apr_thread_mutex_lock(job->c->mutex);
+            if (job->c->refused[job->slot] != job->down_since) {
+                job->c->refused[job->slot] = job->down_since;
+                job->refused_log = 1;
+            }
+            apr_thread_mutex_unlock(job->c->mutex);
+            if (job->refused_log) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, 0, rt->main,
+                             "MEMSESS0047: memcached server %s is not taken "
+                             "back: the memcached process that went down "
+                             "came back with what it held (stale sessions "
+                             "of this site among it), and its keys cannot "
+                             "be listed (%s), so they can be neither synced "
+                             "nor told from another site's: it stays out "
+                             "until it is restarted (it then comes back "
+                             "empty and is taken back), or set MemsessRejoin "
+                             "flush if these servers hold nothing but this "
+                             "site's keys", job->spec.returning, err);
+            }
+            apr_cpystrn(err, "refused: it kept its keys and they cannot be "
+                        "listed (MEMSESS0047)", sizeof(err));
+            rv = APR_EGENERAL;
+        }
     }
     if (rv == APR_ENOTIMPL && !job->stop) {
         char why[256];
@@ -725,11 +800,14 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         /* the next instance takes it at once */
         memsess_joblock_release(&job->lock);
         sync_abandon(job, err[0] ? err : "failed");
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0033: "
-                     "rejoin sync of memcached server %s stopped after %"
-                     APR_TIME_T_FMT "ms (%s): it stays down and is synced "
-                     "again after its next good probes", job->spec.returning,
-                     apr_time_as_msec(apr_time_now() - start), err);
+        if (!job->kept_keys || !strstr(err, "(MEMSESS0047)")) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                         "MEMSESS0033: rejoin sync of memcached server %s "
+                         "stopped after %" APR_TIME_T_FMT "ms (%s): it stays "
+                         "down and is synced again after its next good "
+                         "probes", job->spec.returning,
+                         apr_time_as_msec(apr_time_now() - start), err);
+        }
     }
     memsess_sync_destroy(sync);
     memsess_joblock_close(&job->lock);
@@ -902,17 +980,19 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.lists = job->lists;
     job->spec.rate = rt->g.sync_rate;
     /* the namespace in force (a rebalance into another may be pending) */
-    job->spec.prefix = rt->confs->nelts
-                       ? memsess_view_in_force(rt, 0)->sess_prefix
-                       : rt->g.sess_prefix;
+    job->spec.prefix = memsess_prefix_in_force(rt, NULL);
     job->spec.timeout = rt->g.timeout > apr_time_from_msec(500)
                         ? rt->g.timeout : apr_time_from_msec(500);
     job->spec.stop = &job->stop;
     job->spec.progress = sync_progress;
+    job->spec.fence = sync_fence;
     job->spec.baton = job;
     /* the same memcached process came back (its memory kept): what a sync
      * could do is delete, and only a witness may say what */
     kept = same_process(memsess_table_slot(rt->table, i));
+    job->kept_keys = kept;
+    job->new_process = !kept && memsess_table_slot(rt->table, i)->down_pid
+                       && memsess_table_slot(rt->table, i)->proc_pid;
     for (v = 0; v < rt->confs->nelts; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);
         const apr_array_header_t *servers = view->pool->servers;

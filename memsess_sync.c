@@ -232,6 +232,8 @@ struct memsess_sync {
     /* a rebalance into another namespace: keys are ours under ns_now
      * (their authority's) and under ns_next (copies on targets) */
     const char               *ns_now, *ns_next;
+    int                       fenced;      /* the lease lost: no more
+                                            * writes (fence_holds) */
     int                       rename;
 };
 
@@ -522,9 +524,26 @@ static memcached_st *conn(memsess_sync_t *y, int i)
     return sv->mc;
 }
 
+/* Whether the job's lease still holds, before a copy or a delete (the
+ * fence): 0, once for good, when it lapsed or another instance took the
+ * job over (fail() then says so). */
+static int fence_holds(memsess_sync_t *y)
+{
+    if (!y->fenced && y->spec->fence && !y->spec->fence(y->spec->baton)) {
+        y->fenced = 1;
+    }
+    return !y->fenced;
+}
+
 static apr_status_t fail(memsess_sync_t *y, int i, const char *what,
                          memcached_return_t rc, char *err, apr_size_t errlen)
 {
+    if (y->fenced) {
+        apr_snprintf(err, errlen, "stopped before writing to %s: the job's "
+                     "lease lapsed or another instance took the job over",
+                     y->servers[i].name);
+        return APR_EGENERAL;
+    }
     apr_snprintf(err, errlen, "%s %s: %s%s", what, y->servers[i].name,
                  y->servers[i].mc ? memcached_strerror(y->servers[i].mc, rc)
                                   : "cannot create a connection",
@@ -689,6 +708,9 @@ static memcached_return_t put_t(memsess_sync_t *y, int t, const char *key,
 
     if (!mc) {
         return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    }
+    if (!fence_holds(y)) {
+        return MEMCACHED_FAILURE;   /* fail() says why */
     }
     if (cas) {
         return memcached_cas(mc, key, len, value, vlen, exp, flags, cas);
@@ -876,6 +898,9 @@ static apr_status_t delete_key(memsess_sync_t *y, int at,
     }
     if (!tl) {
         return APR_SUCCESS;
+    }
+    if (!fence_holds(y)) {
+        return fail(y, at, "", MEMCACHED_FAILURE, err, errlen);
     }
     rc = memcached_delete(mc, tk, tl, 0);
     if (rc == MEMCACHED_SUCCESS) {
@@ -1193,6 +1218,9 @@ static apr_status_t batch_write(memsess_sync_t *y, int t, char *err,
     apr_status_t rv;
     int tries = 1;
 
+    if (!fence_holds(y)) {
+        return fail(y, t, "", MEMCACHED_FAILURE, err, errlen);
+    }
     for (;;) {
         rv = sv->pipe ? APR_SUCCESS
                       : memsess_pipeline_open(y->pool, sv->host, sv->port,

@@ -102,6 +102,10 @@ typedef struct {
                                              * 0: unbounded */
     volatile apr_uint32_t     *stop;        /* set: stop before next key */
     void (*progress)(void *baton, const memsess_sync_stats_t *stats);
+    /* the job's lease (memsess_joblock_fence()), asked before every copy
+     * and delete: 0 stops the job before it writes ("its lease ...").
+     * NULL: not fenced */
+    int  (*fence)(void *baton);
     void                      *baton;
     /* A delta sync (a rejoin only): the returning server is the memcached
      * process that went down (pid, and started: time - uptime by its own

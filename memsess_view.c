@@ -55,6 +55,22 @@ const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
            ? view->before : view;
 }
 
+const char *memsess_prefix_in_force(const memsess_runtime_t *rt,
+                                    const int *only)
+{
+    int v;
+
+    for (v = 0; v < rt->confs->nelts; v++) {
+        const memsess_view_t *view = memsess_view_in_force(rt, v);
+
+        if ((!only || only[v])
+            && strcmp(view->sess_prefix, rt->g.sess_prefix)) {
+            return view->sess_prefix;
+        }
+    }
+    return rt->g.sess_prefix;
+}
+
 apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
                                        const memsess_runtime_t *rt,
                                        int in_force)

@@ -37,6 +37,12 @@ apr_uint64_t memsess_pools_fingerprint(apr_pool_t *p,
 
 const memsess_view_t *memsess_view_in_force(const memsess_runtime_t *rt,
                                             int v);
+/* The namespace the sessions are under now: MemsessNamespace's (or its
+ * default), unless the placement in force of a view (of those only[v]
+ * marks; NULL: any) is still under another (a rebalance into the new one
+ * pending): that one.  The caller holds the checker's mutex. */
+const char *memsess_prefix_in_force(const memsess_runtime_t *rt,
+                                    const int *only);
 const char *memsess_view_path(apr_pool_t *p, const memsess_runtime_t *rt,
                               const memsess_view_t *view, int i, int i_live,
                               int *nlive_out);

@@ -806,16 +806,17 @@ static void resolve_global(apr_pool_t *p, memsess_global_t *g,
                                         : MEMSESS_SYNC_RATE_DEFAULT;
     g->state_dir = !conf->state_dir ? MEMSESS_STATE_DIR
                    : *conf->state_dir ? conf->state_dir : NULL;
+    if (php_ready) {
+        g->php_prefix = memsess_php_prefix(p, &g->sess_prefix_from);
+    }
+    else {
+        g->php_prefix = MEMSESS_SESS_PREFIX;
+        g->sess_prefix_from = "php-memcached's default";
+    }
+    g->sess_prefix = g->php_prefix;
     if (conf->sess_prefix) {
         g->sess_prefix = conf->sess_prefix;
         g->sess_prefix_from = "MemsessNamespace";
-    }
-    else if (php_ready) {
-        g->sess_prefix = memsess_php_prefix(p, &g->sess_prefix_from);
-    }
-    else {
-        g->sess_prefix = MEMSESS_SESS_PREFIX;
-        g->sess_prefix_from = "php-memcached's default";
     }
 }
 

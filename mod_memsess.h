@@ -126,7 +126,8 @@
  * 0170-0180 used),
  * MEMSESS0030-0049 the rejoin sync (0030-0036 one instance, 0037-0042 one
  * sync for the group, 0043-0044 the flip's guard, 0045-0046 no session
- * found among many keys), 0050-0069 the failure
+ * found among many keys, 0047-0048 a server that cannot be listed: refused
+ * or taken back as it is), 0050-0069 the failure
  * window (memsess_release.c: 0050, 0051; memsess_watch.c: 0052;
  * memsess_release_helper.c: 0053-0062), 0070-0089
  * credentials, 0090-0099 and 0150-0159 shared verdicts and what the group

@@ -21,7 +21,7 @@ use Memsess::Instance;
 use Memsess::Sasl;
 use JSON::PP ();
 
-plan tests => 46;
+plan tests => 52;
 
 my $GOOD = $Memsess::Sasl::GOOD;
 my $LEAK = $Memsess::Sasl::LEAK;
@@ -206,6 +206,59 @@ ok t_cmp((gin_pool()->{rebalance} || {})->{runs} // 0, 1, 'SASL pool: one run');
 my $gd = get_json_url($gua, $gin->url('/memsess/session.php')) || {};
 ok t_cmp(($gd->{n} // 0) >= 1 && !@{ $gd->{errors} || ['x'] } ? 1 : 0, 1,
          'SASL pool: sessions work on the new list (n=' . ($gd->{n} // '-') . ')');
+
+# --- a SASL server that comes back (its keys cannot be listed) -------------
+
+# Another site's key, written with php-memcached (authenticated): "ok" or
+# why not.
+sub sasl_set {
+    my ($name, $key, $value) = @_;
+    my ($host, $port) = host_port($name);
+    local $ENV{SASL_TEST_PW} = $GOOD;
+    my $code = q{$m = new Memcached(); $m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);}
+             . q{$m->setSaslAuthData('memsess', getenv('SASL_TEST_PW'));}
+             . q{$m->addServer($argv[1], (int)$argv[2]);}
+             . q{echo $m->set($argv[3], $argv[4], 3600) ? 'ok' : $m->getResultMessage();};
+    open my $p, '-|', 'php', '-r', $code, '--', $host, $port, $key, $value or die "php: $!";
+    my $out = do { local $/; <$p> } // '';
+    close $p;
+    return $out;
+}
+sub gin_state { (status_server($gin->status, addr($_[0])) || {})->{state} // 'missing' }
+# (a) killed and restarted: another, empty process, taken back as it is:
+# what another site wrote to it since is not flushed
+memc_kill('PE8');
+wait_for(fail_deadline() + 5, sub { gin_state('PE8') eq 'down' }, 0.05);
+my $bmark = $gin->log_mark;
+memc_start('PE8');
+my $nset = sasl_set('PE8', 'othersite:after-restart', 'theirs');
+my $bt = wait_for(pass_deadline() + 5, sub { gin_state('PE8') eq 'up' }, 0.05);
+my $btext = $gin->log_since($bmark);
+ok t_cmp(defined $bt && $btext =~ /\[memsess:notice\].*MEMSESS0048: memcached server \Q@{[addr('PE8')]}\E cannot be synced .*another memcached process.*nothing emptied/
+         && $btext !~ /MEMSESS0036: / ? 1 : 0, 1,
+         'SASL: a server restarted empty is taken back as it is, not flushed (MEMSESS0048, no MEMSESS0036)');
+ok t_cmp($nset eq 'ok' ? sasl_get('PE8', 'othersite:after-restart', 'memsess', $GOOD) : "not written: $nset",
+         'theirs', "SASL: another site's key written since its restart is still there");
+# (b) frozen and thawed: the same process, with what it held: refused
+# (an ERROR, once), never flushed, until it is restarted
+sasl_set('PE8', 'othersite:before-freeze', 'theirs');
+memc_freeze('PE8');
+wait_for(fail_deadline() + 5, sub { gin_state('PE8') eq 'down' }, 0.05);
+my $fmark = $gin->log_mark;
+memc_thaw('PE8');
+my $refused = $gin->log_wait(pass_deadline() + 5, $fmark, qr/MEMSESS0047: /);
+sleep 2;   # more good probes: still out, and said once
+my $ftext = $gin->log_since($fmark);
+ok t_cmp(($refused // '') =~ /\[memsess:error\].*MEMSESS0047: memcached server \Q@{[addr('PE8')]}\E is not taken back: .*came back with what it held.*cannot be listed.*MemsessRejoin flush/
+         ? scalar(() = $ftext =~ /MEMSESS0047: /g) : 0, 1,
+         'SASL: a server that kept its keys is refused, with one ERROR (MEMSESS0047)');
+ok t_cmp(gin_state('PE8') ne 'up' && $ftext !~ /MEMSESS0036: |MEMSESS0033: / ? 1 : 0, 1,
+         'SASL: it stays out, not flushed, no stopped-sync NOTICEs (state ' . gin_state('PE8') . ')');
+ok t_cmp(sasl_get('PE8', 'othersite:before-freeze', 'memsess', $GOOD), 'theirs',
+         "SASL: another site's key on it is still there");
+memc_restart('PE8');
+ok t_cmp(defined wait_for(pass_deadline() + 5, sub { gin_state('PE8') eq 'up' }, 0.05) ? 1 : 0, 1,
+         'SASL: restarted, it is taken back');
 $gin->stop;
 
 memc_stop(qw(SA1 SA2 SW1 SN1 SP1 SG1 PE7 PE8 FPM_3));

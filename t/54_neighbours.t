@@ -40,7 +40,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 25;
+plan tests => 26;
 
 my $JSON = JSON::PP->new->utf8;
 my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
@@ -78,6 +78,12 @@ sub wait_state {
     ok t_cmp(($out =~ /^rename: (lost \d+ stale \d+ old-deleted \d+ other-deleted \d+)/m)[0] // $out,
              'lost 0 stale 0 old-deleted 0 other-deleted 0',
              'the engine renames every session where PHP reads it and deletes nothing of the old namespace');
+    # its lease lost after 3 writes (the fence answers no): nothing after
+    $out = `"$bin" --fence 127.0.0.1 @{[ map { port($_) } @NR ]} 2000 3 2>&1`;
+    diag($_) for split /\n/, $out;
+    my ($why, $copied, $keys) = $out =~ /^fence: stopped \((.*)\), copied (\d+), new-namespace keys (\d+)/m;
+    ok t_cmp(defined $why && $why =~ /lease lapsed/ && $copied == $keys && $copied < 4000 ? 1 : 0, 1,
+             "a job whose lease is lost stops before its next write (the fence): $out");
     memc_stop(@NR);
 }
 

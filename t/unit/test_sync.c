@@ -32,7 +32,12 @@
  *       locks; as it runs, 10 users log out and 10 write; prints what the
  *       engine did and "rename: lost L stale S old-deleted D
  *       other-deleted O" (stale: a value not the last written, or a
- *       logout undone; t/54_neighbours.t checks it). */
+ *       logout undone; t/54_neighbours.t checks it).
+ *   test_sync.bin --fence HOST PORT1 PORT2 PORT3 N ALLOW
+ *       the same rename of N sessions, its lease lost: the fence answers
+ *       yes ALLOW times, then no; prints "fence: stopped|done (why),
+ *       copied C, new-namespace keys K": a fenced engine stops at the
+ *       first write or delete after, and K == C (t/54_neighbours.t). */
 #include <stdlib.h>
 
 #include <libmemcached/memcached.h>
@@ -995,6 +1000,82 @@ static int rename_cli(int argc, char **argv)
            ? 0 : 1;
 }
 
+static int fence_allow;
+
+static int fence_left(void *baton)
+{
+    (void)baton;
+    return fence_allow-- > 0;
+}
+
+static apr_status_t fence_count(void *baton, const memsess_dump_item_t *it,
+                                char *err, apr_size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    *(int *)baton += it->keylen > 5 && !memcmp(it->key, "shop/", 5);
+    return APR_SUCCESS;
+}
+
+/* --fence (see the top). */
+static int fence_cli(int argc, char **argv)
+{
+    memcached_st *mc[3];
+    memsess_place_t *pl;
+    memsess_sync_spec_t spec;
+    memsess_sync_list_t l;
+    memsess_sync_t *y;
+    char err[256] = "", key[128];
+    int i, k, n, w[4], nw, found = 0;
+    apr_status_t rv;
+    apr_uint64_t copied;
+
+    if (argc < 8 || (n = atoi(argv[6])) < 1) {
+        fprintf(stderr, "usage: %s --fence HOST PORT1 PORT2 PORT3 N ALLOW\n",
+                argv[0]);
+        return 2;
+    }
+    fence_allow = atoi(argv[7]);
+    for (i = 0; i < 3; i++) {
+        mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
+        memcached_flush(mc[i], 0);
+    }
+    memset(&l, 0, sizeof(l));
+    l.path_now = l.path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", argv[2],
+                                            argv[3], argv[2], argv[4],
+                                            argv[2], argv[5]);
+    l.replicas = 1;
+    pl = memsess_place_create(p, l.path_now, 1, 0);
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%sfn%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            memcached_set(mc[w[k]], key, strlen(key), "n|i:5;", 6, 3600, 0);
+        }
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.lists = &l;
+    spec.nlists = 1;
+    spec.timeout = apr_time_from_msec(500);
+    spec.prefix = MEMSESS_SESS_PREFIX;
+    spec.next_prefix = "shop/";
+    spec.fence = fence_left;
+    y = memsess_sync_create(p, &spec, err, sizeof(err));
+    rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
+    copied = y ? memsess_sync_stats(y)->copied : 0;
+    memsess_sync_destroy(y);
+    for (i = 0; i < 3; i++) {
+        memsess_dump_each(p, argv[2], (apr_port_t)atoi(argv[3 + i]), "x",
+                          apr_time_from_sec(2), NULL, fence_count, &found,
+                          key, sizeof(key));
+        memcached_free(mc[i]);
+    }
+    printf("fence: %s (%s), copied %" APR_UINT64_T_FMT ", new-namespace "
+           "keys %d\n", rv == APR_SUCCESS ? "done" : "stopped",
+           rv == APR_SUCCESS ? "-" : err, copied, found);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -1012,6 +1093,9 @@ int main(int argc, char **argv)
     }
     else if (argc > 1 && !strcmp(argv[1], "--rename")) {
         rc = rename_cli(argc, argv);
+    }
+    else if (argc > 1 && !strcmp(argv[1], "--fence")) {
+        rc = fence_cli(argc, argv);
     }
     else {
         test_dump_parse();
