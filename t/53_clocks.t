@@ -14,6 +14,9 @@
 #    over: web3, 3 s ahead, took the holder's lease for lapsed, MEMSESS0040,
 #    and synced again), and the three publish it within 300 ms of each
 #    other.
+#  - Then CK3 frozen for 1.5 s under load and thawed, and a fourth server
+#    added at graceful on all three: each job run once for the group (no
+#    takeover), published together.
 #  - No session lost or stale throughout.
 #
 # Needs root (users, the cut, the skewed starts: tools/root-helper.sh
@@ -36,7 +39,7 @@ my $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 # preloaded hangs as it starts (seen here); the code that judges clocks
 # runs under ASan in every group scenario all the same (t/50_peers.t,
 # t/51_twins.t: lapses, skews near 0).
-plan tests => 12, need {
+plan tests => 18, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'libfaketime (package faketime)' => -f $FAKETIME,
@@ -109,6 +112,12 @@ sub run_for {
     round(\%c) while time < $end;
     return \%c;
 }
+# A run in the background counted on: its users' counters back here.
+sub restore {
+    my ($c) = @_;
+    my $ns = $c->{ns} or return;
+    $users[$_]{n} = $ns->[$_] for 0 .. $#users;
+}
 sub show { my $c = shift; "$c->{ok} ok, $c->{lost} lost, $c->{stale} stale, $c->{failed} failed" }
 
 ok t_cmp(defined(wait_for(20, sub { !grep { !all_say($_, 'up') } @C })) ? 1 : 0, 1,
@@ -167,7 +176,7 @@ my @marks = map { $_->log_mark } @web;
 ($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web2', port($C[1]));
 # the moment each publishes CK2 again, by this test's clock
 my @up_at;
-my $users = bg_run(sub { my $c = run_for(6); return $c });
+my $users = bg_run(sub { my $c = run_for(6); $c->{ns} = [ map { $_->{n} } @users ]; return $c });
 wait_for(15, sub {
     for my $i (0 .. 2) {
         $up_at[$i] //= time if state_on($web[$i], $C[1]) eq 'up';
@@ -197,6 +206,80 @@ ok t_cmp("$syncs $takeovers", '1 0',
 ok t_cmp((($heal->{lost} // 'none') eq '0' && defined $heal->{stale} && $heal->{stale} <= 2) ? 1 : 0, 1,
          'through the heal: no session lost, 2 stale at most ('
          . join(', ', map { ($heal->{$_} // 0) . " $_" } qw(ok lost stale failed)) . ')');
+restore($heal);
+
+# --- a freeze and a thaw, then a pool change, clocks 3 s apart ----------------------
+
+# Users in the background while $what happens; then the job's count of
+# $done lines (one for the group), takeovers (MEMSESS0040), when each
+# instance saw $until, and the users' counts.
+sub through {
+    my ($secs, $what, $until, $done) = @_;
+    my @m = map { $_->log_mark } @web;
+    my $bg = bg_run(sub { my $c = run_for($secs); $c->{ns} = [ map { $_->{n} } @users ]; return $c });
+    $what->();
+    my @at;
+    wait_for(20, sub {
+        for my $i (0 .. 2) {
+            $at[$i] //= time if $until->($web[$i]);
+        }
+        return !grep { !defined } @at[0 .. 2];
+    }, 0.005);
+    my $c = bg_join($bg, 40);
+    restore($c);
+    my ($jobs, $takeovers) = (0, 0);
+    for my $i (0 .. 2) {
+        my $since = $web[$i]->log_since($m[$i]);
+        $jobs += () = $since =~ /$done/g;
+        $takeovers += () = $since =~ /MEMSESS0040: /g;
+    }
+    my @t = grep { defined } @at;
+    my $spread = @t == 3 ? (sort { $b <=> $a } @t)[0] - (sort { $a <=> $b } @t)[0] : undef;
+    return ($jobs, $takeovers, $spread, $c);
+}
+sub said {
+    my ($c) = @_;
+    return join(', ', map { ($c->{$_} // 0) . " $_" } qw(ok lost stale failed));
+}
+
+# CK3 frozen for 1.5 s under load, and thawed: the same process, kept its
+# keys: a delta sync for the group, one flip
+my ($fjobs, $ftake, $fspread, $fz) = through(9, sub {
+    sleep 1;
+    memc_freeze($C[2]);
+    wait_for(5, sub { !grep { state_on($_, $C[2]) eq 'up' } @web }, 0.02);
+    sleep 1.5;
+    memc_thaw($C[2]);
+}, sub { state_on($_[0], $C[2]) eq 'up' }, qr/MEMSESS0031: memcached server \Q${\ addr($C[2])}\E synced/);
+ok t_cmp("$fjobs $ftake", '1 0', 'frozen and thawed: synced once for the group, no job taken over');
+ok t_cmp(defined $fspread && $fspread <= 0.3 ? 1 : 0, 1,
+         sprintf('the three publish it within 300 ms of each other (%s ms apart)',
+                 defined $fspread ? int($fspread * 1000) : 'never all'));
+ok t_cmp((($fz->{lost} // 'none') eq '0' && defined $fz->{stale} && $fz->{stale} <= 2) ? 1 : 0, 1,
+         'through the freeze: no session lost, 2 stale at most (' . said($fz) . ')');
+
+# a fourth server added at graceful, one instance after the other: one
+# rebalance for the group, the new list published together
+memc_start('MEMC_CK4');
+my @C4 = (@C, 'MEMC_CK4');
+my ($gjobs, $gtake, $gspread, $gr) = through(12, sub {
+    sleep 1;
+    for my $w (@web) {
+        $w->{conf} =~ s/^MemsessServers .*$/'MemsessServers ' . join(' ', map { addr($_) } @C4)/me;
+        $w->write_conf;
+        $w->graceful;
+    }
+}, sub {
+    my $st = $_[0]->status || {};
+    my $p = $st->{pools} && $st->{pools}[0] || {};
+    return ($p->{published} // '') =~ /\Q${\ addr('MEMC_CK4')}\E/ && ($p->{rebalance}{state} // '') eq 'none';
+}, qr/MEMSESS0136: /);
+ok t_cmp("$gjobs $gtake", '1 0', 'grown 3 to 4 at graceful: one rebalance for the group, no job taken over');
+ok t_cmp(defined $gspread && $gspread <= 1 ? 1 : 0, 1,
+         sprintf('the three publish the new list together (%s ms apart, as seen by status polls)',
+                 defined $gspread ? int($gspread * 1000) : 'never all'));
+ok t_cmp((($gr->{lost} // 'none') eq '0' && defined $gr->{stale} && $gr->{stale} <= 2) ? 1 : 0, 1,
+         'through the pool change: no session lost, 2 stale at most (' . said($gr) . ')');
 
 $_->stop for @web;
-memc_stop(@C);
+memc_stop(@C4);

@@ -65,7 +65,7 @@ our @NAMES = (
     qw(MEMC_TW1 MEMC_TW2),                   # 51_twins
     qw(MEMC_NB1 MEMC_NB2 MEMC_NB3 MEMC_NB4), # 54_neighbours: another site on the same servers
     qw(MEMC_NR1 MEMC_NR2 MEMC_NR3),          # 54_neighbours: the engine's rename alone
-    qw(MEMC_CK1 MEMC_CK2 MEMC_CK3),          # 53_clocks: three instances, clocks apart
+    qw(MEMC_CK1 MEMC_CK2 MEMC_CK3 MEMC_CK4), # 53_clocks: three instances, clocks apart
     qw(MEMC_LS1 MEMC_LS2 MEMC_LS3),          # 52_lease: 1,000,000 application keys
     qw(MEMC_AD1 MEMC_AD2 MEMC_AD3),          # 19_adopt: the article's setup switched
     qw(MEMC_AE1 MEMC_AE2 MEMC_AE3),          # 19_adopt: ... with consistent_hash Off
