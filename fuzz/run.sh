@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fuzzes the pure logic of mod_memsess with libFuzzer, ASan and UBSan.
 #
-#   bash fuzz/run.sh [SECONDS]     (default 30: the whole run, split evenly)
+#   bash fuzz/run.sh [SECONDS]     (default 20: the whole run, split evenly)
 #
 # First builds and runs each fuzz/crashes-fixed/*.c: a small program that
 # reproduces a bug found here and exits 0 once it is fixed.  Then builds
@@ -25,7 +25,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
-TOTAL=${1:-30}
+TOTAL=${1:-20}
 CC=${CC:-clang}
 HARNESSES=(fuzz_parse fuzz_table fuzz_verdicts fuzz_job fuzz_sync fuzz_lateness fuzz_release_helper fuzz_persist
            fuzz_state fuzz_pipeline)

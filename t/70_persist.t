@@ -21,7 +21,7 @@
 #   - while every memcached is down, requests get a 503 (MemsessAllDown's
 #     default with persistence), not an empty session written to the
 #     first server back before its restore;
-#   - the rate (MemsessPersistRate): 30,000 sessions written behind a
+#   - the rate (MemsessPersistRate): 15,000 sessions written behind a
 #     budget a round at a time, never more a round, all of them in the
 #     end, no child crashing on the way (a batch went on filling past its
 #     end once the budget was spent: the checker's child died every few
@@ -248,7 +248,7 @@ memc_stop(@S);
 # --- the rate: many sessions, a budget a round ------------------------------------
 
 {
-    my $N = 30000;
+    my $N = 15000;
     my $RATE = 5000;      # a second: 5,000 rows a round of 1 s
     my $rdb = catfile($dbdir, 'rate.db');
     memc_start(@S);
