@@ -1108,6 +1108,7 @@ typedef struct {
     memsess_dump_item_t it;
     int                 at;      /* the target that has it */
     int                 a;       /* its authority; -1 once done */
+    int                 asked;   /* the authority it was looked for at */
     int                 found;
 } verify_t;
 
@@ -1335,6 +1336,7 @@ static apr_status_t verifies_flush(memsess_sync_t *y, char *err,
 
             if (v->a == a) {
                 v->a = -1;
+                v->asked = a;
                 v->found = 0;
                 b->keys[n] = v->it.key;
                 b->lens[n++] = v->it.keylen;
@@ -1347,9 +1349,15 @@ static apr_status_t verifies_flush(memsess_sync_t *y, char *err,
                      FETCH_TRIES, err, errlen);
         for (j = k; j < b->nv && rv == APR_SUCCESS; j++) {
             verify_t *v = &b->v[j];
+            /* found or not: as the entry the index holds says.  The
+             * crawler may list a key twice (moved between its LRUs as it
+             * crawls): the index holds the last of those, which alone the
+             * answer marks found; the first one's own flag would take our
+             * copy for a logout's leftover and delete it */
+            const verify_t *h = apr_hash_get(b->vindex, v->it.key,
+                                             (apr_ssize_t)v->it.keylen);
 
-            if (apr_hash_get(b->vindex, v->it.key, (apr_ssize_t)v->it.keylen)
-                && !v->found) {
+            if (v->asked == a && h && !h->found) {
                 rv = delete_key(y, v->at, &v->it, err, errlen);
             }
         }
@@ -1487,6 +1495,7 @@ static apr_status_t verify_key(memsess_sync_t *y, int at,
     b->v[b->nv].it = *it;
     b->v[b->nv].at = at;
     b->v[b->nv].a = a;
+    b->v[b->nv].asked = -1;
     if (++b->nv == COPY_BATCH) {
         return verifies_flush(y, err, errlen);
     }
