@@ -419,7 +419,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_runtime_t *rt = c->rt;
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
-    int changed, nflipped = 0, ngated = 0, k;
+    int changed, nflipped = 0, ngated = 0, k, was_live;
     apr_uint32_t before;
     apr_interval_time_t follow = 0;
 
@@ -427,6 +427,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
         return;   /* we were stalled and lost the lease: not ours to write */
     }
     before = slot->state;
+    was_live = MEMSESS_SLOT_LIVE(slot);
     memsess_table_write_begin(t);
     /* while the last sync of this server winds down, it stays down */
     if (ok && pr->identified) {
@@ -439,6 +440,9 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                                   fail_threshold,
                                   memsess_rejoin_busy(c->rejoin, i)
                                   ? INT_MAX : rt->g.pass_threshold);
+    if (was_live && !MEMSESS_SLOT_LIVE(slot)) {
+        slot->out_since = apr_time_now();   /* (memsess_joblock.c) */
+    }
     if (changed && slot->state == MEMSESS_DOWN) {
         /* the process it was, for its return (memsess_rejoin.c) */
         slot->down_pid = slot->proc_pid;

@@ -729,6 +729,9 @@ static void apply_locked(memsess_exchange_t *x)
             sync = 1;
         }
         if (was != is) {
+            if (was) {
+                sl->out_since = apr_time_now();   /* (memsess_joblock.c) */
+            }
             sl->state_changes++;
             sl->last_change = now;
             memsess_table_bump_generation(t, 1);

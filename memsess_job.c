@@ -178,7 +178,8 @@ apr_size_t memsess_job_format(char *buf, apr_size_t size,
 
 memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                                     const char *self, apr_uint64_t lists,
-                                    apr_int64_t now, apr_int64_t not_before)
+                                    apr_int64_t now, apr_int64_t not_before,
+                                    apr_int64_t out_ms)
 {
     if (!exists) {
         return MEMSESS_JOB_TAKE;
@@ -186,8 +187,10 @@ memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
     if (!rec                              /* unreadable: never trusted */
         || !strcmp(rec->holder, self)     /* a previous checker of ours */
         || rec->expires < now             /* its holder stopped */
-        || (rec->done && rec->since < not_before)) {  /* an earlier job's:
+        || (rec->done && rec->since < not_before)   /* an earlier job's:
                                            * the outage or change before */
+        || (rec->done && out_ms && rec->flip_ms
+            && rec->flip_ms <= out_ms)) {   /* published, then out again */
         return MEMSESS_JOB_REPLACE;
     }
     /* done for other lists too: the lists differ only while the states of

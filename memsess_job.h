@@ -66,10 +66,15 @@ apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
  * exists 0 when there is none) and the fingerprint of its own lists.  A
  * job done that began before not_before (unix seconds, by our clock: the
  * outage or the change this job is for, less a margin) was another
- * outage's or change's: taken over, never followed. */
+ * outage's or change's: taken over, never followed.  So is one done whose
+ * flip is not after out_ms, the moment self stopped publishing the server
+ * (in the holder's clock, at the latest it can be; 0: not known): the
+ * server went out again after that flip (another instance's verdict, a
+ * restart), and what requests wrote meanwhile went elsewhere. */
 memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                                     const char *self, apr_uint64_t lists,
-                                    apr_int64_t now, apr_int64_t not_before);
+                                    apr_int64_t now, apr_int64_t not_before,
+                                    apr_int64_t out_ms);
 /* The margin of not_before: what two clocks of one group may differ by
  * without an earlier job's record passing for this one's. */
 #define MEMSESS_JOB_SKEW (2)

@@ -399,7 +399,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         step = memsess_job_next(why ? NULL : &rec, exists, self,
                                 j->fingerprint,
                                 j->since + (skew - error) / 1000,
-                                j->not_before + (skew - error) / 1000);
+                                j->not_before + (skew - error) / 1000,
+                                j->out_since
+                                ? apr_time_as_msec(j->out_since) + skew + error
+                                : 0);
         switch (step) {
         case MEMSESS_JOB_TAKE:
             rc = job_write(j, j->mc, 0, JOB_ADD, 0);

@@ -43,6 +43,11 @@ typedef struct memsess_joblock {
                                               * followed only when equal */
     volatile apr_uint32_t    *stop;      /* set: stop waiting; set on loss */
     apr_int64_t               not_before;  /* memsess_job_next's */
+    apr_time_t                out_since;   /* when this instance last
+                                            * stopped publishing the
+                                            * server (0: not known): a
+                                            * job done whose flip came
+                                            * before is not followed */
     void                    (*note)(void *baton, const char *holder);
     void                     *baton;     /* note: whom we wait for or
                                           * follow, "" when we hold it */

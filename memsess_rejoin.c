@@ -148,6 +148,8 @@ typedef struct sync_job_t {
     memsess_gate_t          gate;        /* at its flip, when it syncs */
     apr_time_t              started;
     apr_time_t              down_since;  /* this outage's, by our probes */
+    apr_time_t              out_since;   /* when it last stopped being
+                                          * published here */
     int                    *gated;       /* [nviews]: its views */
     /* MemsessPersist: it came back as a new process (renewed), the list
      * each persisted view of it publishes next ([nviews], NULL: none), and
@@ -609,6 +611,9 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                                ? apr_time_sec(job->down_since)
                                  - MEMSESS_JOB_SKEW
                                : 0;
+        /* nor is one published before it last went out here (a flap
+         * right after a flip: what was written meanwhile went elsewhere) */
+        job->lock.out_since = job->out_since;
         job->lock.note = note_sync_by;
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
@@ -1037,6 +1042,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     persist_facts(c, i, job);
     job->full_why = rejoin_facts(c, i, &job->spec);
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
+    job->out_since = memsess_table_slot(rt->table, i)->out_since;
     c->unfinished[i] = 1;
     job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
     job->lock.fingerprint = MEMSESS_FNV1A_INIT;

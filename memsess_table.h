@@ -82,6 +82,9 @@ typedef struct {
     apr_int64_t  down_pid;
     apr_int64_t  down_started;
     apr_int64_t  down_since;
+    apr_int64_t  out_since;        /* apr_time_t this instance last stopped
+                                    * publishing it (its own verdict, or
+                                    * another's line); 0 = never */
     apr_uint32_t sync_mode;        /* of its last published sync:
                                     * MEMSESS_SYNC_* */
 } memsess_slot_t;

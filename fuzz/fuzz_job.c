@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(in, data, size);
     why = memsess_job_parse(in, size, NOW, &job);
     if (why) {
-        if (memsess_job_next(NULL, 1, SELF, 1, NOW, 0) != MEMSESS_JOB_REPLACE) {
+        if (memsess_job_next(NULL, 1, SELF, 1, NOW, 0, 0) != MEMSESS_JOB_REPLACE) {
             fail("an unreadable record is not replaced");
         }
         free(in);
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(in);
 
-    step = memsess_job_next(&job, 1, SELF, job.lists, NOW, 0);
+    step = memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, 0);
     if (!strcmp(job.holder, SELF) || job.expires < NOW) {
         if (step != MEMSESS_JOB_REPLACE) {
             fail("ours or lapsed, yet not replaced");
@@ -95,12 +95,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("a live record of another instance is not %s",
              job.done ? "followed" : "waited for");
     }
-    step = memsess_job_next(&job, 1, SELF, job.lists ^ 1, NOW, 0);
+    step = memsess_job_next(&job, 1, SELF, job.lists ^ 1, NOW, 0, 0);
     if (step == MEMSESS_JOB_FOLLOW && !job.done) {
         fail("followed a sync not done");
     }
     /* a job done that began before this outage is never followed */
-    step = memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1);
+    step = memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0);
     if (step == MEMSESS_JOB_FOLLOW) {
         fail("followed a job done before the outage began");
     }

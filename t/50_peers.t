@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 59, need {
+plan tests => 62, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -376,6 +376,52 @@ my $healed = run_for(2, time);
 # them over before any instance published N2.
 ok t_cmp("$healed->{lost} $healed->{stale} $healed->{failed}", '0 0 0',
          'after the heal: no session lost or stale, no request failed (' . show($healed) . ')');
+
+# --- out again right after its flip: synced again, not published as it was -----
+# N2 frozen for all and thawed: one instance syncs it for the group; the
+# moment it publishes it (its MEMSESS0031), another instance is cut off
+# from N2 for 1 s, users going on.  Writes went to N3 meanwhile, so the
+# sync done before N2 went out again is not this outage's: N2 is synced
+# again before any instance takes it back.  (Before, its record, kept
+# while its holder waited for N2 to be live everywhere, was followed,
+# MEMSESS0038 with no sync, and sessions written meanwhile read stale from
+# N2: the soak's seed 60606 did that with a restart right after a flip.)
+{
+    my @m6 = map { $_->log_mark } @web;
+    memc_freeze($N[1]);
+    wait_for(5, sub { all_say($N[1], 'down') });
+    my $again = bg_run(sub {
+        my $c = run_for(6);
+        $c->{n} = [ map { $_->{n} } @users ];
+        return $c;
+    });
+    memc_thaw($N[1]);
+    my $a2 = quotemeta addr($N[1]);
+    my ($holder) = (undef);
+    wait_for(10, sub {
+        for my $i (0 .. 2) {
+            $holder = $i if $web[$i]->log_since($m6[$i]) =~ /MEMSESS0031: memcached server $a2 synced/;
+        }
+        defined $holder;
+    }, 0.01);
+    my $victim = defined $holder ? ($holder + 1) % 3 : 1;
+    my @m7 = map { $_->log_mark } @web;
+    my ($rc6, $out6) = Memsess::Instance::root_helper('cut', "memsess-web" . ($victim + 1), $port2);
+    my $out = wait_for(5, sub { seen($web[$victim], $N[1]) =~ /^down/ });
+    sleep 1;
+    Memsess::Instance::root_helper('heal', "memsess-web" . ($victim + 1), $port2);
+    my $up6 = wait_for(15, sub { all_say($N[1], 'up') });
+    my $c = bg_join($again, 30);
+    $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+    ok t_cmp($rc6 == 0 && defined $holder && defined $out && defined $up6 ? 1 : 0, 1,
+             'N2 out again the moment it was published (web' . ($victim + 1) . ' cut off for 1 s), then back '
+             . "($out6)");
+    ok t_cmp(logged(\@m7, qr/MEMSESS0031: /, $N[1]), 1,
+             'N2 synced again for the group (one MEMSESS0031), not published with the sync before');
+    my $after6 = run_for(2, time);
+    ok t_cmp("$after6->{lost} $after6->{stale}", '0 0',
+             'after it: no session lost or stale (' . show($after6) . '; through it: ' . show($c) . ')');
+}
 
 # --- a path that drops packets: requests caught connecting are let go -------------
 # web3 cut from N3 with DROP: its new connections to N3 stay in SYN_SENT

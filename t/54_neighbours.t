@@ -91,11 +91,8 @@ sub wait_state {
     diag($_) for split /\n/, $out;
     ok t_cmp(($out =~ /^dups: (done, missing \d+ deleted \d+)/m)[0] // $out, 'done, missing 0 deleted 0',
              'a rebalance whose listings hold every key twice deletes none of its copies');
-    $out = do { local $ENV{MEMSESS_TEST_DUPS} = 1; `"$bin" --bench 127.0.0.1 @{[ map { port($_) } @NR ]} 2000 2>&1` };
-    diag($_) for split /\n/, $out;
-    ok t_cmp(join(' | ', $out =~ /^(\w+): after it, (\d+ sessions lost, \d+ stale)/mg),
-             'delta | 0 sessions lost, 0 stale | full | 0 sessions lost, 0 stale | empty | 0 sessions lost, 0 stale',
-             'rejoin syncs (delta, full, empty) whose listings hold every key twice lose nothing');
+    ok t_cmp(($out =~ /^dups rejoin: (done, missing \d+ deleted \d+)/m)[0] // $out, 'done, missing 0 deleted 0',
+             'the rejoin of a server restarted empty, its listings holding every key twice, loses nothing');
     memc_stop(@NR);
 }
 

@@ -18,7 +18,9 @@
  *       sync of PORT2 emptied (a restart: every key copied); prints what
  *       each examined, how long it took, and what is lost or stale after
  *       it; then the limit: the same keys copied raw (bench_raw).  OTHER:
- *       that many small keys of another application on PORT3 too.
+ *       that many small keys of another application on PORT3 too.  With
+ *       MEMSESS_TEST_DUPS=1 the engine lists through proxies that list
+ *       every key twice (see --dups).
  *   test_sync.bin --copy HOST SRC DST
  *       the limit a sync through Apache is measured against
  *       (bench/scale.sh): every session key SRC holds, listed
@@ -44,7 +46,8 @@
  *       load).  N sessions placed with no replica, then rebalanced to one
  *       replica through proxies that list every key twice; prints "dups:
  *       missing M deleted D of C copies": no copy may go for a duplicate
- *       line (t/54_neighbours.t). */
+ *       line; then the rejoin of PORT2 restarted empty (a full sync)
+ *       through them, "dups rejoin: ..." the same (t/54_neighbours.t). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1233,12 +1236,73 @@ static int dups_cli(int argc, char **argv)
             free(v);
         }
     }
-    for (i = 0; i < 3; i++) {
-        memcached_free(mc[i]);
-    }
     printf("dups: %s, missing %d deleted %" APR_UINT64_T_FMT " of %d "
            "copies\n", rv == APR_SUCCESS ? "done" : err, missing, deleted,
            copies);
+
+    /* the rejoin of the second server, restarted empty: a full sync */
+    {
+        memsess_place_t *full;
+        int miss = 0, held = 0;
+
+        for (i = 0; i < 3; i++) {
+            memcached_flush(mc[i], 0);
+        }
+        memset(&l, 0, sizeof(l));
+        l.path_next = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,"
+                                   "127.0.0.1:%d", proxy[0], proxy[1],
+                                   proxy[2]);
+        l.path_now = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,"
+                                  "127.0.0.1:%d", proxy[0], proxy[2],
+                                  proxy[2]);
+        l.replicas = 1;
+        full = memsess_place_create(p, l.path_next, 1, 0);
+        for (i = 0; i < n; i++) {
+            apr_snprintf(key, sizeof(key), "%sdr%08d", MEMSESS_SESS_PREFIX,
+                         i);
+            nw = memsess_place_key(full, key + 14, strlen(key + 14), w, 4);
+            for (k = 0; k < nw; k++) {
+                if (w[k] != 1) {
+                    memcached_set(mc[w[k]], key, strlen(key), "n|i:5;", 6,
+                                  3600, 0);
+                }
+            }
+        }
+        memset(&spec, 0, sizeof(spec));
+        spec.returning = apr_psprintf(p, "127.0.0.1:%d", proxy[1]);
+        spec.lists = &l;
+        spec.nlists = 1;
+        spec.timeout = apr_time_from_msec(500);
+        y = memsess_sync_create(p, &spec, err, sizeof(err));
+        rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
+        deleted = y ? memsess_sync_stats(y)->deleted : 0;
+        memsess_sync_destroy(y);
+        for (i = 0; i < n; i++) {
+            apr_snprintf(key, sizeof(key), "%sdr%08d", MEMSESS_SESS_PREFIX,
+                         i);
+            nw = memsess_place_key(full, key + 14, strlen(key + 14), w, 4);
+            for (k = 0; k < nw; k++) {
+                size_t len;
+                uint32_t flags;
+                memcached_return_t rc;
+                char *v;
+
+                if (w[k] != 1) {
+                    continue;
+                }
+                v = memcached_get(mc[1], key, strlen(key), &len, &flags, &rc);
+                held++;
+                miss += !v;
+                free(v);
+            }
+        }
+        printf("dups rejoin: %s, missing %d deleted %" APR_UINT64_T_FMT
+               " of %d copies\n", rv == APR_SUCCESS ? "done" : err, miss,
+               deleted, held);
+    }
+    for (i = 0; i < 3; i++) {
+        memcached_free(mc[i]);
+    }
     return 0;
 }
 
