@@ -1043,6 +1043,47 @@ static void rename_users(void *baton, const memsess_sync_stats_t *st)
     }
 }
 
+/* The three memcached servers of HOST PORT1 PORT2 PORT3 (argv[2..5]),
+ * emptied, into mc; l one list of them with `replicas`; where it places. */
+static memsess_place_t *three_emptied(char **argv, memcached_st **mc,
+                                      memsess_sync_list_t *l, int replicas)
+{
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
+        memcached_flush(mc[i], 0);
+    }
+    memset(l, 0, sizeof(*l));
+    l->path_now = l->path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s",
+                                              argv[2], argv[3], argv[2],
+                                              argv[4], argv[2], argv[5]);
+    l->replicas = replicas;
+    return memsess_place_create(p, l->path_now, replicas, 0);
+}
+
+/* n sessions TAGnnnnnnnn (under php-memcached's prefix) of value, written
+ * where pl places them, except on server `skip` (-1: none). */
+static void seed_sessions(memsess_place_t *pl, memcached_st **mc,
+                          const char *tag, int n, const char *value,
+                          int skip)
+{
+    char key[128];
+    int i, k, w[4], nw;
+
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%s%s%08d", MEMSESS_SESS_PREFIX, tag,
+                     i);
+        nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            if (w[k] != skip) {
+                memcached_set(mc[w[k]], key, strlen(key), value,
+                              strlen(value), 3600, 0);
+            }
+        }
+    }
+}
+
 /* --rename (see the top). */
 static int rename_cli(int argc, char **argv)
 {
@@ -1064,23 +1105,11 @@ static int rename_cli(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    for (i = 0; i < 3; i++) {
-        mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
-        memcached_flush(mc[i], 0);
-    }
-    memset(&l, 0, sizeof(l));
-    l.path_now = l.path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", argv[2],
-                                            argv[3], argv[2], argv[4],
-                                            argv[2], argv[5]);
-    l.replicas = 1;
-    pl = memsess_place_create(p, l.path_now, 1, 0);
+    pl = three_emptied(argv, mc, &l, 1);
+    seed_sessions(pl, mc, "rn", n, value, -1);
     for (i = 0; i < n; i++) {
         apr_snprintf(key, sizeof(key), "%srn%08d", MEMSESS_SESS_PREFIX, i);
         nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
-        for (k = 0; k < nw; k++) {
-            memcached_set(mc[w[k]], key, strlen(key), value, strlen(value),
-                          3600, 0);
-        }
         if (i % 10 == 0) {   /* its lock, as a request holds it */
             apr_snprintf(key, sizeof(key), "%slock.rn%08d",
                          MEMSESS_SESS_PREFIX, i);
@@ -1206,13 +1235,7 @@ static int dups_cli(int argc, char **argv)
     l.next_ketama = 1;
     now = memsess_place_create(p, l.path_now, 0, 1);
     next = memsess_place_create(p, l.path_next, 1, 1);
-    for (i = 0; i < n; i++) {
-        apr_snprintf(key, sizeof(key), "%sdp%08d", MEMSESS_SESS_PREFIX, i);
-        nw = memsess_place_key(now, key + 14, strlen(key + 14), w, 4);
-        for (k = 0; k < nw; k++) {
-            memcached_set(mc[w[k]], key, strlen(key), "n|i:5;", 6, 3600, 0);
-        }
-    }
+    seed_sessions(now, mc, "dp", n, "n|i:5;", -1);
     memset(&spec, 0, sizeof(spec));
     spec.lists = &l;
     spec.nlists = 1;
@@ -1257,17 +1280,7 @@ static int dups_cli(int argc, char **argv)
                                   proxy[2]);
         l.replicas = 1;
         full = memsess_place_create(p, l.path_next, 1, 0);
-        for (i = 0; i < n; i++) {
-            apr_snprintf(key, sizeof(key), "%sdr%08d", MEMSESS_SESS_PREFIX,
-                         i);
-            nw = memsess_place_key(full, key + 14, strlen(key + 14), w, 4);
-            for (k = 0; k < nw; k++) {
-                if (w[k] != 1) {
-                    memcached_set(mc[w[k]], key, strlen(key), "n|i:5;", 6,
-                                  3600, 0);
-                }
-            }
-        }
+        seed_sessions(full, mc, "dr", n, "n|i:5;", 1);
         memset(&spec, 0, sizeof(spec));
         spec.returning = apr_psprintf(p, "127.0.0.1:%d", proxy[1]);
         spec.lists = &l;
@@ -1332,7 +1345,7 @@ static int fence_cli(int argc, char **argv)
     memsess_sync_list_t l;
     memsess_sync_t *y;
     char err[256] = "", key[128];
-    int i, k, n, w[4], nw, found = 0;
+    int i, n, found = 0;
     apr_status_t rv;
     apr_uint64_t copied;
 
@@ -1342,23 +1355,8 @@ static int fence_cli(int argc, char **argv)
         return 2;
     }
     fence_allow = atoi(argv[7]);
-    for (i = 0; i < 3; i++) {
-        mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
-        memcached_flush(mc[i], 0);
-    }
-    memset(&l, 0, sizeof(l));
-    l.path_now = l.path_next = apr_psprintf(p, "%s:%s,%s:%s,%s:%s", argv[2],
-                                            argv[3], argv[2], argv[4],
-                                            argv[2], argv[5]);
-    l.replicas = 1;
-    pl = memsess_place_create(p, l.path_now, 1, 0);
-    for (i = 0; i < n; i++) {
-        apr_snprintf(key, sizeof(key), "%sfn%08d", MEMSESS_SESS_PREFIX, i);
-        nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
-        for (k = 0; k < nw; k++) {
-            memcached_set(mc[w[k]], key, strlen(key), "n|i:5;", 6, 3600, 0);
-        }
-    }
+    pl = three_emptied(argv, mc, &l, 1);
+    seed_sessions(pl, mc, "fn", n, "n|i:5;", -1);
     memset(&spec, 0, sizeof(spec));
     spec.lists = &l;
     spec.nlists = 1;
