@@ -1197,17 +1197,62 @@ static int rename_cli(int argc, char **argv)
            ? 0 : 1;
 }
 
+/* The sync of spec, before its flip: its status (err), and how many keys
+ * it deleted. */
+static apr_status_t sync_before_only(const memsess_sync_spec_t *spec,
+                                     char *err, apr_size_t errlen,
+                                     apr_uint64_t *deleted)
+{
+    memsess_sync_t *y = memsess_sync_create(p, spec, err, errlen);
+    apr_status_t rv = y ? memsess_sync_before(y, err, errlen) : APR_EGENERAL;
+
+    *deleted = y ? memsess_sync_stats(y)->deleted : 0;
+    memsess_sync_destroy(y);
+    return rv;
+}
+
+/* Of the copies of sessions TAGnnnnnnnn where pl places them (on server
+ * `only`; -1: every one), how many are missing; *copies: how many looked
+ * for. */
+static int count_missing(memsess_place_t *pl, memcached_st **mc,
+                         const char *tag, int n, int only, int *copies)
+{
+    char key[128];
+    int i, k, w[4], nw, missing = 0;
+
+    *copies = 0;
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%s%s%08d", MEMSESS_SESS_PREFIX, tag,
+                     i);
+        nw = memsess_place_key(pl, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            size_t len;
+            uint32_t flags;
+            memcached_return_t rc;
+            char *v;
+
+            if (only >= 0 && w[k] != only) {
+                continue;
+            }
+            v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags, &rc);
+            (*copies)++;
+            missing += !v;
+            free(v);
+        }
+    }
+    return missing;
+}
+
 /* --dups (see the top). */
 static int dups_cli(int argc, char **argv)
 {
     static dup_proxy_t px[3];
     memcached_st *mc[3];
-    memsess_place_t *now, *next;
+    memsess_place_t *now, *next, *full;
     memsess_sync_spec_t spec;
     memsess_sync_list_t l;
-    memsess_sync_t *y;
-    char err[256] = "", key[128];
-    int i, k, n, w[4], nw, proxy[3], missing = 0, copies = 0;
+    char err[256] = "";
+    int i, n, proxy[3], missing, copies;
     apr_status_t rv;
     apr_uint64_t deleted;
 
@@ -1224,6 +1269,7 @@ static int dups_cli(int argc, char **argv)
             return 1;
         }
     }
+    /* a rebalance from no replica to one */
     memset(&l, 0, sizeof(l));
     l.path_now = l.path_next = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,"
                                             "127.0.0.1:%d", proxy[0],
@@ -1240,79 +1286,30 @@ static int dups_cli(int argc, char **argv)
     spec.lists = &l;
     spec.nlists = 1;
     spec.timeout = apr_time_from_msec(500);
-    y = memsess_sync_create(p, &spec, err, sizeof(err));
-    rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
-    deleted = y ? memsess_sync_stats(y)->deleted : 0;
-    memsess_sync_destroy(y);
-    for (i = 0; i < n; i++) {
-        apr_snprintf(key, sizeof(key), "%sdp%08d", MEMSESS_SESS_PREFIX, i);
-        nw = memsess_place_key(next, key + 14, strlen(key + 14), w, 4);
-        for (k = 0; k < nw; k++) {
-            size_t len;
-            uint32_t flags;
-            memcached_return_t rc;
-            char *v = memcached_get(mc[w[k]], key, strlen(key), &len, &flags,
-                                    &rc);
-
-            copies++;
-            missing += !v;
-            free(v);
-        }
-    }
+    rv = sync_before_only(&spec, err, sizeof(err), &deleted);
+    missing = count_missing(next, mc, "dp", n, -1, &copies);
     printf("dups: %s, missing %d deleted %" APR_UINT64_T_FMT " of %d "
            "copies\n", rv == APR_SUCCESS ? "done" : err, missing, deleted,
            copies);
 
     /* the rejoin of the second server, restarted empty: a full sync */
-    {
-        memsess_place_t *full;
-        int miss = 0, held = 0;
-
-        for (i = 0; i < 3; i++) {
-            memcached_flush(mc[i], 0);
-        }
-        memset(&l, 0, sizeof(l));
-        l.path_next = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,"
-                                   "127.0.0.1:%d", proxy[0], proxy[1],
-                                   proxy[2]);
-        l.path_now = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,"
-                                  "127.0.0.1:%d", proxy[0], proxy[2],
-                                  proxy[2]);
-        l.replicas = 1;
-        full = memsess_place_create(p, l.path_next, 1, 0);
-        seed_sessions(full, mc, "dr", n, "n|i:5;", 1);
-        memset(&spec, 0, sizeof(spec));
-        spec.returning = apr_psprintf(p, "127.0.0.1:%d", proxy[1]);
-        spec.lists = &l;
-        spec.nlists = 1;
-        spec.timeout = apr_time_from_msec(500);
-        y = memsess_sync_create(p, &spec, err, sizeof(err));
-        rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
-        deleted = y ? memsess_sync_stats(y)->deleted : 0;
-        memsess_sync_destroy(y);
-        for (i = 0; i < n; i++) {
-            apr_snprintf(key, sizeof(key), "%sdr%08d", MEMSESS_SESS_PREFIX,
-                         i);
-            nw = memsess_place_key(full, key + 14, strlen(key + 14), w, 4);
-            for (k = 0; k < nw; k++) {
-                size_t len;
-                uint32_t flags;
-                memcached_return_t rc;
-                char *v;
-
-                if (w[k] != 1) {
-                    continue;
-                }
-                v = memcached_get(mc[1], key, strlen(key), &len, &flags, &rc);
-                held++;
-                miss += !v;
-                free(v);
-            }
-        }
-        printf("dups rejoin: %s, missing %d deleted %" APR_UINT64_T_FMT
-               " of %d copies\n", rv == APR_SUCCESS ? "done" : err, miss,
-               deleted, held);
+    for (i = 0; i < 3; i++) {
+        memcached_flush(mc[i], 0);
     }
+    memset(&l, 0, sizeof(l));
+    l.path_next = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
+                               proxy[0], proxy[1], proxy[2]);
+    l.path_now = apr_psprintf(p, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
+                              proxy[0], proxy[2], proxy[2]);
+    l.replicas = 1;
+    full = memsess_place_create(p, l.path_next, 1, 0);
+    seed_sessions(full, mc, "dr", n, "n|i:5;", 1);
+    spec.returning = apr_psprintf(p, "127.0.0.1:%d", proxy[1]);
+    rv = sync_before_only(&spec, err, sizeof(err), &deleted);
+    missing = count_missing(full, mc, "dr", n, 1, &copies);
+    printf("dups rejoin: %s, missing %d deleted %" APR_UINT64_T_FMT " of %d "
+           "copies\n", rv == APR_SUCCESS ? "done" : err, missing, deleted,
+           copies);
     for (i = 0; i < 3; i++) {
         memcached_free(mc[i]);
     }
