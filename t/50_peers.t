@@ -391,7 +391,7 @@ ok t_cmp("$healed->{lost} $healed->{stale} $healed->{failed}", '0 0 0',
     memc_freeze($N[1]);
     wait_for(5, sub { all_say($N[1], 'down') });
     my $again = bg_run(sub {
-        my $c = run_for(6);
+        my $c = run_for(5);
         $c->{n} = [ map { $_->{n} } @users ];
         return $c;
     });

@@ -244,7 +244,7 @@ sub said {
 
 # CK3 frozen for 1.5 s under load, and thawed: the same process, kept its
 # keys: a delta sync for the group, one flip
-my ($fjobs, $ftake, $fspread, $fz) = through(9, sub {
+my ($fjobs, $ftake, $fspread, $fz) = through(6, sub {
     sleep 1;
     memc_freeze($C[2]);
     wait_for(5, sub { !grep { state_on($_, $C[2]) eq 'up' } @web }, 0.02);
@@ -262,7 +262,7 @@ ok t_cmp((($fz->{lost} // 'none') eq '0' && defined $fz->{stale} && $fz->{stale}
 # rebalance for the group, the new list published together
 memc_start('MEMC_CK4');
 my @C4 = (@C, 'MEMC_CK4');
-my ($gjobs, $gtake, $gspread, $gr) = through(12, sub {
+my ($gjobs, $gtake, $gspread, $gr) = through(8, sub {
     sleep 1;
     for my $w (@web) {
         $w->{conf} =~ s/^MemsessServers .*$/'MemsessServers ' . join(' ', map { addr($_) } @C4)/me;

@@ -314,6 +314,19 @@ if [ "${MEMSESS_TEST_DEB:-$deb_default}" = 1 ]; then
     deb_pid=$!
 fi
 
+asan_pid=
+if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
+    # built beside the unit tests, valgrind and the fuzzers (one core
+    # each, mostly) at the lowest priority, so that it is done before the
+    # timed scenarios begin
+    ASAN=$WORK/asan
+    log "ASan+UBSan build in $ASAN, in the background"
+    copy_checkout "$ASAN" --exclude .libs --exclude '*.lo' --exclude '*.slo' \
+        --exclude '*.la' --exclude '*.o'
+    (cd "$ASAN" && exec nice -n 19 make -j"$(nproc)" -f Makefile.apxs SANITIZE=1 \
+        >"$WORK/build-asan.log" 2>&1) &
+    asan_pid=$!
+fi
 if [ "${MEMSESS_TEST_UNIT:-1}" = 1 ]; then
     make_step unit
     make_step valgrind
@@ -327,17 +340,6 @@ fi
 
 
 copy_checkout "$WORK/src"
-asan_pid=
-if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
-    # built beside the plain scenarios, at the lowest priority
-    ASAN=$WORK/asan
-    log "ASan+UBSan build in $ASAN, in the background"
-    copy_checkout "$ASAN" --exclude .libs --exclude '*.lo' --exclude '*.slo' \
-        --exclude '*.la' --exclude '*.o'
-    (cd "$ASAN" && exec nice -n 19 make -j"$(nproc)" -f Makefile.apxs SANITIZE=1 \
-        >"$WORK/build-asan.log" 2>&1) &
-    asan_pid=$!
-fi
 run_suite plain "$WORK/src"
 
 if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
@@ -361,7 +363,7 @@ exec /usr/sbin/apache2 "\$@"
 EOF
     chmod 755 "$WORK/httpd-asan"
     # (the scenarios that measure RSS skip that part: ASan's quarantine)
-    # (and t/23_starved.t saturates the CPU for 8 s, not 20: what ASan
+    # (and t/23_starved.t saturates the CPU for 8 s, not 15: what ASan
     # checks is the code each path runs, not how long)
     SUITE_ENV=(MEMSESS_TEST_SANITIZED=1 MEMSESS_STARVE_SECONDS=8)
     run_suite asan "$ASAN" -httpd "$WORK/httpd-asan"
