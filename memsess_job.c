@@ -184,21 +184,31 @@ memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
     if (!exists) {
         return MEMSESS_JOB_TAKE;
     }
-    if (!rec                              /* unreadable: never trusted */
-        || !strcmp(rec->holder, self)     /* a previous checker of ours */
-        || rec->expires < now             /* its holder stopped */
-        || (rec->done && rec->since < not_before)   /* an earlier job's:
-                                           * the outage or change before */
-        || (rec->done && out_ms && rec->flip_ms
-            && rec->flip_ms <= out_ms)) {   /* published, then out again */
+    if (!rec) {
+        return MEMSESS_JOB_REPLACE;       /* unreadable: never trusted */
+    }
+    if (rec->done) {
+        /* the sync was done and published: followed, whoever ran it (a
+         * previous checker of ours too: a new one adopts the result
+         * rather than sync a published server again), even when its
+         * holder has stopped since, and when it was done for other lists
+         * (they differ only while the states of other servers travel
+         * between instances): syncing again after the holder published
+         * the server could delete what was written to it since (drop: no
+         * copy at its old authority); unless it was another outage's */
+        return rec->since < not_before    /* begun before this one */
+               || (out_ms && rec->flip_ms && rec->flip_ms <= out_ms)
+                                          /* published, then out again */
+               || (!not_before && !out_ms && rec->expires < now)
+                                          /* nothing to tell: lapsed */
+               ? MEMSESS_JOB_REPLACE : MEMSESS_JOB_FOLLOW;
+    }
+    if (!strcmp(rec->holder, self)        /* a previous checker of ours */
+        || rec->expires < now) {          /* its holder stopped */
         return MEMSESS_JOB_REPLACE;
     }
-    /* done for other lists too: the lists differ only while the states of
-     * other servers travel between instances, and syncing again after the
-     * holder published the server could delete what was written to it
-     * since (drop: no copy at its old authority); the caller says so */
-    (void)lists;
-    return rec->done ? MEMSESS_JOB_FOLLOW : MEMSESS_JOB_WAIT;
+    (void)lists;   /* (the caller says when they differ) */
+    return MEMSESS_JOB_WAIT;
 }
 
 apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,

@@ -66,7 +66,10 @@ apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
  * exists 0 when there is none) and the fingerprint of its own lists.  A
  * job done that began before not_before (unix seconds, by our clock: the
  * outage or the change this job is for, less a margin) was another
- * outage's or change's: taken over, never followed.  So is one done whose
+ * outage's or change's: taken over, never followed (otherwise one done is
+ * followed, whoever ran it, a previous checker of ours too, and however
+ * long ago its holder stopped, unless nothing tells: not_before and out_ms
+ * 0, and its lease lapsed).  So is one done whose
  * flip is not after out_ms, the moment self stopped publishing the server
  * (in the holder's clock, at the latest it can be; 0: not known): the
  * server went out again after that flip (another instance's verdict, a

@@ -105,6 +105,13 @@ int main(void)
     ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0) == MEMSESS_JOB_FOLLOW,
        "done for other lists: followed all the same (never a second sync "
        "of a published server)");
+    ok(memsess_job_next(&job, 1, "web2.example:80", job.lists, NOW, job.since,
+                        0) == MEMSESS_JOB_FOLLOW,
+       "done by a previous checker of ours: adopted, not synced again (the "
+       "server is published)");
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, job.since, 0)
+       == MEMSESS_JOB_FOLLOW, "done, its holder stopped since: followed "
+       "(done is done)");
     ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, 0, 0)
        == MEMSESS_JOB_REPLACE, "done long ago: sync again");
     ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0)
