@@ -3,7 +3,9 @@
 #
 #  1. tools/setup.sh installs what is missing;
 #  2. make -f Makefile.apxs builds the module; the Makefile's `unit`,
-#     `valgrind` and `fuzz` targets run, each if the Makefile has it;
+#     `valgrind` and `fuzz` targets run, each if the Makefile has it (the
+#     fuzzers beside the other two, and the ASan module's build beside all
+#     three);
 #  3. the Apache::Test scenarios (t/*.t) run against a real Apache, mod_php,
 #     php-memcached and memcached processes.  Apache::Test refuses root, so
 #     they run as the unprivileged user memsess-test in a copy of the
@@ -172,6 +174,7 @@ cleanup() {
     # what runs in the background ends by itself (it may hold mounts)
     [ -n "${deb_pid:-}" ] && wait "$deb_pid" 2>/dev/null
     [ -n "${asan_pid:-}" ] && wait "$asan_pid" 2>/dev/null
+    [ -n "${fuzz_pid:-}" ] && wait "$fuzz_pid" 2>/dev/null
     for src in "${SUITES[@]}"; do
         stop_suite "$src"
     done
@@ -214,11 +217,16 @@ make_step() {
         if [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ]; then cat; else grep -v '^ok [0-9]' || true; fi
     local st=${PIPESTATUS[0]}
     set -e
-    if [ "$st" -ne 0 ]; then
-        FAILED_STEPS+=("make $target (exit $st)")
-        [ "$target" = unit ] || STEP_FAIL=$((STEP_FAIL + 1))
+    step_result "$target" "$st"
+}
+
+# Counts a Makefile target's exit status $2 (unit's checks count as TAP).
+step_result() {
+    if [ "$2" -ne 0 ]; then
+        FAILED_STEPS+=("make $1 (exit $2)")
+        [ "$1" = unit ] || STEP_FAIL=$((STEP_FAIL + 1))
     else
-        [ "$target" = unit ] || STEP_PASS=$((STEP_PASS + 1))
+        [ "$1" = unit ] || STEP_PASS=$((STEP_PASS + 1))
     fi
 }
 
@@ -328,9 +336,27 @@ if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
     asan_pid=$!
 fi
 if [ "${MEMSESS_TEST_UNIT:-1}" = 1 ]; then
+    # the fuzzers (a core, mostly) beside the unit tests and valgrind
+    fuzz_pid=
+    if make -f Makefile.apxs -n fuzz >/dev/null 2>&1; then
+        log "make -f Makefile.apxs fuzz, in the background (its output in $WORK/fuzz.log)"
+        (exec make -f Makefile.apxs fuzz >"$WORK/fuzz.log" 2>&1) &
+        fuzz_pid=$!
+    else
+        log "no 'fuzz' target in Makefile.apxs: skipped"
+    fi
     make_step unit
     make_step valgrind
-    make_step fuzz
+    if [ -n "$fuzz_pid" ]; then
+        set +e
+        wait "$fuzz_pid"
+        fuzz_st=$?
+        set -e
+        log "make -f Makefile.apxs fuzz: exit $fuzz_st"
+        if [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ]; then cat "$WORK/fuzz.log"
+        else grep -v '^ok [0-9]' "$WORK/fuzz.log" || true; fi
+        step_result fuzz "$fuzz_st"
+    fi
 else
     # only the binaries the scenarios use (t/unit/test_sync.bin --place)
     log "unit tests, valgrind and fuzzers skipped (MEMSESS_TEST_UNIT=0)"
@@ -338,6 +364,11 @@ else
         sed -n 's/^UNIT_TESTS *:\{0,1\}= *//p' | head -1) >/dev/null
 fi
 
+# the unit binaries the scenarios run (t/unit/test_sync.bin ...), built
+# above: the ASan copy was made before them
+if [ -n "$asan_pid" ]; then
+    cp -p t/unit/*.bin "$ASAN/t/unit/" 2>/dev/null || true
+fi
 
 copy_checkout "$WORK/src"
 run_suite plain "$WORK/src"
