@@ -141,10 +141,17 @@ memc_stop(memc_names(qr/^MEMC_PC/));
 
 # --- (b) MemsessReplicas 0: drop (ketama) ---------------------------------------
 
-$in = scenario('drop', 'pool_change_r0', "MemsessReplicas 0\n",
-               [qw(MEMC_PD1 MEMC_PD2 MEMC_PD3)], 'MEMC_PD4', 'MEMC_PD2', 'MEMC_PD5');
-$in->stop;
-memc_stop(memc_names(qr/^MEMC_PD/));
+# (the plain pass only, for the suite's time: (c) moves pools from and to
+# drop under ASan too)
+if ($ENV{MEMSESS_TEST_SANITIZED}) {
+    skip('the plain pass only (the suite\'s time)', 1, 1) for 1 .. 13;
+}
+else {
+    $in = scenario('drop', 'pool_change_r0', "MemsessReplicas 0\n",
+                   [qw(MEMC_PD1 MEMC_PD2 MEMC_PD3)], 'MEMC_PD4', 'MEMC_PD2', 'MEMC_PD5');
+    $in->stop;
+    memc_stop(memc_names(qr/^MEMC_PD/));
+}
 
 # --- (c) the placement changed: MemsessReplicas, MemsessFailover -----------------
 
