@@ -183,6 +183,23 @@ void memsess_joblock_rewrite(memsess_joblock_t *j)
     }
 }
 
+/* Whether the record read is ours: this instance's, of this claim. */
+static int record_ours(const memsess_joblock_t *j, const memsess_job_t *rec,
+                       int exists, const char *why)
+{
+    return exists && !why && !strcmp(rec->holder, j->rt->g.instance)
+           && rec->since == j->since;
+}
+
+/* Another took it over, or the lease lapsed: lost for good, and stop. */
+static void lease_lost(memsess_joblock_t *j)
+{
+    apr_atomic_set32(&j->lost, 1);
+    if (j->stop) {
+        apr_atomic_set32(j->stop, 1);
+    }
+}
+
 /* The record again through mc, unless it was refreshed less than
  * JOB_REFRESH ago (force: whatever the time); the caller holds the
  * mutex. */
@@ -201,13 +218,9 @@ static void refresh_on(memsess_joblock_t *j, memcached_st *mc, int force)
     if (!job_read(j, mc, &rec, &exists, &why, &cas)) {
         return;   /* the engine or the probes see the server fail */
     }
-    if (!exists || why || strcmp(rec.holder, j->rt->g.instance)
-        || rec.since != j->since
+    if (!record_ours(j, &rec, exists, why)
         || !memcached_success(job_write(j, mc, j->done, JOB_CAS, cas))) {
-        apr_atomic_set32(&j->lost, 1);
-        if (j->stop) {
-            apr_atomic_set32(j->stop, 1);
-        }
+        lease_lost(j);
         return;
     }
     j->held_at = j->refreshed;
@@ -233,17 +246,13 @@ int memsess_joblock_fence(memsess_joblock_t *j)
 
         j->fence_read = now;
         if (job_read(j, j->mc, &rec, &exists, &why, &cas)) {
-            held = exists && !why && !strcmp(rec.holder, j->rt->g.instance)
-                   && rec.since == j->since;
+            held = record_ours(j, &rec, exists, why);
         }
         /* unanswered: the lease's age alone decides */
     }
     apr_thread_mutex_unlock(j->mutex);
     if (!held) {
-        apr_atomic_set32(&j->lost, 1);
-        if (j->stop) {
-            apr_atomic_set32(j->stop, 1);
-        }
+        lease_lost(j);
     }
     return held;
 }
@@ -297,9 +306,8 @@ void memsess_joblock_release(memsess_joblock_t *j)
 
     keeper_stop(j);
     if (j->holding && !j->lost
-        && job_read(j, j->mc, &rec, &exists, &why, &cas) && exists && !why
-        && !strcmp(rec.holder, j->rt->g.instance)
-        && rec.since == j->since) {
+        && job_read(j, j->mc, &rec, &exists, &why, &cas)
+        && record_ours(j, &rec, exists, why)) {
         memcached_delete(j->mc, j->key, j->keylen, 0);
     }
     j->holding = 0;

@@ -160,8 +160,8 @@ typedef struct sync_job_t {
      * memory empty); neither: not known */
     int                     kept_keys;
     int                     new_process;
-    int                     refused_log;   /* MEMSESS0047 logged: once an
-                                            * outage, and no MEMSESS0033 */
+    int                     refused;       /* MEMSESS0047 (logged once an
+                                            * outage), not MEMSESS0033 */
     int                     as_is;         /* MEMSESS0048: taken back
                                             * unsynced, nothing emptied */
     const char            **persist_next;
@@ -670,13 +670,14 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             rv = APR_SUCCESS;
         }
         else {
+            int first;
+
             apr_thread_mutex_lock(job->c->mutex);
-            if (job->c->refused[job->slot] != job->down_since) {
-                job->c->refused[job->slot] = job->down_since;
-                job->refused_log = 1;
-            }
+            first = job->c->refused[job->slot] != job->down_since;
+            job->c->refused[job->slot] = job->down_since;
             apr_thread_mutex_unlock(job->c->mutex);
-            if (job->refused_log) {
+            job->refused = 1;
+            if (first) {
                 ap_log_error(APLOG_MARK, APLOG_ERR, 0, rt->main,
                              "MEMSESS0047: memcached server %s is not taken "
                              "back: the memcached process that went down "
@@ -805,7 +806,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         /* the next instance takes it at once */
         memsess_joblock_release(&job->lock);
         sync_abandon(job, err[0] ? err : "failed");
-        if (!job->kept_keys || !strstr(err, "(MEMSESS0047)")) {
+        if (!job->refused) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0033: rejoin sync of memcached server %s "
                          "stopped after %" APR_TIME_T_FMT "ms (%s): it stays "
