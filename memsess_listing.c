@@ -68,9 +68,7 @@ static int hexval(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* metadump writes keys %-encoded (uriencode); a key is 1 to 250 bytes of
- * anything but space and control characters. */
-static int decode_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
+int memsess_dump_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
 {
     apr_size_t i, n = 0;
 
@@ -133,7 +131,8 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             return -1;   /* every field is name=value */
         }
         if (eq - start == 3 && !memcmp(line + start, "key", 3)) {
-            if (have_key || !decode_key(line + eq + 1, end - eq - 1, item)) {
+            if (have_key
+                || !memsess_dump_key(line + eq + 1, end - eq - 1, item)) {
                 return -1;
             }
             have_key = 1;
@@ -153,6 +152,15 @@ int memsess_dump_parse(const char *line, apr_size_t len,
                 item->cas = (apr_uint64_t)cas;
             }
         }
+        else if (eq - start == 3 && !memcmp(line + start, "cls", 3)) {
+            apr_int64_t cls;
+
+            /* optional: 0 when absent or not a slab class */
+            if (parse_int(line + eq + 1, end - eq - 1, &cls) && cls > 0
+                && cls < MEMSESS_DUMP_CLASSES) {
+                item->cls = (int)cls;
+            }
+        }
         else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
             if (have_la || !parse_int(line + eq + 1, end - eq - 1,
                                       &item->la) || item->la < 0) {
@@ -160,7 +168,7 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             }
             have_la = 1;
         }
-        /* other fields (cas, fetch, cls, size, ...): not needed */
+        /* other fields (fetch, size, ...): not needed */
     }
     return have_key && have_exp && have_la ? 1 : -1;
 }
@@ -364,13 +372,14 @@ static void dump_close(dump_t *d)
 /* Connects to host:port (name: "host:port", for messages) and asks for
  * the listing. */
 static apr_status_t dump_open(const char *host, apr_port_t port,
-                              const char *name, apr_interval_time_t t,
-                              apr_pool_t *p, dump_t *d, char *err,
-                              apr_size_t errlen)
+                              const char *name, const char *classes,
+                              apr_interval_time_t t, apr_pool_t *p,
+                              dump_t *d, char *err, apr_size_t errlen)
 {
-    static const char cmd[] = "lru_crawler metadump all\r\n";
+    const char *cmd = apr_pstrcat(p, "lru_crawler metadump ",
+                                  classes ? classes : "all", "\r\n", NULL);
     apr_sockaddr_t *sa;
-    apr_size_t len = sizeof(cmd) - 1;
+    apr_size_t len = strlen(cmd);
     apr_status_t rv;
     char reason[120];
 
@@ -458,6 +467,22 @@ apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
                                                     apr_size_t errlen),
                                void *baton, char *err, apr_size_t errlen)
 {
+    return memsess_dump_classes(p, host, port, name, NULL, timeout, stop,
+                                item, baton, err, errlen);
+}
+
+apr_status_t memsess_dump_classes(apr_pool_t *p, const char *host,
+                                  apr_port_t port, const char *name,
+                                  const char *classes,
+                                  apr_interval_time_t timeout,
+                                  volatile apr_uint32_t *stop,
+                                  apr_status_t (*item)(void *baton,
+                                                       const
+                                                       memsess_dump_item_t
+                                                       *it, char *err,
+                                                       apr_size_t errlen),
+                                  void *baton, char *err, apr_size_t errlen)
+{
     apr_pool_t *sub;
     dump_t d;
     apr_status_t rv;
@@ -469,8 +494,8 @@ apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
         char *line;
         apr_size_t len;
 
-        if ((rv = dump_open(host, port, name, timeout, sub, &d, err,
-                            errlen)) != APR_SUCCESS) {
+        if ((rv = dump_open(host, port, name, classes, timeout, sub, &d,
+                            err, errlen)) != APR_SUCCESS) {
             break;
         }
         if (dump_line(name, &d, &line, &len, err, errlen) < 0) {

@@ -28,13 +28,21 @@ typedef struct {
     apr_int64_t  exp;    /* unix seconds; -1 = never expires */
     apr_int64_t  la;     /* last access (writes, and reads now and then) */
     apr_uint64_t cas;    /* 0 when the line gives none */
+    int          cls;    /* its slab class; 0 when the line gives none */
 } memsess_dump_item_t;
+
+/* memcached's slab classes are numbered 1 to this, less one */
+#define MEMSESS_DUMP_CLASSES (64)
 
 /* Parses one line (without its line end) from a metadump: returns 1 and
  * fills item, 0 for the closing "END", -1 for anything else (the caller
  * skips it).  Never reads beyond len. */
 int memsess_dump_parse(const char *line, apr_size_t len,
                        memsess_dump_item_t *item);
+/* A key as memcached's own lines write it (metadump, its log:
+ * %-encoded, uriencode) into it->key: 1, or 0 when it cannot be a key (1
+ * to 250 bytes of anything but space and control characters). */
+int memsess_dump_key(const char *s, apr_size_t len, memsess_dump_item_t *it);
 
 typedef enum {
     MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
@@ -82,5 +90,19 @@ apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,
                                                     *it, char *err,
                                                     apr_size_t errlen),
                                void *baton, char *err, apr_size_t errlen);
+
+/* The same, of the slab classes listed in classes only ("3,5,12";
+ * NULL: all of them). */
+apr_status_t memsess_dump_classes(apr_pool_t *p, const char *host,
+                                  apr_port_t port, const char *name,
+                                  const char *classes,
+                                  apr_interval_time_t timeout,
+                                  volatile apr_uint32_t *stop,
+                                  apr_status_t (*item)(void *baton,
+                                                       const
+                                                       memsess_dump_item_t
+                                                       *it, char *err,
+                                                       apr_size_t errlen),
+                                  void *baton, char *err, apr_size_t errlen);
 
 #endif /* MEMSESS_LISTING_H */

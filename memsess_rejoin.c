@@ -520,8 +520,9 @@ static apr_status_t empty_instead(sync_job_t *job, char *err,
     return memcached_success(rc) ? APR_SUCCESS : APR_EGENERAL;
 }
 
-/* For MEMSESS0031: the memory its sync held, and the reads it had to try
- * again, if any. */
+/* For MEMSESS0031: the memory its sync held, what it took from its
+ * authorities' logs of writes (memsess_feed.c), and the reads it had to
+ * try again, if any. */
 static const char *retried_text(sync_job_t *job, memsess_sync_t *sync)
 {
     const memsess_sync_stats_t *st = sync ? memsess_sync_stats(sync) : NULL;
@@ -530,7 +531,16 @@ static const char *retried_text(sync_job_t *job, memsess_sync_t *sync)
         return "";
     }
     return apr_psprintf(job->pool, "; %" APR_UINT64_T_FMT " KB held at "
-                        "most%s", (st->memory + 1023) / 1024,
+                        "most%s%s", (st->memory + 1023) / 1024,
+                        st->feeds ? apr_psprintf(job->pool, "; %"
+                                                 APR_UINT64_T_FMT " keys "
+                                                 "written meanwhile read from "
+                                                 "the logs of writes of %"
+                                                 APR_UINT64_T_FMT " servers "
+                                                 "(%" APR_UINT64_T_FMT
+                                                 " passes listed instead)",
+                                                 st->fed, st->feeds,
+                                                 st->feed_lost) : "",
                         st->retried ? apr_psprintf(job->pool, "; %"
                                                    APR_UINT64_T_FMT " reads "
                                                    "timed out and were tried "
@@ -992,6 +1002,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.stop = &job->stop;
     job->spec.progress = sync_progress;
     job->spec.fence = sync_fence;
+    job->spec.feed = MEMSESS_SYNC_FEED;
     job->spec.baton = job;
     /* the same memcached process came back (its memory kept): what a sync
      * could do is delete, and only a witness may say what */

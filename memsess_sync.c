@@ -63,6 +63,7 @@
 #include "memsess_sync.h"
 #include "memsess_clocks.h"
 #include "memsess_listing.h"
+#include "memsess_feed.h"
 #include "memsess_place.h"
 #include "memsess_pipeline.h"
 #include "memsess_written.h"
@@ -134,6 +135,11 @@ typedef struct {
     int           fresh;    /* a target no list published now reads: its
                              * stale keys go before the flip */
     memsess_pipeline_t *pipe;  /* batched writes (copy_batch()) */
+    memsess_feed_t *feed;   /* its log of writes, from before the first
+                             * listing (feeds_open()), or NULL */
+    apr_uint64_t *cls_lines;   /* a fed server: what its first listing */
+    apr_uint64_t *cls_ours;    /* held in each slab class, of ours */
+    int           netted;   /* listed again since (pass_server_fed()) */
 } server_t;
 
 /* One list, placed: its servers numbered as ours. */
@@ -409,6 +415,8 @@ void memsess_sync_destroy(memsess_sync_t *y)
     memsess_sync_unhold(y);
     for (i = 0; i < y->nservers; i++) {
         reconnect(y, i);
+        memsess_feed_close(y->servers[i].feed);
+        y->servers[i].feed = NULL;
     }
 
     free(y->held);
@@ -2029,6 +2037,10 @@ static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
 
     y->stats.lines++;
     kind = kind_of(y, it, &id, &idlen);
+    if (ps->pass == PASS_FULL && y->servers[ps->i].cls_lines && it->cls) {
+        y->servers[ps->i].cls_lines[it->cls]++;
+        y->servers[ps->i].cls_ours[it->cls] += kind != MEMSESS_KEY_OTHER;
+    }
     if (!kind && y->rename
         && (kind = memsess_key_kind(y->ns_next, it->key, it->keylen, &id,
                                     &idlen))) {
@@ -2064,9 +2076,11 @@ static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
     return APR_SUCCESS;
 }
 
-/* Lists server i and acts on each key of ours. */
-static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
-                                char *err, apr_size_t errlen)
+/* Lists server i (its slab classes in `classes`, NULL: all) and acts on
+ * each key of ours. */
+static apr_status_t pass_classes(memsess_sync_t *y, int i, pass_e pass,
+                                 const char *classes, char *err,
+                                 apr_size_t errlen)
 {
     apr_pool_t *p;
     apr_status_t rv;
@@ -2076,11 +2090,138 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     ps.i = i;
     ps.pass = pass;
     apr_pool_create(&p, y->pool);
-    rv = memsess_dump_each(p, y->servers[i].host, y->servers[i].port,
-                           y->servers[i].name, y->spec->timeout,
-                           y->spec->stop, pass_item, &ps, err, errlen);
+    rv = memsess_dump_classes(p, y->servers[i].host, y->servers[i].port,
+                              y->servers[i].name, classes, y->spec->timeout,
+                              y->spec->stop, pass_item, &ps, err, errlen);
     if (rv == APR_SUCCESS) {
         rv = copies_flush(y, err, errlen);   /* the last batch */
+    }
+    else if (y->batch) {
+        y->batch->n = y->batch->nv = y->batch->nd = 0;
+        apr_pool_clear(y->batch->pool);
+    }
+    apr_pool_destroy(p);
+    progress(y, 1);
+    return rv;
+}
+
+static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
+                                char *err, apr_size_t errlen)
+{
+    return pass_classes(y, i, pass, NULL, err, errlen);
+}
+
+/* A rejoin's authorities are only read from: what a later pass looks at
+ * there is what was written since the previous one began, which their
+ * own log of writes tells (memsess_feed.c) without listing them again.
+ * Opened before the first pass lists them; a server that has no such log
+ * is listed in every pass, as is every server of a rebalance (targets too:
+ * their copies are checked against their authorities in each pass). */
+static int feed_keep(void *baton, const char *key, apr_size_t len)
+{
+    const memsess_sync_t *y = baton;
+    const char *id;
+    apr_size_t idlen;
+
+    return memsess_key_kind(y->ns_now, key, len, &id, &idlen)
+           == MEMSESS_KEY_SESSION;
+}
+
+static void feeds_open(memsess_sync_t *y)
+{
+    int i;
+
+    if (!y->spec->feed || y->s < 0 || y->rename || y->delta) {
+        return;
+    }
+    for (i = 0; i < y->nservers; i++) {
+        server_t *sv = &y->servers[i];
+        char why[256];
+
+        if (sv->in_now && !sv->fresh && !sv->target && !sv->feed) {
+            sv->feed = memsess_feed_open(y->pool, sv->host, sv->port,
+                                         sv->name, y->spec->timeout,
+                                         y->spec->feed, feed_keep, y, why,
+                                         sizeof(why));
+            y->stats.feeds += sv->feed != NULL;
+            if (sv->feed) {
+                sv->cls_lines = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                                     * sizeof(apr_uint64_t));
+                sv->cls_ours = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                                    * sizeof(apr_uint64_t));
+            }
+        }
+    }
+}
+
+/* The slab classes of server i to list again once (NULL: all): memcached's
+ * crawler passes by an item that is in use or whose lock another key
+ * holds as it gets there, so the first listing may have missed a session
+ * that nobody wrote since (not in the log of writes either).  A class that
+ * first listing found full of other keys and none of ours is left out:
+ * a missed session there would have been its only one. */
+#define NET_OTHERS_MIN (1000)
+
+static const char *net_classes(memsess_sync_t *y, int i, apr_pool_t *p)
+{
+    const server_t *sv = &y->servers[i];
+    char *list = apr_pcalloc(p, MEMSESS_DUMP_CLASSES * 4);
+    apr_size_t n = 0;
+    int c, out = 0;
+
+    for (c = 1; c < MEMSESS_DUMP_CLASSES; c++) {
+        if (sv->cls_lines[c] >= NET_OTHERS_MIN && !sv->cls_ours[c]) {
+            out++;
+            continue;
+        }
+        n += (apr_size_t)apr_snprintf(list + n, MEMSESS_DUMP_CLASSES * 4 - n,
+                                      "%s%d", n ? "," : "", c);
+    }
+    return out ? list : NULL;
+}
+
+/* Server i in a delta pass or the first pass after the flip: by its log
+ * of writes when that lost nothing since the previous pass (once more
+ * listed too, but only the classes that may hold a session the first
+ * listing passed by: net_classes()), else by a listing. */
+static apr_status_t pass_server_fed(memsess_sync_t *y, int i, pass_e pass,
+                                    char *err, apr_size_t errlen)
+{
+    server_t *sv = &y->servers[i];
+    apr_array_header_t *keys;
+    apr_pool_t *p;
+    apr_status_t rv;
+    pass_t ps;
+    char why[256];
+
+    if (!sv->feed || !(pass == PASS_DELTA || (pass == PASS_AFTER
+                                              && !y->final))) {
+        return pass_server(y, i, pass, err, errlen);
+    }
+    apr_pool_create(&p, y->pool);
+    if (memsess_feed_take(sv->feed, p, &keys, why, sizeof(why))
+            != APR_SUCCESS) {
+        y->stats.feed_lost++;
+        apr_pool_destroy(p);
+        sv->netted = 1;
+        return pass_server(y, i, pass, err, errlen);
+    }
+    if (!sv->netted) {
+        rv = pass_classes(y, i, pass, net_classes(y, i, p), err, errlen);
+        if (rv != APR_SUCCESS) {
+            apr_pool_destroy(p);
+            return rv;
+        }
+        sv->netted = 1;
+    }
+    ps.y = y;
+    ps.i = i;
+    ps.pass = pass;
+    y->stats.fed += (apr_uint64_t)keys->nelts;
+    rv = stopped(y, err, errlen) ? APR_EINTR
+         : memsess_feed_items(sv->feed, keys, pass_item, &ps, err, errlen);
+    if (rv == APR_SUCCESS) {
+        rv = copies_flush(y, err, errlen);
     }
     else if (y->batch) {
         y->batch->n = y->batch->nv = y->batch->nd = 0;
@@ -2106,7 +2247,7 @@ static apr_status_t pass_all(memsess_sync_t *y, pass_e pass, char *err,
     }
     for (i = 0; i < y->nservers && rv == APR_SUCCESS; i++) {
         if (!y->servers[i].fresh && y->servers[i].in_now) {
-            rv = pass_server(y, i, pass, err, errlen);
+            rv = pass_server_fed(y, i, pass, err, errlen);
         }
     }
     return rv;
@@ -2402,6 +2543,7 @@ apr_status_t memsess_sync_before(memsess_sync_t *y, char *err,
         rv = pass_since(y, err, errlen);
     }
     else {
+        feeds_open(y);
         rv = pass_all(y, PASS_FULL, err, errlen);
     }
     for (n = 0; rv == APR_SUCCESS && n < MAX_DELTAS; n++) {

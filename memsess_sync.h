@@ -24,6 +24,11 @@
  * PHP places its sessions elsewhere, or under another prefix. */
 #define MEMSESS_NO_SESSION_LINES (10000)
 
+/* Keys written meanwhile that a later pass of a rejoin takes from an
+ * authority's log of writes (memsess_feed.c), at most: more, and it lists
+ * that server again (~80 bytes a key: 5 MB). */
+#define MEMSESS_SYNC_FEED (65536)
+
 
 
 /* What the sync does with one key found on one server (pure; ids of
@@ -58,6 +63,11 @@ typedef struct {
     apr_uint64_t expected;   /* metadump lines its first pass lists: what
                               * its servers held as it began (their
                               * curr_items); 0: not known */
+    apr_uint64_t feeds;      /* servers whose log of writes it watched
+                              * (memsess_feed.c) */
+    apr_uint64_t fed;        /* keys that log gave a pass (not listed) */
+    apr_uint64_t feed_lost;  /* passes that listed a server after all: its
+                              * log may have lost a key */
     apr_uint64_t memory;     /* bytes its tables held, at most: what it
                               * wrote (memsess_written.c), the returning
                               * server's keys (a delta), the active
@@ -126,6 +136,10 @@ typedef struct {
      * may share it: those copies expire) */
     const char                *prefix;
     const char                *next_prefix;
+    /* A rejoin: keys an authority's log of writes (memsess_feed.c) may
+     * give one later pass instead of listing that server again
+     * (MEMSESS_SYNC_FEED); 0: every pass lists every server */
+    apr_size_t                 feed;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;

@@ -32,6 +32,7 @@
 
 #include "memsess_listing.h"
 #include "memsess_sync.h"
+#include "memsess_feed.h"
 
 #define FUZZ_NAME "fuzz_sync"
 #include "fuzz.h"
@@ -197,6 +198,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (want == 1 && (it.keylen != mklen || memcmp(it.key, mkey, mklen)
                       || it.exp != mexp || it.la != mla)) {
         fail("parse and the model read different fields");
+    }
+    if (got == 1 && (it.cls < 0 || it.cls >= MEMSESS_DUMP_CLASSES)) {
+        fail("a slab class %d taken", it.cls);
+    }
+    /* the same line as a line of memcached's log of writes, and as an
+     * answer to a meta get (memsess_feed.c) */
+    {
+        memsess_dump_item_t fi;
+        int r = memsess_feed_parse(line, len, &fi);
+
+        if (r < -1 || r > 1 || (r == 1 && (fi.keylen < 1
+                                           || fi.keylen > MEMSESS_KEY_MAX
+                                           || strlen(fi.key) != fi.keylen
+                                           || strpbrk(fi.key, " \r\n\t")))) {
+            fail("the log's line gave %d, a key of %zu bytes", r,
+                 (size_t)fi.keylen);
+        }
+        r = memsess_feed_meta(line, len, 1800000000, &fi);
+        if (r < -1 || r > 1
+            || (r == 1 && (fi.keylen < 1 || fi.keylen > MEMSESS_KEY_MAX
+                           || strlen(fi.key) != fi.keylen
+                           || fi.la > 1800000000
+                           || (fi.exp != -1 && fi.exp < 1800000000)))) {
+            fail("a meta get's answer gave %d (exp %lld la %lld)", r,
+                 (long long)fi.exp, (long long)fi.la);
+        }
+        if (r == 0 && (len != 2 || memcmp(line, "MN", 2))) {
+            fail("an end of batch that is not MN");
+        }
     }
     if (got == 1) {
         const char *id;

@@ -83,7 +83,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 PURE_SRC=("$TOP/memsess_pool.c" "$TOP/memsess_table.c" "$TOP/memsess_verdicts.c"
           "$TOP/memsess_job.c" "$TOP/memsess_sync.c" "$TOP/memsess_lateness.c"
           "$TOP/memsess_release_helper.c" "$TOP/memsess_state.c" "$TOP/memsess_persist.c"
-          "$TOP/memsess_peer.c" "$TOP/memsess_listing.c" "$TOP/memsess_place.c"
+          "$TOP/memsess_peer.c" "$TOP/memsess_listing.c" "$TOP/memsess_feed.c"
+          "$TOP/memsess_place.c"
           "$TOP/memsess_pipeline.c" "$TOP/memsess_written.c" "$TOP/memsess_clocks.c")
 passed=0
 failed=0

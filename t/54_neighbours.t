@@ -40,7 +40,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 28;
+plan tests => 34;
 
 my $JSON = JSON::PP->new->utf8;
 my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
@@ -71,6 +71,7 @@ sub wait_state {
 # the engine alone first: a rename of 2,000 sessions (t/unit/test_sync.bin)
 {
     my @NR = qw(MEMC_NR1 MEMC_NR2 MEMC_NR3);
+    memc_opts(['-m', '64'], @NR);   # --feed: 20,000 sessions of 1 KB, 200,000 other keys
     memc_start(@NR);
     my $bin = catfile(dirname(Apache::Test::vars('t_dir')), 't', 'unit', 'test_sync.bin');
     my $out = `"$bin" --rename 127.0.0.1 @{[ map { port($_) } @NR ]} 2000 2>&1`;
@@ -93,6 +94,25 @@ sub wait_state {
              'a rebalance whose listings hold every key twice deletes none of its copies');
     ok t_cmp(($out =~ /^dups rejoin: (done, missing \d+ deleted \d+)/m)[0] // $out, 'done, missing 0 deleted 0',
              'the rejoin of a server restarted empty, its listings holding every key twice, loses nothing');
+    # a rejoin takes what was written meanwhile from its authorities' logs
+    # of writes: the other application's 200,000 keys listed once, not in
+    # every pass; every session on the returning server as last written,
+    # with a feed and without one (and with one that overflows)
+    my %feed;
+    for my $cap (65536, 0, 2) {
+        $out = `"$bin" --feed 127.0.0.1 @{[ map { port($_) } @NR ]} 20000 200000 $cap 2>&1`;
+        diag($_) for split /\n/, $out;
+        $feed{$cap} = [ $out =~ /^feed: fed (\d+) lost (\d+) lines (\d+) other \d+ stale (\d+) missing (\d+)/m ];
+        ok t_cmp(@{ $feed{$cap} } ? "stale $feed{$cap}[3] missing $feed{$cap}[4]" : $out, 'stale 0 missing 0',
+                 "users writing through the rejoin: every session where PHP reads it as last written (feed cap $cap)");
+    }
+    ok t_cmp(@{ $feed{65536} } && $feed{65536}[0] > 0 && $feed{65536}[1] == 0
+             && $feed{65536}[2] < 2 * 200000 ? 1 : 0, 1,
+             "with its feed, the authority holding 200,000 other keys is listed once: @{ $feed{65536} || [] }");
+    ok t_cmp(@{ $feed{0} } && $feed{0}[2] > 3 * 200000 ? 1 : 0, 1,
+             "without one, every pass lists them: @{ $feed{0} || [] }");
+    ok t_cmp(@{ $feed{2} } && $feed{2}[1] > 0 ? 1 : 0, 1,
+             "a feed that cannot keep what was written says so, and the pass lists instead: @{ $feed{2} || [] }");
     memc_stop(@NR);
 }
 

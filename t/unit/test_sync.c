@@ -40,6 +40,18 @@
  *       yes ALLOW times, then no; prints "fence: stopped|done (why),
  *       copied C, new-namespace keys K": a fenced engine stops at the
  *       first write or delete after, and K == C (t/54_neighbours.t).
+ *   test_sync.bin --feed HOST PORT1 PORT2 PORT3 N OTHER CAP
+ *       the rejoin of PORT2 restarted empty, N sessions where php-memcached
+ *       puts them (replicas 1, successor), OTHER keys of another
+ *       application on PORT3, 300 users writing their sessions where
+ *       requests read them all through the sync's passes; the engine takes
+ *       what was written meanwhile from its authorities' logs of writes
+ *       (memsess_feed.c), keeping at most CAP keys between two passes (0:
+ *       it lists every pass); then the first pass after the flip, the users
+ *       stopped; prints "feed: fed F lost L lines N other O stale S
+ *       missing M" (t/54_neighbours.t: with a feed, the other
+ *       application's keys are listed once; every session as last
+ *       written, either way).
  *   test_sync.bin --dups HOST PORT1 PORT2 PORT3 N
  *       memcached's crawler may list a key twice (an item moved between
  *       its LRUs while it crawls: 2 lines in 600,000 measured under
@@ -63,6 +75,7 @@
 #include "apr_strings.h"
 
 #include "memsess_listing.h"
+#include "memsess_feed.h"
 #include "memsess_place.h"
 #include "memsess_sync.h"
 #include "memsess_table.h"
@@ -73,6 +86,59 @@ static apr_pool_t *p;
 static int parse(const char *line, memsess_dump_item_t *it)
 {
     return memsess_dump_parse(line, strlen(line), it);
+}
+
+/* memcached's log of writes and its meta get answers (memsess_feed.c). */
+static void test_feed_parse(void)
+{
+    memsess_dump_item_t it;
+    const char *l;
+
+    l = "ts=1796604951.484050 gid=2 type=item_store key=memc.sess.key.abc "
+        "status=stored cmd=set ttl=100 clsid=1 cfd=25 size=3";
+    ok(memsess_feed_parse(l, strlen(l), &it) == 1
+       && !strcmp(it.key, "memc.sess.key.abc"), "a store in the log: its key");
+    l = "ts=1.0 gid=3 type=item_store key=shop%2Fab status=stored cmd=add "
+        "ttl=0 clsid=1 cfd=25 size=1";
+    ok(memsess_feed_parse(l, strlen(l), &it) == 1 && !strcmp(it.key, "shop/ab"),
+       "its key %%-decoded");
+    l = "ts=1.0 gid=4 type=item_store key=memc.sess.key.abc status=exists "
+        "cmd=cas ttl=0 clsid=1 cfd=25 size=1";
+    ok(memsess_feed_parse(l, strlen(l), &it) == 0,
+       "a store that did not take (a cas that lost): nothing changed");
+    l = "ts=1.0 gid=5 type=item_get key=memc.sess.key.abc status=found";
+    ok(memsess_feed_parse(l, strlen(l), &it) == 0, "a read: nothing changed");
+    l = "skipped=12";
+    ok(memsess_feed_parse(l, strlen(l), &it) == -1,
+       "memcached says it skipped lines: the feed lost some");
+    l = "ts=1.0 type=item_store status=stored key=a%20b";
+    ok(memsess_feed_parse(l, strlen(l), &it) == 0, "a key no key may be");
+    l = "HD t98 c17 l2 h0 kmemc.sess.key.a";
+    ok(memsess_feed_meta(l, strlen(l), 1000, &it) == 1 && it.exp == 1098
+       && it.la == 998 && it.cas == 17 && !strcmp(it.key, "memc.sess.key.a"),
+       "a meta get's answer: expiry and last access on our clock, cas, key");
+    l = "HD t-1 c2 l0 kk2";
+    ok(memsess_feed_meta(l, strlen(l), 1000, &it) == 1 && it.exp == -1,
+       "t-1: never expires");
+    l = "HD c2 l0 kk2";
+    ok(memsess_feed_meta(l, strlen(l), 1000, &it) == -1,
+       "an answer without its time to live: refused");
+    l = "HD t-2 c2 l0 kk2";
+    ok(memsess_feed_meta(l, strlen(l), 1000, &it) == -1,
+       "a time to live below -1: refused");
+    l = "HD t1 c2 l1234567890123456789 kk2";
+    ok(memsess_feed_meta(l, strlen(l), 1000, &it) == -1,
+       "19 digits: refused");
+    ok(memsess_feed_meta("MN", 2, 1000, &it) == 0, "MN ends a batch");
+    ok(memsess_feed_meta("EN", 2, 1000, &it) == -1
+       && memsess_feed_meta("SERVER_ERROR out of memory", 26, 1000, &it)
+          == -1, "anything else is no answer");
+    l = "key=k exp=1 la=1 cas=3 fetch=no cls=12 size=90";
+    ok(memsess_dump_parse(l, strlen(l), &it) == 1 && it.cls == 12,
+       "a listing line's slab class");
+    l = "key=k exp=1 la=1 cas=3 fetch=no cls=64 size=90";
+    ok(memsess_dump_parse(l, strlen(l), &it) == 1 && it.cls == 0,
+       "a slab class memcached has not: unknown (0)");
 }
 
 static void test_dump_parse(void)
@@ -886,6 +952,9 @@ static int bench_cli(int argc, char **argv)
     spec.lists = &l;
     spec.nlists = 1;
     spec.timeout = apr_time_from_msec(500);
+    /* MEMSESS_TEST_FEED=0: every pass lists every server */
+    spec.feed = getenv("MEMSESS_TEST_FEED") ? (apr_size_t)atoi(getenv(
+                    "MEMSESS_TEST_FEED")) : MEMSESS_SYNC_FEED;
 
     bench_state(mc, full, now, ids, n, value, want, 1);
     st = memcached_stat(mc[1], NULL, &rc);
@@ -1377,6 +1446,158 @@ static int fence_cli(int argc, char **argv)
     return 0;
 }
 
+/* --feed (see the top). */
+#define FEED_VALUE (1000)   /* a session's size: its own slab class */
+
+static void feed_value(char *buf, unsigned seq)
+{
+    int n = apr_snprintf(buf, FEED_VALUE, "n|i:%u;s:1:\"", seq);
+
+    memset(buf + n, 'x', FEED_VALUE - 1 - n);
+    buf[FEED_VALUE - 1] = '\0';
+}
+
+typedef struct {
+    memcached_st    *mc[3];
+    memsess_place_t *now;        /* servers 1 and 3 */
+    int              users;
+    apr_uint32_t     seq[300];   /* the last value written, per user */
+    volatile int     stop;
+    int              writes;
+} feed_users_t;
+
+static void *feed_write(void *data)
+{
+    feed_users_t *u = data;
+    char key[128], value[FEED_VALUE];
+    unsigned r = 12345;
+
+    while (!u->stop) {
+        int i, k, w[4], nw;
+
+        r = r * 1103515245u + 12345u;
+        i = (int)((r >> 8) % (unsigned)u->users);
+        apr_snprintf(key, sizeof(key), "%sfd%08d", MEMSESS_SESS_PREFIX, i);
+        feed_value(value, u->seq[i] + 1);
+        nw = memsess_place_key(u->now, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            memcached_set(u->mc[w[k] ? 2 : 0], key, strlen(key), value,
+                          strlen(value), 3600, 0);
+        }
+        u->seq[i]++;
+        u->writes++;
+        usleep(200);
+    }
+    return NULL;
+}
+
+static int feed_cli(int argc, char **argv)
+{
+    memcached_st *mc[3];
+    memsess_place_t *full, *now;
+    memsess_sync_spec_t spec;
+    memsess_sync_list_t l;
+    memsess_sync_t *y;
+    const memsess_sync_stats_t *st;
+    feed_users_t u;
+    pthread_t th;
+    char err[256] = "", key[128], first[FEED_VALUE];
+    int i, k, n, other, stale = 0, missing = 0;
+    apr_status_t rv;
+
+    if (argc < 9 || (n = atoi(argv[6])) < 300) {
+        fprintf(stderr, "usage: %s --feed HOST PORT1 PORT2 PORT3 N OTHER CAP "
+                "(N >= 300)\n", argv[0]);
+        return 2;
+    }
+    other = atoi(argv[7]);
+    full = three_emptied(argv, mc, &l, 1);
+    l.path_now = apr_psprintf(p, "%s:%s,%s:%s", argv[2], argv[3], argv[2],
+                              argv[5]);
+    now = memsess_place_create(p, l.path_now, 1, 0);
+    memcached_behavior_set(mc[2], MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_behavior_set(mc[2], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 1);
+    for (i = 0; i < other; i++) {
+        apr_snprintf(key, sizeof(key), "app:cache:%d", i);
+        memcached_set(mc[2], key, strlen(key), "xxxxxxxx", 8, 0, 0);
+    }
+    memcached_flush_buffers(mc[2]);
+    memcached_behavior_set(mc[2], MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+    memcached_behavior_set(mc[2], MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    /* the outage: every session where the list without PORT2 puts it */
+    feed_value(first, 0);
+    for (i = 0; i < n; i++) {
+        int w[4], nw;
+
+        apr_snprintf(key, sizeof(key), "%sfd%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(now, key + 14, strlen(key + 14), w, 4);
+        for (k = 0; k < nw; k++) {
+            memcached_set(mc[w[k] ? 2 : 0], key, strlen(key), first,
+                          strlen(first), 3600, 0);
+        }
+    }
+    memset(&u, 0, sizeof(u));
+    u.now = now;
+    u.users = 300;
+    for (i = 0; i < 3; i++) {
+        u.mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.returning = apr_psprintf(p, "%s:%s", argv[2], argv[4]);
+    spec.lists = &l;
+    spec.nlists = 1;
+    spec.timeout = apr_time_from_msec(500);
+    spec.feed = (apr_size_t)atoi(argv[8]);
+    pthread_create(&th, NULL, feed_write, &u);
+    y = memsess_sync_create(p, &spec, err, sizeof(err));
+    rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
+    u.stop = 1;
+    pthread_join(th, NULL);
+    if (rv == APR_SUCCESS) {
+        rv = memsess_sync_after(y, 0, err, sizeof(err));
+    }
+    if (rv != APR_SUCCESS) {
+        printf("feed: failed: %s\n", err);
+        memsess_sync_destroy(y);
+        return 1;
+    }
+    /* every session on PORT2 as last written */
+    for (i = 0; i < n; i++) {
+        int w[4];
+        size_t len;
+        uint32_t flags;
+        memcached_return_t rc;
+        char want[FEED_VALUE], *v;
+
+        apr_snprintf(key, sizeof(key), "%sfd%08d", MEMSESS_SESS_PREFIX, i);
+        if (memsess_place_key(full, key + 14, strlen(key + 14), w, 4) < 1
+            || w[0] != 1) {
+            continue;
+        }
+        feed_value(want, i < u.users ? u.seq[i] : 0);
+        v = memcached_get(mc[1], key, strlen(key), &len, &flags, &rc);
+        if (!v) {
+            missing++;
+        }
+        else if (len != strlen(want) || memcmp(v, want, len)) {
+            stale++;
+        }
+        free(v);
+    }
+    st = memsess_sync_stats(y);
+    printf("feed: fed %" APR_UINT64_T_FMT " lost %" APR_UINT64_T_FMT
+           " lines %" APR_UINT64_T_FMT " other %d stale %d missing %d "
+           "(%d writes, %" APR_UINT64_T_FMT " copied)\n", st->fed,
+           st->feed_lost, st->lines, other, stale, missing, u.writes,
+           st->copied);
+    memsess_sync_destroy(y);
+    for (i = 0; i < 3; i++) {
+        memcached_free(mc[i]);
+        memcached_free(u.mc[i]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -1401,8 +1622,12 @@ int main(int argc, char **argv)
     else if (argc > 1 && !strcmp(argv[1], "--dups")) {
         rc = dups_cli(argc, argv);
     }
+    else if (argc > 1 && !strcmp(argv[1], "--feed")) {
+        rc = feed_cli(argc, argv);
+    }
     else {
         test_dump_parse();
+        test_feed_parse();
         test_key_kind();
         test_place();
         test_decide();
