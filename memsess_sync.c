@@ -2111,12 +2111,15 @@ static apr_status_t pass_server(memsess_sync_t *y, int i, pass_e pass,
     return pass_classes(y, i, pass, NULL, err, errlen);
 }
 
-/* A rejoin's authorities are only read from: what a later pass looks at
- * there is what was written since the previous one began, which their
- * own log of writes tells (memsess_feed.c) without listing them again.
- * Opened before the first pass lists them; a server that has no such log
- * is listed in every pass, as is every server of a rebalance (targets too:
- * their copies are checked against their authorities in each pass). */
+/* What a later pass looks at on a server is what was written there since
+ * the previous one began, and, on a target, the copies the sync made
+ * there (a logout at their authority takes them away).  The first is
+ * what the server's own log of writes tells (memsess_feed.c), opened
+ * before the first pass lists it; the second lies in the slab classes
+ * that hold sessions (net_classes()).  So a later pass reads the keys its
+ * log gave and lists those classes only, not a whole server of another
+ * application's keys.  A server that has no such log, or a rename, is
+ * listed whole in every pass. */
 static int feed_keep(void *baton, const char *key, apr_size_t len)
 {
     const memsess_sync_t *y = baton;
@@ -2131,46 +2134,54 @@ static void feeds_open(memsess_sync_t *y)
 {
     int i;
 
-    if (!y->spec->feed || y->s < 0 || y->rename || y->delta) {
+    if (!y->spec->feed || y->rename || y->delta) {
         return;
     }
     for (i = 0; i < y->nservers; i++) {
         server_t *sv = &y->servers[i];
         char why[256];
 
-        if (sv->in_now && !sv->fresh && !sv->target && !sv->feed) {
+        /* every server's first listing counts its classes */
+        sv->cls_lines = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                             * sizeof(apr_uint64_t));
+        sv->cls_ours = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                            * sizeof(apr_uint64_t));
+        if (sv->in_now && !sv->fresh && !sv->feed) {
             sv->feed = memsess_feed_open(y->pool, sv->host, sv->port,
                                          sv->name, y->spec->timeout,
                                          y->spec->feed, feed_keep, y, why,
                                          sizeof(why));
             y->stats.feeds += sv->feed != NULL;
-            if (sv->feed) {
-                sv->cls_lines = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
-                                                     * sizeof(apr_uint64_t));
-                sv->cls_ours = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
-                                                    * sizeof(apr_uint64_t));
-            }
         }
     }
 }
 
-/* The slab classes of server i to list again once (NULL: all): memcached's
- * crawler passes by an item that is in use or whose lock another key
- * holds as it gets there, so the first listing may have missed a session
- * that nobody wrote since (not in the log of writes either).  A class that
- * first listing found full of other keys and none of ours is left out:
- * a missed session there would have been its only one. */
+/* The slab classes of server i that a later pass lists (NULL: all).
+ * memcached's crawler passes by an item that is in use or whose lock
+ * another key holds as it gets there, so the first listing may have
+ * missed a session nobody wrote since (not in the log of writes either):
+ * an authority's are listed once more.  A target's are listed in every
+ * pass: the copies made there are checked against their authorities.
+ * Left out: a class where the first listing found 1,000 keys or more on
+ * server i and none of ours on any server.  A copy goes to the class its
+ * size makes (one holding sessions at its authority), a session written
+ * since is in the log whatever its class, and a session the crawler
+ * passed by there would have been the only one of its class. */
 #define NET_OTHERS_MIN (1000)
-
 static const char *net_classes(memsess_sync_t *y, int i, apr_pool_t *p)
 {
     const server_t *sv = &y->servers[i];
     char *list = apr_pcalloc(p, MEMSESS_DUMP_CLASSES * 4);
     apr_size_t n = 0;
-    int c, out = 0;
+    int c, j, out = 0;
 
     for (c = 1; c < MEMSESS_DUMP_CLASSES; c++) {
-        if (sv->cls_lines[c] >= NET_OTHERS_MIN && !sv->cls_ours[c]) {
+        apr_uint64_t ours = 0;
+
+        for (j = 0; j < y->nservers; j++) {
+            ours += y->servers[j].cls_ours ? y->servers[j].cls_ours[c] : 1;
+        }
+        if (sv->cls_lines[c] >= NET_OTHERS_MIN && !ours) {
             out++;
             continue;
         }
@@ -2181,9 +2192,9 @@ static const char *net_classes(memsess_sync_t *y, int i, apr_pool_t *p)
 }
 
 /* Server i in a delta pass or the first pass after the flip: by its log
- * of writes when that lost nothing since the previous pass (once more
- * listed too, but only the classes that may hold a session the first
- * listing passed by: net_classes()), else by a listing. */
+ * of writes when that lost nothing since the previous pass, and a listing
+ * of the classes that hold sessions (net_classes()); else by a whole
+ * listing. */
 static apr_status_t pass_server_fed(memsess_sync_t *y, int i, pass_e pass,
                                     char *err, apr_size_t errlen)
 {
@@ -2206,7 +2217,7 @@ static apr_status_t pass_server_fed(memsess_sync_t *y, int i, pass_e pass,
         sv->netted = 1;
         return pass_server(y, i, pass, err, errlen);
     }
-    if (!sv->netted) {
+    if (!sv->netted || (sv->target && pass == PASS_DELTA)) {
         rv = pass_classes(y, i, pass, net_classes(y, i, p), err, errlen);
         if (rv != APR_SUCCESS) {
             apr_pool_destroy(p);

@@ -24,9 +24,9 @@
  * PHP places its sessions elsewhere, or under another prefix. */
 #define MEMSESS_NO_SESSION_LINES (10000)
 
-/* Keys written meanwhile that a later pass of a rejoin takes from an
- * authority's log of writes (memsess_feed.c), at most: more, and it lists
- * that server again (~80 bytes a key: 5 MB). */
+/* Keys written meanwhile that a later pass takes from a server's log of
+ * writes (memsess_feed.c), at most: more, and it lists that server whole
+ * again (~80 bytes a key: 5 MB). */
 #define MEMSESS_SYNC_FEED (65536)
 
 
@@ -136,9 +136,9 @@ typedef struct {
      * may share it: those copies expire) */
     const char                *prefix;
     const char                *next_prefix;
-    /* A rejoin: keys an authority's log of writes (memsess_feed.c) may
-     * give one later pass instead of listing that server again
-     * (MEMSESS_SYNC_FEED); 0: every pass lists every server */
+    /* Keys a server's log of writes (memsess_feed.c) may give one later
+     * pass instead of listing that server whole again
+     * (MEMSESS_SYNC_FEED); 0: every pass lists every server whole */
     apr_size_t                 feed;
 } memsess_sync_spec_t;
 

@@ -40,7 +40,7 @@ use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
 
-plan tests => 34;
+plan tests => 36;
 
 my $JSON = JSON::PP->new->utf8;
 my $NS   = $ENV{MEMSESS_NEIGHBOURS_NAMESPACE} // 'shop/';
@@ -97,22 +97,26 @@ sub wait_state {
     # a rejoin takes what was written meanwhile from its authorities' logs
     # of writes: the other application's 200,000 keys listed once, not in
     # every pass; every session on the returning server as last written,
-    # with a feed and without one (and with one that overflows)
+    # no logout undone, with a feed and without one (and with one that
+    # overflows); so does a rebalance (the pool grown from 2 to 3 servers)
     my %feed;
-    for my $cap (65536, 0, 2) {
-        $out = `"$bin" --feed 127.0.0.1 @{[ map { port($_) } @NR ]} 20000 200000 $cap 2>&1`;
+    for my $run (['feed', 65536], ['feed', 0], ['feed', 2], ['feed-grow', 65536]) {
+        my ($mode, $cap) = @$run;
+        $out = `"$bin" --$mode 127.0.0.1 @{[ map { port($_) } @NR ]} 20000 200000 $cap 2>&1`;
         diag($_) for split /\n/, $out;
-        $feed{$cap} = [ $out =~ /^feed: fed (\d+) lost (\d+) lines (\d+) other \d+ stale (\d+) missing (\d+)/m ];
-        ok t_cmp(@{ $feed{$cap} } ? "stale $feed{$cap}[3] missing $feed{$cap}[4]" : $out, 'stale 0 missing 0',
-                 "users writing through the rejoin: every session where PHP reads it as last written (feed cap $cap)");
+        my $f = $feed{"$mode $cap"} = [ $out =~ /^\Q$mode\E: fed (\d+) lost (\d+) lines (\d+) other \d+ stale (\d+) missing (\d+) undone (\d+)/m ];
+        ok t_cmp(@$f ? "stale $f->[3] missing $f->[4] undone $f->[5]" : $out, 'stale 0 missing 0 undone 0',
+                 "users writing and logging out through the $mode: every session where PHP reads it as last written (feed cap $cap)");
     }
-    ok t_cmp(@{ $feed{65536} } && $feed{65536}[0] > 0 && $feed{65536}[1] == 0
-             && $feed{65536}[2] < 2 * 200000 ? 1 : 0, 1,
-             "with its feed, the authority holding 200,000 other keys is listed once: @{ $feed{65536} || [] }");
-    ok t_cmp(@{ $feed{0} } && $feed{0}[2] > 3 * 200000 ? 1 : 0, 1,
-             "without one, every pass lists them: @{ $feed{0} || [] }");
-    ok t_cmp(@{ $feed{2} } && $feed{2}[1] > 0 ? 1 : 0, 1,
-             "a feed that cannot keep what was written says so, and the pass lists instead: @{ $feed{2} || [] }");
+    for my $k ('feed 65536', 'feed-grow 65536') {
+        my $f = $feed{$k};
+        ok t_cmp(@$f && $f->[0] > 0 && $f->[1] == 0 && $f->[2] < 2 * 200000 ? 1 : 0, 1,
+                 "$k: the server holding 200,000 other keys is listed once: @$f");
+    }
+    ok t_cmp(@{ $feed{'feed 0'} } && $feed{'feed 0'}[2] > 3 * 200000 ? 1 : 0, 1,
+             "without one, every pass lists them: @{ $feed{'feed 0'} }");
+    ok t_cmp(@{ $feed{'feed 2'} } && $feed{'feed 2'}[1] > 0 ? 1 : 0, 1,
+             "a feed that cannot keep what was written says so, and the pass lists instead: @{ $feed{'feed 2'} }");
     memc_stop(@NR);
 }
 

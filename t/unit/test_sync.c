@@ -40,16 +40,18 @@
  *       yes ALLOW times, then no; prints "fence: stopped|done (why),
  *       copied C, new-namespace keys K": a fenced engine stops at the
  *       first write or delete after, and K == C (t/54_neighbours.t).
- *   test_sync.bin --feed HOST PORT1 PORT2 PORT3 N OTHER CAP
- *       the rejoin of PORT2 restarted empty, N sessions where php-memcached
+ *   test_sync.bin --feed|--feed-grow HOST PORT1 PORT2 PORT3 N OTHER CAP
+ *       the rejoin of PORT2 restarted empty (--feed-grow: the pool grown
+ *       from PORT1, PORT3 to all three), N sessions where php-memcached
  *       puts them (replicas 1, successor), OTHER keys of another
  *       application on PORT3, 300 users writing their sessions where
- *       requests read them all through the sync's passes; the engine takes
+ *       requests read them all through the sync's passes, and 300 others
+ *       logging out now and then through the first; the engine takes
  *       what was written meanwhile from its authorities' logs of writes
  *       (memsess_feed.c), keeping at most CAP keys between two passes (0:
  *       it lists every pass); then the first pass after the flip, the users
  *       stopped; prints "feed: fed F lost L lines N other O stale S
- *       missing M" (t/54_neighbours.t: with a feed, the other
+ *       missing M undone U" (t/54_neighbours.t: with a feed, the other
  *       application's keys are listed once; every session as last
  *       written, either way).
  *   test_sync.bin --dups HOST PORT1 PORT2 PORT3 N
@@ -1464,7 +1466,24 @@ typedef struct {
     apr_uint32_t     seq[300];   /* the last value written, per user */
     volatile int     stop;
     int              writes;
+    /* sessions 300-599 log out now and then during the first pass */
+    volatile int     logouts_on;
+    apr_uint64_t     first_lines;   /* what the first pass lists */
+    unsigned char    gone[300];
+    int              logouts;
 } feed_users_t;
+
+/* The engine's progress: no more logouts near the end of its first pass
+ * (the later passes must find those: a logout after them is the flip's
+ * business, not this test's). */
+static void feed_progress(void *baton, const memsess_sync_stats_t *st)
+{
+    feed_users_t *u = baton;
+
+    if (st->lines >= u->first_lines) {
+        u->logouts_on = 0;
+    }
+}
 
 static void *feed_write(void *data)
 {
@@ -1486,6 +1505,18 @@ static void *feed_write(void *data)
         }
         u->seq[i]++;
         u->writes++;
+        if (u->logouts_on && !(u->writes % 20)) {
+            int j = 300 + (int)((r >> 4) % 300u);
+
+            apr_snprintf(key, sizeof(key), "%sfd%08d", MEMSESS_SESS_PREFIX,
+                         j);
+            nw = memsess_place_key(u->now, key + 14, strlen(key + 14), w, 4);
+            for (k = 0; k < nw; k++) {
+                memcached_delete(u->mc[w[k] ? 2 : 0], key, strlen(key), 0);
+            }
+            u->logouts += !u->gone[j - 300];
+            u->gone[j - 300] = 1;
+        }
         usleep(200);
     }
     return NULL;
@@ -1505,9 +1536,11 @@ static int feed_cli(int argc, char **argv)
     int i, k, n, other, stale = 0, missing = 0;
     apr_status_t rv;
 
-    if (argc < 9 || (n = atoi(argv[6])) < 300) {
-        fprintf(stderr, "usage: %s --feed HOST PORT1 PORT2 PORT3 N OTHER CAP "
-                "(N >= 300)\n", argv[0]);
+    int grow = !strcmp(argv[1], "--feed-grow"), undone = 0;
+
+    if (argc < 9 || (n = atoi(argv[6])) < 600) {
+        fprintf(stderr, "usage: %s --feed|--feed-grow HOST PORT1 PORT2 PORT3 "
+                "N OTHER CAP (N >= 600)\n", argv[0]);
         return 2;
     }
     other = atoi(argv[7]);
@@ -1543,11 +1576,16 @@ static int feed_cli(int argc, char **argv)
         u.mc[i] = bench_conn(argv[2], atoi(argv[3 + i]));
     }
     memset(&spec, 0, sizeof(spec));
-    spec.returning = apr_psprintf(p, "%s:%s", argv[2], argv[4]);
+    /* a rejoin of PORT2, or the pool grown from PORT1, PORT3 to all three */
+    spec.returning = grow ? NULL : apr_psprintf(p, "%s:%s", argv[2], argv[4]);
     spec.lists = &l;
     spec.nlists = 1;
     spec.timeout = apr_time_from_msec(500);
     spec.feed = (apr_size_t)atoi(argv[8]);
+    spec.progress = feed_progress;
+    spec.baton = &u;
+    u.logouts_on = 1;
+    u.first_lines = (apr_uint64_t)(other + 2 * n) * 9 / 10;
     pthread_create(&th, NULL, feed_write, &u);
     y = memsess_sync_create(p, &spec, err, sizeof(err));
     rv = y ? memsess_sync_before(y, err, sizeof(err)) : APR_EGENERAL;
@@ -1571,12 +1609,15 @@ static int feed_cli(int argc, char **argv)
 
         apr_snprintf(key, sizeof(key), "%sfd%08d", MEMSESS_SESS_PREFIX, i);
         if (memsess_place_key(full, key + 14, strlen(key + 14), w, 4) < 1
-            || w[0] != 1) {
+            || (w[0] != 1 && !grow)) {
             continue;
         }
         feed_value(want, i < u.users ? u.seq[i] : 0);
-        v = memcached_get(mc[1], key, strlen(key), &len, &flags, &rc);
-        if (!v) {
+        v = memcached_get(mc[w[0]], key, strlen(key), &len, &flags, &rc);
+        if (i >= 300 && i < 600 && u.gone[i - 300]) {
+            undone += v != NULL;
+        }
+        else if (!v) {
             missing++;
         }
         else if (len != strlen(want) || memcmp(v, want, len)) {
@@ -1585,11 +1626,12 @@ static int feed_cli(int argc, char **argv)
         free(v);
     }
     st = memsess_sync_stats(y);
-    printf("feed: fed %" APR_UINT64_T_FMT " lost %" APR_UINT64_T_FMT
+    printf("%s: fed %" APR_UINT64_T_FMT " lost %" APR_UINT64_T_FMT
            " lines %" APR_UINT64_T_FMT " other %d stale %d missing %d "
-           "(%d writes, %" APR_UINT64_T_FMT " copied)\n", st->fed,
-           st->feed_lost, st->lines, other, stale, missing, u.writes,
-           st->copied);
+           "undone %d (%d writes, %d logouts, %" APR_UINT64_T_FMT
+           " copied, %" APR_UINT64_T_FMT " deleted)\n", argv[1] + 2,
+           st->fed, st->feed_lost, st->lines, other, stale, missing, undone,
+           u.writes, u.logouts, st->copied, st->deleted);
     memsess_sync_destroy(y);
     for (i = 0; i < 3; i++) {
         memcached_free(mc[i]);
@@ -1622,7 +1664,8 @@ int main(int argc, char **argv)
     else if (argc > 1 && !strcmp(argv[1], "--dups")) {
         rc = dups_cli(argc, argv);
     }
-    else if (argc > 1 && !strcmp(argv[1], "--feed")) {
+    else if (argc > 1 && (!strcmp(argv[1], "--feed")
+                          || !strcmp(argv[1], "--feed-grow"))) {
         rc = feed_cli(argc, argv);
     }
     else {
