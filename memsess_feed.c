@@ -192,10 +192,9 @@ int memsess_feed_meta(const char *line, apr_size_t len, apr_int64_t now,
 /* A connection read a line at a time                                 */
 
 typedef struct {
-    apr_socket_t *sock;
-    char          buf[LINE_MAX_LEN * 2];
-    apr_size_t    start, end;
-    int           skipping;   /* inside a line too long to look at */
+    apr_socket_t    *sock;
+    char             buf[LINE_MAX_LEN * 2];
+    memsess_lines_t  lines;   /* cut from buf */
 } conn_t;
 
 static apr_status_t conn_open(conn_t *c, apr_pool_t *p, const char *host,
@@ -205,6 +204,9 @@ static apr_status_t conn_open(conn_t *c, apr_pool_t *p, const char *host,
     apr_status_t rv;
 
     memset(c, 0, sizeof(*c));
+    c->lines.buf = c->buf;
+    c->lines.size = sizeof(c->buf);
+    c->lines.max = LINE_MAX_LEN;
     if ((rv = apr_sockaddr_info_get(&sa, host, APR_UNSPEC, port, 0, p))
             == APR_SUCCESS
         && (rv = apr_socket_create(&c->sock, sa->family, SOCK_STREAM,
@@ -234,39 +236,13 @@ static apr_status_t conn_send(conn_t *c, const char *s, apr_size_t len)
  * the socket said (APR_TIMEUP with nothing lost: call again). */
 static apr_status_t conn_line(conn_t *c, const char **line, apr_size_t *len)
 {
-    for (;;) {
-        char *nl = memchr(c->buf + c->start, '\n', c->end - c->start);
-        apr_size_t got;
-        apr_status_t rv;
+    char *l, *room;
+    apr_size_t got;
 
-        if (nl) {
-            char *l = c->buf + c->start;
-            apr_size_t n = (apr_size_t)(nl - l);
+    while (!memsess_lines_next(&c->lines, &l, len, &room, &got)) {
+        apr_status_t rv = apr_socket_recv(c->sock, room, &got);
 
-            c->start += n + 1;
-            if (n && l[n - 1] == '\r') {
-                n--;
-            }
-            if (c->skipping) {
-                c->skipping = 0;
-                n = 0;
-            }
-            *line = l;
-            *len = n;
-            return APR_SUCCESS;
-        }
-        if (c->end - c->start >= LINE_MAX_LEN) {
-            c->skipping = 1;
-            c->start = c->end = 0;
-        }
-        if (c->start) {
-            memmove(c->buf, c->buf + c->start, c->end - c->start);
-            c->end -= c->start;
-            c->start = 0;
-        }
-        got = sizeof(c->buf) - c->end;
-        rv = apr_socket_recv(c->sock, c->buf + c->end, &got);
-        c->end += got;
+        c->lines.end += got;
         if (rv == APR_SUCCESS && !got) {
             return APR_EOF;
         }
@@ -274,6 +250,8 @@ static apr_status_t conn_line(conn_t *c, const char **line, apr_size_t *len)
             return rv;
         }
     }
+    *line = l;
+    return APR_SUCCESS;
 }
 
 /* ------------------------------------------------------------------ */
@@ -352,7 +330,10 @@ static void *APR_THREAD_FUNC feed_run(apr_thread_t *th, void *data)
         }
         apr_thread_mutex_unlock(f->mu);
     }
-    apr_thread_exit(th, APR_SUCCESS);
+    /* a plain return, not apr_thread_exit(): pthread_exit's forced unwind
+     * leaves this frame's stack poisoned under ASan (as in
+     * memsess_exchange.c) */
+    (void)th;
     return NULL;
 }
 

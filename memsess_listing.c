@@ -257,11 +257,10 @@ static apr_status_t dump_refused(const char *line, apr_size_t len,
  * up.  Memory stays one buffer whatever the key count; the file takes
  * about 100 bytes a key. */
 typedef struct {
-    apr_socket_t *sock;
-    apr_file_t   *file;
-    char         *buf;
-    apr_size_t    start, end;
-    int           skipping;   /* inside a line too long to be an item */
+    apr_socket_t    *sock;
+    apr_file_t      *file;
+    char            *buf;     /* what the socket reads into */
+    memsess_lines_t  lines;   /* what the file is read into */
 } dump_t;
 
 /* Whether the listing read so far (its last bytes in tail, n of them, the
@@ -385,6 +384,9 @@ static apr_status_t dump_open(const char *host, apr_port_t port,
 
     memset(d, 0, sizeof(*d));
     d->buf = apr_palloc(p, DUMP_BUF);
+    d->lines.buf = d->buf;   /* read from the file once it is whole */
+    d->lines.size = DUMP_BUF;
+    d->lines.max = DUMP_LINE_MAX;
     if (t < apr_time_from_sec(2)) {
         t = apr_time_from_sec(2);   /* the crawler may pause between items */
     }
@@ -403,44 +405,53 @@ static apr_status_t dump_open(const char *host, apr_port_t port,
     return rv;
 }
 
+int memsess_lines_next(memsess_lines_t *lb, char **line, apr_size_t *len,
+                       char **room, apr_size_t *roomlen)
+{
+    char *nl = memchr(lb->buf + lb->start, '\n', lb->end - lb->start);
+
+    if (nl) {
+        char *l = lb->buf + lb->start;
+        apr_size_t n = (apr_size_t)(nl - l);
+
+        lb->start += n + 1;
+        if (n && l[n - 1] == '\r') {
+            n--;
+        }
+        if (lb->skipping) {
+            lb->skipping = 0;
+            n = 0;
+        }
+        *line = l;
+        *len = n;
+        return 1;
+    }
+    if (lb->end - lb->start >= lb->max) {
+        lb->skipping = 1;      /* not a line to look at: dropped to its end */
+        lb->start = lb->end = 0;
+    }
+    if (lb->start) {
+        memmove(lb->buf, lb->buf + lb->start, lb->end - lb->start);
+        lb->end -= lb->start;
+        lb->start = 0;
+    }
+    *room = lb->buf + lb->end;
+    *roomlen = lb->size - lb->end;
+    return 0;
+}
+
 /* The next line, without its end: 1, or 0 at the end of the stream, -1
  * on an error (in err).  Lines longer than DUMP_LINE_MAX come back as "". */
 static int dump_line(const char *name, dump_t *d, char **line,
                      apr_size_t *len, char *err, apr_size_t errlen)
 {
-    for (;;) {
-        char *nl = memchr(d->buf + d->start, '\n', d->end - d->start);
-        apr_size_t got;
-        apr_status_t rv;
+    char *room;
+    apr_size_t got;
 
-        if (nl) {
-            char *l = d->buf + d->start;
-            apr_size_t n = (apr_size_t)(nl - l);
+    while (!memsess_lines_next(&d->lines, line, len, &room, &got)) {
+        apr_status_t rv = apr_file_read(d->file, room, &got);
 
-            d->start += n + 1;
-            if (n && l[n - 1] == '\r') {
-                n--;
-            }
-            if (d->skipping) {
-                d->skipping = 0;
-                n = 0;
-            }
-            *line = l;
-            *len = n;
-            return 1;
-        }
-        if (d->end - d->start >= DUMP_LINE_MAX) {
-            d->skipping = 1;      /* not an item: drop it to its end */
-            d->start = d->end = 0;
-        }
-        if (d->start) {
-            memmove(d->buf, d->buf + d->start, d->end - d->start);
-            d->end -= d->start;
-            d->start = 0;
-        }
-        got = DUMP_BUF - d->end;
-        rv = apr_file_read(d->file, d->buf + d->end, &got);
-        d->end += got;
+        d->lines.end += got;
         if (rv == APR_EOF || (rv == APR_SUCCESS && !got)) {
             apr_snprintf(err, errlen, "%s closed the listing before its "
                          "end", name);
@@ -455,6 +466,7 @@ static int dump_line(const char *name, dump_t *d, char **line,
             return -1;
         }
     }
+    return 1;
 }
 
 apr_status_t memsess_dump_each(apr_pool_t *p, const char *host,

@@ -31,6 +31,21 @@ typedef struct {
     int          cls;    /* its slab class; 0 when the line gives none */
 } memsess_dump_item_t;
 
+/* Lines cut from what a memcached connection or a listing's file gave
+ * (buf of size bytes, [start, end) read and not yet cut); a line longer
+ * than max is dropped to its end. */
+typedef struct {
+    char       *buf;
+    apr_size_t  size, start, end, max;
+    int         skipping;   /* inside a line too long to look at */
+} memsess_lines_t;
+
+/* The next whole line, without its end: 1, *line and *len; else 0, and
+ * the next bytes go to *room (at most *roomlen of them), lb->end moved
+ * past what was read there.  A line too long comes back as "". */
+int memsess_lines_next(memsess_lines_t *lb, char **line, apr_size_t *len,
+                       char **room, apr_size_t *roomlen);
+
 /* memcached's slab classes are numbered 1 to this, less one */
 #define MEMSESS_DUMP_CLASSES (64)
 

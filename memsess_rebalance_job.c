@@ -513,10 +513,10 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      "examined, %" APR_UINT64_T_FMT " copied, %"
                      APR_UINT64_T_FMT " deleted (stale, locks), %"
                      APR_UINT64_T_FMT " already in place, %" APR_UINT64_T_FMT
-                     " left as newer", rebalance_names(rb),
+                     " left as newer%s", rebalance_names(rb),
                      apr_time_as_msec(flipped_at - start), before.examined,
                      before.copied, before.deleted, before.same,
-                     before.newer);
+                     before.newer, memsess_sync_feed_text(rb->pool, &before));
         if (!before.listed && before.lines >= MEMSESS_NO_SESSION_LINES) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rt->main,
                          "MEMSESS0046: rebalance of %s: %" APR_UINT64_T_FMT

@@ -532,15 +532,7 @@ static const char *retried_text(sync_job_t *job, memsess_sync_t *sync)
     }
     return apr_psprintf(job->pool, "; %" APR_UINT64_T_FMT " KB held at "
                         "most%s%s", (st->memory + 1023) / 1024,
-                        st->feeds ? apr_psprintf(job->pool, "; %"
-                                                 APR_UINT64_T_FMT " keys "
-                                                 "written meanwhile read from "
-                                                 "the logs of writes of %"
-                                                 APR_UINT64_T_FMT " servers "
-                                                 "(%" APR_UINT64_T_FMT
-                                                 " passes listed instead)",
-                                                 st->fed, st->feeds,
-                                                 st->feed_lost) : "",
+                        memsess_sync_feed_text(job->pool, st),
                         st->retried ? apr_psprintf(job->pool, "; %"
                                                    APR_UINT64_T_FMT " reads "
                                                    "timed out and were tried "

@@ -427,6 +427,18 @@ void memsess_sync_destroy(memsess_sync_t *y)
     y->written = NULL;
 }
 
+const char *memsess_sync_feed_text(apr_pool_t *p,
+                                   const memsess_sync_stats_t *st)
+{
+    if (!st->feeds) {
+        return "";
+    }
+    return apr_psprintf(p, "; %" APR_UINT64_T_FMT " keys written meanwhile "
+                        "read from the logs of writes of %" APR_UINT64_T_FMT
+                        " servers (%" APR_UINT64_T_FMT " passes listed "
+                        "instead)", st->fed, st->feeds, st->feed_lost);
+}
+
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *y)
 {
     return &y->stats;
@@ -2076,6 +2088,21 @@ static apr_status_t pass_item(void *baton, const memsess_dump_item_t *it,
     return APR_SUCCESS;
 }
 
+/* A pass over one server ended (rv): its last batch written, or dropped
+ * when it failed. */
+static apr_status_t batch_end(memsess_sync_t *y, apr_status_t rv, char *err,
+                              apr_size_t errlen)
+{
+    if (rv == APR_SUCCESS) {
+        return copies_flush(y, err, errlen);
+    }
+    if (y->batch) {
+        y->batch->n = y->batch->nv = y->batch->nd = 0;
+        apr_pool_clear(y->batch->pool);
+    }
+    return rv;
+}
+
 /* Lists server i (its slab classes in `classes`, NULL: all) and acts on
  * each key of ours. */
 static apr_status_t pass_classes(memsess_sync_t *y, int i, pass_e pass,
@@ -2093,13 +2120,7 @@ static apr_status_t pass_classes(memsess_sync_t *y, int i, pass_e pass,
     rv = memsess_dump_classes(p, y->servers[i].host, y->servers[i].port,
                               y->servers[i].name, classes, y->spec->timeout,
                               y->spec->stop, pass_item, &ps, err, errlen);
-    if (rv == APR_SUCCESS) {
-        rv = copies_flush(y, err, errlen);   /* the last batch */
-    }
-    else if (y->batch) {
-        y->batch->n = y->batch->nv = y->batch->nd = 0;
-        apr_pool_clear(y->batch->pool);
-    }
+    rv = batch_end(y, rv, err, errlen);
     apr_pool_destroy(p);
     progress(y, 1);
     return rv;
@@ -2231,13 +2252,7 @@ static apr_status_t pass_server_fed(memsess_sync_t *y, int i, pass_e pass,
     y->stats.fed += (apr_uint64_t)keys->nelts;
     rv = stopped(y, err, errlen) ? APR_EINTR
          : memsess_feed_items(sv->feed, keys, pass_item, &ps, err, errlen);
-    if (rv == APR_SUCCESS) {
-        rv = copies_flush(y, err, errlen);
-    }
-    else if (y->batch) {
-        y->batch->n = y->batch->nv = y->batch->nd = 0;
-        apr_pool_clear(y->batch->pool);
-    }
+    rv = batch_end(y, rv, err, errlen);
     apr_pool_destroy(p);
     progress(y, 1);
     return rv;

@@ -222,6 +222,10 @@ typedef enum {
 memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
                                       int checked, int settled, int last);
 const memsess_sync_stats_t *memsess_sync_stats(const memsess_sync_t *sync);
+/* For a NOTICE: "; N keys written meanwhile read from the logs of writes
+ * of M servers (L passes listed instead)", or "" when no log was read. */
+const char *memsess_sync_feed_text(apr_pool_t *p,
+                                   const memsess_sync_stats_t *st);
 void memsess_sync_destroy(memsess_sync_t *sync);
 /* Whether memsess_sync_before() ran a delta sync, and why not when it was
  * asked for one (NULL: a delta ran, or none was asked for). */
