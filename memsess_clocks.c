@@ -17,10 +17,14 @@
  * Lapse.  A line of another instance (a verdict, a member line) says when
  * its writer last refreshed it, in the writer's seconds.  Whether that is
  * long ago cannot be told from our clock, which may be seconds apart: a
- * line lapses when what it says has not grown for its time to live, timed
- * by our monotonic clock (memsess_lapse_note).  A copy read from a server
- * the writer no longer reaches says less than the newest: it does not
- * grow, and does not make the line lapse while another copy grows.
+ * line lapses when none of its copies has changed for its time to live,
+ * timed by our monotonic clock (memsess_lapse_note).  Each server's copy
+ * is followed on its own: a copy on a server the writer no longer reaches
+ * stays as it was, and does not make the line lapse while another copy
+ * changes, nor keep it live; a writer whose clock is stepped back writes
+ * smaller seconds than before, a change all the same (a line that had to
+ * grow lapsed there: seen in the soak, seed 424242, an instance's clock
+ * stepped back by 4 s while its verdict held a server out).
  *
  * Skew.  A member line also carries its writer's clock, in ms, as it wrote
  * the line on that server.  We read every server's copy every round: when
@@ -40,22 +44,29 @@
  * NTP disciplines). */
 #define DRIFT_PER_SEC 1
 
-int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,
-                       apr_int64_t ttl, apr_time_t mono)
+int memsess_lapse_note(memsess_lapse_t *copies, int n, int c,
+                       apr_int64_t reported, apr_int64_t ttl,
+                       apr_time_t mono)
 {
+    memsess_lapse_t *l = &copies[c];
+    int i;
+
     if (ttl < 1) {
         ttl = 1;
     }
-    if (!l->grew || reported > l->reported
-        || reported < l->reported - 2 * (ttl + 1)) {
-        /* first seen, grown, or far behind (its clock stepped back: no
-         * copy lags the newest by more than a record's lifetime) */
+    if (!l->changed || reported != l->reported) {
         l->reported = reported;
-        l->grew = mono;
+        l->changed = mono;
         return 1;
     }
     /* a second more: `reported` counts whole seconds */
-    return mono - l->grew <= apr_time_from_sec(ttl + 1);
+    for (i = 0; i < n; i++) {
+        if (copies[i].changed
+            && mono - copies[i].changed <= apr_time_from_sec(ttl + 1)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,

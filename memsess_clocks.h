@@ -20,22 +20,27 @@
 #include "memsess_common.h"
 
 /* Other instances' clocks (memsess_clocks.c: pure).  A line of another
- * instance lapses when its `reported` has not grown for its time to live
- * by our monotonic clock; its skew (its clock minus ours) is bounded by
- * the times of the reads between which its member line changed. */
+ * instance lapses when none of its copies (one a server) has changed for
+ * its time to live by our monotonic clock; its skew (its clock minus ours)
+ * is bounded by the times of the reads between which its member line
+ * changed. */
 typedef struct {
-    apr_int64_t reported;   /* the newest read (its seconds) */
-    apr_time_t  grew;       /* our monotonic time it last grew; 0: unseen */
+    apr_int64_t reported;   /* what the copy said, last read (its seconds) */
+    apr_time_t  changed;    /* our monotonic time it last changed; 0:
+                             * unseen */
 } memsess_lapse_t;
 
 /* Our monotonic clock (CLOCK_MONOTONIC): what lapses by our own time,
  * whatever the wall clock says or does (a step, a faked time). */
 apr_time_t memsess_mono_now(void);
 
-/* Notes a copy of a line read at our monotonic time mono; its writer
- * meant it to hold ttl seconds.  Returns whether it is live. */
-int memsess_lapse_note(memsess_lapse_t *l, apr_int64_t reported,
-                       apr_int64_t ttl, apr_time_t mono);
+/* Notes copy c of a line (its copies, one a server: copies[0 .. n)) read
+ * at our monotonic time mono; its writer meant it to hold ttl seconds.
+ * Returns whether the line is live: some copy of it changed within ttl
+ * + 1 s. */
+int memsess_lapse_note(memsess_lapse_t *copies, int n, int c,
+                       apr_int64_t reported, apr_int64_t ttl,
+                       apr_time_t mono);
 
 typedef struct {
     apr_int64_t wrote_ms;   /* what the copy on one server said, last read */

@@ -87,7 +87,8 @@ APLOG_USE_MODULE(memsess);
 
 typedef struct {
     char                 name[MEMSESS_INSTANCE_MAX];   /* "": free */
-    memsess_lapse_t     *lapse;    /* [n + 1] its line in each record */
+    memsess_lapse_t     *lapse;    /* [n + 1][n] its line in each record,
+                                    * each server's copy */
     memsess_skew_seen_t *seen;     /* [n] its member line on each server */
     memsess_skew_t       skew;
     apr_time_t           read;     /* our monotonic time of the last read */
@@ -174,7 +175,8 @@ static peer_t *peer_of(memsess_exchange_t *x, const char *name,
         memsess_lapse_t *lapse = free_one->lapse;
         memsess_skew_seen_t *seen = free_one->seen;
 
-        memset(lapse, 0, (apr_size_t)(x->n + 1) * sizeof(*lapse));
+        memset(lapse, 0, (apr_size_t)((x->n + 1) * (x->n ? x->n : 1))
+                         * sizeof(*lapse));
         memset(seen, 0, (apr_size_t)x->n * sizeof(*seen));
         memset(free_one, 0, sizeof(*free_one));
         free_one->lapse = lapse;
@@ -204,7 +206,8 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                 live = v->expires >= apr_time_sec(now);   /* its clock's */
             }
             else {
-                live = memsess_lapse_note(&pe->lapse[xi], v->reported,
+                live = memsess_lapse_note(pe->lapse + xi * x->n, x->n,
+                                          y < x->n ? y : 0, v->reported,
                                           v->expires - v->reported, mono);
                 pe->read = mono;
                 if (rec->members && y < x->n) {
@@ -1042,7 +1045,8 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->peers = apr_pcalloc(pool, PEERS_TRACKED * sizeof(*x->peers));
     x->conns = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*x->conns));
     for (i = 0; i < PEERS_TRACKED; i++) {
-        x->peers[i].lapse = apr_pcalloc(pool, (apr_size_t)(n + 1)
+        x->peers[i].lapse = apr_pcalloc(pool, (apr_size_t)((n + 1)
+                                                           * (n ? n : 1))
                                               * sizeof(memsess_lapse_t));
         x->peers[i].seen = apr_pcalloc(pool, (apr_size_t)(n ? n : 1)
                                              * sizeof(memsess_skew_seen_t));

@@ -338,10 +338,12 @@ static void *APR_THREAD_FUNC feed_run(apr_thread_t *th, void *data)
 }
 
 /* memcached's counters of lines its log lost, into *dropped and
- * *skipped: APR_SUCCESS, or why not. */
+ * *skipped, and how many keys it holds into *items (may be NULL):
+ * APR_SUCCESS, or why not. */
 static apr_status_t lost_counts(memsess_feed_t *f, apr_int64_t *dropped,
-                                apr_int64_t *skipped)
+                                apr_int64_t *skipped, apr_int64_t *items)
 {
+    apr_int64_t ignored;
     static const char cmd[] = "stats\r\n";
     apr_status_t rv = conn_send(f->ctl, cmd, sizeof(cmd) - 1);
     int have = 0;
@@ -356,7 +358,11 @@ static apr_status_t lost_counts(memsess_feed_t *f, apr_int64_t *dropped,
         if (len == 3 && !memcmp(line, "END", 3)) {
             return have == 3 ? APR_SUCCESS : APR_ENOTIMPL;
         }
-        if (len > 24 && !memcmp(line, "STAT log_worker_dropped ", 24)) {
+        if (len > 16 && !memcmp(line, "STAT curr_items ", 16)) {
+            number(line + 16, len - 16, items ? items : &ignored);
+        }
+        else if (len > 24
+                 && !memcmp(line, "STAT log_worker_dropped ", 24)) {
             have |= number(line + 24, len - 24, dropped) ? 1 : 0;
         }
         else if (len > 25 && !memcmp(line, "STAT log_watcher_skipped ", 25)) {
@@ -372,7 +378,7 @@ static apr_status_t lost_counts(memsess_feed_t *f, apr_int64_t *dropped,
 memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
                                   apr_port_t port, const char *name,
                                   apr_interval_time_t timeout,
-                                  apr_size_t cap,
+                                  apr_size_t cap, apr_int64_t min_items,
                                   int (*keep)(void *baton, const char *key,
                                               apr_size_t len),
                                   void *baton, char *err, apr_size_t errlen)
@@ -382,6 +388,7 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
     apr_pool_t *sub;
     const char *line = "";
     apr_size_t len = 0;
+    apr_int64_t items = 0;
     apr_status_t rv;
 
     apr_pool_create(&sub, p);
@@ -392,8 +399,8 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
     f->cap = cap ? cap : 1;
     f->keep = keep;
     f->baton = baton;
-    f->watch = apr_palloc(sub, sizeof(*f->watch));
-    f->ctl = apr_palloc(sub, sizeof(*f->ctl));
+    f->watch = apr_pcalloc(sub, sizeof(*f->watch));
+    f->ctl = apr_pcalloc(sub, sizeof(*f->ctl));
     if (apr_generate_random_bytes((unsigned char *)&f->nonce,
                                   sizeof(f->nonce)) != APR_SUCCESS) {
         f->nonce = (apr_uint64_t)apr_time_now();
@@ -401,6 +408,10 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
     apr_pool_create(&f->set_pool, sub);
     f->set = apr_hash_make(f->set_pool);
     if ((rv = conn_open(f->ctl, sub, host, port, timeout)) != APR_SUCCESS
+        || (rv = lost_counts(f, &f->dropped, &f->skipped, &items))
+           != APR_SUCCESS
+        || (rv = items < min_items ? APR_EAGAIN : APR_SUCCESS)
+           != APR_SUCCESS
         || (rv = conn_open(f->watch, sub, host, port, timeout))
            != APR_SUCCESS
         || (rv = conn_send(f->watch, cmd, sizeof(cmd) - 1)) != APR_SUCCESS
@@ -408,7 +419,6 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
         || (rv = (len == 2 && !memcmp(line, "OK", 2)) ? APR_SUCCESS
                                                       : APR_ENOTIMPL)
            != APR_SUCCESS
-        || (rv = lost_counts(f, &f->dropped, &f->skipped)) != APR_SUCCESS
         || (rv = apr_socket_timeout_set(f->watch->sock, POLL_US))
            != APR_SUCCESS
         || (rv = apr_thread_mutex_create(&f->mu, APR_THREAD_MUTEX_DEFAULT,
@@ -420,6 +430,10 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
 
         if (rv == APR_ENOTIMPL) {
             apr_cpystrn(reason, "no log to watch", sizeof(reason));
+        }
+        else if (rv == APR_EAGAIN) {
+            apr_snprintf(reason, sizeof(reason), "it holds %" APR_INT64_T_FMT
+                         " keys: listed again, that costs less", items);
         }
         else {
             apr_strerror(rv, reason, sizeof(reason));
@@ -486,7 +500,7 @@ apr_status_t memsess_feed_take(memsess_feed_t *f, apr_pool_t *p,
     if (mark(f, &why)) {
         mark(f, &why);
     }
-    counted = lost_counts(f, &dropped, &skipped) == APR_SUCCESS;
+    counted = lost_counts(f, &dropped, &skipped, NULL) == APR_SUCCESS;
     a = apr_array_make(p, 16, sizeof(const char *));
     apr_thread_mutex_lock(f->mu);
     lost = f->lost;

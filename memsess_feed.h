@@ -27,12 +27,14 @@ typedef struct memsess_feed memsess_feed_t;
 /* Starts watching host:port (name "host:port", for messages): from its
  * return on, every key the server stores and keep(baton, key, len) wants
  * is collected, at most cap of them between two takes.  keep runs on the
- * feed's own thread.  NULL, with why in err, when the server has no such
- * log (a memcached before 1.5, SASL: no text protocol). */
+ * feed's own thread (one a feed, and two connections).  NULL, with why in
+ * err, when the server holds fewer than min_items keys (listing it again
+ * costs less), or has no such log (a memcached before 1.5, SASL: no text
+ * protocol). */
 memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
                                   apr_port_t port, const char *name,
                                   apr_interval_time_t timeout,
-                                  apr_size_t cap,
+                                  apr_size_t cap, apr_int64_t min_items,
                                   int (*keep)(void *baton, const char *key,
                                               apr_size_t len),
                                   void *baton, char *err, apr_size_t errlen);

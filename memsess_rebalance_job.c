@@ -717,6 +717,7 @@ static void rebalance_start(memsess_rebalancer_t *c, const int *ready,
     rb->spec.progress = rebalance_progress;
     rb->spec.fence = rebalance_fence;
     rb->spec.feed = MEMSESS_SYNC_FEED;
+    rb->spec.feed_min = MEMSESS_SYNC_FEED_MIN;
     rb->spec.baton = rb;
     for (v = 0; v < n; v++) {
         const memsess_view_t *view = memsess_view_in_force(rt, v);

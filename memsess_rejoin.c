@@ -995,6 +995,7 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->spec.progress = sync_progress;
     job->spec.fence = sync_fence;
     job->spec.feed = MEMSESS_SYNC_FEED;
+    job->spec.feed_min = MEMSESS_SYNC_FEED_MIN;
     job->spec.baton = job;
     /* the same memcached process came back (its memory kept): what a sync
      * could do is delete, and only a witness may say what */

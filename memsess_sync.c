@@ -2170,8 +2170,8 @@ static void feeds_open(memsess_sync_t *y)
         if (sv->in_now && !sv->fresh && !sv->feed) {
             sv->feed = memsess_feed_open(y->pool, sv->host, sv->port,
                                          sv->name, y->spec->timeout,
-                                         y->spec->feed, feed_keep, y, why,
-                                         sizeof(why));
+                                         y->spec->feed, y->spec->feed_min,
+                                         feed_keep, y, why, sizeof(why));
             y->stats.feeds += sv->feed != NULL;
         }
     }

@@ -28,6 +28,7 @@
  * writes (memsess_feed.c), at most: more, and it lists that server whole
  * again (~80 bytes a key: 5 MB). */
 #define MEMSESS_SYNC_FEED (65536)
+#define MEMSESS_SYNC_FEED_MIN (100000)
 
 
 
@@ -138,8 +139,12 @@ typedef struct {
     const char                *next_prefix;
     /* Keys a server's log of writes (memsess_feed.c) may give one later
      * pass instead of listing that server whole again
-     * (MEMSESS_SYNC_FEED); 0: every pass lists every server whole */
+     * (MEMSESS_SYNC_FEED); 0: every pass lists every server whole.  Only
+     * a server holding feed_min keys or more is watched
+     * (MEMSESS_SYNC_FEED_MIN): a smaller one is listed again, for less
+     * than a watch costs (a thread, two connections) */
     apr_size_t                 feed;
+    apr_int64_t                feed_min;
 } memsess_sync_spec_t;
 
 typedef struct memsess_sync memsess_sync_t;

@@ -12,7 +12,7 @@
 
 int main(void)
 {
-    memsess_lapse_t l = { 0, 0 };
+    memsess_lapse_t l[2] = { { 0, 0 }, { 0, 0 } };
     memsess_skew_t k;
     memsess_skew_seen_t s1, s2;
     apr_time_t mono = SEC(1000);
@@ -22,33 +22,43 @@ int main(void)
     apr_initialize();
 
     /* lapse: a writer 3 s behind us (its line "expired" by our clock at
-     * once) stays live while it refreshes */
+     * once) stays live while it refreshes; its line has a copy on two
+     * servers (l[0], l[1]) */
     live = 1;
     for (i = 0, r = 500; i < 50; i++, mono += MS(200)) {
         if (i % 5 == 0) {
             r++;   /* its seconds grow once a second */
         }
-        live &= memsess_lapse_note(&l, r, 2, mono);
+        live &= memsess_lapse_note(l, 2, i % 2, r, 2, mono);
     }
     ok(live, "a line refreshed every round stays live (10 s, ttl 2 s)");
-    mono = l.grew;   /* when it last grew */
-    ok(memsess_lapse_note(&l, r, 2, mono + SEC(3)),
+    mono = l[0].changed > l[1].changed ? l[0].changed : l[1].changed;
+    ok(memsess_lapse_note(l, 2, 0, r, 2, mono + SEC(3)),
        "unchanged for ttl + 1 s: still live");
-    ok(!memsess_lapse_note(&l, r, 2, mono + SEC(3) + MS(100)),
+    ok(!memsess_lapse_note(l, 2, 1, r, 2, mono + SEC(3) + MS(100)),
        "unchanged for longer: lapsed, by our clock alone");
-    ok(memsess_lapse_note(&l, r + 1, 2, mono + SEC(4)),
-       "grown again (its writer came back): live");
-    ok(memsess_lapse_note(&l, r - 1, 2, mono + SEC(5)),
-       "an older copy (a server its writer no longer reaches) does not "
-       "make it lapse while the newest grew within its time");
-    ok(!memsess_lapse_note(&l, r - 1, 2, mono + SEC(8)),
+    ok(memsess_lapse_note(l, 2, 1, r + 1, 2, mono + SEC(4)),
+       "changed again (its writer came back): live");
+    ok(memsess_lapse_note(l, 2, 0, r, 2, mono + SEC(5)),
+       "a copy that stays as it was (a server its writer no longer "
+       "reaches) does not make it lapse while another changed within its "
+       "time");
+    ok(!memsess_lapse_note(l, 2, 0, r, 2, mono + SEC(8)),
        "... nor keeps it live");
-    ok(memsess_lapse_note(&l, r - 100, 2, mono + SEC(9)),
-       "far behind the newest: its clock stepped back, seen afresh");
+    ok(memsess_lapse_note(l, 2, 1, r - 3, 2, mono + SEC(9))
+       && memsess_lapse_note(l, 2, 1, r - 3, 2, mono + SEC(11))
+       && memsess_lapse_note(l, 2, 1, r - 2, 2, mono + SEC(12))
+       && memsess_lapse_note(l, 2, 1, r - 1, 2, mono + SEC(13)),
+       "its clock stepped back 4 s (less than twice its time to live) "
+       "while it refreshes: live throughout (it lapsed before: soak seed "
+       "424242)");
+    ok(!memsess_lapse_note(l, 2, 0, r, 2, mono + SEC(13))
+       || l[1].changed == mono + SEC(13),
+       "the copy that stays as it was plays no part");
     {
-        memsess_lapse_t n = { 0, 0 };
+        memsess_lapse_t n[1] = { { 0, 0 } };
 
-        ok(memsess_lapse_note(&n, 42, 0, MS(1)) && n.reported == 42,
+        ok(memsess_lapse_note(n, 1, 0, 42, 0, MS(1)) && n[0].reported == 42,
            "first seen: live (a ttl below 1 s counts as 1 s)");
     }
 

@@ -957,6 +957,7 @@ static int bench_cli(int argc, char **argv)
     /* MEMSESS_TEST_FEED=0: every pass lists every server */
     spec.feed = getenv("MEMSESS_TEST_FEED") ? (apr_size_t)atoi(getenv(
                     "MEMSESS_TEST_FEED")) : MEMSESS_SYNC_FEED;
+    spec.feed_min = MEMSESS_SYNC_FEED_MIN;
 
     bench_state(mc, full, now, ids, n, value, want, 1);
     st = memcached_stat(mc[1], NULL, &rc);
@@ -1582,6 +1583,7 @@ static int feed_cli(int argc, char **argv)
     spec.nlists = 1;
     spec.timeout = apr_time_from_msec(500);
     spec.feed = (apr_size_t)atoi(argv[8]);
+    spec.feed_min = MEMSESS_SYNC_FEED_MIN;
     spec.progress = feed_progress;
     spec.baton = &u;
     u.logouts_on = 1;
