@@ -22,8 +22,9 @@ use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
 use Memsess::Load;
+use Memsess::Fill qw(memc_fill);
 
-plan tests => 26;
+plan tests => 28;
 
 my $JSON  = JSON::PP->new->utf8;
 my $TOP   = dirname(Apache::Test::vars('t_dir'));
@@ -78,6 +79,7 @@ sub fresh_sessions {
 # --- (a) the defaults ---------------------------------------------------------
 
 my @Y = qw(MEMC_Y1 MEMC_Y2 MEMC_Y3);
+memc_opts(['-m', '64'], @Y);   # Y1 takes 120,000 keys of another application
 memc_start(@Y);
 my $in = Memsess::Instance->new(name => 'rejoin_sync', php => 1, conf => <<'EOF');
 MemsessServers ${MEMC_Y1} ${MEMC_Y2} ${MEMC_Y3}
@@ -134,7 +136,11 @@ for my $u (@out_users) {
 }
 ok t_cmp($still_out, scalar @out_users, 'a logout during the outage stays a logout after the return');
 
-# kill -> restart empty
+# kill -> restart empty, with 120,000 keys of another application on Y1:
+# the sync watches Y1's log of writes (a server of 100,000 keys or more)
+# and reads what the users write meanwhile from it, not a listing
+ok t_cmp(memc_fill('MEMC_Y1', [ map { ["app:cache:$_", 'x' x 10] } 1 .. 120000 ]) ? 1 : 0, 1,
+         '120,000 keys of another application on Y1');
 my $t_kill = time;
 memc_kill('MEMC_Y3');
 my $t_down3 = wait_state($in, 'MEMC_Y3', 'down', 10);
@@ -147,6 +153,8 @@ ok t_cmp(defined $t_up3 ? 1 : 0, 1, 'restarted empty, it comes back up');
 $synced = (grep { /MEMSESS0031: .*\Q${\ addr('MEMC_Y3')}\E/ } split /\n/, $in->log_since($mark))[0] // '';
 ok t_cmp($synced, qr/ copied to it/, 'the empty server was refilled');
 diag("restart: $synced");
+ok t_cmp($synced, qr/; \d+ keys written meanwhile read from the logs of writes of 1 servers \(0 passes listed instead\)/,
+         'the sync read what was written meanwhile from the log of writes of Y1 (its 120,000 other keys not listed again)');
 sleep 3;
 stop_load($stop, @pids);
 
