@@ -143,6 +143,9 @@ typedef struct sync_job_t {
     int                     share;
     memsess_joblock_t       lock;
     const char             *full_why;    /* why not a delta sync */
+    int                     resumed;     /* the delta resumes a sync of it
+                                          * that was stopped (slot
+                                          * resume_*) */
     int                     unwitnessed; /* live servers, none a witness */
     int                     delta;       /* the engine runs a delta sync */
     memsess_gate_t          gate;        /* at its flip, when it syncs */
@@ -326,6 +329,7 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         }
         memsess_slot_sync_end(slot, 1, NULL, apr_time_sec(apr_time_now()));
         c->unfinished[job->slot] = 0;
+        slot->resume_since = slot->resume_pid = slot->resume_started = 0;
         slot->sync_examined = st->examined;
         slot->sync_copied = st->copied;
         slot->sync_deleted = st->deleted;
@@ -569,6 +573,19 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
                      "servers)?", job->spec.returning, st->lines,
                      job->spec.prefix);
     }
+    if (memsess_sync_delta(sync) && job->resumed) {
+        return apr_psprintf(job->pool, "; resumed: a sync of it that was "
+                            "stopped before it was published wrote to the "
+                            "memcached process that answers (pid %"
+                            APR_INT64_T_FMT "): only what changed since "
+                            "its outage began (%" APR_TIME_T_FMT "s before "
+                            "this sync), and what it lacks, was examined, "
+                            "of %" APR_UINT64_T_FMT " keys listed",
+                            job->spec.pid,
+                            apr_time_sec(start - job->spec.since
+                                         + APR_USEC_PER_SEC - 1),
+                            st->listed);
+    }
     if (memsess_sync_delta(sync)) {
         return apr_psprintf(job->pool, "; delta sync: the same memcached "
                             "process (pid %" APR_INT64_T_FMT ") came back, "
@@ -582,6 +599,31 @@ static const char *sync_mode_text(sync_job_t *job, memsess_sync_t *sync,
     return apr_pstrcat(job->pool, "; full sync: ",
                        memsess_sync_mode(sync) ? memsess_sync_mode(sync)
                                                : job->full_why, NULL);
+}
+
+/* The sync begins to write to the returning server: its resume record
+ * (slot resume_*, in shared memory: it outlives a graceful and the
+ * checker process) names this start and the memcached process that
+ * answers, unless it names that process already (an earlier start: kept).
+ * A sync stopped before it is published is then resumed, not started
+ * over (memsess_sync_delta_since); the flip clears it. */
+static void resume_note(sync_job_t *job, apr_time_t start)
+{
+    memsess_rejoin_t *c = job->c;
+    memsess_runtime_t *rt = c->rt;
+    memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
+
+    if (memsess_table_lease_lock(rt->table, c->mutex)
+        && (!slot->resume_since || slot->resume_pid != slot->proc_pid
+            || slot->resume_started - slot->proc_started > 1
+            || slot->proc_started - slot->resume_started > 1)) {
+        memsess_table_write_begin(rt->table);
+        slot->resume_since = start;
+        slot->resume_pid = slot->proc_pid;
+        slot->resume_started = slot->proc_started;
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
 }
 
 static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
@@ -645,6 +687,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     }
     else if ((sync = memsess_sync_create(job->pool, &job->spec, err,
                                          sizeof(err)))) {
+        resume_note(job, start);
         rv = memsess_sync_before(sync, err, sizeof(err));
         before = *memsess_sync_stats(sync);
         job->delta = memsess_sync_delta(sync);
@@ -834,7 +877,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
  * its own probes failed was out since then: the earlier of the two is
  * when its outage began).  A new checker has seen neither: full. */
 static const char *rejoin_facts(memsess_rejoin_t *c, int i,
-                                memsess_sync_spec_t *spec)
+                                memsess_sync_spec_t *spec, int *resumed)
 {
     const memsess_slot_t *slot = memsess_table_slot(c->rt->table, i);
     memsess_rejoin_facts_t f;
@@ -849,6 +892,9 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     f.down_since = slot->down_since;
     f.last_live = c->last_live[i];
     f.unfinished = c->unfinished[i];
+    f.resume_since = slot->resume_since;
+    f.resume_pid = slot->resume_pid;
+    f.resume_started = slot->resume_started;
     /* memcached's clock ticks once a second and probes are an interval
      * apart: the server may have stopped up to an interval and a timeout
      * before its first failed probe; 3 s more for the granularity of
@@ -860,6 +906,7 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
         margin += apr_time_from_sec(memsess_share_ttl(c->rt));
     }
     why = memsess_sync_delta_since(&f, margin, apr_time_now(), &since);
+    *resumed = f.resumed;
     if (!why) {
         spec->since = since;
         spec->pid = f.proc_pid;
@@ -1045,7 +1092,7 @@ static void start_now(memsess_rejoin_t *c, int i)
         c->unsynced[i] = apr_time_now();   /* published as it is */
     }
     persist_facts(c, i, job);
-    job->full_why = rejoin_facts(c, i, &job->spec);
+    job->full_why = rejoin_facts(c, i, &job->spec, &job->resumed);
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
     job->out_since = memsess_table_slot(rt->table, i)->out_since;
     c->unfinished[i] = 1;

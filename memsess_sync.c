@@ -454,20 +454,42 @@ const char *memsess_sync_mode(const memsess_sync_t *y)
     return y->delta ? NULL : y->mode;
 }
 
-const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
+/* Whether the process that answers now is the one pid/started names
+ * (time - uptime read a tick apart: a second either way). */
+static int same_proc(const memsess_rejoin_facts_t *f, apr_int64_t pid,
+                     apr_int64_t started)
+{
+    return pid == f->proc_pid && started - f->proc_started <= 1
+           && f->proc_started - started <= 1;
+}
+
+const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
                                      apr_interval_time_t margin,
                                      apr_time_t now, apr_time_t *since)
 {
     apr_time_t from;
+    int resumable = f->resume_since > 0 && f->resume_since <= now;
 
-    if (!f->down_pid || !f->down_started) {
-        return "which memcached process went down is not known";
-    }
+    f->resumed = 0;
     if (!f->proc_pid || !f->proc_started) {
         return "which memcached process answers now is not known";
     }
-    if (f->down_pid != f->proc_pid || f->down_started - f->proc_started > 1
-        || f->proc_started - f->down_started > 1) {
+    if (resumable && same_proc(f, f->resume_pid, f->resume_started)
+        && !(f->down_pid && same_proc(f, f->down_pid, f->down_started))
+        && f->down_since > 0 && f->down_since <= now) {
+        /* another process than went down (restarted empty, so after the
+         * outage began) that a sync began to fill and did not publish:
+         * all it holds was written since the outage began, by whichever
+         * sync, each copy as new as its authority's then: what changed
+         * since, and what it lacks, is all there is to do */
+        f->resumed = 1;
+        *since = f->down_since - margin;
+        return NULL;
+    }
+    if (!f->down_pid || !f->down_started) {
+        return "which memcached process went down is not known";
+    }
+    if (!same_proc(f, f->down_pid, f->down_started)) {
         return "it is another memcached process (restarted)";
     }
     if (f->unfinished) {
@@ -479,9 +501,15 @@ const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
     if (f->last_live <= 0) {
         return "this checker did not see it live before its outage";
     }
-    /* whichever is earlier: our last sight of it live, or its first
-     * failed probe; then the margin (the detection delay, la's second) */
+    /* whichever is earlier: our last sight of it live, its first failed
+     * probe, or the start of a sync of it that was not published (a
+     * checker before this one's: what it copied is only as new as then);
+     * then the margin (the detection delay, la's second) */
     from = f->down_since < f->last_live ? f->down_since : f->last_live;
+    if (resumable && same_proc(f, f->resume_pid, f->resume_started)
+        && f->resume_since < from) {
+        from = f->resume_since;
+    }
     *since = from - margin;
     return NULL;
 }

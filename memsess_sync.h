@@ -245,12 +245,20 @@ typedef struct {
     apr_time_t  down_since;  /* the outage's first failed probe */
     apr_time_t  last_live;   /* this checker last saw it published: 0 never */
     int         unfinished;  /* an earlier sync of it was not published */
+    /* a sync of it stopped before it was published (slot resume_*): when
+     * it began (0: none) and the process it wrote to */
+    apr_time_t  resume_since;
+    apr_int64_t resume_pid, resume_started;
+    int         resumed;     /* out: the delta resumes that sync */
 } memsess_rejoin_facts_t;
 
 /* A delta sync or a full one (pure): NULL and *since (our clock: the
  * outage's start, less margin) when the server returns as the same
- * process with nothing uncertain; else why it gets a full sync. */
-const char *memsess_sync_delta_since(const memsess_rejoin_facts_t *f,
+ * process with nothing uncertain, or (f->resumed set) as another process
+ * that a sync of it began to fill and did not publish (restarted empty, a
+ * sync stopped by a graceful: it holds nothing from before the outage,
+ * and what it lacks is copied); else why it gets a full sync. */
+const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
                                      apr_interval_time_t margin,
                                      apr_time_t now, apr_time_t *since);
 /* `since` (our clock) on a server's clock, in its seconds: their_now is

@@ -53,7 +53,7 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (16u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (17u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
@@ -65,7 +65,8 @@
                                       * 14: the checker process,
                                       * sync_listed, sync_expected;
                                       * 15: served_prefix;
-                                      * 16: out_since */
+                                      * 16: out_since;
+                                     * 17: resume_* */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)

@@ -87,6 +87,14 @@ typedef struct {
                                     * another's line); 0 = never */
     apr_uint32_t sync_mode;        /* of its last published sync:
                                     * MEMSESS_SYNC_* */
+    /* A sync of it that began and was not published (stopped by a
+     * graceful, a killed checker, a failure): when it began (apr_time_t,
+     * 0: none), and the memcached process it wrote to.  That process
+     * holds nothing older, so the next sync of it, while the same process
+     * answers, examines only what changed since (memsess_rejoin.c) */
+    apr_int64_t  resume_since;
+    apr_int64_t  resume_pid;
+    apr_int64_t  resume_started;
 } memsess_slot_t;
 
 /* memsess_slot_t.sync_mode */

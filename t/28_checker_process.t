@@ -33,7 +33,7 @@ use Memsess::Fill;
 # (the sanitizer pass: prefork, whose idle reaping the process is for,
 # and event; worker's threads run under event too.  The suite's time.)
 my @MPMS = $ENV{MEMSESS_TEST_SANITIZED} ? qw(prefork event) : qw(prefork worker event);
-plan tests => 5 * @MPMS + 10;
+plan tests => 5 * @MPMS + 13;
 
 my @CP = qw(MEMC_CP1 MEMC_CP2 MEMC_CP3);
 my $N = $ENV{MEMSESS_CHECKER_SESSIONS} // 15000;
@@ -224,6 +224,38 @@ EOF
                  "graceful: the old checker process ($pid) ended, the new one ($g) checks");
         ok t_cmp(scalar(() = $in->log_since($m) =~ /MEMSESS003[23]:|exit signal/g), 0,
                  'graceful: nothing was cut short, nothing crashed');
+
+        # --- a graceful in the middle of a sync: the next one resumes -------
+        # CP3 killed and restarted empty again; its sync (MemsessSyncRate
+        # 2000: seconds) is stopped by a graceful 1.5 s in.  The new
+        # checker process resumes it: what the stopped sync copied is kept
+        # (a delta sync: what changed since the outage began, and what the
+        # server lacks), not looked at again (a full sync looks up every
+        # key at the server: 5 times as many here, at MemsessSyncRate)
+        memc_kill('MEMC_CP3');
+        wait_for(10, sub { $in->server_state('MEMC_CP3') eq 'down' });
+        $m = $in->log_mark;
+        memc_start('MEMC_CP3');
+        my $began = $in->log_wait(15, $m, qr/MEMSESS0030: .*\Q$a3\E/);
+        sleep 1.5;
+        $in->graceful;
+        my $back3 = wait_for(60, sub { $in->server_state('MEMC_CP3') eq 'up' });
+        my $glog = $in->log_since($m);
+        my @syncs = grep { /MEMSESS003[13]: .*\Q$a3\E/ } split /\n/, $glog;
+        diag $_ for @syncs;
+        my ($first) = grep { /MEMSESS0033:/ } @syncs;
+        my ($then) = grep { /MEMSESS0031:/ } @syncs;
+        my ($examined) = ($then // '') =~ /: (\d+) keys examined/;
+        my ($full) = ($synced // '') =~ /: (\d+) keys examined/;
+        ok t_cmp($began && $first && $back3 && ($then // '') =~ /; resumed: / ? 1 : 0, 1,
+                 'a sync stopped by a graceful is resumed by the next checker process (MEMSESS0031 "resumed")');
+        ok t_cmp(defined $examined && $full && $examined < 0.5 * $full ? 1 : 0, 1,
+                 'what the stopped sync copied is not looked at again ('
+                 . ($examined // '?') . ' keys examined, where the full sync of the same server examined '
+                 . ($full // '?') . ')');
+        my ($lost3, $stale3, $detail3) = audit($where, $want);
+        diag($_) for @{$detail3}[0 .. ($#$detail3 < 4 ? $#$detail3 : 4)];
+        ok t_cmp("$lost3 $stale3", '0 0', "after the resumed sync, every one of the $N sessions where PHP reads it");
     }
     $in->stop;
 }

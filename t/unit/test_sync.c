@@ -504,6 +504,7 @@ static void test_delta(void)
         apr_time_t since = 0;
         const char *why;
 
+        memset(&f, 0, sizeof(f));
         f.down_pid = deltas[i].down_pid;
         f.down_started = deltas[i].down_started;
         f.proc_pid = deltas[i].proc_pid;
@@ -515,6 +516,50 @@ static void test_delta(void)
         ok(deltas[i].delta ? !why && since == ago(now, deltas[i].from)
                                                - margin
                            : why != NULL, "%s", deltas[i].what);
+    }
+
+    /* a sync stopped before it published (a graceful), resumed */
+    {
+        memsess_rejoin_facts_t f;
+        apr_time_t since = 0;
+        const char *why;
+
+        memset(&f, 0, sizeof(f));
+        f.down_pid = 100;              /* the process that went down */
+        f.down_started = 1700000000;
+        f.proc_pid = 200;              /* restarted empty */
+        f.proc_started = 1799999000;
+        f.down_since = ago(now, 60);
+        f.last_live = ago(now, 61);
+        f.resume_since = ago(now, 20);   /* a sync of 200 began */
+        f.resume_pid = 200;
+        f.resume_started = 1799999001;
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(!why && f.resumed && since == ago(now, 60) - margin,
+           "restarted empty, a sync of it stopped (a graceful): resumed, "
+           "what changed since the outage began (and what it lacks)");
+        f.resume_pid = 201;
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(why && !f.resumed,
+           "that sync wrote to another process (restarted again): full");
+        f.resume_pid = 200;
+        f.resume_since = now + apr_time_from_sec(2);
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(why && !f.resumed, "a start in the future: full");
+        /* the same process as went down (a freeze): what it kept is older
+         * than the stopped sync; the delta goes back to the outage */
+        f.proc_pid = f.resume_pid = 100;
+        f.proc_started = f.resume_started = 1700000000;
+        f.resume_since = ago(now, 20);
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(!why && !f.resumed && since == ago(now, 61) - margin,
+           "the same process as went down: a delta from the outage, not "
+           "from the stopped sync");
+        f.resume_since = ago(now, 90);
+        why = memsess_sync_delta_since(&f, margin, now, &since);
+        ok(!why && since == ago(now, 90) - margin,
+           "... from the stopped sync when that began earlier (what it "
+           "copied is only as new as then)");
     }
 
     /* our time on their clock */
