@@ -110,31 +110,6 @@ int memsess_feed_parse(const char *line, apr_size_t len,
     return v && memsess_dump_key(v, vlen, it) ? 1 : 0;
 }
 
-/* A decimal number of at most 18 digits (no overflow), with an optional
- * sign: 1. */
-static int number(const char *s, apr_size_t len, apr_int64_t *out)
-{
-    apr_size_t i = 0;
-    apr_int64_t v = 0;
-    int neg = 0;
-
-    if (len && s[0] == '-') {
-        neg = 1;
-        i = 1;
-    }
-    if (i == len || len - i > 18) {
-        return 0;
-    }
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return 0;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = neg ? -v : v;
-    return 1;
-}
-
 int memsess_feed_meta(const char *line, apr_size_t len, apr_int64_t now,
                       memsess_dump_item_t *it)
 {
@@ -164,13 +139,15 @@ int memsess_feed_meta(const char *line, apr_size_t len, apr_int64_t now,
         }
         switch (line[start]) {
         case 't':
-            have |= number(line + start + 1, n - 1, &ttl) ? 1 : 0;
+            have |= memsess_dump_int(line + start + 1, n - 1, &ttl) ? 1 : 0;
             break;
         case 'c':
-            have |= number(line + start + 1, n - 1, &cas) && cas >= 0 ? 2 : 0;
+            have |= memsess_dump_int(line + start + 1, n - 1, &cas)
+                    && cas >= 0 ? 2 : 0;
             break;
         case 'l':
-            have |= number(line + start + 1, n - 1, &la) && la >= 0 ? 4 : 0;
+            have |= memsess_dump_int(line + start + 1, n - 1, &la)
+                    && la >= 0 ? 4 : 0;
             break;
         case 'k':
             have |= memsess_dump_key(line + start + 1, n - 1, it) ? 8 : 0;
@@ -359,14 +336,14 @@ static apr_status_t lost_counts(memsess_feed_t *f, apr_int64_t *dropped,
             return have == 3 ? APR_SUCCESS : APR_ENOTIMPL;
         }
         if (len > 16 && !memcmp(line, "STAT curr_items ", 16)) {
-            number(line + 16, len - 16, items ? items : &ignored);
+            memsess_dump_int(line + 16, len - 16, items ? items : &ignored);
         }
         else if (len > 24
                  && !memcmp(line, "STAT log_worker_dropped ", 24)) {
-            have |= number(line + 24, len - 24, dropped) ? 1 : 0;
+            have |= memsess_dump_int(line + 24, len - 24, dropped) ? 1 : 0;
         }
         else if (len > 25 && !memcmp(line, "STAT log_watcher_skipped ", 25)) {
-            have |= number(line + 25, len - 25, skipped) ? 2 : 0;
+            have |= memsess_dump_int(line + 25, len - 25, skipped) ? 2 : 0;
         }
         else if (len < 5 || memcmp(line, "STAT ", 5)) {
             return APR_EGENERAL;
@@ -463,8 +440,9 @@ static int mark(memsess_feed_t *f, const char **why)
     int seen;
 
     apr_thread_mutex_lock(f->mu);
-    apr_snprintf(f->mark, sizeof(f->mark), "memsess.feed.%016" APR_UINT64_T_HEX_FMT
-                 ".%u", f->nonce, ++f->marks);
+    apr_snprintf(f->mark, sizeof(f->mark),
+                 "memsess.feed.%016" APR_UINT64_T_HEX_FMT ".%u", f->nonce,
+                 ++f->marks);
     f->mark_seen = 0;
     apr_thread_mutex_unlock(f->mu);
     apr_snprintf(cmd, sizeof(cmd), "set %s 0 10 1\r\nm\r\n", f->mark);

@@ -35,8 +35,7 @@
 /* ------------------------------------------------------------------ */
 /* Metadump lines                                                     */
 
-/* A decimal integer, optionally negative, of at most 18 digits. */
-static int parse_int(const char *s, apr_size_t len, apr_int64_t *out)
+int memsess_dump_int(const char *s, apr_size_t len, apr_int64_t *out)
 {
     apr_int64_t n = 0;
     apr_size_t i = 0;
@@ -138,7 +137,7 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             have_key = 1;
         }
         else if (eq - start == 3 && !memcmp(line + start, "exp", 3)) {
-            if (have_exp || !parse_int(line + eq + 1, end - eq - 1,
+            if (have_exp || !memsess_dump_int(line + eq + 1, end - eq - 1,
                                        &item->exp) || item->exp < -1) {
                 return -1;
             }
@@ -148,7 +147,8 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             apr_int64_t cas;
 
             /* optional: 0 when absent or beyond 18 digits (unknown) */
-            if (parse_int(line + eq + 1, end - eq - 1, &cas) && cas > 0) {
+            if (memsess_dump_int(line + eq + 1, end - eq - 1, &cas)
+                && cas > 0) {
                 item->cas = (apr_uint64_t)cas;
             }
         }
@@ -156,13 +156,13 @@ int memsess_dump_parse(const char *line, apr_size_t len,
             apr_int64_t cls;
 
             /* optional: 0 when absent or not a slab class */
-            if (parse_int(line + eq + 1, end - eq - 1, &cls) && cls > 0
+            if (memsess_dump_int(line + eq + 1, end - eq - 1, &cls) && cls > 0
                 && cls < MEMSESS_DUMP_CLASSES) {
                 item->cls = (int)cls;
             }
         }
         else if (eq - start == 2 && !memcmp(line + start, "la", 2)) {
-            if (have_la || !parse_int(line + eq + 1, end - eq - 1,
+            if (have_la || !memsess_dump_int(line + eq + 1, end - eq - 1,
                                       &item->la) || item->la < 0) {
                 return -1;
             }

@@ -58,6 +58,9 @@ int memsess_dump_parse(const char *line, apr_size_t len,
  * %-encoded, uriencode) into it->key: 1, or 0 when it cannot be a key (1
  * to 250 bytes of anything but space and control characters). */
 int memsess_dump_key(const char *s, apr_size_t len, memsess_dump_item_t *it);
+/* A decimal integer in memcached's lines, optionally negative, of at most
+ * 18 digits (no overflow): 1 and *out, else 0. */
+int memsess_dump_int(const char *s, apr_size_t len, apr_int64_t *out);
 
 typedef enum {
     MEMSESS_KEY_OTHER   = 0,   /* not a PHP session key */
