@@ -475,7 +475,8 @@ const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
         return "which memcached process answers now is not known";
     }
     if (resumable && same_proc(f, f->resume_pid, f->resume_started)
-        && !(f->down_pid && same_proc(f, f->down_pid, f->down_started))
+        && f->down_pid && f->down_started
+        && !same_proc(f, f->down_pid, f->down_started)
         && f->down_since > 0 && f->down_since <= now) {
         /* another process than went down (restarted empty, so after the
          * outage began) that a sync began to fill and did not publish:
