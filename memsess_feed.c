@@ -237,7 +237,6 @@ static apr_status_t conn_line(conn_t *c, const char **line, apr_size_t *len)
 struct memsess_feed {
     apr_pool_t         *pool;
     const char         *name;
-    apr_interval_time_t timeout;
     apr_size_t          cap;
     int               (*keep)(void *baton, const char *key, apr_size_t len);
     void               *baton;
@@ -372,7 +371,6 @@ memsess_feed_t *memsess_feed_open(apr_pool_t *p, const char *host,
     f = apr_pcalloc(sub, sizeof(*f));
     f->pool = sub;
     f->name = apr_pstrdup(sub, name);
-    f->timeout = timeout;
     f->cap = cap ? cap : 1;
     f->keep = keep;
     f->baton = baton;

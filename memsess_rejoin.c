@@ -614,9 +614,11 @@ static void resume_note(sync_job_t *job, apr_time_t start)
     memsess_slot_t *slot = memsess_table_slot(rt->table, job->slot);
 
     if (memsess_table_lease_lock(rt->table, c->mutex)
-        && (!slot->resume_since || slot->resume_pid != slot->proc_pid
-            || slot->resume_started - slot->proc_started > 1
-            || slot->proc_started - slot->resume_started > 1)) {
+        && (!slot->resume_since
+            || !memsess_sync_same_process(slot->resume_pid,
+                                          slot->resume_started,
+                                          slot->proc_pid,
+                                          slot->proc_started))) {
         memsess_table_write_begin(rt->table);
         slot->resume_since = start;
         slot->resume_pid = slot->proc_pid;

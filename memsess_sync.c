@@ -454,13 +454,18 @@ const char *memsess_sync_mode(const memsess_sync_t *y)
     return y->delta ? NULL : y->mode;
 }
 
-/* Whether the process that answers now is the one pid/started names
- * (time - uptime read a tick apart: a second either way). */
+int memsess_sync_same_process(apr_int64_t pid, apr_int64_t started,
+                              apr_int64_t pid2, apr_int64_t started2)
+{
+    return pid == pid2 && started - started2 <= 1 && started2 - started <= 1;
+}
+
+/* Whether the process that answers now is the one pid/started names. */
 static int same_proc(const memsess_rejoin_facts_t *f, apr_int64_t pid,
                      apr_int64_t started)
 {
-    return pid == f->proc_pid && started - f->proc_started <= 1
-           && f->proc_started - started <= 1;
+    return memsess_sync_same_process(pid, started, f->proc_pid,
+                                     f->proc_started);
 }
 
 const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
@@ -468,14 +473,17 @@ const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
                                      apr_time_t now, apr_time_t *since)
 {
     apr_time_t from;
-    int resumable = f->resume_since > 0 && f->resume_since <= now;
+    int resumable;
 
     f->resumed = 0;
     if (!f->proc_pid || !f->proc_started) {
         return "which memcached process answers now is not known";
     }
-    if (resumable && same_proc(f, f->resume_pid, f->resume_started)
-        && f->down_pid && f->down_started
+    /* a sync of the process that answers now began and was not
+     * published */
+    resumable = f->resume_since > 0 && f->resume_since <= now
+                && same_proc(f, f->resume_pid, f->resume_started);
+    if (resumable && f->down_pid && f->down_started
         && !same_proc(f, f->down_pid, f->down_started)
         && f->down_since > 0 && f->down_since <= now) {
         /* another process than went down (restarted empty, so after the
@@ -507,8 +515,7 @@ const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
      * checker before this one's: what it copied is only as new as then);
      * then the margin (the detection delay, la's second) */
     from = f->down_since < f->last_live ? f->down_since : f->last_live;
-    if (resumable && same_proc(f, f->resume_pid, f->resume_started)
-        && f->resume_since < from) {
+    if (resumable && f->resume_since < from) {
         from = f->resume_since;
     }
     *since = from - margin;
@@ -2191,11 +2198,6 @@ static void feeds_open(memsess_sync_t *y)
         server_t *sv = &y->servers[i];
         char why[256];
 
-        /* every server's first listing counts its classes */
-        sv->cls_lines = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
-                                             * sizeof(apr_uint64_t));
-        sv->cls_ours = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
-                                            * sizeof(apr_uint64_t));
         if (sv->in_now && !sv->fresh && !sv->feed) {
             sv->feed = memsess_feed_open(y->pool, sv->host, sv->port,
                                          sv->name, y->spec->timeout,
@@ -2203,6 +2205,14 @@ static void feeds_open(memsess_sync_t *y)
                                          feed_keep, y, why, sizeof(why));
             y->stats.feeds += sv->feed != NULL;
         }
+    }
+    /* with a server watched, every server's first listing counts its
+     * classes (net_classes() needs them all) */
+    for (i = 0; y->stats.feeds && i < y->nservers; i++) {
+        y->servers[i].cls_lines = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                                       * sizeof(apr_uint64_t));
+        y->servers[i].cls_ours = apr_pcalloc(y->pool, MEMSESS_DUMP_CLASSES
+                                                      * sizeof(apr_uint64_t));
     }
 }
 

@@ -252,6 +252,11 @@ typedef struct {
     int         resumed;     /* out: the delta resumes that sync */
 } memsess_rejoin_facts_t;
 
+/* Whether two memcached processes named by their "stats" pid and start
+ * (time - uptime, read a tick apart: a second either way) are one (pure). */
+int memsess_sync_same_process(apr_int64_t pid, apr_int64_t started,
+                              apr_int64_t pid2, apr_int64_t started2);
+
 /* A delta sync or a full one (pure): NULL and *since (our clock: the
  * outage's start, less margin) when the server returns as the same
  * process with nothing uncertain, or (f->resumed set) as another process

@@ -66,7 +66,7 @@
                                       * sync_listed, sync_expected;
                                       * 15: served_prefix;
                                       * 16: out_since;
-                                     * 17: resume_* */
+                                      * 17: resume_* */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
