@@ -483,8 +483,8 @@ const char *memsess_sync_delta_since(memsess_rejoin_facts_t *f,
      * published */
     resumable = f->resume_since > 0 && f->resume_since <= now
                 && same_proc(f, f->resume_pid, f->resume_started);
-    if (resumable && f->down_pid && f->down_started
-        && !same_proc(f, f->down_pid, f->down_started)
+    if (resumable && !(f->down_pid && same_proc(f, f->down_pid,
+                                                 f->down_started))
         && f->down_since > 0 && f->down_since <= now) {
         /* another process than went down (restarted empty, so after the
          * outage began) that a sync began to fill and did not publish:

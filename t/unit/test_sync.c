@@ -538,12 +538,6 @@ static void test_delta(void)
         ok(!why && f.resumed && since == ago(now, 60) - margin,
            "restarted empty, a sync of it stopped (a graceful): resumed, "
            "what changed since the outage began (and what it lacks)");
-        f.down_pid = 0;
-        why = memsess_sync_delta_since(&f, margin, now, &since);
-        ok(why && !f.resumed,
-           "which process went down not known (it may have kept older "
-           "keys): full");
-        f.down_pid = 100;
         f.resume_pid = 201;
         why = memsess_sync_delta_since(&f, margin, now, &since);
         ok(why && !f.resumed,
