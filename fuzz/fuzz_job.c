@@ -25,7 +25,8 @@
  *     has one spelling per record), within MEMSESS_JOB_RECORD_MAX;
  *   - what comes next never trusts it more than it says: an unreadable
  *     record is replaced, a lapsed one too, a syncing one of another
- *     instance is waited for, only a done one is followed.
+ *     instance is waited for, only a done one is followed (one of a
+ *     previous checker of ours too).
  */
 
 #include <stdint.h>
@@ -86,14 +87,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(in);
 
     step = memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, 0);
-    if (!strcmp(job.holder, SELF) || job.expires < NOW) {
+    if (job.done) {
+        /* done and published: followed whoever ran it (a previous
+         * checker of ours too), unless it lapsed with nothing to tell */
+        if (step != (job.expires < NOW ? MEMSESS_JOB_REPLACE
+                                       : MEMSESS_JOB_FOLLOW)) {
+            fail("a done record is not %s",
+                 job.expires < NOW ? "replaced once lapsed" : "followed");
+        }
+    }
+    else if (!strcmp(job.holder, SELF) || job.expires < NOW) {
         if (step != MEMSESS_JOB_REPLACE) {
             fail("ours or lapsed, yet not replaced");
         }
     }
-    else if (step != (job.done ? MEMSESS_JOB_FOLLOW : MEMSESS_JOB_WAIT)) {
-        fail("a live record of another instance is not %s",
-             job.done ? "followed" : "waited for");
+    else if (step != MEMSESS_JOB_WAIT) {
+        fail("a live sync of another instance is not waited for");
     }
     step = memsess_job_next(&job, 1, SELF, job.lists ^ 1, NOW, 0, 0);
     if (step == MEMSESS_JOB_FOLLOW && !job.done) {

@@ -160,6 +160,7 @@ for h in "${HARNESSES[@]}"; do
     log=$RUN/$h.log
     corpus=$RUN/$h
     art=$RUN/$h-crashes
+    rm -rf "$art"   # only this run's inputs are shown
     mkdir -p "$corpus" "$art"
 
     if [ "$(cat "$RUN/$h.build" 2>/dev/null)" != 0 ]; then
@@ -194,8 +195,14 @@ for h in "${HARNESSES[@]}"; do
     else
         echo "$h: FAILED (exit $rc) after ${execs:-?} runs in ${secs}s; inputs in $art:"
         ls "$art" | sed 's/^/    /'
-        grep -E 'fuzz_(parse|table|verdicts): |ERROR: |SUMMARY: |runtime error' "$log" \
+        grep -E '^fuzz_[a-z_]+: |ERROR: |SUMMARY: |runtime error' "$log" \
             | head -n 20 | sed 's/^/    /'
+        # the inputs themselves, so that a run elsewhere (CI) can be redone
+        for f in "$art"/*; do
+            [ -f "$f" ] || continue
+            echo "    $(basename "$f") (base64):"
+            head -c 4096 "$f" | base64 -w 76 | sed 's/^/      /'
+        done
         echo "    (full log: $log; rerun one input: $bin INPUT)"
         failed=$((failed + 1))
     fi
