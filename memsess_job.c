@@ -179,7 +179,9 @@ apr_size_t memsess_job_format(char *buf, apr_size_t size,
 memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                                     const char *self, apr_uint64_t lists,
                                     apr_int64_t now, apr_int64_t not_before,
-                                    apr_int64_t out_ms)
+                                    apr_int64_t out_ms,
+                                    apr_int64_t unchanged_ms,
+                                    apr_int64_t ttl_ms)
 {
     if (!exists) {
         return MEMSESS_JOB_TAKE;
@@ -204,7 +206,12 @@ memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                ? MEMSESS_JOB_REPLACE : MEMSESS_JOB_FOLLOW;
     }
     if (!strcmp(rec->holder, self)        /* a previous checker of ours */
-        || rec->expires < now) {          /* its holder stopped */
+        || unchanged_ms >= ttl_ms) {      /* its holder stopped */
+        /* not renewed for its time to live by our own clock: a holder
+         * renews it several times a lease; its expires, in the holder's
+         * clock, would hand a live job to an instance whose clock is
+         * ahead (memcached drops the record at 2 leases and more, by its
+         * own clock, so a record found dead costs a lease at most) */
         return MEMSESS_JOB_REPLACE;
     }
     (void)lists;   /* (the caller says when they differ) */

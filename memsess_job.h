@@ -73,11 +73,16 @@ apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
  * flip is not after out_ms, the moment self stopped publishing the server
  * (in the holder's clock, at the latest it can be; 0: not known): the
  * server went out again after that flip (another instance's verdict, a
- * restart), and what requests wrote meanwhile went elsewhere. */
+ * restart), and what requests wrote meanwhile went elsewhere.  A job
+ * another instance syncs lapses when self has seen its record unchanged
+ * (unchanged_ms: by self's monotonic clock, 0 when it just changed or was
+ * just read) for its time to live (ttl_ms): never by the clocks. */
 memsess_job_step_e memsess_job_next(const memsess_job_t *rec, int exists,
                                     const char *self, apr_uint64_t lists,
                                     apr_int64_t now, apr_int64_t not_before,
-                                    apr_int64_t out_ms);
+                                    apr_int64_t out_ms,
+                                    apr_int64_t unchanged_ms,
+                                    apr_int64_t ttl_ms);
 /* The margin of not_before: what two clocks of one group may differ by
  * without an earlier job's record passing for this one's. */
 #define MEMSESS_JOB_SKEW (2)

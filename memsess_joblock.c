@@ -20,8 +20,8 @@
  * follow the holder once it is done for the same fingerprint, publishing
  * at its flip time (read against the moment the record turned done, and
  * the holder's clock as measured); a record
- * whose expires has passed (its holder died or was cut off) is taken over
- * with cas.  The record is kept in memcached past its expires, so whoever
+ * not renewed for its time to live, by the waiter's own clock (its holder
+ * died or was cut off), is taken over with cas.  The record is kept in memcached past its expires, so whoever
  * takes it over sees whose it was.
  */
 
@@ -52,10 +52,10 @@ APLOG_USE_MODULE(memsess);
  * writing knows the flip time in its own clock within that, whatever the
  * clocks; a read a waiter costs memcached nothing at 50 a second) */
 #define JOB_POLL      apr_time_from_msec(20)
-/* The fence: a lease is trusted for its time to live less this (the
- * others' reading of its expiry, in whole seconds and through a measured
- * skew, never comes sooner), and the record read again at most this
- * often. */
+/* The fence: a lease is trusted for its time to live less this, from
+ * just before its last renewal (the others take it over once they have
+ * seen that renewal unchanged for its time to live, by their own clocks:
+ * never sooner), and the record read again at most this often. */
 #define JOB_FENCE_MARGIN apr_time_from_msec(500)
 #define JOB_FENCE_READ   apr_time_from_msec(100)
 
@@ -367,6 +367,10 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
     char waiting_for[MEMSESS_INSTANCE_MAX] = "";
     apr_time_t asked = 0, asked_before = 0;   /* reads, ours: the last
                                                * found it not done */
+    /* the record as last seen changed, and since when by our own clock */
+    uint64_t seen_cas = 0;
+    apr_int64_t seen_expires = 0;
+    apr_time_t seen_at = 0;
 
     for (;;) {
         memsess_job_t rec;
@@ -375,6 +379,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         const char *why;
         uint64_t cas;
         apr_int64_t skew, error = 0;
+        apr_interval_time_t unchanged = 0;
         int exists;
 
         if (j->stop && *j->stop) {
@@ -395,6 +400,15 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                          "MEMSESS0039: %s: ignored the job record of %s "
                          "(%s): replaced by ours", j->subject, j->job, why);
         }
+        if (exists && !why && seen_at && cas == seen_cas
+            && rec.expires == seen_expires) {
+            unchanged = memsess_mono_now() - seen_at;
+        }
+        else {
+            seen_cas = exists && !why ? cas : 0;
+            seen_expires = exists && !why ? rec.expires : 0;
+            seen_at = exists && !why ? memsess_mono_now() : 0;
+        }
         j->since = apr_time_sec(apr_time_now());
         /* the record's times are its holder's clock's: ours, moved by
          * its skew as measured (memsess_exchange.c), compare with them;
@@ -410,7 +424,8 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
                                 j->not_before + (skew - error) / 1000,
                                 j->out_since
                                 ? apr_time_as_msec(j->out_since) + skew + error
-                                : 0);
+                                : 0, apr_time_as_msec(unchanged),
+                                1000 * memsess_share_ttl(rt));
         switch (step) {
         case MEMSESS_JOB_TAKE:
             rc = job_write(j, j->mc, 0, JOB_ADD, 0);

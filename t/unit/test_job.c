@@ -89,50 +89,60 @@ int main(void)
     /* what comes next */
     parse("memsess-job 1 web2.example:80 syncing 1800000000 1800000003 "
           "0123456789abcdef 0\n", &job);
-    ok(memsess_job_next(NULL, 0, SELF, 7, NOW, 0, 0) == MEMSESS_JOB_TAKE,
+    ok(memsess_job_next(NULL, 0, SELF, 7, NOW, 0, 0, 0, 3000) == MEMSESS_JOB_TAKE,
        "no record: take the job");
-    ok(memsess_job_next(NULL, 1, SELF, 7, NOW, 0, 0) == MEMSESS_JOB_REPLACE,
+    ok(memsess_job_next(NULL, 1, SELF, 7, NOW, 0, 0, 0, 3000) == MEMSESS_JOB_REPLACE,
        "an unreadable record: replace it");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0) == MEMSESS_JOB_WAIT,
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0, 0, 3000) == MEMSESS_JOB_WAIT,
        "another instance syncs: wait");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW + 4, 0, 0) == MEMSESS_JOB_REPLACE,
-       "its record lapsed (it died or was cut off): take it over");
-    ok(memsess_job_next(&job, 1, "web2.example:80", 7, NOW, 0, 0)
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0, 3000, 3000)
+       == MEMSESS_JOB_REPLACE, "its record not renewed for its time to "
+       "live, by our clock (it died or was cut off): take it over");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0, 2999, 3000)
+       == MEMSESS_JOB_WAIT, "renewed within its time to live: waited for");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW + 4, 0, 0, 0, 3000)
+       == MEMSESS_JOB_WAIT, "its expires past by our clock (ours 4 s "
+       "ahead), yet just renewed: waited for, never taken over by the "
+       "clocks");
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW - 4, 0, 0, 3000, 3000)
+       == MEMSESS_JOB_REPLACE, "its expires ahead by our clock (ours "
+       "behind), yet not renewed for its time to live: taken over");
+    ok(memsess_job_next(&job, 1, "web2.example:80", 7, NOW, 0, 0, 0, 3000)
        == MEMSESS_JOB_REPLACE, "our own, from a previous checker: take it over");
     job.done = 1;
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, 0) == MEMSESS_JOB_FOLLOW,
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, 0, 0, 3000) == MEMSESS_JOB_FOLLOW,
        "done for the same lists: publish with it");
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0) == MEMSESS_JOB_FOLLOW,
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, 0, 0, 0, 3000) == MEMSESS_JOB_FOLLOW,
        "done for other lists: followed all the same (never a second sync "
        "of a published server)");
     ok(memsess_job_next(&job, 1, "web2.example:80", job.lists, NOW, job.since,
-                        0) == MEMSESS_JOB_FOLLOW,
+                        0, 0, 3000) == MEMSESS_JOB_FOLLOW,
        "done by a previous checker of ours: adopted, not synced again (the "
        "server is published)");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, job.since, 0)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, job.since, 0, 0, 3000)
        == MEMSESS_JOB_FOLLOW, "done, its holder stopped since: followed "
        "(done is done)");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, 0, 0)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW + 4, 0, 0, 0, 3000)
        == MEMSESS_JOB_REPLACE, "done long ago: sync again");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0, 0, 3000)
        == MEMSESS_JOB_REPLACE, "done, but begun before this outage (or "
        "change) began: another one's, never followed");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since, 0)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since, 0, 0, 3000)
        == MEMSESS_JOB_FOLLOW, "done, begun since this outage began: "
        "followed");
     job.flip_ms = job.since * 1000 + 900;
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms + 40)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms + 40, 0, 3000)
        == MEMSESS_JOB_REPLACE, "done, but published before the server went "
        "out here again (a flap 40 ms after its flip): synced again, not "
        "followed");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms, 0, 3000)
        == MEMSESS_JOB_REPLACE, "a flip no later than the server went out "
        "here: synced again");
-    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms - 300)
+    ok(memsess_job_next(&job, 1, SELF, job.lists, NOW, 0, job.flip_ms - 300, 0, 3000)
        == MEMSESS_JOB_FOLLOW, "published after the server went out here: "
        "followed");
     job.done = 0;
-    ok(memsess_job_next(&job, 1, SELF, 7, NOW, job.since + 1, 0)
+    ok(memsess_job_next(&job, 1, SELF, 7, NOW, job.since + 1, 0, 0, 3000)
        == MEMSESS_JOB_WAIT, "still syncing, begun before: waited for (it "
        "fails, or lapses, if the server went down under it)");
     /* a follower's flip time, in its clock (ms; the flip 250 ms ahead) */
