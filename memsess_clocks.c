@@ -34,7 +34,12 @@
  * read).  Each such interval narrows what is known (their intersection);
  * what is known widens by 1 ms a second of its age (clocks drift), and an
  * interval outside it (a clock stepped) starts over from that interval
- * (memsess_skew_note). */
+ * (memsess_skew_note).  A step of our own clock is seen at once, as a move
+ * of our wall clock against our monotonic one: what is known is moved by
+ * as much (memsess_skew_shift), and so is what the table shows, when read
+ * (an instance whose clock had just stepped 5 s ahead read the others'
+ * job records 5 s off for a second and took over a published sync: seen
+ * in the soak, seed 424242). */
 
 #include <time.h>
 
@@ -109,6 +114,30 @@ apr_int64_t memsess_skew_ms(const memsess_skew_t *k)
 apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k)
 {
     return k->known ? (k->hi - k->lo + 1) / 2 : -1;
+}
+
+void memsess_skew_shift(memsess_skew_t *k, memsess_skew_seen_t *seen, int n,
+                        apr_int64_t d)
+{
+    int i;
+
+    if (k->known) {
+        k->lo -= d;
+        k->hi -= d;
+        k->at_ms += d;
+    }
+    for (i = 0; i < n; i++) {
+        if (seen[i].read_ms) {
+            seen[i].read_ms += d;
+        }
+    }
+}
+
+apr_int64_t memsess_clock_offset_ms(void)
+{
+    apr_time_t mono = memsess_mono_now(), wall = apr_time_now();
+
+    return apr_time_as_msec(wall) - apr_time_as_msec(mono);
 }
 
 apr_time_t memsess_mono_now(void)

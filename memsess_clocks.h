@@ -63,4 +63,17 @@ void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
 apr_int64_t memsess_skew_ms(const memsess_skew_t *k);
 apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k);
 
+/* Our wall clock minus our monotonic clock, ms: it moves when our wall
+ * clock is stepped (NTP, a suspended VM, by hand), not as time passes. */
+apr_int64_t memsess_clock_offset_ms(void);
+/* A move of that offset beyond this between two looks is a step of ours. */
+#define MEMSESS_CLOCK_STEP_MS (50)
+
+/* Our clock stepped by d ms (new minus old) since k and seen[0 .. n) were
+ * noted: both moved by as much, so that what k tells stays true at once
+ * (another instance's clock minus ours changed by -d) and the next
+ * readings, in our new clock, agree with it. */
+void memsess_skew_shift(memsess_skew_t *k, memsess_skew_seen_t *seen, int n,
+                        apr_int64_t d);
+
 #endif /* MEMSESS_CLOCKS_H */

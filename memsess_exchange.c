@@ -114,6 +114,8 @@ struct memsess_exchange {
     apr_thread_cond_t  *ended_cond;    /* a round ended */
     apr_thread_t       *thread;
     int                 wake, stop, busy;
+    apr_int64_t         offset_ms;     /* memsess_clock_offset_ms() at
+                                        * the last round (0: none yet) */
     int                 fast;          /* a server out here by others'
                                         * lines alone: rounds FAST_ROUND
                                         * apart, not the checker's */
@@ -128,8 +130,8 @@ struct memsess_exchange {
     unsigned char      *unreachable;   /* [n] down: not read or written */
     unsigned char      *peer;          /* [n] another instance's, this round */
     unsigned char      *job;           /* [n] another instance syncs it */
-    char              (*jobdone)[MEMSESS_INSTANCE_MAX];  /* [n] ... and has
-                                        * published it, flip time passed */
+    char              (*jobdone)[MEMSESS_INSTANCE_MAX];  /* [n] ... or is
+                                        * done with it (its holder) */
     char              (*who)[MEMSESS_REPORTERS_MAX];
     apr_time_t         *bad_logged;    /* [n + 1] last bad record logged */
     int                *flipped;       /* [nviews] scratch for publish */
@@ -535,9 +537,9 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
 }
 
 /* Server y's sync job, read on y: another instance syncs it (then we
- * wait for that sync to publish it with the others), or has published it
- * (then its line, which it takes out at its next round, no longer holds
- * the server out here). */
+ * wait for that sync to publish it with the others), or is done with it
+ * (then its line, which it takes out at its next round after its flip, no
+ * longer holds the server out here). */
 static void read_job(memsess_exchange_t *x, int y, const char *value,
                      size_t len, apr_int64_t now)
 {
@@ -555,7 +557,12 @@ static void read_job(memsess_exchange_t *x, int y, const char *value,
     }
     x->job[y] = !job.done
                 || apr_time_as_msec(apr_time_now()) + skew < job.flip_ms;
-    if (!x->job[y]) {
+    if (job.done) {
+        /* its line is on its way out from the moment it is done, not from
+         * its flip time as our clocks read it: a follower that published
+         * at the flip it saw (memsess_flip_follow), a few ms before that
+         * reading, took the server out again for the holder's line, and
+         * synced it a second time (t/52_lease.t, once) */
         apr_cpystrn(x->jobdone[y], job.holder, sizeof(x->jobdone[y]));
     }
 }
@@ -802,6 +809,7 @@ static void publish_peers_locked(memsess_exchange_t *x)
                 o->skew_ms = memsess_skew_ms(&pe->skew);
                 o->error_ms = memsess_skew_error_ms(&pe->skew);
                 o->seen = pe->seen_at;
+                o->offset_ms = x->offset_ms;
                 break;
             }
         }
@@ -852,10 +860,36 @@ static void warn_skews(memsess_exchange_t *x)
  * the running sync published 345 ms after the others, under stress-ng). */
 #define FAST_ROUND apr_time_from_msec(50)
 
+/* A step of our own clock since the last round: what is known of the
+ * others' clocks moved by as much, at once (memsess_clocks.c). */
+static void own_step(memsess_exchange_t *x)
+{
+    apr_int64_t off = memsess_clock_offset_ms();
+    apr_int64_t d = x->offset_ms ? off - x->offset_ms : 0;
+    int i;
+
+    x->offset_ms = off;
+    if (d <= MEMSESS_CLOCK_STEP_MS && d >= -MEMSESS_CLOCK_STEP_MS) {
+        return;   /* (a slew: followed round by round) */
+    }
+    for (i = 0; i < PEERS_TRACKED; i++) {
+        if (x->peers[i].name[0]) {
+            memsess_skew_shift(&x->peers[i].skew, x->peers[i].seen, x->n, d);
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, x->rt->main,
+                 "MEMSESS0161: this instance's clock stepped %" APR_INT64_T_FMT
+                 "ms %s: the other instances' clocks as measured are moved "
+                 "by as much, and their job records and flip times read "
+                 "with it", d < 0 ? -d : d, d < 0 ? "back" : "ahead");
+}
+
 static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
 {
     apr_int64_t now = apr_time_sec(apr_time_now());
     int i, answered = 0, fast;
+
+    own_step(x);
 
     apr_thread_mutex_lock(x->table_mutex);
     x->in_force = x->configured;

@@ -356,7 +356,7 @@ static apr_int64_t holder_skew(const memsess_joblock_t *j, const char *holder,
     }
     return memsess_table_peer_skew(j->rt->table, holder,
                                    apr_time_as_msec(MEMSESS_FLIP_DELAY),
-                                   error);
+                                   memsess_clock_offset_ms(), error);
 }
 
 memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,

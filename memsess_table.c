@@ -53,7 +53,7 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (17u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (18u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
@@ -66,7 +66,8 @@
                                       * sync_listed, sync_expected;
                                       * 15: served_prefix;
                                       * 16: out_since;
-                                      * 17: resume_* */
+                                      * 17: resume_*;
+                                      * 18: a peer's offset_ms */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -725,7 +726,7 @@ int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
 
 apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
                                     const char *name, apr_int64_t error_max,
-                                    apr_int64_t *error)
+                                    apr_int64_t offset_ms, apr_int64_t *error)
 {
     memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
     int i, n = memsess_table_peers(t, peers, MEMSESS_PEERS_SHOWN);
@@ -735,7 +736,10 @@ apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
         if (!strcmp(peers[i].name, name)) {
             if (peers[i].error_ms >= 0 && peers[i].error_ms <= error_max) {
                 *error = peers[i].error_ms;
-                return peers[i].skew_ms;
+                /* a step of our clock since it was measured */
+                return peers[i].skew_ms - (peers[i].offset_ms && offset_ms
+                                           ? offset_ms - peers[i].offset_ms
+                                           : 0);
             }
             break;
         }

@@ -241,6 +241,8 @@ typedef struct {
     apr_int64_t  skew_ms;    /* its clock minus ours */
     apr_int64_t  error_ms;   /* +- that; -1: not measured yet */
     apr_int64_t  seen;       /* unix seconds (ours) its line was last read */
+    apr_int64_t  offset_ms;  /* our memsess_clock_offset_ms() then (0: not
+                              * known) */
 } memsess_peer_clock_t;
 void memsess_table_set_peers(memsess_table_t *t,
                              const memsess_peer_clock_t *peers, int n);
@@ -249,10 +251,12 @@ void memsess_table_set_peers(memsess_table_t *t,
 int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
                         int max);
 /* Its clock minus ours in ms (and *error, +- that), when measured to
- * within error_max ms; else 0 (and *error 0). */
+ * within error_max ms; else 0 (and *error 0).  offset_ms: our
+ * memsess_clock_offset_ms() now (0: not known): a step of our clock since
+ * the measure is taken off. */
 apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
                                     const char *name, apr_int64_t error_max,
-                                    apr_int64_t *error);
+                                    apr_int64_t offset_ms, apr_int64_t *error);
 void memsess_table_set_generation(memsess_table_t *t, apr_uint64_t gen,
                                   apr_uint64_t changes);
 

@@ -98,6 +98,44 @@ int main(void)
        "a step is seen and followed: now %lld ms",
        (long long)memsess_skew_ms(&k));
 
+    /* our own clock steps 5 s ahead (the writer's stays): shifted at
+     * once, the next readings, in our new clock, agree with what is known
+     * (no step seen, the width kept) */
+    {
+        memsess_skew_t o;
+        memsess_skew_seen_t os;
+        apr_uint32_t steps;
+        apr_int64_t width;
+
+        memset(&o, 0, sizeof(o));
+        memset(&os, 0, sizeof(os));
+        for (t = 200000; t < 210000; t += 200) {
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_note(&o, &os, w + 3000, t);
+        }
+        steps = o.steps;
+        width = o.hi - o.lo;
+        memsess_skew_shift(&o, &os, 1, 5000);
+        ok(memsess_skew_ms(&o) > -2150 && memsess_skew_ms(&o) < -1850
+           && o.hi - o.lo == width,
+           "our clock stepped 5 s ahead: its skew now about -2000 ms (%lld), "
+           "as narrow as before", (long long)memsess_skew_ms(&o));
+        for (; t < 214000; t += 200) {
+            /* its writes at its own times; our reads at our new clock */
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_note(&o, &os, w + 3000, t + 5000);
+        }
+        ok(o.steps == steps && memsess_skew_ms(&o) > -2150
+           && memsess_skew_ms(&o) < -1850,
+           "the readings after it agree: no step seen, still %lld ms",
+           (long long)memsess_skew_ms(&o));
+        memset(&o, 0, sizeof(o));
+        memsess_skew_shift(&o, &os, 0, 5000);
+        ok(!o.known, "nothing known: nothing made up");
+    }
+
     /* a line without a write time, or the same one again: nothing learnt */
     {
         memsess_skew_t z;

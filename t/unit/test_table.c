@@ -314,6 +314,33 @@ int main(void)
         memsess_table_process(l, &pid, &forked, &beat);
         ok(pid == 4343 && forked == 2000 && beat == 0,
            "forked again: the last one's tick is forgotten");
+        {
+            memsess_peer_clock_t pc[2];
+            apr_int64_t err;
+
+            memset(pc, 0, sizeof(pc));
+            strcpy(pc[0].name, "web2");
+            pc[0].skew_ms = 3000;
+            pc[0].error_ms = 50;
+            pc[0].offset_ms = 1000;
+            strcpy(pc[1].name, "web3");
+            pc[1].skew_ms = 800;
+            pc[1].error_ms = 400;
+            memsess_table_write_begin(l);
+            memsess_table_set_peers(l, pc, 2);
+            memsess_table_write_end(l);
+            ok(memsess_table_peer_skew(l, "web2", 250, 1000, &err) == 3000
+               && err == 50, "a peer's skew, measured within the bound");
+            ok(memsess_table_peer_skew(l, "web2", 250, 6000, &err) == -2000
+               && err == 50, "our clock stepped 5 s ahead since: 5 s less, "
+               "at once");
+            ok(memsess_table_peer_skew(l, "web2", 250, 0, &err) == 3000,
+               "our offset not known: as measured");
+            ok(memsess_table_peer_skew(l, "web3", 250, 6000, &err) == 0
+               && err == 0, "measured too loosely: not used");
+            ok(memsess_table_peer_skew(l, "web4", 250, 6000, &err) == 0,
+               "not heard: 0");
+        }
         free(lmem);
     }
 
