@@ -49,6 +49,7 @@
 #include "mod_watchdog.h"
 
 #include "memsess_check.h"
+#include "memsess_clocks.h"
 #include "memsess_exchange.h"
 #include "memsess_flight.h"
 #include "memsess_lateness.h"
@@ -996,7 +997,11 @@ static int checker_idle(const checker_t *c)
 static void tick(memsess_runtime_t *rt)
 {
     apr_uint32_t me = (apr_uint32_t)getpid(), owner, process;
-    apr_time_t now = apr_time_now(), heartbeat, forked, beat;
+    /* the lease's times, the process's ticks, the rounds' grid: by the
+     * monotonic clock, one for every process of the machine; a step of
+     * the wall clock ahead made a child take the checker over from a
+     * process that ticked on time (the soak, a clock stepped +3 s) */
+    apr_time_t now = memsess_mono_now(), heartbeat, forked, beat;
 
     if (in_process) {
         memsess_table_process_beat(rt->table, now);

@@ -170,7 +170,7 @@ static apr_status_t spawn(void)
         return rv;
     }
     cp.running = 1;
-    cp.forked = apr_time_now();
+    cp.forked = memsess_mono_now();   /* (against the children's ticks) */
     memsess_table_set_process(cp.rt->table, (apr_uint32_t)cp.proc.pid,
                               cp.forked);
     return APR_SUCCESS;
@@ -202,7 +202,7 @@ static void maintenance(int reason, void *data, apr_wait_t status)
         }
         /* a process that dies at once, again and again, is given up
          * after ten: the children check meanwhile */
-        cp.quick = apr_time_now() - cp.forked < apr_time_from_sec(10)
+        cp.quick = memsess_mono_now() - cp.forked < apr_time_from_sec(10)
                    ? cp.quick + 1 : 0;
         if (cp.quick > 10) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, cp.s, "MEMSESS0193: the "

@@ -34,12 +34,15 @@
  * read).  Each such interval narrows what is known (their intersection);
  * what is known widens by 1 ms a second of its age (clocks drift), and an
  * interval outside it (a clock stepped) starts over from that interval
- * (memsess_skew_note).  A step of our own clock is seen at once, as a move
- * of our wall clock against our monotonic one: what is known is moved by
- * as much (memsess_skew_shift), and so is what the table shows, when read
+ * (memsess_skew_note).  A step of our own clock is known at once, as a
+ * move of our wall clock against our monotonic one: every time of ours
+ * is kept with that offset as it was read, and moved by any step since
+ * before it is used (memsess_skew_rebase), and so is what the table shows
  * (an instance whose clock had just stepped 5 s ahead read the others'
  * job records 5 s off for a second and took over a published sync: seen
- * in the soak, seed 424242). */
+ * in the soak, seed 424242; moving what was known when the step was
+ * noticed, at the next round, moved readings already taken in the new
+ * clock a second time). */
 
 #include <time.h>
 
@@ -74,12 +77,31 @@ int memsess_lapse_note(memsess_lapse_t *copies, int n, int c,
     return 0;
 }
 
+void memsess_skew_rebase(memsess_skew_t *k, apr_int64_t off_ms)
+{
+    if (k->known && k->off_ms && off_ms && k->off_ms != off_ms) {
+        apr_int64_t d = off_ms - k->off_ms;
+
+        k->lo -= d;
+        k->hi -= d;
+        k->at_ms += d;
+    }
+    k->off_ms = off_ms;
+}
+
 void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
-                       apr_int64_t wrote_ms, apr_int64_t read_ms)
+                       apr_int64_t wrote_ms, apr_int64_t read_ms,
+                       apr_int64_t off_ms)
 {
     if (wrote_ms <= 0) {
         return;   /* a line that does not say */
     }
+    /* all in our clock as it is now */
+    memsess_skew_rebase(k, off_ms);
+    if (s->read_ms && s->off_ms && off_ms && s->off_ms != off_ms) {
+        s->read_ms += off_ms - s->off_ms;
+    }
+    s->off_ms = off_ms;
     if (s->read_ms && s->wrote_ms && wrote_ms != s->wrote_ms
         && read_ms > s->read_ms) {
         apr_int64_t lo = wrote_ms - read_ms, hi = wrote_ms - s->read_ms;
@@ -114,23 +136,6 @@ apr_int64_t memsess_skew_ms(const memsess_skew_t *k)
 apr_int64_t memsess_skew_error_ms(const memsess_skew_t *k)
 {
     return k->known ? (k->hi - k->lo + 1) / 2 : -1;
-}
-
-void memsess_skew_shift(memsess_skew_t *k, memsess_skew_seen_t *seen, int n,
-                        apr_int64_t d)
-{
-    int i;
-
-    if (k->known) {
-        k->lo -= d;
-        k->hi -= d;
-        k->at_ms += d;
-    }
-    for (i = 0; i < n; i++) {
-        if (seen[i].read_ms) {
-            seen[i].read_ms += d;
-        }
-    }
 }
 
 apr_int64_t memsess_clock_offset_ms(void)

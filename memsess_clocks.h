@@ -42,22 +42,29 @@ int memsess_lapse_note(memsess_lapse_t *copies, int n, int c,
                        apr_int64_t reported, apr_int64_t ttl,
                        apr_time_t mono);
 
+/* Each time of ours below is kept with the offset of our clock it was
+ * read in (memsess_clock_offset_ms(); 0: not known): a step of our clock
+ * since is taken off before it is used, once, however the step falls
+ * between reads. */
 typedef struct {
     apr_int64_t wrote_ms;   /* what the copy on one server said, last read */
     apr_int64_t read_ms;    /* our clock at that read */
+    apr_int64_t off_ms;     /* ... in our clock of that offset */
 } memsess_skew_seen_t;
 
 typedef struct {
     apr_int64_t lo, hi;     /* its clock minus ours lies in [lo, hi] ms */
     apr_int64_t at_ms;      /* our clock when last narrowed */
+    apr_int64_t off_ms;     /* lo, hi and at_ms: ours of this offset */
     apr_uint32_t steps;     /* readings outside what was known */
     int          known;
 } memsess_skew_t;
 
 /* Notes a member line's wrote_ms read on one server (s: that server's
- * last reading) at our clock read_ms. */
+ * last reading) at our clock read_ms, of offset off_ms. */
 void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
-                       apr_int64_t wrote_ms, apr_int64_t read_ms);
+                       apr_int64_t wrote_ms, apr_int64_t read_ms,
+                       apr_int64_t off_ms);
 /* The middle of what is known (0 when nothing is), and half its width
  * (-1 when nothing is). */
 apr_int64_t memsess_skew_ms(const memsess_skew_t *k);
@@ -69,11 +76,9 @@ apr_int64_t memsess_clock_offset_ms(void);
 /* A move of that offset beyond this between two looks is a step of ours. */
 #define MEMSESS_CLOCK_STEP_MS (50)
 
-/* Our clock stepped by d ms (new minus old) since k and seen[0 .. n) were
- * noted: both moved by as much, so that what k tells stays true at once
- * (another instance's clock minus ours changed by -d) and the next
- * readings, in our new clock, agree with it. */
-void memsess_skew_shift(memsess_skew_t *k, memsess_skew_seen_t *seen, int n,
-                        apr_int64_t d);
+/* What k knows, in our clock of offset off_ms: moved by the step between
+ * (another instance's clock minus ours changes by as much as ours
+ * stepped, the other way); nothing when either offset is not known. */
+void memsess_skew_rebase(memsess_skew_t *k, apr_int64_t off_ms);
 
 #endif /* MEMSESS_CLOCKS_H */

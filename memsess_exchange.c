@@ -195,6 +195,7 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                   memsess_verdicts_t *rec)
 {
     apr_time_t mono = memsess_mono_now(), now = apr_time_now();
+    apr_int64_t off = apr_time_as_msec(now) - apr_time_as_msec(mono);
     int i, k;
 
     for (i = k = 0; i < rec->n; i++) {
@@ -214,7 +215,7 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                 pe->read = mono;
                 if (rec->members && y < x->n) {
                     memsess_skew_note(&pe->skew, &pe->seen[y], v->wrote_ms,
-                                      apr_time_as_msec(now));
+                                      apr_time_as_msec(now), off);
                     pe->seen_at = apr_time_sec(now);
                 }
             }
@@ -809,7 +810,7 @@ static void publish_peers_locked(memsess_exchange_t *x)
                 o->skew_ms = memsess_skew_ms(&pe->skew);
                 o->error_ms = memsess_skew_error_ms(&pe->skew);
                 o->seen = pe->seen_at;
-                o->offset_ms = x->offset_ms;
+                o->offset_ms = pe->skew.off_ms;
                 break;
             }
         }
@@ -861,7 +862,7 @@ static void warn_skews(memsess_exchange_t *x)
 #define FAST_ROUND apr_time_from_msec(50)
 
 /* A step of our own clock since the last round: what is known of the
- * others' clocks moved by as much, at once (memsess_clocks.c). */
+ * others' clocks in our clock as it is now (memsess_clocks.c), and said. */
 static void own_step(memsess_exchange_t *x)
 {
     apr_int64_t off = memsess_clock_offset_ms();
@@ -869,13 +870,13 @@ static void own_step(memsess_exchange_t *x)
     int i;
 
     x->offset_ms = off;
-    if (d <= MEMSESS_CLOCK_STEP_MS && d >= -MEMSESS_CLOCK_STEP_MS) {
-        return;   /* (a slew: followed round by round) */
-    }
     for (i = 0; i < PEERS_TRACKED; i++) {
         if (x->peers[i].name[0]) {
-            memsess_skew_shift(&x->peers[i].skew, x->peers[i].seen, x->n, d);
+            memsess_skew_rebase(&x->peers[i].skew, off);
         }
+    }
+    if (d <= MEMSESS_CLOCK_STEP_MS && d >= -MEMSESS_CLOCK_STEP_MS) {
+        return;   /* (a slew: followed round by round) */
     }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, x->rt->main,
                  "MEMSESS0161: this instance's clock stepped %" APR_INT64_T_FMT

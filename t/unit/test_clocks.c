@@ -74,8 +74,8 @@ int main(void)
          * at t sees is the last write before it */
         apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-        memsess_skew_note(&k, &s1, w + 3000, t);
-        memsess_skew_note(&k, &s2, w + 3000, t + 5);   /* another server */
+        memsess_skew_note(&k, &s1, w + 3000, t, 0);
+        memsess_skew_note(&k, &s2, w + 3000, t + 5, 0);   /* another server */
     }
     ok(k.known && k.lo <= 3000 && k.hi >= 3000,
        "its skew lies within what is known [%lld, %lld]", (long long)k.lo,
@@ -91,19 +91,22 @@ int main(void)
     for (; t < 114000; t += 200) {
         apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-        memsess_skew_note(&k, &s1, w - 2000, t);
+        memsess_skew_note(&k, &s1, w - 2000, t, 0);
     }
     ok(k.steps >= 1 && memsess_skew_ms(&k) < -1850
        && memsess_skew_ms(&k) > -2150,
        "a step is seen and followed: now %lld ms",
        (long long)memsess_skew_ms(&k));
 
-    /* our own clock steps 5 s ahead (the writer's stays): shifted at
-     * once, the next readings, in our new clock, agree with what is known
-     * (no step seen, the width kept) */
+    /* our own clock steps 5 s ahead (the writer's stays): every time of
+     * ours carries the offset it was read in (wall minus monotonic, here
+     * 100000 before the step): the skew read at once in the new clock is
+     * 5 s less, and the readings after the step agree with it (no step
+     * seen, the width kept), whether the step is noticed before the next
+     * reading or not */
     {
-        memsess_skew_t o;
-        memsess_skew_seen_t os;
+        memsess_skew_t o, q;
+        memsess_skew_seen_t os, qs;
         apr_uint32_t steps;
         apr_int64_t width;
 
@@ -112,28 +115,40 @@ int main(void)
         for (t = 200000; t < 210000; t += 200) {
             apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-            memsess_skew_note(&o, &os, w + 3000, t);
+            memsess_skew_note(&o, &os, w + 3000, t, 100000);
         }
         steps = o.steps;
         width = o.hi - o.lo;
-        memsess_skew_shift(&o, &os, 1, 5000);
-        ok(memsess_skew_ms(&o) > -2150 && memsess_skew_ms(&o) < -1850
-           && o.hi - o.lo == width,
+        q = o;
+        qs = os;
+        memsess_skew_rebase(&q, 105000);
+        ok(memsess_skew_ms(&q) > -2150 && memsess_skew_ms(&q) < -1850
+           && q.hi - q.lo == width,
            "our clock stepped 5 s ahead: its skew now about -2000 ms (%lld), "
-           "as narrow as before", (long long)memsess_skew_ms(&o));
+           "as narrow as before", (long long)memsess_skew_ms(&q));
+        memsess_skew_rebase(&q, 105000);
+        ok(memsess_skew_ms(&q) > -2150 && memsess_skew_ms(&q) < -1850,
+           "noticed twice: moved once (%lld)", (long long)memsess_skew_ms(&q));
         for (; t < 214000; t += 200) {
-            /* its writes at its own times; our reads at our new clock */
+            /* its writes at its own times; our reads in our new clock */
             apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-            memsess_skew_note(&o, &os, w + 3000, t + 5000);
+            memsess_skew_note(&o, &os, w + 3000, t + 5000, 105000);
+            memsess_skew_note(&q, &qs, w + 3000, t + 5000, 105000);
         }
         ok(o.steps == steps && memsess_skew_ms(&o) > -2150
-           && memsess_skew_ms(&o) < -1850,
-           "the readings after it agree: no step seen, still %lld ms",
-           (long long)memsess_skew_ms(&o));
-        memset(&o, 0, sizeof(o));
-        memsess_skew_shift(&o, &os, 0, 5000);
-        ok(!o.known, "nothing known: nothing made up");
+           && memsess_skew_ms(&o) < -1850 && o.hi - o.lo <= width,
+           "read on after the step, not noticed before: no step seen, "
+           "%lld ms", (long long)memsess_skew_ms(&o));
+        ok(q.steps == steps && memsess_skew_ms(&q) > -2150
+           && memsess_skew_ms(&q) < -1850,
+           "noticed before: the same, %lld ms", (long long)memsess_skew_ms(&q));
+        memset(&q, 0, sizeof(q));
+        memsess_skew_rebase(&q, 105000);
+        ok(!q.known && q.off_ms == 105000, "nothing known: nothing made up");
+        q = o;
+        memsess_skew_rebase(&q, 0);
+        ok(q.lo == o.lo && q.hi == o.hi, "an offset not known: not moved");
     }
 
     /* a line without a write time, or the same one again: nothing learnt */
@@ -143,11 +158,11 @@ int main(void)
 
         memset(&z, 0, sizeof(z));
         memset(&zs, 0, sizeof(zs));
-        memsess_skew_note(&z, &zs, 0, 1000);
-        memsess_skew_note(&z, &zs, 5000, 1200);
-        memsess_skew_note(&z, &zs, 5000, 1400);
+        memsess_skew_note(&z, &zs, 0, 1000, 0);
+        memsess_skew_note(&z, &zs, 5000, 1200, 0);
+        memsess_skew_note(&z, &zs, 5000, 1400, 0);
         ok(!z.known, "one value only: nothing known yet");
-        memsess_skew_note(&z, &zs, 6000, 1600);
+        memsess_skew_note(&z, &zs, 6000, 1600, 0);
         ok(z.known && z.lo == 6000 - 1600 && z.hi == 6000 - 1400,
            "one change: between the two reads");
     }
