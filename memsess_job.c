@@ -224,17 +224,16 @@ apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
 {
     /* by the clocks: the holder's time less its clock's lead, +- error */
     apr_int64_t lo = flip_ms - skew - error, hi = flip_ms - skew + error;
-    apr_int64_t lo_seen, hi_seen;
+    /* by what we saw: done when seen, so written before, its flip time
+     * set delay_ms ahead of its writing: never later than this, whatever
+     * the clocks (a holder's clock ahead and its skew not known yet, by a
+     * checker just started: read as ours, its flip looked seconds away,
+     * was not waited for, and the follower published 165 ms before it, in
+     * the soak, seed 424242) */
+    apr_int64_t hi_seen = seen_ms + delay_ms;
 
-    if (!asked_ms || asked_ms > seen_ms) {
-        return hi;   /* never seen not done: the clocks alone */
-    }
-    /* by what we saw: it turned done between our two reads, its flip
-     * time then set delay_ms ahead */
-    lo_seen = asked_ms + delay_ms;
-    hi_seen = seen_ms + delay_ms;
-    if (lo_seen > lo) {
-        lo = lo_seen;
+    if (asked_ms && asked_ms <= seen_ms && asked_ms + delay_ms > lo) {
+        lo = asked_ms + delay_ms;   /* turned done between our two reads */
     }
     if (hi_seen < hi) {
         hi = hi_seen;

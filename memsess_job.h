@@ -57,7 +57,8 @@ typedef enum {
  * error, ms) allows and within what its own reads saw (the record not done
  * when asked at asked_ms, done when seen at seen_ms: it was written between,
  * flip_ms then set delay_ms ahead; asked_ms 0: never seen not done), at the
- * latest of both; what was seen when the two disagree (a clock stepped). */
+ * latest of both, and never after seen_ms + delay_ms (done when seen); what
+ * was seen when the two disagree (a clock stepped, a skew not known yet). */
 apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
                                 apr_int64_t error, apr_int64_t asked_ms,
                                 apr_int64_t seen_ms, apr_int64_t delay_ms);

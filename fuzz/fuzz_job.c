@@ -25,8 +25,9 @@
  *     has one spelling per record), within MEMSESS_JOB_RECORD_MAX;
  *   - what comes next never trusts it more than it says: an unreadable
  *     record is replaced, a lapsed one too, a syncing one of another
- *     instance is waited for until seen unchanged for its time to live, only a done one is followed (one of a
- *     previous checker of ours too).
+ *     instance is waited for until seen unchanged for its time to live,
+ *     only a done one is followed (one of a previous checker of ours
+ *     too), and its flip is followed no later than the record allows.
  */
 
 #include <stdint.h>
@@ -113,6 +114,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     step = memsess_job_next(&job, 1, SELF, job.lists ^ 1, NOW, 0, 0, 0, TTL_MS);
     if (step == MEMSESS_JOB_FOLLOW && !job.done) {
         fail("followed a sync not done");
+    }
+    /* a follower never publishes after it could have: done when seen,
+     * so flipped by the time seen plus the delay, whatever its time says */
+    if (job.done
+        && memsess_flip_follow(job.flip_ms, 0, 0, 0, NOW * 1000, 250)
+           > NOW * 1000 + 250) {
+        fail("a follower's flip later than the record allows");
     }
     /* a job done that began before this outage is never followed */
     step = memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0, 0,

@@ -146,8 +146,15 @@ int main(void)
        == MEMSESS_JOB_WAIT, "still syncing, begun before: waited for (it "
        "fails, or lapses, if the server went down under it)");
     /* a follower's flip time, in its clock (ms; the flip 250 ms ahead) */
-    ok(memsess_flip_follow(10250, 0, 150, 0, 10030, 250) == 10400,
-       "follow: never seen not done, the clocks alone: at the latest");
+    ok(memsess_flip_follow(10250, 0, 150, 0, 10030, 250) == 10280,
+       "follow: never seen not done: at the latest the clocks allow, and "
+       "never after it was seen done plus the delay");
+    ok(memsess_flip_follow(10250, 0, 150, 0, 12000, 250) == 10400,
+       "follow: seen done long after: the clocks' latest (past: at once)");
+    ok(memsess_flip_follow(14250, 0, 0, 0, 10020, 250) == 10270,
+       "follow: a holder 4 s ahead whose skew is not known yet: never "
+       "before it could have flipped, never published at once (it was, "
+       "165 ms early, in the soak)");
     ok(memsess_flip_follow(10250, 0, 150, 10000, 10020, 250) == 10270,
        "follow: seen turning done within 20 ms: within 20 ms of the flip, "
        "not the clocks' 150");
@@ -157,7 +164,8 @@ int main(void)
        "follow: a holder 3 s ahead, measured: the same");
     ok(memsess_flip_follow(13250, 0, 150, 10000, 10020, 250) == 10270,
        "follow: a holder stepped 3 s ahead since measured: what was seen");
-    ok(memsess_flip_follow(10250, 0, 150, 10030, 10020, 250) == 10400,
-       "follow: reads out of order: the clocks alone");
+    ok(memsess_flip_follow(10250, 0, 150, 10030, 10020, 250) == 10270,
+       "follow: reads out of order (a step back between): the clocks, "
+       "within what was seen");
     return done_testing();
 }
