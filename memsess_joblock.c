@@ -19,10 +19,10 @@
  * it while it works; the others wait, reading it every JOB_POLL, and
  * follow the holder once it is done for the same fingerprint, publishing
  * at its flip time (read against the moment the record turned done, and
- * the holder's clock as measured); a record
- * not renewed for its time to live, by the waiter's own clock (its holder
- * died or was cut off), is taken over with cas.  The record is kept in memcached past its expires, so whoever
- * takes it over sees whose it was.
+ * the holder's clock as measured); a record not renewed for its time to
+ * live, by the waiter's own clock (its holder died or was cut off), is
+ * taken over with cas.  The record is kept in memcached past its expires,
+ * so whoever takes it over sees whose it was.
  */
 
 #include <string.h>
