@@ -195,6 +195,8 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                   memsess_verdicts_t *rec)
 {
     apr_time_t mono = memsess_mono_now(), now = apr_time_now();
+    /* (memsess_clock_offset_ms() of this very pair: the offset the
+     * reading below is taken in, whatever steps a moment later) */
     apr_int64_t off = apr_time_as_msec(now) - apr_time_as_msec(mono);
     int i, k;
 
