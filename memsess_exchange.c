@@ -132,6 +132,10 @@ struct memsess_exchange {
     unsigned char      *job;           /* [n] another instance syncs it */
     char              (*jobdone)[MEMSESS_INSTANCE_MAX];  /* [n] ... or is
                                         * done with it (its holder) */
+    uint64_t           *job_cas;       /* [n] its job record, last read */
+    apr_time_t         *job_changed;   /* [n] our monotonic time it last
+                                        * changed (its holder renews it
+                                        * every 0.5 s); 0: never seen */
     char              (*who)[MEMSESS_REPORTERS_MAX];
     apr_time_t         *bad_logged;    /* [n + 1] last bad record logged */
     int                *flipped;       /* [nviews] scratch for publish */
@@ -544,18 +548,31 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
  * (then its line, which it takes out at its next round after its flip, no
  * longer holds the server out here). */
 static void read_job(memsess_exchange_t *x, int y, const char *value,
-                     size_t len, apr_int64_t now)
+                     size_t len, uint64_t cas, apr_int64_t now)
 {
     memsess_job_t job;
     apr_int64_t skew;
+    apr_time_t mono = memsess_mono_now();
+    int first = !x->job_changed[y];
 
+    if (cas != x->job_cas[y] || first) {
+        x->job_cas[y] = cas;
+        x->job_changed[y] = mono;
+    }
     if (memsess_job_parse(value, len, now, &job)
         || !strcmp(job.holder, x->rt->g.instance)) {
         return;   /* not ours to use (a bad one is the claim's to log) */
     }
     /* its times are its holder's clock's */
     skew = skew_of(x, job.holder);
-    if (job.expires < now + skew / 1000) {
+    /* lapsed: not renewed for a time to live by our own clock (as the
+     * claim judges it, memsess_joblock.c); its expires, read with a skew
+     * measured before its holder's clock stepped, would drop a live job
+     * (a follower then held the server out again for the holder's line
+     * and synced it a second time: t/53_clocks.t, a step of 4 s), so it
+     * is read only the first time the record is seen */
+    if (mono - x->job_changed[y] >= apr_time_from_sec(x->ttl)
+        || (first && job.expires < now + skew / 1000)) {
         return;
     }
     x->job[y] = !job.done
@@ -640,7 +657,7 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
 
         if (f->x > x->n) {
             if (f->x == x->n + 1 + y && !x->down[y]) {
-                read_job(x, y, f->value, f->len, now);
+                read_job(x, y, f->value, f->len, f->cas, now);
             }
             continue;
         }
@@ -1095,6 +1112,8 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->peer = apr_pcalloc(pool, n);
     x->job = apr_pcalloc(pool, n);
     x->jobdone = apr_pcalloc(pool, n * sizeof(*x->jobdone));
+    x->job_cas = apr_pcalloc(pool, n * sizeof(*x->job_cas));
+    x->job_changed = apr_pcalloc(pool, n * sizeof(*x->job_changed));
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
     x->bad_logged = apr_pcalloc(pool, (n + 1) * sizeof(*x->bad_logged));
     x->flipped = apr_pcalloc(pool, rt->confs->nelts * sizeof(int));

@@ -59,7 +59,12 @@ APLOG_USE_MODULE(memsess);
 #define JOB_FENCE_MARGIN apr_time_from_msec(500)
 #define JOB_FENCE_READ   apr_time_from_msec(100)
 
-typedef enum { JOB_ADD, JOB_CAS, JOB_SET } job_write_e;
+/* A done record whose holder stopped before its own flip: kept this long
+ * (seconds, memcached's expiry) past the next checker's start and a
+ * rebalance's retry, so that they follow it (memsess_joblock_abandon). */
+#define JOB_KEEP_DONE 30
+
+typedef enum { JOB_ADD, JOB_CAS, JOB_SET, JOB_CAS_KEPT } job_write_e;
 
 apr_status_t memsess_joblock_open(memsess_joblock_t *j, memsess_runtime_t *rt,
                                   int slot, const char *name,
@@ -140,6 +145,13 @@ static int job_read(memsess_joblock_t *j, memcached_st *mc,
            || rc == MEMCACHED_SUCCESS;
 }
 
+/* When the job was claimed, in our wall clock as it reads now (seconds). */
+static apr_int64_t claimed_sec(const memsess_joblock_t *j)
+{
+    return apr_time_sec(j->since_mono
+                        + apr_time_from_msec(memsess_clock_offset_ms()));
+}
+
 /* Writes our record (syncing or done), valid for the shared lines' time. */
 static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
                                     int done, job_write_e how, uint64_t cas)
@@ -150,12 +162,15 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     apr_size_t len;
     /* memcached keeps it past its expires: whoever takes a lapsed job
      * over sees whose it was */
-    time_t expiry = (time_t)(2 * ttl + 1);
+    time_t expiry = how == JOB_CAS_KEPT ? JOB_KEEP_DONE
+                                        : (time_t)(2 * ttl + 1);
 
     memset(&rec, 0, sizeof(rec));
     apr_cpystrn(rec.holder, j->rt->g.instance, sizeof(rec.holder));
     rec.done = done;
-    rec.since = j->since;
+    memcached_return_t rc;
+
+    rec.since = claimed_sec(j);
     rec.expires = apr_time_sec(apr_time_now()) + ttl;
     rec.lists = j->fingerprint;
     rec.flip_ms = done ? j->flip_ms : 0;
@@ -163,13 +178,20 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     j->refreshed = memsess_mono_now();
     switch (how) {
     case JOB_ADD:
-        return memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
+        rc = memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
+        break;
     case JOB_CAS:
-        return memcached_cas(mc, j->key, j->keylen, buf, len, expiry, 0,
-                             cas);
+    case JOB_CAS_KEPT:
+        rc = memcached_cas(mc, j->key, j->keylen, buf, len, expiry, 0, cas);
+        break;
     default:
-        return memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
+        rc = memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
+        break;
     }
+    if (memcached_success(rc)) {
+        j->since = rec.since;   /* what record_ours() compares */
+    }
+    return rc;
 }
 
 void memsess_joblock_rewrite(memsess_joblock_t *j)
@@ -304,11 +326,51 @@ void memsess_joblock_release(memsess_joblock_t *j)
     uint64_t cas;
     int exists;
 
+    if (j->done && j->stop && *j->stop) {
+        memsess_joblock_abandon(j);
+        return;
+    }
     keeper_stop(j);
     if (j->holding && !j->lost
         && job_read(j, j->mc, &rec, &exists, &why, &cas)
         && record_ours(j, &rec, exists, why)) {
         memcached_delete(j->mc, j->key, j->keylen, 0);
+    }
+    j->holding = 0;
+}
+
+int memsess_joblock_flips(const memsess_joblock_t *j)
+{
+    return j->flip_ms && !j->lost;
+}
+
+void memsess_joblock_flipped_stopping(const memsess_joblock_t *j)
+{
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, j->rt->main, "MEMSESS0162: "
+                 "%s: published at its flip time though this checker stops "
+                 "(a graceful or a restart): the group publishes at that "
+                 "time; what follows the flip is left undone", j->subject);
+}
+
+void memsess_joblock_abandon(memsess_joblock_t *j)
+{
+    memsess_job_t rec;
+    const char *why;
+    uint64_t cas;
+    int exists;
+
+    keeper_stop(j);
+    if (!j->done) {
+        memsess_joblock_release(j);
+        return;
+    }
+    /* the others publish at its flip time (they may have already): whoever
+     * runs the job next follows it, not does it again over what they
+     * wrote since through the new lists */
+    if (j->holding && !j->lost
+        && job_read(j, j->mc, &rec, &exists, &why, &cas)
+        && record_ours(j, &rec, exists, why)) {
+        job_write(j, j->mc, 1, JOB_CAS_KEPT, cas);
     }
     j->holding = 0;
 }
@@ -329,7 +391,7 @@ void memsess_joblock_wait_flip(memsess_joblock_t *j)
 
     /* a flip time far off is a clock apart: not waited for */
     while (at > now && at - now <= 2 * MEMSESS_FLIP_DELAY
-           && !(j->stop && *j->stop)) {
+           && !(j->stop && *j->stop && !memsess_joblock_flips(j))) {
         apr_sleep(at - now < apr_time_from_msec(5) ? at - now
                                                    : apr_time_from_msec(5));
         now = apr_time_now();
@@ -409,7 +471,8 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             seen_expires = exists && !why ? rec.expires : 0;
             seen_at = exists && !why ? memsess_mono_now() : 0;
         }
-        j->since = apr_time_sec(apr_time_now());
+        j->since_mono = memsess_mono_now();
+        j->since = claimed_sec(j);
         /* the record's times are its holder's clock's: ours, moved by
          * its skew as measured (memsess_exchange.c), compare with them;
          * its clock at its earliest: a lease lapses, a job is earlier

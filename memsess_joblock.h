@@ -56,7 +56,12 @@ typedef struct memsess_joblock {
     struct memcached_st      *mc;
     char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
     size_t                    keylen;
-    apr_int64_t               since;
+    apr_time_t                since_mono;  /* the claim (memsess_mono_now) */
+    apr_int64_t               since;     /* ... in our wall clock's seconds,
+                                          * as last written: a step of our
+                                          * clock moves it, as it moves
+                                          * expires (a record that expires
+                                          * before it began is nobody's) */
     apr_time_t                refreshed;   /* the last write tried
                                             * (memsess_mono_now) */
     apr_time_t                held_at;     /* ... the last that took */
@@ -96,8 +101,17 @@ void memsess_joblock_refresh(memsess_joblock_t *j, int done, int force);
  * alone: no other instance of the group was heard); returns it. */
 #define MEMSESS_FLIP_DELAY apr_time_from_msec(250)
 apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone);
+/* Whether the job publishes at its flip time even when told to stop (a
+ * graceful stops the checker process): its flip time is set (the holder's
+ * record says done, or a follower read it) and nobody took the job over.
+ * The others publish at that time whatever happens here; publishing with
+ * them leaves no window, which the next checker's catching up would. */
+int memsess_joblock_flips(const memsess_joblock_t *j);
+/* Logs that the job published at its flip time though told to stop. */
+void memsess_joblock_flipped_stopping(const memsess_joblock_t *j);
 /* Sleeps until the flip time of the job (its own, or the holder's read by
- * a follower); at once when it has passed or is far off. */
+ * a follower); at once when it has passed or is far off, or when told to
+ * stop unless it flips all the same (memsess_joblock_flips). */
 void memsess_joblock_wait_flip(memsess_joblock_t *j);
 /* The holder: its record written anew (the server was emptied). */
 void memsess_joblock_rewrite(memsess_joblock_t *j);
@@ -108,8 +122,15 @@ void memsess_joblock_rewrite(memsess_joblock_t *j);
  * every 100 ms, still ours (taken over: stop).  0: lost (stop is set).
  * Holding no record (a server that refuses it): 1. */
 int memsess_joblock_fence(memsess_joblock_t *j);
-/* The holder is finished: its record goes, unless another's replaced it. */
+/* The holder is finished: its record goes, unless another's replaced it;
+ * one that says done stays done when the holder was told to stop (it
+ * skipped its after-flip work: memsess_joblock_abandon). */
 void memsess_joblock_release(memsess_joblock_t *j);
+/* The holder failed or stopped before its own flip: released, unless its
+ * record says done already (the others publish at its flip time): then it
+ * stays done, kept past the next checker's start and a retry, which follow
+ * it rather than run the job again. */
+void memsess_joblock_abandon(memsess_joblock_t *j);
 void memsess_joblock_close(memsess_joblock_t *j);
 
 #endif /* MEMSESS_JOBLOCK_H */

@@ -290,7 +290,8 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
     int k, v, ok = 1;
 
     apr_pool_create(&p, rb->pool);
-    if (!memsess_table_lease_lock(rt->table, c->mutex) || rb->stop) {
+    if (!memsess_table_lease_lock(rt->table, c->mutex)
+        || (rb->stop && !memsess_joblock_flips(&rb->lock))) {
         apr_cpystrn(err, "stopped: checking moved to another process",
                     errlen);
         ok = 0;
@@ -336,6 +337,9 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
         memsess_state_save(p, rt);
     }
     apr_thread_mutex_unlock(c->mutex);
+    if (ok && rb->stop) {
+        memsess_joblock_flipped_stopping(&rb->lock);
+    }
     apr_pool_destroy(p);
     return ok;
 }
@@ -596,6 +600,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     }
     else {
         memsess_sync_unhold(sync);
+        /* the next try takes it at once; once done, it follows */
+        memsess_joblock_abandon(&rb->lock);
         if (memsess_table_lease_lock(rt->table, c->mutex)) {
             rebalance_mark(rb, MEMSESS_REBALANCE_WAITING,
                            err[0] ? err : "failed");

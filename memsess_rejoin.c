@@ -304,7 +304,8 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
     int k, ok = 1, nflipped = 0;
 
     apr_pool_create(&p, job->pool);
-    if (!memsess_table_lease_lock(rt->table, c->mutex) || job->stop
+    if (!memsess_table_lease_lock(rt->table, c->mutex)
+        || (job->stop && !memsess_joblock_flips(&job->lock))
         || slot->state != MEMSESS_SYNCING) {
         apr_cpystrn(err, "stopped: it failed a probe, or checking moved to "
                     "another process", errlen);
@@ -358,6 +359,9 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
         }
     }
     apr_thread_mutex_unlock(c->mutex);
+    if (ok && job->stop) {
+        memsess_joblock_flipped_stopping(&job->lock);
+    }
     apr_pool_destroy(p);
     return ok;
 }
@@ -850,8 +854,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             apr_cpystrn(err, "another instance took its sync over",
                         sizeof(err));
         }
-        /* the next instance takes it at once */
-        memsess_joblock_release(&job->lock);
+        /* the next instance takes it at once; once done, it follows */
+        memsess_joblock_abandon(&job->lock);
         sync_abandon(job, err[0] ? err : "failed");
         if (!job->refused) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,

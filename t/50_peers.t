@@ -40,7 +40,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 62, need {
+plan tests => 66, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -538,6 +538,127 @@ ok t_cmp(logged(\@mp, qr/MEMSESS0136: /) . ' ' . logged(\@mp, qr/MEMSESS0152: /)
 my $pc3 = run_for(2, time);
 ok t_cmp("$pc3->{lost} $pc3->{stale} $pc3->{failed}", '0 0 0',
          'after: no session lost or stale, no request failed (' . show($pc3) . ')');
+
+# --- a holder restarted between its `done` and its flip ----------------------------
+
+# N4 leaves the pool.  The moment the rebalance's job record says done (its
+# flip time written: the others publish at it), the holder gets a graceful,
+# which stops its checker.  It publishes at its flip time all the same, with
+# the others (MEMSESS0162), keeps the record done, and its next checker
+# rebalances nothing again.  (Found by the soak, seed 918273: the stopped
+# holder deleted the record, the others published at its flip, and its next
+# checker ran the job again, copying the old places' sessions over what the
+# others' requests had written through the new list since.)  A graceful
+# that comes too late (after the flip) proves nothing: tried again, three
+# times at most.
+
+# One memcached command on an open socket: its reply, up to END, an error
+# or the crawler's BUSY.
+sub mc_ask {
+    my ($sock, $cmd) = @_;
+    print $sock "$cmd\r\n";
+    my $buf = '';
+    until ($buf =~ /(?:^|\r?\n)(?:END|BUSY[^\r\n]*|ERROR|(?:CLIENT|SERVER)_ERROR[^\r\n]*)\r\n\z/) {
+        sysread($sock, $buf, 65536, length $buf) or return undef;
+    }
+    return $buf;
+}
+
+# In a process of its own: finds the rebalance's job record (its key
+# listed by the crawler, on N1: the first live server of the new list),
+# then reads it every 2 ms, and once it says done for a job begun at $since
+# or later, sends its holder SIGUSR1 (a graceful with no configuration
+# read first).
+sub graceful_at_done {
+    my ($since, $timeout) = @_;
+    my ($host, $port) = host_port($N[0]);
+    my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
+        or return { error => "connect N1: $!" };
+    my $key;
+    my $end = time + $timeout;
+    while (time < $end) {
+        if (!$key) {
+            my $dump = mc_ask($sock, 'lru_crawler metadump all') // next;
+            ($key) = $dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3Arebalance-\S+)/m;
+            $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
+        }
+        my $v = $key ? mc_ask($sock, "get $key") // '' : '';
+        my ($holder, $begun, $flip) = $v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/;
+        if (!defined $holder || $begun < $since) {
+            sleep 0.002;
+            next;
+        }
+        my ($i) = grep { $name[$_] eq $holder } 0 .. $#web;
+        return { error => "a holder not of ours: $holder" } unless defined $i;
+        my $seen = time;
+        my ($rc, $out) = Memsess::Instance::root_helper('usr1', $web[$i]->dir);
+        return { holder => $i, rc => $rc, out => $out,
+                 when => sprintf('seen %d ms, signalled %d ms before its flip',
+                                 $flip - 1000 * $seen, $flip - 1000 * time) };
+    }
+    return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+}
+
+my $conf3 = "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
+          . "MemsessReplicas 1\nMemsessFailover successor\nMemsessGroup $GROUP\n";
+my ($fire, $stopped, $flipped3, @mh, @tries);
+my %at_done = (ok => 0, lost => 0, stale => 0, failed => 0, rounds => 0);
+for my $try (1 .. 3) {
+    if ($try > 1) {   # N4 back in, as above
+        for my $w (@web) {
+            $w->{conf} = $newconf;
+            $w->write_conf;
+            $w->graceful;
+        }
+        wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
+    }
+    for my $w (@web[0, 1]) {
+        $w->{conf} = $conf3;
+        $w->write_conf;
+        $w->graceful;
+    }
+    @mh = map { $_->log_mark } @web;
+    my $t0 = time;
+    my $watch = bg_run(sub { graceful_at_done(int($t0) - 1, 20) });
+    my $busy = bg_run(sub {
+        my $c = run_for(4);
+        $c->{n} = [ map { $_->{n} } @users ];
+        return $c;
+    });
+    $web[2]{conf} = $conf3;
+    $web[2]->write_conf;
+    $web[2]->graceful;
+    $fire = bg_join($watch, 30);
+    $flipped3 = wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
+    my $c = bg_join($busy, 30);
+    $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+    $at_done{$_} += $c->{$_} // 0 for keys %at_done;
+    my $h = $fire->{holder};
+    # the holder's next checker is up (its graceful's new generation)
+    $stopped = defined $h
+        && defined $web[$h]->log_wait(10, $mh[$h], qr/resuming normal operations/)
+        && $web[$h]->log_since($mh[$h]) =~ /MEMSESS0162: pool change of /;
+    push @tries, defined $h ? 'web' . ($h + 1) . ($stopped ? ': stopped before its flip' : ': too late')
+                              . " ($fire->{when})"
+                            : ($fire->{error} // 'no record');
+    last if $stopped;
+}
+ok t_cmp($stopped ? 1 : 0, 1,
+         'the holder got a graceful between its done and its flip, and published at its flip all the same '
+         . '(MEMSESS0162) (tries: ' . join('; ', @tries) . ')');
+ok t_cmp(defined $flipped3 ? 1 : 0, 1, 'the three publish the list without N4');
+{
+    my $h = $fire->{holder} // 0;
+    sleep 1;
+    my $log = $web[$h]->log_since($mh[$h]);
+    my $runs = () = $log =~ /MEMSESS0136: /g;
+    my $stops = () = $log =~ /MEMSESS0138: /g;
+    ok t_cmp("$runs $stops", '1 0',
+             'web' . ($h + 1) . ' rebalanced once (MEMSESS0136), its next checker not again, nothing stopped '
+             . 'before its flip (MEMSESS0138)');
+}
+ok t_cmp("$at_done{lost} $at_done{stale}", '0 0',
+         'meanwhile no session lost or stale (' . show(\%at_done) . ')');
 
 # --- an instance that dies holds nobody up ------------------------------------------
 

@@ -13,7 +13,14 @@
 #  - Healed: CK2 is synced once for all (one MEMSESS0031, no job taken
 #    over: web3, 3 s ahead, took the holder's lease for lapsed, MEMSESS0040,
 #    and synced again), and the three publish it within 300 ms of each
-#    other.
+#    other.  In the middle of that sync (30,000 keys more, at 4,000 a
+#    second) its holder's clock, web2's, steps 4 s back (libfaketime reads
+#    its offset from a file): web2 says so (MEMSESS0161) and its job holds.
+#    (Before, its record, written with the start in the old clock and the
+#    lease's end in the new, expired before it began: web2 read its own
+#    record as bad, took its lease for lost and synced again, MEMSESS0039
+#    and MEMSESS0033: the soak's seed 918273, 6 writes lost.)  Then it
+#    steps back to 3 s behind: 4 s ahead.
 #  - Then CK3 frozen for 1.5 s under load and thawed, and a fourth server
 #    added at graceful on all three: each job run once for the group (no
 #    takeover), published together.
@@ -29,6 +36,7 @@ use Apache::TestUtil;
 use HTTP::Cookies;
 use JSON::PP;
 use LWP::UserAgent;
+use IO::Socket::IP;
 use Time::HiRes qw(time sleep);
 use Memsess::Test;
 use Memsess::Instance;
@@ -39,7 +47,7 @@ my $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 # preloaded hangs as it starts (seen here); the code that judges clocks
 # runs under ASan in every group scenario all the same (t/50_peers.t,
 # t/51_twins.t: lapses, skews near 0).
-plan tests => 18, need {
+plan tests => 20, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'libfaketime (package faketime)' => -f $FAKETIME,
@@ -59,11 +67,24 @@ for my $i (1 .. 3) {
     push @web, Memsess::Instance->new(
         name => "clock$i", php => 1, user => "memsess-web$i",
         ($SKEW[$i - 1] ? (skew => sprintf('%+d', $SKEW[$i - 1])) : ()),
+        # (the sync of 30,000 keys below lasts seconds, not a blink: a
+        # clock steps in the middle of it)
         globals => "MemsessCheckInterval 200ms\nMemsessCheckTimeout 100ms\n"
-                 . "MemsessGroup memsess-clocks\nMemsessInstance clock$i\n",
+                 . "MemsessGroup memsess-clocks\nMemsessInstance clock$i\n"
+                 . "MemsessSyncRate 4000\n",
         conf => "MemsessServers " . join(' ', map { addr($_) } @C) . "\n"
               . "MemsessReplicas 1\nMemsessFailover successor\n");
 }
+# web2's offset read from a file (every second): stepped while it runs
+my $CLOCK2 = $web[1]->dir . '/faketime.rc';
+sub clock2 {
+    open my $fh, '>', "$CLOCK2.new" or die "$CLOCK2.new: $!";
+    print $fh "$_[0]\n";
+    close $fh;
+    rename "$CLOCK2.new", $CLOCK2 or die "$CLOCK2: $!";
+}
+clock2(sprintf '%+d', $SKEW[1]);
+$web[1]{skew} = '@' . $CLOCK2;
 chmod 0755, $_->dir for @web;
 $_->start for @web;
 
@@ -172,8 +193,30 @@ ok t_cmp("$cut->{lost} $cut->{stale}", '0 0', 'cut off: no session lost or stale
 
 # --- healed: one sync, one flip ----------------------------------------------------------
 
+# Writes $count session keys (as php-memcached names them) to server $name,
+# or deletes them.
+sub memc_bulk {
+    my ($name, $tag, $count, $del) = @_;
+    my ($host, $port) = host_port($name);
+    my $s = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
+        or die "connect $name: $!";
+    my $v = 'x' x 200;
+    for my $k (1 .. $count) {
+        print $s $del ? "delete memc.sess.key.bulk$tag$k noreply\r\n"
+                      : "set memc.sess.key.bulk$tag$k 0 600 200 noreply\r\n$v\r\n";
+    }
+    print $s "version\r\n";
+    my $line = <$s>;
+    return defined $line && $line =~ /^VERSION/;
+}
+ok t_cmp((memc_bulk($C[0], 'a', 15000) && memc_bulk($C[2], 'b', 15000)) ? 1 : 0, 1,
+         '30,000 more session keys on CK1 and CK3 for the sync to go through');
+
 my @marks = map { $_->log_mark } @web;
 ($rc, $out) = Memsess::Instance::root_helper('heal', 'memsess-web2', port($C[1]));
+# web2 syncs CK2 (it alone saw it down): its clock steps 4 s back meanwhile
+my $syncing = wait_for(10, sub { ((server_of($web[1]->status, $C[1]) || {})->{local_state} // '') eq 'syncing' }, 0.02);
+clock2(sprintf '%+d', $SKEW[1] - 4);
 # the moment each publishes CK2 again, by this test's clock
 my @up_at;
 my $users = bg_run(sub { my $c = run_for(6); $c->{ns} = [ map { $_->{n} } @users ]; return $c });
@@ -184,14 +227,19 @@ wait_for(15, sub {
     return !grep { !defined } @up_at[0 .. 2];
 }, 0.005);
 my $heal = bg_join($users, 30);
-my ($syncs, $takeovers) = (0, 0);
+my ($syncs, $takeovers, $lost) = (0, 0, 0);
 for my $i (0 .. 2) {
     my $since = $web[$i]->log_since($marks[$i]);
     $syncs += () = $since =~ /MEMSESS0031: memcached server \Q${\ addr($C[1])}\E synced/g;
     $takeovers += () = $since =~ /MEMSESS0040: /g;
+    $lost += () = $since =~ /MEMSESS0033: |MEMSESS0039: /g;
 }
 ok t_cmp("$syncs $takeovers", '1 0',
          'healed: CK2 synced once for the group, no job taken over (MEMSESS0031, MEMSESS0040)');
+ok t_cmp(($web[1]->log_since($marks[1]) =~ /MEMSESS0161: this instance's clock stepped (?:399\d|400\d)ms back/ ? 1 : 0)
+         . ' ' . (defined $syncing ? 1 : 0) . " $lost", '1 1 0',
+         "web2's clock stepped 4 s back in the middle of its sync (MEMSESS0161): its job held "
+         . '(no MEMSESS0033, no record refused: MEMSESS0039)');
 {
     my @t = grep { defined } @up_at;
     my $spread = @t == 3 ? (sort { $b <=> $a } @t)[0] - (sort { $a <=> $b } @t)[0] : undef;
@@ -207,6 +255,12 @@ ok t_cmp((($heal->{lost} // 'none') eq '0' && defined $heal->{stale} && $heal->{
          'through the heal: no session lost, 2 stale at most ('
          . join(', ', map { ($heal->{$_} // 0) . " $_" } qw(ok lost stale failed)) . ')');
 restore($heal);
+# the keys go, and web2 is 3 s behind again: a step 4 s ahead
+for my $m (@C) {
+    memc_bulk($m, $_, 15000, 1) for qw(a b);
+}
+clock2(sprintf '%+d', $SKEW[1]);
+sleep 1.5;
 
 # --- a freeze and a thaw, then a pool change, clocks 3 s apart ----------------------
 

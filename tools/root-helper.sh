@@ -14,6 +14,8 @@
 #   root-helper.sh stop DIR HTTPD         httpd ... -k stop, SIGKILL if it lingers
 #   root-helper.sh graceful DIR HTTPD     httpd ... -k graceful
 #   root-helper.sh restart DIR HTTPD      httpd ... -k restart
+#   root-helper.sh usr1 DIR               SIGUSR1 to DIR's parent: a graceful
+#                                         at once (no config read first)
 #   root-helper.sh kill DIR               SIGKILL to the parent and its children
 #                                         at once (an instance that dies)
 #   root-helper.sh killchild DIR PID      SIGKILL to one child of DIR's parent
@@ -147,6 +149,11 @@ case $cmd in
         d=$(check_dir "$2")
         check_httpd "$3"
         exec "$3" -d "$d" -f "$d/httpd.conf" -k "$cmd"
+        ;;
+    usr1)
+        [ $# -eq 2 ] || die "usage: usr1 DIR"
+        d=$(check_dir "$2")
+        kill -USR1 "$(root_parent "$d")"
         ;;
     killchild)
         [ $# -eq 3 ] || die "usage: killchild DIR PID"
