@@ -89,6 +89,37 @@ void memsess_skew_rebase(memsess_skew_t *k, apr_int64_t off_ms)
     k->off_ms = off_ms;
 }
 
+void memsess_skew_peer_offset(memsess_skew_t *k, memsess_skew_seen_t *s,
+                              apr_int64_t peer_off_ms)
+{
+    apr_int64_t d;
+
+    if (peer_off_ms <= 0) {
+        return;   /* a line that does not say */
+    }
+    if (!k->peer_off_ms) {
+        k->peer_off_ms = peer_off_ms;
+    }
+    d = peer_off_ms - k->peer_off_ms;
+    if (d >= MEMSESS_CLOCK_STEP_MS || d <= -MEMSESS_CLOCK_STEP_MS) {
+        if (k->known) {
+            k->lo += d;
+            k->hi += d;
+        }
+        k->peer_off_ms = peer_off_ms;
+    }
+    if (!s->peer_off_ms) {
+        s->peer_off_ms = peer_off_ms;
+    }
+    d = peer_off_ms - s->peer_off_ms;
+    if (d >= MEMSESS_CLOCK_STEP_MS || d <= -MEMSESS_CLOCK_STEP_MS) {
+        if (s->wrote_ms) {
+            s->wrote_ms += d;   /* as its clock would have said it */
+        }
+        s->peer_off_ms = peer_off_ms;
+    }
+}
+
 void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
                        apr_int64_t wrote_ms, apr_int64_t read_ms,
                        apr_int64_t off_ms)

@@ -50,6 +50,8 @@ typedef struct {
     apr_int64_t wrote_ms;   /* what the copy on one server said, last read */
     apr_int64_t read_ms;    /* our clock at that read */
     apr_int64_t off_ms;     /* ... in our clock of that offset */
+    apr_int64_t peer_off_ms;   /* wrote_ms: in its clock of that offset
+                                * (0: not known) */
 } memsess_skew_seen_t;
 
 typedef struct {
@@ -58,6 +60,8 @@ typedef struct {
     apr_int64_t off_ms;     /* lo, hi and at_ms: ours of this offset */
     apr_uint32_t steps;     /* readings outside what was known */
     int          known;
+    apr_int64_t  peer_off_ms;  /* lo, hi: its clock of that offset (0: not
+                                * known) */
 } memsess_skew_t;
 
 /* Notes a member line's wrote_ms read on one server (s: that server's
@@ -65,6 +69,17 @@ typedef struct {
 void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
                        apr_int64_t wrote_ms, apr_int64_t read_ms,
                        apr_int64_t off_ms);
+/* What k and s know, moved to the other instance's clock of offset
+ * peer_off_ms (its wall clock minus its monotonic clock, as its member
+ * line says; 0: not said): a step of its clock moves its skew by as much,
+ * at once and as precisely as it was known, instead of a reading outside
+ * what is known starting the measure over (its job records were read
+ * with no skew for the second that took: a done job looked older than
+ * the outage, and another synced the server again).  Moves of less than
+ * MEMSESS_CLOCK_STEP_MS add up until they reach it.  Called before
+ * memsess_skew_note() with the same line. */
+void memsess_skew_peer_offset(memsess_skew_t *k, memsess_skew_seen_t *s,
+                              apr_int64_t peer_off_ms);
 /* The middle of what is known (0 when nothing is), and half its width
  * (-1 when nothing is). */
 apr_int64_t memsess_skew_ms(const memsess_skew_t *k);

@@ -220,6 +220,8 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                                           v->expires - v->reported, mono);
                 pe->read = mono;
                 if (rec->members && y < x->n) {
+                    memsess_skew_peer_offset(&pe->skew, &pe->seen[y],
+                                             v->offset_ms);
                     memsess_skew_note(&pe->skew, &pe->seen[y], v->wrote_ms,
                                       apr_time_as_msec(now), off);
                     pe->seen_at = apr_time_sec(now);
@@ -493,6 +495,7 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
                        apr_int64_t now)
 {
     memcached_return_t rc = MEMCACHED_SUCCESS;
+    apr_int64_t off = memsess_clock_offset_ms();
     int tries, i, twin = 0;
 
     for (tries = 0; tries < CAS_TRIES; tries++) {
@@ -516,13 +519,17 @@ static void put_member(memsess_exchange_t *x, int y, memcached_st *mc,
                 && v->nonce == x->rt->nonce
                 && v->configured == x->configured
                 && v->in_force == x->in_force
-                && v->expires - now > x->ttl / 2) {
-                return;   /* fresh enough */
+                && v->expires - now > x->ttl / 2
+                && (!v->offset_ms
+                    || (v->offset_ms - off < MEMSESS_CLOCK_STEP_MS
+                        && off - v->offset_ms < MEMSESS_CLOCK_STEP_MS))) {
+                return;   /* fresh enough (our clock has not stepped since:
+                           * the others learn of a step at once) */
             }
         }
         memsess_members_put(rec, x->rt->g.instance, now, now + x->ttl,
                             x->configured, x->in_force, x->rt->nonce,
-                            apr_time_as_msec(apr_time_now()));
+                            apr_time_as_msec(apr_time_now()), off);
         rc = write_record(x, x->n, mc, rec, cas, now);
         if (rc == MEMCACHED_SUCCESS || twin) {
             return;

@@ -145,13 +145,6 @@ static int job_read(memsess_joblock_t *j, memcached_st *mc,
            || rc == MEMCACHED_SUCCESS;
 }
 
-/* When the job was claimed, in our wall clock as it reads now (seconds). */
-static apr_int64_t claimed_sec(const memsess_joblock_t *j)
-{
-    return apr_time_sec(j->since_mono
-                        + apr_time_from_msec(memsess_clock_offset_ms()));
-}
-
 /* Writes our record (syncing or done), valid for the shared lines' time. */
 static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
                                     int done, job_write_e how, uint64_t cas)
@@ -170,8 +163,16 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     rec.done = done;
     memcached_return_t rc;
 
-    rec.since = claimed_sec(j);
+    rec.since = j->since;
     rec.expires = apr_time_sec(apr_time_now()) + ttl;
+    if (rec.expires < rec.since + ttl) {
+        /* our clock stepped back since the claim: a record that expires
+         * before it began is nobody's (its holder read it back as bad,
+         * took its lease for lost and synced again: the soak, seed
+         * 918273); since stays in the clock it was read in, which the
+         * others' skews, measured before the step, read right */
+        rec.expires = rec.since + ttl;
+    }
     rec.lists = j->fingerprint;
     rec.flip_ms = done ? j->flip_ms : 0;
     len = memsess_job_format(buf, sizeof(buf), &rec);
@@ -187,9 +188,6 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     default:
         rc = memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
         break;
-    }
-    if (memcached_success(rc)) {
-        j->since = rec.since;   /* what record_ours() compares */
     }
     return rc;
 }
@@ -471,8 +469,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             seen_expires = exists && !why ? rec.expires : 0;
             seen_at = exists && !why ? memsess_mono_now() : 0;
         }
-        j->since_mono = memsess_mono_now();
-        j->since = claimed_sec(j);
+        j->since = apr_time_sec(apr_time_now());
         /* the record's times are its holder's clock's: ours, moved by
          * its skew as measured (memsess_exchange.c), compare with them;
          * its clock at its earliest: a lease lapses, a job is earlier

@@ -56,12 +56,7 @@ typedef struct memsess_joblock {
     struct memcached_st      *mc;
     char                      key[MEMSESS_VERDICT_KEY_MAX + 1];
     size_t                    keylen;
-    apr_time_t                since_mono;  /* the claim (memsess_mono_now) */
-    apr_int64_t               since;     /* ... in our wall clock's seconds,
-                                          * as last written: a step of our
-                                          * clock moves it, as it moves
-                                          * expires (a record that expires
-                                          * before it began is nobody's) */
+    apr_int64_t               since;
     apr_time_t                refreshed;   /* the last write tried
                                             * (memsess_mono_now) */
     apr_time_t                held_at;     /* ... the last that took */

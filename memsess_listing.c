@@ -69,6 +69,7 @@ static int hexval(char c)
 
 int memsess_dump_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
 {
+    char key[MEMSESS_KEY_MAX + 1];   /* it->key untouched unless it reads */
     apr_size_t i, n = 0;
 
     for (i = 0; i < len; i++) {
@@ -91,11 +92,12 @@ int memsess_dump_key(const char *s, apr_size_t len, memsess_dump_item_t *it)
         if (c <= 0x20 || c == 0x7f || n >= MEMSESS_KEY_MAX) {
             return 0;
         }
-        it->key[n++] = (char)c;
+        key[n++] = (char)c;
     }
     if (!n) {
         return 0;
     }
+    memcpy(it->key, key, n);
     it->key[n] = '\0';
     it->keylen = n;
     return 1;

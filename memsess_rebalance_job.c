@@ -394,7 +394,7 @@ static apr_status_t rebalance_wait_all(rebalance_t *rb, memsess_sync_t *sync,
         rv = sync ? memsess_sync_after_hot(sync, err, errlen) : APR_SUCCESS;
         apr_sleep(apr_time_from_msec(sync ? 1 : 20));
     }
-    if (!*all && rv == APR_SUCCESS) {
+    if (!*all && rv == APR_SUCCESS && !rb->stop) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rb->c->rt->main,
                      "MEMSESS0151: rebalance of %s: published here, but not "
                      "yet by %s after %" APR_TIME_T_FMT " s: the copies the "
@@ -535,6 +535,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             apr_uint64_t copied = before.copied;
             apr_time_t until;
             memsess_flip_wait_t wait;
+            int stopping;
 
             /* the active sessions, guarded by their lock until the
              * requests that got the old list are done with them */
@@ -542,7 +543,17 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             wait.open = memsess_gate_open;
             wait.recent = memsess_gate_recent;
             wait.baton = &rb->gate;
+            /* told to stop at a flip made with the group (a graceful): the
+             * guard runs its course all the same, 250 ms at most, for the
+             * late writes of the others' requests that had the old list */
+            stopping = apr_atomic_read32(&rb->stop) && !rb->lock.lost;
+            if (stopping) {
+                apr_atomic_set32(&rb->stop, 0);
+            }
             rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
+            if (stopping || rb->lock.lost) {
+                apr_atomic_set32(&rb->stop, 1);
+            }
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0044: rebalance of %s: at the flip, %d "
                          "active sessions guarded by their lock (%d held "

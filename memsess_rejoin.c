@@ -442,6 +442,7 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
     char err[256] = "";
     apr_status_t rv;
     memsess_flip_wait_t wait;
+    int stopping;
 
     wait.settled = memsess_gate_settled;
     wait.open = memsess_gate_open;
@@ -449,7 +450,17 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
     wait.baton = &job->gate;
     /* the job stays done (fresh) for whoever still comes to follow it */
     memsess_joblock_refresh(&job->lock, 1, 1);
+    /* told to stop at a flip made with the group (a graceful): the
+     * guard runs its course all the same, 250 ms at most, for the
+     * late writes of the others' requests that had the old list */
+    stopping = apr_atomic_read32(&job->stop) && !job->lock.lost;
+    if (stopping) {
+        apr_atomic_set32(&job->stop, 0);
+    }
     rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
+    if (stopping || job->lock.lost) {
+        apr_atomic_set32(&job->stop, 1);
+    }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0043: "
                  "memcached server %s: at its flip, %d active sessions "
                  "guarded by their lock (%d held under the new list) until "
@@ -854,8 +865,16 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             apr_cpystrn(err, "another instance took its sync over",
                         sizeof(err));
         }
-        /* the next instance takes it at once; once done, it follows */
-        memsess_joblock_abandon(&job->lock);
+        /* the next instance takes it at once; once done, it follows,
+         * unless the server itself failed meanwhile (down again: it may
+         * come back empty, and a new outage gets a sync of its own) */
+        if (memsess_table_slot(rt->table, job->slot)->state
+            == MEMSESS_SYNCING) {
+            memsess_joblock_abandon(&job->lock);
+        }
+        else {
+            memsess_joblock_release(&job->lock);
+        }
         sync_abandon(job, err[0] ? err : "failed");
         if (!job->refused) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,

@@ -202,7 +202,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         apr_size_t namelen;
         apr_int64_t reported, expires;
         apr_uint64_t configured = 0, in_force = 0, nonce = 0;
-        apr_int64_t wrote_ms = 0;
+        apr_int64_t wrote_ms = 0, offset_ms = 0;
         memsess_verdict_t *v;
 
         while (p < end && *p != ' ' && *p != '\n') {
@@ -237,9 +237,17 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         /* its clock as it wrote it, ms: none from an earlier version */
         if (out->members && *p == ' '
             && (!(p = number(p + 1, end, &wrote_ms)) || p == end
-                || *p != '\n')) {
+                || (*p != '\n' && *p != ' '))) {
             out->n = 0;
             return "a member line with a bad write time";
+        }
+        /* that clock's offset from its monotonic one: none from an
+         * earlier version */
+        if (out->members && *p == ' '
+            && (!(p = number(p + 1, end, &offset_ms)) || p == end
+                || *p != '\n')) {
+            out->n = 0;
+            return "a member line with a bad clock offset";
         }
         p++;
         if (out->n >= MEMSESS_VERDICTS_MAX) {
@@ -273,6 +281,7 @@ const char *memsess_verdicts_parse(const char *buf, apr_size_t len,
         v->in_force = in_force;
         v->nonce = nonce;
         v->wrote_ms = wrote_ms;
+        v->offset_ms = offset_ms;
     }
     return NULL;
 }
@@ -313,13 +322,15 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
     vs->v[i].reported = now;
     vs->v[i].expires = expires;
     vs->v[i].configured = vs->v[i].in_force = vs->v[i].nonce = 0;
+    vs->v[i].wrote_ms = vs->v[i].offset_ms = 0;
     return 1;
 }
 
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
                          apr_uint64_t configured, apr_uint64_t in_force,
-                         apr_uint64_t nonce, apr_int64_t wrote_ms)
+                         apr_uint64_t nonce, apr_int64_t wrote_ms,
+                         apr_int64_t offset_ms)
 {
     int i;
 
@@ -331,24 +342,33 @@ void memsess_members_put(memsess_verdicts_t *vs, const char *self,
             vs->v[i].in_force = in_force;
             vs->v[i].nonce = nonce;
             vs->v[i].wrote_ms = wrote_ms;
+            vs->v[i].offset_ms = offset_ms;
         }
     }
 }
 
-/* A member line's optional write time: " <ms>", or nothing. */
-static const char *wrote_text(char *buf, apr_size_t size, apr_int64_t ms)
+/* A member line's optional write time and clock offset: " <ms> <ms>",
+ * " <ms>", or nothing. */
+static const char *wrote_text(char *buf, apr_size_t size, apr_int64_t ms,
+                              apr_int64_t offset_ms)
 {
     if (ms <= 0) {
         return "";
     }
-    snprintf(buf, size, " %" APR_INT64_T_FMT, ms);
+    if (offset_ms > 0) {
+        snprintf(buf, size, " %" APR_INT64_T_FMT " %" APR_INT64_T_FMT, ms,
+                 offset_ms);
+    }
+    else {
+        snprintf(buf, size, " %" APR_INT64_T_FMT, ms);
+    }
     return buf;
 }
 
 apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
                                    const memsess_verdicts_t *vs)
 {
-    char wrote[24];
+    char wrote[48];
     apr_size_t len;
     int i, n;
 
@@ -366,7 +386,8 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
                        "%s\n", vs->v[i].name, vs->v[i].reported,
                        vs->v[i].expires, vs->v[i].configured,
                        vs->v[i].in_force, vs->v[i].nonce,
-                       wrote_text(wrote, sizeof(wrote), vs->v[i].wrote_ms))
+                       wrote_text(wrote, sizeof(wrote), vs->v[i].wrote_ms,
+                                  vs->v[i].offset_ms))
             : snprintf(buf + len, size - len, "%s %" APR_INT64_T_FMT " %"
                        APR_INT64_T_FMT "\n", vs->v[i].name,
                        vs->v[i].reported, vs->v[i].expires);

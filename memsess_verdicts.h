@@ -43,6 +43,10 @@ typedef struct {
     apr_int64_t  wrote_ms;   /* members: its clock as it wrote this copy,
                               * unix ms (0: not given): its skew
                               * (memsess_clocks.c) */
+    apr_int64_t  offset_ms;  /* members: its wall clock minus its
+                              * monotonic clock as it wrote, ms (0: not
+                              * given): a step of its clock, known to the
+                              * others as it happens (memsess_clocks.c) */
 } memsess_verdict_t;
 
 /* A record of lines: verdicts ("memsess-verdicts 1", one per instance that
@@ -90,12 +94,14 @@ int memsess_verdicts_put(memsess_verdicts_t *vs, const char *self, int down,
                          apr_int64_t now, apr_int64_t expires);
 
 /* Puts self's member line in (a members record): as put, with its two
- * fingerprints and the nonce of its start (a line of that name with
- * another nonce is a twin's, or of a start of ours before). */
+ * fingerprints, the nonce of its start (a line of that name with another
+ * nonce is a twin's, or of a start of ours before), its clock as it writes
+ * and that clock's offset from its monotonic clock. */
 void memsess_members_put(memsess_verdicts_t *vs, const char *self,
                          apr_int64_t now, apr_int64_t expires,
                          apr_uint64_t configured, apr_uint64_t in_force,
-                         apr_uint64_t nonce, apr_int64_t wrote_ms);
+                         apr_uint64_t nonce, apr_int64_t wrote_ms,
+                         apr_int64_t offset_ms);
 
 /* The group instances join when no MemsessGroup is given: "h" and a hash
  * of the distinct names (mod_memsess.c: the pools' servers and the vhosts

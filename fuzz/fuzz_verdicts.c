@@ -175,7 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (vs.members) {
         memsess_members_put(&vs, SELF, NOW, NOW + 4, 7, 9, 11,
-                            (apr_int64_t)NOW * 1000);
+                            (apr_int64_t)NOW * 1000,
+                            (apr_int64_t)NOW * 1000 - 5000);
         if (!has(&vs, SELF)) {
             fail("our member line is not in after put");
         }

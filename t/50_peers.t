@@ -621,7 +621,7 @@ for my $try (1 .. 3) {
     my $t0 = time;
     my $watch = bg_run(sub { graceful_at_done(int($t0) - 1, 20) });
     my $busy = bg_run(sub {
-        my $c = run_for(4);
+        my $c = run_for(3);
         $c->{n} = [ map { $_->{n} } @users ];
         return $c;
     });
@@ -649,7 +649,7 @@ ok t_cmp($stopped ? 1 : 0, 1,
 ok t_cmp(defined $flipped3 ? 1 : 0, 1, 'the three publish the list without N4');
 {
     my $h = $fire->{holder} // 0;
-    sleep 1;
+    sleep 0.5;
     my $log = $web[$h]->log_since($mh[$h]);
     my $runs = () = $log =~ /MEMSESS0136: /g;
     my $stops = () = $log =~ /MEMSESS0138: /g;

@@ -151,6 +151,75 @@ int main(void)
         ok(q.lo == o.lo && q.hi == o.hi, "an offset not known: not moved");
     }
 
+    /* the writer's clock steps 5 s back and its member lines say its
+     * offset (wall minus monotonic, 900000 before the step, 895000 after):
+     * its skew moves by as much at once, as narrow as it was, with no step
+     * seen, read on the same server and on another; a line that does not
+     * say its offset is read as before; moves under 50 ms add up */
+    {
+        memsess_skew_t o, p, keep;
+        memsess_skew_seen_t os, ps, os2;
+        apr_int64_t width;
+        apr_uint32_t steps;
+
+        memset(&o, 0, sizeof(o));
+        memset(&os, 0, sizeof(os));
+        memset(&os2, 0, sizeof(os2));
+        for (t = 300000; t < 310000; t += 200) {
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_peer_offset(&o, &os, 900000);
+            memsess_skew_note(&o, &os, w + 3000, t, 0);
+            memsess_skew_peer_offset(&o, &os2, 900000);
+            memsess_skew_note(&o, &os2, w + 3000, t + 5, 0);
+        }
+        width = o.hi - o.lo;
+        steps = o.steps;
+        keep = o;
+        p = o;
+        ps = os;
+        /* its first line after the step */
+        {
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_peer_offset(&o, &os, 895000);
+            memsess_skew_note(&o, &os, w - 2000, t, 0);
+        }
+        ok(memsess_skew_ms(&o) > -2150 && memsess_skew_ms(&o) < -1850
+           && o.hi - o.lo <= width && o.steps == steps,
+           "its clock stepped 5 s back, its offset said: its skew now about "
+           "-2000 ms at its first line (%lld), as narrow (+-%lld), no step "
+           "seen", (long long)memsess_skew_ms(&o),
+           (long long)memsess_skew_error_ms(&o));
+        for (t += 200; t < 314000; t += 200) {
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_peer_offset(&o, &os, 895000);
+            memsess_skew_note(&o, &os, w - 2000, t, 0);
+            memsess_skew_peer_offset(&o, &os2, 895000);
+            memsess_skew_note(&o, &os2, w - 2000, t + 5, 0);
+        }
+        ok(o.steps == steps && memsess_skew_ms(&o) > -2150
+           && memsess_skew_ms(&o) < -1850,
+           "read on, on both servers: still no step seen, %lld ms",
+           (long long)memsess_skew_ms(&o));
+        /* the same step, not said (a version before) */
+        {
+            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+
+            memsess_skew_peer_offset(&p, &ps, 0);
+            memsess_skew_note(&p, &ps, w - 2000, t, 0);
+        }
+        ok(p.steps == steps + 1, "not said: a step seen, measured anew");
+        /* 30 ms, then 30 ms more: moved once, by 60 */
+        p = keep;
+        memsess_skew_peer_offset(&p, &ps, 900030);
+        ok(p.lo == keep.lo && p.hi == keep.hi, "30 ms: not moved yet");
+        memsess_skew_peer_offset(&p, &ps, 900060);
+        ok(p.lo == keep.lo + 60 && p.hi == keep.hi + 60,
+           "60 ms in all: moved by 60");
+    }
+
     /* a line without a write time, or the same one again: nothing learnt */
     {
         memsess_skew_t z;

@@ -261,19 +261,36 @@ int main(void)
        && vs.v[0].in_force == APR_UINT64_C(0xfedcba9876543210),
        "a members record is read with its fingerprints (%s)", err ? err : "ok");
     memsess_members_put(&vs, "web1:80", NOW, NOW + 4, 1, 2, APR_UINT64_C(0xabc),
-                        (apr_int64_t)NOW * 1000 + 250);
+                        (apr_int64_t)NOW * 1000 + 250,
+                        (apr_int64_t)NOW * 1000 - 123456);
     len = memsess_verdicts_format(buf, sizeof(buf), &vs);
     ok(!memsess_verdicts_parse(buf, len, NOW, &back) && back.members
        && back.n == 2 && back.v[1].configured == 1 && back.v[1].in_force == 2
        && back.v[1].nonce == APR_UINT64_C(0xabc) && back.v[0].nonce == 0
        && back.v[1].wrote_ms == (apr_int64_t)NOW * 1000 + 250
-       && back.v[0].wrote_ms == 0,
-       "our member line in, formatted, read back with its start's nonce "
-       "and its write time (a line of an earlier version has neither)");
+       && back.v[1].offset_ms == (apr_int64_t)NOW * 1000 - 123456
+       && back.v[0].wrote_ms == 0 && back.v[0].offset_ms == 0,
+       "our member line in, formatted, read back with its start's nonce, "
+       "its write time and its clock's offset (a line of an earlier version "
+       "has none of them)");
+    ok(!parse("memsess-members 1\nweb2:80 1800000000 1800000004 "
+               "0123456789abcdef fedcba9876543210 0000000000000abc "
+               "1800000000250\n", &back)
+       && back.n == 1 && back.v[0].wrote_ms == APR_INT64_C(1800000000250)
+       && back.v[0].offset_ms == 0,
+       "a member line with its write time and no offset (the version "
+       "before) is read");
     refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
             "0123456789abcdef fedcba9876543210 0000000000000abc 12x\n",
             "a bad write time");
-    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3, APR_UINT64_C(0xabc), 0);
+    refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
+            "0123456789abcdef fedcba9876543210 0000000000000abc 12 3x\n",
+            "a bad clock offset");
+    refused("memsess-members 1\nweb2:80 1800000000 1800000004 "
+            "0123456789abcdef fedcba9876543210 0000000000000abc 12 3 4\n",
+            "a member line with a field too many");
+    memsess_members_put(&back, "web1:80", NOW + 1, NOW + 5, 3, 3, APR_UINT64_C(0xabc), 0,
+                        0);
     ok(back.n == 2 && back.v[1].configured == 3 && back.v[1].reported == NOW + 1,
        "refreshed in place");
     refused("memsess-members 1\nweb2:80 1800000000 1800000004\n",
