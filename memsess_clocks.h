@@ -76,10 +76,12 @@ void memsess_skew_note(memsess_skew_t *k, memsess_skew_seen_t *s,
  * what is known starting the measure over (its job records were read
  * with no skew for the second that took: a done job looked older than
  * the outage, and another synced the server again).  Moves of less than
- * MEMSESS_CLOCK_STEP_MS add up until they reach it.  Called before
- * memsess_skew_note() with the same line. */
+ * MEMSESS_CLOCK_STEP_MS add up until they reach it.  Only a copy written
+ * since our last reading of it moves what is known (a stale copy on a
+ * server its writer cannot reach says the offset of before).  Called
+ * before memsess_skew_note() with the same line. */
 void memsess_skew_peer_offset(memsess_skew_t *k, memsess_skew_seen_t *s,
-                              apr_int64_t peer_off_ms);
+                              apr_int64_t wrote_ms, apr_int64_t peer_off_ms);
 /* The middle of what is known (0 when nothing is), and half its width
  * (-1 when nothing is). */
 apr_int64_t memsess_skew_ms(const memsess_skew_t *k);

@@ -221,7 +221,7 @@ static void judge(memsess_exchange_t *x, int xi, int y,
                 pe->read = mono;
                 if (rec->members && y < x->n) {
                     memsess_skew_peer_offset(&pe->skew, &pe->seen[y],
-                                             v->offset_ms);
+                                             v->wrote_ms, v->offset_ms);
                     memsess_skew_note(&pe->skew, &pe->seen[y], v->wrote_ms,
                                       apr_time_as_msec(now), off);
                     pe->seen_at = apr_time_sec(now);

@@ -157,8 +157,8 @@ int main(void)
      * seen, read on the same server and on another; a line that does not
      * say its offset is read as before; moves under 50 ms add up */
     {
-        memsess_skew_t o, p, keep;
-        memsess_skew_seen_t os, ps, os2;
+        memsess_skew_t o, p, keep, stale;
+        memsess_skew_seen_t os, ps, os2, os2keep, stales;
         apr_int64_t width;
         apr_uint32_t steps;
 
@@ -168,9 +168,9 @@ int main(void)
         for (t = 300000; t < 310000; t += 200) {
             apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-            memsess_skew_peer_offset(&o, &os, 900000);
+            memsess_skew_peer_offset(&o, &os, w + 3000, 900000);
             memsess_skew_note(&o, &os, w + 3000, t, 0);
-            memsess_skew_peer_offset(&o, &os2, 900000);
+            memsess_skew_peer_offset(&o, &os2, w + 3000, 900000);
             memsess_skew_note(&o, &os2, w + 3000, t + 5, 0);
         }
         width = o.hi - o.lo;
@@ -178,11 +178,17 @@ int main(void)
         keep = o;
         p = o;
         ps = os;
-        /* its first line after the step */
+        os2keep = os2;
+        /* its first line after the step: its next write, read at the
+         * first round after it */
         {
-            apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
+            apr_int64_t w0 = (t - 37) / 1000 * 1000 + 37, w = w0;
 
-            memsess_skew_peer_offset(&o, &os, 895000);
+            while (w == w0) {
+                t += 200;
+                w = (t - 37) / 1000 * 1000 + 37;
+            }
+            memsess_skew_peer_offset(&o, &os, w - 2000, 895000);
             memsess_skew_note(&o, &os, w - 2000, t, 0);
         }
         ok(memsess_skew_ms(&o) > -2150 && memsess_skew_ms(&o) < -1850
@@ -191,31 +197,46 @@ int main(void)
            "-2000 ms at its first line (%lld), as narrow (+-%lld), no step "
            "seen", (long long)memsess_skew_ms(&o),
            (long long)memsess_skew_error_ms(&o));
+        stale = o;
+        stales = os;
         for (t += 200; t < 314000; t += 200) {
             apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-            memsess_skew_peer_offset(&o, &os, 895000);
+            memsess_skew_peer_offset(&o, &os, w - 2000, 895000);
             memsess_skew_note(&o, &os, w - 2000, t, 0);
-            memsess_skew_peer_offset(&o, &os2, 895000);
+            memsess_skew_peer_offset(&o, &os2, w - 2000, 895000);
             memsess_skew_note(&o, &os2, w - 2000, t + 5, 0);
+            /* the other server's copy, never written again (its writer
+             * cut off from it): the same line, the offset of before */
+            memsess_skew_peer_offset(&stale, &stales, w - 2000, 895000);
+            memsess_skew_note(&stale, &stales, w - 2000, t, 0);
+            memsess_skew_peer_offset(&stale, &os2keep, os2keep.wrote_ms,
+                                     900000);
+            memsess_skew_note(&stale, &os2keep, os2keep.wrote_ms, t + 5, 0);
         }
         ok(o.steps == steps && memsess_skew_ms(&o) > -2150
            && memsess_skew_ms(&o) < -1850,
            "read on, on both servers: still no step seen, %lld ms",
            (long long)memsess_skew_ms(&o));
+        ok(stale.steps == steps && memsess_skew_ms(&stale) > -2150
+           && memsess_skew_ms(&stale) < -1850,
+           "a stale copy that says the offset of before, read after the "
+           "fresh one every round, moves nothing back (%lld ms)",
+           (long long)memsess_skew_ms(&stale));
         /* the same step, not said (a version before) */
         {
             apr_int64_t w = (t - 37) / 1000 * 1000 + 37;
 
-            memsess_skew_peer_offset(&p, &ps, 0);
+            memsess_skew_peer_offset(&p, &ps, w - 2000, 0);
             memsess_skew_note(&p, &ps, w - 2000, t, 0);
         }
         ok(p.steps == steps + 1, "not said: a step seen, measured anew");
-        /* 30 ms, then 30 ms more: moved once, by 60 */
+        /* 30 ms, then 30 ms more, in lines written since: moved once, by
+         * 60 */
         p = keep;
-        memsess_skew_peer_offset(&p, &ps, 900030);
+        memsess_skew_peer_offset(&p, &ps, ps.wrote_ms + 1000, 900030);
         ok(p.lo == keep.lo && p.hi == keep.hi, "30 ms: not moved yet");
-        memsess_skew_peer_offset(&p, &ps, 900060);
+        memsess_skew_peer_offset(&p, &ps, ps.wrote_ms + 2000, 900060);
         ok(p.lo == keep.lo + 60 && p.hi == keep.hi + 60,
            "60 ms in all: moved by 60");
     }
