@@ -58,7 +58,8 @@ typedef enum {
  * when asked at asked_ms, done when seen at seen_ms: it was written between,
  * flip_ms then set delay_ms ahead; asked_ms 0: never seen not done), at the
  * latest of both, and never after seen_ms + delay_ms (done when seen); what
- * was seen when the two disagree (a clock stepped, a skew not known yet). */
+ * was seen when the two disagree (a clock stepped).  error < 0: the
+ * holder's clock not known: seen_ms + delay_ms. */
 apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
                                 apr_int64_t error, apr_int64_t asked_ms,
                                 apr_int64_t seen_ms, apr_int64_t delay_ms);

@@ -406,7 +406,7 @@ static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
 }
 
 /* Another instance's clock minus ours, in ms (and *error, +- that): 0
- * unless measured within what a flip tolerates. */
+ * unless measured within what a flip tolerates (*error -1: not known). */
 static apr_int64_t holder_skew(const memsess_joblock_t *j, const char *holder,
                                apr_int64_t *error)
 {
@@ -438,7 +438,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         memcached_return_t rc = MEMCACHED_SUCCESS;
         const char *why;
         uint64_t cas;
-        apr_int64_t skew, error = 0;
+        apr_int64_t skew, error = 0, bound;
         apr_interval_time_t unchanged = 0;
         int exists;
 
@@ -478,12 +478,15 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         if (!exists || why) {
             error = 0;
         }
+        /* (not known: its times read as ours here; its flip time is
+         * waited for at the latest the record allows) */
+        bound = error > 0 ? error : 0;
         step = memsess_job_next(why ? NULL : &rec, exists, self,
                                 j->fingerprint,
-                                j->since + (skew - error) / 1000,
-                                j->not_before + (skew - error) / 1000,
+                                j->since + (skew - bound) / 1000,
+                                j->not_before + (skew - bound) / 1000,
                                 j->out_since
-                                ? apr_time_as_msec(j->out_since) + skew + error
+                                ? apr_time_as_msec(j->out_since) + skew + bound
                                 : 0, apr_time_as_msec(unchanged),
                                 1000 * memsess_share_ttl(rt));
         switch (step) {

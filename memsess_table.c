@@ -731,7 +731,7 @@ apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,
     memsess_peer_clock_t peers[MEMSESS_PEERS_SHOWN];
     int i, n = memsess_table_peers(t, peers, MEMSESS_PEERS_SHOWN);
 
-    *error = 0;
+    *error = -1;
     for (i = 0; i < n; i++) {
         if (!strcmp(peers[i].name, name)) {
             if (peers[i].error_ms >= 0 && peers[i].error_ms <= error_max) {

@@ -251,7 +251,7 @@ void memsess_table_set_peers(memsess_table_t *t,
 int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
                         int max);
 /* Its clock minus ours in ms (and *error, +- that), when measured to
- * within error_max ms; else 0 (and *error 0).  offset_ms: our
+ * within error_max ms; else 0 (and *error -1: not known).  offset_ms: our
  * memsess_clock_offset_ms() now (0: not known): a step of our clock since
  * the measure is taken off. */
 apr_int64_t memsess_table_peer_skew(const memsess_table_t *t,

@@ -122,6 +122,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
            > NOW * 1000 + 250) {
         fail("a follower's flip later than the record allows");
     }
+    /* ... and, the holder's clock not known, at exactly that: never early */
+    if (job.done
+        && memsess_flip_follow(job.flip_ms, 0, -1, 0, NOW * 1000, 250)
+           != NOW * 1000 + 250) {
+        fail("a follower's flip, the holder's clock not known, not at the "
+             "latest the record allows");
+    }
     /* a job done that began before this outage is never followed */
     step = memsess_job_next(&job, 1, SELF, job.lists, NOW, job.since + 1, 0, 0,
                             TTL_MS);

@@ -158,6 +158,11 @@ int main(void)
     ok(memsess_flip_follow(10250, 0, 150, 10000, 10020, 250) == 10270,
        "follow: seen turning done within 20 ms: within 20 ms of the flip, "
        "not the clocks' 150");
+    ok(memsess_flip_follow(5250, 0, -1, 0, 10020, 250) == 10270,
+       "follow: a holder whose clock is not known (5 s behind): at the "
+       "latest the record allows, not at once (230 ms early in the soak)");
+    ok(memsess_flip_follow(5250, 0, -1, 10000, 10020, 250) == 10270,
+       "follow: not known, seen turning done: the same");
     ok(memsess_flip_follow(10250, 0, 5, 9900, 10100, 250) == 10255,
        "follow: clocks measured closer than the reads: the clocks");
     ok(memsess_flip_follow(13250, 3000, 150, 10000, 10020, 250) == 10270,
