@@ -2845,15 +2845,26 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
  *     the sync takes it at once (the user's next request starts only once
  *     that one has answered), brings the session over, and lets go; so it
  *     does with a lock it held once that is let go.
- * Both go on until FLIP_HOLD after the flip, well within the
- * 5 tries of php-memcached (750 ms): no request fails.  A copy is only
- * made while the target still holds what the sync wrote (after_key). */
+ * A lock is held FLIP_HOLD after the flip at most, well within the
+ * 5 tries of php-memcached (750 ms): no request fails.  The watch of the
+ * old places goes on until FLIP_WATCH after it: the other instances of a
+ * group publish up to 250 ms after the holder (memsess_flip_follow), and
+ * their requests of before that write the old places (seen in the soak:
+ * followers 124 and 375 ms late, each of their users' next request at
+ * another instance reading the copy of before).  A copy is only made
+ * while the target still holds what the sync wrote (after_key). */
 
 #define FLIP_TAKE     apr_time_from_msec(50)   /* taking locks, at most */
 #define FLIP_SETTLE   apr_time_from_msec(50)   /* requests that got the old
                                                 * list have their lock */
 #define FLIP_HOLD     apr_time_from_msec(250)  /* the most a lock is ours */
+#define FLIP_WATCH    apr_time_from_msec(600)  /* writes at the old place
+                                                * watched for: the others
+                                                * publish up to 250 ms after
+                                                * the flip, and their
+                                                * requests of before end */
 #define FLIP_POLL     (200)                    /* us between looks */
+#define FLIP_WATCH_POLL (2000)                 /* ... once none is held */
 #define FLIP_LOCK_EXP ((time_t)2)              /* if the process dies */
 
 typedef struct flip_guard {
@@ -3157,13 +3168,16 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
      * hold the guarded locks as long) */
     apr_time_t settle_at = memsess_mono_now() + FLIP_SETTLE;
     apr_time_t until = memsess_mono_now() + FLIP_HOLD;   /* from the flip */
+    apr_time_t watch_until = memsess_mono_now() + FLIP_WATCH;
     apr_status_t rv = APR_SUCCESS;
-    int k, pending = y->nguards, settled = 0;
+    int k, pending = y->nguards, settled = 0, held;
     int opened = !wait || !wait->open;
 
     while ((pending || !opened) && rv == APR_SUCCESS) {
         apr_time_t now = memsess_mono_now();
-        int last = (now >= until && opened) || stopped(y, err, errlen);
+        int stop = stopped(y, err, errlen);
+        int last_hold = (now >= until && opened) || stop;
+        int last_watch = (now >= watch_until && opened) || stop;
         int settles = !settled;
 
         /* settled before this look: it sees every write of the old list */
@@ -3173,8 +3187,10 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
         }
         settles = settles && settled;
         rv = guards_look(y, err, errlen);
-        for (k = pending = 0; k < y->nguards && rv == APR_SUCCESS; k++) {
+        for (k = pending = held = 0; k < y->nguards && rv == APR_SUCCESS;
+             k++) {
             guard_t *g = &y->guards[k];
+            int last = g->held ? last_hold : last_watch;
 
             if (g->done) {
                 continue;
@@ -3208,11 +3224,12 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
             case MEMSESS_FLIP_WAIT:
                 break;
             }
-            if (last) {
+            if (g->held ? last_hold : last_watch) {
                 guard_release(y, g);
                 g->done = 1;
             }
             pending += !g->done;
+            held += !g->done && g->held;
         }
         if (!opened && settles && rv == APR_SUCCESS && wait->recent) {
             /* the sessions requests used meanwhile, known to no listing */
@@ -3222,13 +3239,14 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
             rv = b.rv;
             y->recent_brought += b.brought;
         }
-        if (!opened && (settles || last || rv != APR_SUCCESS)) {
+        if (!opened && (settles || last_hold || rv != APR_SUCCESS)) {
             /* what they wrote is over: requests may read the new list */
             wait->open(wait->baton);
             opened = 1;
         }
         if ((pending || !opened) && rv == APR_SUCCESS) {
-            apr_sleep(FLIP_POLL);
+            apr_sleep(held || !opened || now < until ? FLIP_POLL
+                                                     : FLIP_WATCH_POLL);
         }
     }
     if (!opened) {

@@ -205,9 +205,10 @@ typedef struct {
  * request waits on it (php-memcached tries again 150 ms later) instead of
  * reading the copy from before that write.  Then, and for a session whose
  * lock both lists place on one server, it is brought over under its lock
- * each time a request lets that go.  Returns within 250 ms of
- * memsess_sync_hold_hot() (or of settling, when later), every lock let
- * go.  wait may be NULL. */
+ * each time a request lets that go.  A lock is let go within 250 ms of
+ * memsess_sync_hold_hot() (or of settling, when later); the old places are
+ * watched until 600 ms after the flip (the other instances of a group
+ * publish up to 250 ms after it).  wait may be NULL. */
 apr_status_t memsess_sync_flipped(memsess_sync_t *sync,
                                   const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen);
