@@ -115,7 +115,7 @@ int memsess_feed_meta(const char *line, apr_size_t len, apr_int64_t now,
 {
     apr_size_t i = 3;
     apr_int64_t ttl = 0, la = 0, cas = 0;
-    int have = 0;
+    int have = 0, seen = 0, bit;
 
     if (len == 2 && !memcmp(line, "MN", 2)) {
         return 0;
@@ -137,6 +137,14 @@ int memsess_feed_meta(const char *line, apr_size_t len, apr_int64_t now,
         if (n < 2) {
             return -1;
         }
+        bit = line[start] == 't' ? 1 : line[start] == 'c' ? 2
+              : line[start] == 'l' ? 4 : line[start] == 'k' ? 8 : 0;
+        if (seen & bit) {
+            return -1;   /* a flag twice: memcached never answers so (a
+                          * second one, bad, left the first's value
+                          * half overwritten: fuzz_sync) */
+        }
+        seen |= bit;
         switch (line[start]) {
         case 't':
             have |= memsess_dump_int(line + start + 1, n - 1, &ttl) ? 1 : 0;
