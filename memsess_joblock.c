@@ -161,8 +161,6 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     memset(&rec, 0, sizeof(rec));
     apr_cpystrn(rec.holder, j->rt->g.instance, sizeof(rec.holder));
     rec.done = done;
-    memcached_return_t rc;
-
     rec.since = j->since;
     rec.expires = apr_time_sec(apr_time_now()) + ttl;
     if (rec.expires < rec.since + ttl) {
@@ -179,17 +177,14 @@ static memcached_return_t job_write(memsess_joblock_t *j, memcached_st *mc,
     j->refreshed = memsess_mono_now();
     switch (how) {
     case JOB_ADD:
-        rc = memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
-        break;
+        return memcached_add(mc, j->key, j->keylen, buf, len, expiry, 0);
     case JOB_CAS:
     case JOB_CAS_KEPT:
-        rc = memcached_cas(mc, j->key, j->keylen, buf, len, expiry, 0, cas);
-        break;
+        return memcached_cas(mc, j->key, j->keylen, buf, len, expiry, 0,
+                             cas);
     default:
-        rc = memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
-        break;
+        return memcached_set(mc, j->key, j->keylen, buf, len, expiry, 0);
     }
-    return rc;
 }
 
 void memsess_joblock_rewrite(memsess_joblock_t *j)
@@ -340,6 +335,25 @@ void memsess_joblock_release(memsess_joblock_t *j)
 int memsess_joblock_flips(const memsess_joblock_t *j)
 {
     return j->flip_ms && !j->lost;
+}
+
+int memsess_joblock_guard_begin(const memsess_joblock_t *j,
+                                volatile apr_uint32_t *stop)
+{
+    int stopping = apr_atomic_read32(stop) && !j->lost;
+
+    if (stopping) {
+        apr_atomic_set32(stop, 0);
+    }
+    return stopping;
+}
+
+void memsess_joblock_guard_end(const memsess_joblock_t *j,
+                               volatile apr_uint32_t *stop, int stopping)
+{
+    if (stopping || j->lost) {
+        apr_atomic_set32(stop, 1);
+    }
 }
 
 void memsess_joblock_flipped_stopping(const memsess_joblock_t *j)

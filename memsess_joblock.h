@@ -102,6 +102,15 @@ apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone);
  * The others publish at that time whatever happens here; publishing with
  * them leaves no window, which the next checker's catching up would. */
 int memsess_joblock_flips(const memsess_joblock_t *j);
+/* The flip's guard after a flip made with the group runs its course even
+ * when the checker is told to stop (a graceful): *stop is cleared for it
+ * (memsess_joblock_guard_begin returns whether it was set) and set again
+ * after (memsess_joblock_guard_end), or when the job was taken over
+ * meanwhile. */
+int memsess_joblock_guard_begin(const memsess_joblock_t *j,
+                                volatile apr_uint32_t *stop);
+void memsess_joblock_guard_end(const memsess_joblock_t *j,
+                               volatile apr_uint32_t *stop, int stopping);
 /* Logs that the job published at its flip time though told to stop. */
 void memsess_joblock_flipped_stopping(const memsess_joblock_t *j);
 /* Sleeps until the flip time of the job (its own, or the holder's read by

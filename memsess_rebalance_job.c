@@ -544,16 +544,12 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             wait.recent = memsess_gate_recent;
             wait.baton = &rb->gate;
             /* told to stop at a flip made with the group (a graceful): the
-             * guard runs its course all the same, 250 ms at most, for the
-             * late writes of the others' requests that had the old list */
-            stopping = apr_atomic_read32(&rb->stop) && !rb->lock.lost;
-            if (stopping) {
-                apr_atomic_set32(&rb->stop, 0);
-            }
+             * guard runs its course all the same (its locks 250 ms at most,
+             * its watch 600 ms) for the late writes of the others' requests
+             * that had the old list */
+            stopping = memsess_joblock_guard_begin(&rb->lock, &rb->stop);
             rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
-            if (stopping || rb->lock.lost) {
-                apr_atomic_set32(&rb->stop, 1);
-            }
+            memsess_joblock_guard_end(&rb->lock, &rb->stop, stopping);
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0044: rebalance of %s: at the flip, %d "
                          "active sessions guarded by their lock (%d held "

@@ -451,16 +451,12 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
     /* the job stays done (fresh) for whoever still comes to follow it */
     memsess_joblock_refresh(&job->lock, 1, 1);
     /* told to stop at a flip made with the group (a graceful): the
-     * guard runs its course all the same, 250 ms at most, for the
-     * late writes of the others' requests that had the old list */
-    stopping = apr_atomic_read32(&job->stop) && !job->lock.lost;
-    if (stopping) {
-        apr_atomic_set32(&job->stop, 0);
-    }
+     * guard runs its course all the same (its locks 250 ms at most,
+     * its watch 600 ms) for the late writes of the others' requests
+     * that had the old list */
+    stopping = memsess_joblock_guard_begin(&job->lock, &job->stop);
     rv = memsess_sync_flipped(sync, &wait, err, sizeof(err));
-    if (stopping || job->lock.lost) {
-        apr_atomic_set32(&job->stop, 1);
-    }
+    memsess_joblock_guard_end(&job->lock, &job->stop, stopping);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0043: "
                  "memcached server %s: at its flip, %d active sessions "
                  "guarded by their lock (%d held under the new list) until "

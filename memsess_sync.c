@@ -3224,6 +3224,7 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
             case MEMSESS_FLIP_WAIT:
                 break;
             }
+            /* (again: a lock let go just now is watched on) */
             if (g->held ? last_hold : last_watch) {
                 guard_release(y, g);
                 g->done = 1;
