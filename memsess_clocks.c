@@ -89,6 +89,21 @@ void memsess_skew_rebase(memsess_skew_t *k, apr_int64_t off_ms)
     k->off_ms = off_ms;
 }
 
+void memsess_skew_seed(memsess_skew_t *k, apr_int64_t skew_ms,
+                       apr_int64_t error_ms, apr_int64_t at_ms,
+                       apr_int64_t off_ms, apr_int64_t peer_off_ms)
+{
+    if (error_ms < 0) {
+        return;
+    }
+    k->lo = skew_ms - error_ms;
+    k->hi = skew_ms + error_ms;
+    k->at_ms = at_ms;
+    k->off_ms = off_ms;
+    k->peer_off_ms = peer_off_ms;
+    k->known = 1;
+}
+
 void memsess_skew_peer_offset(memsess_skew_t *k, memsess_skew_seen_t *s,
                               apr_int64_t wrote_ms, apr_int64_t peer_off_ms)
 {
@@ -113,6 +128,12 @@ void memsess_skew_peer_offset(memsess_skew_t *k, memsess_skew_seen_t *s,
      * before (read after the fresh ones each round, it moved the skew
      * back by the step: seen in the soak, seed 424242) */
     if (wrote_ms == s->wrote_ms) {
+        return;
+    }
+    if (!s->wrote_ms && k->known) {
+        /* a copy never read before: fresh or stale cannot be told yet
+         * (what a previous checker knew, and a copy on a server its writer
+         * no longer reaches, of before a step); its next change will */
         return;
     }
     if (!k->peer_off_ms) {

@@ -93,6 +93,17 @@ apr_int64_t memsess_clock_offset_ms(void);
 /* A move of that offset beyond this between two looks is a step of ours. */
 #define MEMSESS_CLOCK_STEP_MS (50)
 
+/* k as a previous checker of ours knew it (the table keeps it): lo and hi
+ * skew_ms -+ error_ms, narrowed last at at_ms, all in our clock of offset
+ * off_ms, its clock of offset peer_off_ms (0: not known).  A new checker
+ * (a graceful, a checker process restarted) starts from it, not from
+ * nothing: a follower whose holder's clock was not known published a
+ * flip 250 ms after it saw it, 276 ms after the holder (the soak, seed
+ * 31337077).  Nothing when error_ms < 0. */
+void memsess_skew_seed(memsess_skew_t *k, apr_int64_t skew_ms,
+                       apr_int64_t error_ms, apr_int64_t at_ms,
+                       apr_int64_t off_ms, apr_int64_t peer_off_ms);
+
 /* What k knows, in our clock of offset off_ms: moved by the step between
  * (another instance's clock minus ours changes by as much as ours
  * stepped, the other way); nothing when either offset is not known. */

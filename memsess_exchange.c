@@ -192,6 +192,34 @@ static peer_t *peer_of(memsess_exchange_t *x, const char *name,
     return free_one;
 }
 
+/* What a previous checker of ours measured of the others' clocks (the
+ * table keeps it, across a graceful too): their flip times and leases read
+ * in this checker's first rounds are read in their clocks, not taken as
+ * ours or waited out as not known. */
+static void seed_peers(memsess_exchange_t *x)
+{
+    memsess_peer_clock_t known[MEMSESS_PEERS_SHOWN];
+    int i, n = memsess_table_peers(x->rt->table, known, MEMSESS_PEERS_SHOWN);
+    apr_time_t mono = memsess_mono_now();
+
+    for (i = 0; i < n; i++) {
+        peer_t *pe;
+
+        if (known[i].error_ms < 0 || !known[i].name[0]
+            || !strcmp(known[i].name, x->rt->g.instance)) {
+            continue;
+        }
+        if (!(pe = peer_of(x, known[i].name, mono))) {
+            break;
+        }
+        memsess_skew_seed(&pe->skew, known[i].skew_ms, known[i].error_ms,
+                          known[i].at_ms, known[i].offset_ms,
+                          known[i].peer_offset_ms);
+        pe->read = mono;
+        pe->seen_at = known[i].seen;
+    }
+}
+
 /* The lines of rec (record xi, read on server y) that have not lapsed by
  * our clock are kept, the others taken out (dropped from the record when
  * we write it); member lines tell their writers' clocks. */
@@ -837,6 +865,8 @@ static void publish_peers_locked(memsess_exchange_t *x)
                 o->error_ms = memsess_skew_error_ms(&pe->skew);
                 o->seen = pe->seen_at;
                 o->offset_ms = pe->skew.off_ms;
+                o->at_ms = pe->skew.at_ms;
+                o->peer_offset_ms = pe->skew.peer_off_ms;
                 break;
             }
         }
@@ -1112,6 +1142,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
         x->peers[i].seen = apr_pcalloc(pool, (apr_size_t)(n ? n : 1)
                                              * sizeof(memsess_skew_seen_t));
     }
+    seed_peers(x);
     x->configured = x->in_force = memsess_pools_fingerprint(pool, rt, 0);
     x->bykey = apr_hash_make(pool);
     x->down = apr_pcalloc(pool, n);

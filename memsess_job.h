@@ -56,10 +56,10 @@ typedef enum {
  * ms), in its own clock: within what the holder's clock's lead (skew, +-
  * error, ms) allows and within what its own reads saw (the record not done
  * when asked at asked_ms, done when seen at seen_ms: it was written between,
- * flip_ms then set delay_ms ahead; asked_ms 0: never seen not done), at the
- * latest of both, and never after seen_ms + delay_ms (done when seen); what
- * was seen when the two disagree (a clock stepped).  error < 0: the
- * holder's clock not known: seen_ms + delay_ms. */
+ * flip_ms then set delay_ms ahead; asked_ms 0: never seen not done), in the
+ * middle of what both allow, and never after seen_ms + delay_ms (done when
+ * seen); what was seen when the two disagree (a clock stepped).  error < 0:
+ * the holder's clock not known: seen_ms + delay_ms. */
 apr_int64_t memsess_flip_follow(apr_int64_t flip_ms, apr_int64_t skew,
                                 apr_int64_t error, apr_int64_t asked_ms,
                                 apr_int64_t seen_ms, apr_int64_t delay_ms);

@@ -53,7 +53,7 @@
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
-#define MEMSESS_TABLE_VERSION (18u)  /* 2: the sync's fields in a slot;
+#define MEMSESS_TABLE_VERSION (19u)  /* 2: the sync's fields in a slot;
                                       * 3, 4: peer_down, reported_by;
                                       * 5: a view's list in force;
                                       * 6: sync_by; 7: proc_*, down_*;
@@ -67,7 +67,9 @@
                                       * 15: served_prefix;
                                       * 16: out_since;
                                       * 17: resume_*;
-                                      * 18: a peer's offset_ms */
+                                      * 18: a peer's offset_ms;
+                                      * 19: a peer's at_ms,
+                                      * peer_offset_ms */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)

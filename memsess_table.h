@@ -243,11 +243,15 @@ typedef struct {
     apr_int64_t  seen;       /* unix seconds (ours) its line was last read */
     apr_int64_t  offset_ms;  /* our memsess_clock_offset_ms() then (0: not
                               * known) */
+    apr_int64_t  at_ms;      /* our clock when the measure last narrowed */
+    apr_int64_t  peer_offset_ms;   /* the skew's: its own offset (its
+                                    * member line's; 0: not known) */
 } memsess_peer_clock_t;
 void memsess_table_set_peers(memsess_table_t *t,
                              const memsess_peer_clock_t *peers, int n);
 /* Copies up to max of them into out; returns how many (0 when a copy
- * cannot be had). */
+ * cannot be had).  A new checker starts from them (memsess_exchange.c),
+ * and a new generation's table keeps them (mod_memsess.c). */
 int memsess_table_peers(const memsess_table_t *t, memsess_peer_clock_t *out,
                         int max);
 /* Its clock minus ours in ms (and *error, +- that), when measured to

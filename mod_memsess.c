@@ -1178,6 +1178,8 @@ static int take_over(memsess_table_t *t, const memsess_table_t *old,
                      apr_pool_t *ptemp)
 {
     apr_hash_t *byaddr = apr_hash_make(ptemp);
+    memsess_peer_clock_t *peers = apr_palloc(ptemp, MEMSESS_PEERS_SHOWN
+                                                    * sizeof(*peers));
     int i, kept = 0;
 
     for (i = 0; i < memsess_table_nslots(old); i++) {
@@ -1195,6 +1197,10 @@ static int take_over(memsess_table_t *t, const memsess_table_t *old,
             kept++;
         }
     }
+    /* the other instances' clocks as measured: a new checker starts from
+     * them, not from nothing (memsess_exchange.c) */
+    memsess_table_set_peers(t, peers, memsess_table_peers(old, peers,
+                                                          MEMSESS_PEERS_SHOWN));
     memsess_table_set_generation(t, memsess_table_generation(old) + 1,
                                  memsess_table_state_changes(old));
     return kept;

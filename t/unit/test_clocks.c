@@ -239,6 +239,47 @@ int main(void)
         memsess_skew_peer_offset(&p, &ps, ps.wrote_ms + 2000, 900060);
         ok(p.lo == keep.lo + 60 && p.hi == keep.hi + 60,
            "60 ms in all: moved by 60");
+
+        /* a new checker (a graceful, a checker process restarted) starts
+         * from what the previous one knew after the step (the table keeps
+         * it): known at once; the stale copy, never read by this checker
+         * before, says the offset of before the step and moves nothing
+         * (it moved the skew 5 s back at its first reading); the fresh
+         * copy's next line keeps it where it was, no step seen */
+        {
+            memsess_skew_t n;
+            memsess_skew_seen_t s1, s2;
+            apr_int64_t w;
+
+            memset(&n, 0, sizeof(n));
+            memset(&s1, 0, sizeof(s1));
+            memset(&s2, 0, sizeof(s2));
+            memsess_skew_seed(&n, memsess_skew_ms(&o),
+                              memsess_skew_error_ms(&o), o.at_ms, 0,
+                              o.peer_off_ms);
+            ok(n.known && memsess_skew_ms(&n) > -2150
+               && memsess_skew_ms(&n) < -1850,
+               "seeded from what a previous checker knew: known at once "
+               "(%lld ms)", (long long)memsess_skew_ms(&n));
+            memsess_skew_peer_offset(&n, &s1, os2keep.wrote_ms, 900000);
+            memsess_skew_note(&n, &s1, os2keep.wrote_ms, t, 0);
+            ok(memsess_skew_ms(&n) > -2150 && memsess_skew_ms(&n) < -1850,
+               "a stale copy's first reading, the offset of before the "
+               "step: not moved (%lld ms)", (long long)memsess_skew_ms(&n));
+            for (w = 0; w < 2; w++, t += 1000) {
+                apr_int64_t wr = (t - 37) / 1000 * 1000 + 37 - 2000;
+
+                memsess_skew_peer_offset(&n, &s2, wr, 895000);
+                memsess_skew_note(&n, &s2, wr, t, 0);
+            }
+            ok(n.steps == 0 && memsess_skew_ms(&n) > -2150
+               && memsess_skew_ms(&n) < -1850,
+               "the fresh copy's lines: where it was, no step seen (%lld "
+               "ms)", (long long)memsess_skew_ms(&n));
+            memset(&n, 0, sizeof(n));
+            memsess_skew_seed(&n, 100, -1, 0, 0, 0);
+            ok(!n.known, "nothing known before: nothing seeded");
+        }
     }
 
     /* a line without a write time, or the same one again: nothing learnt */

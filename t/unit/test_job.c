@@ -146,30 +146,34 @@ int main(void)
        == MEMSESS_JOB_WAIT, "still syncing, begun before: waited for (it "
        "fails, or lapses, if the server went down under it)");
     /* a follower's flip time, in its clock (ms; the flip 250 ms ahead) */
-    ok(memsess_flip_follow(10250, 0, 150, 0, 10030, 250) == 10280,
-       "follow: never seen not done: at the latest the clocks allow, and "
-       "never after it was seen done plus the delay");
-    ok(memsess_flip_follow(10250, 0, 150, 0, 12000, 250) == 10400,
-       "follow: seen done long after: the clocks' latest (past: at once)");
+    ok(memsess_flip_follow(10250, 0, 150, 0, 10030, 250) == 10190,
+       "follow: never seen not done: the middle of what the clocks allow "
+       "and what was seen (never after it was seen done plus the delay)");
+    ok(memsess_flip_follow(10250, 0, 20, 0, 10130, 250) == 10250,
+       "follow: came to a job done 100 ms before, the clocks measured to "
+       "20 ms: at the holder's flip, not seen plus the delay (130 ms late: "
+       "the soak, seed 31337077)");
+    ok(memsess_flip_follow(10250, 0, 150, 0, 12000, 250) == 10250,
+       "follow: seen done long after: the clocks' middle (past: at once)");
     ok(memsess_flip_follow(14250, 0, 0, 0, 10020, 250) == 10270,
        "follow: a holder 4 s ahead whose skew is not known yet: never "
        "before it could have flipped, never published at once (it was, "
        "165 ms early, in the soak)");
-    ok(memsess_flip_follow(10250, 0, 150, 10000, 10020, 250) == 10270,
-       "follow: seen turning done within 20 ms: within 20 ms of the flip, "
+    ok(memsess_flip_follow(10250, 0, 150, 10000, 10020, 250) == 10260,
+       "follow: seen turning done within 20 ms: within 10 ms of the flip, "
        "not the clocks' 150");
     ok(memsess_flip_follow(5250, 0, -1, 0, 10020, 250) == 10270,
        "follow: a holder whose clock is not known (5 s behind): at the "
        "latest the record allows, not at once (230 ms early in the soak)");
     ok(memsess_flip_follow(5250, 0, -1, 10000, 10020, 250) == 10270,
        "follow: not known, seen turning done: the same");
-    ok(memsess_flip_follow(10250, 0, 5, 9900, 10100, 250) == 10255,
+    ok(memsess_flip_follow(10250, 0, 5, 9900, 10100, 250) == 10250,
        "follow: clocks measured closer than the reads: the clocks");
-    ok(memsess_flip_follow(13250, 3000, 150, 10000, 10020, 250) == 10270,
+    ok(memsess_flip_follow(13250, 3000, 150, 10000, 10020, 250) == 10260,
        "follow: a holder 3 s ahead, measured: the same");
     ok(memsess_flip_follow(13250, 0, 150, 10000, 10020, 250) == 10270,
        "follow: a holder stepped 3 s ahead since measured: what was seen");
-    ok(memsess_flip_follow(10250, 0, 150, 10030, 10020, 250) == 10270,
+    ok(memsess_flip_follow(10250, 0, 150, 10030, 10020, 250) == 10185,
        "follow: reads out of order (a step back between): the clocks, "
        "within what was seen");
     return done_testing();

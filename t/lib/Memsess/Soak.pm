@@ -761,20 +761,36 @@ sub worst_window {
     return \%w;
 }
 
+# The soak's time of a line an instance logged at $t by its own clock:
+# while a clock fault of that instance ran (libfaketime reads its file
+# within a second, so up to 1.5 s after the fault's end), its lines are
+# stamped $step seconds off.  Returns (time, step or 0).
+sub soak_time {
+    my ($clocks, $t) = @_;
+    for my $c (@$clocks) {
+        my $u = $t - $c->{step};
+        return ($u, $c->{step}) if $u >= $c->{t_start} && $u <= ($c->{t_end} // $u) + 1.5;
+    }
+    return ($t, 0);
+}
+
 # Lines of the instances' logs from $t0 - $before to $t1 + $after that say
-# something about memcached servers, the checker, or children.
+# something about memcached servers, the checker, or children, placed by
+# the soak's clock (a line of an instance whose clock was stepped says by
+# how much).  $ran: the faults as run.
 sub log_lines_around {
-    my ($farm, $t0, $t1, $before, $after, $max) = @_;
+    my ($farm, $ran, $t0, $t1, $before, $after, $max) = @_;
     my @out;
     for my $i (0 .. $#{ $farm->{web} }) {
         my $w = $farm->{web}[$i];
+        my @clocks = grep { $_->{kind} eq 'clock' && $_->{web} == $i + 1 && defined $_->{t_start} } @$ran;
         open my $fh, '<', $w->error_log or next;
         while (my $l = <$fh>) {
             next unless $l =~ /MEMSESS|AH000(?:52|94|90)|memsess:(?:warn|error|crit)/;
-            my $t = log_time($l) // next;
+            my ($t, $step) = soak_time(\@clocks, log_time($l) // next);
             next if $t < $t0 - $before || $t > $t1 + $after;
             chomp $l;
-            push @out, [$t, "web" . ($i + 1) . ": $l"];
+            push @out, [$t, "web" . ($i + 1) . ($step ? sprintf(' (its clock %+d s)', $step) : '') . ": $l"];
         }
     }
     @out = sort { $a->[0] <=> $b->[0] } @out;
@@ -974,7 +990,7 @@ sub run_phase {
         my @lines = ($head, '  requests of this user (t0 t1 user kind n ok errors pid):',
                      map({ "    $_" } @{ $v->{history} }),
                      '  log lines from 2 s before to 0.5 s after:',
-                     map { "    $_" } log_lines_around($farm, $v->{t0}, $v->{t1}, 2, 0.5, 25));
+                     map { "    $_" } log_lines_around($farm, \@ran, $v->{t0}, $v->{t1}, 2, 0.5, 25));
         print $vf join("\n", @lines), "\n\n";
         diag join "\n", @lines if $shown++ < ($o{show} // 3);
     }
