@@ -443,12 +443,14 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
                                   ? INT_MAX : rt->g.pass_threshold);
     if (was_live && !MEMSESS_SLOT_LIVE(slot)) {
         slot->out_since = apr_time_now();   /* (memsess_joblock.c) */
+        slot->out_off_ms = memsess_clock_offset_ms();
     }
     if (changed && slot->state == MEMSESS_DOWN) {
         /* the process it was, for its return (memsess_rejoin.c) */
         slot->down_pid = slot->proc_pid;
         slot->down_started = slot->proc_started;
         slot->down_since = pr->streak ? pr->streak : apr_time_now();
+        slot->down_off_ms = memsess_clock_offset_ms();
         /* every process's sockets to it (memsess_release_helper.c) */
         memsess_rh_ask(rt, i);
         /* the after-flip passes of its last sync bring writes to it and

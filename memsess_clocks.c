@@ -89,6 +89,12 @@ void memsess_skew_rebase(memsess_skew_t *k, apr_int64_t off_ms)
     k->off_ms = off_ms;
 }
 
+apr_int64_t memsess_clock_moved_ms(apr_int64_t t_ms, apr_int64_t then_ms,
+                                   apr_int64_t now_ms)
+{
+    return t_ms && then_ms && now_ms ? t_ms + (now_ms - then_ms) : t_ms;
+}
+
 void memsess_skew_seed(memsess_skew_t *k, apr_int64_t skew_ms,
                        apr_int64_t error_ms, apr_int64_t at_ms,
                        apr_int64_t off_ms, apr_int64_t peer_off_ms)

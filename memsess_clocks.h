@@ -104,6 +104,12 @@ void memsess_skew_seed(memsess_skew_t *k, apr_int64_t skew_ms,
                        apr_int64_t error_ms, apr_int64_t at_ms,
                        apr_int64_t off_ms, apr_int64_t peer_off_ms);
 
+/* A time of ours, t_ms, read in our clock of offset then_ms, in our clock
+ * of offset now_ms: moved by the step between; as it was when either is
+ * not known (0) or t_ms is 0 (none). */
+apr_int64_t memsess_clock_moved_ms(apr_int64_t t_ms, apr_int64_t then_ms,
+                                   apr_int64_t now_ms);
+
 /* What k knows, in our clock of offset off_ms: moved by the step between
  * (another instance's clock minus ours changes by as much as ours
  * stepped, the other way); nothing when either offset is not known. */

@@ -320,6 +320,8 @@ typedef struct {
                                        * gracefuls: tells twins apart */
     apr_int64_t          started;     /* unix seconds it was drawn */
     apr_int64_t          generation_started;  /* this post_config's */
+    apr_int64_t          generation_off_ms;   /* ... in the clock of this
+                                               * offset (memsess_clocks.c) */
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;

@@ -796,6 +796,7 @@ static void apply_locked(memsess_exchange_t *x)
         if (was != is) {
             if (was) {
                 sl->out_since = apr_time_now();   /* (memsess_joblock.c) */
+                sl->out_off_ms = memsess_clock_offset_ms();
             }
             sl->state_changes++;
             sl->last_change = now;

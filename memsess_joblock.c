@@ -452,7 +452,7 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         memcached_return_t rc = MEMCACHED_SUCCESS;
         const char *why;
         uint64_t cas;
-        apr_int64_t skew, error = 0, bound;
+        apr_int64_t skew, error = 0, bound, off, not_before, out_ms;
         apr_interval_time_t unchanged = 0;
         int exists;
 
@@ -495,13 +495,23 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         /* (not known: its times read as ours here; its flip time is
          * waited for at the latest the record allows) */
         bound = error > 0 ? error : 0;
+        /* when this outage began and when the server last went out here,
+         * in our clock as it is now: taken before a step of it, they were
+         * read seconds off (a follower whose clock had stepped 5 s back
+         * took a sync begun 100 ms before for older than the outage and
+         * ran it again: the soak, seed 31337077) */
+        off = memsess_clock_offset_ms();
+        not_before = memsess_clock_moved_ms(1000 * j->not_before,
+                                            j->not_before_off_ms, off);
+        out_ms = memsess_clock_moved_ms(apr_time_as_msec(j->out_since),
+                                        j->out_off_ms, off);
         step = memsess_job_next(why ? NULL : &rec, exists, self,
                                 j->fingerprint,
                                 j->since + (skew - bound) / 1000,
-                                j->not_before + (skew - bound) / 1000,
-                                j->out_since
-                                ? apr_time_as_msec(j->out_since) + skew + bound
-                                : 0, apr_time_as_msec(unchanged),
+                                not_before
+                                ? (not_before + skew - bound) / 1000 : 0,
+                                out_ms ? out_ms + skew + bound : 0,
+                                apr_time_as_msec(unchanged),
                                 1000 * memsess_share_ttl(rt));
         switch (step) {
         case MEMSESS_JOB_TAKE:

@@ -48,6 +48,12 @@ typedef struct memsess_joblock {
                                             * server (0: not known): a
                                             * job done whose flip came
                                             * before is not followed */
+    apr_int64_t               not_before_off_ms;   /* the clock offsets
+                                            * (memsess_clock_offset_ms())
+                                            * those two were read in (0:
+                                            * not known): moved by a step
+                                            * of ours since */
+    apr_int64_t               out_off_ms;
     void                    (*note)(void *baton, const char *holder);
     void                     *baton;     /* note: whom we wait for or
                                           * follow, "" when we hold it */

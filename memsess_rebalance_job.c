@@ -433,6 +433,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         /* a rebalance done before this generation began was of another
          * change, even of the same lists (A to B, back, and A to B again) */
         rb->lock.not_before = rt->generation_started - MEMSESS_JOB_SKEW;
+        rb->lock.not_before_off_ms = rt->generation_off_ms;
         rb->lock.note = note_rebalance_by;
         rb->lock.baton = rb;
         claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,

@@ -151,6 +151,8 @@ typedef struct sync_job_t {
     memsess_gate_t          gate;        /* at its flip, when it syncs */
     apr_time_t              started;
     apr_time_t              down_since;  /* this outage's, by our probes */
+    apr_int64_t             down_off_ms, out_off_ms;   /* their clocks'
+                                          * offsets (memsess_joblock.h) */
     apr_time_t              out_since;   /* when it last stopped being
                                           * published here */
     int                    *gated;       /* [nviews]: its views */
@@ -671,6 +673,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         /* nor is one published before it last went out here (a flap
          * right after a flip: what was written meanwhile went elsewhere) */
         job->lock.out_since = job->out_since;
+        job->lock.not_before_off_ms = job->down_off_ms;
+        job->lock.out_off_ms = job->out_off_ms;
         job->lock.note = note_sync_by;
         job->lock.baton = job;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
@@ -910,7 +914,13 @@ static const char *rejoin_facts(memsess_rejoin_t *c, int i,
     f.down_started = slot->down_started;
     f.proc_pid = slot->proc_pid;
     f.proc_started = slot->proc_started;
-    f.down_since = slot->down_since;
+    /* in our clock as it is now (memsess_sync_their_secs() takes how long
+     * ago it was by it) */
+    f.down_since = slot->down_since
+                   ? apr_time_from_msec(memsess_clock_moved_ms(
+                         apr_time_as_msec(slot->down_since),
+                         slot->down_off_ms, memsess_clock_offset_ms()))
+                   : 0;
     f.last_live = c->last_live[i];
     f.unfinished = c->unfinished[i];
     f.resume_since = slot->resume_since;
@@ -1116,6 +1126,8 @@ static void start_now(memsess_rejoin_t *c, int i)
     job->full_why = rejoin_facts(c, i, &job->spec, &job->resumed);
     job->down_since = memsess_table_slot(rt->table, i)->down_since;
     job->out_since = memsess_table_slot(rt->table, i)->out_since;
+    job->down_off_ms = memsess_table_slot(rt->table, i)->down_off_ms;
+    job->out_off_ms = memsess_table_slot(rt->table, i)->out_off_ms;
     c->unfinished[i] = 1;
     job->share = rt->g.share && memsess_exchange_sharing(c->exchange);
     job->lock.fingerprint = MEMSESS_FNV1A_INIT;

@@ -69,7 +69,8 @@
                                       * 17: resume_*;
                                       * 18: a peer's offset_ms;
                                       * 19: a peer's at_ms,
-                                      * peer_offset_ms */
+                                      * peer_offset_ms; down_off_ms,
+                                      * out_off_ms */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)

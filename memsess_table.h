@@ -85,6 +85,11 @@ typedef struct {
     apr_int64_t  out_since;        /* apr_time_t this instance last stopped
                                     * publishing it (its own verdict, or
                                     * another's line); 0 = never */
+    apr_int64_t  down_off_ms;      /* memsess_clock_offset_ms() as
+                                    * down_since and out_since were set:
+                                    * the clock they are in (0: not
+                                    * known) */
+    apr_int64_t  out_off_ms;
     apr_uint32_t sync_mode;        /* of its last published sync:
                                     * MEMSESS_SYNC_* */
     /* A sync of it that began and was not published (stopped by a

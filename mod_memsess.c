@@ -1356,6 +1356,7 @@ static int memsess_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         runtime->nonce = ret->nonce;
         runtime->started = ret->started;
         runtime->generation_started = apr_time_sec(apr_time_now());
+        runtime->generation_off_ms = memsess_clock_offset_ms();
     }
     if (!runtime) {
         if (ret->pool) {

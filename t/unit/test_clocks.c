@@ -282,6 +282,17 @@ int main(void)
         }
     }
 
+    /* a time of ours taken before a step of our clock, read after it */
+    ok(memsess_clock_moved_ms(10000, 900000, 895000) == 5000,
+       "a time taken before our clock stepped 5 s back: 5 s earlier in "
+       "the clock as it is now");
+    ok(memsess_clock_moved_ms(10000, 900000, 903000) == 13000,
+       "... 3 s ahead: 3 s later");
+    ok(memsess_clock_moved_ms(10000, 0, 895000) == 10000
+       && memsess_clock_moved_ms(10000, 900000, 0) == 10000
+       && memsess_clock_moved_ms(0, 900000, 895000) == 0,
+       "an offset not known, or no time: as it was");
+
     /* a line without a write time, or the same one again: nothing learnt */
     {
         memsess_skew_t z;
