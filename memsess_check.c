@@ -477,7 +477,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
              * requests wait rather than write its sessions where the
              * others do not read them yet */
             follow = FOLLOW_WAIT(rt);
-            slot->follow_gate = apr_time_now() + follow;
+            slot->follow_gate = memsess_mono_now() + follow;
             ngated = memsess_table_gate_holders(t, rt->views,
                                                 rt->confs->nelts, i,
                                                 slot->follow_gate);

@@ -759,7 +759,7 @@ static void apply_locked(memsess_exchange_t *x)
 
         if (sl->follow_gate
             && (sl->state != MEMSESS_DOWN || reporters(x->who[i]) >= x->nmem
-                || apr_time_now() >= (apr_time_t)sl->follow_gate)) {
+                || memsess_mono_now() >= (apr_time_t)sl->follow_gate)) {
             /* every other instance sees it down too: our requests go on */
             memsess_table_write_begin(t);
             memsess_table_ungate(t, rt->confs->nelts,
@@ -1233,7 +1233,7 @@ int memsess_exchange_fresh(memsess_exchange_t *x, apr_time_t deadline)
     x->wake = 1;
     apr_thread_cond_signal(x->cond);
     while (x->ended < want && !x->stop
-           && (now = apr_time_now()) < deadline) {
+           && (now = memsess_mono_now()) < deadline) {
         apr_thread_cond_timedwait(x->ended_cond, x->mutex, deadline - now);
     }
     want = x->ended >= want;

@@ -32,7 +32,7 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
 void memsess_exchange_round(memsess_exchange_t *x);
 /* Starts a round (after the one still out, if any) and waits until one
  * begun after the call has ended (its lines applied), or until deadline
- * (0: does not wait).  Returns whether one did. */
+ * (by memsess_mono_now(); 0: does not wait).  Returns whether one did. */
 int memsess_exchange_fresh(memsess_exchange_t *x, apr_time_t deadline);
 /* Whether this instance shares with the group: not when it found a twin
  * (another instance of its name: MEMSESS0099), for good. */

@@ -35,6 +35,7 @@
 #include "apr_strings.h"
 
 #include "memsess_gate.h"
+#include "memsess_clocks.h"
 #include "memsess_flight.h"
 #include "memsess_table.h"
 
@@ -43,13 +44,14 @@ void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
                         apr_time_t since, apr_time_t not_before,
                         volatile apr_uint32_t *stop)
 {
-    apr_time_t now = apr_time_now();
+    apr_time_t now = memsess_mono_now();
     int v;
 
     g->rt = rt;
     g->mutex = mutex;
     g->gated = gated;
     g->stop = stop;
+    g->closed = now;
     g->until = now + MEMSESS_GATE_MAX;
     g->not_before = not_before;
     g->since = since;
@@ -79,7 +81,7 @@ static int alive(apr_uint32_t pid)
 int memsess_gate_settled(void *baton)
 {
     memsess_gate_t *g = baton;
-    apr_time_t now = apr_time_now();
+    apr_time_t now = memsess_mono_now();
 
     if (now < g->not_before && !*g->stop) {
         return 0;
@@ -108,11 +110,11 @@ void memsess_gate_open(void *baton)
     }
     memsess_table_write_end(rt->table);
     apr_thread_mutex_unlock(g->mutex);
-    g->open = apr_time_now();
+    g->open = memsess_mono_now();
 }
 
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              apr_time_t flipped_at, int brought)
+                              int brought)
 {
     if (!g->rt || !g->rt->flight) {
         return "its requests not kept (MEMSESS0026): not waited for";
@@ -120,8 +122,8 @@ const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
     return apr_psprintf(p, "its requests waited %" APR_TIME_T_FMT "ms at "
                         "the flip for the %d that had the old list%s, and "
                         "%d sessions they used, in no listing, were brought "
-                        "over", g->open > flipped_at
-                        ? apr_time_as_msec(g->open - flipped_at) : 0,
+                        "over", g->open > g->closed
+                        ? apr_time_as_msec(g->open - g->closed) : 0,
                         g->waited_for, g->open >= g->until
                         ? " (no longer: the most it waits)" : "", brought);
 }

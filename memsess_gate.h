@@ -24,7 +24,9 @@
  * write, and hands memsess_gate_settled() and memsess_gate_open() to
  * memsess_sync_flipped() (memsess_flip_wait_t).  Requests are not taken to
  * be done before not_before (others of the group take their locks by
- * then); the gate opens MEMSESS_GATE_MAX after the flip at the latest. */
+ * then); the gate opens MEMSESS_GATE_MAX after the flip at the latest.
+ * Its times are memsess_mono_now()'s, as is a view's gate in the table:
+ * a wall clock stepped back held requests at it for its whole cap. */
 typedef struct {
     memsess_runtime_t      *rt;
     apr_thread_mutex_t     *mutex;       /* the table writer's */
@@ -34,6 +36,7 @@ typedef struct {
     apr_time_t              since;       /* the sync's start */
     apr_uint64_t            epoch;
     int                     waited_for;  /* requests that began before */
+    apr_time_t              closed;      /* when it closed */
     apr_time_t              open;        /* when it opened; 0: not yet */
 } memsess_gate_t;
 void memsess_gate_close(memsess_gate_t *g, memsess_runtime_t *rt,
@@ -50,6 +53,6 @@ void memsess_gate_recent(void *gate,
 
 /* For the flip's NOTICE: how long requests waited, for how many. */
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              apr_time_t flipped_at, int brought);
+                              int brought);
 
 #endif /* MEMSESS_GATE_H */

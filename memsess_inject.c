@@ -351,13 +351,13 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
             break;
         }
         if (!until) {
-            /* its own cap by the monotonic clock (a wall clock stepped
-             * back would hold the request as long); the gate's time is
-             * the checker's, on this machine's wall clock */
+            /* its own cap too: a gate its checker never opens (it died)
+             * holds no request longer; the gate's time is the checker's,
+             * by this machine's monotonic clock, as ours */
             waited = memsess_mono_now();
             until = waited + MEMSESS_GATE_MAX;
         }
-        if (apr_time_now() >= gate || memsess_mono_now() >= until) {
+        if (memsess_mono_now() >= gate || memsess_mono_now() >= until) {
             break;
         }
         if (fe) {

@@ -392,6 +392,7 @@ apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone)
     apr_thread_mutex_lock(j->mutex);
     j->flip_ms = apr_time_as_msec(apr_time_now()
                                   + (alone ? 0 : MEMSESS_FLIP_DELAY));
+    j->flip_mono = memsess_mono_now() + (alone ? 0 : MEMSESS_FLIP_DELAY);
     apr_thread_mutex_unlock(j->mutex);
     memsess_joblock_refresh(j, 1, 1);
     return j->flip_ms;
@@ -399,14 +400,14 @@ apr_int64_t memsess_joblock_done(memsess_joblock_t *j, int alone)
 
 void memsess_joblock_wait_flip(memsess_joblock_t *j)
 {
-    apr_time_t at = apr_time_from_msec(j->flip_ms), now = apr_time_now();
+    apr_time_t at = j->flip_mono, now = memsess_mono_now();
 
     /* a flip time far off is a clock apart: not waited for */
     while (at > now && at - now <= 2 * MEMSESS_FLIP_DELAY
            && !(j->stop && *j->stop && !memsess_joblock_flips(j))) {
         apr_sleep(at - now < apr_time_from_msec(5) ? at - now
                                                    : apr_time_from_msec(5));
-        now = apr_time_now();
+        now = memsess_mono_now();
     }
 }
 
@@ -452,7 +453,8 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
         memcached_return_t rc = MEMCACHED_SUCCESS;
         const char *why;
         uint64_t cas;
-        apr_int64_t skew, error = 0, bound, off, not_before, out_ms;
+        apr_int64_t skew, error = 0, bound, off, not_before, out_ms, now_ms;
+        apr_time_t mono;
         apr_interval_time_t unchanged = 0;
         int exists;
 
@@ -543,10 +545,12 @@ memsess_claim_e memsess_joblock_claim(memsess_joblock_t *j, char *err,
             continue;
         case MEMSESS_JOB_FOLLOW:
             apr_cpystrn(j->holder, rec.holder, sizeof(j->holder));
+            now_ms = apr_time_as_msec(apr_time_now());
+            mono = memsess_mono_now();
             j->flip_ms = memsess_flip_follow(rec.flip_ms, skew, error,
                     asked_before ? apr_time_as_msec(asked_before) : 0,
-                    apr_time_as_msec(apr_time_now()),
-                    apr_time_as_msec(MEMSESS_FLIP_DELAY));
+                    now_ms, apr_time_as_msec(MEMSESS_FLIP_DELAY));
+            j->flip_mono = mono + apr_time_from_msec(j->flip_ms - now_ms);
             if (rec.lists != j->fingerprint) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                              "MEMSESS0156: %s: %s by %s was of other lists "

@@ -71,6 +71,12 @@ typedef struct memsess_joblock {
     volatile apr_uint32_t     lost;      /* another took it over */
     char                      holder[MEMSESS_INSTANCE_MAX];  /* followed */
     apr_int64_t               flip_ms;   /* done: when all publish */
+    apr_time_t                flip_mono; /* ... by our monotonic clock,
+                                          * as it was set: waited for by
+                                          * it (a wall clock stepped 3 s
+                                          * back while a follower waited
+                                          * held it 3 s past the flip:
+                                          * the soak, seed 31337077) */
     int                       done;      /* marked done: stays done */
     int                       rc;        /* the last libmemcached answer */
     /* the lease is renewed on a timer by a thread of its own (its own

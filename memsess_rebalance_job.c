@@ -55,6 +55,7 @@
 
 #include "memsess_rebalance_job.h"
 #include "memsess_adopt.h"
+#include "memsess_clocks.h"
 #include "memsess_exchange.h"
 #include "memsess_gate.h"
 #include "memsess_job.h"
@@ -326,7 +327,8 @@ static int rebalance_flip(rebalance_t *rb, int gate, char *err,
             /* requests of its views wait for what the old lists wrote */
             memsess_gate_close(&rb->gate, rt, c->mutex, rb->moving,
                                rb->started,
-                               rb->share ? apr_time_now() + FLIP_SETTLE : 0,
+                               rb->share ? memsess_mono_now() + FLIP_SETTLE
+                                         : 0,
                                &rb->stop);
         }
         memsess_table_write_end(rt->table);
@@ -560,7 +562,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                          "ms; %s%s%s", rebalance_names(rb), nguarded, nheld,
                          memsess_sync_stats(sync)->copied - copied,
                          apr_time_as_msec(apr_time_now() - flipped_at),
-                         memsess_gate_text(rb->pool, &rb->gate, flipped_at,
+                         memsess_gate_text(rb->pool, &rb->gate,
                                            memsess_sync_recent_brought(sync)),
                          rv == APR_SUCCESS ? "" : "; stopped: ",
                          rv == APR_SUCCESS ? "" : err);

@@ -241,14 +241,15 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
 
 static void flip_fresh(sync_job_t *job)
 {
-    apr_time_t at = apr_time_from_msec(job->lock.flip_ms);
+    /* by our monotonic clock (memsess_joblock.h) */
+    apr_time_t at = job->lock.flip_mono;
 
-    if (at - apr_time_now() > 2 * MEMSESS_FLIP_DELAY
+    if (at - memsess_mono_now() > 2 * MEMSESS_FLIP_DELAY
         || !memsess_exchange_others(job->c->exchange)) {
         return;   /* a clock apart (memsess_joblock_wait_flip does not wait
                    * for it either), or alone */
     }
-    while (!job->stop && apr_time_now() < at - FRESH_LEAD) {
+    while (!job->stop && memsess_mono_now() < at - FRESH_LEAD) {
         apr_sleep(apr_time_from_msec(5));
     }
     if (!job->stop) {
@@ -349,7 +350,8 @@ static int sync_flip(sync_job_t *job, const memsess_sync_stats_t *st,
             gated_views(job);
             memsess_gate_close(&job->gate, rt, c->mutex, job->gated,
                                job->started,
-                               job->share ? apr_time_now() + FLIP_SETTLE : 0,
+                               job->share ? memsess_mono_now() + FLIP_SETTLE
+                                          : 0,
                                &job->stop);
         }
         memsess_table_write_end(rt->table);
@@ -467,7 +469,7 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                  APR_TIME_T_FMT "ms; %s%s%s", job->spec.returning, nguarded,
                  nheld, memsess_sync_stats(sync)->copied - copied,
                  apr_time_as_msec(apr_time_now() - flipped_at),
-                 memsess_gate_text(job->pool, &job->gate, flipped_at,
+                 memsess_gate_text(job->pool, &job->gate,
                                    memsess_sync_recent_brought(sync)),
                  rv == APR_SUCCESS ? "" : "; stopped: ",
                  rv == APR_SUCCESS ? "" : err);

@@ -43,7 +43,7 @@ typedef struct {
                                     * down (memsess_exchange.c) */
     apr_int64_t  follow_gate;      /* our verdict down, not the group's yet:
                                     * the gate of the views that hold it
-                                    * (apr_time_t; 0: none) */
+                                    * (memsess_mono_now(); 0: none) */
     apr_uint64_t checks;
     apr_uint64_t failures;
     apr_uint64_t state_changes;
@@ -142,8 +142,8 @@ typedef struct {
                                      * recorded) */
     apr_uint32_t rebalance;         /* memsess_rebalance_e */
     apr_int64_t  gate;              /* a flip's: requests that read the
-                                     * list wait until then (apr_time_t;
-                                     * 0: open) */
+                                     * list wait until then
+                                     * (memsess_mono_now(); 0: open) */
     apr_uint32_t rebalance_runs;    /* started, failed ones included */
     apr_int64_t  rebalance_started; /* unix seconds of the last, 0 = never */
     apr_uint64_t rebalance_examined;

@@ -761,36 +761,31 @@ sub worst_window {
     return \%w;
 }
 
-# The soak's time of a line an instance logged at $t by its own clock:
-# while a clock fault of that instance ran (libfaketime reads its file
-# within a second, so up to 1.5 s after the fault's end), its lines are
-# stamped $step seconds off.  Returns (time, step or 0).
-sub soak_time {
-    my ($clocks, $t) = @_;
-    for my $c (@$clocks) {
-        my $u = $t - $c->{step};
-        return ($u, $c->{step}) if $u >= $c->{t_start} && $u <= ($c->{t_end} // $u) + 1.5;
-    }
-    return ($t, 0);
-}
-
 # Lines of the instances' logs from $t0 - $before to $t1 + $after that say
 # something about memcached servers, the checker, or children, placed by
-# the soak's clock (a line of an instance whose clock was stepped says by
-# how much).  $ran: the faults as run.
+# the soak's clock: an instance says when its clock stepped (MEMSESS0161),
+# and the lines after that, stamped by its clock as stepped, are moved
+# back by the steps so far (and say by how much).  (Placed by the clock
+# faults' times instead, lines logged just before a fault were taken for
+# stepped.)
 sub log_lines_around {
-    my ($farm, $ran, $t0, $t1, $before, $after, $max) = @_;
+    my ($farm, $t0, $t1, $before, $after, $max) = @_;
     my @out;
     for my $i (0 .. $#{ $farm->{web} }) {
         my $w = $farm->{web}[$i];
-        my @clocks = grep { $_->{kind} eq 'clock' && $_->{web} == $i + 1 && defined $_->{t_start} } @$ran;
+        my $step = 0;   # ms, its clock's steps so far
         open my $fh, '<', $w->error_log or next;
         while (my $l = <$fh>) {
             next unless $l =~ /MEMSESS|AH000(?:52|94|90)|memsess:(?:warn|error|crit)/;
-            my ($t, $step) = soak_time(\@clocks, log_time($l) // next);
+            if ($l =~ /MEMSESS0161: this instance's clock stepped (\d+)ms (back|ahead)/) {
+                $step += ($2 eq 'back' ? -1 : 1) * $1;
+            }
+            my $t = (log_time($l) // next) - $step / 1000;
             next if $t < $t0 - $before || $t > $t1 + $after;
             chomp $l;
-            push @out, [$t, "web" . ($i + 1) . ($step ? sprintf(' (its clock %+d s)', $step) : '') . ": $l"];
+            push @out, [$t, "web" . ($i + 1)
+                            . (abs($step) >= 500 ? sprintf(' (its clock %+.1f s)', $step / 1000) : '')
+                            . ": $l"];
         }
     }
     @out = sort { $a->[0] <=> $b->[0] } @out;
@@ -990,7 +985,7 @@ sub run_phase {
         my @lines = ($head, '  requests of this user (t0 t1 user kind n ok errors pid):',
                      map({ "    $_" } @{ $v->{history} }),
                      '  log lines from 2 s before to 0.5 s after:',
-                     map { "    $_" } log_lines_around($farm, \@ran, $v->{t0}, $v->{t1}, 2, 0.5, 25));
+                     map { "    $_" } log_lines_around($farm, $v->{t0}, $v->{t1}, 2, 0.5, 25));
         print $vf join("\n", @lines), "\n\n";
         diag join "\n", @lines if $shown++ < ($o{show} // 3);
     }
