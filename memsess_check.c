@@ -845,7 +845,8 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     if (cut) {
         memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
     }
-    memsess_table_publish(rt->table, rt->views, rt->confs->nelts, -1, NULL);
+    /* (a flip the dead checker prepared stands: this one adopts it) */
+    memsess_table_republish(rt->table, rt->views, rt->confs->nelts);
     memsess_table_write_end(rt->table);
     if (cut) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0032: "

@@ -411,6 +411,39 @@ void memsess_joblock_wait_flip(memsess_joblock_t *j)
     }
 }
 
+void memsess_joblock_prepare_flip(memsess_joblock_t *j,
+                                  apr_thread_mutex_t *mutex, int slot,
+                                  const int *moving)
+{
+    memsess_runtime_t *rt = j->rt;
+
+    if (!j->flip_mono || j->lost) {
+        return;
+    }
+    if (memsess_table_lease_lock(rt->table, mutex)) {
+        memsess_table_write_begin(rt->table);
+        memsess_table_prepare_flip(rt->table, rt->views, rt->confs->nelts,
+                                   slot, moving, j->flip_mono);
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(mutex);
+}
+
+void memsess_joblock_cancel_flip(memsess_joblock_t *j,
+                                 apr_thread_mutex_t *mutex, int slot,
+                                 const int *moving)
+{
+    memsess_runtime_t *rt = j->rt;
+
+    if (memsess_table_lease_lock(rt->table, mutex)) {
+        memsess_table_write_begin(rt->table);
+        memsess_table_cancel_flips(rt->table, rt->views, rt->confs->nelts,
+                                   slot, moving);
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(mutex);
+}
+
 static void job_sleep(memsess_joblock_t *j, apr_interval_time_t t)
 {
     apr_time_t until = memsess_mono_now() + t;   /* a duration */

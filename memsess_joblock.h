@@ -129,6 +129,18 @@ void memsess_joblock_flipped_stopping(const memsess_joblock_t *j);
  * a follower); at once when it has passed or is far off, or when told to
  * stop unless it flips all the same (memsess_joblock_flips). */
 void memsess_joblock_wait_flip(memsess_joblock_t *j);
+/* The flip, once its time is known (done, or followed), prepared in the
+ * table (memsess_table_prepare_flip: slot >= 0 a rejoin's server, else the
+ * views in moving[]): this instance's requests take the new list at the
+ * flip time even if this checker dies before it publishes the flip.  And
+ * cancelled, when the flip will not be published.  mutex: the table
+ * writers'. */
+void memsess_joblock_prepare_flip(memsess_joblock_t *j,
+                                  apr_thread_mutex_t *mutex, int slot,
+                                  const int *moving);
+void memsess_joblock_cancel_flip(memsess_joblock_t *j,
+                                 apr_thread_mutex_t *mutex, int slot,
+                                 const int *moving);
 /* The holder: its record written anew (the server was emptied). */
 void memsess_joblock_rewrite(memsess_joblock_t *j);
 /* The holder, before each write or delete of its job (the fence): 1 while

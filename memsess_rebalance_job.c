@@ -490,6 +490,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
             memsess_joblock_done(&rb->lock,
                                  !memsess_exchange_others(c->exchange));
         }
+        memsess_joblock_prepare_flip(&rb->lock, c->mutex, -1, rb->moving);
         memsess_joblock_wait_flip(&rb->lock);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
@@ -609,6 +610,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
     }
     else {
+        memsess_joblock_cancel_flip(&rb->lock, c->mutex, -1, rb->moving);
         memsess_sync_unhold(sync);
         /* the next try takes it at once; once done, it follows */
         memsess_joblock_abandon(&rb->lock);

@@ -820,6 +820,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
             memsess_joblock_done(&job->lock,
                                  !memsess_exchange_others(job->c->exchange));
         }
+        memsess_joblock_prepare_flip(&job->lock, job->c->mutex, job->slot,
+                                     NULL);
         flip_fresh(job);
         memsess_joblock_wait_flip(&job->lock);
     }
@@ -862,6 +864,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         }
     }
     else {
+        memsess_joblock_cancel_flip(&job->lock, job->c->mutex, job->slot,
+                                    NULL);
         memsess_sync_unhold(sync);
         if (job->lock.lost) {
             apr_cpystrn(err, "another instance took its sync over",

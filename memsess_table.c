@@ -50,6 +50,7 @@
 #include "apr_thread_mutex.h"
 
 #include "memsess_table.h"
+#include "memsess_clocks.h"
 #include "memsess_pool.h"
 
 #define MEMSESS_TABLE_MAGIC   (0x4d534553u)   /* "MSES" */
@@ -70,7 +71,7 @@
                                       * 18: a peer's offset_ms;
                                       * 19: a peer's at_ms,
                                       * peer_offset_ms; down_off_ms,
-                                      * out_off_ms */
+                                      * out_off_ms; a view's next_* */
 
 /* A reader gives up after this many tries (a writer died mid-write). */
 #define READ_TRIES   (20000)
@@ -152,7 +153,7 @@ apr_size_t memsess_table_size(int nslots, int nviews,
     int v;
 
     for (v = 0; v < nviews; v++) {
-        size += capacities[v];
+        size += 2 * (apr_size_t)capacities[v];   /* in force, and next */
     }
     return APR_ALIGN_DEFAULT(size);
 }
@@ -182,7 +183,8 @@ memsess_table_t *memsess_table_init(void *base, apr_size_t size, int nslots,
     for (v = 0; v < nviews; v++) {
         vs[v].offset = (apr_uint32_t)offset;
         vs[v].capacity = capacities[v];
-        offset += capacities[v];
+        vs[v].next_offset = (apr_uint32_t)(offset + capacities[v]);
+        offset += 2 * (apr_size_t)capacities[v];
     }
     return t;
 }
@@ -281,9 +283,10 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      apr_time_t *gate)
 {
     const memsess_view_slot_t *vs = &views(t)[v];
+    apr_time_t mono = memsess_mono_now();
     apr_uint64_t s;
     apr_uint32_t n, want;
-    int tries = 0;
+    int tries = 0, next;
 
     if (!size) {
         return APR_EINVAL;
@@ -293,14 +296,16 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
         if (s & 1) {
             return APR_EBUSY;
         }
-        want = n = vs->len;
+        next = vs->next_at && mono >= vs->next_at;
+        want = n = next ? vs->next_len : vs->len;
         if (n >= size || n >= vs->capacity) {
             n = 0;   /* torn read (the retry repeats it), or buf too small */
         }
-        memcpy(buf, (const char *)t + vs->offset, n);
-        *nlive = vs->nlive;
+        memcpy(buf, (const char *)t + (next ? vs->next_offset : vs->offset),
+               n);
+        *nlive = next ? vs->next_nlive : vs->nlive;
         if (rebalance) {
-            *rebalance = vs->rebalance;
+            *rebalance = next ? vs->next_rebalance : vs->rebalance;
         }
         if (gate) {
             *gate = (apr_time_t)vs->gate;
@@ -601,23 +606,31 @@ int memsess_table_reset_syncing(memsess_table_t *t)
 /* ------------------------------------------------------------------ */
 /* Publishing                                                         */
 
+/* Whether def's pool holds slot. */
+static int pool_holds(const memsess_view_t *def, int slot)
+{
+    const apr_array_header_t *servers = def->pool->servers;
+    int i;
+
+    for (i = 0; i < servers->nelts; i++) {
+        if (APR_ARRAY_IDX(servers, i, memsess_server_t).slot == slot) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, apr_time_t until)
 {
     memsess_view_slot_t *vs = views(t);
-    int v, i, ngated = 0;
+    int v, ngated = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
         const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
                                     ? vdefs[v].before : &vdefs[v];
-        const apr_array_header_t *servers = def->pool->servers;
 
-        for (i = 0; i < servers->nelts; i++) {
-            if (APR_ARRAY_IDX(servers, i, memsess_server_t).slot == slot) {
-                break;
-            }
-        }
-        if (i < servers->nelts && vs[v].capacity) {
+        if (pool_holds(def, slot) && vs[v].capacity) {
             if (vs[v].gate < (apr_int64_t)until) {
                 vs[v].gate = (apr_int64_t)until;   /* a later one stands */
             }
@@ -639,40 +652,54 @@ void memsess_table_ungate(memsess_table_t *t, int nviews, apr_time_t until)
     }
 }
 
-int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
-                          int nviews, int slot, int *flipped)
+/* Builds def's text (slot `up` taken for live, when >= 0) into the
+ * capacity bytes at out; *len its length, *nlive its live servers. */
+static void build_text(const memsess_table_t *t, const memsess_view_t *def,
+                       int up, char *out, apr_uint32_t capacity,
+                       apr_uint32_t *len, int *nlive)
 {
     unsigned char live[MEMSESS_MAX_SERVERS];
     const memsess_slot_t *sl = slots(t);
+    const apr_array_header_t *servers = def->pool->servers;
+    apr_size_t n;
+    int i;
+
+    *nlive = 0;
+    for (i = 0; i < servers->nelts && i < MEMSESS_MAX_SERVERS; i++) {
+        int s = APR_ARRAY_IDX(servers, i, memsess_server_t).slot;
+
+        live[i] = s >= 0 && s < (int)t->nslots
+                  && (s == up || MEMSESS_SLOT_LIVE(&sl[s]));
+        *nlive += live[i];
+    }
+    if (servers->nelts > MEMSESS_MAX_SERVERS) {
+        *nlive = 0;   /* refused at startup; here: fail open, in bounds */
+    }
+    n = memsess_path_build(out, capacity, def->pool, *nlive ? live : NULL,
+                           def->format, def->failover);
+    *len = (apr_uint32_t)(n < capacity ? n : capacity - 1);
+}
+
+/* memsess_table_publish(); keep: a prepared flip stands. */
+static int publish(memsess_table_t *t, const memsess_view_t *vdefs,
+                   int nviews, int slot, int *flipped, int keep)
+{
     memsess_view_slot_t *vs = views(t);
-    int v, i, nflipped = 0;
+    int v, nflipped = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
         const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
                                     ? vdefs[v].before : &vdefs[v];
-        const apr_array_header_t *servers = def->pool->servers;
-        int holds = slot < 0, nlive = 0;
-        apr_size_t len;
+        int nlive;
 
-        for (i = 0; i < servers->nelts && i < MEMSESS_MAX_SERVERS; i++) {
-            int s = APR_ARRAY_IDX(servers, i, memsess_server_t).slot;
-
-            holds |= (s == slot);
-            live[i] = s >= 0 && s < (int)t->nslots
-                      && MEMSESS_SLOT_LIVE(&sl[s]);
-            nlive += live[i];
-        }
-        if (!holds || !vs[v].capacity) {
+        if ((slot >= 0 && !pool_holds(def, slot)) || !vs[v].capacity) {
             continue;
         }
-        if (servers->nelts > MEMSESS_MAX_SERVERS) {
-            nlive = 0;   /* refused at startup; here: fail open, in bounds */
+        build_text(t, def, -1, (char *)t + vs[v].offset, vs[v].capacity,
+                   &vs[v].len, &nlive);
+        if (!keep) {
+            vs[v].next_at = 0;   /* what is published now stands */
         }
-        len = memsess_path_build((char *)t + vs[v].offset, vs[v].capacity,
-                                 def->pool, nlive ? live : NULL,
-                                 def->format, def->failover);
-        vs[v].len = (apr_uint32_t)(len < vs[v].capacity
-                                   ? len : vs[v].capacity - 1);
         if (slot >= 0 && !vs[v].nlive != !nlive) {
             if (flipped) {
                 flipped[nflipped] = v;
@@ -682,6 +709,64 @@ int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
         vs[v].nlive = (apr_uint32_t)nlive;
     }
     return nflipped;
+}
+
+int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
+                               int nviews, int slot, const int *moving,
+                               apr_time_t at)
+{
+    memsess_view_slot_t *vs = views(t);
+    int v, n = 0;
+
+    for (v = 0; v < nviews && v < (int)t->nviews; v++) {
+        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
+                                    ? vdefs[v].before : &vdefs[v];
+        int nlive;
+
+        if (!vs[v].capacity || !at
+            || (slot >= 0 ? !pool_holds(def, slot) : !moving || !moving[v])) {
+            continue;
+        }
+        if (slot < 0) {
+            def = &vdefs[v];   /* the configured pool, in force then */
+        }
+        build_text(t, def, slot, (char *)t + vs[v].next_offset,
+                   vs[v].capacity, &vs[v].next_len, &nlive);
+        vs[v].next_nlive = (apr_uint32_t)nlive;
+        vs[v].next_rebalance = slot >= 0 ? vs[v].rebalance
+                                         : MEMSESS_REBALANCE_NONE;
+        vs[v].next_at = (apr_int64_t)at;
+        n++;
+    }
+    return n;
+}
+
+void memsess_table_cancel_flips(memsess_table_t *t, const memsess_view_t *vdefs,
+                                int nviews, int slot, const int *moving)
+{
+    memsess_view_slot_t *vs = views(t);
+    int v;
+
+    for (v = 0; v < nviews && v < (int)t->nviews; v++) {
+        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
+                                    ? vdefs[v].before : &vdefs[v];
+
+        if (slot >= 0 ? pool_holds(def, slot) : moving && moving[v]) {
+            vs[v].next_at = 0;
+        }
+    }
+}
+
+int memsess_table_publish(memsess_table_t *t, const memsess_view_t *vdefs,
+                          int nviews, int slot, int *flipped)
+{
+    return publish(t, vdefs, nviews, slot, flipped, 0);
+}
+
+void memsess_table_republish(memsess_table_t *t, const memsess_view_t *vdefs,
+                             int nviews)
+{
+    publish(t, vdefs, nviews, -1, NULL, 1);
 }
 
 void memsess_table_set_twin(memsess_table_t *t, int twin)

@@ -144,6 +144,15 @@ typedef struct {
     apr_int64_t  gate;              /* a flip's: requests that read the
                                      * list wait until then
                                      * (memsess_mono_now(); 0: open) */
+    /* A flip prepared as its time became known (memsess_table_prepare_flip):
+     * the text after it, beside the one in force, that readers take from
+     * next_at on, whether or not the checker that prepared it lives to
+     * publish it; the next publish of the view replaces both. */
+    apr_uint32_t next_offset;       /* capacity bytes, as the text's */
+    apr_uint32_t next_len;
+    apr_uint32_t next_nlive;
+    apr_uint32_t next_rebalance;
+    apr_int64_t  next_at;           /* memsess_mono_now(); 0: none */
     apr_uint32_t rebalance_runs;    /* started, failed ones included */
     apr_int64_t  rebalance_started; /* unix seconds of the last, 0 = never */
     apr_uint64_t rebalance_examined;
@@ -201,7 +210,9 @@ apr_status_t memsess_table_read_slot(const memsess_table_t *t, int i,
                                      memsess_slot_t *copy);
 /* A view's published save_path, how many of its servers are live and,
  * unless rebalance is NULL, the view's memsess_rebalance_e in the same
- * snapshot (not NONE: the text is built from the view's `before`). */
+ * snapshot (not NONE: the text is built from the view's `before`); from
+ * a prepared flip's time on, the text after it (memsess_table_prepare_flip).
+ */
 apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      char *buf, apr_size_t size,
                                      apr_uint32_t *len, apr_uint32_t *nlive,
@@ -334,6 +345,29 @@ int memsess_table_reset_syncing(memsess_table_t *t);
  * publishes the change. */
 int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, apr_time_t until);
+/* Prepares a flip whose time is known, at `at` (memsess_mono_now()): the
+ * server of slot (>= 0) live then, or (slot < 0) the configured pools of
+ * the views in moving[] in force then.  Each view it changes gets the text
+ * after it beside the one in force; readers take it from `at` on, even if
+ * the checker that prepared it dies before it publishes the flip (its
+ * holder's checker process killed between `done` and the flip kept the
+ * old list 330 ms after the others: the soak, seed 31337077).  Any publish
+ * of the view, the flip's own included, replaces it; so does
+ * memsess_table_cancel_flips().  Returns how many views.  The writer. */
+int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
+                               int nviews, int slot, const int *moving,
+                               apr_time_t at);
+/* Cancels the flips prepared for the views of slot (>= 0), or of
+ * moving[]: a flip that will not be published (a dead checker's
+ * included). */
+void memsess_table_cancel_flips(memsess_table_t *t, const memsess_view_t *vdefs,
+                                int nviews, int slot, const int *moving);
+/* Publishes every view, as memsess_table_publish(-1), but a flip prepared
+ * by a checker that died stands: the new checker adopts its job (done)
+ * and publishes it; until then requests keep to it rather than go back
+ * to the list of before for the while. */
+void memsess_table_republish(memsess_table_t *t, const memsess_view_t *vdefs,
+                             int nviews);
 /* Opens the gate of the views that memsess_table_gate_holders() set to
  * until (a gate set since, by another flip, stands). */
 void memsess_table_ungate(memsess_table_t *t, int nviews, apr_time_t until);

@@ -51,6 +51,7 @@
 
 #include "memsess_pool.h"
 #include "memsess_table.h"
+#include "memsess_clocks.h"
 
 #define FUZZ_NAME "fuzz_table"
 #include "fuzz.h"
@@ -540,7 +541,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 break;
             case 2:
+                /* a flip of s prepared (read from now on), then the
+                 * publish of s: it replaces it (check_views, below) */
                 memsess_table_write_begin(t);
+                memsess_table_prepare_flip(t, views, NVIEWS, s, NULL,
+                                           memsess_mono_now());
                 publish(p, t, ms, caps, pub_nlive, s);
                 memsess_table_write_end(t);
                 break;

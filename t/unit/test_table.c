@@ -9,6 +9,7 @@
 
 #include "memsess_pool.h"
 #include "memsess_table.h"
+#include "memsess_clocks.h"
 #include "tap.h"
 
 static apr_pool_t *p;
@@ -172,6 +173,59 @@ int main(void)
     ok(memsess_table_read_slot(t, 2, &copy) == APR_SUCCESS
        && copy.state == MEMSESS_UP && copy.checks == 4,
        "a slot reads back consistently");
+
+    /* a flip prepared as its time became known: a to come back (slot 0),
+     * read from its time on, whether or not the checker lives to publish
+     * it */
+    {
+        apr_time_t now = memsess_mono_now();
+
+        memsess_table_write_begin(t);
+        ok(memsess_table_prepare_flip(t, views, 2, 0, NULL,
+                                      now + apr_time_from_sec(60)) == 1,
+           "a flip of a prepared: one view holds it");
+        memsess_table_write_end(t);
+        is_str(view(t, 0, &nlive), "c:3", "before its time: as in force");
+        memsess_table_write_begin(t);
+        memsess_table_prepare_flip(t, views, 2, 0, NULL, now);
+        memsess_table_write_end(t);
+        is_str(view(t, 0, &nlive), "a:1,c:3",
+               "from its time on: the text after it, a live");
+        ok(nlive == 2, "with its nlive");
+        is_str(view(t, 1, &nlive), "tcp://c:3",
+               "a view that does not hold a: as it was");
+        /* a new checker republishes all: the flip stands */
+        memsess_table_write_begin(t);
+        memsess_table_republish(t, views, 2);
+        memsess_table_write_end(t);
+        is_str(view(t, 0, &nlive), "a:1,c:3",
+               "a new checker's republishing keeps a prepared flip");
+        memsess_table_write_begin(t);
+        memsess_table_cancel_flips(t, views, 2, 0, NULL);
+        memsess_table_write_end(t);
+        is_str(view(t, 0, &nlive), "c:3", "cancelled: as in force again");
+        memsess_table_write_begin(t);
+        memsess_table_prepare_flip(t, views, 2, 0, NULL, now);
+        memsess_table_publish(t, views, 2, 2, NULL);
+        memsess_table_write_end(t);
+        is_str(view(t, 0, &nlive), "c:3",
+               "a publish of the view replaces it (what is published "
+               "stands)");
+        /* a rebalance's: the configured pool in force then */
+        {
+            int moving[2] = { 0, 1 };
+
+            memsess_table_write_begin(t);
+            ok(memsess_table_prepare_flip(t, views, 2, -1, moving, now) == 1,
+               "a rebalance's flip: the views it moves");
+            memsess_table_write_end(t);
+            is_str(view(t, 1, &nlive), "tcp://c:3",
+                   "the configured pool, its live servers");
+            memsess_table_write_begin(t);
+            memsess_table_publish(t, views, 2, -1, NULL);
+            memsess_table_write_end(t);
+        }
+    }
 
     /* a writer that died inside the seqlock */
     memsess_table_write_begin(t);
