@@ -683,7 +683,7 @@ ok t_cmp("$at_done{lost} $at_done{stale}", '0 0',
 # and what its requests wrote meanwhile was never brought over: 32 stale
 # reads.)  A kill after the flip proves nothing: tried again, three times
 # at most.
-my ($killed, $late, @ktries);
+my ($kholder, $late, @ktries);
 my %at_kill = (ok => 0, lost => 0, stale => 0, failed => 0, rounds => 0);
 for my $try (1 .. 3) {
     for my $w (@web) {   # N4 back in
@@ -726,15 +726,15 @@ for my $try (1 .. 3) {
                                . sprintf('%+d ms', 1000 * ($seen_at - $k->{flip})) . ' from the flip'
                              : ($k->{error} // 'no record');
     if ($before) {
-        ($killed, $late) = ($h, $seen_at - $k->{flip});
+        ($kholder, $late) = ($h, $seen_at - $k->{flip});
         last;
     }
 }
-ok t_cmp(defined $killed && $late <= 0.15 ? 1 : 0, 1,
+ok t_cmp(defined $kholder && $late <= 0.15 ? 1 : 0, 1,
          "the holder's checker killed between its done and its flip: its instance serves the new list "
          . 'within 150 ms of the flip all the same (tries: ' . join('; ', @ktries) . ')');
 {
-    my $h = $killed // 0;
+    my $h = $kholder // 0;
     wait_for(10, sub { $web[$h]->log_since($mh[$h]) =~ /MEMSESS0152: / });
     my $log = $web[$h]->log_since($mh[$h]);
     my $runs = () = $log =~ /MEMSESS0136: /g;
