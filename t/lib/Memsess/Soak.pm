@@ -763,29 +763,38 @@ sub worst_window {
 
 # Lines of the instances' logs from $t0 - $before to $t1 + $after that say
 # something about memcached servers, the checker, or children, placed by
-# the soak's clock: an instance says when its clock stepped (MEMSESS0161),
-# and the lines after that, stamped by its clock as stepped, are moved
-# back by the steps so far (and say by how much).  (Placed by the clock
-# faults' times instead, lines logged just before a fault were taken for
-# stepped.)
+# the soak's clock.  An instance whose clock a fault stepped stamps its
+# lines off by the step, from when libfaketime read it (within a second)
+# until it read the end; its log is written in the order things happened,
+# so each line is taken at the earliest of its candidate times (as
+# stamped, or less the step of a clock fault of that instance around then)
+# that does not go back before the line above it.  (By the faults' times
+# alone, lines logged just before libfaketime read a step were taken for
+# stepped; by the steps the checker logged, a step that a new checker
+# started under was missed.)  $ran: the faults as run.
 sub log_lines_around {
-    my ($farm, $t0, $t1, $before, $after, $max) = @_;
+    my ($farm, $ran, $t0, $t1, $before, $after, $max) = @_;
     my @out;
     for my $i (0 .. $#{ $farm->{web} }) {
         my $w = $farm->{web}[$i];
-        my $step = 0;   # ms, its clock's steps so far
+        my @clocks = grep { $_->{kind} eq 'clock' && $_->{web} == $i + 1 && defined $_->{t_start} } @$ran;
+        my $prev = 0;
         open my $fh, '<', $w->error_log or next;
         while (my $l = <$fh>) {
+            my $stamp = log_time($l) // next;
+            my ($t, $step) = ($stamp, 0);
+            my @cand = sort { $a->[0] <=> $b->[0] }
+                       [$stamp, 0],
+                       map { [$stamp - $_->{step}, $_->{step}] }
+                       grep { $stamp - $_->{step} >= $_->{t_start} - 0.5
+                              && $stamp - $_->{step} <= ($_->{t_end} // $t1) + 2 } @clocks;
+            my ($pick) = grep { $_->[0] >= $prev - 0.05 } @cand;
+            ($t, $step) = @$pick if $pick;
+            $prev = $t if $t > $prev;
             next unless $l =~ /MEMSESS|AH000(?:52|94|90)|memsess:(?:warn|error|crit)/;
-            if ($l =~ /MEMSESS0161: this instance's clock stepped (\d+)ms (back|ahead)/) {
-                $step += ($2 eq 'back' ? -1 : 1) * $1;
-            }
-            my $t = (log_time($l) // next) - $step / 1000;
             next if $t < $t0 - $before || $t > $t1 + $after;
             chomp $l;
-            push @out, [$t, "web" . ($i + 1)
-                            . (abs($step) >= 500 ? sprintf(' (its clock %+.1f s)', $step / 1000) : '')
-                            . ": $l"];
+            push @out, [$t, "web" . ($i + 1) . ($step ? sprintf(' (its clock %+d s)', $step) : '') . ": $l"];
         }
     }
     @out = sort { $a->[0] <=> $b->[0] } @out;
@@ -985,7 +994,7 @@ sub run_phase {
         my @lines = ($head, '  requests of this user (t0 t1 user kind n ok errors pid):',
                      map({ "    $_" } @{ $v->{history} }),
                      '  log lines from 2 s before to 0.5 s after:',
-                     map { "    $_" } log_lines_around($farm, $v->{t0}, $v->{t1}, 2, 0.5, 25));
+                     map { "    $_" } log_lines_around($farm, \@ran, $v->{t0}, $v->{t1}, 2, 0.5, 25));
         print $vf join("\n", @lines), "\n\n";
         diag join "\n", @lines if $shown++ < ($o{show} // 3);
     }
