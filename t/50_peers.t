@@ -577,17 +577,25 @@ sub graceful_at_done {
     my ($host, $port) = host_port($N[0]);
     my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
         or return { error => "connect N1: $!" };
-    my $key;
+    my (%keys, $dumped);
     my $end = time + $timeout;
     while (time < $end) {
-        if (!$key) {
+        # (a change's record done before, of other lists, stays a while:
+        # every rebalance record is read, listed anew every 100 ms)
+        if (!$dumped || time - $dumped > 0.1) {
             my $dump = mc_ask($sock, 'lru_crawler metadump all') // next;
-            ($key) = $dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3Arebalance-\S+)/m;
-            $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
+            $dumped = time;
+            for my $k ($dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3Arebalance-\S+)/mg) {
+                $k =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+                $keys{$k} = 1;
+            }
         }
-        my $v = $key ? mc_ask($sock, "get $key") // '' : '';
-        my ($holder, $begun, $flip) = $v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/;
-        if (!defined $holder || $begun < $since) {
+        my $v = %keys ? mc_ask($sock, 'get ' . join(' ', sort keys %keys)) // '' : '';
+        my ($holder, $begun, $flip);
+        while ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/g) {
+            ($holder, $begun, $flip) = ($1, $2, $3) if $2 >= $since;
+        }
+        if (!defined $holder) {
             sleep 0.002;
             next;
         }
@@ -692,6 +700,7 @@ for my $try (1 .. 3) {
         $w->graceful;
     }
     wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
+    sleep 2;   # (its record began before the one watched for)
     for my $w (@web[0, 1]) {
         $w->{conf} = $conf3;
         $w->write_conf;
