@@ -615,7 +615,7 @@ sub graceful_at_done {
                  when => sprintf('seen %d ms, signalled %d ms before its flip',
                                  $flip - 1000 * $seen, $flip - 1000 * time) };
     }
-    return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+    return { error => 'no done record seen' . (%keys ? '' : ', nor its key') };
 }
 
 my $conf3 = "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
