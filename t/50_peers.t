@@ -622,15 +622,22 @@ my $conf3 = "MemsessServers " . join(' ', map { addr($_) } @N) . "\n"
           . "MemsessReplicas 1\nMemsessFailover successor\nMemsessGroup $GROUP\n";
 my ($fire, $stopped, $flipped3, @mh, @tries);
 my %at_done = (ok => 0, lost => 0, stale => 0, failed => 0, rounds => 0);
-for my $try (1 .. 3) {
-    if ($try > 1) {   # N4 back in, as above
-        for my $w (@web) {
-            $w->{conf} = $newconf;
-            $w->write_conf;
-            $w->graceful;
-        }
-        wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
+
+# N4 back in, every instance at graceful, as above.
+sub n4_in {
+    for my $w (@web) {
+        $w->{conf} = $newconf;
+        $w->write_conf;
+        $w->graceful;
     }
+    wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
+    sleep 2;   # (its record began before the one watched for next)
+}
+# N4 out again, one instance after the other, with the watcher on the
+# rebalance's record (graceful_at_done, $kill as it takes it) and users in
+# the background: the watcher's answer, and the users' run to join.
+sub n4_out_watched {
+    my ($kill) = @_;
     for my $w (@web[0, 1]) {
         $w->{conf} = $conf3;
         $w->write_conf;
@@ -638,7 +645,7 @@ for my $try (1 .. 3) {
     }
     @mh = map { $_->log_mark } @web;
     my $t0 = time;
-    my $watch = bg_run(sub { graceful_at_done(int($t0) - 1, 20) });
+    my $watch = bg_run(sub { graceful_at_done(int($t0) - 1, 20, $kill) });
     my $busy = bg_run(sub {
         my $c = run_for(3);
         $c->{n} = [ map { $_->{n} } @users ];
@@ -647,7 +654,12 @@ for my $try (1 .. 3) {
     $web[2]{conf} = $conf3;
     $web[2]->write_conf;
     $web[2]->graceful;
-    $fire = bg_join($watch, 30);
+    return (bg_join($watch, 30), $busy);
+}
+
+for my $try (1 .. 3) {
+    n4_in() if $try > 1;
+    ($fire, my $busy) = n4_out_watched(0);
     $flipped3 = wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
     my $c = bg_join($busy, 30);
     $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
@@ -694,30 +706,8 @@ ok t_cmp("$at_done{lost} $at_done{stale}", '0 0',
 my ($kholder, $late, @ktries);
 my %at_kill = (ok => 0, lost => 0, stale => 0, failed => 0, rounds => 0);
 for my $try (1 .. 3) {
-    for my $w (@web) {   # N4 back in
-        $w->{conf} = $newconf;
-        $w->write_conf;
-        $w->graceful;
-    }
-    wait_for(60, sub { 3 == grep { published4($_) == 1 } @web });
-    sleep 2;   # (its record began before the one watched for)
-    for my $w (@web[0, 1]) {
-        $w->{conf} = $conf3;
-        $w->write_conf;
-        $w->graceful;
-    }
-    @mh = map { $_->log_mark } @web;
-    my $t0 = time;
-    my $watch = bg_run(sub { graceful_at_done(int($t0) - 1, 20, 1) });
-    my $busy = bg_run(sub {
-        my $c = run_for(3);
-        $c->{n} = [ map { $_->{n} } @users ];
-        return $c;
-    });
-    $web[2]{conf} = $conf3;
-    $web[2]->write_conf;
-    $web[2]->graceful;
-    my $k = bg_join($watch, 30);
+    n4_in();
+    my ($k, $busy) = n4_out_watched(1);
     my $h = $k->{holder};
     # when the holder's instance serves the new list, by its status
     my $seen_at;
