@@ -2876,6 +2876,8 @@ typedef struct flip_guard {
     apr_size_t  len_old;
     int         lold, lnew;   /* the lock's server under each list */
     int         held;         /* ours at lnew (taken before the flip) */
+    int         held_old;     /* ours at lold, from before `done` to the
+                               * flip */
     int         taken;        /* the last look: taken at lold */
     int         seen;         /* taken at lold, or written at the old
                                * authority, since the last copy */
@@ -2968,10 +2970,35 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
                       == MEMCACHED_SUCCESS;
             nheld += g->held;
         }
+        /* and its lock under the list in force: until the flip, requests
+         * that have that list wait rather than write the old place, which
+         * only this process would bring over (its checker killed between
+         * `done` and the flip, nobody did: 16 stale reads, the soak's seed
+         * 31337077, t/50_peers.t); let go at the flip
+         * (memsess_sync_flipped), or by memcached FLIP_LOCK_EXP after this
+         * process died: those requests fail rather than read a copy from
+         * before */
+        if ((g->lold != g->lnew || y->rename)
+            && memsess_mono_now() < y->guarded_at + FLIP_TAKE
+            && conn(y, g->lold)) {
+            g->held_old = memcached_add(y->servers[g->lold].mc, g->lock_old,
+                                        g->len_old, "1", 1, FLIP_LOCK_EXP, 0)
+                          == MEMCACHED_SUCCESS;
+        }
         y->nguards++;
     }
     *guarded = y->nguards;
     return nheld;
+}
+
+/* The old list's lock let go: at the flip, requests that still have the
+ * old list take it, and what they write there is watched for. */
+static void guard_release_old(memsess_sync_t *y, guard_t *g)
+{
+    if (g->held_old) {
+        memcached_delete(y->servers[g->lold].mc, g->lock_old, g->len_old, 0);
+        g->held_old = 0;
+    }
 }
 
 static void guard_release(memsess_sync_t *y, guard_t *g)
@@ -2980,6 +3007,7 @@ static void guard_release(memsess_sync_t *y, guard_t *g)
         memcached_delete(y->servers[g->lnew].mc, g->lock, g->len, 0);
         g->held = 0;
     }
+    guard_release_old(y, g);
 }
 
 void memsess_sync_unhold(memsess_sync_t *y)
@@ -3173,6 +3201,9 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
     int k, pending = y->nguards, settled = 0, held;
     int opened = !wait || !wait->open;
 
+    for (k = 0; k < y->nguards; k++) {
+        guard_release_old(y, &y->guards[k]);   /* (memsess_sync_hold_hot) */
+    }
     while ((pending || !opened) && rv == APR_SUCCESS) {
         apr_time_t now = memsess_mono_now();
         int stop = stopped(y, err, errlen);

@@ -178,8 +178,12 @@ apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
  * sessions whose reads move to another server are guarded by
  * php-memcached's own lock.  Just before the flip, their lock is taken
  * where the new list places it, if that is not where the old one does (no
- * request looks for it there yet); returns how many were taken, and how
- * many sessions are guarded in *guarded.
+ * request looks for it there yet), and where the old list places it (the
+ * requests that have it wait for the flip: what they would write there in
+ * between only this process brings over, and it may die first; let go at
+ * memsess_sync_flipped(), or by memcached 2 s after a death); returns how
+ * many new-list locks were taken, and how many sessions are guarded in
+ * *guarded.
  * memsess_sync_unhold() lets them go when the flip does not happen (so
  * does memsess_sync_destroy()). */
 int memsess_sync_hold_hot(memsess_sync_t *sync, int *guarded);
