@@ -719,8 +719,8 @@ for my $try (1 .. 3) {
     my $c = bg_join($busy, 30);
     $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
     $at_kill{$_} += $c->{$_} // 0 for keys %at_kill;
-    my $before = defined $h && $k->{flip} - $seen_at > -0.1 && !$k->{rc}
-                 && $k->{when} =~ /signalled (\d+) ms before/ && $1 >= 20;
+    # (killed 20 ms before its flip or more: a try that counts)
+    my $before = defined $h && !$k->{rc} && $k->{when} =~ /signalled (\d+) ms before/ && $1 >= 20;
     push @ktries, defined $h ? 'web' . ($h + 1) . ": $k->{when}, its list "
                                . sprintf('%+d ms', 1000 * ($seen_at - $k->{flip})) . ' from the flip'
                              : ($k->{error} // 'no record');
@@ -729,9 +729,11 @@ for my $try (1 .. 3) {
         last;
     }
 }
-ok t_cmp(defined $kholder && $late <= 0.15 ? 1 : 0, 1,
+# (as measured here, by polling its status: 8 ms with the flip prepared;
+# 110-330 ms without, until a child of its own took checking over)
+ok t_cmp(defined $kholder && $late <= 0.06 ? 1 : 0, 1,
          "the holder's checker killed between its done and its flip: its instance serves the new list "
-         . 'within 150 ms of the flip all the same (tries: ' . join('; ', @ktries) . ')');
+         . 'within 60 ms of the flip all the same (tries: ' . join('; ', @ktries) . ')');
 {
     my $h = $kholder // 0;
     wait_for(10, sub { $web[$h]->log_since($mh[$h]) =~ /MEMSESS0152: / });
