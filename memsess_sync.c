@@ -2878,6 +2878,7 @@ typedef struct flip_guard {
     int         held;         /* ours at lnew (taken before the flip) */
     int         held_old;     /* ours at lold, from before `done` to the
                                * flip */
+    int         want_old;     /* ... and not taken yet: a request had it */
     int         taken;        /* the last look: taken at lold */
     int         seen;         /* taken at lold, or written at the old
                                * authority, since the last copy */
@@ -2903,6 +2904,10 @@ memsess_flip_e memsess_sync_flip_step(int held, int taken, int seen,
     }
     return last ? MEMSESS_FLIP_DONE : MEMSESS_FLIP_WAIT;
 }
+
+static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
+                               apr_size_t errlen);
+static void guard_release_old(memsess_sync_t *y, guard_t *g);
 
 /* The first server of `name` under a placed list, as ours (-1: none). */
 static int first_of(const memsess_place_t *pl, const int *ids,
@@ -2970,22 +2975,53 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
                       == MEMCACHED_SUCCESS;
             nheld += g->held;
         }
-        /* and its lock under the list in force: until the flip, requests
-         * that have that list wait rather than write the old place, which
-         * only this process would bring over (its checker killed between
+        /* and its lock under the list in force (the same one, when both
+         * lists place it on one server): until the flip, requests that
+         * have that list wait rather than write the old place, which only
+         * this process would bring over (its checker killed between
          * `done` and the flip, nobody did: 16 stale reads, the soak's seed
          * 31337077, t/50_peers.t); let go at the flip
          * (memsess_sync_flipped), or by memcached FLIP_LOCK_EXP after this
          * process died: those requests fail rather than read a copy from
          * before */
-        if ((g->lold != g->lnew || y->rename)
-            && memsess_mono_now() < y->guarded_at + FLIP_TAKE
+        if (memsess_mono_now() < y->guarded_at + FLIP_TAKE
             && conn(y, g->lold)) {
             g->held_old = memcached_add(y->servers[g->lold].mc, g->lock_old,
                                         g->len_old, "1", 1, FLIP_LOCK_EXP, 0)
                           == MEMCACHED_SUCCESS;
+            g->want_old = !g->held_old;
         }
         y->nguards++;
+    }
+    /* a lock a request had: taken as it lets go (within FLIP_TAKE), and
+     * what it wrote brought over under it, before `done` is written */
+    for (;;) {
+        int missing = 0;
+        char err[256];
+
+        for (k = 0; k < y->nguards; k++) {
+            guard_t *g = &y->guards[k];
+
+            if (!g->want_old) {
+                continue;
+            }
+            if (memcached_add(y->servers[g->lold].mc, g->lock_old,
+                              g->len_old, "1", 1, FLIP_LOCK_EXP, 0)
+                != MEMCACHED_SUCCESS) {
+                missing++;
+                continue;
+            }
+            g->held_old = 1;
+            g->want_old = 0;
+            if (guard_copy(y, g, err, sizeof(err)) != APR_SUCCESS) {
+                guard_release_old(y, g);   /* the flip's guard tries */
+            }
+            g->checked = g->seen = 0;   /* (the flip's guard looks anew) */
+        }
+        if (!missing || memsess_mono_now() >= y->guarded_at + FLIP_TAKE) {
+            break;
+        }
+        apr_sleep(1000);
     }
     *guarded = y->nguards;
     return nheld;

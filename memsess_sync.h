@@ -180,10 +180,11 @@ apr_status_t memsess_sync_after_hot(memsess_sync_t *sync, char *err,
  * where the new list places it, if that is not where the old one does (no
  * request looks for it there yet), and where the old list places it (the
  * requests that have it wait for the flip: what they would write there in
- * between only this process brings over, and it may die first; let go at
- * memsess_sync_flipped(), or by memcached 2 s after a death); returns how
- * many new-list locks were taken, and how many sessions are guarded in
- * *guarded.
+ * between only this process brings over, and it may die first; one a
+ * request has is taken as it lets go, within 50 ms, and what it wrote
+ * brought over; let go at memsess_sync_flipped(), or by memcached 2 s
+ * after a death); returns how many new-list locks were taken, and how
+ * many sessions are guarded in *guarded.
  * memsess_sync_unhold() lets them go when the flip does not happen (so
  * does memsess_sync_destroy()). */
 int memsess_sync_hold_hot(memsess_sync_t *sync, int *guarded);
