@@ -339,7 +339,7 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
                               apr_uint32_t *len, apr_uint32_t *nlive,
                               apr_uint32_t *rebalance)
 {
-    apr_time_t gate = 0, waited = 0, until = 0;
+    apr_time_t gate = 0, waited = 0, until = 0, now;
     flight_entry_t *fe = NULL;
     apr_status_t rv;
 
@@ -350,14 +350,15 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
         if (rv != APR_SUCCESS || !gate) {
             break;
         }
+        now = memsess_mono_now();
         if (!until) {
             /* its own cap too: a gate its checker never opens (it died)
              * holds no request longer; the gate's time is the checker's,
              * by this machine's monotonic clock, as ours */
-            waited = memsess_mono_now();
+            waited = now;
             until = waited + MEMSESS_GATE_MAX;
         }
-        if (memsess_mono_now() >= gate || memsess_mono_now() >= until) {
+        if (now >= gate || now >= until) {
             break;
         }
         if (fe) {

@@ -283,7 +283,6 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
                                      apr_time_t *gate)
 {
     const memsess_view_slot_t *vs = &views(t)[v];
-    apr_time_t mono = memsess_mono_now();
     apr_uint64_t s;
     apr_uint32_t n, want;
     int tries = 0, next;
@@ -296,7 +295,8 @@ apr_status_t memsess_table_read_view(const memsess_table_t *t, int v,
         if (s & 1) {
             return APR_EBUSY;
         }
-        next = vs->next_at && mono >= vs->next_at;
+        /* (the clock read only while a flip is prepared) */
+        next = vs->next_at && memsess_mono_now() >= vs->next_at;
         want = n = next ? vs->next_len : vs->len;
         if (n >= size || n >= vs->capacity) {
             n = 0;   /* torn read (the retry repeats it), or buf too small */
@@ -606,6 +606,14 @@ int memsess_table_reset_syncing(memsess_table_t *t)
 /* ------------------------------------------------------------------ */
 /* Publishing                                                         */
 
+/* View v's definition whose list is published: its previous one while a
+ * pool change waits or runs, else the configured one. */
+static const memsess_view_t *in_force(const memsess_view_slot_t *vs,
+                                      const memsess_view_t *vdefs, int v)
+{
+    return vs[v].rebalance && vdefs[v].before ? vdefs[v].before : &vdefs[v];
+}
+
 /* Whether def's pool holds slot. */
 static int pool_holds(const memsess_view_t *def, int slot)
 {
@@ -627,8 +635,7 @@ int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
     int v, ngated = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
-        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
-                                    ? vdefs[v].before : &vdefs[v];
+        const memsess_view_t *def = in_force(vs, vdefs, v);
 
         if (pool_holds(def, slot) && vs[v].capacity) {
             if (vs[v].gate < (apr_int64_t)until) {
@@ -688,8 +695,7 @@ static int publish(memsess_table_t *t, const memsess_view_t *vdefs,
     int v, nflipped = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
-        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
-                                    ? vdefs[v].before : &vdefs[v];
+        const memsess_view_t *def = in_force(vs, vdefs, v);
         int nlive;
 
         if ((slot >= 0 && !pool_holds(def, slot)) || !vs[v].capacity) {
@@ -719,8 +725,7 @@ int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
     int v, n = 0;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
-        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
-                                    ? vdefs[v].before : &vdefs[v];
+        const memsess_view_t *def = in_force(vs, vdefs, v);
         int nlive;
 
         if (!vs[v].capacity || !at
@@ -748,8 +753,7 @@ void memsess_table_cancel_flips(memsess_table_t *t, const memsess_view_t *vdefs,
     int v;
 
     for (v = 0; v < nviews && v < (int)t->nviews; v++) {
-        const memsess_view_t *def = vs[v].rebalance && vdefs[v].before
-                                    ? vdefs[v].before : &vdefs[v];
+        const memsess_view_t *def = in_force(vs, vdefs, v);
 
         if (slot >= 0 ? pool_holds(def, slot) : moving && moving[v]) {
             vs[v].next_at = 0;
