@@ -139,3 +139,32 @@ void memsess_gate_recent(void *baton,
     memsess_flight_recent(g->rt->flight, g->since - apr_time_from_sec(1),
                           each, ctx);
 }
+
+void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait)
+{
+    wait->settled = memsess_gate_settled;
+    wait->open = memsess_gate_open;
+    wait->recent = memsess_gate_recent;
+    wait->baton = g;
+}
+
+int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,
+                        apr_pool_t *p)
+{
+    memsess_flip_wait_t wait;
+    memsess_sync_t *sync;
+    char err[256];
+    int brought;
+
+    /* no guards, no passes: the engine's wait at the flip, and its rule
+     * for a session the new place lacks (added, never overwritten) */
+    sync = memsess_sync_create(p, spec, err, sizeof(err));
+    if (sync) {
+        memsess_gate_wait(g, &wait);
+        (void)memsess_sync_flipped(sync, &wait, err, sizeof(err));
+    }
+    memsess_gate_open(g);   /* (a failure there, or no engine) */
+    brought = memsess_sync_recent_brought(sync);
+    memsess_sync_destroy(sync);
+    return brought;
+}

@@ -17,6 +17,7 @@
 #define MEMSESS_GATE_H
 
 #include "memsess_common.h"
+#include "memsess_sync.h"
 
 /* memsess_gate.c: a flip's gate.  The caller closes it in the table
  * write that publishes the flip (gated[v]: the views whose list changes;
@@ -50,6 +51,20 @@ void memsess_gate_recent(void *gate,
                          void (*each)(void *ctx, const char *id,
                                       apr_size_t len),
                          void *ctx);
+
+/* The holder's wait at its flip (memsess_sync_flipped): this gate's
+ * memsess_gate_settled, _open and _recent. */
+void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait);
+
+/* A follower's flip, the gate closed in its publication: its requests
+ * wait, as the holder's do, for those that had the old list, then the
+ * sessions its requests used since the gate's `since` that a new place
+ * lacks are added there from the old one (a session born after the
+ * holder's last listing, at this instance: only its requests know of it);
+ * the gate opens.  spec: the lists of the job it followed.  Returns how
+ * many sessions were brought over. */
+int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,
+                        apr_pool_t *p);
 
 /* For the flip's NOTICE: how long requests waited, for how many. */
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,

@@ -418,7 +418,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     char err[256] = "";
     apr_status_t rv = APR_SUCCESS;
     memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
-    int k, moves = 0, everyone = 1, nheld = 0, nguarded = 0;
+    int k, moves = 0, follow_moves = 0, everyone = 1, nheld = 0;
+    int nguarded = 0;
 
     (void)thread;
     rb->started = start;
@@ -455,6 +456,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
     }
     if (claim == MEMSESS_CLAIM_FOLLOW) {
+        follow_moves = moves;
         moves = 0;   /* done by the holder */
     }
     /* the same text and placement before and after (a server removed
@@ -494,14 +496,24 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         memsess_joblock_wait_flip(&rb->lock);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
-        && rebalance_flip(rb, 0, err, sizeof(err))) {
+        && rebalance_flip(rb, follow_moves && rt->flight, err,
+                          sizeof(err))) {
+        /* its requests wait at the flip as the holder's do, and what
+         * they used that the holder's listings missed is brought over */
+        int brought = follow_moves && rt->flight
+                      ? memsess_gate_follow(&rb->gate, &rb->spec, rb->pool)
+                      : 0;
+
         rb->ok = 1;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0152: "
                      "rebalance of %s was done by %s for the group: the new "
                      "list is published here too, %" APR_TIME_T_FMT "ms "
-                     "after this instance was ready", rebalance_names(rb),
+                     "after this instance was ready; %s", rebalance_names(rb),
                      rb->lock.holder, apr_time_as_msec(apr_time_now()
-                                                       - start));
+                                                       - start),
+                     follow_moves && rt->flight
+                     ? memsess_gate_text(rb->pool, &rb->gate, brought)
+                     : "no session moves");
     }
     else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
              && rebalance_flip(rb, sync != NULL, err, sizeof(err))) {
@@ -543,10 +555,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
 
             /* the active sessions, guarded by their lock until the
              * requests that got the old list are done with them */
-            wait.settled = memsess_gate_settled;
-            wait.open = memsess_gate_open;
-            wait.recent = memsess_gate_recent;
-            wait.baton = &rb->gate;
+            memsess_gate_wait(&rb->gate, &wait);
             /* told to stop at a flip made with the group (a graceful): the
              * guard runs its course all the same (its locks 250 ms at most,
              * its watch 600 ms) for the late writes of the others' requests

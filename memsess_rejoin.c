@@ -400,6 +400,16 @@ static void sync_sleep(sync_job_t *job, apr_interval_time_t t)
     }
 }
 
+/* Whether a follower gates its flip: a list of it moves, its keys can be
+ * read (not memcached -S), and requests are kept (memsess_flight.c). */
+static int follow_gated(const sync_job_t *job)
+{
+    const memsess_runtime_t *rt = job->c->rt;
+
+    return job->spec.nlists > 0 && !rt->credentials[job->slot]
+           && rt->flight != NULL;
+}
+
 /* The shared job's note (memsess_joblock.c). */
 static void note_sync_by(void *baton, const char *holder)
 {
@@ -448,10 +458,7 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
     memsess_flip_wait_t wait;
     int stopping;
 
-    wait.settled = memsess_gate_settled;
-    wait.open = memsess_gate_open;
-    wait.recent = memsess_gate_recent;
-    wait.baton = &job->gate;
+    memsess_gate_wait(&job->gate, &wait);
     /* the job stays done (fresh) for whoever still comes to follow it */
     memsess_joblock_refresh(&job->lock, 1, 1);
     /* told to stop at a flip made with the group (a graceful): the
@@ -826,12 +833,21 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         memsess_joblock_wait_flip(&job->lock);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
-        && sync_flip(job, &before, 0, err, sizeof(err))) {
+        && sync_flip(job, &before, follow_gated(job), err, sizeof(err))) {
+        /* its requests wait at the flip as the holder's do, and what
+         * they used that the holder's listings missed is brought over */
+        int brought = follow_gated(job)
+                      ? memsess_gate_follow(&job->gate, &job->spec, job->pool)
+                      : 0;
+
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "
                      "memcached server %s was synced by %s for the group: "
-                     "up here with it after %" APR_TIME_T_FMT "ms",
+                     "up here with it after %" APR_TIME_T_FMT "ms; %s",
                      job->spec.returning, job->lock.holder,
-                     apr_time_as_msec(apr_time_now() - start));
+                     apr_time_as_msec(apr_time_now() - start),
+                     follow_gated(job)
+                     ? memsess_gate_text(job->pool, &job->gate, brought)
+                     : "no list of it to gate");
         /* busy until it is live here: the lines of others going do not
          * start another sync of it (memsess_exchange.c) */
         job_wait_live(job);

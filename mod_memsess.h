@@ -102,7 +102,7 @@
  *   rebalance_job   -> adopt exchange gate joblock sync table verdicts view
  *   exchange        -> clocks config connect job table verdicts view
  *   joblock         -> clocks config connect job table verdicts
- *   gate            -> flight table
+ *   gate            -> flight sync table
  *   persist_db      -> clocks connect listing persist place table verdicts
  *                      view
  *   watch           -> table

@@ -102,7 +102,7 @@ sub switch {
     $in->graceful;
     my $done = settled($in, 60, @pool);
     my $took = time - $t0;
-    sleep 2;
+    sleep 1;
     stop_load($stop, @pids);
     my $text = $in->log_since($mark);
     my ($notice) = $text =~ /(MEMSESS0143: [^\n]*)/;
@@ -150,7 +150,7 @@ ok t_cmp(settled($in, 20, @af) ? 1 : 0, 1, 'cold start: three servers published'
     my $log = catfile($in->dir, 'load');
     my $stop = catfile($in->dir, 'load.stop');
     my @pids = start_load($in, $log, $stop);
-    sleep 3;
+    sleep 1.5;
     my $t_load = time;
     my $state = catfile($in->dir, 'state', 'state');
     ok t_cmp(-s $state ? 1 : 0, 1, 'cold start: the state file is kept in MemsessStateDir');
@@ -166,7 +166,7 @@ ok t_cmp(settled($in, 20, @af) ? 1 : 0, 1, 'cold start: three servers published'
     ok t_cmp(($changed // '') =~ /\(the state file\)/ ? 1 : 0, 1,
              'cold start: the list in force is read from the state file');
     ok t_cmp($done ? 1 : 0, 1, 'cold start: rebalanced, then the four servers published');
-    sleep 2;
+    sleep 1;
     stop_load($stop, @pids);
     verdict('stop, a server added, start', $log, $t_load);
 }
@@ -177,7 +177,7 @@ ok t_cmp(settled($in, 20, @af) ? 1 : 0, 1, 'cold start: three servers published'
     my $log = catfile($in->dir, 'load2');
     my $stop = catfile($in->dir, 'load2.stop');
     my @pids = start_load($in, $log, $stop);
-    sleep 2;
+    sleep 1;
     my $t_load = time;
     my $mark = $in->log_mark;
     $in->{servername} = 'renamed.example:' . $in->port;
@@ -187,7 +187,7 @@ ok t_cmp(settled($in, 20, @af) ? 1 : 0, 1, 'cold start: three servers published'
     my $text = $in->log_since($mark);
     ok t_cmp($text =~ /MEMSESS0143: / ? 1 : 0, 0, 'renamed vhost: not taken for a new pool');
     ok t_cmp($done ? 1 : 0, 1, 'renamed vhost: its pool stays published');
-    sleep 2;
+    sleep 1;
     stop_load($stop, @pids);
     my $c = judge($log, $t_load);
     diag(sprintf "renamed vhost: %d requests, %d lost, %d stale", @{$c}{qw(requests lost stale)});

@@ -72,7 +72,7 @@ my $hlog = catfile($in->dir, 'hold');
 my $stop = catfile($in->dir, 'load.stop');
 my @pids = (start_load($in, $log, $stop, procs => 3, users => 4),
             start_load($in, $hlog, $stop, procs => 6, users => 1, hold => [40, 160]));
-sleep 2;
+sleep 1;
 
 my $t_freeze = time;
 memc_freeze('MEMC_FL2');

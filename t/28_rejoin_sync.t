@@ -104,7 +104,7 @@ for my $u (@out_users) {
 my $log = catfile($in->dir, 'load');
 my $stop = catfile($in->dir, 'load.stop');
 my @pids = start_load($in, $log, $stop);
-sleep 2;
+sleep 1;
 
 # freeze -> thaw
 my $t_freeze = time;
@@ -117,7 +117,7 @@ for my $u (@out_users) {
     $outs++ if $d && $d->{destroyed};
 }
 ok t_cmp($outs, scalar @out_users, 'users log out during the outage');
-sleep 2;
+sleep 1;
 my $mark = $in->log_mark;
 memc_thaw('MEMC_Y2');
 my $seen_syncing = 0;
@@ -128,7 +128,7 @@ ok t_cmp(scalar(grep { /MEMSESS0030: .*\Q${\ addr('MEMC_Y2')}\E/ } split /\n/, $
 my $synced = (grep { /MEMSESS0031: .*\Q${\ addr('MEMC_Y2')}\E/ } split /\n/, $in->log_since($mark))[0] // '';
 ok t_cmp($synced, qr/synced and up after \d+ms: \d+ keys examined/, 'its sync NOTICE says what it did');
 diag("thaw: $synced");
-sleep 2;
+sleep 1;
 my $still_out = 0;
 for my $u (@out_users) {
     my ($d) = session_req($in, $u->{ua}, 'session.php');
@@ -145,7 +145,7 @@ my $t_kill = time;
 memc_kill('MEMC_Y3');
 my $t_down3 = wait_state($in, 'MEMC_Y3', 'down', 10);
 ok t_cmp(defined $t_down3 ? 1 : 0, 1, 'the killed server goes down');
-sleep 2;
+sleep 1;
 $mark = $in->log_mark;
 memc_start('MEMC_Y3');
 my $t_up3 = wait_state($in, 'MEMC_Y3', 'up', 60, \$seen_syncing);
@@ -155,7 +155,7 @@ ok t_cmp($synced, qr/ copied to it/, 'the empty server was refilled');
 diag("restart: $synced");
 ok t_cmp($synced, qr/; \d+ keys written meanwhile read from the logs of writes of 1 servers \(0 passes listed instead\)/,
          'the sync read what was written meanwhile from the log of writes of Y1 (its 120,000 other keys not listed again)');
-sleep 3;
+sleep 1.5;
 stop_load($stop, @pids);
 
 my $c = judge($log, 0, [$t_freeze, ($t_down // time) + 0.3], [$t_kill, ($t_down3 // time) + 0.3]);
@@ -195,22 +195,22 @@ ok t_cmp(placement_agrees(\@N, 0, 1, fresh_sessions($in, 40)) ? 1 : 0, 1,
 $log = catfile($in->dir, 'load');
 $stop = catfile($in->dir, 'load.stop');
 @pids = start_load($in, $log, $stop);
-sleep 2;
+sleep 1;
 memc_freeze('MEMC_U2');
 ok t_cmp(defined(wait_state($in, 'MEMC_U2', 'down', 10)) ? 1 : 0, 1, 'replicas 0: frozen, down');
-sleep 2;
+sleep 1;
 memc_thaw('MEMC_U2');
 my $t_back = wait_state($in, 'MEMC_U2', 'up', 60);
 ok t_cmp(defined $t_back ? 1 : 0, 1, 'replicas 0: thawed, up');
-sleep 2;
+sleep 1;
 my $t_kill_n3 = time;
 memc_kill('MEMC_U3');
 my $t_down_n3 = wait_state($in, 'MEMC_U3', 'down', 10);
-sleep 2;
+sleep 1;
 memc_start('MEMC_U3');
 my $t_back3 = wait_state($in, 'MEMC_U3', 'up', 60);
 ok t_cmp(defined $t_down_n3 && defined $t_back3 ? 1 : 0, 1, 'replicas 0: killed, down, restarted, up');
-sleep 3;
+sleep 1.5;
 stop_load($stop, @pids);
 
 # what was written during each outage must survive its return

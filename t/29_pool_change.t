@@ -74,7 +74,7 @@ sub scenario {
     my $log = catfile($in->dir, 'load');
     my $stop = catfile($in->dir, 'load.stop');
     my @pids = start_load($in, $log, $stop);
-    sleep 2;
+    sleep 1;
     my $t_load = time;
 
     my @steps = (
@@ -96,7 +96,7 @@ sub scenario {
         my ($done) = grep { /MEMSESS0136: / } split /\n/, $text;
         ok t_cmp(($text =~ /MEMSESS0135: / && $done) ? 1 : 0, 1, "$label: $what: NOTICE at start and end");
         diag("$label: $what: " . ($done // 'no end NOTICE'));
-        sleep 2;
+        sleep 1;
     }
     stop_load($stop, @pids);
     load_verdict($label, $log, $t_load, 'grow, shrink and replace');
@@ -172,7 +172,7 @@ wait_for(10, sub { (pool_status($in)->{published} // '') eq addrs(@pe) });
     my $log = catfile($in->dir, 'load');
     my $stop = catfile($in->dir, 'load.stop');
     my @pids = start_load($in, $log, $stop);
-    sleep 2;
+    sleep 1;
     my $t_load = time;
     for my $step (['MemsessReplicas 1 -> 0 (successor -> drop)', "MemsessReplicas 0\n", '0/1'],
                   ['MemsessReplicas 0 -> 1 (drop -> successor)', '', '1/0'],
@@ -192,7 +192,7 @@ wait_for(10, sub { (pool_status($in)->{published} // '') eq addrs(@pe) });
         ok t_cmp($text =~ /MEMSESS0130: / ? 1 : 0, 0, "placement: $what: not published at once (no MEMSESS0130)");
         ok t_cmp(pool_status($in)->{published} // '', addrs(@pe), "placement: $what: the same servers published");
         ok t_cmp(placement($in), $want, "placement: $what: PHP gets the new placement (replicas/consistent_hash)");
-        sleep 2;
+        sleep 1;
     }
     stop_load($stop, @pids);
     load_verdict('placement', $log, $t_load, 'replicas 1 -> 0 -> 1 and successor -> drop');
