@@ -2,10 +2,11 @@
 # The test command: bash tools/test.sh (as root, from the checkout).
 #
 #  1. tools/setup.sh installs what is missing;
-#  2. make -f Makefile.apxs builds the module; the Makefile's `unit`,
-#     `valgrind` and `fuzz` targets run, each if the Makefile has it (the
-#     fuzzers beside the other two, and the ASan module's build beside all
-#     three);
+#  2. make -f Makefile.apxs builds the module and the unit binaries; the
+#     Makefile's `unit`, `valgrind` and `fuzz` targets run, each if the
+#     Makefile has it, beside the plain scenarios (step 3) at the lowest
+#     CPU priority, as do the ASan module's build and the Debian package's
+#     scenario; their results are shown after the plain scenarios;
 #  3. the Apache::Test scenarios (t/*.t) run against a real Apache, mod_php,
 #     php-memcached and memcached processes.  Apache::Test refuses root, so
 #     they run as the unprivileged user memsess-test in a copy of the
@@ -174,7 +175,7 @@ cleanup() {
     # what runs in the background ends by itself (it may hold mounts)
     [ -n "${deb_pid:-}" ] && wait "$deb_pid" 2>/dev/null
     [ -n "${asan_pid:-}" ] && wait "$asan_pid" 2>/dev/null
-    [ -n "${fuzz_pid:-}" ] && wait "$fuzz_pid" 2>/dev/null
+    [ -n "${unit_pid:-}" ] && wait "$unit_pid" 2>/dev/null
     for src in "${SUITES[@]}"; do
         stop_suite "$src"
     done
@@ -204,22 +205,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Runs a Makefile target if the Makefile has it; a failure is recorded.
-make_step() {
-    local target=$1
-    if ! make -f Makefile.apxs -n "$target" >/dev/null 2>&1; then
-        log "no '$target' target in Makefile.apxs: skipped"
-        return 0
-    fi
-    log "make -f Makefile.apxs $target"
-    set +e
-    # (the checks that passed only in the log, unless MEMSESS_TEST_VERBOSE=1)
-    make -j"$(nproc)" -f Makefile.apxs "$target" 2>&1 | tee "$WORK/$target.log" |
-        if [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ]; then cat; else grep -v '^ok [0-9]' || true; fi
-    local st=${PIPESTATUS[0]}
-    set -e
-    step_result "$target" "$st"
-}
-
 # Counts a Makefile target's exit status $2 (unit's checks count as TAP).
 step_result() {
     if [ "$2" -ne 0 ]; then
@@ -335,43 +320,62 @@ if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
         >"$WORK/build-asan.log" 2>&1) &
     asan_pid=$!
 fi
+# the unit binaries the scenarios run (t/unit/test_sync.bin --place),
+# before the checkout is copied for them
+unit_bins=$(make -f Makefile.apxs -pn 2>/dev/null | sed -n 's/^UNIT_TESTS *:\{0,1\}= *//p' | head -1)
+# shellcheck disable=SC2086
+make -j"$(nproc)" -f Makefile.apxs $unit_bins >"$WORK/build-unit.log" 2>&1 ||
+    { cat "$WORK/build-unit.log"; exit 1; }
+unit_pid=
 if [ "${MEMSESS_TEST_UNIT:-1}" = 1 ]; then
-    # the fuzzers (a core, mostly) beside the unit tests and valgrind
-    fuzz_pid=
-    if make -f Makefile.apxs -n fuzz >/dev/null 2>&1; then
-        log "make -f Makefile.apxs fuzz, in the background (its output in $WORK/fuzz.log)"
-        (exec make -f Makefile.apxs fuzz >"$WORK/fuzz.log" 2>&1) &
-        fuzz_pid=$!
-    else
-        log "no 'fuzz' target in Makefile.apxs: skipped"
-    fi
-    make_step unit
-    make_step valgrind
-    if [ -n "$fuzz_pid" ]; then
-        set +e
-        wait "$fuzz_pid"
-        fuzz_st=$?
-        set -e
-        log "make -f Makefile.apxs fuzz: exit $fuzz_st"
-        if [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ]; then cat "$WORK/fuzz.log"
-        else grep -v '^ok [0-9]' "$WORK/fuzz.log" || true; fi
-        step_result fuzz "$fuzz_st"
-    fi
+    # The unit tests, valgrind and the fuzzers run beside the plain
+    # scenarios, as the Debian package's does, at the lowest CPU priority
+    # (nice 19: a timed scenario that wants a core gets it); their results
+    # are shown once the plain scenarios are done.  Each target's exit
+    # status goes to $WORK/TARGET.st.
+    log "make -f Makefile.apxs unit, valgrind and fuzz, beside the plain scenarios (their output in $WORK/{unit,valgrind,fuzz}.log)"
+    step() {   # step TARGET: runs it if the Makefile has it
+        make -f Makefile.apxs -n "$1" >/dev/null 2>&1 || return 0
+        local st=0
+        nice -n 19 make -j"$(nproc)" -f Makefile.apxs "$1" >"$WORK/$1.log" 2>&1 || st=$?
+        echo "$st" >"$WORK/$1.st"
+    }
+    # (the fuzzers, a core mostly, beside the unit tests, then valgrind)
+    ( step fuzz & step unit; step valgrind; wait ) &
+    unit_pid=$!
 else
-    # only the binaries the scenarios use (t/unit/test_sync.bin --place)
     log "unit tests, valgrind and fuzzers skipped (MEMSESS_TEST_UNIT=0)"
-    make -j"$(nproc)" -f Makefile.apxs $(make -f Makefile.apxs -pn 2>/dev/null |
-        sed -n 's/^UNIT_TESTS *:\{0,1\}= *//p' | head -1) >/dev/null
 fi
 
-# the unit binaries the scenarios run (t/unit/test_sync.bin ...), built
-# above: the ASan copy was made before them
+# The results of the unit tests, valgrind and the fuzzers, once they are
+# done: each log's lines but its passed checks (all with
+# MEMSESS_TEST_VERBOSE=1), and its exit status counted.
+unit_results() {
+    [ -n "$unit_pid" ] || return 0
+    wait "$unit_pid" || true
+    local target st
+    for target in unit valgrind fuzz; do
+        if [ ! -f "$WORK/$target.log" ]; then
+            log "no '$target' target in Makefile.apxs: skipped"
+            continue
+        fi
+        st=$(cat "$WORK/$target.st" 2>/dev/null || echo 1)
+        log "make -f Makefile.apxs $target: exit $st"
+        if [ "${MEMSESS_TEST_VERBOSE:-0}" = 1 ]; then cat "$WORK/$target.log"
+        else grep -v '^ok [0-9]' "$WORK/$target.log" || true; fi
+        step_result "$target" "$st"
+    done
+}
+
+# the unit binaries the scenarios run, built above: the ASan copy was made
+# before them
 if [ -n "$asan_pid" ]; then
     cp -p t/unit/*.bin "$ASAN/t/unit/" 2>/dev/null || true
 fi
 
 copy_checkout "$WORK/src"
 run_suite plain "$WORK/src"
+unit_results
 
 if [ "${MEMSESS_TEST_SANITIZE:-1}" = 1 ]; then
     wait "$asan_pid" || { cat "$WORK/build-asan.log"; exit 1; }
