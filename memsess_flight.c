@@ -38,7 +38,8 @@
  *   +--------------------------------------------+
  *   | magic, version, nworkers, epoch, tags      |
  *   +--------------------------------------------+
- *   | entry[0]: value (epoch << 24 | tag), pid   |
+ *   | entry[0]: value (epoch << 24 | tag), pid,  |
+ *   |   the session id its Cookie names          |
  *   | ...  nworkers entries                      |
  *   +--------------------------------------------+
  *
@@ -50,14 +51,17 @@
 #include "memsess_flight.h"
 
 #define FLIGHT_MAGIC   (0x4d534647u)   /* "MSFG" */
-#define FLIGHT_VERSION (2u)   /* 2: the ring of recent sessions */
+#define FLIGHT_VERSION (3u)   /* 2: the ring of recent sessions; 3: each
+                               * entry's session */
 #define TAG_BITS       (24)
 #define TAG_MASK       ((APR_UINT64_C(1) << TAG_BITS) - 1)
 
 typedef struct {
     apr_uint64_t value;   /* epoch << TAG_BITS | tag; 0: none */
     apr_uint32_t pid;
-    apr_uint32_t pad;
+    apr_uint32_t len;     /* of id; 0: none (yet) */
+    char         id[MEMSESS_SESSION_ID_MAX];   /* the session its Cookie
+                                                * names */
 } entry_t;
 
 /* A session a request used, as it ended. */
@@ -147,10 +151,66 @@ apr_uint64_t memsess_flight_enter(memsess_flight_t *f, int i,
         tag = __atomic_add_fetch(&f->tags, 1, __ATOMIC_RELAXED) & TAG_MASK;
     } while (!tag);
     __atomic_store_n(&e->pid, pid, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&e->len, 0, __ATOMIC_SEQ_CST);   /* (not the last's) */
     value = __atomic_load_n(&f->epoch, __ATOMIC_SEQ_CST) << TAG_BITS | tag;
     __atomic_store_n(&e->value, value, __ATOMIC_SEQ_CST);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* before the table's read */
     return value;
+}
+
+void memsess_flight_session(memsess_flight_t *f, int i, apr_uint64_t value,
+                            const char *id, apr_size_t len)
+{
+    entry_t *e;
+
+    if (!f || !value || i < 0 || i >= (int)f->nworkers || !len
+        || len > MEMSESS_SESSION_ID_MAX) {
+        return;
+    }
+    e = &entries(f)[i];
+    if (__atomic_load_n(&e->value, __ATOMIC_SEQ_CST) != value) {
+        return;   /* not ours any more */
+    }
+    __atomic_store_n(&e->len, 0, __ATOMIC_SEQ_CST);
+    memcpy(e->id, id, len);
+    __atomic_store_n(&e->len, (apr_uint32_t)len, __ATOMIC_SEQ_CST);
+}
+
+int memsess_flight_inflight(const memsess_flight_t *f, apr_uint64_t epoch,
+                            void (*each)(void *baton, const char *id,
+                                         apr_size_t len, int worker,
+                                         apr_uint64_t value),
+                            void *baton)
+{
+    int i, n = 0;
+
+    for (i = 0; f && i < (int)f->nworkers; i++) {
+        const entry_t *e = &entries(f)[i];
+        char id[MEMSESS_SESSION_ID_MAX];
+        apr_uint64_t value = __atomic_load_n(&e->value, __ATOMIC_SEQ_CST);
+        apr_uint32_t len;
+
+        if (!value || value >> TAG_BITS >= epoch
+            || !(len = __atomic_load_n(&e->len, __ATOMIC_SEQ_CST))
+            || len > MEMSESS_SESSION_ID_MAX) {
+            continue;
+        }
+        memcpy(id, e->id, len);
+        /* the same request, its id whole: else it ended meanwhile */
+        if (__atomic_load_n(&e->value, __ATOMIC_SEQ_CST) != value
+            || __atomic_load_n(&e->len, __ATOMIC_SEQ_CST) != len) {
+            continue;
+        }
+        each(baton, id, len, i, value);
+        n++;
+    }
+    return n;
+}
+
+int memsess_flight_still(const memsess_flight_t *f, int i, apr_uint64_t value)
+{
+    return f && i >= 0 && i < (int)f->nworkers && value
+           && __atomic_load_n(&entries(f)[i].value, __ATOMIC_SEQ_CST) == value;
 }
 
 void memsess_flight_leave(memsess_flight_t *f, int i, apr_uint64_t value)

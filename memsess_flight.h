@@ -34,6 +34,19 @@ int memsess_flight_nworkers(const memsess_flight_t *f);
 apr_uint64_t memsess_flight_enter(memsess_flight_t *f, int i,
                                   apr_uint32_t pid);
 void memsess_flight_leave(memsess_flight_t *f, int i, apr_uint64_t value);
+/* The session the request of worker i (value: what memsess_flight_enter()
+ * gave) names in its Cookie, kept in its entry while it runs. */
+void memsess_flight_session(memsess_flight_t *f, int i, apr_uint64_t value,
+                            const char *id, apr_size_t len);
+/* The requests that began before epoch and still run, with the session
+ * each names: each(baton, id, len, worker, value) for every one; how many.
+ * memsess_flight_still() says whether that request still runs. */
+int memsess_flight_inflight(const memsess_flight_t *f, apr_uint64_t epoch,
+                            void (*each)(void *baton, const char *id,
+                                         apr_size_t len, int worker,
+                                         apr_uint64_t value),
+                            void *baton);
+int memsess_flight_still(const memsess_flight_t *f, int i, apr_uint64_t value);
 /* The sessions requests used, as they ended: the last MEMSESS_RECENT_MAX
  * ids, each with the time it was noted.  A sync brings over, before its
  * flip's gate opens, those noted since it began (a session born after its

@@ -114,7 +114,7 @@ void memsess_gate_open(void *baton)
 }
 
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              int brought)
+                              int brought, int late)
 {
     if (!g->rt || !g->rt->flight) {
         return "its requests not kept (MEMSESS0026): not waited for";
@@ -122,10 +122,12 @@ const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
     return apr_psprintf(p, "its requests waited %" APR_TIME_T_FMT "ms at "
                         "the flip for the %d that had the old list%s, and "
                         "%d sessions they used, in no listing, were brought "
-                        "over", g->open > g->closed
+                        "over, and %d that requests running at the flip "
+                        "left", g->open > g->closed
                         ? apr_time_as_msec(g->open - g->closed) : 0,
                         g->waited_for, g->open >= g->until
-                        ? " (no longer: the most it waits)" : "", brought);
+                        ? " (no longer: the most it waits)" : "", brought,
+                        late);
 }
 
 void memsess_gate_recent(void *baton,
@@ -140,16 +142,35 @@ void memsess_gate_recent(void *baton,
                           each, ctx);
 }
 
+void memsess_gate_inflight(void *baton,
+                           void (*each)(void *ctx, const char *id,
+                                        apr_size_t len, int worker,
+                                        apr_uint64_t token),
+                           void *ctx)
+{
+    memsess_gate_t *g = baton;
+
+    memsess_flight_inflight(g->rt->flight, g->epoch, each, ctx);
+}
+
+int memsess_gate_still(void *baton, int worker, apr_uint64_t token)
+{
+    return memsess_flight_still(((memsess_gate_t *)baton)->rt->flight,
+                                worker, token);
+}
+
 void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait)
 {
     wait->settled = memsess_gate_settled;
     wait->open = memsess_gate_open;
     wait->recent = memsess_gate_recent;
+    wait->inflight = memsess_gate_inflight;
+    wait->still = memsess_gate_still;
     wait->baton = g;
 }
 
 int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,
-                        apr_pool_t *p)
+                        apr_pool_t *p, int *late)
 {
     memsess_flip_wait_t wait;
     memsess_sync_t *sync;
@@ -165,6 +186,7 @@ int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,
     }
     memsess_gate_open(g);   /* (a failure there, or no engine) */
     brought = memsess_sync_recent_brought(sync);
+    *late = memsess_sync_late_brought(sync);
     memsess_sync_destroy(sync);
     return brought;
 }

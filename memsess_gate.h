@@ -51,6 +51,14 @@ void memsess_gate_recent(void *gate,
                          void (*each)(void *ctx, const char *id,
                                       apr_size_t len),
                          void *ctx);
+/* The requests running at the flip, with their session
+ * (memsess_flip_wait_t.inflight, .still). */
+void memsess_gate_inflight(void *gate,
+                           void (*each)(void *ctx, const char *id,
+                                        apr_size_t len, int worker,
+                                        apr_uint64_t token),
+                           void *ctx);
+int memsess_gate_still(void *gate, int worker, apr_uint64_t token);
 
 /* The holder's wait at its flip (memsess_sync_flipped): this gate's
  * memsess_gate_settled, _open and _recent. */
@@ -61,13 +69,17 @@ void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait);
  * sessions its requests used since the gate's `since` that a new place
  * lacks are added there from the old one (a session born after the
  * holder's last listing, at this instance: only its requests know of it);
- * the gate opens.  spec: the lists of the job it followed.  Returns how
- * many sessions were brought over. */
+ * and so is what a request of its own running at the flip left at the
+ * old place (memsess_flip_wait_t.inflight); the gate opens.  spec: the
+ * lists of the job it followed.  *late: how many of the second kind;
+ * returns how many of the first. */
 int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,
-                        apr_pool_t *p);
+                        apr_pool_t *p, int *late);
 
-/* For the flip's NOTICE: how long requests waited, for how many. */
+/* For the flip's NOTICE: how long requests waited, for how many, and
+ * how many sessions they used were brought over (born after the last
+ * listing; left by a request running at the flip). */
 const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
-                              int brought);
+                              int brought, int late);
 
 #endif /* MEMSESS_GATE_H */

@@ -237,31 +237,47 @@ typedef struct {
     request_rec      *r;        /* the main request */
 } flight_entry_t;
 
-/* Notes the session id a cookie header gives (Cookie: ...; PHPSESSID=x,
- * Set-Cookie: PHPSESSID=x; path=/), when it looks like one of PHP's. */
-static int note_cookie(memsess_flight_t *f, const char *header, int set)
+/* The first session id a cookie header gives (Cookie: ...; PHPSESSID=x,
+ * Set-Cookie: PHPSESSID=x; path=/) that looks like one of PHP's, its
+ * length in *len; NULL when none.  From *from on, and *from moved past
+ * it. */
+static const char *cookie_session(const char **from, int set,
+                                  apr_size_t *len)
 {
     static const char name[] = MEMSESS_SESSION_COOKIE "=";
-    const char *p = header, *v, *e;
+    const char *p = *from, *v, *e;
 
     while (p && *p) {
         while (*p == ' ' || *p == ';') {
             p++;
         }
+        v = e = NULL;
         if (!strncmp(p, name, sizeof(name) - 1)) {
             v = p + sizeof(name) - 1;
             for (e = v; (*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z')
                         || (*e >= '0' && *e <= '9') || *e == ',' || *e == '-';
                  e++) {
             }
-            if (e > v && (!*e || *e == ';' || *e == ' ')) {
-                memsess_flight_note(f, v, (apr_size_t)(e - v));
-            }
         }
-        if (set) {
-            break;   /* the rest are its attributes */
+        p = set ? NULL : strchr(p, ';');   /* (Set-Cookie: its attributes) */
+        if (v && e > v && (!*e || *e == ';' || *e == ' ')) {
+            *from = p;
+            *len = (apr_size_t)(e - v);
+            return v;
         }
-        p = strchr(p, ';');
+    }
+    *from = NULL;
+    return NULL;
+}
+
+/* Notes the session ids a cookie header gives (memsess_flight.c). */
+static int note_cookie(memsess_flight_t *f, const char *header, int set)
+{
+    const char *id;
+    apr_size_t len;
+
+    while ((id = cookie_session(&header, set, &len))) {
+        memsess_flight_note(f, id, len);
     }
     return 1;
 }
@@ -324,8 +340,15 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
     }
     fe->r = r;   /* an internal redirect's: the one that answers */
     if (!fe->value) {
+        const char *cookie = apr_table_get(r->headers_in, "Cookie"), *id;
+        apr_size_t len;
+
         fe->value = memsess_flight_enter(f, fe->worker,
                                          (apr_uint32_t)getpid());
+        /* the session it names, for a flip that comes while it runs */
+        if ((id = cookie_session(&cookie, 0, &len))) {
+            memsess_flight_session(f, fe->worker, fe->value, id, len);
+        }
     }
     return fe;
 }

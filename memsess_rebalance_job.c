@@ -500,8 +500,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                           sizeof(err))) {
         /* its requests wait at the flip as the holder's do, and what
          * they used that the holder's listings missed is brought over */
-        int brought = follow_moves && rt->flight
-                      ? memsess_gate_follow(&rb->gate, &rb->spec, rb->pool)
+        int late = 0, brought = follow_moves && rt->flight
+                      ? memsess_gate_follow(&rb->gate, &rb->spec, rb->pool,
+                                          &late)
                       : 0;
 
         rb->ok = 1;
@@ -512,7 +513,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      rb->lock.holder, apr_time_as_msec(apr_time_now()
                                                        - start),
                      follow_moves && rt->flight
-                     ? memsess_gate_text(rb->pool, &rb->gate, brought)
+                     ? memsess_gate_text(rb->pool, &rb->gate, brought,
+                                       late)
                      : "no session moves");
     }
     else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
@@ -573,7 +575,8 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                          memsess_sync_stats(sync)->copied - copied,
                          apr_time_as_msec(apr_time_now() - flipped_at),
                          memsess_gate_text(rb->pool, &rb->gate,
-                                           memsess_sync_recent_brought(sync)),
+                                           memsess_sync_recent_brought(sync),
+                                           memsess_sync_late_brought(sync)),
                          rv == APR_SUCCESS ? "" : "; stopped: ",
                          rv == APR_SUCCESS ? "" : err);
             /* requests that began before the flip write the old places as

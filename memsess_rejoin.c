@@ -477,7 +477,8 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                  nheld, memsess_sync_stats(sync)->copied - copied,
                  apr_time_as_msec(apr_time_now() - flipped_at),
                  memsess_gate_text(job->pool, &job->gate,
-                                   memsess_sync_recent_brought(sync)),
+                                   memsess_sync_recent_brought(sync),
+                                   memsess_sync_late_brought(sync)),
                  rv == APR_SUCCESS ? "" : "; stopped: ",
                  rv == APR_SUCCESS ? "" : err);
     if (job->share) {
@@ -836,8 +837,9 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         && sync_flip(job, &before, follow_gated(job), err, sizeof(err))) {
         /* its requests wait at the flip as the holder's do, and what
          * they used that the holder's listings missed is brought over */
-        int brought = follow_gated(job)
-                      ? memsess_gate_follow(&job->gate, &job->spec, job->pool)
+        int late = 0, brought = follow_gated(job)
+                      ? memsess_gate_follow(&job->gate, &job->spec, job->pool,
+                                          &late)
                       : 0;
 
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0038: "
@@ -846,7 +848,8 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      job->spec.returning, job->lock.holder,
                      apr_time_as_msec(apr_time_now() - start),
                      follow_gated(job)
-                     ? memsess_gate_text(job->pool, &job->gate, brought)
+                     ? memsess_gate_text(job->pool, &job->gate, brought,
+                                       late)
                      : "no list of it to gate");
         /* busy until it is live here: the lines of others going do not
          * start another sync of it (memsess_exchange.c) */

@@ -210,6 +210,11 @@ struct memsess_sync {
     struct flip_guard        *guards;      /* at the flip (below) */
     int                       nguards;
     int                       recent_brought;  /* at the gate */
+    struct flip_snap         *snaps;       /* the requests running at the
+                                            * flip: their sessions' new
+                                            * places as they were */
+    int                       nsnaps;
+    int                       late_brought;
     apr_int64_t               lifetime;    /* of a session, as listed: the
                                             * longest expiry - last access */
     apr_time_t                guarded_at;  /* memsess_sync_hold_hot() */
@@ -3175,6 +3180,22 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
     return after_key(y, g->h->here, g->h->t, 0, it, err, errlen);
 }
 
+/* The item of session id under the namespace in force, and its name on a
+ * target (0: none). */
+static apr_size_t session_item(const memsess_sync_t *y, const char *id,
+                               apr_size_t len, memsess_dump_item_t *it,
+                               char *tk)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now());
+
+    memset(it, 0, sizeof(*it));
+    it->keylen = (apr_size_t)apr_snprintf(it->key, sizeof(it->key), "%s%.*s",
+                                          y->ns_now, (int)len, id);
+    it->la = now;
+    it->exp = now + (y->lifetime > 0 ? y->lifetime : 1440);
+    return tname(y, it, tk);
+}
+
 /* A session requests used since the sync began, which may be in no list
  * of it (born, or written again after a logout, after its last listing):
  * brought from its authority under the old list to the new one, by the
@@ -3199,7 +3220,7 @@ static void bring_one(void *ctx, const char *id, apr_size_t len)
     bring_t *b = ctx;
     memsess_sync_t *y = b->y;
     memsess_dump_item_t it;
-    apr_int64_t now = apr_time_sec(apr_time_now());
+    char tk[MEMSESS_KEY_MAX + 1];
     apr_uint64_t before = y->stats.copied;
     int k;
 
@@ -3207,11 +3228,7 @@ static void bring_one(void *ctx, const char *id, apr_size_t len)
         || strlen(y->ns_now) + len > MEMSESS_KEY_MAX) {
         return;
     }
-    memset(&it, 0, sizeof(it));
-    it.keylen = (apr_size_t)apr_snprintf(it.key, sizeof(it.key), "%s%.*s",
-                                         y->ns_now, (int)len, id);
-    it.la = now;
-    it.exp = now + (y->lifetime > 0 ? y->lifetime : 1440);
+    (void)session_item(y, id, len, &it, tk);
     place_all(y, id, len);
     for (k = 0; k < y->nlists && b->rv == APR_SUCCESS; k++) {
         const where_t *w = &y->where[k];
@@ -3224,6 +3241,149 @@ static void bring_one(void *ctx, const char *id, apr_size_t len)
     b->brought += y->stats.copied > before;
 }
 
+int memsess_sync_late_brought(const memsess_sync_t *y)
+{
+    return y ? y->late_brought : 0;
+}
+
+/* A request running at the flip, with the old list: its session's first
+ * server under each list, and the new one's copy as it was at the flip
+ * (cas, 0: none). */
+#define SNAP_MAX (1024)
+#define SNAP_ID_MAX (256)   /* PHP's session ids: 256 characters at most */
+typedef struct flip_snap {
+    char         id[SNAP_ID_MAX];
+    apr_size_t   len;
+    int          list, here, t, worker;
+    apr_uint64_t token;
+    uint64_t     cas;
+    int          done;
+} snap_t;
+/* A request running at the flip is waited for this long at most (its copy
+ * made as it ends, wherever the gate is by then) */
+#define SNAP_WAIT apr_time_from_sec(5)
+
+typedef struct {
+    memsess_sync_t            *y;
+    const memsess_flip_wait_t *wait;
+} snap_ctx_t;
+
+static void snap_one(void *ctx, const char *id, apr_size_t len, int worker,
+                     apr_uint64_t token)
+{
+    snap_ctx_t *c = ctx;
+    memsess_sync_t *y = c->y;
+    int k;
+
+    if (strlen(y->ns_now) + len > MEMSESS_KEY_MAX || len > SNAP_ID_MAX) {
+        return;
+    }
+    place_all(y, id, len);
+    for (k = 0; k < y->nlists && y->nsnaps < SNAP_MAX; k++) {
+        const where_t *w = &y->where[k];
+        memsess_dump_item_t it;
+        char tk[MEMSESS_KEY_MAX + 1];
+        apr_size_t tl;
+        memcached_return_t rc;
+        snap_t *sn;
+
+        if (!w->nnow || !w->nnext || (w->now[0] == w->next[0] && !y->rename)
+            || !(tl = session_item(y, id, len, &it, tk))) {
+            continue;
+        }
+        rc = fetch(y, w->next[0], tk, tl);
+        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+            continue;   /* (left to the holder's guard and passes) */
+        }
+        /* read while the request still ran: its user's next request had
+         * not begun, so nothing of theirs is in it */
+        if (!c->wait->still(c->wait->baton, worker, token)) {
+            return;
+        }
+        sn = &y->snaps[y->nsnaps++];
+        memcpy(sn->id, id, len);
+        sn->len = len;
+        sn->list = k;
+        sn->here = w->now[0];
+        sn->t = w->next[0];
+        sn->worker = worker;
+        sn->token = token;
+        sn->cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
+        sn->done = 0;
+    }
+}
+
+/* Once the request has ended: its session's copy at its old first server
+ * onto the new one, if that is still as it was at the flip, under the
+ * session's lock in the new list (a request of the new list at it, or the
+ * holder's guard: left to them). */
+static apr_status_t snap_copy(memsess_sync_t *y, const snap_t *sn, char *err,
+                              apr_size_t errlen)
+{
+    const list_t *L = &y->lists[sn->list];
+    apr_size_t lk = strlen(y->ns_next), lock_len, tl, vlen = 0;
+    char lock[MEMSESS_KEY_MAX + 8], tk[MEMSESS_KEY_MAX + 1];
+    memsess_dump_item_t it;
+    memcached_return_t rc;
+    apr_status_t rv = APR_SUCCESS;
+    char *value = NULL;
+    int at;
+
+    if (!(tl = session_item(y, sn->id, sn->len, &it, tk))) {
+        return APR_SUCCESS;
+    }
+    lock_len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
+                                        y->ns_next, MEMSESS_LOCK_PREFIX,
+                                        (int)sn->len, sn->id);
+    at = first_of(L->next, L->next_id, lock + lk, lock_len - lk);
+    if (at < 0 || !conn(y, at)
+        || memcached_add(y->servers[at].mc, lock, lock_len, "1", 1,
+                         FLIP_LOCK_EXP, 0) != MEMCACHED_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    rc = fetch(y, sn->t, tk, tl);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+        rv = fail(y, sn->t, "cannot read", rc, err, errlen);
+    }
+    else if ((rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0)
+             == sn->cas) {
+        if (rc == MEMCACHED_SUCCESS) {
+            vlen = memcached_result_length(y->res);
+            if (!(value = hold(y, memcached_result_value(y->res), vlen))) {
+                apr_cpystrn(err, "out of memory", errlen);
+                rv = APR_ENOMEM;
+            }
+        }
+        rc = rv == APR_SUCCESS ? fetch(y, sn->here, it.key, it.keylen)
+                               : MEMCACHED_FAILURE;
+        if (rv != APR_SUCCESS) {
+            /* (out of memory: said in err) */
+        }
+        else if (rc == MEMCACHED_SUCCESS
+                 && (!sn->cas || vlen != memcached_result_length(y->res)
+                     || memcmp(value, memcached_result_value(y->res), vlen))) {
+            rc = put_t(y, sn->t, tk, tl, memcached_result_value(y->res),
+                       memcached_result_length(y->res),
+                       memcached_result_flags(y->res), expiry(it.exp),
+                       sn->cas);
+            y->late_brought += rc == MEMCACHED_SUCCESS;
+            rv = put_done(y, sn->t, &it, memcached_result_cas(y->res), rc,
+                          err, errlen);
+        }
+        else if (rc == MEMCACHED_NOTFOUND && sn->cas) {
+            /* it logged out: its copy at the new place goes too */
+            y->late_brought++;
+            rv = delete_key(y, sn->t, &it, err, errlen);
+            forget(y, sn->t, &it);
+        }
+        else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+            rv = fail(y, sn->here, "cannot read", rc, err, errlen);
+        }
+    }
+    memcached_delete(y->servers[at].mc, lock, lock_len, 0);
+    return rv;
+}
+
 apr_status_t memsess_sync_flipped(memsess_sync_t *y,
                                   const memsess_flip_wait_t *wait, char *err,
                                   apr_size_t errlen)
@@ -3233,10 +3393,22 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
     apr_time_t settle_at = memsess_mono_now() + FLIP_SETTLE;
     apr_time_t until = memsess_mono_now() + FLIP_HOLD;   /* from the flip */
     apr_time_t watch_until = memsess_mono_now() + FLIP_WATCH;
+    apr_time_t snap_until = memsess_mono_now() + SNAP_WAIT;
     apr_status_t rv = APR_SUCCESS;
     int k, pending = y->nguards, settled = 0, held;
     int opened = !wait || !wait->open;
 
+    /* the requests running now: their sessions' new places as they are
+     * (before the old list's locks go: they may wait on one) */
+    y->nsnaps = 0;
+    if (wait && wait->inflight && wait->still) {
+        snap_ctx_t c = { y, wait };
+
+        if (!y->snaps) {
+            y->snaps = apr_palloc(y->pool, SNAP_MAX * sizeof(snap_t));
+        }
+        wait->inflight(wait->baton, snap_one, &c);
+    }
     for (k = 0; k < y->nguards; k++) {
         guard_release_old(y, &y->guards[k]);   /* (memsess_sync_hold_hot) */
     }
@@ -3298,6 +3470,22 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
             }
             pending += !g->done;
             held += !g->done && g->held;
+        }
+        /* the requests running at the flip, each as it ends */
+        for (k = 0; k < y->nsnaps && rv == APR_SUCCESS; k++) {
+            snap_t *sn = &y->snaps[k];
+
+            if (sn->done) {
+                continue;
+            }
+            if (stop || now >= snap_until) {
+                sn->done = 1;   /* (too long: left to the passes) */
+            }
+            else if (!wait->still(wait->baton, sn->worker, sn->token)) {
+                rv = snap_copy(y, sn, err, errlen);
+                sn->done = 1;
+            }
+            pending += !sn->done;
         }
         if (!opened && settles && rv == APR_SUCCESS && wait->recent) {
             /* the sessions requests used meanwhile, known to no listing */

@@ -202,6 +202,21 @@ typedef struct {
     void (*recent)(void *baton,
                    void (*each)(void *ctx, const char *id, apr_size_t len),
                    void *ctx);
+    /* the requests of this instance that began before the flip and still
+     * run, each with the session its Cookie names and a token (may be
+     * NULL); still: whether that request still runs.  What such a request
+     * leaves at the old authority is the session's latest: right at the
+     * flip, the new place's copy is read (its cas), and once settled, if
+     * it is unchanged (neither the holder's guard nor a request of the new
+     * list wrote it since), the old authority's is brought over, under the
+     * session's lock in the new list; gone there (a logout), gone at the
+     * new place too.  The holder's guard does as much for the active
+     * sessions, but dies with its process */
+    void (*inflight)(void *baton,
+                     void (*each)(void *ctx, const char *id, apr_size_t len,
+                                  int worker, apr_uint64_t token),
+                     void *ctx);
+    int  (*still)(void *baton, int worker, apr_uint64_t token);
     void  *baton;
 } memsess_flip_wait_t;
 /* Right after the flip: a held lock is kept until the requests that got
@@ -280,5 +295,7 @@ apr_int64_t memsess_sync_their_secs(apr_time_t since, apr_time_t our_now,
 /* How many sessions the engine brought over at the gate from requests'
  * own record (memsess_gate_recent). */
 int memsess_sync_recent_brought(const memsess_sync_t *sync);
+/* How many the requests running at the flip left were brought over. */
+int memsess_sync_late_brought(const memsess_sync_t *sync);
 
 #endif /* MEMSESS_SYNC_H */

@@ -33,8 +33,10 @@ use Apache::Test;
 use Apache::TestUtil;
 use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile);
+use File::Basename ();
 use Time::HiRes qw(time sleep);
 use IO::Socket::IP ();
+use POSIX ();
 use JSON::PP ();
 use LWP::UserAgent ();
 use HTTP::Cookies ();
@@ -43,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 71, need {
+plan tests => 73, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -818,6 +820,25 @@ sub born_at_done {
     return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
 }
 
+# (the sessions of the section after this one, idle from now on: six
+# that the list with N3 places first on N3, by libmemcached's placement,
+# t/unit/test_sync.bin --place, as t/28_rejoin_sync.t checks it)
+my @idle;
+{
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    my @made;
+    for (1 .. 40) {
+        my $res = $ua->get($web[0]->url('/memsess/session.php'));
+        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
+        push @made, $id if $id;
+    }
+    my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
+    my $n3 = addr($N[2]);
+    for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
+        push @idle, $1 if /^(\S+) \Q$n3\E(?:,|$)/ && @idle < 6;
+    }
+}
+my $idle_from = time;
 {
     my @mb = map { $_->log_mark } @web;
     memc_freeze($N[2]);
@@ -837,6 +858,112 @@ sub born_at_done {
              . ($bd->{error} // "$bd->{when}; $fine of " . scalar(@n) . " found, $lost lost") . ')');
     ok t_cmp(logged(\@mb, qr/MEMSESS0038: .*were brought\s+over/, $N[2]), 2,
              'the two followers say what their requests waited for at the flip (MEMSESS0038)');
+}
+
+# --- requests running at a follower's flip --------------------------------------
+
+# 6 sessions made that the list with N3 places first on N3, then left idle
+# 10 s and more (the holder's guard and hot reads watch the sessions used
+# in the 10 s before its sync, and those written during it).  N3 frozen for all and thawed: the moment its sync's
+# record says done, each session gets a request at a follower that holds
+# it 600 ms (it began with the old list, before the flip, and writes the
+# old place after it); 20 ms after each answers, its session is read at the
+# holder's instance, with the new list, before the holder's passes after
+# the flip.  The follower read each session's new place at its flip and, as
+# each request ended, found it unchanged and brought the request's write
+# over.  (Without it, the copy of before the request, read back: the soak's
+# seed 271828, six stale reads at a flip whose holder's checker was killed
+# just after it, its guard with it.)
+
+# In a process of its own, as born_at_done, then: a request holding each
+# session $hold ms at the follower, and a read of it at the holder's
+# instance $after s after it answers: "n_at_follower n_at_holder" each.
+sub held_across_flip {
+    my ($since, $timeout, $rname, $ids, $hold, $after) = @_;
+    my ($host, $port) = host_port($rname);
+    (my $enc = addr($rname)) =~ s/:/%3A/g;
+    my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
+        or return { error => "connect: $!" };
+    my ($key, $dumped);
+    my $end = time + $timeout;
+    while (time < $end) {
+        if (!$key && (!$dumped || time - $dumped > 0.05)) {
+            my $dump = mc_ask($sock, 'lru_crawler metadump all') // next;
+            $dumped = time;
+            ($key) = $dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3A\Q$enc\E)\s/m;
+            $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
+        }
+        my $v = $key ? mc_ask($sock, "get $key") // '' : '';
+        my ($holder, $flip);
+        if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since) {
+            ($holder, $flip) = ($1, $3);
+        }
+        if (!defined $holder) {
+            sleep 0.002;
+            next;
+        }
+        my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
+        return { error => "a holder not of ours: $holder" } unless defined $h;
+        my $f = ($h + 1) % 3;
+        pipe(my $rd, my $wr) or return { error => "pipe: $!" };
+        my @kids;
+        for my $i (0 .. $#$ids) {
+            my $pid = fork // last;
+            if (!$pid) {
+                close $rd;
+                my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
+                my @n;
+                for my $at ([$f, "hold=$hold"], [$h, '']) {
+                    my $res = $ua->get($web[ $at->[0] ]->url("/memsess/session.php?$at->[1]"),
+                                       Cookie => "PHPSESSID=$ids->[$i]");
+                    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+                    push @n, $d ? $d->{n} : 0;
+                    sleep $after;
+                }
+                syswrite $wr, "$i @n\n";
+                POSIX::_exit(0);
+            }
+            push @kids, $pid;
+        }
+        close $wr;
+        my %n;
+        while (my $l = <$rd>) {
+            $n{$1} = [$2, $3] if $l =~ /^(\d+) (\d+) (\d+)$/;
+        }
+        waitpid $_, 0 for @kids;
+        return { holder => $h, follower => $f, flip => $flip / 1000,
+                 n => [ map { $n{$_} // [0, 0] } 0 .. $#$ids ] };
+    }
+    return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+}
+
+{
+    # (idle 10 s and more since: made before the section above)
+    sleep $idle_from + 11 - time if $idle_from + 11 > time;
+    my @ids = @idle;
+    my @mr = map { $_->log_mark } @web;
+    memc_freeze($N[2]);
+    wait_for(5, sub { all_say($N[2], 'down') });
+    my $t0 = time;
+    my $held = bg_run(sub { held_across_flip(int($t0) - 1, 20, $N[2], \@ids, 600, 0.02) });
+    memc_thaw($N[2]);
+    my $r = bg_join($held, 30);
+    wait_for(10, sub { all_say($N[2], 'up') });
+    my @n = @{ $r->{n} || [] };
+    my $held_ok = grep { $_->[0] == 2 } @n;
+    my $fresh = grep { $_->[0] == 2 && $_->[1] == 3 } @n;
+    my @stale = map { "$_->[0]/$_->[1]" } grep { $_->[0] == 2 && $_->[1] != 3 } @n;
+    my ($note) = defined $r->{follower}
+        ? $web[ $r->{follower} ]->log_since($mr[ $r->{follower} ]) =~ /(MEMSESS0038: [^\n]*)/ : ();
+    diag('follower: ' . ($note // 'no MEMSESS0038'));
+    # (without the follower's copy: 3 of 15 read the copy of before, the
+    # ones of the 5-7 running at the flip that moved: six that move now)
+    ok t_cmp(defined $r->{follower} && @n == 6 && $held_ok == 6 && $fresh == 6 ? 1 : 0, 1,
+             'requests held across a follower\'s flip (web' . (($r->{follower} // -1) + 1) . '), each session read '
+             . 'at the holder\'s instance 20 ms after: every write there ('
+             . ($r->{error} // "$held_ok held, $fresh read back; stale: @stale") . ')');
+    ok t_cmp(($note // '') =~ /and (\d+) that requests running at the flip left/ && $1 >= 1 ? 1 : 0, 1,
+             'the follower says it brought over what they left (MEMSESS0038)');
 }
 
 # --- an instance that dies holds nobody up ------------------------------------------

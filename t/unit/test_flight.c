@@ -56,6 +56,21 @@ static void *request_thread(void *data)
     return NULL;
 }
 
+static int inflight_n, inflight_worker;
+static apr_uint64_t inflight_value;
+static char inflight_last[MEMSESS_SESSION_ID_MAX + 1];
+
+static void inflight(void *baton, const char *id, apr_size_t len, int worker,
+                     apr_uint64_t value)
+{
+    (void)baton;
+    memcpy(inflight_last, id, len);
+    inflight_last[len] = '\0';
+    inflight_worker = worker;
+    inflight_value = value;
+    inflight_n++;
+}
+
 int main(void)
 {
     apr_size_t bsize = memsess_flight_size(4);
@@ -136,6 +151,40 @@ int main(void)
         seen_n = 0;
         ok(memsess_flight_recent(f, t0, seen, NULL) == MEMSESS_RECENT_MAX,
            "the ring keeps the last %d", MEMSESS_RECENT_MAX);
+    }
+
+    /* the session each running request names, for a flip's snapshot */
+    {
+        apr_uint64_t c;
+
+        inflight_n = 0;
+        a = memsess_flight_enter(f, 0, 10);
+        memsess_flight_session(f, 0, a, "sessA", 5);
+        b = memsess_flight_enter(f, 1, 11);   /* no cookie: no session */
+        c = memsess_flight_enter(f, 2, 12);
+        memsess_flight_session(f, 2, a, "wrong", 5);   /* not its value */
+        e = memsess_flight_flip(f);
+        memsess_flight_session(f, 3, memsess_flight_enter(f, 3, 13), "late",
+                               4);   /* began after the flip */
+        ok(memsess_flight_inflight(f, e, inflight, NULL) == 1
+           && inflight_n == 1 && !strcmp(inflight_last, "sessA")
+           && inflight_worker == 0 && inflight_value == a,
+           "the requests running at a flip: only those that name a session "
+           "of their own, begun before it");
+        ok(memsess_flight_still(f, 0, a) && !memsess_flight_still(f, 0, b)
+           && !memsess_flight_still(f, 9, a) && !memsess_flight_still(f, 0, 0),
+           "still running: by its own value");
+        memsess_flight_leave(f, 0, a);
+        ok(!memsess_flight_still(f, 0, a), "ended: no longer running");
+        a = memsess_flight_enter(f, 0, 10);   /* the worker's next request */
+        inflight_n = 0;
+        ok(memsess_flight_inflight(f, memsess_flight_flip(f), inflight, NULL)
+           == 1 && inflight_worker == 3,
+           "the worker's next request does not name the last one's session");
+        memsess_flight_leave(f, 0, a);
+        memsess_flight_leave(f, 1, b);
+        memsess_flight_leave(f, 2, c);
+        memsess_flight_leave(f, 3, memsess_flight_enter(f, 3, 13));
     }
 
     /* the race: after each publication and flip, a request that was not
