@@ -765,13 +765,11 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # session born at one instance 220 ms before a flip; its user's next
 # request, at another instance just after it, read N2 empty: lost.)
 
-# In a process of its own: finds the sync's job record on the returning
-# server $rname, reads it every 2 ms until it says done for a job begun at
-# $since or later, then makes $count sessions at the follower after the
-# holder, waits until that one publishes $rname (its status, every 3 ms),
-# and reads each session there again.
-sub born_at_done {
-    my ($since, $timeout, $rname, $count) = @_;
+# Finds the sync's job record on the returning server $rname and reads it
+# every 2 ms until it says done for a job begun at $since or later: the
+# holder's index and its flip time (unix s), or { error }.
+sub sync_done {
+    my ($since, $timeout, $rname) = @_;
     my ($host, $port) = host_port($rname);
     (my $enc = addr($rname)) =~ s/:/%3A/g;
     my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
@@ -786,38 +784,46 @@ sub born_at_done {
             $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
         }
         my $v = $key ? mc_ask($sock, "get $key") // '' : '';
-        my ($holder, $flip);
         if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since) {
-            ($holder, $flip) = ($1, $3);
+            my ($holder, $flip) = ($1, $3);
+            my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
+            return defined $h ? { holder => $h, flip => $flip / 1000 }
+                              : { error => "a holder not of ours: $holder" };
         }
-        if (!defined $holder) {
-            sleep 0.002;
-            next;
-        }
-        my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
-        return { error => "a holder not of ours: $holder" } unless defined $h;
-        my $f = ($h + 1) % 3;
-        my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
-        my (@ids, $before);
-        for (1 .. $count) {
-            my $res = $ua->get($web[$f]->url('/memsess/session.php'));
-            my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
-            push @ids, $id if $id;
-            $before++ if $id && time < $flip / 1000;
-        }
-        wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
-        my $published = time;
-        my @n;
-        for my $id (@ids) {
-            my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$id");
-            my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-            push @n, $d ? $d->{n} : 0;
-        }
-        return { holder => $h, follower => $f, before => $before // 0, n => \@n,
-                 when => sprintf('%d made before the flip, read from %d ms after it',
-                                 $before // 0, 1000 * $published - $flip) };
+        sleep 0.002;
     }
     return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+}
+
+# In a process of its own: once the sync of $rname is done (sync_done),
+# makes $count sessions at the follower after the
+# holder, waits until that one publishes $rname (its status, every 3 ms),
+# and reads each session there again.
+sub born_at_done {
+    my ($since, $timeout, $rname, $count) = @_;
+    my $done = sync_done($since, $timeout, $rname);
+    return $done if $done->{error};
+    my ($h, $flip) = ($done->{holder}, 1000 * $done->{flip});
+    my $f = ($h + 1) % 3;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    my (@ids, $before);
+    for (1 .. $count) {
+        my $res = $ua->get($web[$f]->url('/memsess/session.php'));
+        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
+        push @ids, $id if $id;
+        $before++ if $id && time < $flip / 1000;
+    }
+    wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
+    my $published = time;
+    my @n;
+    for my $id (@ids) {
+        my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$id");
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        push @n, $d ? $d->{n} : 0;
+    }
+    return { holder => $h, follower => $f, before => $before // 0, n => \@n,
+             when => sprintf('%d made before the flip, read from %d ms after it',
+                             $before // 0, 1000 * $published - $flip) };
 }
 
 # (the sessions of the section after this one, idle from now on: six
@@ -880,61 +886,38 @@ my $idle_from = time;
 # instance $after s after it answers: "n_at_follower n_at_holder" each.
 sub held_across_flip {
     my ($since, $timeout, $rname, $ids, $hold, $after) = @_;
-    my ($host, $port) = host_port($rname);
-    (my $enc = addr($rname)) =~ s/:/%3A/g;
-    my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
-        or return { error => "connect: $!" };
-    my ($key, $dumped);
-    my $end = time + $timeout;
-    while (time < $end) {
-        if (!$key && (!$dumped || time - $dumped > 0.05)) {
-            my $dump = mc_ask($sock, 'lru_crawler metadump all') // next;
-            $dumped = time;
-            ($key) = $dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3A\Q$enc\E)\s/m;
-            $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
-        }
-        my $v = $key ? mc_ask($sock, "get $key") // '' : '';
-        my ($holder, $flip);
-        if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since) {
-            ($holder, $flip) = ($1, $3);
-        }
-        if (!defined $holder) {
-            sleep 0.002;
-            next;
-        }
-        my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
-        return { error => "a holder not of ours: $holder" } unless defined $h;
-        my $f = ($h + 1) % 3;
-        pipe(my $rd, my $wr) or return { error => "pipe: $!" };
-        my @kids;
-        for my $i (0 .. $#$ids) {
-            my $pid = fork // last;
-            if (!$pid) {
-                close $rd;
-                my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
-                my @n;
-                for my $at ([$f, "hold=$hold"], [$h, '']) {
-                    my $res = $ua->get($web[ $at->[0] ]->url("/memsess/session.php?$at->[1]"),
-                                       Cookie => "PHPSESSID=$ids->[$i]");
-                    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-                    push @n, $d ? $d->{n} : 0;
-                    sleep $after;
-                }
-                syswrite $wr, "$i @n\n";
-                POSIX::_exit(0);
+    my $done = sync_done($since, $timeout, $rname);
+    return $done if $done->{error};
+    my ($h, $flip) = ($done->{holder}, 1000 * $done->{flip});
+    my $f = ($h + 1) % 3;
+    pipe(my $rd, my $wr) or return { error => "pipe: $!" };
+    my @kids;
+    for my $i (0 .. $#$ids) {
+        my $pid = fork // last;
+        if (!$pid) {
+            close $rd;
+            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
+            my @n;
+            for my $at ([$f, "hold=$hold"], [$h, '']) {
+                my $res = $ua->get($web[ $at->[0] ]->url("/memsess/session.php?$at->[1]"),
+                                   Cookie => "PHPSESSID=$ids->[$i]");
+                my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+                push @n, $d ? $d->{n} : 0;
+                sleep $after;
             }
-            push @kids, $pid;
+            syswrite $wr, "$i @n\n";
+            POSIX::_exit(0);
         }
-        close $wr;
-        my %n;
-        while (my $l = <$rd>) {
-            $n{$1} = [$2, $3] if $l =~ /^(\d+) (\d+) (\d+)$/;
-        }
-        waitpid $_, 0 for @kids;
-        return { holder => $h, follower => $f, flip => $flip / 1000,
-                 n => [ map { $n{$_} // [0, 0] } 0 .. $#$ids ] };
+        push @kids, $pid;
     }
-    return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+    close $wr;
+    my %n;
+    while (my $l = <$rd>) {
+        $n{$1} = [$2, $3] if $l =~ /^(\d+) (\d+) (\d+)$/;
+    }
+    waitpid $_, 0 for @kids;
+    return { holder => $h, follower => $f, flip => $flip / 1000,
+             n => [ map { $n{$_} // [0, 0] } 0 .. $#$ids ] };
 }
 
 {
