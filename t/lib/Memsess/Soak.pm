@@ -297,7 +297,12 @@ sub load_start {
                 for my $u (@users) {
                     my $logout = $u->{n} >= 3 && rand() < (-e $o{flag} ? 0.05 : 0.01);
                     my $t0 = time;
-                    my $res = $u->{ua}->get("$base/" . ($logout ? 'logout.php' : 'session.php'));
+                    # (a POST, as a form that changes the session is: nginx
+                    # passes it to another instance when one refuses the
+                    # connection, never once it was sent, as it does a GET:
+                    # a request an instance killed by a restart had run
+                    # was run again, and its user read a counter 2 ahead)
+                    my $res = $u->{ua}->post("$base/" . ($logout ? 'logout.php' : 'session.php'));
                     my $t1 = time;
                     my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
                     my $errs = $d ? join('|', @{ $d->{errors} || [] }) : $res->status_line;
