@@ -60,8 +60,8 @@ void memsess_gate_inflight(void *gate,
                            void *ctx);
 int memsess_gate_still(void *gate, int worker, apr_uint64_t token);
 
-/* The holder's wait at its flip (memsess_sync_flipped): this gate's
- * memsess_gate_settled, _open and _recent. */
+/* The wait at a flip (memsess_sync_flipped): this gate's
+ * memsess_gate_settled, _open, _recent, _inflight and _still. */
 void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait);
 
 /* A follower's flip, the gate closed in its publication: its requests

@@ -418,7 +418,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     char err[256] = "";
     apr_status_t rv = APR_SUCCESS;
     memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
-    int k, moves = 0, follow_moves = 0, everyone = 1, nheld = 0;
+    int k, moves = 0, follow_gate = 0, everyone = 1, nheld = 0;
     int nguarded = 0;
 
     (void)thread;
@@ -456,8 +456,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         }
     }
     if (claim == MEMSESS_CLAIM_FOLLOW) {
-        follow_moves = moves;
-        moves = 0;   /* done by the holder */
+        /* the holder moves them; its requests wait at the flip */
+        follow_gate = moves && rt->flight;
+        moves = 0;
     }
     /* the same text and placement before and after (a server removed
      * while down): there is nothing to move */
@@ -496,11 +497,10 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         memsess_joblock_wait_flip(&rb->lock);
     }
     if (claim == MEMSESS_CLAIM_FOLLOW
-        && rebalance_flip(rb, follow_moves && rt->flight, err,
-                          sizeof(err))) {
+        && rebalance_flip(rb, follow_gate, err, sizeof(err))) {
         /* its requests wait at the flip as the holder's do, and what
          * they used that the holder's listings missed is brought over */
-        int late = 0, brought = follow_moves && rt->flight
+        int late = 0, brought = follow_gate
                       ? memsess_gate_follow(&rb->gate, &rb->spec, rb->pool,
                                           &late)
                       : 0;
@@ -512,10 +512,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
                      "after this instance was ready; %s", rebalance_names(rb),
                      rb->lock.holder, apr_time_as_msec(apr_time_now()
                                                        - start),
-                     follow_moves && rt->flight
-                     ? memsess_gate_text(rb->pool, &rb->gate, brought,
-                                       late)
-                     : "no session moves");
+                     follow_gate ? memsess_gate_text(rb->pool, &rb->gate,
+                                                     brought, late)
+                                 : "no session moves");
     }
     else if (claim != MEMSESS_CLAIM_FOLLOW && rv == APR_SUCCESS
              && rebalance_flip(rb, sync != NULL, err, sizeof(err))) {

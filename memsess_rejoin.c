@@ -661,7 +661,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     char err[256] = "";
     apr_status_t rv = APR_EGENERAL;
     memsess_claim_e claim = MEMSESS_CLAIM_HOLD;
-    int nheld = 0, nguarded = 0;
+    int nheld = 0, nguarded = 0, gated;
 
     (void)thread;
     job->started = start;
@@ -833,11 +833,12 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         flip_fresh(job);
         memsess_joblock_wait_flip(&job->lock);
     }
+    gated = claim == MEMSESS_CLAIM_FOLLOW && follow_gated(job);
     if (claim == MEMSESS_CLAIM_FOLLOW
-        && sync_flip(job, &before, follow_gated(job), err, sizeof(err))) {
+        && sync_flip(job, &before, gated, err, sizeof(err))) {
         /* its requests wait at the flip as the holder's do, and what
          * they used that the holder's listings missed is brought over */
-        int late = 0, brought = follow_gated(job)
+        int late = 0, brought = gated
                       ? memsess_gate_follow(&job->gate, &job->spec, job->pool,
                                           &late)
                       : 0;
@@ -847,10 +848,9 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
                      "up here with it after %" APR_TIME_T_FMT "ms; %s",
                      job->spec.returning, job->lock.holder,
                      apr_time_as_msec(apr_time_now() - start),
-                     follow_gated(job)
-                     ? memsess_gate_text(job->pool, &job->gate, brought,
-                                       late)
-                     : "no list of it to gate");
+                     gated ? memsess_gate_text(job->pool, &job->gate,
+                                               brought, late)
+                           : "no list of it to gate");
         /* busy until it is live here: the lines of others going do not
          * start another sync of it (memsess_exchange.c) */
         job_wait_live(job);

@@ -2729,28 +2729,50 @@ static apr_status_t after_key(memsess_sync_t *y, int here, int t,
     return APR_SUCCESS;
 }
 
+/* The first server of `name` under a placed list, as ours (-1: none). */
+static int first_of(const memsess_place_t *pl, const int *ids,
+                    const char *name, apr_size_t len)
+{
+    int w[MAX_PLACES];
+
+    return memsess_place_key(pl, name, len, w, MAX_PLACES) ? ids[w[0]] : -1;
+}
+
+/* php-memcached's lock of session id under namespace ns,
+ * "<ns>lock.<id>", into lock (MEMSESS_KEY_MAX + 8 bytes), its length in
+ * *len: the server a list (pl, its servers as ours) takes it on, -1 for
+ * none. */
+#define LOCK_NAME_MAX (MEMSESS_KEY_MAX + 8)
+static int lock_at(const char *ns, const memsess_place_t *pl, const int *ids,
+                   const char *id, apr_size_t idlen, char *lock,
+                   apr_size_t *len)
+{
+    apr_size_t nl = strlen(ns);
+
+    *len = (apr_size_t)apr_snprintf(lock, LOCK_NAME_MAX, "%s%s%.*s", ns,
+                                    MEMSESS_LOCK_PREFIX, (int)idlen, id);
+    return first_of(pl, ids, lock + nl, *len - nl);
+}
+
 /* One hot session whose old authority was written: brought over under the
  * session's php-memcached lock in the new list (see watch_hot). */
 static apr_status_t hot_bring(memsess_sync_t *y, hot_t *h, char *err,
                               apr_size_t errlen)
 {
     list_t *L = &y->lists[h->list];
-    char lock[MEMSESS_KEY_MAX + 8];
-    apr_size_t lk = strlen(y->ns_next), len = 0;
+    char lock[LOCK_NAME_MAX];
+    apr_size_t len = 0;
     const char *id;
     apr_size_t idlen;
     apr_status_t rv;
-    int wx[MAX_PLACES], got = 0, at = -1;
+    int got = 0, at = -1;
 
-    if (kind_of(y, &h->it, &id, &idlen)) {
-        len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                       y->ns_next,
-                                       MEMSESS_LOCK_PREFIX, (int)idlen, id);
-        if (memsess_place_key(L->next, lock + lk, len - lk, wx, MAX_PLACES)
-            && conn(y, at = L->next_id[wx[0]])) {
-            got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
-                                (time_t)2, 0) == MEMCACHED_SUCCESS;
-        }
+    if (kind_of(y, &h->it, &id, &idlen)
+        && (at = lock_at(y->ns_next, L->next, L->next_id, id, idlen, lock,
+                         &len)) >= 0
+        && conn(y, at)) {
+        got = memcached_add(y->servers[at].mc, lock, len, "1", 1,
+                            (time_t)2, 0) == MEMCACHED_SUCCESS;
     }
     h->it.la = apr_time_sec(apr_time_now());   /* always looked at */
     h->it.cas = 0;
@@ -2874,9 +2896,9 @@ apr_status_t memsess_sync_after(memsess_sync_t *y, int final, char *err,
 
 typedef struct flip_guard {
     hot_t      *h;
-    char        lock[MEMSESS_KEY_MAX + 8];   /* <ns next>lock.<id>: ours */
+    char        lock[LOCK_NAME_MAX];   /* <ns next>lock.<id>: ours */
     apr_size_t  len;
-    char        lock_old[MEMSESS_KEY_MAX + 8];   /* <ns now>lock.<id>: the
+    char        lock_old[LOCK_NAME_MAX];   /* <ns now>lock.<id>: the
                                                   * old list's requests' */
     apr_size_t  len_old;
     int         lold, lnew;   /* the lock's server under each list */
@@ -2914,18 +2936,8 @@ static apr_status_t guard_copy(memsess_sync_t *y, guard_t *g, char *err,
                                apr_size_t errlen);
 static void guard_release_old(memsess_sync_t *y, guard_t *g);
 
-/* The first server of `name` under a placed list, as ours (-1: none). */
-static int first_of(const memsess_place_t *pl, const int *ids,
-                    const char *name, apr_size_t len)
-{
-    int w[MAX_PLACES];
-
-    return memsess_place_key(pl, name, len, w, MAX_PLACES) ? ids[w[0]] : -1;
-}
-
 int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
 {
-    apr_size_t lk = strlen(y->ns_next), lko = strlen(y->ns_now);
     int k, nheld = 0;
 
     memsess_sync_unhold(y);
@@ -2954,16 +2966,10 @@ int memsess_sync_hold_hot(memsess_sync_t *y, int *guarded)
         }
         memset(g, 0, sizeof(*g));
         g->h = h;
-        g->len = (apr_size_t)apr_snprintf(g->lock, sizeof(g->lock), "%s%s%.*s",
-                                          y->ns_next,
-                                          MEMSESS_LOCK_PREFIX, (int)idlen, id);
-        g->len_old = (apr_size_t)apr_snprintf(g->lock_old,
-                                              sizeof(g->lock_old), "%s%s%.*s",
-                                              y->ns_now, MEMSESS_LOCK_PREFIX,
-                                              (int)idlen, id);
-        g->lold = first_of(L->now, L->now_id, g->lock_old + lko,
-                           g->len_old - lko);
-        g->lnew = first_of(L->next, L->next_id, g->lock + lk, g->len - lk);
+        g->lnew = lock_at(y->ns_next, L->next, L->next_id, id, idlen,
+                          g->lock, &g->len);
+        g->lold = lock_at(y->ns_now, L->now, L->now_id, id, idlen,
+                          g->lock_old, &g->len_old);
         if (g->lold < 0 || g->lnew < 0
             || apr_hash_get(y->guard_index, g->lock_old, g->len_old)) {
             continue;
@@ -3273,22 +3279,24 @@ static void snap_one(void *ctx, const char *id, apr_size_t len, int worker,
 {
     snap_ctx_t *c = ctx;
     memsess_sync_t *y = c->y;
+    memsess_dump_item_t it;
+    char tk[MEMSESS_KEY_MAX + 1];
+    apr_size_t tl;
     int k;
 
     if (strlen(y->ns_now) + len > MEMSESS_KEY_MAX || len > SNAP_ID_MAX) {
         return;
     }
+    if (!(tl = session_item(y, id, len, &it, tk))) {
+        return;
+    }
     place_all(y, id, len);
     for (k = 0; k < y->nlists && y->nsnaps < SNAP_MAX; k++) {
         const where_t *w = &y->where[k];
-        memsess_dump_item_t it;
-        char tk[MEMSESS_KEY_MAX + 1];
-        apr_size_t tl;
         memcached_return_t rc;
         snap_t *sn;
 
-        if (!w->nnow || !w->nnext || (w->now[0] == w->next[0] && !y->rename)
-            || !(tl = session_item(y, id, len, &it, tk))) {
+        if (!w->nnow || !w->nnext || (w->now[0] == w->next[0] && !y->rename)) {
             continue;
         }
         rc = fetch(y, w->next[0], tk, tl);
@@ -3321,64 +3329,54 @@ static apr_status_t snap_copy(memsess_sync_t *y, const snap_t *sn, char *err,
                               apr_size_t errlen)
 {
     const list_t *L = &y->lists[sn->list];
-    apr_size_t lk = strlen(y->ns_next), lock_len, tl, vlen = 0;
-    char lock[MEMSESS_KEY_MAX + 8], tk[MEMSESS_KEY_MAX + 1];
+    apr_size_t lock_len, tl, vlen;
+    char lock[LOCK_NAME_MAX], tk[MEMSESS_KEY_MAX + 1];
     memsess_dump_item_t it;
     memcached_return_t rc;
     apr_status_t rv = APR_SUCCESS;
     char *value = NULL;
     int at;
 
-    if (!(tl = session_item(y, sn->id, sn->len, &it, tk))) {
-        return APR_SUCCESS;
-    }
-    lock_len = (apr_size_t)apr_snprintf(lock, sizeof(lock), "%s%s%.*s",
-                                        y->ns_next, MEMSESS_LOCK_PREFIX,
-                                        (int)sn->len, sn->id);
-    at = first_of(L->next, L->next_id, lock + lk, lock_len - lk);
-    if (at < 0 || !conn(y, at)
+    if (!(tl = session_item(y, sn->id, sn->len, &it, tk))
+        || (at = lock_at(y->ns_next, L->next, L->next_id, sn->id, sn->len,
+                         lock, &lock_len)) < 0
+        || !conn(y, at)
         || memcached_add(y->servers[at].mc, lock, lock_len, "1", 1,
                          FLIP_LOCK_EXP, 0) != MEMCACHED_SUCCESS) {
         return APR_SUCCESS;
     }
     rc = fetch(y, sn->t, tk, tl);
+    vlen = rc == MEMCACHED_SUCCESS ? memcached_result_length(y->res) : 0;
     if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
         rv = fail(y, sn->t, "cannot read", rc, err, errlen);
     }
     else if ((rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0)
-             == sn->cas) {
-        if (rc == MEMCACHED_SUCCESS) {
-            vlen = memcached_result_length(y->res);
-            if (!(value = hold(y, memcached_result_value(y->res), vlen))) {
-                apr_cpystrn(err, "out of memory", errlen);
-                rv = APR_ENOMEM;
-            }
-        }
-        rc = rv == APR_SUCCESS ? fetch(y, sn->here, it.key, it.keylen)
-                               : MEMCACHED_FAILURE;
-        if (rv != APR_SUCCESS) {
-            /* (out of memory: said in err) */
-        }
-        else if (rc == MEMCACHED_SUCCESS
-                 && (!sn->cas || vlen != memcached_result_length(y->res)
-                     || memcmp(value, memcached_result_value(y->res), vlen))) {
-            rc = put_t(y, sn->t, tk, tl, memcached_result_value(y->res),
-                       memcached_result_length(y->res),
-                       memcached_result_flags(y->res), expiry(it.exp),
-                       sn->cas);
-            y->late_brought += rc == MEMCACHED_SUCCESS;
-            rv = put_done(y, sn->t, &it, memcached_result_cas(y->res), rc,
-                          err, errlen);
-        }
-        else if (rc == MEMCACHED_NOTFOUND && sn->cas) {
-            /* it logged out: its copy at the new place goes too */
-            y->late_brought++;
-            rv = delete_key(y, sn->t, &it, err, errlen);
-            forget(y, sn->t, &it);
-        }
-        else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
-            rv = fail(y, sn->here, "cannot read", rc, err, errlen);
-        }
+             != sn->cas) {
+        /* written since the flip: theirs */
+    }
+    else if (rc == MEMCACHED_SUCCESS
+             && !(value = hold(y, memcached_result_value(y->res), vlen))) {
+        apr_cpystrn(err, "out of memory", errlen);
+        rv = APR_ENOMEM;
+    }
+    else if ((rc = fetch(y, sn->here, it.key, it.keylen)) == MEMCACHED_SUCCESS
+             && (!sn->cas || vlen != memcached_result_length(y->res)
+                 || memcmp(value, memcached_result_value(y->res), vlen))) {
+        rc = put_t(y, sn->t, tk, tl, memcached_result_value(y->res),
+                   memcached_result_length(y->res),
+                   memcached_result_flags(y->res), expiry(it.exp), sn->cas);
+        y->late_brought += rc == MEMCACHED_SUCCESS;
+        rv = put_done(y, sn->t, &it, memcached_result_cas(y->res), rc, err,
+                      errlen);
+    }
+    else if (rc == MEMCACHED_NOTFOUND && sn->cas) {
+        /* it logged out: its copy at the new place goes too */
+        y->late_brought++;
+        rv = delete_key(y, sn->t, &it, err, errlen);
+        forget(y, sn->t, &it);
+    }
+    else if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
+        rv = fail(y, sn->here, "cannot read", rc, err, errlen);
     }
     memcached_delete(y->servers[at].mc, lock, lock_len, 0);
     return rv;

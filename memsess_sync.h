@@ -206,8 +206,8 @@ typedef struct {
      * run, each with the session its Cookie names and a token (may be
      * NULL); still: whether that request still runs.  What such a request
      * leaves at the old authority is the session's latest: right at the
-     * flip, the new place's copy is read (its cas), and once settled, if
-     * it is unchanged (neither the holder's guard nor a request of the new
+     * flip, the new place's copy is read (its cas), and as the request
+     * ends (5 s at most), if it is unchanged (neither the holder's guard nor a request of the new
      * list wrote it since), the old authority's is brought over, under the
      * session's lock in the new list; gone there (a logout), gone at the
      * new place too.  The holder's guard does as much for the active
