@@ -388,6 +388,15 @@ static void warn(memsess_persist_t *ps, pview_t *pv, const char *what)
     status_note(ps, pv, MEMSESS_PERSIST_ROLE_FAILING, what);
 }
 
+/* This instance does not hold the lease of pv: its status says standby
+ * (when it loses the lease, before the log says it stops writing), and a
+ * failure of its rounds as the writer is no longer its own. */
+static void stand_by(memsess_persist_t *ps, pview_t *pv)
+{
+    pv->failing = 0;
+    status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
+}
+
 /* The group's lease on writing view pv (memsess_lease_next), read and
  * renewed or taken in the database: pv->holder says whether it is held.
  * NULL, or what failed. */
@@ -469,6 +478,7 @@ static const char *lease(memsess_persist_t *ps, pview_t *pv, db_t *db,
     }
     pv->holder = pv->lease.token != 0;
     if (was && !pv->holder) {
+        stand_by(ps, pv);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                      "MEMSESS0179: sessions of %s: the writer's lease is "
                      "held by %s now: this instance stops writing them",
@@ -504,12 +514,13 @@ static const char *fenced_begin(memsess_persist_t *ps, pview_t *pv,
                            db_error(p, db, rc), NULL);
     }
     if (nrows != 1) {
+        pv->lease.token = 0;
+        pv->holder = 0;
+        stand_by(ps, pv);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ps->rt->main,
                      "MEMSESS0180: sessions of %s: another instance took "
                      "the writer's lease over: this instance stops writing "
                      "them", pv->view->name);
-        pv->lease.token = 0;
-        pv->holder = 0;
         return "the writer's lease was taken over";
     }
     return NULL;
@@ -783,8 +794,7 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
     }
     if (!pv->holder) {
         db_close(&db);
-        pv->failing = 0;
-        status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
+        stand_by(ps, pv);
         apr_pool_destroy(p);
         return;
     }
@@ -902,8 +912,7 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         }
         else {
             /* the lease went to another (MEMSESS0180): it writes */
-            pv->failing = 0;
-            status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
+            stand_by(ps, pv);
         }
     }
     else if (!complete) {

@@ -105,7 +105,13 @@ sub persist_of {
 
 # The instance of @$ins that writes (undef: none), and what they all say.
 sub writer { my ($ins) = @_; (grep { (persist_of($_)->{role} // '') eq 'writer' } @$ins)[0] }
-sub roles  { my ($ins) = @_; join ' ', sort map { persist_of($_)->{role} // 'none' } @$ins }
+# (a failing instance says what fails)
+sub roles  {
+    my ($ins) = @_;
+    join ' ', sort map { my $q = persist_of($_);
+                         ($q->{role} // 'none')
+                         . (($q->{role} // '') eq 'failing' ? " ($q->{last_error})" : '') } @$ins
+}
 sub one_writer { my ($ins) = @_; join ' ', sort 'writer', ('standby') x (@$ins - 1) }
 
 # Every instance of @$ins finds every server of @M $state.
