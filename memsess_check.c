@@ -64,11 +64,6 @@
 
 APLOG_USE_MODULE(memsess);
 
-/* How long requests wait, at a verdict of ours the group has not taken yet
- * (an asymmetric cut), for the others to take it: our line goes out at
- * once, each of them reads it within a round of its own. */
-#define FOLLOW_WAIT(rt) (2 * (rt)->g.interval)
-
 #define WATCHDOG_NAME "_memsess_"
 #define TICK          apr_time_from_msec(100)
 
@@ -476,7 +471,7 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
              * until they have our verdict, within a round of theirs, our
              * requests wait rather than write its sessions where the
              * others do not read them yet */
-            follow = FOLLOW_WAIT(rt);
+            follow = MEMSESS_FOLLOW_WAIT(rt);
             slot->follow_gate = memsess_mono_now() + follow;
             ngated = memsess_table_gate_holders(t, rt->views,
                                                 rt->confs->nelts, i,

@@ -60,6 +60,7 @@
 #include "memsess_clocks.h"
 #include "memsess_config.h"
 #include "memsess_connect.h"
+#include "memsess_flight.h"
 #include "memsess_job.h"
 #include "memsess_joblock.h"
 #include "memsess_table.h"
@@ -754,13 +755,15 @@ static void apply_locked(memsess_exchange_t *x)
     }
     for (i = 0; i < x->n; i++) {
         memsess_slot_t *sl = memsess_table_slot(t, i);
-        int was, is, nflipped = 0, sync = 0, follow;
+        int was, is, nflipped = 0, sync = 0, follow, ngated = 0;
         char addr[MEMSESS_ADDR_MAX];
 
         if (sl->follow_gate
-            && (sl->state != MEMSESS_DOWN || reporters(x->who[i]) >= x->nmem
+            && ((sl->state != MEMSESS_DOWN && !x->peer[i])
+                || reporters(x->who[i]) >= x->nmem
                 || memsess_mono_now() >= (apr_time_t)sl->follow_gate)) {
-            /* every other instance sees it down too: our requests go on */
+            /* it is back, or every other instance sees it down too, or
+             * they have all had the time to follow: our requests go on */
             memsess_table_write_begin(t);
             memsess_table_ungate(t, rt->confs->nelts,
                                  (apr_time_t)sl->follow_gate);
@@ -803,6 +806,25 @@ static void apply_locked(memsess_exchange_t *x)
             memsess_table_bump_generation(t, 1);
             nflipped = memsess_table_publish(t, rt->views, rt->confs->nelts,
                                              i, x->flipped);
+            if (was && MEMSESS_IS_LIVE(sl->state)
+                && reporters(x->who[i]) < x->nmem) {
+                /* out on another's word while we reach it (an asymmetric
+                 * cut): the others who reach it too take it out at their
+                 * own next round, up to an interval after us.  Until they
+                 * have, our requests wait rather than write its sessions
+                 * where those still read the old copies (the soak's seed
+                 * 271828: two instances 110 ms apart, stale reads
+                 * between) */
+                apr_time_t until = memsess_mono_now()
+                                   + MEMSESS_FOLLOW_WAIT(rt);
+
+                if (sl->follow_gate < until) {
+                    sl->follow_gate = until;
+                }
+                ngated = memsess_table_gate_holders(t, rt->views,
+                                                    rt->confs->nelts, i,
+                                                    sl->follow_gate);
+            }
         }
         apr_cpystrn(addr, sl->addr, sizeof(addr));
         memsess_table_write_end(t);
@@ -828,10 +850,20 @@ static void apply_locked(memsess_exchange_t *x)
             continue;
         }
         if (!is) {
+            char follows[96] = "";
+
+            if (ngated) {
+                apr_interval_time_t w = MEMSESS_FOLLOW_WAIT(rt);
+
+                apr_snprintf(follows, sizeof(follows), "; requests here wait "
+                             "up to %" APR_TIME_T_FMT "ms for the rest of "
+                             "the group to follow", apr_time_as_msec(
+                                 w < MEMSESS_GATE_MAX ? w : MEMSESS_GATE_MAX));
+            }
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0090: memcached server %s is down, reported "
-                         "by %s (this instance, %s, still reaches it)", addr,
-                         x->who[i], rt->g.instance);
+                         "by %s (this instance, %s, still reaches it)%s",
+                         addr, x->who[i], rt->g.instance, follows);
         }
         else {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,

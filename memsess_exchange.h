@@ -44,6 +44,14 @@ int memsess_exchange_sharing(memsess_exchange_t *x);
  * line all the time: one round reads them all). */
 int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
                            apr_uint64_t fp, char *who, apr_size_t whosize);
+/* How long requests wait when a server goes out here while other
+ * instances of the group may still read it (an asymmetric cut): at a
+ * verdict of ours, for the others to take it (our line goes out at once,
+ * each of them reads it within a round of its own); at another's verdict,
+ * for the rest of the group to take it too (each at its own next round,
+ * up to an interval after us). */
+#define MEMSESS_FOLLOW_WAIT(rt) (2 * (rt)->g.interval)
+
 /* How many other instances of the group were heard in the last round (0
  * before a whole round was read, and when x is NULL). */
 int memsess_exchange_others(memsess_exchange_t *x);

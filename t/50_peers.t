@@ -45,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 73, need {
+plan tests => 75, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -155,6 +155,16 @@ sub logged {
         my $i = $_;
         grep { /$re/ && (!defined $a || /\Q$a\E/) } split /\n/, $web[$i]->log_since($marks->[$i]);
     } grep { $web[$_]->pid } 0 .. $#web;
+}
+
+# On a failure: every instance's log lines about server $name since $marks.
+sub show_log {
+    my ($marks, $name) = @_;
+    my $a = addr($name);
+    for my $i (grep { $web[$_]->pid } 0 .. $#web) {
+        diag("web" . ($i + 1) . ": $_") for grep { /MEMSESS\d+: / && /\Q$a\E/ }
+            split /\n/, $web[$i]->log_since($marks->[$i]);
+    }
 }
 
 # Writes $count session keys (as php-memcached names them) to server $name.
@@ -357,7 +367,8 @@ ok t_cmp(logged(\@m3, qr/MEMSESS0031: /, $N[2]) . ' ' . logged(\@m3, qr/MEMSESS0
 # each at its own next round (MEMSESS0091; the soak's seed 8675309 read
 # stale sessions between those).
 ok t_cmp(logged(\@m3, qr/MEMSESS0091: /, $N[2]), 0,
-         'N3: published at the flip on all three, on none later by its next round (MEMSESS0091)');
+         'N3: published at the flip on all three, on none later by its next round (MEMSESS0091)')
+    or show_log(\@m3, $N[2]);
 my $after3 = run_for(2, time);
 ok t_cmp("$after3->{lost} $after3->{stale}", '0 0',
          'after the thaw: no session lost or stale (' . show($after3) . ')');
@@ -375,7 +386,8 @@ ok t_cmp(seen($web[1], $N[1]), 'up ', 'web2: N2 up, reported by nobody');
 ok t_cmp(logged(\@m2, qr/MEMSESS0031: /, $N[1]) . ' ' . logged(\@m2, qr/MEMSESS0038: /, $N[1]),
          '1 2', 'N2: web1 syncs it once for all (MEMSESS0031), web2 and web3 publish with it (MEMSESS0038)');
 ok t_cmp(logged(\@m2, qr/MEMSESS0091: /, $N[1]), 0,
-         'N2: published at the flip on all three, on none later by its next round (MEMSESS0091)');
+         'N2: published at the flip on all three, on none later by its next round (MEMSESS0091)')
+    or show_log(\@m2, $N[1]);
 my $healed = run_for(2, time);
 # Sessions written to N3 while N2 was out are older on N2: the sync brought
 # them over before any instance published N2.
@@ -949,9 +961,97 @@ sub held_across_flip {
              'the follower says it brought over what they left (MEMSESS0038)');
 }
 
+# --- the others of a cut take the server out together ------------------------------
+
+# web1 cut off from N2 again, with web3's checker process stopped (SIGSTOP)
+# until 100 ms after web2 has taken N2 out: web3 takes it out that much
+# later (two instances each at a round of its own: the soak's seed
+# 271828, 110 ms apart, stale reads between them).  Six sessions that N2
+# holds first each get a request at web2 the moment it has taken N2 out,
+# then one at web3.  web2's requests wait until the rest of the group can
+# have followed (MEMSESS0090 "requests here wait"): web3 reads what web2
+# wrote.  (Without that wait: web2 writes the new place at once, web3
+# reads N2's copy of before.)
+
+# The pid of the process running instance $w's checker (its last
+# MEMSESS0013).
+sub checker_of {
+    my $w = shift;
+    my @p = $w->log_since(0) =~ /MEMSESS0013: checker started in process (\d+)/g;
+    return $p[-1];
+}
+
+# In a process of its own: for each session of @$ids, a request at web2
+# then one at web3 ("n_at_web2 n_at_web3" each).
+sub at_web2_then_web3 {
+    my ($ids) = @_;
+    pipe(my $rd, my $wr) or return { error => "pipe: $!" };
+    my @kids;
+    for my $i (0 .. $#$ids) {
+        my $pid = fork // last;
+        if (!$pid) {
+            close $rd;
+            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
+            my @n;
+            for my $w (@web[1, 2]) {
+                my $res = $ua->get($w->url('/memsess/session.php'), Cookie => "PHPSESSID=$ids->[$i]");
+                my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+                push @n, $d ? $d->{n} : 0;
+            }
+            syswrite $wr, "$i @n\n";
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    close $wr;
+    my %n;
+    while (my $l = <$rd>) {
+        $n{$1} = "$2/$3" if $l =~ /^(\d+) (\d+) (\d+)$/;
+    }
+    waitpid $_, 0 for @kids;
+    return [ map { $n{$_} // '0/0' } 0 .. $#$ids ];
+}
+
+my @on2;
+{
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    my @made;
+    for (1 .. 40) {
+        my $res = $ua->get($web[1]->url('/memsess/session.php'));
+        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
+        push @made, $id if $id;
+    }
+    my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
+    my $n2 = addr($N[1]);
+    for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
+        push @on2, $1 if /^(\S+) \Q$n2\E(?:,|$)/ && @on2 < 6;
+    }
+}
+{
+    my @mt = map { $_->log_mark } @web;
+    my $ck = checker_of($web[2]);
+    my ($src, $sout) = Memsess::Instance::root_helper('stopchild', $web[2]->dir, $ck // 0);
+    ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
+    my $out2 = wait_for(5, sub { seen($web[1], $N[1]) =~ /^down/ }, 0.005);
+    my $t_out = time;
+    my $job = bg_run(sub { at_web2_then_web3(\@on2) });
+    # (within 0.6 s of the stop: a child of web3 takes checking over then)
+    sleep $t_out + 0.1 - time if $t_out + 0.1 > time;
+    my $late = (split / /, seen($web[2], $N[1]))[0];
+    Memsess::Instance::root_helper('contchild', $web[2]->dir, $ck // 0);
+    my $n = bg_join($job, 30);
+    my @n = ref $n eq 'ARRAY' ? @$n : ();
+    my @bad = grep { $_ ne '2/3' } @n;
+    ok t_cmp(join(' ', $src, defined $out2 ? 1 : 0, $late, scalar(@n), scalar(@bad)), '0 1 up 6 0',
+             "web3's checker stopped (" . ($ck // 'none') . "), web1 cut off: web2 takes N2 out, web3 100 ms later; "
+             . 'six sessions of N2 written at web2 at once, then read at web3: none stale (' . "@n)");
+    ok t_cmp(logged(\@mt, qr/MEMSESS0090: .*requests here wait up to \d+ms for the rest of the group/, $N[1]), 2,
+             'web2 and web3 say their requests wait for the rest of the group (MEMSESS0090)');
+}
+
 # --- an instance that dies holds nobody up ------------------------------------------
 
-($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
+# (web1 still cut off from N2)
 my $down2 = wait_for(10, sub { all_say($N[1], 'down') });
 ok t_cmp(defined $down2 ? 1 : 0, 1, 'cut off again: all three leave N2 out');
 my @ml = map { $_->log_mark } @web;

@@ -20,6 +20,8 @@
 #                                         at once (an instance that dies)
 #   root-helper.sh killchild DIR PID      SIGKILL to one child of DIR's parent
 #                                         (the child running the checker)
+#   root-helper.sh stopchild DIR PID      SIGSTOP to it (a checker late)
+#   root-helper.sh contchild DIR PID      SIGCONT to it
 #   root-helper.sh fds DIR                "PID NFDS" of the parent and each child
 #   root-helper.sh cut USER PORT [drop]   reject (or drop) USER's TCP to
 #                                         127.0.0.1:PORT
@@ -155,14 +157,15 @@ case $cmd in
         d=$(check_dir "$2")
         kill -USR1 "$(root_parent "$d")"
         ;;
-    killchild)
-        [ $# -eq 3 ] || die "usage: killchild DIR PID"
+    killchild|stopchild|contchild)
+        [ $# -eq 3 ] || die "usage: $cmd DIR PID"
         d=$(check_dir "$2")
         [[ $3 =~ ^[0-9]+$ ]] || die "not a pid: $3"
         pid=$(root_parent "$d")
         [ "$(awk '{print $4}' "/proc/$3/stat" 2>/dev/null)" = "$pid" ] ||
             die "$3 is not a child of $d's parent $pid"
-        kill -KILL "$3"
+        sig=${cmd%child}
+        kill -"${sig^^}" "$3"
         ;;
     fds)
         [ $# -eq 2 ] || die "usage: fds DIR"
