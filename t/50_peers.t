@@ -964,8 +964,8 @@ sub held_across_flip {
 # --- the others of a cut take the server out together ------------------------------
 
 # web1 cut off from N2 again, with web3's checker process stopped (SIGSTOP)
-# until 100 ms after web2 has taken N2 out: web3 takes it out that much
-# later (two instances each at a round of its own: the soak's seed
+# from web1's verdict until 100 ms after web2 has taken N2 out: web3 takes
+# it out that much later (two instances each at a round of its own: the soak's seed
 # 271828, 110 ms apart, stale reads between them).  Six sessions that N2
 # holds first each get a request at web2 the moment it has taken N2 out,
 # then one at web3.  web2's requests wait until the rest of the group can
@@ -1030,23 +1030,35 @@ my @on2;
 {
     my @mt = map { $_->log_mark } @web;
     my $ck = checker_of($web[2]);
-    my ($src, $sout) = Memsess::Instance::root_helper('stopchild', $web[2]->dir, $ck // 0);
-    ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
-    my $out2 = wait_for(5, sub { seen($web[1], $N[1]) =~ /^down/ }, 0.005);
+    # web1 cut off; the moment it says N2 down, web3's checker is stopped
+    # (a child of web3 would take checking over 0.6 s after).  When web3
+    # had already read web1's line (its status says down), N2 is healed,
+    # taken back by all, and the cut tried again.
+    my ($src, $late, $tries, $out2) = (-1, 'none', 0);
+    while ($tries++ < 4) {
+        ($rc, $out) = Memsess::Instance::root_helper('cut', 'memsess-web1', $port2);
+        wait_for(5, sub { seen($web[0], $N[1]) =~ /^down/ }, 0.005);
+        ($src) = Memsess::Instance::root_helper('stopchild', $web[2]->dir, $ck // 0);
+        last if seen($web[2], $N[1]) =~ /^up/;
+        Memsess::Instance::root_helper('contchild', $web[2]->dir, $ck // 0);
+        Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
+        wait_for(15, sub { all_say($N[1], 'up') });
+    }
+    $out2 = wait_for(5, sub { seen($web[1], $N[1]) =~ /^down/ }, 0.005);
     my $t_out = time;
     my $job = bg_run(sub { at_web2_then_web3(\@on2) });
-    # (within 0.6 s of the stop: a child of web3 takes checking over then)
     sleep $t_out + 0.1 - time if $t_out + 0.1 > time;
-    my $late = (split / /, seen($web[2], $N[1]))[0];
+    $late = (split / /, seen($web[2], $N[1]))[0];
     Memsess::Instance::root_helper('contchild', $web[2]->dir, $ck // 0);
     my $n = bg_join($job, 30);
     my @n = ref $n eq 'ARRAY' ? @$n : ();
     my @bad = grep { $_ ne '2/3' } @n;
     ok t_cmp(join(' ', $src, defined $out2 ? 1 : 0, $late, scalar(@n), scalar(@bad)), '0 1 up 6 0',
-             "web3's checker stopped (" . ($ck // 'none') . "), web1 cut off: web2 takes N2 out, web3 100 ms later; "
-             . 'six sessions of N2 written at web2 at once, then read at web3: none stale (' . "@n)");
-    ok t_cmp(logged(\@mt, qr/MEMSESS0090: .*requests here wait up to \d+ms for the rest of the group/, $N[1]), 2,
-             'web2 and web3 say their requests wait for the rest of the group (MEMSESS0090)');
+             "web1 cut off, web3's checker stopped (" . ($ck // 'none') . ", try $tries): web2 takes N2 out, "
+             . 'web3 100 ms later; six sessions of N2 written at web2 at once, then read at web3: none stale ('
+             . "@n)");
+    ok t_cmp(logged(\@mt, qr/MEMSESS0090: .*requests here wait up to \d+ms for the rest of the group/, $N[1]) >= 2
+             ? 1 : 0, 1, 'web2 and web3 say their requests wait for the rest of the group (MEMSESS0090)');
 }
 
 # --- an instance that dies holds nobody up ------------------------------------------
