@@ -1903,6 +1903,21 @@ static apr_status_t held_settle(memsess_sync_t *y, apr_pool_t *p, char *err,
     return rv;
 }
 
+/* Whether a list now places the key y->where holds on server i (as its
+ * authority or a replica: requests read and write it there, and delete
+ * it there at a logout). */
+static int read_here(const memsess_sync_t *y, int i)
+{
+    int k;
+
+    for (k = 0; k < y->nlists; k++) {
+        if (holds(y->where[k].now, y->where[k].nnow, i)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* What a listed key is to one_key(): in a rename, a key under the
  * namespace now is a source (copied from its authority, never deleted),
  * one under the next a target's copy; otherwise both. */
@@ -2048,9 +2063,17 @@ static apr_status_t one_key(memsess_sync_t *y, int i, pass_e pass,
     }
 target:
     /* a rebalance's target that lists read now: a copy the sync made or
-     * checked here goes when its authority lost it since (a logout) */
-    if (pass == PASS_DELTA && y->s < 0 && placed_here
-        && written_at(y, i, it)) {
+     * checked here goes when its authority lost it since (a logout); so
+     * does, in the first pass, a copy no list reads here now that the
+     * sync did not make (left by an earlier change, or a write with a
+     * list of before), when its authority has none: once the new list
+     * reads it here, it would undo a logout (the soak's seed 918273: a session read back 4 s and two
+     * logouts old, at a pool change) */
+    if (y->s < 0 && placed_here
+        && (pass == PASS_DELTA ? written_at(y, i, it) != NULL
+                               : pass == PASS_FULL && !y->rename
+                                 && !read_here(y, i)
+                                 && !written_at(y, i, it))) {
         for (k = 0; k < y->nlists; k++) {
             where_t *w = &y->where[k];
 

@@ -61,7 +61,15 @@
  *       replica through proxies that list every key twice; prints "dups:
  *       missing M deleted D of C copies": no copy may go for a duplicate
  *       line; then the rejoin of PORT2 restarted empty (a full sync)
- *       through them, "dups rejoin: ..." the same (t/54_neighbours.t). */
+ *       through them, "dups rejoin: ..." the same (t/54_neighbours.t).
+ *   test_sync.bin --leftover HOST PORT1 PORT2 PORT3 N
+ *       a pool shrunk from the three servers to the first two (no
+ *       replica): of N sessions, those the third held get an old copy
+ *       where the two-server list places them (left there by an earlier
+ *       change), and every other one of them logs out; after the
+ *       rebalance's passes before the flip prints "leftover: done, undone
+ *       U stale S of L old copies" (undone: a logged-out session's old
+ *       copy still where the new list reads it; t/54_neighbours.t). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1360,6 +1368,82 @@ static int count_missing(memsess_place_t *pl, memcached_st **mc,
     return missing;
 }
 
+/* --leftover (see the top). */
+static int leftover_cli(int argc, char **argv)
+{
+    memcached_st *mc[3];
+    memsess_place_t *now, *next;
+    memsess_sync_spec_t spec;
+    memsess_sync_list_t l;
+    char err[256] = "", key[128];
+    const char *value = "n|i:9;", *old = "n|i:1;";
+    int i, n, w[4], nw, t, left = 0, undone = 0, stale = 0;
+    apr_uint64_t deleted;
+    apr_status_t rv;
+
+    if (argc < 7 || (n = atoi(argv[6])) < 1) {
+        fprintf(stderr, "usage: %s --leftover HOST PORT1 PORT2 PORT3 N\n",
+                argv[0]);
+        return 2;
+    }
+    three_emptied(argv, mc, &l, 0);
+    l.path_next = apr_psprintf(p, "%s:%s,%s:%s", argv[2], argv[3], argv[2],
+                               argv[4]);
+    l.ketama = 1;
+    l.next_own = 1;
+    l.next_ketama = 1;
+    now = memsess_place_create(p, l.path_now, 0, 1);
+    next = memsess_place_create(p, l.path_next, 0, 1);
+    seed_sessions(now, mc, "lo", n, value, -1);
+    for (i = 0; i < n; i++) {
+        apr_snprintf(key, sizeof(key), "%slo%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(now, key + 14, strlen(key + 14), w, 4);
+        if (nw < 1 || w[0] != 2) {
+            continue;   /* it stays where it is */
+        }
+        /* the third server's: an old copy where the next list places it,
+         * left there by an earlier change; every other user logs out */
+        memsess_place_key(next, key + 14, strlen(key + 14), &t, 1);
+        memcached_set(mc[t], key, strlen(key), old, strlen(old), 3600, 0);
+        left++;
+        if (i % 2) {
+            memcached_delete(mc[2], key, strlen(key), 0);
+        }
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.lists = &l;
+    spec.nlists = 1;
+    spec.timeout = apr_time_from_msec(500);
+    rv = sync_before_only(&spec, err, sizeof(err), &deleted);
+    for (i = 0; i < n; i++) {
+        char *v;
+        size_t len;
+        uint32_t flags;
+        memcached_return_t rc;
+
+        apr_snprintf(key, sizeof(key), "%slo%08d", MEMSESS_SESS_PREFIX, i);
+        nw = memsess_place_key(now, key + 14, strlen(key + 14), w, 4);
+        if (nw < 1 || w[0] != 2) {
+            continue;
+        }
+        memsess_place_key(next, key + 14, strlen(key + 14), &t, 1);
+        v = memcached_get(mc[t], key, strlen(key), &len, &flags, &rc);
+        if (i % 2) {
+            undone += v != NULL;
+        }
+        else {
+            stale += !v || len != strlen(value) || memcmp(v, value, len);
+        }
+        free(v);
+    }
+    printf("leftover: %s, undone %d stale %d of %d old copies\n",
+           rv == APR_SUCCESS ? "done" : err, undone, stale, left);
+    for (i = 0; i < 3; i++) {
+        memcached_free(mc[i]);
+    }
+    return rv == APR_SUCCESS && left && !undone && !stale ? 0 : 1;
+}
+
 /* --dups (see the top). */
 static int dups_cli(int argc, char **argv)
 {
@@ -1710,6 +1794,9 @@ int main(int argc, char **argv)
     }
     else if (argc > 1 && !strcmp(argv[1], "--dups")) {
         rc = dups_cli(argc, argv);
+    }
+    else if (argc > 1 && !strcmp(argv[1], "--leftover")) {
+        rc = leftover_cli(argc, argv);
     }
     else if (argc > 1 && (!strcmp(argv[1], "--feed")
                           || !strcmp(argv[1], "--feed-grow"))) {
