@@ -121,9 +121,9 @@ const char *memsess_gate_text(apr_pool_t *p, const memsess_gate_t *g,
     }
     return apr_psprintf(p, "its requests waited %" APR_TIME_T_FMT "ms at "
                         "the flip for the %d that had the old list%s, and "
-                        "%d sessions they used, in no listing, were brought "
-                        "over, and %d that requests running at the flip "
-                        "left", g->open > g->closed
+                        "%d sessions they used were brought over (missed "
+                        "by the listings, or left older at the new place), "
+                        "and %d that requests running at the flip left", g->open > g->closed
                         ? apr_time_as_msec(g->open - g->closed) : 0,
                         g->waited_for, g->open >= g->until
                         ? " (no longer: the most it waits)" : "", brought,

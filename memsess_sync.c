@@ -3297,6 +3297,9 @@ typedef struct {
     const memsess_flip_wait_t *wait;
 } snap_ctx_t;
 
+/* A request running at the flip (worker >= 0), or a session a follower's
+ * requests used under the old list (worker -1: brought over once they
+ * are settled, see memsess_sync_flipped). */
 static void snap_one(void *ctx, const char *id, apr_size_t len, int worker,
                      apr_uint64_t token)
 {
@@ -3328,7 +3331,7 @@ static void snap_one(void *ctx, const char *id, apr_size_t len, int worker,
         }
         /* read while the request still ran: its user's next request had
          * not begun, so nothing of theirs is in it */
-        if (!c->wait->still(c->wait->baton, worker, token)) {
+        if (worker >= 0 && !c->wait->still(c->wait->baton, worker, token)) {
             return;
         }
         sn = &y->snaps[y->nsnaps++];
@@ -3342,6 +3345,11 @@ static void snap_one(void *ctx, const char *id, apr_size_t len, int worker,
         sn->cas = rc == MEMCACHED_SUCCESS ? memcached_result_cas(y->res) : 0;
         sn->done = 0;
     }
+}
+
+static void snap_recent(void *ctx, const char *id, apr_size_t len)
+{
+    snap_one(ctx, id, len, -1, 0);
 }
 
 /* Once the request has ended: its session's copy at its old first server
@@ -3388,13 +3396,14 @@ static apr_status_t snap_copy(memsess_sync_t *y, const snap_t *sn, char *err,
         rc = put_t(y, sn->t, tk, tl, memcached_result_value(y->res),
                    memcached_result_length(y->res),
                    memcached_result_flags(y->res), expiry(it.exp), sn->cas);
-        y->late_brought += rc == MEMCACHED_SUCCESS;
+        *(sn->worker >= 0 ? &y->late_brought : &y->recent_brought)
+            += rc == MEMCACHED_SUCCESS;
         rv = put_done(y, sn->t, &it, memcached_result_cas(y->res), rc, err,
                       errlen);
     }
     else if (rc == MEMCACHED_NOTFOUND && sn->cas) {
         /* it logged out: its copy at the new place goes too */
-        y->late_brought++;
+        (*(sn->worker >= 0 ? &y->late_brought : &y->recent_brought))++;
         rv = delete_key(y, sn->t, &it, err, errlen);
         forget(y, sn->t, &it);
     }
@@ -3422,13 +3431,28 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
     /* the requests running now: their sessions' new places as they are
      * (before the old list's locks go: they may wait on one) */
     y->nsnaps = 0;
-    if (wait && wait->inflight && wait->still) {
+    if (wait && ((wait->inflight && wait->still)
+                 || (wait->recent && !y->written))) {
         snap_ctx_t c = { y, wait };
 
         if (!y->snaps) {
             y->snaps = apr_palloc(y->pool, SNAP_MAX * sizeof(snap_t));
         }
-        wait->inflight(wait->baton, snap_one, &c);
+        if (wait->inflight && wait->still) {
+            wait->inflight(wait->baton, snap_one, &c);
+        }
+        if (wait->recent && !y->written) {
+            /* a follower's engine (no passes, no guard: the holder's):
+             * the sessions its requests used under the old list, their
+             * new places as the holder's passes left them.  Once those
+             * requests are over, each old place's copy is brought over
+             * where the new one is still as it was (no request of the
+             * new list wrote it): the holder's guard does as much, but
+             * dies with its process (the soak's seed 271828: a holder's
+             * checker killed at its flip, a write of the old list left
+             * behind) */
+            wait->recent(wait->baton, snap_recent, &c);
+        }
     }
     for (k = 0; k < y->nguards; k++) {
         guard_release_old(y, &y->guards[k]);   /* (memsess_sync_hold_hot) */
@@ -3502,7 +3526,8 @@ apr_status_t memsess_sync_flipped(memsess_sync_t *y,
             if (stop || now >= snap_until) {
                 sn->done = 1;   /* (too long: left to the passes) */
             }
-            else if (!wait->still(wait->baton, sn->worker, sn->token)) {
+            else if (sn->worker < 0 ? settled
+                     : !wait->still(wait->baton, sn->worker, sn->token)) {
                 rv = snap_copy(y, sn, err, errlen);
                 sn->done = 1;
             }

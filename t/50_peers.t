@@ -45,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 75, need {
+plan tests => 77, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -838,14 +838,14 @@ sub born_at_done {
                              $before // 0, 1000 * $published - $flip) };
 }
 
-# (the sessions of the section after this one, idle from now on: six
-# that the list with N3 places first on N3, by libmemcached's placement,
-# t/unit/test_sync.bin --place, as t/28_rejoin_sync.t checks it)
-my @idle;
+# (the sessions of the two sections after this one, idle from now on:
+# six each that the list with N3 places first on N3, by libmemcached's
+# placement, t/unit/test_sync.bin --place, as t/28_rejoin_sync.t checks it)
+my (@idle, @idle2);
 {
     my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
     my @made;
-    for (1 .. 40) {
+    for (1 .. 70) {
         my $res = $ua->get($web[0]->url('/memsess/session.php'));
         my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
         push @made, $id if $id;
@@ -853,7 +853,8 @@ my @idle;
     my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
     my $n3 = addr($N[2]);
     for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
-        push @idle, $1 if /^(\S+) \Q$n3\E(?:,|$)/ && @idle < 6;
+        next unless /^(\S+) \Q$n3\E(?:,|$)/;
+        if (@idle < 6) { push @idle, $1 } elsif (@idle2 < 6) { push @idle2, $1 }
     }
 }
 my $idle_from = time;
@@ -961,6 +962,69 @@ sub held_across_flip {
              'the follower says it brought over what they left (MEMSESS0038)');
 }
 
+# --- sessions written at a follower between the holder's done and its flip ---
+
+# Six sessions that the list with N3 places first on N3, idle since before
+# the two sections above (not active: no guard of the holder's watches
+# them, and its passes copied them before its done).  N3 frozen and
+# thawed: between the holder's done and its flip each gets a request at a
+# follower (the old list: its old place), then, once the follower has
+# published N3, another there.  The follower read each one's new place
+# at the flip and, once its requests of the old list were over, brought
+# the old place's copy over where the new one was still as the holder
+# left it: the second request reads the first one's write.  (Without it,
+# the holder's copy of before, until its passes after the flip 1 s later,
+# or never when its checker dies at the flip: the soak's seed 271828.)
+
+# In a process of its own: for each session of @$ids, a request at the
+# follower after the holder once the sync of $rname is done, and one there
+# once it publishes $rname: "n_before n_after" each.
+sub written_at_done {
+    my ($since, $timeout, $rname, $ids) = @_;
+    my $done = sync_done($since, $timeout, $rname);
+    return $done if $done->{error};
+    my ($h, $flip) = ($done->{holder}, $done->{flip});
+    my $f = ($h + 1) % 3;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    my (@n, $before);
+    for my $id (@$ids) {
+        my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$id");
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        push @n, [$d ? $d->{n} : 0];
+        $before++ if time < $flip;
+    }
+    wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
+    my $published = time;
+    for my $i (0 .. $#$ids) {
+        my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$ids->[$i]");
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        push @{ $n[$i] }, $d ? $d->{n} : 0;
+    }
+    return { holder => $h, follower => $f, before => $before // 0, n => \@n,
+             when => sprintf('%d written before the flip, read from %d ms after it',
+                             $before // 0, 1000 * ($published - $flip)) };
+}
+
+{
+    my @mw = map { $_->log_mark } @web;
+    memc_freeze($N[2]);
+    wait_for(5, sub { all_say($N[2], 'down') });
+    my $t0 = time;
+    my $job = bg_run(sub { written_at_done(int($t0) - 1, 20, $N[2], \@idle2) });
+    memc_thaw($N[2]);
+    my $r = bg_join($job, 30);
+    wait_for(10, sub { all_say($N[2], 'up') });
+    my @n = @{ $r->{n} || [] };
+    my $fresh = grep { $_->[0] >= 2 && $_->[1] == $_->[0] + 1 } @n;
+    ok t_cmp(defined $r->{follower} && @n == 6 && $r->{before} == 6 && $fresh == 6 ? 1 : 0, 1,
+             'sessions written at a follower (web' . (($r->{follower} // -1) + 1) . ') between the holder\'s done '
+             . 'and its flip, read there again after it: every write there ('
+             . ($r->{error} // "$r->{when}; " . join(' ', map { "$_->[0]/$_->[1]" } @n)) . ')');
+    ok t_cmp(defined $r->{follower}
+             && $web[ $r->{follower} ]->log_since($mw[ $r->{follower} ]) =~ /MEMSESS0038: .*and (\d+) sessions they used were brought over/
+             && $1 >= 1 ? 1 : 0, 1, 'the follower says it brought them over (MEMSESS0038)');
+}
+
 # --- the others of a cut take the server out together ------------------------------
 
 # web1 cut off from N2 again, with web3's checker process stopped (SIGSTOP)
@@ -1043,6 +1107,10 @@ my @on2;
         Memsess::Instance::root_helper('contchild', $web[2]->dir, $ck // 0);
         Memsess::Instance::root_helper('heal', 'memsess-web1', $port2);
         wait_for(15, sub { all_say($N[1], 'up') });
+        # (the job of that rejoin over, its record gone: while it says
+        # done, a new verdict of its holder's is taken for the line of
+        # before, up to 2 s here)
+        sleep 3;
     }
     $out2 = wait_for(5, sub { seen($web[1], $N[1]) =~ /^down/ }, 0.005);
     my $t_out = time;
