@@ -133,6 +133,11 @@ struct memsess_exchange {
     unsigned char      *job;           /* [n] another instance syncs it */
     char              (*jobdone)[MEMSESS_INSTANCE_MAX];  /* [n] ... or is
                                         * done with it (its holder) */
+    apr_int64_t        *jobflip;       /* [n] ... its flip time (unix
+                                        * seconds, by its holder's clock) */
+    apr_int64_t        *newest;        /* [n] the last refresh of another
+                                        * instance's line, this round (unix
+                                        * seconds, by its own clock) */
     uint64_t           *job_cas;       /* [n] its job record, last read */
     apr_time_t         *job_changed;   /* [n] our monotonic time it last
                                         * changed (its holder renews it
@@ -620,6 +625,7 @@ static void read_job(memsess_exchange_t *x, int y, const char *value,
          * reading, took the server out again for the holder's line, and
          * synced it a second time (t/52_lease.t, once) */
         apr_cpystrn(x->jobdone[y], job.holder, sizeof(x->jobdone[y]));
+        x->jobflip[y] = job.flip_ms / 1000;
     }
 }
 
@@ -709,7 +715,15 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
         }
         if (memsess_verdicts_others(rec, x->rt->g.instance, now,
                                     x->who[f->x], MEMSESS_REPORTERS_MAX)) {
+            int k;
+
             x->peer[f->x] = 1;
+            for (k = 0; k < rec->n; k++) {
+                if (strcmp(rec->v[k].name, x->rt->g.instance)
+                    && rec->v[k].reported > x->newest[f->x]) {
+                    x->newest[f->x] = rec->v[k].reported;
+                }
+            }
         }
         put_line(x, f->x, y, mc, rec, f->cas, now);
     }
@@ -1006,6 +1020,7 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     memset(x->job, 0, (apr_size_t)x->n);
     for (i = 0; i < x->n; i++) {
         x->jobdone[i][0] = '\0';
+        x->newest[i] = 0;
     }
     for (i = 0; i < x->n; i++) {
         x->who[i][0] = '\0';
@@ -1022,8 +1037,12 @@ static void exchange_round(memsess_exchange_t *x, apr_pool_t *p)
     fast = 0;
     for (i = 0; i < x->n; i++) {
         /* the holder of a sync it has published is the only one to hold
-         * it out: its line is on its way out */
-        if (x->peer[i] && *x->jobdone[i] && !strcmp(x->who[i], x->jobdone[i])) {
+         * it out: its line is on its way out, unless refreshed in a second
+         * after its flip's (a new verdict of its own: the record says done
+         * for a second or two more, up to 30 s after a stop, while the
+         * server was held in by all) */
+        if (x->peer[i] && *x->jobdone[i] && !strcmp(x->who[i], x->jobdone[i])
+            && x->newest[i] <= x->jobflip[i]) {
             x->peer[i] = 0;
             x->who[i][0] = '\0';
         }
@@ -1183,6 +1202,8 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->peer = apr_pcalloc(pool, n);
     x->job = apr_pcalloc(pool, n);
     x->jobdone = apr_pcalloc(pool, n * sizeof(*x->jobdone));
+    x->jobflip = apr_pcalloc(pool, n * sizeof(*x->jobflip));
+    x->newest = apr_pcalloc(pool, n * sizeof(*x->newest));
     x->job_cas = apr_pcalloc(pool, n * sizeof(*x->job_cas));
     x->job_changed = apr_pcalloc(pool, n * sizeof(*x->job_changed));
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));
