@@ -167,6 +167,63 @@ sub show_log {
     }
 }
 
+# Session $id's counter after a request at instance $w ($query: the
+# page's arguments), 0 when it failed.
+sub counted {
+    my ($ua, $w, $id, $query) = @_;
+    my $res = $ua->get($w->url('/memsess/session.php' . ($query ? "?$query" : '')),
+                       Cookie => "PHPSESSID=$id");
+    my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+    return $d ? $d->{n} : 0;
+}
+
+# $each->($id, $ua) for every session of @$ids at once, each in a process
+# of its own: the $width numbers each returned, in @$ids' order (0s for
+# one that did not answer).
+sub for_each_at_once {
+    my ($ids, $width, $each) = @_;
+    pipe(my $rd, my $wr) or return [];
+    my @kids;
+    for my $i (0 .. $#$ids) {
+        my $pid = fork // last;
+        if (!$pid) {
+            close $rd;
+            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
+            syswrite $wr, join(' ', $i, $each->($ids->[$i], $ua)) . "\n";
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    close $wr;
+    my %got;
+    while (my $l = <$rd>) {
+        my ($i, @v) = split ' ', $l;
+        $got{$i} = \@v if @v == $width;
+    }
+    waitpid $_, 0 for @kids;
+    return [ map { $got{$_} // [ (0) x $width ] } 0 .. $#$ids ];
+}
+
+# Up to $want of $made sessions made at instance $w that the list of the
+# three servers places first on server $name (libmemcached's placement,
+# t/unit/test_sync.bin --place, as t/28_rejoin_sync.t checks it).
+sub first_on {
+    my ($w, $made, $name, $want) = @_;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    my (@made, @ids);
+    for (1 .. $made) {
+        my $res = $ua->get($w->url('/memsess/session.php'));
+        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
+        push @made, $id if $id;
+    }
+    my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
+    my $a = addr($name);
+    for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
+        push @ids, $1 if /^(\S+) \Q$a\E(?:,|$)/ && @ids < $want;
+    }
+    return @ids;
+}
+
 # Writes $count session keys (as php-memcached names them) to server $name.
 sub memc_fill {
     my ($name, $tag, $count) = @_;
@@ -828,35 +885,16 @@ sub born_at_done {
     wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
     my $published = time;
     my @n;
-    for my $id (@ids) {
-        my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$id");
-        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-        push @n, $d ? $d->{n} : 0;
-    }
+    push @n, counted($ua, $web[$f], $_) for @ids;
     return { holder => $h, follower => $f, before => $before // 0, n => \@n,
              when => sprintf('%d made before the flip, read from %d ms after it',
                              $before // 0, 1000 * $published - $flip) };
 }
 
 # (the sessions of the two sections after this one, idle from now on:
-# six each that the list with N3 places first on N3, by libmemcached's
-# placement, t/unit/test_sync.bin --place, as t/28_rejoin_sync.t checks it)
-my (@idle, @idle2);
-{
-    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
-    my @made;
-    for (1 .. 70) {
-        my $res = $ua->get($web[0]->url('/memsess/session.php'));
-        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
-        push @made, $id if $id;
-    }
-    my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
-    my $n3 = addr($N[2]);
-    for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
-        next unless /^(\S+) \Q$n3\E(?:,|$)/;
-        if (@idle < 6) { push @idle, $1 } elsif (@idle2 < 6) { push @idle2, $1 }
-    }
-}
+# six each that the list with N3 places first on N3)
+my @idle = first_on($web[0], 70, $N[2], 12);
+my @idle2 = splice @idle, 6;
 my $idle_from = time;
 {
     my @mb = map { $_->log_mark } @web;
@@ -903,34 +941,12 @@ sub held_across_flip {
     return $done if $done->{error};
     my ($h, $flip) = ($done->{holder}, 1000 * $done->{flip});
     my $f = ($h + 1) % 3;
-    pipe(my $rd, my $wr) or return { error => "pipe: $!" };
-    my @kids;
-    for my $i (0 .. $#$ids) {
-        my $pid = fork // last;
-        if (!$pid) {
-            close $rd;
-            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
-            my @n;
-            for my $at ([$f, "hold=$hold"], [$h, '']) {
-                my $res = $ua->get($web[ $at->[0] ]->url("/memsess/session.php?$at->[1]"),
-                                   Cookie => "PHPSESSID=$ids->[$i]");
-                my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-                push @n, $d ? $d->{n} : 0;
-                sleep $after;
-            }
-            syswrite $wr, "$i @n\n";
-            POSIX::_exit(0);
-        }
-        push @kids, $pid;
-    }
-    close $wr;
-    my %n;
-    while (my $l = <$rd>) {
-        $n{$1} = [$2, $3] if $l =~ /^(\d+) (\d+) (\d+)$/;
-    }
-    waitpid $_, 0 for @kids;
-    return { holder => $h, follower => $f, flip => $flip / 1000,
-             n => [ map { $n{$_} // [0, 0] } 0 .. $#$ids ] };
+    my $n = for_each_at_once($ids, 2, sub {
+        my ($id, $ua) = @_;
+        map { my $n = counted($ua, $web[ $_->[0] ], $id, $_->[1]); sleep $after; $n }
+            [$f, "hold=$hold"], [$h, ''];
+    });
+    return { holder => $h, follower => $f, flip => $flip / 1000, n => $n };
 }
 
 {
@@ -986,37 +1002,17 @@ sub written_at_done {
     my ($h, $flip) = ($done->{holder}, $done->{flip});
     my $f = ($h + 1) % 3;
     # (all at once: the flip is 250 ms after the done)
-    pipe(my $rd, my $wr) or return { error => "pipe: $!" };
-    my @kids;
-    for my $i (0 .. $#$ids) {
-        my $pid = fork // last;
-        if (!$pid) {
-            close $rd;
-            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
-            my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$ids->[$i]");
-            my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-            syswrite $wr, "$i " . ($d ? $d->{n} : 0) . ' ' . (time < $flip ? 1 : 0) . "\n";
-            POSIX::_exit(0);
-        }
-        push @kids, $pid;
-    }
-    close $wr;
-    my (@n, $before);
-    while (my $l = <$rd>) {
-        next unless $l =~ /^(\d+) (\d+) (\d)$/;
-        $n[$1] = [$2];
-        $before += $3;
-    }
-    waitpid $_, 0 for @kids;
-    $n[$_] //= [0] for 0 .. $#$ids;
+    my $first = for_each_at_once($ids, 2, sub {
+        my ($id, $ua) = @_;
+        (counted($ua, $web[$f], $id), time < $flip ? 1 : 0);
+    });
+    my @n = map { [ $_->[0] ] } @$first;
+    my $before = 0;
+    $before += $_->[1] for @$first;
     my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
     wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
     my $published = time;
-    for my $i (0 .. $#$ids) {
-        my $res = $ua->get($web[$f]->url('/memsess/session.php'), Cookie => "PHPSESSID=$ids->[$i]");
-        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-        push @{ $n[$i] }, $d ? $d->{n} : 0;
-    }
+    push @{ $n[$_] }, counted($ua, $web[$f], $ids->[$_]) for 0 .. $#$ids;
     return { holder => $h, follower => $f, before => $before // 0, n => \@n,
              when => sprintf('%d written before the flip, read from %d ms after it',
                              $before // 0, 1000 * ($published - $flip)) };
@@ -1066,48 +1062,14 @@ sub checker_of {
 # then one at web3 ("n_at_web2 n_at_web3" each).
 sub at_web2_then_web3 {
     my ($ids) = @_;
-    pipe(my $rd, my $wr) or return { error => "pipe: $!" };
-    my @kids;
-    for my $i (0 .. $#$ids) {
-        my $pid = fork // last;
-        if (!$pid) {
-            close $rd;
-            my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
-            my @n;
-            for my $w (@web[1, 2]) {
-                my $res = $ua->get($w->url('/memsess/session.php'), Cookie => "PHPSESSID=$ids->[$i]");
-                my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
-                push @n, $d ? $d->{n} : 0;
-            }
-            syswrite $wr, "$i @n\n";
-            POSIX::_exit(0);
-        }
-        push @kids, $pid;
-    }
-    close $wr;
-    my %n;
-    while (my $l = <$rd>) {
-        $n{$1} = "$2/$3" if $l =~ /^(\d+) (\d+) (\d+)$/;
-    }
-    waitpid $_, 0 for @kids;
-    return [ map { $n{$_} // '0/0' } 0 .. $#$ids ];
+    my $n = for_each_at_once($ids, 2, sub {
+        my ($id, $ua) = @_;
+        map { counted($ua, $_, $id) } @web[1, 2];
+    });
+    return [ map { "$_->[0]/$_->[1]" } @$n ];
 }
 
-my @on2;
-{
-    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
-    my @made;
-    for (1 .. 40) {
-        my $res = $ua->get($web[1]->url('/memsess/session.php'));
-        my ($id) = ($res->header('Set-Cookie') // '') =~ /PHPSESSID=([^;]+)/;
-        push @made, $id if $id;
-    }
-    my $place = catfile(File::Basename::dirname($vars->{t_dir}), 't', 'unit', 'test_sync.bin');
-    my $n2 = addr($N[1]);
-    for (split /\n/, `"$place" --place "@{[ join ',', map { addr($_) } @N ]}" 1 0 @made 2>&1`) {
-        push @on2, $1 if /^(\S+) \Q$n2\E(?:,|$)/ && @on2 < 6;
-    }
-}
+my @on2 = first_on($web[1], 40, $N[1], 6);
 # When instance $w logged MEMSESS0090 about $name since $mark (seconds of
 # the day, from its error log's time stamp), or undef.
 sub out_at {
