@@ -167,6 +167,7 @@ void memsess_gate_wait(memsess_gate_t *g, memsess_flip_wait_t *wait)
     wait->inflight = memsess_gate_inflight;
     wait->still = memsess_gate_still;
     wait->baton = g;
+    wait->until = g->until;
 }
 
 int memsess_gate_follow(memsess_gate_t *g, const memsess_sync_spec_t *spec,

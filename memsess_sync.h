@@ -218,6 +218,10 @@ typedef struct {
                      void *ctx);
     int  (*still)(void *baton, int worker, apr_uint64_t token);
     void  *baton;
+    /* when requests stop waiting whatever the gate (memsess_mono_now();
+     * 0: never): past it, a request of the new list may have deleted a
+     * session (a logout), and what recent() gives is no longer added */
+    apr_time_t until;
 } memsess_flip_wait_t;
 /* Right after the flip: a held lock is kept until the requests that got
  * the old list are done with the session (settled, their lock free), what
