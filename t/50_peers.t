@@ -834,25 +834,20 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # session born at one instance 220 ms before a flip; its user's next
 # request, at another instance just after it, read N2 empty: lost.)
 
-# Finds the sync's job record on the returning server $rname and reads it
-# every 2 ms until it says done for a job begun at $since or later: the
-# holder's index and its flip time (unix s), or { error }.
+# Reads the sync's job record on the returning server $rname every 2 ms
+# until it says done for a job begun at $since or later: the holder's
+# index and its flip time (unix s), or { error }.  (Its key by name: a
+# listing to find it waited for the crawler while the sync's own listing
+# ran, and came back after the flip under ASan.)
 sub sync_done {
     my ($since, $timeout, $rname) = @_;
     my ($host, $port) = host_port($rname);
-    (my $enc = addr($rname)) =~ s/:/%3A/g;
     my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
         or return { error => "connect: $!" };
-    my ($key, $dumped);
+    my $key = "memsess:v1:$GROUP:job:" . addr($rname);
     my $end = time + $timeout;
     while (time < $end) {
-        if (!$key && (!$dumped || time - $dumped > 0.05)) {
-            my $dump = mc_ask($sock, 'lru_crawler metadump all') // next;
-            $dumped = time;
-            ($key) = $dump =~ /^key=(memsess%3Av\d+%3A\S*%3Ajob%3A\Q$enc\E)\s/m;
-            $key =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if $key;
-        }
-        my $v = $key ? mc_ask($sock, "get $key") // '' : '';
+        my $v = mc_ask($sock, "get $key") // '';
         if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since) {
             my ($holder, $flip) = ($1, $3);
             my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
@@ -861,7 +856,7 @@ sub sync_done {
         }
         sleep 0.002;
     }
-    return { error => 'no done record seen' . ($key ? '' : ', nor its key') };
+    return { error => "no done record seen ($key)" };
 }
 
 # In a process of its own: once the sync of $rname is done (sync_done),
