@@ -135,8 +135,6 @@ struct memsess_exchange {
                                         * done with it (its holder) */
     apr_int64_t        *jobflip;       /* [n] ... its flip time (unix
                                         * seconds, by its holder's clock) */
-    unsigned char      *reout;         /* [n] out again after its flip,
-                                        * while its job still ran here */
     apr_int64_t        *newest;        /* [n] the last refresh of another
                                         * instance's line, this round (unix
                                         * seconds, by its own clock) */
@@ -771,7 +769,7 @@ static void apply_locked(memsess_exchange_t *x)
     }
     for (i = 0; i < x->n; i++) {
         memsess_slot_t *sl = memsess_table_slot(t, i);
-        int was, is, nflipped = 0, sync = 0, follow, ngated = 0, busy;
+        int was, is, nflipped = 0, sync = 0, follow, ngated = 0;
         char addr[MEMSESS_ADDR_MAX];
 
         if (sl->follow_gate
@@ -787,13 +785,10 @@ static void apply_locked(memsess_exchange_t *x)
             memsess_table_write_end(t);
         }
 
-        busy = x->syncs.busy(x->syncs.baton, i);
-        if (!busy) {
-            x->reout[i] = 0;
-        }
         follow = x->job[i] && sl->peer_down && x->peer[i]
                  && MEMSESS_IS_LIVE(sl->state)
-                 && rt->g.rejoin == MEMSESS_REJOIN_SYNC && !busy;
+                 && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+                 && !x->syncs.busy(x->syncs.baton, i);
         if (sl->peer_down == x->peer[i]
             && !strcmp(sl->reported_by, x->who[i]) && !follow) {
             continue;
@@ -803,17 +798,8 @@ static void apply_locked(memsess_exchange_t *x)
         sl->peer_down = x->peer[i];
         apr_cpystrn(sl->reported_by, x->who[i], sizeof(sl->reported_by));
         is = MEMSESS_SLOT_LIVE(sl);
-        if (was && !is && busy) {
-            /* out again after its flip, its job winding down here (a new
-             * line of another's: a checker started anew): writes go
-             * elsewhere from now on, and it comes back with a sync, not
-             * as published by that job (the soak's seed 271828: this
-             * instance took it back so while another synced it again, a
-             * session born there in between lost) */
-            x->reout[i] = 1;
-        }
         if (follow || (!was && is && rt->g.rejoin == MEMSESS_REJOIN_SYNC
-                       && (!busy || x->reout[i]))) {
+                       && !x->syncs.busy(x->syncs.baton, i))) {
             /* no instance holds it out any more, and none is publishing
              * it after a sync of its own (its job would be running here):
              * whoever held it out may have died or been cut off from all.
@@ -1218,7 +1204,6 @@ memsess_exchange_t *memsess_exchange_start(memsess_runtime_t *rt,
     x->jobdone = apr_pcalloc(pool, n * sizeof(*x->jobdone));
     x->jobflip = apr_pcalloc(pool, n * sizeof(*x->jobflip));
     x->newest = apr_pcalloc(pool, n * sizeof(*x->newest));
-    x->reout = apr_pcalloc(pool, n);
     x->job_cas = apr_pcalloc(pool, n * sizeof(*x->job_cas));
     x->job_changed = apr_pcalloc(pool, n * sizeof(*x->job_changed));
     x->who = apr_pcalloc(pool, n * sizeof(*x->who));

@@ -431,18 +431,13 @@ static int job_wait_live(sync_job_t *job)
     apr_time_t until = memsess_mono_now() + JOB_LIVE_WAIT;
 
     while (!job->stop && memsess_mono_now() < until) {
-        int live, again;
+        int live;
 
         apr_thread_mutex_lock(c->mutex);
         live = MEMSESS_SLOT_LIVE(slot);
-        again = slot->state == MEMSESS_SYNCING;
         apr_thread_mutex_unlock(c->mutex);
         if (live) {
             return 1;
-        }
-        if (again) {
-            return 0;   /* out again since the flip: a sync of its own is
-                         * queued (memsess_exchange.c) */
         }
         memsess_joblock_refresh(&job->lock, 1, 0);
         apr_sleep(apr_time_from_msec(20));
@@ -498,9 +493,6 @@ static void sync_after(sync_job_t *job, memsess_sync_t *sync,
                          "but %s: whoever publishes it last syncs it again",
                          job->spec.returning, job->stop
                          ? "this sync was stopped"
-                         : memsess_table_slot(rt->table, job->slot)->state
-                           == MEMSESS_SYNCING
-                         ? "it was held out again after its flip"
                          : "another instance still holds it out after "
                            "10 s");
             memsess_joblock_release(&job->lock);
