@@ -1103,10 +1103,17 @@ sub out_at {
     }
     # (each session: web3 reads what web2 wrote, n + 1)
     my @bad = grep { my ($a, $b) = split m{/}; !$a || $b != $a + 1 } @n;
-    ok t_cmp(join(' ', $src, defined $out2 ? 1 : 0, $gap >= 0.05 ? 1 : 0, scalar(@n), scalar(@bad)), '0 1 1 6 0',
-             "web3's checker stopped (" . ($ck // 'none') . "), web1 cut off (try $tries): web2 takes N2 out, "
-             . sprintf('web3 %d ms later; ', 1000 * $gap)
-             . "six sessions of N2 written at web2 at once, then read at web3: none stale (@n)");
+    if ($gap < 0.05 && defined $out2 && !$src) {
+        # (web2 itself late every time: nothing to see; once in ten passes)
+        skip(sprintf('web3 was never 50 ms later than web2 in %d tries (%d ms at the last)',
+                     $tries, 1000 * $gap), 1, 1);
+    }
+    else {
+        ok t_cmp(join(' ', $src, defined $out2 ? 1 : 0, scalar(@n), scalar(@bad)), '0 1 6 0',
+                 "web3's checker stopped (" . ($ck // 'none') . "), web1 cut off (try $tries): web2 takes N2 out, "
+                 . sprintf('web3 %d ms later; ', 1000 * $gap)
+                 . "six sessions of N2 written at web2 at once, then read at web3: none stale (@n)");
+    }
     ok t_cmp(join(' ', map { $_->log_since(0) =~ /MEMSESS0090: .*requests here wait up to \d+ms for the rest of the group/ ? 1 : 0 } @web[1, 2]),
              '1 1', 'web2 and web3 say their requests wait for the rest of the group (MEMSESS0090)');
 }
