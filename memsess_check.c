@@ -51,7 +51,6 @@
 #include "memsess_check.h"
 #include "memsess_clocks.h"
 #include "memsess_exchange.h"
-#include "memsess_flight.h"
 #include "memsess_lateness.h"
 #include "memsess_persist_db.h"
 #include "memsess_rebalance_job.h"
@@ -415,9 +414,9 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     memsess_runtime_t *rt = c->rt;
     memsess_table_t *t = rt->table;
     memsess_slot_t *slot = memsess_table_slot(t, i), after;
-    int changed, nflipped = 0, ngated = 0, k, was_live;
+    int changed, nflipped = 0, k, was_live;
     apr_uint32_t before;
-    apr_interval_time_t follow = 0;
+    apr_int64_t wait_ms = 0;
 
     if (!memsess_table_leased(t)) {
         return;   /* we were stalled and lost the lease: not ours to write */
@@ -471,16 +470,12 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
              * until they have our verdict, within a round of theirs, our
              * requests wait rather than write its sessions where the
              * others do not read them yet */
-            follow = MEMSESS_FOLLOW_WAIT(rt);
-            slot->follow_gate = memsess_mono_now() + follow;
-            ngated = memsess_table_gate_holders(t, rt->views,
-                                                rt->confs->nelts, i,
-                                                slot->follow_gate);
+            wait_ms = memsess_exchange_follow_gate(rt, i);
         }
     }
     memcpy(&after, slot, sizeof(after));
     memsess_table_write_end(t);
-    if (ngated) {
+    if (wait_ms) {
         memsess_exchange_round(c->exchange);   /* our line out at once */
     }
 
@@ -501,12 +496,10 @@ static void record_locked(checker_t *c, int i, int ok, const char *error,
     else if (after.state == MEMSESS_DOWN) {
         char follows[96] = "";
 
-        if (ngated) {
+        if (wait_ms) {
             apr_snprintf(follows, sizeof(follows), "; the group still reads "
-                         "it: requests here wait up to %" APR_TIME_T_FMT "ms "
-                         "for it to follow", apr_time_as_msec(
-                             follow < MEMSESS_GATE_MAX ? follow
-                                                       : MEMSESS_GATE_MAX));
+                         "it: requests here wait up to %" APR_INT64_T_FMT "ms "
+                         "for it to follow", wait_ms);
         }
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0010: "
                      "memcached server %s is down (%s, %u consecutive "

@@ -714,16 +714,9 @@ static int exchange_with(memsess_exchange_t *x, int y, apr_pool_t *p,
             continue;
         }
         if (memsess_verdicts_others(rec, x->rt->g.instance, now,
-                                    x->who[f->x], MEMSESS_REPORTERS_MAX)) {
-            int k;
-
+                                    x->who[f->x], MEMSESS_REPORTERS_MAX,
+                                    &x->newest[f->x])) {
             x->peer[f->x] = 1;
-            for (k = 0; k < rec->n; k++) {
-                if (strcmp(rec->v[k].name, x->rt->g.instance)
-                    && rec->v[k].reported > x->newest[f->x]) {
-                    x->newest[f->x] = rec->v[k].reported;
-                }
-            }
         }
         put_line(x, f->x, y, mc, rec, f->cas, now);
     }
@@ -769,7 +762,8 @@ static void apply_locked(memsess_exchange_t *x)
     }
     for (i = 0; i < x->n; i++) {
         memsess_slot_t *sl = memsess_table_slot(t, i);
-        int was, is, nflipped = 0, sync = 0, follow, ngated = 0;
+        int was, is, nflipped = 0, sync = 0, follow;
+        apr_int64_t wait_ms = 0;
         char addr[MEMSESS_ADDR_MAX];
 
         if (sl->follow_gate
@@ -829,15 +823,7 @@ static void apply_locked(memsess_exchange_t *x)
                  * where those still read the old copies (the soak's seed
                  * 271828: two instances 110 ms apart, stale reads
                  * between) */
-                apr_time_t until = memsess_mono_now()
-                                   + MEMSESS_FOLLOW_WAIT(rt);
-
-                if (sl->follow_gate < until) {
-                    sl->follow_gate = until;
-                }
-                ngated = memsess_table_gate_holders(t, rt->views,
-                                                    rt->confs->nelts, i,
-                                                    sl->follow_gate);
+                wait_ms = memsess_exchange_follow_gate(rt, i);
             }
         }
         apr_cpystrn(addr, sl->addr, sizeof(addr));
@@ -866,13 +852,10 @@ static void apply_locked(memsess_exchange_t *x)
         if (!is) {
             char follows[96] = "";
 
-            if (ngated) {
-                apr_interval_time_t w = MEMSESS_FOLLOW_WAIT(rt);
-
+            if (wait_ms) {
                 apr_snprintf(follows, sizeof(follows), "; requests here wait "
-                             "up to %" APR_TIME_T_FMT "ms for the rest of "
-                             "the group to follow", apr_time_as_msec(
-                                 w < MEMSESS_GATE_MAX ? w : MEMSESS_GATE_MAX));
+                             "up to %" APR_INT64_T_FMT "ms for the rest of "
+                             "the group to follow", wait_ms);
             }
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
                          "MEMSESS0090: memcached server %s is down, reported "
@@ -888,6 +871,22 @@ static void apply_locked(memsess_exchange_t *x)
             memsess_view_log_all_down(rt, &rt->views[x->flipped[k]], !is);
         }
     }
+}
+
+apr_int64_t memsess_exchange_follow_gate(memsess_runtime_t *rt, int i)
+{
+    memsess_slot_t *sl = memsess_table_slot(rt->table, i);
+    apr_interval_time_t wait = MEMSESS_FOLLOW_WAIT(rt);
+    apr_time_t until = memsess_mono_now() + wait;
+
+    if (sl->follow_gate < until) {
+        sl->follow_gate = until;
+    }
+    if (!memsess_table_gate_holders(rt->table, rt->views, rt->confs->nelts,
+                                    i, sl->follow_gate)) {
+        return 0;
+    }
+    return apr_time_as_msec(wait < MEMSESS_GATE_MAX ? wait : MEMSESS_GATE_MAX);
 }
 
 /* The other instances heard this round, with their clocks, into the

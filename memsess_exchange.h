@@ -51,6 +51,13 @@ int memsess_exchange_agree(memsess_exchange_t *x, int in_force,
  * for the rest of the group to take it too (each at its own next round,
  * up to an interval after us). */
 #define MEMSESS_FOLLOW_WAIT(rt) (2 * (rt)->g.interval)
+/* Gates the views that hold slot i, whose server just went out here while
+ * other instances of the group may still read it, until
+ * MEMSESS_FOLLOW_WAIT from now (a later gate of the slot stands); the
+ * slot's follow_gate says until when.  Returns the longest a request waits
+ * for it in ms (the gate's cap counted), 0 when no view holds the server.
+ * Inside the table write that publishes the change. */
+apr_int64_t memsess_exchange_follow_gate(memsess_runtime_t *rt, int i);
 
 /* How many other instances of the group were heard in the last round (0
  * before a whole round was read, and when x is NULL). */

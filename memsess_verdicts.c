@@ -397,7 +397,8 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
 }
 
 int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
-                            apr_int64_t now, char *who, apr_size_t whosize)
+                            apr_int64_t now, char *who, apr_size_t whosize,
+                            apr_int64_t *newest)
 {
     apr_size_t len = strlen(who);
     int i, n = 0;
@@ -413,6 +414,9 @@ int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
             continue;
         }
         n++;
+        if (newest && vs->v[i].reported > *newest) {
+            *newest = vs->v[i].reported;
+        }
         /* listed already (from another server's copy of the record)? */
         for (at = who; (at = strstr(at, name)) != NULL; at += nl) {
             if ((at == who || at[-1] == ' ')

@@ -116,9 +116,11 @@ apr_size_t memsess_verdicts_format(char *buf, apr_size_t size,
 
 /* Counts the lines of instances other than self (the caller has taken out
  * those that lapsed by its clock; those lapsed long ago by any are left
- * out here too), and appends their names to who (a NUL-terminated ", "-separated list, each
- * name once, names that do not fit left out). */
+ * out here too), and appends their names to who (a NUL-terminated
+ * ", "-separated list, each name once, names that do not fit left out).
+ * Raises *newest (unless NULL) to the latest `reported` of those lines. */
 int memsess_verdicts_others(const memsess_verdicts_t *vs, const char *self,
-                            apr_int64_t now, char *who, apr_size_t whosize);
+                            apr_int64_t now, char *who, apr_size_t whosize,
+                            apr_int64_t *newest);
 
 #endif /* MEMSESS_VERDICTS_H */

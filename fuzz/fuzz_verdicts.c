@@ -153,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     round_trip(&vs, "parsed");
 
     who[0] = '\0';
-    memsess_verdicts_others(&vs, SELF, NOW, who, sizeof(who));
+    memsess_verdicts_others(&vs, SELF, NOW, who, sizeof(who), NULL);
     if (strlen(who) >= sizeof(who)) {
         fail("the list of others overflows");
     }
@@ -168,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     tiny[0] = '\0';
-    memsess_verdicts_others(&vs, SELF, NOW, tiny, sizeof(tiny));
+    memsess_verdicts_others(&vs, SELF, NOW, tiny, sizeof(tiny), NULL);
     if (strlen(tiny) >= sizeof(tiny)) {
         fail("the list of others overflows a tiny buffer");
     }

@@ -211,24 +211,40 @@ int main(void)
           "web1:80 1800000000 1800000004\nweb3:80 1800000000 1800000004\n",
           &vs);
     who[0] = '\0';
-    ok(memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who)) == 2,
+    ok(memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who), NULL) == 2,
        "two others see it down");
     is_str(who, "web2:80, web3:80", "named, without ourselves");
     parse("memsess-verdicts 1\nweb3:80 1800000000 1800000004\n"
           "web22:80 1800000000 1800000004\n", &vs);
-    memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who));
+    memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who), NULL);
     is_str(who, "web2:80, web3:80, web22:80",
            "another copy adds names once");
     who[0] = '\0';
-    ok(memsess_verdicts_others(&vs, "web1:80",
-                               NOW + 5 + MEMSESS_VERDICT_SKEW_MAX, who,
-                               sizeof(who))
-       == 0 && !who[0], "lines lapsed long ago do not count");
+    {
+        apr_int64_t newest = 0;
+
+        ok(memsess_verdicts_others(&vs, "web1:80",
+                                   NOW + 5 + MEMSESS_VERDICT_SKEW_MAX, who,
+                                   sizeof(who), &newest)
+           == 0 && !who[0] && newest == 0,
+           "lines lapsed long ago do not count, nor their refresh");
+    }
     {
         char small[12] = "";
 
-        memsess_verdicts_others(&vs, "x", NOW, small, sizeof(small));
+        memsess_verdicts_others(&vs, "x", NOW, small, sizeof(small), NULL);
         is_str(small, "web3:80", "a name that does not fit is left out");
+    }
+    {
+        apr_int64_t newest = 0;
+
+        parse("memsess-verdicts 1\nweb2:80 1800000001 1800000004\n"
+              "web1:80 1800000003 1800000004\nweb3:80 1800000002 1800000004\n",
+              &vs);
+        memsess_verdicts_others(&vs, "web1:80", NOW, who, sizeof(who),
+                                &newest);
+        ok(newest == 1800000002, "the newest refresh of the others (ours "
+           "left out): %" APR_INT64_T_FMT, newest);
     }
 
     /* the default group */
