@@ -822,7 +822,18 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     memsess_rebalancer_share(c->rebalance, c->exchange);
     memsess_rejoin_share(c->rejoin, c->exchange);
     memsess_table_write_begin(rt->table);
-    cut = memsess_table_reset_syncing(rt->table);
+    /* A server SYNCING now was being synced (or waited for another
+     * instance's sync) in the process of the last checker, which died or
+     * was ended.  Its sync starts again at once, as it was (below): the
+     * group's job followed, or ours taken over; its line to the group
+     * stays what it was.  It went down here until its next good probes
+     * before: a new verdict of ours that held it out for the whole group
+     * at their flip (the soak's seed 6060606: a follower's checker killed
+     * just before the flip, the holder's users writing the old place while
+     * another instance read the new one).  Without MemsessRejoin sync
+     * there is no sync to start: it goes down. */
+    cut = rt->g.rejoin == MEMSESS_REJOIN_SYNC
+          ? 0 : memsess_table_reset_syncing(rt->table);
     for (i = 0; i < rt->confs->nelts; i++) {
         memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, i);
 
@@ -841,6 +852,20 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
                      "%d rejoin sync(s) were cut short when the last checker "
                      "stopped: those servers are down until their next good "
                      "probes start the sync again", cut);
+    }
+    if (rt->g.rejoin == MEMSESS_REJOIN_SYNC) {
+        apr_thread_mutex_lock(c->mutex);
+        for (i = 0; i < rt->targets->nelts; i++) {
+            if (memsess_table_slot(rt->table, i)->state == MEMSESS_SYNCING) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                             "MEMSESS0202: memcached server %s: its sync "
+                             "was cut short when the last checker stopped: "
+                             "it starts again here, the server still out",
+                             memsess_table_slot(rt->table, i)->addr);
+                memsess_rejoin_start(c->rejoin, i);
+            }
+        }
+        apr_thread_mutex_unlock(c->mutex);
     }
     checker = c;
     c->watch = memsess_watch_start(pool, rt, suspect, c);

@@ -327,8 +327,9 @@ void memsess_slot_sync_begin(memsess_slot_t *slot, apr_int64_t now);
 int memsess_slot_sync_end(memsess_slot_t *slot, int ok, const char *error,
                           apr_int64_t now);
 /* A checker that starts finds a slot SYNCING only when the process that
- * ran its sync died: it goes DOWN, and its next good probes restart it.
- * Returns how many slots it changed.  The caller is the writer. */
+ * ran its sync died.  Without a sync to start (MemsessRejoin other than
+ * sync) it goes DOWN, and its next good probes bring it back.  Returns how
+ * many slots it changed.  The caller is the writer. */
 int memsess_table_reset_syncing(memsess_table_t *t);
 
 /* Whether a state counts as live for injection. */

@@ -45,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 77, need {
+plan tests => 79, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -1040,6 +1040,64 @@ sub written_at_done {
     }
 }
 
+# --- a follower's checker killed at the holder's done -------------------------------
+
+# N3 frozen and thawed; the moment the holder of its sync says done, a
+# follower's checker process is killed (SIGKILL).  The checker that takes
+# over (a child at once, then a new process) finds the server syncing and
+# starts its sync again, following the holder's job (MEMSESS0202): N3
+# comes back at one flip for all, no instance holding it out again.
+# (Before, the next checker set it down until its next good probes: its
+# verdict line held N3 out at the others around the flip, then let it in
+# again (MEMSESS0091): the soak's seed 6060606, a user's write at the
+# holder's old list read back older at another instance.)
+
+# The pid of the process running instance $w's checker (its last
+# MEMSESS0013).
+sub checker_of {
+    my $w = shift;
+    my @p = $w->log_since(0) =~ /MEMSESS0013: checker started in process (\d+)/g;
+    return $p[-1];
+}
+
+# In a process of its own: once the sync of $rname is done (sync_done),
+# SIGKILL to the checker of the follower after the holder.
+sub kill_follower_at_done {
+    my ($since, $timeout, $rname) = @_;
+    my $done = sync_done($since, $timeout, $rname);
+    return $done if $done->{error};
+    my $f = ($done->{holder} + 1) % 3;
+    my $pid = checker_of($web[$f]);
+    my ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$f]->dir, $pid)
+                          : (1, 'no checker process found');
+    return { holder => $done->{holder}, follower => $f, rc => $rc, out => $out,
+             when => sprintf('killed %d ms before the flip', 1000 * ($done->{flip} - time)) };
+}
+
+{
+    my @mk = map { $_->log_mark } @web;
+    memc_freeze($N[2]);
+    wait_for(5, sub { all_say($N[2], 'down') });
+    my $t0 = time;
+    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2]) });
+    memc_thaw($N[2]);
+    my $r = bg_join($job, 30);
+    my $up = wait_for(10, sub { all_say($N[2], 'up') });
+    sleep 1;   # (a late verdict line of the follower's would be read by now)
+    my $re = qr/MEMSESS009[01]: memcached server \Q${\ addr($N[2])}\E /;
+    my @again = grep { $web[$_]->log_since($mk[$_]) =~ $re } 0 .. 2;
+    my $f = $r->{follower};
+    ok t_cmp(defined $f && !$r->{rc} && defined $up && !@again ? 1 : 0, 1,
+             'a follower\'s checker killed at the holder\'s done ('
+             . ($r->{error} // "web" . ($f + 1) . ", $r->{when}" . ($r->{rc} ? ": $r->{out}" : ''))
+             . '): N3 back for all at its flip, never held out again after it (MEMSESS0090/0091 at: '
+             . (join(' ', map { 'web' . ($_ + 1) } @again) || 'none') . ')');
+    ok t_cmp(defined $f && $web[$f]->log_since($mk[$f]) =~ /MEMSESS0202: memcached server \Q${\ addr($N[2])}\E: its sync was cut short/
+             && $web[$f]->log_since($mk[$f]) !~ /MEMSESS0032: / ? 1 : 0, 1,
+             'the next checker there started its sync again, following the holder (MEMSESS0202, no MEMSESS0032)');
+    show_log(\@mk, $N[2]) if @again;
+}
+
 # --- the others of a cut take the server out together ------------------------------
 
 # web1 cut off from N2 again, with web3's checker process stopped (SIGSTOP)
@@ -1051,14 +1109,6 @@ sub written_at_done {
 # have followed (MEMSESS0090 "requests here wait"): web3 reads what web2
 # wrote.  (Without that wait: web2 writes the new place at once, web3
 # reads N2's copy of before.)
-
-# The pid of the process running instance $w's checker (its last
-# MEMSESS0013).
-sub checker_of {
-    my $w = shift;
-    my @p = $w->log_since(0) =~ /MEMSESS0013: checker started in process (\d+)/g;
-    return $p[-1];
-}
 
 # In a process of its own: for each session of @$ids, a request at web2
 # then one at web3 ("n_at_web2 n_at_web3" each).
