@@ -1075,6 +1075,7 @@ sub kill_follower_at_done {
 }
 
 {
+    sleep 3;   # (the last section's job over: its record is not this one)
     my @mk = map { $_->log_mark } @web;
     memc_freeze($N[2]);
     wait_for(5, sub { all_say($N[2], 'down') });
