@@ -16,7 +16,8 @@
 # again); MEMSESS_SOAK_SECONDS=N makes each schedule N s long (bench/soak.sh:
 # 1800); MEMSESS_SOAK_OUT=DIR writes the run's files there (default
 # t/logs/soak): DIR/soak-SEED/ schedule.txt, requests.log, faults.json,
-# resources.log, violations.txt, summary.json.
+# resources.log, violations.txt, summary.json, and with a violation each
+# instance's error log (webN.error_log.gz).
 #
 # Asserted for each seed: 0 sessions lost, 0 stale, 0 logouts undone
 # (resurrected), every fault over (every instance sees every server up

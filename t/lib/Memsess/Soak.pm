@@ -1005,6 +1005,15 @@ sub run_phase {
     }
     print $vf "(none)\n" unless @{ $c->{violations} };
     close $vf;
+    # with a violation, each instance's whole error log beside it (the
+    # lines around one are seldom all of its story), compressed
+    if (@{ $c->{violations} }) {
+        for my $i (0 .. $#{ $farm->{web} }) {
+            my $from = $farm->{web}[$i]->error_log;
+            my $to = "$dir/web" . ($i + 1) . '.error_log.gz';
+            system("gzip -c '$from' > '$to'") if -f $from;
+        }
+    }
     open my $ef, '>', "$dir/errors.txt" or die $!;
     print $ef "$_\n" for @errors;
     close $ef;
