@@ -1061,12 +1061,19 @@ sub checker_of {
 }
 
 # In a process of its own: once the sync of $rname is done (sync_done),
-# SIGKILL to the checker of the follower after the holder.
+# SIGKILL to the checker of the first follower that says it syncing (it
+# waits for the holder's job: one still down then has no sync to cut
+# short), before the flip.
 sub kill_follower_at_done {
     my ($since, $timeout, $rname) = @_;
     my $done = sync_done($since, $timeout, $rname);
     return $done if $done->{error};
-    my $f = ($done->{holder} + 1) % 3;
+    my $f;
+    while (!defined $f && time < $done->{flip} - 0.02) {
+        ($f) = grep { (split / /, seen($web[$_], $rname))[0] eq 'syncing' }
+               map { ($done->{holder} + $_) % 3 } 1, 2;
+    }
+    return { error => 'no follower was syncing before the flip' } unless defined $f;
     my $pid = checker_of($web[$f]);
     my ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$f]->dir, $pid)
                           : (1, 'no checker process found');
