@@ -840,7 +840,7 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # listing to find it waited for the crawler while the sync's own listing
 # ran, and came back after the flip under ASan.)
 sub sync_done {
-    my ($since, $timeout, $rname) = @_;
+    my ($since, $timeout, $rname, $not_flip) = @_;
     my ($host, $port) = host_port($rname);
     my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
         or return { error => "connect: $!" };
@@ -848,7 +848,8 @@ sub sync_done {
     my $end = time + $timeout;
     while (time < $end) {
         my $v = mc_ask($sock, "get $key") // '';
-        if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since) {
+        if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since
+            && (!defined $not_flip || $3 != int(0.5 + 1000 * $not_flip))) {
             my ($holder, $flip) = ($1, $3);
             my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
             return defined $h ? { holder => $h, flip => $flip / 1000 }
@@ -1065,8 +1066,8 @@ sub checker_of {
 # waits for the holder's job: one still down then has no sync to cut
 # short), before the flip.
 sub kill_follower_at_done {
-    my ($since, $timeout, $rname) = @_;
-    my $done = sync_done($since, $timeout, $rname);
+    my ($since, $timeout, $rname, $not_flip) = @_;
+    my $done = sync_done($since, $timeout, $rname, $not_flip);
     return $done if $done->{error};
     my $f;
     while (!defined $f && time < $done->{flip} - 0.02) {
@@ -1082,12 +1083,13 @@ sub kill_follower_at_done {
 }
 
 {
-    sleep 3;   # (the last section's job over: its record is not this one)
+    # (the last section's record, done within the second: not this one)
+    my $last = sync_done(0, 0.1, $N[2]);
     my @mk = map { $_->log_mark } @web;
     memc_freeze($N[2]);
     wait_for(5, sub { all_say($N[2], 'down') });
     my $t0 = time;
-    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2]) });
+    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2], $last->{flip}) });
     memc_thaw($N[2]);
     my $r = bg_join($job, 30);
     my $up = wait_for(10, sub { all_say($N[2], 'up') });
