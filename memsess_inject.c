@@ -354,8 +354,9 @@ static flight_entry_t *flight_enter(request_rec *r, memsess_flight_t *f)
 }
 
 /* Reads the view's list, the request counted among those in flight
- * first.  At a flip the list may be gated: the sync is bringing over what
- * requests with the previous list wrote; the request waits (uncounted)
+ * first.  At a flip the list may be gated: from the moment its time is
+ * known, the flip is waited for; after it, the sync is bringing over what
+ * requests with the previous list wrote.  The request waits (uncounted)
  * until it opens, MEMSESS_GATE_MAX at most, then reads again. */
 static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
                               char *path, apr_size_t capacity,
@@ -374,6 +375,9 @@ static apr_status_t read_list(request_rec *r, memsess_runtime_t *rt, int v,
             break;
         }
         now = memsess_mono_now();
+        if (!until && now >= gate) {
+            break;   /* a gate of before: no wait, nothing to say */
+        }
         if (!until) {
             /* its own cap too: a gate its checker never opens (it died)
              * holds no request longer; the gate's time is the checker's,

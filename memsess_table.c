@@ -741,6 +741,9 @@ int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
         vs[v].next_rebalance = slot >= 0 ? vs[v].rebalance
                                          : MEMSESS_REBALANCE_NONE;
         vs[v].next_at = (apr_int64_t)at;
+        if (vs[v].gate < (apr_int64_t)at) {
+            vs[v].gate = (apr_int64_t)at;   /* a later one stands */
+        }
         n++;
     }
     return n;
@@ -756,6 +759,9 @@ void memsess_table_cancel_flips(memsess_table_t *t, const memsess_view_t *vdefs,
         const memsess_view_t *def = in_force(vs, vdefs, v);
 
         if (slot >= 0 ? pool_holds(def, slot) : moving && moving[v]) {
+            if (vs[v].next_at && vs[v].gate == vs[v].next_at) {
+                vs[v].gate = 0;   /* the flip's own, not a later one */
+            }
             vs[v].next_at = 0;
         }
     }

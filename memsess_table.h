@@ -348,7 +348,14 @@ int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, apr_time_t until);
 /* Prepares a flip whose time is known, at `at` (memsess_mono_now()): the
  * server of slot (>= 0) live then, or (slot < 0) the configured pools of
- * the views in moving[] in force then.  Each view it changes gets the text
+ * the views in moving[] in force then.  Each view it changes is gated
+ * until `at` (a later gate stands): a request that comes in between waits
+ * for the flip and takes the list after it, rather than write a session
+ * under the old list that no listing had and no lock covers, where a
+ * request of the new list at another instance would not find it (the
+ * soak's seed 918273: a session born at the holder after its last
+ * listing, written there 40 ms before the flip, read as new at another
+ * instance 30 ms after it).  Each view it changes gets the text
  * after it beside the one in force; readers take it from `at` on, even if
  * the checker that prepared it dies before it publishes the flip (its
  * holder's checker process killed between `done` and the flip kept the
@@ -359,8 +366,8 @@ int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, const int *moving,
                                apr_time_t at);
 /* Cancels the flips prepared for the views of slot (>= 0), or of
- * moving[]: a flip that will not be published (a dead checker's
- * included). */
+ * moving[], and their gates: a flip that will not be published (a dead
+ * checker's included). */
 void memsess_table_cancel_flips(memsess_table_t *t, const memsess_view_t *vdefs,
                                 int nviews, int slot, const int *moving);
 /* Publishes every view, as memsess_table_publish(-1), but a flip prepared

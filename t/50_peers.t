@@ -45,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 79, need {
+plan tests => 80, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -887,9 +887,10 @@ sub born_at_done {
                              $before // 0, 1000 * $published - $flip) };
 }
 
-# (the sessions of the two sections after this one, idle from now on:
+# (the sessions of three sections after this one, idle from now on:
 # six each that the list with N3 places first on N3)
-my @idle = first_on($web[0], 70, $N[2], 12);
+my @idle = first_on($web[0], 100, $N[2], 18);
+my @idle3 = splice @idle, 12;
 my @idle2 = splice @idle, 6;
 my $idle_from = time;
 {
@@ -1106,6 +1107,64 @@ sub kill_follower_at_done {
              && $web[$f]->log_since($mk[$f]) !~ /MEMSESS0032: / ? 1 : 0, 1,
              'the next checker there started its sync again, following the holder (MEMSESS0202, no MEMSESS0032)');
     show_log(\@mk, $N[2]) if @again;
+}
+
+# --- written at the holder between its done and its flip ----------------------------
+
+# Six idle sessions of N3 (idle 10 s and more: no guard, no hot read), each
+# written at the holder's instance the moment N3's sync says done, all at
+# once, then read at a follower as soon as it publishes N3.  From its done
+# to its flip, an instance's requests wait for the flip (the views that
+# hold N3 gated until then) and write the new place: the follower reads
+# every write.  (Without that wait they wrote the old place, which no lock
+# covers for a session no listing had, and the follower read the sync's
+# copy of before: the soak's seed 918273, a session born at the holder
+# after its listing read as new at another instance 30 ms after the flip.)
+
+# In a process of its own: once the sync of $rname is done (sync_done), a
+# request at the holder's instance for each session of @$ids at once, then
+# one at the follower after it once that publishes $rname:
+# "n_at_holder n_at_follower" each.
+sub written_at_holder {
+    my ($since, $timeout, $rname, $ids, $not_flip) = @_;
+    my $done = sync_done($since, $timeout, $rname, $not_flip);
+    return $done if $done->{error};
+    my ($h, $flip) = ($done->{holder}, $done->{flip});
+    my $f = ($h + 1) % 3;
+    my $first = for_each_at_once($ids, 3, sub {
+        my ($id, $ua) = @_;
+        my $sent = time;
+        (counted($ua, $web[$h], $id), $sent < $flip ? 1 : 0, int(1000 * (time - $sent)));
+    });
+    my $before = 0;
+    $before += $_->[1] for @$first;
+    my @waited = sort { $a <=> $b } map { $_->[2] } @$first;
+    my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 1);
+    wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
+    my $published = time;
+    my @n = map { [ $first->[$_][0], counted($ua, $web[$f], $ids->[$_]) ] } 0 .. $#$ids;
+    return { holder => $h, follower => $f, before => $before, n => \@n,
+             when => sprintf('%d sent before the flip, answered in %d-%d ms; read from %d ms after it',
+                             $before, $waited[0] // -1, $waited[-1] // -1, 1000 * ($published - $flip)) };
+}
+
+{
+    my $last = sync_done(0, 0.1, $N[2]);
+    my @mw = map { $_->log_mark } @web;
+    memc_freeze($N[2]);
+    wait_for(5, sub { all_say($N[2], 'down') });
+    my $t0 = time;
+    my $job = bg_run(sub { written_at_holder(int($t0) - 1, 20, $N[2], \@idle3, $last->{flip}) });
+    memc_thaw($N[2]);
+    my $r = bg_join($job, 30);
+    wait_for(10, sub { all_say($N[2], 'up') });
+    my @n = @{ $r->{n} || [] };
+    my @stale = grep { !$_->[0] || $_->[1] != $_->[0] + 1 } @n;
+    ok t_cmp(defined $r->{follower} && @n == 6 && $r->{before} >= 3 && !@stale ? 1 : 0, 1,
+             'sessions written at the holder (web' . (($r->{holder} // -1) + 1) . ') between its done and its flip, '
+             . 'read at a follower (web' . (($r->{follower} // -1) + 1) . ') as it publishes: every write there ('
+             . ($r->{error} // "$r->{when}; " . join(' ', map { "$_->[0]/$_->[1]" } @n)) . ')');
+    show_log(\@mw, $N[2]) if @stale;
 }
 
 # --- the others of a cut take the server out together ------------------------------

@@ -186,6 +186,32 @@ int main(void)
            "a flip of a prepared: one view holds it");
         memsess_table_write_end(t);
         is_str(view(t, 0, &nlive), "c:3", "before its time: as in force");
+        {
+            memsess_view_slot_t vs0, vs1;
+
+            memsess_table_read_view_slot(t, 0, &vs0);
+            memsess_table_read_view_slot(t, 1, &vs1);
+            ok(vs0.gate == now + apr_time_from_sec(60) && vs1.gate == 0,
+               "the view it changes is gated until the flip, no other");
+            memsess_table_write_begin(t);
+            memsess_table_cancel_flips(t, views, 2, 0, NULL);
+            memsess_table_write_end(t);
+            memsess_table_read_view_slot(t, 0, &vs0);
+            ok(vs0.gate == 0 && vs0.next_at == 0,
+               "a cancelled flip opens its gate");
+            memsess_table_write_begin(t);
+            memsess_table_view_slot(t, 0)->gate = now + apr_time_from_sec(90);
+            memsess_table_prepare_flip(t, views, 2, 0, NULL,
+                                       now + apr_time_from_sec(60));
+            memsess_table_cancel_flips(t, views, 2, 0, NULL);
+            memsess_table_write_end(t);
+            memsess_table_read_view_slot(t, 0, &vs0);
+            ok(vs0.gate == now + apr_time_from_sec(90),
+               "a later gate stands, through the flip and its cancel");
+            memsess_table_write_begin(t);
+            memsess_table_view_slot(t, 0)->gate = 0;
+            memsess_table_write_end(t);
+        }
         memsess_table_write_begin(t);
         memsess_table_prepare_flip(t, views, 2, 0, NULL, now);
         memsess_table_write_end(t);
