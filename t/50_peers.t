@@ -1113,24 +1113,30 @@ sub kill_follower_at_done {
 
 # Six idle sessions of N3 (idle 10 s and more: no guard, no hot read), each
 # written at the holder's instance the moment N3's sync says done, all at
-# once, then read at a follower as soon as it publishes N3.  From its done
-# to its flip, an instance's requests wait for the flip (the views that
-# hold N3 gated until then) and write the new place: the follower reads
-# every write.  (Without that wait they wrote the old place, which no lock
-# covers for a session no listing had, and the follower read the sync's
-# copy of before: the soak's seed 918273, a session born at the holder
-# after its listing read as new at another instance 30 ms after the flip.)
+# once, with the holder's checker process stopped (SIGSTOP) at once, then
+# read at a follower as soon as it publishes N3.  From its done to its
+# flip, an instance's requests wait for the flip (the views that hold N3
+# gated until then, in the shared table: the checker need not run) and
+# write the new place: the follower reads every write.  (Without that
+# wait they wrote the old place, which no lock covers for a session no
+# listing had, and only the holder's passes after the flip would bring
+# them over: the follower read the sync's copy of before.  The soak's
+# seed 918273: a session born at the holder after its listing, written
+# there 40 ms before the flip, read as new at another instance 30 ms
+# after it.)
 
-# In a process of its own: once the sync of $rname is done (sync_done), a
-# request at the holder's instance for each session of @$ids at once, then
-# one at the follower after it once that publishes $rname:
-# "n_at_holder n_at_follower" each.
+# In a process of its own: once the sync of $rname is done (sync_done),
+# SIGSTOP to the holder's checker, a request at the holder's instance for
+# each session of @$ids at once, then one at the follower after it once
+# that publishes $rname, and SIGCONT: "n_at_holder n_at_follower" each.
 sub written_at_holder {
     my ($since, $timeout, $rname, $ids, $not_flip) = @_;
     my $done = sync_done($since, $timeout, $rname, $not_flip);
     return $done if $done->{error};
     my ($h, $flip) = ($done->{holder}, $done->{flip});
     my $f = ($h + 1) % 3;
+    my $ck = checker_of($web[$h]) // 0;
+    my ($rc) = Memsess::Instance::root_helper('stopchild', $web[$h]->dir, $ck);
     my $first = for_each_at_once($ids, 3, sub {
         my ($id, $ua) = @_;
         my $sent = time;
@@ -1143,9 +1149,12 @@ sub written_at_holder {
     wait_for(3, sub { (split / /, seen($web[$f], $rname))[0] eq 'up' }, 0.003);
     my $published = time;
     my @n = map { [ $first->[$_][0], counted($ua, $web[$f], $ids->[$_]) ] } 0 .. $#$ids;
-    return { holder => $h, follower => $f, before => $before, n => \@n,
-             when => sprintf('%d sent before the flip, answered in %d-%d ms; read from %d ms after it',
-                             $before, $waited[0] // -1, $waited[-1] // -1, 1000 * ($published - $flip)) };
+    Memsess::Instance::root_helper('contchild', $web[$h]->dir, $ck);
+    return { holder => $h, follower => $f, before => $before, n => \@n, stopped => $rc ? 0 : 1,
+             when => sprintf('its checker %s; %d sent before the flip, answered in %d-%d ms; '
+                             . 'read from %d ms after it',
+                             $rc ? 'not stopped' : 'stopped', $before, $waited[0] // -1,
+                             $waited[-1] // -1, 1000 * ($published - $flip)) };
 }
 
 {
@@ -1160,7 +1169,7 @@ sub written_at_holder {
     wait_for(10, sub { all_say($N[2], 'up') });
     my @n = @{ $r->{n} || [] };
     my @stale = grep { !$_->[0] || $_->[1] != $_->[0] + 1 } @n;
-    ok t_cmp(defined $r->{follower} && @n == 6 && $r->{before} >= 3 && !@stale ? 1 : 0, 1,
+    ok t_cmp(defined $r->{follower} && $r->{stopped} && @n == 6 && $r->{before} >= 3 && !@stale ? 1 : 0, 1,
              'sessions written at the holder (web' . (($r->{holder} // -1) + 1) . ') between its done and its flip, '
              . 'read at a follower (web' . (($r->{follower} // -1) + 1) . ') as it publishes: every write there ('
              . ($r->{error} // "$r->{when}; " . join(' ', map { "$_->[0]/$_->[1]" } @n)) . ')');
