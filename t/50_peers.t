@@ -1098,6 +1098,12 @@ sub kill_follower_at_done {
     my $re = qr/MEMSESS009[01]: memcached server \Q${\ addr($N[2])}\E /;
     my @again = grep { $web[$_]->log_since($mk[$_]) =~ $re } 0 .. 2;
     my $f = $r->{follower};
+    if (($r->{error} // '') =~ /no follower was syncing/) {
+        # (both still down at the flip, their probes a round behind the
+        # holder's: nothing to cut short; under ASan, once in two passes)
+        skip("$r->{error}: no sync to cut short", 1, 1) for 1 .. 2;
+    }
+    else {
     ok t_cmp(defined $f && !$r->{rc} && defined $up && !@again ? 1 : 0, 1,
              'a follower\'s checker killed at the holder\'s done ('
              . ($r->{error} // "web" . ($f + 1) . ", $r->{when}" . ($r->{rc} ? ": $r->{out}" : ''))
@@ -1106,6 +1112,7 @@ sub kill_follower_at_done {
     ok t_cmp(defined $f && $web[$f]->log_since($mk[$f]) =~ /MEMSESS0202: memcached server \Q${\ addr($N[2])}\E: its sync was cut short/
              && $web[$f]->log_since($mk[$f]) !~ /MEMSESS0032: / ? 1 : 0, 1,
              'the next checker there started its sync again, following the holder (MEMSESS0202, no MEMSESS0032)');
+    }
     show_log(\@mk, $N[2]) if @again;
 }
 
