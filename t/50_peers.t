@@ -1063,17 +1063,21 @@ sub checker_of {
 }
 
 # In a process of its own: once the sync of $rname is done (sync_done),
-# SIGKILL to the checker of the first follower that says it syncing (it
+# SIGKILL to the checker of the first follower that logged it syncing (it
 # waits for the holder's job: one still down then has no sync to cut
 # short), before the flip.
 sub kill_follower_at_done {
-    my ($since, $timeout, $rname, $not_flip) = @_;
+    my ($since, $timeout, $rname, $not_flip, $marks) = @_;
     my $done = sync_done($since, $timeout, $rname, $not_flip);
     return $done if $done->{error};
+    # (syncing from its MEMSESS0030 or 0042 on: its log, read in a few
+    # ms, where its status page took up to 100 ms under ASan)
+    my $re = qr/MEMSESS00(?:30|42): memcached server \Q${\ addr($rname)}\E/;
     my $f;
     while (!defined $f && time < $done->{flip} - 0.02) {
-        ($f) = grep { (split / /, seen($web[$_], $rname))[0] eq 'syncing' }
+        ($f) = grep { $web[$_]->log_since($marks->[$_]) =~ $re }
                map { ($done->{holder} + $_) % 3 } 1, 2;
+        sleep 0.002 unless defined $f;
     }
     return { error => 'no follower was syncing before the flip' } unless defined $f;
     my $pid = checker_of($web[$f]);
@@ -1090,7 +1094,7 @@ sub kill_follower_at_done {
     memc_freeze($N[2]);
     wait_for(5, sub { all_say($N[2], 'down') });
     my $t0 = time;
-    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2], $last->{flip}) });
+    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2], $last->{flip}, \@mk) });
     memc_thaw($N[2]);
     my $r = bg_join($job, 30);
     my $up = wait_for(10, sub { all_say($N[2], 'up') });
