@@ -833,6 +833,9 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # adds there the sessions they used.  (Found by the soak, seed 271828: a
 # session born at one instance 220 ms before a flip; its user's next
 # request, at another instance just after it, read N2 empty: lost.)
+# Since the gate from done to the flip, the requests that come after the
+# follower has read done wait for the flip and make their session at the
+# new place; the adds cover those that came before.
 
 # Reads the sync's job record on the returning server $rname every 2 ms
 # until it says done for a job begun at $since or later: the holder's
@@ -905,8 +908,10 @@ my $idle_from = time;
     my @n = @{ $bd->{n} || [] };
     my $lost = grep { $_ == 1 } @n;
     my $fine = grep { $_ == 2 } @n;
-    # (without the follower's gate: 6-9 of 24 lost here)
-    ok t_cmp(defined $bd->{follower} && $bd->{before} >= 12 && $fine == @n && @n == 24 ? 1 : 0, 1,
+    # (without the follower's gate: 6-9 of 24 lost here; since the gate
+    # from done to the flip, most are made after the flip, having waited
+    # for it: a few come before the follower has read done)
+    ok t_cmp(defined $bd->{follower} && $fine == @n && @n == 24 ? 1 : 0, 1,
              'sessions born at a follower (web' . (($bd->{follower} // -1) + 1) . ') between the holder\'s done '
              . 'and its flip, read there again just after it: none lost ('
              . ($bd->{error} // "$bd->{when}; $fine of " . scalar(@n) . " found, $lost lost") . ')');
@@ -1100,8 +1105,11 @@ sub kill_follower_at_done {
     my $up = wait_for(10, sub { all_say($N[2], 'up') });
     sleep 1;   # (a late verdict line of the follower's would be read by now)
     my $re = qr/MEMSESS009[01]: memcached server \Q${\ addr($N[2])}\E /;
-    my @again = grep { $web[$_]->log_since($mk[$_]) =~ $re } 0 .. 2;
     my $f = $r->{follower};
+    # (the others: the killed one's next checker, its exchange new, may
+    # hold N3 out for its first round, 2 ms after its publication under
+    # ASan, and say so)
+    my @again = grep { $web[$_]->log_since($mk[$_]) =~ $re } grep { $_ != ($f // -1) } 0 .. 2;
     if (($r->{error} // '') =~ /no follower was syncing/) {
         # (both still down at the flip, their probes a round behind the
         # holder's: nothing to cut short; under ASan, once in two passes)
@@ -1111,7 +1119,7 @@ sub kill_follower_at_done {
     ok t_cmp(defined $f && !$r->{rc} && defined $up && !@again ? 1 : 0, 1,
              'a follower\'s checker killed at the holder\'s done ('
              . ($r->{error} // "web" . ($f + 1) . ", $r->{when}" . ($r->{rc} ? ": $r->{out}" : ''))
-             . '): N3 back for all at its flip, never held out again after it (MEMSESS0090/0091 at: '
+             . '): N3 back for all at its flip, the others never holding it out again after it (MEMSESS0090/0091 at: '
              . (join(' ', map { 'web' . ($_ + 1) } @again) || 'none') . ')');
     ok t_cmp(defined $f && $web[$f]->log_since($mk[$f]) =~ /MEMSESS0202: memcached server \Q${\ addr($N[2])}\E: its sync was cut short/
              && $web[$f]->log_since($mk[$f]) !~ /MEMSESS0032: / ? 1 : 0, 1,
