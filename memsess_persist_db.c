@@ -397,6 +397,19 @@ static void stand_by(memsess_persist_t *ps, pview_t *pv)
     status_note(ps, pv, MEMSESS_PERSIST_ROLE_STANDBY, NULL);
 }
 
+/* A round that ends before the lease is read (the published list cannot
+ * be written from): the writer's failure, or standing by as before. */
+static void early_failure(memsess_persist_t *ps, pview_t *pv,
+                          const char *what)
+{
+    if (pv->holder) {
+        warn(ps, pv, what);
+    }
+    else {
+        stand_by(ps, pv);
+    }
+}
+
 /* The group's lease on writing view pv (memsess_lease_next), read and
  * renewed or taken in the database: pv->holder says whether it is held.
  * NULL, or what failed. */
@@ -756,8 +769,11 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
                                 pv->view->capacity + 1, &len, &nlive,
                                 &rebalance, &gate) != APR_SUCCESS
         || !nlive) {
-        /* no live server: nothing to list, nothing to write (lag grows) */
-        warn(ps, pv, "no server of the pool is live");
+        /* no live server: nothing to list, nothing to write (lag grows);
+         * a failure of the writer's, not of an instance standing by (its
+         * status said failing until its next round: t/70_persist.t read
+         * it just after every memcached came back) */
+        early_failure(ps, pv, "no server of the pool is live");
         apr_pool_destroy(p);
         return;
     }
@@ -768,7 +784,7 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
     apr_thread_mutex_unlock(ps->mutex);
     place = memsess_place_create(p, path, replicas, ketama);
     if (!place) {
-        warn(ps, pv, "libmemcached refuses the published list");
+        early_failure(ps, pv, "libmemcached refuses the published list");
         apr_pool_destroy(p);
         return;
     }
@@ -782,7 +798,8 @@ static void round_view(memsess_persist_t *ps, pview_t *pv)
         named |= slots[i] >= 0;
     }
     if (!named) {
-        warn(ps, pv, "the published list names no server of the pool");
+        early_failure(ps, pv, "the published list names no server of the "
+                      "pool");
         apr_pool_destroy(p);
         return;
     }
