@@ -4,7 +4,7 @@
 # MPM reaps when the load falls or ends at MaxConnectionsPerChild.
 #
 # Under prefork, worker and event in turn, with a load that comes and goes
-# and children that end every 20 connections: three servers hold 15,000
+# and children that end every 20 connections: three servers hold 10,000
 # sessions; CP3 is killed and restarted empty, and its sync
 # (MemsessSyncRate 2000: seconds long) runs while the MPM ends child after
 # child.  It runs once, to its end, never cut short (MEMSESS0032) or
@@ -36,7 +36,7 @@ my @MPMS = $ENV{MEMSESS_TEST_SANITIZED} ? qw(prefork event) : qw(prefork worker 
 plan tests => 5 * @MPMS + 13;
 
 my @CP = qw(MEMC_CP1 MEMC_CP2 MEMC_CP3);
-my $N = $ENV{MEMSESS_CHECKER_SESSIONS} // 15000;
+my $N = $ENV{MEMSESS_CHECKER_SESSIONS} // 10000;   # (a sync of 5 s)
 my $PROCESS = $ENV{MEMSESS_CHECKER_PROCESS} // 'On';
 
 my %MPM_CONF = (

@@ -1130,7 +1130,7 @@ sub kill_follower_at_done {
     memc_thaw($N[2]);
     my $r = bg_join($job, 30);
     my $up = wait_for(10, sub { all_say($N[2], 'up') });
-    sleep 1;   # (a late verdict line of the follower's would be read by now)
+    sleep 0.5;   # (a late verdict line of the follower's: read within a round)
     my $re = qr/MEMSESS009[01]: memcached server \Q${\ addr($N[2])}\E /;
     my $f = $r->{follower};
     # (the others: the killed one's next checker, its exchange new, may
