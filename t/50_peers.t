@@ -838,12 +838,13 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # new place; the adds cover those that came before.
 
 # Reads the sync's job record on the returning server $rname every 2 ms
-# until it says done for a job begun at $since or later: the holder's
-# index and its flip time (unix s), or { error }.  (Its key by name: a
-# listing to find it waited for the crawler while the sync's own listing
-# ran, and came back after the flip under ASan.)
-sub sync_done {
-    my ($since, $timeout, $rname, $not_flip) = @_;
+# until it is one of a job begun at $since or later that $accept->(state,
+# flip in ms) takes: the holder's index, the state and its flip time (unix
+# s), or { error }.  (Its key by name: a listing to find it waited for
+# the crawler while the sync's own listing ran, and came back after the
+# flip under ASan.)
+sub sync_record {
+    my ($since, $timeout, $rname, $accept) = @_;
     my ($host, $port) = host_port($rname);
     my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
         or return { error => "connect: $!" };
@@ -851,38 +852,29 @@ sub sync_done {
     my $end = time + $timeout;
     while (time < $end) {
         my $v = mc_ask($sock, "get $key") // '';
-        if ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $2 >= $since
-            && (!defined $not_flip || $3 != int(0.5 + 1000 * $not_flip))) {
-            my ($holder, $flip) = ($1, $3);
+        if ($v =~ /\r\nmemsess-job 1 (\S+) (syncing|done) (\d+) \d+ [0-9a-f]+ (\d+)\n/ && $3 >= $since
+            && $accept->($2, $4)) {
+            my ($holder, $state, $flip) = ($1, $2, $4);
             my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
-            return defined $h ? { holder => $h, flip => $flip / 1000 }
+            return defined $h ? { holder => $h, state => $state, flip => $flip / 1000 }
                               : { error => "a holder not of ours: $holder" };
         }
         sleep 0.002;
     }
-    return { error => "no done record seen ($key)" };
+    return { error => "no such record seen ($key)" };
 }
 
-# As sync_done, but returns as soon as the record names a holder, syncing
-# or done: its index, and when it was seen ({ error } if none).
+# The record once it says done (not the one whose flip was $not_flip).
+sub sync_done {
+    my ($since, $timeout, $rname, $not_flip) = @_;
+    return sync_record($since, $timeout, $rname, sub {
+        $_[0] eq 'done' && (!defined $not_flip || $_[1] != int(0.5 + 1000 * $not_flip)) });
+}
+
+# The record as soon as it names a holder, syncing or done.
 sub sync_begun {
     my ($since, $timeout, $rname) = @_;
-    my ($host, $port) = host_port($rname);
-    my $sock = IO::Socket::IP->new(PeerHost => $host, PeerPort => $port, Proto => 'tcp')
-        or return { error => "connect: $!" };
-    my $key = "memsess:v1:$GROUP:job:" . addr($rname);
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $v = mc_ask($sock, "get $key") // '';
-        if ($v =~ /\r\nmemsess-job 1 (\S+) (syncing|done) (\d+) / && $3 >= $since) {
-            my $holder = $1;
-            my ($h) = grep { $name[$_] eq $holder } 0 .. $#web;
-            return defined $h ? { holder => $h, state => $2 }
-                              : { error => "a holder not of ours: $holder" };
-        }
-        sleep 0.002;
-    }
-    return { error => "no record seen ($key)" };
+    return sync_record($since, $timeout, $rname, sub { 1 });
 }
 
 # In a process of its own: once the sync of $rname is done (sync_done),
