@@ -219,8 +219,11 @@ step_result() {
 copy_checkout() {
     local dst=$1
     shift
-    # (exit 24: a file vanished while copying, e.g. a fuzzer at work beside us)
+    # (exit 24: a file vanished while copying, e.g. a fuzzer at work beside
+    # us; its working files are not copied: one it was writing failed the
+    # read, exit 23, in a run of bench/soak.sh)
     rsync -a --exclude .git --exclude t/logs --exclude t/TEST \
+        --exclude fuzz/corpus-run --exclude fuzz/obj --exclude bench/work \
         --exclude 't/conf/*.conf' --exclude t/conf/apache_test_config.pm \
         "$@" "$TOP"/ "$dst"/ || [ $? -eq 24 ]
 }
