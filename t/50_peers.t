@@ -871,10 +871,12 @@ sub sync_done {
         $_[0] eq 'done' && (!defined $not_flip || $_[1] != int(0.5 + 1000 * $not_flip)) });
 }
 
-# The record as soon as it names a holder, syncing or done.
+# The record as soon as it names a holder, syncing or done (not the done
+# one whose flip was $not_flip).
 sub sync_begun {
-    my ($since, $timeout, $rname) = @_;
-    return sync_record($since, $timeout, $rname, sub { 1 });
+    my ($since, $timeout, $rname, $not_flip) = @_;
+    return sync_record($since, $timeout, $rname, sub {
+        $_[0] ne 'done' || !defined $not_flip || $_[1] != int(0.5 + 1000 * $not_flip) });
 }
 
 # In a process of its own: once the sync of $rname is done (sync_done),
@@ -953,10 +955,10 @@ my $idle_from = time;
 # session $hold ms at the follower, and a read of it at the holder's
 # instance $after s after it answers: "n_at_follower n_at_holder" each.
 sub held_across_flip {
-    my ($since, $timeout, $rname, $ids, $hold, $after) = @_;
+    my ($since, $timeout, $rname, $ids, $hold, $after, $not_flip) = @_;
     # (as soon as the holder's record is there, before its done: a request
     # that comes after the follower has read done waits for the flip)
-    my $begun = sync_begun($since, $timeout, $rname);
+    my $begun = sync_begun($since, $timeout, $rname, $not_flip);
     return $begun if $begun->{error};
     my $h = $begun->{holder};
     my $f = ($h + 1) % 3;
@@ -972,11 +974,12 @@ sub held_across_flip {
     # (idle 10 s and more since: made before the section above)
     sleep $idle_from + 11 - time if $idle_from + 11 > time;
     my @ids = @idle;
+    my $last = sync_done(0, 0.1, $N[2]);   # (the last section's record)
     my @mr = map { $_->log_mark } @web;
     memc_freeze($N[2]);
     wait_for(5, sub { all_say($N[2], 'down') });
     my $t0 = time;
-    my $held = bg_run(sub { held_across_flip(int($t0) - 1, 20, $N[2], \@ids, 600, 0.02) });
+    my $held = bg_run(sub { held_across_flip(int($t0) - 1, 20, $N[2], \@ids, 600, 0.02, $last->{flip}) });
     memc_thaw($N[2]);
     my $r = bg_join($held, 30);
     wait_for(10, sub { all_say($N[2], 'up') });
@@ -1015,8 +1018,8 @@ sub held_across_flip {
 # follower after the holder once the sync of $rname is done, and one there
 # once it publishes $rname: "n_before n_after" each.
 sub written_at_done {
-    my ($since, $timeout, $rname, $ids) = @_;
-    my $done = sync_done($since, $timeout, $rname);
+    my ($since, $timeout, $rname, $ids, $not_flip) = @_;
+    my $done = sync_done($since, $timeout, $rname, $not_flip);
     return $done if $done->{error};
     my ($h, $flip) = ($done->{holder}, $done->{flip});
     my $f = ($h + 1) % 3;
@@ -1038,11 +1041,12 @@ sub written_at_done {
 }
 
 {
+    my $last = sync_done(0, 0.1, $N[2]);   # (the last section's record)
     my @mw = map { $_->log_mark } @web;
     memc_freeze($N[2]);
     wait_for(5, sub { all_say($N[2], 'down') });
     my $t0 = time;
-    my $job = bg_run(sub { written_at_done(int($t0) - 1, 20, $N[2], \@idle2) });
+    my $job = bg_run(sub { written_at_done(int($t0) - 1, 20, $N[2], \@idle2, $last->{flip}) });
     memc_thaw($N[2]);
     my $r = bg_join($job, 30);
     wait_for(10, sub { all_say($N[2], 'up') });
