@@ -1129,7 +1129,13 @@ sub kill_follower_at_done {
     # (the others: the killed one's next checker, its exchange new, may
     # hold N3 out for its first round, 2 ms after its publication under
     # ASan, and say so)
-    my @again = grep { $web[$_]->log_since($mk[$_]) =~ $re } grep { $_ != ($f // -1) } 0 .. 2;
+    # (after its own flip: a 0090 at the freeze, on another's verdict
+    # before its own, is no holding out again)
+    my $flip_re = qr/MEMSESS003[18]: memcached server \Q${\ addr($N[2])}\E /;
+    my @again = grep {
+        my $log = $web[$_]->log_since($mk[$_]);
+        $log =~ $flip_re && substr($log, $+[0]) =~ $re;
+    } grep { $_ != ($f // -1) } 0 .. 2;
     if (($r->{error} // '') =~ /no follower was syncing/) {
         # (both still down at the flip, their probes a round behind the
         # holder's: nothing to cut short; under ASan, once in two passes)
