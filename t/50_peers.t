@@ -879,13 +879,32 @@ sub sync_begun {
         $_[0] ne 'done' || !defined $not_flip || $_[1] != int(0.5 + 1000 * $not_flip) });
 }
 
+# N3 frozen for all and thawed, $watch->($since, $not_flip, \@marks)
+# running meanwhile in a process of its own (it waits for this rejoin's
+# record: begun at $since or later, not the last section's done one,
+# whose flip was $not_flip): what it returned, the log marks taken before
+# the freeze, and whether all three say N3 up again.
+sub around_rejoin {
+    my ($watch) = @_;
+    my $last = sync_done(0, 0.1, $N[2]);   # (the last section's record)
+    my @marks = map { $_->log_mark } @web;
+    memc_freeze($N[2]);
+    wait_for(5, sub { all_say($N[2], 'down') });
+    my $t0 = time;
+    my $job = bg_run(sub { $watch->(int($t0) - 1, $last->{flip}, \@marks) });
+    memc_thaw($N[2]);
+    my $r = bg_join($job, 30);
+    my $up = wait_for(10, sub { all_say($N[2], 'up') });
+    return ($r, \@marks, $up);
+}
+
 # In a process of its own: once the sync of $rname is done (sync_done),
 # makes $count sessions at the follower after the
 # holder, waits until that one publishes $rname (its status, every 3 ms),
 # and reads each session there again.
 sub born_at_done {
-    my ($since, $timeout, $rname, $count) = @_;
-    my $done = sync_done($since, $timeout, $rname);
+    my ($since, $timeout, $rname, $count, $not_flip) = @_;
+    my $done = sync_done($since, $timeout, $rname, $not_flip);
     return $done if $done->{error};
     my ($h, $flip) = ($done->{holder}, 1000 * $done->{flip});
     my $f = ($h + 1) % 3;
@@ -912,14 +931,8 @@ my @idle = first_on($web[0], 70, $N[2], 12);
 my @idle2 = splice @idle, 6;
 my $idle_from = time;
 {
-    my @mb = map { $_->log_mark } @web;
-    memc_freeze($N[2]);
-    wait_for(5, sub { all_say($N[2], 'down') });
-    my $t0 = time;
-    my $born = bg_run(sub { born_at_done(int($t0) - 1, 20, $N[2], 24) });
-    memc_thaw($N[2]);
-    my $bd = bg_join($born, 30);
-    wait_for(10, sub { all_say($N[2], 'up') });
+    my ($bd, $mb) = around_rejoin(sub { born_at_done($_[0], 20, $N[2], 24, $_[1]) });
+    my @mb = @$mb;
     my @n = @{ $bd->{n} || [] };
     my $lost = grep { $_ == 1 } @n;
     my $fine = grep { $_ == 2 } @n;
@@ -974,15 +987,8 @@ sub held_across_flip {
     # (idle 10 s and more since: made before the section above)
     sleep $idle_from + 11 - time if $idle_from + 11 > time;
     my @ids = @idle;
-    my $last = sync_done(0, 0.1, $N[2]);   # (the last section's record)
-    my @mr = map { $_->log_mark } @web;
-    memc_freeze($N[2]);
-    wait_for(5, sub { all_say($N[2], 'down') });
-    my $t0 = time;
-    my $held = bg_run(sub { held_across_flip(int($t0) - 1, 20, $N[2], \@ids, 600, 0.02, $last->{flip}) });
-    memc_thaw($N[2]);
-    my $r = bg_join($held, 30);
-    wait_for(10, sub { all_say($N[2], 'up') });
+    my ($r, $mr) = around_rejoin(sub { held_across_flip($_[0], 20, $N[2], \@ids, 600, 0.02, $_[1]) });
+    my @mr = @$mr;
     my @n = @{ $r->{n} || [] };
     my $held_ok = grep { $_->[0] == 2 } @n;
     my $fresh = grep { $_->[0] == 2 && $_->[1] == 3 } @n;
@@ -1041,15 +1047,8 @@ sub written_at_done {
 }
 
 {
-    my $last = sync_done(0, 0.1, $N[2]);   # (the last section's record)
-    my @mw = map { $_->log_mark } @web;
-    memc_freeze($N[2]);
-    wait_for(5, sub { all_say($N[2], 'down') });
-    my $t0 = time;
-    my $job = bg_run(sub { written_at_done(int($t0) - 1, 20, $N[2], \@idle2, $last->{flip}) });
-    memc_thaw($N[2]);
-    my $r = bg_join($job, 30);
-    wait_for(10, sub { all_say($N[2], 'up') });
+    my ($r, $mw) = around_rejoin(sub { written_at_done($_[0], 20, $N[2], \@idle2, $_[1]) });
+    my @mw = @$mw;
     my @n = @{ $r->{n} || [] };
     my $fresh = grep { $_->[0] >= 2 && $_->[1] == $_->[0] + 1 } @n;
     # (since the gate from done to the flip, a request that comes once the
@@ -1113,16 +1112,8 @@ sub kill_follower_at_done {
 }
 
 {
-    # (the last section's record, done within the second: not this one)
-    my $last = sync_done(0, 0.1, $N[2]);
-    my @mk = map { $_->log_mark } @web;
-    memc_freeze($N[2]);
-    wait_for(5, sub { all_say($N[2], 'down') });
-    my $t0 = time;
-    my $job = bg_run(sub { kill_follower_at_done(int($t0) - 1, 20, $N[2], $last->{flip}, \@mk) });
-    memc_thaw($N[2]);
-    my $r = bg_join($job, 30);
-    my $up = wait_for(10, sub { all_say($N[2], 'up') });
+    my ($r, $mk, $up) = around_rejoin(sub { kill_follower_at_done($_[0], 20, $N[2], $_[1], $_[2]) });
+    my @mk = @$mk;
     sleep 0.5;   # (a late verdict line of the follower's: read within a round)
     my $re = qr/MEMSESS009[01]: memcached server \Q${\ addr($N[2])}\E /;
     my $f = $r->{follower};
@@ -1207,15 +1198,8 @@ sub born_at_holder {
 }
 
 {
-    my $last = sync_done(0, 0.1, $N[2]);
-    my @mw = map { $_->log_mark } @web;
-    memc_freeze($N[2]);
-    wait_for(5, sub { all_say($N[2], 'down') });
-    my $t0 = time;
-    my $job = bg_run(sub { born_at_holder(int($t0) - 1, 20, $N[2], 12, $last->{flip}) });
-    memc_thaw($N[2]);
-    my $r = bg_join($job, 30);
-    wait_for(10, sub { all_say($N[2], 'up') });
+    my ($r, $mw) = around_rejoin(sub { born_at_holder($_[0], 20, $N[2], 12, $_[1]) });
+    my @mw = @$mw;
     my @n = @{ $r->{n} || [] };
     my $found = grep { $_ == 2 } @n;
     my $lost = grep { $_ == 1 } @n;
