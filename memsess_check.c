@@ -51,6 +51,7 @@
 #include "memsess_check.h"
 #include "memsess_clocks.h"
 #include "memsess_exchange.h"
+#include "memsess_flight.h"   /* MEMSESS_GATE_MAX */
 #include "memsess_lateness.h"
 #include "memsess_persist_db.h"
 #include "memsess_rebalance_job.h"
@@ -772,13 +773,14 @@ static void suspect(void *ctx, int i)
     }
 }
 
-static apr_status_t checker_start(memsess_runtime_t *rt)
+static apr_status_t checker_start(memsess_runtime_t *rt, int took_over)
 {
     apr_size_t nthreads = rt->targets->nelts;
     apr_pool_t *pool;
     checker_t *c;
     apr_status_t rv;
-    int i, cut;
+    int i, cut, resumed = 0, resumed_syncs = 0;
+    apr_time_t gate;
 
     if (nthreads > MEMSESS_PROBE_THREADS_MAX) {
         nthreads = MEMSESS_PROBE_THREADS_MAX;
@@ -834,12 +836,44 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
      * there is no sync to start: it goes down. */
     cut = rt->g.rejoin == MEMSESS_REJOIN_SYNC
           ? 0 : memsess_table_reset_syncing(rt->table);
+    /* A pool change or a sync under way when the last checker of this
+     * generation stopped, in a group: the others may flip before this
+     * checker has read the job's record (a follower's checker killed
+     * while it waited for the holder: its next, in a child, read `done`
+     * 210 ms after the group's flip, its requests taking the old list
+     * meanwhile: the soak, seed 271828, 7 stale reads).  Their views wait
+     * until it has (memsess_rebalancer_gated, memsess_rejoin_gated), 800
+     * ms at most.  (A generation's first checker: its parent gated what
+     * the previous generation had under way, memsess_rebalance_gate_
+     * resumed.) */
+    gate = memsess_mono_now() + 2 * MEMSESS_GATE_MAX;
     for (i = 0; i < rt->confs->nelts; i++) {
         memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, i);
 
         if (vs->rebalance == MEMSESS_REBALANCE_RUNNING) {
             vs->rebalance = MEMSESS_REBALANCE_WAITING;   /* run again */
         }
+        if (vs->rebalance && took_over && rt->g.share && !vs->next_at) {
+            /* (a flip the last checker prepared stands, its time known:
+             * its gate holds requests until then, and they take the list
+             * after it, whoever publishes) */
+            memsess_table_gate_view(rt->table, i, gate);
+            resumed++;
+        }
+    }
+    for (i = 0; rt->g.share && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+                && i < rt->targets->nelts; i++) {
+        if (memsess_table_slot(rt->table, i)->state == MEMSESS_SYNCING
+            && memsess_table_gate_holders(rt->table, rt->views,
+                                          rt->confs->nelts, i, gate - 1)) {
+            resumed_syncs++;
+        }
+    }
+    if (resumed) {
+        memsess_rebalancer_gated(c->rebalance, gate);
+    }
+    if (resumed_syncs) {
+        memsess_rejoin_gated(c->rejoin, gate - 1);
     }
     if (cut) {
         memsess_table_bump_generation(rt->table, (apr_uint64_t)cut);
@@ -847,6 +881,14 @@ static apr_status_t checker_start(memsess_runtime_t *rt)
     /* (a flip the dead checker prepared stands: this one adopts it) */
     memsess_table_republish(rt->table, rt->views, rt->confs->nelts);
     memsess_table_write_end(rt->table);
+    if (resumed || resumed_syncs) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, rt->main, "MEMSESS0204: %d "
+                     "pool changes and %d syncs were under way when the last "
+                     "checker stopped: their requests wait for this "
+                     "checker's reading of the group's job (%" APR_TIME_T_FMT
+                     "ms each at most)", resumed, resumed_syncs,
+                     apr_time_as_msec(MEMSESS_GATE_MAX));
+    }
     if (cut) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main, "MEMSESS0032: "
                      "%d rejoin sync(s) were cut short when the last checker "
@@ -1051,7 +1093,7 @@ static void tick(memsess_runtime_t *rt)
             || (!in_process && owner != process
                 && process_there(rt, now, PROCESS_STALE, 0))
             || !memsess_table_claim(rt->table, owner, me, now)
-            || checker_start(rt) != APR_SUCCESS) {
+            || checker_start(rt, owner || heartbeat) != APR_SUCCESS) {
             return;
         }
         if (owner) {

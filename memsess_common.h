@@ -322,6 +322,16 @@ typedef struct {
     apr_int64_t          generation_started;  /* this post_config's */
     apr_int64_t          generation_off_ms;   /* ... in the clock of this
                                                * offset (memsess_clocks.c) */
+    apr_time_t           resumed_gate;   /* the gate of the views whose
+                                          * pool change was under way in
+                                          * the previous generation too
+                                          * (memsess_mono_now(); 0: none),
+                                          * until the checker has read the
+                                          * group's job */
+    apr_time_t           resumed_sync_gate;   /* ... of the views holding a
+                                          * server whose sync was under
+                                          * way (1 us before the other:
+                                          * each job opens its own) */
 } memsess_runtime_t;
 
 extern module AP_MODULE_DECLARE_DATA memsess_module;

@@ -422,6 +422,10 @@ void memsess_joblock_prepare_flip(memsess_joblock_t *j,
     }
     if (memsess_table_lease_lock(rt->table, mutex)) {
         memsess_table_write_begin(rt->table);
+        if (j->ungate) {
+            /* replaced by the flip's own, in the same write */
+            memsess_table_ungate(rt->table, rt->confs->nelts, j->ungate);
+        }
         memsess_table_prepare_flip(rt->table, rt->views, rt->confs->nelts,
                                    slot, moving, j->flip_mono);
         memsess_table_write_end(rt->table);

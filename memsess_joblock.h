@@ -54,6 +54,11 @@ typedef struct memsess_joblock {
                                             * not known): moved by a step
                                             * of ours since */
     apr_int64_t               out_off_ms;
+    apr_time_t                ungate;    /* a gate opened in the write
+                                          * that prepares the flip (a new
+                                          * generation's, waiting for the
+                                          * record: memsess_rebalance_gate_
+                                          * resumed); 0: none */
     void                    (*note)(void *baton, const char *holder);
     void                     *baton;     /* note: whom we wait for or
                                           * follow, "" when we hold it */

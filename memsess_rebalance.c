@@ -389,3 +389,32 @@ apr_uint32_t memsess_rebalance_capacity(apr_pool_t *ptemp,
     }
     return cap + memsess_rebalance_served_capacity(ptemp, view);
 }
+
+int memsess_rebalance_gate_resumed(memsess_runtime_t *rt,
+                                   const memsess_table_t *old,
+                                   apr_time_t until)
+{
+    int v, o, n = 0;
+
+    if (!old || !rt->g.share) {
+        return 0;
+    }
+    for (v = 0; v < rt->confs->nelts; v++) {
+        memsess_view_slot_t *vs = memsess_table_view_slot(rt->table, v);
+
+        if (!rt->views[v].before || !vs->rebalance) {
+            continue;
+        }
+        for (o = 0; o < memsess_table_nviews(old); o++) {
+            memsess_view_slot_t ovs;
+
+            if (memsess_table_read_view_slot(old, o, &ovs) == APR_SUCCESS
+                && ovs.rebalance && !strcmp(ovs.name, rt->views[v].name)) {
+                memsess_table_gate_view(rt->table, v, until);
+                n++;
+                break;
+            }
+        }
+    }
+    return n;
+}

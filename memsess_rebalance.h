@@ -40,5 +40,19 @@ apr_uint32_t memsess_rebalance_served_capacity(apr_pool_t *ptemp,
  * which wait for a rebalance. */
 apr_status_t memsess_rebalance_fill(memsess_runtime_t *rt,
                                     apr_pool_t *ptemp);
+/* Gates until `until` (memsess_mono_now()) the views of the new table
+ * whose pool change the previous generation (old) had under way too: a
+ * restart or a graceful in the middle of a change the group may have
+ * finished meanwhile, its flip time written or past, which this
+ * generation's checker learns only from the job's record.  Their requests
+ * wait (MEMSESS_GATE_MAX at most each) until the checker has read it
+ * (memsess_rebalance_job.c opens the gate, or prepares the flip in its
+ * place), rather than take the list of before after the others' flip (the
+ * soak, seed 918273: a new generation served it 130 ms after the flip,
+ * until its checker followed the job done).  Only with shared verdicts:
+ * alone, this instance's own checker runs the job.  Returns how many. */
+int memsess_rebalance_gate_resumed(memsess_runtime_t *rt,
+                                   const memsess_table_t *old,
+                                   apr_time_t until);
 
 #endif /* MEMSESS_REBALANCE_H */

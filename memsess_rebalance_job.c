@@ -83,6 +83,7 @@ struct memsess_rebalancer {
     memsess_exchange_t   *exchange;    /* shared: change pools together */
     apr_uint64_t          configured;  /* our pools' fingerprint */
     char                  waiting[MEMSESS_REPORTERS_MAX];  /* logged */
+    apr_time_t            ungate;      /* memsess_rebalancer_gated() */
 };
 
 void memsess_rebalancer_share(memsess_rebalancer_t *c, memsess_exchange_t *x)
@@ -102,7 +103,13 @@ memsess_rebalancer_t *memsess_rebalancer_create(apr_pool_t *p,
     c->pool = p;
     c->mutex = mutex;
     c->syncs = *syncs;
+    c->ungate = rt->resumed_gate;
     return c;
+}
+
+void memsess_rebalancer_gated(memsess_rebalancer_t *c, apr_time_t until)
+{
+    c->ungate = until;
 }
 
 /* Requests that got the old list before the flip: their writes land
@@ -188,6 +195,13 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
 
     if (memsess_table_lease_lock(c->rt->table, c->mutex)) {
         memsess_table_write_begin(c->rt->table);
+        if (holder && rb->lock.ungate && !rb->lock.flip_mono) {
+            /* what a new generation's requests waited for: the job is
+             * ours, or under way (a flip followed opens it as it is
+             * prepared, memsess_joblock_prepare_flip) */
+            memsess_table_ungate(c->rt->table, c->rt->confs->nelts,
+                                 rb->lock.ungate);
+        }
         for (v = 0; v < c->rt->confs->nelts; v++) {
             memsess_view_slot_t *vs = memsess_table_view_slot(c->rt->table,
                                                               v);
@@ -213,6 +227,21 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
         if (holder) {
             memsess_table_bump_generation(c->rt->table, 0);
         }
+        memsess_table_write_end(c->rt->table);
+    }
+    apr_thread_mutex_unlock(c->mutex);
+}
+
+/* Opens the gate of a new generation's views (memsess_rebalance_gate_
+ * resumed), the rebalance over whatever became of it. */
+static void views_ungate(rebalance_t *rb)
+{
+    memsess_rebalancer_t *c = rb->c;
+
+    if (memsess_table_lease_lock(c->rt->table, c->mutex)) {
+        memsess_table_write_begin(c->rt->table);
+        memsess_table_ungate(c->rt->table, c->rt->confs->nelts,
+                             rb->lock.ungate);
         memsess_table_write_end(c->rt->table);
     }
     apr_thread_mutex_unlock(c->mutex);
@@ -439,6 +468,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
         rb->lock.not_before_off_ms = rt->generation_off_ms;
         rb->lock.note = note_rebalance_by;
         rb->lock.baton = rb;
+        rb->lock.ungate = c->ungate;
         claim = memsess_joblock_open(&rb->lock, rt, rb->job_slot,
                                      apr_psprintf(rb->pool, "rebalance-%016"
                                                   APR_UINT64_T_HEX_FMT,
@@ -646,6 +676,9 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     memsess_joblock_release(&rb->lock);
     memsess_joblock_close(&rb->lock);
     memsess_sync_destroy(sync);
+    if (rb->lock.ungate) {
+        views_ungate(rb);   /* whatever became of the claim */
+    }
     apr_atomic_set32(&rb->done, 1);
     return NULL;
 }

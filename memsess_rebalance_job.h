@@ -35,6 +35,12 @@ void memsess_rebalancer_round(memsess_rebalancer_t *r);
  * instance of the group has it, by one of them for all. */
 void memsess_rebalancer_share(memsess_rebalancer_t *r,
                               memsess_exchange_t *x);
+/* The gate its next job's first reading of the group's record opens (or
+ * replaces by the flip's, in the write that prepares it): the views whose
+ * pool change a previous checker was in the middle of (memsess_check.c),
+ * or that a previous generation had under way (memsess_rebalance_gate_
+ * resumed, the default). */
+void memsess_rebalancer_gated(memsess_rebalancer_t *r, apr_time_t until);
 /* The checker stops: the rebalance stops at its next key, and is joined. */
 void memsess_rebalancer_stop(memsess_rebalancer_t *r);
 

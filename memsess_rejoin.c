@@ -97,6 +97,8 @@ struct memsess_rejoin {
     int                *queued;
     int                 nqueued;
     char               *blocked;   /* scratch of memsess_rejoin_kick */
+    apr_time_t          ungate;    /* memsess_rejoin_gated() */
+    volatile apr_uint32_t stopping;   /* the checker stops (stop_all) */
     apr_time_t          kicked;    /* when it last looked */
 };
 
@@ -117,7 +119,13 @@ memsess_rejoin_t *memsess_rejoin_create(apr_pool_t *p, memsess_runtime_t *rt,
     c->renewed = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->refused = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
     c->unsynced = apr_pcalloc(p, rt->targets->nelts * sizeof(apr_time_t));
+    c->ungate = rt->resumed_sync_gate;
     return c;
+}
+
+void memsess_rejoin_gated(memsess_rejoin_t *c, apr_time_t until)
+{
+    c->ungate = until;
 }
 
 /* Requests that got the old list before the flip: their writes land
@@ -205,6 +213,13 @@ static void slot_note(sync_job_t *job, const memsess_sync_stats_t *st,
     if (memsess_table_lease_lock(c->rt->table, c->mutex)
         && slot->state == MEMSESS_SYNCING) {
         memsess_table_write_begin(c->rt->table);
+        if (holder && job->lock.ungate && !job->lock.flip_mono) {
+            /* what a new generation's requests waited for: the job is
+             * ours, or under way (a flip followed opens it as it is
+             * prepared, memsess_joblock_prepare_flip) */
+            memsess_table_ungate(c->rt->table, c->rt->confs->nelts,
+                                 job->lock.ungate);
+        }
         if (st) {
             slot->sync_examined = st->examined;
             slot->sync_copied = st->copied;
@@ -691,6 +706,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         job->lock.out_off_ms = job->out_off_ms;
         job->lock.note = note_sync_by;
         job->lock.baton = job;
+        job->lock.ungate = job->c->ungate;
         if (memsess_joblock_open(&job->lock, rt, job->slot,
                                  job->spec.returning,
                                  job->spec.timeout, job->pool)
@@ -904,18 +920,48 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
         else {
             memsess_joblock_release(&job->lock);
         }
-        sync_abandon(job, err[0] ? err : "failed");
-        if (!job->refused) {
+        if (apr_atomic_read32(&job->c->stopping)
+            && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+            && memsess_table_slot(rt->table, job->slot)->state
+               == MEMSESS_SYNCING) {
+            /* the checker stops (a graceful, a restart, checking taken
+             * over): the server stays syncing, out, and the next checker
+             * starts its sync again at once (memsess_check.c,
+             * MEMSESS0202), its views gated until it has read the job's
+             * record.  Set down instead, it waited there for two good
+             * probes, and a restarted follower served the list without
+             * the server after the group's flip (t/50_peers.t). */
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
-                         "MEMSESS0033: rejoin sync of memcached server %s "
-                         "stopped after %" APR_TIME_T_FMT "ms (%s): it stays "
-                         "down and is synced again after its next good "
-                         "probes", job->spec.returning,
-                         apr_time_as_msec(apr_time_now() - start), err);
+                         "MEMSESS0205: rejoin sync of memcached server %s "
+                         "stopped after %" APR_TIME_T_FMT "ms: the checker "
+                         "stops; the server stays out, and the next checker "
+                         "starts its sync again at once", job->spec.returning,
+                         apr_time_as_msec(apr_time_now() - start));
+        }
+        else {
+            sync_abandon(job, err[0] ? err : "failed");
+            if (!job->refused) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, rt->main,
+                             "MEMSESS0033: rejoin sync of memcached server "
+                             "%s stopped after %" APR_TIME_T_FMT "ms (%s): "
+                             "it stays down and is synced again after its "
+                             "next good probes", job->spec.returning,
+                             apr_time_as_msec(apr_time_now() - start), err);
+            }
         }
     }
     memsess_sync_destroy(sync);
     memsess_joblock_close(&job->lock);
+    if (job->lock.ungate) {
+        /* whatever became of the claim */
+        if (memsess_table_lease_lock(rt->table, job->c->mutex)) {
+            memsess_table_write_begin(rt->table);
+            memsess_table_ungate(rt->table, rt->confs->nelts,
+                                 job->lock.ungate);
+            memsess_table_write_end(rt->table);
+        }
+        apr_thread_mutex_unlock(job->c->mutex);
+    }
     apr_atomic_set32(&job->done, 1);
     return NULL;
 }
@@ -1324,6 +1370,7 @@ void memsess_rejoin_stop_all(memsess_rejoin_t *c)
 {
     int i;
 
+    apr_atomic_set32(&c->stopping, 1);
     for (i = 0; i < c->rt->targets->nelts; i++) {
         if (c->jobs[i]) {
             apr_atomic_set32(&c->jobs[i]->stop, 1);

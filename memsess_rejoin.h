@@ -40,6 +40,10 @@ int memsess_rejoin_busy(memsess_rejoin_t *r, int i);
 /* The verdict exchange: with it, a server's sync runs once for the group
  * (memsess_joblock.c), and all publish it at one flip time. */
 void memsess_rejoin_share(memsess_rejoin_t *r, memsess_exchange_t *x);
+/* The gate its jobs' first readings of the group's record open (or replace
+ * by the flip's): the views holding a server whose sync a previous
+ * checker, or generation, was in the middle of (memsess_check.c). */
+void memsess_rejoin_gated(memsess_rejoin_t *r, apr_time_t until);
 /* Its server failed a probe: the sync stops at its next key. */
 void memsess_rejoin_cancel(memsess_rejoin_t *r, int i);
 /* Joins the syncs that ended (each round). */

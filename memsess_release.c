@@ -112,10 +112,12 @@ void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt)
      * tick's thread raced the request thread's and corrupted the heap:
      * t/42_graceful_many, t/18_sasl). */
     child.pool = NULL;
-    /* unmanaged: pchild's subpools go before its cleanups, and the one that
-     * stops the tick's thread is one of those: a subpool of pchild would be
-     * freed under a running tick as the child exits.  It lives as long as
-     * the process. */
+    /* unmanaged: it lives as long as the process.  mod_watchdog stops the
+     * tick's thread from a cleanup of a pool of its own, not under pchild,
+     * which a child that exits never destroys: the thread runs on while
+     * clean_child_exit destroys pchild (its allocator munmaps its memory,
+     * APR_ALLOCATOR_USES_MMAP) and exit() runs.  Nothing the tick reads
+     * may come from pchild or a subpool of it. */
     if (apr_allocator_create(&allocator) != APR_SUCCESS
         || apr_pool_create_unmanaged_ex(&child.pool, NULL, allocator)
            != APR_SUCCESS) {
@@ -133,8 +135,11 @@ void memsess_release_child_init(apr_pool_t *p, memsess_runtime_t *rt)
     }
     /* event's async write completion ends requests on other threads */
     child.inflight.nstarts = threads * 2;
-    child.inflight.starts = apr_pcalloc(p, child.inflight.nstarts
-                                           * sizeof(apr_uint64_t));
+    /* the tick reads these (requests_before): from the tick's pool, not
+     * pchild (read there after clean_child_exit had unmapped it, the child
+     * died of SIGSEGV at an httpd -k restart during a release) */
+    child.inflight.starts = apr_pcalloc(child.pool, child.inflight.nstarts
+                                                    * sizeof(apr_uint64_t));
 }
 
 typedef struct {

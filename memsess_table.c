@@ -628,6 +628,14 @@ static int pool_holds(const memsess_view_t *def, int slot)
     return 0;
 }
 
+/* Gates a view until `until`; a later gate already there stands. */
+static void raise_gate(memsess_view_slot_t *vs, apr_time_t until)
+{
+    if (vs->gate < (apr_int64_t)until) {
+        vs->gate = (apr_int64_t)until;
+    }
+}
+
 int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, apr_time_t until)
 {
@@ -638,13 +646,18 @@ int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
         const memsess_view_t *def = in_force(vs, vdefs, v);
 
         if (pool_holds(def, slot) && vs[v].capacity) {
-            if (vs[v].gate < (apr_int64_t)until) {
-                vs[v].gate = (apr_int64_t)until;   /* a later one stands */
-            }
+            raise_gate(&vs[v], until);
             ngated++;
         }
     }
     return ngated;
+}
+
+void memsess_table_gate_view(memsess_table_t *t, int v, apr_time_t until)
+{
+    if (v >= 0 && v < (int)t->nviews) {
+        raise_gate(&views(t)[v], until);
+    }
 }
 
 void memsess_table_ungate(memsess_table_t *t, int nviews, apr_time_t until)
@@ -741,9 +754,7 @@ int memsess_table_prepare_flip(memsess_table_t *t, const memsess_view_t *vdefs,
         vs[v].next_rebalance = slot >= 0 ? vs[v].rebalance
                                          : MEMSESS_REBALANCE_NONE;
         vs[v].next_at = (apr_int64_t)at;
-        if (vs[v].gate < (apr_int64_t)at) {
-            vs[v].gate = (apr_int64_t)at;   /* a later one stands */
-        }
+        raise_gate(&vs[v], at);
         n++;
     }
     return n;

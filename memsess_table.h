@@ -346,6 +346,8 @@ int memsess_table_reset_syncing(memsess_table_t *t);
  * publishes the change. */
 int memsess_table_gate_holders(memsess_table_t *t, const memsess_view_t *vdefs,
                                int nviews, int slot, apr_time_t until);
+/* Gates view v until `until`, as memsess_table_gate_holders() does. */
+void memsess_table_gate_view(memsess_table_t *t, int v, apr_time_t until);
 /* Prepares a flip whose time is known, at `at` (memsess_mono_now()): the
  * server of slot (>= 0) live then, or (slot < 0) the configured pools of
  * the views in moving[] in force then.  Each view it changes is gated

@@ -1211,6 +1211,8 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
                                  memsess_retained_t *ret)
 {
     int nslots, nviews = rt->confs->nelts, i, kept = 0, changed = 0;
+    int resumed, resumed_syncs = 0;
+    apr_time_t gate;
     apr_uint32_t *caps = apr_palloc(ptemp, nviews * sizeof(*caps));
     const memsess_table_t *old = NULL;
     apr_pool_t *pool;
@@ -1261,6 +1263,24 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
         apr_pool_destroy(pool);
         return rv;
     }
+    /* a change under way before: its requests wait for the checker's
+     * reading of the group's job (twice a request's own wait: the
+     * checker's first exchange round comes first) */
+    gate = memsess_mono_now() + 2 * MEMSESS_GATE_MAX;
+    if ((resumed = memsess_rebalance_gate_resumed(rt, old, gate)) > 0) {
+        rt->resumed_gate = gate;
+    }
+    /* and so does a sync under way, the server still out here: its next
+     * checker starts it again at once (memsess_check.c, MEMSESS0202) */
+    for (i = 0; old && rt->g.share && rt->g.rejoin == MEMSESS_REJOIN_SYNC
+                && i < nslots; i++) {
+        if (memsess_table_slot(rt->table, i)->state == MEMSESS_SYNCING
+            && memsess_table_gate_holders(rt->table, rt->views, nviews, i,
+                                          gate - 1) > 0) {
+            rt->resumed_sync_gate = gate - 1;
+            resumed_syncs++;
+        }
+    }
     memsess_table_publish(rt->table, rt->views, nviews, -1, NULL);
     memsess_state_save(ptemp, rt);
 
@@ -1276,6 +1296,14 @@ static apr_status_t create_table(memsess_runtime_t *rt, apr_pool_t *pconf,
                  "from the previous generation, %d pools to rebalance, %"
                  APR_SIZE_T_FMT " bytes of shared memory", nslots, nviews,
                  rt->vhosts->nelts, kept, changed, size);
+    if (resumed || resumed_syncs) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MEMSESS0203: %d pool "
+                     "changes and %d syncs were under way in the previous "
+                     "generation: their requests wait for this checker's "
+                     "reading of the group's job (%" APR_TIME_T_FMT "ms "
+                     "each at most)", resumed, resumed_syncs,
+                     apr_time_as_msec(MEMSESS_GATE_MAX));
+    }
     return APR_SUCCESS;
 }
 

@@ -248,9 +248,10 @@ EOF
         $in->graceful;
         my $back3 = wait_for(60, sub { $in->server_state('MEMC_CP3') eq 'up' });
         my $glog = $in->log_since($m);
-        my @syncs = grep { /MEMSESS003[13]: .*\Q$a3\E/ } split /\n/, $glog;
+        my @syncs = grep { /MEMSESS0(?:03[13]|205): .*\Q$a3\E/ } split /\n/, $glog;
         diag $_ for @syncs;
-        my ($first) = grep { /MEMSESS0033:/ } @syncs;
+        # (stopped with its checker: the server stays out, MEMSESS0205)
+        my ($first) = grep { /MEMSESS0205:/ } @syncs;
         my ($then) = grep { /MEMSESS0031:/ } @syncs;
         my ($examined) = ($then // '') =~ /: (\d+) keys examined/;
         my ($full) = ($synced // '') =~ /: (\d+) keys examined/;

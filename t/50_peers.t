@@ -45,7 +45,7 @@ use Memsess::Instance;
 
 my $HELPER = $ENV{MEMSESS_ROOT_HELPER};
 my $NGINX = '/usr/sbin/nginx';
-plan tests => 80, need {
+plan tests => 85, need {
     'root: tools/root-helper.sh through sudo (tools/test.sh)' => $HELPER && -x $HELPER
         && !system("sudo -n '$HELPER' heal memsess-web1 1024 >/dev/null 2>&1"),
     'nginx' => -x $NGINX,
@@ -642,7 +642,8 @@ sub mc_ask {
 # listed by the crawler, on N1: the first live server of the new list),
 # then reads it every 2 ms, and once it says done for a job begun at $since
 # or later, sends its holder SIGUSR1 (a graceful with no configuration
-# read first), or with $kill SIGKILL to its checker process.
+# read first), or with $kill SIGKILL to its checker process, or with $kill
+# 'follower' restarts the next instance after the holder (restart_follower).
 sub graceful_at_done {
     my ($since, $timeout, $kill) = @_;
     my ($host, $port) = host_port($N[0]);
@@ -662,9 +663,11 @@ sub graceful_at_done {
             }
         }
         my $v = %keys ? mc_ask($sock, 'get ' . join(' ', sort keys %keys)) // '' : '';
-        my ($holder, $begun, $flip);
-        while ($v =~ /\r\nmemsess-job 1 (\S+) done (\d+) \d+ [0-9a-f]+ (\d+)\n/g) {
-            ($holder, $begun, $flip) = ($1, $2, $3) if $2 >= $since;
+        my ($holder, $state, $begun, $flip);
+        # ('follower-early': the record as soon as it names a holder)
+        my $states = ($kill // '') eq 'follower-early' ? qr/(?:syncing|done)/ : qr/done/;
+        while ($v =~ /\r\nmemsess-job 1 (\S+) ($states) (\d+) \d+ [0-9a-f]+ (\d+)\n/g) {
+            ($holder, $state, $begun, $flip) = ($1, $2, $3, $4) if $3 >= $since;
         }
         if (!defined $holder) {
             sleep 0.002;
@@ -674,6 +677,10 @@ sub graceful_at_done {
         return { error => "a holder not of ours: $holder" } unless defined $i;
         my $seen = time;
         my ($rc, $out);
+        return restart_follower(($i + 1) % 3, $i, $flip / 1000, 'MEMC_N4') if ($kill // '') eq 'follower';
+        return { %{ kill_follower_early(($i + 1) % 3, $i, $sock, [ sort keys %keys ], $since) },
+                 state => $state }
+            if ($kill // '') eq 'follower-early';
         if ($kill) {
             my ($pid) = ($web[$i]->log_since(0) =~ /MEMSESS0013: checker started in process (\d+)/g)[-1];
             ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$i]->dir, $pid)
@@ -821,6 +828,165 @@ ok t_cmp(defined $kholder && $late <= 0.06 ? 1 : 0, 1,
 # waits, or a session born just before the flip; 16 without those locks)
 ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
          'meanwhile no session lost, 2 stale at most (' . show(\%at_kill) . ')');
+
+# --- a follower restarted between the holder's `done` and its flip ---------------------
+
+# N4 in again, then out: the moment the rebalance's record says done, a
+# follower gets `apachectl restart`.  Its new generation comes up with the
+# change under way again, after the flip as often as not, and learns the
+# job's end only when its checker reads the record.  Until then its
+# requests wait (MEMSESS0203), then take the new list: none is served the
+# list with N4 after the flip.  (Found by the soak, seed 918273: a new
+# generation served the list of before 130 ms after the others' flip,
+# until its checker followed the job done: 2 stale reads, 2 logouts
+# undone.)  Its info page is asked from the restart on, one request after
+# the other, each on a connection of its own.
+
+# In a process of its own: `restart` to instance $f, then its info page
+# asked until 1.5 s after the flip ($flip, unix s, or a sub that returns
+# it once known): each answer's time, and whether its list had server
+# $server (1, 0; -1: no answer).
+sub restart_follower {
+    my ($f, $holder, $flip, $server) = @_;
+    my $sent = time;
+    my ($rc, $out) = Memsess::Instance::root_helper('restart', $web[$f]->dir, $web[$f]{httpd});
+    my $r = restart_follower_asked($f, ref $flip ? $flip : sub { $flip }, $server, $sent);
+    return $r if $r->{error};
+    return { %$r, holder => $holder, follower => $f, rc => $rc, out => $out,
+             when => sprintf('restarted %d ms before the flip', 1000 * ($r->{flip} - $sent)) };
+}
+
+# Instance $f's info page asked from $sent until 1.5 s after the flip
+# ($flip_of returns it once known): { flip, asked }.
+sub restart_follower_asked {
+    my ($f, $flip_of, $server, $sent) = @_;
+    my $ua = LWP::UserAgent->new(timeout => 3, keep_alive => 0);
+    my $a = addr($server);
+    my @asked;
+    my $at;
+    for (;;) {
+        $at //= $flip_of->();
+        last if time >= (defined $at ? $at + 1.5 : $sent + 20);
+        my $res = $ua->get($web[$f]->url('/memsess/info.php'));
+        my $d = $res->is_success ? eval { $JSON->decode($res->decoded_content) } : undef;
+        push @asked, [ time, $d ? ($d->{save_path} =~ /\Q$a\E(?:,|$)/ ? 1 : 0) : -1 ];
+    }
+    return { error => 'no flip time read' } unless defined $at;
+    return { flip => $at, asked => \@asked };
+}
+
+# In a process of its own: once follower $f has started its part of the
+# rebalance (its MEMSESS0135), SIGKILL to its checker process, then its
+# info page asked until 1.5 s after the flip that the records @$keys on
+# $sock give for a job begun at $since or later (as restart_follower).
+sub kill_follower_early {
+    my ($f, $holder, $sock, $keys, $since) = @_;
+    wait_for(1, sub { $web[$f]->log_since($mh[$f]) =~ /MEMSESS0135: / }, 0.002);
+    my $pid = checker_of($web[$f]);
+    my $sent = time;
+    my ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$f]->dir, $pid)
+                          : (1, 'no checker process found');
+    my $flip_of = sub {
+        my $v = mc_ask($sock, 'get ' . join(' ', @$keys)) // '';
+        my $at;
+        while ($v =~ /\r\nmemsess-job 1 \S+ done (\d+) \d+ [0-9a-f]+ (\d+)\n/g) {
+            $at = $2 / 1000 if $1 >= $since;
+        }
+        return $at;
+    };
+    my $r = restart_follower_asked($f, $flip_of, 'MEMC_N4', $sent);
+    return { %$r, holder => $holder, follower => $f, rc => $rc, out => $out,
+             when => sprintf('its checker killed %d ms before the flip', 1000 * (($r->{flip} // $sent) - $sent)) };
+}
+
+# Of restart_follower's answers: those 30 ms after the flip or later
+# (their list read after it) whose list had $server as $old had, how many
+# came after it, and a summary.
+sub restarted_late {
+    my ($k, $old) = @_;
+    my @after = grep { $_->[0] >= $k->{flip} + 0.03 && $_->[1] >= 0 } @{ $k->{asked} };
+    my ($first) = grep { $_->[1] >= 0 } @{ $k->{asked} };
+    my $late = grep { $_->[1] == $old } @after;
+    return ($late, scalar(@after), $first,
+            'web' . ($k->{follower} + 1) . ": $k->{when}, "
+            . ($first ? sprintf('answering %+d ms from the flip', 1000 * ($first->[0] - $k->{flip}))
+                      : 'never answering')
+            . ', ' . scalar(@after) . " answers after it, $late with the list of before");
+}
+
+{
+    # (two tries, whatever the first gave: the window is its checker's
+    # first reading of the record coming after the flip, by the timing of
+    # its rounds; without the gate, 6 answers of 2,300 in 1 try of 3
+    # had the list with N4)
+    # (each try: the new generation gated (MEMSESS0203), or the last
+    # checker, which had read the flip time, published at it as it
+    # stopped (MEMSESS0162): its new generation began after the flip)
+    my ($r, $late, @rtries, @gated) = (undef, 0);
+    for my $try (1 .. 2) {
+        n4_in();
+        my ($k, $busy) = n4_out_watched('follower');
+        wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
+        my $c = bg_join($busy, 30);
+        $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+        $r = $k;
+        if ($k->{error}) {
+            $late = undef;
+            last;
+        }
+        my ($l, $after, undef, $text) = restarted_late($k, 1);
+        $late = undef unless $after;
+        $late += $l if defined $late;
+        my $flog = $web[$k->{follower}]->log_since($mh[$k->{follower}]);
+        push @gated, $flog =~ /MEMSESS0203: 1 pool changes and 0 syncs were under way/ ? 'gated'
+                   : $flog =~ /MEMSESS0162: / ? 'published as it stopped' : 'neither';
+        push @rtries, $text;
+    }
+    my $f = $r->{follower} // 0;
+    ok t_cmp(!$r->{error} && !$r->{rc} && defined $late && $late == 0 ? 1 : 0, 1,
+             'a follower restarted at the holder\'s done: its new generation serves no request the list '
+             . 'with N4 after the flip (' . ($r->{error} // join('; ', @rtries)) . ')');
+    ok t_cmp(@gated && !grep({ $_ eq 'neither' } @gated) ? 1 : 0, 1,
+             "each restarted follower's new generation gated its requests for its checker's reading of the job "
+             . '(MEMSESS0203), or began with the flip published (MEMSESS0162): ' . join(', ', @gated));
+}
+
+# --- a follower's checker killed while the rebalance runs -----------------------------
+
+# N4 in again, then out: as soon as the rebalance's record names a holder
+# and a follower has started its part (MEMSESS0135: it waits for the
+# holder), that follower's checker process gets SIGKILL.  The checker that
+# takes over (a child, then the process started again) begins with the
+# change under way and gates its views until it has read the record
+# (MEMSESS0204): none of its requests is served the list with N4 after the
+# flip.  (The soak, seed 271828: the next checker, in a child, read `done`
+# 210 ms after the group's flip, its requests taking the old list
+# meanwhile: 7 stale reads.)
+{
+    my ($r, $late, $text);
+    for my $try (1 .. 2) {
+        n4_in();
+        my ($k, $busy) = n4_out_watched('follower-early');
+        wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
+        my $c = bg_join($busy, 30);
+        $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+        $r = $k;
+        last if $k->{error};
+        ($late, my $after, undef, $text) = restarted_late($k, 1);
+        last if $after;
+        $late = undef;
+    }
+    my $f = $r->{follower} // 0;
+    ok t_cmp(!$r->{error} && !$r->{rc} && defined $late && $late == 0 ? 1 : 0, 1,
+             'a follower\'s checker killed while the rebalance runs: its next checker\'s requests take no list '
+             . 'with N4 after the flip (' . ($r->{error} // $text // 'no answer after the flip') . ')');
+    # (killed once the record said done, it may have read the flip time and
+    # prepared the flip in the table: then the next checker need not gate)
+    ok t_cmp(($r->{state} // '') eq 'done'
+             || $web[$f]->log_since($mh[$f]) =~ /MEMSESS0204: 1 pool changes and 0 syncs were under way/ ? 1 : 0, 1,
+             'web' . ($f + 1) . "'s next checker gated its requests for its reading of the job (MEMSESS0204; "
+             . 'the record said ' . ($r->{state} // '?') . ' at the kill)');
+}
 
 # --- sessions born at a follower between the holder's `done` and its flip -------------
 
@@ -1130,7 +1296,7 @@ sub kill_follower_at_done {
     if (($r->{error} // '') =~ /no follower was syncing/) {
         # (both still down at the flip, their probes a round behind the
         # holder's: nothing to cut short; under ASan, once in two passes)
-        skip("$r->{error}: no sync to cut short", 1, 1) for 1 .. 2;
+        skip("$r->{error}: no sync to cut short", 1, 1) for 1 .. 3;
     }
     else {
     ok t_cmp(defined $f && !$r->{rc} && defined $up && !@again ? 1 : 0, 1,
@@ -1141,6 +1307,10 @@ sub kill_follower_at_done {
     ok t_cmp(defined $f && $web[$f]->log_since($mk[$f]) =~ /MEMSESS0202: memcached server \Q${\ addr($N[2])}\E: its sync was cut short/
              && $web[$f]->log_since($mk[$f]) !~ /MEMSESS0032: / ? 1 : 0, 1,
              'the next checker there started its sync again, following the holder (MEMSESS0202, no MEMSESS0032)');
+    # (its views gated until that checker had read the job's record: the
+    # others may flip before; MEMSESS0204)
+    ok t_cmp(defined $f && $web[$f]->log_since($mk[$f]) =~ /MEMSESS0204: 0 pool changes and 1 syncs were under way/ ? 1 : 0, 1,
+             'the next checker there gated the views holding N3 until it had read the job (MEMSESS0204)');
     }
     show_log(\@mk, $N[2]) if @again;
 }
