@@ -678,8 +678,7 @@ sub graceful_at_done {
         my $seen = time;
         my ($rc, $out);
         return restart_follower(($i + 1) % 3, $i, $flip / 1000, 'MEMC_N4') if ($kill // '') eq 'follower';
-        return { %{ kill_follower_early(($i + 1) % 3, $i, $sock, [ sort keys %keys ], $since) },
-                 state => $state }
+        return kill_follower_early(($i + 1) % 3, $i, $sock, [ sort keys %keys ], $since)
             if ($kill // '') eq 'follower-early';
         if ($kill) {
             my ($pid) = ($web[$i]->log_since(0) =~ /MEMSESS0013: checker started in process (\d+)/g)[-1];
@@ -883,6 +882,9 @@ sub kill_follower_early {
     my ($f, $holder, $sock, $keys, $since) = @_;
     wait_for(1, sub { $web[$f]->log_since($mh[$f]) =~ /MEMSESS0135: / }, 0.002);
     my $pid = checker_of($web[$f]);
+    # (done already: the follower may have read its flip time)
+    my $at_kill = (mc_ask($sock, 'get ' . join(' ', @$keys)) // '') =~ /\r\nmemsess-job 1 \S+ done (\d+) /
+                  && $1 >= $since ? 'done' : 'syncing';
     my $sent = time;
     my ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$f]->dir, $pid)
                           : (1, 'no checker process found');
@@ -895,7 +897,7 @@ sub kill_follower_early {
         return $at;
     };
     my $r = restart_follower_asked($f, $flip_of, 'MEMC_N4', $sent);
-    return { %$r, holder => $holder, follower => $f, rc => $rc, out => $out,
+    return { %$r, holder => $holder, follower => $f, rc => $rc, out => $out, state => $at_kill,
              when => sprintf('its checker killed %d ms before the flip', 1000 * (($r->{flip} // $sent) - $sent)) };
 }
 
@@ -914,11 +916,17 @@ sub restarted_late {
             . ', ' . scalar(@after) . " answers after it, $late with the list of before");
 }
 
-{
-    # (two tries, whatever the first gave: the window is its checker's
-    # first reading of the record coming after the flip, by the timing of
-    # its rounds; without the gate, 6 answers of 2,300 in 1 try of 3
-    # had the list with N4)
+# (the plain pass only, for the suite's time: the gates' code runs under
+# the sanitizers in the sections of a holder restarted and a follower's
+# checker killed above and below)
+if ($ENV{MEMSESS_TEST_SANITIZED}) {
+    skip('the plain pass only (the suite\'s time)', 1, 1) for 1 .. 2;
+}
+else {
+    # (the window is its checker's first reading of the record coming
+    # after the flip, by the timing of its rounds: without the gate, 6
+    # answers of 2,331 in 1 try of 3 had the list with N4, none in 5
+    # more; a try is made again only when nothing answered after it)
     # (each try: the new generation gated (MEMSESS0203), or the last
     # checker, which had read the flip time, published at it as it
     # stopped (MEMSESS0162): its new generation began after the flip)
@@ -935,12 +943,12 @@ sub restarted_late {
             last;
         }
         my ($l, $after, undef, $text) = restarted_late($k, 1);
-        $late = undef unless $after;
-        $late += $l if defined $late;
+        $late = $after ? $l : undef;
         my $flog = $web[$k->{follower}]->log_since($mh[$k->{follower}]);
         push @gated, $flog =~ /MEMSESS0203: 1 pool changes and 0 syncs were under way/ ? 'gated'
                    : $flog =~ /MEMSESS0162: / ? 'published as it stopped' : 'neither';
         push @rtries, $text;
+        last if defined $late;
     }
     my $f = $r->{follower} // 0;
     ok t_cmp(!$r->{error} && !$r->{rc} && defined $late && $late == 0 ? 1 : 0, 1,
@@ -962,7 +970,13 @@ sub restarted_late {
 # flip.  (The soak, seed 271828: the next checker, in a child, read `done`
 # 210 ms after the group's flip, its requests taking the old list
 # meanwhile: 7 stale reads.)
-{
+# (the plain pass only, for the suite's time: the gates' code runs under
+# the sanitizers in the sections of a holder restarted and a follower's
+# checker killed at done)
+if ($ENV{MEMSESS_TEST_SANITIZED}) {
+    skip('the plain pass only (the suite\'s time)', 1, 1) for 1 .. 2;
+}
+else {
     my ($r, $late, $text);
     for my $try (1 .. 2) {
         n4_in();
