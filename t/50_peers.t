@@ -841,6 +841,19 @@ ok t_cmp(($at_kill{lost} == 0 && $at_kill{stale} <= 2) ? 1 : 0, 1,
 # undone.)  Its info page is asked from the restart on, one request after
 # the other, each on a connection of its own.
 
+# N4 in, then out with the watcher on the rebalance's record ($how as
+# n4_out_watched's), the users going on: the watcher's answer, once all
+# three publish the list without N4.
+sub n4_cycle {
+    my ($how) = @_;
+    n4_in();
+    my ($k, $busy) = n4_out_watched($how);
+    wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
+    my $c = bg_join($busy, 30);
+    $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+    return $k;
+}
+
 # In a process of its own: `restart` to instance $f, then its info page
 # asked until 1.5 s after the flip ($flip, unix s, or a sub that returns
 # it once known): each answer's time, and whether its list had server
@@ -882,12 +895,13 @@ sub kill_follower_early {
     my ($f, $holder, $sock, $keys, $since) = @_;
     wait_for(1, sub { $web[$f]->log_since($mh[$f]) =~ /MEMSESS0135: / }, 0.002);
     my $pid = checker_of($web[$f]);
-    # (done already: the follower may have read its flip time)
-    my $at_kill = (mc_ask($sock, 'get ' . join(' ', @$keys)) // '') =~ /\r\nmemsess-job 1 \S+ done (\d+) /
-                  && $1 >= $since ? 'done' : 'syncing';
     my $sent = time;
     my ($rc, $out) = $pid ? Memsess::Instance::root_helper('killchild', $web[$f]->dir, $pid)
                           : (1, 'no checker process found');
+    # (read once the kill is done, sudo's time included: done already, the
+    # follower may have read its flip time before it died)
+    my $at_kill = (mc_ask($sock, 'get ' . join(' ', @$keys)) // '') =~ /\r\nmemsess-job 1 \S+ done (\d+) /
+                  && $1 >= $since ? 'done' : 'syncing';
     my $flip_of = sub {
         my $v = mc_ask($sock, 'get ' . join(' ', @$keys)) // '';
         my $at;
@@ -932,11 +946,7 @@ else {
     # stopped (MEMSESS0162): its new generation began after the flip)
     my ($r, $late, @rtries, @gated) = (undef, 0);
     for my $try (1 .. 2) {
-        n4_in();
-        my ($k, $busy) = n4_out_watched('follower');
-        wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
-        my $c = bg_join($busy, 30);
-        $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+        my $k = n4_cycle('follower');
         $r = $k;
         if ($k->{error}) {
             $late = undef;
@@ -979,11 +989,7 @@ if ($ENV{MEMSESS_TEST_SANITIZED}) {
 else {
     my ($r, $late, $text);
     for my $try (1 .. 2) {
-        n4_in();
-        my ($k, $busy) = n4_out_watched('follower-early');
-        wait_for(30, sub { 3 == grep { published4($_) == 0 } @web });
-        my $c = bg_join($busy, 30);
-        $users[$_]{n} = $c->{n}[$_] // $users[$_]{n} for 0 .. $#users;
+        my $k = n4_cycle('follower-early');
         $r = $k;
         last if $k->{error};
         ($late, my $after, undef, $text) = restarted_late($k, 1);
@@ -999,7 +1005,7 @@ else {
     ok t_cmp(($r->{state} // '') eq 'done'
              || $web[$f]->log_since($mh[$f]) =~ /MEMSESS0204: 1 pool changes and 0 syncs were under way/ ? 1 : 0, 1,
              'web' . ($f + 1) . "'s next checker gated its requests for its reading of the job (MEMSESS0204; "
-             . 'the record said ' . ($r->{state} // '?') . ' at the kill)');
+             . 'the record said ' . ($r->{state} // '?') . ' once it was killed)');
 }
 
 # --- sessions born at a follower between the holder's `done` and its flip -------------
