@@ -433,6 +433,21 @@ void memsess_joblock_prepare_flip(memsess_joblock_t *j,
     apr_thread_mutex_unlock(mutex);
 }
 
+void memsess_joblock_ungate(memsess_joblock_t *j, apr_thread_mutex_t *mutex)
+{
+    memsess_runtime_t *rt = j->rt;
+
+    if (!j->ungate || !rt) {
+        return;   /* (none, or never opened: it lapses on its own) */
+    }
+    if (memsess_table_lease_lock(rt->table, mutex)) {
+        memsess_table_write_begin(rt->table);
+        memsess_table_ungate(rt->table, rt->confs->nelts, j->ungate);
+        memsess_table_write_end(rt->table);
+    }
+    apr_thread_mutex_unlock(mutex);
+}
+
 void memsess_joblock_cancel_flip(memsess_joblock_t *j,
                                  apr_thread_mutex_t *mutex, int slot,
                                  const int *moving)

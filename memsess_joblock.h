@@ -143,6 +143,9 @@ void memsess_joblock_wait_flip(memsess_joblock_t *j);
 void memsess_joblock_prepare_flip(memsess_joblock_t *j,
                                   apr_thread_mutex_t *mutex, int slot,
                                   const int *moving);
+/* Opens the gate that j->ungate names (a table write under mutex, the
+ * lease held): the job is over, whatever became of its claim. */
+void memsess_joblock_ungate(memsess_joblock_t *j, apr_thread_mutex_t *mutex);
 void memsess_joblock_cancel_flip(memsess_joblock_t *j,
                                  apr_thread_mutex_t *mutex, int slot,
                                  const int *moving);

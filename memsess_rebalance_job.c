@@ -232,21 +232,6 @@ static void views_note(rebalance_t *rb, const memsess_sync_stats_t *st,
     apr_thread_mutex_unlock(c->mutex);
 }
 
-/* Opens the gate of a new generation's views (memsess_rebalance_gate_
- * resumed), the rebalance over whatever became of it. */
-static void views_ungate(rebalance_t *rb)
-{
-    memsess_rebalancer_t *c = rb->c;
-
-    if (memsess_table_lease_lock(c->rt->table, c->mutex)) {
-        memsess_table_write_begin(c->rt->table);
-        memsess_table_ungate(c->rt->table, c->rt->confs->nelts,
-                             rb->lock.ungate);
-        memsess_table_write_end(c->rt->table);
-    }
-    apr_thread_mutex_unlock(c->mutex);
-}
-
 static void rebalance_progress(void *baton, const memsess_sync_stats_t *st)
 {
     rebalance_t *rb = baton;
@@ -676,9 +661,7 @@ static void *APR_THREAD_FUNC rebalance_thread(apr_thread_t *thread,
     memsess_joblock_release(&rb->lock);
     memsess_joblock_close(&rb->lock);
     memsess_sync_destroy(sync);
-    if (rb->lock.ungate) {
-        views_ungate(rb);   /* whatever became of the claim */
-    }
+    memsess_joblock_ungate(&rb->lock, c->mutex);
     apr_atomic_set32(&rb->done, 1);
     return NULL;
 }

@@ -952,16 +952,7 @@ static void *APR_THREAD_FUNC sync_thread(apr_thread_t *thread, void *data)
     }
     memsess_sync_destroy(sync);
     memsess_joblock_close(&job->lock);
-    if (job->lock.ungate) {
-        /* whatever became of the claim */
-        if (memsess_table_lease_lock(rt->table, job->c->mutex)) {
-            memsess_table_write_begin(rt->table);
-            memsess_table_ungate(rt->table, rt->confs->nelts,
-                                 job->lock.ungate);
-            memsess_table_write_end(rt->table);
-        }
-        apr_thread_mutex_unlock(job->c->mutex);
-    }
+    memsess_joblock_ungate(&job->lock, job->c->mutex);
     apr_atomic_set32(&job->done, 1);
     return NULL;
 }
